@@ -1,0 +1,624 @@
+//! One code path over the FROST ciphersuites.
+//!
+//! [`Frost<C>`] implements [`SuiteOps`] once, generically over `frost_core::Ciphersuite`;
+//! [`ops`] picks the instance for a [`Ciphersuite`]. Everything crosses this boundary as
+//! bytes in frost's own serialization, so nodes, the coordinator and the ceremony handle
+//! all ciphersuites alike.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use frost_core::keys::{IdentifierList, KeyPackage, PublicKeyPackage, SecretShare};
+use frost_core::round1::{SigningCommitments, SigningNonces};
+use frost_core::round2::SignatureShare;
+use frost_core::{Identifier, Signature, SigningKey, SigningPackage, VerifyingKey};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use crate::pb;
+
+/// A FROST ciphersuite Quorate signs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ciphersuite {
+    /// FROST(Ed25519, SHA-512); RFC 8032 signatures.
+    Ed25519,
+    /// FROST(secp256k1, SHA-256); RFC 9591 signatures.
+    Secp256k1,
+    /// FROST(secp256k1, SHA-256) producing BIP340 (Taproot) signatures.
+    Secp256k1Tr,
+}
+
+impl Ciphersuite {
+    /// Every supported ciphersuite.
+    pub const ALL: [Ciphersuite; 3] = [Self::Ed25519, Self::Secp256k1, Self::Secp256k1Tr];
+
+    /// Name as in the protobuf enum and in `testnet.json` (`ED25519`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ed25519 => "ED25519",
+            Self::Secp256k1 => "SECP256K1",
+            Self::Secp256k1Tr => "SECP256K1_TR",
+        }
+    }
+
+    /// The protobuf enum value.
+    pub fn to_pb(self) -> pb::Ciphersuite {
+        match self {
+            Self::Ed25519 => pb::Ciphersuite::Ed25519,
+            Self::Secp256k1 => pb::Ciphersuite::Secp256k1,
+            Self::Secp256k1Tr => pb::Ciphersuite::Secp256k1Tr,
+        }
+    }
+
+    /// Parses the protobuf enum's integer value.
+    pub fn from_pb(value: i32) -> Result<Self, CryptoError> {
+        match pb::Ciphersuite::try_from(value) {
+            Ok(pb::Ciphersuite::Ed25519) => Ok(Self::Ed25519),
+            Ok(pb::Ciphersuite::Secp256k1) => Ok(Self::Secp256k1),
+            Ok(pb::Ciphersuite::Secp256k1Tr) => Ok(Self::Secp256k1Tr),
+            _ => Err(CryptoError::Malformed(format!(
+                "unknown or unspecified ciphersuite {value}"
+            ))),
+        }
+    }
+
+    /// The operations of this ciphersuite.
+    pub fn ops(self) -> &'static dyn SuiteOps {
+        ops(self)
+    }
+}
+
+impl fmt::Display for Ciphersuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Ciphersuite {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().replace('-', "_").as_str() {
+            "ED25519" => Ok(Self::Ed25519),
+            "SECP256K1" => Ok(Self::Secp256k1),
+            "SECP256K1_TR" | "TAPROOT" | "BIP340" => Ok(Self::Secp256k1Tr),
+            _ => Err(format!(
+                "unknown ciphersuite {s:?}; expected ED25519, SECP256K1 or SECP256K1_TR"
+            )),
+        }
+    }
+}
+
+/// Errors of the cryptographic layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// Bytes that do not decode as the expected FROST structure.
+    #[error("malformed {0}")]
+    Malformed(String),
+    /// Signature shares that do not verify; `culprits` are FROST identifiers (bytes).
+    #[error("invalid signature shares from {} signer(s)", culprits.len())]
+    InvalidShares {
+        /// Identifiers of the signers whose shares failed verification.
+        culprits: Vec<Vec<u8>>,
+    },
+    /// A signature that does not verify under the group key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Any other refusal by frost, with its reason.
+    #[error("{0}")]
+    Frost(String),
+}
+
+/// A signer's secret nonces for one commitment, in frost serialization.
+/// Zeroized on drop and never printed.
+pub struct SecretNonces(Zeroizing<Vec<u8>>);
+
+impl fmt::Debug for SecretNonces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretNonces(<redacted>)")
+    }
+}
+
+/// A signer's key package (holds the signing share), in frost serialization.
+/// Zeroized on drop and never printed.
+#[derive(Clone)]
+pub struct SecretKeyPackage(Zeroizing<Vec<u8>>);
+
+impl SecretKeyPackage {
+    /// Wraps serialized key package bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The serialized key package. Handle with care: it holds the signing share.
+    pub fn expose_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKeyPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKeyPackage(<redacted>)")
+    }
+}
+
+/// Public facts read from a key package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPackageInfo {
+    /// FROST identifier (scalar encoding).
+    pub identifier: Vec<u8>,
+    /// The signer's verifying share.
+    pub verifying_share: Vec<u8>,
+    /// The group verifying key (frost encoding).
+    pub verifying_key: Vec<u8>,
+    /// Threshold `t`.
+    pub min_signers: u16,
+}
+
+/// Public facts read from a public key package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKeyInfo {
+    /// Group public key in the public API encoding (see [`SuiteOps::public_key`]).
+    pub public_key: Vec<u8>,
+    /// The group verifying key in frost encoding.
+    pub verifying_key: Vec<u8>,
+    /// Threshold, when the package records it.
+    pub min_signers: Option<u16>,
+    /// Verifying share per identifier (both in frost encoding).
+    pub verifying_shares: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Public facts read from a signing package.
+#[derive(Clone, Debug)]
+pub struct SigningPackageInfo {
+    /// The message to be signed.
+    pub message: Vec<u8>,
+    /// Commitments per identifier (both in frost encoding).
+    pub commitments: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// A key split by a trusted dealer.
+#[derive(Debug)]
+pub struct DealtKey {
+    /// frost PublicKeyPackage.
+    pub public_key_package: Vec<u8>,
+    /// Key package per participant name, in the order of the names given.
+    pub key_packages: Vec<(String, SecretKeyPackage)>,
+}
+
+/// FROST operations of one ciphersuite over serialized values.
+pub trait SuiteOps: Send + Sync {
+    /// Which ciphersuite this is.
+    fn ciphersuite(&self) -> Ciphersuite;
+    /// The FROST identifier of a named participant: `Identifier::derive(name)`.
+    fn identifier(&self, name: &str) -> Result<Vec<u8>, CryptoError>;
+    /// Splits `secret` (a signing key in frost scalar encoding), or a fresh random key,
+    /// into key packages for `names` with threshold `threshold`.
+    fn split(
+        &self,
+        secret: Option<&[u8]>,
+        names: &[String],
+        threshold: u16,
+    ) -> Result<DealtKey, CryptoError>;
+    /// Reads the public parts of a key package.
+    fn key_package_info(&self, key_package: &SecretKeyPackage)
+        -> Result<KeyPackageInfo, CryptoError>;
+    /// Reads a public key package.
+    fn public_key_info(&self, public_key_package: &[u8]) -> Result<PublicKeyInfo, CryptoError>;
+    /// Round 1: fresh nonces and their commitments.
+    fn commit(
+        &self,
+        key_package: &SecretKeyPackage,
+    ) -> Result<(SecretNonces, Vec<u8>), CryptoError>;
+    /// Builds a signing package from commitments (identifier -> commitments).
+    fn signing_package(
+        &self,
+        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        message: &[u8],
+    ) -> Result<Vec<u8>, CryptoError>;
+    /// Decodes a signing package.
+    fn signing_package_info(&self, signing_package: &[u8])
+        -> Result<SigningPackageInfo, CryptoError>;
+    /// Round 2: this signer's signature share.
+    fn sign(
+        &self,
+        signing_package: &[u8],
+        nonces: &SecretNonces,
+        key_package: &SecretKeyPackage,
+    ) -> Result<Vec<u8>, CryptoError>;
+    /// Aggregates shares (identifier -> share) into a signature in the public API
+    /// encoding. frost verifies the result; when it does not verify, the error names
+    /// the culprits.
+    fn aggregate(
+        &self,
+        signing_package: &[u8],
+        shares: &BTreeMap<Vec<u8>, Vec<u8>>,
+        public_key_package: &[u8],
+    ) -> Result<Vec<u8>, CryptoError>;
+    /// Verifies a signature (public API encoding) under a public key (public API
+    /// encoding).
+    fn verify(&self, public_key: &[u8], message: &[u8], signature: &[u8])
+        -> Result<(), CryptoError>;
+}
+
+/// The generic implementation of [`SuiteOps`] for a frost ciphersuite.
+#[derive(Debug)]
+pub struct Frost<C>(PhantomData<fn() -> C>);
+
+static ED25519: Frost<frost_ed25519::Ed25519Sha512> = Frost(PhantomData);
+static SECP256K1: Frost<frost_secp256k1::Secp256K1Sha256> = Frost(PhantomData);
+static SECP256K1_TR: Frost<frost_secp256k1_tr::Secp256K1Sha256TR> = Frost(PhantomData);
+
+/// The operations of `suite`.
+pub fn ops(suite: Ciphersuite) -> &'static dyn SuiteOps {
+    match suite {
+        Ciphersuite::Ed25519 => &ED25519,
+        Ciphersuite::Secp256k1 => &SECP256K1,
+        Ciphersuite::Secp256k1Tr => &SECP256K1_TR,
+    }
+}
+
+/// Per-ciphersuite encoding of the group key in the public API.
+pub trait PublicEncoding: frost_core::Ciphersuite {
+    /// Which [`Ciphersuite`] this is.
+    const SUITE: Ciphersuite;
+    /// Public API encoding of a frost-serialized verifying key.
+    fn public_key_bytes(frost_encoding: Vec<u8>) -> Vec<u8> {
+        frost_encoding
+    }
+    /// frost encoding of a public API verifying key.
+    fn frost_key_bytes(public: &[u8]) -> Vec<u8> {
+        public.to_vec()
+    }
+}
+
+impl PublicEncoding for frost_ed25519::Ed25519Sha512 {
+    const SUITE: Ciphersuite = Ciphersuite::Ed25519;
+}
+
+impl PublicEncoding for frost_secp256k1::Secp256K1Sha256 {
+    const SUITE: Ciphersuite = Ciphersuite::Secp256k1;
+}
+
+impl PublicEncoding for frost_secp256k1_tr::Secp256K1Sha256TR {
+    const SUITE: Ciphersuite = Ciphersuite::Secp256k1Tr;
+    /// BIP340 keys are x-only: drop the SEC1 parity byte. Signing negates shares as
+    /// needed so the key has even Y, which is what a BIP340 verifier assumes.
+    fn public_key_bytes(frost_encoding: Vec<u8>) -> Vec<u8> {
+        frost_encoding.get(1..).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+    fn frost_key_bytes(public: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(33);
+        bytes.push(0x02);
+        bytes.extend_from_slice(public);
+        bytes
+    }
+}
+
+fn frost_err<C: frost_core::Ciphersuite>(e: frost_core::Error<C>) -> CryptoError {
+    CryptoError::Frost(e.to_string())
+}
+
+fn malformed<C: frost_core::Ciphersuite>(what: &str) -> impl Fn(frost_core::Error<C>) -> CryptoError + '_ {
+    move |e| CryptoError::Malformed(format!("{what}: {e}"))
+}
+
+fn parse_identifier<C: frost_core::Ciphersuite>(bytes: &[u8]) -> Result<Identifier<C>, CryptoError> {
+    Identifier::<C>::deserialize(bytes).map_err(malformed("identifier"))
+}
+
+impl<C: PublicEncoding> Frost<C> {
+    fn key_package(bytes: &SecretKeyPackage) -> Result<KeyPackage<C>, CryptoError> {
+        KeyPackage::<C>::deserialize(bytes.expose_bytes()).map_err(malformed("key package"))
+    }
+    fn public_key_package(bytes: &[u8]) -> Result<PublicKeyPackage<C>, CryptoError> {
+        PublicKeyPackage::<C>::deserialize(bytes).map_err(malformed("public key package"))
+    }
+    fn signing_package_of(bytes: &[u8]) -> Result<SigningPackage<C>, CryptoError> {
+        SigningPackage::<C>::deserialize(bytes).map_err(malformed("signing package"))
+    }
+}
+
+impl<C: PublicEncoding> SuiteOps for Frost<C> {
+    fn ciphersuite(&self) -> Ciphersuite {
+        C::SUITE
+    }
+
+    fn identifier(&self, name: &str) -> Result<Vec<u8>, CryptoError> {
+        Ok(Identifier::<C>::derive(name.as_bytes())
+            .map_err(frost_err)?
+            .serialize())
+    }
+
+    fn split(
+        &self,
+        secret: Option<&[u8]>,
+        names: &[String],
+        threshold: u16,
+    ) -> Result<DealtKey, CryptoError> {
+        let mut rng = OsRng;
+        let key = match secret {
+            Some(bytes) => SigningKey::<C>::deserialize(bytes).map_err(malformed("signing key"))?,
+            None => SigningKey::<C>::new(&mut rng),
+        };
+        let ids = names
+            .iter()
+            .map(|n| Identifier::<C>::derive(n.as_bytes()).map_err(frost_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max = u16::try_from(names.len())
+            .map_err(|_| CryptoError::Frost("too many participants".into()))?;
+        let (shares, public_key_package) = frost_core::keys::split(
+            &key,
+            max,
+            threshold,
+            IdentifierList::Custom(&ids),
+            &mut rng,
+        )
+        .map_err(frost_err)?;
+        let mut key_packages = Vec::with_capacity(names.len());
+        for (name, id) in names.iter().zip(&ids) {
+            let share: &SecretShare<C> = shares
+                .get(id)
+                .ok_or_else(|| CryptoError::Frost(format!("no share dealt for {name}")))?;
+            let package = KeyPackage::<C>::try_from(share.clone()).map_err(frost_err)?;
+            let bytes = package.serialize().map_err(frost_err)?;
+            key_packages.push((name.clone(), SecretKeyPackage::from_bytes(bytes)));
+        }
+        Ok(DealtKey {
+            public_key_package: public_key_package.serialize().map_err(frost_err)?,
+            key_packages,
+        })
+    }
+
+    fn key_package_info(
+        &self,
+        key_package: &SecretKeyPackage,
+    ) -> Result<KeyPackageInfo, CryptoError> {
+        let kp = Self::key_package(key_package)?;
+        Ok(KeyPackageInfo {
+            identifier: kp.identifier().serialize(),
+            verifying_share: kp.verifying_share().serialize().map_err(frost_err)?,
+            verifying_key: kp.verifying_key().serialize().map_err(frost_err)?,
+            min_signers: *kp.min_signers(),
+        })
+    }
+
+    fn public_key_info(&self, public_key_package: &[u8]) -> Result<PublicKeyInfo, CryptoError> {
+        let pkp = Self::public_key_package(public_key_package)?;
+        let verifying_key = pkp.verifying_key().serialize().map_err(frost_err)?;
+        let mut verifying_shares = BTreeMap::new();
+        for (id, share) in pkp.verifying_shares() {
+            verifying_shares.insert(id.serialize(), share.serialize().map_err(frost_err)?);
+        }
+        Ok(PublicKeyInfo {
+            public_key: C::public_key_bytes(verifying_key.clone()),
+            verifying_key,
+            min_signers: pkp.min_signers(),
+            verifying_shares,
+        })
+    }
+
+    fn commit(
+        &self,
+        key_package: &SecretKeyPackage,
+    ) -> Result<(SecretNonces, Vec<u8>), CryptoError> {
+        let kp = Self::key_package(key_package)?;
+        let (nonces, commitments) = frost_core::round1::commit(kp.signing_share(), &mut OsRng);
+        let nonces = SecretNonces(Zeroizing::new(nonces.serialize().map_err(frost_err)?));
+        Ok((nonces, commitments.serialize().map_err(frost_err)?))
+    }
+
+    fn signing_package(
+        &self,
+        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        message: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let mut map = BTreeMap::new();
+        for (id, c) in commitments {
+            map.insert(
+                parse_identifier::<C>(id)?,
+                SigningCommitments::<C>::deserialize(c).map_err(malformed("commitments"))?,
+            );
+        }
+        SigningPackage::new(map, message)
+            .serialize()
+            .map_err(frost_err)
+    }
+
+    fn signing_package_info(
+        &self,
+        signing_package: &[u8],
+    ) -> Result<SigningPackageInfo, CryptoError> {
+        let sp = Self::signing_package_of(signing_package)?;
+        let mut commitments = BTreeMap::new();
+        for (id, c) in sp.signing_commitments() {
+            commitments.insert(id.serialize(), c.serialize().map_err(frost_err)?);
+        }
+        Ok(SigningPackageInfo {
+            message: sp.message().clone(),
+            commitments,
+        })
+    }
+
+    fn sign(
+        &self,
+        signing_package: &[u8],
+        nonces: &SecretNonces,
+        key_package: &SecretKeyPackage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let sp = Self::signing_package_of(signing_package)?;
+        let kp = Self::key_package(key_package)?;
+        let nonces =
+            SigningNonces::<C>::deserialize(&nonces.0).map_err(malformed("signing nonces"))?;
+        let share = frost_core::round2::sign(&sp, &nonces, &kp).map_err(frost_err)?;
+        Ok(share.serialize())
+    }
+
+    fn aggregate(
+        &self,
+        signing_package: &[u8],
+        shares: &BTreeMap<Vec<u8>, Vec<u8>>,
+        public_key_package: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let sp = Self::signing_package_of(signing_package)?;
+        let pkp = Self::public_key_package(public_key_package)?;
+        let mut map = BTreeMap::new();
+        let mut undecodable = Vec::new();
+        for (id, share) in shares {
+            let identifier = parse_identifier::<C>(id)?;
+            match SignatureShare::<C>::deserialize(share) {
+                Ok(share) => {
+                    map.insert(identifier, share);
+                }
+                Err(_) => undecodable.push(id.clone()),
+            }
+        }
+        // A share that does not even decode is as much a culprit as one that does
+        // not verify.
+        if !undecodable.is_empty() {
+            return Err(CryptoError::InvalidShares {
+                culprits: undecodable,
+            });
+        }
+        match frost_core::aggregate_custom(
+            &sp,
+            &map,
+            &pkp,
+            frost_core::CheaterDetection::AllCheaters,
+        ) {
+            Ok(signature) => signature.serialize().map_err(frost_err),
+            Err(frost_core::Error::InvalidSignatureShare { culprits }) => {
+                Err(CryptoError::InvalidShares {
+                    culprits: culprits.iter().map(Identifier::serialize).collect(),
+                })
+            }
+            Err(e) => Err(frost_err(e)),
+        }
+    }
+
+    fn verify(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError> {
+        let key = VerifyingKey::<C>::deserialize(&C::frost_key_bytes(public_key))
+            .map_err(malformed("public key"))?;
+        let signature = Signature::<C>::deserialize(signature).map_err(malformed("signature"))?;
+        key.verify(message, &signature)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("node-{i}")).collect()
+    }
+
+    /// Runs both FROST rounds for the first `t` participants of a dealt key.
+    fn sign_with(suite: Ciphersuite, dealt: &DealtKey, t: usize, message: &[u8]) -> Vec<u8> {
+        let ops = suite.ops();
+        let mut nonces = Vec::new();
+        let mut commitments = BTreeMap::new();
+        for (name, kp) in dealt.key_packages.iter().take(t) {
+            let (n, c) = ops.commit(kp).unwrap();
+            commitments.insert(ops.identifier(name).unwrap(), c);
+            nonces.push(n);
+        }
+        let sp = ops.signing_package(&commitments, message).unwrap();
+        let mut shares = BTreeMap::new();
+        for ((name, kp), n) in dealt.key_packages.iter().take(t).zip(&nonces) {
+            shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
+        }
+        ops.aggregate(&sp, &shares, &dealt.public_key_package).unwrap()
+    }
+
+    #[test]
+    fn threshold_signature_verifies_for_every_ciphersuite() {
+        for suite in Ciphersuite::ALL {
+            let dealt = suite.ops().split(None, &names(5), 3).unwrap();
+            let sig = sign_with(suite, &dealt, 3, b"hello");
+            let info = suite.ops().public_key_info(&dealt.public_key_package).unwrap();
+            suite.ops().verify(&info.public_key, b"hello", &sig).unwrap();
+            assert!(suite.ops().verify(&info.public_key, b"other", &sig).is_err());
+        }
+    }
+
+    #[test]
+    fn ed25519_signature_verifies_with_ed25519_dalek() {
+        let dealt = Ciphersuite::Ed25519.ops().split(None, &names(3), 2).unwrap();
+        let sig = sign_with(Ciphersuite::Ed25519, &dealt, 2, b"msg");
+        let info = Ciphersuite::Ed25519
+            .ops()
+            .public_key_info(&dealt.public_key_package)
+            .unwrap();
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&info.public_key.try_into().unwrap())
+            .unwrap();
+        let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+        key.verify_strict(b"msg", &sig).unwrap();
+    }
+
+    #[test]
+    fn taproot_signature_verifies_as_bip340_with_k256() {
+        // Repeat: half of all keys have odd Y, which BIP340 handling must cover.
+        for _ in 0..8 {
+            let dealt = Ciphersuite::Secp256k1Tr.ops().split(None, &names(3), 2).unwrap();
+            let sig = sign_with(Ciphersuite::Secp256k1Tr, &dealt, 2, b"msg");
+            let info = Ciphersuite::Secp256k1Tr
+                .ops()
+                .public_key_info(&dealt.public_key_package)
+                .unwrap();
+            assert_eq!(info.public_key.len(), 32);
+            assert_eq!(sig.len(), 64);
+            let key = k256::schnorr::VerifyingKey::from_bytes(&info.public_key).unwrap();
+            let sig = k256::schnorr::Signature::try_from(sig.as_slice()).unwrap();
+            // verify_raw is plain BIP340 over the message bytes (no pre-hash).
+            key.verify_raw(b"msg", &sig).unwrap();
+        }
+    }
+
+    #[test]
+    fn corrupt_share_is_named_as_culprit() {
+        for suite in Ciphersuite::ALL {
+            let ops = suite.ops();
+            let dealt = ops.split(None, &names(3), 2).unwrap();
+            let mut nonces = Vec::new();
+            let mut commitments = BTreeMap::new();
+            for (name, kp) in dealt.key_packages.iter().take(2) {
+                let (n, c) = ops.commit(kp).unwrap();
+                commitments.insert(ops.identifier(name).unwrap(), c);
+                nonces.push(n);
+            }
+            let sp = ops.signing_package(&commitments, b"m").unwrap();
+            let mut shares = BTreeMap::new();
+            for ((name, kp), n) in dealt.key_packages.iter().take(2).zip(&nonces) {
+                shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
+            }
+            // node-2 answers with node-1's share: valid encoding, wrong value.
+            let id1 = ops.identifier("node-1").unwrap();
+            let id2 = ops.identifier("node-2").unwrap();
+            let s1 = shares[&id1].clone();
+            shares.insert(id2.clone(), s1);
+            match ops.aggregate(&sp, &shares, &dealt.public_key_package) {
+                Err(CryptoError::InvalidShares { culprits }) => assert_eq!(culprits, vec![id2]),
+                other => panic!("{suite}: expected culprit, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn secret_types_redact_debug() {
+        let dealt = Ciphersuite::Ed25519.ops().split(None, &names(2), 2).unwrap();
+        let (nonces, _) = Ciphersuite::Ed25519.ops().commit(&dealt.key_packages[0].1).unwrap();
+        assert_eq!(format!("{nonces:?}"), "SecretNonces(<redacted>)");
+        assert!(format!("{dealt:?}").contains("<redacted>"));
+        assert!(!format!("{dealt:?}").contains(&hex::encode(
+            &dealt.key_packages[0].1.expose_bytes()[..16]
+        )));
+    }
+}

@@ -1,0 +1,106 @@
+//! The Quorate signer node.
+//!
+//! A node holds FROST key shares for one region. It keeps them in sled, sealed under a
+//! key-encryption key ([`store`]); serves FROST round 1 and round 2 to coordinators
+//! over mTLS ([`service`]); and keeps nonces in memory only, single-use, expiring and
+//! bounded ([`nonces`]).
+//!
+//! Invariants:
+//! - a nonce is removed from the store before its signature share is computed, so no
+//!   nonce ever signs twice; nonces are never persisted;
+//! - identity comes from the caller's verified certificate; coordinators may call
+//!   `Node`, only the ceremony may call `Ceremony`;
+//! - nothing is acknowledged before it is flushed to disk.
+#![deny(clippy::unwrap_used)]
+
+pub mod config;
+pub mod error;
+pub mod nonces;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quorate_proto::pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+pub use config::{NodeConfig, NodeConfigFile};
+use quorate_proto::tls::TlsMaterial;
+pub use error::NodeError;
+
+use crate::nonces::NonceStore;
+use crate::service::{CeremonyService, NodeIdentity, NodeService, NodeState};
+use crate::store::KeyStore;
+
+/// A node whose store is open and whose port is bound, ready to serve.
+#[derive(Debug)]
+pub struct BoundNode {
+    file: NodeConfigFile,
+    tls: TlsMaterial,
+    state: Arc<NodeState>,
+    listener: TcpListener,
+}
+
+impl BoundNode {
+    /// Opens the store (refusing a wrong KEK or a damaged store) and binds the port.
+    pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
+        let NodeConfig { file, tls, kek } = config;
+        let store = KeyStore::open(&file.data_dir, kek)?;
+        let identity = NodeIdentity {
+            node_id: file.node_id.clone(),
+            trust_domain: file.trust_domain.clone(),
+            region: file.region.clone(),
+            jurisdiction: file.jurisdiction.clone(),
+        };
+        let limits = file.nonces;
+        let state = NodeState::new(identity, store, NonceStore::new(limits.max_outstanding, limits.ttl()))?;
+        let listener = TcpListener::bind(file.listen)
+            .await
+            .map_err(|e| NodeError::Server(format!("cannot listen on {}: {e}", file.listen)))?;
+        Ok(Self {
+            file,
+            tls,
+            state: Arc::new(state),
+            listener,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, NodeError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| NodeError::Server(e.to_string()))
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
+        let addr = self.local_addr()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::node_server::NodeServer<NodeService>>()
+            .await;
+        tracing::info!(
+            node_id = %self.file.node_id,
+            region = %self.file.region,
+            jurisdiction = %self.file.jurisdiction,
+            keys = self.state.key_count(),
+            %addr,
+            "node serving"
+        );
+        Server::builder()
+            .tls_config(self.tls.server_config())
+            .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
+            .add_service(health_service)
+            .add_service(pb::node_server::NodeServer::new(NodeService(self.state.clone())))
+            .add_service(pb::ceremony_server::CeremonyServer::new(CeremonyService(
+                self.state.clone(),
+            )))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .map_err(|e| NodeError::Server(e.to_string()))
+    }
+}

@@ -14,6 +14,7 @@
 
 pub mod identity;
 pub mod manifest;
+pub mod runtime;
 pub mod suite;
 pub mod tls;
 

@@ -1,0 +1,210 @@
+//! Node configuration: a TOML file, then `QUORATE_*` environment overrides, validated
+//! completely before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quorate_proto::identity::{PeerIdentity, Role};
+use quorate_proto::tls::{TlsMaterial, TlsPaths};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::error::NodeError;
+use crate::store::Kek;
+
+/// Environment variables that override config keys (`VAR` -> dotted TOML key).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("QUORATE_NODE_ID", "node_id"),
+    ("QUORATE_TRUST_DOMAIN", "trust_domain"),
+    ("QUORATE_LISTEN", "listen"),
+    ("QUORATE_REGION", "region"),
+    ("QUORATE_JURISDICTION", "jurisdiction"),
+    ("QUORATE_DATA_DIR", "data_dir"),
+    ("QUORATE_KEK_FILE", "kek_file"),
+    ("QUORATE_TLS_CA", "tls.ca"),
+    ("QUORATE_TLS_CERT", "tls.cert"),
+    ("QUORATE_TLS_KEY", "tls.key"),
+];
+
+/// Environment variable holding the key-encryption key itself (64 hex digits), as an
+/// alternative to `kek_file` for secret stores that inject environment variables.
+pub const KEK_ENV: &str = "QUORATE_KEK";
+
+/// The node config file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfigFile {
+    /// Node id; must equal the name in the node certificate's SPIFFE id.
+    pub node_id: String,
+    /// SPIFFE trust domain of every peer.
+    pub trust_domain: String,
+    /// Address to serve gRPC on.
+    pub listen: SocketAddr,
+    /// Region tag (e.g. `eu-central-sov`).
+    pub region: String,
+    /// Jurisdiction tag (e.g. `EU`).
+    pub jurisdiction: String,
+    /// Directory of the node's sled store.
+    pub data_dir: PathBuf,
+    /// File with the key-encryption key (64 hex digits). Or set `QUORATE_KEK`.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+    /// mTLS files.
+    pub tls: TlsPaths,
+    /// Nonce store limits.
+    #[serde(default)]
+    pub nonces: NonceLimits,
+}
+
+/// Limits of the in-memory nonce store.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NonceLimits {
+    /// Most outstanding (issued, unused) commitments; the oldest are dropped beyond it.
+    pub max_outstanding: usize,
+    /// Seconds a commitment stays usable.
+    pub ttl_secs: u64,
+}
+
+impl Default for NonceLimits {
+    fn default() -> Self {
+        Self {
+            max_outstanding: 100_000,
+            ttl_secs: 120,
+        }
+    }
+}
+
+impl NonceLimits {
+    /// TTL as a duration.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+}
+
+/// A validated configuration: every file read, every value checked.
+#[derive(Debug)]
+pub struct NodeConfig {
+    /// The file's values after overrides.
+    pub file: NodeConfigFile,
+    /// Loaded mTLS material.
+    pub tls: TlsMaterial,
+    /// Key-encryption key for the store.
+    pub kek: Kek,
+}
+
+fn config_err(msg: impl Into<String>) -> NodeError {
+    NodeError::Config(msg.into())
+}
+
+impl NodeConfig {
+    /// Reads `path`, applies `QUORATE_*` overrides from the process environment, and
+    /// validates.
+    pub fn load(path: &Path) -> Result<Self, NodeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| config_err(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses TOML text, applies overrides from `env`, and validates.
+    pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, NodeError> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| config_err(format!("config: {e}")))?;
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(v) = env(var) {
+                set_dotted(&mut value, key, v);
+            }
+        }
+        let file: NodeConfigFile = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e| config_err(format!("config: {e}")))?;
+        let kek_hex = match (&file.kek_file, env(KEK_ENV)) {
+            (_, Some(hex)) => Zeroizing::new(hex),
+            (Some(path), None) => Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                config_err(format!("cannot read kek_file {}: {e}", path.display()))
+            })?),
+            (None, None) => {
+                return Err(config_err(format!(
+                    "no key-encryption key: set kek_file in the config or {KEK_ENV}"
+                )))
+            }
+        };
+        let kek = Kek::from_hex(kek_hex.trim())?;
+        Self::validate(file, kek)
+    }
+
+    fn validate(file: NodeConfigFile, kek: Kek) -> Result<Self, NodeError> {
+        let expected = PeerIdentity::new(&file.trust_domain, Role::Node, &file.node_id)
+            .map_err(|e| config_err(format!("node_id/trust_domain: {e}")))?;
+        for (name, value) in [("region", &file.region), ("jurisdiction", &file.jurisdiction)] {
+            if value.trim().is_empty() {
+                return Err(config_err(format!("{name} is empty")));
+            }
+        }
+        if file.nonces.max_outstanding == 0 || file.nonces.ttl_secs == 0 {
+            return Err(config_err("nonces.max_outstanding and nonces.ttl_secs must be > 0"));
+        }
+        let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
+        if tls.identity() != &expected {
+            return Err(config_err(format!(
+                "certificate {} is for {}, but this node is {}",
+                file.tls.cert.display(),
+                tls.identity(),
+                expected
+            )));
+        }
+        Ok(Self { file, tls, kek })
+    }
+}
+
+fn set_dotted(table: &mut toml::Table, dotted: &str, value: String) {
+    match dotted.split_once('.') {
+        None => {
+            table.insert(dotted.to_string(), toml::Value::String(value));
+        }
+        Some((head, rest)) => {
+            let entry = table
+                .entry(head.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                set_dotted(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_kek_is_a_config_error_naming_both_sources() {
+        let text = r#"
+            node_id = "node-1"
+            trust_domain = "quorate.test"
+            listen = "127.0.0.1:0"
+            region = "r"
+            jurisdiction = "EU"
+            data_dir = "/nonexistent"
+            tls = { ca = "a", cert = "b", key = "c" }
+        "#;
+        let err = NodeConfig::from_toml(text, |_| None).unwrap_err();
+        assert!(matches!(err, NodeError::Config(ref m) if m.contains("QUORATE_KEK")), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let err = NodeConfig::from_toml("node_idd = \"x\"", |_| None).unwrap_err();
+        assert!(err.to_string().contains("node_idd"), "{err}");
+    }
+
+    #[test]
+    fn env_override_replaces_nested_key() {
+        let mut table: toml::Table = toml::from_str("[tls]\nca = \"a\"").unwrap();
+        set_dotted(&mut table, "tls.ca", "b".into());
+        set_dotted(&mut table, "node_id", "n".into());
+        assert_eq!(table["tls"]["ca"].as_str(), Some("b"));
+        assert_eq!(table["node_id"].as_str(), Some("n"));
+    }
+}

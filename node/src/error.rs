@@ -1,0 +1,67 @@
+//! The node's error type and its single mapping to gRPC status codes.
+
+use tonic::Status;
+
+/// Everything that can go wrong in a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Invalid configuration; the node does not start.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store was sealed under another key-encryption key.
+    #[error("the key-encryption key does not open this node's store (wrong KEK, or the store belongs to another node)")]
+    WrongKek,
+    /// The store is damaged.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// I/O or sled failure.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Serving failed (bind, TLS setup).
+    #[error("server: {0}")]
+    Server(String),
+    /// No such key on this node.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    /// A key with this id is already installed.
+    #[error("key {0:?} is already installed on this node")]
+    KeyExists(String),
+    /// A request that is malformed or inconsistent.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A request that is well-formed but cannot be honoured in the current state
+    /// (for example a replayed or unknown commitment).
+    #[error("{0}")]
+    FailedPrecondition(String),
+}
+
+impl NodeError {
+    /// Process exit code for a node that stops with this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            // EX_USAGE-style: the operator has to fix the setup.
+            NodeError::Config(_) | NodeError::WrongKek => 64,
+            // EX_DATAERR: damaged state needs repair.
+            NodeError::Corrupt(_) => 65,
+            _ => 1,
+        }
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            NodeError::UnknownKey(_) => Status::not_found(msg),
+            NodeError::KeyExists(_) => Status::already_exists(msg),
+            NodeError::InvalidArgument(_) => Status::invalid_argument(msg),
+            NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            NodeError::Config(_)
+            | NodeError::WrongKek
+            | NodeError::Corrupt(_)
+            | NodeError::Storage(_)
+            | NodeError::Server(_) => Status::internal(msg),
+        }
+    }
+}

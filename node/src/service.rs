@@ -1,0 +1,309 @@
+//! gRPC handlers: `Node` (for the coordinator) and `Ceremony` (for key installation).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use quorate_proto::identity::{authorize, Role};
+use quorate_proto::manifest::Manifest;
+use quorate_proto::pb;
+use quorate_proto::suite::SecretKeyPackage;
+use tonic::{Request, Response, Status};
+
+use crate::error::NodeError;
+use crate::nonces::NonceStore;
+use crate::store::{KeyRecord, KeyStore};
+
+/// Most commitments one `Commit` call may ask for.
+pub const MAX_COMMITMENTS_PER_CALL: u32 = 64;
+
+/// A key share ready to sign with.
+#[derive(Debug)]
+pub struct ActiveKey {
+    /// The key's validated manifest.
+    pub manifest: Manifest,
+    /// This node's FROST identifier for the key.
+    pub identifier: Vec<u8>,
+    key_package: SecretKeyPackage,
+}
+
+/// Who this node is.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    /// Node id.
+    pub node_id: String,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Region tag.
+    pub region: String,
+    /// Jurisdiction tag.
+    pub jurisdiction: String,
+}
+
+/// State shared by the node's handlers.
+#[derive(Debug)]
+pub struct NodeState {
+    identity: NodeIdentity,
+    store: KeyStore,
+    keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
+    nonces: NonceStore,
+}
+
+impl NodeState {
+    /// Loads every stored key and checks it still belongs to this node.
+    pub fn new(identity: NodeIdentity, store: KeyStore, nonces: NonceStore) -> Result<Self, NodeError> {
+        let mut keys = HashMap::new();
+        for (key_id, record) in store.load_all()? {
+            let key = activate(&identity, record)
+                .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
+            keys.insert(key_id, Arc::new(key));
+        }
+        Ok(Self {
+            identity,
+            store,
+            keys: RwLock::new(keys),
+            nonces,
+        })
+    }
+
+    /// Number of keys held.
+    pub fn key_count(&self) -> usize {
+        self.read_keys().len()
+    }
+
+    /// Outstanding nonces.
+    pub fn outstanding_nonces(&self) -> usize {
+        self.nonces.len()
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ActiveKey>>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key(&self, key_id: &str) -> Result<Arc<ActiveKey>, NodeError> {
+        self.read_keys()
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| NodeError::UnknownKey(key_id.to_string()))
+    }
+
+    fn info(&self) -> pb::NodeInfo {
+        pb::NodeInfo {
+            node_id: self.identity.node_id.clone(),
+            region: self.identity.region.clone(),
+            jurisdiction: self.identity.jurisdiction.clone(),
+        }
+    }
+
+    fn commit(&self, req: pb::CommitRequest) -> Result<pb::CommitResponse, NodeError> {
+        if req.count == 0 || req.count > MAX_COMMITMENTS_PER_CALL {
+            return Err(NodeError::InvalidArgument(format!(
+                "count must be within 1..={MAX_COMMITMENTS_PER_CALL}"
+            )));
+        }
+        let key = self.key(&req.key_id)?;
+        let ops = key.manifest.ciphersuite.ops();
+        let mut commitments = Vec::with_capacity(req.count as usize);
+        for _ in 0..req.count {
+            let (nonces, commitment) = ops
+                .commit(&key.key_package)
+                .map_err(|e| NodeError::Corrupt(format!("key {:?}: {e}", req.key_id)))?;
+            self.nonces.insert(&req.key_id, &commitment, nonces);
+            commitments.push(commitment);
+        }
+        Ok(pb::CommitResponse { commitments })
+    }
+
+    fn sign_share(&self, req: pb::SignShareRequest) -> Result<pb::SignShareResponse, NodeError> {
+        let key = self.key(&req.key_id)?;
+        let manifest = &key.manifest;
+        let ops = manifest.ciphersuite.ops();
+        let package = ops
+            .signing_package_info(&req.signing_package)
+            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        if package.message.is_empty() || package.message.len() > quorate_proto::MAX_MESSAGE_BYTES {
+            return Err(NodeError::InvalidArgument(format!(
+                "message must be 1..={} bytes",
+                quorate_proto::MAX_MESSAGE_BYTES
+            )));
+        }
+        if package.commitments.len() < usize::from(manifest.threshold) {
+            return Err(NodeError::InvalidArgument(format!(
+                "signing package has {} signers; key {:?} needs {}",
+                package.commitments.len(),
+                manifest.key_id,
+                manifest.threshold
+            )));
+        }
+        let mut signers = Vec::with_capacity(package.commitments.len());
+        for id in package.commitments.keys() {
+            let p = manifest.participant_by_identifier(id).ok_or_else(|| {
+                NodeError::InvalidArgument("signing package names a signer that holds no share of this key".into())
+            })?;
+            signers.push(p.node_id.as_str());
+        }
+        let own = package.commitments.get(&key.identifier).ok_or_else(|| {
+            NodeError::InvalidArgument("signing package holds no commitment of this node".into())
+        })?;
+        // Taking the nonce out of the store is what makes it single-use: whatever
+        // happens next, it cannot be used again.
+        let nonces = self.nonces.take(&req.key_id, own).ok_or_else(|| {
+            NodeError::FailedPrecondition(
+                "the commitment for this node was not issued by it, was already used, or expired"
+                    .into(),
+            )
+        })?;
+        let share = ops
+            .sign(&req.signing_package, &nonces, &key.key_package)
+            .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
+        tracing::info!(
+            key_id = %req.key_id,
+            request_id = %req.request_id,
+            client = %req.client_id,
+            message_sha256 = %hex::encode(quorate_proto::sha256(&package.message)),
+            signers = ?signers,
+            "signature share issued"
+        );
+        Ok(pb::SignShareResponse {
+            signature_share: share,
+        })
+    }
+
+    fn install_key(&self, req: pb::InstallKeyRequest) -> Result<pb::InstallKeyResponse, NodeError> {
+        let record = KeyRecord {
+            manifest: req.manifest,
+            key_package: SecretKeyPackage::from_bytes(req.key_package),
+        };
+        let key = activate(&self.identity, record.clone_public_and_secret())
+            .map_err(NodeError::InvalidArgument)?;
+        let key_id = key.manifest.key_id.clone();
+        let hash = key.manifest.hash;
+        // Hold the write lock across the durable insert so two installs of one key id
+        // cannot both succeed.
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.contains_key(&key_id) {
+            return Err(NodeError::KeyExists(key_id));
+        }
+        self.store.insert_new(&key_id, &record)?;
+        keys.insert(key_id.clone(), Arc::new(key));
+        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key installed");
+        Ok(pb::InstallKeyResponse {
+            manifest_hash: hash.to_vec(),
+        })
+    }
+}
+
+impl KeyRecord {
+    fn clone_public_and_secret(&self) -> KeyRecord {
+        KeyRecord {
+            manifest: self.manifest.clone(),
+            key_package: self.key_package.clone(),
+        }
+    }
+}
+
+/// Validates a key record against this node: the manifest names this node with its
+/// region and jurisdiction, and the key package is this node's share of that key.
+fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<ActiveKey, String> {
+    let manifest = Manifest::decode(&record.manifest).map_err(|e| e.to_string())?;
+    let me = manifest.participant(&identity.node_id).ok_or_else(|| {
+        format!(
+            "key {:?} does not name this node ({}) as a participant",
+            manifest.key_id, identity.node_id
+        )
+    })?;
+    if me.region != identity.region || me.jurisdiction != identity.jurisdiction {
+        return Err(format!(
+            "key {:?} places {} in {}/{}, but this node is in {}/{}",
+            manifest.key_id, identity.node_id, me.region, me.jurisdiction, identity.region, identity.jurisdiction
+        ));
+    }
+    let ops = manifest.ciphersuite.ops();
+    let info = ops
+        .key_package_info(&record.key_package)
+        .map_err(|e| e.to_string())?;
+    if info.identifier != me.identifier
+        || info.verifying_share != me.verifying_share
+        || info.verifying_key != manifest.public_key.verifying_key
+        || info.min_signers != manifest.threshold
+    {
+        return Err(format!(
+            "key package is not {}'s share of key {:?}",
+            identity.node_id, manifest.key_id
+        ));
+    }
+    Ok(ActiveKey {
+        identifier: me.identifier.clone(),
+        manifest,
+        key_package: record.key_package,
+    })
+}
+
+/// The `Node` service.
+#[derive(Debug, Clone)]
+pub struct NodeService(pub Arc<NodeState>);
+
+/// The `Ceremony` service.
+#[derive(Debug, Clone)]
+pub struct CeremonyService(pub Arc<NodeState>);
+
+impl NodeService {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        authorize(req, &self.0.identity.trust_domain, &[Role::Coordinator]).map(|_| ())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::node_server::Node for NodeService {
+    async fn get_info(&self, req: Request<pb::GetInfoRequest>) -> Result<Response<pb::NodeInfo>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.info()))
+    }
+
+    async fn list_node_keys(
+        &self,
+        req: Request<pb::ListNodeKeysRequest>,
+    ) -> Result<Response<pb::ListNodeKeysResponse>, Status> {
+        self.authorize(&req)?;
+        let keys = self
+            .0
+            .read_keys()
+            .values()
+            .map(|k| pb::NodeKey {
+                manifest: k.manifest.encoded.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodeKeysResponse { keys }))
+    }
+
+    #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
+    async fn commit(&self, req: Request<pb::CommitRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.commit(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
+    async fn sign_share(
+        &self,
+        req: Request<pb::SignShareRequest>,
+    ) -> Result<Response<pb::SignShareResponse>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.sign_share(req.into_inner())?))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ceremony_server::Ceremony for CeremonyService {
+    async fn get_info(&self, req: Request<pb::GetInfoRequest>) -> Result<Response<pb::NodeInfo>, Status> {
+        authorize(&req, &self.0.identity.trust_domain, &[Role::Ceremony])?;
+        Ok(Response::new(self.0.info()))
+    }
+
+    async fn install_key(
+        &self,
+        req: Request<pb::InstallKeyRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        let caller = authorize(&req, &self.0.identity.trust_domain, &[Role::Ceremony])?;
+        tracing::info!(caller = %caller, "key installation requested");
+        Ok(Response::new(self.0.install_key(req.into_inner())?))
+    }
+}

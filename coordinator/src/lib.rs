@@ -1,0 +1,110 @@
+//! The Quorate coordinator.
+//!
+//! Stateless: it serves the public `Signer` API to role `client` and turns each
+//! `Sign` into a FROST session across the signer nodes. Everything it knows (keys,
+//! node health, idempotency records) is a cache rebuilt from the nodes, so any number
+//! of coordinators can serve side by side and one can die without loss.
+//!
+//! - [`keys`]: key discovery; a manifest is trusted only when `threshold` nodes agree;
+//! - [`nodes`]: one reused mTLS channel per node, health tracking and probing;
+//! - [`quorum`]: the two FROST rounds, hedged round 1, culprit exclusion, retries
+//!   within the request deadline;
+//! - [`service`]: the gRPC boundary; [`error`] maps every outcome to one status code.
+#![deny(clippy::unwrap_used)]
+
+pub mod config;
+pub mod error;
+pub mod idempotency;
+pub mod keys;
+pub mod nodes;
+pub mod quorum;
+pub mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_proto::pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+pub use config::CoordinatorConfig;
+pub use error::CoordError;
+
+use crate::keys::KeyDirectory;
+use crate::nodes::NodePool;
+use crate::quorum::QuorumEngine;
+use crate::service::SignerService;
+
+/// A coordinator with its port bound, ready to serve.
+#[derive(Debug)]
+pub struct BoundCoordinator {
+    config: CoordinatorConfig,
+    listener: TcpListener,
+}
+
+impl BoundCoordinator {
+    /// Binds the configured address.
+    pub async fn bind(config: CoordinatorConfig) -> Result<Self, CoordError> {
+        let listener = TcpListener::bind(config.file.listen).await.map_err(|e| {
+            CoordError::Server(format!("cannot listen on {}: {e}", config.file.listen))
+        })?;
+        Ok(Self { config, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, CoordError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| CoordError::Server(e.to_string()))
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), CoordError> {
+        let addr = self.local_addr()?;
+        let file = &self.config.file;
+        let settings = file.signing;
+        let pool = Arc::new(NodePool::new(
+            &file.nodes,
+            &self.config.tls,
+            settings.node_timeout().min(Duration::from_secs(1)),
+        )?);
+        let probe = tokio::spawn(
+            pool.clone()
+                .probe_forever(Duration::from_millis(settings.health_interval_ms)),
+        );
+        let keys = Arc::new(KeyDirectory::new(
+            pool.clone(),
+            Duration::from_secs(settings.key_refresh_secs),
+            settings.node_timeout(),
+        ));
+        let signer = SignerService::new(
+            file.trust_domain.clone(),
+            settings,
+            keys,
+            QuorumEngine::new(pool.clone(), settings),
+        );
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::signer_server::SignerServer<SignerService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| CoordError::Server(format!("reflection: {e}")))?;
+        tracing::info!(%addr, nodes = pool.len(), "coordinator serving");
+        let result = Server::builder()
+            .tls_config(self.config.tls.server_config())
+            .map_err(|e| CoordError::Server(format!("TLS setup: {e}")))?
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(pb::signer_server::SignerServer::new(signer))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .map_err(|e| CoordError::Server(e.to_string()));
+        probe.abort();
+        result
+    }
+}

@@ -109,16 +109,9 @@ impl NodeConfig {
 
     /// Parses TOML text, applies overrides from `env`, and validates.
     pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, NodeError> {
-        let mut value: toml::Table =
-            toml::from_str(text).map_err(|e| config_err(format!("config: {e}")))?;
-        for (var, key) in ENV_OVERRIDES {
-            if let Some(v) = env(var) {
-                set_dotted(&mut value, key, v);
-            }
-        }
-        let file: NodeConfigFile = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e| config_err(format!("config: {e}")))?;
+        let file: NodeConfigFile =
+            quorate_proto::config::from_toml_with_env(text, ENV_OVERRIDES, &env)
+                .map_err(|e| config_err(format!("config: {e}")))?;
         let kek_hex = match (&file.kek_file, env(KEK_ENV)) {
             (_, Some(hex)) => Zeroizing::new(hex),
             (Some(path), None) => Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
@@ -158,22 +151,6 @@ impl NodeConfig {
     }
 }
 
-fn set_dotted(table: &mut toml::Table, dotted: &str, value: String) {
-    match dotted.split_once('.') {
-        None => {
-            table.insert(dotted.to_string(), toml::Value::String(value));
-        }
-        Some((head, rest)) => {
-            let entry = table
-                .entry(head.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(inner) = entry {
-                set_dotted(inner, rest, value);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,14 +174,5 @@ mod tests {
     fn unknown_field_is_refused() {
         let err = NodeConfig::from_toml("node_idd = \"x\"", |_| None).unwrap_err();
         assert!(err.to_string().contains("node_idd"), "{err}");
-    }
-
-    #[test]
-    fn env_override_replaces_nested_key() {
-        let mut table: toml::Table = toml::from_str("[tls]\nca = \"a\"").unwrap();
-        set_dotted(&mut table, "tls.ca", "b".into());
-        set_dotted(&mut table, "node_id", "n".into());
-        assert_eq!(table["tls"]["ca"].as_str(), Some("b"));
-        assert_eq!(table["node_id"].as_str(), Some("n"));
     }
 }

@@ -12,6 +12,8 @@
 //! and never printed.
 #![deny(clippy::unwrap_used)]
 
+pub mod api;
+pub mod config;
 pub mod identity;
 pub mod manifest;
 pub mod runtime;

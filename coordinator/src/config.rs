@@ -1,0 +1,149 @@
+//! Coordinator configuration: TOML plus `QUORATE_*` overrides, validated before any
+//! port is bound.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use quorate_proto::identity::{PeerIdentity, Role};
+use quorate_proto::tls::{TlsMaterial, TlsPaths};
+use serde::Deserialize;
+
+use crate::error::CoordError;
+
+/// Environment variables that override config keys.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("QUORATE_TRUST_DOMAIN", "trust_domain"),
+    ("QUORATE_LISTEN", "listen"),
+    ("QUORATE_TLS_CA", "tls.ca"),
+    ("QUORATE_TLS_CERT", "tls.cert"),
+    ("QUORATE_TLS_KEY", "tls.key"),
+    ("QUORATE_DEADLINE_MS", "signing.deadline_ms"),
+    ("QUORATE_NODE_TIMEOUT_MS", "signing.node_timeout_ms"),
+];
+
+/// The config file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfigFile {
+    /// SPIFFE trust domain of every peer.
+    pub trust_domain: String,
+    /// Address to serve the `Signer` API on.
+    pub listen: SocketAddr,
+    /// mTLS files (certificate with role `coordinator`).
+    pub tls: TlsPaths,
+    /// The signer nodes.
+    pub nodes: Vec<NodeEndpoint>,
+    /// Signing timing.
+    #[serde(default)]
+    pub signing: SigningSettings,
+}
+
+/// A node the coordinator may ask to sign.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEndpoint {
+    /// Node id, as in its certificate.
+    pub id: String,
+    /// `https://host:port`.
+    pub endpoint: String,
+}
+
+/// Timing and quorum settings.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSettings {
+    /// Longest a `Sign` call may take when the caller sets no shorter gRPC deadline.
+    pub deadline_ms: u64,
+    /// Longest one node may take to answer one round.
+    pub node_timeout_ms: u64,
+    /// Extra nodes asked in round 1 beyond the threshold, so one slow or dead node
+    /// does not stall a request.
+    pub round1_extra: usize,
+    /// How often key manifests are re-read from the nodes.
+    pub key_refresh_secs: u64,
+    /// How often node health is probed.
+    pub health_interval_ms: u64,
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 5_000,
+            node_timeout_ms: 1_500,
+            round1_extra: 1,
+            key_refresh_secs: 30,
+            health_interval_ms: 1_000,
+        }
+    }
+}
+
+impl SigningSettings {
+    /// Default request deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+    /// Per-node, per-round timeout.
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct CoordinatorConfig {
+    /// Values after overrides.
+    pub file: CoordinatorConfigFile,
+    /// Loaded mTLS material.
+    pub tls: TlsMaterial,
+}
+
+fn config_err(msg: impl Into<String>) -> CoordError {
+    CoordError::Config(msg.into())
+}
+
+impl CoordinatorConfig {
+    /// Reads `path`, applies environment overrides, validates.
+    pub fn load(path: &Path) -> Result<Self, CoordError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| config_err(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text, |v| std::env::var(v).ok())
+    }
+
+    /// Parses TOML text, applies overrides from `env`, validates.
+    pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, CoordError> {
+        let file: CoordinatorConfigFile =
+            quorate_proto::config::from_toml_with_env(text, ENV_OVERRIDES, env)
+                .map_err(|e| config_err(format!("config: {e}")))?;
+        if file.nodes.is_empty() {
+            return Err(config_err("no [[nodes]] configured"));
+        }
+        for (i, node) in file.nodes.iter().enumerate() {
+            PeerIdentity::new(&file.trust_domain, Role::Node, &node.id)
+                .map_err(|e| config_err(format!("nodes[{i}].id: {e}")))?;
+            if !node.endpoint.starts_with("https://") {
+                return Err(config_err(format!(
+                    "nodes[{i}].endpoint {:?} must start with https:// (all traffic is mTLS)",
+                    node.endpoint
+                )));
+            }
+            if file.nodes[..i].iter().any(|n| n.id == node.id) {
+                return Err(config_err(format!("node {} is listed twice", node.id)));
+            }
+        }
+        let s = file.signing;
+        if s.deadline_ms == 0 || s.node_timeout_ms == 0 || s.key_refresh_secs == 0 || s.health_interval_ms == 0 {
+            return Err(config_err("signing timeouts and intervals must be > 0"));
+        }
+        let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
+        let me = tls.identity();
+        if me.role != Role::Coordinator || me.trust_domain != file.trust_domain {
+            return Err(config_err(format!(
+                "certificate {} is for {me}; a coordinator needs spiffe://{}/coordinator/<name>",
+                file.tls.cert.display(),
+                file.trust_domain
+            )));
+        }
+        Ok(Self { file, tls })
+    }
+}

@@ -1,0 +1,77 @@
+//! The coordinator's error type and its single mapping to gRPC status codes.
+
+use tonic::Status;
+
+/// Everything a coordinator can answer besides a signature.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordError {
+    /// Invalid configuration; the coordinator does not start.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Serving failed (bind, TLS setup).
+    #[error("server: {0}")]
+    Server(String),
+    /// A request the caller must fix.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No such key on a quorum of nodes.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Policy needs something the request lacks.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// No quorum could be gathered in time.
+    #[error("no quorum for key {key_id:?}: {answered} of {participants} nodes answered, {needed} needed{detail}")]
+    NoQuorum {
+        /// Key id.
+        key_id: String,
+        /// Nodes that answered (and were not excluded as culprits).
+        answered: usize,
+        /// Nodes holding shares.
+        participants: usize,
+        /// Threshold.
+        needed: usize,
+        /// Extra context, e.g. "; deadline reached".
+        detail: String,
+    },
+    /// Nodes could not be reached to resolve a key.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A request id reused for another message.
+    #[error("request_id {0:?} was already used with a different message")]
+    RequestIdReused(String),
+    /// A bug or an inconsistency between nodes.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CoordError {
+    /// Process exit code for a coordinator that stops with this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CoordError::Config(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+impl From<CoordError> for Status {
+    fn from(e: CoordError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CoordError::InvalidArgument(_) => Status::invalid_argument(msg),
+            CoordError::UnknownKey(_) => Status::not_found(msg),
+            CoordError::PermissionDenied(_) => Status::permission_denied(msg),
+            CoordError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            CoordError::NoQuorum { .. } | CoordError::Unavailable(_) => Status::unavailable(msg),
+            CoordError::RequestIdReused(_) => Status::already_exists(msg),
+            CoordError::Config(_) | CoordError::Server(_) | CoordError::Internal(_) => {
+                Status::internal(msg)
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Key discovery: the coordinator learns keys from the nodes and trusts a manifest
+//! only when at least `threshold` of its participants report byte-identical copies.
+//!
+//! The directory is a cache, not state: any coordinator rebuilds it from the nodes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use quorate_proto::manifest::Manifest;
+use quorate_proto::pb;
+
+use crate::error::CoordError;
+use crate::nodes::NodePool;
+
+/// A key the nodes agree on.
+#[derive(Debug)]
+pub struct KnownKey {
+    /// The agreed manifest.
+    pub manifest: Manifest,
+    /// Participants that reported a different manifest for this key id; they are
+    /// never asked to sign it.
+    pub disagreeing: HashSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    keys: BTreeMap<String, Arc<KnownKey>>,
+    refreshed: Option<Instant>,
+    /// Nodes that answered the last refresh.
+    answered: usize,
+}
+
+/// Cache of agreed key manifests.
+#[derive(Debug)]
+pub struct KeyDirectory {
+    pool: Arc<NodePool>,
+    snapshot: RwLock<Snapshot>,
+    refresh_lock: tokio::sync::Mutex<()>,
+    max_age: Duration,
+    node_timeout: Duration,
+}
+
+/// Shortest interval between two refreshes triggered by unknown key ids, so that a
+/// caller asking for nonexistent keys cannot flood the nodes.
+const MIN_MISS_REFRESH: Duration = Duration::from_millis(500);
+
+impl KeyDirectory {
+    /// An empty directory over `pool`.
+    pub fn new(pool: Arc<NodePool>, max_age: Duration, node_timeout: Duration) -> Self {
+        Self {
+            pool,
+            snapshot: RwLock::new(Snapshot::default()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            max_age,
+            node_timeout,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.read().refreshed.map(|t| t.elapsed())
+    }
+
+    /// The key `key_id`, refreshing from the nodes when the cache is stale or the key
+    /// is unknown.
+    pub async fn get(&self, key_id: &str) -> Result<Arc<KnownKey>, CoordError> {
+        let fresh = self.age().is_some_and(|a| a < self.max_age);
+        let cached = self.read().keys.get(key_id).cloned();
+        if let Some(key) = cached {
+            if !fresh {
+                self.refresh_if_older_than(self.max_age).await;
+            }
+            let refreshed = self.read().keys.get(key_id).cloned();
+            return Ok(refreshed.unwrap_or(key));
+        }
+        self.refresh_if_older_than(MIN_MISS_REFRESH).await;
+        let snap = self.read();
+        if let Some(key) = snap.keys.get(key_id) {
+            return Ok(key.clone());
+        }
+        // Without a majority of nodes we cannot tell "no such key" from "its
+        // holders are down".
+        if snap.answered * 2 <= self.pool.len() {
+            return Err(CoordError::Unavailable(format!(
+                "cannot resolve key {key_id:?}: only {} of {} nodes answered",
+                snap.answered,
+                self.pool.len()
+            )));
+        }
+        Err(CoordError::UnknownKey(key_id.to_string()))
+    }
+
+    /// Every agreed key, refreshing if stale.
+    pub async fn all(&self) -> Vec<Arc<KnownKey>> {
+        self.refresh_if_older_than(self.max_age).await;
+        self.read().keys.values().cloned().collect()
+    }
+
+    async fn refresh_if_older_than(&self, max_age: Duration) {
+        let _guard = self.refresh_lock.lock().await;
+        // Another task may have refreshed while we waited for the lock.
+        if self.age().is_some_and(|a| a < max_age) {
+            return;
+        }
+        self.refresh().await;
+    }
+
+    /// Re-reads every node's manifests.
+    async fn refresh(&self) {
+        let timeout = self.node_timeout;
+        let answers = futures::future::join_all(self.pool.all().map(|node| async move {
+            let mut req = tonic::Request::new(pb::ListNodeKeysRequest {});
+            req.set_timeout(timeout);
+            let started = Instant::now();
+            let result = tokio::time::timeout(timeout, node.client().list_node_keys(req)).await;
+            match result {
+                Ok(Ok(resp)) => {
+                    node.record_success(started.elapsed());
+                    Some((node.id.clone(), resp.into_inner().keys))
+                }
+                Ok(Err(status)) => {
+                    tracing::warn!(node = %node.id, code = ?status.code(), "listing keys failed: {}", status.message());
+                    node.record_failure();
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(node = %node.id, "listing keys timed out");
+                    node.record_failure();
+                    None
+                }
+            }
+        }))
+        .await;
+        let answered = answers.iter().filter(|a| a.is_some()).count();
+        // key id -> manifest hash -> (manifest, reporting nodes)
+        let mut reports: HashMap<String, HashMap<[u8; 32], (Manifest, Vec<String>)>> =
+            HashMap::new();
+        for (node_id, keys) in answers.into_iter().flatten() {
+            for key in keys {
+                match Manifest::decode(&key.manifest) {
+                    Ok(m) if m.participant(&node_id).is_some() => {
+                        let entry = reports
+                            .entry(m.key_id.clone())
+                            .or_default()
+                            .entry(m.hash)
+                            .or_insert_with(|| (m, Vec::new()));
+                        entry.1.push(node_id.clone());
+                    }
+                    Ok(m) => tracing::warn!(node = %node_id, key_id = %m.key_id, "node reports a key it is not a participant of; ignored"),
+                    Err(e) => tracing::warn!(node = %node_id, "node reports an invalid manifest: {e}"),
+                }
+            }
+        }
+        let mut keys = BTreeMap::new();
+        let previous = self.read().keys.clone();
+        for (key_id, versions) in reports {
+            let mut versions: Vec<_> = versions.into_values().collect();
+            versions.sort_by_key(|(_, nodes)| std::cmp::Reverse(nodes.len()));
+            let (manifest, agreeing) = versions.remove(0);
+            if agreeing.len() < usize::from(manifest.threshold) {
+                tracing::warn!(
+                    key_id = %key_id,
+                    agreeing = agreeing.len(),
+                    threshold = manifest.threshold,
+                    "fewer than threshold nodes agree on this key's manifest; not serving it"
+                );
+                // Keep a previously agreed manifest: its holders may just be down.
+                if let Some(prev) = previous.get(&key_id) {
+                    keys.insert(key_id, prev.clone());
+                }
+                continue;
+            }
+            let disagreeing: HashSet<String> =
+                versions.into_iter().flat_map(|(_, nodes)| nodes).collect();
+            if !disagreeing.is_empty() {
+                tracing::warn!(key_id = %key_id, nodes = ?disagreeing, "nodes disagree with the agreed manifest; excluded");
+            }
+            keys.insert(key_id, Arc::new(KnownKey { manifest, disagreeing }));
+        }
+        // Keys whose holders did not answer this time stay known.
+        for (key_id, key) in previous {
+            keys.entry(key_id).or_insert(key);
+        }
+        let mut snap = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        *snap = Snapshot {
+            keys,
+            refreshed: Some(Instant::now()),
+            answered,
+        };
+    }
+}

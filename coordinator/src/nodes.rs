@@ -1,0 +1,167 @@
+//! The coordinator's view of the signer nodes: one reused mTLS channel per node and
+//! a health record fed by every call and by a background probe.
+//!
+//! A node that keeps failing is skipped (so its timeout is not paid by every request)
+//! and probed back in: after [`RETRY_AFTER`] it is tried again, and a successful
+//! health probe restores it at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quorate_proto::pb::node_client::NodeClient;
+use quorate_proto::tls::TlsMaterial;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::config::NodeEndpoint;
+use crate::error::CoordError;
+
+/// Consecutive failures after which a node is skipped.
+pub const FAILURES_BEFORE_SKIP: u32 = 2;
+/// How long a skipped node is left alone before requests try it again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Default)]
+struct Health {
+    consecutive_failures: u32,
+    last_failure: Option<Instant>,
+    /// Smoothed round-trip time of successful calls, in microseconds.
+    latency_us: Option<f64>,
+}
+
+/// One signer node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// Node id.
+    pub id: String,
+    /// Endpoint URI.
+    pub endpoint: String,
+    channel: Channel,
+    health: Mutex<Health>,
+}
+
+impl NodeHandle {
+    /// A client for the node's `Node` service over the shared channel.
+    pub fn client(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel.clone())
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a successful call that took `elapsed`.
+    pub fn record_success(&self, elapsed: Duration) {
+        let mut h = self.health();
+        h.consecutive_failures = 0;
+        let sample = elapsed.as_secs_f64() * 1e6;
+        h.latency_us = Some(match h.latency_us {
+            Some(prev) => 0.8 * prev + 0.2 * sample,
+            None => sample,
+        });
+    }
+
+    /// Records a failed call.
+    pub fn record_failure(&self) {
+        let mut h = self.health();
+        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        h.last_failure = Some(Instant::now());
+    }
+
+    /// Whether requests should use this node now.
+    pub fn is_available(&self) -> bool {
+        let h = self.health();
+        h.consecutive_failures < FAILURES_BEFORE_SKIP
+            || h.last_failure.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
+    }
+
+    /// Ordering key: available nodes first, then lower latency.
+    pub fn preference(&self) -> (bool, u64) {
+        let available = self.is_available();
+        let latency = self.health().latency_us.unwrap_or(0.0) as u64;
+        (!available, latency)
+    }
+
+    async fn probe(&self, timeout: Duration) {
+        let mut client = HealthClient::new(self.channel.clone());
+        let mut req = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        req.set_timeout(timeout);
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, client.check(req)).await {
+            Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32 => {
+                self.record_success(started.elapsed())
+            }
+            _ => self.record_failure(),
+        }
+    }
+}
+
+/// All configured nodes.
+#[derive(Debug)]
+pub struct NodePool {
+    nodes: HashMap<String, Arc<NodeHandle>>,
+    order: Vec<String>,
+}
+
+impl NodePool {
+    /// Builds lazily connecting channels to every node.
+    pub fn new(
+        endpoints: &[NodeEndpoint],
+        tls: &TlsMaterial,
+        connect_timeout: Duration,
+    ) -> Result<Self, CoordError> {
+        let mut nodes = HashMap::new();
+        let mut order = Vec::new();
+        for e in endpoints {
+            let channel = tls
+                .channel(&e.endpoint, &e.id, connect_timeout)
+                .map_err(|err| CoordError::Config(err.to_string()))?;
+            nodes.insert(
+                e.id.clone(),
+                Arc::new(NodeHandle {
+                    id: e.id.clone(),
+                    endpoint: e.endpoint.clone(),
+                    channel,
+                    health: Mutex::new(Health::default()),
+                }),
+            );
+            order.push(e.id.clone());
+        }
+        Ok(Self { nodes, order })
+    }
+
+    /// The node named `id`, if configured.
+    pub fn get(&self, id: &str) -> Option<&Arc<NodeHandle>> {
+        self.nodes.get(id)
+    }
+
+    /// Every node, in configuration order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<NodeHandle>> {
+        self.order.iter().filter_map(|id| self.nodes.get(id))
+    }
+
+    /// Number of configured nodes.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no node is configured.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Probes every node's health every `interval`, forever.
+    pub async fn probe_forever(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            futures::future::join_all(self.all().map(|n| n.probe(interval))).await;
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Key ceremonies of Quorate, run by key custodians with the `quorate-ceremony` CLI.
+//!
+//! A ceremony is the only process that talks to nodes as role `ceremony`: it creates
+//! keys and installs their shares, and records what it did in a [`import::Transcript`]
+//! (JSON) that holds public facts only. This crate currently provides:
+//!
+//! - [`pki`]: a development PKI (one CA per trust domain, SPIFFE role certificates)
+//!   for tests, the testnet and evaluations;
+//! - [`import`]: trusted-dealer import, which splits an existing (or fresh) key into
+//!   FROST shares and installs one on each node, for migrations.
+//!
+//! Distributed key generation, share refresh, share repair and custodian escrow come
+//! later and will live beside `import`.
+//!
+//! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;
+//! every node's identity, region and jurisdiction are checked before any secret is
+//! dealt; secrets (imported keys, key packages, private keys) are held in zeroizing
+//! buffers and never appear in logs, errors, transcripts or `Debug` output.
+#![deny(clippy::unwrap_used)]
+
+pub mod import;
+pub mod pki;
+mod probe;

@@ -147,7 +147,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_tracing(LogFormat::Text);
+    init_tracing(LogFormat::Text, "info");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

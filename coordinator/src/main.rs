@@ -29,7 +29,7 @@ struct Args {
 async fn main() {
     let args = Args::parse();
     quorate_proto::install_crypto_provider();
-    init_tracing(args.log_format);
+    init_tracing(args.log_format, "info");
     let result = async {
         let config = CoordinatorConfig::load(&args.config)?;
         BoundCoordinator::bind(config).await?.serve(shutdown_signal()).await

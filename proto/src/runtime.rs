@@ -23,11 +23,11 @@ impl std::str::FromStr for LogFormat {
 }
 
 /// Installs the global `tracing` subscriber writing to stderr. The filter comes from
-/// `RUST_LOG` (default `info`). Secrets never reach these logs: secret types redact
+/// `RUST_LOG`, else `default_filter` (servers use `info`, command-line tools `warn`). Secrets never reach these logs: secret types redact
 /// themselves and handlers log hashes, not messages.
-pub fn init_tracing(format: LogFormat) {
+pub fn init_tracing(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

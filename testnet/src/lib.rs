@@ -1,0 +1,13 @@
+//! The Quorate testnet: a whole signer network on one machine.
+//!
+//! [`network::LocalNetwork`] runs real `quorate-node` and `quorate-coordinator`
+//! processes on loopback with a fresh PKI and keys installed by ceremony, and writes
+//! `testnet.json` ([`spec::TestnetJson`]). [`client::SignerClient`] signs through the
+//! public API and checks each signature with an independent verifier ([`verify`]).
+//! The integration tests in `tests/` drive the same network the CLI starts.
+#![deny(clippy::unwrap_used)]
+
+pub mod client;
+pub mod network;
+pub mod spec;
+pub mod verify;

@@ -1,0 +1,541 @@
+//! A Quorate network of real processes on loopback: PKI, node and coordinator
+//! configs, `quorate-node` and `quorate-coordinator` processes, keys installed by
+//! ceremony, and `testnet.json`.
+//!
+//! Tests and drills use the same [`LocalNetwork`] as `quorate-testnet up`, so the
+//! network they exercise is the one operators run.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use quorate_ceremony::import::{import_key, CeremonyFile, CeremonyNode, ImportRequest};
+use quorate_ceremony::pki;
+use quorate_proto::identity::Role;
+use quorate_proto::pb;
+use quorate_proto::tls::TlsPaths;
+use tokio::process::{Child, Command};
+
+use crate::client::SignerClient;
+use crate::spec::{NetworkSpec, NodeSpec, TestnetJson, TestnetKey, TestnetNode};
+
+/// How long a process may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Picks a free loopback port.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The directory holding `quorate-node` and `quorate-coordinator`: the directory of
+/// the running executable (they are built side by side).
+pub fn default_bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or_else(|| anyhow!("executable has no directory"))?;
+    // Test executables live one level down, in target/<profile>/deps.
+    if dir.ends_with("deps") {
+        if let Some(parent) = dir.parent() {
+            return Ok(parent.to_path_buf());
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found; build every binary first (`cargo build --workspace --bins`, with --release if this is a release build) or pass --bin-dir",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// One managed process (node or coordinator).
+#[derive(Debug)]
+pub struct ManagedProcess {
+    /// Name (node id or `coordinator`).
+    pub name: String,
+    program: PathBuf,
+    config: PathBuf,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ManagedProcess {
+    fn new(name: &str, program: PathBuf, config: PathBuf, log: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            program,
+            config,
+            log,
+            child: None,
+        }
+    }
+
+    /// Starts the process (appending to its log).
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            bail!("{} is already running", self.name);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let child = Command::new(&self.program)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("QUORATE_KEK")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // A test that panics must not leave processes behind.
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.program.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Process id, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Whether the process is alive.
+    pub fn is_running(&self) -> bool {
+        self.child.as_ref().is_some_and(|c| c.id().is_some())
+    }
+
+    /// Exit status, if it has exited (reaping it).
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the process gracefully (SIGTERM), killing it after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                child.kill().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
+        let status = tokio::time::timeout(timeout, child.wait())
+            .await
+            .map_err(|_| anyhow!("{} did not exit within {timeout:?}", self.name))??;
+        self.child = None;
+        Ok(status.code())
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A running signer node.
+#[derive(Debug)]
+pub struct LocalNode {
+    /// Its spec.
+    pub spec: NodeSpec,
+    /// `https://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The process.
+    pub process: ManagedProcess,
+    /// Its config file.
+    pub config_path: PathBuf,
+    /// Its store directory.
+    pub data_dir: PathBuf,
+    /// Its KEK file.
+    pub kek_file: PathBuf,
+}
+
+/// A running network.
+#[derive(Debug)]
+pub struct LocalNetwork {
+    /// Working directory (PKI, configs, logs, stores, testnet.json).
+    pub dir: PathBuf,
+    /// What was started.
+    pub spec: NetworkSpec,
+    /// Nodes, in spec order.
+    pub nodes: Vec<LocalNode>,
+    /// The coordinator.
+    pub coordinator: ManagedProcess,
+    /// `https://127.0.0.1:PORT` of the coordinator.
+    pub coordinator_endpoint: String,
+    /// PKI directory.
+    pub pki_dir: PathBuf,
+    /// The ceremony file used to install keys.
+    pub ceremony_file: PathBuf,
+    /// Transcripts, by key id.
+    pub transcripts: BTreeMap<String, PathBuf>,
+}
+
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_string()).to_string()
+}
+
+fn toml_path(path: &Path) -> String {
+    toml_string(&path.display().to_string())
+}
+
+fn tls_toml(paths: &TlsPaths) -> String {
+    format!(
+        "[tls]\nca = {}\ncert = {}\nkey = {}\n",
+        toml_path(&paths.ca),
+        toml_path(&paths.cert),
+        toml_path(&paths.key)
+    )
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+impl LocalNetwork {
+    /// Creates everything under `dir` (which must be empty or absent), starts the
+    /// nodes, installs the keys, starts the coordinator and writes `testnet.json`.
+    pub async fn start(dir: &Path, bin_dir: &Path, spec: NetworkSpec) -> anyhow::Result<Self> {
+        quorate_proto::install_crypto_provider();
+        let node_bin = binary(bin_dir, "quorate-node")?;
+        let coordinator_bin = binary(bin_dir, "quorate-coordinator")?;
+        if dir.join("testnet.json").exists() || dir.join("pki").exists() {
+            bail!(
+                "{} already holds a testnet; use an empty directory (or remove it)",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        let pki_dir = dir.join("pki");
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let td = spec.trust_domain.as_str();
+        pki::create_ca(&pki_dir, td)?;
+
+        let mut nodes = Vec::new();
+        for node in &spec.nodes {
+            let port = free_port()?;
+            let cert = pki::issue(&pki_dir, td, Role::Node, &node.id, &[])?;
+            let node_dir = dir.join(&node.id);
+            std::fs::create_dir_all(&node_dir)?;
+            let kek_file = node_dir.join("kek.hex");
+            write_private(&kek_file, &quorate_node::store::Kek::generate_hex())?;
+            let data_dir = node_dir.join("data");
+            let config_path = node_dir.join("node.toml");
+            let config = format!(
+                "node_id = {}\ntrust_domain = {}\nlisten = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
+                toml_string(&node.id),
+                toml_string(td),
+                toml_string(&format!("127.0.0.1:{port}")),
+                toml_string(&node.region),
+                toml_string(&node.jurisdiction),
+                toml_path(&data_dir),
+                toml_path(&kek_file),
+                tls_toml(&cert.tls_paths()),
+            );
+            std::fs::write(&config_path, config)?;
+            let process = ManagedProcess::new(
+                &node.id,
+                node_bin.clone(),
+                config_path.clone(),
+                logs.join(format!("{}.log", node.id)),
+            );
+            nodes.push(LocalNode {
+                spec: node.clone(),
+                endpoint: format!("https://127.0.0.1:{port}"),
+                process,
+                config_path,
+                data_dir,
+                kek_file,
+            });
+        }
+
+        // Coordinator config (started after the keys exist).
+        let coordinator_port = free_port()?;
+        let coordinator_cert = pki::issue(&pki_dir, td, Role::Coordinator, "coordinator", &[])?;
+        let coordinator_config = dir.join("coordinator.toml");
+        let mut text = format!(
+            "trust_domain = {}\nlisten = {}\n{}",
+            toml_string(td),
+            toml_string(&format!("127.0.0.1:{coordinator_port}")),
+            tls_toml(&coordinator_cert.tls_paths())
+        );
+        for node in &nodes {
+            text.push_str(&format!(
+                "\n[[nodes]]\nid = {}\nendpoint = {}\n",
+                toml_string(&node.spec.id),
+                toml_string(&node.endpoint)
+            ));
+        }
+        std::fs::write(&coordinator_config, text)?;
+        let coordinator = ManagedProcess::new(
+            "coordinator",
+            coordinator_bin,
+            coordinator_config,
+            logs.join("coordinator.log"),
+        );
+        pki::issue(&pki_dir, td, Role::Client, "demo-client", &[])?;
+        let ceremony_cert = pki::issue(&pki_dir, td, Role::Ceremony, "testnet", &[])?;
+        let ceremony_file = dir.join("ceremony.toml");
+        let ceremony = CeremonyFile {
+            trust_domain: td.to_string(),
+            tls: ceremony_cert.tls_paths(),
+            nodes: nodes
+                .iter()
+                .map(|n| CeremonyNode {
+                    id: n.spec.id.clone(),
+                    endpoint: n.endpoint.clone(),
+                    region: n.spec.region.clone(),
+                    jurisdiction: n.spec.jurisdiction.clone(),
+                })
+                .collect(),
+            source: ceremony_file.clone(),
+        };
+        std::fs::write(&ceremony_file, toml::to_string(&ceremony)?)?;
+
+        let mut network = Self {
+            dir: dir.clone(),
+            spec: spec.clone(),
+            nodes,
+            coordinator,
+            coordinator_endpoint: format!("https://127.0.0.1:{coordinator_port}"),
+            pki_dir,
+            ceremony_file,
+            transcripts: BTreeMap::new(),
+        };
+        for i in 0..network.nodes.len() {
+            network.nodes[i].process.start()?;
+        }
+        for i in 0..network.nodes.len() {
+            network.wait_node_ready(i).await?;
+        }
+        let transcripts = dir.join("transcripts");
+        std::fs::create_dir_all(&transcripts)?;
+        for key in &spec.keys {
+            let transcript = import_key(
+                &ceremony,
+                ImportRequest {
+                    key_id: key.key_id.clone(),
+                    ciphersuite: key.ciphersuite,
+                    threshold: spec.threshold,
+                    secret: None,
+                },
+            )
+            .await
+            .with_context(|| format!("creating key {}", key.key_id))?;
+            let path = transcripts.join(format!("{}.json", key.key_id));
+            transcript.write(&path)?;
+            network.transcripts.insert(key.key_id.clone(), path);
+        }
+        network.coordinator.start()?;
+        network.wait_coordinator_ready().await?;
+        network.write_testnet_json()?;
+        Ok(network)
+    }
+
+    /// The ceremony's view of the network.
+    pub fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
+        Ok(CeremonyFile::load(&self.ceremony_file)?)
+    }
+
+    /// TLS paths of a party issued by this network's CA (e.g. `(Role::Client,
+    /// "demo-client")`).
+    pub fn tls_paths(&self, role: Role, name: &str) -> TlsPaths {
+        TlsPaths {
+            ca: self.pki_dir.join(pki::CA_CERT_FILE),
+            cert: self.pki_dir.join(format!("{role}-{name}.pem")),
+            key: self.pki_dir.join(format!("{role}-{name}-key.pem")),
+        }
+    }
+
+    /// Issues a certificate for another party (e.g. a second client).
+    pub fn issue(&self, role: Role, name: &str) -> anyhow::Result<TlsPaths> {
+        Ok(pki::issue(&self.pki_dir, &self.spec.trust_domain, role, name, &[])?.tls_paths())
+    }
+
+    /// The node named `id`.
+    pub fn node(&self, id: &str) -> anyhow::Result<&LocalNode> {
+        self.nodes
+            .iter()
+            .find(|n| n.spec.id == id)
+            .ok_or_else(|| anyhow!("no node {id}"))
+    }
+
+    fn node_index(&self, id: &str) -> anyhow::Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.spec.id == id)
+            .ok_or_else(|| anyhow!("no node {id}"))
+    }
+
+    /// Kills a node (SIGKILL).
+    pub async fn kill_node(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.node_index(id)?;
+        self.nodes[i].process.kill().await
+    }
+
+    /// Restarts a stopped node and waits until it serves.
+    pub async fn start_node(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.node_index(id)?;
+        self.nodes[i].process.start()?;
+        self.wait_node_ready(i).await
+    }
+
+    /// A client for the public API, as the demo client.
+    pub async fn client(&self) -> anyhow::Result<SignerClient> {
+        SignerClient::connect(
+            &self.coordinator_endpoint,
+            "coordinator",
+            &self.tls_paths(Role::Client, "demo-client"),
+        )
+    }
+
+    /// Waits until node `i` answers an authenticated call.
+    async fn wait_node_ready(&mut self, i: usize) -> anyhow::Result<()> {
+        let tls = self.tls_paths(Role::Ceremony, "testnet").load()?;
+        let node = &mut self.nodes[i];
+        let channel = tls.channel(&node.endpoint, &node.spec.id, Duration::from_secs(1))?;
+        let started = Instant::now();
+        loop {
+            let mut client = pb::ceremony_client::CeremonyClient::new(channel.clone());
+            if client.get_info(pb::GetInfoRequest {}).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = node.process.try_exit_status() {
+                bail!(
+                    "{} exited ({status}) while starting; log tail:\n{}",
+                    node.spec.id,
+                    node.process.log_tail(20)
+                );
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "{} did not serve within {START_TIMEOUT:?}; log tail:\n{}",
+                    node.spec.id,
+                    node.process.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the coordinator lists every key.
+    async fn wait_coordinator_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let expected = self.spec.keys.len();
+        let client = self.client().await?;
+        loop {
+            if let Ok(keys) = client.list_keys().await {
+                if keys.len() >= expected {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.coordinator.try_exit_status() {
+                bail!(
+                    "coordinator exited ({status}) while starting; log tail:\n{}",
+                    self.coordinator.log_tail(20)
+                );
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "coordinator did not serve within {START_TIMEOUT:?}; log tail:\n{}",
+                    self.coordinator.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The contents of `testnet.json` for the current processes.
+    pub fn testnet_json(&self) -> TestnetJson {
+        let client = self.tls_paths(Role::Client, "demo-client");
+        TestnetJson {
+            coordinator: self.coordinator_endpoint.clone(),
+            server_name: "coordinator".into(),
+            ca: client.ca,
+            client_cert: client.cert,
+            client_key: client.key,
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| TestnetNode {
+                    id: n.spec.id.clone(),
+                    endpoint: n.endpoint.clone(),
+                    region: n.spec.region.clone(),
+                    jurisdiction: n.spec.jurisdiction.clone(),
+                    pid: n.process.pid().unwrap_or(0),
+                })
+                .collect(),
+            keys: self
+                .spec
+                .keys
+                .iter()
+                .map(|k| TestnetKey {
+                    key_id: k.key_id.clone(),
+                    ciphersuite: k.ciphersuite.name().to_string(),
+                    policy: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes `DIR/testnet.json` atomically (write then rename), so a reader never
+    /// sees half a file.
+    pub fn write_testnet_json(&self) -> anyhow::Result<()> {
+        let tmp = self.dir.join("testnet.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&self.testnet_json())?)?;
+        std::fs::rename(&tmp, self.dir.join("testnet.json"))?;
+        Ok(())
+    }
+
+    /// Stops every process gracefully.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.coordinator.stop(Duration::from_secs(5)).await?;
+        for node in &mut self.nodes {
+            node.process.stop(Duration::from_secs(5)).await?;
+        }
+        Ok(())
+    }
+}

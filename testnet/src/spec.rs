@@ -1,0 +1,145 @@
+//! What a local network consists of, and `testnet.json`, the file that tells
+//! clients and drills how to reach it (a contract: see DESIGN.md, "Testnet contract").
+
+use std::path::PathBuf;
+
+use quorate_proto::suite::Ciphersuite;
+use serde::{Deserialize, Serialize};
+
+/// A signer node to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// Node id.
+    pub id: String,
+    /// Region tag.
+    pub region: String,
+    /// Jurisdiction tag.
+    pub jurisdiction: String,
+}
+
+/// A key to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Key id.
+    pub key_id: String,
+    /// Ciphersuite.
+    pub ciphersuite: Ciphersuite,
+}
+
+/// A whole network: nodes, threshold, keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Signer nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// Signers needed per key.
+    pub threshold: u16,
+    /// Keys, each shared by every node.
+    pub keys: Vec<KeySpec>,
+}
+
+impl NetworkSpec {
+    /// The default network of DESIGN.md: five regions, 3-of-5, demo keys.
+    pub fn default_five_regions() -> Self {
+        let node = |i: usize, region: &str, jurisdiction: &str| NodeSpec {
+            id: format!("node-{i}"),
+            region: region.into(),
+            jurisdiction: jurisdiction.into(),
+        };
+        Self {
+            trust_domain: "quorate.test".into(),
+            nodes: vec![
+                node(1, "eu-central-sov", "EU"),
+                node(2, "eu-west-sov", "EU"),
+                node(3, "eu-onprem", "EU"),
+                node(4, "us-east", "US"),
+                node(5, "ap-southeast", "SG"),
+            ],
+            threshold: 3,
+            keys: vec![
+                KeySpec {
+                    key_id: "demo-ed25519".into(),
+                    ciphersuite: Ciphersuite::Ed25519,
+                },
+                KeySpec {
+                    key_id: "demo-taproot".into(),
+                    ciphersuite: Ciphersuite::Secp256k1Tr,
+                },
+                KeySpec {
+                    key_id: "demo-secp256k1".into(),
+                    ciphersuite: Ciphersuite::Secp256k1,
+                },
+            ],
+        }
+    }
+
+    /// `n` nodes in generic regions, threshold `t`, one key per ciphersuite.
+    pub fn generic(n: usize, t: u16) -> Self {
+        let mut spec = Self::default_five_regions();
+        spec.nodes = (1..=n)
+            .map(|i| NodeSpec {
+                id: format!("node-{i}"),
+                region: format!("region-{i}"),
+                jurisdiction: if i % 2 == 1 { "EU".into() } else { "US".into() },
+            })
+            .collect();
+        spec.threshold = t;
+        spec
+    }
+}
+
+/// `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetJson {
+    /// `https://127.0.0.1:PORT` of the coordinator.
+    pub coordinator: String,
+    /// Name the coordinator's certificate is issued for.
+    pub server_name: String,
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Client certificate (role `client`).
+    pub client_cert: PathBuf,
+    /// Client private key.
+    pub client_key: PathBuf,
+    /// Signer nodes.
+    pub nodes: Vec<TestnetNode>,
+    /// Keys.
+    pub keys: Vec<TestnetKey>,
+}
+
+/// A node in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetNode {
+    /// Node id.
+    pub id: String,
+    /// `https://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Region tag.
+    pub region: String,
+    /// Jurisdiction tag.
+    pub jurisdiction: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// A key in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetKey {
+    /// Key id.
+    pub key_id: String,
+    /// `ED25519`, `SECP256K1` or `SECP256K1_TR`.
+    pub ciphersuite: String,
+    /// The key's residency policy, `null` when unrestricted.
+    pub policy: Option<serde_json::Value>,
+}
+
+impl TestnetJson {
+    /// Reads `DIR/testnet.json`.
+    pub fn read(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let path = dir.join("testnet.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e} (is the testnet up?)", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}

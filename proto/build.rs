@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("quorate_descriptor.bin"))
         .compile_protos(
-            &["proto/quorate/v1/signer.proto", "proto/quorate/v1/node.proto"],
+            &[
+                "proto/quorate/v1/signer.proto",
+                "proto/quorate/v1/node.proto",
+            ],
             &["proto"],
         )?;
     println!("cargo:rerun-if-changed=proto");

@@ -132,7 +132,11 @@ impl CoordinatorConfig {
             }
         }
         let s = file.signing;
-        if s.deadline_ms == 0 || s.node_timeout_ms == 0 || s.key_refresh_secs == 0 || s.health_interval_ms == 0 {
+        if s.deadline_ms == 0
+            || s.node_timeout_ms == 0
+            || s.key_refresh_secs == 0
+            || s.health_interval_ms == 0
+        {
             return Err(config_err("signing timeouts and intervals must be > 0"));
         }
         let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;

@@ -75,7 +75,10 @@ mod tests {
         let a = cache.slot("r1", [1; 32]).unwrap();
         a.set(7).unwrap();
         assert_eq!(cache.slot("r1", [1; 32]).unwrap().get(), Some(&7));
-        assert!(matches!(cache.slot("r1", [2; 32]), Err(CoordError::RequestIdReused(_))));
+        assert!(matches!(
+            cache.slot("r1", [2; 32]),
+            Err(CoordError::RequestIdReused(_))
+        ));
     }
 
     #[test]

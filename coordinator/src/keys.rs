@@ -150,8 +150,12 @@ impl KeyDirectory {
                             .or_insert_with(|| (m, Vec::new()));
                         entry.1.push(node_id.clone());
                     }
-                    Ok(m) => tracing::warn!(node = %node_id, key_id = %m.key_id, "node reports a key it is not a participant of; ignored"),
-                    Err(e) => tracing::warn!(node = %node_id, "node reports an invalid manifest: {e}"),
+                    Ok(m) => {
+                        tracing::warn!(node = %node_id, key_id = %m.key_id, "node reports a key it is not a participant of; ignored")
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node_id, "node reports an invalid manifest: {e}")
+                    }
                 }
             }
         }
@@ -179,7 +183,13 @@ impl KeyDirectory {
             if !disagreeing.is_empty() {
                 tracing::warn!(key_id = %key_id, nodes = ?disagreeing, "nodes disagree with the agreed manifest; excluded");
             }
-            keys.insert(key_id, Arc::new(KnownKey { manifest, disagreeing }));
+            keys.insert(
+                key_id,
+                Arc::new(KnownKey {
+                    manifest,
+                    disagreeing,
+                }),
+            );
         }
         // Keys whose holders did not answer this time stay known.
         for (key_id, key) in previous {

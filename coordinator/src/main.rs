@@ -32,7 +32,10 @@ async fn main() {
     init_tracing(args.log_format, "info");
     let result = async {
         let config = CoordinatorConfig::load(&args.config)?;
-        BoundCoordinator::bind(config).await?.serve(shutdown_signal()).await
+        BoundCoordinator::bind(config)
+            .await?
+            .serve(shutdown_signal())
+            .await
     }
     .await;
     if let Err(e) = result {

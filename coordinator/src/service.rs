@@ -94,7 +94,10 @@ impl SignerService {
         self.engine.sign(&key, &req.message, &ctx, deadline).await
     }
 
-    async fn handle_sign(&self, req: Request<pb::SignRequest>) -> Result<pb::SignResponse, CoordError> {
+    async fn handle_sign(
+        &self,
+        req: Request<pb::SignRequest>,
+    ) -> Result<pb::SignResponse, CoordError> {
         let caller = self
             .authorize(&req)
             .map_err(|s| CoordError::PermissionDenied(s.message().to_string()))?;
@@ -147,7 +150,10 @@ impl SignerService {
 #[tonic::async_trait]
 impl pb::signer_server::Signer for SignerService {
     #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
-    async fn sign(&self, req: Request<pb::SignRequest>) -> Result<Response<pb::SignResponse>, Status> {
+    async fn sign(
+        &self,
+        req: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
         match self.handle_sign(req).await {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => {

@@ -130,13 +130,18 @@ impl NodeConfig {
     fn validate(file: NodeConfigFile, kek: Kek) -> Result<Self, NodeError> {
         let expected = PeerIdentity::new(&file.trust_domain, Role::Node, &file.node_id)
             .map_err(|e| config_err(format!("node_id/trust_domain: {e}")))?;
-        for (name, value) in [("region", &file.region), ("jurisdiction", &file.jurisdiction)] {
+        for (name, value) in [
+            ("region", &file.region),
+            ("jurisdiction", &file.jurisdiction),
+        ] {
             if value.trim().is_empty() {
                 return Err(config_err(format!("{name} is empty")));
             }
         }
         if file.nonces.max_outstanding == 0 || file.nonces.ttl_secs == 0 {
-            return Err(config_err("nonces.max_outstanding and nonces.ttl_secs must be > 0"));
+            return Err(config_err(
+                "nonces.max_outstanding and nonces.ttl_secs must be > 0",
+            ));
         }
         let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
         if tls.identity() != &expected {
@@ -167,7 +172,10 @@ mod tests {
             tls = { ca = "a", cert = "b", key = "c" }
         "#;
         let err = NodeConfig::from_toml(text, |_| None).unwrap_err();
-        assert!(matches!(err, NodeError::Config(ref m) if m.contains("QUORATE_KEK")), "{err}");
+        assert!(
+            matches!(err, NodeError::Config(ref m) if m.contains("QUORATE_KEK")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,8 +29,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 pub use config::{NodeConfig, NodeConfigFile};
-use quorate_proto::tls::TlsMaterial;
 pub use error::NodeError;
+use quorate_proto::tls::TlsMaterial;
 
 use crate::nonces::NonceStore;
 use crate::service::{CeremonyService, NodeIdentity, NodeService, NodeState};
@@ -57,7 +57,11 @@ impl BoundNode {
             jurisdiction: file.jurisdiction.clone(),
         };
         let limits = file.nonces;
-        let state = NodeState::new(identity, store, NonceStore::new(limits.max_outstanding, limits.ttl()))?;
+        let state = NodeState::new(
+            identity,
+            store,
+            NonceStore::new(limits.max_outstanding, limits.ttl()),
+        )?;
         let listener = TcpListener::bind(file.listen)
             .await
             .map_err(|e| NodeError::Server(format!("cannot listen on {}: {e}", file.listen)))?;
@@ -95,7 +99,9 @@ impl BoundNode {
             .tls_config(self.tls.server_config())
             .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
-            .add_service(pb::node_server::NodeServer::new(NodeService(self.state.clone())))
+            .add_service(pb::node_server::NodeServer::new(NodeService(
+                self.state.clone(),
+            )))
             .add_service(pb::ceremony_server::CeremonyServer::new(CeremonyService(
                 self.state.clone(),
             )))

@@ -34,7 +34,10 @@ async fn main() {
     init_tracing(args.log_format, "info");
     let result = async {
         let config = NodeConfig::load(&args.config)?;
-        BoundNode::bind(config).await?.serve(shutdown_signal()).await
+        BoundNode::bind(config)
+            .await?
+            .serve(shutdown_signal())
+            .await
     }
     .await;
     if let Err(e) = result {

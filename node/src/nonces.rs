@@ -63,7 +63,13 @@ impl NonceStore {
         let id = commitment_id(key_id, commitments);
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.live.insert(id, Entry { nonces, issued: now });
+        inner.live.insert(
+            id,
+            Entry {
+                nonces,
+                issued: now,
+            },
+        );
         inner.order.push_back(id);
         // Drop expired nonces and, beyond the bound, the oldest ones.
         while let Some(front) = inner.order.front().copied() {
@@ -112,7 +118,10 @@ mod tests {
     fn nonces() -> (SecretNonces, Vec<u8>) {
         let names = vec!["a".to_string(), "b".to_string()];
         let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
-        Ciphersuite::Ed25519.ops().commit(&dealt.key_packages[0].1).unwrap()
+        Ciphersuite::Ed25519
+            .ops()
+            .commit(&dealt.key_packages[0].1)
+            .unwrap()
     }
 
     #[test]

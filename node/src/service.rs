@@ -50,7 +50,11 @@ pub struct NodeState {
 
 impl NodeState {
     /// Loads every stored key and checks it still belongs to this node.
-    pub fn new(identity: NodeIdentity, store: KeyStore, nonces: NonceStore) -> Result<Self, NodeError> {
+    pub fn new(
+        identity: NodeIdentity,
+        store: KeyStore,
+        nonces: NonceStore,
+    ) -> Result<Self, NodeError> {
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {
             let key = activate(&identity, record)
@@ -137,7 +141,9 @@ impl NodeState {
         let mut signers = Vec::with_capacity(package.commitments.len());
         for id in package.commitments.keys() {
             let p = manifest.participant_by_identifier(id).ok_or_else(|| {
-                NodeError::InvalidArgument("signing package names a signer that holds no share of this key".into())
+                NodeError::InvalidArgument(
+                    "signing package names a signer that holds no share of this key".into(),
+                )
             })?;
             signers.push(p.node_id.as_str());
         }
@@ -214,7 +220,12 @@ fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<ActiveKey, Str
     if me.region != identity.region || me.jurisdiction != identity.jurisdiction {
         return Err(format!(
             "key {:?} places {} in {}/{}, but this node is in {}/{}",
-            manifest.key_id, identity.node_id, me.region, me.jurisdiction, identity.region, identity.jurisdiction
+            manifest.key_id,
+            identity.node_id,
+            me.region,
+            me.jurisdiction,
+            identity.region,
+            identity.jurisdiction
         ));
     }
     let ops = manifest.ciphersuite.ops();
@@ -254,7 +265,10 @@ impl NodeService {
 
 #[tonic::async_trait]
 impl pb::node_server::Node for NodeService {
-    async fn get_info(&self, req: Request<pb::GetInfoRequest>) -> Result<Response<pb::NodeInfo>, Status> {
+    async fn get_info(
+        &self,
+        req: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::NodeInfo>, Status> {
         self.authorize(&req)?;
         Ok(Response::new(self.0.info()))
     }
@@ -276,7 +290,10 @@ impl pb::node_server::Node for NodeService {
     }
 
     #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
-    async fn commit(&self, req: Request<pb::CommitRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+    async fn commit(
+        &self,
+        req: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
         self.authorize(&req)?;
         Ok(Response::new(self.0.commit(req.into_inner())?))
     }
@@ -293,7 +310,10 @@ impl pb::node_server::Node for NodeService {
 
 #[tonic::async_trait]
 impl pb::ceremony_server::Ceremony for CeremonyService {
-    async fn get_info(&self, req: Request<pb::GetInfoRequest>) -> Result<Response<pb::NodeInfo>, Status> {
+    async fn get_info(
+        &self,
+        req: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::NodeInfo>, Status> {
         authorize(&req, &self.0.identity.trust_domain, &[Role::Ceremony])?;
         Ok(Response::new(self.0.info()))
     }

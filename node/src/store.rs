@@ -107,9 +107,14 @@ impl KeyStore {
     pub fn open(dir: &Path, kek: Kek) -> Result<Self, NodeError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
-        let db = sled::open(dir.join("sled")).map_err(|e| {
-            storage(format!("cannot open store in {}: {e}", dir.display()))
-        })?;
+        // Every write is flushed explicitly before it is acknowledged, so sled's
+        // background flusher is not needed; without it, dropping the store releases
+        // the directory lock at once.
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| storage(format!("cannot open store in {}: {e}", dir.display())))?;
         let meta = db.open_tree("meta").map_err(storage)?;
         let keys = db.open_tree("keys").map_err(storage)?;
         let store = Self { db, keys, kek };
@@ -147,7 +152,13 @@ impl KeyStore {
         let ct = self
             .kek
             .cipher()
-            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| storage("encryption failed"))?;
         let mut out = Vec::with_capacity(1 + 24 + ct.len());
         out.push(SEALED_VERSION);
@@ -167,7 +178,10 @@ impl KeyStore {
             .cipher()
             .decrypt(
                 &XNonce::from(nonce),
-                Payload { msg: &sealed[25..], aad: &aad },
+                Payload {
+                    msg: &sealed[25..],
+                    aad: &aad,
+                },
             )
             .map(Zeroizing::new)
             .map_err(|_| ())
@@ -200,7 +214,9 @@ impl KeyStore {
             let key_id = String::from_utf8_lossy(&k).into_owned();
             let plain = self
                 .open_sealed(&Self::record_context(&key_id), &v)
-                .map_err(|_| NodeError::Corrupt(format!("key record {key_id:?} does not authenticate")))?;
+                .map_err(|_| {
+                    NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
+                })?;
             let record = KeyRecord::decode(&plain)
                 .ok_or_else(|| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))?;
             out.push((key_id, record));
@@ -263,7 +279,8 @@ mod tests {
     fn wrong_kek_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         KeyStore::open(dir.path(), kek(1)).unwrap();
-        assert!(matches!(KeyStore::open(dir.path(), kek(2)), Err(NodeError::WrongKek)));
+        let result = KeyStore::open(dir.path(), kek(2));
+        assert!(matches!(result, Err(NodeError::WrongKek)), "{result:?}");
     }
 
     #[test]
@@ -271,7 +288,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path(), kek(1)).unwrap();
         store.insert_new("k1", &record()).unwrap();
-        assert!(matches!(store.insert_new("k1", &record()), Err(NodeError::KeyExists(_))));
+        assert!(matches!(
+            store.insert_new("k1", &record()),
+            Err(NodeError::KeyExists(_))
+        ));
     }
 
     #[test]

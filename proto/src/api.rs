@@ -35,7 +35,9 @@ impl TryFrom<pb::SignRequest> for SignRequest {
             ));
         }
         if req.request_id.len() > MAX_REQUEST_ID_BYTES {
-            return Err(format!("request_id is longer than {MAX_REQUEST_ID_BYTES} bytes"));
+            return Err(format!(
+                "request_id is longer than {MAX_REQUEST_ID_BYTES} bytes"
+            ));
         }
         Ok(Self {
             key_id: req.key_id,

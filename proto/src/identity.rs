@@ -123,10 +123,8 @@ impl PeerIdentity {
             .ok_or_else(|| IdentityError::Malformed(uri.to_string()))?;
         let mut parts = rest.split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(domain), Some(role), Some(name), None) => {
-                Self::new(domain, role.parse()?, name)
-                    .map_err(|_| IdentityError::Malformed(uri.to_string()))
-            }
+            (Some(domain), Some(role), Some(name), None) => Self::new(domain, role.parse()?, name)
+                .map_err(|_| IdentityError::Malformed(uri.to_string())),
             _ => Err(IdentityError::Malformed(uri.to_string())),
         }
     }

@@ -26,7 +26,8 @@ pub mod pb {
     tonic::include_proto!("quorate.v1");
 
     /// Encoded `FileDescriptorSet` of the schema, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("quorate_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("quorate_descriptor");
 }
 
 /// Largest message `Sign` accepts, in bytes. Larger messages get `INVALID_ARGUMENT`;

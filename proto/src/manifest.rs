@@ -67,7 +67,8 @@ pub enum ManifestError {
 impl Manifest {
     /// Decodes and validates an encoded manifest.
     pub fn decode(encoded: &[u8]) -> Result<Self, ManifestError> {
-        let pb = pb::KeyManifest::decode(encoded).map_err(|e| ManifestError::Decode(e.to_string()))?;
+        let pb =
+            pb::KeyManifest::decode(encoded).map_err(|e| ManifestError::Decode(e.to_string()))?;
         let invalid = |m: String| ManifestError::Invalid(m);
         if pb.version != MANIFEST_VERSION {
             return Err(invalid(format!(
@@ -85,7 +86,9 @@ impl Manifest {
             .filter(|t| *t >= 2 && usize::from(*t) <= n)
             .ok_or_else(|| invalid(format!("threshold {} is not within 2..={n}", pb.threshold)))?;
         if public_key.min_signers.is_some_and(|m| m != threshold) {
-            return Err(invalid("threshold differs from the public key package".into()));
+            return Err(invalid(
+                "threshold differs from the public key package".into(),
+            ));
         }
         if public_key.verifying_shares.len() != n {
             return Err(invalid(format!(
@@ -133,7 +136,9 @@ impl Manifest {
 
     /// The participant with FROST identifier `identifier`.
     pub fn participant_by_identifier(&self, identifier: &[u8]) -> Option<&ManifestParticipant> {
-        self.participants.iter().find(|p| p.identifier == identifier)
+        self.participants
+            .iter()
+            .find(|p| p.identifier == identifier)
     }
 
     /// The participant named `node_id`.
@@ -196,7 +201,10 @@ mod tests {
 
     #[test]
     fn threshold_disagreeing_with_package_is_refused() {
-        assert!(matches!(Manifest::decode(&sample(3)), Err(ManifestError::Invalid(_))));
+        assert!(matches!(
+            Manifest::decode(&sample(3)),
+            Err(ManifestError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -203,8 +203,10 @@ pub trait SuiteOps: Send + Sync {
         threshold: u16,
     ) -> Result<DealtKey, CryptoError>;
     /// Reads the public parts of a key package.
-    fn key_package_info(&self, key_package: &SecretKeyPackage)
-        -> Result<KeyPackageInfo, CryptoError>;
+    fn key_package_info(
+        &self,
+        key_package: &SecretKeyPackage,
+    ) -> Result<KeyPackageInfo, CryptoError>;
     /// Reads a public key package.
     fn public_key_info(&self, public_key_package: &[u8]) -> Result<PublicKeyInfo, CryptoError>;
     /// Round 1: fresh nonces and their commitments.
@@ -219,8 +221,10 @@ pub trait SuiteOps: Send + Sync {
         message: &[u8],
     ) -> Result<Vec<u8>, CryptoError>;
     /// Decodes a signing package.
-    fn signing_package_info(&self, signing_package: &[u8])
-        -> Result<SigningPackageInfo, CryptoError>;
+    fn signing_package_info(
+        &self,
+        signing_package: &[u8],
+    ) -> Result<SigningPackageInfo, CryptoError>;
     /// Round 2: this signer's signature share.
     fn sign(
         &self,
@@ -239,8 +243,12 @@ pub trait SuiteOps: Send + Sync {
     ) -> Result<Vec<u8>, CryptoError>;
     /// Verifies a signature (public API encoding) under a public key (public API
     /// encoding).
-    fn verify(&self, public_key: &[u8], message: &[u8], signature: &[u8])
-        -> Result<(), CryptoError>;
+    fn verify(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError>;
 }
 
 /// The generic implementation of [`SuiteOps`] for a frost ciphersuite.
@@ -287,7 +295,10 @@ impl PublicEncoding for frost_secp256k1_tr::Secp256K1Sha256TR {
     /// BIP340 keys are x-only: drop the SEC1 parity byte. Signing negates shares as
     /// needed so the key has even Y, which is what a BIP340 verifier assumes.
     fn public_key_bytes(frost_encoding: Vec<u8>) -> Vec<u8> {
-        frost_encoding.get(1..).map(<[u8]>::to_vec).unwrap_or_default()
+        frost_encoding
+            .get(1..)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
     fn frost_key_bytes(public: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(33);
@@ -301,11 +312,15 @@ fn frost_err<C: frost_core::Ciphersuite>(e: frost_core::Error<C>) -> CryptoError
     CryptoError::Frost(e.to_string())
 }
 
-fn malformed<C: frost_core::Ciphersuite>(what: &str) -> impl Fn(frost_core::Error<C>) -> CryptoError + '_ {
+fn malformed<C: frost_core::Ciphersuite>(
+    what: &str,
+) -> impl Fn(frost_core::Error<C>) -> CryptoError + '_ {
     move |e| CryptoError::Malformed(format!("{what}: {e}"))
 }
 
-fn parse_identifier<C: frost_core::Ciphersuite>(bytes: &[u8]) -> Result<Identifier<C>, CryptoError> {
+fn parse_identifier<C: frost_core::Ciphersuite>(
+    bytes: &[u8],
+) -> Result<Identifier<C>, CryptoError> {
     Identifier::<C>::deserialize(bytes).map_err(malformed("identifier"))
 }
 
@@ -349,14 +364,9 @@ impl<C: PublicEncoding> SuiteOps for Frost<C> {
             .collect::<Result<Vec<_>, _>>()?;
         let max = u16::try_from(names.len())
             .map_err(|_| CryptoError::Frost("too many participants".into()))?;
-        let (shares, public_key_package) = frost_core::keys::split(
-            &key,
-            max,
-            threshold,
-            IdentifierList::Custom(&ids),
-            &mut rng,
-        )
-        .map_err(frost_err)?;
+        let (shares, public_key_package) =
+            frost_core::keys::split(&key, max, threshold, IdentifierList::Custom(&ids), &mut rng)
+                .map_err(frost_err)?;
         let mut key_packages = Vec::with_capacity(names.len());
         for (name, id) in names.iter().zip(&ids) {
             let share: &SecretShare<C> = shares
@@ -535,7 +545,8 @@ mod tests {
         for ((name, kp), n) in dealt.key_packages.iter().take(t).zip(&nonces) {
             shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
         }
-        ops.aggregate(&sp, &shares, &dealt.public_key_package).unwrap()
+        ops.aggregate(&sp, &shares, &dealt.public_key_package)
+            .unwrap()
     }
 
     #[test]
@@ -543,22 +554,34 @@ mod tests {
         for suite in Ciphersuite::ALL {
             let dealt = suite.ops().split(None, &names(5), 3).unwrap();
             let sig = sign_with(suite, &dealt, 3, b"hello");
-            let info = suite.ops().public_key_info(&dealt.public_key_package).unwrap();
-            suite.ops().verify(&info.public_key, b"hello", &sig).unwrap();
-            assert!(suite.ops().verify(&info.public_key, b"other", &sig).is_err());
+            let info = suite
+                .ops()
+                .public_key_info(&dealt.public_key_package)
+                .unwrap();
+            suite
+                .ops()
+                .verify(&info.public_key, b"hello", &sig)
+                .unwrap();
+            assert!(suite
+                .ops()
+                .verify(&info.public_key, b"other", &sig)
+                .is_err());
         }
     }
 
     #[test]
     fn ed25519_signature_verifies_with_ed25519_dalek() {
-        let dealt = Ciphersuite::Ed25519.ops().split(None, &names(3), 2).unwrap();
+        let dealt = Ciphersuite::Ed25519
+            .ops()
+            .split(None, &names(3), 2)
+            .unwrap();
         let sig = sign_with(Ciphersuite::Ed25519, &dealt, 2, b"msg");
         let info = Ciphersuite::Ed25519
             .ops()
             .public_key_info(&dealt.public_key_package)
             .unwrap();
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&info.public_key.try_into().unwrap())
-            .unwrap();
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&info.public_key.try_into().unwrap()).unwrap();
         let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
         key.verify_strict(b"msg", &sig).unwrap();
     }
@@ -567,7 +590,10 @@ mod tests {
     fn taproot_signature_verifies_as_bip340_with_k256() {
         // Repeat: half of all keys have odd Y, which BIP340 handling must cover.
         for _ in 0..8 {
-            let dealt = Ciphersuite::Secp256k1Tr.ops().split(None, &names(3), 2).unwrap();
+            let dealt = Ciphersuite::Secp256k1Tr
+                .ops()
+                .split(None, &names(3), 2)
+                .unwrap();
             let sig = sign_with(Ciphersuite::Secp256k1Tr, &dealt, 2, b"msg");
             let info = Ciphersuite::Secp256k1Tr
                 .ops()
@@ -613,12 +639,17 @@ mod tests {
 
     #[test]
     fn secret_types_redact_debug() {
-        let dealt = Ciphersuite::Ed25519.ops().split(None, &names(2), 2).unwrap();
-        let (nonces, _) = Ciphersuite::Ed25519.ops().commit(&dealt.key_packages[0].1).unwrap();
+        let dealt = Ciphersuite::Ed25519
+            .ops()
+            .split(None, &names(2), 2)
+            .unwrap();
+        let (nonces, _) = Ciphersuite::Ed25519
+            .ops()
+            .commit(&dealt.key_packages[0].1)
+            .unwrap();
         assert_eq!(format!("{nonces:?}"), "SecretNonces(<redacted>)");
         assert!(format!("{dealt:?}").contains("<redacted>"));
-        assert!(!format!("{dealt:?}").contains(&hex::encode(
-            &dealt.key_packages[0].1.expose_bytes()[..16]
-        )));
+        assert!(!format!("{dealt:?}")
+            .contains(&hex::encode(&dealt.key_packages[0].1.expose_bytes()[..16])));
     }
 }

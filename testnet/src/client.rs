@@ -54,7 +54,10 @@ impl SignerClient {
     }
 
     /// `GetPublicKey`.
-    pub async fn public_key(&self, key_id: &str) -> Result<pb::GetPublicKeyResponse, tonic::Status> {
+    pub async fn public_key(
+        &self,
+        key_id: &str,
+    ) -> Result<pb::GetPublicKeyResponse, tonic::Status> {
         Ok(self
             .raw()
             .get_public_key(pb::GetPublicKeyRequest {
@@ -92,8 +95,13 @@ impl SignerClient {
         let public = self.public_key(key_id).await?;
         let response = self.sign(key_id, message, None, timeout).await?;
         let ciphersuite = Ciphersuite::from_pb(public.ciphersuite)?;
-        crate::verify::verify(ciphersuite, &public.public_key, message, &response.signature)
-            .map_err(|e| anyhow::anyhow!("signature from the coordinator does not verify: {e}"))?;
+        crate::verify::verify(
+            ciphersuite,
+            &public.public_key,
+            message,
+            &response.signature,
+        )
+        .map_err(|e| anyhow::anyhow!("signature from the coordinator does not verify: {e}"))?;
         Ok(VerifiedSignature {
             response,
             public_key: public.public_key,

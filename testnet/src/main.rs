@@ -95,7 +95,10 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             let mut network = LocalNetwork::start(&dir, &bin_dir, spec).await?;
             let result = self_check(&network).await;
             if result.is_ok() {
-                println!("testnet.json: {}", network.dir.join("testnet.json").display());
+                println!(
+                    "testnet.json: {}",
+                    network.dir.join("testnet.json").display()
+                );
                 println!("logs:         {}", network.dir.join("logs").display());
                 if !check_only {
                     println!("serving; press Ctrl-C to stop");
@@ -131,11 +134,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             )?;
             let public = client.public_key(&key_id).await?;
             let response = client
-                .sign(&key_id, &message, request_id.as_deref(), Duration::from_millis(timeout_ms))
+                .sign(
+                    &key_id,
+                    &message,
+                    request_id.as_deref(),
+                    Duration::from_millis(timeout_ms),
+                )
                 .await?;
             let suite = quorate_proto::suite::Ciphersuite::from_pb(response.ciphersuite)?;
-            quorate_testnet::verify::verify(suite, &public.public_key, &message, &response.signature)
-                .map_err(|e| anyhow::anyhow!("signature does not verify: {e}"))?;
+            quorate_testnet::verify::verify(
+                suite,
+                &public.public_key,
+                &message,
+                &response.signature,
+            )
+            .map_err(|e| anyhow::anyhow!("signature does not verify: {e}"))?;
             println!("key_id:     {}", response.key_id);
             println!("ciphersuite: {suite}");
             println!("public_key: {}", hex::encode(&public.public_key));

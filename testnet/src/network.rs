@@ -27,16 +27,32 @@ use crate::spec::{NetworkSpec, NodeSpec, TestnetJson, TestnetKey, TestnetNode};
 /// How long a process may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Picks a free loopback port.
+/// Ports handed to testnet processes are drawn from below Linux's ephemeral range
+/// (32768-60999): a port taken from the ephemeral range and released could be
+/// reused at once as the source port of some outgoing connection, and the process
+/// that is meant to listen on it would fail to bind.
+const PORT_RANGE: std::ops::Range<u16> = 10_000..32_000;
+
+/// Picks a free loopback port outside the ephemeral range.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use rand_core::{OsRng, RngCore};
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    for _ in 0..1000 {
+        let port = PORT_RANGE.start + (OsRng.next_u32() % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {PORT_RANGE:?}")
 }
 
 /// The directory holding `quorate-node` and `quorate-coordinator`: the directory of
 /// the running executable (they are built side by side).
 pub fn default_bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or_else(|| anyhow!("executable has no directory"))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("executable has no directory"))?;
     // Test executables live one level down, in target/<profile>/deps.
     if dir.ends_with("deps") {
         if let Some(parent) = dir.parent() {

@@ -138,8 +138,9 @@ impl TestnetJson {
     /// Reads `DIR/testnet.json`.
     pub fn read(dir: &std::path::Path) -> anyhow::Result<Self> {
         let path = dir.join("testnet.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e} (is the testnet up?)", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("cannot read {}: {e} (is the testnet up?)", path.display())
+        })?;
         Ok(serde_json::from_str(&text)?)
     }
 }

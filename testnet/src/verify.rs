@@ -28,7 +28,8 @@ pub fn verify(
             key.verify_strict(message, &sig).map_err(|e| e.to_string())
         }
         Ciphersuite::Secp256k1Tr => {
-            let key = k256::schnorr::VerifyingKey::from_bytes(public_key).map_err(|e| e.to_string())?;
+            let key =
+                k256::schnorr::VerifyingKey::from_bytes(public_key).map_err(|e| e.to_string())?;
             let sig = k256::schnorr::Signature::try_from(signature).map_err(|e| e.to_string())?;
             key.verify_raw(message, &sig).map_err(|e| e.to_string())
         }
@@ -39,9 +40,16 @@ pub fn verify(
 /// RFC 9591 section 6.5 verification: `z*G == R + c*PK` with
 /// `c = H2(enc(R) || enc(PK) || msg)`, H2 = hash_to_field(XMD:SHA-256) with the DST
 /// `FROST-secp256k1-SHA256-v1chal`.
-fn verify_frost_secp256k1(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), String> {
+fn verify_frost_secp256k1(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
     if signature.len() != 65 {
-        return Err(format!("FROST secp256k1 signature is {} bytes, not 65", signature.len()));
+        return Err(format!(
+            "FROST secp256k1 signature is {} bytes, not 65",
+            signature.len()
+        ));
     }
     let point = |bytes: &[u8]| -> Result<k256::ProjectivePoint, String> {
         let encoded = k256::EncodedPoint::from_bytes(bytes).map_err(|e| e.to_string())?;
@@ -87,8 +95,13 @@ mod tests {
         for ((name, kp), n) in dealt.key_packages.iter().take(2).zip(&nonces) {
             shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
         }
-        let sig = ops.aggregate(&sp, &shares, &dealt.public_key_package).unwrap();
-        let pk = ops.public_key_info(&dealt.public_key_package).unwrap().public_key;
+        let sig = ops
+            .aggregate(&sp, &shares, &dealt.public_key_package)
+            .unwrap();
+        let pk = ops
+            .public_key_info(&dealt.public_key_package)
+            .unwrap()
+            .public_key;
         (pk, sig)
     }
 

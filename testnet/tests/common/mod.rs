@@ -1,0 +1,51 @@
+//! Shared setup for the testnet integration tests: a real network of processes in a
+//! temporary directory.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quorate_testnet::network::LocalNetwork;
+use quorate_testnet::spec::NetworkSpec;
+
+/// The directory holding the workspace's binaries (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quorate-testnet"))
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf()
+}
+
+/// A started network and the temporary directory it lives in.
+pub struct TestNetwork {
+    pub net: LocalNetwork,
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestNetwork {
+    type Target = LocalNetwork;
+    fn deref(&self) -> &LocalNetwork {
+        &self.net
+    }
+}
+
+impl std::ops::DerefMut for TestNetwork {
+    fn deref_mut(&mut self) -> &mut LocalNetwork {
+        &mut self.net
+    }
+}
+
+pub async fn start(spec: NetworkSpec) -> TestNetwork {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = LocalNetwork::start(&dir.path().join("net"), &bin_dir(), spec)
+        .await
+        .expect("network starts");
+    TestNetwork { net, dir }
+}
+
+pub async fn start_default() -> TestNetwork {
+    start(NetworkSpec::default_five_regions()).await
+}
+
+pub const DEADLINE: Duration = Duration::from_secs(5);

@@ -1,0 +1,303 @@
+//! The node's own defences, tested by calling nodes directly over mTLS: caller roles,
+//! certificate-less callers, nonce replay, foreign commitments, durable shares and the
+//! KEK check.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{start_default, DEADLINE};
+use quorate_proto::identity::Role;
+use quorate_proto::pb;
+use quorate_proto::pb::node_client::NodeClient;
+use quorate_proto::suite::Ciphersuite;
+use quorate_proto::tls::TlsPaths;
+use quorate_testnet::client::SignerClient;
+use quorate_testnet::network::LocalNetwork;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::Code;
+
+fn node_client(net: &LocalNetwork, node_id: &str, tls: &TlsPaths) -> NodeClient<Channel> {
+    let node = net.node(node_id).unwrap();
+    let channel = tls
+        .load()
+        .unwrap()
+        .channel(&node.endpoint, node_id, Duration::from_secs(2))
+        .unwrap();
+    NodeClient::new(channel)
+}
+
+fn coordinator_tls(net: &LocalNetwork) -> TlsPaths {
+    net.tls_paths(Role::Coordinator, "coordinator")
+}
+
+async fn commit(client: &mut NodeClient<Channel>, key_id: &str) -> Vec<u8> {
+    client
+        .commit(pb::CommitRequest {
+            key_id: key_id.into(),
+            count: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .commitments
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_node_refuses_to_sign_twice_with_one_nonce() {
+    let net = start_default().await;
+    let tls = coordinator_tls(&net);
+    let ops = Ciphersuite::Ed25519.ops();
+    let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|id| (id.to_string(), node_client(&net, id, &tls)))
+        .collect();
+    let mut commitments = BTreeMap::new();
+    for (id, client) in &mut clients {
+        commitments.insert(
+            ops.identifier(id).unwrap(),
+            commit(client, "demo-ed25519").await,
+        );
+    }
+    let package = ops.signing_package(&commitments, b"pay once").unwrap();
+    let request = pb::SignShareRequest {
+        key_id: "demo-ed25519".into(),
+        signing_package: package.clone(),
+        request_id: "replay-test".into(),
+        client_id: "test".into(),
+    };
+    let first = clients[0].1.sign_share(request.clone()).await;
+    assert!(first.is_ok(), "{first:?}");
+    let replay = clients[0].1.sign_share(request.clone()).await.unwrap_err();
+    assert_eq!(replay.code(), Code::FailedPrecondition, "{replay:?}");
+
+    // The same commitments with another message: the nonce is gone as well, so a
+    // coordinator cannot swap the message after round 1 either.
+    let swapped = ops.signing_package(&commitments, b"pay twice").unwrap();
+    let err = clients[0]
+        .1
+        .sign_share(pb::SignShareRequest {
+            signing_package: swapped,
+            ..request
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_node_refuses_commitments_it_did_not_issue() {
+    let net = start_default().await;
+    let tls = coordinator_tls(&net);
+    let ops = Ciphersuite::Ed25519.ops();
+    let mut n1 = node_client(&net, "node-1", &tls);
+    let mut n2 = node_client(&net, "node-2", &tls);
+    let mut n3 = node_client(&net, "node-3", &tls);
+    // node-2's commitment presented as node-1's.
+    let c2 = commit(&mut n2, "demo-ed25519").await;
+    let c3 = commit(&mut n3, "demo-ed25519").await;
+    let c2b = commit(&mut n2, "demo-ed25519").await;
+    let mut commitments = BTreeMap::new();
+    commitments.insert(ops.identifier("node-1").unwrap(), c2b);
+    commitments.insert(ops.identifier("node-2").unwrap(), c2);
+    commitments.insert(ops.identifier("node-3").unwrap(), c3);
+    let package = ops.signing_package(&commitments, b"m").unwrap();
+    let err = n1
+        .sign_share(pb::SignShareRequest {
+            key_id: "demo-ed25519".into(),
+            signing_package: package,
+            request_id: String::new(),
+            client_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+
+    // A signing package that does not decode.
+    let err = n1
+        .sign_share(pb::SignShareRequest {
+            key_id: "demo-ed25519".into(),
+            signing_package: vec![1, 2, 3],
+            request_id: String::new(),
+            client_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A commitment for one key cannot be used for another.
+    let c1 = commit(&mut n1, "demo-ed25519").await;
+    let err = n1
+        .commit(pb::CommitRequest {
+            key_id: "no-such-key".into(),
+            count: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let tr = Ciphersuite::Secp256k1Tr.ops();
+    let err = n1
+        .sign_share(pb::SignShareRequest {
+            key_id: "demo-taproot".into(),
+            signing_package: c1,
+            request_id: String::new(),
+            client_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let _ = tr;
+}
+
+#[tokio::test]
+async fn wrong_roles_are_permission_denied() {
+    let net = start_default().await;
+    // A node certificate calling the public Signer API.
+    let as_node = SignerClient::connect(
+        &net.coordinator_endpoint,
+        "coordinator",
+        &net.tls_paths(Role::Node, "node-1"),
+    )
+    .unwrap();
+    let err = as_node
+        .sign("demo-ed25519", b"m", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // A client certificate calling a node directly.
+    let client_tls = net.tls_paths(Role::Client, "demo-client");
+    let mut direct = node_client(&net, "node-1", &client_tls);
+    let err = direct
+        .commit(pb::CommitRequest {
+            key_id: "demo-ed25519".into(),
+            count: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A coordinator certificate calling the ceremony service.
+    let channel = net
+        .tls_paths(Role::Coordinator, "coordinator")
+        .load()
+        .unwrap()
+        .channel(
+            &net.node("node-1").unwrap().endpoint,
+            "node-1",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    let err = pb::ceremony_client::CeremonyClient::new(channel)
+        .install_key(pb::InstallKeyRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A certificate from another trust domain's CA would fail the handshake; one from
+    // this CA with a foreign trust domain is refused by role check.
+    let foreign = quorate_ceremony::pki::issue(
+        &net.pki_dir,
+        "quorate.test",
+        Role::Auditor,
+        "auditor-1",
+        &[],
+    )
+    .unwrap();
+    let as_auditor = SignerClient::connect(
+        &net.coordinator_endpoint,
+        "coordinator",
+        &foreign.tls_paths(),
+    )
+    .unwrap();
+    assert_eq!(
+        as_auditor.list_keys().await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+}
+
+#[tokio::test]
+async fn a_caller_without_a_client_certificate_fails_the_handshake() {
+    let net = start_default().await;
+    let ca = std::fs::read(net.pki_dir.join("ca.pem")).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("coordinator");
+    let channel = Endpoint::from_shared(net.coordinator_endpoint.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy();
+    let err = pb::signer_client::SignerClient::new(channel)
+        .list_keys(pb::ListKeysRequest {})
+        .await
+        .unwrap_err();
+    // The server aborts the TLS handshake, so the call fails in the transport (with
+    // TLS 1.3 the client learns of it as a closed connection) and never reaches a
+    // service: a status from a service carries no transport source.
+    assert!(
+        matches!(
+            err.code(),
+            Code::Unavailable | Code::Cancelled | Code::Unknown
+        ),
+        "{err:?}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "expected a transport failure, got a service status: {err:?}"
+    );
+    // The server log records the refused handshake.
+    let log = net.coordinator.log_tail(50);
+    assert!(
+        !log.contains("sign refused"),
+        "the request must not reach the service"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    // Kill node-1, bring it back, and make it necessary for a quorum.
+    net.kill_node("node-1").await.unwrap();
+    net.start_node("node-1").await.unwrap();
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    for key in net.spec.keys.clone() {
+        let signed = client
+            .sign_verified(&key.key_id, b"after restart", DEADLINE)
+            .await
+            .unwrap();
+        assert!(signed.response.signers.contains(&"node-1".to_string()));
+    }
+
+    // Same store, another KEK: the node refuses to start and says why.
+    net.kill_node("node-2").await.unwrap();
+    let kek_file = net.node("node-2").unwrap().kek_file.clone();
+    let good = std::fs::read_to_string(&kek_file).unwrap();
+    std::fs::write(&kek_file, quorate_node::store::Kek::generate_hex().as_str()).unwrap();
+    let idx = net
+        .nodes
+        .iter()
+        .position(|n| n.spec.id == "node-2")
+        .unwrap();
+    net.nodes[idx].process.start().unwrap();
+    let code = net.nodes[idx]
+        .process
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(64));
+    assert!(net.nodes[idx].process.log_tail(5).contains("wrong KEK"));
+
+    // The right KEK opens it again, with every share intact.
+    std::fs::write(&kek_file, good).unwrap();
+    net.start_node("node-2").await.unwrap();
+    for key in net.spec.keys.clone() {
+        let signed = client
+            .sign_verified(&key.key_id, b"kek restored", DEADLINE)
+            .await
+            .unwrap();
+        assert!(signed.response.signers.contains(&"node-2".to_string()));
+    }
+}

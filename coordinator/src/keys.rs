@@ -31,6 +31,9 @@ struct Snapshot {
     answered: usize,
 }
 
+/// The manifests nodes reported for one key id: hash -> (manifest, reporting nodes).
+type ManifestVersions = HashMap<[u8; 32], (Manifest, Vec<String>)>;
+
 /// Cache of agreed key manifests.
 #[derive(Debug)]
 pub struct KeyDirectory {
@@ -136,9 +139,7 @@ impl KeyDirectory {
         }))
         .await;
         let answered = answers.iter().filter(|a| a.is_some()).count();
-        // key id -> manifest hash -> (manifest, reporting nodes)
-        let mut reports: HashMap<String, HashMap<[u8; 32], (Manifest, Vec<String>)>> =
-            HashMap::new();
+        let mut reports: HashMap<String, ManifestVersions> = HashMap::new();
         for (node_id, keys) in answers.into_iter().flatten() {
             for key in keys {
                 match Manifest::decode(&key.manifest) {

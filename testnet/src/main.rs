@@ -36,6 +36,11 @@ enum Cmd {
         /// Stop after the self-check instead of running until a signal.
         #[arg(long)]
         check_only: bool,
+        /// Delete a previous testnet in DIR first (its PKI, keys, stores and logs)
+        /// and start afresh. Without it, a DIR that already holds a testnet is
+        /// refused.
+        #[arg(long)]
+        reset: bool,
     },
     /// Sign a message through the coordinator of the testnet in DIR and verify the
     /// signature with an independent verifier (ed25519-dalek, k256 BIP340, or the
@@ -79,7 +84,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             dir,
             bin_dir,
             check_only,
+            reset,
         } => {
+            if reset {
+                quorate_testnet::network::remove_testnet(&dir)?;
+            }
             let bin_dir = match bin_dir {
                 Some(d) => d,
                 None => default_bin_dir()?,

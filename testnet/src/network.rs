@@ -73,6 +73,30 @@ fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Deletes what [`LocalNetwork::start`] created in `dir`, leaving anything else. A
+/// directory without `testnet.json` or `pki/` is left alone.
+pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("testnet.json").exists() && !dir.join("pki").exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let ours = matches!(
+            name,
+            "pki" | "logs" | "transcripts" | "testnet.json" | "testnet.json.tmp" | "ceremony.toml" | "coordinator.toml"
+        ) || name.starts_with("node-");
+        if ours {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One managed process (node or coordinator).
 #[derive(Debug)]
 pub struct ManagedProcess {

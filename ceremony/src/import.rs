@@ -320,6 +320,8 @@ pub struct ImportRequest {
     /// The signing key in the ciphersuite's FROST scalar encoding; `None` deals a
     /// fresh random key.
     pub secret: Option<Zeroizing<Vec<u8>>>,
+    /// The key's policy, stored with it on every node; `None` for an unrestricted key.
+    pub policy: Option<quorate_proto::pb::KeyPolicy>,
 }
 
 impl fmt::Debug for ImportRequest {
@@ -329,6 +331,7 @@ impl fmt::Debug for ImportRequest {
             .field("ciphersuite", &self.ciphersuite)
             .field("threshold", &self.threshold)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -518,6 +521,7 @@ pub async fn import_key(
         ciphersuite,
         threshold,
         secret,
+        policy,
     } = req;
     let ops = ciphersuite.ops();
     let names: Vec<String> = file.nodes.iter().map(|node| node.id.clone()).collect();
@@ -540,6 +544,7 @@ pub async fn import_key(
         dealt.public_key_package.clone(),
         participants,
         now_rfc3339()?,
+        policy,
     );
     // Decoding what we built runs the same checks every node will run.
     let manifest = Manifest::decode(&encoded)?;
@@ -941,6 +946,7 @@ mod tests {
                 ciphersuite: Ciphersuite::Ed25519,
                 threshold,
                 secret: None,
+                policy: None,
             };
             let err = import_key(&file, req).await.unwrap_err();
             assert!(
@@ -964,6 +970,7 @@ mod tests {
             ciphersuite: Ciphersuite::Ed25519,
             threshold: 2,
             secret: None,
+            policy: None,
         };
         let err = import_key(&file, req).await.unwrap_err();
         match &err {
@@ -1153,6 +1160,7 @@ mod tests {
             ciphersuite: Ciphersuite::Ed25519,
             threshold: 2,
             secret: Some(Zeroizing::new(vec![0xAB; 32])),
+            policy: None,
         };
         let text = format!("{req:?}");
         assert!(

@@ -224,6 +224,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         ciphersuite: args.ciphersuite,
         threshold: args.threshold,
         secret,
+        policy: None,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let transcript = runtime.block_on(import::import_key(&file, request))?;

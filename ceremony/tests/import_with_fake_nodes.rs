@@ -238,6 +238,7 @@ async fn import_installs_matching_shares_that_sign_for_every_ciphersuite() {
                 ciphersuite: suite,
                 threshold: 2,
                 secret: None,
+                policy: None,
             },
         )
         .await
@@ -290,6 +291,7 @@ async fn imported_ed25519_key_keeps_its_public_key() {
             ciphersuite: Ciphersuite::Ed25519,
             threshold: 2,
             secret: Some(read_secret_file(&secret_file).unwrap()),
+            policy: None,
         },
     )
     .await
@@ -311,6 +313,7 @@ fn request() -> ImportRequest {
         ciphersuite: Ciphersuite::Ed25519,
         threshold: 2,
         secret: None,
+        policy: None,
     }
 }
 

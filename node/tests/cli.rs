@@ -19,7 +19,10 @@ fn help_explains_the_environment_overrides() {
 
 #[test]
 fn missing_config_file_exits_64() {
-    let out = node().args(["--config", "/nonexistent/node.toml"]).output().unwrap();
+    let out = node()
+        .args(["--config", "/nonexistent/node.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/node.toml"));
 }
@@ -44,7 +47,10 @@ tls = { ca = "ca.pem", cert = "node.pem", key = "node-key.pem" }
     let out = node().arg("--config").arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("kek_file") && stderr.contains("QUORATE_KEK"), "{stderr}");
+    assert!(
+        stderr.contains("kek_file") && stderr.contains("QUORATE_KEK"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -61,5 +67,8 @@ fn malformed_kek_from_environment_exits_64() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("64 hex digits"), "{stderr}");
-    assert!(!stderr.contains("not-hex"), "the KEK value must not be echoed: {stderr}");
+    assert!(
+        !stderr.contains("not-hex"),
+        "the KEK value must not be echoed: {stderr}"
+    );
 }

@@ -41,9 +41,13 @@ fn bench(c: &mut Criterion) {
         let ops = suite.ops();
         let dealt = ops.split(None, &names(5), 3).expect("split");
         let mut group = c.benchmark_group(suite.name());
-        group.bench_function("sign_3_of_5", |b| b.iter(|| sign(suite, &dealt, 3, &message)));
+        group.bench_function("sign_3_of_5", |b| {
+            b.iter(|| sign(suite, &dealt, 3, &message))
+        });
         let kp = &dealt.key_packages[0].1;
-        group.bench_function("round1_commit", |b| b.iter(|| ops.commit(kp).expect("commit")));
+        group.bench_function("round1_commit", |b| {
+            b.iter(|| ops.commit(kp).expect("commit"))
+        });
         let signature = sign(suite, &dealt, 3, &message);
         let public = ops
             .public_key_info(&dealt.public_key_package)

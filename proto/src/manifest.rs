@@ -155,6 +155,7 @@ pub fn encode(
     public_key_package: Vec<u8>,
     participants: Vec<pb::ManifestParticipant>,
     created_at: String,
+    policy: Option<pb::KeyPolicy>,
 ) -> Vec<u8> {
     pb::KeyManifest {
         version: MANIFEST_VERSION,
@@ -164,6 +165,7 @@ pub fn encode(
         public_key_package,
         participants,
         created_at,
+        policy,
     }
     .encode_to_vec()
 }
@@ -189,6 +191,7 @@ mod tests {
                 })
                 .collect(),
             "2026-01-01T00:00:00Z".into(),
+            None,
         )
     }
 

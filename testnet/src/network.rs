@@ -81,10 +81,19 @@ pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
     }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let ours = matches!(
             name,
-            "pki" | "logs" | "transcripts" | "testnet.json" | "testnet.json.tmp" | "ceremony.toml" | "coordinator.toml"
+            "pki"
+                | "logs"
+                | "transcripts"
+                | "testnet.json"
+                | "testnet.json.tmp"
+                | "ceremony.toml"
+                | "coordinator.toml"
         ) || name.starts_with("node-");
         if ours {
             if path.is_dir() {
@@ -401,6 +410,7 @@ impl LocalNetwork {
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
                     secret: None,
+                    policy: None,
                 },
             )
             .await

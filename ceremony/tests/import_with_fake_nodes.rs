@@ -51,6 +51,13 @@ struct FakeNode {
 
 #[tonic::async_trait]
 impl Ceremony for FakeNode {
+    async fn get_manifest(
+        &self,
+        _request: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::NodeKey>, Status> {
+        Err(Status::not_found("the fake node stores no manifests"))
+    }
+
     async fn get_info(
         &self,
         request: Request<pb::GetInfoRequest>,

@@ -318,6 +318,17 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         Ok(Response::new(self.0.info()))
     }
 
+    async fn get_manifest(
+        &self,
+        req: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::NodeKey>, Status> {
+        authorize(&req, &self.0.identity.trust_domain, &[Role::Ceremony])?;
+        let key = self.0.key(&req.get_ref().key_id)?;
+        Ok(Response::new(pb::NodeKey {
+            manifest: key.manifest.encoded.clone(),
+        }))
+    }
+
     async fn install_key(
         &self,
         req: Request<pb::InstallKeyRequest>,

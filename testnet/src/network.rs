@@ -473,6 +473,20 @@ impl LocalNetwork {
         self.wait_node_ready(i).await
     }
 
+    /// Destroys a node's state, as losing its region would: kills it, deletes its
+    /// store, and starts it again empty (same identity, certificate and KEK).
+    pub async fn wipe_node(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.node_index(id)?;
+        self.nodes[i].process.kill().await?;
+        let data_dir = self.nodes[i].data_dir.clone();
+        if data_dir.exists() {
+            std::fs::remove_dir_all(&data_dir)
+                .with_context(|| format!("wiping {}", data_dir.display()))?;
+        }
+        self.nodes[i].process.start()?;
+        self.wait_node_ready(i).await
+    }
+
     /// A client for the public API, as the demo client.
     pub async fn client(&self) -> anyhow::Result<SignerClient> {
         SignerClient::connect(

@@ -290,7 +290,7 @@ async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
     assert_eq!(code, Some(64));
     assert!(net.nodes[idx].process.log_tail(5).contains("wrong KEK"));
 
-    // The right KEK opens it again, with every share intact.
+    // The right KEK opens node-2's store again, with every share intact.
     std::fs::write(&kek_file, good).unwrap();
     net.start_node("node-2").await.unwrap();
     for key in net.spec.keys.clone() {
@@ -300,4 +300,24 @@ async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
             .unwrap();
         assert!(signed.response.signers.contains(&"node-2".to_string()));
     }
+
+    // A wiped node comes back empty: it holds no key until a ceremony restores it.
+    net.wipe_node("node-3").await.unwrap();
+    let channel = net
+        .tls_paths(Role::Ceremony, "testnet")
+        .load()
+        .unwrap()
+        .channel(
+            &net.node("node-3").unwrap().endpoint,
+            "node-3",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    let err = pb::ceremony_client::CeremonyClient::new(channel)
+        .get_manifest(pb::GetManifestRequest {
+            key_id: "demo-ed25519".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
 }

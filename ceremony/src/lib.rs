@@ -7,7 +7,10 @@
 //! - [`pki`]: a development PKI (one CA per trust domain, SPIFFE role certificates)
 //!   for tests, the testnet and evaluations;
 //! - [`import`]: trusted-dealer import, which splits an existing (or fresh) key into
-//!   FROST shares and installs one on each node, for migrations.
+//!   FROST shares and installs one on each node, for migrations;
+//! - [`audit`]: reading a node's hash-chained audit log as an auditor and checking
+//!   it. (Approval tokens for out-of-policy quorums are made with
+//!   [`quorate_proto::approval`].)
 //!
 //! Distributed key generation, share refresh, share repair and custodian escrow come
 //! later and will live beside `import`.
@@ -18,6 +21,7 @@
 //! buffers and never appear in logs, errors, transcripts or `Debug` output.
 #![deny(clippy::unwrap_used)]
 
+pub mod audit;
 pub mod import;
 pub mod pki;
 mod probe;

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use quorate_ceremony::import::{self, CeremonyError, CeremonyFile, ImportRequest};
 use quorate_ceremony::pki::{self, PkiError};
+use quorate_proto::approval::{self, ApproverKey};
 use quorate_proto::identity::Role;
+use quorate_proto::tls::TlsPaths;
 use quorate_proto::runtime::{init_tracing, LogFormat};
 use quorate_proto::suite::Ciphersuite;
 
@@ -42,6 +44,77 @@ enum Command {
     /// manifest's SHA-256. On success a JSON transcript (public facts only: group key,
     /// verifying shares, certificate fingerprints, manifest hash, times) is written.
     Import(ImportArgs),
+    /// Approver keys for out-of-policy (failover) quorums.
+    #[command(subcommand)]
+    Approver(ApproverCommand),
+    /// Sign an approval token that lets one key be signed by an out-of-policy quorum
+    /// (for example outside its home jurisdiction during an outage) for a limited
+    /// time. The key's policy must list the approver's public key; the coordinator
+    /// and every node of the quorum check the token, and each node records its id in
+    /// its audit log.
+    Approve(ApproveArgs),
+    /// Audit logs of nodes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApproverCommand {
+    /// Create an approver key: writes the secret seed (64 hex digits, mode 0600) and
+    /// prints the public key to list in key policies.
+    Keygen {
+        /// Where to write the secret key; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ApproveArgs {
+    /// The approver's secret key file (from `approver keygen`).
+    #[arg(long, value_name = "FILE")]
+    approver_key: PathBuf,
+    /// The key the approval applies to.
+    #[arg(long, value_name = "ID")]
+    key_id: String,
+    /// How long the token is valid from now, e.g. 30m, 2h, 1d (at most 7d).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    valid_for: String,
+    /// Why (recorded in the token; shown in audits).
+    #[arg(long)]
+    reason: String,
+    /// Token id recorded in audit logs (default: random).
+    #[arg(long)]
+    token_id: Option<String>,
+    /// Where to write the token; must not exist yet.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Fetch a node's whole audit log over mTLS (as role `auditor`) and check its
+    /// hash chain; reports the first broken or missing record and exits 1 if any.
+    Verify {
+        /// The node's endpoint, https://host:port.
+        #[arg(long)]
+        endpoint: String,
+        /// The node's id (the name its certificate is issued for).
+        #[arg(long)]
+        node: String,
+        /// CA certificate.
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The auditor's certificate (role `auditor`).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The auditor's private key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Also print every record (one JSON object per line).
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,7 +280,106 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import(args) => import(args),
+        Command::Approver(ApproverCommand::Keygen { out }) => {
+            let key = ApproverKey::generate();
+            write_new_private(&out, key.to_hex().as_str())?;
+            println!("approver secret key: {}", out.display());
+            println!("approver public key: {}", hex::encode(key.public_key()));
+            Ok(())
+        }
+        Command::Approve(args) => approve(args),
+        Command::Audit(AuditCommand::Verify {
+            endpoint,
+            node,
+            ca,
+            cert,
+            key,
+            print,
+        }) => {
+            let tls = TlsPaths { ca, cert, key };
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let records = runtime.block_on(quorate_ceremony::audit::fetch(&endpoint, &node, &tls))?;
+            if print {
+                for (_, bytes) in &records {
+                    println!("{}", String::from_utf8_lossy(bytes));
+                }
+            }
+            let report = quorate_ceremony::audit::check(&records);
+            match report.head {
+                Ok(head) => {
+                    println!("{node}: {} records, chain intact, head {head}", report.records);
+                    Ok(())
+                }
+                Err(brk) => anyhow::bail!("{node}: {brk} ({} records fetched)", report.records),
+            }
+        }
     }
+}
+
+fn parse_duration(text: &str) -> Result<u64, UsageError> {
+    let bad = || UsageError(format!("duration {text:?}: expected a number and s, m, h or d (e.g. 2h)"));
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86400),
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > approval::MAX_VALIDITY_SECS {
+        return Err(UsageError(format!(
+            "a token may be valid for 1 s to {} days",
+            approval::MAX_VALIDITY_SECS / 86400
+        )));
+    }
+    Ok(secs)
+}
+
+fn approve(args: ApproveArgs) -> anyhow::Result<()> {
+    quorate_proto::validate_key_id(&args.key_id).map_err(UsageError)?;
+    let valid_for = parse_duration(&args.valid_for)?;
+    if args.out.exists() {
+        return Err(UsageError(format!("{} already exists", args.out.display())).into());
+    }
+    let secret = std::fs::read_to_string(&args.approver_key)
+        .with_context(|| format!("reading {}", args.approver_key.display()))?;
+    let key = ApproverKey::from_hex(&secret).map_err(UsageError)?;
+    let now = approval::unix_now();
+    let token_id = args.token_id.unwrap_or_else(|| {
+        let mut id = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        format!("appr-{}", hex::encode(id))
+    });
+    let approval = approval::Approval {
+        token_id: token_id.clone(),
+        key_id: args.key_id.clone(),
+        scope: approval::SCOPE_OUT_OF_POLICY_QUORUM.into(),
+        not_before: now,
+        not_after: now + valid_for,
+        reason: args.reason,
+    };
+    write_new_private(&args.out, &String::from_utf8_lossy(&key.sign(&approval)))?;
+    println!(
+        "approval {token_id} for key {} valid until {} (Unix time): {}",
+        args.key_id,
+        approval.not_after,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_new_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| UsageError(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
 }
 
 fn import(args: ImportArgs) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_TLS_KEY", "tls.key"),
     ("QUORATE_DEADLINE_MS", "signing.deadline_ms"),
     ("QUORATE_NODE_TIMEOUT_MS", "signing.node_timeout_ms"),
+    ("QUORATE_METRICS_LISTEN", "metrics_listen"),
 ];
 
 /// The config file as written.
@@ -37,6 +38,10 @@ pub struct CoordinatorConfigFile {
     /// Signing timing.
     #[serde(default)]
     pub signing: SigningSettings,
+    /// Where to serve Prometheus metrics over plain HTTP (`GET /metrics`); off when
+    /// absent. Bind it to a private monitoring interface.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A node the coordinator may ask to sign.

@@ -1,6 +1,6 @@
 //! The coordinator's error type and its single mapping to gRPC status codes.
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Everything a coordinator can answer besides a signature.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,9 @@ pub enum CoordError {
         /// Extra context, e.g. "; deadline reached".
         detail: String,
     },
+    /// A per-client rate limit was reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Nodes could not be reached to resolve a key.
     #[error("{0}")]
     Unavailable(String),
@@ -59,19 +62,26 @@ impl CoordError {
     }
 }
 
-impl From<CoordError> for Status {
-    fn from(e: CoordError) -> Self {
-        let msg = e.to_string();
-        match e {
-            CoordError::InvalidArgument(_) => Status::invalid_argument(msg),
-            CoordError::UnknownKey(_) => Status::not_found(msg),
-            CoordError::PermissionDenied(_) => Status::permission_denied(msg),
-            CoordError::FailedPrecondition(_) => Status::failed_precondition(msg),
-            CoordError::NoQuorum { .. } | CoordError::Unavailable(_) => Status::unavailable(msg),
-            CoordError::RequestIdReused(_) => Status::already_exists(msg),
+impl CoordError {
+    /// The gRPC status code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            CoordError::InvalidArgument(_) => Code::InvalidArgument,
+            CoordError::UnknownKey(_) => Code::NotFound,
+            CoordError::PermissionDenied(_) => Code::PermissionDenied,
+            CoordError::FailedPrecondition(_) => Code::FailedPrecondition,
+            CoordError::ResourceExhausted(_) => Code::ResourceExhausted,
+            CoordError::NoQuorum { .. } | CoordError::Unavailable(_) => Code::Unavailable,
+            CoordError::RequestIdReused(_) => Code::AlreadyExists,
             CoordError::Config(_) | CoordError::Server(_) | CoordError::Internal(_) => {
-                Status::internal(msg)
+                Code::Internal
             }
         }
+    }
+}
+
+impl From<CoordError> for Status {
+    fn from(e: CoordError) -> Self {
+        Status::new(e.code(), e.to_string())
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use quorate_proto::pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use quorate_proto::metrics::Registry;
 use tonic::transport::Server;
 
 pub use config::CoordinatorConfig;
@@ -80,12 +81,37 @@ impl BoundCoordinator {
             Duration::from_secs(settings.key_refresh_secs),
             settings.node_timeout(),
         ));
+        let metrics = Registry::new();
         let signer = SignerService::new(
             file.trust_domain.clone(),
             settings,
             keys,
-            QuorumEngine::new(pool.clone(), settings),
+            QuorumEngine::new(pool.clone(), settings, metrics.clone()),
+            metrics.clone(),
         );
+        let metrics_task = match file.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|e| {
+                    CoordError::Server(format!("cannot listen for metrics on {addr}: {e}"))
+                })?;
+                let pool = pool.clone();
+                Some(tokio::spawn(quorate_proto::metrics::serve(
+                    listener,
+                    metrics.clone(),
+                    Arc::new(move |registry: &Registry| {
+                        for node in pool.all() {
+                            registry.set(
+                                quorum::metric::NODE_AVAILABLE,
+                                "Whether requests currently use the node (1) or skip it (0).",
+                                &[("node", &node.id)],
+                                if node.is_available() { 1.0 } else { 0.0 },
+                            );
+                        }
+                    }),
+                )))
+            }
+            None => None,
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<pb::signer_server::SignerServer<SignerService>>()
@@ -105,6 +131,9 @@ impl BoundCoordinator {
             .await
             .map_err(|e| CoordError::Server(e.to_string()));
         probe.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         result
     }
 }

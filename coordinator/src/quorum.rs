@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
+use quorate_proto::policy::Policy;
 use quorate_proto::suite::CryptoError;
 use tokio::time::timeout_at;
 
@@ -22,13 +24,68 @@ use crate::error::CoordError;
 use crate::keys::KnownKey;
 use crate::nodes::{NodeHandle, NodePool};
 
-/// Who asked, for the nodes' records.
+/// Who asked, for the nodes' records and checks.
 #[derive(Clone, Debug)]
 pub struct SignContext {
     /// Idempotency key or generated id.
     pub request_id: String,
     /// Caller's SPIFFE id.
     pub client_id: String,
+    /// An approval token the coordinator has verified; permits an out-of-policy
+    /// quorum when no lawful one answers.
+    pub approval_token: Option<Vec<u8>>,
+}
+
+/// Metric names of the coordinator.
+pub mod metric {
+    /// Requests by RPC.
+    pub const REQUESTS: &str = "quorate_coordinator_requests_total";
+    /// Failed requests by RPC and gRPC code.
+    pub const ERRORS: &str = "quorate_coordinator_errors_total";
+    /// End-to-end `Sign` latency.
+    pub const SIGN_LATENCY: &str = "quorate_coordinator_sign_seconds";
+    /// Signing attempts repeated with another quorum.
+    pub const RETRIES: &str = "quorate_coordinator_quorum_retries_total";
+    /// Culprits by node.
+    pub const CULPRITS: &str = "quorate_coordinator_culprits_total";
+    /// Requests refused by a key's policy, by reason.
+    pub const POLICY_DENIALS: &str = "quorate_coordinator_policy_denials_total";
+    /// Signatures made by out-of-policy quorums under an approval token.
+    pub const FAILOVERS: &str = "quorate_coordinator_failovers_total";
+    /// Whether each node is currently used (1) or skipped (0).
+    pub const NODE_AVAILABLE: &str = "quorate_coordinator_node_available";
+}
+
+/// A round-1 answer.
+#[derive(Debug)]
+struct Answer {
+    node: Arc<NodeHandle>,
+    identifier: Vec<u8>,
+    commitment: Vec<u8>,
+    home: bool,
+}
+
+/// Picks `t` of the answers forming a lawful quorum (at least the policy's minimum
+/// of home signers), or any `t` when an approval permits an out-of-policy quorum.
+fn select_quorum(answers: &[Answer], t: usize, policy: &Policy, approved: bool) -> Option<Vec<usize>> {
+    if answers.len() < t {
+        return None;
+    }
+    let need = usize::from(policy.min_home_signers).min(t);
+    let home: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].home).collect();
+    if home.len() >= need {
+        let mut chosen: Vec<usize> = home[..need].to_vec();
+        for i in 0..answers.len() {
+            if chosen.len() == t {
+                break;
+            }
+            if !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        return Some(chosen);
+    }
+    approved.then(|| (0..t).collect())
 }
 
 /// A finished signature.
@@ -45,6 +102,7 @@ pub struct Signed {
 pub struct QuorumEngine {
     pool: Arc<NodePool>,
     settings: SigningSettings,
+    metrics: Arc<Registry>,
 }
 
 /// Why a node dropped out of this request.
@@ -89,8 +147,30 @@ async fn call<T>(
 
 impl QuorumEngine {
     /// An engine over `pool`.
-    pub fn new(pool: Arc<NodePool>, settings: SigningSettings) -> Self {
-        Self { pool, settings }
+    pub fn new(pool: Arc<NodePool>, settings: SigningSettings, metrics: Arc<Registry>) -> Self {
+        for (name, help) in [
+            (metric::RETRIES, "Signing attempts repeated with another quorum."),
+            (metric::FAILOVERS, "Signatures made by out-of-policy quorums under an approval token."),
+            (metric::CULPRITS, "Nodes named as culprits (invalid signature shares)."),
+            (metric::POLICY_DENIALS, "Requests refused by a key's policy."),
+        ] {
+            metrics.declare_counter(name, help);
+        }
+        Self {
+            pool,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Counts a policy refusal.
+    pub fn count_denial(&self, reason: &str) {
+        self.metrics.inc(
+            metric::POLICY_DENIALS,
+            "Requests refused by a key's policy.",
+            &[("reason", reason)],
+            1,
+        );
     }
 
     /// Signs `message` with `key` before `deadline`.
@@ -114,8 +194,12 @@ impl QuorumEngine {
             needed: t,
             detail,
         };
+        let policy = &manifest.policy;
         loop {
             attempt += 1;
+            if attempt > 1 {
+                self.metrics.inc(metric::RETRIES, "Signing attempts repeated with another quorum.", &[], 1);
+            }
             if Instant::now() >= deadline {
                 return Err(no_quorum(&out, "; request deadline reached".into()));
             }
@@ -125,8 +209,14 @@ impl QuorumEngine {
                 .filter(|p| !out.contains(&p.node_id))
                 .filter_map(|p| self.pool.get(&p.node_id))
                 .collect();
-            // Stable sort keeps manifest order among equals.
-            candidates.sort_by_key(|n| n.preference());
+            // Home-jurisdiction nodes first when the policy needs them, then healthy
+            // and fast ones; the stable sort keeps manifest order among equals.
+            candidates.sort_by_key(|n| {
+                let home = manifest
+                    .participant(&n.id)
+                    .is_some_and(|p| policy.is_home(&p.jurisdiction));
+                (policy.constrains_quorums() && !home, n.preference())
+            });
             if candidates.len() < t {
                 // Participants the coordinator has no endpoint for count as absent.
                 let unreachable: HashSet<String> = manifest
@@ -140,8 +230,8 @@ impl QuorumEngine {
             }
 
             // Round 1.
-            let mut commitments: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-            let mut quorum: Vec<(Arc<NodeHandle>, Vec<u8>)> = Vec::with_capacity(t);
+            let mut answered: Vec<Answer> = Vec::with_capacity(candidates.len());
+            let mut selected: Option<Vec<usize>> = None;
             let mut next = 0;
             let mut pending = FuturesUnordered::new();
             let first_wave = (t + self.settings.round1_extra).min(candidates.len());
@@ -167,12 +257,17 @@ impl QuorumEngine {
                         NodeFailure::Status(tonic::Status::internal("no commitment returned"))
                     })
                 });
-                let identifier = manifest.participant(&node.id).map(|p| p.identifier.clone());
-                match (commitment, identifier) {
-                    (Ok(c), Some(identifier)) => {
-                        commitments.insert(identifier.clone(), c);
-                        quorum.push((node, identifier));
-                        if quorum.len() == t {
+                let participant = manifest.participant(&node.id);
+                match (commitment, participant) {
+                    (Ok(commitment), Some(p)) => {
+                        answered.push(Answer {
+                            home: policy.is_home(&p.jurisdiction),
+                            identifier: p.identifier.clone(),
+                            node,
+                            commitment,
+                        });
+                        selected = select_quorum(&answered, t, policy, ctx.approval_token.is_some());
+                        if selected.is_some() {
                             break;
                         }
                     }
@@ -188,11 +283,45 @@ impl QuorumEngine {
                         }
                     }
                 }
+                // Everyone asked has answered without a lawful quorum: ask the rest.
+                if pending.is_empty() {
+                    while next < candidates.len() {
+                        pending.push(ask(candidates[next]));
+                        next += 1;
+                    }
+                }
             }
             drop(pending);
-            if quorum.len() < t {
+            let Some(selected) = selected else {
+                if answered.len() >= t {
+                    let home = answered.iter().filter(|a| a.home).count();
+                    self.count_denial("unlawful_quorum");
+                    return Err(CoordError::FailedPrecondition(format!(
+                        "no lawful quorum for key {:?}: the policy needs at least {} signers in {}, but only {home} of the {} nodes that answered are there; an approval token permits an out-of-policy quorum",
+                        manifest.key_id,
+                        policy.min_home_signers,
+                        policy.home_jurisdictions.join("/"),
+                        answered.len()
+                    )));
+                }
                 continue;
-            }
+            };
+            let quorum: Vec<(Arc<NodeHandle>, Vec<u8>)> = selected
+                .iter()
+                .map(|&i| (answered[i].node.clone(), answered[i].identifier.clone()))
+                .collect();
+            let commitments: BTreeMap<Vec<u8>, Vec<u8>> = selected
+                .iter()
+                .map(|&i| (answered[i].identifier.clone(), answered[i].commitment.clone()))
+                .collect();
+            let lawful = selected.iter().filter(|&&i| answered[i].home).count()
+                >= usize::from(policy.min_home_signers);
+            // Nodes see the approval only when they need it: an out-of-policy quorum.
+            let approval_token = if lawful {
+                Vec::new()
+            } else {
+                ctx.approval_token.clone().unwrap_or_default()
+            };
 
             // Round 2.
             let signing_package = ops
@@ -205,6 +334,7 @@ impl QuorumEngine {
                     signing_package: signing_package.clone(),
                     request_id: ctx.request_id.clone(),
                     client_id: ctx.client_id.clone(),
+                    approval_token: approval_token.clone(),
                 };
                 let node_timeout = self.settings.node_timeout();
                 async move {
@@ -235,6 +365,9 @@ impl QuorumEngine {
             }
             match ops.aggregate(&signing_package, &share_map, &manifest.public_key_package) {
                 Ok(signature) => {
+                    if !lawful {
+                        self.metrics.inc(metric::FAILOVERS, "Signatures made by out-of-policy quorums under an approval token.", &[], 1);
+                    }
                     return Ok(Signed {
                         signature,
                         signers: quorum.iter().map(|(n, _)| n.id.clone()).collect(),
@@ -244,6 +377,7 @@ impl QuorumEngine {
                     for c in culprits {
                         if let Some(p) = manifest.participant_by_identifier(&c) {
                             tracing::warn!(node = %p.node_id, key_id = %manifest.key_id, "culprit: signature share does not verify; excluded");
+                            self.metrics.inc(metric::CULPRITS, "Nodes named as culprits (invalid signature shares).", &[("node", &p.node_id)], 1);
                             if let Some(node) = self.pool.get(&p.node_id) {
                                 node.record_failure();
                             }

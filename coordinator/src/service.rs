@@ -13,7 +13,10 @@ use crate::config::SigningSettings;
 use crate::error::CoordError;
 use crate::idempotency::IdempotencyCache;
 use crate::keys::KeyDirectory;
-use crate::quorum::{QuorumEngine, SignContext, Signed};
+use crate::quorum::{metric, QuorumEngine, SignContext, Signed};
+use quorate_proto::approval::{unix_now, ApprovalToken};
+use quorate_proto::metrics::Registry;
+use quorate_proto::ratelimit::RateLimiter;
 
 /// Request ids remembered for idempotency.
 const IDEMPOTENCY_CAPACITY: usize = 100_000;
@@ -26,6 +29,8 @@ pub struct SignerService {
     keys: Arc<KeyDirectory>,
     engine: QuorumEngine,
     idempotency: IdempotencyCache<Signed>,
+    rate: RateLimiter,
+    metrics: Arc<Registry>,
 }
 
 /// Reads the caller's `grpc-timeout` header (e.g. `1500m`).
@@ -54,13 +59,35 @@ impl SignerService {
         settings: SigningSettings,
         keys: Arc<KeyDirectory>,
         engine: QuorumEngine,
+        metrics: Arc<Registry>,
     ) -> Self {
+        for (name, help) in [
+            (metric::REQUESTS, "Requests by RPC."),
+            (metric::ERRORS, "Failed requests by RPC and gRPC code."),
+        ] {
+            metrics.declare_counter(name, help);
+        }
         Self {
             trust_domain,
             settings,
             keys,
             engine,
             idempotency: IdempotencyCache::new(IDEMPOTENCY_CAPACITY),
+            rate: RateLimiter::new(),
+            metrics,
+        }
+    }
+
+    fn record<T>(&self, rpc: &str, result: &Result<T, Status>) {
+        self.metrics.inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
+        if let Err(status) = result {
+            let code = format!("{:?}", status.code());
+            self.metrics.inc(
+                metric::ERRORS,
+                "Failed requests by RPC and gRPC code.",
+                &[("rpc", rpc), ("code", &code)],
+                1,
+            );
         }
     }
 
@@ -87,9 +114,45 @@ impl SignerService {
         deadline: Instant,
     ) -> Result<Signed, CoordError> {
         let key = self.keys.get(&req.key_id).await?;
+        let policy = &key.manifest.policy;
+        let client_id = caller.spiffe_id();
+        if !policy.allows_client(&client_id) {
+            self.engine.count_denial("client_not_allowed");
+            return Err(CoordError::PermissionDenied(format!(
+                "client {client_id} may not use key {:?}",
+                req.key_id
+            )));
+        }
+        if let Err(retry) = self
+            .rate
+            .check(&req.key_id, &client_id, policy.rate_limit_per_minute)
+        {
+            self.engine.count_denial("rate_limited");
+            return Err(CoordError::ResourceExhausted(format!(
+                "client {client_id} reached {} signatures per minute on key {:?}; retry in {} s",
+                policy.rate_limit_per_minute,
+                req.key_id,
+                retry.as_secs().max(1)
+            )));
+        }
+        // An approval is checked here so the caller learns at once why it is refused;
+        // every node that is asked to join an out-of-policy quorum checks it again.
+        let approval_token = match &req.approval_token {
+            None => None,
+            Some(bytes) => {
+                let checked = ApprovalToken::decode(bytes)
+                    .and_then(|t| t.verify(&req.key_id, &policy.approvers, unix_now()).map(|_| ()));
+                if let Err(e) = checked {
+                    self.engine.count_denial("invalid_approval");
+                    return Err(CoordError::FailedPrecondition(e.to_string()));
+                }
+                Some(bytes.clone())
+            }
+        };
         let ctx = SignContext {
             request_id: req.request_id.clone().unwrap_or_default(),
-            client_id: caller.spiffe_id(),
+            client_id,
+            approval_token,
         };
         self.engine.sign(&key, &req.message, &ctx, deadline).await
     }
@@ -154,16 +217,47 @@ impl pb::signer_server::Signer for SignerService {
         &self,
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
-        match self.handle_sign(req).await {
-            Ok(resp) => Ok(Response::new(resp)),
+        let started = Instant::now();
+        let result = match self.handle_sign(req).await {
+            Ok(resp) => {
+                self.metrics.observe(
+                    metric::SIGN_LATENCY,
+                    "End-to-end Sign latency.",
+                    &[],
+                    started.elapsed().as_secs_f64(),
+                );
+                Ok(Response::new(resp))
+            }
             Err(e) => {
                 tracing::info!("sign refused: {e}");
-                Err(e.into())
+                Err(Status::from(e))
             }
-        }
+        };
+        self.record("Sign", &result);
+        result
     }
 
     async fn get_public_key(
+        &self,
+        req: Request<pb::GetPublicKeyRequest>,
+    ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+        let result = self.get_public_key_inner(req).await;
+        self.record("GetPublicKey", &result);
+        result
+    }
+
+    async fn list_keys(
+        &self,
+        req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let result = self.list_keys_inner(req).await;
+        self.record("ListKeys", &result);
+        result
+    }
+}
+
+impl SignerService {
+    async fn get_public_key_inner(
         &self,
         req: Request<pb::GetPublicKeyRequest>,
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
@@ -191,7 +285,7 @@ impl pb::signer_server::Signer for SignerService {
         }))
     }
 
-    async fn list_keys(
+    async fn list_keys_inner(
         &self,
         req: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {

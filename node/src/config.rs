@@ -25,6 +25,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_TLS_CA", "tls.ca"),
     ("QUORATE_TLS_CERT", "tls.cert"),
     ("QUORATE_TLS_KEY", "tls.key"),
+    ("QUORATE_METRICS_LISTEN", "metrics_listen"),
 ];
 
 /// Environment variable holding the key-encryption key itself (64 hex digits), as an
@@ -52,6 +53,10 @@ pub struct NodeConfigFile {
     pub kek_file: Option<PathBuf>,
     /// mTLS files.
     pub tls: TlsPaths,
+    /// Where to serve Prometheus metrics over plain HTTP (`GET /metrics`); off when
+    /// absent. Bind it to a private monitoring interface.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Nonce store limits.
     #[serde(default)]
     pub nonces: NonceLimits,

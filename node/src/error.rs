@@ -1,6 +1,6 @@
 //! The node's error type and its single mapping to gRPC status codes.
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Everything that can go wrong in a node.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,12 @@ pub enum NodeError {
     /// A request that is malformed or inconsistent.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The caller (or the client it acts for) may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A per-client rate limit was reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A request that is well-formed but cannot be honoured in the current state
     /// (for example a replayed or unknown commitment).
     #[error("{0}")]
@@ -49,19 +55,27 @@ impl NodeError {
     }
 }
 
-impl From<NodeError> for Status {
-    fn from(e: NodeError) -> Self {
-        let msg = e.to_string();
-        match e {
-            NodeError::UnknownKey(_) => Status::not_found(msg),
-            NodeError::KeyExists(_) => Status::already_exists(msg),
-            NodeError::InvalidArgument(_) => Status::invalid_argument(msg),
-            NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
+impl NodeError {
+    /// The gRPC status code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            NodeError::UnknownKey(_) => Code::NotFound,
+            NodeError::KeyExists(_) => Code::AlreadyExists,
+            NodeError::InvalidArgument(_) => Code::InvalidArgument,
+            NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
+            NodeError::PermissionDenied(_) => Code::PermissionDenied,
+            NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
             NodeError::Config(_)
             | NodeError::WrongKek
             | NodeError::Corrupt(_)
             | NodeError::Storage(_)
-            | NodeError::Server(_) => Status::internal(msg),
+            | NodeError::Server(_) => Code::Internal,
         }
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        Status::new(e.code(), e.to_string())
     }
 }

@@ -13,6 +13,7 @@
 //! - nothing is acknowledged before it is flushed to disk.
 #![deny(clippy::unwrap_used)]
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod nonces;
@@ -33,7 +34,8 @@ pub use error::NodeError;
 use quorate_proto::tls::TlsMaterial;
 
 use crate::nonces::NonceStore;
-use crate::service::{CeremonyService, NodeIdentity, NodeService, NodeState};
+use crate::service::{AuditService, CeremonyService, NodeIdentity, NodeService, NodeState};
+use quorate_proto::metrics::Registry;
 use crate::store::KeyStore;
 
 /// A node whose store is open and whose port is bound, ready to serve.
@@ -43,6 +45,8 @@ pub struct BoundNode {
     tls: TlsMaterial,
     state: Arc<NodeState>,
     listener: TcpListener,
+    metrics: Arc<Registry>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl BoundNode {
@@ -57,19 +61,29 @@ impl BoundNode {
             jurisdiction: file.jurisdiction.clone(),
         };
         let limits = file.nonces;
+        let metrics = Registry::new();
         let state = NodeState::new(
             identity,
             store,
             NonceStore::new(limits.max_outstanding, limits.ttl()),
+            metrics.clone(),
         )?;
         let listener = TcpListener::bind(file.listen)
             .await
             .map_err(|e| NodeError::Server(format!("cannot listen on {}: {e}", file.listen)))?;
+        let metrics_listener = match file.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                NodeError::Server(format!("cannot listen for metrics on {addr}: {e}"))
+            })?),
+            None => None,
+        };
         Ok(Self {
             file,
             tls,
             state: Arc::new(state),
             listener,
+            metrics,
+            metrics_listener,
         })
     }
 
@@ -95,7 +109,15 @@ impl BoundNode {
             %addr,
             "node serving"
         );
-        Server::builder()
+        let metrics_task = self.metrics_listener.map(|listener| {
+            let state = self.state.clone();
+            tokio::spawn(quorate_proto::metrics::serve(
+                listener,
+                self.metrics.clone(),
+                Arc::new(move |registry: &Registry| state.refresh_gauges(registry)),
+            ))
+        });
+        let result = Server::builder()
             .tls_config(self.tls.server_config())
             .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
@@ -105,8 +127,15 @@ impl BoundNode {
             .add_service(pb::ceremony_server::CeremonyServer::new(CeremonyService(
                 self.state.clone(),
             )))
+            .add_service(pb::audit_server::AuditServer::new(AuditService(
+                self.state.clone(),
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
-            .map_err(|e| NodeError::Server(e.to_string()))
+            .map_err(|e| NodeError::Server(e.to_string()));
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        result
     }
 }

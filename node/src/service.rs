@@ -3,12 +3,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use quorate_proto::identity::{authorize, Role};
+use std::time::Instant;
+
+use quorate_proto::approval::{unix_now, ApprovalToken};
+use quorate_proto::audit::AuditRecord;
+use quorate_proto::identity::{authorize, PeerIdentity, Role};
 use quorate_proto::manifest::Manifest;
+use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
+use quorate_proto::ratelimit::RateLimiter;
 use quorate_proto::suite::SecretKeyPackage;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AuditLog;
 use crate::error::NodeError;
 use crate::nonces::NonceStore;
 use crate::store::{KeyRecord, KeyStore};
@@ -46,6 +53,29 @@ pub struct NodeState {
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
     nonces: NonceStore,
+    audit: AuditLog,
+    rate: RateLimiter,
+    metrics: Arc<Registry>,
+}
+
+/// Metric names (one place, so the docs and tests agree with the code).
+pub mod metric {
+    /// Requests by RPC.
+    pub const REQUESTS: &str = "quorate_node_requests_total";
+    /// Failed requests by RPC and gRPC code.
+    pub const ERRORS: &str = "quorate_node_errors_total";
+    /// Round-2 latency.
+    pub const SIGN_LATENCY: &str = "quorate_node_sign_share_seconds";
+    /// Outstanding nonces.
+    pub const NONCE_POOL: &str = "quorate_node_nonce_pool_size";
+    /// Round-2 requests refused by policy, by reason.
+    pub const POLICY_DENIALS: &str = "quorate_node_policy_denials_total";
+    /// Shares issued for an out-of-policy quorum under an approval token.
+    pub const FAILOVERS: &str = "quorate_node_failovers_total";
+    /// Keys held.
+    pub const KEYS: &str = "quorate_node_keys";
+    /// Audit records written.
+    pub const AUDIT_RECORDS: &str = "quorate_node_audit_records";
 }
 
 impl NodeState {
@@ -54,19 +84,66 @@ impl NodeState {
         identity: NodeIdentity,
         store: KeyStore,
         nonces: NonceStore,
+        metrics: Arc<Registry>,
     ) -> Result<Self, NodeError> {
+        let audit = AuditLog::open(store.db(), &identity.node_id)?;
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {
             let key = activate(&identity, record)
                 .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
             keys.insert(key_id, Arc::new(key));
         }
+        for (name, help) in [
+            (metric::REQUESTS, "Requests by RPC."),
+            (metric::ERRORS, "Failed requests by RPC and gRPC code."),
+            (metric::POLICY_DENIALS, "Round-2 requests refused by the key's policy."),
+            (metric::FAILOVERS, "Shares issued to out-of-policy quorums under an approval token."),
+        ] {
+            metrics.declare_counter(name, help);
+        }
         Ok(Self {
             identity,
             store,
             keys: RwLock::new(keys),
             nonces,
+            audit,
+            rate: RateLimiter::new(),
+            metrics,
         })
+    }
+
+    /// Updates the gauges that are read rather than counted.
+    pub fn refresh_gauges(&self, registry: &Registry) {
+        registry.set(metric::NONCE_POOL, "Outstanding single-use nonces.", &[], self.nonces.len() as f64);
+        registry.set(metric::KEYS, "Keys held.", &[], self.key_count() as f64);
+        registry.set(metric::AUDIT_RECORDS, "Audit records written.", &[], self.audit.len() as f64);
+    }
+
+    fn record<T>(&self, rpc: &str, result: &Result<T, NodeError>) {
+        self.metrics.inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
+        if let Err(e) = result {
+            let code = format!("{:?}", e.code());
+            self.metrics.inc(
+                metric::ERRORS,
+                "Failed requests by RPC and gRPC code.",
+                &[("rpc", rpc), ("code", &code)],
+                1,
+            );
+        }
+    }
+
+    fn deny(&self, reason: &str) {
+        self.metrics.inc(
+            metric::POLICY_DENIALS,
+            "Round-2 requests refused by the key's policy.",
+            &[("reason", reason)],
+            1,
+        );
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// Number of keys held.
@@ -117,7 +194,11 @@ impl NodeState {
         Ok(pb::CommitResponse { commitments })
     }
 
-    fn sign_share(&self, req: pb::SignShareRequest) -> Result<pb::SignShareResponse, NodeError> {
+    fn sign_share(
+        &self,
+        req: pb::SignShareRequest,
+        caller: &PeerIdentity,
+    ) -> Result<pb::SignShareResponse, NodeError> {
         let key = self.key(&req.key_id)?;
         let manifest = &key.manifest;
         let ops = manifest.ciphersuite.ops();
@@ -139,17 +220,77 @@ impl NodeState {
             )));
         }
         let mut signers = Vec::with_capacity(package.commitments.len());
+        let mut jurisdictions = Vec::with_capacity(package.commitments.len());
         for id in package.commitments.keys() {
             let p = manifest.participant_by_identifier(id).ok_or_else(|| {
                 NodeError::InvalidArgument(
                     "signing package names a signer that holds no share of this key".into(),
                 )
             })?;
-            signers.push(p.node_id.as_str());
+            signers.push(p.node_id.clone());
+            jurisdictions.push(p.jurisdiction.as_str());
         }
         let own = package.commitments.get(&key.identifier).ok_or_else(|| {
             NodeError::InvalidArgument("signing package holds no commitment of this node".into())
         })?;
+        let message_sha256 = hex::encode(quorate_proto::sha256(&package.message));
+        let refusal = |event_detail: String| AuditRecord {
+            event: "sign_refused".into(),
+            key_id: req.key_id.clone(),
+            client_id: req.client_id.clone(),
+            request_id: req.request_id.clone(),
+            message_sha256: message_sha256.clone(),
+            quorum: signers.clone(),
+            caller: caller.spiffe_id(),
+            detail: event_detail,
+            ..Default::default()
+        };
+
+        // The node enforces the key's policy itself: the coordinator is not trusted
+        // to have chosen a lawful quorum or an allowed client.
+        let policy = &manifest.policy;
+        if !policy.allows_client(&req.client_id) {
+            self.deny("client_not_allowed");
+            let msg = format!("client {:?} may not use key {:?}", req.client_id, req.key_id);
+            self.audit.append(refusal(msg.clone()))?;
+            return Err(NodeError::PermissionDenied(msg));
+        }
+        let mut approval_token_id = String::new();
+        if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
+            if req.approval_token.is_empty() {
+                self.deny("unlawful_quorum");
+                let msg = format!("{violation}, and no approval token was given");
+                self.audit.append(refusal(msg.clone()))?;
+                return Err(NodeError::FailedPrecondition(msg));
+            }
+            let verified = ApprovalToken::decode(&req.approval_token).and_then(|t| {
+                t.verify(&req.key_id, &policy.approvers, unix_now())
+                    .map(|a| a.token_id.clone())
+            });
+            match verified {
+                Ok(token_id) => approval_token_id = token_id,
+                Err(e) => {
+                    self.deny("invalid_approval");
+                    let msg = format!("{violation}, and the approval token is refused: {e}");
+                    self.audit.append(refusal(msg.clone()))?;
+                    return Err(NodeError::FailedPrecondition(msg));
+                }
+            }
+        }
+        if let Err(retry) = self
+            .rate
+            .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
+        {
+            self.deny("rate_limited");
+            return Err(NodeError::ResourceExhausted(format!(
+                "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
+                req.client_id,
+                policy.rate_limit_per_minute,
+                req.key_id,
+                retry.as_secs().max(1)
+            )));
+        }
+
         // Taking the nonce out of the store is what makes it single-use: whatever
         // happens next, it cannot be used again.
         let nonces = self.nonces.take(&req.key_id, own).ok_or_else(|| {
@@ -161,12 +302,34 @@ impl NodeState {
         let share = ops
             .sign(&req.signing_package, &nonces, &key.key_package)
             .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
+        // Durable before the share leaves the node.
+        let failover = !approval_token_id.is_empty();
+        self.audit.append(AuditRecord {
+            event: "sign_share".into(),
+            key_id: req.key_id.clone(),
+            client_id: req.client_id.clone(),
+            request_id: req.request_id.clone(),
+            message_sha256: message_sha256.clone(),
+            quorum: signers.clone(),
+            approval_token_id: approval_token_id.clone(),
+            caller: caller.spiffe_id(),
+            ..Default::default()
+        })?;
+        if failover {
+            self.metrics.inc(
+                metric::FAILOVERS,
+                "Shares issued to out-of-policy quorums under an approval token.",
+                &[],
+                1,
+            );
+        }
         tracing::info!(
             key_id = %req.key_id,
             request_id = %req.request_id,
             client = %req.client_id,
-            message_sha256 = %hex::encode(quorate_proto::sha256(&package.message)),
+            message_sha256 = %message_sha256,
             signers = ?signers,
+            approval_token = %approval_token_id,
             "signature share issued"
         );
         Ok(pb::SignShareResponse {
@@ -174,7 +337,11 @@ impl NodeState {
         })
     }
 
-    fn install_key(&self, req: pb::InstallKeyRequest) -> Result<pb::InstallKeyResponse, NodeError> {
+    fn install_key(
+        &self,
+        req: pb::InstallKeyRequest,
+        caller: &PeerIdentity,
+    ) -> Result<pb::InstallKeyResponse, NodeError> {
         let record = KeyRecord {
             manifest: req.manifest,
             key_package: SecretKeyPackage::from_bytes(req.key_package),
@@ -190,6 +357,13 @@ impl NodeState {
             return Err(NodeError::KeyExists(key_id));
         }
         self.store.insert_new(&key_id, &record)?;
+        self.audit.append(AuditRecord {
+            event: "key_installed".into(),
+            key_id: key_id.clone(),
+            caller: caller.spiffe_id(),
+            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            ..Default::default()
+        })?;
         keys.insert(key_id.clone(), Arc::new(key));
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key installed");
         Ok(pb::InstallKeyResponse {
@@ -257,9 +431,13 @@ pub struct NodeService(pub Arc<NodeState>);
 #[derive(Debug, Clone)]
 pub struct CeremonyService(pub Arc<NodeState>);
 
+/// The `Audit` service.
+#[derive(Debug, Clone)]
+pub struct AuditService(pub Arc<NodeState>);
+
 impl NodeService {
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        authorize(req, &self.0.identity.trust_domain, &[Role::Coordinator]).map(|_| ())
+    fn authorize<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
+        authorize(req, &self.0.identity.trust_domain, &[Role::Coordinator])
     }
 }
 
@@ -295,7 +473,9 @@ impl pb::node_server::Node for NodeService {
         req: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
         self.authorize(&req)?;
-        Ok(Response::new(self.0.commit(req.into_inner())?))
+        let result = self.0.commit(req.into_inner());
+        self.0.record("Commit", &result);
+        Ok(Response::new(result?))
     }
 
     #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
@@ -303,8 +483,19 @@ impl pb::node_server::Node for NodeService {
         &self,
         req: Request<pb::SignShareRequest>,
     ) -> Result<Response<pb::SignShareResponse>, Status> {
-        self.authorize(&req)?;
-        Ok(Response::new(self.0.sign_share(req.into_inner())?))
+        let caller = self.authorize(&req)?;
+        let started = Instant::now();
+        let result = self.0.sign_share(req.into_inner(), &caller);
+        self.0.record("SignShare", &result);
+        if result.is_ok() {
+            self.0.metrics.observe(
+                metric::SIGN_LATENCY,
+                "Round-2 latency (policy checks, signing, durable audit record).",
+                &[],
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        Ok(Response::new(result?))
     }
 }
 
@@ -335,6 +526,36 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
     ) -> Result<Response<pb::InstallKeyResponse>, Status> {
         let caller = authorize(&req, &self.0.identity.trust_domain, &[Role::Ceremony])?;
         tracing::info!(caller = %caller, "key installation requested");
-        Ok(Response::new(self.0.install_key(req.into_inner())?))
+        let result = self.0.install_key(req.into_inner(), &caller);
+        self.0.record("InstallKey", &result);
+        Ok(Response::new(result?))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    type ReadAuditStream = tokio_stream::wrappers::ReceiverStream<Result<pb::AuditEntry, Status>>;
+
+    async fn read_audit(
+        &self,
+        req: Request<pb::ReadAuditRequest>,
+    ) -> Result<Response<Self::ReadAuditStream>, Status> {
+        let caller = authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        tracing::info!(caller = %caller, from_seq = req.get_ref().from_seq, "audit log read");
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let state = self.0.clone();
+        let from = req.into_inner().from_seq;
+        // sled reads block; stream from a blocking thread with backpressure.
+        tokio::task::spawn_blocking(move || {
+            for item in state.audit.read_from(from) {
+                let entry = item
+                    .map(|(seq, record)| pb::AuditEntry { seq, record })
+                    .map_err(Status::from);
+                if tx.blocking_send(entry).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 }

@@ -191,6 +191,11 @@ impl KeyStore {
         [b"key:".as_slice(), key_id.as_bytes()].concat()
     }
 
+    /// The underlying database, for other trees of the node (the audit log).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// Stores a new key durably. Refuses to overwrite an existing key id.
     pub fn insert_new(&self, key_id: &str, record: &KeyRecord) -> Result<(), NodeError> {
         let sealed = self.seal(&Self::record_context(key_id), &record.encode())?;

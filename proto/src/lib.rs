@@ -13,9 +13,14 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
+pub mod approval;
+pub mod audit;
 pub mod config;
 pub mod identity;
 pub mod manifest;
+pub mod metrics;
+pub mod policy;
+pub mod ratelimit;
 pub mod runtime;
 pub mod suite;
 pub mod tls;

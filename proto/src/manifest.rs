@@ -6,6 +6,7 @@
 use prost::Message;
 
 use crate::pb;
+use crate::policy::Policy;
 use crate::suite::{Ciphersuite, CryptoError, PublicKeyInfo};
 
 /// Manifest format version this build writes and accepts.
@@ -43,6 +44,8 @@ pub struct Manifest {
     pub public_key_package: Vec<u8>,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Who may use the key and which quorums are lawful.
+    pub policy: Policy,
     /// The manifest exactly as encoded and stored.
     pub encoded: Vec<u8>,
     /// SHA-256 of `encoded`.
@@ -121,7 +124,10 @@ impl Manifest {
                 jurisdiction: p.jurisdiction.clone(),
             });
         }
+        let policy = Policy::from_pb(pb.policy.as_ref(), threshold)
+            .map_err(|e| invalid(format!("policy: {e}")))?;
         Ok(Self {
+            policy,
             key_id: pb.key_id,
             ciphersuite,
             threshold,
@@ -139,6 +145,18 @@ impl Manifest {
         self.participants
             .iter()
             .find(|p| p.identifier == identifier)
+    }
+
+    /// Jurisdictions of the signers named by FROST identifiers; `None` if one of
+    /// them is not a participant.
+    pub fn jurisdictions_of<'a>(
+        &'a self,
+        identifiers: impl IntoIterator<Item = &'a Vec<u8>>,
+    ) -> Option<Vec<&'a str>> {
+        identifiers
+            .into_iter()
+            .map(|id| self.participant_by_identifier(id).map(|p| p.jurisdiction.as_str()))
+            .collect()
     }
 
     /// The participant named `node_id`.

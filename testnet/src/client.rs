@@ -75,11 +75,23 @@ impl SignerClient {
         request_id: Option<&str>,
         timeout: Duration,
     ) -> Result<pb::SignResponse, tonic::Status> {
+        self.sign_with(key_id, message, request_id, None, timeout).await
+    }
+
+    /// `Sign` with a deadline and an optional approval token.
+    pub async fn sign_with(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        request_id: Option<&str>,
+        approval_token: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<pb::SignResponse, tonic::Status> {
         let mut req = tonic::Request::new(pb::SignRequest {
             key_id: key_id.into(),
             message: message.to_vec(),
             request_id: request_id.unwrap_or_default().into(),
-            approval_token: Vec::new(),
+            approval_token: approval_token.unwrap_or_default(),
         });
         req.set_timeout(timeout);
         Ok(self.raw().sign(req).await?.into_inner())

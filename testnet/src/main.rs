@@ -61,6 +61,10 @@ enum Cmd {
         /// Idempotency key.
         #[arg(long)]
         request_id: Option<String>,
+        /// Approval token file (from `quorate-ceremony approve`) permitting an
+        /// out-of-policy quorum.
+        #[arg(long, value_name = "FILE")]
+        approval_token: Option<PathBuf>,
         /// Deadline in milliseconds.
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
@@ -124,8 +128,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             message,
             message_hex,
             request_id,
+            approval_token,
             timeout_ms,
         } => {
+            let approval_token = approval_token
+                .map(|p| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
+                .transpose()?;
             let message = match (message, message_hex) {
                 (Some(text), None) => text.into_bytes(),
                 (None, Some(hex_text)) => hex::decode(hex_text.trim()).context("--message-hex")?,
@@ -143,10 +151,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             )?;
             let public = client.public_key(&key_id).await?;
             let response = client
-                .sign(
+                .sign_with(
                     &key_id,
                     &message,
                     request_id.as_deref(),
+                    approval_token,
                     Duration::from_millis(timeout_ms),
                 )
                 .await?;

@@ -90,6 +90,7 @@ pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
             "pki"
                 | "logs"
                 | "transcripts"
+                | "approver"
                 | "testnet.json"
                 | "testnet.json.tmp"
                 | "ceremony.toml"
@@ -220,6 +221,8 @@ pub struct LocalNode {
     pub spec: NodeSpec,
     /// `https://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// `127.0.0.1:PORT` of its Prometheus endpoint.
+    pub metrics: String,
     /// The process.
     pub process: ManagedProcess,
     /// Its config file.
@@ -243,6 +246,11 @@ pub struct LocalNetwork {
     pub coordinator: ManagedProcess,
     /// `https://127.0.0.1:PORT` of the coordinator.
     pub coordinator_endpoint: String,
+    /// `127.0.0.1:PORT` of the coordinator's Prometheus endpoint.
+    pub coordinator_metrics: String,
+    /// The secret key of the network's compliance approver (listed in every policy
+    /// key's approvers).
+    pub approver_key_file: PathBuf,
     /// PKI directory.
     pub pki_dir: PathBuf,
     /// The ceremony file used to install keys.
@@ -302,10 +310,19 @@ impl LocalNetwork {
         std::fs::create_dir_all(&logs)?;
         let td = spec.trust_domain.as_str();
         pki::create_ca(&pki_dir, td)?;
+        // The compliance approver of this network's policy keys.
+        let approver_dir = dir.join("approver");
+        std::fs::create_dir_all(&approver_dir)?;
+        let approver_key_file = approver_dir.join("approver-key.hex");
+        write_private(
+            &approver_key_file,
+            quorate_proto::approval::ApproverKey::generate().to_hex().as_str(),
+        )?;
 
         let mut nodes = Vec::new();
         for node in &spec.nodes {
             let port = free_port()?;
+            let metrics_port = free_port()?;
             let cert = pki::issue(&pki_dir, td, Role::Node, &node.id, &[])?;
             let node_dir = dir.join(&node.id);
             std::fs::create_dir_all(&node_dir)?;
@@ -314,10 +331,11 @@ impl LocalNetwork {
             let data_dir = node_dir.join("data");
             let config_path = node_dir.join("node.toml");
             let config = format!(
-                "node_id = {}\ntrust_domain = {}\nlisten = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
+                "node_id = {}\ntrust_domain = {}\nlisten = {}\nmetrics_listen = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
                 toml_string(&node.id),
                 toml_string(td),
                 toml_string(&format!("127.0.0.1:{port}")),
+                toml_string(&format!("127.0.0.1:{metrics_port}")),
                 toml_string(&node.region),
                 toml_string(&node.jurisdiction),
                 toml_path(&data_dir),
@@ -334,6 +352,7 @@ impl LocalNetwork {
             nodes.push(LocalNode {
                 spec: node.clone(),
                 endpoint: format!("https://127.0.0.1:{port}"),
+                metrics: format!("127.0.0.1:{metrics_port}"),
                 process,
                 config_path,
                 data_dir,
@@ -343,12 +362,14 @@ impl LocalNetwork {
 
         // Coordinator config (started after the keys exist).
         let coordinator_port = free_port()?;
+        let coordinator_metrics_port = free_port()?;
         let coordinator_cert = pki::issue(&pki_dir, td, Role::Coordinator, "coordinator", &[])?;
         let coordinator_config = dir.join("coordinator.toml");
         let mut text = format!(
-            "trust_domain = {}\nlisten = {}\n{}",
+            "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\n{}",
             toml_string(td),
             toml_string(&format!("127.0.0.1:{coordinator_port}")),
+            toml_string(&format!("127.0.0.1:{coordinator_metrics_port}")),
             tls_toml(&coordinator_cert.tls_paths())
         );
         for node in &nodes {
@@ -390,6 +411,8 @@ impl LocalNetwork {
             nodes,
             coordinator,
             coordinator_endpoint: format!("https://127.0.0.1:{coordinator_port}"),
+            coordinator_metrics: format!("127.0.0.1:{coordinator_metrics_port}"),
+            approver_key_file,
             pki_dir,
             ceremony_file,
             transcripts: BTreeMap::new(),
@@ -410,7 +433,10 @@ impl LocalNetwork {
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
                     secret: None,
-                    policy: None,
+                    policy: key
+                        .policy
+                        .as_ref()
+                        .map(|p| network.key_policy(p)),
                 },
             )
             .await
@@ -423,6 +449,40 @@ impl LocalNetwork {
         network.wait_coordinator_ready().await?;
         network.write_testnet_json()?;
         Ok(network)
+    }
+
+    /// The protobuf policy of a key spec, with this network's approver.
+    fn key_policy(&self, p: &crate::spec::PolicySpec) -> pb::KeyPolicy {
+        let approver = std::fs::read_to_string(&self.approver_key_file)
+            .ok()
+            .and_then(|hex| quorate_proto::approval::ApproverKey::from_hex(&hex).ok());
+        pb::KeyPolicy {
+            allowed_clients: p.allowed_clients.clone(),
+            home_jurisdictions: p.home_jurisdictions.clone(),
+            min_home_signers: p.min_home_signers,
+            approver_keys: approver
+                .map(|k| vec![k.public_key().to_vec()])
+                .unwrap_or_default(),
+            rate_limit_per_minute: p.rate_limit_per_minute,
+        }
+    }
+
+    /// An approval token from the network's approver for an out-of-policy quorum on
+    /// `key_id`, valid for `valid_secs` from now.
+    pub fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
+        let key = quorate_proto::approval::ApproverKey::from_hex(&std::fs::read_to_string(
+            &self.approver_key_file,
+        )?)
+        .map_err(|e| anyhow!(e))?;
+        let now = quorate_proto::approval::unix_now();
+        Ok(key.sign(&quorate_proto::approval::Approval {
+            token_id: format!("testnet-{key_id}-{now}"),
+            key_id: key_id.into(),
+            scope: quorate_proto::approval::SCOPE_OUT_OF_POLICY_QUORUM.into(),
+            not_before: now,
+            not_after: now + valid_secs,
+            reason: reason.into(),
+        }))
     }
 
     /// The ceremony's view of the network.
@@ -579,7 +639,7 @@ impl LocalNetwork {
                 .map(|k| TestnetKey {
                     key_id: k.key_id.clone(),
                     ciphersuite: k.ciphersuite.name().to_string(),
-                    policy: None,
+                    policy: k.policy.as_ref().map(crate::spec::PolicySpec::to_testnet_json),
                 })
                 .collect(),
         }

@@ -24,6 +24,62 @@ pub struct KeySpec {
     pub key_id: String,
     /// Ciphersuite.
     pub ciphersuite: Ciphersuite,
+    /// Residency and access policy; `None` for an unrestricted key. The network's
+    /// approver key is added to its approvers.
+    pub policy: Option<PolicySpec>,
+}
+
+impl KeySpec {
+    /// An unrestricted key.
+    pub fn new(key_id: &str, ciphersuite: Ciphersuite) -> Self {
+        Self {
+            key_id: key_id.into(),
+            ciphersuite,
+            policy: None,
+        }
+    }
+
+    /// The same key with a policy.
+    pub fn with_policy(mut self, policy: PolicySpec) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+}
+
+/// A key policy in a network spec.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PolicySpec {
+    /// Allowed client SPIFFE ids or prefixes; empty: any client.
+    pub allowed_clients: Vec<String>,
+    /// Home jurisdictions.
+    pub home_jurisdictions: Vec<String>,
+    /// Least home signers per quorum.
+    pub min_home_signers: u32,
+    /// Signatures per client per minute; 0: unlimited.
+    pub rate_limit_per_minute: u32,
+}
+
+impl PolicySpec {
+    /// At least `min` signers in `jurisdiction`.
+    pub fn residency(jurisdiction: &str, min: u32) -> Self {
+        Self {
+            home_jurisdictions: vec![jurisdiction.into()],
+            min_home_signers: min,
+            ..Self::default()
+        }
+    }
+
+    /// The `testnet.json` form: `{"home_jurisdiction": "EU", "min_home_signers": 2}`.
+    pub fn to_testnet_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "home_jurisdiction": self.home_jurisdictions.join(","),
+            "min_home_signers": self.min_home_signers,
+        });
+        if !self.allowed_clients.is_empty() {
+            v["allowed_clients"] = serde_json::json!(self.allowed_clients);
+        }
+        v
+    }
 }
 
 /// A whole network: nodes, threshold, keys.
@@ -58,25 +114,20 @@ impl NetworkSpec {
             ],
             threshold: 3,
             keys: vec![
-                KeySpec {
-                    key_id: "demo-ed25519".into(),
-                    ciphersuite: Ciphersuite::Ed25519,
-                },
-                KeySpec {
-                    key_id: "demo-taproot".into(),
-                    ciphersuite: Ciphersuite::Secp256k1Tr,
-                },
-                KeySpec {
-                    key_id: "demo-secp256k1".into(),
-                    ciphersuite: Ciphersuite::Secp256k1,
-                },
+                KeySpec::new("demo-ed25519", Ciphersuite::Ed25519),
+                KeySpec::new("demo-taproot", Ciphersuite::Secp256k1Tr),
+                KeySpec::new("demo-secp256k1", Ciphersuite::Secp256k1),
+                KeySpec::new("eu-payments", Ciphersuite::Ed25519)
+                    .with_policy(PolicySpec::residency("EU", 2)),
             ],
         }
     }
 
-    /// `n` nodes in generic regions, threshold `t`, one key per ciphersuite.
+    /// `n` nodes in generic regions (odd ones EU, even ones US), threshold `t`, one
+    /// unrestricted key per ciphersuite.
     pub fn generic(n: usize, t: u16) -> Self {
         let mut spec = Self::default_five_regions();
+        spec.keys.retain(|k| k.policy.is_none());
         spec.nodes = (1..=n)
             .map(|i| NodeSpec {
                 id: format!("node-{i}"),

@@ -1,0 +1,284 @@
+//! Approval tokens: a compliance approver's signed, expiring permission to sign one
+//! key with an out-of-policy quorum (for example outside the home jurisdiction during
+//! an outage).
+//!
+//! A token is JSON: `{"format": "quorate-approval/1", "payload": "<JSON text>",
+//! "approver": "<hex Ed25519 public key>", "signature": "<hex>"}`. The approver signs
+//! the domain-separated payload bytes exactly as they appear in `payload`, so nothing
+//! is re-serialized before verification. The payload names the token id, the key id,
+//! the single scope [`SCOPE_OUT_OF_POLICY_QUORUM`], a validity window (Unix seconds)
+//! and the reason. The coordinator and every node verify tokens independently.
+
+use std::fmt;
+
+use ed25519_dalek::{Signer, Verifier};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Token format this build writes and accepts.
+pub const TOKEN_FORMAT: &str = "quorate-approval/1";
+/// The one scope a token can grant.
+pub const SCOPE_OUT_OF_POLICY_QUORUM: &str = "out-of-policy-quorum";
+/// Longest validity window a token may have.
+pub const MAX_VALIDITY_SECS: u64 = 7 * 24 * 3600;
+/// Largest encoded token accepted.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+const SIGNING_CONTEXT: &[u8] = b"quorate-approval/1\n";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    format: String,
+    payload: String,
+    approver: String,
+    signature: String,
+}
+
+/// What an approver permits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Unique id, recorded in audit logs.
+    pub token_id: String,
+    /// The only key the token applies to.
+    pub key_id: String,
+    /// Must be [`SCOPE_OUT_OF_POLICY_QUORUM`].
+    pub scope: String,
+    /// Valid from (Unix seconds).
+    pub not_before: u64,
+    /// Valid until (Unix seconds, exclusive).
+    pub not_after: u64,
+    /// Why (free text for the audit trail).
+    pub reason: String,
+}
+
+/// A decoded token whose signature has not been checked yet.
+#[derive(Clone, Debug)]
+pub struct ApprovalToken {
+    payload: String,
+    approver: [u8; 32],
+    signature: [u8; 64],
+    /// The decoded payload.
+    pub approval: Approval,
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalError {
+    /// Not a token.
+    #[error("approval token is malformed: {0}")]
+    Malformed(String),
+    /// Signed by a key the policy does not list.
+    #[error("approval token is signed by {0}, which is not an approver of this key")]
+    UnknownApprover(String),
+    /// The signature does not verify.
+    #[error("approval token signature does not verify")]
+    BadSignature,
+    /// Issued for another key.
+    #[error("approval token is for key {token_key:?}, not {key_id:?}")]
+    WrongKey {
+        /// Key in the token.
+        token_key: String,
+        /// Key requested.
+        key_id: String,
+    },
+    /// Another scope.
+    #[error("approval token scope {0:?} is not {SCOPE_OUT_OF_POLICY_QUORUM:?}")]
+    WrongScope(String),
+    /// Not valid yet.
+    #[error("approval token is not valid before {0} (Unix time)")]
+    NotYetValid(u64),
+    /// Expired.
+    #[error("approval token expired at {0} (Unix time)")]
+    Expired(u64),
+    /// Validity window too long or empty.
+    #[error("approval token validity window must be 1..={MAX_VALIDITY_SECS} seconds")]
+    BadWindow,
+}
+
+impl ApprovalToken {
+    /// Decodes a token (no signature or validity check yet).
+    pub fn decode(bytes: &[u8]) -> Result<Self, ApprovalError> {
+        let malformed = |m: String| ApprovalError::Malformed(m);
+        if bytes.len() > MAX_TOKEN_BYTES {
+            return Err(malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+        }
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        if env.format != TOKEN_FORMAT {
+            return Err(malformed(format!(
+                "format {:?} (this build reads {TOKEN_FORMAT})",
+                env.format
+            )));
+        }
+        let mut approver = [0u8; 32];
+        hex::decode_to_slice(&env.approver, &mut approver)
+            .map_err(|_| malformed("approver is not 32 bytes of hex".into()))?;
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(&env.signature, &mut signature)
+            .map_err(|_| malformed("signature is not 64 bytes of hex".into()))?;
+        let approval: Approval =
+            serde_json::from_str(&env.payload).map_err(|e| malformed(format!("payload: {e}")))?;
+        Ok(Self {
+            payload: env.payload,
+            approver,
+            signature,
+            approval,
+        })
+    }
+
+    /// Checks the token for `key_id` at Unix time `now` against the approvers a key's
+    /// policy lists.
+    pub fn verify(
+        &self,
+        key_id: &str,
+        approvers: &[[u8; 32]],
+        now: u64,
+    ) -> Result<&Approval, ApprovalError> {
+        if !approvers.contains(&self.approver) {
+            return Err(ApprovalError::UnknownApprover(hex::encode(self.approver)));
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.approver)
+            .map_err(|_| ApprovalError::BadSignature)?;
+        let message = [SIGNING_CONTEXT, self.payload.as_bytes()].concat();
+        key.verify(&message, &ed25519_dalek::Signature::from_bytes(&self.signature))
+            .map_err(|_| ApprovalError::BadSignature)?;
+        let a = &self.approval;
+        if a.key_id != key_id {
+            return Err(ApprovalError::WrongKey {
+                token_key: a.key_id.clone(),
+                key_id: key_id.to_string(),
+            });
+        }
+        if a.scope != SCOPE_OUT_OF_POLICY_QUORUM {
+            return Err(ApprovalError::WrongScope(a.scope.clone()));
+        }
+        if a.not_after <= a.not_before || a.not_after - a.not_before > MAX_VALIDITY_SECS {
+            return Err(ApprovalError::BadWindow);
+        }
+        if now < a.not_before {
+            return Err(ApprovalError::NotYetValid(a.not_before));
+        }
+        if now >= a.not_after {
+            return Err(ApprovalError::Expired(a.not_after));
+        }
+        Ok(a)
+    }
+}
+
+/// An approver's Ed25519 signing key. Zeroized on drop, never printed.
+pub struct ApproverKey(ed25519_dalek::SigningKey);
+
+impl fmt::Debug for ApproverKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApproverKey(public {})", hex::encode(self.public_key()))
+    }
+}
+
+impl ApproverKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, seed.as_mut_slice());
+        Self(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// Parses the 32-byte seed as hex.
+    pub fn from_hex(text: &str) -> Result<Self, String> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), seed.as_mut_slice())
+            .map_err(|_| "approver key must be 64 hex digits".to_string())?;
+        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    /// The seed as hex, for writing the key file.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.0.to_bytes()))
+    }
+
+    /// The public key policies list.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    /// Signs `approval` into an encoded token.
+    pub fn sign(&self, approval: &Approval) -> Vec<u8> {
+        let payload = serde_json::to_string(approval).unwrap_or_default();
+        let message = [SIGNING_CONTEXT, payload.as_bytes()].concat();
+        let signature = self.0.sign(&message);
+        let env = Envelope {
+            format: TOKEN_FORMAT.into(),
+            payload,
+            approver: hex::encode(self.public_key()),
+            signature: hex::encode(signature.to_bytes()),
+        };
+        serde_json::to_vec(&env).unwrap_or_default()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(key_id: &str, from: u64, to: u64) -> Approval {
+        Approval {
+            token_id: "t-1".into(),
+            key_id: key_id.into(),
+            scope: SCOPE_OUT_OF_POLICY_QUORUM.into(),
+            not_before: from,
+            not_after: to,
+            reason: "EU outage".into(),
+        }
+    }
+
+    #[test]
+    fn a_valid_token_verifies_and_every_bad_variant_is_refused() {
+        let approver = ApproverKey::generate();
+        let other = ApproverKey::generate();
+        let approvers = [approver.public_key()];
+        let good = approver.sign(&approval("k", 100, 200));
+        let t = ApprovalToken::decode(&good).unwrap();
+        assert_eq!(t.verify("k", &approvers, 150).unwrap().token_id, "t-1");
+        assert_eq!(t.verify("k", &approvers, 99), Err(ApprovalError::NotYetValid(100)));
+        assert_eq!(t.verify("k", &approvers, 200), Err(ApprovalError::Expired(200)));
+        assert!(matches!(t.verify("k2", &approvers, 150), Err(ApprovalError::WrongKey { .. })));
+        assert!(matches!(
+            t.verify("k", &[other.public_key()], 150),
+            Err(ApprovalError::UnknownApprover(_))
+        ));
+        // Another approver's token for a policy that does not list them.
+        let foreign = ApprovalToken::decode(&other.sign(&approval("k", 100, 200))).unwrap();
+        assert!(matches!(foreign.verify("k", &approvers, 150), Err(ApprovalError::UnknownApprover(_))));
+        // A payload edited after signing.
+        let forged = String::from_utf8(good.clone()).unwrap().replace("EU outage", "EU outagE");
+        let forged = ApprovalToken::decode(forged.as_bytes()).unwrap();
+        assert_eq!(forged.verify("k", &approvers, 150), Err(ApprovalError::BadSignature));
+        // Wrong scope, signed properly.
+        let mut a = approval("k", 100, 200);
+        a.scope = "everything".into();
+        let t = ApprovalToken::decode(&approver.sign(&a)).unwrap();
+        assert!(matches!(t.verify("k", &approvers, 150), Err(ApprovalError::WrongScope(_))));
+        // Too long a window.
+        let t = ApprovalToken::decode(&approver.sign(&approval("k", 0, MAX_VALIDITY_SECS + 1))).unwrap();
+        assert_eq!(t.verify("k", &approvers, 1), Err(ApprovalError::BadWindow));
+        // Garbage.
+        assert!(matches!(ApprovalToken::decode(b"{}"), Err(ApprovalError::Malformed(_))));
+        assert!(matches!(ApprovalToken::decode(b"\xff"), Err(ApprovalError::Malformed(_))));
+    }
+
+    #[test]
+    fn approver_key_round_trips_and_redacts() {
+        let k = ApproverKey::generate();
+        let back = ApproverKey::from_hex(&k.to_hex()).unwrap();
+        assert_eq!(k.public_key(), back.public_key());
+        assert!(!format!("{k:?}").contains(k.to_hex().as_str()));
+    }
+}

@@ -10,9 +10,9 @@ use quorate_ceremony::import::{self, CeremonyError, CeremonyFile, ImportRequest}
 use quorate_ceremony::pki::{self, PkiError};
 use quorate_proto::approval::{self, ApproverKey};
 use quorate_proto::identity::Role;
-use quorate_proto::tls::TlsPaths;
 use quorate_proto::runtime::{init_tracing, LogFormat};
 use quorate_proto::suite::Ciphersuite;
+use quorate_proto::tls::TlsPaths;
 
 /// Exit code for usage and configuration errors (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
@@ -297,8 +297,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print,
         }) => {
             let tls = TlsPaths { ca, cert, key };
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let records = runtime.block_on(quorate_ceremony::audit::fetch(&endpoint, &node, &tls))?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let records =
+                runtime.block_on(quorate_ceremony::audit::fetch(&endpoint, &node, &tls))?;
             if print {
                 for (_, bytes) in &records {
                     println!("{}", String::from_utf8_lossy(bytes));
@@ -307,7 +309,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = quorate_ceremony::audit::check(&records);
             match report.head {
                 Ok(head) => {
-                    println!("{node}: {} records, chain intact, head {head}", report.records);
+                    println!(
+                        "{node}: {} records, chain intact, head {head}",
+                        report.records
+                    );
                     Ok(())
                 }
                 Err(brk) => anyhow::bail!("{node}: {brk} ({} records fetched)", report.records),
@@ -317,7 +322,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn parse_duration(text: &str) -> Result<u64, UsageError> {
-    let bad = || UsageError(format!("duration {text:?}: expected a number and s, m, h or d (e.g. 2h)"));
+    let bad = || {
+        UsageError(format!(
+            "duration {text:?}: expected a number and s, m, h or d (e.g. 2h)"
+        ))
+    };
     let (digits, unit) = text.split_at(text.len().saturating_sub(1));
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let secs = match unit {

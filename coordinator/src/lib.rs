@@ -25,10 +25,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use quorate_proto::metrics::Registry;
 use tonic::transport::Server;
 
 pub use config::CoordinatorConfig;

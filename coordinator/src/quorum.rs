@@ -67,7 +67,12 @@ struct Answer {
 
 /// Picks `t` of the answers forming a lawful quorum (at least the policy's minimum
 /// of home signers), or any `t` when an approval permits an out-of-policy quorum.
-fn select_quorum(answers: &[Answer], t: usize, policy: &Policy, approved: bool) -> Option<Vec<usize>> {
+fn select_quorum(
+    answers: &[Answer],
+    t: usize,
+    policy: &Policy,
+    approved: bool,
+) -> Option<Vec<usize>> {
     if answers.len() < t {
         return None;
     }
@@ -149,10 +154,22 @@ impl QuorumEngine {
     /// An engine over `pool`.
     pub fn new(pool: Arc<NodePool>, settings: SigningSettings, metrics: Arc<Registry>) -> Self {
         for (name, help) in [
-            (metric::RETRIES, "Signing attempts repeated with another quorum."),
-            (metric::FAILOVERS, "Signatures made by out-of-policy quorums under an approval token."),
-            (metric::CULPRITS, "Nodes named as culprits (invalid signature shares)."),
-            (metric::POLICY_DENIALS, "Requests refused by a key's policy."),
+            (
+                metric::RETRIES,
+                "Signing attempts repeated with another quorum.",
+            ),
+            (
+                metric::FAILOVERS,
+                "Signatures made by out-of-policy quorums under an approval token.",
+            ),
+            (
+                metric::CULPRITS,
+                "Nodes named as culprits (invalid signature shares).",
+            ),
+            (
+                metric::POLICY_DENIALS,
+                "Requests refused by a key's policy.",
+            ),
         ] {
             metrics.declare_counter(name, help);
         }
@@ -198,7 +215,12 @@ impl QuorumEngine {
         loop {
             attempt += 1;
             if attempt > 1 {
-                self.metrics.inc(metric::RETRIES, "Signing attempts repeated with another quorum.", &[], 1);
+                self.metrics.inc(
+                    metric::RETRIES,
+                    "Signing attempts repeated with another quorum.",
+                    &[],
+                    1,
+                );
             }
             if Instant::now() >= deadline {
                 return Err(no_quorum(&out, "; request deadline reached".into()));
@@ -266,7 +288,8 @@ impl QuorumEngine {
                             node,
                             commitment,
                         });
-                        selected = select_quorum(&answered, t, policy, ctx.approval_token.is_some());
+                        selected =
+                            select_quorum(&answered, t, policy, ctx.approval_token.is_some());
                         if selected.is_some() {
                             break;
                         }
@@ -312,7 +335,12 @@ impl QuorumEngine {
                 .collect();
             let commitments: BTreeMap<Vec<u8>, Vec<u8>> = selected
                 .iter()
-                .map(|&i| (answered[i].identifier.clone(), answered[i].commitment.clone()))
+                .map(|&i| {
+                    (
+                        answered[i].identifier.clone(),
+                        answered[i].commitment.clone(),
+                    )
+                })
                 .collect();
             let lawful = selected.iter().filter(|&&i| answered[i].home).count()
                 >= usize::from(policy.min_home_signers);
@@ -366,18 +394,28 @@ impl QuorumEngine {
             match ops.aggregate(&signing_package, &share_map, &manifest.public_key_package) {
                 Ok(signature) => {
                     if !lawful {
-                        self.metrics.inc(metric::FAILOVERS, "Signatures made by out-of-policy quorums under an approval token.", &[], 1);
+                        self.metrics.inc(
+                            metric::FAILOVERS,
+                            "Signatures made by out-of-policy quorums under an approval token.",
+                            &[],
+                            1,
+                        );
                     }
                     return Ok(Signed {
                         signature,
                         signers: quorum.iter().map(|(n, _)| n.id.clone()).collect(),
-                    })
+                    });
                 }
                 Err(CryptoError::InvalidShares { culprits }) => {
                     for c in culprits {
                         if let Some(p) = manifest.participant_by_identifier(&c) {
                             tracing::warn!(node = %p.node_id, key_id = %manifest.key_id, "culprit: signature share does not verify; excluded");
-                            self.metrics.inc(metric::CULPRITS, "Nodes named as culprits (invalid signature shares).", &[("node", &p.node_id)], 1);
+                            self.metrics.inc(
+                                metric::CULPRITS,
+                                "Nodes named as culprits (invalid signature shares).",
+                                &[("node", &p.node_id)],
+                                1,
+                            );
                             if let Some(node) = self.pool.get(&p.node_id) {
                                 node.record_failure();
                             }

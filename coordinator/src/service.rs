@@ -79,7 +79,8 @@ impl SignerService {
     }
 
     fn record<T>(&self, rpc: &str, result: &Result<T, Status>) {
-        self.metrics.inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
+        self.metrics
+            .inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
         if let Err(status) = result {
             let code = format!("{:?}", status.code());
             self.metrics.inc(
@@ -140,8 +141,10 @@ impl SignerService {
         let approval_token = match &req.approval_token {
             None => None,
             Some(bytes) => {
-                let checked = ApprovalToken::decode(bytes)
-                    .and_then(|t| t.verify(&req.key_id, &policy.approvers, unix_now()).map(|_| ()));
+                let checked = ApprovalToken::decode(bytes).and_then(|t| {
+                    t.verify(&req.key_id, &policy.approvers, unix_now())
+                        .map(|_| ())
+                });
                 if let Err(e) = checked {
                     self.engine.count_denial("invalid_approval");
                     return Err(CoordError::FailedPrecondition(e.to_string()));

@@ -39,11 +39,9 @@ impl AuditLog {
                 last_hash: GENESIS_HASH.into(),
             },
             Some((k, v)) => {
-                let seq = u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| NodeError::Corrupt("audit key is not a sequence number".into()))?,
-                );
+                let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                    NodeError::Corrupt("audit key is not a sequence number".into())
+                })?);
                 let record: AuditRecord = serde_json::from_slice(&v).map_err(|e| {
                     NodeError::Corrupt(format!("last audit record {seq} does not parse: {e}"))
                 })?;
@@ -80,14 +78,16 @@ impl AuditLog {
     }
 
     /// Records from `from_seq` on, as stored.
-    pub fn read_from(&self, from_seq: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), NodeError>> {
+    pub fn read_from(
+        &self,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), NodeError>> {
         self.tree.range(from_seq.to_be_bytes()..).map(|item| {
             let (k, v) = item.map_err(storage)?;
-            let seq = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| NodeError::Corrupt("audit key is not a sequence number".into()))?,
-            );
+            let seq =
+                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                    NodeError::Corrupt("audit key is not a sequence number".into())
+                })?);
             Ok((seq, v.to_vec()))
         })
     }

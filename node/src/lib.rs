@@ -35,8 +35,8 @@ use quorate_proto::tls::TlsMaterial;
 
 use crate::nonces::NonceStore;
 use crate::service::{AuditService, CeremonyService, NodeIdentity, NodeService, NodeState};
-use quorate_proto::metrics::Registry;
 use crate::store::KeyStore;
+use quorate_proto::metrics::Registry;
 
 /// A node whose store is open and whose port is bound, ready to serve.
 #[derive(Debug)]

@@ -96,8 +96,14 @@ impl NodeState {
         for (name, help) in [
             (metric::REQUESTS, "Requests by RPC."),
             (metric::ERRORS, "Failed requests by RPC and gRPC code."),
-            (metric::POLICY_DENIALS, "Round-2 requests refused by the key's policy."),
-            (metric::FAILOVERS, "Shares issued to out-of-policy quorums under an approval token."),
+            (
+                metric::POLICY_DENIALS,
+                "Round-2 requests refused by the key's policy.",
+            ),
+            (
+                metric::FAILOVERS,
+                "Shares issued to out-of-policy quorums under an approval token.",
+            ),
         ] {
             metrics.declare_counter(name, help);
         }
@@ -114,13 +120,24 @@ impl NodeState {
 
     /// Updates the gauges that are read rather than counted.
     pub fn refresh_gauges(&self, registry: &Registry) {
-        registry.set(metric::NONCE_POOL, "Outstanding single-use nonces.", &[], self.nonces.len() as f64);
+        registry.set(
+            metric::NONCE_POOL,
+            "Outstanding single-use nonces.",
+            &[],
+            self.nonces.len() as f64,
+        );
         registry.set(metric::KEYS, "Keys held.", &[], self.key_count() as f64);
-        registry.set(metric::AUDIT_RECORDS, "Audit records written.", &[], self.audit.len() as f64);
+        registry.set(
+            metric::AUDIT_RECORDS,
+            "Audit records written.",
+            &[],
+            self.audit.len() as f64,
+        );
     }
 
     fn record<T>(&self, rpc: &str, result: &Result<T, NodeError>) {
-        self.metrics.inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
+        self.metrics
+            .inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
         if let Err(e) = result {
             let code = format!("{:?}", e.code());
             self.metrics.inc(
@@ -251,7 +268,10 @@ impl NodeState {
         let policy = &manifest.policy;
         if !policy.allows_client(&req.client_id) {
             self.deny("client_not_allowed");
-            let msg = format!("client {:?} may not use key {:?}", req.client_id, req.key_id);
+            let msg = format!(
+                "client {:?} may not use key {:?}",
+                req.client_id, req.key_id
+            );
             self.audit.append(refusal(msg.clone()))?;
             return Err(NodeError::PermissionDenied(msg));
         }
@@ -277,9 +297,9 @@ impl NodeState {
                 }
             }
         }
-        if let Err(retry) = self
-            .rate
-            .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
+        if let Err(retry) =
+            self.rate
+                .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
         {
             self.deny("rate_limited");
             return Err(NodeError::ResourceExhausted(format!(
@@ -556,6 +576,8 @@ impl pb::audit_server::Audit for AuditService {
                 }
             }
         });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 }

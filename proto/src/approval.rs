@@ -141,8 +141,11 @@ impl ApprovalToken {
         let key = ed25519_dalek::VerifyingKey::from_bytes(&self.approver)
             .map_err(|_| ApprovalError::BadSignature)?;
         let message = [SIGNING_CONTEXT, self.payload.as_bytes()].concat();
-        key.verify(&message, &ed25519_dalek::Signature::from_bytes(&self.signature))
-            .map_err(|_| ApprovalError::BadSignature)?;
+        key.verify(
+            &message,
+            &ed25519_dalek::Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| ApprovalError::BadSignature)?;
         let a = &self.approval;
         if a.key_id != key_id {
             return Err(ApprovalError::WrongKey {
@@ -247,31 +250,58 @@ mod tests {
         let good = approver.sign(&approval("k", 100, 200));
         let t = ApprovalToken::decode(&good).unwrap();
         assert_eq!(t.verify("k", &approvers, 150).unwrap().token_id, "t-1");
-        assert_eq!(t.verify("k", &approvers, 99), Err(ApprovalError::NotYetValid(100)));
-        assert_eq!(t.verify("k", &approvers, 200), Err(ApprovalError::Expired(200)));
-        assert!(matches!(t.verify("k2", &approvers, 150), Err(ApprovalError::WrongKey { .. })));
+        assert_eq!(
+            t.verify("k", &approvers, 99),
+            Err(ApprovalError::NotYetValid(100))
+        );
+        assert_eq!(
+            t.verify("k", &approvers, 200),
+            Err(ApprovalError::Expired(200))
+        );
+        assert!(matches!(
+            t.verify("k2", &approvers, 150),
+            Err(ApprovalError::WrongKey { .. })
+        ));
         assert!(matches!(
             t.verify("k", &[other.public_key()], 150),
             Err(ApprovalError::UnknownApprover(_))
         ));
         // Another approver's token for a policy that does not list them.
         let foreign = ApprovalToken::decode(&other.sign(&approval("k", 100, 200))).unwrap();
-        assert!(matches!(foreign.verify("k", &approvers, 150), Err(ApprovalError::UnknownApprover(_))));
+        assert!(matches!(
+            foreign.verify("k", &approvers, 150),
+            Err(ApprovalError::UnknownApprover(_))
+        ));
         // A payload edited after signing.
-        let forged = String::from_utf8(good.clone()).unwrap().replace("EU outage", "EU outagE");
+        let forged = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("EU outage", "EU outagE");
         let forged = ApprovalToken::decode(forged.as_bytes()).unwrap();
-        assert_eq!(forged.verify("k", &approvers, 150), Err(ApprovalError::BadSignature));
+        assert_eq!(
+            forged.verify("k", &approvers, 150),
+            Err(ApprovalError::BadSignature)
+        );
         // Wrong scope, signed properly.
         let mut a = approval("k", 100, 200);
         a.scope = "everything".into();
         let t = ApprovalToken::decode(&approver.sign(&a)).unwrap();
-        assert!(matches!(t.verify("k", &approvers, 150), Err(ApprovalError::WrongScope(_))));
+        assert!(matches!(
+            t.verify("k", &approvers, 150),
+            Err(ApprovalError::WrongScope(_))
+        ));
         // Too long a window.
-        let t = ApprovalToken::decode(&approver.sign(&approval("k", 0, MAX_VALIDITY_SECS + 1))).unwrap();
+        let t = ApprovalToken::decode(&approver.sign(&approval("k", 0, MAX_VALIDITY_SECS + 1)))
+            .unwrap();
         assert_eq!(t.verify("k", &approvers, 1), Err(ApprovalError::BadWindow));
         // Garbage.
-        assert!(matches!(ApprovalToken::decode(b"{}"), Err(ApprovalError::Malformed(_))));
-        assert!(matches!(ApprovalToken::decode(b"\xff"), Err(ApprovalError::Malformed(_))));
+        assert!(matches!(
+            ApprovalToken::decode(b"{}"),
+            Err(ApprovalError::Malformed(_))
+        ));
+        assert!(matches!(
+            ApprovalToken::decode(b"\xff"),
+            Err(ApprovalError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -91,23 +91,31 @@ pub fn verify_chain(
     let mut expected_seq = 0u64;
     let mut prev = GENESIS_HASH.to_string();
     for (seq, bytes) in records {
-        let brk = |reason: String| ChainBreak { seq: expected_seq, reason };
+        let brk = |reason: String| ChainBreak {
+            seq: expected_seq,
+            reason,
+        };
         if seq != expected_seq {
             return Err(brk(format!("record missing (next stored record is {seq})")));
         }
-        let record: AuditRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| brk(format!("does not parse: {e}")))?;
+        let record: AuditRecord =
+            serde_json::from_slice(&bytes).map_err(|e| brk(format!("does not parse: {e}")))?;
         if record.format != AUDIT_FORMAT {
             return Err(brk(format!("unknown format {:?}", record.format)));
         }
         if record.seq != seq {
-            return Err(brk(format!("stored under {seq} but says seq {}", record.seq)));
+            return Err(brk(format!(
+                "stored under {seq} but says seq {}",
+                record.seq
+            )));
         }
         if record.prev_hash != prev {
             return Err(brk("prev_hash does not match the previous record".into()));
         }
         if record.compute_hash() != record.hash {
-            return Err(brk("content does not match its hash (record altered)".into()));
+            return Err(brk(
+                "content does not match its hash (record altered)".into()
+            ));
         }
         prev = record.hash;
         expected_seq += 1;

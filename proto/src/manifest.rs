@@ -155,7 +155,10 @@ impl Manifest {
     ) -> Option<Vec<&'a str>> {
         identifiers
             .into_iter()
-            .map(|id| self.participant_by_identifier(id).map(|p| p.jurisdiction.as_str()))
+            .map(|id| {
+                self.participant_by_identifier(id)
+                    .map(|p| p.jurisdiction.as_str())
+            })
             .collect()
     }
 

@@ -78,39 +78,60 @@ impl Registry {
 
     /// Adds `by` to counter `name` with `labels`.
     pub fn inc(&self, name: &'static str, help: &'static str, pairs: &[(&str, &str)], by: u64) {
-        self.with_family(name, help, || Series::Counter(BTreeMap::new()), |s| {
-            if let Series::Counter(m) = s {
-                *m.entry(labels(pairs)).or_default() += by;
-            }
-        });
+        self.with_family(
+            name,
+            help,
+            || Series::Counter(BTreeMap::new()),
+            |s| {
+                if let Series::Counter(m) = s {
+                    *m.entry(labels(pairs)).or_default() += by;
+                }
+            },
+        );
     }
 
     /// Sets gauge `name` with `labels` to `value`.
     pub fn set(&self, name: &'static str, help: &'static str, pairs: &[(&str, &str)], value: f64) {
-        self.with_family(name, help, || Series::Gauge(BTreeMap::new()), |s| {
-            if let Series::Gauge(m) = s {
-                m.insert(labels(pairs), value);
-            }
-        });
+        self.with_family(
+            name,
+            help,
+            || Series::Gauge(BTreeMap::new()),
+            |s| {
+                if let Series::Gauge(m) = s {
+                    m.insert(labels(pairs), value);
+                }
+            },
+        );
     }
 
     /// Records `seconds` in histogram `name` with `labels`.
-    pub fn observe(&self, name: &'static str, help: &'static str, pairs: &[(&str, &str)], seconds: f64) {
-        self.with_family(name, help, || Series::Histogram(BTreeMap::new()), |s| {
-            if let Series::Histogram(m) = s {
-                let h = m.entry(labels(pairs)).or_insert_with(|| Histogram {
-                    buckets: vec![0; LATENCY_BUCKETS.len()],
-                    ..Histogram::default()
-                });
-                for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                    if seconds <= *bound {
-                        h.buckets[i] += 1;
+    pub fn observe(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        pairs: &[(&str, &str)],
+        seconds: f64,
+    ) {
+        self.with_family(
+            name,
+            help,
+            || Series::Histogram(BTreeMap::new()),
+            |s| {
+                if let Series::Histogram(m) = s {
+                    let h = m.entry(labels(pairs)).or_insert_with(|| Histogram {
+                        buckets: vec![0; LATENCY_BUCKETS.len()],
+                        ..Histogram::default()
+                    });
+                    for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                        if seconds <= *bound {
+                            h.buckets[i] += 1;
+                        }
                     }
+                    h.sum += seconds;
+                    h.count += 1;
                 }
-                h.sum += seconds;
-                h.count += 1;
-            }
-        });
+            },
+        );
     }
 
     /// The current value of a counter (for tests and reports).
@@ -219,7 +240,8 @@ pub async fn serve(
                 return;
             }
             let head = String::from_utf8_lossy(&buf[..len]);
-            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?")
+            {
                 refresh(&registry);
                 let body = registry.render();
                 format!(
@@ -227,7 +249,8 @@ pub async fn serve(
                     body.len()
                 )
             } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
             };
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;

@@ -59,7 +59,9 @@ impl Policy {
         let mut allowed_clients = Vec::with_capacity(p.allowed_clients.len());
         for c in &p.allowed_clients {
             if !c.starts_with("spiffe://") {
-                return Err(format!("allowed client {c:?} is not a spiffe:// id or prefix"));
+                return Err(format!(
+                    "allowed client {c:?} is not a spiffe:// id or prefix"
+                ));
             }
             allowed_clients.push(if let Some(prefix) = c.strip_suffix('*') {
                 ClientPattern::Prefix(prefix.to_string())
@@ -127,7 +129,10 @@ impl Policy {
         &self,
         jurisdictions: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), QuorumViolation> {
-        let home_signers = jurisdictions.into_iter().filter(|j| self.is_home(j)).count();
+        let home_signers = jurisdictions
+            .into_iter()
+            .filter(|j| self.is_home(j))
+            .count();
         if home_signers >= usize::from(self.min_home_signers) {
             Ok(())
         } else {

@@ -75,7 +75,8 @@ impl SignerClient {
         request_id: Option<&str>,
         timeout: Duration,
     ) -> Result<pb::SignResponse, tonic::Status> {
-        self.sign_with(key_id, message, request_id, None, timeout).await
+        self.sign_with(key_id, message, request_id, None, timeout)
+            .await
     }
 
     /// `Sign` with a deadline and an optional approval token.

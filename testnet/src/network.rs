@@ -316,7 +316,9 @@ impl LocalNetwork {
         let approver_key_file = approver_dir.join("approver-key.hex");
         write_private(
             &approver_key_file,
-            quorate_proto::approval::ApproverKey::generate().to_hex().as_str(),
+            quorate_proto::approval::ApproverKey::generate()
+                .to_hex()
+                .as_str(),
         )?;
 
         let mut nodes = Vec::new();
@@ -433,10 +435,7 @@ impl LocalNetwork {
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
                     secret: None,
-                    policy: key
-                        .policy
-                        .as_ref()
-                        .map(|p| network.key_policy(p)),
+                    policy: key.policy.as_ref().map(|p| network.key_policy(p)),
                 },
             )
             .await
@@ -639,7 +638,10 @@ impl LocalNetwork {
                 .map(|k| TestnetKey {
                     key_id: k.key_id.clone(),
                     ciphersuite: k.ciphersuite.name().to_string(),
-                    policy: k.policy.as_ref().map(crate::spec::PolicySpec::to_testnet_json),
+                    policy: k
+                        .policy
+                        .as_ref()
+                        .map(crate::spec::PolicySpec::to_testnet_json),
                 })
                 .collect(),
         }

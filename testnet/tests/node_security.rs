@@ -67,6 +67,7 @@ async fn a_node_refuses_to_sign_twice_with_one_nonce() {
         signing_package: package.clone(),
         request_id: "replay-test".into(),
         client_id: "test".into(),
+        approval_token: Vec::new(),
     };
     let first = clients[0].1.sign_share(request.clone()).await;
     assert!(first.is_ok(), "{first:?}");
@@ -110,6 +111,7 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
             signing_package: package,
             request_id: String::new(),
             client_id: String::new(),
+            approval_token: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -122,6 +124,7 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
             signing_package: vec![1, 2, 3],
             request_id: String::new(),
             client_id: String::new(),
+            approval_token: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -144,6 +147,7 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
             signing_package: c1,
             request_id: String::new(),
             client_id: String::new(),
+            approval_token: Vec::new(),
         })
         .await
         .unwrap_err();

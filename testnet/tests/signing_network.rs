@@ -76,7 +76,13 @@ async fn signing_survives_any_two_of_five_nodes_down() {
             net.kill_node(&ids[b]).await.unwrap();
             // The EU key's policy may legitimately refuse when EU nodes are down;
             // that is tested in the sovereignty tests.
-            for key in net.spec.keys.clone().into_iter().filter(|k| k.policy.is_none()) {
+            for key in net
+                .spec
+                .keys
+                .clone()
+                .into_iter()
+                .filter(|k| k.policy.is_none())
+            {
                 let signed = client
                     .sign_verified(&key.key_id, b"two nodes are down", DEADLINE)
                     .await

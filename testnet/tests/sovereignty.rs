@@ -1,0 +1,458 @@
+//! Sovereignty policy, guarded failover, client authorization, the in-region audit
+//! log and metrics, over real node and coordinator processes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{bin_dir, start, start_default, DEADLINE};
+use quorate_proto::approval::{unix_now, Approval, ApproverKey, SCOPE_OUT_OF_POLICY_QUORUM};
+use quorate_proto::audit::AuditRecord;
+use quorate_proto::identity::Role;
+use quorate_proto::pb;
+use quorate_proto::pb::node_client::NodeClient;
+use quorate_proto::suite::Ciphersuite;
+use quorate_testnet::client::SignerClient;
+use quorate_testnet::network::LocalNetwork;
+use quorate_testnet::spec::{KeySpec, NetworkSpec, PolicySpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+use tonic::Code;
+
+const EU_KEY: &str = "eu-payments";
+
+fn jurisdiction(net: &LocalNetwork, node_id: &str) -> String {
+    net.node(node_id).unwrap().spec.jurisdiction.clone()
+}
+
+fn node_client(net: &LocalNetwork, node_id: &str, role: Role, name: &str) -> NodeClient<Channel> {
+    let channel = net
+        .tls_paths(role, name)
+        .load()
+        .unwrap()
+        .channel(
+            &net.node(node_id).unwrap().endpoint,
+            node_id,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    NodeClient::new(channel)
+}
+
+async fn audit_records(net: &LocalNetwork, node_id: &str) -> Vec<AuditRecord> {
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    let node = net.node(node_id).unwrap();
+    let raw = quorate_ceremony::audit::fetch(&node.endpoint, node_id, &tls)
+        .await
+        .unwrap();
+    let report = quorate_ceremony::audit::check(&raw);
+    assert!(report.head.is_ok(), "{node_id}: {:?}", report.head);
+    quorate_ceremony::audit::decode(&raw)
+}
+
+fn token(key: &ApproverKey, key_id: &str, from: u64, to: u64) -> Vec<u8> {
+    key.sign(&Approval {
+        token_id: "t-test".into(),
+        key_id: key_id.into(),
+        scope: SCOPE_OUT_OF_POLICY_QUORUM.into(),
+        not_before: from,
+        not_after: to,
+        reason: "test".into(),
+    })
+}
+
+fn approver(net: &LocalNetwork) -> ApproverKey {
+    ApproverKey::from_hex(&std::fs::read_to_string(&net.approver_key_file).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn eu_key_quorums_always_hold_at_least_two_eu_signers() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    // Healthy network, and with one EU node down: the coordinator must still pick
+    // lawful quorums although non-EU nodes are available.
+    for down in [None, Some("node-1")] {
+        if let Some(id) = down {
+            net.kill_node(id).await.unwrap();
+        }
+        for i in 0..15 {
+            let signed = client
+                .sign_verified(EU_KEY, format!("eu {i}").as_bytes(), DEADLINE)
+                .await
+                .unwrap();
+            let eu = signed
+                .response
+                .signers
+                .iter()
+                .filter(|s| jurisdiction(&net, s) == "EU")
+                .count();
+            assert!(
+                eu >= 2,
+                "quorum {:?} has {eu} EU signers",
+                signed.response.signers
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_two_eu_nodes_the_eu_key_needs_an_approval_which_every_signer_records() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.kill_node("node-1").await.unwrap();
+    net.kill_node("node-2").await.unwrap();
+
+    let err = client
+        .sign(EU_KEY, b"pay", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("EU") && err.message().contains("approval"),
+        "{}",
+        err.message()
+    );
+    // A key without residency limits still signs.
+    client
+        .sign_verified("demo-ed25519", b"pay", DEADLINE)
+        .await
+        .unwrap();
+
+    let approval = net
+        .approve(EU_KEY, 600, "eu-central and eu-west are down")
+        .unwrap();
+    let response = client
+        .sign_with(
+            EU_KEY,
+            b"pay under approval",
+            Some("failover-1"),
+            Some(approval.clone()),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    let public = client.public_key(EU_KEY).await.unwrap();
+    quorate_testnet::verify::verify(
+        Ciphersuite::Ed25519,
+        &public.public_key,
+        b"pay under approval",
+        &response.signature,
+    )
+    .unwrap();
+    let token_id = quorate_proto::approval::ApprovalToken::decode(&approval)
+        .unwrap()
+        .approval
+        .token_id;
+    for signer in &response.signers {
+        let records = audit_records(&net, signer).await;
+        let record = records
+            .iter()
+            .find(|r| r.event == "sign_share" && r.request_id == "failover-1")
+            .unwrap_or_else(|| panic!("{signer} has no record of the failover signature"));
+        assert_eq!(record.approval_token_id, token_id);
+        assert_eq!(record.key_id, EU_KEY);
+        assert_eq!(record.quorum.len(), 3);
+        assert_eq!(
+            record.message_sha256,
+            hex::encode(quorate_proto::sha256(b"pay under approval"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_approval_tokens_are_refused() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.kill_node("node-1").await.unwrap();
+    net.kill_node("node-2").await.unwrap();
+    let good = approver(&net);
+    let stranger = ApproverKey::generate();
+    let now = unix_now();
+    let forged = String::from_utf8(token(&good, EU_KEY, now - 10, now + 600))
+        .unwrap()
+        .replace("\\\"reason\\\":\\\"test\\\"", "\\\"reason\\\":\\\"tesT\\\"")
+        .into_bytes();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("expired", token(&good, EU_KEY, now - 600, now - 10)),
+        ("not yet valid", token(&good, EU_KEY, now + 600, now + 1200)),
+        ("forged", forged),
+        (
+            "wrong key",
+            token(&good, "demo-ed25519", now - 10, now + 600),
+        ),
+        (
+            "wrong approver",
+            token(&stranger, EU_KEY, now - 10, now + 600),
+        ),
+        ("garbage", b"not a token".to_vec()),
+    ];
+    for (what, t) in cases {
+        let err = client
+            .sign_with(EU_KEY, b"pay", None, Some(t), DEADLINE)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{what}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() {
+    let net = start_default().await;
+    let ops = Ciphersuite::Ed25519.ops();
+    let clients: BTreeMap<&str, NodeClient<Channel>> = ["node-1", "node-4", "node-5"]
+        .into_iter()
+        .map(|id| (id, node_client(&net, id, Role::Coordinator, "coordinator")))
+        .collect();
+    let client_id = "spiffe://quorate.test/client/demo-client";
+    let attempt = |token: Vec<u8>| {
+        let mut clients = clients.clone();
+        async move {
+            let mut commitments = BTreeMap::new();
+            for (id, c) in clients.iter_mut() {
+                let commitment = c
+                    .commit(pb::CommitRequest {
+                        key_id: EU_KEY.into(),
+                        count: 1,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .commitments
+                    .remove(0);
+                commitments.insert(ops.identifier(id).unwrap(), commitment);
+            }
+            let package = ops.signing_package(&commitments, b"m").unwrap();
+            clients
+                .get_mut("node-1")
+                .unwrap()
+                .sign_share(pb::SignShareRequest {
+                    key_id: EU_KEY.into(),
+                    signing_package: package,
+                    request_id: "direct".into(),
+                    client_id: client_id.into(),
+                    approval_token: token,
+                })
+                .await
+        }
+    };
+    // One EU signer of three: refused without a token, and with a bad one.
+    let err = attempt(Vec::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let now = unix_now();
+    let stale = token(&approver(&net), EU_KEY, now - 600, now - 1);
+    assert_eq!(
+        attempt(stale).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    // The node checks a valid approval itself and then signs.
+    assert!(attempt(net.approve(EU_KEY, 60, "drill").unwrap())
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
+    let mut spec = NetworkSpec::default_five_regions();
+    spec.keys = vec![
+        KeySpec::new("payments-only", Ciphersuite::Ed25519).with_policy(PolicySpec {
+            allowed_clients: vec!["spiffe://quorate.test/client/payments".into()],
+            ..PolicySpec::default()
+        }),
+    ];
+    let net = start(spec).await;
+    let demo = net.client().await.unwrap();
+    let err = demo
+        .sign("payments-only", b"m", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    let payments_tls = net.issue(Role::Client, "payments").unwrap();
+    let payments =
+        SignerClient::connect(&net.coordinator_endpoint, "coordinator", &payments_tls).unwrap();
+    payments
+        .sign_verified("payments-only", b"m", DEADLINE)
+        .await
+        .unwrap();
+
+    // A coordinator that relays a request for another client is refused by the node.
+    let ops = Ciphersuite::Ed25519.ops();
+    let ids = ["node-1", "node-2", "node-3"];
+    let mut commitments = BTreeMap::new();
+    let mut clients = Vec::new();
+    for id in ids {
+        let mut c = node_client(&net, id, Role::Coordinator, "coordinator");
+        let commitment = c
+            .commit(pb::CommitRequest {
+                key_id: "payments-only".into(),
+                count: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .commitments
+            .remove(0);
+        commitments.insert(ops.identifier(id).unwrap(), commitment);
+        clients.push(c);
+    }
+    let package = ops.signing_package(&commitments, b"m").unwrap();
+    let err = clients[0]
+        .sign_share(pb::SignShareRequest {
+            key_id: "payments-only".into(),
+            signing_package: package,
+            request_id: String::new(),
+            client_id: "spiffe://quorate.test/client/demo-client".into(),
+            approval_token: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+fn audit_verify(net: &LocalNetwork, node_id: &str) -> std::process::Output {
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    std::process::Command::new(bin_dir().join("quorate-ceremony"))
+        .args(["audit", "verify", "--node", node_id, "--endpoint"])
+        .arg(&net.node(node_id).unwrap().endpoint)
+        .arg("--ca")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.cert)
+        .arg("--key")
+        .arg(&tls.key)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_tampered_audit_record_is_found_by_audit_verify() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    for i in 0..3 {
+        client
+            .sign("demo-ed25519", format!("m{i}").as_bytes(), None, DEADLINE)
+            .await
+            .unwrap();
+    }
+    let ok = audit_verify(&net, "node-1");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("chain intact"));
+
+    // Edit record 5 (a signature record) in node-1's store while it is down.
+    net.kill_node("node-1").await.unwrap();
+    {
+        let tree =
+            quorate_node::audit::open_offline(&net.node("node-1").unwrap().data_dir).unwrap();
+        let key = 5u64.to_be_bytes();
+        let mut record: AuditRecord =
+            serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
+        assert_eq!(record.event, "sign_share");
+        record.message_sha256 = hex::encode([0u8; 32]);
+        tree.insert(key, serde_json::to_vec(&record).unwrap())
+            .unwrap();
+        tree.flush().unwrap();
+    }
+    net.start_node("node-1").await.unwrap();
+    let broken = audit_verify(&net, "node-1");
+    assert_eq!(broken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("broken at record 5"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_audit_record_survives_a_node_killed_right_after_its_share() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    let response = client
+        .sign(
+            "demo-taproot",
+            b"then the power went out",
+            Some("power-cut"),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    for signer in &response.signers {
+        net.kill_node(signer).await.unwrap();
+    }
+    for signer in response.signers.clone() {
+        net.start_node(&signer).await.unwrap();
+        let records = audit_records(&net, &signer).await;
+        assert!(
+            records
+                .iter()
+                .any(|r| r.event == "sign_share" && r.request_id == "power-cut"),
+            "{signer} lost its audit record"
+        );
+    }
+}
+
+async fn scrape(addr: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+#[tokio::test]
+async fn metrics_endpoints_serve_the_listed_series() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    client
+        .sign("demo-ed25519", b"m", None, DEADLINE)
+        .await
+        .unwrap();
+    let _ = client.sign("no-such-key", b"m", None, DEADLINE).await;
+    net.kill_node("node-1").await.unwrap();
+    net.kill_node("node-2").await.unwrap();
+    let _ = client.sign(EU_KEY, b"m", None, DEADLINE).await;
+    let approval = net.approve(EU_KEY, 60, "metrics test").unwrap();
+    client
+        .sign_with(EU_KEY, b"m", None, Some(approval), DEADLINE)
+        .await
+        .unwrap();
+
+    let coordinator = scrape(&net.coordinator_metrics).await;
+    for series in [
+        "quorate_coordinator_requests_total{rpc=\"Sign\"}",
+        "quorate_coordinator_errors_total{rpc=\"Sign\",code=\"NotFound\"} 1",
+        "quorate_coordinator_errors_total{rpc=\"Sign\",code=\"FailedPrecondition\"} 1",
+        "quorate_coordinator_sign_seconds_bucket",
+        "quorate_coordinator_quorum_retries_total",
+        "quorate_coordinator_culprits_total",
+        "quorate_coordinator_policy_denials_total{reason=\"unlawful_quorum\"} 1",
+        "quorate_coordinator_failovers_total 1",
+        "quorate_coordinator_node_available{node=\"node-1\"}",
+    ] {
+        assert!(
+            coordinator.contains(series),
+            "coordinator lacks {series}:\n{coordinator}"
+        );
+    }
+    let node = scrape(&net.node("node-3").unwrap().metrics).await;
+    for series in [
+        "quorate_node_requests_total{rpc=\"SignShare\"}",
+        "quorate_node_requests_total{rpc=\"Commit\"}",
+        "quorate_node_errors_total",
+        "quorate_node_sign_share_seconds_bucket",
+        "quorate_node_nonce_pool_size",
+        "quorate_node_policy_denials_total",
+        "quorate_node_failovers_total 1",
+        "quorate_node_keys 4",
+        "quorate_node_audit_records",
+    ] {
+        assert!(node.contains(series), "node lacks {series}:\n{node}");
+    }
+}

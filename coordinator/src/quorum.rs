@@ -126,26 +126,43 @@ impl std::fmt::Display for NodeFailure {
     }
 }
 
-async fn call<T>(
+/// Calls a node once, and once more if the first attempt failed in the transport
+/// before reaching the node (a reused connection to a node that restarted fails its
+/// first call; the second attempt reconnects). Retrying is safe for both rounds: a
+/// commitment that never reached the node was never made, and a round-2 request that
+/// did reach it has consumed its nonce, so a repeat is refused.
+async fn call<T, Fut>(
     node: &NodeHandle,
     deadline: Instant,
     node_timeout: Duration,
-    fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, NodeFailure> {
+    make: impl Fn() -> Fut,
+) -> Result<T, NodeFailure>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
     let started = Instant::now();
     let until = deadline.min(started + node_timeout);
-    match timeout_at(until.into(), fut).await {
-        Ok(Ok(resp)) => {
-            node.record_success(started.elapsed());
-            Ok(resp.into_inner())
-        }
-        Ok(Err(status)) => {
-            node.record_failure();
-            Err(NodeFailure::Status(status))
-        }
-        Err(_) => {
-            node.record_failure();
-            Err(NodeFailure::Timeout)
+    let mut transport_retry = true;
+    loop {
+        match timeout_at(until.into(), make()).await {
+            Ok(Ok(resp)) => {
+                node.record_success(started.elapsed());
+                return Ok(resp.into_inner());
+            }
+            Ok(Err(status)) => {
+                let in_transport = status.code() == tonic::Code::Unavailable
+                    && std::error::Error::source(&status).is_some();
+                if in_transport && transport_retry {
+                    transport_retry = false;
+                    continue;
+                }
+                node.record_failure();
+                return Err(NodeFailure::Status(status));
+            }
+            Err(_) => {
+                node.record_failure();
+                return Err(NodeFailure::Timeout);
+            }
         }
     }
 }
@@ -262,10 +279,16 @@ impl QuorumEngine {
                 let key_id = manifest.key_id.clone();
                 let node_timeout = self.settings.node_timeout();
                 async move {
-                    let mut client = node.client();
-                    let mut req = tonic::Request::new(pb::CommitRequest { key_id, count: 1 });
-                    req.set_timeout(node_timeout);
-                    let result = call(&node, deadline, node_timeout, client.commit(req)).await;
+                    let result = call(&node, deadline, node_timeout, || {
+                        let mut client = node.client();
+                        let mut req = tonic::Request::new(pb::CommitRequest {
+                            key_id: key_id.clone(),
+                            count: 1,
+                        });
+                        req.set_timeout(node_timeout);
+                        async move { client.commit(req).await }
+                    })
+                    .await;
                     (node, result)
                 }
             };
@@ -366,10 +389,13 @@ impl QuorumEngine {
                 };
                 let node_timeout = self.settings.node_timeout();
                 async move {
-                    let mut client = node.client();
-                    let mut req = tonic::Request::new(req);
-                    req.set_timeout(node_timeout);
-                    let result = call(&node, deadline, node_timeout, client.sign_share(req)).await;
+                    let result = call(&node, deadline, node_timeout, || {
+                        let mut client = node.client();
+                        let mut req = tonic::Request::new(req.clone());
+                        req.set_timeout(node_timeout);
+                        async move { client.sign_share(req).await }
+                    })
+                    .await;
                     (node, identifier.clone(), result)
                 }
             }))

@@ -24,4 +24,5 @@
 pub mod audit;
 pub mod import;
 pub mod pki;
+pub mod policy_file;
 mod probe;

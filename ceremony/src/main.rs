@@ -205,6 +205,11 @@ struct ImportArgs {
     /// Where to write the JSON transcript; must not exist yet.
     #[arg(long, value_name = "OUT.json")]
     transcript: PathBuf,
+    /// Policy file (TOML: allowed_clients, home_jurisdictions, min_home_signers,
+    /// approver_keys, rate_limit_per_minute), fixed with the key and enforced by every
+    /// node. Without it the key is unrestricted. See docs/sovereignty.md.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -395,6 +400,12 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     // Everything the user typed is checked before any node is contacted.
     let file = CeremonyFile::load(&args.ceremony)?;
     check_transcript_path(&args.transcript)?;
+    let policy = args
+        .policy
+        .as_deref()
+        .map(|p| quorate_ceremony::policy_file::load(p, args.threshold))
+        .transpose()
+        .map_err(UsageError)?;
     let secret = args
         .secret_file
         .as_deref()
@@ -405,7 +416,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         ciphersuite: args.ciphersuite,
         threshold: args.threshold,
         secret,
-        policy: None,
+        policy,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let transcript = runtime.block_on(import::import_key(&file, request))?;

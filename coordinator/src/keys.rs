@@ -27,6 +27,8 @@ pub struct KnownKey {
 struct Snapshot {
     keys: BTreeMap<String, Arc<KnownKey>>,
     refreshed: Option<Instant>,
+    /// When the last refresh began.
+    started: Option<Instant>,
     /// Nodes that answered the last refresh.
     answered: usize,
 }
@@ -43,10 +45,6 @@ pub struct KeyDirectory {
     max_age: Duration,
     node_timeout: Duration,
 }
-
-/// Shortest interval between two refreshes triggered by unknown key ids, so that a
-/// caller asking for nonexistent keys cannot flood the nodes.
-const MIN_MISS_REFRESH: Duration = Duration::from_millis(500);
 
 impl KeyDirectory {
     /// An empty directory over `pool`.
@@ -71,6 +69,7 @@ impl KeyDirectory {
     /// The key `key_id`, refreshing from the nodes when the cache is stale or the key
     /// is unknown.
     pub async fn get(&self, key_id: &str) -> Result<Arc<KnownKey>, CoordError> {
+        let asked = Instant::now();
         let fresh = self.age().is_some_and(|a| a < self.max_age);
         let cached = self.read().keys.get(key_id).cloned();
         if let Some(key) = cached {
@@ -80,7 +79,9 @@ impl KeyDirectory {
             let refreshed = self.read().keys.get(key_id).cloned();
             return Ok(refreshed.unwrap_or(key));
         }
-        self.refresh_if_older_than(MIN_MISS_REFRESH).await;
+        // An unknown key may have been created a moment ago: look again, unless a
+        // refresh began after this request did (concurrent misses share one refresh).
+        self.refresh_unless_since(asked).await;
         let snap = self.read();
         if let Some(key) = snap.keys.get(key_id) {
             return Ok(key.clone());
@@ -103,6 +104,17 @@ impl KeyDirectory {
         self.read().keys.values().cloned().collect()
     }
 
+    /// Refreshes unless a refresh started at or after `since`. Refreshes run one at a
+    /// time, so callers asking for unknown keys cannot run more than one listing of
+    /// the nodes at once.
+    async fn refresh_unless_since(&self, since: Instant) {
+        let _guard = self.refresh_lock.lock().await;
+        if self.read().started.is_some_and(|s| s >= since) {
+            return;
+        }
+        self.refresh().await;
+    }
+
     async fn refresh_if_older_than(&self, max_age: Duration) {
         let _guard = self.refresh_lock.lock().await;
         // Another task may have refreshed while we waited for the lock.
@@ -114,6 +126,7 @@ impl KeyDirectory {
 
     /// Re-reads every node's manifests.
     async fn refresh(&self) {
+        let started = Instant::now();
         let timeout = self.node_timeout;
         let answers = futures::future::join_all(self.pool.all().map(|node| async move {
             let mut req = tonic::Request::new(pb::ListNodeKeysRequest {});
@@ -200,6 +213,7 @@ impl KeyDirectory {
         *snap = Snapshot {
             keys,
             refreshed: Some(Instant::now()),
+            started: Some(started),
             answered,
         };
     }

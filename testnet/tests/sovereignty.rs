@@ -456,3 +456,151 @@ async fn metrics_endpoints_serve_the_listed_series() {
         assert!(node.contains(series), "node lacks {series}:\n{node}");
     }
 }
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin_dir().join(program))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The commands of docs/sovereignty.md, run as a custodian and an operator would.
+#[tokio::test]
+async fn documented_policy_and_failover_commands_work() {
+    let mut net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let path = |name: &str| work.path().join(name).display().to_string();
+
+    // A compliance approver and a key with an EU policy naming them.
+    let out = run(
+        "quorate-ceremony",
+        &["approver", "keygen", "--out", &path("approver-key.hex")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let public = text(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("approver public key: ").map(str::to_string))
+        .unwrap();
+    std::fs::write(
+        path("eu-policy.toml"),
+        format!(
+            "home_jurisdictions = [\"EU\"]\nmin_home_signers = 2\napprover_keys = [\"{public}\"]\n"
+        ),
+    )
+    .unwrap();
+    let ceremony = net.ceremony_file.display().to_string();
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "import",
+            "--ceremony",
+            &ceremony,
+            "--key-id",
+            "eu-2",
+            "--ciphersuite",
+            "ed25519",
+            "--threshold",
+            "3",
+            "--policy",
+            &path("eu-policy.toml"),
+            "--transcript",
+            &path("eu-2.json"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    net.kill_node("node-1").await.unwrap();
+    net.kill_node("node-2").await.unwrap();
+    let dir = net.net.dir.display().to_string();
+    let sign = |token: Option<&str>| {
+        let mut args = vec![
+            "sign",
+            "--dir",
+            &dir,
+            "--key-id",
+            "eu-2",
+            "--message",
+            "pay",
+        ];
+        if let Some(t) = token {
+            args.extend(["--approval-token", t]);
+        }
+        run("quorate-testnet", &args)
+    };
+    // The coordinator looks the new key up on first use.
+    let refused = sign(None);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("no lawful quorum"),
+        "{}",
+        text(&refused)
+    );
+
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "approve",
+            "--approver-key",
+            &path("approver-key.hex"),
+            "--key-id",
+            "eu-2",
+            "--valid-for",
+            "30m",
+            "--reason",
+            "drill",
+            "--out",
+            &path("approval.json"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let signed = sign(Some(&path("approval.json")));
+    assert!(signed.status.success(), "{}", text(&signed));
+    assert!(
+        text(&signed).contains("verified:   yes"),
+        "{}",
+        text(&signed)
+    );
+
+    // The testnet's own approver works the same way for eu-payments.
+    let approver = net.approver_key_file.display().to_string();
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "approve",
+            "--approver-key",
+            &approver,
+            "--key-id",
+            "eu-payments",
+            "--valid-for",
+            "30m",
+            "--reason",
+            "drill",
+            "--out",
+            &path("approval-eu.json"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        "quorate-testnet",
+        &[
+            "sign",
+            "--dir",
+            &dir,
+            "--key-id",
+            "eu-payments",
+            "--message",
+            "pay",
+            "--approval-token",
+            &path("approval-eu.json"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}

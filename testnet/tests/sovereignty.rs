@@ -604,3 +604,39 @@ async fn documented_policy_and_failover_commands_work() {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_is_told_to_retry_later() {
+    let mut spec = NetworkSpec::default_five_regions();
+    spec.keys = vec![
+        KeySpec::new("metered", Ciphersuite::Secp256k1).with_policy(PolicySpec {
+            rate_limit_per_minute: 3,
+            ..PolicySpec::default()
+        }),
+    ];
+    let net = start(spec).await;
+    let client = net.client().await.unwrap();
+    for i in 0..3 {
+        client
+            .sign_verified("metered", format!("m{i}").as_bytes(), DEADLINE)
+            .await
+            .unwrap();
+    }
+    let err = client
+        .sign("metered", b"one more", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("retry in"), "{}", err.message());
+    // Another client has its own allowance.
+    let other = SignerClient::connect(
+        &net.coordinator_endpoint,
+        "coordinator",
+        &net.issue(Role::Client, "batch").unwrap(),
+    )
+    .unwrap();
+    other
+        .sign_verified("metered", b"m", DEADLINE)
+        .await
+        .unwrap();
+}

@@ -69,6 +69,12 @@ pub struct SigningSettings {
     pub key_refresh_secs: u64,
     /// How often node health is probed.
     pub health_interval_ms: u64,
+    /// Commitments fetched from a node per batch for one-round signing (at most 64);
+    /// 0 turns one-round signing off.
+    pub preprocess_batch: u32,
+    /// Longest a pooled commitment is used; keep it well below the nodes'
+    /// `nonces.ttl_secs`.
+    pub preprocess_max_age_secs: u64,
 }
 
 impl Default for SigningSettings {
@@ -79,6 +85,8 @@ impl Default for SigningSettings {
             round1_extra: 1,
             key_refresh_secs: 30,
             health_interval_ms: 1_000,
+            preprocess_batch: 32,
+            preprocess_max_age_secs: 60,
         }
     }
 }
@@ -137,6 +145,12 @@ impl CoordinatorConfig {
             }
         }
         let s = file.signing;
+        if s.preprocess_batch > 64 {
+            return Err(config_err("signing.preprocess_batch must be at most 64"));
+        }
+        if s.preprocess_batch > 0 && s.preprocess_max_age_secs == 0 {
+            return Err(config_err("signing.preprocess_max_age_secs must be > 0"));
+        }
         if s.deadline_ms == 0
             || s.node_timeout_ms == 0
             || s.key_refresh_secs == 0

@@ -17,6 +17,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keys;
 pub mod nodes;
+pub mod pool;
 pub mod quorum;
 pub mod service;
 
@@ -82,11 +83,13 @@ impl BoundCoordinator {
             settings.node_timeout(),
         ));
         let metrics = Registry::new();
+        let engine = QuorumEngine::new(pool.clone(), settings, metrics.clone());
+        let commitments = engine.commitment_pool();
         let signer = SignerService::new(
             file.trust_domain.clone(),
             settings,
             keys,
-            QuorumEngine::new(pool.clone(), settings, metrics.clone()),
+            engine,
             metrics.clone(),
         );
         let metrics_task = match file.metrics_listen {
@@ -99,6 +102,12 @@ impl BoundCoordinator {
                     listener,
                     metrics.clone(),
                     Arc::new(move |registry: &Registry| {
+                        registry.set(
+                            quorum::metric::POOLED_COMMITMENTS,
+                            "Commitments pooled for one-round signing.",
+                            &[],
+                            commitments.len() as f64,
+                        );
                         for node in pool.all() {
                             registry.set(
                                 quorum::metric::NODE_AVAILABLE,

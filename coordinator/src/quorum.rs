@@ -23,6 +23,7 @@ use crate::config::SigningSettings;
 use crate::error::CoordError;
 use crate::keys::KnownKey;
 use crate::nodes::{NodeHandle, NodePool};
+use crate::pool::CommitmentPool;
 
 /// Who asked, for the nodes' records and checks.
 #[derive(Clone, Debug)]
@@ -52,6 +53,10 @@ pub mod metric {
     pub const POLICY_DENIALS: &str = "quorate_coordinator_policy_denials_total";
     /// Signatures made by out-of-policy quorums under an approval token.
     pub const FAILOVERS: &str = "quorate_coordinator_failovers_total";
+    /// Signatures attempted with preprocessed commitments (one round trip).
+    pub const ONE_ROUND: &str = "quorate_coordinator_one_round_total";
+    /// Commitments pooled for one-round signing.
+    pub const POOLED_COMMITMENTS: &str = "quorate_coordinator_pooled_commitments";
     /// Whether each node is currently used (1) or skipped (0).
     pub const NODE_AVAILABLE: &str = "quorate_coordinator_node_available";
 }
@@ -108,6 +113,7 @@ pub struct QuorumEngine {
     pool: Arc<NodePool>,
     settings: SigningSettings,
     metrics: Arc<Registry>,
+    commitments: Arc<CommitmentPool>,
 }
 
 /// Why a node dropped out of this request.
@@ -190,11 +196,63 @@ impl QuorumEngine {
         ] {
             metrics.declare_counter(name, help);
         }
+        let commitments = Arc::new(CommitmentPool::new(
+            settings.preprocess_batch,
+            settings.preprocess_batch as usize / 2,
+            Duration::from_secs(settings.preprocess_max_age_secs),
+            settings.node_timeout(),
+        ));
         Self {
             pool,
             settings,
             metrics,
+            commitments,
         }
+    }
+
+    /// The pool of preprocessed commitments.
+    pub fn commitment_pool(&self) -> Arc<CommitmentPool> {
+        self.commitments.clone()
+    }
+
+    /// Takes pooled commitments from available candidates until they hold a quorum
+    /// [`select_quorum`] accepts; the unused ones go back. `None` (and everything put
+    /// back) if the pools cannot make one.
+    fn pooled_answers(
+        &self,
+        candidates: &[&Arc<NodeHandle>],
+        manifest: &quorate_proto::manifest::Manifest,
+        t: usize,
+        approved: bool,
+    ) -> Option<(Vec<Answer>, Vec<usize>)> {
+        let mut answers = Vec::new();
+        let mut selected = None;
+        for node in candidates.iter().filter(|n| n.is_available()) {
+            let Some(p) = manifest.participant(&node.id) else {
+                continue;
+            };
+            let Some(commitment) = self.commitments.take(&node.id, &manifest.key_id) else {
+                continue;
+            };
+            answers.push(Answer {
+                node: (*node).clone(),
+                identifier: p.identifier.clone(),
+                commitment,
+                home: manifest.policy.is_home(&p.jurisdiction),
+            });
+            selected = select_quorum(&answers, t, &manifest.policy, approved);
+            if selected.is_some() {
+                break;
+            }
+        }
+        let keep: HashSet<usize> = selected.iter().flatten().copied().collect();
+        for (i, a) in answers.iter().enumerate() {
+            if !keep.contains(&i) {
+                self.commitments
+                    .put_back(&a.node.id, &manifest.key_id, a.commitment.clone());
+            }
+        }
+        selected.map(|s| (answers, s))
     }
 
     /// Counts a policy refusal.
@@ -229,6 +287,7 @@ impl QuorumEngine {
             detail,
         };
         let policy = &manifest.policy;
+        let mut use_pool = self.commitments.enabled();
         loop {
             attempt += 1;
             if attempt > 1 {
@@ -268,89 +327,120 @@ impl QuorumEngine {
                 return Err(no_quorum(&out, String::new()));
             }
 
-            // Round 1.
-            let mut answered: Vec<Answer> = Vec::with_capacity(candidates.len());
-            let mut selected: Option<Vec<usize>> = None;
-            let mut next = 0;
-            let mut pending = FuturesUnordered::new();
-            let first_wave = (t + self.settings.round1_extra).min(candidates.len());
-            let ask = |node: &Arc<NodeHandle>| {
-                let node = node.clone();
-                let key_id = manifest.key_id.clone();
-                let node_timeout = self.settings.node_timeout();
-                async move {
-                    let result = call(&node, deadline, node_timeout, || {
-                        let mut client = node.client();
-                        let mut req = tonic::Request::new(pb::CommitRequest {
-                            key_id: key_id.clone(),
-                            count: 1,
-                        });
-                        req.set_timeout(node_timeout);
-                        async move { client.commit(req).await }
-                    })
-                    .await;
-                    (node, result)
-                }
+            // One round when the pool holds commitments of a (lawful) quorum.
+            let pooled = if use_pool {
+                self.pooled_answers(&candidates, manifest, t, ctx.approval_token.is_some())
+            } else {
+                None
             };
-            while next < first_wave {
-                pending.push(ask(candidates[next]));
-                next += 1;
+            let from_pool = pooled.is_some();
+            if from_pool {
+                self.metrics.inc(
+                    metric::ONE_ROUND,
+                    "Signatures attempted with preprocessed commitments (one round trip).",
+                    &[],
+                    1,
+                );
             }
-            while let Some((node, result)) = pending.next().await {
-                let commitment = result.and_then(|r| {
-                    r.commitments.into_iter().next().ok_or_else(|| {
-                        NodeFailure::Status(tonic::Status::internal("no commitment returned"))
-                    })
-                });
-                let participant = manifest.participant(&node.id);
-                match (commitment, participant) {
-                    (Ok(commitment), Some(p)) => {
-                        answered.push(Answer {
-                            home: policy.is_home(&p.jurisdiction),
-                            identifier: p.identifier.clone(),
-                            node,
-                            commitment,
-                        });
-                        selected =
-                            select_quorum(&answered, t, policy, ctx.approval_token.is_some());
-                        if selected.is_some() {
-                            break;
+            // Warm the pools of the nodes this key will likely use next.
+            for node in candidates.iter().take(t + self.settings.round1_extra) {
+                self.commitments.refill_if_low(node, &manifest.key_id);
+            }
+            let (answered, selected) = match pooled {
+                Some(found) => found,
+                None => {
+                    // Round 1.
+                    let mut answered: Vec<Answer> = Vec::with_capacity(candidates.len());
+                    let mut selected: Option<Vec<usize>> = None;
+                    let mut next = 0;
+                    let mut pending = FuturesUnordered::new();
+                    let first_wave = (t + self.settings.round1_extra).min(candidates.len());
+                    let ask = |node: &Arc<NodeHandle>| {
+                        let node = node.clone();
+                        let key_id = manifest.key_id.clone();
+                        let node_timeout = self.settings.node_timeout();
+                        async move {
+                            let result = call(&node, deadline, node_timeout, || {
+                                let mut client = node.client();
+                                let mut req = tonic::Request::new(pb::CommitRequest {
+                                    key_id: key_id.clone(),
+                                    count: 1,
+                                });
+                                req.set_timeout(node_timeout);
+                                async move { client.commit(req).await }
+                            })
+                            .await;
+                            (node, result)
                         }
-                    }
-                    (Ok(_), None) => {
-                        out.insert(node.id.clone());
-                    }
-                    (Err(e), _) => {
-                        tracing::warn!(node = %node.id, key_id = %manifest.key_id, attempt, "round 1 failed: {e}");
-                        out.insert(node.id.clone());
-                        if next < candidates.len() {
-                            pending.push(ask(candidates[next]));
-                            next += 1;
-                        }
-                    }
-                }
-                // Everyone asked has answered without a lawful quorum: ask the rest.
-                if pending.is_empty() {
-                    while next < candidates.len() {
+                    };
+                    while next < first_wave {
                         pending.push(ask(candidates[next]));
                         next += 1;
                     }
-                }
-            }
-            drop(pending);
-            let Some(selected) = selected else {
-                if answered.len() >= t {
-                    let home = answered.iter().filter(|a| a.home).count();
-                    self.count_denial("unlawful_quorum");
-                    return Err(CoordError::FailedPrecondition(format!(
+                    while let Some((node, result)) = pending.next().await {
+                        let commitment = result.and_then(|r| {
+                            r.commitments.into_iter().next().ok_or_else(|| {
+                                NodeFailure::Status(tonic::Status::internal(
+                                    "no commitment returned",
+                                ))
+                            })
+                        });
+                        let participant = manifest.participant(&node.id);
+                        match (commitment, participant) {
+                            (Ok(commitment), Some(p)) => {
+                                answered.push(Answer {
+                                    home: policy.is_home(&p.jurisdiction),
+                                    identifier: p.identifier.clone(),
+                                    node,
+                                    commitment,
+                                });
+                                selected = select_quorum(
+                                    &answered,
+                                    t,
+                                    policy,
+                                    ctx.approval_token.is_some(),
+                                );
+                                if selected.is_some() {
+                                    break;
+                                }
+                            }
+                            (Ok(_), None) => {
+                                out.insert(node.id.clone());
+                            }
+                            (Err(e), _) => {
+                                tracing::warn!(node = %node.id, key_id = %manifest.key_id, attempt, "round 1 failed: {e}");
+                                out.insert(node.id.clone());
+                                if next < candidates.len() {
+                                    pending.push(ask(candidates[next]));
+                                    next += 1;
+                                }
+                            }
+                        }
+                        // Everyone asked has answered without a lawful quorum: ask the rest.
+                        if pending.is_empty() {
+                            while next < candidates.len() {
+                                pending.push(ask(candidates[next]));
+                                next += 1;
+                            }
+                        }
+                    }
+                    drop(pending);
+                    let Some(selected) = selected else {
+                        if answered.len() >= t {
+                            let home = answered.iter().filter(|a| a.home).count();
+                            self.count_denial("unlawful_quorum");
+                            return Err(CoordError::FailedPrecondition(format!(
                         "no lawful quorum for key {:?}: the policy needs at least {} signers in {}, but only {home} of the {} nodes that answered are there; an approval token permits an out-of-policy quorum",
                         manifest.key_id,
                         policy.min_home_signers,
                         policy.home_jurisdictions.join("/"),
                         answered.len()
                     )));
+                        }
+                        continue;
+                    };
+                    (answered, selected)
                 }
-                continue;
             };
             let quorum: Vec<(Arc<NodeHandle>, Vec<u8>)> = selected
                 .iter()
@@ -408,9 +498,19 @@ impl QuorumEngine {
                         share_map.insert(identifier, r.signature_share);
                     }
                     Err(e) => {
-                        tracing::warn!(node = %node.id, key_id = %manifest.key_id, attempt, "round 2 failed: {e}");
-                        out.insert(node.id.clone());
                         round2_failed = true;
+                        self.commitments.clear_node(&node.id);
+                        let refused_commitment = matches!(&e, NodeFailure::Status(s) if s.code() == tonic::Code::FailedPrecondition);
+                        if from_pool && refused_commitment {
+                            // The node no longer knows the pooled commitment (it
+                            // restarted, or the nonce expired): not the node's fault.
+                            // Retry with fresh commitments.
+                            tracing::info!(node = %node.id, key_id = %manifest.key_id, "pooled commitment refused; falling back to two rounds");
+                            use_pool = false;
+                        } else {
+                            tracing::warn!(node = %node.id, key_id = %manifest.key_id, attempt, "round 2 failed: {e}");
+                            out.insert(node.id.clone());
+                        }
                     }
                 }
             }

@@ -1,0 +1,163 @@
+//! Preprocessed round-1 commitments, for one-round signing.
+//!
+//! FROST lets signers publish commitments ahead of time (RFC 9591, section 5.1). The
+//! coordinator keeps a bounded pool of them per node and key, refilled in the
+//! background in batches; a `Sign` whose quorum all have pooled commitments needs a
+//! single round trip (round 2). The nonces stay on the nodes, single use and
+//! expiring: a pooled commitment that a node no longer knows (it restarted, or the
+//! nonce expired) is refused by the node, and the coordinator drops that node's pool
+//! and falls back to two rounds.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quorate_proto::pb;
+
+use crate::nodes::NodeHandle;
+
+type PoolKey = (String, String);
+
+#[derive(Debug)]
+struct Pooled {
+    commitment: Vec<u8>,
+    fetched: Instant,
+}
+
+/// Pools of commitments per (node, key).
+#[derive(Debug)]
+pub struct CommitmentPool {
+    pools: Mutex<HashMap<PoolKey, VecDeque<Pooled>>>,
+    refilling: Mutex<HashSet<PoolKey>>,
+    /// Commitments fetched per refill call (0 disables one-round signing).
+    batch: u32,
+    /// Refill when a pool holds fewer than this.
+    low_water: usize,
+    /// Pooled commitments older than this are dropped (well inside the nodes' nonce
+    /// lifetime).
+    max_age: Duration,
+    node_timeout: Duration,
+}
+
+impl CommitmentPool {
+    /// A pool refilled `batch` at a time below `low_water`, keeping commitments for
+    /// at most `max_age`.
+    pub fn new(batch: u32, low_water: usize, max_age: Duration, node_timeout: Duration) -> Self {
+        Self {
+            pools: Mutex::new(HashMap::new()),
+            refilling: Mutex::new(HashSet::new()),
+            batch,
+            low_water,
+            max_age,
+            node_timeout,
+        }
+    }
+
+    /// Whether one-round signing is on.
+    pub fn enabled(&self) -> bool {
+        self.batch > 0
+    }
+
+    fn pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, VecDeque<Pooled>>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one unexpired commitment of `node` for `key_id`.
+    pub fn take(&self, node: &str, key_id: &str) -> Option<Vec<u8>> {
+        let mut pools = self.pools();
+        let pool = pools.get_mut(&(node.to_string(), key_id.to_string()))?;
+        while let Some(p) = pool.pop_front() {
+            if p.fetched.elapsed() < self.max_age {
+                return Some(p.commitment);
+            }
+        }
+        None
+    }
+
+    /// Returns a commitment taken but not used (it is still valid on the node).
+    pub fn put_back(&self, node: &str, key_id: &str, commitment: Vec<u8>) {
+        self.pools()
+            .entry((node.to_string(), key_id.to_string()))
+            .or_default()
+            .push_front(Pooled {
+                commitment,
+                fetched: Instant::now(),
+            });
+    }
+
+    /// Forgets every commitment of `node` (it restarted or failed).
+    pub fn clear_node(&self, node: &str) {
+        self.pools().retain(|(n, _), _| n != node);
+    }
+
+    /// Commitments pooled in all.
+    pub fn len(&self) -> usize {
+        self.pools().values().map(VecDeque::len).sum()
+    }
+
+    /// Whether nothing is pooled.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts a background refill of `node`'s pool for `key_id` if it is low and no
+    /// refill is running.
+    pub fn refill_if_low(self: &Arc<Self>, node: &Arc<NodeHandle>, key_id: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let key = (node.id.clone(), key_id.to_string());
+        let low = self
+            .pools()
+            .get(&key)
+            .is_none_or(|p| p.len() < self.low_water);
+        if !low
+            || !self
+                .refilling
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone())
+        {
+            return;
+        }
+        let this = self.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut req = tonic::Request::new(pb::CommitRequest {
+                key_id: key.1.clone(),
+                count: this.batch,
+            });
+            req.set_timeout(this.node_timeout);
+            let started = Instant::now();
+            let result = tokio::time::timeout(this.node_timeout, node.client().commit(req)).await;
+            match result {
+                Ok(Ok(resp)) => {
+                    node.record_success(started.elapsed());
+                    let fetched = Instant::now();
+                    let mut pools = this.pools();
+                    let pool = pools.entry(key.clone()).or_default();
+                    pool.extend(resp.into_inner().commitments.into_iter().map(|commitment| {
+                        Pooled {
+                            commitment,
+                            fetched,
+                        }
+                    }));
+                    // Bounded: an idle key never grows past two batches.
+                    let cap = 2 * this.batch as usize;
+                    while pool.len() > cap {
+                        pool.pop_front();
+                    }
+                }
+                Ok(Err(status)) => {
+                    tracing::debug!(node = %node.id, "commitment refill failed: {}", status.message());
+                    node.record_failure();
+                }
+                Err(_) => node.record_failure(),
+            }
+            this.refilling
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+    }
+}

@@ -7,7 +7,9 @@
 //! - [`pki`]: a development PKI (one CA per trust domain, SPIFFE role certificates)
 //!   for tests, the testnet and evaluations;
 //! - [`import`]: trusted-dealer import, which splits an existing (or fresh) key into
-//!   FROST shares and installs one on each node, for migrations.
+//!   FROST shares and installs one on each node, for migrations;
+//! - [`escrow`]: custodian escrow of one node's share (split on the node, verify by
+//!   one custodian, recover into a fresh node).
 //!
 //! Distributed key generation, share refresh, share repair and custodian escrow come
 //! later and will live beside `import`.
@@ -18,6 +20,7 @@
 //! buffers and never appear in logs, errors, transcripts or `Debug` output.
 #![deny(clippy::unwrap_used)]
 
+pub mod escrow;
 pub mod import;
 pub mod pki;
 mod probe;

@@ -404,6 +404,33 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
     // Without the identity: usage error.
     let (code, _, stderr) = ceremony_cli(&["escrow", "verify", "--part", &p0]);
     assert_eq!(code, 64, "{stderr}");
+    // The custodian decrypts with the standard `age` tool where it is installed
+    // (apt-get install age), else with the age crate, and verifies the JSON.
+    let json = work.join("bank-a-part.json");
+    let age_cli = Command::new("age")
+        .args(["-d", "-i", &id0, "-o"])
+        .arg(&json)
+        .arg(&p0)
+        .output();
+    match age_cli {
+        Ok(output) => assert!(
+            output.status.success(),
+            "age -d failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("the age CLI is not installed; decrypting with the age crate");
+            std::fs::write(&json, custodian_decrypts(&holders[0], &part(&holders[0]))).unwrap();
+        }
+        Err(e) => panic!("running age: {e}"),
+    }
+    let json_arg = json.display().to_string();
+    let (code, stdout, stderr) = ceremony_cli(&["escrow", "verify", "--part", &json_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("OK: part 1 of 4 (custodian bank-a)"),
+        "{stdout}"
+    );
 
     net.wipe_node(TARGET).await.unwrap();
     let ids: Vec<String> = holders

@@ -11,7 +11,7 @@
 //! - [`escrow`]: custodian escrow of one node's share (split on the node, verify by
 //!   one custodian, recover into a fresh node).
 //!
-//! Distributed key generation, share refresh, share repair and custodian escrow come
+//! Distributed key generation, share refresh and share repair come
 //! later and will live beside `import`.
 //!
 //! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;

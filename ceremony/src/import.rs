@@ -736,7 +736,7 @@ async fn precheck(
 
 /// A status as a user reads it, with the transport cause when there is one
 /// (tonic's own message is often just "transport error").
-fn describe_status(status: &tonic::Status) -> String {
+pub(crate) fn describe_status(status: &tonic::Status) -> String {
     use std::error::Error as _;
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let mut source = status.source();

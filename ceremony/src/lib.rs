@@ -11,8 +11,10 @@
 //! - [`audit`]: reading a node's hash-chained audit log as an auditor and checking
 //!   it. (Approval tokens for out-of-policy quorums are made with
 //!   [`quorate_proto::approval`].)
+//! - [`escrow`]: custodian escrow of one node's share (split on the node, verify by
+//!   one custodian, recover into a fresh node).
 //!
-//! Distributed key generation, share refresh, share repair and custodian escrow come
+//! Distributed key generation, share refresh and share repair come
 //! later and will live beside `import`.
 //!
 //! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;
@@ -22,6 +24,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
+pub mod escrow;
 pub mod import;
 pub mod pki;
 pub mod policy_file;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use quorate_ceremony::escrow::{self, Custodian, EscrowError, Identities};
 use quorate_ceremony::import::{self, CeremonyError, CeremonyFile, ImportRequest};
 use quorate_ceremony::pki::{self, PkiError};
 use quorate_proto::approval::{self, ApproverKey};
@@ -56,6 +57,9 @@ enum Command {
     /// Audit logs of nodes.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Custodian escrow of one node's signing share (split, verify, recover).
+    #[command(subcommand)]
+    Escrow(EscrowCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +118,73 @@ enum AuditCommand {
         /// Also print every record (one JSON object per line).
         #[arg(long)]
         print: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EscrowCommand {
+    /// Have a node Feldman-split its own share of a key among custodians.
+    ///
+    /// The node splits its signing share into one part per custodian, any THRESHOLD of
+    /// which rebuild it, and encrypts each part to the custodian's age recipient; the
+    /// plaintext never leaves the node. Writes OUT/KEY.NODE.CUSTODIAN.age per
+    /// custodian (never replacing a file). A custodian decrypts theirs with the
+    /// standard `age` tool: `age -d -i key.txt FILE.age > part.json`.
+    Split {
+        /// Ceremony file (as for `import`); must list NODE.
+        #[arg(long, value_name = "FILE")]
+        ceremony: PathBuf,
+        /// The key whose share to escrow.
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        /// The node whose share to escrow.
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Parts needed to recover (k), between 2 and the number of custodians.
+        #[arg(long, value_name = "K")]
+        threshold: u16,
+        /// A custodian and their age X25519 recipient (repeat, at least twice).
+        #[arg(long = "custodian", value_name = "NAME=age1...", required = true)]
+        custodians: Vec<Custodian>,
+        /// Directory for the .age files (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
+    /// Check one part alone against the Feldman commitments it carries.
+    ///
+    /// Needs no other part and no network. Exit 0: the part lies on the committed
+    /// polynomial whose constant term is the node's verifying share.
+    Verify {
+        /// The part: decrypted JSON, or the .age file with --identity.
+        #[arg(long, value_name = "FILE")]
+        part: PathBuf,
+        /// age identity file that decrypts an .age part (repeatable).
+        #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
+        identities: Vec<PathBuf>,
+    },
+    /// Rebuild a node's share from K or more parts and install it on the node.
+    ///
+    /// Checks every part, fetches the key's manifest from the nodes in the ceremony
+    /// file (at least threshold of them must agree), checks the rebuilt share against
+    /// the node's verifying share in it, and installs the share on the node (which
+    /// must not hold the key, e.g. after it was wiped). Refuses, installing nothing,
+    /// when parts are too few, forged or from another split.
+    Recover {
+        /// Ceremony file (as for `import`); must list NODE.
+        #[arg(long, value_name = "FILE")]
+        ceremony: PathBuf,
+        /// The key to restore.
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        /// The node to restore (same id as the node that split its share).
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// A part: decrypted JSON or .age (repeat; at least K).
+        #[arg(long = "part", value_name = "FILE", required = true)]
+        parts: Vec<PathBuf>,
+        /// age identity file for .age parts (repeatable; each part is tried with all).
+        #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
+        identities: Vec<PathBuf>,
     },
 }
 
@@ -246,6 +317,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<CeremonyError>()
                 .is_some_and(CeremonyError::is_usage)
+            || cause
+                .downcast_ref::<EscrowError>()
+                .is_some_and(EscrowError::is_usage)
             || cause.downcast_ref::<UsageError>().is_some()
     });
     if usage {
@@ -322,6 +396,92 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Err(brk) => anyhow::bail!("{node}: {brk} ({} records fetched)", report.records),
             }
+        }
+        Command::Escrow(command) => escrow(command),
+    }
+}
+
+fn escrow(command: EscrowCommand) -> anyhow::Result<()> {
+    match command {
+        EscrowCommand::Split {
+            ceremony,
+            key_id,
+            node,
+            threshold,
+            custodians,
+            out,
+        } => {
+            let file = CeremonyFile::load(&ceremony)?;
+            let request = escrow::SplitRequest {
+                key_id,
+                node_id: node,
+                threshold,
+                custodians,
+                out_dir: out,
+            };
+            let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let outcome = runtime.block_on(escrow::split(&file, request))?;
+            println!(
+                "node {node_id} split its share of key {key_id} among {} custodians \
+                 ({threshold} needed to recover); verifying share {}:",
+                outcome.files.len(),
+                outcome.verifying_share
+            );
+            for (custodian, path) in &outcome.files {
+                println!("  {custodian}: {}", path.display());
+            }
+            Ok(())
+        }
+        EscrowCommand::Verify { part, identities } => {
+            let identities = Identities::load(&identities)?;
+            let verified = escrow::verify_part(&part, &identities)?;
+            println!(
+                "OK: part {} of {} (custodian {}) of node {}'s share of key {} ({}) lies on \
+                 the committed polynomial; {} parts recover the share with verifying share {}",
+                verified.identifier,
+                verified.parts,
+                verified.custodian,
+                verified.node_id,
+                verified.key_id,
+                verified.ciphersuite,
+                verified.threshold,
+                verified.verifying_share
+            );
+            Ok(())
+        }
+        EscrowCommand::Recover {
+            ceremony,
+            key_id,
+            node,
+            parts,
+            identities,
+        } => {
+            let file = CeremonyFile::load(&ceremony)?;
+            let identities = Identities::load(&identities)?;
+            let parts = parts
+                .into_iter()
+                .map(|path| escrow::read_part(&path, &identities).map(|p| (path, p)))
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(identities);
+            let request = escrow::RecoverRequest {
+                key_id,
+                node_id: node,
+                parts,
+            };
+            let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let outcome = runtime.block_on(escrow::recover(&file, request))?;
+            println!(
+                "recovered node {node_id}'s share of key {key_id} from {} parts and installed \
+                 it; manifest {} (agreed by {})",
+                outcome.parts_used,
+                outcome.manifest_hash,
+                outcome.manifest_from.join(", ")
+            );
+            Ok(())
         }
     }
 }

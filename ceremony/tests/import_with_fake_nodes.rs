@@ -58,6 +58,14 @@ impl Ceremony for FakeNode {
         Err(Status::not_found("the fake node stores no manifests"))
     }
 
+    async fn escrow_split(
+        &self,
+        _request: Request<pb::EscrowSplitRequest>,
+    ) -> Result<Response<pb::EscrowSplitResponse>, Status> {
+        // Escrow is drilled against real nodes (testnet/tests/escrow.rs).
+        Err(Status::unimplemented("the fake node does not escrow"))
+    }
+
     async fn get_info(
         &self,
         request: Request<pb::GetInfoRequest>,

@@ -5,6 +5,8 @@
 //! - [`suite`]: one code path over the three FROST ciphersuites; callers hold bytes in
 //!   the ciphersuite's FROST encoding and never name a curve type.
 //! - [`manifest`]: a key's public description, validated once at the boundary.
+//! - [`escrow`]: Feldman splitting of one node's signing share among custodians, and
+//!   the escrow part file format.
 //! - [`identity`] and [`tls`]: mTLS setup and SPIFFE peer identities. Identity always
 //!   comes from the authenticated certificate, never from a message field.
 //!
@@ -16,6 +18,7 @@ pub mod api;
 pub mod approval;
 pub mod audit;
 pub mod config;
+pub mod escrow;
 pub mod identity;
 pub mod manifest;
 pub mod metrics;

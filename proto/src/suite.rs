@@ -9,13 +9,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
-use frost_core::keys::{IdentifierList, KeyPackage, PublicKeyPackage, SecretShare};
+use frost_core::keys::{
+    IdentifierList, KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifyingShare,
+};
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
 use frost_core::{Identifier, Signature, SigningKey, SigningPackage, VerifyingKey};
 use rand_core::OsRng;
 use zeroize::Zeroizing;
 
+use crate::escrow::{EscrowSplit, FeldmanGroup, SecretScalar, ShamirPart};
 use crate::pb;
 
 /// A FROST ciphersuite Quorate signs with.
@@ -106,6 +109,10 @@ pub enum CryptoError {
     /// A signature that does not verify under the group key.
     #[error("signature does not verify")]
     BadSignature,
+    /// A secret that does not match its public commitment (an escrow part off the
+    /// committed polynomial, or a rebuilt share that is not the expected one).
+    #[error("{0}")]
+    ShareMismatch(String),
     /// Any other refusal by frost, with its reason.
     #[error("{0}")]
     Frost(String),
@@ -241,6 +248,34 @@ pub trait SuiteOps: Send + Sync {
         shares: &BTreeMap<Vec<u8>, Vec<u8>>,
         public_key_package: &[u8],
     ) -> Result<Vec<u8>, CryptoError>;
+    /// Escrow: Feldman-splits the signing share of `key_package` into `parts` parts
+    /// with threshold `threshold` (see [`crate::escrow`]).
+    fn escrow_split(
+        &self,
+        key_package: &SecretKeyPackage,
+        threshold: u16,
+        parts: u16,
+    ) -> Result<EscrowSplit, CryptoError>;
+    /// Escrow: checks one part against the Feldman commitments alone.
+    fn escrow_verify(&self, part: &ShamirPart, commitments: &[Vec<u8>]) -> Result<(), CryptoError>;
+    /// Escrow: rebuilds a signing share from parts, and returns it only if it is the
+    /// share behind `verifying_share` ([`CryptoError::ShareMismatch`] otherwise: too
+    /// few or foreign parts make vsss-rs return a wrong scalar without error).
+    fn escrow_combine(
+        &self,
+        parts: &[ShamirPart],
+        verifying_share: &[u8],
+    ) -> Result<SecretScalar, CryptoError>;
+    /// Builds the key package of participant `identifier` from its signing share and
+    /// the key's public key package; refuses a share whose verifying share is not the
+    /// one the package records for `identifier`.
+    fn key_package_from_signing_share(
+        &self,
+        identifier: &[u8],
+        signing_share: &SecretScalar,
+        public_key_package: &[u8],
+        min_signers: u16,
+    ) -> Result<SecretKeyPackage, CryptoError>;
     /// Verifies a signature (public API encoding) under a public key (public API
     /// encoding).
     fn verify(
@@ -336,7 +371,7 @@ impl<C: PublicEncoding> Frost<C> {
     }
 }
 
-impl<C: PublicEncoding> SuiteOps for Frost<C> {
+impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
     fn ciphersuite(&self) -> Ciphersuite {
         C::SUITE
     }
@@ -506,6 +541,71 @@ impl<C: PublicEncoding> SuiteOps for Frost<C> {
             }
             Err(e) => Err(frost_err(e)),
         }
+    }
+
+    fn escrow_split(
+        &self,
+        key_package: &SecretKeyPackage,
+        threshold: u16,
+        parts: u16,
+    ) -> Result<EscrowSplit, CryptoError> {
+        let kp = Self::key_package(key_package)?;
+        let share = SecretScalar::from_bytes(kp.signing_share().serialize());
+        drop(kp);
+        let split = crate::escrow::split::<C::Point>(&share, threshold, parts)?;
+        // The commitments are computed by vsss-rs; they must be frost's encoding of
+        // this node's verifying share, or custodians could not check parts against it.
+        let info = self.key_package_info(key_package)?;
+        if split.verifying_share != info.verifying_share {
+            return Err(CryptoError::Frost(
+                "escrow commitments do not encode the verifying share".into(),
+            ));
+        }
+        Ok(split)
+    }
+
+    fn escrow_verify(&self, part: &ShamirPart, commitments: &[Vec<u8>]) -> Result<(), CryptoError> {
+        crate::escrow::verify::<C::Point>(part, commitments)
+    }
+
+    fn escrow_combine(
+        &self,
+        parts: &[ShamirPart],
+        verifying_share: &[u8],
+    ) -> Result<SecretScalar, CryptoError> {
+        crate::escrow::combine::<C::Point>(parts, verifying_share)
+    }
+
+    fn key_package_from_signing_share(
+        &self,
+        identifier: &[u8],
+        signing_share: &SecretScalar,
+        public_key_package: &[u8],
+        min_signers: u16,
+    ) -> Result<SecretKeyPackage, CryptoError> {
+        let identifier = parse_identifier::<C>(identifier)?;
+        let pkp = Self::public_key_package(public_key_package)?;
+        let share = SigningShare::<C>::deserialize(signing_share.expose_bytes())
+            .map_err(|_| CryptoError::Malformed("signing share".into()))?;
+        let expected = pkp.verifying_shares().get(&identifier).ok_or_else(|| {
+            CryptoError::Malformed("the public key package has no such participant".into())
+        })?;
+        let computed = VerifyingShare::<C>::from(share);
+        if computed != *expected {
+            return Err(CryptoError::ShareMismatch(
+                "the signing share does not match the participant's verifying share".into(),
+            ));
+        }
+        let kp = KeyPackage::new(
+            identifier,
+            share,
+            computed,
+            *pkp.verifying_key(),
+            min_signers,
+        );
+        Ok(SecretKeyPackage::from_bytes(
+            kp.serialize().map_err(frost_err)?,
+        ))
     }
 
     fn verify(

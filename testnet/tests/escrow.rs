@@ -1,0 +1,486 @@
+//! Custodian escrow over real node processes: a node splits its own share among
+//! custodians (age-encrypted), custodians decrypt and verify their parts alone, the
+//! node is wiped, its share is recovered from the parts into it, and it signs again
+//! in a quorum that cannot do without it. Too few or forged parts install nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use common::{bin_dir, start_default, TestNetwork, DEADLINE};
+use quorate_ceremony::escrow::{
+    self, part_file_name, Custodian, EscrowError, Identities, RecoverRequest, SplitRequest,
+};
+use quorate_proto::escrow::EscrowPart;
+use quorate_proto::identity::Role;
+use quorate_proto::pb;
+use quorate_proto::pb::ceremony_client::CeremonyClient;
+use quorate_proto::suite::Ciphersuite;
+use tonic::Code;
+
+const TARGET: &str = "node-2";
+const CUSTODIANS: [&str; 4] = ["bank-a", "law-firm-b", "security-office", "notary-d"];
+/// Parts needed to recover: 3 of the 4 custodians.
+const K: u16 = 3;
+
+/// A custodian: name, age identity, and the identity file as `age-keygen` writes it.
+struct Holder {
+    name: &'static str,
+    identity: age::x25519::Identity,
+    identity_file: PathBuf,
+}
+
+fn custodians(dir: &Path) -> Vec<Holder> {
+    CUSTODIANS
+        .iter()
+        .map(|name| {
+            let identity = age::x25519::Identity::generate();
+            let identity_file = dir.join(format!("{name}-key.txt"));
+            std::fs::write(
+                &identity_file,
+                format!(
+                    "# public key: {}\n{}\n",
+                    identity.to_public(),
+                    identity.to_string().expose_secret()
+                ),
+            )
+            .unwrap();
+            Holder {
+                name,
+                identity,
+                identity_file,
+            }
+        })
+        .collect()
+}
+
+fn key_of(net: &TestNetwork, suite: Ciphersuite) -> String {
+    net.spec
+        .keys
+        .iter()
+        .find(|k| k.ciphersuite == suite)
+        .expect("the default network has a key per ciphersuite")
+        .key_id
+        .clone()
+}
+
+async fn ceremony_client(
+    net: &TestNetwork,
+    node_id: &str,
+) -> CeremonyClient<tonic::transport::Channel> {
+    let node = net.node(node_id).unwrap();
+    let channel = net
+        .tls_paths(Role::Ceremony, "testnet")
+        .load()
+        .unwrap()
+        .channel(&node.endpoint, node_id, Duration::from_secs(2))
+        .unwrap();
+    CeremonyClient::new(channel)
+}
+
+async fn holds_key(net: &TestNetwork, node_id: &str, key_id: &str) -> bool {
+    match ceremony_client(net, node_id)
+        .await
+        .get_manifest(pb::GetManifestRequest {
+            key_id: key_id.into(),
+        })
+        .await
+    {
+        Ok(_) => true,
+        Err(status) if status.code() == Code::NotFound => false,
+        Err(status) => panic!("GetManifest on {node_id}: {status}"),
+    }
+}
+
+/// Signs with `TARGET` forced into the quorum: two other nodes are down, so the only
+/// 3 live nodes of the 3-of-5 key include it.
+async fn sign_with_target_required(net: &mut TestNetwork, key_id: &str) {
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    let client = net.client().await.unwrap();
+    let signed = client
+        .sign_verified(key_id, b"signed with a recovered share", DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{key_id}: {e:#}"));
+    assert!(
+        signed.response.signers.iter().any(|s| s == TARGET),
+        "signers {:?} must include the recovered node",
+        signed.response.signers
+    );
+}
+
+/// Decrypts a part as a custodian would, with the age crate and nothing of ours.
+fn custodian_decrypts(holder: &Holder, age_file: &Path) -> String {
+    let ciphertext = std::fs::read(age_file).unwrap();
+    assert!(
+        !ciphertext.windows(14).any(|w| w == b"quorate-escrow"),
+        "{} holds plaintext",
+        age_file.display()
+    );
+    let plaintext = age::decrypt(&holder.identity, &ciphertext).unwrap();
+    String::from_utf8(plaintext).unwrap()
+}
+
+async fn escrow_round_trip(suite: Ciphersuite) {
+    let mut net = start_default().await;
+    let key_id = key_of(&net, suite);
+    let work = net.dir.path().join("escrow");
+    std::fs::create_dir_all(&work).unwrap();
+    let holders = custodians(&work);
+    let file = net.ceremony().unwrap();
+    let manifest_before = ceremony_client(&net, TARGET)
+        .await
+        .get_manifest(pb::GetManifestRequest {
+            key_id: key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .manifest;
+
+    // 1. The node splits its share; the ceremony only writes ciphertexts.
+    let out = work.join("out");
+    let split = escrow::split(
+        &file,
+        SplitRequest {
+            key_id: key_id.clone(),
+            node_id: TARGET.into(),
+            threshold: K,
+            custodians: holders
+                .iter()
+                .map(|h| Custodian {
+                    name: h.name.into(),
+                    recipient: h.identity.to_public().to_string(),
+                })
+                .collect(),
+            out_dir: out.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(split.files.len(), CUSTODIANS.len());
+
+    // 2. Each custodian decrypts with the age crate and verifies their part alone.
+    let mut json_parts = Vec::new();
+    for (i, holder) in holders.iter().enumerate() {
+        let age_file = out.join(part_file_name(&key_id, TARGET, holder.name));
+        assert_eq!(split.files[i], (holder.name.to_string(), age_file.clone()));
+        let json = custodian_decrypts(holder, &age_file);
+        let part = EscrowPart::from_json(&json).unwrap();
+        part.verify().unwrap();
+        assert_eq!(
+            (
+                part.key_id.as_str(),
+                part.node_id.as_str(),
+                part.custodian.as_str(),
+                part.ciphersuite.as_str(),
+                part.threshold,
+                part.identifier
+            ),
+            (
+                key_id.as_str(),
+                TARGET,
+                holder.name,
+                suite.name(),
+                K,
+                u16::try_from(i + 1).unwrap()
+            )
+        );
+        assert_eq!(part.verifying_share, split.verifying_share);
+        let json_file = work.join(format!("{}.json", holder.name));
+        std::fs::write(&json_file, json.as_bytes()).unwrap();
+        escrow::verify_part(&json_file, &Identities::none()).unwrap();
+        let ids = Identities::load(std::slice::from_ref(&holder.identity_file)).unwrap();
+        escrow::verify_part(&age_file, &ids).unwrap();
+        json_parts.push((json_file, part));
+    }
+    // Another custodian's identity does not open a part.
+    let wrong = Identities::load(std::slice::from_ref(&holders[1].identity_file)).unwrap();
+    let err = escrow::verify_part(
+        &out.join(part_file_name(&key_id, TARGET, holders[0].name)),
+        &wrong,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EscrowError::Decrypt { .. }), "{err}");
+
+    // 3. The node's region is lost.
+    net.wipe_node(TARGET).await.unwrap();
+    assert!(!holds_key(&net, TARGET, &key_id).await);
+
+    // 4. Too few parts: refused, nothing installed.
+    let err = escrow::recover(
+        &file,
+        RecoverRequest {
+            key_id: key_id.clone(),
+            node_id: TARGET.into(),
+            parts: json_parts[..2].to_vec(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, EscrowError::Parts(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("too few parts: 2 given") && msg.contains("needs 3"),
+        "{msg}"
+    );
+    assert!(!holds_key(&net, TARGET, &key_id).await);
+
+    // 5. A forged part (another part's value under its own identifier): refused,
+    //    naming the file and the custodian, nothing installed.
+    let mut forged = json_parts[..3].to_vec();
+    forged[0].1.value = json_parts[3].1.value.clone();
+    let err = escrow::recover(
+        &file,
+        RecoverRequest {
+            key_id: key_id.clone(),
+            node_id: TARGET.into(),
+            parts: forged,
+        },
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, EscrowError::Part { .. }), "{msg}");
+    assert!(
+        msg.contains("bank-a") && msg.contains("does not verify"),
+        "{msg}"
+    );
+    assert!(!holds_key(&net, TARGET, &key_id).await);
+
+    // 6. Three genuine parts (not the first three) restore the node.
+    let outcome = escrow::recover(
+        &file,
+        RecoverRequest {
+            key_id: key_id.clone(),
+            node_id: TARGET.into(),
+            parts: json_parts[1..].to_vec(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.parts_used, 3);
+    assert!(!outcome.manifest_from.contains(&TARGET.to_string()));
+    let manifest_after = ceremony_client(&net, TARGET)
+        .await
+        .get_manifest(pb::GetManifestRequest {
+            key_id: key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .manifest;
+    assert_eq!(manifest_after, manifest_before);
+
+    // 7. A second recovery into a node that holds the key is refused.
+    let err = escrow::recover(
+        &file,
+        RecoverRequest {
+            key_id: key_id.clone(),
+            node_id: TARGET.into(),
+            parts: json_parts[..3].to_vec(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("AlreadyExists"), "{err}");
+
+    // 8. The recovered node signs in a quorum that needs it.
+    sign_with_target_required(&mut net, &key_id).await;
+}
+
+#[tokio::test]
+async fn escrow_round_trip_restores_a_wiped_node_that_then_signs_ed25519() {
+    escrow_round_trip(Ciphersuite::Ed25519).await;
+}
+
+#[tokio::test]
+async fn escrow_round_trip_restores_a_wiped_node_that_then_signs_secp256k1() {
+    escrow_round_trip(Ciphersuite::Secp256k1).await;
+}
+
+#[tokio::test]
+async fn escrow_round_trip_restores_a_wiped_node_that_then_signs_secp256k1_tr() {
+    escrow_round_trip(Ciphersuite::Secp256k1Tr).await;
+}
+
+#[tokio::test]
+async fn escrow_split_is_refused_to_roles_other_than_ceremony() {
+    let net = start_default().await;
+    let node = net.node(TARGET).unwrap();
+    let channel = net
+        .tls_paths(Role::Coordinator, "coordinator")
+        .load()
+        .unwrap()
+        .channel(&node.endpoint, TARGET, Duration::from_secs(2))
+        .unwrap();
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let status = CeremonyClient::new(channel)
+        .escrow_split(pb::EscrowSplitRequest {
+            key_id: "demo-ed25519".into(),
+            threshold: 2,
+            custodians: ["a", "b"]
+                .iter()
+                .map(|n| pb::EscrowCustodian {
+                    name: (*n).into(),
+                    age_recipient: recipient.clone(),
+                })
+                .collect(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status}");
+}
+
+fn ceremony_cli(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(bin_dir().join("quorate-ceremony"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("quorate-ceremony runs (cargo build --workspace --bins)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The commands exactly as docs/ceremony.md shows them, run through the binary.
+#[tokio::test]
+async fn escrow_cli_split_verify_recover_with_exit_codes() {
+    let mut net = start_default().await;
+    let key_id = "demo-taproot";
+    let work = net.dir.path().join("escrow");
+    std::fs::create_dir_all(&work).unwrap();
+    let holders = custodians(&work);
+    let ceremony = net.ceremony_file.display().to_string();
+    let out = work.join("out");
+    let out_arg = out.display().to_string();
+    let custodian_args: Vec<String> = holders
+        .iter()
+        .map(|h| format!("{}={}", h.name, h.identity.to_public()))
+        .collect();
+    let mut args = vec![
+        "escrow",
+        "split",
+        "--ceremony",
+        &ceremony,
+        "--key-id",
+        key_id,
+        "--node",
+        TARGET,
+        "--threshold",
+        "3",
+        "--out",
+        &out_arg,
+    ];
+    for c in &custodian_args {
+        args.extend(["--custodian", c.as_str()]);
+    }
+    let (code, stdout, stderr) = ceremony_cli(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let part = |h: &Holder| out.join(part_file_name(key_id, TARGET, h.name));
+    for h in &holders {
+        assert!(stdout.contains(&part(h).display().to_string()), "{stdout}");
+    }
+    // Splitting again into the same directory would replace files: usage error.
+    let (code, _, stderr) = ceremony_cli(&args);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("already exists"), "{stderr}");
+
+    // One custodian verifies their .age part with their identity file.
+    let p0 = part(&holders[0]).display().to_string();
+    let id0 = holders[0].identity_file.display().to_string();
+    let (code, stdout, stderr) =
+        ceremony_cli(&["escrow", "verify", "--part", &p0, "--identity", &id0]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("OK: part 1 of 4 (custodian bank-a)"),
+        "{stdout}"
+    );
+    // Without the identity: usage error.
+    let (code, _, stderr) = ceremony_cli(&["escrow", "verify", "--part", &p0]);
+    assert_eq!(code, 64, "{stderr}");
+    // The custodian decrypts with the standard `age` tool where it is installed
+    // (apt-get install age), else with the age crate, and verifies the JSON.
+    let json = work.join("bank-a-part.json");
+    let age_cli = Command::new("age")
+        .args(["-d", "-i", &id0, "-o"])
+        .arg(&json)
+        .arg(&p0)
+        .output();
+    match age_cli {
+        Ok(output) => assert!(
+            output.status.success(),
+            "age -d failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("the age CLI is not installed; decrypting with the age crate");
+            std::fs::write(&json, custodian_decrypts(&holders[0], &part(&holders[0]))).unwrap();
+        }
+        Err(e) => panic!("running age: {e}"),
+    }
+    let json_arg = json.display().to_string();
+    let (code, stdout, stderr) = ceremony_cli(&["escrow", "verify", "--part", &json_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("OK: part 1 of 4 (custodian bank-a)"),
+        "{stdout}"
+    );
+
+    net.wipe_node(TARGET).await.unwrap();
+    let ids: Vec<String> = holders
+        .iter()
+        .map(|h| h.identity_file.display().to_string())
+        .collect();
+    let parts: Vec<String> = holders
+        .iter()
+        .map(|h| part(h).display().to_string())
+        .collect();
+    let recover = |n: usize| {
+        let mut args = vec![
+            "escrow",
+            "recover",
+            "--ceremony",
+            &ceremony,
+            "--key-id",
+            key_id,
+            "--node",
+            TARGET,
+        ];
+        for p in &parts[..n] {
+            args.extend(["--part", p.as_str()]);
+        }
+        for i in &ids {
+            args.extend(["--identity", i.as_str()]);
+        }
+        ceremony_cli(&args)
+    };
+    // Two parts of a 3-of-4 escrow: refused (exit 1), nothing installed.
+    let (code, _, stderr) = recover(2);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("too few parts: 2 given"), "{stderr}");
+    assert!(!holds_key(&net, TARGET, key_id).await);
+    // No --part at all: usage error.
+    let (code, _, stderr) = ceremony_cli(&[
+        "escrow",
+        "recover",
+        "--ceremony",
+        &ceremony,
+        "--key-id",
+        key_id,
+        "--node",
+        TARGET,
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+
+    let (code, stdout, stderr) = recover(3);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("recovered node node-2's share"), "{stdout}");
+    assert!(holds_key(&net, TARGET, key_id).await);
+    sign_with_target_required(&mut net, key_id).await;
+}

@@ -33,14 +33,37 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// that is meant to listen on it would fail to bind.
 const PORT_RANGE: std::ops::Range<u16> = 10_000..32_000;
 
-/// Picks a free loopback port outside the ephemeral range.
-fn free_port() -> anyhow::Result<u16> {
+/// A port reserved for one network for as long as the lease lives. Networks started
+/// by parallel test processes on one machine coordinate through lock files, so two
+/// of them never pick the same port (a bind check alone cannot tell a port another
+/// network picked but has not bound yet).
+#[derive(Debug)]
+pub struct PortLease {
+    /// The port.
+    pub port: u16,
+    _lock: std::fs::File,
+}
+
+/// Reserves a free loopback port outside the ephemeral range.
+pub fn lease_port() -> anyhow::Result<PortLease> {
     use rand_core::{OsRng, RngCore};
+    let dir = std::env::temp_dir().join("quorate-testnet-ports");
+    std::fs::create_dir_all(&dir)?;
     let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
     for _ in 0..1000 {
         let port = PORT_RANGE.start + (OsRng.next_u32() % span) as u16;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{port}.lock")))?;
+        // flock is per open file: another lease of this port, in this process or
+        // another, holds its own open file and makes this fail.
+        if lock.try_lock().is_err() {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
+            return Ok(PortLease { port, _lock: lock });
         }
     }
     bail!("no free port in {PORT_RANGE:?}")
@@ -105,6 +128,20 @@ pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The ports of one network.
+#[derive(Debug, Default)]
+pub struct PortLeases(Vec<PortLease>);
+
+impl PortLeases {
+    /// Leases another port and returns its number.
+    pub fn lease(&mut self) -> anyhow::Result<u16> {
+        let lease = lease_port()?;
+        let port = lease.port;
+        self.0.push(lease);
+        Ok(port)
+    }
 }
 
 /// One managed process (node or coordinator).
@@ -238,6 +275,8 @@ pub struct LocalNode {
 pub struct LocalNetwork {
     /// Working directory (PKI, configs, logs, stores, testnet.json).
     pub dir: PathBuf,
+    /// Every port of the network, reserved while it lives (nodes restart on theirs).
+    pub ports: PortLeases,
     /// What was started.
     pub spec: NetworkSpec,
     /// Nodes, in spec order.
@@ -321,10 +360,11 @@ impl LocalNetwork {
                 .as_str(),
         )?;
 
+        let mut network_ports = PortLeases::default();
         let mut nodes = Vec::new();
         for node in &spec.nodes {
-            let port = free_port()?;
-            let metrics_port = free_port()?;
+            let port = network_ports.lease()?;
+            let metrics_port = network_ports.lease()?;
             let cert = pki::issue(&pki_dir, td, Role::Node, &node.id, &[])?;
             let node_dir = dir.join(&node.id);
             std::fs::create_dir_all(&node_dir)?;
@@ -363,8 +403,8 @@ impl LocalNetwork {
         }
 
         // Coordinator config (started after the keys exist).
-        let coordinator_port = free_port()?;
-        let coordinator_metrics_port = free_port()?;
+        let coordinator_port = network_ports.lease()?;
+        let coordinator_metrics_port = network_ports.lease()?;
         let coordinator_cert = pki::issue(&pki_dir, td, Role::Coordinator, "coordinator", &[])?;
         let coordinator_config = dir.join("coordinator.toml");
         let mut text = format!(
@@ -409,6 +449,7 @@ impl LocalNetwork {
 
         let mut network = Self {
             dir: dir.clone(),
+            ports: network_ports,
             spec: spec.clone(),
             nodes,
             coordinator,

@@ -7,6 +7,7 @@
 //! The integration tests in `tests/` drive the same network the CLI starts.
 #![deny(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod client;
 pub mod network;
 pub mod spec;

@@ -42,6 +42,44 @@ enum Cmd {
         #[arg(long)]
         reset: bool,
     },
+    /// Load-test a fresh local network: N concurrent clients sign for a while per
+    /// ciphersuite; reports throughput, latency percentiles (HDR histogram), errors
+    /// by code, CPU per signature and peak RSS of every process, next to the
+    /// in-process FROST signing limit measured in the same run on the same cores
+    /// (`ratio` = throughput / limit). Build with --release for meaningful numbers.
+    Bench {
+        /// Signer nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Signers per signature.
+        #[arg(long, default_value_t = 3)]
+        threshold: u16,
+        /// ed25519, secp256k1, secp256k1-tr, or all.
+        #[arg(long, default_value = "ed25519")]
+        ciphersuite: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of measured load per ciphersuite.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Seconds of unmeasured warm-up load first.
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Verify one signature in this many with an independent verifier.
+        #[arg(long, default_value_t = 16)]
+        verify_every: u64,
+        /// Working directory for the network (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where quorate-node and quorate-coordinator are.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// End the output with one JSON line (throughput_sps, p50_ms, p99_ms,
+        /// limit_sps, ratio, ...).
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign a message through the coordinator of the testnet in DIR and verify the
     /// signature with an independent verifier (ed25519-dalek, k256 BIP340, or the
     /// RFC 9591 equation over k256).
@@ -121,6 +159,52 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             println!("stopping");
             network.stop().await?;
             result
+        }
+        Cmd::Bench {
+            nodes,
+            threshold,
+            ciphersuite,
+            clients,
+            duration,
+            warmup,
+            verify_every,
+            dir,
+            bin_dir,
+            json,
+        } => {
+            let ciphersuites = if ciphersuite == "all" {
+                quorate_proto::suite::Ciphersuite::ALL.to_vec()
+            } else {
+                vec![ciphersuite
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!(e))?]
+            };
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => default_bin_dir()?,
+            };
+            if !quorate_testnet::bench::is_release_dir(&bin_dir) {
+                eprintln!("warning: {} is not a release build; figures will be far below what the code can do", bin_dir.display());
+            }
+            let opts = quorate_testnet::bench::BenchOptions {
+                nodes,
+                threshold,
+                ciphersuites,
+                clients,
+                duration: Duration::from_secs(duration),
+                warmup: Duration::from_secs(warmup),
+                bin_dir,
+                dir,
+                verify_every: verify_every.max(1),
+            };
+            let results = quorate_testnet::bench::run(&opts).await?;
+            print!("{}", quorate_testnet::bench::table(&results));
+            if json {
+                println!("{}", quorate_testnet::bench::json_line(&results)?);
+            }
+            let invalid: u64 = results.iter().map(|r| r.invalid_signatures).sum();
+            anyhow::ensure!(invalid == 0, "{invalid} invalid signatures");
+            Ok(())
         }
         Cmd::Sign {
             dir,

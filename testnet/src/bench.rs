@@ -1,0 +1,478 @@
+//! `quorate-testnet bench`: signing load against a local network, compared with the
+//! in-process FROST signing limit measured in the same run on the same cores.
+//!
+//! The whole network (nodes, coordinator, load generator) shares this machine's
+//! cores, so the ceiling for end-to-end throughput is the rate at which the same
+//! FROST work runs in one process without any network: `limit_sps`. `ratio` =
+//! `throughput_sps / limit_sps` says how much of that ceiling the network keeps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use quorate_proto::identity::Role;
+use quorate_proto::pb;
+use quorate_proto::suite::Ciphersuite;
+use serde::Serialize;
+
+use crate::client::SignerClient;
+use crate::network::LocalNetwork;
+use crate::spec::{KeySpec, NetworkSpec};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Signer nodes.
+    pub nodes: usize,
+    /// Threshold.
+    pub threshold: u16,
+    /// Ciphersuites to measure, one after the other on the same network.
+    pub ciphersuites: Vec<Ciphersuite>,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Measured load duration per ciphersuite.
+    pub duration: Duration,
+    /// Load before measuring (fills commitment pools, warms connections).
+    pub warmup: Duration,
+    /// Where the binaries are.
+    pub bin_dir: PathBuf,
+    /// Working directory for the network (a temporary one when `None`).
+    pub dir: Option<PathBuf>,
+    /// Verify one signature in this many with an independent verifier (1 = all).
+    pub verify_every: u64,
+}
+
+/// Results for one ciphersuite.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteResult {
+    /// Ciphersuite name.
+    pub ciphersuite: String,
+    /// Nodes in the network.
+    pub nodes: usize,
+    /// Threshold.
+    pub threshold: u16,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Successful signatures per second.
+    pub throughput_sps: f64,
+    /// Latency percentiles (ms).
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+    /// Signatures that succeeded.
+    pub ok: u64,
+    /// Failures by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    /// Sampled signatures that failed independent verification.
+    pub invalid_signatures: u64,
+    /// Sampled signatures verified.
+    pub verified: u64,
+    /// In-process FROST signing rate on all cores (same t, n and ciphersuite).
+    pub limit_sps: f64,
+    /// In-process time for one signature on one core (ms).
+    pub compute_ms: f64,
+    /// `throughput_sps / limit_sps`.
+    pub ratio: f64,
+    /// Median loopback mTLS gRPC round trip (ms).
+    pub rtt_ms: f64,
+    /// CPU time of all network processes and the load generator per signature (ms).
+    pub cpu_ms_per_signature: f64,
+    /// Peak resident set size per process (MiB).
+    pub peak_rss_mib: BTreeMap<String, f64>,
+    /// RSS growth per process from the first to the last second of the run (MiB).
+    pub rss_growth_mib: BTreeMap<String, f64>,
+}
+
+/// Signs `iterations` times in one thread through the same code path the network
+/// uses (`SuiteOps`: commitments, shares, aggregation with its verification).
+fn sign_in_process(suite: Ciphersuite, n: usize, t: u16, until: Instant) -> u64 {
+    let ops = suite.ops();
+    let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
+    let Ok(dealt) = ops.split(None, &names, t) else {
+        return 0;
+    };
+    let ids: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| ops.identifier(n).unwrap_or_default())
+        .collect();
+    let mut count = 0u64;
+    while Instant::now() < until {
+        let mut nonces = Vec::with_capacity(usize::from(t));
+        let mut commitments = BTreeMap::new();
+        for (i, (_, kp)) in dealt.key_packages.iter().take(usize::from(t)).enumerate() {
+            if let Ok((nonce, c)) = ops.commit(kp) {
+                commitments.insert(ids[i].clone(), c);
+                nonces.push(nonce);
+            }
+        }
+        let message = count.to_be_bytes();
+        let Ok(package) = ops.signing_package(&commitments, &message) else {
+            return count;
+        };
+        let mut shares = BTreeMap::new();
+        for (i, ((_, kp), nonce)) in dealt.key_packages.iter().zip(&nonces).enumerate() {
+            if let Ok(share) = ops.sign(&package, nonce, kp) {
+                shares.insert(ids[i].clone(), share);
+            }
+        }
+        if ops
+            .aggregate(&package, &shares, &dealt.public_key_package)
+            .is_ok()
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// The in-process limit: signatures per second with one signing thread per core,
+/// and the single-signature compute time.
+pub fn in_process_limit(suite: Ciphersuite, n: usize, t: u16, window: Duration) -> (f64, f64) {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let until = Instant::now() + window;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..cores)
+        .map(|_| std::thread::spawn(move || sign_in_process(suite, n, t, until)))
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let secs = started.elapsed().as_secs_f64();
+    let sps = total as f64 / secs;
+    (sps, cores as f64 * 1e3 / sps.max(f64::MIN_POSITIVE))
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// utime + stime of a process, in clock ticks.
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// Median round trip of an authenticated no-op call to a node over the reused mTLS
+/// connection.
+async fn loopback_rtt(net: &LocalNetwork) -> anyhow::Result<f64> {
+    let node = &net.nodes[0];
+    let channel = net
+        .tls_paths(Role::Coordinator, "coordinator")
+        .load()?
+        .channel(&node.endpoint, &node.spec.id, Duration::from_secs(2))?;
+    let mut client = pb::node_client::NodeClient::new(channel);
+    client.get_info(pb::GetInfoRequest {}).await?;
+    let mut samples = Vec::with_capacity(500);
+    for _ in 0..500 {
+        let t0 = Instant::now();
+        client.get_info(pb::GetInfoRequest {}).await?;
+        samples.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+#[derive(Default)]
+struct Shared {
+    ok: AtomicU64,
+    verified: AtomicU64,
+    invalid: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+    latencies: Mutex<Option<Histogram<u64>>>,
+}
+
+/// Runs `clients` signing loops for `window`, recording into `shared` when `record`.
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    clients: &[SignerClient],
+    concurrency: usize,
+    key_id: &str,
+    suite: Ciphersuite,
+    public_key: Arc<Vec<u8>>,
+    verify_every: u64,
+    window: Duration,
+    shared: Arc<Shared>,
+    progress: bool,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let client = clients[i % clients.len()].clone();
+        let key_id = key_id.to_string();
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let public_key = public_key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let message = format!("bench {i} {n}");
+                let t0 = Instant::now();
+                match client
+                    .sign(&key_id, message.as_bytes(), None, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(resp) => {
+                        let us = t0.elapsed().as_micros() as u64;
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                        if let Some(h) = shared
+                            .latencies
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .as_mut()
+                        {
+                            let _ = h.record(us.max(1));
+                        }
+                        if n % verify_every == 0 {
+                            shared.verified.fetch_add(1, Ordering::Relaxed);
+                            if crate::verify::verify(
+                                suite,
+                                &public_key,
+                                message.as_bytes(),
+                                &resp.signature,
+                            )
+                            .is_err()
+                            {
+                                shared.invalid.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(status) => {
+                        *shared
+                            .errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(format!("{:?}", status.code()))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }));
+    }
+    let mut last_ok = 0;
+    while started.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1).min(window.saturating_sub(started.elapsed())))
+            .await;
+        if progress {
+            let ok = shared.ok.load(Ordering::Relaxed);
+            let errors: u64 = shared
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .sum();
+            eprint!(
+                "\r  {:>5.1}s/{:.0}s  {:>8} ok  {:>5} errors  {:>7.0} sps   ",
+                started.elapsed().as_secs_f64(),
+                window.as_secs_f64(),
+                ok,
+                errors,
+                (ok - last_ok) as f64
+            );
+            last_ok = ok;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if progress {
+        eprintln!();
+    }
+}
+
+/// Starts a network and measures every requested ciphersuite on it.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
+    let mut spec = NetworkSpec::generic(opts.nodes, opts.threshold);
+    spec.keys = opts
+        .ciphersuites
+        .iter()
+        .map(|s| KeySpec::new(&format!("bench-{}", s.name().to_ascii_lowercase()), *s))
+        .collect();
+    let tmp;
+    let dir = match &opts.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().join("net")
+        }
+    };
+    eprintln!(
+        "bench: {}-of-{} network, {} clients, {:.0}s per ciphersuite (+{:.0}s warm-up)",
+        opts.threshold,
+        opts.nodes,
+        opts.clients,
+        opts.duration.as_secs_f64(),
+        opts.warmup.as_secs_f64()
+    );
+    let mut results = Vec::new();
+    let mut net = LocalNetwork::start(&dir, &opts.bin_dir, spec.clone()).await?;
+    let outcome = async {
+        let rtt_ms = loopback_rtt(&net).await.context("measuring the loopback round trip")?;
+        // A few channels, as a few client processes would have.
+        let channels = opts.clients.clamp(1, 4);
+        let mut clients = Vec::with_capacity(channels);
+        for _ in 0..channels {
+            clients.push(net.client().await?);
+        }
+        for key in &spec.keys {
+            let suite = key.ciphersuite;
+            // The limit is measured while the network idles, on the same cores.
+            let (limit_sps, compute_ms) =
+                in_process_limit(suite, opts.nodes, opts.threshold, Duration::from_secs(3));
+            eprintln!(
+                "  {suite}: in-process limit {limit_sps:.0} signatures/s ({compute_ms:.2} ms each), loopback mTLS round trip {rtt_ms:.3} ms"
+            );
+            let public_key = Arc::new(clients[0].public_key(&key.key_id).await?.public_key);
+            let warm = Arc::new(Shared::default());
+            load(&clients, opts.clients, &key.key_id, suite, public_key.clone(), opts.verify_every, opts.warmup, warm, false).await;
+
+            let shared = Arc::new(Shared {
+                latencies: Mutex::new(Some(Histogram::new_with_bounds(1, 60_000_000, 3)?)),
+                ..Shared::default()
+            });
+            let mut pids: HashMap<String, u32> = net
+                .nodes
+                .iter()
+                .filter_map(|n| n.process.pid().map(|p| (n.spec.id.clone(), p)))
+                .collect();
+            if let Some(pid) = net.coordinator.pid() {
+                pids.insert("coordinator".into(), pid);
+            }
+            let me = std::process::id();
+            let cpu_before: u64 = pids.values().chain([&me]).filter_map(|p| proc_cpu_ticks(*p)).sum();
+            let rss_first: HashMap<String, u64> = pids
+                .iter()
+                .filter_map(|(n, p)| proc_status_kib(*p, "VmRSS:").map(|r| (n.clone(), r)))
+                .collect();
+            let started = Instant::now();
+            load(&clients, opts.clients, &key.key_id, suite, public_key, opts.verify_every, opts.duration, shared.clone(), true).await;
+            let secs = started.elapsed().as_secs_f64();
+            let cpu_after: u64 = pids.values().chain([&me]).filter_map(|p| proc_cpu_ticks(*p)).sum();
+            let mut peak_rss_mib = BTreeMap::new();
+            let mut rss_growth_mib = BTreeMap::new();
+            for (name, pid) in &pids {
+                if let Some(peak) = proc_status_kib(*pid, "VmHWM:") {
+                    peak_rss_mib.insert(name.clone(), peak as f64 / 1024.0);
+                }
+                if let (Some(first), Some(now)) = (rss_first.get(name), proc_status_kib(*pid, "VmRSS:")) {
+                    rss_growth_mib.insert(name.clone(), (now as f64 - *first as f64) / 1024.0);
+                }
+            }
+            let ok = shared.ok.load(Ordering::Relaxed);
+            let hist = shared
+                .latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .context("histogram")?;
+            let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+            let throughput_sps = ok as f64 / secs;
+            results.push(SuiteResult {
+                ciphersuite: suite.name().into(),
+                nodes: opts.nodes,
+                threshold: opts.threshold,
+                clients: opts.clients,
+                duration_s: secs,
+                throughput_sps,
+                p50_ms: ms(0.5),
+                p90_ms: ms(0.9),
+                p99_ms: ms(0.99),
+                max_ms: hist.max() as f64 / 1e3,
+                ok,
+                errors: shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                invalid_signatures: shared.invalid.load(Ordering::Relaxed),
+                verified: shared.verified.load(Ordering::Relaxed),
+                limit_sps,
+                compute_ms,
+                ratio: throughput_sps / limit_sps,
+                rtt_ms,
+                cpu_ms_per_signature: (cpu_after - cpu_before) as f64 / CLOCK_TICKS_PER_SEC * 1e3
+                    / ok.max(1) as f64,
+                peak_rss_mib,
+                rss_growth_mib,
+            });
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    net.stop().await?;
+    outcome?;
+    Ok(results)
+}
+
+/// A human-readable table of results.
+pub fn table(results: &[SuiteResult]) -> String {
+    let mut out = String::new();
+    out.push_str("ciphersuite   t/n   clients  throughput   limit    ratio   p50 ms  p90 ms  p99 ms  max ms  cpu ms/sig  errors  invalid\n");
+    for r in results {
+        let errors: u64 = r.errors.values().sum();
+        out.push_str(&format!(
+            "{:<13} {}/{:<3} {:>7}  {:>8.0}/s {:>6.0}/s  {:>5.2}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6.1}  {:>10.2}  {:>6}  {:>7}\n",
+            r.ciphersuite, r.threshold, r.nodes, r.clients, r.throughput_sps, r.limit_sps, r.ratio,
+            r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.cpu_ms_per_signature, errors, r.invalid_signatures
+        ));
+    }
+    if let Some(r) = results.first() {
+        out.push_str(&format!("loopback mTLS round trip: {:.3} ms\n", r.rtt_ms));
+        for r in results {
+            let rss: Vec<String> = r
+                .peak_rss_mib
+                .iter()
+                .map(|(n, m)| {
+                    format!(
+                        "{n} {m:.1} MiB ({:+.1})",
+                        r.rss_growth_mib.get(n).copied().unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "peak RSS ({}), growth over the run in parentheses: {}\n",
+                r.ciphersuite,
+                rss.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The final `--json` line: the fields DESIGN.md names at the top level (from the
+/// ciphersuite with the lowest ratio), and every result under `results`.
+pub fn json_line(results: &[SuiteResult]) -> anyhow::Result<String> {
+    let worst = results
+        .iter()
+        .min_by(|a, b| a.ratio.total_cmp(&b.ratio))
+        .context("no results")?;
+    let mut v = serde_json::to_value(worst)?;
+    v["results"] = serde_json::to_value(results)?;
+    Ok(serde_json::to_string(&v)?)
+}
+
+/// Path helper for the CLI: the binaries next to this executable.
+pub fn default_bin_dir() -> anyhow::Result<PathBuf> {
+    crate::network::default_bin_dir()
+}
+
+/// Whether a path looks like a release build directory (for a warning).
+pub fn is_release_dir(dir: &Path) -> bool {
+    dir.ends_with("release")
+}

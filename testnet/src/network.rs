@@ -209,6 +209,25 @@ impl ManagedProcess {
         Some(status)
     }
 
+    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing, like
+    /// a hung host or a network path that drops packets.
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// Resumes a frozen process (SIGCONT).
+    pub fn thaw(&self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
+        kill(Pid::from_raw(pid as i32), signal)?;
+        Ok(())
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {

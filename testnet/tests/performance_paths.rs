@@ -1,0 +1,98 @@
+//! The fast paths keep their guarantees: one-round signing from preprocessed
+//! commitments falls back safely when a node forgets them, and a hung node does not
+//! add its timeout to every request.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start, DEADLINE};
+use quorate_proto::suite::Ciphersuite;
+use quorate_testnet::spec::{KeySpec, NetworkSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn counter(addr: &str, name: &str) -> u64 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn spec(n: usize, t: u16) -> NetworkSpec {
+    let mut spec = NetworkSpec::generic(n, t);
+    spec.keys = vec![KeySpec::new("k", Ciphersuite::Ed25519)];
+    spec
+}
+
+#[tokio::test]
+async fn one_round_signing_falls_back_when_a_restarted_node_forgot_its_commitments() {
+    // 3-of-3: every signature needs every node, so the restarted one must take part.
+    let mut net = start(spec(3, 3)).await;
+    let client = net.client().await.unwrap();
+    for i in 0..10 {
+        client
+            .sign_verified("k", format!("warm {i}").as_bytes(), DEADLINE)
+            .await
+            .unwrap();
+        // Give the background refill a moment so later signatures find pooled
+        // commitments.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let one_round = counter(
+        &net.coordinator_metrics,
+        "quorate_coordinator_one_round_total",
+    )
+    .await;
+    assert!(one_round > 0, "no signature used preprocessed commitments");
+
+    // node-2 restarts: the commitments the coordinator pooled for it are gone.
+    net.kill_node("node-2").await.unwrap();
+    net.start_node("node-2").await.unwrap();
+    for i in 0..5 {
+        let signed = client
+            .sign_verified("k", format!("after restart {i}").as_bytes(), DEADLINE)
+            .await
+            .unwrap();
+        assert!(signed.response.signers.contains(&"node-2".to_string()));
+    }
+    let log = net.coordinator.log_tail(200);
+    assert!(
+        log.contains("pooled commitment refused; falling back to two rounds"),
+        "the fallback should be visible in the coordinator log"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_node_does_not_slow_every_request() {
+    let net = start(spec(5, 3)).await;
+    let client = net.client().await.unwrap();
+    for i in 0..5 {
+        client
+            .sign("k", format!("warm {i}").as_bytes(), None, DEADLINE)
+            .await
+            .unwrap();
+    }
+    net.node("node-1").unwrap().process.freeze().unwrap();
+    let node_timeout = Duration::from_millis(1500);
+    let mut slow = 0;
+    for i in 0..20 {
+        let t0 = Instant::now();
+        client
+            .sign_verified("k", format!("frozen {i}").as_bytes(), DEADLINE)
+            .await
+            .unwrap();
+        if t0.elapsed() >= node_timeout {
+            slow += 1;
+        }
+    }
+    net.node("node-1").unwrap().process.thaw().unwrap();
+    // The first requests may wait for node-1 before it is marked failed; after that
+    // it is skipped (and probed back in later).
+    assert!(slow <= 3, "{slow} of 20 requests waited for the hung node");
+}

@@ -34,6 +34,11 @@ pub enum NodeError {
     /// (for example a replayed or unknown commitment).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A ceremony step refused: a peer's message failed a check, or the relay
+    /// tampered with one. The message names the party; the ceremony's state on this
+    /// node is dropped.
+    #[error("ceremony aborted: {0}")]
+    CeremonyRejected(String),
 }
 
 impl NodeError {
@@ -57,6 +62,7 @@ impl From<NodeError> for Status {
             NodeError::KeyExists(_) => Status::already_exists(msg),
             NodeError::InvalidArgument(_) => Status::invalid_argument(msg),
             NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            NodeError::CeremonyRejected(_) => Status::aborted(msg),
             NodeError::Config(_)
             | NodeError::WrongKek
             | NodeError::Corrupt(_)

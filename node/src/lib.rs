@@ -13,6 +13,7 @@
 //! - nothing is acknowledged before it is flushed to disk.
 #![deny(clippy::unwrap_used)]
 
+pub mod ceremony;
 pub mod config;
 pub mod error;
 pub mod nonces;
@@ -57,10 +58,19 @@ impl BoundNode {
             jurisdiction: file.jurisdiction.clone(),
         };
         let limits = file.nonces;
+        let ceremony = ceremony::CeremonyKeys {
+            signer: tls
+                .statement_signer()
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+            verifier: tls
+                .statement_verifier()
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+        };
         let state = NodeState::new(
             identity,
             store,
             NonceStore::new(limits.max_outstanding, limits.ttl()),
+            ceremony,
         )?;
         let listener = TcpListener::bind(file.listen)
             .await

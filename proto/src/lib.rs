@@ -7,13 +7,19 @@
 //! - [`manifest`]: a key's public description, validated once at the boundary.
 //! - [`identity`] and [`tls`]: mTLS setup and SPIFFE peer identities. Identity always
 //!   comes from the authenticated certificate, never from a message field.
+//! - [`ceremony`], [`attest`] and [`envelope`]: what nodes exchange in key ceremonies
+//!   (DKG, refresh, repair): statements signed with the node's mTLS key, and
+//!   end-to-end encrypted envelopes the relaying ceremony cannot read.
 //!
 //! Secret material (key packages, nonces) is held in [`zeroize::Zeroizing`] buffers
 //! and never printed.
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
+pub mod attest;
+pub mod ceremony;
 pub mod config;
+pub mod envelope;
 pub mod identity;
 pub mod manifest;
 pub mod runtime;

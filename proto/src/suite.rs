@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
-use frost_core::keys::{IdentifierList, KeyPackage, PublicKeyPackage, SecretShare};
+use frost_core::keys::{dkg, IdentifierList, KeyPackage, PublicKeyPackage, SecretShare};
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
 use frost_core::{Identifier, Signature, SigningKey, SigningPackage, VerifyingKey};
@@ -106,9 +106,52 @@ pub enum CryptoError {
     /// A signature that does not verify under the group key.
     #[error("signature does not verify")]
     BadSignature,
+    /// A key-generation message that fails its check and names its sender (an invalid
+    /// proof of knowledge in round 1, or a share that does not match the sender's
+    /// commitment in round 2). `culprit` is a FROST identifier (bytes).
+    #[error("{reason}")]
+    Culprit {
+        /// Identifier of the participant whose message failed.
+        culprit: Vec<u8>,
+        /// frost's reason.
+        reason: String,
+    },
     /// Any other refusal by frost, with its reason.
     #[error("{0}")]
     Frost(String),
+}
+
+/// Secret bytes of a key ceremony step: a DKG secret package, a round-2 package, a
+/// repair delta or sigma, always in frost serialization. Zeroized on drop and never
+/// printed.
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The bytes. Handle with care: they are secret.
+    pub fn expose_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+/// Which key-generation protocol a DKG step runs: a new key, or a refresh of an
+/// existing key's shares (the same rounds over a zero secret, so the group key stays).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DkgMode {
+    /// frost `keys::dkg`: a new key.
+    Generate,
+    /// frost `keys::refresh` (DKG variant): new shares of an existing key.
+    Refresh,
 }
 
 /// A signer's secret nonces for one commitment, in frost serialization.
@@ -249,6 +292,62 @@ pub trait SuiteOps: Send + Sync {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError>;
+
+    /// DKG part 1 for participant `name`: this participant's secret state and its
+    /// round-1 package (commitment and proof of knowledge) for every other participant.
+    fn dkg_part1(
+        &self,
+        mode: DkgMode,
+        name: &str,
+        max_signers: u16,
+        min_signers: u16,
+    ) -> Result<(SecretBytes, Vec<u8>), CryptoError>;
+    /// DKG part 2: checks the others' round-1 packages (identifier -> package) and
+    /// returns the round-2 secret state and one secret round-2 package per recipient.
+    /// Consumes the round-1 secret state.
+    fn dkg_part2(
+        &self,
+        mode: DkgMode,
+        secret: SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(SecretBytes, BTreeMap<Vec<u8>, SecretBytes>), CryptoError>;
+    /// DKG part 3 of a new key: checks the round-2 packages received (sender
+    /// identifier -> package) against the senders' commitments, and returns this
+    /// participant's key package and the group's public key package.
+    fn dkg_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError>;
+    /// Part 3 of a refresh: the new key package and public key package (same group
+    /// key, new shares) from the old ones.
+    fn refresh_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+        old_public_key_package: &[u8],
+        old_key_package: &SecretKeyPackage,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError>;
+    /// Repair part 1, run by each helper: one delta per helper (helper identifier ->
+    /// delta) towards rebuilding `target`'s share.
+    fn repair_part1(
+        &self,
+        helpers: &[Vec<u8>],
+        key_package: &SecretKeyPackage,
+        target: &[u8],
+    ) -> Result<BTreeMap<Vec<u8>, SecretBytes>, CryptoError>;
+    /// Repair part 2, run by each helper: the sigma for the target from the deltas
+    /// this helper received.
+    fn repair_part2(&self, deltas: &[SecretBytes]) -> Result<SecretBytes, CryptoError>;
+    /// Repair part 3, run by the target: its key package from every helper's sigma.
+    fn repair_part3(
+        &self,
+        sigmas: &[SecretBytes],
+        target: &[u8],
+        public_key_package: &[u8],
+    ) -> Result<SecretKeyPackage, CryptoError>;
 }
 
 /// The generic implementation of [`SuiteOps`] for a frost ciphersuite.
@@ -519,6 +618,208 @@ impl<C: PublicEncoding> SuiteOps for Frost<C> {
         let signature = Signature::<C>::deserialize(signature).map_err(malformed("signature"))?;
         key.verify(message, &signature)
             .map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn dkg_part1(
+        &self,
+        mode: DkgMode,
+        name: &str,
+        max_signers: u16,
+        min_signers: u16,
+    ) -> Result<(SecretBytes, Vec<u8>), CryptoError> {
+        let id = Identifier::<C>::derive(name.as_bytes()).map_err(frost_err)?;
+        let (secret, package) = match mode {
+            DkgMode::Generate => dkg::part1(id, max_signers, min_signers, OsRng),
+            DkgMode::Refresh => {
+                frost_core::keys::refresh::refresh_dkg_part1(id, max_signers, min_signers, OsRng)
+            }
+        }
+        .map_err(frost_err)?;
+        Ok((
+            SecretBytes(Zeroizing::new(secret.serialize().map_err(frost_err)?)),
+            package.serialize().map_err(frost_err)?,
+        ))
+    }
+
+    fn dkg_part2(
+        &self,
+        mode: DkgMode,
+        secret: SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(SecretBytes, BTreeMap<Vec<u8>, SecretBytes>), CryptoError> {
+        let secret = dkg::round1::SecretPackage::<C>::deserialize(&secret.0)
+            .map_err(malformed("round-1 secret package"))?;
+        let round1 = round1_packages::<C>(round1)?;
+        let (secret, packages) = match mode {
+            DkgMode::Generate => dkg::part2(secret, &round1),
+            DkgMode::Refresh => frost_core::keys::refresh::refresh_dkg_part2(secret, &round1),
+        }
+        .map_err(dkg_err)?;
+        let mut out = BTreeMap::new();
+        for (id, package) in packages {
+            out.insert(
+                id.serialize(),
+                SecretBytes(Zeroizing::new(package.serialize().map_err(frost_err)?)),
+            );
+        }
+        Ok((
+            SecretBytes(Zeroizing::new(secret.serialize().map_err(frost_err)?)),
+            out,
+        ))
+    }
+
+    fn dkg_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError> {
+        let secret = dkg::round2::SecretPackage::<C>::deserialize(&secret.0)
+            .map_err(malformed("round-2 secret package"))?;
+        let round1 = round1_packages::<C>(round1)?;
+        let round2 = round2_packages::<C>(round2)?;
+        let (key_package, public_key_package) =
+            dkg::part3(&secret, &round1, &round2).map_err(dkg_err)?;
+        Ok((
+            SecretKeyPackage::from_bytes(key_package.serialize().map_err(frost_err)?),
+            public_key_package.serialize().map_err(frost_err)?,
+        ))
+    }
+
+    fn refresh_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+        old_public_key_package: &[u8],
+        old_key_package: &SecretKeyPackage,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError> {
+        let secret = dkg::round2::SecretPackage::<C>::deserialize(&secret.0)
+            .map_err(malformed("round-2 secret package"))?;
+        let round1 = round1_packages::<C>(round1)?;
+        let round2 = round2_packages::<C>(round2)?;
+        let (key_package, public_key_package) = frost_core::keys::refresh::refresh_dkg_shares(
+            &secret,
+            &round1,
+            &round2,
+            Self::public_key_package(old_public_key_package)?,
+            Self::key_package(old_key_package)?,
+        )
+        .map_err(dkg_err)?;
+        Ok((
+            SecretKeyPackage::from_bytes(key_package.serialize().map_err(frost_err)?),
+            public_key_package.serialize().map_err(frost_err)?,
+        ))
+    }
+
+    fn repair_part1(
+        &self,
+        helpers: &[Vec<u8>],
+        key_package: &SecretKeyPackage,
+        target: &[u8],
+    ) -> Result<BTreeMap<Vec<u8>, SecretBytes>, CryptoError> {
+        let helpers = helpers
+            .iter()
+            .map(|h| parse_identifier::<C>(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kp = Self::key_package(key_package)?;
+        let deltas = frost_core::keys::repairable::repair_share_part1(
+            &helpers,
+            &kp,
+            &mut OsRng,
+            parse_identifier::<C>(target)?,
+        )
+        .map_err(frost_err)?;
+        Ok(deltas
+            .into_iter()
+            .map(|(id, delta)| {
+                (
+                    id.serialize(),
+                    SecretBytes(Zeroizing::new(delta.serialize())),
+                )
+            })
+            .collect())
+    }
+
+    fn repair_part2(&self, deltas: &[SecretBytes]) -> Result<SecretBytes, CryptoError> {
+        let deltas = deltas
+            .iter()
+            .map(|d| {
+                frost_core::keys::repairable::Delta::<C>::deserialize(&d.0)
+                    .map_err(malformed("repair delta"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sigma = frost_core::keys::repairable::repair_share_part2(&deltas);
+        Ok(SecretBytes(Zeroizing::new(sigma.serialize())))
+    }
+
+    fn repair_part3(
+        &self,
+        sigmas: &[SecretBytes],
+        target: &[u8],
+        public_key_package: &[u8],
+    ) -> Result<SecretKeyPackage, CryptoError> {
+        let sigmas = sigmas
+            .iter()
+            .map(|s| {
+                frost_core::keys::repairable::Sigma::<C>::deserialize(&s.0)
+                    .map_err(malformed("repair sigma"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let kp = frost_core::keys::repairable::repair_share_part3(
+            &sigmas,
+            parse_identifier::<C>(target)?,
+            &Self::public_key_package(public_key_package)?,
+        )
+        .map_err(frost_err)?;
+        Ok(SecretKeyPackage::from_bytes(
+            kp.serialize().map_err(frost_err)?,
+        ))
+    }
+}
+
+fn round1_packages<C: frost_core::Ciphersuite>(
+    packages: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<BTreeMap<Identifier<C>, dkg::round1::Package<C>>, CryptoError> {
+    let mut out = BTreeMap::new();
+    for (id, bytes) in packages {
+        let identifier = parse_identifier::<C>(id)?;
+        let package =
+            dkg::round1::Package::<C>::deserialize(bytes).map_err(|e| CryptoError::Culprit {
+                culprit: id.clone(),
+                reason: format!("round-1 package does not decode: {e}"),
+            })?;
+        out.insert(identifier, package);
+    }
+    Ok(out)
+}
+
+fn round2_packages<C: frost_core::Ciphersuite>(
+    packages: &BTreeMap<Vec<u8>, SecretBytes>,
+) -> Result<BTreeMap<Identifier<C>, dkg::round2::Package<C>>, CryptoError> {
+    let mut out = BTreeMap::new();
+    for (id, bytes) in packages {
+        let identifier = parse_identifier::<C>(id)?;
+        let package = dkg::round2::Package::<C>::deserialize(&bytes.0).map_err(|_| {
+            // Never quote the bytes: they are a secret share.
+            CryptoError::Culprit {
+                culprit: id.clone(),
+                reason: "round-2 package does not decode".into(),
+            }
+        })?;
+        out.insert(identifier, package);
+    }
+    Ok(out)
+}
+
+/// frost's key-generation errors, with the culprit kept when frost names one.
+fn dkg_err<C: frost_core::Ciphersuite>(e: frost_core::Error<C>) -> CryptoError {
+    match e.culprits().first() {
+        Some(culprit) => CryptoError::Culprit {
+            culprit: culprit.serialize(),
+            reason: e.to_string(),
+        },
+        None => frost_err(e),
     }
 }
 

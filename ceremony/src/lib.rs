@@ -9,8 +9,9 @@
 //! - [`import`]: trusted-dealer import, which splits an existing (or fresh) key into
 //!   FROST shares and installs one on each node, for migrations.
 //!
-//! Distributed key generation, share refresh, share repair and custodian escrow come
-//! later and will live beside `import`.
+//! - [`keygen`]: distributed key generation, share refresh and share repair, driven
+//!   across the nodes, which sign what they send and seal secrets to each other so the
+//!   ceremony process relays without being trusted; and `transcript verify`.
 //!
 //! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;
 //! every node's identity, region and jurisdiction are checked before any secret is
@@ -19,5 +20,6 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod import;
+pub mod keygen;
 pub mod pki;
 mod probe;

@@ -735,8 +735,23 @@ pub async fn run_repair(
                 req.node
             ))
         })?;
+    // Helpers are the listed nodes that hold the key (a node dropped by an earlier
+    // refresh, or down, answers without it); those holding it must agree on it.
     let others: Vec<Peer> = peers.iter().filter(|p| p.id != req.node).cloned().collect();
-    let manifest = agreed_manifest(&others, &req.key_id).await?;
+    let mut holders = Vec::new();
+    for p in &others {
+        let request = pb::GetManifestRequest {
+            key_id: req.key_id.clone(),
+        };
+        match rpc(p.client().get_manifest(request)).await {
+            Ok(_) => holders.push(p.clone()),
+            Err(e) => {
+                tracing::warn!(node = %p.id, error = %e, "repair: node does not offer the key; not a helper")
+            }
+        }
+    }
+    let manifest = agreed_manifest(&holders, &req.key_id).await?;
+    let others = holders;
     let me = manifest.participant(&target.id).ok_or_else(|| {
         CeremonyError::Request(format!(
             "{} holds no share of key {}",

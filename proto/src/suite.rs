@@ -938,6 +938,152 @@ mod tests {
         }
     }
 
+    /// In-process DKG for `names`: key packages (by name) and public key packages.
+    fn run_dkg(
+        suite: Ciphersuite,
+        mode: DkgMode,
+        names: &[String],
+        t: u16,
+        old: Option<&(Vec<SecretKeyPackage>, Vec<u8>)>,
+    ) -> (Vec<SecretKeyPackage>, Vec<Vec<u8>>) {
+        let ops = suite.ops();
+        let n = names.len() as u16;
+        let ids: Vec<Vec<u8>> = names.iter().map(|n| ops.identifier(n).unwrap()).collect();
+        let mut secrets = Vec::new();
+        let mut round1 = BTreeMap::new();
+        for (name, id) in names.iter().zip(&ids) {
+            let (s, p) = ops.dkg_part1(mode, name, n, t).unwrap();
+            secrets.push(s);
+            round1.insert(id.clone(), p);
+        }
+        let mut inbox: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, SecretBytes>> = BTreeMap::new();
+        let mut secrets2 = Vec::new();
+        for (s, id) in secrets.into_iter().zip(&ids) {
+            let mut others = round1.clone();
+            others.remove(id);
+            let (s2, packages) = ops.dkg_part2(mode, s, &others).unwrap();
+            for (to, p) in packages {
+                inbox.entry(to).or_default().insert(id.clone(), p);
+            }
+            secrets2.push(s2);
+        }
+        let mut kps = Vec::new();
+        let mut pkps = Vec::new();
+        for (i, (s2, id)) in secrets2.iter().zip(&ids).enumerate() {
+            let mut others = round1.clone();
+            others.remove(id);
+            let (kp, pkp) = match old {
+                None => ops.dkg_part3(s2, &others, &inbox[id]).unwrap(),
+                Some((old_kps, old_pkp)) => ops
+                    .refresh_part3(s2, &others, &inbox[id], old_pkp, &old_kps[i])
+                    .unwrap(),
+            };
+            kps.push(kp);
+            pkps.push(pkp);
+        }
+        (kps, pkps)
+    }
+
+    fn dealt(names: &[String], kps: Vec<SecretKeyPackage>, pkp: Vec<u8>) -> DealtKey {
+        DealtKey {
+            public_key_package: pkp,
+            key_packages: names.iter().cloned().zip(kps).collect(),
+        }
+    }
+
+    #[test]
+    fn dkg_refresh_and_repair_sign_under_one_group_key_for_every_ciphersuite() {
+        for suite in Ciphersuite::ALL {
+            let ops = suite.ops();
+            let all = names(5);
+            let (kps, pkps) = run_dkg(suite, DkgMode::Generate, &all, 3, None);
+            // Every participant computes the same public key package.
+            assert!(pkps.iter().all(|p| p == &pkps[0]), "{suite}");
+            let group = ops.public_key_info(&pkps[0]).unwrap().public_key;
+            let key = dealt(&all, kps, pkps[0].clone());
+            let sig = sign_with(suite, &key, 3, b"dkg");
+            ops.verify(&group, b"dkg", &sig).unwrap();
+            if suite == Ciphersuite::Secp256k1Tr {
+                // The tweaked DKG key verifies as BIP340 under its x-only encoding.
+                let vk = k256::schnorr::VerifyingKey::from_bytes(&group).unwrap();
+                let s = k256::schnorr::Signature::try_from(sig.as_slice()).unwrap();
+                vk.verify_raw(b"dkg", &s).unwrap();
+            }
+
+            // Refresh among the first four: same group key, new shares.
+            let four: Vec<String> = all[..4].to_vec();
+            let old_kps: Vec<SecretKeyPackage> = key.key_packages[..4]
+                .iter()
+                .map(|(_, k)| k.clone())
+                .collect();
+            let old = (old_kps, key.public_key_package.clone());
+            let (new_kps, new_pkps) = run_dkg(suite, DkgMode::Refresh, &four, 3, Some(&old));
+            let info = ops.public_key_info(&new_pkps[0]).unwrap();
+            assert_eq!(info.public_key, group, "{suite}");
+            assert_eq!(info.verifying_shares.len(), 4);
+            let refreshed = dealt(&four, new_kps, new_pkps[0].clone());
+            ops.verify(&group, b"r", &sign_with(suite, &refreshed, 3, b"r"))
+                .unwrap();
+            assert_ne!(
+                ops.key_package_info(&refreshed.key_packages[0].1)
+                    .unwrap()
+                    .verifying_share,
+                ops.key_package_info(&key.key_packages[0].1)
+                    .unwrap()
+                    .verifying_share
+            );
+
+            // Repair node-4's refreshed share from three helpers.
+            let helpers: Vec<Vec<u8>> = four[..3]
+                .iter()
+                .map(|n| ops.identifier(n).unwrap())
+                .collect();
+            let target = ops.identifier("node-4").unwrap();
+            let mut inbox: BTreeMap<Vec<u8>, Vec<SecretBytes>> = BTreeMap::new();
+            for (_, kp) in &refreshed.key_packages[..3] {
+                for (to, d) in ops.repair_part1(&helpers, kp, &target).unwrap() {
+                    inbox.entry(to).or_default().push(d);
+                }
+            }
+            let sigmas: Vec<SecretBytes> = helpers
+                .iter()
+                .map(|h| ops.repair_part2(&inbox[h]).unwrap())
+                .collect();
+            let repaired = ops
+                .repair_part3(&sigmas, &target, &refreshed.public_key_package)
+                .unwrap();
+            assert_eq!(
+                ops.key_package_info(&repaired).unwrap().verifying_share,
+                info.verifying_shares[&target],
+                "{suite}"
+            );
+        }
+    }
+
+    #[test]
+    fn tampered_round1_package_names_its_sender() {
+        let ops = Ciphersuite::Ed25519.ops();
+        let all = names(3);
+        let mut secrets = Vec::new();
+        let mut round1 = BTreeMap::new();
+        for name in &all {
+            let (s, p) = ops.dkg_part1(DkgMode::Generate, name, 3, 2).unwrap();
+            secrets.push(s);
+            round1.insert(ops.identifier(name).unwrap(), p);
+        }
+        let id1 = ops.identifier("node-1").unwrap();
+        let id2 = ops.identifier("node-2").unwrap();
+        round1.remove(&id1);
+        // node-2's proof of knowledge no longer matches its commitment.
+        let p2 = round1.get_mut(&id2).unwrap();
+        let last = p2.len() - 1;
+        p2[last] ^= 1;
+        match ops.dkg_part2(DkgMode::Generate, secrets.remove(0), &round1) {
+            Err(CryptoError::Culprit { culprit, .. }) => assert_eq!(culprit, id2),
+            other => panic!("expected node-2 as culprit, got {other:?}"),
+        }
+    }
+
     #[test]
     fn secret_types_redact_debug() {
         let dealt = Ciphersuite::Ed25519

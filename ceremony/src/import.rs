@@ -40,7 +40,7 @@ pub const TRANSCRIPT_FORMAT: &str = "quorate-transcript/1";
 /// How long to wait for a node's TCP/TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one RPC to a node may take, connection included.
-const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a ceremony failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,30 @@ pub enum CeremonyError {
         installed: Vec<String>,
         /// Nodes that did not, and why.
         failed: Vec<NodeFailure>,
+    },
+    /// A key ceremony (DKG, refresh, repair) failed at a step and was aborted on
+    /// every node; the failures name the party at fault where one is known.
+    #[error(
+        "{kind} of key {key_id} failed at {step}; the ceremony was aborted on every node and no key changed:{}",
+        join(failures)
+    )]
+    Aborted {
+        /// `DKG`, `refresh` or `repair`.
+        kind: &'static str,
+        /// The key id.
+        key_id: String,
+        /// Which step.
+        step: &'static str,
+        /// What failed, by node.
+        failures: Vec<NodeFailure>,
+    },
+    /// The key's nodes disagree about it before a refresh or repair starts.
+    #[error("key {key_id}: {message}")]
+    KeyState {
+        /// The key id.
+        key_id: String,
+        /// What is wrong.
+        message: String,
     },
     /// A transcript could not be written or read.
     #[error("transcript {}: {message}", path.display())]
@@ -260,7 +284,7 @@ impl CeremonyFile {
     }
 
     /// [`validate`](Self::validate), returning the loaded TLS material.
-    fn check(&self) -> Result<TlsMaterial, CeremonyError> {
+    pub(crate) fn check(&self) -> Result<TlsMaterial, CeremonyError> {
         PeerIdentity::new(&self.trust_domain, Role::Ceremony, "check")
             .map_err(|e| self.config_error(format!("trust_domain: {e}")))?;
         if self.nodes.len() < 2 {
@@ -386,6 +410,38 @@ pub struct Transcript {
     pub started_at: String,
     /// When every node had acknowledged (RFC 3339, UTC).
     pub finished_at: String,
+    /// DKG, refresh: the ceremony id every node signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony_id: Option<String>,
+    /// DKG, refresh: SHA-256 of the ceremony setup, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_hash: Option<String>,
+    /// DKG, refresh: the round-1 transcript hash every node confirmed, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round1_transcript_hash: Option<String>,
+    /// The key's policy as stored in the manifest (JSON of its fields), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
+    /// DKG, refresh: every participant's signed confirmation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmations: Vec<TranscriptConfirmation>,
+}
+
+/// A participant's signed confirmation, as recorded in a transcript: anyone holding
+/// the CA certificate can re-check it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptConfirmation {
+    /// Node id.
+    pub node_id: String,
+    /// The encoded `Confirmation`, hex.
+    pub body: String,
+    /// The node's certificate (DER), hex.
+    pub certificate: String,
+    /// TLS signature scheme.
+    pub scheme: u32,
+    /// Signature, hex.
+    pub signature: String,
 }
 
 impl Transcript {
@@ -477,7 +533,7 @@ fn parse_secret_hex(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     Ok(secret)
 }
 
-fn now_rfc3339() -> Result<String, CeremonyError> {
+pub(crate) fn now_rfc3339() -> Result<String, CeremonyError> {
     let now = OffsetDateTime::now_utc();
     // Whole seconds: the timestamp goes into the manifest, where precision is noise.
     let now = now.replace_nanosecond(0).unwrap_or(now);
@@ -486,9 +542,9 @@ fn now_rfc3339() -> Result<String, CeremonyError> {
 }
 
 /// A node that passed the pre-check.
-struct Reached {
-    channel: Channel,
-    fingerprint: Option<String>,
+pub(crate) struct Reached {
+    pub(crate) channel: Channel,
+    pub(crate) fingerprint: Option<String>,
 }
 
 /// Runs a trusted-dealer import (see the module docs) and returns its transcript.
@@ -648,12 +704,17 @@ pub async fn import_key(
         manifest_hash: hex::encode(manifest.hash),
         started_at,
         finished_at: now_rfc3339()?,
+        ceremony_id: None,
+        setup_hash: None,
+        round1_transcript_hash: None,
+        policy: None,
+        confirmations: Vec::new(),
     })
 }
 
 /// Reaches every node and checks who it says it is; fails naming every node that
 /// did not answer as expected. Returns one entry per node, in file order.
-async fn precheck(
+pub(crate) async fn precheck(
     file: &CeremonyFile,
     tls: &Arc<TlsMaterial>,
 ) -> Result<Vec<Reached>, CeremonyError> {
@@ -1049,6 +1110,11 @@ mod tests {
             manifest_hash: "dd".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:00:01Z".into(),
+            ceremony_id: None,
+            setup_hash: None,
+            round1_transcript_hash: None,
+            policy: None,
+            confirmations: Vec::new(),
         }
     }
 

@@ -14,8 +14,9 @@
 //! - [`escrow`]: custodian escrow of one node's share (split on the node, verify by
 //!   one custodian, recover into a fresh node).
 //!
-//! Distributed key generation, share refresh and share repair come
-//! later and will live beside `import`.
+//! - [`keygen`]: distributed key generation, share refresh and share repair, driven
+//!   across the nodes, which sign what they send and seal secrets to each other so the
+//!   ceremony process relays without being trusted; and `transcript verify`.
 //!
 //! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;
 //! every node's identity, region and jurisdiction are checked before any secret is
@@ -26,6 +27,6 @@
 pub mod audit;
 pub mod escrow;
 pub mod import;
+pub mod keygen;
 pub mod pki;
-pub mod policy_file;
 mod probe;

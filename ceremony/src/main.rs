@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use quorate_ceremony::escrow::{self, Custodian, EscrowError, Identities};
 use quorate_ceremony::import::{self, CeremonyError, CeremonyFile, ImportRequest};
+use quorate_ceremony::keygen::{self, DkgRequest, PolicyFile, RefreshRequest, RepairRequest};
 use quorate_ceremony::pki::{self, PkiError};
 use quorate_proto::approval::{self, ApproverKey};
 use quorate_proto::identity::Role;
@@ -60,6 +61,94 @@ enum Command {
     /// Custodian escrow of one node's signing share (split, verify, recover).
     #[command(subcommand)]
     Escrow(EscrowCommand),
+    /// Distributed key generation: the nodes create a key no one ever holds whole.
+    ///
+    /// Every node in the ceremony file takes part (n), any t of them can sign. The
+    /// nodes sign their contributions with their mTLS keys and seal secret shares to
+    /// each other, so this process only relays. Before the key becomes active every
+    /// node checks that all nodes confirmed the same round-1 transcript, group key and
+    /// manifest; any disagreement aborts the ceremony on every node and names the
+    /// party. Writes a JSON transcript.
+    Dkg(DkgArgs),
+    /// New shares for an existing key (same group public key); old shares stop
+    /// working. With --remove-node, that node is dropped from the key and deletes
+    /// its share. The ceremony file must list exactly the key's current nodes.
+    Refresh(RefreshArgs),
+    /// Rebuild a node's lost share (after its store was wiped) from t helper nodes;
+    /// every message between nodes is sealed end to end. The node checks the rebuilt
+    /// share against the key's manifest before activating it.
+    Repair(RepairArgs),
+    /// Transcripts.
+    #[command(subcommand)]
+    Transcript(TranscriptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TranscriptCommand {
+    /// Re-check a transcript against the live nodes (manifest hash, group key,
+    /// verifying shares, participants, recorded confirmations). Exits 1 on any
+    /// mismatch, listing each.
+    Verify {
+        /// The transcript (JSON).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Ceremony file naming how to reach the nodes.
+        #[arg(long, value_name = "FILE")]
+        ceremony: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DkgArgs {
+    /// Ceremony file (TOML), as for `import`.
+    #[arg(long, value_name = "FILE")]
+    ceremony: PathBuf,
+    /// Key id: 1-128 characters of A-Z a-z 0-9 . _ -
+    #[arg(long, value_name = "ID")]
+    key_id: String,
+    /// Ciphersuite: ed25519, secp256k1 or secp256k1-tr (BIP340).
+    #[arg(long, value_name = "SUITE")]
+    ciphersuite: Ciphersuite,
+    /// Signers needed to sign (t), between 2 and the number of nodes.
+    #[arg(long, value_name = "T")]
+    threshold: u16,
+    /// The key's policy (TOML, or JSON if the name ends in .json): allowed_clients,
+    /// home_jurisdictions, min_home_signers, approver_keys (hex),
+    /// rate_limit_per_minute. Without it the key is unrestricted.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Where to write the JSON transcript; must not exist yet.
+    #[arg(long, value_name = "OUT.json")]
+    transcript: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct RefreshArgs {
+    /// Ceremony file (TOML) listing the key's current nodes.
+    #[arg(long, value_name = "FILE")]
+    ceremony: PathBuf,
+    /// Key id.
+    #[arg(long, value_name = "ID")]
+    key_id: String,
+    /// Drop this node from the key.
+    #[arg(long, value_name = "ID")]
+    remove_node: Option<String>,
+    /// Where to write the JSON transcript; must not exist yet.
+    #[arg(long, value_name = "OUT.json")]
+    transcript: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct RepairArgs {
+    /// Ceremony file (TOML) listing the node to repair and at least t helpers.
+    #[arg(long, value_name = "FILE")]
+    ceremony: PathBuf,
+    /// Key id.
+    #[arg(long, value_name = "ID")]
+    key_id: String,
+    /// The node whose share is rebuilt.
+    #[arg(long, value_name = "ID")]
+    node: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,7 +487,135 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Escrow(command) => escrow(command),
+        Command::Dkg(args) => dkg(args),
+        Command::Refresh(args) => refresh(args),
+        Command::Repair(args) => repair(args),
+        Command::Transcript(TranscriptCommand::Verify { file, ceremony }) => {
+            transcript_verify(&file, &ceremony)
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+fn save_transcript(transcript: &import::Transcript, path: &Path) -> anyhow::Result<()> {
+    if let Err(e) = transcript.write(path) {
+        // The ceremony is done; its record must not be lost with the error.
+        println!("{}", transcript.to_json());
+        return Err(e)
+            .context("the ceremony succeeded, but its transcript (printed above) was not saved");
+    }
+    Ok(())
+}
+
+/// Reads a policy file (TOML, or JSON if it ends in .json) and checks it against
+/// the key's threshold before any node is contacted.
+fn load_policy(
+    path: Option<&Path>,
+    threshold: u16,
+) -> anyhow::Result<Option<quorate_proto::pb::KeyPolicy>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let policy = PolicyFile::load(path)?;
+    quorate_proto::policy::Policy::from_pb(Some(&policy), threshold)
+        .map_err(|e| UsageError(format!("policy file {}: {e}", path.display())))?;
+    Ok(Some(policy))
+}
+
+fn dkg(args: DkgArgs) -> anyhow::Result<()> {
+    let file = CeremonyFile::load(&args.ceremony)?;
+    check_transcript_path(&args.transcript)?;
+    let policy = load_policy(args.policy.as_deref(), args.threshold)?;
+    let request = DkgRequest {
+        key_id: args.key_id,
+        ciphersuite: args.ciphersuite,
+        threshold: args.threshold,
+        policy,
+    };
+    let transcript = runtime()?.block_on(keygen::run_dkg(&file, request))?;
+    save_transcript(&transcript, &args.transcript)?;
+    println!(
+        "created key {} by DKG ({}, {}-of-{}), group public key {}",
+        transcript.key_id,
+        transcript.ciphersuite,
+        transcript.threshold,
+        transcript.participants.len(),
+        transcript.public_key
+    );
+    println!("transcript: {}", args.transcript.display());
+    Ok(())
+}
+
+fn refresh(args: RefreshArgs) -> anyhow::Result<()> {
+    let file = CeremonyFile::load(&args.ceremony)?;
+    check_transcript_path(&args.transcript)?;
+    let request = RefreshRequest {
+        key_id: args.key_id,
+        remove_node: args.remove_node,
+    };
+    let transcript = runtime()?.block_on(keygen::run_refresh(&file, request))?;
+    save_transcript(&transcript, &args.transcript)?;
+    println!(
+        "refreshed key {} ({}-of-{}: {}), group public key {} unchanged",
+        transcript.key_id,
+        transcript.threshold,
+        transcript.participants.len(),
+        transcript
+            .participants
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        transcript.public_key
+    );
+    println!("transcript: {}", args.transcript.display());
+    Ok(())
+}
+
+fn repair(args: RepairArgs) -> anyhow::Result<()> {
+    let file = CeremonyFile::load(&args.ceremony)?;
+    let request = RepairRequest {
+        key_id: args.key_id.clone(),
+        node: args.node.clone(),
+    };
+    let outcome = runtime()?.block_on(keygen::run_repair(&file, request))?;
+    println!(
+        "repaired {}'s share of key {} with helpers {}; verifying share {} matches the manifest {}",
+        args.node,
+        args.key_id,
+        outcome.helpers.join(", "),
+        outcome.verifying_share,
+        outcome.manifest_hash
+    );
+    Ok(())
+}
+
+fn transcript_verify(path: &Path, ceremony: &Path) -> anyhow::Result<()> {
+    let file = CeremonyFile::load(ceremony)?;
+    let transcript = import::Transcript::read(path)?;
+    let problems = runtime()?.block_on(keygen::verify_transcript(&file, &transcript))?;
+    if problems.is_empty() {
+        println!(
+            "transcript {} matches the live nodes: key {} ({}), manifest {}, {} participants",
+            path.display(),
+            transcript.key_id,
+            transcript.ciphersuite,
+            transcript.manifest_hash,
+            transcript.participants.len()
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        println!("MISMATCH {p}");
+    }
+    anyhow::bail!(
+        "{} mismatch(es) between {} and the live nodes",
+        problems.len(),
+        path.display()
+    )
 }
 
 fn escrow(command: EscrowCommand) -> anyhow::Result<()> {
@@ -560,12 +777,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     // Everything the user typed is checked before any node is contacted.
     let file = CeremonyFile::load(&args.ceremony)?;
     check_transcript_path(&args.transcript)?;
-    let policy = args
-        .policy
-        .as_deref()
-        .map(|p| quorate_ceremony::policy_file::load(p, args.threshold))
-        .transpose()
-        .map_err(UsageError)?;
+    let policy = load_policy(args.policy.as_deref(), args.threshold)?;
     let secret = args
         .secret_file
         .as_deref()

@@ -51,6 +51,78 @@ struct FakeNode {
 
 #[tonic::async_trait]
 impl Ceremony for FakeNode {
+    // Import never calls the DKG, refresh or repair RPCs; real nodes serve them
+    // (testnet/tests/ceremonies.rs).
+    async fn dkg_round1(
+        &self,
+        _request: Request<pb::DkgRound1Request>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn dkg_round2(
+        &self,
+        _request: Request<pb::DkgRound2Request>,
+    ) -> Result<Response<pb::DkgRound2Response>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn dkg_round3(
+        &self,
+        _request: Request<pb::DkgRound3Request>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn dkg_activate(
+        &self,
+        _request: Request<pb::DkgActivateRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn abort(
+        &self,
+        _request: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::AbortResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn retire_key(
+        &self,
+        _request: Request<pb::RetireKeyRequest>,
+    ) -> Result<Response<pb::RetireKeyResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn repair_start(
+        &self,
+        _request: Request<pb::RepairStartRequest>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn repair_deltas(
+        &self,
+        _request: Request<pb::RepairDeltasRequest>,
+    ) -> Result<Response<pb::RepairDeltasResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn repair_sigma(
+        &self,
+        _request: Request<pb::RepairSigmaRequest>,
+    ) -> Result<Response<pb::Envelope>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn repair_finish(
+        &self,
+        _request: Request<pb::RepairFinishRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
     async fn get_manifest(
         &self,
         _request: Request<pb::GetManifestRequest>,

@@ -40,6 +40,11 @@ pub enum NodeError {
     /// (for example a replayed or unknown commitment).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A ceremony step refused: a peer's message failed a check, or the relay
+    /// tampered with one. The message names the party; the ceremony's state on this
+    /// node is dropped.
+    #[error("ceremony aborted: {0}")]
+    CeremonyRejected(String),
 }
 
 impl NodeError {
@@ -63,6 +68,7 @@ impl NodeError {
             NodeError::KeyExists(_) => Code::AlreadyExists,
             NodeError::InvalidArgument(_) => Code::InvalidArgument,
             NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
+            NodeError::CeremonyRejected(_) => Code::Aborted,
             NodeError::PermissionDenied(_) => Code::PermissionDenied,
             NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
             NodeError::Config(_)

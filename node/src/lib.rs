@@ -14,6 +14,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
+pub mod ceremony;
 pub mod config;
 pub mod error;
 pub mod nonces;
@@ -62,11 +63,20 @@ impl BoundNode {
         };
         let limits = file.nonces;
         let metrics = Registry::new();
+        let ceremony = ceremony::CeremonyKeys {
+            signer: tls
+                .statement_signer()
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+            verifier: tls
+                .statement_verifier()
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+        };
         let state = NodeState::new(
             identity,
             store,
             NonceStore::new(limits.max_outstanding, limits.ttl()),
             metrics.clone(),
+            ceremony,
         )?;
         let listener = TcpListener::bind(file.listen)
             .await

@@ -1,4 +1,5 @@
-//! gRPC handlers: `Node` (for the coordinator) and `Ceremony` (for key installation).
+//! gRPC handlers: `Node` (for the coordinator) and `Ceremony` (key installation and
+//! the node's side of key ceremonies, see [`crate::ceremony`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,7 @@ use quorate_proto::suite::SecretKeyPackage;
 use tonic::{Request, Response, Status};
 
 use crate::audit::AuditLog;
+use crate::ceremony::{CeremonyKeys, Sessions};
 use crate::error::NodeError;
 use crate::nonces::NonceStore;
 use crate::store::{KeyRecord, KeyStore};
@@ -31,7 +33,7 @@ pub struct ActiveKey {
     pub manifest: Manifest,
     /// This node's FROST identifier for the key.
     pub identifier: Vec<u8>,
-    key_package: SecretKeyPackage,
+    pub(crate) key_package: SecretKeyPackage,
 }
 
 /// Who this node is.
@@ -50,13 +52,15 @@ pub struct NodeIdentity {
 /// State shared by the node's handlers.
 #[derive(Debug)]
 pub struct NodeState {
-    identity: NodeIdentity,
+    pub(crate) identity: NodeIdentity,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
     nonces: NonceStore,
     audit: AuditLog,
     rate: RateLimiter,
     metrics: Arc<Registry>,
+    pub(crate) ceremony: CeremonyKeys,
+    pub(crate) sessions: Sessions,
 }
 
 /// Metric names (one place, so the docs and tests agree with the code).
@@ -86,6 +90,7 @@ impl NodeState {
         store: KeyStore,
         nonces: NonceStore,
         metrics: Arc<Registry>,
+        ceremony: CeremonyKeys,
     ) -> Result<Self, NodeError> {
         let audit = AuditLog::open(store.db(), &identity.node_id)?;
         let mut keys = HashMap::new();
@@ -116,6 +121,8 @@ impl NodeState {
             audit,
             rate: RateLimiter::new(),
             metrics,
+            ceremony,
+            sessions: Sessions::default(),
         })
     }
 
@@ -178,7 +185,12 @@ impl NodeState {
         self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn key(&self, key_id: &str) -> Result<Arc<ActiveKey>, NodeError> {
+    /// Pending ceremonies on this node.
+    pub fn pending_ceremonies(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub(crate) fn key(&self, key_id: &str) -> Result<Arc<ActiveKey>, NodeError> {
         self.read_keys()
             .get(key_id)
             .cloned()
@@ -449,10 +461,24 @@ impl NodeState {
         req: pb::InstallKeyRequest,
         caller: &PeerIdentity,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let record = KeyRecord {
-            manifest: req.manifest,
-            key_package: SecretKeyPackage::from_bytes(req.key_package),
-        };
+        self.install_record(
+            KeyRecord {
+                manifest: req.manifest,
+                key_package: SecretKeyPackage::from_bytes(req.key_package),
+            },
+            "key_installed",
+            &caller.spiffe_id(),
+        )
+    }
+
+    /// Validates and durably stores a new key; `event` names the ceremony step in
+    /// the audit log.
+    pub(crate) fn install_record(
+        &self,
+        record: KeyRecord,
+        event: &str,
+        caller: &str,
+    ) -> Result<pb::InstallKeyResponse, NodeError> {
         let key = activate(&self.identity, record.clone_public_and_secret())
             .map_err(NodeError::InvalidArgument)?;
         let key_id = key.manifest.key_id.clone();
@@ -465,9 +491,9 @@ impl NodeState {
         }
         self.store.insert_new(&key_id, &record)?;
         self.audit.append(AuditRecord {
-            event: "key_installed".into(),
+            event: event.into(),
             key_id: key_id.clone(),
-            caller: caller.spiffe_id(),
+            caller: caller.into(),
             detail: format!("manifest_sha256={}", hex::encode(hash)),
             ..Default::default()
         })?;
@@ -476,6 +502,57 @@ impl NodeState {
         Ok(pb::InstallKeyResponse {
             manifest_hash: hash.to_vec(),
         })
+    }
+
+    /// Replaces a key (after a refresh) whose current manifest hash is
+    /// `expected_manifest_hash`. The old share is gone from memory and disk once this
+    /// returns: signing packages built for it find no matching share.
+    pub(crate) fn replace_record(
+        &self,
+        record: KeyRecord,
+        expected_manifest_hash: &[u8],
+        caller: &str,
+    ) -> Result<pb::InstallKeyResponse, NodeError> {
+        let key = activate(&self.identity, record.clone_public_and_secret())
+            .map_err(NodeError::InvalidArgument)?;
+        let key_id = key.manifest.key_id.clone();
+        let hash = key.manifest.hash;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        match keys.get(&key_id) {
+            Some(old) if old.manifest.hash.as_slice() == expected_manifest_hash => {}
+            _ => {
+                return Err(NodeError::FailedPrecondition(format!(
+                    "key {key_id} changed on this node during the ceremony"
+                )))
+            }
+        }
+        self.store.replace(&key_id, &record)?;
+        self.audit.append(AuditRecord {
+            event: "key_refreshed".into(),
+            key_id: key_id.clone(),
+            caller: caller.into(),
+            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            ..Default::default()
+        })?;
+        keys.insert(key_id.clone(), Arc::new(key));
+        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key refreshed");
+        Ok(pb::InstallKeyResponse {
+            manifest_hash: hash.to_vec(),
+        })
+    }
+
+    /// Deletes a key durably.
+    pub(crate) fn remove_key(&self, key_id: &str, caller: &str) -> Result<(), NodeError> {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        self.store.remove(key_id)?;
+        self.audit.append(AuditRecord {
+            event: "key_retired".into(),
+            key_id: key_id.into(),
+            caller: caller.into(),
+            ..Default::default()
+        })?;
+        keys.remove(key_id);
+        Ok(())
     }
 }
 
@@ -490,7 +567,7 @@ impl KeyRecord {
 
 /// Validates a key record against this node: the manifest names this node with its
 /// region and jurisdiction, and the key package is this node's share of that key.
-fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<ActiveKey, String> {
+pub(crate) fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<ActiveKey, String> {
     let manifest = Manifest::decode(&record.manifest).map_err(|e| e.to_string())?;
     let me = manifest.participant(&identity.node_id).ok_or_else(|| {
         format!(
@@ -606,6 +683,12 @@ impl pb::node_server::Node for NodeService {
     }
 }
 
+impl CeremonyService {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
+        authorize(req, &self.0.identity.trust_domain, &[Role::Ceremony])
+    }
+}
+
 #[tonic::async_trait]
 impl pb::ceremony_server::Ceremony for CeremonyService {
     async fn get_info(
@@ -653,6 +736,101 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         let result = self.0.install_key(req.into_inner(), &caller);
         self.0.record("InstallKey", &result);
         Ok(Response::new(result?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id))]
+    async fn dkg_round1(
+        &self,
+        req: Request<pb::DkgRound1Request>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.dkg_round1(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn dkg_round2(
+        &self,
+        req: Request<pb::DkgRound2Request>,
+    ) -> Result<Response<pb::DkgRound2Response>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.dkg_round2(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn dkg_round3(
+        &self,
+        req: Request<pb::DkgRound3Request>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.dkg_round3(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn dkg_activate(
+        &self,
+        req: Request<pb::DkgActivateRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        Ok(Response::new(
+            self.0.dkg_activate(req.into_inner(), &caller.spiffe_id())?,
+        ))
+    }
+
+    async fn abort(
+        &self,
+        req: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::AbortResponse>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.abort(req.get_ref())))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn retire_key(
+        &self,
+        req: Request<pb::RetireKeyRequest>,
+    ) -> Result<Response<pb::RetireKeyResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        Ok(Response::new(
+            self.0.retire_key(req.into_inner(), &caller.spiffe_id())?,
+        ))
+    }
+
+    async fn repair_start(
+        &self,
+        req: Request<pb::RepairStartRequest>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.repair_start(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn repair_deltas(
+        &self,
+        req: Request<pb::RepairDeltasRequest>,
+    ) -> Result<Response<pb::RepairDeltasResponse>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.repair_deltas(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn repair_sigma(
+        &self,
+        req: Request<pb::RepairSigmaRequest>,
+    ) -> Result<Response<pb::Envelope>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.repair_sigma(req.into_inner())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(ceremony_id = %req.get_ref().ceremony_id))]
+    async fn repair_finish(
+        &self,
+        req: Request<pb::RepairFinishRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        Ok(Response::new(
+            self.0
+                .repair_finish(req.into_inner(), &caller.spiffe_id())?,
+        ))
     }
 }
 

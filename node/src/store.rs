@@ -210,6 +210,24 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Replaces a stored key durably (a refresh). sled's insert swaps the record
+    /// atomically: a crash leaves either the old record or the new one.
+    pub fn replace(&self, key_id: &str, record: &KeyRecord) -> Result<(), NodeError> {
+        let sealed = self.seal(&Self::record_context(key_id), &record.encode())?;
+        self.keys
+            .insert(key_id.as_bytes(), sealed)
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Deletes a stored key durably.
+    pub fn remove(&self, key_id: &str) -> Result<(), NodeError> {
+        self.keys.remove(key_id.as_bytes()).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
     /// Every stored key, decrypted. A record that does not authenticate is reported
     /// as corruption naming the key; the store is never silently skipped over.
     pub fn load_all(&self) -> Result<Vec<(String, KeyRecord)>, NodeError> {

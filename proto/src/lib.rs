@@ -9,6 +9,9 @@
 //!   the escrow part file format.
 //! - [`identity`] and [`tls`]: mTLS setup and SPIFFE peer identities. Identity always
 //!   comes from the authenticated certificate, never from a message field.
+//! - [`ceremony`], [`attest`] and [`envelope`]: what nodes exchange in key ceremonies
+//!   (DKG, refresh, repair): statements signed with the node's mTLS key, and
+//!   end-to-end encrypted envelopes the relaying ceremony cannot read.
 //!
 //! Secret material (key packages, nonces) is held in [`zeroize::Zeroizing`] buffers
 //! and never printed.
@@ -16,8 +19,11 @@
 
 pub mod api;
 pub mod approval;
+pub mod attest;
 pub mod audit;
+pub mod ceremony;
 pub mod config;
+pub mod envelope;
 pub mod escrow;
 pub mod identity;
 pub mod manifest;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use frost_core::keys::{
-    IdentifierList, KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifyingShare,
+    dkg, IdentifierList, KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifyingShare,
 };
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
@@ -113,9 +113,52 @@ pub enum CryptoError {
     /// committed polynomial, or a rebuilt share that is not the expected one).
     #[error("{0}")]
     ShareMismatch(String),
+    /// A key-generation message that fails its check and names its sender (an invalid
+    /// proof of knowledge in round 1, or a share that does not match the sender's
+    /// commitment in round 2). `culprit` is a FROST identifier (bytes).
+    #[error("{reason}")]
+    Culprit {
+        /// Identifier of the participant whose message failed.
+        culprit: Vec<u8>,
+        /// frost's reason.
+        reason: String,
+    },
     /// Any other refusal by frost, with its reason.
     #[error("{0}")]
     Frost(String),
+}
+
+/// Secret bytes of a key ceremony step: a DKG secret package, a round-2 package, a
+/// repair delta or sigma, always in frost serialization. Zeroized on drop and never
+/// printed.
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The bytes. Handle with care: they are secret.
+    pub fn expose_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+/// Which key-generation protocol a DKG step runs: a new key, or a refresh of an
+/// existing key's shares (the same rounds over a zero secret, so the group key stays).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DkgMode {
+    /// frost `keys::dkg`: a new key.
+    Generate,
+    /// frost `keys::refresh` (DKG variant): new shares of an existing key.
+    Refresh,
 }
 
 /// A signer's secret nonces for one commitment, in frost serialization.
@@ -284,6 +327,62 @@ pub trait SuiteOps: Send + Sync {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError>;
+
+    /// DKG part 1 for participant `name`: this participant's secret state and its
+    /// round-1 package (commitment and proof of knowledge) for every other participant.
+    fn dkg_part1(
+        &self,
+        mode: DkgMode,
+        name: &str,
+        max_signers: u16,
+        min_signers: u16,
+    ) -> Result<(SecretBytes, Vec<u8>), CryptoError>;
+    /// DKG part 2: checks the others' round-1 packages (identifier -> package) and
+    /// returns the round-2 secret state and one secret round-2 package per recipient.
+    /// Consumes the round-1 secret state.
+    fn dkg_part2(
+        &self,
+        mode: DkgMode,
+        secret: SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(SecretBytes, BTreeMap<Vec<u8>, SecretBytes>), CryptoError>;
+    /// DKG part 3 of a new key: checks the round-2 packages received (sender
+    /// identifier -> package) against the senders' commitments, and returns this
+    /// participant's key package and the group's public key package.
+    fn dkg_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError>;
+    /// Part 3 of a refresh: the new key package and public key package (same group
+    /// key, new shares) from the old ones.
+    fn refresh_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+        old_public_key_package: &[u8],
+        old_key_package: &SecretKeyPackage,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError>;
+    /// Repair part 1, run by each helper: one delta per helper (helper identifier ->
+    /// delta) towards rebuilding `target`'s share.
+    fn repair_part1(
+        &self,
+        helpers: &[Vec<u8>],
+        key_package: &SecretKeyPackage,
+        target: &[u8],
+    ) -> Result<BTreeMap<Vec<u8>, SecretBytes>, CryptoError>;
+    /// Repair part 2, run by each helper: the sigma for the target from the deltas
+    /// this helper received.
+    fn repair_part2(&self, deltas: &[SecretBytes]) -> Result<SecretBytes, CryptoError>;
+    /// Repair part 3, run by the target: its key package from every helper's sigma.
+    fn repair_part3(
+        &self,
+        sigmas: &[SecretBytes],
+        target: &[u8],
+        public_key_package: &[u8],
+    ) -> Result<SecretKeyPackage, CryptoError>;
 }
 
 /// The generic implementation of [`SuiteOps`] for a frost ciphersuite.
@@ -620,6 +719,208 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
         key.verify(message, &signature)
             .map_err(|_| CryptoError::BadSignature)
     }
+
+    fn dkg_part1(
+        &self,
+        mode: DkgMode,
+        name: &str,
+        max_signers: u16,
+        min_signers: u16,
+    ) -> Result<(SecretBytes, Vec<u8>), CryptoError> {
+        let id = Identifier::<C>::derive(name.as_bytes()).map_err(frost_err)?;
+        let (secret, package) = match mode {
+            DkgMode::Generate => dkg::part1(id, max_signers, min_signers, OsRng),
+            DkgMode::Refresh => {
+                frost_core::keys::refresh::refresh_dkg_part1(id, max_signers, min_signers, OsRng)
+            }
+        }
+        .map_err(frost_err)?;
+        Ok((
+            SecretBytes(Zeroizing::new(secret.serialize().map_err(frost_err)?)),
+            package.serialize().map_err(frost_err)?,
+        ))
+    }
+
+    fn dkg_part2(
+        &self,
+        mode: DkgMode,
+        secret: SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(SecretBytes, BTreeMap<Vec<u8>, SecretBytes>), CryptoError> {
+        let secret = dkg::round1::SecretPackage::<C>::deserialize(&secret.0)
+            .map_err(malformed("round-1 secret package"))?;
+        let round1 = round1_packages::<C>(round1)?;
+        let (secret, packages) = match mode {
+            DkgMode::Generate => dkg::part2(secret, &round1),
+            DkgMode::Refresh => frost_core::keys::refresh::refresh_dkg_part2(secret, &round1),
+        }
+        .map_err(dkg_err)?;
+        let mut out = BTreeMap::new();
+        for (id, package) in packages {
+            out.insert(
+                id.serialize(),
+                SecretBytes(Zeroizing::new(package.serialize().map_err(frost_err)?)),
+            );
+        }
+        Ok((
+            SecretBytes(Zeroizing::new(secret.serialize().map_err(frost_err)?)),
+            out,
+        ))
+    }
+
+    fn dkg_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError> {
+        let secret = dkg::round2::SecretPackage::<C>::deserialize(&secret.0)
+            .map_err(malformed("round-2 secret package"))?;
+        let round1 = round1_packages::<C>(round1)?;
+        let round2 = round2_packages::<C>(round2)?;
+        let (key_package, public_key_package) =
+            dkg::part3(&secret, &round1, &round2).map_err(dkg_err)?;
+        Ok((
+            SecretKeyPackage::from_bytes(key_package.serialize().map_err(frost_err)?),
+            public_key_package.serialize().map_err(frost_err)?,
+        ))
+    }
+
+    fn refresh_part3(
+        &self,
+        secret: &SecretBytes,
+        round1: &BTreeMap<Vec<u8>, Vec<u8>>,
+        round2: &BTreeMap<Vec<u8>, SecretBytes>,
+        old_public_key_package: &[u8],
+        old_key_package: &SecretKeyPackage,
+    ) -> Result<(SecretKeyPackage, Vec<u8>), CryptoError> {
+        let secret = dkg::round2::SecretPackage::<C>::deserialize(&secret.0)
+            .map_err(malformed("round-2 secret package"))?;
+        let round1 = round1_packages::<C>(round1)?;
+        let round2 = round2_packages::<C>(round2)?;
+        let (key_package, public_key_package) = frost_core::keys::refresh::refresh_dkg_shares(
+            &secret,
+            &round1,
+            &round2,
+            Self::public_key_package(old_public_key_package)?,
+            Self::key_package(old_key_package)?,
+        )
+        .map_err(dkg_err)?;
+        Ok((
+            SecretKeyPackage::from_bytes(key_package.serialize().map_err(frost_err)?),
+            public_key_package.serialize().map_err(frost_err)?,
+        ))
+    }
+
+    fn repair_part1(
+        &self,
+        helpers: &[Vec<u8>],
+        key_package: &SecretKeyPackage,
+        target: &[u8],
+    ) -> Result<BTreeMap<Vec<u8>, SecretBytes>, CryptoError> {
+        let helpers = helpers
+            .iter()
+            .map(|h| parse_identifier::<C>(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kp = Self::key_package(key_package)?;
+        let deltas = frost_core::keys::repairable::repair_share_part1(
+            &helpers,
+            &kp,
+            &mut OsRng,
+            parse_identifier::<C>(target)?,
+        )
+        .map_err(frost_err)?;
+        Ok(deltas
+            .into_iter()
+            .map(|(id, delta)| {
+                (
+                    id.serialize(),
+                    SecretBytes(Zeroizing::new(delta.serialize())),
+                )
+            })
+            .collect())
+    }
+
+    fn repair_part2(&self, deltas: &[SecretBytes]) -> Result<SecretBytes, CryptoError> {
+        let deltas = deltas
+            .iter()
+            .map(|d| {
+                frost_core::keys::repairable::Delta::<C>::deserialize(&d.0)
+                    .map_err(malformed("repair delta"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sigma = frost_core::keys::repairable::repair_share_part2(&deltas);
+        Ok(SecretBytes(Zeroizing::new(sigma.serialize())))
+    }
+
+    fn repair_part3(
+        &self,
+        sigmas: &[SecretBytes],
+        target: &[u8],
+        public_key_package: &[u8],
+    ) -> Result<SecretKeyPackage, CryptoError> {
+        let sigmas = sigmas
+            .iter()
+            .map(|s| {
+                frost_core::keys::repairable::Sigma::<C>::deserialize(&s.0)
+                    .map_err(malformed("repair sigma"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let kp = frost_core::keys::repairable::repair_share_part3(
+            &sigmas,
+            parse_identifier::<C>(target)?,
+            &Self::public_key_package(public_key_package)?,
+        )
+        .map_err(frost_err)?;
+        Ok(SecretKeyPackage::from_bytes(
+            kp.serialize().map_err(frost_err)?,
+        ))
+    }
+}
+
+fn round1_packages<C: frost_core::Ciphersuite>(
+    packages: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<BTreeMap<Identifier<C>, dkg::round1::Package<C>>, CryptoError> {
+    let mut out = BTreeMap::new();
+    for (id, bytes) in packages {
+        let identifier = parse_identifier::<C>(id)?;
+        let package =
+            dkg::round1::Package::<C>::deserialize(bytes).map_err(|e| CryptoError::Culprit {
+                culprit: id.clone(),
+                reason: format!("round-1 package does not decode: {e}"),
+            })?;
+        out.insert(identifier, package);
+    }
+    Ok(out)
+}
+
+fn round2_packages<C: frost_core::Ciphersuite>(
+    packages: &BTreeMap<Vec<u8>, SecretBytes>,
+) -> Result<BTreeMap<Identifier<C>, dkg::round2::Package<C>>, CryptoError> {
+    let mut out = BTreeMap::new();
+    for (id, bytes) in packages {
+        let identifier = parse_identifier::<C>(id)?;
+        let package = dkg::round2::Package::<C>::deserialize(&bytes.0).map_err(|_| {
+            // Never quote the bytes: they are a secret share.
+            CryptoError::Culprit {
+                culprit: id.clone(),
+                reason: "round-2 package does not decode".into(),
+            }
+        })?;
+        out.insert(identifier, package);
+    }
+    Ok(out)
+}
+
+/// frost's key-generation errors, with the culprit kept when frost names one.
+fn dkg_err<C: frost_core::Ciphersuite>(e: frost_core::Error<C>) -> CryptoError {
+    match e.culprits().first() {
+        Some(culprit) => CryptoError::Culprit {
+            culprit: culprit.serialize(),
+            reason: e.to_string(),
+        },
+        None => frost_err(e),
+    }
 }
 
 #[cfg(test)]
@@ -734,6 +1035,152 @@ mod tests {
                 Err(CryptoError::InvalidShares { culprits }) => assert_eq!(culprits, vec![id2]),
                 other => panic!("{suite}: expected culprit, got {other:?}"),
             }
+        }
+    }
+
+    /// In-process DKG for `names`: key packages (by name) and public key packages.
+    fn run_dkg(
+        suite: Ciphersuite,
+        mode: DkgMode,
+        names: &[String],
+        t: u16,
+        old: Option<&(Vec<SecretKeyPackage>, Vec<u8>)>,
+    ) -> (Vec<SecretKeyPackage>, Vec<Vec<u8>>) {
+        let ops = suite.ops();
+        let n = names.len() as u16;
+        let ids: Vec<Vec<u8>> = names.iter().map(|n| ops.identifier(n).unwrap()).collect();
+        let mut secrets = Vec::new();
+        let mut round1 = BTreeMap::new();
+        for (name, id) in names.iter().zip(&ids) {
+            let (s, p) = ops.dkg_part1(mode, name, n, t).unwrap();
+            secrets.push(s);
+            round1.insert(id.clone(), p);
+        }
+        let mut inbox: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, SecretBytes>> = BTreeMap::new();
+        let mut secrets2 = Vec::new();
+        for (s, id) in secrets.into_iter().zip(&ids) {
+            let mut others = round1.clone();
+            others.remove(id);
+            let (s2, packages) = ops.dkg_part2(mode, s, &others).unwrap();
+            for (to, p) in packages {
+                inbox.entry(to).or_default().insert(id.clone(), p);
+            }
+            secrets2.push(s2);
+        }
+        let mut kps = Vec::new();
+        let mut pkps = Vec::new();
+        for (i, (s2, id)) in secrets2.iter().zip(&ids).enumerate() {
+            let mut others = round1.clone();
+            others.remove(id);
+            let (kp, pkp) = match old {
+                None => ops.dkg_part3(s2, &others, &inbox[id]).unwrap(),
+                Some((old_kps, old_pkp)) => ops
+                    .refresh_part3(s2, &others, &inbox[id], old_pkp, &old_kps[i])
+                    .unwrap(),
+            };
+            kps.push(kp);
+            pkps.push(pkp);
+        }
+        (kps, pkps)
+    }
+
+    fn dealt(names: &[String], kps: Vec<SecretKeyPackage>, pkp: Vec<u8>) -> DealtKey {
+        DealtKey {
+            public_key_package: pkp,
+            key_packages: names.iter().cloned().zip(kps).collect(),
+        }
+    }
+
+    #[test]
+    fn dkg_refresh_and_repair_sign_under_one_group_key_for_every_ciphersuite() {
+        for suite in Ciphersuite::ALL {
+            let ops = suite.ops();
+            let all = names(5);
+            let (kps, pkps) = run_dkg(suite, DkgMode::Generate, &all, 3, None);
+            // Every participant computes the same public key package.
+            assert!(pkps.iter().all(|p| p == &pkps[0]), "{suite}");
+            let group = ops.public_key_info(&pkps[0]).unwrap().public_key;
+            let key = dealt(&all, kps, pkps[0].clone());
+            let sig = sign_with(suite, &key, 3, b"dkg");
+            ops.verify(&group, b"dkg", &sig).unwrap();
+            if suite == Ciphersuite::Secp256k1Tr {
+                // The tweaked DKG key verifies as BIP340 under its x-only encoding.
+                let vk = k256::schnorr::VerifyingKey::from_bytes(&group).unwrap();
+                let s = k256::schnorr::Signature::try_from(sig.as_slice()).unwrap();
+                vk.verify_raw(b"dkg", &s).unwrap();
+            }
+
+            // Refresh among the first four: same group key, new shares.
+            let four: Vec<String> = all[..4].to_vec();
+            let old_kps: Vec<SecretKeyPackage> = key.key_packages[..4]
+                .iter()
+                .map(|(_, k)| k.clone())
+                .collect();
+            let old = (old_kps, key.public_key_package.clone());
+            let (new_kps, new_pkps) = run_dkg(suite, DkgMode::Refresh, &four, 3, Some(&old));
+            let info = ops.public_key_info(&new_pkps[0]).unwrap();
+            assert_eq!(info.public_key, group, "{suite}");
+            assert_eq!(info.verifying_shares.len(), 4);
+            let refreshed = dealt(&four, new_kps, new_pkps[0].clone());
+            ops.verify(&group, b"r", &sign_with(suite, &refreshed, 3, b"r"))
+                .unwrap();
+            assert_ne!(
+                ops.key_package_info(&refreshed.key_packages[0].1)
+                    .unwrap()
+                    .verifying_share,
+                ops.key_package_info(&key.key_packages[0].1)
+                    .unwrap()
+                    .verifying_share
+            );
+
+            // Repair node-4's refreshed share from three helpers.
+            let helpers: Vec<Vec<u8>> = four[..3]
+                .iter()
+                .map(|n| ops.identifier(n).unwrap())
+                .collect();
+            let target = ops.identifier("node-4").unwrap();
+            let mut inbox: BTreeMap<Vec<u8>, Vec<SecretBytes>> = BTreeMap::new();
+            for (_, kp) in &refreshed.key_packages[..3] {
+                for (to, d) in ops.repair_part1(&helpers, kp, &target).unwrap() {
+                    inbox.entry(to).or_default().push(d);
+                }
+            }
+            let sigmas: Vec<SecretBytes> = helpers
+                .iter()
+                .map(|h| ops.repair_part2(&inbox[h]).unwrap())
+                .collect();
+            let repaired = ops
+                .repair_part3(&sigmas, &target, &refreshed.public_key_package)
+                .unwrap();
+            assert_eq!(
+                ops.key_package_info(&repaired).unwrap().verifying_share,
+                info.verifying_shares[&target],
+                "{suite}"
+            );
+        }
+    }
+
+    #[test]
+    fn tampered_round1_package_names_its_sender() {
+        let ops = Ciphersuite::Ed25519.ops();
+        let all = names(3);
+        let mut secrets = Vec::new();
+        let mut round1 = BTreeMap::new();
+        for name in &all {
+            let (s, p) = ops.dkg_part1(DkgMode::Generate, name, 3, 2).unwrap();
+            secrets.push(s);
+            round1.insert(ops.identifier(name).unwrap(), p);
+        }
+        let id1 = ops.identifier("node-1").unwrap();
+        let id2 = ops.identifier("node-2").unwrap();
+        round1.remove(&id1);
+        // node-2's proof of knowledge no longer matches its commitment.
+        let p2 = round1.get_mut(&id2).unwrap();
+        let last = p2.len() - 1;
+        p2[last] ^= 1;
+        match ops.dkg_part2(DkgMode::Generate, secrets.remove(0), &round1) {
+            Err(CryptoError::Culprit { culprit, .. }) => assert_eq!(culprit, id2),
+            other => panic!("expected node-2 as culprit, got {other:?}"),
         }
     }
 

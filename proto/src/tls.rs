@@ -105,6 +105,20 @@ impl TlsMaterial {
         &self.identity
     }
 
+    /// A signer of ceremony statements with this party's certificate and key.
+    pub fn statement_signer(
+        &self,
+    ) -> Result<crate::attest::StatementSigner, crate::attest::AttestError> {
+        crate::attest::StatementSigner::from_pem(&self.cert_pem, &self.key_pem)
+    }
+
+    /// A verifier of node statements under this party's CA.
+    pub fn statement_verifier(
+        &self,
+    ) -> Result<crate::attest::StatementVerifier, crate::attest::AttestError> {
+        crate::attest::StatementVerifier::from_pem(&self.ca_pem, &self.identity.trust_domain)
+    }
+
     fn tonic_identity(&self) -> Identity {
         Identity::from_pem(&self.cert_pem, self.key_pem.as_slice())
     }

@@ -1,6 +1,6 @@
 //! A Quorate network of real processes on loopback: PKI, node and coordinator
-//! configs, `quorate-node` and `quorate-coordinator` processes, keys installed by
-//! ceremony, and `testnet.json`.
+//! configs, `quorate-node` and `quorate-coordinator` processes, keys created by DKG
+//! ceremonies, and `testnet.json`.
 //!
 //! Tests and drills use the same [`LocalNetwork`] as `quorate-testnet up`, so the
 //! network they exercise is the one operators run.
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use quorate_ceremony::import::{import_key, CeremonyFile, CeremonyNode, ImportRequest};
+use quorate_ceremony::import::{CeremonyFile, CeremonyNode};
+use quorate_ceremony::keygen::{run_dkg, DkgRequest};
 use quorate_ceremony::pki;
 use quorate_proto::identity::Role;
 use quorate_proto::pb;
@@ -488,13 +489,13 @@ impl LocalNetwork {
         let transcripts = dir.join("transcripts");
         std::fs::create_dir_all(&transcripts)?;
         for key in &spec.keys {
-            let transcript = import_key(
+            // Demo keys are made the way production keys are: by DKG across the nodes.
+            let transcript = run_dkg(
                 &ceremony,
-                ImportRequest {
+                DkgRequest {
                     key_id: key.key_id.clone(),
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
-                    secret: None,
                     policy: key.policy.as_ref().map(|p| network.key_policy(p)),
                 },
             )
@@ -604,6 +605,14 @@ impl LocalNetwork {
         }
         self.nodes[i].process.start()?;
         self.wait_node_ready(i).await
+    }
+
+    /// Restarts the coordinator (it forgets cached key manifests, e.g. after a
+    /// refresh) and waits until it lists every key again.
+    pub async fn restart_coordinator(&mut self) -> anyhow::Result<()> {
+        self.coordinator.stop(Duration::from_secs(5)).await?;
+        self.coordinator.start()?;
+        self.wait_coordinator_ready().await
     }
 
     /// A client for the public API, as the demo client.

@@ -1,0 +1,145 @@
+//! The custodian's guide (docs/ceremony.md), command by command, with the real
+//! `quorate-ceremony` binary against a local testnet.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{bin_dir, start, DEADLINE};
+use quorate_proto::suite::Ciphersuite;
+use quorate_testnet::spec::{KeySpec, NetworkSpec};
+
+/// The commands in docs/ceremony.md, with `$DIR` replaced.
+fn documented_commands(dir: &Path) -> Vec<Vec<String>> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ceremony.md"))
+        .expect("docs/ceremony.md");
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    for line in doc.lines() {
+        match line.trim() {
+            "```sh" => in_sh = true,
+            "```" => in_sh = false,
+            cmd if in_sh && cmd.starts_with("quorate-ceremony ") => commands.push(
+                cmd.replace("$DIR", &dir.display().to_string())
+                    .split_whitespace()
+                    .skip(1)
+                    .map(String::from)
+                    .collect(),
+            ),
+            _ => {}
+        }
+    }
+    commands
+}
+
+fn ceremony(args: &[String]) -> std::process::Output {
+    Command::new(bin_dir().join("quorate-ceremony"))
+        .args(args)
+        .output()
+        .expect("quorate-ceremony runs")
+}
+
+#[tokio::test]
+async fn custodian_guide_commands_work_as_documented() {
+    let mut spec = NetworkSpec::default_five_regions();
+    spec.keys = vec![KeySpec::new("demo-taproot", Ciphersuite::Secp256k1Tr)];
+    let mut net = start(spec).await;
+    let dir = net.net.dir.clone();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "allowed_clients = [\"spiffe://quorate.test/client/demo-client\"]\nhome_jurisdictions = [\"EU\"]\nmin_home_signers = 2\n",
+    )
+    .unwrap();
+    let commands = documented_commands(&dir);
+    let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(
+        verbs,
+        ["dkg", "transcript", "refresh", "repair"],
+        "{commands:?}"
+    );
+
+    // 1. DKG with a policy.
+    let out = ceremony(&commands[0]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let transcript: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("payments-eu.json")).unwrap()).unwrap();
+    assert_eq!(transcript["kind"], "dkg");
+    assert_eq!(transcript["policy"]["min_home_signers"], 2);
+    assert_eq!(transcript["confirmations"].as_array().unwrap().len(), 5);
+
+    // 2. The transcript matches the nodes.
+    let out = ceremony(&commands[1]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A transcript that lies about a verifying share is caught, naming the node.
+    let text = std::fs::read_to_string(dir.join("payments-eu.json")).unwrap();
+    let share = transcript["participants"][2]["verifying_share"]
+        .as_str()
+        .unwrap();
+    let forged_share = format!(
+        "{}{}",
+        &share[..share.len() - 2],
+        if share.ends_with("00") { "01" } else { "00" }
+    );
+    std::fs::write(dir.join("forged.json"), text.replace(share, &forged_share)).unwrap();
+    let mut forged_cmd = commands[1].clone();
+    forged_cmd[2] = dir.join("forged.json").display().to_string();
+    let out = ceremony(&forged_cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("MISMATCH") && stdout.contains("verifying share of node-3"),
+        "{stdout}"
+    );
+
+    // 3. Refresh dropping node-5; the group key stays.
+    let out = ceremony(&commands[2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refreshed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("payments-eu-refresh.json")).unwrap())
+            .unwrap();
+    assert_eq!(refreshed["public_key"], transcript["public_key"]);
+    assert_eq!(refreshed["participants"].as_array().unwrap().len(), 4);
+
+    // 4. Repair a wiped node.
+    net.wipe_node("node-2").await.unwrap();
+    let out = ceremony(&commands[3]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("repaired node-2"));
+    // The refresh's transcript still matches every node, node-2 included.
+    let mut verify_refresh = commands[1].clone();
+    verify_refresh[2] = dir.join("payments-eu-refresh.json").display().to_string();
+    let out = ceremony(&verify_refresh);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Sign with the repaired node in the only possible quorum.
+    net.restart_coordinator().await.unwrap();
+    net.kill_node("node-3").await.unwrap();
+    let client = net.client().await.unwrap();
+    let signed = client
+        .sign_verified("payments-eu", b"custodian guide", DEADLINE)
+        .await
+        .unwrap();
+    assert!(signed.response.signers.contains(&"node-2".to_string()));
+}

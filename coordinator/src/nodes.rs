@@ -24,8 +24,14 @@ pub const FAILURES_BEFORE_SKIP: u32 = 2;
 /// How long a skipped node is left alone before requests try it again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(3);
 
+/// How long a node that sent an invalid signature share is left out of quorums
+/// (unless too few other nodes are available). Health probes do not shorten it: a
+/// node that answers probes can still be malicious.
+pub const CULPRIT_QUARANTINE: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Default)]
 struct Health {
+    quarantined_until: Option<Instant>,
     consecutive_failures: u32,
     last_failure: Option<Instant>,
     /// Smoothed round-trip time of successful calls, in microseconds.
@@ -71,9 +77,20 @@ impl NodeHandle {
         h.last_failure = Some(Instant::now());
     }
 
+    /// Records that the node sent an invalid signature share.
+    pub fn record_culprit(&self) {
+        let mut h = self.health();
+        h.quarantined_until = Some(Instant::now() + CULPRIT_QUARANTINE);
+        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        h.last_failure = Some(Instant::now());
+    }
+
     /// Whether requests should use this node now.
     pub fn is_available(&self) -> bool {
         let h = self.health();
+        if h.quarantined_until.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
         h.consecutive_failures < FAILURES_BEFORE_SKIP
             || h.last_failure.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
     }

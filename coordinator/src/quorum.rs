@@ -543,8 +543,9 @@ impl QuorumEngine {
                                 1,
                             );
                             if let Some(node) = self.pool.get(&p.node_id) {
-                                node.record_failure();
+                                node.record_culprit();
                             }
+                            self.commitments.clear_node(&p.node_id);
                             out.insert(p.node_id.clone());
                         }
                     }

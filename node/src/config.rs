@@ -60,6 +60,19 @@ pub struct NodeConfigFile {
     /// Nonce store limits.
     #[serde(default)]
     pub nonces: NonceLimits,
+    /// Fault injection for drills. Never set these in production.
+    #[serde(default)]
+    pub danger: DangerSettings,
+}
+
+/// Faults a node can be told to inject, so drills can prove the network survives a
+/// malicious or broken signer. Off by default; a node that has one on logs a
+/// warning at startup.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DangerSettings {
+    /// Answer round 2 with well-formed but wrong signature shares.
+    pub corrupt_signature_shares: bool,
 }
 
 /// Limits of the in-memory nonce store.

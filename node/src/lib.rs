@@ -77,7 +77,8 @@ impl BoundNode {
             NonceStore::new(limits.max_outstanding, limits.ttl()),
             metrics.clone(),
             ceremony,
-        )?;
+        )?
+        .with_danger(file.danger);
         let listener = TcpListener::bind(file.listen)
             .await
             .map_err(|e| NodeError::Server(format!("cannot listen on {}: {e}", file.listen)))?;

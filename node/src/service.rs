@@ -61,6 +61,7 @@ pub struct NodeState {
     metrics: Arc<Registry>,
     pub(crate) ceremony: CeremonyKeys,
     pub(crate) sessions: Sessions,
+    danger: crate::config::DangerSettings,
 }
 
 /// Metric names (one place, so the docs and tests agree with the code).
@@ -123,7 +124,17 @@ impl NodeState {
             metrics,
             ceremony,
             sessions: Sessions::default(),
+            danger: crate::config::DangerSettings::default(),
         })
+    }
+
+    /// Turns on fault injection (drills only).
+    pub fn with_danger(mut self, danger: crate::config::DangerSettings) -> Self {
+        if danger.corrupt_signature_shares {
+            tracing::warn!("DANGER: this node answers round 2 with corrupt signature shares (drill setting danger.corrupt_signature_shares)");
+        }
+        self.danger = danger;
+        self
     }
 
     /// Updates the gauges that are read rather than counted.
@@ -332,9 +343,14 @@ impl NodeState {
                     .into(),
             )
         })?;
-        let share = ops
+        let mut share = ops
             .sign(&req.signing_package, &nonces, &key.key_package)
             .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
+        if self.danger.corrupt_signature_shares {
+            share = ops
+                .danger_corrupt_share(&share)
+                .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        }
         // Durable before the share leaves the node.
         let failover = !approval_token_id.is_empty();
         self.audit.append(AuditRecord {

@@ -328,6 +328,11 @@ pub trait SuiteOps: Send + Sync {
         signature: &[u8],
     ) -> Result<(), CryptoError>;
 
+    /// DANGER, fault injection for drills only: a well-formed signature share that
+    /// is wrong (the given share plus one), as a malicious or broken signer would
+    /// send. Nodes use it only when their config says `danger.corrupt_signature_shares`.
+    fn danger_corrupt_share(&self, share: &[u8]) -> Result<Vec<u8>, CryptoError>;
+
     /// DKG part 1 for participant `name`: this participant's secret state and its
     /// round-1 package (commitment and proof of knowledge) for every other participant.
     fn dkg_part1(
@@ -720,6 +725,17 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
             .map_err(|_| CryptoError::BadSignature)
     }
 
+    fn danger_corrupt_share(&self, share: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use frost_core::Field;
+        type F<C> = <<C as frost_core::Ciphersuite>::Group as frost_core::Group>::Field;
+        let encoded = <F<C> as Field>::Serialization::try_from(share)
+            .map_err(|_| CryptoError::Malformed("signature share".into()))?;
+        let scalar = <F<C> as Field>::deserialize(&encoded)
+            .map_err(|_| CryptoError::Malformed("signature share".into()))?;
+        let wrong = scalar + <F<C> as Field>::one();
+        Ok(<F<C> as Field>::serialize(&wrong).as_ref().to_vec())
+    }
+
     fn dkg_part1(
         &self,
         mode: DkgMode,
@@ -1026,11 +1042,11 @@ mod tests {
             for ((name, kp), n) in dealt.key_packages.iter().take(2).zip(&nonces) {
                 shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
             }
-            // node-2 answers with node-1's share: valid encoding, wrong value.
-            let id1 = ops.identifier("node-1").unwrap();
+            // node-2 answers with a share off by one: valid encoding, wrong value.
             let id2 = ops.identifier("node-2").unwrap();
-            let s1 = shares[&id1].clone();
-            shares.insert(id2.clone(), s1);
+            let wrong = ops.danger_corrupt_share(&shares[&id2]).unwrap();
+            assert_ne!(wrong, shares[&id2]);
+            shares.insert(id2.clone(), wrong);
             match ops.aggregate(&sp, &shares, &dealt.public_key_package) {
                 Err(CryptoError::InvalidShares { culprits }) => assert_eq!(culprits, vec![id2]),
                 other => panic!("{suite}: expected culprit, got {other:?}"),

@@ -593,6 +593,26 @@ impl LocalNetwork {
         self.wait_node_ready(i).await
     }
 
+    /// Restarts a node with fault injection on or off (the `[danger]` section of its
+    /// config): with `corrupt_signature_shares` it answers round 2 with well-formed
+    /// but wrong shares, as a malicious or broken signer would.
+    pub async fn set_corrupt_signer(&mut self, id: &str, corrupt: bool) -> anyhow::Result<()> {
+        let i = self.node_index(id)?;
+        self.nodes[i].process.kill().await?;
+        let path = self.nodes[i].config_path.clone();
+        let text = std::fs::read_to_string(&path)?;
+        let mut text = match text.find("\n[danger]") {
+            Some(at) => text[..at + 1].to_string(),
+            None => text,
+        };
+        if corrupt {
+            text.push_str("\n[danger]\ncorrupt_signature_shares = true\n");
+        }
+        std::fs::write(&path, text)?;
+        self.nodes[i].process.start()?;
+        self.wait_node_ready(i).await
+    }
+
     /// Destroys a node's state, as losing its region would: kills it, deletes its
     /// store, and starts it again empty (same identity, certificate and KEK).
     pub async fn wipe_node(&mut self, id: &str) -> anyhow::Result<()> {

@@ -325,3 +325,49 @@ async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_signer_sending_corrupt_shares_is_named_excluded_and_signing_goes_on() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.set_corrupt_signer("node-2", true).await.unwrap();
+    // Let health probes bring the restarted node back into use, and take one honest
+    // node away so that node-2 is needed in most quorums.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    net.kill_node("node-4").await.unwrap();
+    let mut later_signers = Vec::new();
+    for i in 0..12 {
+        let signed = client
+            .sign_verified("demo-ed25519", format!("m{i}").as_bytes(), DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e:#}"));
+        if i >= 6 {
+            later_signers.extend(signed.response.signers);
+        }
+    }
+    // Once named, the culprit is left out of quorums while others can sign.
+    assert!(
+        !later_signers.contains(&"node-2".to_string()),
+        "{later_signers:?}"
+    );
+    let log = net.coordinator.log_tail(400);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("culprit") && l.contains("node-2")),
+        "the coordinator log must name the culprit"
+    );
+    let mut stream = tokio::net::TcpStream::connect(&net.coordinator_metrics)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(
+        body.contains("quorate_coordinator_culprits_total{node=\"node-2\"}"),
+        "{body}"
+    );
+}

@@ -466,13 +466,13 @@ impl QuorumEngine {
 
             // Round 2.
             let signing_package = ops
-                .signing_package(&commitments, message)
+                .new_signing_package(&commitments, message)
                 .map_err(|e| CoordError::Internal(format!("building signing package: {e}")))?;
             let shares = futures::future::join_all(quorum.iter().map(|(node, identifier)| {
                 let node = node.clone();
                 let req = pb::SignShareRequest {
                     key_id: manifest.key_id.clone(),
-                    signing_package: signing_package.clone(),
+                    signing_package: signing_package.encoded().to_vec(),
                     request_id: ctx.request_id.clone(),
                     client_id: ctx.client_id.clone(),
                     approval_token: approval_token.clone(),
@@ -517,7 +517,7 @@ impl QuorumEngine {
             if round2_failed {
                 continue;
             }
-            match ops.aggregate(&signing_package, &share_map, &manifest.public_key_package) {
+            match signing_package.aggregate(&share_map, &manifest.public_key_package) {
                 Ok(signature) => {
                     if !lawful {
                         self.metrics.inc(

@@ -243,9 +243,10 @@ impl NodeState {
         let key = self.key(&req.key_id)?;
         let manifest = &key.manifest;
         let ops = manifest.ciphersuite.ops();
-        let package = ops
-            .signing_package_info(&req.signing_package)
+        let parsed = ops
+            .parse_signing_package(&req.signing_package)
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        let package = parsed.info();
         if package.message.is_empty() || package.message.len() > quorate_proto::MAX_MESSAGE_BYTES {
             return Err(NodeError::InvalidArgument(format!(
                 "message must be 1..={} bytes",
@@ -343,8 +344,8 @@ impl NodeState {
                     .into(),
             )
         })?;
-        let mut share = ops
-            .sign(&req.signing_package, &nonces, &key.key_package)
+        let mut share = parsed
+            .sign(&nonces, &key.key_package)
             .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
         if self.danger.corrupt_signature_shares {
             share = ops

@@ -23,15 +23,18 @@ fn sign(suite: Ciphersuite, dealt: &DealtKey, t: usize, message: &[u8]) -> Vec<u
         commitments.insert(ops.identifier(name).expect("identifier"), c);
         nonces.push(n);
     }
-    let package = ops.signing_package(&commitments, message).expect("package");
+    let package = ops
+        .new_signing_package(&commitments, message)
+        .expect("package");
     let mut shares = BTreeMap::new();
     for ((name, kp), n) in dealt.key_packages.iter().take(t).zip(&nonces) {
         shares.insert(
             ops.identifier(name).expect("identifier"),
-            ops.sign(&package, n, kp).expect("sign"),
+            package.sign(n, kp).expect("sign"),
         );
     }
-    ops.aggregate(&package, &shares, &dealt.public_key_package)
+    package
+        .aggregate(&shares, &dealt.public_key_package)
         .expect("aggregate")
 }
 

@@ -229,6 +229,97 @@ pub struct SigningPackageInfo {
     pub commitments: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
+/// A signing package decoded once. Decoding checks every point (for Ed25519 a full
+/// scalar multiplication each), so the signing path decodes a package only once per
+/// party instead of once per step.
+pub trait ParsedSigningPackage: Send + Sync {
+    /// Message and commitments.
+    fn info(&self) -> &SigningPackageInfo;
+    /// The frost encoding, as sent to signers.
+    fn encoded(&self) -> &[u8];
+    /// Round 2: this signer's signature share.
+    fn sign(
+        &self,
+        nonces: &SecretNonces,
+        key_package: &SecretKeyPackage,
+    ) -> Result<Vec<u8>, CryptoError>;
+    /// Aggregates shares (identifier -> share) into a signature in the public API
+    /// encoding; frost verifies it and names culprits when it does not verify.
+    fn aggregate(
+        &self,
+        shares: &BTreeMap<Vec<u8>, Vec<u8>>,
+        public_key_package: &[u8],
+    ) -> Result<Vec<u8>, CryptoError>;
+}
+
+struct Parsed<C: frost_core::Ciphersuite> {
+    sp: SigningPackage<C>,
+    info: SigningPackageInfo,
+    encoded: Vec<u8>,
+}
+
+impl<C: PublicEncoding> ParsedSigningPackage for Parsed<C> {
+    fn info(&self) -> &SigningPackageInfo {
+        &self.info
+    }
+
+    fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    fn sign(
+        &self,
+        nonces: &SecretNonces,
+        key_package: &SecretKeyPackage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let kp = Frost::<C>::key_package(key_package)?;
+        let nonces =
+            SigningNonces::<C>::deserialize(&nonces.0).map_err(malformed("signing nonces"))?;
+        let share = frost_core::round2::sign(&self.sp, &nonces, &kp).map_err(frost_err)?;
+        Ok(share.serialize())
+    }
+
+    fn aggregate(
+        &self,
+        shares: &BTreeMap<Vec<u8>, Vec<u8>>,
+        public_key_package: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let pkp = Frost::<C>::public_key_package(public_key_package)?;
+        let mut map = BTreeMap::new();
+        let mut undecodable = Vec::new();
+        for (id, share) in shares {
+            let identifier = parse_identifier::<C>(id)?;
+            match SignatureShare::<C>::deserialize(share) {
+                Ok(share) => {
+                    map.insert(identifier, share);
+                }
+                Err(_) => undecodable.push(id.clone()),
+            }
+        }
+        // A share that does not even decode is as much a culprit as one that does
+        // not verify.
+        if !undecodable.is_empty() {
+            return Err(CryptoError::InvalidShares {
+                culprits: undecodable,
+            });
+        }
+        match frost_core::aggregate_custom(
+            &self.sp,
+            &map,
+            &pkp,
+            frost_core::CheaterDetection::AllCheaters,
+        ) {
+            Ok(signature) => signature.serialize().map_err(frost_err),
+            Err(frost_core::Error::InvalidSignatureShare { culprits }) => {
+                Err(CryptoError::InvalidShares {
+                    culprits: culprits.iter().map(Identifier::serialize).collect(),
+                })
+            }
+            Err(e) => Err(frost_err(e)),
+        }
+    }
+}
+
 /// A key split by a trusted dealer.
 #[derive(Debug)]
 pub struct DealtKey {
@@ -264,24 +355,46 @@ pub trait SuiteOps: Send + Sync {
         &self,
         key_package: &SecretKeyPackage,
     ) -> Result<(SecretNonces, Vec<u8>), CryptoError>;
-    /// Builds a signing package from commitments (identifier -> commitments).
+    /// Builds a signing package from commitments (identifier -> commitments),
+    /// decoded once for encoding, inspection and aggregation.
+    fn new_signing_package(
+        &self,
+        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        message: &[u8],
+    ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError>;
+    /// Decodes a received signing package once, for inspection and signing.
+    fn parse_signing_package(
+        &self,
+        signing_package: &[u8],
+    ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError>;
+    /// Builds an encoded signing package (see [`SuiteOps::new_signing_package`]).
     fn signing_package(
         &self,
         commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
         message: &[u8],
-    ) -> Result<Vec<u8>, CryptoError>;
-    /// Decodes a signing package.
+    ) -> Result<Vec<u8>, CryptoError> {
+        Ok(self
+            .new_signing_package(commitments, message)?
+            .encoded()
+            .to_vec())
+    }
+    /// Decodes a signing package's public facts.
     fn signing_package_info(
         &self,
         signing_package: &[u8],
-    ) -> Result<SigningPackageInfo, CryptoError>;
+    ) -> Result<SigningPackageInfo, CryptoError> {
+        Ok(self.parse_signing_package(signing_package)?.info().clone())
+    }
     /// Round 2: this signer's signature share.
     fn sign(
         &self,
         signing_package: &[u8],
         nonces: &SecretNonces,
         key_package: &SecretKeyPackage,
-    ) -> Result<Vec<u8>, CryptoError>;
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.parse_signing_package(signing_package)?
+            .sign(nonces, key_package)
+    }
     /// Aggregates shares (identifier -> share) into a signature in the public API
     /// encoding. frost verifies the result; when it does not verify, the error names
     /// the culprits.
@@ -290,7 +403,10 @@ pub trait SuiteOps: Send + Sync {
         signing_package: &[u8],
         shares: &BTreeMap<Vec<u8>, Vec<u8>>,
         public_key_package: &[u8],
-    ) -> Result<Vec<u8>, CryptoError>;
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.parse_signing_package(signing_package)?
+            .aggregate(shares, public_key_package)
+    }
     /// Escrow: Feldman-splits the signing share of `key_package` into `parts` parts
     /// with threshold `threshold` (see [`crate::escrow`]).
     fn escrow_split(
@@ -559,11 +675,11 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
         Ok((nonces, commitments.serialize().map_err(frost_err)?))
     }
 
-    fn signing_package(
+    fn new_signing_package(
         &self,
         commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
         message: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
+    ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError> {
         let mut map = BTreeMap::new();
         for (id, c) in commitments {
             map.insert(
@@ -571,80 +687,35 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
                 SigningCommitments::<C>::deserialize(c).map_err(malformed("commitments"))?,
             );
         }
-        SigningPackage::new(map, message)
-            .serialize()
-            .map_err(frost_err)
+        let sp = SigningPackage::new(map, message);
+        let encoded = sp.serialize().map_err(frost_err)?;
+        Ok(Box::new(Parsed::<C> {
+            info: SigningPackageInfo {
+                message: message.to_vec(),
+                commitments: commitments.clone(),
+            },
+            sp,
+            encoded,
+        }))
     }
 
-    fn signing_package_info(
+    fn parse_signing_package(
         &self,
         signing_package: &[u8],
-    ) -> Result<SigningPackageInfo, CryptoError> {
+    ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError> {
         let sp = Self::signing_package_of(signing_package)?;
         let mut commitments = BTreeMap::new();
         for (id, c) in sp.signing_commitments() {
             commitments.insert(id.serialize(), c.serialize().map_err(frost_err)?);
         }
-        Ok(SigningPackageInfo {
-            message: sp.message().clone(),
-            commitments,
-        })
-    }
-
-    fn sign(
-        &self,
-        signing_package: &[u8],
-        nonces: &SecretNonces,
-        key_package: &SecretKeyPackage,
-    ) -> Result<Vec<u8>, CryptoError> {
-        let sp = Self::signing_package_of(signing_package)?;
-        let kp = Self::key_package(key_package)?;
-        let nonces =
-            SigningNonces::<C>::deserialize(&nonces.0).map_err(malformed("signing nonces"))?;
-        let share = frost_core::round2::sign(&sp, &nonces, &kp).map_err(frost_err)?;
-        Ok(share.serialize())
-    }
-
-    fn aggregate(
-        &self,
-        signing_package: &[u8],
-        shares: &BTreeMap<Vec<u8>, Vec<u8>>,
-        public_key_package: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        let sp = Self::signing_package_of(signing_package)?;
-        let pkp = Self::public_key_package(public_key_package)?;
-        let mut map = BTreeMap::new();
-        let mut undecodable = Vec::new();
-        for (id, share) in shares {
-            let identifier = parse_identifier::<C>(id)?;
-            match SignatureShare::<C>::deserialize(share) {
-                Ok(share) => {
-                    map.insert(identifier, share);
-                }
-                Err(_) => undecodable.push(id.clone()),
-            }
-        }
-        // A share that does not even decode is as much a culprit as one that does
-        // not verify.
-        if !undecodable.is_empty() {
-            return Err(CryptoError::InvalidShares {
-                culprits: undecodable,
-            });
-        }
-        match frost_core::aggregate_custom(
-            &sp,
-            &map,
-            &pkp,
-            frost_core::CheaterDetection::AllCheaters,
-        ) {
-            Ok(signature) => signature.serialize().map_err(frost_err),
-            Err(frost_core::Error::InvalidSignatureShare { culprits }) => {
-                Err(CryptoError::InvalidShares {
-                    culprits: culprits.iter().map(Identifier::serialize).collect(),
-                })
-            }
-            Err(e) => Err(frost_err(e)),
-        }
+        Ok(Box::new(Parsed::<C> {
+            info: SigningPackageInfo {
+                message: sp.message().clone(),
+                commitments,
+            },
+            sp,
+            encoded: signing_package.to_vec(),
+        }))
     }
 
     fn escrow_split(

@@ -37,8 +37,8 @@ const LOAD_MAX_REQUESTS_PER_WORKER: u64 = 20_000;
 /// The network a drill runs against.
 #[derive(Debug)]
 pub enum Target {
-    /// Processes on loopback.
-    Local(LocalNetwork),
+    /// Processes on loopback (boxed: it is large, and there is one per run).
+    Local(Box<LocalNetwork>),
     /// The docker-compose testnet.
     Compose(ComposeNetwork),
 }
@@ -510,13 +510,24 @@ fn baseline_failures(stats: &Stats, min_sent: usize) -> Vec<String> {
     why
 }
 
+/// The first `n` errors, each with when it was sent (seconds after the load
+/// started), so a failure can be matched to a drill step.
 fn first_errors(samples: &[Sample], n: usize) -> String {
+    let Some(start) = samples.iter().map(|s| s.sent).min() else {
+        return String::new();
+    };
     samples
         .iter()
-        .filter_map(|s| match &s.outcome {
-            Outcome::Failed(code, msg) => Some(format!("{code:?}: {msg}")),
-            Outcome::Invalid(e) => Some(format!("invalid: {e}")),
-            Outcome::Signed => None,
+        .filter_map(|s| {
+            let at = s.sent.saturating_duration_since(start).as_secs_f64();
+            let took = s.latency.as_secs_f64();
+            match &s.outcome {
+                Outcome::Failed(code, msg) => Some(format!(
+                    "sent at +{at:.1} s, after {took:.1} s {code:?}: {msg}"
+                )),
+                Outcome::Invalid(e) => Some(format!("sent at +{at:.1} s: invalid: {e}")),
+                Outcome::Signed => None,
+            }
         })
         .take(n)
         .collect::<Vec<_>>()

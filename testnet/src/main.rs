@@ -316,7 +316,7 @@ async fn drill(
             LocalNetwork::start_with(&dir, &bin_dir, NetworkSpec::default_five_regions(), 2)
                 .await?;
         (
-            drill::Target::Local(network),
+            drill::Target::Local(Box::new(network)),
             "Quorum drills against local processes (5 nodes, 3-of-5, 2 coordinators)",
         )
     };

@@ -735,6 +735,36 @@ impl ComposeNetwork {
             .parent()
             .ok_or_else(|| anyhow!("compose file has no directory"))?
             .join(STATE_DIR);
+        let layout = ComposeLayout::default_five_regions();
+        // A drill run that was interrupted may have left nodes paused (docker, and
+        // `up`, stall on paused containers) or cut off (the key ceremony would wait
+        // for them in vain): put existing containers back first.
+        for node in &layout.nodes {
+            let Ok(state) = docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Paused}} {{json .NetworkSettings.Networks}}",
+                &node.container(),
+            ])
+            .await
+            else {
+                continue; // not created yet
+            };
+            if state.starts_with("true") {
+                docker(&["unpause", &node.container()]).await?;
+            }
+            if !state.contains(&format!("\"{}\"", node.network())) {
+                docker(&[
+                    "network",
+                    "connect",
+                    "--ip",
+                    &node.ip(),
+                    &node.network(),
+                    &node.container(),
+                ])
+                .await?;
+            }
+        }
         let mut cmd = compose_command()?;
         cmd.extend([
             "-f".into(),
@@ -758,13 +788,13 @@ impl ComposeNetwork {
             );
         }
         let network = Self {
-            layout: ComposeLayout::default_five_regions(),
+            layout,
             compose_file,
             state_dir,
         };
-        for i in 0..network.layout.coordinators.len() {
-            network.wait_coordinator(i).await?;
-        }
+        // `up` starts stopped containers but does not reconnect them to their
+        // segments; an interrupted drill run may have left some cut off.
+        network.restore().await?;
         Ok(network)
     }
 

@@ -607,7 +607,6 @@ fn kill_three_nodes(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>
             .iter()
             .filter(|s| s.sent >= all_dead && s.done() <= restart)
             .collect();
-        let down_stats = Stats::of(down.iter().copied());
         let stats = Stats::of(&samples);
         let mut why = baseline_failures(&stats, 20);
         if let Some(e) = restart_error {
@@ -647,7 +646,6 @@ fn kill_three_nodes(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>
             REQUEST_TIMEOUT,
             resume_after.map_or("never".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
         );
-        let _ = down_stats;
         Ok(verdict(stats, why, detail, &samples))
     })
 }

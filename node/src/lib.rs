@@ -50,6 +50,10 @@ pub struct BoundNode {
     metrics_listener: Option<TcpListener>,
 }
 
+/// Streams a peer may reset before the server accepts them, per connection (see
+/// [`BoundNode::serve`]).
+const MAX_PENDING_ACCEPT_RESETS: usize = 4096;
+
 impl BoundNode {
     /// Opens the store (refusing a wrong KEK or a damaged store) and binds the port.
     pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
@@ -129,6 +133,14 @@ impl BoundNode {
             ))
         });
         let result = Server::builder()
+            // h2's rapid-reset guard closes a connection once 20 streams were reset by
+            // the peer before the server accepted them. Our only callers are
+            // authenticated coordinators, and they reset streams by design (round 1
+            // asks t+1 nodes and cancels the slowest; every call has a timeout), so a
+            // node that stalls or comes back from a partition finds dozens queued and,
+            // with the default, cut off its coordinators just as it recovered (found
+            // by the partition drill: requests failed with RESOURCE_EXHAUSTED).
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
             .tls_config(self.tls.server_config())
             .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)

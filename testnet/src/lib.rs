@@ -5,10 +5,16 @@
 //! `testnet.json` ([`spec::TestnetJson`]). [`client::SignerClient`] signs through the
 //! public API and checks each signature with an independent verifier ([`verify`]).
 //! The integration tests in `tests/` drive the same network the CLI starts.
+//!
+//! [`drill`] runs the quorum drills against that network or against the
+//! docker-compose testnet, which [`compose`] lays out, sets up from inside its
+//! containers, and drives with docker commands.
 #![deny(clippy::unwrap_used)]
 
 pub mod bench;
 pub mod client;
+pub mod compose;
+pub mod drill;
 pub mod network;
 pub mod spec;
 pub mod verify;

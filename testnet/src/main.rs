@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use quorate_proto::runtime::{init_tracing, shutdown_signal, LogFormat};
 use quorate_proto::tls::TlsPaths;
 use quorate_testnet::client::SignerClient;
+use quorate_testnet::compose::{self, ComposeLayout, ComposeNetwork};
+use quorate_testnet::drill;
 use quorate_testnet::network::{default_bin_dir, LocalNetwork};
 use quorate_testnet::spec::{NetworkSpec, TestnetJson};
 
@@ -106,6 +108,55 @@ enum Cmd {
         /// Deadline in milliseconds.
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
+        /// Use the coordinator at this position in testnet.json's `coordinators`
+        /// (0 is the first) instead of `coordinator`.
+        #[arg(long)]
+        coordinator: Option<usize>,
+    },
+    /// Run the quorum drills under a steady signing load and print a report table;
+    /// exits 1 if any drill fails. Without --compose, against a fresh network of
+    /// local processes (two coordinators); with it, against the docker-compose
+    /// testnet (brought up with `up -d` if it is not running).
+    Drill {
+        /// Run against the docker-compose testnet instead of local processes.
+        #[arg(long)]
+        compose: bool,
+        /// List the drills and exit.
+        #[arg(long)]
+        list: bool,
+        /// Run only these drills (names from --list; repeatable).
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
+        /// Working directory of the local network (default: a temporary directory,
+        /// removed afterwards).
+        #[arg(long, conflicts_with = "compose")]
+        dir: Option<PathBuf>,
+        /// Where quorate-node and quorate-coordinator are (local network).
+        #[arg(long, conflicts_with = "compose")]
+        bin_dir: Option<PathBuf>,
+        /// The compose file.
+        #[arg(long, default_value = "testnet/docker-compose.yml")]
+        compose_file: PathBuf,
+    },
+    /// Print testnet/docker-compose.yml as rendered from the compose layout.
+    ComposeFile,
+    /// (Runs inside the compose `setup` container.) Write the PKI, every party's
+    /// config and testnet.json for the host into DIR; keeps an existing PKI.
+    ComposeSetup {
+        /// The state directory as mounted in the container.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// (Runs inside the compose `keys` container.) Wait for every node, then run
+    /// the key ceremony command after `--` once per demo key no node holds yet.
+    /// Placeholders: {ceremony} {key_id} {ciphersuite} {threshold} {transcript}.
+    ComposeKeys {
+        /// The state directory as mounted in the container.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The ceremony command line.
+        #[arg(last = true, required = true)]
+        ceremony: Vec<String>,
     },
 }
 
@@ -214,6 +265,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             request_id,
             approval_token,
             timeout_ms,
+            coordinator,
         } => {
             let approval_token = approval_token
                 .map(|p| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
@@ -224,9 +276,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give --message or --message-hex"),
             };
             let testnet = TestnetJson::read(&dir)?;
+            let (endpoint, server_name) = match coordinator {
+                None => (testnet.coordinator.clone(), testnet.server_name.clone()),
+                Some(i) => {
+                    let c = testnet.coordinators.get(i).with_context(|| {
+                        format!(
+                            "testnet.json lists {} coordinators",
+                            testnet.coordinators.len()
+                        )
+                    })?;
+                    (c.endpoint.clone(), c.server_name.clone())
+                }
+            };
             let client = SignerClient::connect(
-                &testnet.coordinator,
-                &testnet.server_name,
+                &endpoint,
+                &server_name,
                 &TlsPaths {
                     ca: testnet.ca,
                     cert: testnet.client_cert,
@@ -259,6 +323,113 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             println!("verified:   yes (independent verifier)");
             Ok(())
         }
+        Cmd::Drill {
+            compose,
+            list,
+            only,
+            dir,
+            bin_dir,
+            compose_file,
+        } => drill(compose, list, only, dir, bin_dir, compose_file).await,
+        Cmd::ComposeFile => {
+            print!(
+                "{}",
+                ComposeLayout::default_five_regions().render_compose_file()
+            );
+            Ok(())
+        }
+        Cmd::ComposeSetup { dir } => compose::setup(&ComposeLayout::default_five_regions(), &dir),
+        Cmd::ComposeKeys { dir, ceremony } => {
+            compose::create_keys(&ComposeLayout::default_five_regions(), &dir, &ceremony).await
+        }
+    }
+}
+
+async fn drill(
+    use_compose: bool,
+    list: bool,
+    only: Vec<String>,
+    dir: Option<PathBuf>,
+    bin_dir: Option<PathBuf>,
+    compose_file: PathBuf,
+) -> anyhow::Result<()> {
+    let all = drill::registry();
+    if list {
+        for d in &all {
+            println!("{:<2} {:<18} {}", d.number, d.name, d.expectation);
+        }
+        return Ok(());
+    }
+    for name in &only {
+        if !all.iter().any(|d| d.name == name) {
+            anyhow::bail!("no drill named {name}; see --list");
+        }
+    }
+    let drills: Vec<drill::Drill> = all
+        .into_iter()
+        .filter(|d| only.is_empty() || only.iter().any(|n| n == d.name))
+        .collect();
+    let key_ids: Vec<String> = NetworkSpec::default_five_regions()
+        .keys
+        .iter()
+        .map(|k| k.key_id.clone())
+        .collect();
+    let started = std::time::Instant::now();
+    // Kept alive until the local network has stopped.
+    let mut temp = None;
+    let (target, title) = if use_compose {
+        eprintln!(
+            "bringing up the compose testnet ({})",
+            compose_file.display()
+        );
+        let network = ComposeNetwork::up(&compose_file).await?;
+        (
+            drill::Target::Compose(network),
+            "Quorum drills against the docker-compose testnet (5 containers, 3-of-5, 2 coordinators)",
+        )
+    } else {
+        let dir = match dir {
+            Some(d) => d,
+            None => {
+                let t = tempfile::tempdir()?;
+                let d = t.path().join("net");
+                temp = Some(t);
+                d
+            }
+        };
+        let bin_dir = match bin_dir {
+            Some(d) => d,
+            None => default_bin_dir()?,
+        };
+        eprintln!(
+            "starting a local network with two coordinators in {}",
+            dir.display()
+        );
+        let network =
+            LocalNetwork::start_with(&dir, &bin_dir, NetworkSpec::default_five_regions(), 2)
+                .await?;
+        (
+            drill::Target::Local(Box::new(network)),
+            "Quorum drills against local processes (5 nodes, 3-of-5, 2 coordinators)",
+        )
+    };
+    let mut ctx = drill::DrillCtx::new(target, &key_ids).await?;
+    let rows = drill::run_drills(&mut ctx, &drills).await;
+    if let drill::Target::Local(network) = &mut ctx.target {
+        network.stop().await?;
+    }
+    drop(temp);
+    println!("{}", drill::render_report(title, &rows));
+    println!(
+        "{} of {} drills passed in {:.0} s",
+        rows.iter().filter(|r| r.verdict.pass).count(),
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if rows.iter().all(|r| r.verdict.pass) {
+        Ok(())
+    } else {
+        anyhow::bail!("some drills failed")
     }
 }
 

@@ -23,7 +23,9 @@ use quorate_proto::tls::TlsPaths;
 use tokio::process::{Child, Command};
 
 use crate::client::SignerClient;
-use crate::spec::{NetworkSpec, NodeSpec, TestnetJson, TestnetKey, TestnetNode};
+use crate::spec::{
+    NetworkSpec, NodeSpec, TestnetCoordinator, TestnetJson, TestnetKey, TestnetNode,
+};
 
 /// How long a process may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,7 +121,8 @@ pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
                 | "testnet.json.tmp"
                 | "ceremony.toml"
                 | "coordinator.toml"
-        ) || name.starts_with("node-");
+        ) || name.starts_with("node-")
+            || (name.starts_with("coordinator-") && name.ends_with(".toml"));
         if ours {
             if path.is_dir() {
                 std::fs::remove_dir_all(&path)?;
@@ -221,14 +224,6 @@ impl ManagedProcess {
         self.signal(Signal::SIGCONT)
     }
 
-    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = self
-            .pid()
-            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
-        kill(Pid::from_raw(pid as i32), signal)?;
-        Ok(())
-    }
-
     /// Kills the process at once (SIGKILL), as a crash would.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -247,6 +242,18 @@ impl ManagedProcess {
                 child.kill().await?;
             }
         }
+        Ok(())
+    }
+
+    /// Sends `signal` to the running process (e.g. SIGSTOP/SIGCONT to freeze it in
+    /// place, which the drills use as a stand-in for a network partition: its sockets
+    /// stay open but nothing answers).
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
+        let pid = i32::try_from(pid).context("pid out of range")?;
+        kill(Pid::from_raw(pid), signal).with_context(|| format!("{signal} to {}", self.name))?;
         Ok(())
     }
 
@@ -290,6 +297,17 @@ pub struct LocalNode {
     pub kek_file: PathBuf,
 }
 
+/// A coordinator beyond the first (the first is [`LocalNetwork::coordinator`]).
+#[derive(Debug)]
+pub struct LocalCoordinator {
+    /// Name in its certificate (`coordinator-2`, ...), also its TLS server name.
+    pub name: String,
+    /// `https://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The process.
+    pub process: ManagedProcess,
+}
+
 /// A running network.
 #[derive(Debug)]
 pub struct LocalNetwork {
@@ -310,6 +328,9 @@ pub struct LocalNetwork {
     /// The secret key of the network's compliance approver (listed in every policy
     /// key's approvers).
     pub approver_key_file: PathBuf,
+    /// Further coordinators over the same nodes (stateless, so any of them can
+    /// serve any request); empty unless started with [`LocalNetwork::start_with`].
+    pub extra_coordinators: Vec<LocalCoordinator>,
     /// PKI directory.
     pub pki_dir: PathBuf,
     /// The ceremony file used to install keys.
@@ -349,10 +370,62 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issues the certificate of coordinator `name`, writes `DIR/<name>.toml` naming
+/// every node, and returns its (not yet started) process.
+fn coordinator_process(
+    dir: &Path,
+    program: &Path,
+    trust_domain: &str,
+    name: &str,
+    port: u16,
+    metrics_port: u16,
+    nodes: &[LocalNode],
+) -> anyhow::Result<ManagedProcess> {
+    let pki_dir = dir.join("pki");
+    let cert = pki::issue(&pki_dir, trust_domain, Role::Coordinator, name, &[])?;
+    let config = dir.join(format!("{name}.toml"));
+    let mut text = format!(
+        "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\n{}",
+        toml_string(trust_domain),
+        toml_string(&format!("127.0.0.1:{port}")),
+        toml_string(&format!("127.0.0.1:{metrics_port}")),
+        tls_toml(&cert.tls_paths())
+    );
+    for node in nodes {
+        text.push_str(&format!(
+            "\n[[nodes]]\nid = {}\nendpoint = {}\n",
+            toml_string(&node.spec.id),
+            toml_string(&node.endpoint)
+        ));
+    }
+    std::fs::write(&config, text)?;
+    Ok(ManagedProcess::new(
+        name,
+        program.to_path_buf(),
+        config,
+        dir.join("logs").join(format!("{name}.log")),
+    ))
+}
+
 impl LocalNetwork {
     /// Creates everything under `dir` (which must be empty or absent), starts the
     /// nodes, installs the keys, starts the coordinator and writes `testnet.json`.
     pub async fn start(dir: &Path, bin_dir: &Path, spec: NetworkSpec) -> anyhow::Result<Self> {
+        Self::start_with(dir, bin_dir, spec, 1).await
+    }
+
+    /// As [`LocalNetwork::start`], with `coordinators` coordinator processes (at
+    /// least one). The first is `coordinator` (the one `testnet.json` names in
+    /// `coordinator`); the others are `coordinator-2`, `coordinator-3`, ...
+    pub async fn start_with(
+        dir: &Path,
+        bin_dir: &Path,
+        spec: NetworkSpec,
+        coordinators: usize,
+    ) -> anyhow::Result<Self> {
+        if coordinators == 0 {
+            bail!("a network needs at least one coordinator");
+        }
         quorate_proto::install_crypto_provider();
         let node_bin = binary(bin_dir, "quorate-node")?;
         let coordinator_bin = binary(bin_dir, "quorate-coordinator")?;
@@ -422,32 +495,37 @@ impl LocalNetwork {
             });
         }
 
-        // Coordinator config (started after the keys exist).
+        // Coordinator configs (started after the keys exist).
         let coordinator_port = network_ports.lease()?;
         let coordinator_metrics_port = network_ports.lease()?;
-        let coordinator_cert = pki::issue(&pki_dir, td, Role::Coordinator, "coordinator", &[])?;
-        let coordinator_config = dir.join("coordinator.toml");
-        let mut text = format!(
-            "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\n{}",
-            toml_string(td),
-            toml_string(&format!("127.0.0.1:{coordinator_port}")),
-            toml_string(&format!("127.0.0.1:{coordinator_metrics_port}")),
-            tls_toml(&coordinator_cert.tls_paths())
-        );
-        for node in &nodes {
-            text.push_str(&format!(
-                "\n[[nodes]]\nid = {}\nendpoint = {}\n",
-                toml_string(&node.spec.id),
-                toml_string(&node.endpoint)
-            ));
-        }
-        std::fs::write(&coordinator_config, text)?;
-        let coordinator = ManagedProcess::new(
+        let coordinator = coordinator_process(
+            &dir,
+            &coordinator_bin,
+            td,
             "coordinator",
-            coordinator_bin,
-            coordinator_config,
-            logs.join("coordinator.log"),
-        );
+            coordinator_port,
+            coordinator_metrics_port,
+            &nodes,
+        )?;
+        let mut extra_coordinators = Vec::new();
+        for i in 2..=coordinators {
+            let name = format!("coordinator-{i}");
+            let port = network_ports.lease()?;
+            let metrics_port = network_ports.lease()?;
+            extra_coordinators.push(LocalCoordinator {
+                process: coordinator_process(
+                    &dir,
+                    &coordinator_bin,
+                    td,
+                    &name,
+                    port,
+                    metrics_port,
+                    &nodes,
+                )?,
+                endpoint: format!("https://127.0.0.1:{port}"),
+                name,
+            });
+        }
         pki::issue(&pki_dir, td, Role::Client, "demo-client", &[])?;
         let ceremony_cert = pki::issue(&pki_dir, td, Role::Ceremony, "testnet", &[])?;
         let ceremony_file = dir.join("ceremony.toml");
@@ -476,6 +554,7 @@ impl LocalNetwork {
             coordinator_endpoint: format!("https://127.0.0.1:{coordinator_port}"),
             coordinator_metrics: format!("127.0.0.1:{coordinator_metrics_port}"),
             approver_key_file,
+            extra_coordinators,
             pki_dir,
             ceremony_file,
             transcripts: BTreeMap::new(),
@@ -506,7 +585,12 @@ impl LocalNetwork {
             network.transcripts.insert(key.key_id.clone(), path);
         }
         network.coordinator.start()?;
-        network.wait_coordinator_ready().await?;
+        for extra in &mut network.extra_coordinators {
+            extra.process.start()?;
+        }
+        for i in 0..coordinators {
+            network.wait_coordinator_ready(i).await?;
+        }
         network.write_testnet_json()?;
         Ok(network)
     }
@@ -632,7 +716,7 @@ impl LocalNetwork {
     pub async fn restart_coordinator(&mut self) -> anyhow::Result<()> {
         self.coordinator.stop(Duration::from_secs(5)).await?;
         self.coordinator.start()?;
-        self.wait_coordinator_ready().await
+        self.wait_coordinator_ready(0).await
     }
 
     /// A client for the public API, as the demo client.
@@ -673,31 +757,101 @@ impl LocalNetwork {
         }
     }
 
-    /// Waits until the coordinator lists every key.
-    async fn wait_coordinator_ready(&mut self) -> anyhow::Result<()> {
+    /// Waits until coordinator `i` (0 is the first) lists every key.
+    async fn wait_coordinator_ready(&mut self, i: usize) -> anyhow::Result<()> {
         let started = Instant::now();
         let expected = self.spec.keys.len();
-        let client = self.client().await?;
+        let client = self.coordinator_client(i)?;
+        let process = self.coordinator_process_mut(i)?;
         loop {
             if let Ok(keys) = client.list_keys().await {
                 if keys.len() >= expected {
                     return Ok(());
                 }
             }
-            if let Some(status) = self.coordinator.try_exit_status() {
+            if let Some(status) = process.try_exit_status() {
                 bail!(
-                    "coordinator exited ({status}) while starting; log tail:\n{}",
-                    self.coordinator.log_tail(20)
+                    "{} exited ({status}) while starting; log tail:\n{}",
+                    process.name,
+                    process.log_tail(20)
                 );
             }
             if started.elapsed() > START_TIMEOUT {
                 bail!(
-                    "coordinator did not serve within {START_TIMEOUT:?}; log tail:\n{}",
-                    self.coordinator.log_tail(20)
+                    "{} did not serve within {START_TIMEOUT:?}; log tail:\n{}",
+                    process.name,
+                    process.log_tail(20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Number of coordinators.
+    pub fn coordinator_count(&self) -> usize {
+        1 + self.extra_coordinators.len()
+    }
+
+    /// `(name, endpoint)` of coordinator `i` (0 is the first, named `coordinator`).
+    pub fn coordinator_access(&self, i: usize) -> anyhow::Result<(String, String)> {
+        match i {
+            0 => Ok(("coordinator".into(), self.coordinator_endpoint.clone())),
+            _ => self
+                .extra_coordinators
+                .get(i - 1)
+                .map(|c| (c.name.clone(), c.endpoint.clone()))
+                .ok_or_else(|| anyhow!("no coordinator #{i}")),
+        }
+    }
+
+    fn coordinator_process_mut(&mut self, i: usize) -> anyhow::Result<&mut ManagedProcess> {
+        match i {
+            0 => Ok(&mut self.coordinator),
+            _ => self
+                .extra_coordinators
+                .get_mut(i - 1)
+                .map(|c| &mut c.process)
+                .ok_or_else(|| anyhow!("no coordinator #{i}")),
+        }
+    }
+
+    /// A demo client of coordinator `i` (0 is the first).
+    pub fn coordinator_client(&self, i: usize) -> anyhow::Result<SignerClient> {
+        let (name, endpoint) = self.coordinator_access(i)?;
+        SignerClient::connect(
+            &endpoint,
+            &name,
+            &self.tls_paths(Role::Client, "demo-client"),
+        )
+    }
+
+    /// Kills coordinator `i` (SIGKILL).
+    pub async fn kill_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
+        self.coordinator_process_mut(i)?.kill().await
+    }
+
+    /// Restarts coordinator `i` and waits until it lists every key.
+    pub async fn start_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
+        self.coordinator_process_mut(i)?.start()?;
+        self.wait_coordinator_ready(i).await
+    }
+
+    /// Stops a node gracefully (SIGTERM, then SIGKILL after 5 s), as an operator's
+    /// restart would.
+    pub async fn stop_node(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.node_index(id)?;
+        self.nodes[i].process.stop(Duration::from_secs(5)).await
+    }
+
+    /// Freezes a node (SIGSTOP): its connections stay open but it answers nothing,
+    /// which is what its peers see of a network partition.
+    pub fn pause_node(&self, id: &str) -> anyhow::Result<()> {
+        self.node(id)?.process.signal(Signal::SIGSTOP)
+    }
+
+    /// Thaws a node frozen by [`LocalNetwork::pause_node`] (SIGCONT).
+    pub fn resume_node(&self, id: &str) -> anyhow::Result<()> {
+        self.node(id)?.process.signal(Signal::SIGCONT)
     }
 
     /// The contents of `testnet.json` for the current processes.
@@ -733,6 +887,17 @@ impl LocalNetwork {
                         .map(crate::spec::PolicySpec::to_testnet_json),
                 })
                 .collect(),
+            coordinators: if self.extra_coordinators.is_empty() {
+                Vec::new()
+            } else {
+                (0..self.coordinator_count())
+                    .filter_map(|i| self.coordinator_access(i).ok())
+                    .map(|(name, endpoint)| TestnetCoordinator {
+                        server_name: name,
+                        endpoint,
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -748,6 +913,9 @@ impl LocalNetwork {
     /// Stops every process gracefully.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.coordinator.stop(Duration::from_secs(5)).await?;
+        for extra in &mut self.extra_coordinators {
+            extra.process.stop(Duration::from_secs(5)).await?;
+        }
         for node in &mut self.nodes {
             node.process.stop(Duration::from_secs(5)).await?;
         }

@@ -157,6 +157,19 @@ pub struct TestnetJson {
     pub nodes: Vec<TestnetNode>,
     /// Keys.
     pub keys: Vec<TestnetKey>,
+    /// Every coordinator, when there is more than one (the first is `coordinator`);
+    /// any of them can serve any request. Absent for a single-coordinator network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coordinators: Vec<TestnetCoordinator>,
+}
+
+/// A coordinator in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetCoordinator {
+    /// `https://HOST:PORT`.
+    pub endpoint: String,
+    /// Name its certificate is issued for.
+    pub server_name: String,
 }
 
 /// A node in `testnet.json`.
@@ -186,12 +199,20 @@ pub struct TestnetKey {
 }
 
 impl TestnetJson {
-    /// Reads `DIR/testnet.json`.
+    /// Reads `DIR/testnet.json`. Relative certificate paths are taken relative to
+    /// DIR: the compose testnet writes its file from inside a container, where the
+    /// host's absolute path is unknown.
     pub fn read(dir: &std::path::Path) -> anyhow::Result<Self> {
         let path = dir.join("testnet.json");
         let text = std::fs::read_to_string(&path).map_err(|e| {
             anyhow::anyhow!("cannot read {}: {e} (is the testnet up?)", path.display())
         })?;
-        Ok(serde_json::from_str(&text)?)
+        let mut json: Self = serde_json::from_str(&text)?;
+        for p in [&mut json.ca, &mut json.client_cert, &mut json.client_key] {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        Ok(json)
     }
 }

@@ -1,0 +1,922 @@
+//! Quorum drills: failures inflicted on a running network (processes or the
+//! docker-compose testnet) under a steady background load of signing requests,
+//! each signature checked by an independent verifier, and a report of what the
+//! clients saw.
+//!
+//! A drill is one function in [`registry`]: it starts the load, breaks and mends
+//! the network through [`Target`], and returns a [`Verdict`] that asserts its
+//! expectation on the requests it measured. Drills leave the network as they found
+//! it (and [`Target::restore`] runs between drills regardless), so each can run
+//! alone. Every loop here is bounded in count and in time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures::future::BoxFuture;
+use quorate_proto::suite::Ciphersuite;
+use rand_core::{OsRng, RngCore};
+
+use crate::client::SignerClient;
+use crate::compose::ComposeNetwork;
+use crate::network::LocalNetwork;
+
+/// Deadline each background request carries (the coordinator's default deadline
+/// is 5 s; it answers a caller's shorter deadline less a margin).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent background clients.
+pub const LOAD_WORKERS: usize = 4;
+/// Pause between one client's requests, so a fast-failing network does not turn
+/// the load into a busy loop on shared cores.
+const LOAD_PACING: Duration = Duration::from_millis(20);
+/// Upper bounds of one load run, whatever a drill does.
+const LOAD_MAX_DURATION: Duration = Duration::from_secs(180);
+const LOAD_MAX_REQUESTS_PER_WORKER: u64 = 20_000;
+
+/// The network a drill runs against.
+#[derive(Debug)]
+pub enum Target {
+    /// Processes on loopback (boxed: it is large, and there is one per run).
+    Local(Box<LocalNetwork>),
+    /// The docker-compose testnet.
+    Compose(ComposeNetwork),
+}
+
+impl Target {
+    /// Node ids.
+    pub fn node_ids(&self) -> Vec<String> {
+        match self {
+            Target::Local(n) => n.nodes.iter().map(|n| n.spec.id.clone()).collect(),
+            Target::Compose(c) => c.layout.nodes.iter().map(|n| n.spec.id.clone()).collect(),
+        }
+    }
+
+    /// Coordinator names, in order.
+    pub fn coordinator_names(&self) -> Vec<String> {
+        match self {
+            Target::Local(n) => (0..n.coordinator_count())
+                .filter_map(|i| n.coordinator_access(i).ok().map(|(name, _)| name))
+                .collect(),
+            Target::Compose(c) => c
+                .layout
+                .coordinators
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+        }
+    }
+
+    /// A client of coordinator `i`.
+    pub fn client(&self, i: usize) -> anyhow::Result<SignerClient> {
+        match self {
+            Target::Local(n) => n.coordinator_client(i),
+            Target::Compose(c) => c.coordinator_client(i),
+        }
+    }
+
+    /// How a partition is made on this target, for the report.
+    pub fn partition_method(&self) -> &'static str {
+        match self {
+            Target::Local(_) => "SIGSTOP/SIGCONT of the node process (stand-in for a partition)",
+            Target::Compose(_) => "docker network disconnect/connect of its segment",
+        }
+    }
+
+    /// Kills a node (SIGKILL / `docker kill`).
+    pub async fn kill_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.kill_node(id).await,
+            Target::Compose(c) => c.kill_node(id).await,
+        }
+    }
+
+    /// Stops a node gracefully (SIGTERM / `docker stop`).
+    pub async fn stop_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.stop_node(id).await,
+            Target::Compose(c) => c.stop_node(id).await,
+        }
+    }
+
+    /// Starts a stopped node and waits until it serves.
+    pub async fn start_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.start_node(id).await,
+            Target::Compose(c) => c.start_node(id).await,
+        }
+    }
+
+    /// Cuts a node off from everyone.
+    pub async fn partition_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.pause_node(id),
+            Target::Compose(c) => c.partition_node(id).await,
+        }
+    }
+
+    /// Undoes [`Target::partition_node`].
+    pub async fn heal_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.resume_node(id),
+            Target::Compose(c) => c.heal_node(id).await,
+        }
+    }
+
+    /// Freezes a node in place (SIGSTOP / `docker pause`).
+    pub async fn pause_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.pause_node(id),
+            Target::Compose(c) => c.pause_node(id).await,
+        }
+    }
+
+    /// Thaws a frozen node.
+    pub async fn resume_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.resume_node(id),
+            Target::Compose(c) => c.resume_node(id).await,
+        }
+    }
+
+    /// Kills coordinator `i`.
+    pub async fn kill_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.kill_coordinator(i).await,
+            Target::Compose(c) => c.kill_coordinator(i).await,
+        }
+    }
+
+    /// Starts coordinator `i` and waits until it serves every key.
+    pub async fn start_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.start_coordinator(i).await,
+            Target::Compose(c) => c.start_coordinator(i).await,
+        }
+    }
+
+    /// Brings every node and coordinator back to running and serving.
+    pub async fn restore(&mut self) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => {
+                for i in 0..n.nodes.len() {
+                    let id = n.nodes[i].spec.id.clone();
+                    if n.nodes[i].process.is_running() {
+                        // Harmless when it is not stopped.
+                        n.resume_node(&id)?;
+                    } else {
+                        n.start_node(&id).await?;
+                    }
+                }
+                for i in 0..n.coordinator_count() {
+                    let running = match i {
+                        0 => n.coordinator.is_running(),
+                        _ => n.extra_coordinators[i - 1].process.is_running(),
+                    };
+                    if !running {
+                        n.start_coordinator(i).await?;
+                    }
+                }
+                Ok(())
+            }
+            Target::Compose(c) => c.restore().await,
+        }
+    }
+}
+
+/// A key the load signs with, and what verifies its signatures.
+#[derive(Clone, Debug)]
+pub struct LoadKey {
+    /// Key id.
+    pub key_id: String,
+    /// Ciphersuite.
+    pub ciphersuite: Ciphersuite,
+    /// Group public key (public API encoding).
+    pub public_key: Vec<u8>,
+}
+
+/// What one request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A signature that the independent verifier accepted.
+    Signed,
+    /// A signature that it rejected.
+    Invalid(String),
+    /// An error status.
+    Failed(tonic::Code, String),
+}
+
+/// One request of the background load.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Which coordinator it went to.
+    pub coordinator: usize,
+    /// When it was sent.
+    pub sent: Instant,
+    /// How long it took.
+    pub latency: Duration,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+impl Sample {
+    /// When its answer came.
+    pub fn done(&self) -> Instant {
+        self.sent + self.latency
+    }
+}
+
+/// Background signing load: [`LOAD_WORKERS`] clients signing continuously.
+#[derive(Debug)]
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the load; worker `w` uses `clients[w % clients.len()]`.
+    pub fn start(clients: &[(usize, SignerClient)], keys: &[LoadKey], label: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for w in 0..LOAD_WORKERS {
+            let Some((coordinator, client)) = clients.get(w % clients.len().max(1)).cloned() else {
+                break;
+            };
+            let keys = keys.to_vec();
+            let stop = stop.clone();
+            let samples = samples.clone();
+            let label = label.to_string();
+            workers.push(tokio::spawn(async move {
+                for n in 0..LOAD_MAX_REQUESTS_PER_WORKER {
+                    if stop.load(Ordering::Relaxed) || started.elapsed() > LOAD_MAX_DURATION {
+                        break;
+                    }
+                    let Some(key) = keys.get((n as usize + w) % keys.len().max(1)) else {
+                        break;
+                    };
+                    let message = format!("drill {label} worker {w} request {n}");
+                    let sent = Instant::now();
+                    let result = client
+                        .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
+                        .await;
+                    let latency = sent.elapsed();
+                    let outcome = match result {
+                        Ok(resp) => match crate::verify::verify(
+                            key.ciphersuite,
+                            &key.public_key,
+                            message.as_bytes(),
+                            &resp.signature,
+                        ) {
+                            Ok(()) => Outcome::Signed,
+                            Err(e) => Outcome::Invalid(e),
+                        },
+                        Err(status) => Outcome::Failed(status.code(), status.message().to_string()),
+                    };
+                    if let Ok(mut s) = samples.lock() {
+                        s.push(Sample {
+                            coordinator,
+                            sent,
+                            latency,
+                            outcome,
+                        });
+                    }
+                    tokio::time::sleep(LOAD_PACING).await;
+                }
+            }));
+        }
+        Self {
+            stop,
+            samples,
+            workers,
+        }
+    }
+
+    /// The samples so far.
+    pub fn snapshot(&self) -> Vec<Sample> {
+        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits (at most `timeout`) for a request sent after `since` to be signed;
+    /// returns when its answer came.
+    pub async fn first_success_after(&self, since: Instant, timeout: Duration) -> Option<Instant> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Some(done) = self
+                .snapshot()
+                .iter()
+                .filter(|s| s.sent >= since && s.outcome == Outcome::Signed)
+                .map(Sample::done)
+                .min()
+            {
+                return Some(done);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Stops the workers (each finishes its request in flight) and returns every
+    /// sample.
+    pub async fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            // A request carries a deadline, so this ends; the bound is a backstop.
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, w).await;
+        }
+        let samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        samples
+    }
+}
+
+/// Counts and latency percentiles of a set of samples.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Requests sent.
+    pub sent: usize,
+    /// Verified signatures.
+    pub succeeded: usize,
+    /// Error statuses.
+    pub failed: usize,
+    /// Signatures that did not verify.
+    pub invalid: usize,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+}
+
+impl Stats {
+    /// Stats of `samples`.
+    pub fn of<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Self {
+        let mut s = Stats::default();
+        let mut latencies = Vec::new();
+        for sample in samples {
+            s.sent += 1;
+            latencies.push(sample.latency);
+            match sample.outcome {
+                Outcome::Signed => s.succeeded += 1,
+                Outcome::Invalid(_) => s.invalid += 1,
+                Outcome::Failed(..) => s.failed += 1,
+            }
+        }
+        latencies.sort();
+        let pct = |p: usize| {
+            latencies
+                .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        s.p50 = pct(50);
+        s.p99 = pct(99);
+        s
+    }
+}
+
+/// What a drill concluded.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// Whether the expectation held.
+    pub pass: bool,
+    /// The requests the expectation is about.
+    pub stats: Stats,
+    /// What happened, and why it failed if it did.
+    pub detail: String,
+}
+
+/// Everything a drill needs.
+#[derive(Debug)]
+pub struct DrillCtx {
+    /// The network.
+    pub target: Target,
+    /// Keys to sign with.
+    pub keys: Vec<LoadKey>,
+}
+
+impl DrillCtx {
+    /// Fetches every key's public key through the first coordinator.
+    pub async fn new(target: Target, key_ids: &[String]) -> anyhow::Result<Self> {
+        let client = target.client(0)?;
+        let mut keys = Vec::new();
+        for key_id in key_ids {
+            let public = client
+                .public_key(key_id)
+                .await
+                .with_context(|| format!("GetPublicKey({key_id})"))?;
+            keys.push(LoadKey {
+                key_id: key_id.clone(),
+                ciphersuite: Ciphersuite::from_pb(public.ciphersuite)?,
+                public_key: public.public_key,
+            });
+        }
+        Ok(Self { target, keys })
+    }
+
+    /// Starts the load over the coordinators `which` (all when empty).
+    pub fn load(&self, which: &[usize], label: &str) -> anyhow::Result<Load> {
+        let indices: Vec<usize> = if which.is_empty() {
+            (0..self.target.coordinator_names().len()).collect()
+        } else {
+            which.to_vec()
+        };
+        let clients = indices
+            .into_iter()
+            .map(|i| Ok((i, self.target.client(i)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Load::start(&clients, &self.keys, label))
+    }
+
+    /// `count` distinct node ids picked at random (so repeated runs cover different
+    /// nodes).
+    pub fn pick_nodes(&self, count: usize) -> Vec<String> {
+        let mut ids = self.target.node_ids();
+        // Fisher-Yates over the first `count` slots.
+        for i in 0..count.min(ids.len()) {
+            let j = i + (OsRng.next_u32() as usize) % (ids.len() - i);
+            ids.swap(i, j);
+        }
+        ids.truncate(count);
+        ids
+    }
+}
+
+/// A drill's body.
+pub type DrillFn = for<'c> fn(&'c mut DrillCtx) -> BoxFuture<'c, anyhow::Result<Verdict>>;
+
+/// A registered drill.
+#[derive(Clone, Copy, Debug)]
+pub struct Drill {
+    /// Number in the issue's list (5 and 7 come with policy and key repair).
+    pub number: u8,
+    /// Short name, for `--only` and the report.
+    pub name: &'static str,
+    /// What must hold.
+    pub expectation: &'static str,
+    /// The drill.
+    pub run: DrillFn,
+}
+
+/// Every implemented drill, in the order they run. A new drill is one function
+/// and one entry here.
+pub fn registry() -> Vec<Drill> {
+    vec![
+        Drill {
+            number: 1,
+            name: "kill-2-nodes",
+            expectation: "2 of 5 nodes killed: every request signs",
+            run: kill_two_nodes,
+        },
+        Drill {
+            number: 2,
+            name: "kill-3-nodes",
+            expectation: "3 of 5 killed: fast UNAVAILABLE, no hang; restarted: resumes in seconds",
+            run: kill_three_nodes,
+        },
+        Drill {
+            number: 3,
+            name: "partition-node",
+            expectation: "1 node partitioned then healed: every request signs; healed node signs",
+            run: partition_node,
+        },
+        Drill {
+            number: 4,
+            name: "kill-coordinator",
+            expectation: "1 of 2 coordinators killed: the other's clients all sign",
+            run: kill_coordinator,
+        },
+        Drill {
+            number: 6,
+            name: "rolling-restart",
+            expectation: "all 5 nodes restarted one by one: zero failed requests",
+            run: rolling_restart,
+        },
+    ]
+}
+
+/// Checks shared by every drill: the load ran and no signature was invalid.
+fn baseline_failures(stats: &Stats, min_sent: usize) -> Vec<String> {
+    let mut why = Vec::new();
+    if stats.invalid > 0 {
+        why.push(format!("{} invalid signatures", stats.invalid));
+    }
+    if stats.sent < min_sent {
+        why.push(format!(
+            "only {} requests sent (load too thin to judge)",
+            stats.sent
+        ));
+    }
+    why
+}
+
+/// The first `n` errors, each with when it was sent (seconds after the load
+/// started), so a failure can be matched to a drill step.
+fn first_errors(samples: &[Sample], n: usize) -> String {
+    let Some(start) = samples.iter().map(|s| s.sent).min() else {
+        return String::new();
+    };
+    samples
+        .iter()
+        .filter_map(|s| {
+            let at = s.sent.saturating_duration_since(start).as_secs_f64();
+            let took = s.latency.as_secs_f64();
+            match &s.outcome {
+                Outcome::Failed(code, msg) => Some(format!(
+                    "sent at +{at:.1} s, after {took:.1} s {code:?}: {msg}"
+                )),
+                Outcome::Invalid(e) => Some(format!("sent at +{at:.1} s: invalid: {e}")),
+                Outcome::Signed => None,
+            }
+        })
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn verdict(stats: Stats, mut why: Vec<String>, detail: String, samples: &[Sample]) -> Verdict {
+    if !why.is_empty() {
+        let errors = first_errors(samples, 2);
+        if !errors.is_empty() {
+            why.push(format!("first errors: {errors}"));
+        }
+    }
+    Verdict {
+        pass: why.is_empty(),
+        stats,
+        detail: if why.is_empty() {
+            detail
+        } else {
+            format!("{detail}; FAILED: {}", why.join("; "))
+        },
+    }
+}
+
+/// Drill 1: any two nodes die; the remaining three are a quorum.
+fn kill_two_nodes(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let victims = ctx.pick_nodes(2);
+        let load = ctx.load(&[], "kill-2")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for id in &victims {
+            ctx.target.kill_node(id).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let samples = load.stop().await;
+        for id in &victims {
+            ctx.target.start_node(id).await?;
+        }
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        if stats.failed > 0 {
+            why.push(format!("{} requests failed", stats.failed));
+        }
+        let detail = format!("killed {}; restarted after 8 s", victims.join(", "));
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 2: three nodes die, no quorum remains; requests must fail fast with
+/// UNAVAILABLE, and signing must resume soon after the nodes return.
+fn kill_three_nodes(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let victims = ctx.pick_nodes(3);
+        let load = ctx.load(&[], "kill-3")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for id in &victims {
+            ctx.target.kill_node(id).await?;
+        }
+        let all_dead = Instant::now();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let restart = Instant::now();
+        let mut restart_error = None;
+        for id in &victims {
+            if let Err(e) = ctx.target.start_node(id).await {
+                restart_error = Some(format!("restarting {id}: {e:#}"));
+                break;
+            }
+        }
+        let resumed = load
+            .first_success_after(restart, Duration::from_secs(30))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = load.stop().await;
+
+        // Requests sent and answered while no quorum existed.
+        let down: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.sent >= all_dead && s.done() <= restart)
+            .collect();
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        if let Some(e) = restart_error {
+            why.push(e);
+        }
+        if down.len() < 5 {
+            why.push(format!("only {} requests while down", down.len()));
+        }
+        let not_unavailable = down
+            .iter()
+            .filter(|s| !matches!(s.outcome, Outcome::Failed(tonic::Code::Unavailable, _)))
+            .count();
+        if not_unavailable > 0 {
+            why.push(format!(
+                "{not_unavailable} of {} requests while down did not fail with UNAVAILABLE",
+                down.len()
+            ));
+        }
+        let slowest = down.iter().map(|s| s.latency).max().unwrap_or_default();
+        if slowest >= REQUEST_TIMEOUT {
+            why.push(format!(
+                "a request took {slowest:?} to fail, not within its {REQUEST_TIMEOUT:?} deadline"
+            ));
+        }
+        let resume_after = resumed.map(|t| t.saturating_duration_since(restart));
+        match resume_after {
+            Some(d) if d <= Duration::from_secs(15) => {}
+            Some(d) => why.push(format!("signing resumed only {d:.1?} after restart")),
+            None => why.push("signing did not resume within 30 s of restart".into()),
+        }
+        let detail = format!(
+            "killed {}; while down {}/{} UNAVAILABLE, slowest answer {:.2?} (deadline {:?}); signing resumed {} after restart began",
+            victims.join(", "),
+            down.len() - not_unavailable,
+            down.len(),
+            slowest,
+            REQUEST_TIMEOUT,
+            resume_after.map_or("never".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 3: one node is cut off and healed. Requests keep signing throughout;
+/// after the heal, two other nodes are frozen, so signing proves the healed node
+/// is back in quorums.
+fn partition_node(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let picked = ctx.pick_nodes(3);
+        let (victim, others) = picked
+            .split_first()
+            .ok_or_else(|| anyhow!("too few nodes"))?;
+        let load = ctx.load(&[], "partition")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ctx.target.partition_node(victim).await?;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        ctx.target.heal_node(victim).await?;
+        // The coordinators' health probe (every second) takes it back.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let healed_check = Instant::now();
+        for id in others {
+            ctx.target.pause_node(id).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let check_end = Instant::now();
+        for id in others {
+            ctx.target.resume_node(id).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        if stats.failed > 0 {
+            why.push(format!("{} requests failed", stats.failed));
+        }
+        let healed_signed = samples
+            .iter()
+            .filter(|s| s.sent >= healed_check && s.done() <= check_end)
+            .filter(|s| s.outcome == Outcome::Signed)
+            .count();
+        if healed_signed == 0 {
+            why.push(format!(
+                "no signature while {} were frozen: {victim} did not rejoin",
+                others.join(", ")
+            ));
+        }
+        let detail = format!(
+            "partitioned {victim} for 8 s by {}; after healing, {healed_signed} signatures with {} frozen (so {victim} signed)",
+            ctx.target.partition_method(),
+            others.join(" and ")
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 4: one coordinator dies; clients of the other must not notice.
+fn kill_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let names = ctx.target.coordinator_names();
+        if names.len() < 2 {
+            bail!(
+                "this drill needs two coordinators, the network has {}",
+                names.len()
+            );
+        }
+        let (victim, survivor) = (0usize, 1usize);
+        let victim_load = ctx.load(&[victim], "coordinator-victim")?;
+        let survivor_load = ctx.load(&[survivor], "coordinator-survivor")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ctx.target.kill_coordinator(victim).await?;
+        let killed = Instant::now();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let restart = Instant::now();
+        ctx.target.start_coordinator(victim).await?;
+        let back = victim_load
+            .first_success_after(restart, Duration::from_secs(20))
+            .await;
+        let survivor_samples = survivor_load.stop().await;
+        let victim_samples = victim_load.stop().await;
+
+        let stats = Stats::of(&survivor_samples);
+        let mut why = baseline_failures(&stats, 20);
+        if stats.failed > 0 {
+            why.push(format!(
+                "{} requests through {} failed",
+                stats.failed, names[survivor]
+            ));
+        }
+        let during = survivor_samples
+            .iter()
+            .filter(|s| s.sent >= killed && s.done() <= restart && s.outcome == Outcome::Signed)
+            .count();
+        if during == 0 {
+            why.push(format!(
+                "no signature through {} while {} was down",
+                names[survivor], names[victim]
+            ));
+        }
+        if back.is_none() {
+            why.push(format!(
+                "{} did not sign again after restart",
+                names[victim]
+            ));
+        }
+        let victim_stats = Stats::of(&victim_samples);
+        let detail = format!(
+            "killed {} for 8 s: figures are {}'s clients ({during} signatures while the other was down); {}'s own clients: {} failed of {} (expected), signing again after restart",
+            names[victim], names[survivor], names[victim], victim_stats.failed, victim_stats.sent
+        );
+        Ok(verdict(stats, why, detail, &survivor_samples))
+    })
+}
+
+/// Drill 6: every node restarted gracefully in turn, waiting for each to serve
+/// before the next; no request may fail.
+fn rolling_restart(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "rolling")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ids = ctx.target.node_ids();
+        let started = Instant::now();
+        for id in &ids {
+            ctx.target.stop_node(id).await?;
+            ctx.target.start_node(id).await?;
+            // Let the coordinators' health probe take it back before the next one
+            // goes down.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        if stats.failed > 0 {
+            why.push(format!("{} requests failed", stats.failed));
+        }
+        let detail = format!(
+            "restarted {} in turn (stop, start, serve) in {:.1} s",
+            ids.join(", "),
+            took.as_secs_f64()
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// One row of the report.
+#[derive(Clone, Debug)]
+pub struct ReportRow {
+    /// The drill.
+    pub drill: Drill,
+    /// Its verdict (an error is a failed verdict).
+    pub verdict: Verdict,
+    /// Wall time.
+    pub took: Duration,
+}
+
+/// Runs `drills` in order against `ctx`, restoring the network between them.
+pub async fn run_drills(ctx: &mut DrillCtx, drills: &[Drill]) -> Vec<ReportRow> {
+    let mut rows = Vec::new();
+    for drill in drills {
+        eprintln!("drill {} {} ...", drill.number, drill.name);
+        let started = Instant::now();
+        // A drill that hangs is a failed drill, not a hung command.
+        let verdict = match tokio::time::timeout(Duration::from_secs(240), (drill.run)(ctx)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => Verdict {
+                pass: false,
+                stats: Stats::default(),
+                detail: format!("FAILED: drill error: {e:#}"),
+            },
+            Err(_) => Verdict {
+                pass: false,
+                stats: Stats::default(),
+                detail: "FAILED: drill did not finish within 240 s".into(),
+            },
+        };
+        let took = started.elapsed();
+        eprintln!(
+            "drill {} {}: {} ({:.1} s)",
+            drill.number,
+            drill.name,
+            if verdict.pass { "PASS" } else { "FAIL" },
+            took.as_secs_f64()
+        );
+        rows.push(ReportRow {
+            drill: *drill,
+            verdict,
+            took,
+        });
+        if let Err(e) = ctx.target.restore().await {
+            eprintln!("restoring the network after {} failed: {e:#}", drill.name);
+        }
+        // Let coordinators' health records settle so drills do not bleed into each
+        // other.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    rows
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+/// The report: a Markdown table, then one note per drill.
+pub fn render_report(title: &str, rows: &[ReportRow]) -> String {
+    let mut out = format!("{title}\n\n");
+    out.push_str("| # | drill | expectation | outcome | sent | ok | failed | p50 ms | p99 ms | invalid sigs | time s |\n");
+    out.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        let s = &r.verdict.stats;
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
+            r.drill.number,
+            r.drill.name,
+            r.drill.expectation,
+            if r.verdict.pass { "PASS" } else { "FAIL" },
+            s.sent,
+            s.succeeded,
+            s.failed,
+            ms(s.p50),
+            ms(s.p99),
+            s.invalid,
+            r.took.as_secs_f64()
+        ));
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!(
+            "- {} {}: {}\n",
+            r.drill.number, r.drill.name, r.verdict.detail
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms: u64, outcome: Outcome) -> Sample {
+        Sample {
+            coordinator: 0,
+            sent: Instant::now(),
+            latency: Duration::from_millis(ms),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn stats_count_outcomes_and_take_percentiles() {
+        let mut samples: Vec<Sample> = (1..=100).map(|i| sample(i, Outcome::Signed)).collect();
+        samples.push(sample(500, Outcome::Invalid("bad".into())));
+        samples.push(sample(
+            600,
+            Outcome::Failed(tonic::Code::Unavailable, "no quorum".into()),
+        ));
+        let s = Stats::of(&samples);
+        assert_eq!((s.sent, s.succeeded, s.invalid, s.failed), (102, 100, 1, 1));
+        assert_eq!(s.p50, Duration::from_millis(52));
+        assert_eq!(s.p99, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn registry_names_are_unique_and_numbered_as_in_the_issue() {
+        let drills = registry();
+        let mut names: Vec<&str> = drills.iter().map(|d| d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), drills.len());
+        let numbers: Vec<u8> = drills.iter().map(|d| d.number).collect();
+        assert_eq!(numbers, vec![1, 2, 3, 4, 6]);
+    }
+}

@@ -456,6 +456,9 @@ pub struct Drill {
     pub expectation: &'static str,
     /// The drill.
     pub run: DrillFn,
+    /// Whether it needs what only local processes offer (reconfiguring a node,
+    /// the network's approver key, its ceremony file); skipped on compose.
+    pub local_only: bool,
 }
 
 /// Every implemented drill, in the order they run. A new drill is one function
@@ -467,32 +470,225 @@ pub fn registry() -> Vec<Drill> {
             name: "kill-2-nodes",
             expectation: "2 of 5 nodes killed: every request signs",
             run: kill_two_nodes,
+            local_only: false,
         },
         Drill {
             number: 2,
             name: "kill-3-nodes",
             expectation: "3 of 5 killed: fast UNAVAILABLE, no hang; restarted: resumes in seconds",
             run: kill_three_nodes,
+            local_only: false,
         },
         Drill {
             number: 3,
             name: "partition-node",
             expectation: "1 node partitioned then healed: every request signs; healed node signs",
             run: partition_node,
+            local_only: false,
         },
         Drill {
             number: 4,
             name: "kill-coordinator",
             expectation: "1 of 2 coordinators killed: the other's clients all sign",
             run: kill_coordinator,
+            local_only: false,
         },
         Drill {
             number: 6,
             name: "rolling-restart",
             expectation: "all 5 nodes restarted one by one: zero failed requests",
             run: rolling_restart,
+            local_only: false,
+        },
+        Drill {
+            number: 5,
+            name: "eu-failover",
+            expectation:
+                "both EU sovereign nodes lost: the EU key refuses without approval, signs with one",
+            run: eu_failover,
+            local_only: true,
+        },
+        Drill {
+            number: 7,
+            name: "wipe-and-repair",
+            expectation:
+                "one node's state wiped: repaired from t helpers, then signs; load unaffected",
+            run: wipe_and_repair,
+            local_only: true,
+        },
+        Drill {
+            number: 8,
+            name: "malicious-signer",
+            expectation:
+                "one node sends corrupt shares: named culprit, excluded, every request signs",
+            run: malicious_signer,
+            local_only: true,
         },
     ]
+}
+
+/// The EU-policy key of the local testnet.
+const EU_KEY: &str = "eu-payments";
+
+fn local(ctx: &mut DrillCtx) -> anyhow::Result<&mut LocalNetwork> {
+    match &mut ctx.target {
+        Target::Local(n) => Ok(n),
+        Target::Compose(_) => bail!("this drill needs local processes"),
+    }
+}
+
+/// Drill 5: both EU sovereign clouds are lost. The EU key (at least 2 EU signers)
+/// must refuse without an approval and sign with a compliance approval, while the
+/// background load on unrestricted keys keeps signing.
+fn eu_failover(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "eu-failover")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let net = local(ctx)?;
+        net.kill_node("node-1").await?;
+        net.kill_node("node-2").await?;
+        let client = net.client().await?;
+        let mut why = Vec::new();
+        match client
+            .sign(EU_KEY, b"eu drill", None, REQUEST_TIMEOUT)
+            .await
+        {
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+            other => why.push(format!(
+                "without approval: expected FAILED_PRECONDITION, got {other:?}"
+            )),
+        }
+        let approval = net.approve(EU_KEY, 600, "drill: eu-central and eu-west lost")?;
+        let public = client.public_key(EU_KEY).await?;
+        match client
+            .sign_with(EU_KEY, b"eu drill", None, Some(approval), REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(r) => {
+                if let Err(e) = crate::verify::verify(
+                    Ciphersuite::Ed25519,
+                    &public.public_key,
+                    b"eu drill",
+                    &r.signature,
+                ) {
+                    why.push(format!("approved signature does not verify: {e}"));
+                }
+            }
+            Err(s) => why.push(format!("with approval: {s:?}")),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let samples = load.stop().await;
+        let net = local(ctx)?;
+        net.start_node("node-1").await?;
+        net.start_node("node-2").await?;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        if stats.failed > 0 {
+            why.push(format!("{} background requests failed", stats.failed));
+        }
+        let detail = "node-1 and node-2 (EU sovereign) killed; EU key refused, then signed under an approval token".to_string();
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 7: a node loses its state (its region is rebuilt empty). The ceremony
+/// repairs its share of every key from t helper nodes; the node then signs.
+fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let keys: Vec<String> = ctx.keys.iter().map(|k| k.key_id.clone()).collect();
+        let load = ctx.load(&[], "wipe-and-repair")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let victim = "node-3";
+        let net = local(ctx)?;
+        net.wipe_node(victim).await?;
+        let ceremony = net.ceremony()?;
+        let mut why = Vec::new();
+        for key_id in &keys {
+            if let Err(e) = quorate_ceremony::keygen::run_repair(
+                &ceremony,
+                quorate_ceremony::keygen::RepairRequest {
+                    key_id: key_id.clone(),
+                    node: victim.into(),
+                },
+            )
+            .await
+            {
+                why.push(format!("repairing {key_id}: {e}"));
+            }
+        }
+        // The repaired node must sign: take two other nodes away for one request
+        // per key.
+        net.pause_node("node-4")?;
+        net.pause_node("node-5")?;
+        let client = net.client().await?;
+        for key in ctx.keys.clone() {
+            let message = format!("after repair of {victim}");
+            match client
+                .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(r) if r.signers.iter().any(|s| s == victim) => {
+                    if let Err(e) = crate::verify::verify(
+                        key.ciphersuite,
+                        &key.public_key,
+                        message.as_bytes(),
+                        &r.signature,
+                    ) {
+                        why.push(format!(
+                            "{}: invalid signature after repair: {e}",
+                            key.key_id
+                        ));
+                    }
+                }
+                Ok(r) => why.push(format!(
+                    "{}: {victim} did not sign ({:?})",
+                    key.key_id, r.signers
+                )),
+                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
+            }
+        }
+        let net = local(ctx)?;
+        net.resume_node("node-4")?;
+        net.resume_node("node-5")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail = format!("{victim} wiped and repaired for {} keys; it then signed each with node-4 and node-5 frozen", keys.len());
+        // Requests sent while node-4 and node-5 were frozen may time out on them
+        // before the coordinator skips them; only invalid signatures fail the drill
+        // besides the repair itself.
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 8 (hardening): one node answers with corrupt signature shares. The
+/// coordinator names it as culprit, leaves it out, and every request still signs.
+fn malicious_signer(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let victim = "node-2";
+        local(ctx)?.set_corrupt_signer(victim, true).await?;
+        let load = ctx.load(&[], "malicious-signer")?;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let samples = load.stop().await;
+        let net = local(ctx)?;
+        let named = net
+            .coordinator
+            .log_tail(5000)
+            .lines()
+            .any(|l| l.contains("culprit") && l.contains(victim));
+        net.set_corrupt_signer(victim, false).await?;
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        if stats.failed > 0 {
+            why.push(format!("{} requests failed", stats.failed));
+        }
+        if !named {
+            why.push(format!("the coordinator never named {victim} as culprit"));
+        }
+        let detail = format!("{victim} corrupted its shares; named culprit: {named}");
+        Ok(verdict(stats, why, detail, &samples))
+    })
 }
 
 /// Checks shared by every drill: the load ran and no signature was invalid.
@@ -917,6 +1113,6 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), drills.len());
         let numbers: Vec<u8> = drills.iter().map(|d| d.number).collect();
-        assert_eq!(numbers, vec![1, 2, 3, 4, 6]);
+        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8]);
     }
 }

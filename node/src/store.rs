@@ -64,7 +64,9 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    fn encode(&self) -> Zeroizing<Vec<u8>> {
+    /// The record's plaintext encoding: the manifest's length (u32, big-endian), the
+    /// manifest, then the key package. Secret: it is only ever sealed.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let kp = self.key_package.expose_bytes();
         let mut out = Zeroizing::new(Vec::with_capacity(4 + self.manifest.len() + kp.len()));
         out.extend_from_slice(&(self.manifest.len() as u32).to_be_bytes());
@@ -73,11 +75,21 @@ impl KeyRecord {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        let manifest = bytes.get(4..4usize.checked_add(len)?)?.to_vec();
-        let key_package = bytes.get(4 + len..)?.to_vec();
-        Some(Self {
+    /// Parses [`encode`](Self::encode)'s output. Only the framing is checked here;
+    /// the node validates the manifest and key package when it activates the key.
+    pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
+        let truncated = || NodeError::Corrupt("key record is truncated".into());
+        let len_bytes: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(truncated)?;
+        let end = usize::try_from(u32::from_be_bytes(len_bytes))
+            .ok()
+            .and_then(|len| len.checked_add(4))
+            .ok_or_else(truncated)?;
+        let manifest = bytes.get(4..end).ok_or_else(truncated)?.to_vec();
+        let key_package = bytes.get(end..).ok_or_else(truncated)?.to_vec();
+        Ok(Self {
             manifest,
             key_package: SecretKeyPackage::from_bytes(key_package),
         })
@@ -196,9 +208,28 @@ impl KeyStore {
         self.db.clone()
     }
 
+    /// Seals `record` as stored under `key_id`: bound to the key id, so a sealed
+    /// record moved under another id does not open.
+    pub fn seal_record(&self, key_id: &str, record: &KeyRecord) -> Result<Vec<u8>, NodeError> {
+        self.seal(&Self::record_context(key_id), &record.encode())
+    }
+
+    /// Opens a sealed record as read from the `keys` tree. Anything that does not
+    /// authenticate under this store's KEK and `key_id`, or does not parse, is
+    /// [`NodeError::Corrupt`] naming the key.
+    pub fn open_record(&self, key_id: &str, sealed: &[u8]) -> Result<KeyRecord, NodeError> {
+        let plain = self
+            .open_sealed(&Self::record_context(key_id), sealed)
+            .map_err(|_| {
+                NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
+            })?;
+        KeyRecord::decode(&plain)
+            .map_err(|_| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))
+    }
+
     /// Stores a new key durably. Refuses to overwrite an existing key id.
     pub fn insert_new(&self, key_id: &str, record: &KeyRecord) -> Result<(), NodeError> {
-        let sealed = self.seal(&Self::record_context(key_id), &record.encode())?;
+        let sealed = self.seal_record(key_id, record)?;
         let swapped = self
             .keys
             .compare_and_swap(key_id.as_bytes(), None as Option<&[u8]>, Some(sealed))
@@ -217,13 +248,7 @@ impl KeyStore {
         for item in self.keys.iter() {
             let (k, v) = item.map_err(storage)?;
             let key_id = String::from_utf8_lossy(&k).into_owned();
-            let plain = self
-                .open_sealed(&Self::record_context(&key_id), &v)
-                .map_err(|_| {
-                    NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
-                })?;
-            let record = KeyRecord::decode(&plain)
-                .ok_or_else(|| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))?;
+            let record = self.open_record(&key_id, &v)?;
             out.push((key_id, record));
         }
         Ok(out)

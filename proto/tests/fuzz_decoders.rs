@@ -439,7 +439,7 @@ fn fuzz_approval_token_decode_and_verify() {
     fuzzing::run("ApprovalToken", &corpus, fuzzing::cases(CHEAP), |b| {
         let verified = ApprovalToken::decode(b).and_then(|t| {
             t.verify(&t.approval.key_id.clone(), &approvers, now)
-                .map(Approval::clone)
+                .cloned()
         });
         // A mutated token that still verifies must grant exactly what was signed
         // (only JSON whitespace or hex case may differ), or it would be a forgery.

@@ -242,7 +242,7 @@ async fn load(
                         {
                             let _ = h.record(us.max(1));
                         }
-                        if n % verify_every == 0 {
+                        if n.is_multiple_of(verify_every) {
                             shared.verified.fetch_add(1, Ordering::Relaxed);
                             if crate::verify::verify(
                                 suite,

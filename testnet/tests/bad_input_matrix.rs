@@ -179,7 +179,7 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
         }
         Rpc::ReadAudit(r) => {
             let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
-            let mut stream = c.read_audit(r.clone()).await?.into_inner();
+            let mut stream = c.read_audit(*r).await?.into_inner();
             while let Some(item) = stream.next().await {
                 item?;
             }

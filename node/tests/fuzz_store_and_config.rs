@@ -56,7 +56,12 @@ fn fuzz_sealed_key_records() {
         &corpus,
         fuzzing::cases(2000),
         |b| match store.open_record("k1", b) {
-            Ok(_) => true,
+            // Authenticated encryption: only an unchanged record opens (a mutation
+            // can leave the bytes as they were, e.g. a truncation at the end).
+            Ok(_) => {
+                assert!(corpus.iter().any(|c| c == b), "a modified sealed record opened");
+                true
+            }
             Err(NodeError::Corrupt(_)) => false,
             Err(e) => panic!("a damaged record must be reported as corruption, got {e}"),
         },

@@ -59,7 +59,10 @@ fn fuzz_sealed_key_records() {
             // Authenticated encryption: only an unchanged record opens (a mutation
             // can leave the bytes as they were, e.g. a truncation at the end).
             Ok(_) => {
-                assert!(corpus.iter().any(|c| c == b), "a modified sealed record opened");
+                assert!(
+                    corpus.iter().any(|c| c == b),
+                    "a modified sealed record opened"
+                );
                 true
             }
             Err(NodeError::Corrupt(_)) => false,

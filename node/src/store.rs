@@ -263,6 +263,25 @@ mod tests {
         Kek::from_hex(&hex::encode([byte; 32])).unwrap()
     }
 
+    /// Reopens a store this process just dropped. sled releases its file lock from
+    /// background threads shortly after the last handle is dropped, so an immediate
+    /// reopen in the same process can find the lock still held (a restarted node
+    /// process never does: the old process is gone).
+    fn reopen(dir: &Path, byte: u8) -> Result<KeyStore, NodeError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match KeyStore::open(dir, kek(byte)) {
+                Err(NodeError::Storage(m))
+                    if m.contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn record() -> KeyRecord {
         KeyRecord {
             manifest: b"manifest".to_vec(),
@@ -277,7 +296,7 @@ mod tests {
             let store = KeyStore::open(dir.path(), kek(1)).unwrap();
             store.insert_new("k1", &record()).unwrap();
         }
-        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        let store = reopen(dir.path(), 1).unwrap();
         let all = store.load_all().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].1.key_package.expose_bytes(), b"secret share bytes");
@@ -309,7 +328,7 @@ mod tests {
     fn wrong_kek_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         KeyStore::open(dir.path(), kek(1)).unwrap();
-        let result = KeyStore::open(dir.path(), kek(2));
+        let result = reopen(dir.path(), 2);
         assert!(matches!(result, Err(NodeError::WrongKek)), "{result:?}");
     }
 

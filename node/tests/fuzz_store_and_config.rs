@@ -141,7 +141,19 @@ fn a_bit_flipped_record_on_disk_stops_the_store_from_loading() {
         keys.insert("k1", value).unwrap();
         store.db().flush().unwrap();
     }
-    let store = KeyStore::open(dir.path(), kek(5)).unwrap();
+    // sled releases its file lock from background threads shortly after the last
+    // handle is dropped; an in-process reopen may have to wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let store = loop {
+        match KeyStore::open(dir.path(), kek(5)) {
+            Err(NodeError::Storage(m))
+                if m.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let err = store.load_all().unwrap_err();
     assert!(
         matches!(&err, NodeError::Corrupt(m) if m.contains("k1")),

@@ -21,6 +21,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_DEADLINE_MS", "signing.deadline_ms"),
     ("QUORATE_NODE_TIMEOUT_MS", "signing.node_timeout_ms"),
     ("QUORATE_METRICS_LISTEN", "metrics_listen"),
+    (
+        "QUORATE_MAX_IN_FLIGHT_PER_CLIENT",
+        "signing.max_in_flight_per_client",
+    ),
 ];
 
 /// The config file as written.
@@ -75,6 +79,10 @@ pub struct SigningSettings {
     /// Longest a pooled commitment is used; keep it well below the nodes'
     /// `nonces.ttl_secs`.
     pub preprocess_max_age_secs: u64,
+    /// Most `Sign` requests one client identity may have in flight at once; more get
+    /// `RESOURCE_EXHAUSTED` at once instead of queueing, so one busy or hostile
+    /// client cannot hold every quorum slot and all the coordinator's memory.
+    pub max_in_flight_per_client: usize,
 }
 
 impl Default for SigningSettings {
@@ -87,6 +95,7 @@ impl Default for SigningSettings {
             health_interval_ms: 1_000,
             preprocess_batch: 32,
             preprocess_max_age_secs: 60,
+            max_in_flight_per_client: 256,
         }
     }
 }
@@ -157,6 +166,9 @@ impl CoordinatorConfig {
             || s.health_interval_ms == 0
         {
             return Err(config_err("signing timeouts and intervals must be > 0"));
+        }
+        if s.max_in_flight_per_client == 0 {
+            return Err(config_err("signing.max_in_flight_per_client must be > 0"));
         }
         let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
         let me = tls.identity();

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod error;
 pub mod idempotency;
+pub mod inflight;
 pub mod keys;
 pub mod nodes;
 pub mod pool;
@@ -135,7 +136,10 @@ impl BoundCoordinator {
             .map_err(|e| CoordError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(pb::signer_server::SignerServer::new(signer))
+            .add_service(
+                pb::signer_server::SignerServer::new(signer)
+                    .max_decoding_message_size(quorate_proto::MAX_SIGNER_REQUEST_BYTES),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
             .map_err(|e| CoordError::Server(e.to_string()));

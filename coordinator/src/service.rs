@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::config::SigningSettings;
 use crate::error::CoordError;
 use crate::idempotency::IdempotencyCache;
+use crate::inflight::InFlightLimiter;
 use crate::keys::KeyDirectory;
 use crate::quorum::{metric, QuorumEngine, SignContext, Signed};
 use quorate_proto::approval::{unix_now, ApprovalToken};
@@ -30,6 +31,7 @@ pub struct SignerService {
     engine: QuorumEngine,
     idempotency: IdempotencyCache<Signed>,
     rate: RateLimiter,
+    in_flight: InFlightLimiter,
     metrics: Arc<Registry>,
 }
 
@@ -74,6 +76,7 @@ impl SignerService {
             engine,
             idempotency: IdempotencyCache::new(IDEMPOTENCY_CAPACITY),
             rate: RateLimiter::new(),
+            in_flight: InFlightLimiter::new(settings.max_in_flight_per_client),
             metrics,
         }
     }
@@ -169,6 +172,13 @@ impl SignerService {
             .map_err(|s| CoordError::PermissionDenied(s.message().to_string()))?;
         let deadline = self.deadline(req.metadata());
         let req = SignRequest::try_from(req.into_inner()).map_err(CoordError::InvalidArgument)?;
+        let client_id = caller.spiffe_id();
+        let _permit = self.in_flight.try_acquire(&client_id).ok_or_else(|| {
+            CoordError::ResourceExhausted(format!(
+                "client {client_id} already has {} Sign requests in flight; retry when one completes",
+                self.in_flight.limit()
+            ))
+        })?;
         let started = Instant::now();
         let work = async {
             match &req.request_id {

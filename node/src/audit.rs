@@ -123,11 +123,24 @@ mod tests {
     fn appended_records_chain_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let open = || {
-            let db = sled::Config::new()
-                .path(dir.path())
-                .flush_every_ms(None)
-                .open()
-                .unwrap();
+            // sled releases its file lock from background threads shortly after the
+            // last handle is dropped, so the in-process reopen may have to wait.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let db = loop {
+                match sled::Config::new()
+                    .path(dir.path())
+                    .flush_every_ms(None)
+                    .open()
+                {
+                    Err(e)
+                        if e.to_string().contains("could not acquire lock")
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    other => break other.unwrap(),
+                }
+            };
             AuditLog::open(db, "node-1").unwrap()
         };
         {

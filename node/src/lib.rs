@@ -25,7 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use quorate_proto::pb;
+use quorate_proto::{pb, MAX_NODE_REQUEST_BYTES};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -144,15 +144,18 @@ impl BoundNode {
             .tls_config(self.tls.server_config())
             .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
-            .add_service(pb::node_server::NodeServer::new(NodeService(
-                self.state.clone(),
-            )))
-            .add_service(pb::ceremony_server::CeremonyServer::new(CeremonyService(
-                self.state.clone(),
-            )))
-            .add_service(pb::audit_server::AuditServer::new(AuditService(
-                self.state.clone(),
-            )))
+            .add_service(
+                pb::node_server::NodeServer::new(NodeService(self.state.clone()))
+                    .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
+            )
+            .add_service(
+                pb::ceremony_server::CeremonyServer::new(CeremonyService(self.state.clone()))
+                    .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
+            )
+            .add_service(
+                pb::audit_server::AuditServer::new(AuditService(self.state.clone()))
+                    .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
             .map_err(|e| NodeError::Server(e.to_string()));

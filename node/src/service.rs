@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use std::time::Instant;
 
+use quorate_proto::api;
 use quorate_proto::approval::{unix_now, ApprovalToken};
 use quorate_proto::audit::AuditRecord;
 use quorate_proto::escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
@@ -23,8 +24,7 @@ use crate::error::NodeError;
 use crate::nonces::NonceStore;
 use crate::store::{KeyRecord, KeyStore};
 
-/// Most commitments one `Commit` call may ask for.
-pub const MAX_COMMITMENTS_PER_CALL: u32 = 64;
+pub use quorate_proto::api::MAX_COMMITMENTS_PER_CALL;
 
 /// A key share ready to sign with.
 #[derive(Debug)]
@@ -217,11 +217,7 @@ impl NodeState {
     }
 
     fn commit(&self, req: pb::CommitRequest) -> Result<pb::CommitResponse, NodeError> {
-        if req.count == 0 || req.count > MAX_COMMITMENTS_PER_CALL {
-            return Err(NodeError::InvalidArgument(format!(
-                "count must be within 1..={MAX_COMMITMENTS_PER_CALL}"
-            )));
-        }
+        let req = api::CommitRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
         let key = self.key(&req.key_id)?;
         let ops = key.manifest.ciphersuite.ops();
         let mut commitments = Vec::with_capacity(req.count as usize);
@@ -240,6 +236,7 @@ impl NodeState {
         req: pb::SignShareRequest,
         caller: &PeerIdentity,
     ) -> Result<pb::SignShareResponse, NodeError> {
+        let req = api::SignShareRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
         let key = self.key(&req.key_id)?;
         let manifest = &key.manifest;
         let ops = manifest.ciphersuite.ops();
@@ -302,13 +299,13 @@ impl NodeState {
         }
         let mut approval_token_id = String::new();
         if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
-            if req.approval_token.is_empty() {
+            let Some(token) = &req.approval_token else {
                 self.deny("unlawful_quorum");
                 let msg = format!("{violation}, and no approval token was given");
                 self.audit.append(refusal(msg.clone()))?;
                 return Err(NodeError::FailedPrecondition(msg));
-            }
-            let verified = ApprovalToken::decode(&req.approval_token).and_then(|t| {
+            };
+            let verified = ApprovalToken::decode(token).and_then(|t| {
                 t.verify(&req.key_id, &policy.approvers, unix_now())
                     .map(|a| a.token_id.clone())
             });
@@ -721,7 +718,9 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         req: Request<pb::GetManifestRequest>,
     ) -> Result<Response<pb::NodeKey>, Status> {
         authorize(&req, &self.0.identity.trust_domain, &[Role::Ceremony])?;
-        let key = self.0.key(&req.get_ref().key_id)?;
+        let key_id = &req.get_ref().key_id;
+        quorate_proto::validate_key_id(key_id).map_err(NodeError::InvalidArgument)?;
+        let key = self.0.key(key_id)?;
         Ok(Response::new(pb::NodeKey {
             manifest: key.manifest.encoded.clone(),
         }))

@@ -64,7 +64,9 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    fn encode(&self) -> Zeroizing<Vec<u8>> {
+    /// The record's plaintext encoding: the manifest's length (u32, big-endian), the
+    /// manifest, then the key package. Secret: it is only ever sealed.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let kp = self.key_package.expose_bytes();
         let mut out = Zeroizing::new(Vec::with_capacity(4 + self.manifest.len() + kp.len()));
         out.extend_from_slice(&(self.manifest.len() as u32).to_be_bytes());
@@ -73,11 +75,21 @@ impl KeyRecord {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        let manifest = bytes.get(4..4usize.checked_add(len)?)?.to_vec();
-        let key_package = bytes.get(4 + len..)?.to_vec();
-        Some(Self {
+    /// Parses [`encode`](Self::encode)'s output. Only the framing is checked here;
+    /// the node validates the manifest and key package when it activates the key.
+    pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
+        let truncated = || NodeError::Corrupt("key record is truncated".into());
+        let len_bytes: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(truncated)?;
+        let end = usize::try_from(u32::from_be_bytes(len_bytes))
+            .ok()
+            .and_then(|len| len.checked_add(4))
+            .ok_or_else(truncated)?;
+        let manifest = bytes.get(4..end).ok_or_else(truncated)?.to_vec();
+        let key_package = bytes.get(end..).ok_or_else(truncated)?.to_vec();
+        Ok(Self {
             manifest,
             key_package: SecretKeyPackage::from_bytes(key_package),
         })
@@ -196,9 +208,28 @@ impl KeyStore {
         self.db.clone()
     }
 
+    /// Seals `record` as stored under `key_id`: bound to the key id, so a sealed
+    /// record moved under another id does not open.
+    pub fn seal_record(&self, key_id: &str, record: &KeyRecord) -> Result<Vec<u8>, NodeError> {
+        self.seal(&Self::record_context(key_id), &record.encode())
+    }
+
+    /// Opens a sealed record as read from the `keys` tree. Anything that does not
+    /// authenticate under this store's KEK and `key_id`, or does not parse, is
+    /// [`NodeError::Corrupt`] naming the key.
+    pub fn open_record(&self, key_id: &str, sealed: &[u8]) -> Result<KeyRecord, NodeError> {
+        let plain = self
+            .open_sealed(&Self::record_context(key_id), sealed)
+            .map_err(|_| {
+                NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
+            })?;
+        KeyRecord::decode(&plain)
+            .map_err(|_| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))
+    }
+
     /// Stores a new key durably. Refuses to overwrite an existing key id.
     pub fn insert_new(&self, key_id: &str, record: &KeyRecord) -> Result<(), NodeError> {
-        let sealed = self.seal(&Self::record_context(key_id), &record.encode())?;
+        let sealed = self.seal_record(key_id, record)?;
         let swapped = self
             .keys
             .compare_and_swap(key_id.as_bytes(), None as Option<&[u8]>, Some(sealed))
@@ -235,13 +266,7 @@ impl KeyStore {
         for item in self.keys.iter() {
             let (k, v) = item.map_err(storage)?;
             let key_id = String::from_utf8_lossy(&k).into_owned();
-            let plain = self
-                .open_sealed(&Self::record_context(&key_id), &v)
-                .map_err(|_| {
-                    NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
-                })?;
-            let record = KeyRecord::decode(&plain)
-                .ok_or_else(|| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))?;
+            let record = self.open_record(&key_id, &v)?;
             out.push((key_id, record));
         }
         Ok(out)
@@ -254,6 +279,25 @@ mod tests {
 
     fn kek(byte: u8) -> Kek {
         Kek::from_hex(&hex::encode([byte; 32])).unwrap()
+    }
+
+    /// Reopens a store this process just dropped. sled releases its file lock from
+    /// background threads shortly after the last handle is dropped, so an immediate
+    /// reopen in the same process can find the lock still held (a restarted node
+    /// process never does: the old process is gone).
+    fn reopen(dir: &Path, byte: u8) -> Result<KeyStore, NodeError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match KeyStore::open(dir, kek(byte)) {
+                Err(NodeError::Storage(m))
+                    if m.contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn record() -> KeyRecord {
@@ -270,7 +314,7 @@ mod tests {
             let store = KeyStore::open(dir.path(), kek(1)).unwrap();
             store.insert_new("k1", &record()).unwrap();
         }
-        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        let store = reopen(dir.path(), 1).unwrap();
         let all = store.load_all().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].1.key_package.expose_bytes(), b"secret share bytes");
@@ -302,7 +346,7 @@ mod tests {
     fn wrong_kek_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         KeyStore::open(dir.path(), kek(1)).unwrap();
-        let result = KeyStore::open(dir.path(), kek(2));
+        let result = reopen(dir.path(), 2);
         assert!(matches!(result, Err(NodeError::WrongKek)), "{result:?}");
     }
 

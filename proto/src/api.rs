@@ -1,10 +1,18 @@
-//! Domain types of the public `Signer` API, parsed from protobuf at the boundary.
-//! Anything that fails here is the caller's mistake: `INVALID_ARGUMENT`.
+//! Domain types of the public `Signer` API and of the node's round RPCs, parsed from
+//! protobuf at the boundary. Anything that fails here is the caller's mistake:
+//! `INVALID_ARGUMENT`.
 
 use crate::pb;
 
 /// Longest `request_id`, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Longest client id a coordinator may assert in round 2, in bytes. Client ids are
+/// SPIFFE ids; the bound keeps a coordinator from bloating every audit record.
+pub const MAX_CLIENT_ID_BYTES: usize = 512;
+
+/// Most commitments one `Commit` call may ask for.
+pub const MAX_COMMITMENTS_PER_CALL: u32 = 64;
 
 /// A validated `Sign` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +56,76 @@ impl TryFrom<pb::SignRequest> for SignRequest {
     }
 }
 
+/// A validated round-1 `Commit` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRequest {
+    /// Key to commit for.
+    pub key_id: String,
+    /// Commitments wanted, 1..=[`MAX_COMMITMENTS_PER_CALL`].
+    pub count: u32,
+}
+
+impl TryFrom<pb::CommitRequest> for CommitRequest {
+    type Error = String;
+
+    fn try_from(req: pb::CommitRequest) -> Result<Self, String> {
+        if req.count == 0 || req.count > MAX_COMMITMENTS_PER_CALL {
+            return Err(format!(
+                "count must be within 1..={MAX_COMMITMENTS_PER_CALL}"
+            ));
+        }
+        crate::validate_key_id(&req.key_id)?;
+        Ok(Self {
+            key_id: req.key_id,
+            count: req.count,
+        })
+    }
+}
+
+/// A validated round-2 `SignShare` request. The signing package stays bytes here: it
+/// is decoded in the key's ciphersuite once the key is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignShareRequest {
+    /// Key to sign with.
+    pub key_id: String,
+    /// The FROST signing package (non-empty).
+    pub signing_package: Vec<u8>,
+    /// The client's request id (may be empty).
+    pub request_id: String,
+    /// The client the coordinator acts for (may be empty).
+    pub client_id: String,
+    /// Approval token for an out-of-policy quorum, if given.
+    pub approval_token: Option<Vec<u8>>,
+}
+
+impl TryFrom<pb::SignShareRequest> for SignShareRequest {
+    type Error = String;
+
+    fn try_from(req: pb::SignShareRequest) -> Result<Self, String> {
+        crate::validate_key_id(&req.key_id)?;
+        if req.signing_package.is_empty() {
+            return Err("signing_package is empty".into());
+        }
+        if req.request_id.len() > MAX_REQUEST_ID_BYTES {
+            return Err(format!(
+                "request_id is longer than {MAX_REQUEST_ID_BYTES} bytes"
+            ));
+        }
+        if req.client_id.len() > MAX_CLIENT_ID_BYTES {
+            return Err(format!(
+                "client_id is longer than {MAX_CLIENT_ID_BYTES} bytes"
+            ));
+        }
+        Ok(Self {
+            key_id: req.key_id,
+            signing_package: req.signing_package,
+            request_id: req.request_id,
+            client_id: req.client_id,
+            approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +146,28 @@ mod tests {
         assert!(SignRequest::try_from(req("k", vec![0; crate::MAX_MESSAGE_BYTES + 1])).is_err());
         assert!(SignRequest::try_from(req("", vec![1])).is_err());
         assert!(SignRequest::try_from(req("a/b", vec![1])).is_err());
+    }
+
+    #[test]
+    fn node_round_requests_refuse_malformed_key_ids() {
+        for key_id in ["", "a/b", &"k".repeat(crate::MAX_KEY_ID_BYTES + 1)] {
+            let commit = pb::CommitRequest {
+                key_id: key_id.into(),
+                count: 1,
+            };
+            assert!(CommitRequest::try_from(commit).is_err(), "{key_id:?}");
+            let share = pb::SignShareRequest {
+                key_id: key_id.into(),
+                signing_package: vec![1],
+                ..Default::default()
+            };
+            assert!(SignShareRequest::try_from(share).is_err(), "{key_id:?}");
+        }
+        let ok = pb::SignShareRequest {
+            key_id: "k".into(),
+            signing_package: vec![1],
+            ..Default::default()
+        };
+        assert_eq!(SignShareRequest::try_from(ok).unwrap().approval_token, None);
     }
 }

@@ -106,12 +106,18 @@ impl AuditLog {
 /// Opens the audit log of a stopped node's store directory directly, for offline
 /// inspection (and for tests that tamper with a record to prove detection).
 pub fn open_offline(data_dir: &std::path::Path) -> Result<sled::Tree, NodeError> {
+    open_offline_tree(data_dir, "audit")
+}
+
+/// Opens one tree (`audit`, `keys`, `meta`) of a stopped node's store directly, for
+/// offline inspection and for drills that damage a store on purpose.
+pub fn open_offline_tree(data_dir: &std::path::Path, tree: &str) -> Result<sled::Tree, NodeError> {
     let db = sled::Config::new()
         .path(data_dir.join("sled"))
         .flush_every_ms(None)
         .open()
         .map_err(storage)?;
-    db.open_tree("audit").map_err(storage)
+    db.open_tree(tree).map_err(storage)
 }
 
 #[cfg(test)]

@@ -335,6 +335,7 @@ impl NodeState {
 
         // Taking the nonce out of the store is what makes it single-use: whatever
         // happens next, it cannot be used again.
+        let own_commitment_sha256 = hex::encode(quorate_proto::sha256(own));
         let nonces = self.nonces.take(&req.key_id, own).ok_or_else(|| {
             NodeError::FailedPrecondition(
                 "the commitment for this node was not issued by it, was already used, or expired"
@@ -360,6 +361,9 @@ impl NodeState {
             quorum: signers.clone(),
             approval_token_id: approval_token_id.clone(),
             caller: caller.spiffe_id(),
+            // Which nonce was spent: an auditor (and the crash drill) can check that
+            // no commitment was ever used twice.
+            detail: format!("commitment_sha256={own_commitment_sha256}"),
             ..Default::default()
         })?;
         if failover {

@@ -524,7 +524,182 @@ pub fn registry() -> Vec<Drill> {
             run: malicious_signer,
             local_only: true,
         },
+        Drill {
+            number: 9,
+            name: "crash-during-signing",
+            expectation: "nodes SIGKILLed at random points under load: no nonce used twice, no share lost, audit chains intact",
+            run: crash_during_signing,
+            local_only: true,
+        },
+        Drill {
+            number: 10,
+            name: "disk-corruption",
+            expectation: "a node's store damaged: it refuses to start, naming the damage; repaired, it signs",
+            run: disk_corruption,
+            local_only: true,
+        },
     ]
+}
+
+/// Every key id of the local network.
+fn all_key_ids(net: &LocalNetwork) -> Vec<String> {
+    net.spec.keys.iter().map(|k| k.key_id.clone()).collect()
+}
+
+/// Checks every node's audit chain, that no commitment (nonce) was spent twice on
+/// any node, and that every node still holds every key. Returns the problems.
+async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<String>, usize)> {
+    let auditor = net.issue(quorate_proto::identity::Role::Auditor, "drill-auditor")?;
+    let ceremony_tls = net
+        .tls_paths(quorate_proto::identity::Role::Ceremony, "testnet")
+        .load()?;
+    let mut problems = Vec::new();
+    let mut shares_checked = 0;
+    for node in &net.nodes {
+        let id = &node.spec.id;
+        let records = quorate_ceremony::audit::fetch(&node.endpoint, id, &auditor).await?;
+        if let Err(brk) = quorate_ceremony::audit::check(&records).head {
+            problems.push(format!("{id}: {brk}"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in quorate_ceremony::audit::decode(&records) {
+            if r.event != "sign_share" {
+                continue;
+            }
+            shares_checked += 1;
+            let spent = format!("{} {}", r.key_id, r.detail);
+            if !seen.insert(spent) {
+                problems.push(format!(
+                    "{id}: commitment spent twice ({} {})",
+                    r.key_id, r.detail
+                ));
+            }
+        }
+        let channel = ceremony_tls.channel(&node.endpoint, id, Duration::from_secs(2))?;
+        let mut client = quorate_proto::pb::ceremony_client::CeremonyClient::new(channel);
+        for key_id in all_key_ids(net) {
+            if let Err(s) = client
+                .get_manifest(quorate_proto::pb::GetManifestRequest {
+                    key_id: key_id.clone(),
+                })
+                .await
+            {
+                problems.push(format!("{id} lost key {key_id}: {}", s.message()));
+            }
+        }
+    }
+    Ok((problems, shares_checked))
+}
+
+/// Drill 9 (hardening): nodes die by SIGKILL at random moments of both rounds under
+/// load and come back. Afterwards no node has spent a nonce twice (each signature
+/// share's audit record names the commitment it consumed), no node lost a share,
+/// and every audit chain is intact.
+fn crash_during_signing(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "crash-during-signing")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut killed = Vec::new();
+        for _ in 0..6 {
+            let victim = ctx.pick_nodes(1).remove(0);
+            // A random point in the middle of the traffic: both rounds are always
+            // in flight under this load.
+            tokio::time::sleep(Duration::from_millis(
+                50 + u64::from(OsRng.next_u32() % 450),
+            ))
+            .await;
+            ctx.target.kill_node(&victim).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ctx.target.start_node(&victim).await?;
+            killed.push(victim);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let (problems, shares) = check_nodes_after_crashes(local(ctx)?).await?;
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        why.extend(problems);
+        let detail = format!(
+            "SIGKILLed and restarted {}; {shares} signature shares checked for nonce reuse",
+            killed.join(", ")
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 10 (hardening): a node's key store is damaged on disk. It must refuse to
+/// start and say why (rather than sign with a wrong share or silently drop a key);
+/// the ceremony then rebuilds its shares by repair and it signs again.
+fn disk_corruption(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "disk-corruption")?;
+        let victim = "node-4";
+        let net = local(ctx)?;
+        net.kill_node(victim).await?;
+        let data_dir = net.node(victim)?.data_dir.clone();
+        {
+            let keys = quorate_node::audit::open_offline_tree(&data_dir, "keys")?;
+            let (k, v) = keys.iter().next().context("no key record to damage")??;
+            let mut damaged = v.to_vec();
+            let at = damaged.len() / 2;
+            damaged[at] ^= 0x40;
+            keys.insert(k, damaged)?;
+            keys.flush()?;
+        }
+        let mut why = Vec::new();
+        match net.start_node(victim).await {
+            Ok(()) => why.push(format!("{victim} started with a damaged store")),
+            Err(e) => {
+                let text = format!("{e:#}");
+                if !text.contains("corrupt") {
+                    why.push(format!(
+                        "{victim} failed to start without naming the damage: {text}"
+                    ));
+                }
+            }
+        }
+        net.wipe_node(victim).await?;
+        let ceremony = net.ceremony()?;
+        for key_id in all_key_ids(net) {
+            if let Err(e) = quorate_ceremony::keygen::run_repair(
+                &ceremony,
+                quorate_ceremony::keygen::RepairRequest {
+                    key_id: key_id.clone(),
+                    node: victim.into(),
+                },
+            )
+            .await
+            {
+                why.push(format!("repairing {key_id}: {e}"));
+            }
+        }
+        net.pause_node("node-1")?;
+        net.pause_node("node-5")?;
+        let client = net.client().await?;
+        for key in ctx.keys.clone() {
+            match client
+                .sign(&key.key_id, b"after disk repair", None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(r) if r.signers.iter().any(|s| s == victim) => {}
+                Ok(r) => why.push(format!(
+                    "{}: {victim} did not sign ({:?})",
+                    key.key_id, r.signers
+                )),
+                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
+            }
+        }
+        let net = local(ctx)?;
+        net.resume_node("node-1")?;
+        net.resume_node("node-5")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail =
+            format!("{victim}'s key store damaged on disk; refused to start; wiped and repaired");
+        Ok(verdict(stats, why, detail, &samples))
+    })
 }
 
 /// The EU-policy key of the local testnet.
@@ -1113,6 +1288,6 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), drills.len());
         let numbers: Vec<u8> = drills.iter().map(|d| d.number).collect();
-        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8]);
+        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8, 9, 10]);
     }
 }

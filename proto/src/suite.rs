@@ -444,6 +444,10 @@ pub trait SuiteOps: Send + Sync {
         signature: &[u8],
     ) -> Result<(), CryptoError>;
 
+    /// The signing share inside a key package. For checks that secrets never leak
+    /// (tests grep logs for it); the signing path never needs it.
+    fn signing_share(&self, key_package: &SecretKeyPackage) -> Result<SecretScalar, CryptoError>;
+
     /// DANGER, fault injection for drills only: a well-formed signature share that
     /// is wrong (the given share plus one), as a malicious or broken signer would
     /// send. Nodes use it only when their config says `danger.corrupt_signature_shares`.
@@ -794,6 +798,11 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
         let signature = Signature::<C>::deserialize(signature).map_err(malformed("signature"))?;
         key.verify(message, &signature)
             .map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn signing_share(&self, key_package: &SecretKeyPackage) -> Result<SecretScalar, CryptoError> {
+        let kp = Self::key_package(key_package)?;
+        Ok(SecretScalar::from_bytes(kp.signing_share().serialize()))
     }
 
     fn danger_corrupt_share(&self, share: &[u8]) -> Result<Vec<u8>, CryptoError> {

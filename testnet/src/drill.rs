@@ -770,11 +770,12 @@ fn eu_failover(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
 /// repairs its share of every key from t helper nodes; the node then signs.
 fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
     Box::pin(async move {
-        let keys: Vec<String> = ctx.keys.iter().map(|k| k.key_id.clone()).collect();
         let load = ctx.load(&[], "wipe-and-repair")?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let victim = "node-3";
         let net = local(ctx)?;
+        // Every key, the EU key too: the node must come back whole.
+        let keys = all_key_ids(net);
         net.wipe_node(victim).await?;
         let ceremony = net.ceremony()?;
         let mut why = Vec::new();
@@ -847,11 +848,15 @@ fn malicious_signer(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>
         tokio::time::sleep(Duration::from_secs(8)).await;
         let samples = load.stop().await;
         let net = local(ctx)?;
-        let named = net
-            .coordinator
-            .log_tail(5000)
-            .lines()
-            .any(|l| l.contains("culprit") && l.contains(victim));
+        // Either coordinator may have met the bad share first.
+        let named = std::iter::once(&net.coordinator)
+            .chain(net.extra_coordinators.iter().map(|c| &c.process))
+            .any(|c| {
+                std::fs::read_to_string(&c.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.contains("culprit") && l.contains(victim))
+            });
         net.set_corrupt_signer(victim, false).await?;
         let stats = Stats::of(&samples);
         let mut why = baseline_failures(&stats, 20);

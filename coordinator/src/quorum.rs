@@ -25,6 +25,9 @@ use crate::keys::KnownKey;
 use crate::nodes::{NodeHandle, NodePool};
 use crate::pool::CommitmentPool;
 
+/// Per-round wait for a node whose health record says it failed recently.
+pub const SUSPECT_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// Who asked, for the nodes' records and checks.
 #[derive(Clone, Debug)]
 pub struct SignContext {
@@ -210,6 +213,20 @@ impl QuorumEngine {
         }
     }
 
+    /// How long to wait for `node` in one round: the configured timeout for a node in
+    /// good health, [`SUSPECT_TIMEOUT`] for one that failed recently. A dead node is
+    /// still tried (it may be back before its health record says so) but cannot
+    /// hold a request up for long; a node that answers again gets its full timeout
+    /// as soon as a call or health probe succeeds.
+    fn node_timeout(&self, node: &NodeHandle) -> Duration {
+        let full = self.settings.node_timeout();
+        if node.is_available() {
+            full
+        } else {
+            full.min(SUSPECT_TIMEOUT)
+        }
+    }
+
     /// The pool of preprocessed commitments.
     pub fn commitment_pool(&self) -> Arc<CommitmentPool> {
         self.commitments.clone()
@@ -358,7 +375,7 @@ impl QuorumEngine {
                     let ask = |node: &Arc<NodeHandle>| {
                         let node = node.clone();
                         let key_id = manifest.key_id.clone();
-                        let node_timeout = self.settings.node_timeout();
+                        let node_timeout = self.node_timeout(&node);
                         async move {
                             let result = call(&node, deadline, node_timeout, || {
                                 let mut client = node.client();
@@ -477,7 +494,7 @@ impl QuorumEngine {
                     client_id: ctx.client_id.clone(),
                     approval_token: approval_token.clone(),
                 };
-                let node_timeout = self.settings.node_timeout();
+                let node_timeout = self.node_timeout(&node);
                 async move {
                     let result = call(&node, deadline, node_timeout, || {
                         let mut client = node.client();

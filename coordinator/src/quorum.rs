@@ -106,6 +106,8 @@ fn select_quorum(
 pub struct Signed {
     /// Signature in the public API encoding.
     pub signature: Vec<u8>,
+    /// The key's ciphersuite.
+    pub ciphersuite: quorate_proto::suite::Ciphersuite,
     /// Node ids whose shares make up the signature.
     pub signers: Vec<String>,
 }
@@ -546,6 +548,7 @@ impl QuorumEngine {
                     }
                     return Ok(Signed {
                         signature,
+                        ciphersuite: manifest.ciphersuite,
                         signers: quorum.iter().map(|(n, _)| n.id.clone()).collect(),
                     });
                 }

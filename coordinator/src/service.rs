@@ -206,7 +206,6 @@ impl SignerService {
                 )))
             }
         };
-        let key = self.keys.get(&req.key_id).await?;
         tracing::info!(
             key_id = %req.key_id,
             client = %caller,
@@ -217,7 +216,7 @@ impl SignerService {
         Ok(pb::SignResponse {
             key_id: req.key_id,
             signature: signed.signature,
-            ciphersuite: key.manifest.ciphersuite.to_pb() as i32,
+            ciphersuite: signed.ciphersuite.to_pb() as i32,
             signers: signed.signers,
         })
     }

@@ -142,6 +142,9 @@ impl TlsMaterial {
 
     /// A lazily connecting channel to `uri` (`https://host:port`) that expects the
     /// server to be certified for `server_name`. Connections are reused across calls.
+    /// HTTP/2 pings every second find a connection whose peer vanished (a partition
+    /// drops packets silently) within about two seconds, so calls after the peer is
+    /// back open a fresh connection instead of waiting on the dead one.
     pub fn channel(
         &self,
         uri: &str,
@@ -154,8 +157,9 @@ impl TlsMaterial {
             .map_err(|e| TlsError::Endpoint(uri.to_string(), e.to_string()))?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(1))
+            .keep_alive_while_idle(true);
         Ok(endpoint.connect_lazy())
     }
 }

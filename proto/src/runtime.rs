@@ -41,19 +41,41 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// SIGINT and SIGTERM, caught from the moment this is created: a process that must
+/// clean up (stop the processes it started) creates it before starting anything, so
+/// a signal that arrives early is not fatal.
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Starts catching SIGINT and SIGTERM.
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+    match ShutdownSignals::new() {
+        Ok(mut signals) => signals.recv().await,
         Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+            tracing::error!("cannot listen for SIGINT/SIGTERM: {e}");
+            std::future::pending::<()>().await
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use quorate_proto::runtime::{init_tracing, shutdown_signal, LogFormat};
+use quorate_proto::runtime::{init_tracing, LogFormat, ShutdownSignals};
 use quorate_proto::tls::TlsPaths;
 use quorate_testnet::client::SignerClient;
 use quorate_testnet::compose::{self, ComposeLayout, ComposeNetwork};
@@ -194,9 +194,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 spec.nodes.len(),
                 dir.display()
             );
-            let mut network = LocalNetwork::start(&dir, &bin_dir, spec).await?;
-            let result = self_check(&network).await;
-            if result.is_ok() {
+            // Caught from now on: a signal during startup must not leave node
+            // processes behind.
+            let mut signals = ShutdownSignals::new()?;
+            let mut network = tokio::select! {
+                started = LocalNetwork::start(&dir, &bin_dir, spec) => started?,
+                // Dropping the half-started network kills what it started.
+                _ = signals.recv() => anyhow::bail!("interrupted while starting"),
+            };
+            let (result, interrupted) = tokio::select! {
+                checked = self_check(&network) => (checked, false),
+                _ = signals.recv() => (Ok(()), true),
+            };
+            if result.is_ok() && !interrupted {
                 println!(
                     "testnet.json: {}",
                     network.dir.join("testnet.json").display()
@@ -204,7 +214,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 println!("logs:         {}", network.dir.join("logs").display());
                 if !check_only {
                     println!("serving; press Ctrl-C to stop");
-                    shutdown_signal().await;
+                    signals.recv().await;
                 }
             }
             println!("stopping");

@@ -15,7 +15,7 @@ use crate::idempotency::IdempotencyCache;
 use crate::inflight::InFlightLimiter;
 use crate::keys::KeyDirectory;
 use crate::quorum::{metric, QuorumEngine, SignContext, Signed};
-use quorate_proto::approval::{unix_now, ApprovalToken};
+use quorate_proto::approval;
 use quorate_proto::metrics::Registry;
 use quorate_proto::ratelimit::RateLimiter;
 
@@ -144,11 +144,7 @@ impl SignerService {
         let approval_token = match &req.approval_token {
             None => None,
             Some(bytes) => {
-                let checked = ApprovalToken::decode(bytes).and_then(|t| {
-                    t.verify(&req.key_id, &policy.approvers, unix_now())
-                        .map(|_| ())
-                });
-                if let Err(e) = checked {
+                if let Err(e) = approval::check(bytes, &req.key_id, &policy.approvers) {
                     self.engine.count_denial("invalid_approval");
                     return Err(CoordError::FailedPrecondition(e.to_string()));
                 }

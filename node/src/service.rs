@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use quorate_proto::api;
-use quorate_proto::approval::{unix_now, ApprovalToken};
+use quorate_proto::approval;
 use quorate_proto::audit::AuditRecord;
 use quorate_proto::escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
 use quorate_proto::identity::{authorize, PeerIdentity, Role};
@@ -305,10 +305,8 @@ impl NodeState {
                 self.audit.append(refusal(msg.clone()))?;
                 return Err(NodeError::FailedPrecondition(msg));
             };
-            let verified = ApprovalToken::decode(token).and_then(|t| {
-                t.verify(&req.key_id, &policy.approvers, unix_now())
-                    .map(|a| a.token_id.clone())
-            });
+            let verified =
+                approval::check(token, &req.key_id, &policy.approvers).map(|a| a.token_id);
             match verified {
                 Ok(token_id) => approval_token_id = token_id,
                 Err(e) => {
@@ -497,8 +495,7 @@ impl NodeState {
         event: &str,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, record.clone_public_and_secret())
-            .map_err(NodeError::InvalidArgument)?;
+        let key = activate(&self.identity, record.clone()).map_err(NodeError::InvalidArgument)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
         // Hold the write lock across the durable insert so two installs of one key id
@@ -531,8 +528,7 @@ impl NodeState {
         expected_manifest_hash: &[u8],
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, record.clone_public_and_secret())
-            .map_err(NodeError::InvalidArgument)?;
+        let key = activate(&self.identity, record.clone()).map_err(NodeError::InvalidArgument)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
@@ -571,15 +567,6 @@ impl NodeState {
         })?;
         keys.remove(key_id);
         Ok(())
-    }
-}
-
-impl KeyRecord {
-    fn clone_public_and_secret(&self) -> KeyRecord {
-        KeyRecord {
-            manifest: self.manifest.clone(),
-            key_package: self.key_package.clone(),
-        }
     }
 }
 

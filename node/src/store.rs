@@ -55,7 +55,7 @@ impl Kek {
 }
 
 /// A key share as stored: the public manifest and this node's key package.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct KeyRecord {
     /// Encoded `KeyManifest`.
     pub manifest: Vec<u8>,

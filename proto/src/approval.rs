@@ -169,6 +169,17 @@ impl ApprovalToken {
     }
 }
 
+/// Decodes `bytes` and checks the token for `key_id` now, against a policy's
+/// approvers: the one check the coordinator and every node run.
+pub fn check(
+    bytes: &[u8],
+    key_id: &str,
+    approvers: &[[u8; 32]],
+) -> Result<Approval, ApprovalError> {
+    let token = ApprovalToken::decode(bytes)?;
+    token.verify(key_id, approvers, unix_now()).cloned()
+}
+
 /// An approver's Ed25519 signing key. Zeroized on drop, never printed.
 pub struct ApproverKey(ed25519_dalek::SigningKey);
 

@@ -470,11 +470,6 @@ pub fn json_line(results: &[SuiteResult]) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&v)?)
 }
 
-/// Path helper for the CLI: the binaries next to this executable.
-pub fn default_bin_dir() -> anyhow::Result<PathBuf> {
-    crate::network::default_bin_dir()
-}
-
 /// Whether a path looks like a release build directory (for a warning).
 pub fn is_release_dir(dir: &Path) -> bool {
     dir.ends_with("release")

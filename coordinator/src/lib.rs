@@ -30,7 +30,6 @@ use std::time::Duration;
 use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 pub use config::CoordinatorConfig;
@@ -140,7 +139,7 @@ impl BoundCoordinator {
                 pb::signer_server::SignerServer::new(signer)
                     .max_decoding_message_size(quorate_proto::MAX_SIGNER_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(quorate_proto::tls::incoming(self.listener), shutdown)
             .await
             .map_err(|e| CoordError::Server(e.to_string()));
         probe.abort();

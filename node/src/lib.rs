@@ -27,7 +27,6 @@ use std::sync::Arc;
 
 use quorate_proto::{pb, MAX_NODE_REQUEST_BYTES};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 pub use config::{NodeConfig, NodeConfigFile};
@@ -156,7 +155,7 @@ impl BoundNode {
                 pb::audit_server::AuditServer::new(AuditService(self.state.clone()))
                     .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(quorate_proto::tls::incoming(self.listener), shutdown)
             .await
             .map_err(|e| NodeError::Server(e.to_string()));
         if let Some(task) = metrics_task {

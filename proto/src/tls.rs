@@ -163,3 +163,11 @@ impl TlsMaterial {
         Ok(endpoint.connect_lazy())
     }
 }
+
+/// The connections a server accepts on `listener`, with `TCP_NODELAY` set. Every
+/// RPC is a small request and a small response: with Nagle's algorithm a response
+/// written in two pieces waits for the peer's delayed ACK, up to 40 ms on Linux
+/// (seen as a 45 ms p99 at one request in flight).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -113,6 +113,12 @@ fn storage(e: impl fmt::Display) -> NodeError {
     NodeError::Storage(e.to_string())
 }
 
+/// sled's page cache bound. The audit log grows by every share, and sled's default
+/// cache (1 GiB) would keep all of it in memory: a node's RSS would grow with its
+/// history. Keys and the audit head are a few pages; older records are read from
+/// disk only by auditors.
+const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 impl KeyStore {
     /// Opens (or creates) the store in `dir`. A store sealed under another KEK is
     /// refused with [`NodeError::WrongKek`].
@@ -125,6 +131,7 @@ impl KeyStore {
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .flush_every_ms(None)
+            .cache_capacity(SLED_CACHE_BYTES)
             .open()
             .map_err(|e| storage(format!("cannot open store in {}: {e}", dir.display())))?;
         let meta = db.open_tree("meta").map_err(storage)?;

@@ -298,7 +298,9 @@ fn sign_with_installed(
     let manifest = Manifest::decode(&manifest).unwrap();
     for node in &nodes[..t] {
         let (_, kp) = stored(node).unwrap();
-        let kp = SecretKeyPackage::from_bytes(kp);
+        let kp = ops
+            .parse_key_package(&SecretKeyPackage::from_bytes(kp))
+            .unwrap();
         let (nonces, c) = ops.commit(&kp).unwrap();
         let id = ops.identifier(&node.info.node_id).unwrap();
         commitments.insert(id.clone(), c);
@@ -306,10 +308,13 @@ fn sign_with_installed(
     }
     let sp = ops.signing_package(&commitments, message).unwrap();
     let shares = parts
-        .iter()
-        .map(|(id, kp, nonces)| (id.clone(), ops.sign(&sp, nonces, kp).unwrap()))
+        .into_iter()
+        .map(|(id, kp, nonces)| {
+            let share = ops.sign(&sp, nonces, &kp).unwrap();
+            (id, share)
+        })
         .collect();
-    ops.aggregate(&sp, &shares, &manifest.public_key_package)
+    ops.aggregate(&sp, &shares, &manifest.parsed_public_key_package)
         .unwrap()
 }
 

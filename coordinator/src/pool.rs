@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quorate_proto::pb;
+use quorate_proto::suite::{Ciphersuite, ParsedCommitments};
 
 use crate::nodes::NodeHandle;
 
@@ -20,7 +21,7 @@ type PoolKey = (String, String);
 
 #[derive(Debug)]
 struct Pooled {
-    commitment: Vec<u8>,
+    commitment: ParsedCommitments,
     fetched: Instant,
 }
 
@@ -63,7 +64,7 @@ impl CommitmentPool {
     }
 
     /// Takes one unexpired commitment of `node` for `key_id`.
-    pub fn take(&self, node: &str, key_id: &str) -> Option<Vec<u8>> {
+    pub fn take(&self, node: &str, key_id: &str) -> Option<ParsedCommitments> {
         let mut pools = self.pools();
         let pool = pools.get_mut(&(node.to_string(), key_id.to_string()))?;
         while let Some(p) = pool.pop_front() {
@@ -75,7 +76,7 @@ impl CommitmentPool {
     }
 
     /// Returns a commitment taken but not used (it is still valid on the node).
-    pub fn put_back(&self, node: &str, key_id: &str, commitment: Vec<u8>) {
+    pub fn put_back(&self, node: &str, key_id: &str, commitment: ParsedCommitments) {
         self.pools()
             .entry((node.to_string(), key_id.to_string()))
             .or_default()
@@ -100,9 +101,15 @@ impl CommitmentPool {
         self.len() == 0
     }
 
-    /// Starts a background refill of `node`'s pool for `key_id` if it is low and no
-    /// refill is running.
-    pub fn refill_if_low(self: &Arc<Self>, node: &Arc<NodeHandle>, key_id: &str) {
+    /// Starts a background refill of `node`'s pool for `key_id` (a key of `suite`)
+    /// if it is low and no refill is running. The commitments are decoded as they
+    /// arrive, so a signature that uses them decodes nothing on its way.
+    pub fn refill_if_low(
+        self: &Arc<Self>,
+        node: &Arc<NodeHandle>,
+        key_id: &str,
+        suite: Ciphersuite,
+    ) {
         if !self.enabled() {
             return;
         }
@@ -134,18 +141,35 @@ impl CommitmentPool {
                 Ok(Ok(resp)) => {
                     node.record_success(started.elapsed());
                     let fetched = Instant::now();
-                    let mut pools = this.pools();
-                    let pool = pools.entry(key.clone()).or_default();
-                    pool.extend(resp.into_inner().commitments.into_iter().map(|commitment| {
-                        Pooled {
-                            commitment,
-                            fetched,
+                    let encoded = resp.into_inner().commitments;
+                    // A batch is milliseconds of point decoding: off the async workers.
+                    let decoded = tokio::task::spawn_blocking(move || {
+                        let ops = suite.ops();
+                        encoded
+                            .iter()
+                            .map(|c| ops.parse_commitments(c))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await;
+                    match decoded {
+                        Ok(Ok(decoded)) => {
+                            let mut pools = this.pools();
+                            let pool = pools.entry(key.clone()).or_default();
+                            pool.extend(decoded.into_iter().map(|commitment| Pooled {
+                                commitment,
+                                fetched,
+                            }));
+                            // Bounded: an idle key never grows past two batches.
+                            let cap = 2 * this.batch as usize;
+                            while pool.len() > cap {
+                                pool.pop_front();
+                            }
                         }
-                    }));
-                    // Bounded: an idle key never grows past two batches.
-                    let cap = 2 * this.batch as usize;
-                    while pool.len() > cap {
-                        pool.pop_front();
+                        Ok(Err(e)) => {
+                            tracing::warn!(node = %node.id, key_id = %key.1, "node sent commitments that do not decode: {e}");
+                            node.record_failure();
+                        }
+                        Err(e) => tracing::warn!("commitment decoding task failed: {e}"),
                     }
                 }
                 Ok(Err(status)) => {

@@ -16,7 +16,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
 use quorate_proto::policy::Policy;
-use quorate_proto::suite::CryptoError;
+use quorate_proto::suite::{CryptoError, ParsedCommitments};
 use tokio::time::timeout_at;
 
 use crate::config::SigningSettings;
@@ -69,7 +69,7 @@ pub mod metric {
 struct Answer {
     node: Arc<NodeHandle>,
     identifier: Vec<u8>,
-    commitment: Vec<u8>,
+    commitment: ParsedCommitments,
     home: bool,
 }
 
@@ -363,7 +363,8 @@ impl QuorumEngine {
             }
             // Warm the pools of the nodes this key will likely use next.
             for node in candidates.iter().take(t + self.settings.round1_extra) {
-                self.commitments.refill_if_low(node, &manifest.key_id);
+                self.commitments
+                    .refill_if_low(node, &manifest.key_id, manifest.ciphersuite);
             }
             let (answered, selected) = match pooled {
                 Some(found) => found,
@@ -398,10 +399,17 @@ impl QuorumEngine {
                     }
                     while let Some((node, result)) = pending.next().await {
                         let commitment = result.and_then(|r| {
-                            r.commitments.into_iter().next().ok_or_else(|| {
+                            let encoded = r.commitments.into_iter().next().ok_or_else(|| {
                                 NodeFailure::Status(tonic::Status::internal(
                                     "no commitment returned",
                                 ))
+                            })?;
+                            // A commitment that does not decode disqualifies its node,
+                            // not the request.
+                            ops.parse_commitments(&encoded).map_err(|e| {
+                                NodeFailure::Status(tonic::Status::internal(format!(
+                                    "the node's commitment does not decode: {e}"
+                                )))
                             })
                         });
                         let participant = manifest.participant(&node.id);
@@ -465,7 +473,7 @@ impl QuorumEngine {
                 .iter()
                 .map(|&i| (answered[i].node.clone(), answered[i].identifier.clone()))
                 .collect();
-            let commitments: BTreeMap<Vec<u8>, Vec<u8>> = selected
+            let commitments: BTreeMap<Vec<u8>, ParsedCommitments> = selected
                 .iter()
                 .map(|&i| {
                     (
@@ -536,7 +544,7 @@ impl QuorumEngine {
             if round2_failed {
                 continue;
             }
-            match signing_package.aggregate(&share_map, &manifest.public_key_package) {
+            match signing_package.aggregate(&share_map, &manifest.parsed_public_key_package) {
                 Ok(signature) => {
                     if !lawful {
                         self.metrics.inc(

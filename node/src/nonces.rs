@@ -117,11 +117,10 @@ mod tests {
 
     fn nonces() -> (SecretNonces, Vec<u8>) {
         let names = vec!["a".to_string(), "b".to_string()];
-        let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
-        Ciphersuite::Ed25519
-            .ops()
-            .commit(&dealt.key_packages[0].1)
-            .unwrap()
+        let ops = Ciphersuite::Ed25519.ops();
+        let dealt = ops.split(None, &names, 2).unwrap();
+        let kp = ops.parse_key_package(&dealt.key_packages[0].1).unwrap();
+        ops.commit(&kp).unwrap()
     }
 
     #[test]

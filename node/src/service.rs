@@ -15,10 +15,10 @@ use quorate_proto::manifest::Manifest;
 use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
 use quorate_proto::ratelimit::RateLimiter;
-use quorate_proto::suite::SecretKeyPackage;
+use quorate_proto::suite::{ParsedKeyPackage, SecretKeyPackage};
 use tonic::{Request, Response, Status};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, PendingRecord};
 use crate::ceremony::{CeremonyKeys, Sessions};
 use crate::error::NodeError;
 use crate::nonces::NonceStore;
@@ -33,7 +33,17 @@ pub struct ActiveKey {
     pub manifest: Manifest,
     /// This node's FROST identifier for the key.
     pub identifier: Vec<u8>,
+    /// The key package as stored (ceremonies and escrow work from these bytes).
     pub(crate) key_package: SecretKeyPackage,
+    /// The same, decoded once when the key is loaded: the signing path uses it.
+    pub(crate) parsed_key_package: ParsedKeyPackage,
+}
+
+/// An answer and the audit record that must be on disk before it is sent.
+#[derive(Debug)]
+pub(crate) struct Recorded<T> {
+    pending: PendingRecord,
+    answer: Result<T, NodeError>,
 }
 
 /// Who this node is.
@@ -82,6 +92,8 @@ pub mod metric {
     pub const KEYS: &str = "quorate_node_keys";
     /// Audit records written.
     pub const AUDIT_RECORDS: &str = "quorate_node_audit_records";
+    /// Audit log flushes to disk (group commits: fewer than records under load).
+    pub const AUDIT_FLUSHES: &str = "quorate_node_audit_flushes";
 }
 
 impl NodeState {
@@ -151,6 +163,12 @@ impl NodeState {
             "Audit records written.",
             &[],
             self.audit.len() as f64,
+        );
+        registry.set(
+            metric::AUDIT_FLUSHES,
+            "Audit log flushes to disk; concurrent records share one.",
+            &[],
+            self.audit.flushes() as f64,
         );
     }
 
@@ -223,7 +241,7 @@ impl NodeState {
         let mut commitments = Vec::with_capacity(req.count as usize);
         for _ in 0..req.count {
             let (nonces, commitment) = ops
-                .commit(&key.key_package)
+                .commit(&key.parsed_key_package)
                 .map_err(|e| NodeError::Corrupt(format!("key {:?}: {e}", req.key_id)))?;
             self.nonces.insert(&req.key_id, &commitment, nonces);
             commitments.push(commitment);
@@ -231,11 +249,14 @@ impl NodeState {
         Ok(pb::CommitResponse { commitments })
     }
 
+    /// Round 2 up to the audit record: every check, the nonce taken, the share
+    /// computed and its record inserted. The caller sends the answer only once the
+    /// record is on disk. `Err` means nothing was recorded (malformed requests).
     fn sign_share(
         &self,
         req: pb::SignShareRequest,
         caller: &PeerIdentity,
-    ) -> Result<pb::SignShareResponse, NodeError> {
+    ) -> Result<Recorded<pb::SignShareResponse>, NodeError> {
         let req = api::SignShareRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
         let key = self.key(&req.key_id)?;
         let manifest = &key.manifest;
@@ -294,16 +315,20 @@ impl NodeState {
                 "client {:?} may not use key {:?}",
                 req.client_id, req.key_id
             );
-            self.audit.append(refusal(msg.clone()))?;
-            return Err(NodeError::PermissionDenied(msg));
+            return Ok(Recorded {
+                pending: self.audit.insert(refusal(msg.clone()))?,
+                answer: Err(NodeError::PermissionDenied(msg)),
+            });
         }
         let mut approval_token_id = String::new();
         if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
             let Some(token) = &req.approval_token else {
                 self.deny("unlawful_quorum");
                 let msg = format!("{violation}, and no approval token was given");
-                self.audit.append(refusal(msg.clone()))?;
-                return Err(NodeError::FailedPrecondition(msg));
+                return Ok(Recorded {
+                    pending: self.audit.insert(refusal(msg.clone()))?,
+                    answer: Err(NodeError::FailedPrecondition(msg)),
+                });
             };
             let verified =
                 approval::check(token, &req.key_id, &policy.approvers).map(|a| a.token_id);
@@ -312,8 +337,10 @@ impl NodeState {
                 Err(e) => {
                     self.deny("invalid_approval");
                     let msg = format!("{violation}, and the approval token is refused: {e}");
-                    self.audit.append(refusal(msg.clone()))?;
-                    return Err(NodeError::FailedPrecondition(msg));
+                    return Ok(Recorded {
+                        pending: self.audit.insert(refusal(msg.clone()))?,
+                        answer: Err(NodeError::FailedPrecondition(msg)),
+                    });
                 }
             }
         }
@@ -340,17 +367,11 @@ impl NodeState {
                     .into(),
             )
         })?;
-        let mut share = parsed
-            .sign(&nonces, &key.key_package)
-            .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
-        if self.danger.corrupt_signature_shares {
-            share = ops
-                .danger_corrupt_share(&share)
-                .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
-        }
-        // Durable before the share leaves the node.
+        // The record of the spent nonce goes in now, so its flush runs while the
+        // share is computed; the share leaves only once the record is on disk (the
+        // caller waits for it).
         let failover = !approval_token_id.is_empty();
-        self.audit.append(AuditRecord {
+        let pending = self.audit.insert(AuditRecord {
             event: "sign_share".into(),
             key_id: req.key_id.clone(),
             client_id: req.client_id.clone(),
@@ -364,6 +385,26 @@ impl NodeState {
             detail: format!("commitment_sha256={own_commitment_sha256}"),
             ..Default::default()
         })?;
+        let share = parsed
+            .sign(nonces, &key.parsed_key_package)
+            .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))
+            .and_then(|share| {
+                if self.danger.corrupt_signature_shares {
+                    ops.danger_corrupt_share(&share)
+                        .map_err(|e| NodeError::InvalidArgument(e.to_string()))
+                } else {
+                    Ok(share)
+                }
+            });
+        let share = match share {
+            Ok(share) => share,
+            Err(e) => {
+                return Ok(Recorded {
+                    pending,
+                    answer: Err(e),
+                })
+            }
+        };
         if failover {
             self.metrics.inc(
                 metric::FAILOVERS,
@@ -381,8 +422,11 @@ impl NodeState {
             approval_token = %approval_token_id,
             "signature share issued"
         );
-        Ok(pb::SignShareResponse {
-            signature_share: share,
+        Ok(Recorded {
+            pending,
+            answer: Ok(pb::SignShareResponse {
+                signature_share: share,
+            }),
         })
     }
 
@@ -592,9 +636,10 @@ pub(crate) fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<Act
         ));
     }
     let ops = manifest.ciphersuite.ops();
-    let info = ops
-        .key_package_info(&record.key_package)
+    let parsed_key_package = ops
+        .parse_key_package(&record.key_package)
         .map_err(|e| e.to_string())?;
+    let info = parsed_key_package.info();
     if info.identifier != me.identifier
         || info.verifying_share != me.verifying_share
         || info.verifying_key != manifest.public_key.verifying_key
@@ -609,7 +654,19 @@ pub(crate) fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<Act
         identifier: me.identifier.clone(),
         manifest,
         key_package: record.key_package,
+        parsed_key_package,
     })
+}
+
+/// Runs a handler's body on tokio's blocking pool: a batch of commitments or an
+/// escrow split is milliseconds of curve arithmetic that would otherwise stall the
+/// node's other connections.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("handler task failed: {e}")))
 }
 
 /// The `Node` service.
@@ -662,7 +719,8 @@ impl pb::node_server::Node for NodeService {
         req: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
         self.authorize(&req)?;
-        let result = self.0.commit(req.into_inner());
+        let state = Arc::clone(&self.0);
+        let result = run_blocking(move || state.commit(req.into_inner())).await?;
         self.0.record("Commit", &result);
         Ok(Response::new(result?))
     }
@@ -674,7 +732,12 @@ impl pb::node_server::Node for NodeService {
     ) -> Result<Response<pb::SignShareResponse>, Status> {
         let caller = self.authorize(&req)?;
         let started = Instant::now();
-        let result = self.0.sign_share(req.into_inner(), &caller);
+        // The signing itself runs here (a fraction of a millisecond); the wait for
+        // the audit record's group-committed flush is asynchronous.
+        let result = match self.0.sign_share(req.into_inner(), &caller) {
+            Ok(Recorded { pending, answer }) => self.0.audit.durable(pending).await.and(answer),
+            Err(e) => Err(e),
+        };
         self.0.record("SignShare", &result);
         if result.is_ok() {
             self.0.metrics.observe(
@@ -727,9 +790,7 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         // Splitting and encrypting are CPU work; keep them off the async workers.
         let state = Arc::clone(&self.0);
         let req = req.into_inner();
-        let result = tokio::task::spawn_blocking(move || state.escrow_split(req, &caller))
-            .await
-            .map_err(|e| Status::internal(format!("escrow split task failed: {e}")))?;
+        let result = run_blocking(move || state.escrow_split(req, &caller)).await?;
         self.0.record("EscrowSplit", &result);
         Ok(Response::new(result?))
     }

@@ -7,7 +7,7 @@ use prost::Message;
 
 use crate::pb;
 use crate::policy::Policy;
-use crate::suite::{Ciphersuite, CryptoError, PublicKeyInfo};
+use crate::suite::{Ciphersuite, CryptoError, ParsedPublicKeyPackage, PublicKeyInfo};
 
 /// Manifest format version this build writes and accepts.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -42,6 +42,8 @@ pub struct Manifest {
     pub public_key: PublicKeyInfo,
     /// The frost public key package.
     pub public_key_package: Vec<u8>,
+    /// The same, decoded once: the coordinator aggregates with it.
+    pub parsed_public_key_package: ParsedPublicKeyPackage,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Who may use the key and which quorums are lawful.
@@ -82,7 +84,8 @@ impl Manifest {
         crate::validate_key_id(&pb.key_id).map_err(invalid)?;
         let ciphersuite = Ciphersuite::from_pb(pb.ciphersuite)?;
         let ops = ciphersuite.ops();
-        let public_key = ops.public_key_info(&pb.public_key_package)?;
+        let parsed_public_key_package = ops.parse_public_key_package(&pb.public_key_package)?;
+        let public_key = parsed_public_key_package.info().clone();
         let n = pb.participants.len();
         let threshold = u16::try_from(pb.threshold)
             .ok()
@@ -134,6 +137,7 @@ impl Manifest {
             participants,
             public_key,
             public_key_package: pb.public_key_package,
+            parsed_public_key_package,
             created_at: pb.created_at,
             encoded: encoded.to_vec(),
             hash: crate::sha256(encoded),

@@ -5,9 +5,11 @@
 //! bytes in frost's own serialization, so nodes, the coordinator and the ceremony handle
 //! all ciphersuites alike.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use frost_core::keys::{
     dkg, IdentifierList, KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifyingShare,
@@ -161,9 +163,9 @@ pub enum DkgMode {
     Refresh,
 }
 
-/// A signer's secret nonces for one commitment, in frost serialization.
-/// Zeroized on drop and never printed.
-pub struct SecretNonces(Zeroizing<Vec<u8>>);
+/// A signer's secret nonces for one commitment, decoded once and held in memory
+/// only (frost zeroizes them on drop). Signing consumes them: a nonce signs once.
+pub struct SecretNonces(Box<dyn Any + Send + Sync>);
 
 impl fmt::Debug for SecretNonces {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,6 +222,75 @@ pub struct PublicKeyInfo {
     pub verifying_shares: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
+/// A key package decoded once (every point checked) and held in memory for
+/// signing, with its public facts. Decoding an Ed25519 key package costs two
+/// scalar multiplications, so a node decodes each key package when it loads the
+/// key, not per commitment or share. frost zeroizes the signing share on drop.
+pub struct ParsedKeyPackage {
+    inner: Box<dyn Any + Send + Sync>,
+    info: KeyPackageInfo,
+}
+
+impl ParsedKeyPackage {
+    /// Identifier, verifying share, group key and threshold.
+    pub fn info(&self) -> &KeyPackageInfo {
+        &self.info
+    }
+}
+
+impl fmt::Debug for ParsedKeyPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ParsedKeyPackage(<redacted>)")
+    }
+}
+
+/// A public key package decoded once, for aggregation (it verifies signatures and
+/// names culprits), with its public facts. Cheap to clone.
+#[derive(Clone)]
+pub struct ParsedPublicKeyPackage {
+    inner: Arc<dyn Any + Send + Sync>,
+    info: PublicKeyInfo,
+}
+
+impl ParsedPublicKeyPackage {
+    /// Group key, threshold and verifying shares.
+    pub fn info(&self) -> &PublicKeyInfo {
+        &self.info
+    }
+}
+
+impl fmt::Debug for ParsedPublicKeyPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ParsedPublicKeyPackage")
+            .field(&self.info)
+            .finish()
+    }
+}
+
+/// One signer's round-1 commitments, decoded once (every point checked), with the
+/// encoding they arrived in. A coordinator decodes pooled commitments when they are
+/// fetched, off the signing path. Cheap to clone.
+#[derive(Clone)]
+pub struct ParsedCommitments {
+    inner: Arc<dyn Any + Send + Sync>,
+    encoded: Vec<u8>,
+}
+
+impl ParsedCommitments {
+    /// The frost encoding.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+}
+
+impl fmt::Debug for ParsedCommitments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ParsedCommitments")
+            .field(&hex::encode(&self.encoded))
+            .finish()
+    }
+}
+
 /// Public facts read from a signing package.
 #[derive(Clone, Debug)]
 pub struct SigningPackageInfo {
@@ -237,18 +308,18 @@ pub trait ParsedSigningPackage: Send + Sync {
     fn info(&self) -> &SigningPackageInfo;
     /// The frost encoding, as sent to signers.
     fn encoded(&self) -> &[u8];
-    /// Round 2: this signer's signature share.
+    /// Round 2: this signer's signature share. Consumes the nonces.
     fn sign(
         &self,
-        nonces: &SecretNonces,
-        key_package: &SecretKeyPackage,
+        nonces: SecretNonces,
+        key_package: &ParsedKeyPackage,
     ) -> Result<Vec<u8>, CryptoError>;
     /// Aggregates shares (identifier -> share) into a signature in the public API
     /// encoding; frost verifies it and names culprits when it does not verify.
     fn aggregate(
         &self,
         shares: &BTreeMap<Vec<u8>, Vec<u8>>,
-        public_key_package: &[u8],
+        public_key_package: &ParsedPublicKeyPackage,
     ) -> Result<Vec<u8>, CryptoError>;
 }
 
@@ -269,22 +340,24 @@ impl<C: PublicEncoding> ParsedSigningPackage for Parsed<C> {
 
     fn sign(
         &self,
-        nonces: &SecretNonces,
-        key_package: &SecretKeyPackage,
+        nonces: SecretNonces,
+        key_package: &ParsedKeyPackage,
     ) -> Result<Vec<u8>, CryptoError> {
-        let kp = Frost::<C>::key_package(key_package)?;
-        let nonces =
-            SigningNonces::<C>::deserialize(&nonces.0).map_err(malformed("signing nonces"))?;
-        let share = frost_core::round2::sign(&self.sp, &nonces, &kp).map_err(frost_err)?;
+        let kp = Frost::<C>::parsed_key_package(key_package)?;
+        let nonces = nonces
+            .0
+            .downcast::<SigningNonces<C>>()
+            .map_err(|_| wrong_suite::<C>("signing nonces"))?;
+        let share = frost_core::round2::sign(&self.sp, &nonces, kp).map_err(frost_err)?;
         Ok(share.serialize())
     }
 
     fn aggregate(
         &self,
         shares: &BTreeMap<Vec<u8>, Vec<u8>>,
-        public_key_package: &[u8],
+        public_key_package: &ParsedPublicKeyPackage,
     ) -> Result<Vec<u8>, CryptoError> {
-        let pkp = Frost::<C>::public_key_package(public_key_package)?;
+        let pkp = Frost::<C>::parsed_public_key_package(public_key_package)?;
         let mut map = BTreeMap::new();
         let mut undecodable = Vec::new();
         for (id, share) in shares {
@@ -306,7 +379,7 @@ impl<C: PublicEncoding> ParsedSigningPackage for Parsed<C> {
         match frost_core::aggregate_custom(
             &self.sp,
             &map,
-            &pkp,
+            pkp,
             frost_core::CheaterDetection::AllCheaters,
         ) {
             Ok(signature) => signature.serialize().map_err(frost_err),
@@ -329,6 +402,82 @@ pub struct DealtKey {
     pub key_packages: Vec<(String, SecretKeyPackage)>,
 }
 
+/// How signers in one process receive the signing package ([`LocalQuorum::sign`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackageDelivery {
+    /// Each signer decodes the package from its encoding, as a node does with the
+    /// bytes it is sent (and as RFC 9591 has every signer validate it).
+    Encoded,
+    /// Every signer uses the coordinator's decoded package: no per-signer
+    /// validation, so cheaper than any deployment of separate signers.
+    Shared,
+}
+
+/// Every party of a threshold signature in one process: some signers' key packages
+/// and the public key package, decoded once. For tests, benchmarks and the
+/// in-process signing limit; in the network each key package lives on its own node.
+#[derive(Debug)]
+pub struct LocalQuorum {
+    suite: Ciphersuite,
+    signers: Vec<(Vec<u8>, ParsedKeyPackage)>,
+    public_key_package: ParsedPublicKeyPackage,
+}
+
+impl LocalQuorum {
+    /// The signers at positions `signers` of `dealt.key_packages`.
+    pub fn new(
+        suite: Ciphersuite,
+        dealt: &DealtKey,
+        signers: &[usize],
+    ) -> Result<Self, CryptoError> {
+        let ops = suite.ops();
+        let signers = signers
+            .iter()
+            .map(|&i| {
+                let (name, kp) = dealt
+                    .key_packages
+                    .get(i)
+                    .ok_or_else(|| CryptoError::Frost(format!("no participant #{i}")))?;
+                Ok((ops.identifier(name)?, ops.parse_key_package(kp)?))
+            })
+            .collect::<Result<Vec<_>, CryptoError>>()?;
+        Ok(Self {
+            suite,
+            signers,
+            public_key_package: ops.parse_public_key_package(&dealt.public_key_package)?,
+        })
+    }
+
+    /// Both FROST rounds and the aggregation (which verifies the signature); the
+    /// signature in the public API encoding.
+    pub fn sign(&self, message: &[u8], delivery: PackageDelivery) -> Result<Vec<u8>, CryptoError> {
+        let ops = self.suite.ops();
+        let mut nonces = Vec::with_capacity(self.signers.len());
+        let mut commitments = BTreeMap::new();
+        for (id, kp) in &self.signers {
+            let (n, c) = ops.commit(kp)?;
+            // The coordinator decodes what each signer sends.
+            commitments.insert(id.clone(), ops.parse_commitments(&c)?);
+            nonces.push(n);
+        }
+        let package = ops.new_signing_package(&commitments, message)?;
+        let mut shares = BTreeMap::new();
+        for ((id, kp), n) in self.signers.iter().zip(nonces) {
+            let share = match delivery {
+                PackageDelivery::Encoded => ops.sign(package.encoded(), n, kp)?,
+                PackageDelivery::Shared => package.sign(n, kp)?,
+            };
+            shares.insert(id.clone(), share);
+        }
+        package.aggregate(&shares, &self.public_key_package)
+    }
+
+    /// The group public key in the public API encoding.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key_package.info().public_key
+    }
+}
+
 /// FROST operations of one ciphersuite over serialized values.
 pub trait SuiteOps: Send + Sync {
     /// Which ciphersuite this is.
@@ -343,23 +492,39 @@ pub trait SuiteOps: Send + Sync {
         names: &[String],
         threshold: u16,
     ) -> Result<DealtKey, CryptoError>;
+    /// Decodes a key package once, for signing.
+    fn parse_key_package(
+        &self,
+        key_package: &SecretKeyPackage,
+    ) -> Result<ParsedKeyPackage, CryptoError>;
     /// Reads the public parts of a key package.
     fn key_package_info(
         &self,
         key_package: &SecretKeyPackage,
-    ) -> Result<KeyPackageInfo, CryptoError>;
+    ) -> Result<KeyPackageInfo, CryptoError> {
+        Ok(self.parse_key_package(key_package)?.info)
+    }
+    /// Decodes a public key package once, for aggregation.
+    fn parse_public_key_package(
+        &self,
+        public_key_package: &[u8],
+    ) -> Result<ParsedPublicKeyPackage, CryptoError>;
     /// Reads a public key package.
-    fn public_key_info(&self, public_key_package: &[u8]) -> Result<PublicKeyInfo, CryptoError>;
+    fn public_key_info(&self, public_key_package: &[u8]) -> Result<PublicKeyInfo, CryptoError> {
+        Ok(self.parse_public_key_package(public_key_package)?.info)
+    }
     /// Round 1: fresh nonces and their commitments.
     fn commit(
         &self,
-        key_package: &SecretKeyPackage,
+        key_package: &ParsedKeyPackage,
     ) -> Result<(SecretNonces, Vec<u8>), CryptoError>;
-    /// Builds a signing package from commitments (identifier -> commitments),
-    /// decoded once for encoding, inspection and aggregation.
+    /// Decodes one signer's round-1 commitments.
+    fn parse_commitments(&self, commitments: &[u8]) -> Result<ParsedCommitments, CryptoError>;
+    /// Builds a signing package from decoded commitments (identifier ->
+    /// commitments), for encoding, inspection and aggregation.
     fn new_signing_package(
         &self,
-        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        commitments: &BTreeMap<Vec<u8>, ParsedCommitments>,
         message: &[u8],
     ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError>;
     /// Decodes a received signing package once, for inspection and signing.
@@ -367,14 +532,19 @@ pub trait SuiteOps: Send + Sync {
         &self,
         signing_package: &[u8],
     ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError>;
-    /// Builds an encoded signing package (see [`SuiteOps::new_signing_package`]).
+    /// Builds an encoded signing package from encoded commitments (identifier ->
+    /// commitments).
     fn signing_package(
         &self,
         commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
         message: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
+        let mut parsed = BTreeMap::new();
+        for (id, c) in commitments {
+            parsed.insert(id.clone(), self.parse_commitments(c)?);
+        }
         Ok(self
-            .new_signing_package(commitments, message)?
+            .new_signing_package(&parsed, message)?
             .encoded()
             .to_vec())
     }
@@ -385,12 +555,12 @@ pub trait SuiteOps: Send + Sync {
     ) -> Result<SigningPackageInfo, CryptoError> {
         Ok(self.parse_signing_package(signing_package)?.info().clone())
     }
-    /// Round 2: this signer's signature share.
+    /// Round 2: this signer's signature share. Consumes the nonces.
     fn sign(
         &self,
         signing_package: &[u8],
-        nonces: &SecretNonces,
-        key_package: &SecretKeyPackage,
+        nonces: SecretNonces,
+        key_package: &ParsedKeyPackage,
     ) -> Result<Vec<u8>, CryptoError> {
         self.parse_signing_package(signing_package)?
             .sign(nonces, key_package)
@@ -402,7 +572,7 @@ pub trait SuiteOps: Send + Sync {
         &self,
         signing_package: &[u8],
         shares: &BTreeMap<Vec<u8>, Vec<u8>>,
-        public_key_package: &[u8],
+        public_key_package: &ParsedPublicKeyPackage,
     ) -> Result<Vec<u8>, CryptoError> {
         self.parse_signing_package(signing_package)?
             .aggregate(shares, public_key_package)
@@ -593,6 +763,28 @@ impl<C: PublicEncoding> Frost<C> {
     fn signing_package_of(bytes: &[u8]) -> Result<SigningPackage<C>, CryptoError> {
         SigningPackage::<C>::deserialize(bytes).map_err(malformed("signing package"))
     }
+    fn parsed_key_package(parsed: &ParsedKeyPackage) -> Result<&KeyPackage<C>, CryptoError> {
+        parsed
+            .inner
+            .downcast_ref()
+            .ok_or_else(|| wrong_suite::<C>("key package"))
+    }
+    fn parsed_public_key_package(
+        parsed: &ParsedPublicKeyPackage,
+    ) -> Result<&PublicKeyPackage<C>, CryptoError> {
+        parsed
+            .inner
+            .downcast_ref()
+            .ok_or_else(|| wrong_suite::<C>("public key package"))
+    }
+}
+
+/// A parsed value of another ciphersuite was handed to this one (a caller's bug).
+fn wrong_suite<C: PublicEncoding>(what: &str) -> CryptoError {
+    CryptoError::Malformed(format!(
+        "{what} of another ciphersuite used with {}",
+        C::SUITE
+    ))
 }
 
 impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
@@ -641,62 +833,85 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
         })
     }
 
-    fn key_package_info(
+    fn parse_key_package(
         &self,
         key_package: &SecretKeyPackage,
-    ) -> Result<KeyPackageInfo, CryptoError> {
+    ) -> Result<ParsedKeyPackage, CryptoError> {
         let kp = Self::key_package(key_package)?;
-        Ok(KeyPackageInfo {
+        let info = KeyPackageInfo {
             identifier: kp.identifier().serialize(),
             verifying_share: kp.verifying_share().serialize().map_err(frost_err)?,
             verifying_key: kp.verifying_key().serialize().map_err(frost_err)?,
             min_signers: *kp.min_signers(),
+        };
+        Ok(ParsedKeyPackage {
+            inner: Box::new(kp),
+            info,
         })
     }
 
-    fn public_key_info(&self, public_key_package: &[u8]) -> Result<PublicKeyInfo, CryptoError> {
+    fn parse_public_key_package(
+        &self,
+        public_key_package: &[u8],
+    ) -> Result<ParsedPublicKeyPackage, CryptoError> {
         let pkp = Self::public_key_package(public_key_package)?;
         let verifying_key = pkp.verifying_key().serialize().map_err(frost_err)?;
         let mut verifying_shares = BTreeMap::new();
         for (id, share) in pkp.verifying_shares() {
             verifying_shares.insert(id.serialize(), share.serialize().map_err(frost_err)?);
         }
-        Ok(PublicKeyInfo {
+        let info = PublicKeyInfo {
             public_key: C::public_key_bytes(verifying_key.clone()),
             verifying_key,
             min_signers: pkp.min_signers(),
             verifying_shares,
+        };
+        Ok(ParsedPublicKeyPackage {
+            inner: Arc::new(pkp),
+            info,
         })
     }
 
     fn commit(
         &self,
-        key_package: &SecretKeyPackage,
+        key_package: &ParsedKeyPackage,
     ) -> Result<(SecretNonces, Vec<u8>), CryptoError> {
-        let kp = Self::key_package(key_package)?;
+        let kp = Self::parsed_key_package(key_package)?;
         let (nonces, commitments) = frost_core::round1::commit(kp.signing_share(), &mut OsRng);
-        let nonces = SecretNonces(Zeroizing::new(nonces.serialize().map_err(frost_err)?));
-        Ok((nonces, commitments.serialize().map_err(frost_err)?))
+        let commitments = commitments.serialize().map_err(frost_err)?;
+        Ok((SecretNonces(Box::new(nonces)), commitments))
+    }
+
+    fn parse_commitments(&self, commitments: &[u8]) -> Result<ParsedCommitments, CryptoError> {
+        let parsed =
+            SigningCommitments::<C>::deserialize(commitments).map_err(malformed("commitments"))?;
+        Ok(ParsedCommitments {
+            inner: Arc::new(parsed),
+            encoded: commitments.to_vec(),
+        })
     }
 
     fn new_signing_package(
         &self,
-        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        commitments: &BTreeMap<Vec<u8>, ParsedCommitments>,
         message: &[u8],
     ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError> {
         let mut map = BTreeMap::new();
+        let mut encoded_commitments = BTreeMap::new();
         for (id, c) in commitments {
-            map.insert(
-                parse_identifier::<C>(id)?,
-                SigningCommitments::<C>::deserialize(c).map_err(malformed("commitments"))?,
-            );
+            let parsed: &SigningCommitments<C> = c
+                .inner
+                .downcast_ref()
+                .ok_or_else(|| wrong_suite::<C>("commitments"))?;
+            map.insert(parse_identifier::<C>(id)?, *parsed);
+            encoded_commitments.insert(id.clone(), c.encoded.clone());
         }
         let sp = SigningPackage::new(map, message);
         let encoded = sp.serialize().map_err(frost_err)?;
         Ok(Box::new(Parsed::<C> {
             info: SigningPackageInfo {
                 message: message.to_vec(),
-                commitments: commitments.clone(),
+                commitments: encoded_commitments,
             },
             sp,
             encoded,
@@ -1029,21 +1244,27 @@ mod tests {
 
     /// Runs both FROST rounds for the first `t` participants of a dealt key.
     fn sign_with(suite: Ciphersuite, dealt: &DealtKey, t: usize, message: &[u8]) -> Vec<u8> {
-        let ops = suite.ops();
-        let mut nonces = Vec::new();
-        let mut commitments = BTreeMap::new();
-        for (name, kp) in dealt.key_packages.iter().take(t) {
-            let (n, c) = ops.commit(kp).unwrap();
-            commitments.insert(ops.identifier(name).unwrap(), c);
-            nonces.push(n);
-        }
-        let sp = ops.signing_package(&commitments, message).unwrap();
-        let mut shares = BTreeMap::new();
-        for ((name, kp), n) in dealt.key_packages.iter().take(t).zip(&nonces) {
-            shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
-        }
-        ops.aggregate(&sp, &shares, &dealt.public_key_package)
+        let signers: Vec<usize> = (0..t).collect();
+        LocalQuorum::new(suite, dealt, &signers)
             .unwrap()
+            .sign(message, PackageDelivery::Encoded)
+            .unwrap()
+    }
+
+    /// Identifiers and parsed key packages of the first `t` participants.
+    fn parsed(suite: Ciphersuite, dealt: &DealtKey, t: usize) -> Vec<(Vec<u8>, ParsedKeyPackage)> {
+        let ops = suite.ops();
+        dealt
+            .key_packages
+            .iter()
+            .take(t)
+            .map(|(name, kp)| {
+                (
+                    ops.identifier(name).unwrap(),
+                    ops.parse_key_package(kp).unwrap(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -1110,24 +1331,28 @@ mod tests {
         for suite in Ciphersuite::ALL {
             let ops = suite.ops();
             let dealt = ops.split(None, &names(3), 2).unwrap();
+            let signers = parsed(suite, &dealt, 2);
             let mut nonces = Vec::new();
             let mut commitments = BTreeMap::new();
-            for (name, kp) in dealt.key_packages.iter().take(2) {
+            for (id, kp) in &signers {
                 let (n, c) = ops.commit(kp).unwrap();
-                commitments.insert(ops.identifier(name).unwrap(), c);
+                commitments.insert(id.clone(), c);
                 nonces.push(n);
             }
             let sp = ops.signing_package(&commitments, b"m").unwrap();
             let mut shares = BTreeMap::new();
-            for ((name, kp), n) in dealt.key_packages.iter().take(2).zip(&nonces) {
-                shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
+            for ((id, kp), n) in signers.iter().zip(nonces) {
+                shares.insert(id.clone(), ops.sign(&sp, n, kp).unwrap());
             }
+            let pkp = ops
+                .parse_public_key_package(&dealt.public_key_package)
+                .unwrap();
             // node-2 answers with a share off by one: valid encoding, wrong value.
             let id2 = ops.identifier("node-2").unwrap();
             let wrong = ops.danger_corrupt_share(&shares[&id2]).unwrap();
             assert_ne!(wrong, shares[&id2]);
             shares.insert(id2.clone(), wrong);
-            match ops.aggregate(&sp, &shares, &dealt.public_key_package) {
+            match ops.aggregate(&sp, &shares, &pkp) {
                 Err(CryptoError::InvalidShares { culprits }) => assert_eq!(culprits, vec![id2]),
                 other => panic!("{suite}: expected culprit, got {other:?}"),
             }
@@ -1286,10 +1511,10 @@ mod tests {
             .ops()
             .split(None, &names(2), 2)
             .unwrap();
-        let (nonces, _) = Ciphersuite::Ed25519
-            .ops()
-            .commit(&dealt.key_packages[0].1)
-            .unwrap();
+        let ops = Ciphersuite::Ed25519.ops();
+        let kp = ops.parse_key_package(&dealt.key_packages[0].1).unwrap();
+        assert_eq!(format!("{kp:?}"), "ParsedKeyPackage(<redacted>)");
+        let (nonces, _) = ops.commit(&kp).unwrap();
         assert_eq!(format!("{nonces:?}"), "SecretNonces(<redacted>)");
         assert!(format!("{dealt:?}").contains("<redacted>"));
         assert!(!format!("{dealt:?}")

@@ -48,22 +48,31 @@ fn round(suite: Ciphersuite) -> Round {
     let dealt = ops.split(None, &names, 2).unwrap();
     let mut nonces = Vec::new();
     let mut commitments = BTreeMap::new();
-    for (name, kp) in dealt.key_packages.iter().take(2) {
+    let signers: Vec<_> = dealt.key_packages[..2]
+        .iter()
+        .map(|(name, kp)| {
+            (
+                ops.identifier(name).unwrap(),
+                ops.parse_key_package(kp).unwrap(),
+            )
+        })
+        .collect();
+    for (id, kp) in &signers {
         let (n, c) = ops.commit(kp).unwrap();
-        commitments.insert(ops.identifier(name).unwrap(), c);
+        commitments.insert(id.clone(), c);
         nonces.push(n);
     }
     let message = b"fuzz corpus message".to_vec();
     let signing_package = ops.signing_package(&commitments, &message).unwrap();
     let mut shares = BTreeMap::new();
-    for ((name, kp), n) in dealt.key_packages.iter().take(2).zip(&nonces) {
-        shares.insert(
-            ops.identifier(name).unwrap(),
-            ops.sign(&signing_package, n, kp).unwrap(),
-        );
+    for ((id, kp), n) in signers.iter().zip(nonces) {
+        shares.insert(id.clone(), ops.sign(&signing_package, n, kp).unwrap());
     }
+    let public_key_package = ops
+        .parse_public_key_package(&dealt.public_key_package)
+        .unwrap();
     let signature = ops
-        .aggregate(&signing_package, &shares, &dealt.public_key_package)
+        .aggregate(&signing_package, &shares, &public_key_package)
         .unwrap();
     let info = ops.public_key_info(&dealt.public_key_package).unwrap();
     let manifest = manifest::encode(
@@ -346,6 +355,7 @@ fn fuzz_frost_packages_of_every_ciphersuite() {
         let (first_id, _) = r.shares.iter().next().unwrap();
         let first_id = first_id.clone();
         let genuine = r.shares[&first_id].clone();
+        let public_key_package = ops.parse_public_key_package(&r.public_key_package).unwrap();
         mixed(
             format!("{name} signature share"),
             &|r: &Round| r.shares.values().take(1).cloned().collect(),
@@ -353,7 +363,7 @@ fn fuzz_frost_packages_of_every_ciphersuite() {
                 let mut shares = r.shares.clone();
                 shares.insert(first_id.clone(), b.to_vec());
                 let ok = ops
-                    .aggregate(&r.signing_package, &shares, &r.public_key_package)
+                    .aggregate(&r.signing_package, &shares, &public_key_package)
                     .is_ok();
                 // Only the genuine share (in its one canonical encoding) aggregates.
                 assert!(!ok || b == genuine.as_slice(), "a forged share aggregated");

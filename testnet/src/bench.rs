@@ -16,7 +16,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use quorate_proto::identity::Role;
 use quorate_proto::pb;
-use quorate_proto::suite::Ciphersuite;
+use quorate_proto::suite::{Ciphersuite, LocalQuorum, PackageDelivery};
 use serde::Serialize;
 
 use crate::client::SignerClient;
@@ -77,12 +77,21 @@ pub struct SuiteResult {
     pub invalid_signatures: u64,
     /// Sampled signatures verified.
     pub verified: u64,
-    /// In-process FROST signing rate on all cores (same t, n and ciphersuite).
+    /// In-process FROST signing rate on all cores (same t, n and ciphersuite), each
+    /// signer decoding the signing package it receives as a node does
+    /// ([`PackageDelivery::Encoded`]).
     pub limit_sps: f64,
     /// In-process time for one signature on one thread of an idle network (ms).
     pub compute_ms: f64,
     /// `throughput_sps / limit_sps`.
     pub ratio: f64,
+    /// In-process rate with one signing package shared by all signers
+    /// ([`PackageDelivery::Shared`]): FROST with no per-signer validation.
+    pub bare_limit_sps: f64,
+    /// One such signature on one thread (ms).
+    pub bare_compute_ms: f64,
+    /// `throughput_sps / bare_limit_sps`.
+    pub bare_ratio: f64,
     /// Median loopback mTLS gRPC round trip (ms).
     pub rtt_ms: f64,
     /// CPU time of all network processes and the load generator per signature (ms).
@@ -93,60 +102,53 @@ pub struct SuiteResult {
     pub rss_growth_mib: BTreeMap<String, f64>,
 }
 
-/// Signs `iterations` times in one thread through the same code path the network
-/// uses (`SuiteOps`: commitments, shares, aggregation with its verification).
-fn sign_in_process(suite: Ciphersuite, n: usize, t: u16, until: Instant) -> u64 {
-    let ops = suite.ops();
+/// Signs in one thread until `until` with every party of a signature in this
+/// process ([`LocalQuorum`], the same `SuiteOps` code path as the network:
+/// commitments, shares, aggregation with its verification); returns the count.
+fn sign_in_process(
+    suite: Ciphersuite,
+    n: usize,
+    t: u16,
+    until: Instant,
+    delivery: PackageDelivery,
+) -> u64 {
     let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
-    let Ok(dealt) = ops.split(None, &names, t) else {
+    let signers: Vec<usize> = (0..usize::from(t)).collect();
+    let Ok(quorum) = suite
+        .ops()
+        .split(None, &names, t)
+        .and_then(|dealt| LocalQuorum::new(suite, &dealt, &signers))
+    else {
         return 0;
     };
-    let ids: Vec<Vec<u8>> = names
-        .iter()
-        .map(|n| ops.identifier(n).unwrap_or_default())
-        .collect();
     let mut count = 0u64;
     while Instant::now() < until {
-        let mut nonces = Vec::with_capacity(usize::from(t));
-        let mut commitments = BTreeMap::new();
-        for (i, (_, kp)) in dealt.key_packages.iter().take(usize::from(t)).enumerate() {
-            if let Ok((nonce, c)) = ops.commit(kp) {
-                commitments.insert(ids[i].clone(), c);
-                nonces.push(nonce);
-            }
+        if quorum.sign(&count.to_be_bytes(), delivery).is_err() {
+            break;
         }
-        let message = count.to_be_bytes();
-        let Ok(package) = ops.new_signing_package(&commitments, &message) else {
-            return count;
-        };
-        let mut shares = BTreeMap::new();
-        for (i, ((_, kp), nonce)) in dealt.key_packages.iter().zip(&nonces).enumerate() {
-            if let Ok(share) = package.sign(nonce, kp) {
-                shares.insert(ids[i].clone(), share);
-            }
-        }
-        if package
-            .aggregate(&shares, &dealt.public_key_package)
-            .is_ok()
-        {
-            count += 1;
-        }
+        count += 1;
     }
     count
 }
 
 /// The in-process limit: signatures per second with one signing thread per core,
-/// and the time one signature takes on one otherwise idle thread.
-pub fn in_process_limit(suite: Ciphersuite, n: usize, t: u16, window: Duration) -> (f64, f64) {
+/// and the time one signature takes on one otherwise idle thread (ms).
+pub fn in_process_limit(
+    suite: Ciphersuite,
+    n: usize,
+    t: u16,
+    window: Duration,
+    delivery: PackageDelivery,
+) -> (f64, f64) {
     let single_window = Duration::from_millis(1500);
     let single_started = Instant::now();
-    let single = sign_in_process(suite, n, t, single_started + single_window);
+    let single = sign_in_process(suite, n, t, single_started + single_window, delivery);
     let compute_ms = single_started.elapsed().as_secs_f64() * 1e3 / single.max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let until = Instant::now() + window;
     let started = Instant::now();
     let handles: Vec<_> = (0..cores)
-        .map(|_| std::thread::spawn(move || sign_in_process(suite, n, t, until)))
+        .map(|_| std::thread::spawn(move || sign_in_process(suite, n, t, until, delivery)))
         .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     let secs = started.elapsed().as_secs_f64();
@@ -340,10 +342,22 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
         for key in &spec.keys {
             let suite = key.ciphersuite;
             // The limit is measured while the network idles, on the same cores.
-            let (limit_sps, compute_ms) =
-                in_process_limit(suite, opts.nodes, opts.threshold, Duration::from_secs(3));
+            let (limit_sps, compute_ms) = in_process_limit(
+                suite,
+                opts.nodes,
+                opts.threshold,
+                Duration::from_secs(3),
+                PackageDelivery::Encoded,
+            );
+            let (bare_limit_sps, bare_compute_ms) = in_process_limit(
+                suite,
+                opts.nodes,
+                opts.threshold,
+                Duration::from_secs(3),
+                PackageDelivery::Shared,
+            );
             eprintln!(
-                "  {suite}: in-process limit {limit_sps:.0} signatures/s ({compute_ms:.2} ms each), loopback mTLS round trip {rtt_ms:.3} ms"
+                "  {suite}: in-process limit {limit_sps:.0} signatures/s ({compute_ms:.2} ms each; bare FROST with one shared signing package {bare_limit_sps:.0}/s, {bare_compute_ms:.2} ms), loopback mTLS round trip {rtt_ms:.3} ms"
             );
             let public_key = Arc::new(clients[0].public_key(&key.key_id).await?.public_key);
             let warm = Arc::new(Shared::default());
@@ -408,6 +422,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 limit_sps,
                 compute_ms,
                 ratio: throughput_sps / limit_sps,
+                bare_limit_sps,
+                bare_compute_ms,
+                bare_ratio: throughput_sps / bare_limit_sps,
                 rtt_ms,
                 cpu_ms_per_signature: (cpu_after - cpu_before) as f64 / CLOCK_TICKS_PER_SEC * 1e3
                     / ok.max(1) as f64,
@@ -433,6 +450,12 @@ pub fn table(results: &[SuiteResult]) -> String {
             "{:<13} {}/{:<3} {:>7}  {:>8.0}/s {:>6.0}/s  {:>5.2}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6.1}  {:>10.2}  {:>6}  {:>7}\n",
             r.ciphersuite, r.threshold, r.nodes, r.clients, r.throughput_sps, r.limit_sps, r.ratio,
             r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.cpu_ms_per_signature, errors, r.invalid_signatures
+        ));
+    }
+    for r in results {
+        out.push_str(&format!(
+            "{}: one signature in process {:.2} ms (limit), {:.2} ms with one shared signing package (bare {:.0}/s, ratio {:.2})\n",
+            r.ciphersuite, r.compute_ms, r.bare_compute_ms, r.bare_limit_sps, r.bare_ratio
         ));
     }
     if let Some(r) = results.first() {

@@ -77,32 +77,14 @@ fn verify_frost_secp256k1(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use quorate_proto::suite::{LocalQuorum, PackageDelivery};
 
     fn frost_signature(suite: Ciphersuite, message: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let ops = suite.ops();
         let names: Vec<String> = (1..=3).map(|i| format!("n{i}")).collect();
-        let dealt = ops.split(None, &names, 2).unwrap();
-        let mut nonces = Vec::new();
-        let mut commitments = BTreeMap::new();
-        for (name, kp) in dealt.key_packages.iter().take(2) {
-            let (n, c) = ops.commit(kp).unwrap();
-            commitments.insert(ops.identifier(name).unwrap(), c);
-            nonces.push(n);
-        }
-        let sp = ops.signing_package(&commitments, message).unwrap();
-        let mut shares = BTreeMap::new();
-        for ((name, kp), n) in dealt.key_packages.iter().take(2).zip(&nonces) {
-            shares.insert(ops.identifier(name).unwrap(), ops.sign(&sp, n, kp).unwrap());
-        }
-        let sig = ops
-            .aggregate(&sp, &shares, &dealt.public_key_package)
-            .unwrap();
-        let pk = ops
-            .public_key_info(&dealt.public_key_package)
-            .unwrap()
-            .public_key;
-        (pk, sig)
+        let dealt = suite.ops().split(None, &names, 2).unwrap();
+        let quorum = LocalQuorum::new(suite, &dealt, &[0, 1]).unwrap();
+        let sig = quorum.sign(message, PackageDelivery::Encoded).unwrap();
+        (quorum.public_key().to_vec(), sig)
     }
 
     #[test]

@@ -8,9 +8,7 @@
 #[path = "../../proto/tests/fuzzing/mod.rs"]
 mod fuzzing;
 
-use std::collections::BTreeMap;
-
-use quorate_proto::suite::Ciphersuite;
+use quorate_proto::suite::{Ciphersuite, LocalQuorum, PackageDelivery};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -40,30 +38,9 @@ fn any_t_of_n_signers_produce_a_signature_independent_verifiers_accept() {
             signers.shuffle(&mut rng);
             signers.truncate(t);
 
-            let mut nonces = Vec::new();
-            let mut commitments = BTreeMap::new();
-            for &i in &signers {
-                let (name, kp) = &dealt.key_packages[i];
-                let (nonce, commitment) = ops.commit(kp).unwrap();
-                commitments.insert(ops.identifier(name).unwrap(), commitment);
-                nonces.push(nonce);
-            }
-            let package = ops.signing_package(&commitments, &message).unwrap();
-            let mut shares = BTreeMap::new();
-            for (&i, nonce) in signers.iter().zip(&nonces) {
-                let (name, kp) = &dealt.key_packages[i];
-                shares.insert(
-                    ops.identifier(name).unwrap(),
-                    ops.sign(&package, nonce, kp).unwrap(),
-                );
-            }
-            let signature = ops
-                .aggregate(&package, &shares, &dealt.public_key_package)
-                .unwrap();
-            let public_key = ops
-                .public_key_info(&dealt.public_key_package)
-                .unwrap()
-                .public_key;
+            let quorum = LocalQuorum::new(suite, &dealt, &signers).unwrap();
+            let signature = quorum.sign(&message, PackageDelivery::Encoded).unwrap();
+            let public_key = quorum.public_key().to_vec();
             let what = format!("{suite} {t}-of-{n} signers {signers:?}, {len}-byte message");
             quorate_testnet::verify::verify(suite, &public_key, &message, &signature)
                 .unwrap_or_else(|e| panic!("{what}: independent verifier refused: {e}"));

@@ -876,6 +876,16 @@ async fn docker(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The state of container `name` (`docker inspect -f FORMAT`), or `None` when no
+/// such container exists.
+async fn container_state(name: &str, format: &str) -> anyhow::Result<Option<String>> {
+    match docker(&["inspect", "--type", "container", "-f", format, name]).await {
+        Ok(state) => Ok(Some(state)),
+        Err(e) if format!("{e:#}").contains("No such") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How long a restarted container may take to serve again.
 const CONTAINER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -962,6 +972,79 @@ impl ComposeNetwork {
         // segments; an interrupted drill run may have left some cut off.
         network.restore().await?;
         Ok(network)
+    }
+
+    /// Runs `docker-compose -f FILE ARGS` (or `docker compose`), failing with its
+    /// output.
+    async fn compose(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut cmd = compose_command()?;
+        cmd.extend(["-f".into(), self.compose_file.display().to_string()]);
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .map_err(|_| anyhow!("{} did not finish within 120 s", cmd.join(" ")))?
+        .with_context(|| format!("running {}", cmd.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed ({}): {}",
+                cmd.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// The approver key `compose-setup` made (in the state directory, mounted into
+    /// no node or coordinator).
+    pub fn approver_key_file(&self) -> PathBuf {
+        crate::approver::key_path(&self.state_dir)
+    }
+
+    /// An approval token from the network's approver for an out-of-policy quorum on
+    /// `key_id`, valid for `valid_secs` from now.
+    pub fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
+        crate::approver::approve(&self.approver_key_file(), key_id, valid_secs, reason)
+    }
+
+    /// The ceremony's view of the network: the file the `keys` container uses. Its
+    /// TLS paths are relative to it and its node endpoints are the containers'
+    /// addresses, which the docker host reaches directly (Linux).
+    pub fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
+        Ok(CeremonyFile::load(
+            &self.state_dir.join("ceremony").join("ceremony.toml"),
+        )?)
+    }
+
+    /// Destroys a node's state, as losing its region would: removes its container
+    /// (SIGKILL) and its store's volume, and creates both afresh from the compose
+    /// file (same identity, certificate and KEK, which live in the state
+    /// directory), then waits until the empty node serves. Uses the local image
+    /// only; nothing is pulled.
+    pub async fn wipe_node(&self, id: &str) -> anyhow::Result<()> {
+        let node = self.layout.node(id)?;
+        docker(&["rm", "-f", &node.container()]).await?;
+        if let Err(e) = docker(&["volume", "rm", &node.volume()]).await {
+            // Already gone (an earlier wipe that was interrupted) is fine.
+            if !format!("{e:#}").contains("No such volume") {
+                return Err(e);
+            }
+        }
+        self.recreate_node(node).await
+    }
+
+    /// `up -d --no-deps` of one node's service: creates its container (and volume,
+    /// if missing) and starts it, touching no other service.
+    async fn recreate_node(&self, node: &ComposeNode) -> anyhow::Result<()> {
+        self.compose(&["up", "-d", "--no-deps", &node.service()])
+            .await?;
+        self.wait_node(&node.spec.id).await
     }
 
     /// `testnet.json` written by the setup container.
@@ -1091,15 +1174,21 @@ impl ComposeNetwork {
 
     /// Puts every container back as `up` left it (running, unpaused, connected to
     /// its segment), whatever a drill did, and waits until all serve.
+    /// A node container that is gone (a wipe interrupted before it was created
+    /// again) is created afresh; its lost shares are for the ceremony to repair
+    /// (see `Target::restore`).
     pub async fn restore(&self) -> anyhow::Result<()> {
+        let mut missing = Vec::new();
         for node in &self.layout.nodes {
-            let state = docker(&[
-                "inspect",
-                "-f",
-                "{{.State.Running}} {{.State.Paused}} {{json .NetworkSettings.Networks}}",
+            let Some(state) = container_state(
                 &node.container(),
-            ])
-            .await?;
+                "{{.State.Running}} {{.State.Paused}} {{json .NetworkSettings.Networks}}",
+            )
+            .await?
+            else {
+                missing.push(node);
+                continue;
+            };
             if state.starts_with("false") {
                 docker(&["start", &node.container()]).await?;
             }
@@ -1117,6 +1206,11 @@ impl ComposeNetwork {
                 ])
                 .await?;
             }
+        }
+        // Only once every other container runs unpaused: compose stalls on paused
+        // containers.
+        for node in missing {
+            self.recreate_node(node).await?;
         }
         for (i, c) in self.layout.coordinators.iter().enumerate() {
             let running = docker(&["inspect", "-f", "{{.State.Running}}", &c.container()]).await?;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use quorate_ceremony::import::{CeremonyFile, CeremonyNode};
+use quorate_ceremony::keygen::{run_repair, PolicyFile, RepairRequest};
 use quorate_ceremony::pki;
 use quorate_proto::identity::Role;
 use quorate_proto::pb;
@@ -27,7 +28,8 @@ use quorate_proto::tls::TlsPaths;
 
 use crate::client::SignerClient;
 use crate::spec::{
-    NetworkSpec, NodeSpec, TestnetCoordinator, TestnetJson, TestnetKey, TestnetNode,
+    KeySpec, NetworkSpec, NodeSpec, PolicySpec, TestnetCoordinator, TestnetJson, TestnetKey,
+    TestnetNode,
 };
 
 /// The image every container runs (built by `testnet/build-images.sh`).
@@ -45,13 +47,18 @@ pub const STATE_MOUNT: &str = "/quorate";
 pub const STATE_DIR: &str = ".compose-state";
 
 /// The key ceremony the `keys` container runs once per demo key whose shares no
-/// node holds yet. Placeholders: `{ceremony}` (ceremony file), `{key_id}`,
-/// `{ciphersuite}`, `{threshold}`, `{transcript}` (a path that does not exist yet).
-/// Switching the testnet to another ceremony (e.g. DKG) is a change of this line,
-/// then `quorate-testnet compose-file > testnet/docker-compose.yml`.
+/// node holds yet: distributed key generation across the five nodes, as on the
+/// local testnet (no process ever holds a whole key). Placeholders: `{ceremony}`
+/// (ceremony file), `{key_id}`, `{ciphersuite}`, `{threshold}`, `{transcript}` (a
+/// path that does not exist yet), and `{policy_args}`, an argument of its own that
+/// becomes `--policy FILE` for a key with a policy (the file `compose-setup` wrote,
+/// listing the network's approver) and disappears for an unrestricted key.
+/// Switching the testnet to another ceremony (e.g. `import`, which takes the same
+/// arguments) is a change of this list, then
+/// `quorate-testnet compose-file > testnet/docker-compose.yml`.
 pub const KEY_CEREMONY: &[&str] = &[
     "/bin/quorate-ceremony",
-    "import",
+    "dkg",
     "--ceremony",
     "{ceremony}",
     "--key-id",
@@ -62,7 +69,17 @@ pub const KEY_CEREMONY: &[&str] = &[
     "{threshold}",
     "--transcript",
     "{transcript}",
+    POLICY_ARGS,
 ];
+
+/// The placeholder argument of [`KEY_CEREMONY`] that becomes `--policy FILE` or
+/// nothing.
+pub const POLICY_ARGS: &str = "{policy_args}";
+
+/// The state subdirectory holding one policy file per policy key
+/// (`policies/KEY.toml`), written by `compose-setup` and mounted read-only into the
+/// `keys` container. Policies are public: they hold the approver's public key only.
+pub const POLICIES_DIR: &str = "policies";
 
 /// A node container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,10 +173,8 @@ pub struct ComposeLayout {
 impl ComposeLayout {
     /// DESIGN.md's five regions, 3-of-5, two coordinators.
     pub fn default_five_regions() -> Self {
-        let mut spec = NetworkSpec::default_five_regions();
-        // The compose keys are made without policies (see KEY_CEREMONY); a key
-        // named for an EU policy it would not have is left out.
-        spec.keys.retain(|k| k.policy.is_none());
+        // The local testnet's keys, the EU-policy key included.
+        let spec = NetworkSpec::default_five_regions();
         let nodes = spec
             .nodes
             .iter()
@@ -257,9 +272,13 @@ impl ComposeLayout {
                 n.service()
             ));
         }
+        // Not the approver: its secret key stays with `setup` and the host.
         y.push_str(&format!(
-            "    volumes: [{}, {}]\n",
+            "    volumes: [{}, {}, {}]\n",
             q(&format!("{state}/ceremony:{STATE_MOUNT}/ceremony:ro")),
+            q(&format!(
+                "{state}/{POLICIES_DIR}:{STATE_MOUNT}/{POLICIES_DIR}:ro"
+            )),
             q(&format!("{state}/transcripts:{STATE_MOUNT}/transcripts"))
         ));
         y.push_str("    networks:\n");
@@ -398,16 +417,43 @@ fn tls_toml(paths: &TlsPaths) -> String {
 }
 
 /// `compose-setup`: writes the PKI, each party's config and TLS files, the
-/// ceremony file, and `testnet.json` for clients on the docker host, under `dir`
-/// (the state directory as mounted in the container). Does nothing when `dir`
-/// already holds a PKI, so `up` can be repeated; node stores live in volumes and
-/// keys are checked separately by `compose-keys`.
+/// ceremony file, the approver key, the policy files and `testnet.json` for clients
+/// on the docker host, under `dir` (the state directory as mounted in the
+/// container). What `dir` already holds is kept (the PKI, the approver key), so `up`
+/// can be repeated; policy files and `testnet.json` follow from the layout and the
+/// approver and are written every time. Node stores live in volumes and keys are
+/// checked separately by `compose-keys`.
 pub fn setup(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<()> {
-    let pki_dir = dir.join("pki");
-    if pki_dir.join(pki::CA_CERT_FILE).exists() {
+    if dir.join("pki").join(pki::CA_CERT_FILE).exists() {
         println!("{} already holds a PKI; keeping it", dir.display());
-        return Ok(());
+    } else {
+        write_pki_and_configs(layout, dir)?;
+        println!(
+            "wrote PKI and configs for the compose testnet in {}",
+            dir.display()
+        );
     }
+    // The compliance approver of the policy keys. Kept in `approver/`, which no
+    // other container mounts; readable on the host (the state directory is written
+    // by root in the container) so drills and custodians there can sign approval
+    // tokens with it, as on the local testnet. It is a development approver.
+    let approver_key = crate::approver::key_path(dir);
+    if approver_key.exists() {
+        println!("keeping the approver key {}", approver_key.display());
+    } else {
+        crate::approver::create(dir, 0o644)?;
+        println!("created the approver key {}", approver_key.display());
+    }
+    let approver = crate::approver::public_key(&approver_key)?;
+    write_policies(layout, dir, &approver)?;
+    write_testnet_json(layout, dir)?;
+    Ok(())
+}
+
+/// The PKI, every node's and coordinator's config and TLS files, the ceremony file
+/// and the demo client's certificate.
+fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<()> {
+    let pki_dir = dir.join("pki");
     let td = layout.spec.trust_domain.as_str();
     pki::create_ca(&pki_dir, td)?;
 
@@ -484,11 +530,28 @@ pub fn setup(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<()> {
 
     let issued = pki::issue(&pki_dir, td, Role::Client, "demo-client", &[])?;
     install_party(&issued, &dir.join("client"), 0o644)?;
-    write_testnet_json(layout, dir)?;
-    println!(
-        "wrote PKI and configs for the compose testnet in {}",
-        dir.display()
-    );
+    Ok(())
+}
+
+/// The policy file of `key` in the state directory `dir`.
+pub fn policy_path(dir: &Path, key_id: &str) -> PathBuf {
+    dir.join(POLICIES_DIR).join(format!("{key_id}.toml"))
+}
+
+/// `policies/KEY.toml` for every key with a policy: the spec's policy with the
+/// network's approver, as `quorate-ceremony dkg --policy` reads it.
+fn write_policies(layout: &ComposeLayout, dir: &Path, approver: &[u8; 32]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join(POLICIES_DIR))?;
+    for key in &layout.spec.keys {
+        let Some(policy) = &key.policy else {
+            continue;
+        };
+        let file = PolicyFile::from_pb(&policy.to_pb(&[*approver]));
+        let path = policy_path(dir, &key.key_id);
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, toml::to_string(&file)?)?;
+        std::fs::rename(&tmp, &path)?;
+    }
     Ok(())
 }
 
@@ -524,7 +587,7 @@ fn write_testnet_json(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<()> 
             .map(|k| TestnetKey {
                 key_id: k.key_id.clone(),
                 ciphersuite: k.ciphersuite.name().to_string(),
-                policy: None,
+                policy: k.policy.as_ref().map(PolicySpec::to_testnet_json),
             })
             .collect(),
         coordinators: layout
@@ -571,7 +634,11 @@ pub async fn wait_node_serving(
 }
 
 /// Whether `node` holds key `key_id` (asks `Ceremony.GetManifest`).
-async fn node_holds_key(tls: &TlsPaths, node: &CeremonyNode, key_id: &str) -> anyhow::Result<bool> {
+pub async fn node_holds_key(
+    tls: &TlsPaths,
+    node: &CeremonyNode,
+    key_id: &str,
+) -> anyhow::Result<bool> {
     let channel = tls
         .load()?
         .channel(&node.endpoint, &node.id, Duration::from_secs(2))?;
@@ -589,8 +656,11 @@ async fn node_holds_key(tls: &TlsPaths, node: &CeremonyNode, key_id: &str) -> an
 
 /// `compose-keys`: waits until every node serves, then runs `ceremony` (the
 /// [`KEY_CEREMONY`] command line with its placeholders) once for each demo key that
-/// no node holds yet. A key that every node already holds is kept (a repeated `up`);
-/// a key that only some nodes hold is an error, since the ceremony cannot finish it.
+/// no node holds yet. A key that every node already holds is kept (a repeated `up`).
+/// A key that at least `t` nodes hold but others lost (a node whose volume was
+/// wiped, e.g. by an interrupted `wipe-and-repair` drill) is repaired on those from
+/// `t` holders; with fewer than `t` holders nothing can rebuild it, which is an
+/// error.
 pub async fn create_keys(
     layout: &ComposeLayout,
     dir: &Path,
@@ -607,21 +677,42 @@ pub async fn create_keys(
     let transcripts = dir.join("transcripts");
     std::fs::create_dir_all(&transcripts)?;
     for key in &layout.spec.keys {
-        let mut holders = 0;
+        let mut lacking = Vec::new();
         for node in &file.nodes {
-            if node_holds_key(&file.tls, node, &key.key_id).await? {
-                holders += 1;
+            if !node_holds_key(&file.tls, node, &key.key_id).await? {
+                lacking.push(node.id.clone());
             }
         }
-        if holders == file.nodes.len() {
+        let holders = file.nodes.len() - lacking.len();
+        if lacking.is_empty() {
             println!("{}: every node holds it already; keeping it", key.key_id);
+            continue;
+        }
+        if holders >= usize::from(layout.spec.threshold) {
+            for node in &lacking {
+                let outcome = run_repair(
+                    &file,
+                    RepairRequest {
+                        key_id: key.key_id.clone(),
+                        node: node.clone(),
+                    },
+                )
+                .await
+                .with_context(|| format!("{}: repairing {node}'s share", key.key_id))?;
+                println!(
+                    "{}: {node} had lost its share; repaired from {}",
+                    key.key_id,
+                    outcome.helpers.join(", ")
+                );
+            }
             continue;
         }
         if holders > 0 {
             bail!(
-                "{}: only {holders} of {} nodes hold it; remove the volumes (docker-compose down -v) and start again",
+                "{}: only {holders} of {} nodes hold it, fewer than the {} that can rebuild it; remove the volumes (docker-compose down -v) and start again",
                 key.key_id,
-                file.nodes.len()
+                file.nodes.len(),
+                layout.spec.threshold
             );
         }
         let transcript = transcripts.join(format!("{}.json", key.key_id));
@@ -637,16 +728,26 @@ pub async fn create_keys(
             ));
             std::fs::rename(&transcript, &stale)?;
         }
-        let args: Vec<String> = ceremony[1..]
-            .iter()
-            .map(|a| {
-                a.replace("{ceremony}", &ceremony_path.display().to_string())
-                    .replace("{key_id}", &key.key_id)
-                    .replace("{ciphersuite}", ceremony_arg(key.ciphersuite))
-                    .replace("{threshold}", &layout.spec.threshold.to_string())
-                    .replace("{transcript}", &transcript.display().to_string())
-            })
-            .collect();
+        let policy = key.policy.as_ref().map(|_| policy_path(dir, &key.key_id));
+        if let Some(path) = &policy {
+            if !path.is_file() {
+                bail!(
+                    "{}: its policy file {} is missing (compose-setup writes it)",
+                    key.key_id,
+                    path.display()
+                );
+            }
+        }
+        let args = ceremony_command(
+            &ceremony[1..],
+            &CeremonyArgs {
+                ceremony: &ceremony_path,
+                key,
+                threshold: layout.spec.threshold,
+                transcript: &transcript,
+                policy: policy.as_deref(),
+            },
+        )?;
         println!("{}: running {program} {}", key.key_id, args.join(" "));
         let status = tokio::process::Command::new(program)
             .args(&args)
@@ -659,6 +760,68 @@ pub async fn create_keys(
         }
     }
     Ok(())
+}
+
+/// What fills the placeholders of [`KEY_CEREMONY`] for one key.
+#[derive(Clone, Copy, Debug)]
+pub struct CeremonyArgs<'a> {
+    /// The ceremony file.
+    pub ceremony: &'a Path,
+    /// The key to create.
+    pub key: &'a KeySpec,
+    /// Signers needed.
+    pub threshold: u16,
+    /// Where the transcript goes.
+    pub transcript: &'a Path,
+    /// The key's policy file, for a key with a policy.
+    pub policy: Option<&'a Path>,
+}
+
+/// The ceremony's arguments for one key: `template` (the arguments of
+/// [`KEY_CEREMONY`], program excluded) with its placeholders filled in. A key with
+/// a policy needs [`POLICY_ARGS`] in the template: without it the key would be
+/// created unrestricted, so that is an error, not a silent downgrade.
+pub fn ceremony_command(
+    template: &[String],
+    args: &CeremonyArgs<'_>,
+) -> anyhow::Result<Vec<String>> {
+    let key = args.key;
+    match (key.policy.is_some(), args.policy) {
+        (true, None) => bail!(
+            "{}: the key has a policy but no policy file was given",
+            key.key_id
+        ),
+        (false, Some(path)) => bail!(
+            "{}: the key is unrestricted, yet a policy file ({}) was given",
+            key.key_id,
+            path.display()
+        ),
+        _ => {}
+    }
+    if args.policy.is_some() && !template.iter().any(|a| a == POLICY_ARGS) {
+        bail!(
+            "{}: the key has a policy, but the key ceremony command has no {POLICY_ARGS} argument to pass it; it would be created unrestricted",
+            key.key_id
+        );
+    }
+    let mut out = Vec::with_capacity(template.len() + 1);
+    for a in template {
+        if a == POLICY_ARGS {
+            if let Some(path) = args.policy {
+                out.push("--policy".to_string());
+                out.push(path.display().to_string());
+            }
+            continue;
+        }
+        out.push(
+            a.replace("{ceremony}", &args.ceremony.display().to_string())
+                .replace("{key_id}", &key.key_id)
+                .replace("{ciphersuite}", ceremony_arg(key.ciphersuite))
+                .replace("{threshold}", &args.threshold.to_string())
+                .replace("{transcript}", &args.transcript.display().to_string()),
+        );
+    }
+    Ok(out)
 }
 
 /// The ciphersuite as `quorate-ceremony` spells it on its command line.
@@ -711,6 +874,16 @@ async fn docker(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The state of container `name` (`docker inspect -f FORMAT`), or `None` when no
+/// such container exists.
+async fn container_state(name: &str, format: &str) -> anyhow::Result<Option<String>> {
+    match docker(&["inspect", "--type", "container", "-f", format, name]).await {
+        Ok(state) => Ok(Some(state)),
+        Err(e) if format!("{e:#}").contains("No such") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// How long a restarted container may take to serve again.
@@ -799,6 +972,79 @@ impl ComposeNetwork {
         // segments; an interrupted drill run may have left some cut off.
         network.restore().await?;
         Ok(network)
+    }
+
+    /// Runs `docker-compose -f FILE ARGS` (or `docker compose`), failing with its
+    /// output.
+    async fn compose(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut cmd = compose_command()?;
+        cmd.extend(["-f".into(), self.compose_file.display().to_string()]);
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .map_err(|_| anyhow!("{} did not finish within 120 s", cmd.join(" ")))?
+        .with_context(|| format!("running {}", cmd.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed ({}): {}",
+                cmd.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// The approver key `compose-setup` made (in the state directory, mounted into
+    /// no node or coordinator).
+    pub fn approver_key_file(&self) -> PathBuf {
+        crate::approver::key_path(&self.state_dir)
+    }
+
+    /// An approval token from the network's approver for an out-of-policy quorum on
+    /// `key_id`, valid for `valid_secs` from now.
+    pub fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
+        crate::approver::approve(&self.approver_key_file(), key_id, valid_secs, reason)
+    }
+
+    /// The ceremony's view of the network: the file the `keys` container uses. Its
+    /// TLS paths are relative to it and its node endpoints are the containers'
+    /// addresses, which the docker host reaches directly (Linux).
+    pub fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
+        Ok(CeremonyFile::load(
+            &self.state_dir.join("ceremony").join("ceremony.toml"),
+        )?)
+    }
+
+    /// Destroys a node's state, as losing its region would: removes its container
+    /// (SIGKILL) and its store's volume, and creates both afresh from the compose
+    /// file (same identity, certificate and KEK, which live in the state
+    /// directory), then waits until the empty node serves. Uses the local image
+    /// only; nothing is pulled.
+    pub async fn wipe_node(&self, id: &str) -> anyhow::Result<()> {
+        let node = self.layout.node(id)?;
+        docker(&["rm", "-f", &node.container()]).await?;
+        if let Err(e) = docker(&["volume", "rm", &node.volume()]).await {
+            // Already gone (an earlier wipe that was interrupted) is fine.
+            if !format!("{e:#}").contains("No such volume") {
+                return Err(e);
+            }
+        }
+        self.recreate_node(node).await
+    }
+
+    /// `up -d --no-deps` of one node's service: creates its container (and volume,
+    /// if missing) and starts it, touching no other service.
+    async fn recreate_node(&self, node: &ComposeNode) -> anyhow::Result<()> {
+        self.compose(&["up", "-d", "--no-deps", &node.service()])
+            .await?;
+        self.wait_node(&node.spec.id).await
     }
 
     /// `testnet.json` written by the setup container.
@@ -928,15 +1174,21 @@ impl ComposeNetwork {
 
     /// Puts every container back as `up` left it (running, unpaused, connected to
     /// its segment), whatever a drill did, and waits until all serve.
+    /// A node container that is gone (a wipe interrupted before it was created
+    /// again) is created afresh; its lost shares are for the ceremony to repair
+    /// (see `Target::restore`).
     pub async fn restore(&self) -> anyhow::Result<()> {
+        let mut missing = Vec::new();
         for node in &self.layout.nodes {
-            let state = docker(&[
-                "inspect",
-                "-f",
-                "{{.State.Running}} {{.State.Paused}} {{json .NetworkSettings.Networks}}",
+            let Some(state) = container_state(
                 &node.container(),
-            ])
-            .await?;
+                "{{.State.Running}} {{.State.Paused}} {{json .NetworkSettings.Networks}}",
+            )
+            .await?
+            else {
+                missing.push(node);
+                continue;
+            };
             if state.starts_with("false") {
                 docker(&["start", &node.container()]).await?;
             }
@@ -954,6 +1206,11 @@ impl ComposeNetwork {
                 ])
                 .await?;
             }
+        }
+        // Only once every other container runs unpaused: compose stalls on paused
+        // containers.
+        for node in missing {
+            self.recreate_node(node).await?;
         }
         for (i, c) in self.layout.coordinators.iter().enumerate() {
             let running = docker(&["inspect", "-f", "{{.State.Running}}", &c.container()]).await?;
@@ -986,6 +1243,208 @@ mod tests {
             committed == rendered,
             "testnet/docker-compose.yml is out of date; regenerate it with\n  cargo run -p quorate-testnet -- compose-file > testnet/docker-compose.yml"
         );
+    }
+
+    /// The volumes line of every service in the rendered compose file.
+    fn service_volumes(rendered: &str) -> Vec<(String, String)> {
+        let services = rendered
+            .split("\nservices:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\nnetworks:\n").next())
+            .unwrap_or_default();
+        let mut current = String::new();
+        let mut out = Vec::new();
+        for line in services.lines() {
+            if let Some(name) = line
+                .strip_prefix("  ")
+                .filter(|l| !l.starts_with(' '))
+                .and_then(|l| l.strip_suffix(':'))
+            {
+                current = name.to_string();
+            } else if let Some(volumes) = line.trim_start().strip_prefix("volumes: ") {
+                out.push((current.clone(), volumes.to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn compose_keys_are_made_by_dkg_with_the_eu_key_and_its_policy() {
+        let layout = ComposeLayout::default_five_regions();
+        // The same keys as the local testnet, the EU-policy key included.
+        assert_eq!(layout.spec.keys, NetworkSpec::default_five_regions().keys);
+        let eu = layout
+            .spec
+            .keys
+            .iter()
+            .find(|k| k.key_id == "eu-payments")
+            .expect("the compose layout has the EU key");
+        assert_eq!(eu.ciphersuite, quorate_proto::suite::Ciphersuite::Ed25519);
+        assert_eq!(eu.policy, Some(PolicySpec::residency("EU", 2)));
+
+        let rendered = layout.render_compose_file();
+        let keys_command = rendered
+            .lines()
+            .skip_while(|l| *l != "  keys:")
+            .find_map(|l| l.trim_start().strip_prefix("command: "))
+            .expect("the keys service has a command");
+        assert!(
+            keys_command.contains(r#""/bin/quorate-ceremony", "dkg""#),
+            "{keys_command}"
+        );
+        assert!(!keys_command.contains("import"), "{keys_command}");
+        assert!(keys_command.contains(POLICY_ARGS), "{keys_command}");
+    }
+
+    #[test]
+    fn only_setup_sees_the_approver_key_and_the_keys_container_gets_the_policies() {
+        let rendered = ComposeLayout::default_five_regions().render_compose_file();
+        let volumes = service_volumes(&rendered);
+        assert_eq!(volumes.len(), 1 + 1 + 5 + 2, "{volumes:?}");
+        for (service, v) in &volumes {
+            let whole_state = v.contains(&format!("\"./{STATE_DIR}:{STATE_MOUNT}\""));
+            assert_eq!(whole_state, service == "setup", "{service}: {v}");
+            assert!(!v.contains(crate::approver::APPROVER_DIR), "{service}: {v}");
+        }
+        let keys = volumes
+            .iter()
+            .find(|(s, _)| s == "keys")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        assert!(
+            keys.contains(&format!(
+                "./{STATE_DIR}/{POLICIES_DIR}:{STATE_MOUNT}/{POLICIES_DIR}:ro"
+            )),
+            "{keys}"
+        );
+    }
+
+    #[test]
+    fn setup_writes_the_approver_and_the_eu_policy_and_lists_it_in_testnet_json(
+    ) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let layout = ComposeLayout::default_five_regions();
+        let dir = tempfile::tempdir()?;
+        setup(&layout, dir.path())?;
+
+        let approver_file = crate::approver::key_path(dir.path());
+        let approver = crate::approver::public_key(&approver_file)?;
+        let mode = std::fs::metadata(&approver_file)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable by the host user running drills");
+
+        let policy = PolicyFile::load(&policy_path(dir.path(), "eu-payments"))?;
+        assert_eq!(policy.home_jurisdictions, vec!["EU".to_string()]);
+        assert_eq!(policy.min_home_signers, 2);
+        assert_eq!(policy.approver_keys, vec![approver.to_vec()]);
+        assert!(policy.allowed_clients.is_empty());
+        // Unrestricted keys get no policy file.
+        assert!(!policy_path(dir.path(), "demo-ed25519").exists());
+
+        let json = TestnetJson::read(dir.path())?;
+        let policies: Vec<(String, Option<serde_json::Value>)> = json
+            .keys
+            .iter()
+            .map(|k| (k.key_id.clone(), k.policy.clone()))
+            .collect();
+        assert_eq!(
+            policies,
+            vec![
+                ("demo-ed25519".into(), None),
+                ("demo-taproot".into(), None),
+                ("demo-secp256k1".into(), None),
+                (
+                    "eu-payments".into(),
+                    Some(serde_json::json!({"home_jurisdiction": "EU", "min_home_signers": 2}))
+                ),
+            ]
+        );
+
+        // No node or coordinator directory (the only parts of the state directory
+        // those containers mount) holds the approver's secret key.
+        let secret = std::fs::read_to_string(&approver_file)?;
+        for party in layout
+            .nodes
+            .iter()
+            .map(|n| n.spec.id.clone())
+            .chain(layout.coordinators.iter().map(|c| c.name.clone()))
+        {
+            for entry in std::fs::read_dir(dir.path().join(&party))? {
+                let text = std::fs::read(entry?.path())?;
+                assert!(
+                    !String::from_utf8_lossy(&text).contains(secret.trim()),
+                    "{party} holds the approver key"
+                );
+            }
+        }
+
+        // A repeated setup (a repeated `up`) keeps the approver, so keys made with
+        // its policy keep working.
+        setup(&layout, dir.path())?;
+        assert_eq!(std::fs::read_to_string(&approver_file)?, secret);
+        assert_eq!(
+            PolicyFile::load(&policy_path(dir.path(), "eu-payments"))?.approver_keys,
+            vec![approver.to_vec()]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_key_ceremony_passes_a_policy_file_to_policy_keys_only() -> anyhow::Result<()> {
+        let spec = NetworkSpec::default_five_regions();
+        let template: Vec<String> = KEY_CEREMONY[1..].iter().map(|s| s.to_string()).collect();
+        fn args<'a>(key: &'a KeySpec, policy: Option<&'a Path>) -> CeremonyArgs<'a> {
+            CeremonyArgs {
+                ceremony: Path::new("/quorate/ceremony/ceremony.toml"),
+                key,
+                threshold: 3,
+                transcript: Path::new("/quorate/transcripts/k.json"),
+                policy,
+            }
+        }
+        let eu = spec
+            .keys
+            .iter()
+            .find(|k| k.policy.is_some())
+            .context("a policy key")?;
+        let plain = spec
+            .keys
+            .iter()
+            .find(|k| k.policy.is_none())
+            .context("an unrestricted key")?;
+        let policy = Path::new("/quorate/policies/eu-payments.toml");
+
+        let with = ceremony_command(&template, &args(eu, Some(policy)))?;
+        assert_eq!(
+            with,
+            [
+                "dkg",
+                "--ceremony",
+                "/quorate/ceremony/ceremony.toml",
+                "--key-id",
+                "eu-payments",
+                "--ciphersuite",
+                "ed25519",
+                "--threshold",
+                "3",
+                "--transcript",
+                "/quorate/transcripts/k.json",
+                "--policy",
+                "/quorate/policies/eu-payments.toml",
+            ]
+        );
+        let without = ceremony_command(&template, &args(plain, None))?;
+        assert!(!without.iter().any(|a| a == "--policy" || a == POLICY_ARGS));
+        assert_eq!(without.len(), with.len() - 2);
+
+        // A policy key is never created unrestricted by accident.
+        assert!(ceremony_command(&template, &args(eu, None)).is_err());
+        let no_placeholder: Vec<String> = template
+            .iter()
+            .filter(|a| *a != POLICY_ARGS)
+            .cloned()
+            .collect();
+        assert!(ceremony_command(&no_placeholder, &args(eu, Some(policy))).is_err());
+        Ok(())
     }
 
     #[test]

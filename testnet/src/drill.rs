@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures::future::BoxFuture;
+use quorate_ceremony::import::CeremonyFile;
+use quorate_ceremony::keygen::{run_repair, RepairRequest};
 use quorate_proto::suite::Ciphersuite;
 use rand_core::{OsRng, RngCore};
 
@@ -155,8 +157,96 @@ impl Target {
         }
     }
 
-    /// Brings every node and coordinator back to running and serving.
+    /// Every key of the network (the load signs with the unrestricted ones).
+    pub fn key_ids(&self) -> Vec<String> {
+        let spec = match self {
+            Target::Local(n) => &n.spec,
+            Target::Compose(c) => &c.layout.spec,
+        };
+        spec.keys.iter().map(|k| k.key_id.clone()).collect()
+    }
+
+    /// An approval token from the network's approver (its key in
+    /// `DIR/approver/`) for an out-of-policy quorum on `key_id`.
+    pub fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Target::Local(n) => n.approve(key_id, valid_secs, reason),
+            Target::Compose(c) => c.approve(key_id, valid_secs, reason),
+        }
+    }
+
+    /// The ceremony's view of the network (nodes, endpoints, the ceremony's
+    /// certificate), for repairs run from here.
+    pub fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
+        match self {
+            Target::Local(n) => n.ceremony(),
+            Target::Compose(c) => c.ceremony(),
+        }
+    }
+
+    /// How a node's state is destroyed on this target, for the report.
+    pub fn wipe_method(&self) -> &'static str {
+        match self {
+            Target::Local(_) => "SIGKILL, store deleted, restarted empty",
+            Target::Compose(_) => "docker rm -f, docker volume rm, up -d --no-deps",
+        }
+    }
+
+    /// Destroys a node's state (its store, every share it held) and starts it
+    /// again empty, with the same identity, certificate and KEK; waits until it
+    /// serves.
+    pub async fn wipe_node(&mut self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local(n) => n.wipe_node(id).await,
+            Target::Compose(c) => c.wipe_node(id).await,
+        }
+    }
+
+    /// Rebuilds, by `repair` from t helpers, every share a node lacks of a key
+    /// the other nodes hold (a node wiped by a drill that then failed). Returns
+    /// what it repaired, `key_id@node`.
+    pub async fn repair_lost_shares(&self) -> anyhow::Result<Vec<String>> {
+        let ceremony = self.ceremony()?;
+        let mut repaired = Vec::new();
+        for key_id in self.key_ids() {
+            let mut lacking = Vec::new();
+            for node in &ceremony.nodes {
+                if !crate::compose::node_holds_key(&ceremony.tls, node, &key_id).await? {
+                    lacking.push(node.id.clone());
+                }
+            }
+            // A key no node holds is not ours to create here.
+            if lacking.len() == ceremony.nodes.len() {
+                continue;
+            }
+            for node in lacking {
+                run_repair(
+                    &ceremony,
+                    RepairRequest {
+                        key_id: key_id.clone(),
+                        node: node.clone(),
+                    },
+                )
+                .await
+                .with_context(|| format!("repairing {node}'s share of {key_id}"))?;
+                repaired.push(format!("{key_id}@{node}"));
+            }
+        }
+        Ok(repaired)
+    }
+
+    /// Brings every node and coordinator back to running and serving, and every
+    /// node back to holding every key.
     pub async fn restore(&mut self) -> anyhow::Result<()> {
+        self.restore_processes().await?;
+        let repaired = self.repair_lost_shares().await?;
+        if !repaired.is_empty() {
+            eprintln!("restore: repaired lost shares {}", repaired.join(", "));
+        }
+        Ok(())
+    }
+
+    async fn restore_processes(&mut self) -> anyhow::Result<()> {
         match self {
             Target::Local(n) => {
                 for i in 0..n.nodes.len() {
@@ -456,8 +546,9 @@ pub struct Drill {
     pub expectation: &'static str,
     /// The drill.
     pub run: DrillFn,
-    /// Whether it needs what only local processes offer (reconfiguring a node,
-    /// the network's approver key, its ceremony file); skipped on compose.
+    /// Whether it needs what only local processes offer (rewriting a node's
+    /// config, editing its store on disk, the CA key to issue an auditor or a
+    /// rogue coordinator certificate, coordinator logs); skipped on compose.
     pub local_only: bool,
 }
 
@@ -506,7 +597,7 @@ pub fn registry() -> Vec<Drill> {
             expectation:
                 "both EU sovereign nodes lost: the EU key refuses without approval, signs with one",
             run: eu_failover,
-            local_only: true,
+            local_only: false,
         },
         Drill {
             number: 7,
@@ -514,7 +605,7 @@ pub fn registry() -> Vec<Drill> {
             expectation:
                 "one node's state wiped: repaired from t helpers, then signs; load unaffected",
             run: wipe_and_repair,
-            local_only: true,
+            local_only: false,
         },
         Drill {
             number: 8,
@@ -790,9 +881,9 @@ fn disk_corruption(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>>
         net.wipe_node(victim).await?;
         let ceremony = net.ceremony()?;
         for key_id in all_key_ids(net) {
-            if let Err(e) = quorate_ceremony::keygen::run_repair(
+            if let Err(e) = run_repair(
                 &ceremony,
-                quorate_ceremony::keygen::RepairRequest {
+                RepairRequest {
                     key_id: key_id.clone(),
                     node: victim.into(),
                 },
@@ -831,7 +922,7 @@ fn disk_corruption(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>>
     })
 }
 
-/// The EU-policy key of the local testnet.
+/// The EU-policy key of both testnets.
 const EU_KEY: &str = "eu-payments";
 
 fn local(ctx: &mut DrillCtx) -> anyhow::Result<&mut LocalNetwork> {
@@ -848,10 +939,11 @@ fn eu_failover(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
     Box::pin(async move {
         let load = ctx.load(&[], "eu-failover")?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let net = local(ctx)?;
-        net.kill_node("node-1").await?;
-        net.kill_node("node-2").await?;
-        let client = net.client().await?;
+        let lost = ["node-1", "node-2"];
+        for id in lost {
+            ctx.target.kill_node(id).await?;
+        }
+        let client = ctx.target.client(0)?;
         let mut why = Vec::new();
         match client
             .sign(EU_KEY, b"eu drill", None, REQUEST_TIMEOUT)
@@ -862,8 +954,11 @@ fn eu_failover(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
                 "without approval: expected FAILED_PRECONDITION, got {other:?}"
             )),
         }
-        let approval = net.approve(EU_KEY, 600, "drill: eu-central and eu-west lost")?;
+        let approval = ctx
+            .target
+            .approve(EU_KEY, 600, "drill: eu-central and eu-west lost")?;
         let public = client.public_key(EU_KEY).await?;
+        let mut approved_signers = Vec::new();
         match client
             .sign_with(EU_KEY, b"eu drill", None, Some(approval), REQUEST_TIMEOUT)
             .await
@@ -877,20 +972,27 @@ fn eu_failover(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
                 ) {
                     why.push(format!("approved signature does not verify: {e}"));
                 }
+                if let Some(dead) = r.signers.iter().find(|s| lost.contains(&s.as_str())) {
+                    why.push(format!("{dead} is down, yet reported as a signer"));
+                }
+                approved_signers = r.signers;
             }
             Err(s) => why.push(format!("with approval: {s:?}")),
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         let samples = load.stop().await;
-        let net = local(ctx)?;
-        net.start_node("node-1").await?;
-        net.start_node("node-2").await?;
+        for id in lost {
+            ctx.target.start_node(id).await?;
+        }
         let stats = Stats::of(&samples);
         why.extend(baseline_failures(&stats, 10));
         if stats.failed > 0 {
             why.push(format!("{} background requests failed", stats.failed));
         }
-        let detail = "node-1 and node-2 (EU sovereign) killed; EU key refused, then signed under an approval token".to_string();
+        let detail = format!(
+            "node-1 and node-2 (EU sovereign) killed; EU key refused, then signed under an approval token by {}",
+            approved_signers.join(", ")
+        );
         Ok(verdict(stats, why, detail, &samples))
     })
 }
@@ -902,16 +1004,26 @@ fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>>
         let load = ctx.load(&[], "wipe-and-repair")?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let victim = "node-3";
-        let net = local(ctx)?;
         // Every key, the EU key too: the node must come back whole.
-        let keys = all_key_ids(net);
-        net.wipe_node(victim).await?;
-        let ceremony = net.ceremony()?;
+        let keys = ctx.target.key_ids();
+        ctx.target.wipe_node(victim).await?;
+        let ceremony = ctx.target.ceremony()?;
         let mut why = Vec::new();
+        // The wipe is real: the restarted node holds none of its shares.
+        let node = ceremony
+            .nodes
+            .iter()
+            .find(|n| n.id == victim)
+            .ok_or_else(|| anyhow!("the ceremony file lists no {victim}"))?;
         for key_id in &keys {
-            if let Err(e) = quorate_ceremony::keygen::run_repair(
+            if crate::compose::node_holds_key(&ceremony.tls, node, key_id).await? {
+                why.push(format!("{victim} still holds {key_id} after the wipe"));
+            }
+        }
+        for key_id in &keys {
+            if let Err(e) = run_repair(
                 &ceremony,
-                quorate_ceremony::keygen::RepairRequest {
+                RepairRequest {
                     key_id: key_id.clone(),
                     node: victim.into(),
                 },
@@ -923,9 +1035,11 @@ fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>>
         }
         // The repaired node must sign: take two other nodes away for one request
         // per key.
-        net.pause_node("node-4")?;
-        net.pause_node("node-5")?;
-        let client = net.client().await?;
+        let frozen = ["node-4", "node-5"];
+        for id in frozen {
+            ctx.target.pause_node(id).await?;
+        }
+        let client = ctx.target.client(0)?;
         for key in ctx.keys.clone() {
             let message = format!("after repair of {victim}");
             match client
@@ -952,14 +1066,19 @@ fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>>
                 Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
             }
         }
-        let net = local(ctx)?;
-        net.resume_node("node-4")?;
-        net.resume_node("node-5")?;
+        for id in frozen {
+            ctx.target.resume_node(id).await?;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let samples = load.stop().await;
         let stats = Stats::of(&samples);
         why.extend(baseline_failures(&stats, 10));
-        let detail = format!("{victim} wiped and repaired for {} keys; it then signed each with node-4 and node-5 frozen", keys.len());
+        let detail = format!(
+            "{victim} wiped ({}) and repaired for {} keys; it then signed each with {} frozen",
+            ctx.target.wipe_method(),
+            keys.len(),
+            frozen.join(" and ")
+        );
         // Requests sent while node-4 and node-5 were frozen may time out on them
         // before the coordinator skips them; only invalid signatures fail the drill
         // besides the repair itself.

@@ -11,6 +11,7 @@
 //! containers, and drives with docker commands.
 #![deny(clippy::unwrap_used)]
 
+pub mod approver;
 pub mod bench;
 pub mod client;
 pub mod compose;

@@ -443,15 +443,8 @@ impl LocalNetwork {
         let td = spec.trust_domain.as_str();
         pki::create_ca(&pki_dir, td)?;
         // The compliance approver of this network's policy keys.
-        let approver_dir = dir.join("approver");
-        std::fs::create_dir_all(&approver_dir)?;
-        let approver_key_file = approver_dir.join("approver-key.hex");
-        write_private(
-            &approver_key_file,
-            quorate_proto::approval::ApproverKey::generate()
-                .to_hex()
-                .as_str(),
-        )?;
+        let approver_key_file = crate::approver::create(&dir, 0o600)?;
+        let approver_public = crate::approver::public_key(&approver_key_file)?;
 
         let mut network_ports = PortLeases::default();
         let mut nodes = Vec::new();
@@ -575,7 +568,7 @@ impl LocalNetwork {
                     key_id: key.key_id.clone(),
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
-                    policy: key.policy.as_ref().map(|p| network.key_policy(p)),
+                    policy: key.policy.as_ref().map(|p| p.to_pb(&[approver_public])),
                 },
             )
             .await
@@ -595,38 +588,10 @@ impl LocalNetwork {
         Ok(network)
     }
 
-    /// The protobuf policy of a key spec, with this network's approver.
-    fn key_policy(&self, p: &crate::spec::PolicySpec) -> pb::KeyPolicy {
-        let approver = std::fs::read_to_string(&self.approver_key_file)
-            .ok()
-            .and_then(|hex| quorate_proto::approval::ApproverKey::from_hex(&hex).ok());
-        pb::KeyPolicy {
-            allowed_clients: p.allowed_clients.clone(),
-            home_jurisdictions: p.home_jurisdictions.clone(),
-            min_home_signers: p.min_home_signers,
-            approver_keys: approver
-                .map(|k| vec![k.public_key().to_vec()])
-                .unwrap_or_default(),
-            rate_limit_per_minute: p.rate_limit_per_minute,
-        }
-    }
-
     /// An approval token from the network's approver for an out-of-policy quorum on
     /// `key_id`, valid for `valid_secs` from now.
     pub fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
-        let key = quorate_proto::approval::ApproverKey::from_hex(&std::fs::read_to_string(
-            &self.approver_key_file,
-        )?)
-        .map_err(|e| anyhow!(e))?;
-        let now = quorate_proto::approval::unix_now();
-        Ok(key.sign(&quorate_proto::approval::Approval {
-            token_id: format!("testnet-{key_id}-{now}"),
-            key_id: key_id.into(),
-            scope: quorate_proto::approval::SCOPE_OUT_OF_POLICY_QUORUM.into(),
-            not_before: now,
-            not_after: now + valid_secs,
-            reason: reason.into(),
-        }))
+        crate::approver::approve(&self.approver_key_file, key_id, valid_secs, reason)
     }
 
     /// The ceremony's view of the network.

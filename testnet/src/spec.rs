@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use quorate_proto::pb;
 use quorate_proto::suite::Ciphersuite;
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +67,20 @@ impl PolicySpec {
             home_jurisdictions: vec![jurisdiction.into()],
             min_home_signers: min,
             ..Self::default()
+        }
+    }
+
+    /// The policy a ceremony fixes with the key: this spec, with `approvers` (the
+    /// network's approver public keys) permitted to approve out-of-policy quorums.
+    /// Both testnets build their policies here, so a key's policy is the same on
+    /// local processes and on compose.
+    pub fn to_pb(&self, approvers: &[[u8; 32]]) -> pb::KeyPolicy {
+        pb::KeyPolicy {
+            allowed_clients: self.allowed_clients.clone(),
+            home_jurisdictions: self.home_jurisdictions.clone(),
+            min_home_signers: self.min_home_signers,
+            approver_keys: approvers.iter().map(|k| k.to_vec()).collect(),
+            rate_limit_per_minute: self.rate_limit_per_minute,
         }
     }
 

@@ -20,7 +20,7 @@ use quorate_proto::identity::{authorize, Role};
 use quorate_proto::manifest::Manifest;
 use quorate_proto::pb;
 use quorate_proto::pb::ceremony_server::{Ceremony, CeremonyServer};
-use quorate_proto::suite::{Ciphersuite, SecretKeyPackage};
+use quorate_proto::suite::{Ciphersuite, DealtKey, LocalQuorum, PackageDelivery, SecretKeyPackage};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -291,30 +291,22 @@ fn sign_with_installed(
     t: usize,
     message: &[u8],
 ) -> Vec<u8> {
-    let ops = suite.ops();
-    let mut commitments = std::collections::BTreeMap::new();
-    let mut parts = Vec::new();
     let (manifest, _) = stored(&nodes[0]).unwrap();
     let manifest = Manifest::decode(&manifest).unwrap();
-    for node in &nodes[..t] {
-        let (_, kp) = stored(node).unwrap();
-        let kp = ops
-            .parse_key_package(&SecretKeyPackage::from_bytes(kp))
-            .unwrap();
-        let (nonces, c) = ops.commit(&kp).unwrap();
-        let id = ops.identifier(&node.info.node_id).unwrap();
-        commitments.insert(id.clone(), c);
-        parts.push((id, kp, nonces));
-    }
-    let sp = ops.signing_package(&commitments, message).unwrap();
-    let shares = parts
-        .into_iter()
-        .map(|(id, kp, nonces)| {
-            let share = ops.sign(&sp, nonces, &kp).unwrap();
-            (id, share)
-        })
-        .collect();
-    ops.aggregate(&sp, &shares, &manifest.parsed_public_key_package)
+    let installed = DealtKey {
+        public_key_package: manifest.public_key_package.clone(),
+        key_packages: nodes[..t]
+            .iter()
+            .map(|node| {
+                let (_, kp) = stored(node).unwrap();
+                (node.info.node_id.clone(), SecretKeyPackage::from_bytes(kp))
+            })
+            .collect(),
+    };
+    let signers: Vec<usize> = (0..t).collect();
+    LocalQuorum::new(suite, &installed, &signers)
+        .unwrap()
+        .sign(message, PackageDelivery::PerSigner)
         .unwrap()
 }
 

@@ -495,15 +495,25 @@ impl QuorumEngine {
             let signing_package = ops
                 .new_signing_package(&commitments, message)
                 .map_err(|e| CoordError::Internal(format!("building signing package: {e}")))?;
+            // Every signer gets the same request: the message and the commitments
+            // as the nodes sent them.
+            let round2 = pb::SignShareRequest {
+                key_id: manifest.key_id.clone(),
+                message: message.to_vec(),
+                commitments: commitments
+                    .iter()
+                    .map(|(identifier, c)| pb::SignerCommitments {
+                        identifier: identifier.clone(),
+                        commitments: c.encoded().to_vec(),
+                    })
+                    .collect(),
+                request_id: ctx.request_id.clone(),
+                client_id: ctx.client_id.clone(),
+                approval_token,
+            };
             let shares = futures::future::join_all(quorum.iter().map(|(node, identifier)| {
                 let node = node.clone();
-                let req = pb::SignShareRequest {
-                    key_id: manifest.key_id.clone(),
-                    signing_package: signing_package.encoded().to_vec(),
-                    request_id: ctx.request_id.clone(),
-                    client_id: ctx.client_id.clone(),
-                    approval_token: approval_token.clone(),
-                };
+                let req = round2.clone();
                 let node_timeout = self.node_timeout(&node);
                 async move {
                     let result = call(&node, deadline, node_timeout, || {

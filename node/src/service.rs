@@ -261,39 +261,34 @@ impl NodeState {
         let key = self.key(&req.key_id)?;
         let manifest = &key.manifest;
         let ops = manifest.ciphersuite.ops();
-        let parsed = ops
-            .parse_signing_package(&req.signing_package)
-            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
-        let package = parsed.info();
-        if package.message.is_empty() || package.message.len() > quorate_proto::MAX_MESSAGE_BYTES {
+        if req.commitments.len() < usize::from(manifest.threshold) {
             return Err(NodeError::InvalidArgument(format!(
-                "message must be 1..={} bytes",
-                quorate_proto::MAX_MESSAGE_BYTES
-            )));
-        }
-        if package.commitments.len() < usize::from(manifest.threshold) {
-            return Err(NodeError::InvalidArgument(format!(
-                "signing package has {} signers; key {:?} needs {}",
-                package.commitments.len(),
+                "the quorum has {} signers; key {:?} needs {}",
+                req.commitments.len(),
                 manifest.key_id,
                 manifest.threshold
             )));
         }
-        let mut signers = Vec::with_capacity(package.commitments.len());
-        let mut jurisdictions = Vec::with_capacity(package.commitments.len());
-        for id in package.commitments.keys() {
+        let mut signers = Vec::with_capacity(req.commitments.len());
+        let mut jurisdictions = Vec::with_capacity(req.commitments.len());
+        for id in req.commitments.keys() {
             let p = manifest.participant_by_identifier(id).ok_or_else(|| {
                 NodeError::InvalidArgument(
-                    "signing package names a signer that holds no share of this key".into(),
+                    "the quorum names a signer that holds no share of this key".into(),
                 )
             })?;
             signers.push(p.node_id.clone());
             jurisdictions.push(p.jurisdiction.as_str());
         }
-        let own = package.commitments.get(&key.identifier).ok_or_else(|| {
-            NodeError::InvalidArgument("signing package holds no commitment of this node".into())
+        let own = req.commitments.get(&key.identifier).ok_or_else(|| {
+            NodeError::InvalidArgument("the quorum holds no commitment of this node".into())
         })?;
-        let message_sha256 = hex::encode(quorate_proto::sha256(&package.message));
+        // Every other signer's commitment is decoded and checked before any nonce
+        // is spent on the package.
+        let received = ops
+            .receive_signing_package(&req.message, &req.commitments, &key.identifier)
+            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        let message_sha256 = hex::encode(quorate_proto::sha256(&req.message));
         let refusal = |event_detail: String| AuditRecord {
             event: "sign_refused".into(),
             key_id: req.key_id.clone(),
@@ -385,7 +380,7 @@ impl NodeState {
             detail: format!("commitment_sha256={own_commitment_sha256}"),
             ..Default::default()
         })?;
-        let share = parsed
+        let share = received
             .sign(nonces, &key.parsed_key_package)
             .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))
             .and_then(|share| {

@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function("sign_3_of_5", |b| {
             b.iter(|| {
                 quorum
-                    .sign(&message, PackageDelivery::Encoded)
+                    .sign(&message, PackageDelivery::PerSigner)
                     .expect("sign")
             })
         });
@@ -42,24 +42,22 @@ fn bench(c: &mut Criterion) {
         group.bench_function("round1_commit", |b| {
             b.iter(|| ops.commit(&kp).expect("commit"))
         });
-        let (_, commitment) = ops.commit(&kp).expect("commit");
         let mut commitments = BTreeMap::new();
-        commitments.insert(ops.identifier("node-1").expect("identifier"), commitment);
-        for name in ["node-2", "node-3"] {
-            let kp = ops
-                .parse_key_package(&dealt.key_packages[1].1)
-                .expect("key package");
+        for (name, kp) in &dealt.key_packages[..3] {
+            let kp = ops.parse_key_package(kp).expect("key package");
             let (_, c) = ops.commit(&kp).expect("commit");
             commitments.insert(ops.identifier(name).expect("identifier"), c);
         }
-        let package = ops
-            .signing_package(&commitments, &message)
-            .expect("package");
-        group.bench_function("decode_signing_package_3", |b| {
-            b.iter(|| ops.parse_signing_package(&package).expect("decode"))
+        let own = ops.identifier("node-1").expect("identifier");
+        // What a signer decodes of a 3-signer package: the two other commitments.
+        group.bench_function("receive_signing_package_3", |b| {
+            b.iter(|| {
+                ops.receive_signing_package(&message, &commitments, &own)
+                    .expect("decode")
+            })
         });
         let signature = quorum
-            .sign(&message, PackageDelivery::Encoded)
+            .sign(&message, PackageDelivery::PerSigner)
             .expect("sign");
         let public = quorum.public_key().to_vec();
         group.bench_function("verify", |b| {

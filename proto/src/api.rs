@@ -2,6 +2,8 @@
 //! protobuf at the boundary. Anything that fails here is the caller's mistake:
 //! `INVALID_ARGUMENT`.
 
+use std::collections::BTreeMap;
+
 use crate::pb;
 
 /// Longest `request_id`, in bytes.
@@ -82,14 +84,16 @@ impl TryFrom<pb::CommitRequest> for CommitRequest {
     }
 }
 
-/// A validated round-2 `SignShare` request. The signing package stays bytes here: it
-/// is decoded in the key's ciphersuite once the key is known.
+/// A validated round-2 `SignShare` request. Identifiers and commitments stay bytes
+/// here: they are decoded in the key's ciphersuite once the key is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignShareRequest {
     /// Key to sign with.
     pub key_id: String,
-    /// The FROST signing package (non-empty).
-    pub signing_package: Vec<u8>,
+    /// The message, 1..=[`crate::MAX_MESSAGE_BYTES`] bytes.
+    pub message: Vec<u8>,
+    /// The quorum's commitments by FROST identifier (one entry per signer).
+    pub commitments: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The client's request id (may be empty).
     pub request_id: String,
     /// The client the coordinator acts for (may be empty).
@@ -98,13 +102,53 @@ pub struct SignShareRequest {
     pub approval_token: Option<Vec<u8>>,
 }
 
+impl SignShareRequest {
+    /// The protobuf request.
+    pub fn to_pb(&self) -> pb::SignShareRequest {
+        pb::SignShareRequest {
+            key_id: self.key_id.clone(),
+            message: self.message.clone(),
+            commitments: signer_commitments(&self.commitments),
+            request_id: self.request_id.clone(),
+            client_id: self.client_id.clone(),
+            approval_token: self.approval_token.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The protobuf form of a quorum's commitments (identifier -> commitments).
+pub fn signer_commitments(commitments: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<pb::SignerCommitments> {
+    commitments
+        .iter()
+        .map(|(identifier, commitments)| pb::SignerCommitments {
+            identifier: identifier.clone(),
+            commitments: commitments.clone(),
+        })
+        .collect()
+}
+
 impl TryFrom<pb::SignShareRequest> for SignShareRequest {
     type Error = String;
 
     fn try_from(req: pb::SignShareRequest) -> Result<Self, String> {
         crate::validate_key_id(&req.key_id)?;
-        if req.signing_package.is_empty() {
-            return Err("signing_package is empty".into());
+        if req.message.is_empty() || req.message.len() > crate::MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "message must be 1..={} bytes",
+                crate::MAX_MESSAGE_BYTES
+            ));
+        }
+        if req.commitments.is_empty() {
+            return Err("no commitments: the quorum is empty".into());
+        }
+        let mut commitments = BTreeMap::new();
+        for c in req.commitments {
+            if c.identifier.is_empty() || c.commitments.is_empty() {
+                return Err("a signer's identifier or commitments are empty".into());
+            }
+            if commitments.insert(c.identifier, c.commitments).is_some() {
+                return Err("a signer is listed twice in the quorum".into());
+            }
         }
         if req.request_id.len() > MAX_REQUEST_ID_BYTES {
             return Err(format!(
@@ -118,7 +162,8 @@ impl TryFrom<pb::SignShareRequest> for SignShareRequest {
         }
         Ok(Self {
             key_id: req.key_id,
-            signing_package: req.signing_package,
+            message: req.message,
+            commitments,
             request_id: req.request_id,
             client_id: req.client_id,
             approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
@@ -148,6 +193,18 @@ mod tests {
         assert!(SignRequest::try_from(req("a/b", vec![1])).is_err());
     }
 
+    fn share(key_id: &str) -> pb::SignShareRequest {
+        pb::SignShareRequest {
+            key_id: key_id.into(),
+            message: vec![1],
+            commitments: vec![pb::SignerCommitments {
+                identifier: vec![1],
+                commitments: vec![2],
+            }],
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn node_round_requests_refuse_malformed_key_ids() {
         for key_id in ["", "a/b", &"k".repeat(crate::MAX_KEY_ID_BYTES + 1)] {
@@ -156,18 +213,36 @@ mod tests {
                 count: 1,
             };
             assert!(CommitRequest::try_from(commit).is_err(), "{key_id:?}");
-            let share = pb::SignShareRequest {
-                key_id: key_id.into(),
-                signing_package: vec![1],
-                ..Default::default()
-            };
-            assert!(SignShareRequest::try_from(share).is_err(), "{key_id:?}");
+            assert!(
+                SignShareRequest::try_from(share(key_id)).is_err(),
+                "{key_id:?}"
+            );
         }
-        let ok = pb::SignShareRequest {
-            key_id: "k".into(),
-            signing_package: vec![1],
-            ..Default::default()
-        };
-        assert_eq!(SignShareRequest::try_from(ok).unwrap().approval_token, None);
+        let ok = SignShareRequest::try_from(share("k")).unwrap();
+        assert_eq!(ok.approval_token, None);
+        assert_eq!(SignShareRequest::try_from(ok.to_pb()).unwrap(), ok);
+    }
+
+    #[test]
+    fn round2_requests_refuse_an_empty_message_or_quorum_and_duplicate_signers() {
+        let mut empty_message = share("k");
+        empty_message.message.clear();
+        let mut long_message = share("k");
+        long_message.message = vec![0; crate::MAX_MESSAGE_BYTES + 1];
+        let mut no_quorum = share("k");
+        no_quorum.commitments.clear();
+        let mut twice = share("k");
+        twice.commitments.push(twice.commitments[0].clone());
+        let mut empty_commitment = share("k");
+        empty_commitment.commitments[0].commitments.clear();
+        for (what, req) in [
+            ("empty message", empty_message),
+            ("oversized message", long_message),
+            ("empty quorum", no_quorum),
+            ("signer listed twice", twice),
+            ("empty commitment", empty_commitment),
+        ] {
+            assert!(SignShareRequest::try_from(req).is_err(), "{what}");
+        }
     }
 }

@@ -291,24 +291,11 @@ impl fmt::Debug for ParsedCommitments {
     }
 }
 
-/// Public facts read from a signing package.
-#[derive(Clone, Debug)]
-pub struct SigningPackageInfo {
-    /// The message to be signed.
-    pub message: Vec<u8>,
-    /// Commitments per identifier (both in frost encoding).
-    pub commitments: BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
-/// A signing package decoded once. Decoding checks every point (for Ed25519 a full
-/// scalar multiplication each), so the signing path decodes a package only once per
-/// party instead of once per step.
+/// A signing package built by the coordinator from decoded commitments, for
+/// aggregation.
 pub trait ParsedSigningPackage: Send + Sync {
-    /// Message and commitments.
-    fn info(&self) -> &SigningPackageInfo;
-    /// The frost encoding, as sent to signers.
-    fn encoded(&self) -> &[u8];
-    /// Round 2: this signer's signature share. Consumes the nonces.
+    /// Round 2 with this package, for a signer in the same process (tests,
+    /// benchmarks): this signer's signature share. Consumes the nonces.
     fn sign(
         &self,
         nonces: SecretNonces,
@@ -323,21 +310,57 @@ pub trait ParsedSigningPackage: Send + Sync {
     ) -> Result<Vec<u8>, CryptoError>;
 }
 
+/// A signing package as a signer receives it: the message and the other signers'
+/// commitments, each decoded and checked. Its own commitment the signer holds
+/// already, with the nonces behind it, so it decodes two points fewer than the
+/// whole package (for Ed25519, two scalar multiplications).
+pub trait ReceivedSigningPackage: Send + Sync {
+    /// Round 2: this signer's signature share, with the nonces of its own
+    /// commitment. Consumes the nonces.
+    fn sign(
+        &self,
+        nonces: SecretNonces,
+        key_package: &ParsedKeyPackage,
+    ) -> Result<Vec<u8>, CryptoError>;
+}
+
 struct Parsed<C: frost_core::Ciphersuite> {
     sp: SigningPackage<C>,
-    info: SigningPackageInfo,
-    encoded: Vec<u8>,
+}
+
+struct Received<C: frost_core::Ciphersuite> {
+    message: Vec<u8>,
+    own: Identifier<C>,
+    others: BTreeMap<Identifier<C>, SigningCommitments<C>>,
+}
+
+impl<C: PublicEncoding> ReceivedSigningPackage for Received<C> {
+    fn sign(
+        &self,
+        nonces: SecretNonces,
+        key_package: &ParsedKeyPackage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let kp = Frost::<C>::parsed_key_package(key_package)?;
+        if *kp.identifier() != self.own {
+            return Err(CryptoError::Malformed(
+                "the package was received for another signer".into(),
+            ));
+        }
+        let nonces = nonces
+            .0
+            .downcast::<SigningNonces<C>>()
+            .map_err(|_| wrong_suite::<C>("signing nonces"))?;
+        // The caller found these nonces by the commitment the package names for
+        // this signer, so that entry is exactly the nonces' own commitment.
+        let mut commitments = self.others.clone();
+        commitments.insert(self.own, *nonces.commitments());
+        let sp = SigningPackage::new(commitments, &self.message);
+        let share = frost_core::round2::sign(&sp, &nonces, kp).map_err(frost_err)?;
+        Ok(share.serialize())
+    }
 }
 
 impl<C: PublicEncoding> ParsedSigningPackage for Parsed<C> {
-    fn info(&self) -> &SigningPackageInfo {
-        &self.info
-    }
-
-    fn encoded(&self) -> &[u8] {
-        &self.encoded
-    }
-
     fn sign(
         &self,
         nonces: SecretNonces,
@@ -405,9 +428,9 @@ pub struct DealtKey {
 /// How signers in one process receive the signing package ([`LocalQuorum::sign`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PackageDelivery {
-    /// Each signer decodes the package from its encoding, as a node does with the
-    /// bytes it is sent (and as RFC 9591 has every signer validate it).
-    Encoded,
+    /// Each signer decodes the other signers' commitments from the bytes it is
+    /// sent, as a node does (and as RFC 9591 has every signer validate them).
+    PerSigner,
     /// Every signer uses the coordinator's decoded package: no per-signer
     /// validation, so cheaper than any deployment of separate signers.
     Shared,
@@ -461,10 +484,16 @@ impl LocalQuorum {
             nonces.push(n);
         }
         let package = ops.new_signing_package(&commitments, message)?;
+        let encoded: BTreeMap<Vec<u8>, Vec<u8>> = commitments
+            .iter()
+            .map(|(id, c)| (id.clone(), c.encoded().to_vec()))
+            .collect();
         let mut shares = BTreeMap::new();
         for ((id, kp), n) in self.signers.iter().zip(nonces) {
             let share = match delivery {
-                PackageDelivery::Encoded => ops.sign(package.encoded(), n, kp)?,
+                PackageDelivery::PerSigner => ops
+                    .receive_signing_package(message, &encoded, id)?
+                    .sign(n, kp)?,
                 PackageDelivery::Shared => package.sign(n, kp)?,
             };
             shares.insert(id.clone(), share);
@@ -520,63 +549,24 @@ pub trait SuiteOps: Send + Sync {
     ) -> Result<(SecretNonces, Vec<u8>), CryptoError>;
     /// Decodes one signer's round-1 commitments.
     fn parse_commitments(&self, commitments: &[u8]) -> Result<ParsedCommitments, CryptoError>;
-    /// Builds a signing package from decoded commitments (identifier ->
-    /// commitments), for encoding, inspection and aggregation.
+    /// Builds the coordinator's signing package from decoded commitments
+    /// (identifier -> commitments), for aggregation.
     fn new_signing_package(
         &self,
         commitments: &BTreeMap<Vec<u8>, ParsedCommitments>,
         message: &[u8],
     ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError>;
-    /// Decodes a received signing package once, for inspection and signing.
-    fn parse_signing_package(
+    /// A signer's view of a signing package: `message` and the quorum's
+    /// commitments (identifier -> frost encoding) as received, `own` being this
+    /// signer's identifier. Every other signer's identifier and commitments are
+    /// decoded and checked here; this signer's entry is left to the caller, who
+    /// must find its nonces by exactly those bytes.
+    fn receive_signing_package(
         &self,
-        signing_package: &[u8],
-    ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError>;
-    /// Builds an encoded signing package from encoded commitments (identifier ->
-    /// commitments).
-    fn signing_package(
-        &self,
-        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
         message: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        let mut parsed = BTreeMap::new();
-        for (id, c) in commitments {
-            parsed.insert(id.clone(), self.parse_commitments(c)?);
-        }
-        Ok(self
-            .new_signing_package(&parsed, message)?
-            .encoded()
-            .to_vec())
-    }
-    /// Decodes a signing package's public facts.
-    fn signing_package_info(
-        &self,
-        signing_package: &[u8],
-    ) -> Result<SigningPackageInfo, CryptoError> {
-        Ok(self.parse_signing_package(signing_package)?.info().clone())
-    }
-    /// Round 2: this signer's signature share. Consumes the nonces.
-    fn sign(
-        &self,
-        signing_package: &[u8],
-        nonces: SecretNonces,
-        key_package: &ParsedKeyPackage,
-    ) -> Result<Vec<u8>, CryptoError> {
-        self.parse_signing_package(signing_package)?
-            .sign(nonces, key_package)
-    }
-    /// Aggregates shares (identifier -> share) into a signature in the public API
-    /// encoding. frost verifies the result; when it does not verify, the error names
-    /// the culprits.
-    fn aggregate(
-        &self,
-        signing_package: &[u8],
-        shares: &BTreeMap<Vec<u8>, Vec<u8>>,
-        public_key_package: &ParsedPublicKeyPackage,
-    ) -> Result<Vec<u8>, CryptoError> {
-        self.parse_signing_package(signing_package)?
-            .aggregate(shares, public_key_package)
-    }
+        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        own: &[u8],
+    ) -> Result<Box<dyn ReceivedSigningPackage>, CryptoError>;
     /// Escrow: Feldman-splits the signing share of `key_package` into `parts` parts
     /// with threshold `threshold` (see [`crate::escrow`]).
     fn escrow_split(
@@ -760,9 +750,6 @@ impl<C: PublicEncoding> Frost<C> {
     fn public_key_package(bytes: &[u8]) -> Result<PublicKeyPackage<C>, CryptoError> {
         PublicKeyPackage::<C>::deserialize(bytes).map_err(malformed("public key package"))
     }
-    fn signing_package_of(bytes: &[u8]) -> Result<SigningPackage<C>, CryptoError> {
-        SigningPackage::<C>::deserialize(bytes).map_err(malformed("signing package"))
-    }
     fn parsed_key_package(parsed: &ParsedKeyPackage) -> Result<&KeyPackage<C>, CryptoError> {
         parsed
             .inner
@@ -897,43 +884,41 @@ impl<C: PublicEncoding + FeldmanGroup> SuiteOps for Frost<C> {
         message: &[u8],
     ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError> {
         let mut map = BTreeMap::new();
-        let mut encoded_commitments = BTreeMap::new();
         for (id, c) in commitments {
             let parsed: &SigningCommitments<C> = c
                 .inner
                 .downcast_ref()
                 .ok_or_else(|| wrong_suite::<C>("commitments"))?;
             map.insert(parse_identifier::<C>(id)?, *parsed);
-            encoded_commitments.insert(id.clone(), c.encoded.clone());
         }
-        let sp = SigningPackage::new(map, message);
-        let encoded = sp.serialize().map_err(frost_err)?;
         Ok(Box::new(Parsed::<C> {
-            info: SigningPackageInfo {
-                message: message.to_vec(),
-                commitments: encoded_commitments,
-            },
-            sp,
-            encoded,
+            sp: SigningPackage::new(map, message),
         }))
     }
 
-    fn parse_signing_package(
+    fn receive_signing_package(
         &self,
-        signing_package: &[u8],
-    ) -> Result<Box<dyn ParsedSigningPackage>, CryptoError> {
-        let sp = Self::signing_package_of(signing_package)?;
-        let mut commitments = BTreeMap::new();
-        for (id, c) in sp.signing_commitments() {
-            commitments.insert(id.serialize(), c.serialize().map_err(frost_err)?);
+        message: &[u8],
+        commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+        own: &[u8],
+    ) -> Result<Box<dyn ReceivedSigningPackage>, CryptoError> {
+        if !commitments.contains_key(own) {
+            return Err(CryptoError::Malformed(
+                "the quorum holds no commitment of this signer".into(),
+            ));
         }
-        Ok(Box::new(Parsed::<C> {
-            info: SigningPackageInfo {
-                message: sp.message().clone(),
-                commitments,
-            },
-            sp,
-            encoded: signing_package.to_vec(),
+        let mut others = BTreeMap::new();
+        for (id, c) in commitments.iter().filter(|(id, _)| id.as_slice() != own) {
+            let identifier = parse_identifier::<C>(id)?;
+            let c = SigningCommitments::<C>::deserialize(c).map_err(|e| {
+                CryptoError::Malformed(format!("commitments of signer {}: {e}", hex::encode(id)))
+            })?;
+            others.insert(identifier, c);
+        }
+        Ok(Box::new(Received::<C> {
+            message: message.to_vec(),
+            own: parse_identifier::<C>(own)?,
+            others,
         }))
     }
 
@@ -1247,7 +1232,7 @@ mod tests {
         let signers: Vec<usize> = (0..t).collect();
         LocalQuorum::new(suite, dealt, &signers)
             .unwrap()
-            .sign(message, PackageDelivery::Encoded)
+            .sign(message, PackageDelivery::PerSigner)
             .unwrap()
     }
 
@@ -1334,16 +1319,19 @@ mod tests {
             let signers = parsed(suite, &dealt, 2);
             let mut nonces = Vec::new();
             let mut commitments = BTreeMap::new();
+            let mut parsed_commitments = BTreeMap::new();
             for (id, kp) in &signers {
                 let (n, c) = ops.commit(kp).unwrap();
+                parsed_commitments.insert(id.clone(), ops.parse_commitments(&c).unwrap());
                 commitments.insert(id.clone(), c);
                 nonces.push(n);
             }
-            let sp = ops.signing_package(&commitments, b"m").unwrap();
             let mut shares = BTreeMap::new();
             for ((id, kp), n) in signers.iter().zip(nonces) {
-                shares.insert(id.clone(), ops.sign(&sp, n, kp).unwrap());
+                let received = ops.receive_signing_package(b"m", &commitments, id).unwrap();
+                shares.insert(id.clone(), received.sign(n, kp).unwrap());
             }
+            let sp = ops.new_signing_package(&parsed_commitments, b"m").unwrap();
             let pkp = ops
                 .parse_public_key_package(&dealt.public_key_package)
                 .unwrap();
@@ -1352,11 +1340,47 @@ mod tests {
             let wrong = ops.danger_corrupt_share(&shares[&id2]).unwrap();
             assert_ne!(wrong, shares[&id2]);
             shares.insert(id2.clone(), wrong);
-            match ops.aggregate(&sp, &shares, &pkp) {
+            match sp.aggregate(&shares, &pkp) {
                 Err(CryptoError::InvalidShares { culprits }) => assert_eq!(culprits, vec![id2]),
                 other => panic!("{suite}: expected culprit, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_signer_refuses_packages_it_cannot_sign_and_foreign_commitments() {
+        let suite = Ciphersuite::Ed25519;
+        let ops = suite.ops();
+        let dealt = ops.split(None, &names(3), 2).unwrap();
+        let signers = parsed(suite, &dealt, 2);
+        let (id1, kp1) = &signers[0];
+        let (id2, kp2) = &signers[1];
+        let (n1, c1) = ops.commit(kp1).unwrap();
+        let (_, c2) = ops.commit(kp2).unwrap();
+        let quorum = BTreeMap::from([(id1.clone(), c1.clone()), (id2.clone(), c2.clone())]);
+        // No entry for this signer.
+        let others = BTreeMap::from([(id2.clone(), c2.clone())]);
+        assert!(ops.receive_signing_package(b"m", &others, id1).is_err());
+        // Another signer's commitment that does not decode.
+        let mut bad = quorum.clone();
+        bad.insert(id2.clone(), vec![0xff; c2.len()]);
+        let err = ops
+            .receive_signing_package(b"m", &bad, id1)
+            .err()
+            .expect("a malformed commitment is refused");
+        assert!(err.to_string().contains("commitments of signer"), "{err}");
+        // Received for one signer, signed with another's key package.
+        let received = ops.receive_signing_package(b"m", &quorum, id1).unwrap();
+        assert!(received.sign(n1, kp2).is_err());
+        // Nonces of another ciphersuite.
+        let secp = Ciphersuite::Secp256k1.ops();
+        let secp_dealt = secp.split(None, &names(2), 2).unwrap();
+        let secp_kp = secp
+            .parse_key_package(&secp_dealt.key_packages[0].1)
+            .unwrap();
+        let (secp_nonces, _) = secp.commit(&secp_kp).unwrap();
+        let received = ops.receive_signing_package(b"m", &quorum, id1).unwrap();
+        assert!(received.sign(secp_nonces, kp1).is_err());
     }
 
     /// In-process DKG for `names`: key packages (by name) and public key packages.

@@ -18,7 +18,7 @@ use quorate_proto::audit::{verify_chain, AuditRecord, GENESIS_HASH};
 use quorate_proto::escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
 use quorate_proto::manifest::{self, Manifest};
 use quorate_proto::pb;
-use quorate_proto::suite::{Ciphersuite, SecretKeyPackage};
+use quorate_proto::suite::{Ciphersuite, ParsedSigningPackage, SecretKeyPackage};
 
 /// Cheap decoders (protobuf, JSON) get more cases than ones that do curve arithmetic.
 const CHEAP: u64 = 20_000;
@@ -35,7 +35,9 @@ struct Round {
     key_packages: Vec<Vec<u8>>,
     identifiers: Vec<Vec<u8>>,
     commitments: Vec<Vec<u8>>,
-    signing_package: Vec<u8>,
+    /// The quorum's commitments by identifier, as a round-2 request carries them.
+    quorum: BTreeMap<Vec<u8>, Vec<u8>>,
+    message: Vec<u8>,
     shares: BTreeMap<Vec<u8>, Vec<u8>>,
     public_key: Vec<u8>,
     signature: Vec<u8>,
@@ -63,16 +65,18 @@ fn round(suite: Ciphersuite) -> Round {
         nonces.push(n);
     }
     let message = b"fuzz corpus message".to_vec();
-    let signing_package = ops.signing_package(&commitments, &message).unwrap();
     let mut shares = BTreeMap::new();
     for ((id, kp), n) in signers.iter().zip(nonces) {
-        shares.insert(id.clone(), ops.sign(&signing_package, n, kp).unwrap());
+        let received = ops
+            .receive_signing_package(&message, &commitments, id)
+            .unwrap();
+        shares.insert(id.clone(), received.sign(n, kp).unwrap());
     }
     let public_key_package = ops
         .parse_public_key_package(&dealt.public_key_package)
         .unwrap();
-    let signature = ops
-        .aggregate(&signing_package, &shares, &public_key_package)
+    let signature = coordinator_package(suite, &commitments, &message)
+        .aggregate(&shares, &public_key_package)
         .unwrap();
     let info = ops.public_key_info(&dealt.public_key_package).unwrap();
     let manifest = manifest::encode(
@@ -106,13 +110,28 @@ fn round(suite: Ciphersuite) -> Round {
             .map(|(_, kp)| kp.expose_bytes().to_vec())
             .collect(),
         commitments: commitments.values().cloned().collect(),
+        quorum: commitments,
+        message,
         public_key_package: dealt.public_key_package,
-        signing_package,
         shares,
         public_key: info.public_key,
         signature,
         manifest,
     }
+}
+
+/// The coordinator's signing package over `commitments`, for aggregation.
+fn coordinator_package(
+    suite: Ciphersuite,
+    commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+    message: &[u8],
+) -> Box<dyn ParsedSigningPackage> {
+    let ops = suite.ops();
+    let parsed = commitments
+        .iter()
+        .map(|(id, c)| (id.clone(), ops.parse_commitments(c).unwrap()))
+        .collect();
+    ops.new_signing_package(&parsed, message).unwrap()
 }
 
 fn rounds() -> Vec<Round> {
@@ -180,14 +199,16 @@ fn fuzz_node_rpc_requests() {
             .is_some()
     });
 
-    // SignShare: the node decodes the signing package in the key's ciphersuite and,
-    // for an out-of-policy quorum, the approval token.
+    // SignShare: the node parses the request at the boundary, decodes the other
+    // signers' commitments in the key's ciphersuite and, for an out-of-policy quorum,
+    // the approval token.
     let approver = ApproverKey::generate();
     let token = approver.sign(&approval("fuzz-ed25519"));
     let sign_share = all(&rounds, |r| {
         vec![pb::SignShareRequest {
             key_id: format!("fuzz-{}", r.suite.name().to_lowercase()),
-            signing_package: r.signing_package.clone(),
+            message: r.message.clone(),
+            commitments: quorate_proto::api::signer_commitments(&r.quorum),
             request_id: "req".into(),
             client_id: "spiffe://quorate.test/client/a".into(),
             approval_token: token.clone(),
@@ -199,17 +220,23 @@ fn fuzz_node_rpc_requests() {
         &sign_share,
         fuzzing::cases(CRYPTO),
         |b| {
-            let Ok(req) = pb::SignShareRequest::decode(b) else {
+            let Some(req) = pb::SignShareRequest::decode(b)
+                .ok()
+                .and_then(|r| quorate_proto::api::SignShareRequest::try_from(r).ok())
+            else {
+                return false;
+            };
+            let Some(own) = req.commitments.keys().next() else {
                 return false;
             };
             let mut any = false;
             for suite in Ciphersuite::ALL {
                 any |= suite
                     .ops()
-                    .signing_package_info(&req.signing_package)
+                    .receive_signing_package(&req.message, &req.commitments, own)
                     .is_ok();
             }
-            let _ = ApprovalToken::decode(&req.approval_token);
+            let _ = ApprovalToken::decode(&req.approval_token.unwrap_or_default());
             any
         },
     );
@@ -311,42 +338,49 @@ fn fuzz_frost_packages_of_every_ciphersuite() {
                 }
                 fuzzing::run_expecting_errors(leak(target), &c, cases, decode);
             };
-        let sp = |b: &[u8]| ops.signing_package_info(b).is_ok();
-        fuzzing::run(
-            leak(format!("{name} signing package")),
-            &own(&rounds, suite, |r| vec![r.signing_package.clone()]),
-            cases,
-            sp,
+        // Another signer's commitments, as a node receives them in round 2 (its own
+        // entry it does not decode).
+        let own_id = r.identifiers[0].clone();
+        let other_id = r.identifiers[1].clone();
+        let own_commitment = r.quorum[&own_id].clone();
+        let received = |other: &[u8]| {
+            let quorum = BTreeMap::from([
+                (own_id.clone(), own_commitment.clone()),
+                (other_id.clone(), other.to_vec()),
+            ]);
+            ops.receive_signing_package(b"m", &quorum, &own_id).is_ok()
+        };
+        mixed(
+            format!("{name} received commitments"),
+            &|r: &Round| r.commitments.clone(),
+            &received,
         );
-        // Foreign ciphersuites' packages must be refused, not misread.
+        // Foreign ciphersuites' commitments must be refused, not misread.
         for other in rounds.iter().filter(|o| o.suite != suite) {
             if suite == Ciphersuite::Ed25519 || other.suite == Ciphersuite::Ed25519 {
-                assert!(
-                    ops.signing_package_info(&other.signing_package).is_err(),
-                    "{name} accepted a {} signing package",
-                    other.suite
-                );
+                for c in &other.commitments {
+                    assert!(!received(c), "{name} accepted {} commitments", other.suite);
+                }
             }
         }
 
-        // Commitments, as the coordinator builds a signing package from them.
-        let id = r.identifiers[0].clone();
+        // Commitments, as the coordinator decodes them from a node's answer.
         mixed(
             format!("{name} commitments"),
             &|r: &Round| r.commitments.clone(),
-            &|b| {
-                let map = BTreeMap::from([(id.clone(), b.to_vec())]);
-                ops.signing_package(&map, b"m").is_ok()
-            },
+            &|b| ops.parse_commitments(b).is_ok(),
         );
-        // Identifiers in a commitments map.
-        let commitment = r.commitments[0].clone();
+        // Identifiers of the other signers in a round-2 quorum.
+        let commitment = r.quorum[&other_id].clone();
         mixed(
             format!("{name} identifier"),
-            &|r: &Round| r.identifiers.clone(),
+            &|r: &Round| r.identifiers[1..].to_vec(),
             &|b| {
-                let map = BTreeMap::from([(b.to_vec(), commitment.clone())]);
-                ops.signing_package(&map, b"m").is_ok()
+                let quorum = BTreeMap::from([
+                    (own_id.clone(), own_commitment.clone()),
+                    (b.to_vec(), commitment.clone()),
+                ]);
+                ops.receive_signing_package(b"m", &quorum, &own_id).is_ok()
             },
         );
 
@@ -356,15 +390,14 @@ fn fuzz_frost_packages_of_every_ciphersuite() {
         let first_id = first_id.clone();
         let genuine = r.shares[&first_id].clone();
         let public_key_package = ops.parse_public_key_package(&r.public_key_package).unwrap();
+        let package = coordinator_package(suite, &r.quorum, &r.message);
         mixed(
             format!("{name} signature share"),
             &|r: &Round| r.shares.values().take(1).cloned().collect(),
             &|b| {
                 let mut shares = r.shares.clone();
                 shares.insert(first_id.clone(), b.to_vec());
-                let ok = ops
-                    .aggregate(&r.signing_package, &shares, &public_key_package)
-                    .is_ok();
+                let ok = package.aggregate(&shares, &public_key_package).is_ok();
                 // Only the genuine share (in its one canonical encoding) aggregates.
                 assert!(!ok || b == genuine.as_slice(), "a forged share aggregated");
                 ok

@@ -79,7 +79,7 @@ pub struct SuiteResult {
     pub verified: u64,
     /// In-process FROST signing rate on all cores (same t, n and ciphersuite), each
     /// signer decoding the signing package it receives as a node does
-    /// ([`PackageDelivery::Encoded`]).
+    /// ([`PackageDelivery::PerSigner`]).
     pub limit_sps: f64,
     /// In-process time for one signature on one thread of an idle network (ms).
     pub compute_ms: f64,
@@ -347,7 +347,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 opts.nodes,
                 opts.threshold,
                 Duration::from_secs(3),
-                PackageDelivery::Encoded,
+                PackageDelivery::PerSigner,
             );
             let (bare_limit_sps, bare_compute_ms) = in_process_limit(
                 suite,

@@ -778,30 +778,33 @@ fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Ver
             let c = clients.get_mut(id).context("client")?;
             commitments.insert(ops.identifier(id)?, commit(c, key).await?);
         }
-        let package = ops.signing_package(&commitments, b"pay 10")?;
-        let request = |package: Vec<u8>, key_id: &str| pb::SignShareRequest {
+        type Quorum = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+        let request = |quorum: &Quorum, message: &[u8], key_id: &str| pb::SignShareRequest {
             key_id: key_id.into(),
-            signing_package: package,
+            message: message.to_vec(),
+            commitments: quorate_proto::api::signer_commitments(quorum),
             request_id: "malicious-coordinator".into(),
             client_id: client_id.clone(),
             approval_token: Vec::new(),
         };
         let n1 = clients.get_mut("node-1").context("client")?;
         // The honest first use succeeds; a replay of it is refused.
-        if let Err(s) = n1.sign_share(request(package.clone(), key)).await {
+        if let Err(s) = n1.sign_share(request(&commitments, b"pay 10", key)).await {
             why.push(format!("first use refused: {s:?}"));
         }
-        let replay = n1.sign_share(request(package.clone(), key)).await;
+        let replay = n1.sign_share(request(&commitments, b"pay 10", key)).await;
         expect_refusal(&mut why, &mut refused, "replayed round 2", replay);
         // The message swapped after round 1: node-2's nonce is still unused, so it
         // signs the swapped package once (the coordinator chooses messages); what must
         // never happen is a second share with the same nonce for another message.
-        let swapped = ops.signing_package(&commitments, b"pay 10000")?;
         let n2 = clients.get_mut("node-2").context("client")?;
-        if let Err(s) = n2.sign_share(request(swapped, key)).await {
+        if let Err(s) = n2
+            .sign_share(request(&commitments, b"pay 10000", key))
+            .await
+        {
             why.push(format!("swapped package refused on first use: {s:?}"));
         }
-        let original = n2.sign_share(request(package.clone(), key)).await;
+        let original = n2.sign_share(request(&commitments, b"pay 10", key)).await;
         expect_refusal(
             &mut why,
             &mut refused,
@@ -816,11 +819,10 @@ fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Ver
             let c = clients.get_mut(id).context("client")?;
             forged.insert(ops.identifier(id)?, commit(c, key).await?);
         }
-        let forged = ops.signing_package(&forged, b"pay 10")?;
         let result = clients
             .get_mut("node-4")
             .context("client")?
-            .sign_share(request(forged, key))
+            .sign_share(request(&forged, b"pay 10", key))
             .await;
         expect_refusal(&mut why, &mut refused, "another node's commitment", result);
         // An unlawful quorum for the EU key: one EU signer with two others.
@@ -829,11 +831,10 @@ fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Ver
             let c = clients.get_mut(id).context("client")?;
             unlawful.insert(ops.identifier(id)?, commit(c, EU_KEY).await?);
         }
-        let unlawful = ops.signing_package(&unlawful, b"pay 10")?;
         let result = clients
             .get_mut("node-1")
             .context("client")?
-            .sign_share(request(unlawful, EU_KEY))
+            .sign_share(request(&unlawful, b"pay 10", EU_KEY))
             .await;
         expect_refusal(&mut why, &mut refused, "unlawful EU quorum", result);
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -83,7 +83,7 @@ mod tests {
         let names: Vec<String> = (1..=3).map(|i| format!("n{i}")).collect();
         let dealt = suite.ops().split(None, &names, 2).unwrap();
         let quorum = LocalQuorum::new(suite, &dealt, &[0, 1]).unwrap();
-        let sig = quorum.sign(message, PackageDelivery::Encoded).unwrap();
+        let sig = quorum.sign(message, PackageDelivery::PerSigner).unwrap();
         (quorum.public_key().to_vec(), sig)
     }
 

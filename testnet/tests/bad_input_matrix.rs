@@ -278,13 +278,15 @@ async fn install_matrix_key(net: &LocalNetwork) -> (BTreeMap<String, Vec<u8>>, V
     (packages, manifest)
 }
 
-/// Round 1 on node-1..node-3 for `key_id`, and a signing package over `message`.
-async fn signing_package(
-    net: &LocalNetwork,
-    key_id: &str,
-    suite: Ciphersuite,
-    message: &[u8],
-) -> Vec<u8> {
+/// A round-2 request's signing package: the message and the quorum's commitments.
+#[derive(Clone)]
+struct Round2 {
+    message: Vec<u8>,
+    commitments: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Round 1 on node-1..node-3 for `key_id`, for a signature over `message`.
+async fn round1(net: &LocalNetwork, key_id: &str, suite: Ciphersuite, message: &[u8]) -> Round2 {
     let ops = suite.ops();
     let mut commitments = BTreeMap::new();
     for id in ["node-1", "node-2", "node-3"] {
@@ -301,13 +303,17 @@ async fn signing_package(
             .remove(0);
         commitments.insert(ops.identifier(id).unwrap(), commitment);
     }
-    ops.signing_package(&commitments, message).unwrap()
+    Round2 {
+        message: message.to_vec(),
+        commitments,
+    }
 }
 
-fn share_req(key_id: &str, signing_package: Vec<u8>) -> pb::SignShareRequest {
+fn share_req(key_id: &str, round2: &Round2) -> pb::SignShareRequest {
     pb::SignShareRequest {
         key_id: key_id.into(),
-        signing_package,
+        message: round2.message.clone(),
+        commitments: quorate_proto::api::signer_commitments(&round2.commitments),
         request_id: "matrix".into(),
         client_id: "spiffe://quorate.test/client/demo-client".into(),
         approval_token: Vec::new(),
@@ -353,15 +359,15 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
         .sign(ED, b"first use of request id", Some("matrix-rid"), DEADLINE)
         .await
         .unwrap();
-    let used_package = signing_package(&net, ED, Ciphersuite::Ed25519, b"pay once").await;
+    let used_package = round1(&net, ED, Ciphersuite::Ed25519, b"pay once").await;
     NodeClient::new(node_channel(&net, TARGET, Caller::Coordinator))
-        .sign_share(share_req(ED, used_package.clone()))
+        .sign_share(share_req(ED, &used_package))
         .await
         .unwrap();
 
     // Fresh round-1 material for the wrong-ciphersuite and wrong-key rows.
-    let secp_package = signing_package(&net, "demo-secp256k1", Ciphersuite::Secp256k1, b"m").await;
-    let ed_package = signing_package(&net, ED, Ciphersuite::Ed25519, b"m").await;
+    let secp_package = round1(&net, "demo-secp256k1", Ciphersuite::Secp256k1, b"m").await;
+    let ed_package = round1(&net, ED, Ciphersuite::Ed25519, b"m").await;
     let ops = Ciphersuite::Ed25519.ops();
     let lone_commitment = {
         let mut c = NodeClient::new(node_channel(&net, TARGET, Caller::Coordinator));
@@ -375,19 +381,35 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
         .commitments
         .remove(0)
     };
-    let too_few_signers = ops
-        .signing_package(
-            &BTreeMap::from([(ops.identifier(TARGET).unwrap(), lone_commitment.clone())]),
-            b"m",
-        )
-        .unwrap();
-    let long_message_package = {
-        let info = ops.signing_package_info(&ed_package).unwrap();
-        ops.signing_package(
-            &info.commitments,
-            &vec![0u8; quorate_proto::MAX_MESSAGE_BYTES + 1],
-        )
-        .unwrap()
+    let too_few_signers = Round2 {
+        message: b"m".to_vec(),
+        commitments: BTreeMap::from([(ops.identifier(TARGET).unwrap(), lone_commitment.clone())]),
+    };
+    let long_message_package = Round2 {
+        message: vec![0u8; quorate_proto::MAX_MESSAGE_BYTES + 1],
+        ..ed_package.clone()
+    };
+    let empty_quorum = Round2 {
+        message: b"m".to_vec(),
+        commitments: BTreeMap::new(),
+    };
+    let malformed_commitments = Round2 {
+        message: b"m".to_vec(),
+        commitments: ed_package
+            .commitments
+            .keys()
+            .map(|id| (id.clone(), vec![1, 2, 3]))
+            .collect(),
+    };
+    let over_node_limit = vec![7u8; quorate_proto::MAX_NODE_REQUEST_BYTES + 1];
+    let over_node_limit_package = Round2 {
+        message: over_node_limit.clone(),
+        ..ed_package.clone()
+    };
+    let signer_listed_twice = {
+        let mut req = share_req(ED, &ed_package);
+        req.commitments.push(req.commitments[0].clone());
+        req
     };
     let secp_key_package = Ciphersuite::Secp256k1
         .ops()
@@ -411,7 +433,6 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
     let long_key_id = "k".repeat(quorate_proto::MAX_KEY_ID_BYTES + 1);
     // Larger than the servers' decoding limits (see proto's MAX_*_REQUEST_BYTES).
     let over_coordinator_limit = vec![7u8; quorate_proto::MAX_SIGNER_REQUEST_BYTES + 1];
-    let over_node_limit = vec![7u8; quorate_proto::MAX_NODE_REQUEST_BYTES + 1];
 
     use Caller::*;
     use Code::*;
@@ -648,79 +669,85 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req(ED, vec![])),
-            "empty signing package",
+            Rpc::SignShare(share_req(ED, &empty_quorum)),
+            "empty quorum",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req(ED, vec![1, 2, 3])),
-            "malformed signing package",
+            Rpc::SignShare(share_req(ED, &malformed_commitments)),
+            "malformed commitments",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req(ED, over_node_limit.clone())),
+            Rpc::SignShare(signer_listed_twice),
+            "a signer listed twice",
+            Coordinator,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::SignShare(share_req(ED, &over_node_limit_package)),
             "over the transport limit",
             Coordinator,
             OutOfRange,
         ),
         row(
-            Rpc::SignShare(share_req(ED, secp_package.clone())),
-            "secp256k1 package for an Ed25519 key",
+            Rpc::SignShare(share_req(ED, &secp_package)),
+            "secp256k1 quorum for an Ed25519 key",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req("demo-taproot", ed_package.clone())),
-            "Ed25519 package for a taproot key",
+            Rpc::SignShare(share_req("demo-taproot", &ed_package)),
+            "Ed25519 quorum for a taproot key",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req(MATRIX_KEY, ed_package.clone())),
+            Rpc::SignShare(share_req(MATRIX_KEY, &ed_package)),
             "commitments of another key",
             Coordinator,
             FailedPrecondition,
         ),
         row(
-            Rpc::SignShare(share_req(ED, too_few_signers)),
+            Rpc::SignShare(share_req(ED, &too_few_signers)),
             "fewer signers than the threshold",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req(ED, long_message_package)),
-            "oversized message in the package",
+            Rpc::SignShare(share_req(ED, &long_message_package)),
+            "oversized message",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req(ED, used_package.clone())),
+            Rpc::SignShare(share_req(ED, &used_package)),
             "replayed round 2",
             Coordinator,
             FailedPrecondition,
         ),
         row(
-            Rpc::SignShare(share_req("a/b", ed_package.clone())),
+            Rpc::SignShare(share_req("a/b", &ed_package)),
             "malformed key id",
             Coordinator,
             InvalidArgument,
         ),
         row(
-            Rpc::SignShare(share_req("no-such-key", ed_package.clone())),
+            Rpc::SignShare(share_req("no-such-key", &ed_package)),
             "unknown key",
             Coordinator,
             NotFound,
         ),
         row(
-            Rpc::SignShare(share_req(ED, ed_package.clone())),
+            Rpc::SignShare(share_req(ED, &ed_package)),
             "wrong role (client)",
             Client,
             PermissionDenied,
         ),
         row(
-            Rpc::SignShare(share_req(ED, ed_package.clone())),
+            Rpc::SignShare(share_req(ED, &ed_package)),
             "wrong role (ceremony)",
             Ceremony,
             PermissionDenied,
@@ -998,7 +1025,13 @@ async fn malformed_key_ids_on_node_rpcs_were_not_found_instead_of_invalid_argume
             "Commit {key_id:?}: {err:?}"
         );
         let err = node
-            .sign_share(share_req(key_id, vec![1, 2, 3]))
+            .sign_share(share_req(
+                key_id,
+                &Round2 {
+                    message: b"m".to_vec(),
+                    commitments: BTreeMap::from([(vec![1], vec![2])]),
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(

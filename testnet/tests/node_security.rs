@@ -45,6 +45,19 @@ async fn commit(client: &mut NodeClient<Channel>, key_id: &str) -> Vec<u8> {
         .remove(0)
 }
 
+fn share_request(
+    key_id: &str,
+    message: &[u8],
+    commitments: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> pb::SignShareRequest {
+    pb::SignShareRequest {
+        key_id: key_id.into(),
+        message: message.to_vec(),
+        commitments: quorate_proto::api::signer_commitments(commitments),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn a_node_refuses_to_sign_twice_with_one_nonce() {
     let net = start_default().await;
@@ -61,13 +74,10 @@ async fn a_node_refuses_to_sign_twice_with_one_nonce() {
             commit(client, "demo-ed25519").await,
         );
     }
-    let package = ops.signing_package(&commitments, b"pay once").unwrap();
     let request = pb::SignShareRequest {
-        key_id: "demo-ed25519".into(),
-        signing_package: package.clone(),
         request_id: "replay-test".into(),
         client_id: "test".into(),
-        approval_token: Vec::new(),
+        ..share_request("demo-ed25519", b"pay once", &commitments)
     };
     let first = clients[0].1.sign_share(request.clone()).await;
     assert!(first.is_ok(), "{first:?}");
@@ -76,11 +86,10 @@ async fn a_node_refuses_to_sign_twice_with_one_nonce() {
 
     // The same commitments with another message: the nonce is gone as well, so a
     // coordinator cannot swap the message after round 1 either.
-    let swapped = ops.signing_package(&commitments, b"pay twice").unwrap();
     let err = clients[0]
         .1
         .sign_share(pb::SignShareRequest {
-            signing_package: swapped,
+            message: b"pay twice".to_vec(),
             ..request
         })
         .await
@@ -104,33 +113,39 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
     commitments.insert(ops.identifier("node-1").unwrap(), c2b);
     commitments.insert(ops.identifier("node-2").unwrap(), c2);
     commitments.insert(ops.identifier("node-3").unwrap(), c3);
-    let package = ops.signing_package(&commitments, b"m").unwrap();
     let err = n1
-        .sign_share(pb::SignShareRequest {
-            key_id: "demo-ed25519".into(),
-            signing_package: package,
-            request_id: String::new(),
-            client_id: String::new(),
-            approval_token: Vec::new(),
-        })
+        .sign_share(share_request("demo-ed25519", b"m", &commitments))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 
-    // A signing package that does not decode.
+    // Another signer's commitment that does not decode: refused before node-1
+    // spends a nonce on it.
+    let c1 = commit(&mut n1, "demo-ed25519").await;
+    let mut garbled = BTreeMap::new();
+    garbled.insert(ops.identifier("node-1").unwrap(), c1.clone());
+    garbled.insert(ops.identifier("node-2").unwrap(), vec![0xff; c1.len()]);
+    garbled.insert(
+        ops.identifier("node-3").unwrap(),
+        commit(&mut n3, "demo-ed25519").await,
+    );
     let err = n1
-        .sign_share(pb::SignShareRequest {
-            key_id: "demo-ed25519".into(),
-            signing_package: vec![1, 2, 3],
-            request_id: String::new(),
-            client_id: String::new(),
-            approval_token: Vec::new(),
-        })
+        .sign_share(share_request("demo-ed25519", b"m", &garbled))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("commitments of signer"), "{err:?}");
+    garbled.insert(
+        ops.identifier("node-2").unwrap(),
+        commit(&mut n2, "demo-ed25519").await,
+    );
+    let signed = n1
+        .sign_share(share_request("demo-ed25519", b"m", &garbled))
+        .await;
+    assert!(signed.is_ok(), "the nonce survived the refusal: {signed:?}");
 
-    // A commitment for one key cannot be used for another.
+    // A commitment for one key cannot be used for another: node-1's Ed25519
+    // commitment in a quorum for the Taproot key.
     let c1 = commit(&mut n1, "demo-ed25519").await;
     let err = n1
         .commit(pb::CommitRequest {
@@ -141,18 +156,21 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let tr = Ciphersuite::Secp256k1Tr.ops();
+    let mut cross = BTreeMap::new();
+    cross.insert(tr.identifier("node-1").unwrap(), c1);
+    cross.insert(
+        tr.identifier("node-2").unwrap(),
+        commit(&mut n2, "demo-taproot").await,
+    );
+    cross.insert(
+        tr.identifier("node-3").unwrap(),
+        commit(&mut n3, "demo-taproot").await,
+    );
     let err = n1
-        .sign_share(pb::SignShareRequest {
-            key_id: "demo-taproot".into(),
-            signing_package: c1,
-            request_id: String::new(),
-            client_id: String::new(),
-            approval_token: Vec::new(),
-        })
+        .sign_share(share_request("demo-taproot", b"m", &cross))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let _ = tr;
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ fn any_t_of_n_signers_produce_a_signature_independent_verifiers_accept() {
             signers.truncate(t);
 
             let quorum = LocalQuorum::new(suite, &dealt, &signers).unwrap();
-            let signature = quorum.sign(&message, PackageDelivery::Encoded).unwrap();
+            let signature = quorum.sign(&message, PackageDelivery::PerSigner).unwrap();
             let public_key = quorum.public_key().to_vec();
             let what = format!("{suite} {t}-of-{n} signers {signers:?}, {len}-byte message");
             quorate_testnet::verify::verify(suite, &public_key, &message, &signature)

@@ -222,13 +222,13 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
                     .remove(0);
                 commitments.insert(ops.identifier(id).unwrap(), commitment);
             }
-            let package = ops.signing_package(&commitments, b"m").unwrap();
             clients
                 .get_mut("node-1")
                 .unwrap()
                 .sign_share(pb::SignShareRequest {
                     key_id: EU_KEY.into(),
-                    signing_package: package,
+                    message: b"m".to_vec(),
+                    commitments: quorate_proto::api::signer_commitments(&commitments),
                     request_id: "direct".into(),
                     client_id: client_id.into(),
                     approval_token: token,
@@ -296,11 +296,11 @@ async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
         commitments.insert(ops.identifier(id).unwrap(), commitment);
         clients.push(c);
     }
-    let package = ops.signing_package(&commitments, b"m").unwrap();
     let err = clients[0]
         .sign_share(pb::SignShareRequest {
             key_id: "payments-only".into(),
-            signing_package: package,
+            message: b"m".to_vec(),
+            commitments: quorate_proto::api::signer_commitments(&commitments),
             request_id: String::new(),
             client_id: "spiffe://quorate.test/client/demo-client".into(),
             approval_token: Vec::new(),

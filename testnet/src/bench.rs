@@ -100,6 +100,9 @@ pub struct SuiteResult {
     pub peak_rss_mib: BTreeMap<String, f64>,
     /// RSS growth per process from the first to the last second of the run (MiB).
     pub rss_growth_mib: BTreeMap<String, f64>,
+    /// RSS growth per process over the second half of the run (MiB), once caches
+    /// and pools have filled: what a longer run would keep adding.
+    pub rss_growth_second_half_mib: BTreeMap<String, f64>,
 }
 
 /// Signs in one thread until `until` with every party of a signature in this
@@ -153,6 +156,13 @@ pub fn in_process_limit(
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     let secs = started.elapsed().as_secs_f64();
     (total as f64 / secs, compute_ms)
+}
+
+/// Resident set size of each process (KiB).
+fn rss_kib(pids: &HashMap<String, u32>) -> HashMap<String, u64> {
+    pids.iter()
+        .filter_map(|(n, p)| proc_status_kib(*p, "VmRSS:").map(|r| (n.clone(), r)))
+        .collect()
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -377,24 +387,38 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
             }
             let me = std::process::id();
             let cpu_before: u64 = pids.values().chain([&me]).filter_map(|p| proc_cpu_ticks(*p)).sum();
-            let rss_first: HashMap<String, u64> = pids
-                .iter()
-                .filter_map(|(n, p)| proc_status_kib(*p, "VmRSS:").map(|r| (n.clone(), r)))
-                .collect();
+            let rss_first = rss_kib(&pids);
+            // Halfway through, when caches have filled: growth after this point is
+            // what a longer run would keep adding.
+            let rss_mid = {
+                let pids = pids.clone();
+                let half = opts.duration / 2;
+                tokio::spawn(async move {
+                    tokio::time::sleep(half).await;
+                    rss_kib(&pids)
+                })
+            };
             let started = Instant::now();
             load(&clients, opts.clients, &key.key_id, suite, public_key, opts.verify_every, opts.duration, shared.clone(), true).await;
             let secs = started.elapsed().as_secs_f64();
             let cpu_after: u64 = pids.values().chain([&me]).filter_map(|p| proc_cpu_ticks(*p)).sum();
-            let mut peak_rss_mib = BTreeMap::new();
-            let mut rss_growth_mib = BTreeMap::new();
-            for (name, pid) in &pids {
-                if let Some(peak) = proc_status_kib(*pid, "VmHWM:") {
-                    peak_rss_mib.insert(name.clone(), peak as f64 / 1024.0);
-                }
-                if let (Some(first), Some(now)) = (rss_first.get(name), proc_status_kib(*pid, "VmRSS:")) {
-                    rss_growth_mib.insert(name.clone(), (now as f64 - *first as f64) / 1024.0);
-                }
-            }
+            let rss_mid = rss_mid.await.unwrap_or_default();
+            let rss_last = rss_kib(&pids);
+            let growth = |from: &HashMap<String, u64>| -> BTreeMap<String, f64> {
+                rss_last
+                    .iter()
+                    .filter_map(|(n, last)| {
+                        from.get(n)
+                            .map(|first| (n.clone(), (*last as f64 - *first as f64) / 1024.0))
+                    })
+                    .collect()
+            };
+            let rss_growth_mib = growth(&rss_first);
+            let rss_growth_second_half_mib = growth(&rss_mid);
+            let peak_rss_mib: BTreeMap<String, f64> = pids
+                .iter()
+                .filter_map(|(n, p)| proc_status_kib(*p, "VmHWM:").map(|k| (n.clone(), k as f64 / 1024.0)))
+                .collect();
             let ok = shared.ok.load(Ordering::Relaxed);
             let hist = shared
                 .latencies
@@ -430,6 +454,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                     / ok.max(1) as f64,
                 peak_rss_mib,
                 rss_growth_mib,
+                rss_growth_second_half_mib,
             });
         }
         anyhow::Ok(())
@@ -466,13 +491,14 @@ pub fn table(results: &[SuiteResult]) -> String {
                 .iter()
                 .map(|(n, m)| {
                     format!(
-                        "{n} {m:.1} MiB ({:+.1})",
-                        r.rss_growth_mib.get(n).copied().unwrap_or(0.0)
+                        "{n} {m:.1} MiB ({:+.1}/{:+.1})",
+                        r.rss_growth_mib.get(n).copied().unwrap_or(0.0),
+                        r.rss_growth_second_half_mib.get(n).copied().unwrap_or(0.0)
                     )
                 })
                 .collect();
             out.push_str(&format!(
-                "peak RSS ({}), growth over the run in parentheses: {}\n",
+                "peak RSS ({}), growth over the whole run/its second half in parentheses: {}\n",
                 r.ciphersuite,
                 rss.join(", ")
             ));

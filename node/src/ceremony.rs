@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use quorate_proto::attest::{StatementSigner, StatementVerifier};
+use quorate_proto::attest::{StatementSigner, StatementVerifier, VerifiedCertificates};
 use quorate_proto::ceremony::{
     self, build_manifest, round1_transcript_hash, verify_confirmations, verify_contributions,
     CeremonyCheckError, Kind, Setup, VerifiedContribution,
@@ -91,6 +91,9 @@ struct Session {
     expires: Instant,
     envelope: EnvelopeKey,
     own: pb::Signed,
+    /// Peer certificates whose chain this ceremony already checked: each peer's
+    /// contribution and confirmation carry the same one.
+    certificates: VerifiedCertificates,
     stage: Stage,
 }
 
@@ -299,6 +302,7 @@ impl NodeState {
             expires: Instant::now() + SESSION_TTL,
             envelope,
             own: own.clone(),
+            certificates: VerifiedCertificates::default(),
             stage,
         })?;
         Ok(own)
@@ -355,6 +359,7 @@ impl NodeState {
         let me = self.identity.node_id.clone();
         let contributions = verify_contributions(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             setup,
             &setup.participant_ids(),
             &req.contributions,
@@ -567,7 +572,7 @@ impl NodeState {
         req: pb::DkgActivateRequest,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let session = self.sessions.take(&req.ceremony_id)?;
+        let mut session = self.sessions.take(&req.ceremony_id)?;
         let Stage::Confirmed {
             key_package,
             manifest,
@@ -590,6 +595,7 @@ impl NodeState {
         }
         verify_confirmations(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             &session.setup.participant_ids(),
             &confirmation,
             &req.confirmations,
@@ -668,6 +674,7 @@ impl NodeState {
         };
         verify_confirmations(
             &self.ceremony_keys().verifier,
+            &mut VerifiedCertificates::default(),
             &setup.participant_ids(),
             &expected,
             &req.confirmations,
@@ -731,6 +738,7 @@ impl NodeState {
         expected.push(setup.pb.repair_target.clone());
         let contributions = verify_contributions(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             &setup,
             &expected,
             &req.contributions,
@@ -848,7 +856,7 @@ impl NodeState {
         req: pb::RepairFinishRequest,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let session = self.sessions.take(&req.ceremony_id)?;
+        let mut session = self.sessions.take(&req.ceremony_id)?;
         if !matches!(session.stage, Stage::RepairTarget) {
             return Err(NodeError::FailedPrecondition(format!(
                 "ceremony {} is at {}; it is aborted on this node",
@@ -861,6 +869,7 @@ impl NodeState {
         // `threshold` share holders vouch for this manifest.
         let contributions = verify_contributions(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             setup,
             &setup.participant_ids(),
             &req.contributions,

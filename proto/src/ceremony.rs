@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 
-use crate::attest::StatementVerifier;
+use crate::attest::{StatementVerifier, VerifiedCertificates};
 use crate::manifest::{self, Manifest};
 use crate::pb;
 use crate::suite::{Ciphersuite, DkgMode};
@@ -180,9 +180,11 @@ pub struct VerifiedContribution {
 
 /// Checks one signed contribution per node of `expected`, returning them in that
 /// order. Fails naming the first party whose contribution is missing, duplicated,
-/// not signed by it, or made for another ceremony setup.
+/// not signed by it, or made for another ceremony setup. `certificates` are the
+/// ceremony's already verified certificates (see [`VerifiedCertificates`]).
 pub fn verify_contributions(
     verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
     setup: &Setup,
     expected: &[String],
     signed: &[pb::Signed],
@@ -199,7 +201,7 @@ pub fn verify_contributions(
             ));
         }
         verifier
-            .verify(s, CONTRIBUTION, &node)
+            .verify_cached(s, CONTRIBUTION, &node, certificates)
             .map_err(|e| party(&node, format!("contribution rejected: {e}")))?;
         if body.setup_hash != setup.hash {
             return Err(party(
@@ -255,6 +257,7 @@ pub fn round1_transcript_hash(setup: &Setup, contributions: &[VerifiedContributi
 /// the first party that is missing, not signed by itself, or disagrees.
 pub fn verify_confirmations(
     verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
     expected: &[String],
     ours: &pb::Confirmation,
     signed: &[pb::Signed],
@@ -271,7 +274,7 @@ pub fn verify_confirmations(
             ));
         }
         verifier
-            .verify(s, CONFIRMATION, &node)
+            .verify_cached(s, CONFIRMATION, &node, certificates)
             .map_err(|e| party(&node, format!("confirmation rejected: {e}")))?;
         for (what, theirs, mine) in [
             ("setup", &c.setup_hash, &ours.setup_hash),

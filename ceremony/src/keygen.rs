@@ -536,10 +536,7 @@ async fn run_keygen(
                 .await)
         }
     };
-    let manifest = match build_manifest(&setup, previous, first.public_key_package.clone())
-        .and_then(|m| {
-            Manifest::decode(&m).map_err(|e| ceremony::CeremonyCheckError::Setup(e.to_string()))
-        }) {
+    let manifest = match build_manifest(&setup, previous, first.public_key_package.clone()) {
         Ok(m) => m,
         Err(e) => return Err(run.abort("confirmation", check_failure(e)).await),
     };

@@ -532,9 +532,8 @@ impl NodeState {
             }
         };
         drop(secret);
-        let manifest = build_manifest(&setup, previous.as_ref().map(|p| &p.manifest), pkp.clone())
+        let decoded = build_manifest(&setup, previous.as_ref().map(|p| &p.manifest), pkp.clone())
             .map_err(rejected)?;
-        let decoded = Manifest::decode(&manifest).map_err(|e| NodeError::Server(e.to_string()))?;
         if let Some(prior) = &previous {
             if decoded.public_key.verifying_key != prior.manifest.public_key.verifying_key {
                 return Err(NodeError::CeremonyRejected(
@@ -559,7 +558,7 @@ impl NodeState {
         );
         session.stage = Stage::Confirmed {
             key_package,
-            manifest,
+            manifest: decoded.encoded,
             confirmation,
         };
         self.sessions.put_back(session);

@@ -317,12 +317,14 @@ pub fn verify_confirmations(
 /// The manifest a ceremony produces: for a DKG, from the setup (key id, ciphersuite,
 /// threshold, participants, policy, created_at); for a refresh, from the key's
 /// previous manifest (which fixes everything but the participants and the public key
-/// package). Deterministic, so every node computes the same bytes.
+/// package). Deterministic, so every node computes the same bytes
+/// ([`Manifest::encoded`]). Returned decoded and validated: decoding parses every
+/// point of the public key package, which is worth doing once.
 pub fn build_manifest(
     setup: &Setup,
     previous: Option<&Manifest>,
     public_key_package: Vec<u8>,
-) -> Result<Vec<u8>, CeremonyCheckError> {
+) -> Result<Manifest, CeremonyCheckError> {
     let (created_at, policy) = match (setup.kind, previous) {
         (Kind::Dkg, _) => (setup.pb.created_at.clone(), setup.pb.policy.clone()),
         (Kind::Refresh, Some(prev)) => {
@@ -345,6 +347,5 @@ pub fn build_manifest(
         created_at,
         policy,
     );
-    Manifest::decode(&encoded).map_err(|e| CeremonyCheckError::Setup(e.to_string()))?;
-    Ok(encoded)
+    Manifest::decode(&encoded).map_err(|e| CeremonyCheckError::Setup(e.to_string()))
 }

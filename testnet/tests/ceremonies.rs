@@ -248,7 +248,8 @@ async fn activation_with_a_foreign_confirmation_or_another_manifest_fails_on_eve
     let setup = quorate_proto::ceremony::Setup::from_pb(relay.setup("conf-a", "k-conf")).unwrap();
     let manifest =
         quorate_proto::ceremony::build_manifest(&setup, None, first.public_key_package.clone())
-            .unwrap();
+            .unwrap()
+            .encoded;
     // node-3's confirmation is swapped for its confirmation of the other ceremony:
     // genuinely signed by node-3, but of a different key.
     let split = vec![a[0].clone(), a[1].clone(), b[2].clone()];

@@ -720,24 +720,24 @@ pub(crate) async fn precheck(
 ) -> Result<Vec<Reached>, CeremonyError> {
     let checks = file.nodes.iter().map(|node| {
         let tls = Arc::clone(tls);
-        let paths = file.tls.clone();
         async move {
             // The server name is the node id: a node's certificate is issued for it,
-            // so a node answering at the wrong endpoint fails the handshake.
-            let channel = tls
-                .channel(&node.endpoint, &node.id, CONNECT_TIMEOUT)
+            // so a node answering at the wrong endpoint fails the handshake. The
+            // channel records the certificate the node presents on it, for the
+            // transcript: the certificate of the connection the ceremony runs over,
+            // at no extra handshake.
+            let (channel, server_certificate) = tls
+                .observed_channel(&node.endpoint, &node.id, CONNECT_TIMEOUT)
                 .map_err(|e| e.to_string())?;
             let mut client = CeremonyClient::new(channel.clone());
-            let info = match tokio::time::timeout(
-                RPC_TIMEOUT,
-                client.get_info(pb::GetInfoRequest {}),
-            )
-            .await
-            {
-                Err(_) => return Err(format!("GetInfo timed out after {RPC_TIMEOUT:?}")),
-                Ok(Err(status)) => return Err(describe_status(&status)),
-                Ok(Ok(response)) => response.into_inner(),
-            };
+            let info =
+                match tokio::time::timeout(RPC_TIMEOUT, client.get_info(pb::GetInfoRequest {}))
+                    .await
+                {
+                    Err(_) => return Err(format!("GetInfo timed out after {RPC_TIMEOUT:?}")),
+                    Ok(Err(status)) => return Err(describe_status(&status)),
+                    Ok(Ok(response)) => response.into_inner(),
+                };
             let mut mismatches = Vec::new();
             for (field, got, want) in [
                 ("node_id", &info.node_id, &node.id),
@@ -751,16 +751,17 @@ pub(crate) async fn precheck(
             if !mismatches.is_empty() {
                 return Err(format!("node answers with {}", mismatches.join(", ")));
             }
-            let fingerprint = fetch_fingerprint(paths, node.endpoint.clone(), node.id.clone())
-                .await
-                .map_err(|e| {
-                    tracing::warn!(
-                        node = %node.id,
-                        error = %e,
-                        "cannot observe the node's certificate; the transcript omits its fingerprint"
-                    );
-                })
-                .ok();
+            // GetInfo completed a verified handshake, so the certificate is known;
+            // if it ever were not, the transcript says nothing rather than guess.
+            let fingerprint = server_certificate
+                .get()
+                .map(|der| crate::pki::fingerprint_der(&der));
+            if fingerprint.is_none() {
+                tracing::warn!(
+                    node = %node.id,
+                    "the node's certificate was not observed; the transcript omits its fingerprint"
+                );
+            }
             tracing::info!(
                 node = %node.id,
                 region = %info.region,
@@ -811,19 +812,6 @@ pub(crate) fn describe_status(status: &tonic::Status) -> String {
         source = cause.source();
     }
     text
-}
-
-async fn fetch_fingerprint(
-    paths: TlsPaths,
-    endpoint: String,
-    server_name: String,
-) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || {
-        crate::probe::server_certificate(&paths, &endpoint, &server_name, CONNECT_TIMEOUT)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map(|der| crate::pki::fingerprint_der(&der))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use prost::Message;
-use quorate_proto::attest::StatementVerifier;
+use quorate_proto::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_proto::ceremony::{
     self, build_manifest, verify_confirmations, verify_contributions, Setup, SETUP_VERSION,
 };
@@ -465,6 +465,8 @@ async fn run_keygen(
         .cloned()
         .collect();
     tracing::info!(ceremony_id = %run.ceremony_id, key_id = %run.key_id, nodes = peers.len(), "{kind}: round 1");
+    // Each node's contribution and confirmation carry the same certificate.
+    let mut certificates = VerifiedCertificates::default();
 
     // Round 1: contributions.
     let contributions = match step(peers, |p| {
@@ -478,7 +480,8 @@ async fn run_keygen(
         Ok(c) => c,
         Err(f) => return Err(run.abort("round 1", f).await),
     };
-    if let Err(e) = verify_contributions(verifier, &setup, &ids, &contributions) {
+    if let Err(e) = verify_contributions(verifier, &mut certificates, &setup, &ids, &contributions)
+    {
         return Err(run.abort("round 1", check_failure(e)).await);
     }
 
@@ -533,10 +536,7 @@ async fn run_keygen(
                 .await)
         }
     };
-    let manifest = match build_manifest(&setup, previous, first.public_key_package.clone())
-        .and_then(|m| {
-            Manifest::decode(&m).map_err(|e| ceremony::CeremonyCheckError::Setup(e.to_string()))
-        }) {
+    let manifest = match build_manifest(&setup, previous, first.public_key_package.clone()) {
         Ok(m) => m,
         Err(e) => return Err(run.abort("confirmation", check_failure(e)).await),
     };
@@ -548,7 +548,9 @@ async fn run_keygen(
         manifest_hash: manifest.hash.to_vec(),
         public_key_package: Vec::new(),
     };
-    if let Err(e) = verify_confirmations(verifier, &ids, &expected, &confirmations) {
+    if let Err(e) =
+        verify_confirmations(verifier, &mut certificates, &ids, &expected, &confirmations)
+    {
         return Err(run.abort("confirmation", check_failure(e)).await);
     }
     if let Some(prev) = previous {
@@ -805,7 +807,13 @@ pub async fn run_repair(
         Err(f) => return Err(run.abort("start", f).await),
     };
     let all_ids: Vec<String> = all.iter().map(|p| p.id.clone()).collect();
-    if let Err(e) = verify_contributions(&verifier, &setup, &all_ids, &contributions) {
+    if let Err(e) = verify_contributions(
+        &verifier,
+        &mut VerifiedCertificates::default(),
+        &setup,
+        &all_ids,
+        &contributions,
+    ) {
         return Err(run.abort("start", check_failure(e)).await);
     }
     let deltas = match step(&helpers, |p| {

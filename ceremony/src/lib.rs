@@ -29,4 +29,3 @@ pub mod escrow;
 pub mod import;
 pub mod keygen;
 pub mod pki;
-mod probe;

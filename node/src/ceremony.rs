@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use quorate_proto::attest::{StatementSigner, StatementVerifier};
+use quorate_proto::attest::{StatementSigner, StatementVerifier, VerifiedCertificates};
 use quorate_proto::ceremony::{
     self, build_manifest, round1_transcript_hash, verify_confirmations, verify_contributions,
     CeremonyCheckError, Kind, Setup, VerifiedContribution,
@@ -91,6 +91,9 @@ struct Session {
     expires: Instant,
     envelope: EnvelopeKey,
     own: pb::Signed,
+    /// Peer certificates whose chain this ceremony already checked: each peer's
+    /// contribution and confirmation carry the same one.
+    certificates: VerifiedCertificates,
     stage: Stage,
 }
 
@@ -299,6 +302,7 @@ impl NodeState {
             expires: Instant::now() + SESSION_TTL,
             envelope,
             own: own.clone(),
+            certificates: VerifiedCertificates::default(),
             stage,
         })?;
         Ok(own)
@@ -355,6 +359,7 @@ impl NodeState {
         let me = self.identity.node_id.clone();
         let contributions = verify_contributions(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             setup,
             &setup.participant_ids(),
             &req.contributions,
@@ -527,9 +532,8 @@ impl NodeState {
             }
         };
         drop(secret);
-        let manifest = build_manifest(&setup, previous.as_ref().map(|p| &p.manifest), pkp.clone())
+        let decoded = build_manifest(&setup, previous.as_ref().map(|p| &p.manifest), pkp.clone())
             .map_err(rejected)?;
-        let decoded = Manifest::decode(&manifest).map_err(|e| NodeError::Server(e.to_string()))?;
         if let Some(prior) = &previous {
             if decoded.public_key.verifying_key != prior.manifest.public_key.verifying_key {
                 return Err(NodeError::CeremonyRejected(
@@ -554,7 +558,7 @@ impl NodeState {
         );
         session.stage = Stage::Confirmed {
             key_package,
-            manifest,
+            manifest: decoded.encoded,
             confirmation,
         };
         self.sessions.put_back(session);
@@ -567,7 +571,7 @@ impl NodeState {
         req: pb::DkgActivateRequest,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let session = self.sessions.take(&req.ceremony_id)?;
+        let mut session = self.sessions.take(&req.ceremony_id)?;
         let Stage::Confirmed {
             key_package,
             manifest,
@@ -590,6 +594,7 @@ impl NodeState {
         }
         verify_confirmations(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             &session.setup.participant_ids(),
             &confirmation,
             &req.confirmations,
@@ -668,6 +673,7 @@ impl NodeState {
         };
         verify_confirmations(
             &self.ceremony_keys().verifier,
+            &mut VerifiedCertificates::default(),
             &setup.participant_ids(),
             &expected,
             &req.confirmations,
@@ -731,6 +737,7 @@ impl NodeState {
         expected.push(setup.pb.repair_target.clone());
         let contributions = verify_contributions(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             &setup,
             &expected,
             &req.contributions,
@@ -848,7 +855,7 @@ impl NodeState {
         req: pb::RepairFinishRequest,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let session = self.sessions.take(&req.ceremony_id)?;
+        let mut session = self.sessions.take(&req.ceremony_id)?;
         if !matches!(session.stage, Stage::RepairTarget) {
             return Err(NodeError::FailedPrecondition(format!(
                 "ceremony {} is at {}; it is aborted on this node",
@@ -861,6 +868,7 @@ impl NodeState {
         // `threshold` share holders vouch for this manifest.
         let contributions = verify_contributions(
             &self.ceremony_keys().verifier,
+            &mut session.certificates,
             setup,
             &setup.participant_ids(),
             &req.contributions,

@@ -8,6 +8,12 @@
 //! client authentication (at the current time), that its SPIFFE id is
 //! `spiffe://<trust-domain>/node/<expected node>`, and then the signature. The kind
 //! keeps a signature made for one step from being accepted in another.
+//!
+//! A ceremony checks several statements of each node, all under the same
+//! certificate. [`VerifiedCertificates`] remembers, for one ceremony, the
+//! certificates whose chain already verified, so each chain is checked once per
+//! ceremony instead of once per statement; everything else (validity at the time
+//! of use, the signer's identity, the signature) is checked on every statement.
 
 use std::fmt;
 use std::sync::Arc;
@@ -51,6 +57,61 @@ pub enum AttestError {
     /// The signature does not verify under the certificate's key.
     #[error("signature does not verify")]
     BadSignature,
+}
+
+/// Certificates whose chain to the CA a [`StatementVerifier`] has checked in one
+/// ceremony, keyed by their exact DER, with the identity each certifies and its
+/// validity period.
+///
+/// Only a certificate that passed the full check (chain, usage, validity, a
+/// signature that verified under it) is remembered; a different certificate,
+/// however similar, is checked in full. Using a remembered certificate still
+/// checks that it is within its validity period at that moment, so a certificate
+/// that expires during a ceremony is refused as the full check would refuse it.
+/// Keep one per ceremony: it holds one entry per participant certificate, and
+/// dies with the ceremony's state.
+#[derive(Debug, Default)]
+pub struct VerifiedCertificates {
+    entries: Vec<VerifiedCertificate>,
+}
+
+#[derive(Debug)]
+struct VerifiedCertificate {
+    der: Vec<u8>,
+    identity: PeerIdentity,
+    /// Validity period, seconds since the Unix epoch, both ends included (as
+    /// webpki checks it).
+    not_before: u64,
+    not_after: u64,
+}
+
+impl VerifiedCertificates {
+    /// Number of certificates remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is remembered yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn get(&self, der: &[u8]) -> Option<&VerifiedCertificate> {
+        self.entries.iter().find(|e| e.der == der)
+    }
+}
+
+/// The validity period of a DER certificate, in seconds since the Unix epoch.
+fn validity(der: &[u8]) -> Result<(u64, u64), AttestError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| AttestError::Certificate(e.to_string()))?;
+    let validity = cert.validity();
+    // A period starting before 1970 starts, for this check, at 0.
+    let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+    Ok((
+        secs(validity.not_before.timestamp()),
+        secs(validity.not_after.timestamp()),
+    ))
 }
 
 fn message(kind: &str, body: &[u8]) -> Vec<u8> {
@@ -152,36 +213,76 @@ impl StatementVerifier {
         kind: &str,
         node_id: &str,
     ) -> Result<(), AttestError> {
+        self.verify_cached(signed, kind, node_id, &mut VerifiedCertificates::default())
+    }
+
+    /// As [`StatementVerifier::verify`], checking the certificate's chain only if
+    /// `certificates` (this ceremony's) does not hold it yet, and remembering it
+    /// there once the statement verified.
+    pub fn verify_cached(
+        &self,
+        signed: &pb::Signed,
+        kind: &str,
+        node_id: &str,
+        certificates: &mut VerifiedCertificates,
+    ) -> Result<(), AttestError> {
+        self.verify_at(signed, kind, node_id, certificates, UnixTime::now())
+    }
+
+    fn verify_at(
+        &self,
+        signed: &pb::Signed,
+        kind: &str,
+        node_id: &str,
+        certificates: &mut VerifiedCertificates,
+        now: UnixTime,
+    ) -> Result<(), AttestError> {
         let der = CertificateDer::from(signed.certificate.as_slice());
         let cert = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| AttestError::Certificate(e.to_string()))?;
-        let anchors = self
-            .cas
-            .iter()
-            .map(|ca| webpki::anchor_from_trusted_cert(ca).map(|a| a.to_owned()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
         let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        cert.verify_for_usage(
-            algorithms.all,
-            &anchors,
-            &[],
-            UnixTime::now(),
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| AttestError::Certificate(e.to_string()))?;
         let expected = PeerIdentity::new(&self.trust_domain, Role::Node, node_id)
             .map_err(|e| AttestError::Certificate(e.to_string()))?;
-        let found = PeerIdentity::from_certificate_der(&signed.certificate)
-            .map_err(|e| AttestError::Certificate(e.to_string()))?;
-        if found != expected {
-            return Err(AttestError::WrongSigner {
-                expected: expected.spiffe_id(),
-                found: found.spiffe_id(),
-            });
-        }
+        let fresh = match certificates.get(&signed.certificate) {
+            Some(known) => {
+                let t = now.as_secs();
+                if t < known.not_before || t > known.not_after {
+                    return Err(AttestError::Certificate(
+                        "the certificate is outside its validity period".into(),
+                    ));
+                }
+                check_signer(&expected, &known.identity)?;
+                None
+            }
+            None => {
+                let anchors = self
+                    .cas
+                    .iter()
+                    .map(|ca| webpki::anchor_from_trusted_cert(ca).map(|a| a.to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
+                cert.verify_for_usage(
+                    algorithms.all,
+                    &anchors,
+                    &[],
+                    now,
+                    webpki::KeyUsage::client_auth(),
+                    None,
+                    None,
+                )
+                .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                let found = PeerIdentity::from_certificate_der(&signed.certificate)
+                    .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                check_signer(&expected, &found)?;
+                let (not_before, not_after) = validity(&signed.certificate)?;
+                Some(VerifiedCertificate {
+                    der: signed.certificate.clone(),
+                    identity: found,
+                    not_before,
+                    not_after,
+                })
+            }
+        };
         let scheme = u16::try_from(signed.scheme)
             .map(SignatureScheme::from)
             .map_err(|_| AttestError::BadSignature)?;
@@ -192,13 +293,202 @@ impl StatementVerifier {
             .map(|(_, algs)| *algs)
             .ok_or(AttestError::BadSignature)?;
         let msg = message(kind, &signed.body);
-        if candidates
+        if !candidates
             .iter()
             .any(|alg| cert.verify_signature(*alg, &msg, &signed.signature).is_ok())
         {
-            Ok(())
-        } else {
-            Err(AttestError::BadSignature)
+            return Err(AttestError::BadSignature);
         }
+        // Remembered only now: a certificate is trusted for later statements once
+        // a statement under it verified in full.
+        if let Some(entry) = fresh {
+            certificates.entries.push(entry);
+        }
+        Ok(())
+    }
+}
+
+fn check_signer(expected: &PeerIdentity, found: &PeerIdentity) -> Result<(), AttestError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(AttestError::WrongSigner {
+            expected: expected.spiffe_id(),
+            found: found.spiffe_id(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+
+    const DOMAIN: &str = "quorate.test";
+
+    struct Ca {
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn new_ca(name: &str) -> Ca {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A node certificate from `ca`, valid from `not_before` for `lifetime`.
+    fn node_signer(
+        ca: &Ca,
+        node: &str,
+        not_before: OffsetDateTime,
+        lifetime: Duration,
+    ) -> StatementSigner {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, node);
+        params.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{DOMAIN}/node/{node}").try_into().unwrap(),
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = not_before;
+        params.not_after = not_before + lifetime;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        StatementSigner::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap()
+    }
+
+    fn valid_now(ca: &Ca, node: &str) -> StatementSigner {
+        node_signer(
+            ca,
+            node,
+            OffsetDateTime::now_utc() - Duration::minutes(5),
+            Duration::days(1),
+        )
+    }
+
+    fn verifier(ca: &Ca) -> StatementVerifier {
+        StatementVerifier::from_pem(ca.pem.as_bytes(), DOMAIN).unwrap()
+    }
+
+    #[test]
+    fn each_certificate_chain_is_remembered_once_per_ceremony() {
+        let ca = new_ca("CA");
+        let verifier = verifier(&ca);
+        let node1 = valid_now(&ca, "node-1");
+        let node2 = valid_now(&ca, "node-2");
+        let mut certificates = VerifiedCertificates::default();
+        for (signer, id) in [(&node1, "node-1"), (&node2, "node-2"), (&node1, "node-1")] {
+            let signed = signer.sign("kind", b"statement".to_vec()).unwrap();
+            verifier
+                .verify_cached(&signed, "kind", id, &mut certificates)
+                .unwrap();
+        }
+        assert_eq!(certificates.len(), 2);
+    }
+
+    #[test]
+    fn statement_whose_certificate_is_not_from_the_ca_is_refused_after_a_valid_one_was_cached() {
+        let ca = new_ca("CA");
+        let verifier = verifier(&ca);
+        let mut certificates = VerifiedCertificates::default();
+        let genuine = valid_now(&ca, "node-1")
+            .sign("kind", b"a".to_vec())
+            .unwrap();
+        verifier
+            .verify_cached(&genuine, "kind", "node-1", &mut certificates)
+            .unwrap();
+        // Same name, same SPIFFE id, another CA: checked in full, and refused.
+        let forger = new_ca("another CA");
+        let forged = valid_now(&forger, "node-1")
+            .sign("kind", b"b".to_vec())
+            .unwrap();
+        let err = verifier
+            .verify_cached(&forged, "kind", "node-1", &mut certificates)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::Certificate(_)), "{err}");
+        assert_eq!(
+            certificates.len(),
+            1,
+            "a refused certificate is not remembered"
+        );
+    }
+
+    #[test]
+    fn cached_certificate_still_needs_a_good_signature_the_right_kind_and_signer() {
+        let ca = new_ca("CA");
+        let verifier = verifier(&ca);
+        let mut certificates = VerifiedCertificates::default();
+        let node1 = valid_now(&ca, "node-1");
+        let signed = node1.sign("kind", b"statement".to_vec()).unwrap();
+        verifier
+            .verify_cached(&signed, "kind", "node-1", &mut certificates)
+            .unwrap();
+
+        let mut tampered = signed.clone();
+        tampered.body = b"another statement".to_vec();
+        let err = verifier
+            .verify_cached(&tampered, "kind", "node-1", &mut certificates)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::BadSignature), "{err}");
+
+        let err = verifier
+            .verify_cached(&signed, "other-kind", "node-1", &mut certificates)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::BadSignature), "{err}");
+
+        let err = verifier
+            .verify_cached(&signed, "kind", "node-2", &mut certificates)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::WrongSigner { .. }), "{err}");
+    }
+
+    #[test]
+    fn cached_certificate_is_refused_once_it_has_expired() {
+        let ca = new_ca("CA");
+        let verifier = verifier(&ca);
+        let start = OffsetDateTime::now_utc() - Duration::minutes(5);
+        let node1 = node_signer(&ca, "node-1", start, Duration::minutes(10));
+        let signed = node1.sign("kind", b"statement".to_vec()).unwrap();
+        let mut certificates = VerifiedCertificates::default();
+        verifier
+            .verify_cached(&signed, "kind", "node-1", &mut certificates)
+            .unwrap();
+        assert_eq!(certificates.len(), 1);
+        let later = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            (start + Duration::minutes(11)).unix_timestamp() as u64,
+        ));
+        let err = verifier
+            .verify_at(&signed, "kind", "node-1", &mut certificates, later)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::Certificate(_)), "{err}");
+        // The full check agrees.
+        let err = verifier
+            .verify_at(
+                &signed,
+                "kind",
+                "node-1",
+                &mut VerifiedCertificates::default(),
+                later,
+            )
+            .unwrap_err();
+        assert!(matches!(err, AttestError::Certificate(_)), "{err}");
     }
 }

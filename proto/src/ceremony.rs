@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 
-use crate::attest::StatementVerifier;
+use crate::attest::{StatementVerifier, VerifiedCertificates};
 use crate::manifest::{self, Manifest};
 use crate::pb;
 use crate::suite::{Ciphersuite, DkgMode};
@@ -180,9 +180,11 @@ pub struct VerifiedContribution {
 
 /// Checks one signed contribution per node of `expected`, returning them in that
 /// order. Fails naming the first party whose contribution is missing, duplicated,
-/// not signed by it, or made for another ceremony setup.
+/// not signed by it, or made for another ceremony setup. `certificates` are the
+/// ceremony's already verified certificates (see [`VerifiedCertificates`]).
 pub fn verify_contributions(
     verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
     setup: &Setup,
     expected: &[String],
     signed: &[pb::Signed],
@@ -199,7 +201,7 @@ pub fn verify_contributions(
             ));
         }
         verifier
-            .verify(s, CONTRIBUTION, &node)
+            .verify_cached(s, CONTRIBUTION, &node, certificates)
             .map_err(|e| party(&node, format!("contribution rejected: {e}")))?;
         if body.setup_hash != setup.hash {
             return Err(party(
@@ -255,6 +257,7 @@ pub fn round1_transcript_hash(setup: &Setup, contributions: &[VerifiedContributi
 /// the first party that is missing, not signed by itself, or disagrees.
 pub fn verify_confirmations(
     verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
     expected: &[String],
     ours: &pb::Confirmation,
     signed: &[pb::Signed],
@@ -271,7 +274,7 @@ pub fn verify_confirmations(
             ));
         }
         verifier
-            .verify(s, CONFIRMATION, &node)
+            .verify_cached(s, CONFIRMATION, &node, certificates)
             .map_err(|e| party(&node, format!("confirmation rejected: {e}")))?;
         for (what, theirs, mine) in [
             ("setup", &c.setup_hash, &ours.setup_hash),
@@ -314,12 +317,14 @@ pub fn verify_confirmations(
 /// The manifest a ceremony produces: for a DKG, from the setup (key id, ciphersuite,
 /// threshold, participants, policy, created_at); for a refresh, from the key's
 /// previous manifest (which fixes everything but the participants and the public key
-/// package). Deterministic, so every node computes the same bytes.
+/// package). Deterministic, so every node computes the same bytes
+/// ([`Manifest::encoded`]). Returned decoded and validated: decoding parses every
+/// point of the public key package, which is worth doing once.
 pub fn build_manifest(
     setup: &Setup,
     previous: Option<&Manifest>,
     public_key_package: Vec<u8>,
-) -> Result<Vec<u8>, CeremonyCheckError> {
+) -> Result<Manifest, CeremonyCheckError> {
     let (created_at, policy) = match (setup.kind, previous) {
         (Kind::Dkg, _) => (setup.pb.created_at.clone(), setup.pb.policy.clone()),
         (Kind::Refresh, Some(prev)) => {
@@ -342,6 +347,5 @@ pub fn build_manifest(
         created_at,
         policy,
     );
-    Manifest::decode(&encoded).map_err(|e| CeremonyCheckError::Setup(e.to_string()))?;
-    Ok(encoded)
+    Manifest::decode(&encoded).map_err(|e| CeremonyCheckError::Setup(e.to_string()))
 }

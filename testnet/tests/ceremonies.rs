@@ -9,6 +9,7 @@ use common::{start, DEADLINE};
 use prost::Message;
 use quorate_ceremony::import::Transcript;
 use quorate_ceremony::keygen::{run_refresh, run_repair, RefreshRequest, RepairRequest};
+use quorate_ceremony::pki;
 use quorate_proto::identity::Role;
 use quorate_proto::manifest::Manifest;
 use quorate_proto::pb;
@@ -29,6 +30,17 @@ async fn dkg_keys_sign(n: usize, t: u16) {
         assert_eq!(transcript.confirmations.len(), n);
         assert_eq!(transcript.participants.len(), n);
         assert!(transcript.round1_transcript_hash.is_some());
+        // The fingerprint recorded is that of the certificate each node serves
+        // (observed on the ceremony's own connection to it).
+        for p in &transcript.participants {
+            let pem = std::fs::read(net.tls_paths(Role::Node, &p.node_id).cert).unwrap();
+            assert_eq!(
+                p.certificate_fingerprint.as_deref(),
+                Some(pki::fingerprint_pem(&pem).unwrap().as_str()),
+                "{}",
+                p.node_id
+            );
+        }
         let signed = client
             .sign_verified(&key.key_id, b"made by DKG", DEADLINE)
             .await
@@ -236,7 +248,8 @@ async fn activation_with_a_foreign_confirmation_or_another_manifest_fails_on_eve
     let setup = quorate_proto::ceremony::Setup::from_pb(relay.setup("conf-a", "k-conf")).unwrap();
     let manifest =
         quorate_proto::ceremony::build_manifest(&setup, None, first.public_key_package.clone())
-            .unwrap();
+            .unwrap()
+            .encoded;
     // node-3's confirmation is swapped for its confirmation of the other ceremony:
     // genuinely signed by node-3, but of a different key.
     let split = vec![a[0].clone(), a[1].clone(), b[2].clone()];

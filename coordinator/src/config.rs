@@ -93,7 +93,7 @@ impl Default for SigningSettings {
             round1_extra: 1,
             key_refresh_secs: 30,
             health_interval_ms: 1_000,
-            preprocess_batch: 32,
+            preprocess_batch: 64,
             preprocess_max_age_secs: 60,
             max_in_flight_per_client: 256,
         }

@@ -30,10 +30,10 @@ struct Pooled {
 pub struct CommitmentPool {
     pools: Mutex<HashMap<PoolKey, VecDeque<Pooled>>>,
     refilling: Mutex<HashSet<PoolKey>>,
-    /// Commitments fetched per refill call (0 disables one-round signing).
+    /// Commitments fetched per refill call (0 disables one-round signing). A pool
+    /// is refilled when it holds less than one batch, so a whole batch is still in
+    /// stock while the next one is made, and holds at most three.
     batch: u32,
-    /// Refill when a pool holds fewer than this.
-    low_water: usize,
     /// Pooled commitments older than this are dropped (well inside the nodes' nonce
     /// lifetime).
     max_age: Duration,
@@ -41,14 +41,13 @@ pub struct CommitmentPool {
 }
 
 impl CommitmentPool {
-    /// A pool refilled `batch` at a time below `low_water`, keeping commitments for
-    /// at most `max_age`.
-    pub fn new(batch: u32, low_water: usize, max_age: Duration, node_timeout: Duration) -> Self {
+    /// A pool refilled `batch` at a time, keeping commitments for at most
+    /// `max_age`.
+    pub fn new(batch: u32, max_age: Duration, node_timeout: Duration) -> Self {
         Self {
             pools: Mutex::new(HashMap::new()),
             refilling: Mutex::new(HashSet::new()),
             batch,
-            low_water,
             max_age,
             node_timeout,
         }
@@ -117,7 +116,7 @@ impl CommitmentPool {
         let low = self
             .pools()
             .get(&key)
-            .is_none_or(|p| p.len() < self.low_water);
+            .is_none_or(|p| p.len() < self.batch as usize);
         if !low
             || !self
                 .refilling
@@ -159,8 +158,8 @@ impl CommitmentPool {
                                 commitment,
                                 fetched,
                             }));
-                            // Bounded: an idle key never grows past two batches.
-                            let cap = 2 * this.batch as usize;
+                            // Bounded: a pool never grows past three batches.
+                            let cap = 3 * this.batch as usize;
                             while pool.len() > cap {
                                 pool.pop_front();
                             }

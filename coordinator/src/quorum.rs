@@ -203,7 +203,6 @@ impl QuorumEngine {
         }
         let commitments = Arc::new(CommitmentPool::new(
             settings.preprocess_batch,
-            settings.preprocess_batch as usize / 2,
             Duration::from_secs(settings.preprocess_max_age_secs),
             settings.node_timeout(),
         ));
@@ -361,8 +360,9 @@ impl QuorumEngine {
                     1,
                 );
             }
-            // Warm the pools of the nodes this key will likely use next.
-            for node in candidates.iter().take(t + self.settings.round1_extra) {
+            // Keep every candidate's pool stocked: when the preferred nodes' pools
+            // run low, quorums come from the others'.
+            for node in &candidates {
                 self.commitments
                     .refill_if_low(node, &manifest.key_id, manifest.ciphersuite);
             }

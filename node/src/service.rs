@@ -408,7 +408,9 @@ impl NodeState {
                 1,
             );
         }
-        tracing::info!(
+        // Debug, not info: every share is in the audit log already, durably and in
+        // this node's region; a log line per share is for troubleshooting.
+        tracing::debug!(
             key_id = %req.key_id,
             request_id = %req.request_id,
             client = %req.client_id,

@@ -164,6 +164,32 @@ impl fmt::Display for PeerIdentity {
     }
 }
 
+/// Certificates seen recently and their identities. A connection's certificate is
+/// the same on every request, and parsing it (X.509 DER) is a noticeable part of a
+/// small RPC's cost; the identity is a function of the certificate's bytes, so a
+/// cache keyed by them is exact. Bounded: cleared when full.
+static IDENTITIES: std::sync::Mutex<Option<std::collections::HashMap<Vec<u8>, PeerIdentity>>> =
+    std::sync::Mutex::new(None);
+
+/// Most certificates [`IDENTITIES`] holds.
+const MAX_CACHED_IDENTITIES: usize = 1024;
+
+/// [`PeerIdentity::from_certificate_der`], remembered for certificates that have one.
+fn identity_of(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
+    let lock = || IDENTITIES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = lock().as_ref().and_then(|m| m.get(der)) {
+        return Ok(found.clone());
+    }
+    let identity = PeerIdentity::from_certificate_der(der)?;
+    let mut cache = lock();
+    let map = cache.get_or_insert_with(Default::default);
+    if map.len() >= MAX_CACHED_IDENTITIES {
+        map.clear();
+    }
+    map.insert(der.to_vec(), identity.clone());
+    Ok(identity)
+}
+
 /// The verified identity of the caller of `request`, if its role is one of `allowed`
 /// and it belongs to `trust_domain`; `PERMISSION_DENIED` otherwise (and
 /// `UNAUTHENTICATED` when there is no peer certificate at all, which an mTLS server
@@ -179,7 +205,7 @@ pub fn authorize<T>(
     let leaf = certs
         .first()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let peer = PeerIdentity::from_certificate_der(leaf.as_ref())
+    let peer = identity_of(leaf.as_ref())
         .map_err(|e| Status::permission_denied(format!("caller identity: {e}")))?;
     if peer.trust_domain != trust_domain {
         return Err(Status::permission_denied(format!(
@@ -206,6 +232,40 @@ mod tests {
         let id = PeerIdentity::new("quorate.test", Role::Node, "node-1").unwrap();
         assert_eq!(id.spiffe_id(), "spiffe://quorate.test/node/node-1");
         assert_eq!(PeerIdentity::parse_spiffe_id(&id.spiffe_id()).unwrap(), id);
+    }
+
+    /// A self-signed certificate carrying `uris` as URI SANs (DER).
+    fn certificate(uris: &[String]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| rcgen::SanType::URI(u.clone().try_into().unwrap()))
+            .collect();
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn cached_identities_are_those_of_the_certificate_bytes() {
+        let a = certificate(&["spiffe://quorate.test/node/node-1".into()]);
+        let b = certificate(&["spiffe://quorate.test/client/svc".into()]);
+        for _ in 0..2 {
+            assert_eq!(identity_of(&a).unwrap().name, "node-1");
+            assert_eq!(identity_of(&b).unwrap().role, Role::Client);
+        }
+        // A certificate without an identity is refused every time, never cached.
+        let none = certificate(&[]);
+        for _ in 0..2 {
+            assert!(matches!(identity_of(&none), Err(IdentityError::NoSpiffeId)));
+        }
+        // The cache stays bounded and keeps answering correctly past its size.
+        for i in 0..=MAX_CACHED_IDENTITIES {
+            let der = certificate(&[format!("spiffe://quorate.test/client/c{i}")]);
+            assert_eq!(identity_of(&der).unwrap().name, format!("c{i}"));
+        }
+        let len = IDENTITIES.lock().unwrap().as_ref().map_or(0, |m| m.len());
+        assert!(len <= MAX_CACHED_IDENTITIES);
+        assert_eq!(identity_of(&a).unwrap().name, "node-1");
     }
 
     #[test]

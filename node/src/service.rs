@@ -710,7 +710,9 @@ impl pb::node_server::Node for NodeService {
         Ok(Response::new(pb::ListNodeKeysResponse { keys }))
     }
 
-    #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
+    // Signing-path spans are at debug level (see the coordinator's `sign`): the
+    // audit log and the metrics record every call.
+    #[tracing::instrument(level = "debug", skip_all, fields(key_id = %req.get_ref().key_id))]
     async fn commit(
         &self,
         req: Request<pb::CommitRequest>,
@@ -722,7 +724,7 @@ impl pb::node_server::Node for NodeService {
         Ok(Response::new(result?))
     }
 
-    #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key_id = %req.get_ref().key_id))]
     async fn sign_share(
         &self,
         req: Request<pb::SignShareRequest>,

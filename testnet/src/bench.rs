@@ -134,6 +134,41 @@ fn sign_in_process(
     count
 }
 
+/// Both in-process limits of one ciphersuite.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    limit_sps: f64,
+    compute_ms: f64,
+    bare_limit_sps: f64,
+    bare_compute_ms: f64,
+}
+
+impl Limits {
+    fn measure(suite: Ciphersuite, n: usize, t: u16) -> Self {
+        let window = Duration::from_secs(3);
+        let (limit_sps, compute_ms) =
+            in_process_limit(suite, n, t, window, PackageDelivery::PerSigner);
+        let (bare_limit_sps, bare_compute_ms) =
+            in_process_limit(suite, n, t, window, PackageDelivery::Shared);
+        Self {
+            limit_sps,
+            compute_ms,
+            bare_limit_sps,
+            bare_compute_ms,
+        }
+    }
+
+    fn mean(&self, other: &Self) -> Self {
+        let m = |a: f64, b: f64| (a + b) / 2.0;
+        Self {
+            limit_sps: m(self.limit_sps, other.limit_sps),
+            compute_ms: m(self.compute_ms, other.compute_ms),
+            bare_limit_sps: m(self.bare_limit_sps, other.bare_limit_sps),
+            bare_compute_ms: m(self.bare_compute_ms, other.bare_compute_ms),
+        }
+    }
+}
+
 /// The in-process limit: signatures per second with one signing thread per core,
 /// and the time one signature takes on one otherwise idle thread (ms).
 pub fn in_process_limit(
@@ -143,7 +178,7 @@ pub fn in_process_limit(
     window: Duration,
     delivery: PackageDelivery,
 ) -> (f64, f64) {
-    let single_window = Duration::from_millis(1500);
+    let single_window = Duration::from_millis(1000);
     let single_started = Instant::now();
     let single = sign_in_process(suite, n, t, single_started + single_window, delivery);
     let compute_ms = single_started.elapsed().as_secs_f64() * 1e3 / single.max(1) as f64;
@@ -351,23 +386,13 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
         }
         for key in &spec.keys {
             let suite = key.ciphersuite;
-            // The limit is measured while the network idles, on the same cores.
-            let (limit_sps, compute_ms) = in_process_limit(
-                suite,
-                opts.nodes,
-                opts.threshold,
-                Duration::from_secs(3),
-                PackageDelivery::PerSigner,
-            );
-            let (bare_limit_sps, bare_compute_ms) = in_process_limit(
-                suite,
-                opts.nodes,
-                opts.threshold,
-                Duration::from_secs(3),
-                PackageDelivery::Shared,
-            );
+            // The limits are measured while the network idles, on the same cores,
+            // before and after the load (this machine's speed drifts; the mean of
+            // both brackets the run).
+            let before = Limits::measure(suite, opts.nodes, opts.threshold);
             eprintln!(
-                "  {suite}: in-process limit {limit_sps:.0} signatures/s ({compute_ms:.2} ms each; bare FROST with one shared signing package {bare_limit_sps:.0}/s, {bare_compute_ms:.2} ms), loopback mTLS round trip {rtt_ms:.3} ms"
+                "  {suite}: in-process limit {:.0} signatures/s ({:.2} ms each; bare FROST with one shared signing package {:.0}/s, {:.2} ms), loopback mTLS round trip {rtt_ms:.3} ms",
+                before.limit_sps, before.compute_ms, before.bare_limit_sps, before.bare_compute_ms
             );
             let public_key = Arc::new(clients[0].public_key(&key.key_id).await?.public_key);
             let warm = Arc::new(Shared::default());
@@ -419,6 +444,17 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 .iter()
                 .filter_map(|(n, p)| proc_status_kib(*p, "VmHWM:").map(|k| (n.clone(), k as f64 / 1024.0)))
                 .collect();
+            let after = Limits::measure(suite, opts.nodes, opts.threshold);
+            eprintln!(
+                "  {suite}: in-process limit after the load {:.0} signatures/s (bare {:.0}/s)",
+                after.limit_sps, after.bare_limit_sps
+            );
+            let Limits {
+                limit_sps,
+                compute_ms,
+                bare_limit_sps,
+                bare_compute_ms,
+            } = before.mean(&after);
             let ok = shared.ok.load(Ordering::Relaxed);
             let hist = shared
                 .latencies

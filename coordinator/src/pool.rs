@@ -19,16 +19,18 @@ use crate::nodes::NodeHandle;
 
 type PoolKey = (String, String);
 
-#[derive(Debug)]
-struct Pooled {
-    commitment: ParsedCommitments,
+/// A pooled commitment and when its batch was fetched. A commitment taken but not
+/// used goes back with its age: the node's nonce behind it ages all the same.
+#[derive(Clone, Debug)]
+pub struct PooledCommitment {
+    pub commitment: ParsedCommitments,
     fetched: Instant,
 }
 
 /// Pools of commitments per (node, key).
 #[derive(Debug)]
 pub struct CommitmentPool {
-    pools: Mutex<HashMap<PoolKey, VecDeque<Pooled>>>,
+    pools: Mutex<HashMap<PoolKey, VecDeque<PooledCommitment>>>,
     refilling: Mutex<HashSet<PoolKey>>,
     /// Commitments fetched per refill call (0 disables one-round signing). A pool
     /// is refilled when it holds less than one batch, so a whole batch is still in
@@ -58,31 +60,62 @@ impl CommitmentPool {
         self.batch > 0
     }
 
-    fn pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, VecDeque<Pooled>>> {
+    fn pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, VecDeque<PooledCommitment>>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes one unexpired commitment of `node` for `key_id`.
-    pub fn take(&self, node: &str, key_id: &str) -> Option<ParsedCommitments> {
+    pub fn take(&self, node: &str, key_id: &str) -> Option<PooledCommitment> {
         let mut pools = self.pools();
         let pool = pools.get_mut(&(node.to_string(), key_id.to_string()))?;
-        while let Some(p) = pool.pop_front() {
-            if p.fetched.elapsed() < self.max_age {
-                return Some(p.commitment);
-            }
-        }
-        None
+        self.drop_expired(pool);
+        pool.pop_front()
     }
 
-    /// Returns a commitment taken but not used (it is still valid on the node).
-    pub fn put_back(&self, node: &str, key_id: &str, commitment: ParsedCommitments) {
+    /// Returns a commitment taken but not used, to the front of its pool (it is the
+    /// oldest there, as it was when taken).
+    pub fn put_back(&self, node: &str, key_id: &str, pooled: PooledCommitment) {
         self.pools()
             .entry((node.to_string(), key_id.to_string()))
             .or_default()
-            .push_front(Pooled {
-                commitment,
-                fetched: Instant::now(),
-            });
+            .push_front(pooled);
+    }
+
+    /// Drops the expired commitments at the front of `pool`. A pool is filled at the
+    /// back and commitments go back to the front with their age, so the oldest are
+    /// always in front.
+    fn drop_expired(&self, pool: &mut VecDeque<PooledCommitment>) {
+        let now = Instant::now();
+        while pool
+            .front()
+            .is_some_and(|p| now.duration_since(p.fetched) >= self.max_age)
+        {
+            pool.pop_front();
+        }
+    }
+
+    /// Adds a fetched batch to the back of a pool, keeping at most three batches.
+    fn stock(&self, key: &PoolKey, batch: Vec<ParsedCommitments>, fetched: Instant) {
+        let mut pools = self.pools();
+        let pool = pools.entry(key.clone()).or_default();
+        pool.extend(batch.into_iter().map(|commitment| PooledCommitment {
+            commitment,
+            fetched,
+        }));
+        let cap = 3 * self.batch as usize;
+        while pool.len() > cap {
+            pool.pop_front();
+        }
+    }
+
+    /// Whether a pool holds less than one batch of unexpired commitments.
+    fn is_low(&self, key: &PoolKey) -> bool {
+        let mut pools = self.pools();
+        let Some(pool) = pools.get_mut(key) else {
+            return true;
+        };
+        self.drop_expired(pool);
+        pool.len() < self.batch as usize
     }
 
     /// Forgets every commitment of `node` (it restarted or failed).
@@ -113,11 +146,7 @@ impl CommitmentPool {
             return;
         }
         let key = (node.id.clone(), key_id.to_string());
-        let low = self
-            .pools()
-            .get(&key)
-            .is_none_or(|p| p.len() < self.batch as usize);
-        if !low
+        if !self.is_low(&key)
             || !self
                 .refilling
                 .lock()
@@ -151,19 +180,7 @@ impl CommitmentPool {
                     })
                     .await;
                     match decoded {
-                        Ok(Ok(decoded)) => {
-                            let mut pools = this.pools();
-                            let pool = pools.entry(key.clone()).or_default();
-                            pool.extend(decoded.into_iter().map(|commitment| Pooled {
-                                commitment,
-                                fetched,
-                            }));
-                            // Bounded: a pool never grows past three batches.
-                            let cap = 3 * this.batch as usize;
-                            while pool.len() > cap {
-                                pool.pop_front();
-                            }
-                        }
+                        Ok(Ok(decoded)) => this.stock(&key, decoded, fetched),
                         Ok(Err(e)) => {
                             tracing::warn!(node = %node.id, key_id = %key.1, "node sent commitments that do not decode: {e}");
                             node.record_failure();
@@ -182,5 +199,85 @@ impl CommitmentPool {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX_AGE: Duration = Duration::from_secs(60);
+
+    /// `count` real commitments of one Ed25519 signer.
+    fn commitments(count: usize) -> Vec<ParsedCommitments> {
+        let ops = Ciphersuite::Ed25519.ops();
+        let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
+        let dealt = ops.split(None, &names, 2).expect("split");
+        let key_package = ops
+            .parse_key_package(&dealt.key_packages[0].1)
+            .expect("key package");
+        (0..count)
+            .map(|_| {
+                let (_, encoded) = ops.commit(&key_package).expect("commit");
+                ops.parse_commitments(&encoded).expect("decode")
+            })
+            .collect()
+    }
+
+    fn key() -> PoolKey {
+        ("node-1".into(), "k".into())
+    }
+
+    fn ago(age: Duration) -> Instant {
+        Instant::now().checked_sub(age).expect("uptime")
+    }
+
+    #[test]
+    fn a_commitment_put_back_keeps_its_age() {
+        let pool = CommitmentPool::new(4, MAX_AGE, Duration::from_secs(1));
+        // Fetched just inside the pool's lifetime.
+        pool.stock(
+            &key(),
+            commitments(1),
+            ago(MAX_AGE - Duration::from_millis(50)),
+        );
+        let taken = pool.take("node-1", "k").expect("unexpired");
+        pool.put_back("node-1", "k", taken);
+        std::thread::sleep(Duration::from_millis(100));
+        // Now past it: the node's nonce behind it has aged as well, so the pool must
+        // not hand it out again as if it were fresh.
+        assert!(pool.take("node-1", "k").is_none());
+    }
+
+    #[test]
+    fn expired_commitments_do_not_count_as_stock() {
+        let pool = CommitmentPool::new(2, MAX_AGE, Duration::from_secs(1));
+        pool.stock(
+            &key(),
+            commitments(3),
+            ago(MAX_AGE + Duration::from_secs(1)),
+        );
+        assert!(
+            pool.is_low(&key()),
+            "three expired commitments are no stock"
+        );
+        assert!(pool.is_empty(), "and they are dropped");
+        pool.stock(&key(), commitments(2), Instant::now());
+        assert!(!pool.is_low(&key()));
+    }
+
+    #[test]
+    fn a_pool_holds_at_most_three_batches_and_hands_out_the_oldest_first() {
+        let pool = CommitmentPool::new(2, MAX_AGE, Duration::from_secs(1));
+        let first = commitments(3);
+        let oldest_kept = first[1].encoded().to_vec();
+        pool.stock(&key(), first, ago(Duration::from_secs(2)));
+        for age in [1, 0] {
+            pool.stock(&key(), commitments(2), ago(Duration::from_secs(age)));
+        }
+        // Seven stocked, the oldest one dropped.
+        assert_eq!(pool.len(), 6);
+        let taken = pool.take("node-1", "k").expect("stocked");
+        assert_eq!(taken.commitment.encoded(), &oldest_kept[..]);
     }
 }

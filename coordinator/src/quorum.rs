@@ -244,30 +244,34 @@ impl QuorumEngine {
         approved: bool,
     ) -> Option<(Vec<Answer>, Vec<usize>)> {
         let mut answers = Vec::new();
+        // What was taken from the pools, in `answers` order: the unused go back as
+        // they were, age included.
+        let mut taken = Vec::new();
         let mut selected = None;
         for node in candidates.iter().filter(|n| n.is_available()) {
             let Some(p) = manifest.participant(&node.id) else {
                 continue;
             };
-            let Some(commitment) = self.commitments.take(&node.id, &manifest.key_id) else {
+            let Some(pooled) = self.commitments.take(&node.id, &manifest.key_id) else {
                 continue;
             };
             answers.push(Answer {
                 node: (*node).clone(),
                 identifier: p.identifier.clone(),
-                commitment,
+                commitment: pooled.commitment.clone(),
                 home: manifest.policy.is_home(&p.jurisdiction),
             });
+            taken.push(pooled);
             selected = select_quorum(&answers, t, &manifest.policy, approved);
             if selected.is_some() {
                 break;
             }
         }
         let keep: HashSet<usize> = selected.iter().flatten().copied().collect();
-        for (i, a) in answers.iter().enumerate() {
+        for (i, (a, pooled)) in answers.iter().zip(taken).enumerate() {
             if !keep.contains(&i) {
                 self.commitments
-                    .put_back(&a.node.id, &manifest.key_id, a.commitment.clone());
+                    .put_back(&a.node.id, &manifest.key_id, pooled);
             }
         }
         selected.map(|s| (answers, s))
@@ -360,9 +364,10 @@ impl QuorumEngine {
                     1,
                 );
             }
-            // Keep every candidate's pool stocked: when the preferred nodes' pools
-            // run low, quorums come from the others'.
-            for node in &candidates {
+            // Keep every available candidate's pool stocked: when the preferred
+            // nodes' pools run low, quorums come from the others'. (A node being
+            // skipped is refilled once it is tried again, after `RETRY_AFTER`.)
+            for node in candidates.iter().filter(|n| n.is_available()) {
                 self.commitments
                     .refill_if_low(node, &manifest.key_id, manifest.ciphersuite);
             }

@@ -76,6 +76,26 @@ struct Flusher {
 }
 
 impl Flusher {
+    /// A flusher for a log whose records below `next_seq` are on disk already.
+    fn new(next_seq: u64) -> Arc<Self> {
+        let flushed = Flushed {
+            durable_below: next_seq,
+            failed: None,
+        };
+        Arc::new(Flusher {
+            queue: Mutex::new(FlushQueue {
+                requested_below: next_seq,
+                attempted_below: next_seq,
+                closing: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            flushed: Mutex::new(flushed.clone()),
+            flushed_tx: tokio::sync::watch::Sender::new(flushed),
+            flushes: AtomicU64::new(0),
+        })
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, FlushQueue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -93,8 +113,33 @@ impl Flusher {
         }
     }
 
-    /// The flusher thread: flushes whenever records wait, until the log closes.
-    fn run(&self, db: &sled::Db) {
+    /// Publishes `flushed` to both kinds of waiters (the asynchronous ones first, so
+    /// a synchronous waiter that wakes finds both views agreeing).
+    fn publish(&self, flushed: Flushed) {
+        self.flushed_tx.send_replace(flushed);
+        self.done.notify_all();
+    }
+
+    /// The flusher thread: flushes (with `flush`) whenever records wait, until the
+    /// log closes.
+    fn run(&self, mut flush: impl FnMut() -> Result<(), String>) {
+        // Should this thread die (a panic inside the store), every waiter, present
+        // and future, gets an error instead of waiting for a flush that never comes.
+        struct FailWaitersOnPanic<'a>(&'a Flusher);
+        impl Drop for FailWaitersOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let snapshot = {
+                        let mut flushed = self.0.flushed();
+                        flushed.failed =
+                            Some((u64::MAX, "the audit flusher thread stopped".into()));
+                        flushed.clone()
+                    };
+                    self.0.publish(snapshot);
+                }
+            }
+        }
+        let _guard = FailWaitersOnPanic(self);
         loop {
             let target = {
                 let mut queue = self.queue();
@@ -108,7 +153,7 @@ impl Flusher {
                 queue.requested_below
             };
             // Every record below `target` was inserted before this call.
-            let result = db.flush();
+            let result = flush();
             self.flushes.fetch_add(1, Ordering::Relaxed);
             let snapshot = {
                 let mut flushed = self.flushed();
@@ -117,12 +162,11 @@ impl Flusher {
                         flushed.durable_below = flushed.durable_below.max(target);
                         flushed.failed = None;
                     }
-                    Err(e) => flushed.failed = Some((target, e.to_string())),
+                    Err(e) => flushed.failed = Some((target, e)),
                 }
                 flushed.clone()
             };
-            self.done.notify_all();
-            self.flushed_tx.send_replace(snapshot);
+            self.publish(snapshot);
         }
     }
 }
@@ -165,27 +209,12 @@ impl AuditLog {
                 }
             }
         };
-        let flushed = Flushed {
-            durable_below: head.next_seq,
-            failed: None,
-        };
-        let flusher = Arc::new(Flusher {
-            queue: Mutex::new(FlushQueue {
-                requested_below: head.next_seq,
-                attempted_below: head.next_seq,
-                closing: false,
-            }),
-            work: Condvar::new(),
-            done: Condvar::new(),
-            flushed: Mutex::new(flushed.clone()),
-            flushed_tx: tokio::sync::watch::Sender::new(flushed),
-            flushes: AtomicU64::new(0),
-        });
+        let flusher = Flusher::new(head.next_seq);
         let thread = {
             let flusher = flusher.clone();
             std::thread::Builder::new()
                 .name("audit-flush".into())
-                .spawn(move || flusher.run(&db))
+                .spawn(move || flusher.run(|| db.flush().map(drop).map_err(|e| e.to_string())))
                 .map_err(storage)?
         };
         Ok(Self {
@@ -325,6 +354,70 @@ pub fn open_offline_tree(data_dir: &std::path::Path, tree: &str) -> Result<sled:
 mod tests {
     use super::*;
     use quorate_proto::audit::verify_chain;
+
+    /// Runs a flusher thread with `flush`, asks it to cover record 0, and returns
+    /// what a waiter for record 0 is told, and whether the thread panicked.
+    fn flush_outcome(
+        flush: impl FnMut() -> Result<(), String> + Send + 'static,
+    ) -> (Result<(), NodeError>, bool) {
+        let flusher = Flusher::new(0);
+        let thread = {
+            let flusher = flusher.clone();
+            std::thread::spawn(move || flusher.run(flush))
+        };
+        flusher.request(1);
+        // What a synchronous waiter does (`AuditLog::append`), with a deadline.
+        let outcome = {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut flushed = flusher.flushed();
+            loop {
+                if let Some(outcome) = flushed.outcome(0) {
+                    break outcome;
+                }
+                let left = deadline
+                    .checked_duration_since(std::time::Instant::now())
+                    .expect("a synchronous waiter hangs");
+                flushed = flusher.done.wait_timeout(flushed, left).unwrap().0;
+            }
+        };
+        // An asynchronous waiter (`AuditLog::durable`) is told the same.
+        let mut rx = flusher.flushed_tx.subscribe();
+        let told = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    rx.wait_for(|f| f.outcome(0).is_some()),
+                )
+                .await
+                .expect("an asynchronous waiter hangs")
+                .expect("flusher state dropped")
+                .outcome(0)
+                .map(|o| o.is_ok())
+            });
+        assert_eq!(told, Some(outcome.is_ok()));
+        flusher.queue().closing = true;
+        flusher.work.notify_one();
+        (outcome, thread.join().is_err())
+    }
+
+    #[test]
+    fn a_failed_flush_is_reported_to_its_waiters() {
+        let (outcome, panicked) = flush_outcome(|| Err("disk full".into()));
+        assert!(!panicked);
+        let err = outcome.unwrap_err().to_string();
+        assert!(err.contains("disk full"), "{err}");
+    }
+
+    #[test]
+    fn waiters_get_an_error_if_the_flusher_thread_dies() {
+        let (outcome, panicked) = flush_outcome(|| panic!("simulated panic inside the store"));
+        assert!(panicked);
+        let err = outcome.unwrap_err().to_string();
+        assert!(err.contains("flusher thread stopped"), "{err}");
+    }
 
     /// Opens a sled store, waiting for the lock: sled releases it from background
     /// threads shortly after the last handle of an in-process reopen is dropped.

@@ -316,9 +316,10 @@ pub trait ParsedSigningPackage: Send + Sync {
 /// whole package (for Ed25519, two scalar multiplications).
 pub trait ReceivedSigningPackage: Send + Sync {
     /// Round 2: this signer's signature share, with the nonces of its own
-    /// commitment. Consumes the nonces.
+    /// commitment. Consumes the nonces, and the package (used once, so its
+    /// commitments move into frost's signing package instead of being copied).
     fn sign(
-        &self,
+        self: Box<Self>,
         nonces: SecretNonces,
         key_package: &ParsedKeyPackage,
     ) -> Result<Vec<u8>, CryptoError>;
@@ -334,9 +335,29 @@ struct Received<C: frost_core::Ciphersuite> {
     others: BTreeMap<Identifier<C>, SigningCommitments<C>>,
 }
 
+/// This suite's nonces out of `nonces`.
+fn own_nonces<C: PublicEncoding>(
+    nonces: SecretNonces,
+) -> Result<Box<SigningNonces<C>>, CryptoError> {
+    nonces
+        .0
+        .downcast::<SigningNonces<C>>()
+        .map_err(|_| wrong_suite::<C>("signing nonces"))
+}
+
+/// Round 2 with `sp`: the signature share, encoded.
+fn sign_share<C: frost_core::Ciphersuite>(
+    sp: &SigningPackage<C>,
+    nonces: &SigningNonces<C>,
+    key_package: &KeyPackage<C>,
+) -> Result<Vec<u8>, CryptoError> {
+    let share = frost_core::round2::sign(sp, nonces, key_package).map_err(frost_err)?;
+    Ok(share.serialize())
+}
+
 impl<C: PublicEncoding> ReceivedSigningPackage for Received<C> {
     fn sign(
-        &self,
+        self: Box<Self>,
         nonces: SecretNonces,
         key_package: &ParsedKeyPackage,
     ) -> Result<Vec<u8>, CryptoError> {
@@ -346,17 +367,16 @@ impl<C: PublicEncoding> ReceivedSigningPackage for Received<C> {
                 "the package was received for another signer".into(),
             ));
         }
-        let nonces = nonces
-            .0
-            .downcast::<SigningNonces<C>>()
-            .map_err(|_| wrong_suite::<C>("signing nonces"))?;
+        let nonces = own_nonces::<C>(nonces)?;
         // The caller found these nonces by the commitment the package names for
         // this signer, so that entry is exactly the nonces' own commitment.
-        let mut commitments = self.others.clone();
-        commitments.insert(self.own, *nonces.commitments());
-        let sp = SigningPackage::new(commitments, &self.message);
-        let share = frost_core::round2::sign(&sp, &nonces, kp).map_err(frost_err)?;
-        Ok(share.serialize())
+        let Received {
+            message,
+            own,
+            mut others,
+        } = *self;
+        others.insert(own, *nonces.commitments());
+        sign_share(&SigningPackage::new(others, &message), &nonces, kp)
     }
 }
 
@@ -367,12 +387,7 @@ impl<C: PublicEncoding> ParsedSigningPackage for Parsed<C> {
         key_package: &ParsedKeyPackage,
     ) -> Result<Vec<u8>, CryptoError> {
         let kp = Frost::<C>::parsed_key_package(key_package)?;
-        let nonces = nonces
-            .0
-            .downcast::<SigningNonces<C>>()
-            .map_err(|_| wrong_suite::<C>("signing nonces"))?;
-        let share = frost_core::round2::sign(&self.sp, &nonces, kp).map_err(frost_err)?;
-        Ok(share.serialize())
+        sign_share(&self.sp, &*own_nonces::<C>(nonces)?, kp)
     }
 
     fn aggregate(

@@ -168,8 +168,9 @@ impl fmt::Display for PeerIdentity {
 /// the same on every request, and parsing it (X.509 DER) is a noticeable part of a
 /// small RPC's cost; the identity is a function of the certificate's bytes, so a
 /// cache keyed by them is exact. Bounded: cleared when full.
-static IDENTITIES: std::sync::Mutex<Option<std::collections::HashMap<Vec<u8>, PeerIdentity>>> =
-    std::sync::Mutex::new(None);
+static IDENTITIES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<Vec<u8>, PeerIdentity>>,
+> = std::sync::LazyLock::new(Default::default);
 
 /// Most certificates [`IDENTITIES`] holds.
 const MAX_CACHED_IDENTITIES: usize = 1024;
@@ -177,16 +178,15 @@ const MAX_CACHED_IDENTITIES: usize = 1024;
 /// [`PeerIdentity::from_certificate_der`], remembered for certificates that have one.
 fn identity_of(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     let lock = || IDENTITIES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(found) = lock().as_ref().and_then(|m| m.get(der)) {
+    if let Some(found) = lock().get(der) {
         return Ok(found.clone());
     }
     let identity = PeerIdentity::from_certificate_der(der)?;
     let mut cache = lock();
-    let map = cache.get_or_insert_with(Default::default);
-    if map.len() >= MAX_CACHED_IDENTITIES {
-        map.clear();
+    if cache.len() >= MAX_CACHED_IDENTITIES {
+        cache.clear();
     }
-    map.insert(der.to_vec(), identity.clone());
+    cache.insert(der.to_vec(), identity.clone());
     Ok(identity)
 }
 
@@ -263,7 +263,7 @@ mod tests {
             let der = certificate(&[format!("spiffe://quorate.test/client/c{i}")]);
             assert_eq!(identity_of(&der).unwrap().name, format!("c{i}"));
         }
-        let len = IDENTITIES.lock().unwrap().as_ref().map_or(0, |m| m.len());
+        let len = IDENTITIES.lock().unwrap().len();
         assert!(len <= MAX_CACHED_IDENTITIES);
         assert_eq!(identity_of(&a).unwrap().name, "node-1");
     }

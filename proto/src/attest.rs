@@ -324,32 +324,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose, SanType,
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
     };
     use time::{Duration, OffsetDateTime};
 
     use super::*;
+    use crate::test_ca::{new_ca, Ca};
 
     const DOMAIN: &str = "quorate.test";
-
-    struct Ca {
-        pem: String,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
-    fn new_ca(name: &str) -> Ca {
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
 
     /// A node certificate from `ca`, valid from `not_before` for `lifetime`.
     fn node_signer(

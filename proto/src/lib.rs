@@ -32,6 +32,8 @@ pub mod policy;
 pub mod ratelimit;
 pub mod runtime;
 pub mod suite;
+#[cfg(test)]
+mod test_ca;
 pub mod tls;
 
 /// Generated protobuf and gRPC code for package `quorate.v1`.

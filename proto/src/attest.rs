@@ -101,17 +101,15 @@ impl VerifiedCertificates {
     }
 }
 
-/// The validity period of a DER certificate, in seconds since the Unix epoch.
-fn validity(der: &[u8]) -> Result<(u64, u64), AttestError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| AttestError::Certificate(e.to_string()))?;
+/// The validity period of a certificate, in seconds since the Unix epoch.
+fn validity(cert: &x509_parser::certificate::X509Certificate<'_>) -> (u64, u64) {
     let validity = cert.validity();
     // A period starting before 1970 starts, for this check, at 0.
     let secs = |t: i64| u64::try_from(t).unwrap_or(0);
-    Ok((
+    (
         secs(validity.not_before.timestamp()),
         secs(validity.not_after.timestamp()),
-    ))
+    )
 }
 
 fn message(kind: &str, body: &[u8]) -> Vec<u8> {
@@ -271,10 +269,13 @@ impl StatementVerifier {
                     None,
                 )
                 .map_err(|e| AttestError::Certificate(e.to_string()))?;
-                let found = PeerIdentity::from_certificate_der(&signed.certificate)
+                // One parse for the identity and the validity period.
+                let (_, parsed) = x509_parser::parse_x509_certificate(&signed.certificate)
+                    .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                let found = PeerIdentity::from_certificate(&parsed)
                     .map_err(|e| AttestError::Certificate(e.to_string()))?;
                 check_signer(&expected, &found)?;
-                let (not_before, not_after) = validity(&signed.certificate)?;
+                let (not_before, not_after) = validity(&parsed);
                 Some(VerifiedCertificate {
                     der: signed.certificate.clone(),
                     identity: found,

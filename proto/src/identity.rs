@@ -133,6 +133,13 @@ impl PeerIdentity {
     pub fn from_certificate_der(der: &[u8]) -> Result<Self, IdentityError> {
         let (_, cert) = x509_parser::parse_x509_certificate(der)
             .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        Self::from_certificate(&cert)
+    }
+
+    /// The identity of an already parsed certificate: its one SPIFFE URI SAN.
+    pub fn from_certificate(
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+    ) -> Result<Self, IdentityError> {
         let san = cert
             .subject_alternative_name()
             .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;

@@ -365,7 +365,6 @@ impl NodeState {
         // The record of the spent nonce goes in now, so its flush runs while the
         // share is computed; the share leaves only once the record is on disk (the
         // caller waits for it).
-        let failover = !approval_token_id.is_empty();
         let pending = self.audit.insert(AuditRecord {
             event: "sign_share".into(),
             key_id: req.key_id.clone(),
@@ -400,7 +399,18 @@ impl NodeState {
                 })
             }
         };
-        if failover {
+        Ok(Recorded {
+            pending,
+            answer: Ok(pb::SignShareResponse {
+                signature_share: share,
+            }),
+        })
+    }
+
+    /// Counts and logs a share that has left the node, once its record is on disk
+    /// (so neither the metric nor the log claims a share the audit log may lack).
+    fn share_issued(&self, record: &AuditRecord) {
+        if !record.approval_token_id.is_empty() {
             self.metrics.inc(
                 metric::FAILOVERS,
                 "Shares issued to out-of-policy quorums under an approval token.",
@@ -411,20 +421,15 @@ impl NodeState {
         // Debug, not info: every share is in the audit log already, durably and in
         // this node's region; a log line per share is for troubleshooting.
         tracing::debug!(
-            key_id = %req.key_id,
-            request_id = %req.request_id,
-            client = %req.client_id,
-            message_sha256 = %message_sha256,
-            signers = ?signers,
-            approval_token = %approval_token_id,
+            key_id = %record.key_id,
+            request_id = %record.request_id,
+            client = %record.client_id,
+            message_sha256 = %record.message_sha256,
+            signers = ?record.quorum,
+            approval_token = %record.approval_token_id,
+            seq = record.seq,
             "signature share issued"
         );
-        Ok(Recorded {
-            pending,
-            answer: Ok(pb::SignShareResponse {
-                signature_share: share,
-            }),
-        })
     }
 
     /// Splits this node's share of a key among custodians. The plaintext parts exist
@@ -734,7 +739,10 @@ impl pb::node_server::Node for NodeService {
         // The signing itself runs here (a fraction of a millisecond); the wait for
         // the audit record's group-committed flush is asynchronous.
         let result = match self.0.sign_share(req.into_inner(), &caller) {
-            Ok(Recorded { pending, answer }) => self.0.audit.durable(pending).await.and(answer),
+            Ok(Recorded { pending, answer }) => match self.0.audit.durable(pending).await {
+                Ok(record) => answer.inspect(|_| self.0.share_issued(&record)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         self.0.record("SignShare", &result);

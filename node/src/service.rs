@@ -407,8 +407,8 @@ impl NodeState {
         })
     }
 
-    /// Counts and logs a share that has left the node, once its record is on disk
-    /// (so neither the metric nor the log claims a share the audit log may lack).
+    /// Counts and logs a share as it leaves the node, after its record is on disk (so
+    /// neither the metric nor the log claims a share the audit log may lack).
     fn share_issued(&self, record: &AuditRecord) {
         if !record.approval_token_id.is_empty() {
             self.metrics.inc(
@@ -739,10 +739,12 @@ impl pb::node_server::Node for NodeService {
         // The signing itself runs here (a fraction of a millisecond); the wait for
         // the audit record's group-committed flush is asynchronous.
         let result = match self.0.sign_share(req.into_inner(), &caller) {
-            Ok(Recorded { pending, answer }) => match self.0.audit.durable(pending).await {
-                Ok(record) => answer.inspect(|_| self.0.share_issued(&record)),
-                Err(e) => Err(e),
-            },
+            Ok(Recorded { pending, answer }) => self
+                .0
+                .audit
+                .durable(pending)
+                .await
+                .and_then(|record| answer.inspect(|_| self.0.share_issued(&record))),
             Err(e) => Err(e),
         };
         self.0.record("SignShare", &result);

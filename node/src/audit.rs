@@ -1,16 +1,28 @@
 //! The node's append-only, hash-chained audit log (format in
-//! [`quorate_proto::audit`]), in the node's own sled store, so records stay in the
-//! node's region. [`AuditLog::append`] returns only after the record is flushed to
-//! disk: callers write the record before a signature share leaves the node.
+//! [`quorate_proto::audit`]), a file in the node's data directory ([`LOG_FILE`]), so
+//! records stay in the node's region. [`AuditLog::append`] returns only after the
+//! record is on disk: callers write the record before a signature share leaves the
+//! node.
 //!
-//! Flushes are group commits: an fsync costs about as much CPU as a signature share,
-//! so concurrent appends share one. An append inserts its record under the chain
-//! lock and then waits until a flush that began after its insert has finished. One
+//! The file holds one record per line, each exactly as sealed (JSON has no raw
+//! newline), appended with one `write` and made durable with `fdatasync`. It is not
+//! a sled tree, because a record is written once and never updated: a sled
+//! insert and flush cost about twice the CPU of an append and `fdatasync` (measured
+//! in docs/benchmarks.md), on every signature share, and sled's flush
+//! (`sync_file_range`) does not flush the disk's write cache.
+//!
+//! Flushes are group commits: concurrent appends share one `fdatasync`. An append
+//! writes its record under the chain lock and then waits until a flush that began
+//! after its write has finished. One
 //! flusher thread per log runs those flushes back to back: while one is on its way
 //! to disk, the records inserted meanwhile queue for the next. The signing path
 //! waits asynchronously ([`AuditLog::append_durable`]), so no thread is parked per
 //! pending record; ceremony steps wait in place ([`AuditLog::append`]).
 
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -26,6 +38,8 @@ fn storage(e: impl std::fmt::Display) -> NodeError {
 struct Head {
     next_seq: u64,
     last_hash: String,
+    /// Length of the file up to the end of the last record.
+    end: u64,
 }
 
 /// What the flusher has done, as waiters see it.
@@ -171,10 +185,24 @@ impl Flusher {
     }
 }
 
+/// Name of the log file in the node's data directory.
+pub const LOG_FILE: &str = "audit.log";
+/// Longest record line read back when the log is opened; records are a few hundred
+/// bytes, so a longer last line means the file is not an audit log.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// The audit log file of the node whose data directory is `data_dir` (for offline
+/// inspection, and for tests that tamper with a record to prove detection).
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(LOG_FILE)
+}
+
 /// The audit log.
 #[derive(Debug)]
 pub struct AuditLog {
-    tree: sled::Tree,
+    path: PathBuf,
+    /// Opened for appending; every record is one `write` of its line.
+    file: Arc<File>,
     node_id: String,
     head: Mutex<Head>,
     flusher: Arc<Flusher>,
@@ -187,38 +215,44 @@ pub struct AuditLog {
 pub struct PendingRecord(AuditRecord);
 
 impl AuditLog {
-    /// Opens the log in `db` (tree `audit`), continuing the chain after its last
-    /// record, and starts its flusher thread.
-    pub fn open(db: sled::Db, node_id: &str) -> Result<Self, NodeError> {
-        let tree = db.open_tree("audit").map_err(storage)?;
-        let head = match tree.last().map_err(storage)? {
+    /// Opens the log in the node's data directory `dir` (creating it, or moving the
+    /// records of an earlier build's sled tree `audit` in `db` into it), continuing
+    /// the chain after its last record, and starts its flusher thread.
+    pub fn open(dir: &Path, db: &sled::Db, node_id: &str) -> Result<Self, NodeError> {
+        let path = log_path(dir);
+        migrate_from_sled(db, &path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
+        let (end, last) = recover_tail(&file, &path)?;
+        let head = match last {
             None => Head {
                 next_seq: 0,
                 last_hash: GENESIS_HASH.into(),
+                end,
             },
-            Some((k, v)) => {
-                let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
-                    NodeError::Corrupt("audit key is not a sequence number".into())
-                })?);
-                let record: AuditRecord = serde_json::from_slice(&v).map_err(|e| {
-                    NodeError::Corrupt(format!("last audit record {seq} does not parse: {e}"))
-                })?;
-                Head {
-                    next_seq: seq + 1,
-                    last_hash: record.hash,
-                }
-            }
+            Some(record) => Head {
+                next_seq: record.seq + 1,
+                last_hash: record.hash,
+                end,
+            },
         };
+        let file = Arc::new(file);
         let flusher = Flusher::new(head.next_seq);
         let thread = {
             let flusher = flusher.clone();
+            let file = file.clone();
             std::thread::Builder::new()
                 .name("audit-flush".into())
-                .spawn(move || flusher.run(|| db.flush().map(drop).map_err(|e| e.to_string())))
+                .spawn(move || flusher.run(sticky_failure(move || file.sync_data())))
                 .map_err(storage)?
         };
         Ok(Self {
-            tree,
+            path,
+            file,
             node_id: node_id.to_string(),
             head: Mutex::new(head),
             flusher,
@@ -227,12 +261,12 @@ impl AuditLog {
     }
 
     fn head(&self) -> std::sync::MutexGuard<'_, Head> {
-        // The head changes only after a successful insert, so it is consistent even
+        // The head changes only after a successful append, so it is consistent even
         // if a holder panicked.
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Seals `record` into the chain and inserts it; it is on disk once
+    /// Seals `record` into the chain and appends it; it is on disk once
     /// [`AuditLog::durable`] returns.
     pub fn insert(&self, mut record: AuditRecord) -> Result<PendingRecord, NodeError> {
         let mut head = self.head();
@@ -242,10 +276,20 @@ impl AuditLog {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let record = record.seal(head.next_seq, &head.last_hash);
-        self.tree
-            .insert(head.next_seq.to_be_bytes(), record.encode())
-            .map_err(storage)?;
+        let mut line = record.encode();
+        line.push(b'\n');
+        if let Err(e) = (&*self.file).write_all(&line) {
+            // Part of the line may be in the file: cut it off, so the next record
+            // starts on a line of its own. Should that fail too, the next open
+            // drops the partial line (recover_tail).
+            let _ = self.file.set_len(head.end);
+            return Err(storage(format!(
+                "cannot append to {}: {e}",
+                self.path.display()
+            )));
+        }
         head.next_seq += 1;
+        head.end += line.len() as u64;
         head.last_hash = record.hash.clone();
         drop(head);
         self.flusher.request(record.seq + 1);
@@ -295,19 +339,21 @@ impl AuditLog {
         self.flusher.flushes.load(Ordering::Relaxed)
     }
 
-    /// Records from `from_seq` on, as stored.
+    /// Records from `from_seq` on, as stored: those appended when the call is made,
+    /// each with its position in the log (an auditor checks that it matches the
+    /// record's own `seq`).
     pub fn read_from(
         &self,
         from_seq: u64,
-    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), NodeError>> {
-        self.tree.range(from_seq.to_be_bytes()..).map(|item| {
-            let (k, v) = item.map_err(storage)?;
-            let seq =
-                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
-                    NodeError::Corrupt("audit key is not a sequence number".into())
-                })?);
-            Ok((seq, v.to_vec()))
-        })
+    ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), NodeError>>, NodeError> {
+        let end = self.head().end;
+        let file = File::open(&self.path)
+            .map_err(|e| storage(format!("cannot read {}: {e}", self.path.display())))?;
+        Ok(BufReader::new(file.take(end))
+            .split(b'\n')
+            .zip(0u64..)
+            .skip_while(move |(_, seq)| *seq < from_seq)
+            .map(|(line, seq)| line.map(|line| (seq, line)).map_err(storage)))
     }
 
     /// Number of records.
@@ -322,8 +368,7 @@ impl AuditLog {
 }
 
 impl Drop for AuditLog {
-    /// Flushes what is still pending and stops the flusher thread (which holds the
-    /// store open).
+    /// Flushes what is still pending and stops the flusher thread.
     fn drop(&mut self) {
         self.flusher.queue().closing = true;
         self.flusher.work.notify_one();
@@ -333,15 +378,118 @@ impl Drop for AuditLog {
     }
 }
 
-/// Opens the audit log of a stopped node's store directory directly, for offline
-/// inspection (and for tests that tamper with a record to prove detection).
-pub fn open_offline(data_dir: &std::path::Path) -> Result<sled::Tree, NodeError> {
-    open_offline_tree(data_dir, "audit")
+/// Wraps the log's flush so that once it fails, every later flush fails too: after a
+/// failed `fdatasync` the kernel may have dropped the pages it could not write, and
+/// a later call can succeed without them ever reaching the disk. A node whose log
+/// cannot be made durable issues no more shares until it is restarted (and reopens
+/// the log from what is on disk).
+fn sticky_failure(
+    mut flush: impl FnMut() -> std::io::Result<()>,
+) -> impl FnMut() -> Result<(), String> {
+    let mut failed: Option<String> = None;
+    move || {
+        if let Some(e) = &failed {
+            return Err(format!(
+                "an earlier flush failed ({e}); restart the node to reopen the log"
+            ));
+        }
+        flush().map_err(|e| {
+            let e = e.to_string();
+            failed = Some(e.clone());
+            e
+        })
+    }
 }
 
-/// Opens one tree (`audit`, `keys`, `meta`) of a stopped node's store directly, for
-/// offline inspection and for drills that damage a store on purpose.
-pub fn open_offline_tree(data_dir: &std::path::Path, tree: &str) -> Result<sled::Tree, NodeError> {
+/// Finds the end of the last whole record and reads that record. A record is
+/// acknowledged only after its line is on disk, so bytes after the last newline
+/// are a line cut short by a crash (never acknowledged): they are cut off, and the
+/// cut made durable, before anything is appended.
+fn recover_tail(file: &File, path: &Path) -> Result<(u64, Option<AuditRecord>), NodeError> {
+    let len = file.metadata().map_err(storage)?.len();
+    let window = len.min(MAX_RECORD_BYTES + 1);
+    let mut tail = vec![0u8; window as usize];
+    file.read_exact_at(&mut tail, len - window)
+        .map_err(|e| storage(format!("cannot read {}: {e}", path.display())))?;
+    let end = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => len - window + i as u64 + 1,
+        None if len <= MAX_RECORD_BYTES => 0,
+        None => {
+            return Err(NodeError::Corrupt(format!(
+                "{} ends in {} bytes without a record separator",
+                path.display(),
+                window
+            )))
+        }
+    };
+    if end < len {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = len - end,
+            "dropping an unfinished audit record left by a crash"
+        );
+        file.set_len(end).map_err(storage)?;
+        file.sync_all().map_err(storage)?;
+    }
+    if end == 0 {
+        return Ok((0, None));
+    }
+    let tail_start = len - window;
+    let body = &tail[..(end - tail_start) as usize - 1];
+    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if start == 0 && tail_start > 0 {
+        return Err(NodeError::Corrupt(format!(
+            "the last record of {} is longer than {MAX_RECORD_BYTES} bytes",
+            path.display()
+        )));
+    }
+    let record: AuditRecord = serde_json::from_slice(&body[start..]).map_err(|e| {
+        NodeError::Corrupt(format!(
+            "the last record of {} does not parse: {e}",
+            path.display()
+        ))
+    })?;
+    Ok((end, Some(record)))
+}
+
+/// Moves the audit records of an earlier build, kept in sled's tree `audit`, into
+/// the log file, in order, and drops the tree once the file is durable in its place.
+/// A crash before the rename leaves the tree as it was (the copy is redone); after
+/// it, the file is the log and the leftover tree is dropped.
+fn migrate_from_sled(db: &sled::Db, path: &Path) -> Result<(), NodeError> {
+    const TREE: &[u8] = b"audit";
+    if !db.tree_names().iter().any(|name| name.as_ref() == TREE) {
+        return Ok(());
+    }
+    let tree = db.open_tree(TREE).map_err(storage)?;
+    if !path.exists() && !tree.is_empty() {
+        let partial = path.with_extension("log.migrating");
+        let mut out = File::create(&partial).map_err(storage)?;
+        let mut records = 0u64;
+        for item in tree.iter() {
+            let (_, record) = item.map_err(storage)?;
+            out.write_all(&record).map_err(storage)?;
+            out.write_all(b"\n").map_err(storage)?;
+            records += 1;
+        }
+        out.sync_all().map_err(storage)?;
+        std::fs::rename(&partial, path).map_err(storage)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(storage)?;
+        }
+        tracing::info!(records, path = %path.display(), "moved the audit log out of sled");
+    }
+    drop(tree);
+    db.drop_tree(TREE).map_err(storage)?;
+    db.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Opens one tree (`keys`, `meta`) of a stopped node's store directly, for offline
+/// inspection and for drills that damage a store on purpose.
+pub fn open_offline_tree(data_dir: &Path, tree: &str) -> Result<sled::Tree, NodeError> {
     let db = sled::Config::new()
         .path(data_dir.join("sled"))
         .flush_every_ms(None)
@@ -424,7 +572,11 @@ mod tests {
     fn open_db(dir: &std::path::Path) -> sled::Db {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            match sled::Config::new()
+                .path(dir.join("sled"))
+                .flush_every_ms(None)
+                .open()
+            {
                 Err(e)
                     if e.to_string().contains("could not acquire lock")
                         && std::time::Instant::now() < deadline =>
@@ -439,7 +591,7 @@ mod tests {
     #[test]
     fn appended_records_chain_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || AuditLog::open(open_db(dir.path()), "node-1").unwrap();
+        let open = || AuditLog::open(dir.path(), &open_db(dir.path()), "node-1").unwrap();
         {
             let log = open();
             for i in 0..3 {
@@ -458,12 +610,12 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let records: Vec<_> = log.read_from(0).map(Result::unwrap).collect();
+        let records: Vec<_> = log.read_from(0).unwrap().map(Result::unwrap).collect();
         assert_eq!(verify_chain(records).unwrap().0, 4);
     }
 
     fn open_log(dir: &std::path::Path) -> std::sync::Arc<AuditLog> {
-        std::sync::Arc::new(AuditLog::open(open_db(dir), "node-1").unwrap())
+        std::sync::Arc::new(AuditLog::open(dir, &open_db(dir), "node-1").unwrap())
     }
 
     fn record(i: usize) -> AuditRecord {
@@ -505,7 +657,7 @@ mod tests {
             "{} flushes for 8 records",
             log.flushes()
         );
-        let records: Vec<_> = log.read_from(0).map(Result::unwrap).collect();
+        let records: Vec<_> = log.read_from(0).unwrap().map(Result::unwrap).collect();
         assert_eq!(verify_chain(records).unwrap().0, 8);
     }
 
@@ -542,7 +694,107 @@ mod tests {
         drop(runtime);
         // Everything acknowledged is in the store after a reopen.
         drop(std::sync::Arc::try_unwrap(log).unwrap());
-        let log = AuditLog::open(open_db(dir.path()), "node-1").unwrap();
+        let log = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1").unwrap();
         assert_eq!(log.len(), 16);
+    }
+
+    fn append_three(dir: &std::path::Path) {
+        let log = open_log(dir);
+        for i in 0..3 {
+            log.append(record(i)).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_unfinished_last_line_left_by_a_crash_is_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        append_three(dir.path());
+        let path = log_path(dir.path());
+        let whole = std::fs::read(&path).unwrap();
+        // A crash in the middle of the fourth record's write.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"format":"quorate-audit/1","seq":3,"ti"#)
+            .unwrap();
+        drop(file);
+        let log = open_log(dir.path());
+        assert_eq!(log.len(), 3);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        log.append(record(3)).unwrap();
+        let records: Vec<_> = log.read_from(0).unwrap().map(Result::unwrap).collect();
+        assert_eq!(verify_chain(records).unwrap().0, 4);
+    }
+
+    #[test]
+    fn a_last_record_that_does_not_parse_is_refused_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        append_three(dir.path());
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(log_path(dir.path()))
+            .unwrap();
+        file.write_all(b"not a record\n").unwrap();
+        drop(file);
+        let err = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1").unwrap_err();
+        assert!(matches!(err, NodeError::Corrupt(_)), "{err}");
+        assert!(err.to_string().contains("does not parse"), "{err}");
+    }
+
+    #[test]
+    fn read_from_starts_at_the_given_record() {
+        let dir = tempfile::tempdir().unwrap();
+        append_three(dir.path());
+        let log = open_log(dir.path());
+        let seqs: Vec<u64> = log.read_from(1).unwrap().map(|r| r.unwrap().0).collect();
+        assert_eq!(seqs, [1, 2]);
+        assert_eq!(log.read_from(3).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn records_of_an_earlier_builds_sled_tree_move_into_the_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The layout before the log file: records under their big-endian seq in
+        // sled's tree `audit`.
+        let mut stored = Vec::new();
+        {
+            let db = open_db(dir.path());
+            let tree = db.open_tree("audit").unwrap();
+            let mut prev = GENESIS_HASH.to_string();
+            for i in 0..3u64 {
+                let sealed = record(i as usize).seal(i, &prev);
+                prev = sealed.hash.clone();
+                tree.insert(i.to_be_bytes(), sealed.encode()).unwrap();
+                stored.push((i, sealed.encode()));
+            }
+            db.flush().unwrap();
+        }
+        let log = open_log(dir.path());
+        assert_eq!(log.len(), 3);
+        log.append(record(3)).unwrap();
+        let records: Vec<_> = log.read_from(0).unwrap().map(Result::unwrap).collect();
+        assert_eq!(records[..3], stored[..]);
+        assert_eq!(verify_chain(records).unwrap().0, 4);
+        drop(log);
+        let db = open_db(dir.path());
+        assert!(
+            !db.tree_names().iter().any(|n| n.as_ref() == b"audit"),
+            "the sled tree is dropped once the file holds its records"
+        );
+    }
+
+    #[test]
+    fn after_a_failed_flush_every_later_flush_fails() {
+        let mut calls = 0;
+        let mut flush = sticky_failure(move || {
+            calls += 1;
+            if calls == 2 {
+                Err(std::io::Error::other("EIO"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(flush().is_ok());
+        assert_eq!(flush().unwrap_err(), "EIO");
+        let later = flush().unwrap_err();
+        assert!(later.contains("an earlier flush failed (EIO)"), "{later}");
     }
 }

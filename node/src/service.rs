@@ -105,7 +105,7 @@ impl NodeState {
         metrics: Arc<Registry>,
         ceremony: CeremonyKeys,
     ) -> Result<Self, NodeError> {
-        let audit = AuditLog::open(store.db(), &identity.node_id)?;
+        let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id)?;
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {
             let key = activate(&identity, record)
@@ -922,11 +922,11 @@ impl pb::audit_server::Audit for AuditService {
         let caller = authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
         tracing::info!(caller = %caller, from_seq = req.get_ref().from_seq, "audit log read");
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let state = self.0.clone();
         let from = req.into_inner().from_seq;
-        // sled reads block; stream from a blocking thread with backpressure.
+        let records = self.0.audit.read_from(from)?;
+        // File reads block; stream from a blocking thread with backpressure.
         tokio::task::spawn_blocking(move || {
-            for item in state.audit.read_from(from) {
+            for item in records {
                 let entry = item
                     .map(|(seq, record)| pb::AuditEntry { seq, record })
                     .map_err(Status::from);

@@ -7,7 +7,7 @@
 //! [`KeyRecord`]. Every write is flushed before it is acknowledged.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -98,6 +98,7 @@ impl KeyRecord {
 
 /// The sled-backed, encrypted key store.
 pub struct KeyStore {
+    dir: PathBuf,
     db: sled::Db,
     keys: sled::Tree,
     kek: Kek,
@@ -113,10 +114,8 @@ fn storage(e: impl fmt::Display) -> NodeError {
     NodeError::Storage(e.to_string())
 }
 
-/// sled's page cache bound. The audit log grows by every share, and sled's default
-/// cache (1 GiB) would keep all of it in memory: a node's RSS would grow with its
-/// history. Keys and the audit head are a few pages; older records are read from
-/// disk only by auditors.
+/// sled's page cache bound. The store holds keys only (a few pages), but sled's
+/// default cache (1 GiB) would let a node's RSS grow with whatever it once read.
 const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 impl KeyStore {
@@ -136,7 +135,12 @@ impl KeyStore {
             .map_err(|e| storage(format!("cannot open store in {}: {e}", dir.display())))?;
         let meta = db.open_tree("meta").map_err(storage)?;
         let keys = db.open_tree("keys").map_err(storage)?;
-        let store = Self { db, keys, kek };
+        let store = Self {
+            dir: dir.to_path_buf(),
+            db,
+            keys,
+            kek,
+        };
         match meta.get("format").map_err(storage)? {
             None => {
                 meta.insert("format", STORE_FORMAT).map_err(storage)?;
@@ -210,7 +214,13 @@ impl KeyStore {
         [b"key:".as_slice(), key_id.as_bytes()].concat()
     }
 
-    /// The underlying database, for other trees of the node (the audit log).
+    /// The node's data directory, which also holds the audit log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The underlying database (the audit log moves an earlier build's records out
+    /// of it).
     pub fn db(&self) -> sled::Db {
         self.db.clone()
     }

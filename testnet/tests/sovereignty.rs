@@ -345,19 +345,17 @@ async fn a_tampered_audit_record_is_found_by_audit_verify() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("chain intact"));
 
-    // Edit record 5 (a signature record) in node-1's store while it is down.
+    // Edit record 5 (a signature record) in node-1's log while it is down.
     net.kill_node("node-1").await.unwrap();
     {
-        let tree =
-            quorate_node::audit::open_offline(&net.node("node-1").unwrap().data_dir).unwrap();
-        let key = 5u64.to_be_bytes();
-        let mut record: AuditRecord =
-            serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
+        let path = quorate_node::audit::log_path(&net.node("node-1").unwrap().data_dir);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut record: AuditRecord = serde_json::from_str(&lines[5]).unwrap();
         assert_eq!(record.event, "sign_share");
         record.message_sha256 = hex::encode([0u8; 32]);
-        tree.insert(key, serde_json::to_vec(&record).unwrap())
-            .unwrap();
-        tree.flush().unwrap();
+        lines[5] = serde_json::to_string(&record).unwrap();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
     net.start_node("node-1").await.unwrap();
     let broken = audit_verify(&net, "node-1");

@@ -407,6 +407,34 @@ impl NodeState {
         })
     }
 
+    /// Lets a round-2 answer leave: waits until its audit record is on disk, then
+    /// counts it (as a `SignShare`, whichever call carried it) and logs it. `started`
+    /// is when the call that carried it arrived.
+    async fn issue_share(
+        &self,
+        recorded: Result<Recorded<pb::SignShareResponse>, NodeError>,
+        started: Instant,
+    ) -> Result<pb::SignShareResponse, NodeError> {
+        let result = match recorded {
+            Ok(Recorded { pending, answer }) => self
+                .audit
+                .durable(pending)
+                .await
+                .and_then(|record| answer.inspect(|_| self.share_issued(&record))),
+            Err(e) => Err(e),
+        };
+        self.record("SignShare", &result);
+        if result.is_ok() {
+            self.metrics.observe(
+                metric::SIGN_LATENCY,
+                "Round-2 latency (policy checks, signing, durable audit record).",
+                &[],
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        result
+    }
+
     /// Counts and logs a share as it leaves the node, after its record is on disk (so
     /// neither the metric nor the log claims a share the audit log may lack).
     fn share_issued(&self, record: &AuditRecord) {
@@ -738,25 +766,62 @@ impl pb::node_server::Node for NodeService {
         let started = Instant::now();
         // The signing itself runs here (a fraction of a millisecond); the wait for
         // the audit record's group-committed flush is asynchronous.
-        let result = match self.0.sign_share(req.into_inner(), &caller) {
-            Ok(Recorded { pending, answer }) => self
-                .0
-                .audit
-                .durable(pending)
-                .await
-                .and_then(|record| answer.inspect(|_| self.0.share_issued(&record))),
-            Err(e) => Err(e),
-        };
-        self.0.record("SignShare", &result);
-        if result.is_ok() {
-            self.0.metrics.observe(
-                metric::SIGN_LATENCY,
-                "Round-2 latency (policy checks, signing, durable audit record).",
-                &[],
-                started.elapsed().as_secs_f64(),
+        let recorded = self.0.sign_share(req.into_inner(), &caller);
+        Ok(Response::new(self.0.issue_share(recorded, started).await?))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(requests = req.get_ref().requests.len()))]
+    async fn sign_shares(
+        &self,
+        req: Request<pb::SignSharesRequest>,
+    ) -> Result<Response<pb::SignSharesResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        let started = Instant::now();
+        let requests = req.into_inner().requests;
+        if requests.is_empty() || requests.len() > api::MAX_SHARES_PER_CALL {
+            let refusal = format!(
+                "a SignShares call carries 1..={} requests, not {}",
+                api::MAX_SHARES_PER_CALL,
+                requests.len()
             );
+            let refused = NodeError::InvalidArgument(refusal.clone());
+            self.0.record::<()>("SignShares", &Err(refused));
+            return Err(NodeError::InvalidArgument(refusal).into());
         }
-        Ok(Response::new(result?))
+        // One request is signed here, as `SignShare` does: a hand-off to another
+        // thread would cost about as much as the share. Several are milliseconds of
+        // curve arithmetic, signed on the blocking pool so that the node's other
+        // connections are not stalled. Every record is inserted before the first
+        // wait, so one group-committed flush covers the whole call.
+        let recorded = if requests.len() == 1 {
+            requests
+                .into_iter()
+                .map(|r| self.0.sign_share(r, &caller))
+                .collect::<Vec<_>>()
+        } else {
+            let state = Arc::clone(&self.0);
+            run_blocking(move || {
+                requests
+                    .into_iter()
+                    .map(|r| state.sign_share(r, &caller))
+                    .collect::<Vec<_>>()
+            })
+            .await?
+        };
+        let mut results = Vec::with_capacity(recorded.len());
+        for recorded in recorded {
+            let result = match self.0.issue_share(recorded, started).await {
+                Ok(share) => pb::sign_share_result::Result::SignatureShare(share.signature_share),
+                Err(e) => pb::sign_share_result::Result::Error(pb::SignShareError {
+                    code: e.code() as i32,
+                    message: e.to_string(),
+                }),
+            };
+            results.push(pb::SignShareResult {
+                result: Some(result),
+            });
+        }
+        Ok(Response::new(pb::SignSharesResponse { results }))
     }
 }
 

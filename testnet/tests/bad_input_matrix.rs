@@ -48,6 +48,7 @@ enum Rpc {
     ListNodeKeys,
     Commit(pb::CommitRequest),
     SignShare(pb::SignShareRequest),
+    SignShares(pb::SignSharesRequest),
     CeremonyGetInfo,
     InstallKey(pb::InstallKeyRequest),
     GetManifest(pb::GetManifestRequest),
@@ -65,6 +66,7 @@ impl Rpc {
             Rpc::ListNodeKeys => "Node/ListNodeKeys",
             Rpc::Commit(_) => "Node/Commit",
             Rpc::SignShare(_) => "Node/SignShare",
+            Rpc::SignShares(_) => "Node/SignShares",
             Rpc::CeremonyGetInfo => "Ceremony/GetInfo",
             Rpc::InstallKey(_) => "Ceremony/InstallKey",
             Rpc::GetManifest(_) => "Ceremony/GetManifest",
@@ -160,6 +162,19 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
         Rpc::SignShare(r) => {
             let mut c = NodeClient::new(node_channel(net, TARGET, row.caller));
             c.sign_share(r.clone()).await.map(drop)
+        }
+        Rpc::SignShares(r) => {
+            let mut c = NodeClient::new(node_channel(net, TARGET, row.caller));
+            // A call that is not refused whole answers each request; a row's code is
+            // then its first failed request's.
+            let results = c.sign_shares(r.clone()).await?.into_inner().results;
+            match results.into_iter().find_map(|r| match r.result {
+                Some(pb::sign_share_result::Result::Error(e)) => Some(e),
+                _ => None,
+            }) {
+                Some(e) => Err(tonic::Status::new(Code::from(e.code), e.message)),
+                None => Ok(()),
+            }
         }
         Rpc::CeremonyGetInfo => {
             let mut c = CeremonyClient::new(node_channel(net, TARGET, row.caller));
@@ -752,6 +767,63 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Ceremony,
             PermissionDenied,
         ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest::default()),
+            "no requests",
+            Coordinator,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest {
+                requests: vec![
+                    pb::SignShareRequest::default();
+                    quorate_proto::api::MAX_SHARES_PER_CALL + 1
+                ],
+            }),
+            "more requests than a call may carry",
+            Coordinator,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest {
+                requests: vec![pb::SignShareRequest::default()],
+            }),
+            "an empty request",
+            Coordinator,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest {
+                requests: vec![share_req(ED, &used_package)],
+            }),
+            "a replayed round 2",
+            Coordinator,
+            FailedPrecondition,
+        ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest {
+                requests: vec![share_req(ED, &over_node_limit_package)],
+            }),
+            "over the transport limit",
+            Coordinator,
+            OutOfRange,
+        ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest {
+                requests: vec![share_req(ED, &ed_package)],
+            }),
+            "wrong role (client)",
+            Client,
+            PermissionDenied,
+        ),
+        row(
+            Rpc::SignShares(pb::SignSharesRequest {
+                requests: vec![share_req(ED, &ed_package)],
+            }),
+            "wrong role (ceremony)",
+            Ceremony,
+            PermissionDenied,
+        ),
         // Ceremony, role ceremony.
         row(
             Rpc::CeremonyGetInfo,
@@ -939,7 +1011,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
     }
     // Every RPC has rows.
     let covered: BTreeSet<&str> = rows.iter().map(|r| r.rpc.name()).collect();
-    assert_eq!(covered.len(), 12, "{covered:?}");
+    assert_eq!(covered.len(), 13, "{covered:?}");
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",

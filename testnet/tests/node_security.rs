@@ -97,6 +97,98 @@ async fn a_node_refuses_to_sign_twice_with_one_nonce() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 }
 
+/// `SignShares` answers every request as `SignShare` would, in order: one request's
+/// failure does not touch the others, a nonce cannot be spent twice within one call,
+/// and a call of no requests or too many is refused whole.
+#[tokio::test]
+async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
+    let net = start_default().await;
+    let tls = coordinator_tls(&net);
+    let ops = Ciphersuite::Ed25519.ops();
+    let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|id| (id.to_string(), node_client(&net, id, &tls)))
+        .collect();
+    let mut packages = vec![BTreeMap::new(), BTreeMap::new()];
+    for package in &mut packages {
+        for (id, client) in &mut clients {
+            package.insert(
+                ops.identifier(id).unwrap(),
+                commit(client, "demo-ed25519").await,
+            );
+        }
+    }
+    let tagged = |message: &[u8], package| pb::SignShareRequest {
+        request_id: "share-call".into(),
+        ..share_request("demo-ed25519", message, package)
+    };
+    let first = tagged(b"pay a", &packages[0]);
+    let second = tagged(b"pay b", &packages[1]);
+    let requests = vec![
+        first.clone(),
+        first.clone(),
+        share_request("no-such-key", b"pay c", &packages[1]),
+        second,
+    ];
+    let results = clients[0]
+        .1
+        .sign_shares(pb::SignSharesRequest { requests })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let outcome: Vec<Result<usize, Code>> = results
+        .into_iter()
+        .map(|r| match r.result {
+            Some(pb::sign_share_result::Result::SignatureShare(share)) => Ok(share.len()),
+            Some(pb::sign_share_result::Result::Error(e)) => Err(Code::from(e.code)),
+            None => panic!("a result with neither share nor error"),
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        vec![
+            Ok(32),
+            Err(Code::FailedPrecondition),
+            Err(Code::NotFound),
+            Ok(32)
+        ]
+    );
+    // Each share has a record of its own, naming the nonce it spent.
+    let tls_auditor = net.issue(Role::Auditor, "auditor").unwrap();
+    let node = net.node("node-1").unwrap();
+    let raw = quorate_ceremony::audit::fetch(&node.endpoint, "node-1", &tls_auditor)
+        .await
+        .unwrap();
+    assert!(quorate_ceremony::audit::check(&raw).head.is_ok());
+    let spent: Vec<String> = quorate_ceremony::audit::decode(&raw)
+        .into_iter()
+        .filter(|r| r.event == "sign_share" && r.request_id == "share-call")
+        .map(|r| r.detail)
+        .collect();
+    let own = ops.identifier("node-1").unwrap();
+    let expected: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            let sha = quorate_proto::sha256(&p[&own]);
+            format!("commitment_sha256={}", hex::encode(sha))
+        })
+        .collect();
+    assert_eq!(spent, expected);
+
+    let too_many = quorate_proto::api::MAX_SHARES_PER_CALL + 1;
+    for (requests, what) in [(0, "no requests"), (too_many, "too many requests")] {
+        let err = clients[0]
+            .1
+            .sign_shares(pb::SignSharesRequest {
+                requests: vec![first.clone(); requests],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_node_refuses_commitments_it_did_not_issue() {
     let net = start_default().await;

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod nodes;
 pub mod pool;
 pub mod quorum;
+pub mod round2;
 pub mod service;
 
 use std::future::Future;

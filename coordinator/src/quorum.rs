@@ -24,6 +24,7 @@ use crate::error::CoordError;
 use crate::keys::KnownKey;
 use crate::nodes::{NodeHandle, NodePool};
 use crate::pool::CommitmentPool;
+use crate::round2::Round2;
 
 /// Per-round wait for a node whose health record says it failed recently.
 pub const SUSPECT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -62,6 +63,10 @@ pub mod metric {
     pub const POOLED_COMMITMENTS: &str = "quorate_coordinator_pooled_commitments";
     /// Whether each node is currently used (1) or skipped (0).
     pub const NODE_AVAILABLE: &str = "quorate_coordinator_node_available";
+    /// `SignShares` calls sent to nodes.
+    pub const SHARE_CALLS: &str = "quorate_coordinator_share_calls_total";
+    /// Round-2 requests those calls carried (over `SHARE_CALLS`: shares per call).
+    pub const SHARE_REQUESTS: &str = "quorate_coordinator_share_requests_total";
 }
 
 /// A round-1 answer.
@@ -119,11 +124,12 @@ pub struct QuorumEngine {
     settings: SigningSettings,
     metrics: Arc<Registry>,
     commitments: Arc<CommitmentPool>,
+    round2: Round2,
 }
 
 /// Why a node dropped out of this request.
-#[derive(Debug)]
-enum NodeFailure {
+#[derive(Clone, Debug)]
+pub(crate) enum NodeFailure {
     Timeout,
     Status(tonic::Status),
 }
@@ -142,7 +148,7 @@ impl std::fmt::Display for NodeFailure {
 /// first call; the second attempt reconnects). Retrying is safe for both rounds: a
 /// commitment that never reached the node was never made, and a round-2 request that
 /// did reach it has consumed its nonce, so a repeat is refused.
-async fn call<T, Fut>(
+pub(crate) async fn call<T, Fut>(
     node: &NodeHandle,
     deadline: Instant,
     node_timeout: Duration,
@@ -206,11 +212,13 @@ impl QuorumEngine {
             Duration::from_secs(settings.preprocess_max_age_secs),
             settings.node_timeout(),
         ));
+        let round2 = Round2::new(&pool, metrics.clone());
         Self {
             pool,
             settings,
             metrics,
             commitments,
+            round2,
         }
     }
 
@@ -517,18 +525,11 @@ impl QuorumEngine {
                 approval_token,
             };
             let shares = futures::future::join_all(quorum.iter().map(|(node, identifier)| {
-                let node = node.clone();
-                let req = round2.clone();
-                let node_timeout = self.node_timeout(&node);
+                let until = deadline.min(Instant::now() + self.node_timeout(node));
+                let request = round2.clone();
                 async move {
-                    let result = call(&node, deadline, node_timeout, || {
-                        let mut client = node.client();
-                        let mut req = tonic::Request::new(req.clone());
-                        req.set_timeout(node_timeout);
-                        async move { client.sign_share(req).await }
-                    })
-                    .await;
-                    (node, identifier.clone(), result)
+                    let result = self.round2.sign_share(node, request, until).await;
+                    (node.clone(), identifier.clone(), result)
                 }
             }))
             .await;
@@ -536,8 +537,8 @@ impl QuorumEngine {
             let mut round2_failed = false;
             for (node, identifier, result) in shares {
                 match result {
-                    Ok(r) => {
-                        share_map.insert(identifier, r.signature_share);
+                    Ok(share) => {
+                        share_map.insert(identifier, share);
                     }
                     Err(e) => {
                         round2_failed = true;

@@ -152,3 +152,51 @@ async fn every_nodes_pool_is_stocked_so_a_burst_signs_in_one_round() {
         "signatures of the burst made in one round"
     );
 }
+
+/// Under concurrent load the round-2 requests for a node share `SignShares` calls,
+/// each still answered on its own: every signature of the burst verifies, and every
+/// request went out exactly once.
+#[tokio::test]
+async fn concurrent_signatures_share_round_two_calls() {
+    let net = start(spec(5, 3)).await;
+    let client = net.client().await.unwrap();
+    client.sign_verified("k", b"first", DEADLINE).await.unwrap();
+    let calls_before = counter(
+        &net.coordinator_metrics,
+        "quorate_coordinator_share_calls_total",
+    )
+    .await;
+    let requests_before = counter(
+        &net.coordinator_metrics,
+        "quorate_coordinator_share_requests_total",
+    )
+    .await;
+    let burst = 64;
+    let signs = (0..burst).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .sign_verified("k", format!("burst {i}").as_bytes(), DEADLINE)
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(signs).await;
+    let calls = counter(
+        &net.coordinator_metrics,
+        "quorate_coordinator_share_calls_total",
+    )
+    .await
+        - calls_before;
+    let requests = counter(
+        &net.coordinator_metrics,
+        "quorate_coordinator_share_requests_total",
+    )
+    .await
+        - requests_before;
+    assert_eq!(requests, 3 * burst, "round-2 requests of the burst");
+    assert!(
+        calls < requests,
+        "{requests} round-2 requests went out in {calls} calls: none were batched"
+    );
+}

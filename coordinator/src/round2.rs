@@ -5,8 +5,8 @@
 //! free slot is sent at once (so a lone request waits for nothing); one that does not
 //! goes with the next call, together with everything else that queued meanwhile, up
 //! to [`MAX_SHARES_PER_CALL`] requests and [`MAX_CALL_BYTES`]. Under load a node thus
-//! answers many shares per exchange, and the RPC, the thread wake-ups and the audit
-//! flush are paid once for all of them. Each request keeps its own answer: the node
+//! answers many shares per exchange, and the RPC and its thread wake-ups are paid
+//! once for all of them. Each request keeps its own answer: the node
 //! checks, records and signs every request as a `SignShare` of it.
 //!
 //! Calls run in tasks of their own, so a request that gives up (its deadline passed,

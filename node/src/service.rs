@@ -791,8 +791,8 @@ impl pb::node_server::Node for NodeService {
         // One request is signed here, as `SignShare` does: a hand-off to another
         // thread would cost about as much as the share. Several are milliseconds of
         // curve arithmetic, signed on the blocking pool so that the node's other
-        // connections are not stalled. Every record is inserted before the first
-        // wait, so one group-committed flush covers the whole call.
+        // connections are not stalled. The flusher syncs the call's records while
+        // the later ones are still being signed; the answer waits for all of them.
         let recorded = if requests.len() == 1 {
             requests
                 .into_iter()

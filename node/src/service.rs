@@ -15,7 +15,9 @@ use quorate_proto::manifest::Manifest;
 use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
 use quorate_proto::ratelimit::RateLimiter;
-use quorate_proto::suite::{ParsedKeyPackage, SecretKeyPackage};
+use quorate_proto::suite::{
+    ParsedKeyPackage, ReceivedSigningPackage, SecretKeyPackage, SecretNonces,
+};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, PendingRecord};
@@ -44,6 +46,32 @@ pub struct ActiveKey {
 pub(crate) struct Recorded<T> {
     pending: PendingRecord,
     answer: Result<T, NodeError>,
+}
+
+impl<T> Recorded<T> {
+    /// The same record, with `f` applied to a successful answer.
+    fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, NodeError>) -> Recorded<U> {
+        Recorded {
+            pending: self.pending,
+            answer: self.answer.and_then(f),
+        }
+    }
+}
+
+/// A round-2 request that passed every check and spent its nonce (its record is
+/// inserted): all that is left is computing the share.
+pub(crate) struct ShareToSign {
+    key: Arc<ActiveKey>,
+    received: Box<dyn ReceivedSigningPackage>,
+    nonces: SecretNonces,
+}
+
+impl std::fmt::Debug for ShareToSign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareToSign")
+            .field("key_id", &self.key.manifest.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who this node is.
@@ -249,14 +277,15 @@ impl NodeState {
         Ok(pb::CommitResponse { commitments })
     }
 
-    /// Round 2 up to the audit record: every check, the nonce taken, the share
-    /// computed and its record inserted. The caller sends the answer only once the
-    /// record is on disk. `Err` means nothing was recorded (malformed requests).
-    fn sign_share(
+    /// Round 2 up to the audit record: every check, the nonce taken and its record
+    /// inserted (the record's flush starts now); the share is left to compute
+    /// ([`Self::compute_share`]). The caller sends the answer only once the record
+    /// is on disk. `Err` means nothing was recorded (malformed requests).
+    fn record_share(
         &self,
         req: pb::SignShareRequest,
         caller: &PeerIdentity,
-    ) -> Result<Recorded<pb::SignShareResponse>, NodeError> {
+    ) -> Result<Recorded<ShareToSign>, NodeError> {
         let req = api::SignShareRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
         let key = self.key(&req.key_id)?;
         let manifest = &key.manifest;
@@ -362,9 +391,8 @@ impl NodeState {
                     .into(),
             )
         })?;
-        // The record of the spent nonce goes in now, so its flush runs while the
-        // share is computed; the share leaves only once the record is on disk (the
-        // caller waits for it).
+        // The record of the spent nonce goes in before the share is computed, so
+        // its flush runs meanwhile.
         let pending = self.audit.insert(AuditRecord {
             event: "sign_share".into(),
             key_id: req.key_id.clone(),
@@ -379,32 +407,66 @@ impl NodeState {
             detail: format!("commitment_sha256={own_commitment_sha256}"),
             ..Default::default()
         })?;
-        let share = received
-            .sign(nonces, &key.parsed_key_package)
-            .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))
-            .and_then(|share| {
-                if self.danger.corrupt_signature_shares {
-                    ops.danger_corrupt_share(&share)
-                        .map_err(|e| NodeError::InvalidArgument(e.to_string()))
-                } else {
-                    Ok(share)
-                }
-            });
-        let share = match share {
-            Ok(share) => share,
-            Err(e) => {
-                return Ok(Recorded {
-                    pending,
-                    answer: Err(e),
-                })
-            }
-        };
         Ok(Recorded {
             pending,
-            answer: Ok(pb::SignShareResponse {
-                signature_share: share,
+            answer: Ok(ShareToSign {
+                key,
+                received,
+                nonces,
             }),
         })
+    }
+
+    /// Round 2 after the record: this node's signature share.
+    fn compute_share(&self, share: ShareToSign) -> Result<pb::SignShareResponse, NodeError> {
+        let ShareToSign {
+            key,
+            received,
+            nonces,
+        } = share;
+        let share = received
+            .sign(nonces, &key.parsed_key_package)
+            .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
+        let share = if self.danger.corrupt_signature_shares {
+            key.manifest
+                .ciphersuite
+                .ops()
+                .danger_corrupt_share(&share)
+                .map_err(|e| NodeError::InvalidArgument(e.to_string()))?
+        } else {
+            share
+        };
+        Ok(pb::SignShareResponse {
+            signature_share: share,
+        })
+    }
+
+    /// A whole round 2: [`Self::record_share`], then [`Self::compute_share`].
+    fn sign_share(
+        &self,
+        req: pb::SignShareRequest,
+        caller: &PeerIdentity,
+    ) -> Result<Recorded<pb::SignShareResponse>, NodeError> {
+        Ok(self
+            .record_share(req, caller)?
+            .and_then(|share| self.compute_share(share)))
+    }
+
+    /// Several round-2 requests: every record first, then every share, so that the
+    /// records' flush runs while the shares are computed.
+    fn sign_shares(
+        &self,
+        requests: Vec<pb::SignShareRequest>,
+        caller: &PeerIdentity,
+    ) -> Vec<Result<Recorded<pb::SignShareResponse>, NodeError>> {
+        let recorded: Vec<_> = requests
+            .into_iter()
+            .map(|r| self.record_share(r, caller))
+            .collect();
+        recorded
+            .into_iter()
+            .map(|r| r.map(|r| r.and_then(|share| self.compute_share(share))))
+            .collect()
     }
 
     /// Lets a round-2 answer leave: waits until its audit record is on disk, then
@@ -791,22 +853,13 @@ impl pb::node_server::Node for NodeService {
         // One request is signed here, as `SignShare` does: a hand-off to another
         // thread would cost about as much as the share. Several are milliseconds of
         // curve arithmetic, signed on the blocking pool so that the node's other
-        // connections are not stalled. The flusher syncs the call's records while
-        // the later ones are still being signed; the answer waits for all of them.
+        // connections are not stalled. Every request's record goes in before the
+        // first share is computed, so one flush, running meanwhile, covers the call.
         let recorded = if requests.len() == 1 {
-            requests
-                .into_iter()
-                .map(|r| self.0.sign_share(r, &caller))
-                .collect::<Vec<_>>()
+            self.0.sign_shares(requests, &caller)
         } else {
             let state = Arc::clone(&self.0);
-            run_blocking(move || {
-                requests
-                    .into_iter()
-                    .map(|r| state.sign_share(r, &caller))
-                    .collect::<Vec<_>>()
-            })
-            .await?
+            run_blocking(move || state.sign_shares(requests, &caller)).await?
         };
         let mut results = Vec::with_capacity(recorded.len());
         for recorded in recorded {

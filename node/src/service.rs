@@ -441,18 +441,8 @@ impl NodeState {
         })
     }
 
-    /// A whole round 2: [`Self::record_share`], then [`Self::compute_share`].
-    fn sign_share(
-        &self,
-        req: pb::SignShareRequest,
-        caller: &PeerIdentity,
-    ) -> Result<Recorded<pb::SignShareResponse>, NodeError> {
-        Ok(self
-            .record_share(req, caller)?
-            .and_then(|share| self.compute_share(share)))
-    }
-
-    /// Several round-2 requests: every record first, then every share, so that the
+    /// Round 2 for one or more requests ([`Self::record_share`], then
+    /// [`Self::compute_share`]): every record first, then every share, so that the
     /// records' flush runs while the shares are computed.
     fn sign_shares(
         &self,
@@ -828,7 +818,9 @@ impl pb::node_server::Node for NodeService {
         let started = Instant::now();
         // The signing itself runs here (a fraction of a millisecond); the wait for
         // the audit record's group-committed flush is asynchronous.
-        let recorded = self.0.sign_share(req.into_inner(), &caller);
+        let Some(recorded) = self.0.sign_shares(vec![req.into_inner()], &caller).pop() else {
+            return Err(Status::internal("a round 2 of one request gave no result"));
+        };
         Ok(Response::new(self.0.issue_share(recorded, started).await?))
     }
 

@@ -204,20 +204,19 @@ impl NodeQueue {
             async move { client.sign_shares(req).await }
         })
         .await;
-        let results = match result {
-            Ok(response) if response.results.len() == replies.len() => response.results,
-            Ok(response) => {
-                let failure = NodeFailure::Status(tonic::Status::internal(format!(
-                    "the node answered {} results for {} requests",
-                    response.results.len(),
-                    replies.len()
-                )));
-                node.record_failure();
-                for reply in replies {
-                    let _ = reply.send(Err(failure.clone()));
-                }
-                return;
+        let results = result.and_then(|response| {
+            if response.results.len() == replies.len() {
+                return Ok(response.results);
             }
+            node.record_failure();
+            Err(NodeFailure::Status(tonic::Status::internal(format!(
+                "the node answered {} results for {} requests",
+                response.results.len(),
+                replies.len()
+            ))))
+        });
+        let results = match results {
+            Ok(results) => results,
             Err(failure) => {
                 for reply in replies {
                     let _ = reply.send(Err(failure.clone()));

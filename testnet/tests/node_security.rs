@@ -45,6 +45,20 @@ async fn commit(client: &mut NodeClient<Channel>, key_id: &str) -> Vec<u8> {
         .remove(0)
 }
 
+/// One fresh commitment of each node in `clients`, by FROST identifier: a quorum's
+/// round 1.
+async fn round1(
+    clients: &mut [(String, NodeClient<Channel>)],
+    key_id: &str,
+) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let ops = Ciphersuite::Ed25519.ops();
+    let mut commitments = BTreeMap::new();
+    for (id, client) in clients {
+        commitments.insert(ops.identifier(id).unwrap(), commit(client, key_id).await);
+    }
+    commitments
+}
+
 fn share_request(
     key_id: &str,
     message: &[u8],
@@ -62,18 +76,11 @@ fn share_request(
 async fn a_node_refuses_to_sign_twice_with_one_nonce() {
     let net = start_default().await;
     let tls = coordinator_tls(&net);
-    let ops = Ciphersuite::Ed25519.ops();
     let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
         .iter()
         .map(|id| (id.to_string(), node_client(&net, id, &tls)))
         .collect();
-    let mut commitments = BTreeMap::new();
-    for (id, client) in &mut clients {
-        commitments.insert(
-            ops.identifier(id).unwrap(),
-            commit(client, "demo-ed25519").await,
-        );
-    }
+    let commitments = round1(&mut clients, "demo-ed25519").await;
     let request = pb::SignShareRequest {
         request_id: "replay-test".into(),
         client_id: "test".into(),
@@ -109,15 +116,10 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
         .iter()
         .map(|id| (id.to_string(), node_client(&net, id, &tls)))
         .collect();
-    let mut packages = vec![BTreeMap::new(), BTreeMap::new()];
-    for package in &mut packages {
-        for (id, client) in &mut clients {
-            package.insert(
-                ops.identifier(id).unwrap(),
-                commit(client, "demo-ed25519").await,
-            );
-        }
-    }
+    let packages = [
+        round1(&mut clients, "demo-ed25519").await,
+        round1(&mut clients, "demo-ed25519").await,
+    ];
     let tagged = |message: &[u8], package| pb::SignShareRequest {
         request_id: "share-call".into(),
         ..share_request("demo-ed25519", message, package)

@@ -161,16 +161,22 @@ async fn concurrent_signatures_share_round_two_calls() {
     let net = start(spec(5, 3)).await;
     let client = net.client().await.unwrap();
     client.sign_verified("k", b"first", DEADLINE).await.unwrap();
-    let calls_before = counter(
-        &net.coordinator_metrics,
-        "quorate_coordinator_share_calls_total",
-    )
-    .await;
-    let requests_before = counter(
-        &net.coordinator_metrics,
-        "quorate_coordinator_share_requests_total",
-    )
-    .await;
+    // (SignShares calls, round-2 requests they carried) so far.
+    let shares = || async {
+        (
+            counter(
+                &net.coordinator_metrics,
+                "quorate_coordinator_share_calls_total",
+            )
+            .await,
+            counter(
+                &net.coordinator_metrics,
+                "quorate_coordinator_share_requests_total",
+            )
+            .await,
+        )
+    };
+    let (calls_before, requests_before) = shares().await;
     let burst = 64;
     let signs = (0..burst).map(|i| {
         let client = client.clone();
@@ -182,18 +188,8 @@ async fn concurrent_signatures_share_round_two_calls() {
         }
     });
     futures::future::join_all(signs).await;
-    let calls = counter(
-        &net.coordinator_metrics,
-        "quorate_coordinator_share_calls_total",
-    )
-    .await
-        - calls_before;
-    let requests = counter(
-        &net.coordinator_metrics,
-        "quorate_coordinator_share_requests_total",
-    )
-    .await
-        - requests_before;
+    let (calls_after, requests_after) = shares().await;
+    let (calls, requests) = (calls_after - calls_before, requests_after - requests_before);
     assert_eq!(requests, 3 * burst, "round-2 requests of the burst");
     assert!(
         calls < requests,

@@ -13,6 +13,8 @@ use quorate_proto::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// QUORATE_TRUST_DOMAIN, QUORATE_LISTEN, QUORATE_REGION, QUORATE_JURISDICTION,
 /// QUORATE_DATA_DIR, QUORATE_KEK_FILE, QUORATE_TLS_CA, QUORATE_TLS_CERT,
 /// QUORATE_TLS_KEY; QUORATE_KEK holds the key-encryption key itself (64 hex digits).
+/// TOKIO_WORKER_THREADS sets the async runtime's worker threads (default 1; the heavy
+/// work runs on a thread pool of its own).
 ///
 /// Exit codes: 0 after SIGINT/SIGTERM, 64 bad configuration or wrong KEK, 65 damaged
 /// store, 1 anything else.
@@ -27,22 +29,44 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
     quorate_proto::install_crypto_provider();
     init_tracing(args.log_format, "info");
-    let result = async {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
         let config = NodeConfig::load(&args.config)?;
         BoundNode::bind(config)
             .await?
             .serve(shutdown_signal())
             .await
-    }
-    .await;
+    });
     if let Err(e) = result {
         tracing::error!("{e}");
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());
     }
+}
+
+/// The node's runtime: one worker thread, unless `TOKIO_WORKER_THREADS` asks for
+/// more. The worker serves the connections and the light handlers; the heavy work
+/// (calls of several round-2 requests, commitment batches, escrow splits, audit
+/// reads) runs on tokio's blocking pool, which grows with the load. A second worker
+/// only adds wake-ups between the two on every exchange: one worker brought
+/// concurrency-1 latency closer to its target and cost nothing under load
+/// (docs/benchmarks.md, "One tokio worker per node").
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    builder.build()
 }

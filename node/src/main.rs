@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use quorate_node::{BoundNode, NodeConfig};
+use quorate_node::{BoundNode, NodeConfig, NodeError};
 use quorate_proto::runtime::{init_tracing, shutdown_signal, LogFormat};
 
 /// Quorate signer node: holds this region's FROST key shares (sealed at rest under a
@@ -36,9 +36,9 @@ fn main() {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code());
         }
     };
     let result = runtime.block_on(async {
@@ -62,11 +62,22 @@ fn main() {
 /// only adds wake-ups between the two on every exchange: one worker brought
 /// concurrency-1 latency closer to its target and cost nothing under load
 /// (docs/benchmarks.md, "One tokio worker per node").
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(1);
-    }
-    builder.build()
+fn runtime() -> Result<tokio::runtime::Runtime, NodeError> {
+    let workers = match std::env::var_os("TOKIO_WORKER_THREADS") {
+        None => 1,
+        Some(value) => value
+            .to_str()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                NodeError::Config(format!(
+                    "TOKIO_WORKER_THREADS must be a whole number of at least 1, not {value:?}"
+                ))
+            })?,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(|e| NodeError::Server(format!("cannot start the async runtime: {e}")))
 }

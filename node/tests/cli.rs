@@ -5,7 +5,9 @@ use std::process::Command;
 
 fn node() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quorate-node"));
-    cmd.env_remove("QUORATE_KEK").env_remove("QUORATE_CONFIG");
+    cmd.env_remove("QUORATE_KEK")
+        .env_remove("QUORATE_CONFIG")
+        .env_remove("TOKIO_WORKER_THREADS");
     cmd
 }
 
@@ -15,6 +17,28 @@ fn help_explains_the_environment_overrides() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("QUORATE_KEK"), "{text}");
+    assert!(text.contains("TOKIO_WORKER_THREADS"), "{text}");
+}
+
+#[test]
+fn worker_threads_that_are_not_a_positive_number_exit_64() {
+    for value in ["0", "two", ""] {
+        let out = node()
+            .args(["--config", "/nonexistent/node.toml"])
+            .env("TOKIO_WORKER_THREADS", value)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "TOKIO_WORKER_THREADS={value:?}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("TOKIO_WORKER_THREADS must be a whole number of at least 1"),
+            "TOKIO_WORKER_THREADS={value:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

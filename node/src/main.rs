@@ -33,20 +33,14 @@ fn main() {
     let args = Args::parse();
     quorate_proto::install_crypto_provider();
     init_tracing(args.log_format, "info");
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("error: {e}");
-            std::process::exit(e.exit_code());
-        }
-    };
-    let result = runtime.block_on(async {
-        let config = NodeConfig::load(&args.config)?;
-        BoundNode::bind(config)
-            .await?
-            .serve(shutdown_signal())
-            .await
+    let result = runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let config = NodeConfig::load(&args.config)?;
+            BoundNode::bind(config)
+                .await?
+                .serve(shutdown_signal())
+                .await
+        })
     });
     if let Err(e) = result {
         tracing::error!("{e}");

@@ -63,9 +63,9 @@ pub mod metric {
     pub const POOLED_COMMITMENTS: &str = "quorate_coordinator_pooled_commitments";
     /// Whether each node is currently used (1) or skipped (0).
     pub const NODE_AVAILABLE: &str = "quorate_coordinator_node_available";
-    /// `SignShares` calls sent to nodes.
+    /// `SignShares` batches sent to nodes.
     pub const SHARE_CALLS: &str = "quorate_coordinator_share_calls_total";
-    /// Round-2 requests those calls carried (over `SHARE_CALLS`: shares per call).
+    /// Round-2 requests those batches carried (over `SHARE_CALLS`: shares per batch).
     pub const SHARE_REQUESTS: &str = "quorate_coordinator_share_requests_total";
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use std::time::Instant;
 
+use futures::{Stream, StreamExt};
 use quorate_proto::api;
 use quorate_proto::approval;
 use quorate_proto::audit::AuditRecord;
@@ -824,17 +825,44 @@ impl pb::node_server::Node for NodeService {
         Ok(Response::new(self.0.issue_share(recorded, started).await?))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(requests = req.get_ref().requests.len()))]
+    type SignSharesStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<pb::SignSharesResponse, Status>> + Send>>;
+
     async fn sign_shares(
         &self,
-        req: Request<pb::SignSharesRequest>,
-    ) -> Result<Response<pb::SignSharesResponse>, Status> {
+        req: Request<tonic::Streaming<pb::SignSharesRequest>>,
+    ) -> Result<Response<Self::SignSharesStream>, Status> {
         let caller = self.authorize(&req)?;
+        let service = self.clone();
+        // A few batches are signed at once (so one batch's wait for its flush does
+        // not hold up the next) and answered in the order they came: the
+        // coordinator matches answers to batches by that order. An error ends the
+        // stream.
+        let answers = req
+            .into_inner()
+            .map(move |batch| {
+                let service = service.clone();
+                let caller = caller.clone();
+                async move { service.sign_batch(batch?.requests, caller).await }
+            })
+            .buffered(api::MAX_BATCHES_IN_FLIGHT_PER_STREAM);
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+impl NodeService {
+    /// One `SignShares` batch: every request as a `SignShare` of it would be, in
+    /// order.
+    #[tracing::instrument(level = "debug", skip_all, fields(requests = requests.len()))]
+    async fn sign_batch(
+        &self,
+        requests: Vec<pb::SignShareRequest>,
+        caller: PeerIdentity,
+    ) -> Result<pb::SignSharesResponse, Status> {
         let started = Instant::now();
-        let requests = req.into_inner().requests;
         if requests.is_empty() || requests.len() > api::MAX_SHARES_PER_CALL {
             let refusal = format!(
-                "a SignShares call carries 1..={} requests, not {}",
+                "a SignShares batch carries 1..={} requests, not {}",
                 api::MAX_SHARES_PER_CALL,
                 requests.len()
             );
@@ -846,7 +874,7 @@ impl pb::node_server::Node for NodeService {
         // thread would cost about as much as the share. Several are milliseconds of
         // curve arithmetic, signed on the blocking pool so that the node's other
         // connections are not stalled. Every request's record goes in before the
-        // first share is computed, so one flush, running meanwhile, covers the call.
+        // first share is computed, so one flush, running meanwhile, covers the batch.
         let recorded = if requests.len() == 1 {
             self.0.sign_shares(requests, &caller)
         } else {
@@ -866,7 +894,7 @@ impl pb::node_server::Node for NodeService {
                 result: Some(result),
             });
         }
-        Ok(Response::new(pb::SignSharesResponse { results }))
+        Ok(pb::SignSharesResponse { results })
     }
 }
 

@@ -16,10 +16,15 @@ pub const MAX_CLIENT_ID_BYTES: usize = 512;
 /// Most commitments one `Commit` call may ask for.
 pub const MAX_COMMITMENTS_PER_CALL: u32 = 64;
 
-/// Most round-2 requests one `SignShares` call may carry. A node signs a call's
-/// requests one after another, so this bounds how long one call holds a thread of
+/// Most round-2 requests one `SignShares` batch may carry. A node signs a batch's
+/// requests one after another, so this bounds how long one batch holds a thread of
 /// the node (64 shares are some tens of milliseconds of curve arithmetic).
 pub const MAX_SHARES_PER_CALL: usize = 64;
+
+/// Most `SignShares` batches of one stream a node signs at once; later batches
+/// wait, unread, in the stream's flow-control window. A coordinator keeps two in
+/// flight per node.
+pub const MAX_BATCHES_IN_FLIGHT_PER_STREAM: usize = 4;
 
 /// A validated `Sign` request.
 #[derive(Clone, Debug, PartialEq, Eq)]

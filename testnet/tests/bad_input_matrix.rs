@@ -165,9 +165,9 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
         }
         Rpc::SignShares(r) => {
             let mut c = NodeClient::new(node_channel(net, TARGET, row.caller));
-            // A call that is not refused whole answers each request; a row's code is
+            // A batch that is not refused whole answers each request; a row's code is
             // then its first failed request's.
-            let results = c.sign_shares(r.clone()).await?.into_inner().results;
+            let results = common::sign_shares_once(&mut c, r.clone()).await?.results;
             match results.into_iter().find_map(|r| match r.result {
                 Some(pb::sign_share_result::Result::Error(e)) => Some(e),
                 _ => None,

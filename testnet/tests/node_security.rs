@@ -104,9 +104,9 @@ async fn a_node_refuses_to_sign_twice_with_one_nonce() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 }
 
-/// `SignShares` answers every request as `SignShare` would, in order: one request's
-/// failure does not touch the others, a nonce cannot be spent twice within one call,
-/// and a call of no requests or too many is refused whole.
+/// A `SignShares` batch answers every request as `SignShare` would, in order: one
+/// request's failure does not touch the others, a nonce cannot be spent twice within
+/// one batch, and a batch of no requests or too many is refused whole.
 #[tokio::test]
 async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
     let net = start_default().await;
@@ -132,12 +132,9 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
         share_request("no-such-key", b"pay c", &packages[1]),
         second,
     ];
-    let results = clients[0]
-        .1
-        .sign_shares(pb::SignSharesRequest { requests })
+    let results = common::sign_shares_once(&mut clients[0].1, pb::SignSharesRequest { requests })
         .await
         .unwrap()
-        .into_inner()
         .results;
     let outcome: Vec<Result<usize, Code>> = results
         .into_iter()
@@ -180,15 +177,72 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
 
     let too_many = quorate_proto::api::MAX_SHARES_PER_CALL + 1;
     for (requests, what) in [(0, "no requests"), (too_many, "too many requests")] {
-        let err = clients[0]
-            .1
-            .sign_shares(pb::SignSharesRequest {
+        let err = common::sign_shares_once(
+            &mut clients[0].1,
+            pb::SignSharesRequest {
                 requests: vec![first.clone(); requests],
-            })
-            .await
-            .unwrap_err();
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
+}
+
+/// One `SignShares` stream carries many batches: each is answered in the order it
+/// was sent, and a batch refused whole ends the stream after the answers before it.
+#[tokio::test]
+async fn a_share_stream_answers_its_batches_in_order_and_a_bad_batch_ends_it() {
+    let net = start_default().await;
+    let tls = coordinator_tls(&net);
+    let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|id| (id.to_string(), node_client(&net, id, &tls)))
+        .collect();
+    let packages = [
+        round1(&mut clients, "demo-ed25519").await,
+        round1(&mut clients, "demo-ed25519").await,
+    ];
+    let batch = |requests| pb::SignSharesRequest { requests };
+    let batches = vec![
+        batch(vec![share_request("demo-ed25519", b"pay a", &packages[0])]),
+        batch(vec![share_request("no-such-key", b"pay b", &packages[1])]),
+        batch(vec![share_request("demo-ed25519", b"pay c", &packages[1])]),
+        batch(vec![]),
+    ];
+    let mut answers = clients[0]
+        .1
+        .sign_shares(futures::stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcome: Vec<Result<usize, Code>> = Vec::new();
+    loop {
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                assert_eq!(answer.results.len(), 1, "one result per request");
+                outcome.push(match &answer.results[0].result {
+                    Some(pb::sign_share_result::Result::SignatureShare(share)) => Ok(share.len()),
+                    Some(pb::sign_share_result::Result::Error(e)) => Err(Code::from(e.code)),
+                    None => panic!("a result with neither share nor error"),
+                });
+            }
+            Ok(None) => panic!("the stream ended without refusing the empty batch"),
+            Err(status) => {
+                outcome.push(Err(status.code()));
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        outcome,
+        vec![
+            Ok(32),
+            Err(Code::NotFound),
+            Ok(32),
+            Err(Code::InvalidArgument)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ async fn every_nodes_pool_is_stocked_so_a_burst_signs_in_one_round() {
     );
 }
 
-/// Under concurrent load the round-2 requests for a node share `SignShares` calls,
+/// Under concurrent load the round-2 requests for a node share `SignShares` batches,
 /// each still answered on its own: every signature of the burst verifies, and every
 /// request went out exactly once.
 #[tokio::test]
@@ -161,7 +161,7 @@ async fn concurrent_signatures_share_round_two_calls() {
     let net = start(spec(5, 3)).await;
     let client = net.client().await.unwrap();
     client.sign_verified("k", b"first", DEADLINE).await.unwrap();
-    // (SignShares calls, round-2 requests they carried) so far.
+    // (SignShares batches, round-2 requests they carried) so far.
     let shares = || async {
         (
             counter(
@@ -193,6 +193,6 @@ async fn concurrent_signatures_share_round_two_calls() {
     assert_eq!(requests, 3 * burst, "round-2 requests of the burst");
     assert!(
         calls < requests,
-        "{requests} round-2 requests went out in {calls} calls: none were batched"
+        "{requests} round-2 requests went out in {calls} batches: none were batched"
     );
 }

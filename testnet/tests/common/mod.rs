@@ -49,3 +49,19 @@ pub async fn start_default() -> TestNetwork {
 }
 
 pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// One `SignShares` batch on a stream of its own: the node's answer, or the status
+/// that refused the stream or ended it.
+pub async fn sign_shares_once(
+    client: &mut quorate_proto::pb::node_client::NodeClient<tonic::transport::Channel>,
+    batch: quorate_proto::pb::SignSharesRequest,
+) -> Result<quorate_proto::pb::SignSharesResponse, tonic::Status> {
+    let mut answers = client
+        .sign_shares(futures::stream::iter([batch]))
+        .await?
+        .into_inner();
+    answers
+        .message()
+        .await?
+        .ok_or_else(|| tonic::Status::internal("the node ended the stream without an answer"))
+}

@@ -143,6 +143,12 @@ impl std::fmt::Display for NodeFailure {
     }
 }
 
+/// Whether `status` is a transport failure (tonic's `UNAVAILABLE` with an I/O
+/// cause), not an answer of the node.
+pub(crate) fn failed_in_transport(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && std::error::Error::source(status).is_some()
+}
+
 /// Calls a node once, and once more if the first attempt failed in the transport
 /// before reaching the node (a reused connection to a node that restarted fails its
 /// first call; the second attempt reconnects). Retrying is safe for both rounds: a
@@ -167,9 +173,7 @@ where
                 return Ok(resp.into_inner());
             }
             Ok(Err(status)) => {
-                let in_transport = status.code() == tonic::Code::Unavailable
-                    && std::error::Error::source(&status).is_some();
-                if in_transport && transport_retry {
+                if failed_in_transport(&status) && transport_retry {
                     transport_retry = false;
                     continue;
                 }

@@ -36,7 +36,7 @@ use tokio::time::timeout_at;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::nodes::{NodeHandle, NodePool};
-use crate::quorum::{metric, NodeFailure};
+use crate::quorum::{failed_in_transport, metric, NodeFailure};
 
 /// Outstanding `SignShares` batches per node. Two keep a node busy: it signs one
 /// batch's shares while the other batch's requests and answers are on the wire.
@@ -74,7 +74,7 @@ struct NodeQueue {
 }
 
 /// How a batch's stream failed it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum StreamEnd {
     /// The stream could not be opened: the node never saw the batch.
     NotOpened(tonic::Status),
@@ -206,11 +206,7 @@ fn fail_waiting(waiting: &Mutex<Waiting>, end: StreamEnd) {
         Waiting::Ended => return,
     };
     for reply in queue {
-        let end = match &end {
-            StreamEnd::NotOpened(s) => StreamEnd::NotOpened(s.clone()),
-            StreamEnd::Ended(s) => StreamEnd::Ended(s.clone()),
-        };
-        let _ = reply.send(Err(end));
+        let _ = reply.send(Err(end.clone()));
     }
 }
 
@@ -382,9 +378,7 @@ impl NodeQueue {
                     return Ok(answer);
                 }
                 Ok(Ok(Err(StreamEnd::NotOpened(status)))) => {
-                    let in_transport = status.code() == tonic::Code::Unavailable
-                        && std::error::Error::source(&status).is_some();
-                    if in_transport && transport_retry {
+                    if failed_in_transport(&status) && transport_retry {
                         transport_retry = false;
                         continue;
                     }

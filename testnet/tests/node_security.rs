@@ -59,6 +59,23 @@ async fn round1(
     commitments
 }
 
+/// Clients of the three nodes that sign in these tests, with their ids.
+fn signer_clients(net: &LocalNetwork, tls: &TlsPaths) -> Vec<(String, NodeClient<Channel>)> {
+    ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|id| (id.to_string(), node_client(net, id, tls)))
+        .collect()
+}
+
+/// A round-2 result as the share's length or the error's code.
+fn share_outcome(result: &pb::SignShareResult) -> Result<usize, Code> {
+    match &result.result {
+        Some(pb::sign_share_result::Result::SignatureShare(share)) => Ok(share.len()),
+        Some(pb::sign_share_result::Result::Error(e)) => Err(Code::from(e.code)),
+        None => panic!("a result with neither share nor error"),
+    }
+}
+
 fn share_request(
     key_id: &str,
     message: &[u8],
@@ -76,10 +93,7 @@ fn share_request(
 async fn a_node_refuses_to_sign_twice_with_one_nonce() {
     let net = start_default().await;
     let tls = coordinator_tls(&net);
-    let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
-        .iter()
-        .map(|id| (id.to_string(), node_client(&net, id, &tls)))
-        .collect();
+    let mut clients = signer_clients(&net, &tls);
     let commitments = round1(&mut clients, "demo-ed25519").await;
     let request = pb::SignShareRequest {
         request_id: "replay-test".into(),
@@ -112,10 +126,7 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
     let net = start_default().await;
     let tls = coordinator_tls(&net);
     let ops = Ciphersuite::Ed25519.ops();
-    let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
-        .iter()
-        .map(|id| (id.to_string(), node_client(&net, id, &tls)))
-        .collect();
+    let mut clients = signer_clients(&net, &tls);
     let packages = [
         round1(&mut clients, "demo-ed25519").await,
         round1(&mut clients, "demo-ed25519").await,
@@ -136,14 +147,7 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
         .await
         .unwrap()
         .results;
-    let outcome: Vec<Result<usize, Code>> = results
-        .into_iter()
-        .map(|r| match r.result {
-            Some(pb::sign_share_result::Result::SignatureShare(share)) => Ok(share.len()),
-            Some(pb::sign_share_result::Result::Error(e)) => Err(Code::from(e.code)),
-            None => panic!("a result with neither share nor error"),
-        })
-        .collect();
+    let outcome: Vec<Result<usize, Code>> = results.iter().map(share_outcome).collect();
     assert_eq!(
         outcome,
         vec![
@@ -195,10 +199,7 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
 async fn a_share_stream_answers_its_batches_in_order_and_a_bad_batch_ends_it() {
     let net = start_default().await;
     let tls = coordinator_tls(&net);
-    let mut clients: Vec<_> = ["node-1", "node-2", "node-3"]
-        .iter()
-        .map(|id| (id.to_string(), node_client(&net, id, &tls)))
-        .collect();
+    let mut clients = signer_clients(&net, &tls);
     let packages = [
         round1(&mut clients, "demo-ed25519").await,
         round1(&mut clients, "demo-ed25519").await,
@@ -221,11 +222,7 @@ async fn a_share_stream_answers_its_batches_in_order_and_a_bad_batch_ends_it() {
         match answers.message().await {
             Ok(Some(answer)) => {
                 assert_eq!(answer.results.len(), 1, "one result per request");
-                outcome.push(match &answer.results[0].result {
-                    Some(pb::sign_share_result::Result::SignatureShare(share)) => Ok(share.len()),
-                    Some(pb::sign_share_result::Result::Error(e)) => Err(Code::from(e.code)),
-                    None => panic!("a result with neither share nor error"),
-                });
+                outcome.push(share_outcome(&answer.results[0]));
             }
             Ok(None) => panic!("the stream ended without refusing the empty batch"),
             Err(status) => {

@@ -92,8 +92,15 @@ pub struct SuiteResult {
     pub bare_compute_ms: f64,
     /// `throughput_sps / bare_limit_sps`.
     pub bare_ratio: f64,
-    /// Median loopback mTLS gRPC round trip (ms).
+    /// Median loopback mTLS gRPC round trip (ms), measured with the limits.
     pub rtt_ms: f64,
+    /// The latency a lone request should stay within: `compute_ms` + 1.5 × `rtt_ms`,
+    /// the in-process work of one signature plus one-round signing's round trips.
+    /// The target is `p50_ms` at most this at concurrency 1; with more clients,
+    /// requests queue for the cores and it does not apply.
+    pub latency_target_ms: f64,
+    /// `p50_ms / latency_target_ms`.
+    pub p50_vs_target: f64,
     /// CPU time of all network processes and the load generator per signature (ms).
     pub cpu_ms_per_signature: f64,
     /// Peak resident set size per process during this ciphersuite's measured load
@@ -137,28 +144,39 @@ fn sign_in_process(
     (count, started.elapsed())
 }
 
-/// Both in-process limits of one ciphersuite.
+/// What a run is compared with, measured while the network idles, on the same
+/// cores: both in-process limits of one ciphersuite, and the loopback round trip.
 #[derive(Clone, Copy, Debug)]
-struct Limits {
+struct Baseline {
     limit_sps: f64,
     compute_ms: f64,
     bare_limit_sps: f64,
     bare_compute_ms: f64,
+    rtt_ms: f64,
 }
 
-impl Limits {
-    fn measure(suite: Ciphersuite, n: usize, t: u16) -> Self {
+impl Baseline {
+    async fn measure(
+        suite: Ciphersuite,
+        n: usize,
+        t: u16,
+        ping: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
+    ) -> anyhow::Result<Self> {
         let window = Duration::from_secs(3);
         let (limit_sps, compute_ms) =
             in_process_limit(suite, n, t, window, PackageDelivery::PerSigner);
         let (bare_limit_sps, bare_compute_ms) =
             in_process_limit(suite, n, t, window, PackageDelivery::Shared);
-        Self {
+        let rtt_ms = loopback_rtt(ping)
+            .await
+            .context("measuring the loopback round trip")?;
+        Ok(Self {
             limit_sps,
             compute_ms,
             bare_limit_sps,
             bare_compute_ms,
-        }
+            rtt_ms,
+        })
     }
 
     fn mean(&self, other: &Self) -> Self {
@@ -168,6 +186,7 @@ impl Limits {
             compute_ms: m(self.compute_ms, other.compute_ms),
             bare_limit_sps: m(self.bare_limit_sps, other.bare_limit_sps),
             bare_compute_ms: m(self.bare_compute_ms, other.bare_compute_ms),
+            rtt_ms: m(self.rtt_ms, other.rtt_ms),
         }
     }
 }
@@ -232,19 +251,15 @@ fn proc_cpu_ticks(pid: u32) -> Option<u64> {
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 /// Median round trip of an authenticated no-op call to a node over the reused mTLS
-/// connection.
-async fn loopback_rtt(net: &LocalNetwork) -> anyhow::Result<f64> {
-    let node = &net.nodes[0];
-    let channel = net
-        .tls_paths(Role::Coordinator, "coordinator")
-        .load()?
-        .channel(&node.endpoint, &node.spec.id, Duration::from_secs(2))?;
-    let mut client = pb::node_client::NodeClient::new(channel);
-    client.get_info(pb::GetInfoRequest {}).await?;
+/// connection `ping` (ms).
+async fn loopback_rtt(
+    ping: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
+) -> anyhow::Result<f64> {
+    ping.get_info(pb::GetInfoRequest {}).await?;
     let mut samples = Vec::with_capacity(500);
     for _ in 0..500 {
         let t0 = Instant::now();
-        client.get_info(pb::GetInfoRequest {}).await?;
+        ping.get_info(pb::GetInfoRequest {}).await?;
         samples.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     samples.sort_by(f64::total_cmp);
@@ -390,7 +405,16 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
     let mut results = Vec::new();
     let mut net = LocalNetwork::start(&dir, &opts.bin_dir, spec.clone()).await?;
     let outcome = async {
-        let rtt_ms = loopback_rtt(&net).await.context("measuring the loopback round trip")?;
+        // Round trips are timed as the coordinator makes them: to a node, with the
+        // coordinator's identity.
+        let mut ping = {
+            let node = &net.nodes[0];
+            let channel = net
+                .tls_paths(Role::Coordinator, "coordinator")
+                .load()?
+                .channel(&node.endpoint, &node.spec.id, Duration::from_secs(2))?;
+            pb::node_client::NodeClient::new(channel)
+        };
         // A few channels, as a few client processes would have.
         let channels = opts.clients.clamp(1, 4);
         let mut clients = Vec::with_capacity(channels);
@@ -399,13 +423,15 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
         }
         for key in &spec.keys {
             let suite = key.ciphersuite;
-            // The limits are measured while the network idles, on the same cores,
-            // before and after the load (this machine's speed drifts; the mean of
-            // both brackets the run).
-            let before = Limits::measure(suite, opts.nodes, opts.threshold);
+            // The baseline is measured while the network idles, before and after the
+            // load (this machine's speed drifts; the mean of both brackets the run).
+            // The round trip is timed after the limits, so that the network has idled
+            // for seconds: at start-up the coordinator is still filling its
+            // commitment pools.
+            let before = Baseline::measure(suite, opts.nodes, opts.threshold, &mut ping).await?;
             eprintln!(
-                "  {suite}: in-process limit {:.0} signatures/s ({:.2} ms each; bare FROST with one shared signing package {:.0}/s, {:.2} ms), loopback mTLS round trip {rtt_ms:.3} ms",
-                before.limit_sps, before.compute_ms, before.bare_limit_sps, before.bare_compute_ms
+                "  {suite}: in-process limit {:.0} signatures/s ({:.2} ms each; bare FROST with one shared signing package {:.0}/s, {:.2} ms), loopback mTLS round trip {:.3} ms",
+                before.limit_sps, before.compute_ms, before.bare_limit_sps, before.bare_compute_ms, before.rtt_ms
             );
             let public_key = Arc::new(clients[0].public_key(&key.key_id).await?.public_key);
             let warm = Arc::new(Shared::default());
@@ -460,16 +486,17 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 .iter()
                 .filter_map(|(n, p)| proc_status_kib(*p, "VmHWM:").map(|k| (n.clone(), k as f64 / 1024.0)))
                 .collect();
-            let after = Limits::measure(suite, opts.nodes, opts.threshold);
+            let after = Baseline::measure(suite, opts.nodes, opts.threshold, &mut ping).await?;
             eprintln!(
-                "  {suite}: in-process limit after the load {:.0} signatures/s (bare {:.0}/s)",
-                after.limit_sps, after.bare_limit_sps
+                "  {suite}: after the load, in-process limit {:.0} signatures/s (bare {:.0}/s), loopback mTLS round trip {:.3} ms",
+                after.limit_sps, after.bare_limit_sps, after.rtt_ms
             );
-            let Limits {
+            let Baseline {
                 limit_sps,
                 compute_ms,
                 bare_limit_sps,
                 bare_compute_ms,
+                rtt_ms,
             } = before.mean(&after);
             let ok = shared.ok.load(Ordering::Relaxed);
             let hist = shared
@@ -480,6 +507,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 .context("histogram")?;
             let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
             let throughput_sps = ok as f64 / secs;
+            let latency_target_ms = compute_ms + 1.5 * rtt_ms;
             results.push(SuiteResult {
                 ciphersuite: suite.name().into(),
                 nodes: opts.nodes,
@@ -502,6 +530,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 bare_compute_ms,
                 bare_ratio: throughput_sps / bare_limit_sps,
                 rtt_ms,
+                latency_target_ms,
+                p50_vs_target: ms(0.5) / latency_target_ms,
                 cpu_ms_per_signature: (cpu_after - cpu_before) as f64 / CLOCK_TICKS_PER_SEC * 1e3
                     / ok.max(1) as f64,
                 peak_rss_mib,
@@ -535,26 +565,39 @@ pub fn table(results: &[SuiteResult]) -> String {
             r.ciphersuite, r.compute_ms, r.bare_compute_ms, r.bare_limit_sps, r.bare_ratio
         ));
     }
-    if let Some(r) = results.first() {
-        out.push_str(&format!("loopback mTLS round trip: {:.3} ms\n", r.rtt_ms));
-        for r in results {
-            let rss: Vec<String> = r
-                .peak_rss_mib
-                .iter()
-                .map(|(n, m)| {
-                    format!(
-                        "{n} {m:.1} MiB ({:+.1}/{:+.1})",
-                        r.rss_growth_mib.get(n).copied().unwrap_or(0.0),
-                        r.rss_growth_second_half_mib.get(n).copied().unwrap_or(0.0)
-                    )
-                })
-                .collect();
+    for r in results {
+        out.push_str(&format!(
+            "{}: loopback mTLS round trip {:.3} ms\n",
+            r.ciphersuite, r.rtt_ms
+        ));
+        if r.clients == 1 {
             out.push_str(&format!(
-                "peak RSS ({}), growth over the whole run/its second half in parentheses: {}\n",
+                "{}: p50 {:.2} ms against the concurrency-1 target {:.2} ms (in-process signature + 1.5 round trips): {:.2}x, {}\n",
                 r.ciphersuite,
-                rss.join(", ")
+                r.p50_ms,
+                r.latency_target_ms,
+                r.p50_vs_target,
+                if r.p50_vs_target <= 1.0 { "met" } else { "not met" }
             ));
         }
+    }
+    for r in results {
+        let rss: Vec<String> = r
+            .peak_rss_mib
+            .iter()
+            .map(|(n, m)| {
+                format!(
+                    "{n} {m:.1} MiB ({:+.1}/{:+.1})",
+                    r.rss_growth_mib.get(n).copied().unwrap_or(0.0),
+                    r.rss_growth_second_half_mib.get(n).copied().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "peak RSS ({}), growth over the whole run/its second half in parentheses: {}\n",
+            r.ciphersuite,
+            rss.join(", ")
+        ));
     }
     out
 }

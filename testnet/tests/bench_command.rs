@@ -12,7 +12,15 @@ use common::bin_dir;
 fn bench_json_reports_a_real_run_with_the_contracted_fields() {
     let work = tempfile::tempdir().unwrap();
     let out = Command::new(bin_dir().join("quorate-testnet"))
-        .args(["bench", "--nodes", "3", "--threshold", "2", "--clients", "2"])
+        .args([
+            "bench",
+            "--nodes",
+            "3",
+            "--threshold",
+            "2",
+            "--clients",
+            "2",
+        ])
         .args(["--duration", "2", "--warmup", "1", "--verify-every", "1"])
         .args(["--ciphersuite", "ed25519", "--json", "--dir"])
         .arg(work.path().join("net"))
@@ -52,7 +60,10 @@ fn bench_json_reports_a_real_run_with_the_contracted_fields() {
     let target = num("compute_ms") + 1.5 * num("rtt_ms");
     assert!(num("rtt_ms") > 0.0, "{v}");
     assert!((num("latency_target_ms") - target).abs() < 1e-9, "{v}");
-    assert!((num("p50_vs_target") - num("p50_ms") / target).abs() < 1e-9, "{v}");
+    assert!(
+        (num("p50_vs_target") - num("p50_ms") / target).abs() < 1e-9,
+        "{v}"
+    );
 
     // Peak memory of every process of the network.
     let rss = v["peak_rss_mib"].as_object().expect("peak_rss_mib");

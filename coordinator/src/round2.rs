@@ -2,10 +2,10 @@
 //! node that queue up while its earlier batches are in flight go to it together, as
 //! one `SignShares` batch, on the node's stream.
 //!
-//! At most [`CALLS_IN_FLIGHT`] batches per node are outstanding. A request that finds
+//! At most [`BATCHES_IN_FLIGHT`] batches per node are outstanding. A request that finds
 //! a free slot is sent at once (so a lone request waits for nothing); one that does
 //! not goes with the next batch, together with everything else that queued
-//! meanwhile, up to [`MAX_SHARES_PER_CALL`] requests and [`MAX_CALL_BYTES`]. Under
+//! meanwhile, up to [`MAX_SHARES_PER_BATCH`] requests and [`MAX_BATCH_BYTES`]. Under
 //! load a node thus answers many shares per exchange, and the exchange and its
 //! thread wake-ups are paid once for all of them. Each request keeps its own answer:
 //! the node checks, records and signs every request as a `SignShare` of it.
@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prost::Message;
-use quorate_proto::api::MAX_SHARES_PER_CALL;
+use quorate_proto::api::MAX_SHARES_PER_BATCH;
 use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
 use quorate_proto::MAX_NODE_REQUEST_BYTES;
@@ -40,11 +40,11 @@ use crate::quorum::{failed_in_transport, metric, NodeFailure};
 
 /// Outstanding `SignShares` batches per node. Two keep a node busy: it signs one
 /// batch's shares while the other batch's requests and answers are on the wire.
-pub const CALLS_IN_FLIGHT: usize = 2;
+pub const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Most encoded request bytes in one batch: half of what a node decodes, so framing
 /// never pushes a batch over its limit.
-pub const MAX_CALL_BYTES: usize = MAX_NODE_REQUEST_BYTES / 2;
+pub const MAX_BATCH_BYTES: usize = MAX_NODE_REQUEST_BYTES / 2;
 
 type Reply = oneshot::Sender<Result<Vec<u8>, NodeFailure>>;
 
@@ -96,7 +96,7 @@ enum Waiting {
 /// batches still waiting on it.
 #[derive(Debug)]
 struct ShareStream {
-    /// Batches to send. Unbounded, as at most [`CALLS_IN_FLIGHT`] batches per node
+    /// Batches to send. Unbounded, as at most [`BATCHES_IN_FLIGHT`] batches per node
     /// are outstanding.
     batches: mpsc::UnboundedSender<pb::SignSharesRequest>,
     waiting: Arc<Mutex<Waiting>>,
@@ -262,7 +262,7 @@ impl Round2 {
                 until,
                 reply,
             });
-            let free = q.batches_in_flight < CALLS_IN_FLIGHT;
+            let free = q.batches_in_flight < BATCHES_IN_FLIGHT;
             if free {
                 q.batches_in_flight += 1;
             }
@@ -337,7 +337,7 @@ impl NodeQueue {
         let mut q = self.lock();
         let mut batch = Vec::new();
         let mut bytes = 0;
-        while batch.len() < MAX_SHARES_PER_CALL {
+        while batch.len() < MAX_SHARES_PER_BATCH {
             let Some(next) = q.waiting.front() else {
                 break;
             };
@@ -346,7 +346,7 @@ impl NodeQueue {
                 continue;
             }
             let len = next.request.encoded_len();
-            if !batch.is_empty() && bytes + len > MAX_CALL_BYTES {
+            if !batch.is_empty() && bytes + len > MAX_BATCH_BYTES {
                 break;
             }
             bytes += len;

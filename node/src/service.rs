@@ -860,10 +860,10 @@ impl NodeService {
         caller: PeerIdentity,
     ) -> Result<pb::SignSharesResponse, Status> {
         let started = Instant::now();
-        if requests.is_empty() || requests.len() > api::MAX_SHARES_PER_CALL {
+        if requests.is_empty() || requests.len() > api::MAX_SHARES_PER_BATCH {
             let refusal = format!(
                 "a SignShares batch carries 1..={} requests, not {}",
-                api::MAX_SHARES_PER_CALL,
+                api::MAX_SHARES_PER_BATCH,
                 requests.len()
             );
             let refused = NodeError::InvalidArgument(refusal.clone());

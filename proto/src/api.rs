@@ -19,7 +19,7 @@ pub const MAX_COMMITMENTS_PER_CALL: u32 = 64;
 /// Most round-2 requests one `SignShares` batch may carry. A node signs a batch's
 /// requests one after another, so this bounds how long one batch holds a thread of
 /// the node (64 shares are some tens of milliseconds of curve arithmetic).
-pub const MAX_SHARES_PER_CALL: usize = 64;
+pub const MAX_SHARES_PER_BATCH: usize = 64;
 
 /// Most `SignShares` batches of one stream a node signs at once; later batches
 /// wait, unread, in the stream's flow-control window. A coordinator keeps two in

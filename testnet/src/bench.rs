@@ -564,8 +564,6 @@ pub fn table(results: &[SuiteResult]) -> String {
             "{}: one signature in process {:.2} ms (limit), {:.2} ms with one shared signing package (bare {:.0}/s, ratio {:.2})\n",
             r.ciphersuite, r.compute_ms, r.bare_compute_ms, r.bare_limit_sps, r.bare_ratio
         ));
-    }
-    for r in results {
         out.push_str(&format!(
             "{}: loopback mTLS round trip {:.3} ms\n",
             r.ciphersuite, r.rtt_ms

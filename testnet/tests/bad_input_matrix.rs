@@ -777,7 +777,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::SignShares(pb::SignSharesRequest {
                 requests: vec![
                     pb::SignShareRequest::default();
-                    quorate_proto::api::MAX_SHARES_PER_CALL + 1
+                    quorate_proto::api::MAX_SHARES_PER_BATCH + 1
                 ],
             }),
             "more requests than a call may carry",

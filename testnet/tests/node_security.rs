@@ -179,7 +179,7 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
         .collect();
     assert_eq!(spent, expected);
 
-    let too_many = quorate_proto::api::MAX_SHARES_PER_CALL + 1;
+    let too_many = quorate_proto::api::MAX_SHARES_PER_BATCH + 1;
     for (requests, what) in [(0, "no requests"), (too_many, "too many requests")] {
         let err = common::sign_shares_once(
             &mut clients[0].1,

@@ -25,6 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use quorate_proto::audit::{AuditRecord, GENESIS_HASH};
 
@@ -197,6 +198,11 @@ pub fn log_path(data_dir: &Path) -> PathBuf {
     data_dir.join(LOG_FILE)
 }
 
+/// Called on the flusher thread with the time each `fdatasync` of the log took. The
+/// node exports it as a histogram: a share waits for its record's flush, so on a
+/// slow disk this is most of a node's round-2 latency.
+pub type FlushObserver = Box<dyn Fn(Duration) + Send>;
+
 /// The audit log.
 #[derive(Debug)]
 pub struct AuditLog {
@@ -217,8 +223,14 @@ pub struct PendingRecord(AuditRecord);
 impl AuditLog {
     /// Opens the log in the node's data directory `dir` (creating it, or moving the
     /// records of an earlier build's sled tree `audit` in `db` into it), continuing
-    /// the chain after its last record, and starts its flusher thread.
-    pub fn open(dir: &Path, db: &sled::Db, node_id: &str) -> Result<Self, NodeError> {
+    /// the chain after its last record, and starts its flusher thread, which reports
+    /// each flush's duration to `on_flush`.
+    pub fn open(
+        dir: &Path,
+        db: &sled::Db,
+        node_id: &str,
+        on_flush: FlushObserver,
+    ) -> Result<Self, NodeError> {
         let path = log_path(dir);
         migrate_from_sled(db, &path)?;
         let file = OpenOptions::new()
@@ -247,7 +259,14 @@ impl AuditLog {
             let file = file.clone();
             std::thread::Builder::new()
                 .name("audit-flush".into())
-                .spawn(move || flusher.run(sticky_failure(move || file.sync_data())))
+                .spawn(move || {
+                    flusher.run(sticky_failure(move || {
+                        let started = Instant::now();
+                        let synced = file.sync_data();
+                        on_flush(started.elapsed());
+                        synced
+                    }))
+                })
                 .map_err(storage)?
         };
         Ok(Self {
@@ -567,6 +586,10 @@ mod tests {
         assert!(err.contains("flusher thread stopped"), "{err}");
     }
 
+    fn ignore_flushes() -> FlushObserver {
+        Box::new(|_| {})
+    }
+
     /// Opens a sled store, waiting for the lock: sled releases it from background
     /// threads shortly after the last handle of an in-process reopen is dropped.
     fn open_db(dir: &std::path::Path) -> sled::Db {
@@ -591,7 +614,9 @@ mod tests {
     #[test]
     fn appended_records_chain_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || AuditLog::open(dir.path(), &open_db(dir.path()), "node-1").unwrap();
+        let open = || {
+            AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap()
+        };
         {
             let log = open();
             for i in 0..3 {
@@ -614,8 +639,33 @@ mod tests {
         assert_eq!(verify_chain(records).unwrap().0, 4);
     }
 
+    #[test]
+    fn every_flush_is_reported_with_its_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let log = {
+            let reported = reported.clone();
+            AuditLog::open(
+                dir.path(),
+                &open_db(dir.path()),
+                "node-1",
+                Box::new(move |took| reported.lock().unwrap().push(took)),
+            )
+            .unwrap()
+        };
+        for i in 0..3 {
+            log.append(record(i)).unwrap();
+        }
+        // The flusher reports a flush just before it publishes it, so every flush
+        // an append waited for has been reported by now.
+        let reported = reported.lock().unwrap().clone();
+        assert_eq!(reported.len() as u64, log.flushes());
+        assert!(log.flushes() >= 1);
+        assert!(reported.iter().all(|took| *took > Duration::ZERO));
+    }
+
     fn open_log(dir: &std::path::Path) -> std::sync::Arc<AuditLog> {
-        std::sync::Arc::new(AuditLog::open(dir, &open_db(dir), "node-1").unwrap())
+        std::sync::Arc::new(AuditLog::open(dir, &open_db(dir), "node-1", ignore_flushes()).unwrap())
     }
 
     fn record(i: usize) -> AuditRecord {
@@ -694,7 +744,8 @@ mod tests {
         drop(runtime);
         // Everything acknowledged is in the store after a reopen.
         drop(std::sync::Arc::try_unwrap(log).unwrap());
-        let log = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1").unwrap();
+        let log =
+            AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
         assert_eq!(log.len(), 16);
     }
 
@@ -734,7 +785,8 @@ mod tests {
             .unwrap();
         file.write_all(b"not a record\n").unwrap();
         drop(file);
-        let err = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1").unwrap_err();
+        let err = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes())
+            .unwrap_err();
         assert!(matches!(err, NodeError::Corrupt(_)), "{err}");
         assert!(err.to_string().contains("does not parse"), "{err}");
     }

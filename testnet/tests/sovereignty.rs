@@ -450,7 +450,7 @@ async fn metrics_endpoints_serve_the_listed_series() {
         "quorate_node_failovers_total 1",
         "quorate_node_keys 4",
         "quorate_node_audit_records",
-        "quorate_node_audit_flushes",
+        "quorate_node_audit_flush_seconds_count",
     ] {
         assert!(node.contains(series), "node lacks {series}:\n{node}");
     }

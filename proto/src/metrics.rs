@@ -206,6 +206,33 @@ impl Registry {
     }
 }
 
+/// Reads `GET /metrics` from the endpoint at `addr` ([`serve`]): the exposition text,
+/// without the HTTP head. For the bench and tests, which read the processes they
+/// start.
+pub async fn scrape(addr: &str) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    // The server closes the connection after its answer.
+    stream.read_to_string(&mut response).await?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!(
+            "{addr} did not serve metrics: {:?}",
+            response.lines().next().unwrap_or("no answer")
+        ))),
+    }
+}
+
+/// The value of `series` (its name and labels exactly as [`Registry::render`] writes
+/// them, e.g. `quorate_node_sign_share_seconds_sum`) in exposition `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Serves `GET /metrics` on `listener` until the task is dropped. `refresh` runs
 /// before each scrape to update gauges that are read rather than counted.
 pub async fn serve(
@@ -262,6 +289,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]
     fn renders_counters_gauges_and_histograms() {
@@ -277,5 +305,38 @@ mod tests {
         assert!(text.contains("q_latency_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("q_latency_seconds_count 1"));
         assert_eq!(r.counter_value("q_requests_total", &[("rpc", "Sign")]), 2);
+    }
+
+    #[tokio::test]
+    async fn scrape_reads_what_serve_renders() {
+        let registry = Registry::new();
+        registry.inc("q_requests_total", "Requests.", &[("rpc", "Sign")], 2);
+        registry.observe("q_latency_seconds", "Latency.", &[], 0.003);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let refreshed = Arc::new(AtomicU64::new(0));
+        let refresh = {
+            let refreshed = refreshed.clone();
+            Arc::new(move |r: &Registry| {
+                let n = refreshed.fetch_add(1, Ordering::Relaxed) + 1;
+                r.set("q_scrapes", "Scrapes.", &[], n as f64);
+            })
+        };
+        let server = tokio::spawn(serve(listener, registry, refresh));
+        let text = scrape(&addr).await.unwrap();
+        assert!(!text.starts_with("HTTP/"), "the head is stripped: {text}");
+        assert_eq!(sample(&text, "q_requests_total{rpc=\"Sign\"}"), Some(2.0));
+        assert_eq!(sample(&text, "q_latency_seconds_sum"), Some(0.003));
+        assert_eq!(sample(&text, "q_latency_seconds_count"), Some(1.0));
+        assert_eq!(sample(&text, "q_scrapes"), Some(1.0));
+        // A name that is only the start of another series is not that series.
+        assert_eq!(sample(&text, "q_latency_seconds"), None);
+        assert_eq!(sample(&text, "q_missing"), None);
+        server.abort();
+        let _ = server.await;
+        assert!(
+            scrape(&addr).await.is_err(),
+            "nothing serves {addr} any more"
+        );
     }
 }

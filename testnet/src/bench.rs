@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use quorate_proto::identity::Role;
+use quorate_proto::metrics;
 use quorate_proto::pb;
 use quorate_proto::suite::{Ciphersuite, LocalQuorum, PackageDelivery};
 use serde::Serialize;
@@ -103,6 +104,19 @@ pub struct SuiteResult {
     pub p50_vs_target: f64,
     /// CPU time of all network processes and the load generator per signature (ms).
     pub cpu_ms_per_signature: f64,
+    /// Mean time a node took for one signature share, from when it took up the
+    /// request (or the round-2 batch carrying it) until the share could leave with its
+    /// audit record on disk (ms; the nodes' `quorate_node_sign_share_seconds` over the
+    /// measured load).
+    /// `null` if the nodes' metrics could not be read.
+    pub node_share_ms: Option<f64>,
+    /// Mean duration of one audit log `fdatasync` on the nodes (ms;
+    /// `quorate_node_audit_flush_seconds`): what each share waits for at least, less
+    /// whatever work overlaps it.
+    pub audit_flush_ms: Option<f64>,
+    /// Audit records per flush on the nodes: above 1 when concurrent shares share a
+    /// group commit.
+    pub audit_records_per_flush: Option<f64>,
     /// Peak resident set size per process during this ciphersuite's measured load
     /// (MiB; the peak is reset before it, where the kernel allows).
     pub peak_rss_mib: BTreeMap<String, f64>,
@@ -214,6 +228,52 @@ pub fn in_process_limit(
         .map(|(count, took)| count as f64 / took.as_secs_f64().max(1e-9))
         .sum();
     (limit_sps, compute_ms)
+}
+
+/// The nodes' round-2 and audit-flush metrics, summed over all nodes.
+#[derive(Clone, Copy, Debug, Default)]
+struct NodeTimings {
+    share_seconds: f64,
+    shares: f64,
+    flush_seconds: f64,
+    flushes: f64,
+    records: f64,
+}
+
+impl NodeTimings {
+    /// Reads every node's metrics endpoint; `None` if any cannot be read.
+    async fn scrape(addrs: &[String]) -> Option<Self> {
+        let mut sum = Self::default();
+        for addr in addrs {
+            let text = tokio::time::timeout(Duration::from_secs(2), metrics::scrape(addr))
+                .await
+                .ok()?
+                .ok()?;
+            let value = |series: &str| metrics::sample(&text, series).unwrap_or(0.0);
+            sum.share_seconds += value("quorate_node_sign_share_seconds_sum");
+            sum.shares += value("quorate_node_sign_share_seconds_count");
+            sum.flush_seconds += value("quorate_node_audit_flush_seconds_sum");
+            sum.flushes += value("quorate_node_audit_flush_seconds_count");
+            sum.records += value("quorate_node_audit_records");
+        }
+        Some(sum)
+    }
+
+    /// Per-share and per-flush means between `self` and a later reading (ms), and
+    /// records per flush: `node_share_ms`, `audit_flush_ms`, `audit_records_per_flush`.
+    fn means_until(&self, later: &Self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let per = |sum: f64, count: f64| (count > 0.0).then(|| sum / count);
+        let flushes = later.flushes - self.flushes;
+        (
+            per(
+                later.share_seconds - self.share_seconds,
+                later.shares - self.shares,
+            )
+            .map(|s| s * 1e3),
+            per(later.flush_seconds - self.flush_seconds, flushes).map(|s| s * 1e3),
+            per(later.records - self.records, flushes),
+        )
+    }
 }
 
 /// Resident set size of each process (KiB).
@@ -449,6 +509,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
             if let Some(pid) = net.coordinator.pid() {
                 pids.insert("coordinator".into(), pid);
             }
+            let node_metrics: Vec<String> = net.nodes.iter().map(|n| n.metrics.clone()).collect();
+            let timings_before = NodeTimings::scrape(&node_metrics).await;
             let me = std::process::id();
             let cpu_before: u64 = pids.values().chain([&me]).filter_map(|p| proc_cpu_ticks(*p)).sum();
             for pid in pids.values() {
@@ -469,6 +531,12 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
             load(&clients, opts.clients, &key.key_id, suite, public_key, opts.verify_every, opts.duration, shared.clone(), true).await;
             let secs = started.elapsed().as_secs_f64();
             let cpu_after: u64 = pids.values().chain([&me]).filter_map(|p| proc_cpu_ticks(*p)).sum();
+            let timings_after = NodeTimings::scrape(&node_metrics).await;
+            let (node_share_ms, audit_flush_ms, audit_records_per_flush) =
+                match (timings_before, timings_after) {
+                    (Some(before), Some(after)) => before.means_until(&after),
+                    _ => (None, None, None),
+                };
             let rss_mid = rss_mid.await.unwrap_or_default();
             let rss_last = rss_kib(&pids);
             let growth = |from: &HashMap<String, u64>| -> BTreeMap<String, f64> {
@@ -534,6 +602,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 p50_vs_target: ms(0.5) / latency_target_ms,
                 cpu_ms_per_signature: (cpu_after - cpu_before) as f64 / CLOCK_TICKS_PER_SEC * 1e3
                     / ok.max(1) as f64,
+                node_share_ms,
+                audit_flush_ms,
+                audit_records_per_flush,
                 peak_rss_mib,
                 rss_growth_mib,
                 rss_growth_second_half_mib,
@@ -568,6 +639,14 @@ pub fn table(results: &[SuiteResult]) -> String {
             "{}: loopback mTLS round trip {:.3} ms\n",
             r.ciphersuite, r.rtt_ms
         ));
+        if let (Some(share), Some(flush), Some(per_flush)) =
+            (r.node_share_ms, r.audit_flush_ms, r.audit_records_per_flush)
+        {
+            out.push_str(&format!(
+                "{}: on the nodes, a share took {share:.3} ms from when its request was taken up until it could leave with its audit record on disk; an audit fdatasync {flush:.3} ms, {per_flush:.1} records per flush\n",
+                r.ciphersuite
+            ));
+        }
         if r.clients == 1 {
             out.push_str(&format!(
                 "{}: p50 {:.2} ms against the concurrency-1 target {:.2} ms (in-process signature + 1.5 round trips): {:.2}x, {}\n",

@@ -65,6 +65,12 @@ fn bench_json_reports_a_real_run_with_the_contracted_fields() {
         "{v}"
     );
 
+    // The nodes' own timings, read from their metrics over the measured load (each
+    // share waited for an fdatasync of its audit record).
+    for field in ["node_share_ms", "audit_flush_ms", "audit_records_per_flush"] {
+        assert!(num(field) > 0.0, "{field}: {v}");
+    }
+
     // Peak memory of every process of the network.
     let rss = v["peak_rss_mib"].as_object().expect("peak_rss_mib");
     let mut names: Vec<&str> = rss.keys().map(String::as_str).collect();

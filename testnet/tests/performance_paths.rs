@@ -7,21 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{start, DEADLINE};
+use quorate_proto::metrics;
 use quorate_proto::suite::Ciphersuite;
 use quorate_testnet::spec::{KeySpec, NetworkSpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn counter(addr: &str, name: &str) -> u64 {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let text = metrics::scrape(addr).await.unwrap();
+    metrics::sample(&text, name).map_or(0, |v| v as u64)
 }
 
 fn spec(n: usize, t: u16) -> NetworkSpec {

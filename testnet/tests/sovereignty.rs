@@ -16,7 +16,6 @@ use quorate_proto::suite::Ciphersuite;
 use quorate_testnet::client::SignerClient;
 use quorate_testnet::network::LocalNetwork;
 use quorate_testnet::spec::{KeySpec, NetworkSpec, PolicySpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -393,15 +392,7 @@ async fn the_audit_record_survives_a_node_killed_right_after_its_share() {
 }
 
 async fn scrape(addr: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
+    quorate_proto::metrics::scrape(addr).await.unwrap()
 }
 
 #[tokio::test]

@@ -107,12 +107,11 @@ pub struct SuiteResult {
     /// Mean time a node took for one signature share, from when it took up the
     /// request (or the round-2 batch carrying it) until the share could leave with its
     /// audit record on disk (ms; the nodes' `quorate_node_sign_share_seconds` over the
-    /// measured load).
-    /// `null` if the nodes' metrics could not be read.
+    /// measured load). This and the next two are `null` if the nodes' metrics could
+    /// not be read.
     pub node_share_ms: Option<f64>,
-    /// Mean duration of one audit log `fdatasync` on the nodes (ms;
-    /// `quorate_node_audit_flush_seconds`): what each share waits for at least, less
-    /// whatever work overlaps it.
+    /// Mean duration of one audit-log `fdatasync` on the nodes (ms;
+    /// `quorate_node_audit_flush_seconds`); every share waits for one to end.
     pub audit_flush_ms: Option<f64>,
     /// Audit records per flush on the nodes: above 1 when concurrent shares share a
     /// group commit.

@@ -136,8 +136,9 @@ impl Flusher {
     }
 
     /// The flusher thread: flushes (with `flush`) whenever records wait, until the
-    /// log closes.
-    fn run(&self, mut flush: impl FnMut() -> Result<(), String>) {
+    /// log closes, and reports each flush's duration to `on_flush` once its waiters
+    /// have been told, so that the report never holds up a share.
+    fn run(&self, mut flush: impl FnMut() -> Result<(), String>, on_flush: FlushObserver) {
         // Should this thread die (a panic inside the store), every waiter, present
         // and future, gets an error instead of waiting for a flush that never comes.
         struct FailWaitersOnPanic<'a>(&'a Flusher);
@@ -168,7 +169,9 @@ impl Flusher {
                 queue.requested_below
             };
             // Every record below `target` was inserted before this call.
+            let started = Instant::now();
             let result = flush();
+            let took = started.elapsed();
             self.flushes.fetch_add(1, Ordering::Relaxed);
             let snapshot = {
                 let mut flushed = self.flushed();
@@ -182,6 +185,7 @@ impl Flusher {
                 flushed.clone()
             };
             self.publish(snapshot);
+            on_flush(took);
         }
     }
 }
@@ -198,9 +202,10 @@ pub fn log_path(data_dir: &Path) -> PathBuf {
     data_dir.join(LOG_FILE)
 }
 
-/// Called on the flusher thread with the time each `fdatasync` of the log took. The
-/// node exports it as a histogram: a share waits for its record's flush, so on a
-/// slow disk this is most of a node's round-2 latency.
+/// Called on the flusher thread with the time each flush (`fdatasync`) of the log
+/// took, after its waiters have been told. The node exports it as a histogram: a
+/// share waits for its record's flush, so on a slow disk this is most of a node's
+/// round-2 latency.
 pub type FlushObserver = Box<dyn Fn(Duration) + Send>;
 
 /// The audit log.
@@ -259,14 +264,7 @@ impl AuditLog {
             let file = file.clone();
             std::thread::Builder::new()
                 .name("audit-flush".into())
-                .spawn(move || {
-                    flusher.run(sticky_failure(move || {
-                        let started = Instant::now();
-                        let synced = file.sync_data();
-                        on_flush(started.elapsed());
-                        synced
-                    }))
-                })
+                .spawn(move || flusher.run(sticky_failure(move || file.sync_data()), on_flush))
                 .map_err(storage)?
         };
         Ok(Self {
@@ -530,7 +528,7 @@ mod tests {
         let flusher = Flusher::new(0);
         let thread = {
             let flusher = flusher.clone();
-            std::thread::spawn(move || flusher.run(flush))
+            std::thread::spawn(move || flusher.run(flush, ignore_flushes()))
         };
         flusher.request(1);
         // What a synchronous waiter does (`AuditLog::append`), with a deadline.
@@ -656,11 +654,13 @@ mod tests {
         for i in 0..3 {
             log.append(record(i)).unwrap();
         }
-        // The flusher reports a flush just before it publishes it, so every flush
-        // an append waited for has been reported by now.
+        let flushes = log.flushes();
+        // The flusher reports a flush just after it publishes it: closing the log
+        // joins the flusher thread, so every report is in by then.
+        drop(log);
         let reported = reported.lock().unwrap().clone();
-        assert_eq!(reported.len() as u64, log.flushes());
-        assert!(log.flushes() >= 1);
+        assert_eq!(reported.len() as u64, flushes);
+        assert!(flushes >= 1);
         assert!(reported.iter().all(|took| *took > Duration::ZERO));
     }
 

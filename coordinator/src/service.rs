@@ -180,9 +180,11 @@ impl SignerService {
             match &req.request_id {
                 Some(request_id) => {
                     let binding = [req.key_id.as_bytes(), &[0], &req.message].concat();
-                    let slot = self
-                        .idempotency
-                        .slot(request_id, quorate_proto::sha256(&binding))?;
+                    let slot = self.idempotency.slot(
+                        &client_id,
+                        request_id,
+                        quorate_proto::sha256(&binding),
+                    )?;
                     slot.get_or_try_init(|| self.sign_once(&req, &caller, deadline))
                         .await
                         .cloned()

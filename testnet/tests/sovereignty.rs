@@ -275,6 +275,23 @@ async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
         .await
         .unwrap();
 
+    // Request ids belong to their client: repeating the allowed client's id and
+    // message does not hand its stored signature to a client the policy refuses.
+    let stored = payments
+        .sign("payments-only", b"pay 10", Some("req-7"), DEADLINE)
+        .await
+        .unwrap();
+    let err = demo
+        .sign("payments-only", b"pay 10", Some("req-7"), DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let again = payments
+        .sign("payments-only", b"pay 10", Some("req-7"), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(stored.signature, again.signature);
+
     // A coordinator that relays a request for another client is refused by the node.
     let ops = Ciphersuite::Ed25519.ops();
     let ids = ["node-1", "node-2", "node-3"];

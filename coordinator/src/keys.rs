@@ -131,16 +131,15 @@ impl KeyDirectory {
         let answers = futures::future::join_all(self.pool.all().map(|node| async move {
             let mut req = tonic::Request::new(pb::ListNodeKeysRequest {});
             req.set_timeout(timeout);
-            let started = Instant::now();
             let result = tokio::time::timeout(timeout, node.client().list_node_keys(req)).await;
             match result {
                 Ok(Ok(resp)) => {
-                    node.record_success(started.elapsed());
+                    node.record_answered();
                     Some((node.id.clone(), resp.into_inner().keys))
                 }
                 Ok(Err(status)) => {
                     tracing::warn!(node = %node.id, code = ?status.code(), "listing keys failed: {}", status.message());
-                    node.record_failure();
+                    node.record_status(&status);
                     None
                 }
                 Err(_) => {

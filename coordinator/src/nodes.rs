@@ -29,6 +29,24 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// node that answers probes can still be malicious.
 pub const CULPRIT_QUARANTINE: Duration = Duration::from_secs(60);
 
+/// Whether a node's error `status` refuses one request (malformed or stale input, a
+/// spent or unknown commitment, the key's policy or a client's rate limit) rather than
+/// saying that the node is unreachable, overloaded or broken. Only the latter count
+/// against its health: counted as failures, refusals would let one client's requests
+/// (past its rate limit, say) make healthy nodes look down to every client.
+pub fn is_refusal(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::ResourceExhausted
+    )
+}
+
 #[derive(Debug, Default)]
 struct Health {
     quarantined_until: Option<Instant>,
@@ -59,6 +77,13 @@ impl NodeHandle {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records a successful call that is not a signing round (a batch of
+    /// commitments, a key listing): the node is up, but how long the call took says
+    /// nothing about how fast it answers a signing round, which orders quorums.
+    pub fn record_answered(&self) {
+        self.health().consecutive_failures = 0;
+    }
+
     /// Records a successful call that took `elapsed`.
     pub fn record_success(&self, elapsed: Duration) {
         let mut h = self.health();
@@ -68,6 +93,15 @@ impl NodeHandle {
             Some(prev) => 0.8 * prev + 0.2 * sample,
             None => sample,
         });
+    }
+
+    /// Records a call the node answered with an error `status`: a refusal of the
+    /// request itself ([`is_refusal`]) comes from a node that is serving and leaves
+    /// its health as it was; any other error is a failure.
+    pub fn record_status(&self, status: &tonic::Status) {
+        if !is_refusal(status) {
+            self.record_failure();
+        }
     }
 
     /// Records a failed call.
@@ -180,5 +214,45 @@ impl NodePool {
             ticker.tick().await;
             futures::future::join_all(self.all().map(|n| n.probe(interval))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node behind a channel that is never used.
+    fn node() -> NodeHandle {
+        NodeHandle {
+            id: "node-1".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            channel: Channel::from_static("http://127.0.0.1:9").connect_lazy(),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_leave_health_alone_and_failures_skip_the_node() {
+        let node = node();
+        for _ in 0..5 {
+            node.record_status(&tonic::Status::resource_exhausted("client over its rate"));
+            node.record_status(&tonic::Status::failed_precondition("commitment spent"));
+            node.record_status(&tonic::Status::invalid_argument("bad package"));
+        }
+        assert!(node.is_available());
+        for _ in 0..FAILURES_BEFORE_SKIP {
+            node.record_status(&tonic::Status::unavailable("connection refused"));
+        }
+        assert!(!node.is_available());
+        node.record_answered();
+        assert!(node.is_available());
+    }
+
+    #[tokio::test]
+    async fn only_signing_rounds_set_the_latency_that_orders_quorums() {
+        let node = node();
+        node.record_success(Duration::from_micros(500));
+        node.record_answered();
+        assert_eq!(node.preference(), (false, 500));
     }
 }

@@ -163,11 +163,10 @@ impl CommitmentPool {
                 count: this.batch,
             });
             req.set_timeout(this.node_timeout);
-            let started = Instant::now();
             let result = tokio::time::timeout(this.node_timeout, node.client().commit(req)).await;
             match result {
                 Ok(Ok(resp)) => {
-                    node.record_success(started.elapsed());
+                    node.record_answered();
                     let fetched = Instant::now();
                     let encoded = resp.into_inner().commitments;
                     // A batch is milliseconds of point decoding: off the async workers.
@@ -190,7 +189,7 @@ impl CommitmentPool {
                 }
                 Ok(Err(status)) => {
                     tracing::debug!(node = %node.id, "commitment refill failed: {}", status.message());
-                    node.record_failure();
+                    node.record_status(&status);
                 }
                 Err(_) => node.record_failure(),
             }

@@ -177,7 +177,7 @@ where
                     transport_retry = false;
                     continue;
                 }
-                node.record_failure();
+                node.record_status(&status);
                 return Err(NodeFailure::Status(status));
             }
             Err(_) => {

@@ -392,7 +392,7 @@ impl NodeQueue {
                     return Err(NodeFailure::Timeout);
                 }
             };
-            self.node.record_failure();
+            self.node.record_status(&status);
             return Err(NodeFailure::Status(status));
         }
     }
@@ -448,11 +448,9 @@ impl NodeQueue {
                 Some(pb::sign_share_result::Result::SignatureShare(share)) => Ok(share),
                 Some(pb::sign_share_result::Result::Error(e)) => {
                     // As a failed `SignShare` call would be.
-                    node.record_failure();
-                    Err(NodeFailure::Status(tonic::Status::new(
-                        tonic::Code::from(e.code),
-                        e.message,
-                    )))
+                    let status = tonic::Status::new(tonic::Code::from(e.code), e.message);
+                    node.record_status(&status);
+                    Err(NodeFailure::Status(status))
                 }
                 None => {
                     node.record_failure();

@@ -19,6 +19,15 @@ use crate::nodes::NodeHandle;
 
 type PoolKey = (String, String);
 
+/// Most commitments pooled for one node across all its keys. Without a bound, a
+/// coordinator serving many keys would hold up to three batches per node and key,
+/// and each node keeps the nonces behind them (its own bound, `nonces.max_outstanding`,
+/// 100 000 by default, is shared by every coordinator): past it the node evicts
+/// nonces the coordinator still pools, and signatures fall back to two rounds anyway.
+/// At the bound a key's pool is not refilled and that key signs in two rounds until
+/// commitments are used or expire.
+pub const MAX_POOLED_PER_NODE: usize = 8192;
+
 /// A pooled commitment and when its batch was fetched. A commitment taken but not
 /// used goes back with its age: the node's nonce behind it ages all the same.
 #[derive(Clone, Debug)]
@@ -39,6 +48,8 @@ pub struct CommitmentPool {
     /// Pooled commitments older than this are dropped (well inside the nodes' nonce
     /// lifetime).
     max_age: Duration,
+    /// At most this many commitments pooled per node, all keys together.
+    max_per_node: usize,
     node_timeout: Duration,
 }
 
@@ -46,11 +57,22 @@ impl CommitmentPool {
     /// A pool refilled `batch` at a time, keeping commitments for at most
     /// `max_age`.
     pub fn new(batch: u32, max_age: Duration, node_timeout: Duration) -> Self {
+        Self::with_node_budget(batch, max_age, node_timeout, MAX_POOLED_PER_NODE)
+    }
+
+    /// As [`Self::new`], with at most `max_per_node` commitments pooled per node.
+    fn with_node_budget(
+        batch: u32,
+        max_age: Duration,
+        node_timeout: Duration,
+        max_per_node: usize,
+    ) -> Self {
         Self {
             pools: Mutex::new(HashMap::new()),
             refilling: Mutex::new(HashSet::new()),
             batch,
             max_age,
+            max_per_node,
             node_timeout,
         }
     }
@@ -85,7 +107,10 @@ impl CommitmentPool {
     /// back and commitments go back to the front with their age, so the oldest are
     /// always in front.
     fn drop_expired(&self, pool: &mut VecDeque<PooledCommitment>) {
-        let now = Instant::now();
+        self.drop_expired_at(pool, Instant::now());
+    }
+
+    fn drop_expired_at(&self, pool: &mut VecDeque<PooledCommitment>, now: Instant) {
         while pool
             .front()
             .is_some_and(|p| now.duration_since(p.fetched) >= self.max_age)
@@ -118,6 +143,23 @@ impl CommitmentPool {
         pool.len() < self.batch as usize
     }
 
+    /// Whether another batch for `node` fits its budget ([`MAX_POOLED_PER_NODE`]).
+    /// Counting sweeps the node's pools: expired commitments are dropped and empty
+    /// pools (keys no longer signed) forgotten, so neither holds the budget.
+    fn has_room(&self, node: &str) -> bool {
+        let now = Instant::now();
+        let mut pooled = 0;
+        self.pools().retain(|(n, _), pool| {
+            if n != node {
+                return true;
+            }
+            self.drop_expired_at(pool, now);
+            pooled += pool.len();
+            !pool.is_empty()
+        });
+        pooled + self.batch as usize <= self.max_per_node
+    }
+
     /// Forgets every commitment of `node` (it restarted or failed).
     pub fn clear_node(&self, node: &str) {
         self.pools().retain(|(n, _), _| n != node);
@@ -146,14 +188,17 @@ impl CommitmentPool {
             return;
         }
         let key = (node.id.clone(), key_id.to_string());
-        if !self.is_low(&key)
-            || !self
-                .refilling
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone())
-        {
+        if !self.is_low(&key) {
             return;
+        }
+        {
+            let mut refilling = self.refilling.lock().unwrap_or_else(|p| p.into_inner());
+            // The budget is counted only for a refill that would start: counting
+            // walks every pool.
+            if refilling.contains(&key) || !self.has_room(&node.id) {
+                return;
+            }
+            refilling.insert(key.clone());
         }
         let this = self.clone();
         let node = node.clone();
@@ -263,6 +308,37 @@ mod tests {
         assert!(pool.is_empty(), "and they are dropped");
         pool.stock(&key(), commitments(2), Instant::now());
         assert!(!pool.is_low(&key()));
+    }
+
+    #[test]
+    fn a_node_budget_bounds_pooling_across_keys_and_expired_stock_frees_it() {
+        let pool = CommitmentPool::with_node_budget(2, MAX_AGE, Duration::from_secs(1), 5);
+        let of = |node: &str, key: &str| (node.to_string(), key.to_string());
+        pool.stock(&of("node-1", "a"), commitments(2), Instant::now());
+        pool.stock(&of("node-1", "b"), commitments(2), Instant::now());
+        pool.stock(&of("node-2", "a"), commitments(2), Instant::now());
+        // Four pooled for node-1: another batch of two would pass its five.
+        assert!(!pool.has_room("node-1"));
+        assert!(pool.has_room("node-2"), "the budget is per node");
+        // Using commitments frees the budget.
+        pool.take("node-1", "a").expect("stocked");
+        assert!(pool.has_room("node-1"));
+        // So does expiry, and the expired key's pool is forgotten with its stock.
+        pool.stock(
+            &of("node-1", "c"),
+            commitments(2),
+            ago(MAX_AGE + Duration::from_secs(1)),
+        );
+        pool.stock(&of("node-1", "a"), commitments(2), Instant::now());
+        assert!(!pool.has_room("node-1"), "five unexpired for node-1");
+        pool.take("node-1", "b").expect("stocked");
+        pool.take("node-1", "b").expect("stocked");
+        assert!(pool.has_room("node-1"));
+        let pools = pool.pools();
+        assert!(
+            !pools.contains_key(&of("node-1", "c")) && !pools.contains_key(&of("node-1", "b")),
+            "empty pools are forgotten"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use quorate_proto::identity::Role;
 use quorate_proto::metrics;
@@ -129,32 +129,31 @@ pub struct SuiteResult {
 /// Signs in one thread for `window` with every party of a signature in this
 /// process ([`LocalQuorum`], the same `SuiteOps` code path as the network:
 /// commitments, shares, aggregation with its verification); returns the count and
-/// the time it took. The key is dealt before the clock starts.
+/// the time it took. The key is dealt before the clock starts. A failure is an
+/// error, not a short count: a baseline of zero would make every ratio infinite.
 fn sign_in_process(
     suite: Ciphersuite,
     n: usize,
     t: u16,
     window: Duration,
     delivery: PackageDelivery,
-) -> (u64, Duration) {
+) -> anyhow::Result<(u64, Duration)> {
     let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
     let signers: Vec<usize> = (0..usize::from(t)).collect();
-    let Ok(quorum) = suite
+    let quorum = suite
         .ops()
         .split(None, &names, t)
         .and_then(|dealt| LocalQuorum::new(suite, &dealt, &signers))
-    else {
-        return (0, window);
-    };
+        .with_context(|| format!("dealing a {t}-of-{n} {suite} key for the in-process baseline"))?;
     let started = Instant::now();
     let mut count = 0u64;
     while started.elapsed() < window {
-        if quorum.sign(&count.to_be_bytes(), delivery).is_err() {
-            break;
-        }
+        quorum
+            .sign(&count.to_be_bytes(), delivery)
+            .with_context(|| format!("signing in process ({suite})"))?;
         count += 1;
     }
-    (count, started.elapsed())
+    Ok((count, started.elapsed()))
 }
 
 /// What a run is compared with, measured while the network idles, on the same
@@ -177,9 +176,9 @@ impl Baseline {
     ) -> anyhow::Result<Self> {
         let window = Duration::from_secs(3);
         let (limit_sps, compute_ms) =
-            in_process_limit(suite, n, t, window, PackageDelivery::PerSigner);
+            in_process_limit(suite, n, t, window, PackageDelivery::PerSigner)?;
         let (bare_limit_sps, bare_compute_ms) =
-            in_process_limit(suite, n, t, window, PackageDelivery::Shared);
+            in_process_limit(suite, n, t, window, PackageDelivery::Shared)?;
         let rtt_ms = loopback_rtt(ping)
             .await
             .context("measuring the loopback round trip")?;
@@ -212,8 +211,8 @@ pub fn in_process_limit(
     t: u16,
     window: Duration,
     delivery: PackageDelivery,
-) -> (f64, f64) {
-    let (single, took) = sign_in_process(suite, n, t, Duration::from_millis(1000), delivery);
+) -> anyhow::Result<(f64, f64)> {
+    let (single, took) = sign_in_process(suite, n, t, Duration::from_millis(1000), delivery)?;
     let compute_ms = took.as_secs_f64() * 1e3 / single.max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let handles: Vec<_> = (0..cores)
@@ -221,12 +220,14 @@ pub fn in_process_limit(
         .collect();
     // Each thread's own rate, summed: the threads start their clocks when their key
     // is dealt.
-    let limit_sps = handles
-        .into_iter()
-        .filter_map(|h| h.join().ok())
-        .map(|(count, took)| count as f64 / took.as_secs_f64().max(1e-9))
-        .sum();
-    (limit_sps, compute_ms)
+    let mut limit_sps = 0.0;
+    for handle in handles {
+        let (count, took) = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("an in-process signing thread panicked"))??;
+        limit_sps += count as f64 / took.as_secs_f64().max(1e-9);
+    }
+    Ok((limit_sps, compute_ms))
 }
 
 /// The nodes' round-2 and audit-flush metrics, summed over all nodes.
@@ -566,6 +567,12 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 rtt_ms,
             } = before.mean(&after);
             let ok = shared.ok.load(Ordering::Relaxed);
+            if ok == 0 {
+                // Latency percentiles of no signature would read 0 ms, and at one
+                // client "met".
+                let errors = shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                bail!("{suite}: no signature succeeded in {secs:.0} s of load; errors by code: {errors:?}");
+            }
             let hist = shared
                 .latencies
                 .lock()
@@ -599,7 +606,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 rtt_ms,
                 latency_target_ms,
                 p50_vs_target: ms(0.5) / latency_target_ms,
-                cpu_ms_per_signature: (cpu_after - cpu_before) as f64 / CLOCK_TICKS_PER_SEC * 1e3
+                // Saturating: a process that exits during the load drops out of
+                // the second sum.
+                cpu_ms_per_signature: cpu_after.saturating_sub(cpu_before) as f64
+                    / CLOCK_TICKS_PER_SEC
+                    * 1e3
                     / ok.max(1) as f64,
                 node_share_ms,
                 audit_flush_ms,
@@ -693,4 +704,35 @@ pub fn json_line(results: &[SuiteResult]) -> anyhow::Result<String> {
 /// Whether a path looks like a release build directory (for a warning).
 pub fn is_release_dir(dir: &Path) -> bool {
     dir.ends_with("release")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_in_process_baseline_that_cannot_sign_is_an_error_not_a_zero_limit() {
+        // Three signers of five cannot be dealt as a 5-of-3 key.
+        let err = in_process_limit(
+            Ciphersuite::Ed25519,
+            3,
+            5,
+            Duration::from_millis(10),
+            PackageDelivery::PerSigner,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("in-process baseline"),
+            "{err:#}"
+        );
+        let (limit_sps, compute_ms) = in_process_limit(
+            Ciphersuite::Ed25519,
+            3,
+            2,
+            Duration::from_millis(10),
+            PackageDelivery::PerSigner,
+        )
+        .unwrap();
+        assert!(limit_sps > 0.0 && compute_ms > 0.0);
+    }
 }

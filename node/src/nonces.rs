@@ -2,8 +2,9 @@
 //!
 //! A nonce is reachable only through the commitment it was issued with, and
 //! [`NonceStore::take`] removes it: nothing can sign with it twice. Nonces expire after
-//! a TTL and the store is bounded; a restart forgets them all, so a crash can never
-//! replay one.
+//! a TTL (swept on every insert, take and count, so that expired secrets do not stay
+//! in memory when calls stop) and the store is bounded; a restart forgets them all,
+//! so a crash can never replay one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -24,6 +25,27 @@ struct Inner {
     live: HashMap<CommitmentId, Entry>,
     /// Issue order, for expiry and eviction; may hold ids already taken.
     order: VecDeque<CommitmentId>,
+}
+
+impl Inner {
+    /// Drops, from the front of the issue order, ids already taken and nonces that
+    /// have expired, and beyond `max` the oldest nonces. Nonces are issued in order
+    /// (each stamped under the lock), so the expired ones are all at the front: this
+    /// stops at the first live one: one lookup when nothing expired.
+    fn sweep(&mut self, now: Instant, ttl: Duration, max: usize) {
+        while let Some(front) = self.order.front().copied() {
+            let expired_or_gone = match self.live.get(&front) {
+                None => true,
+                Some(e) => now.duration_since(e.issued) >= ttl,
+            };
+            if expired_or_gone || self.live.len() > max {
+                self.order.pop_front();
+                self.live.remove(&front);
+            } else {
+                break;
+            }
+        }
+    }
 }
 
 /// Outstanding nonces by commitment.
@@ -61,8 +83,9 @@ impl NonceStore {
     /// Keeps the nonces behind `commitments` (for key `key_id`).
     pub fn insert(&self, key_id: &str, commitments: &[u8], nonces: SecretNonces) {
         let id = commitment_id(key_id, commitments);
-        let now = Instant::now();
         let mut inner = self.lock();
+        // Stamped under the lock, so that issue times follow the issue order.
+        let now = Instant::now();
         inner.live.insert(
             id,
             Entry {
@@ -71,19 +94,7 @@ impl NonceStore {
             },
         );
         inner.order.push_back(id);
-        // Drop expired nonces and, beyond the bound, the oldest ones.
-        while let Some(front) = inner.order.front().copied() {
-            let expired_or_gone = match inner.live.get(&front) {
-                None => true,
-                Some(e) => now.duration_since(e.issued) >= self.ttl,
-            };
-            if expired_or_gone || inner.live.len() > self.max {
-                inner.order.pop_front();
-                inner.live.remove(&front);
-            } else {
-                break;
-            }
-        }
+        inner.sweep(now, self.ttl, self.max);
         // Taken ids deeper in the queue are compacted away now and then.
         if inner.order.len() > 2 * self.max.max(inner.live.len()) {
             let Inner { live, order } = &mut *inner;
@@ -95,13 +106,22 @@ impl NonceStore {
     /// `key_id`. `None` if they were never issued here, already used, or expired.
     pub fn take(&self, key_id: &str, commitments: &[u8]) -> Option<SecretNonces> {
         let id = commitment_id(key_id, commitments);
-        let entry = self.lock().live.remove(&id)?;
-        (entry.issued.elapsed() < self.ttl).then_some(entry.nonces)
+        let mut inner = self.lock();
+        // Round 2 sweeps too: should Commit calls stop, expired secret nonces would
+        // otherwise stay in memory until the next one.
+        let now = Instant::now();
+        inner.sweep(now, self.ttl, self.max);
+        let entry = inner.live.remove(&id)?;
+        drop(inner);
+        (now.duration_since(entry.issued) < self.ttl).then_some(entry.nonces)
     }
 
-    /// Nonces currently outstanding (including expired ones not yet swept).
+    /// Unexpired nonces outstanding (expired ones are swept first, so that neither
+    /// memory nor the pool-size gauge, which reads this, keeps them).
     pub fn len(&self) -> usize {
-        self.lock().live.len()
+        let mut inner = self.lock();
+        inner.sweep(Instant::now(), self.ttl, self.max);
+        inner.live.len()
     }
 
     /// Whether no nonce is outstanding.
@@ -162,5 +182,46 @@ mod tests {
         assert_eq!(store.len(), 3);
         assert!(store.take("k", &issued[0]).is_none());
         assert!(store.take("k", &issued[4]).is_some());
+    }
+
+    #[test]
+    fn expired_nonces_are_swept_without_a_further_insert() {
+        let ttl = Duration::from_millis(200);
+        let store = NonceStore::new(10, ttl);
+        let issued: Vec<_> = (0..3).map(|_| nonces()).collect();
+        for (n, c) in issued {
+            store.insert("k", &c, n);
+        }
+        std::thread::sleep(ttl + Duration::from_millis(50));
+        assert_eq!(store.len(), 0);
+        assert!(store.lock().live.is_empty());
+    }
+
+    #[test]
+    fn a_take_sweeps_expired_nonces() {
+        let ttl = Duration::from_millis(200);
+        let store = NonceStore::new(10, ttl);
+        let issued: Vec<_> = (0..3).map(|_| nonces()).collect();
+        for (n, c) in issued {
+            store.insert("k", &c, n);
+        }
+        std::thread::sleep(ttl + Duration::from_millis(50));
+        // A round 2 for a commitment this store never issued.
+        assert!(store.take("k", b"unknown").is_none());
+        assert!(
+            store.lock().live.is_empty(),
+            "expired nonces left in memory"
+        );
+    }
+
+    #[test]
+    fn unexpired_nonces_survive_a_sweep() {
+        let store = NonceStore::new(10, Duration::from_secs(60));
+        let (n, c) = nonces();
+        store.insert("k", &c, n);
+        assert_eq!(store.len(), 1);
+        assert!(store.take("k", b"unknown").is_none());
+        assert!(store.take("k", &c).is_some());
+        assert_eq!(store.len(), 0);
     }
 }

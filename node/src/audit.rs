@@ -244,6 +244,11 @@ impl AuditLog {
             .append(true)
             .open(&path)
             .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
+        // The file's directory entry is durable only once its directory is synced:
+        // without this, a crash could lose a new log and every record acknowledged
+        // in it. Every open syncs, not only the one that created the file, since a
+        // node that crashed between creating it and syncing finds it in place.
+        sync_dir_of(&path)?;
         let (end, last) = recover_tail(&file, &path)?;
         let head = match last {
             None => Head {
@@ -491,16 +496,27 @@ fn migrate_from_sled(db: &sled::Db, path: &Path) -> Result<(), NodeError> {
         }
         out.sync_all().map_err(storage)?;
         std::fs::rename(&partial, path).map_err(storage)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(storage)?;
-        }
+        sync_dir_of(path)?;
         tracing::info!(records, path = %path.display(), "moved the audit log out of sled");
     }
     drop(tree);
     db.drop_tree(TREE).map_err(storage)?;
     db.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Makes the directory entry of `path` durable by syncing its directory (a new or
+/// renamed file's data can be on disk while its name is not).
+fn sync_dir_of(path: &Path) -> Result<(), NodeError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| storage(format!("cannot sync the directory {}: {e}", dir.display())))?;
+    #[cfg(test)]
+    tests::SYNCED_DIRS.with(|synced| synced.borrow_mut().push(dir.to_path_buf()));
     Ok(())
 }
 
@@ -519,6 +535,13 @@ pub fn open_offline_tree(data_dir: &Path, tree: &str) -> Result<sled::Tree, Node
 mod tests {
     use super::*;
     use quorate_proto::audit::verify_chain;
+
+    thread_local! {
+        /// Directories [`sync_dir_of`] synced on this thread (each test runs on a
+        /// thread of its own).
+        pub(super) static SYNCED_DIRS: std::cell::RefCell<Vec<PathBuf>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
 
     /// Runs a flusher thread with `flush`, asks it to cover record 0, and returns
     /// what a waiter for record 0 is told, and whether the thread panicked.
@@ -848,5 +871,19 @@ mod tests {
         assert_eq!(flush().unwrap_err(), "EIO");
         let later = flush().unwrap_err();
         assert!(later.contains("an earlier flush failed (EIO)"), "{later}");
+    }
+
+    #[test]
+    fn opening_a_new_log_syncs_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        SYNCED_DIRS.with(|synced| synced.borrow_mut().clear());
+        let log = open_log(dir.path());
+        assert!(log.is_empty());
+        let synced = SYNCED_DIRS.with(|synced| synced.borrow().clone());
+        assert!(
+            synced.iter().any(|d| d == dir.path()),
+            "{synced:?} lacks {}",
+            dir.path().display()
+        );
     }
 }

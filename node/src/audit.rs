@@ -361,19 +361,25 @@ impl AuditLog {
         self.flusher.flushes.load(Ordering::Relaxed)
     }
 
-    /// Records from `from_seq` on, as stored: those appended when the call is made,
+    /// Records from `from_seq` on, as stored: those on disk when the call is made,
     /// each with its position in the log (an auditor checks that it matches the
-    /// record's own `seq`).
+    /// record's own `seq`). A record whose flush has not completed is left out: a
+    /// crash could still lose it, and an auditor would then see another record under
+    /// its `seq`.
     pub fn read_from(
         &self,
         from_seq: u64,
     ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), NodeError>>, NodeError> {
+        // From the published state, not the flusher's lock: a read never waits for a
+        // flush (it may lag the flusher by a moment, which only leaves out more).
+        let durable_below = self.flusher.flushed_tx.borrow().durable_below;
         let end = self.head().end;
         let file = File::open(&self.path)
             .map_err(|e| storage(format!("cannot read {}: {e}", self.path.display())))?;
         Ok(BufReader::new(file.take(end))
             .split(b'\n')
             .zip(0u64..)
+            .take_while(move |(_, seq)| *seq < durable_below)
             .skip_while(move |(_, seq)| *seq < from_seq)
             .map(|(line, seq)| line.map(|line| (seq, line)).map_err(storage)))
     }
@@ -871,6 +877,29 @@ mod tests {
         assert_eq!(flush().unwrap_err(), "EIO");
         let later = flush().unwrap_err();
         assert!(later.contains("an earlier flush failed (EIO)"), "{later}");
+    }
+
+    #[test]
+    fn a_record_whose_flush_has_not_completed_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        log.append(record(0)).unwrap();
+        // Hold the flusher before it can publish the next flush, as a slow disk
+        // would.
+        let stalled = log.flusher.flushed.lock().unwrap();
+        let pending = log.insert(record(1)).unwrap();
+        assert_eq!(log.len(), 2);
+        let seqs: Vec<u64> = log.read_from(0).unwrap().map(|r| r.unwrap().0).collect();
+        assert_eq!(seqs, [0], "only the flushed record is served");
+        assert_eq!(log.read_from(1).unwrap().count(), 0);
+        drop(stalled);
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(log.durable(pending))
+            .unwrap();
+        let seqs: Vec<u64> = log.read_from(0).unwrap().map(|r| r.unwrap().0).collect();
+        assert_eq!(seqs, [0, 1]);
     }
 
     #[test]

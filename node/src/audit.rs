@@ -24,7 +24,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use quorate_proto::audit::{AuditRecord, GENESIS_HASH};
@@ -88,6 +88,10 @@ struct Flusher {
     /// Asynchronous waiters ([`AuditLog::append_durable`]).
     flushed_tx: tokio::sync::watch::Sender<Flushed>,
     flushes: AtomicU64,
+    /// Why the log can no longer be made durable, once a flush has failed (or the
+    /// flusher thread died). Set once and never cleared: see [`sticky_failure`]. A
+    /// lock-free cell, so that appends check it without waiting on a flush.
+    broken: OnceLock<String>,
 }
 
 impl Flusher {
@@ -108,7 +112,20 @@ impl Flusher {
             flushed: Mutex::new(flushed.clone()),
             flushed_tx: tokio::sync::watch::Sender::new(flushed),
             flushes: AtomicU64::new(0),
+            broken: OnceLock::new(),
         })
+    }
+
+    /// Records that the log can no longer be made durable; the first time, says so
+    /// in the node's log (the error is the store's, an I/O error: no secrets).
+    fn mark_broken(&self, error: &str) {
+        if self.broken.set(error.to_string()).is_ok() {
+            tracing::error!(
+                error,
+                "the audit log can no longer be made durable: this node signs nothing \
+                 more until it is restarted"
+            );
+        }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, FlushQueue> {
@@ -145,6 +162,7 @@ impl Flusher {
         impl Drop for FailWaitersOnPanic<'_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
+                    self.0.mark_broken("the audit flusher thread stopped");
                     let snapshot = {
                         let mut flushed = self.0.flushed();
                         flushed.failed =
@@ -180,7 +198,12 @@ impl Flusher {
                         flushed.durable_below = flushed.durable_below.max(target);
                         flushed.failed = None;
                     }
-                    Err(e) => flushed.failed = Some((target, e)),
+                    Err(e) => {
+                        // Before the failure is published: an append that sees a
+                        // failed flush finds the log refusing records already.
+                        self.mark_broken(&e);
+                        flushed.failed = Some((target, e));
+                    }
                 }
                 flushed.clone()
             };
@@ -236,6 +259,18 @@ impl AuditLog {
         node_id: &str,
         on_flush: FlushObserver,
     ) -> Result<Self, NodeError> {
+        Self::open_with_sync(dir, db, node_id, on_flush, File::sync_data)
+    }
+
+    /// [`AuditLog::open`], flushing the file with `sync` (`fdatasync` but in tests,
+    /// which make it fail).
+    pub(crate) fn open_with_sync(
+        dir: &Path,
+        db: &sled::Db,
+        node_id: &str,
+        on_flush: FlushObserver,
+        mut sync: impl FnMut(&File) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<Self, NodeError> {
         let path = log_path(dir);
         migrate_from_sled(db, &path)?;
         let file = OpenOptions::new()
@@ -269,7 +304,7 @@ impl AuditLog {
             let file = file.clone();
             std::thread::Builder::new()
                 .name("audit-flush".into())
-                .spawn(move || flusher.run(sticky_failure(move || file.sync_data()), on_flush))
+                .spawn(move || flusher.run(sticky_failure(move || sync(&file)), on_flush))
                 .map_err(storage)?
         };
         Ok(Self {
@@ -288,9 +323,43 @@ impl AuditLog {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `Ok` while records can still be made durable. Once a flush has failed, an
+    /// [`NodeError::Unavailable`] for good: after a failed `fdatasync` the kernel may
+    /// have dropped pages of the file, so nothing written since can be vouched for
+    /// until a restart reopens the log from what is on disk. The signing path checks
+    /// this before it spends a nonce.
+    pub fn check_writable(&self) -> Result<(), NodeError> {
+        match self.flusher.broken.get() {
+            None => Ok(()),
+            Some(e) => Err(NodeError::Unavailable(format!(
+                "this node's audit log can no longer be made durable (a flush failed: {e}); \
+                 it records and signs nothing more until it is restarted"
+            ))),
+        }
+    }
+
+    /// Returns once the log can no longer be made durable (see
+    /// [`AuditLog::check_writable`]); never, while it can.
+    pub async fn wait_broken(&self) {
+        // The flusher marks the log broken before it publishes the failed flush, so
+        // the check made on that publication sees it.
+        let mut rx = self.flusher.flushed_tx.subscribe();
+        let closed = rx
+            .wait_for(|_| self.flusher.broken.get().is_some())
+            .await
+            .is_err();
+        if closed {
+            // Cannot happen: the sender lives in the flusher, which lives as long as
+            // `self`. Should it, the log is not known to be broken.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Seals `record` into the chain and appends it; it is on disk once
-    /// [`AuditLog::durable`] returns.
+    /// [`AuditLog::durable`] returns. Refused at once if a flush has failed
+    /// ([`AuditLog::check_writable`]).
     pub fn insert(&self, mut record: AuditRecord) -> Result<PendingRecord, NodeError> {
+        self.check_writable()?;
         let mut head = self.head();
         record.node_id = self.node_id.clone();
         record.time_unix_ms = std::time::SystemTime::now()
@@ -877,6 +946,56 @@ mod tests {
         assert_eq!(flush().unwrap_err(), "EIO");
         let later = flush().unwrap_err();
         assert!(later.contains("an earlier flush failed (EIO)"), "{later}");
+    }
+
+    /// A log whose every `fdatasync` fails, as on a disk that has gone bad.
+    fn open_failing_log(dir: &std::path::Path) -> AuditLog {
+        AuditLog::open_with_sync(
+            dir,
+            &open_db(dir),
+            "node-1",
+            ignore_flushes(),
+            |_: &File| Err(std::io::Error::other("EIO")),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn after_a_failed_flush_the_log_refuses_records_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_failing_log(dir.path());
+        assert!(log.check_writable().is_ok());
+        let err = log.append(record(0)).unwrap_err();
+        assert!(err.to_string().contains("EIO"), "{err}");
+        let len = std::fs::metadata(log_path(dir.path())).unwrap().len();
+
+        let err = log.check_writable().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+        let err = log.insert(record(1)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+        assert!(err.to_string().contains("until it is restarted"), "{err}");
+        assert!(err.to_string().contains("EIO"), "{err}");
+        // Nothing more was written after the failure.
+        assert_eq!(log.len(), 1);
+        assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), len);
+    }
+
+    #[test]
+    fn wait_broken_returns_once_a_flush_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_failing_log(dir.path());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let waited =
+            |wait| runtime.block_on(async { tokio::time::timeout(wait, log.wait_broken()).await });
+        assert!(
+            waited(Duration::from_millis(50)).is_err(),
+            "a healthy log is not reported broken"
+        );
+        log.append(record(0)).unwrap_err();
+        waited(Duration::from_secs(10)).expect("a broken log is reported");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum NodeError {
     /// node is dropped.
     #[error("ceremony aborted: {0}")]
     CeremonyRejected(String),
+    /// The node cannot serve this until it is restarted (its audit log can no longer
+    /// be made durable): the caller should use another node.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl NodeError {
@@ -71,6 +75,7 @@ impl NodeError {
             NodeError::CeremonyRejected(_) => Code::Aborted,
             NodeError::PermissionDenied(_) => Code::PermissionDenied,
             NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
+            NodeError::Unavailable(_) => Code::Unavailable,
             NodeError::Config(_)
             | NodeError::WrongKek
             | NodeError::Corrupt(_)

@@ -10,7 +10,9 @@
 //!   nonce ever signs twice; nonces are never persisted;
 //! - identity comes from the caller's verified certificate; coordinators may call
 //!   `Node`, only the ceremony may call `Ceremony`;
-//! - nothing is acknowledged before it is flushed to disk.
+//! - nothing is acknowledged before it is flushed to disk; once a flush of the audit
+//!   log fails, the node spends no nonce and writes no record until it is restarted
+//!   (round 2 is refused with `UNAVAILABLE`, and its gRPC health is `NOT_SERVING`).
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
@@ -28,11 +30,14 @@ use std::sync::Arc;
 use quorate_proto::{pb, MAX_NODE_REQUEST_BYTES};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 pub use config::{NodeConfig, NodeConfigFile};
 pub use error::NodeError;
 use quorate_proto::tls::TlsMaterial;
 
+use crate::audit::AuditLog;
 use crate::nonces::NonceStore;
 use crate::service::{AuditService, CeremonyService, NodeIdentity, NodeService, NodeState};
 use crate::store::KeyStore;
@@ -115,6 +120,11 @@ impl BoundNode {
         health
             .set_serving::<pb::node_server::NodeServer<NodeService>>()
             .await;
+        let audit_health_task = {
+            let state = self.state.clone();
+            let health = health.clone();
+            tokio::spawn(async move { not_serving_once_audit_breaks(state.audit(), &health).await })
+        };
         tracing::info!(
             node_id = %self.file.node_id,
             region = %self.file.region,
@@ -161,6 +171,88 @@ impl BoundNode {
         if let Some(task) = metrics_task {
             task.abort();
         }
+        audit_health_task.abort();
         result
+    }
+}
+
+/// Reports the node NOT_SERVING in `grpc.health.v1` (overall and `Node`) once its
+/// audit log can no longer be made durable: it refuses round 2 until restarted, and
+/// the coordinators' health probes then stop preferring it instead of finding out
+/// one refused request at a time.
+async fn not_serving_once_audit_breaks(audit: &AuditLog, health: &HealthReporter) {
+    audit.wait_broken().await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_not_serving::<pb::node_server::NodeServer<NodeService>>()
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::health_server::Health;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::server::HealthService;
+
+    async fn status(health: &HealthReporter, service: &str) -> i32 {
+        HealthService::from_health_reporter(health.clone())
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: service.into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_audit_log_breaks_reports_not_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("sled"))
+            .temporary(true)
+            .open()
+            .unwrap();
+        let audit = Arc::new(
+            AuditLog::open_with_sync(
+                dir.path(),
+                &db,
+                "node-1",
+                Box::new(|_: std::time::Duration| {}),
+                |_: &std::fs::File| Err(std::io::Error::other("EIO")),
+            )
+            .unwrap(),
+        );
+        let health = HealthReporter::new();
+        let node = <pb::node_server::NodeServer<NodeService> as tonic::server::NamedService>::NAME;
+        health
+            .set_serving::<pb::node_server::NodeServer<NodeService>>()
+            .await;
+        let watcher = {
+            let (audit, health) = (audit.clone(), health.clone());
+            tokio::spawn(async move { not_serving_once_audit_breaks(&audit, &health).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(status(&health, "").await, ServingStatus::Serving as i32);
+
+        let append = {
+            let audit = audit.clone();
+            tokio::task::spawn_blocking(move || {
+                audit.append(quorate_proto::audit::AuditRecord::default())
+            })
+        };
+        append.await.unwrap().unwrap_err();
+        tokio::time::timeout(std::time::Duration::from_secs(10), watcher)
+            .await
+            .expect("the health is updated once the log breaks")
+            .unwrap();
+        assert_eq!(status(&health, "").await, ServingStatus::NotServing as i32);
+        assert_eq!(
+            status(&health, node).await,
+            ServingStatus::NotServing as i32
+        );
     }
 }

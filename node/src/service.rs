@@ -389,6 +389,12 @@ impl NodeState {
             )));
         }
 
+        // A nonce is spent only if its record can be made durable: once a flush of
+        // the audit log has failed, the node refuses round 2 (UNAVAILABLE, so the
+        // coordinator asks another node) and keeps its nonces unspent. (Should the
+        // log break between this check and the insert below, the nonce is dropped
+        // unused: no share is computed without a record.)
+        self.audit.check_writable()?;
         // Taking the nonce out of the store is what makes it single-use: whatever
         // happens next, it cannot be used again.
         let own_commitment_sha256 = hex::encode(quorate_proto::sha256(own));
@@ -1082,5 +1088,156 @@ impl pb::audit_server::Audit for AuditService {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use quorate_proto::attest::{StatementSigner, StatementVerifier};
+    use quorate_proto::identity::Role;
+    use quorate_proto::suite::Ciphersuite;
+
+    use super::*;
+    use crate::store::Kek;
+
+    const TRUST_DOMAIN: &str = "quorate.test";
+    /// A throwaway Ed25519 key for the node's statement signer, for tests only (no
+    /// test here signs a ceremony statement).
+    const TEST_KEY_PEM: &[u8] = b"-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIMr3AIcF2vOVkgCYTvohppExB+wR+UX98dA71Q5lauRO
+-----END PRIVATE KEY-----
+";
+    /// Stands in for the certificates: loading them only decodes the PEM, and no
+    /// test here verifies a statement.
+    const TEST_CERT_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----
+MAA=
+-----END CERTIFICATE-----
+";
+
+    /// `node-1`, holding its share of the 2-of-2 Ed25519 key `k1`, and `node-2`'s
+    /// share of it (to commit as the other signer).
+    fn node_with_key(dir: &std::path::Path) -> (NodeState, ParsedKeyPackage) {
+        let names = vec!["node-1".to_string(), "node-2".to_string()];
+        let ops = Ciphersuite::Ed25519.ops();
+        let dealt = ops.split(None, &names, 2).unwrap();
+        let manifest = quorate_proto::manifest::encode(
+            "k1",
+            Ciphersuite::Ed25519,
+            2,
+            dealt.public_key_package.clone(),
+            names
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.clone(),
+                    region: "r".into(),
+                    jurisdiction: "EU".into(),
+                })
+                .collect(),
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        );
+        let identity = NodeIdentity {
+            node_id: "node-1".into(),
+            trust_domain: TRUST_DOMAIN.into(),
+            region: "r".into(),
+            jurisdiction: "EU".into(),
+        };
+        let kek = Kek::from_hex(&Kek::generate_hex()).unwrap();
+        let state = NodeState::new(
+            identity,
+            KeyStore::open(dir, kek).unwrap(),
+            NonceStore::new(10, Duration::from_secs(60)),
+            Registry::new(),
+            CeremonyKeys {
+                signer: StatementSigner::from_pem(TEST_CERT_PEM, TEST_KEY_PEM).unwrap(),
+                verifier: StatementVerifier::from_pem(TEST_CERT_PEM, TRUST_DOMAIN).unwrap(),
+            },
+        )
+        .unwrap();
+        let mut key_packages = dealt.key_packages.into_iter().map(|(_, kp)| kp);
+        let (own, other) = (key_packages.next().unwrap(), key_packages.next().unwrap());
+        state
+            .install_record(
+                KeyRecord {
+                    manifest,
+                    key_package: own,
+                },
+                "key_installed",
+                "test",
+            )
+            .unwrap();
+        (state, ops.parse_key_package(&other).unwrap())
+    }
+
+    /// A round-2 request of `node-1` (commitment `own`) and `node-2`.
+    fn sign_request(
+        state: &NodeState,
+        own: Vec<u8>,
+        other: &ParsedKeyPackage,
+    ) -> pb::SignShareRequest {
+        let key = state.key("k1").unwrap();
+        let other_id = key
+            .manifest
+            .participant("node-2")
+            .unwrap()
+            .identifier
+            .clone();
+        let (_, other_commitment) = key.manifest.ciphersuite.ops().commit(other).unwrap();
+        api::SignShareRequest {
+            key_id: "k1".into(),
+            message: b"pay 10 to bob".to_vec(),
+            commitments: BTreeMap::from([
+                (key.identifier.clone(), own),
+                (other_id, other_commitment),
+            ]),
+            request_id: String::new(),
+            client_id: String::new(),
+            approval_token: None,
+        }
+        .to_pb()
+    }
+
+    #[test]
+    fn a_node_whose_audit_log_failed_spends_no_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut state, other) = node_with_key(dir.path());
+        let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
+        let mut commitments = state
+            .commit(pb::CommitRequest {
+                key_id: "k1".into(),
+                count: 2,
+            })
+            .unwrap()
+            .commitments;
+        assert_eq!(state.outstanding_nonces(), 2);
+
+        // While the log works, a request like the one below spends its nonce.
+        let first = sign_request(&state, commitments.remove(0), &other);
+        let recorded = state.record_share(first, &caller).unwrap();
+        assert!(recorded.answer.is_ok());
+        assert_eq!(state.outstanding_nonces(), 1);
+
+        // The disk goes bad: a flush of the log fails.
+        state.audit = AuditLog::open_with_sync(
+            dir.path(),
+            &state.store.db(),
+            "node-1",
+            Box::new(|_| {}),
+            |_: &std::fs::File| Err(std::io::Error::other("EIO")),
+        )
+        .unwrap();
+        state
+            .audit
+            .append(AuditRecord::default())
+            .expect_err("the flush fails");
+        let records = state.audit.len();
+
+        let second = sign_request(&state, commitments.remove(0), &other);
+        let err = state.record_share(second, &caller).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+        assert_eq!(state.outstanding_nonces(), 1, "the nonce was spent");
+        assert_eq!(state.audit.len(), records, "a record was written");
     }
 }

@@ -129,11 +129,23 @@ impl NodeHandle {
             || h.last_failure.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
     }
 
-    /// Ordering key: available nodes first, then lower latency.
-    pub fn preference(&self) -> (bool, u64) {
-        let available = self.is_available();
+    /// Ordering key: available nodes first, then skipped ones (failing, maybe
+    /// back), then quarantined culprits, known to send bad shares; lower latency first
+    /// within each.
+    pub fn preference(&self) -> (u8, u64) {
+        let rank = if self.is_available() {
+            0
+        } else if self
+            .health()
+            .quarantined_until
+            .is_some_and(|t| Instant::now() < t)
+        {
+            2
+        } else {
+            1
+        };
         let latency = self.health().latency_us.unwrap_or(0.0) as u64;
-        (!available, latency)
+        (rank, latency)
     }
 
     async fn probe(&self, timeout: Duration) {
@@ -253,6 +265,20 @@ mod tests {
         let node = node();
         node.record_success(Duration::from_micros(500));
         node.record_answered();
-        assert_eq!(node.preference(), (false, 500));
+        assert_eq!(node.preference(), (0, 500));
+    }
+
+    #[tokio::test]
+    async fn a_quarantined_culprit_ranks_after_nodes_that_are_merely_failing() {
+        let (culprit, failing) = (node(), node());
+        culprit.record_success(Duration::from_micros(100));
+        culprit.record_culprit();
+        failing.record_success(Duration::from_micros(900));
+        for _ in 0..FAILURES_BEFORE_SKIP {
+            failing.record_failure();
+        }
+        assert!(!culprit.is_available() && !failing.is_available());
+        assert!(failing.preference() < culprit.preference());
+        assert!(node().preference() < failing.preference());
     }
 }

@@ -78,6 +78,16 @@ struct Answer {
     home: bool,
 }
 
+/// How many of the `candidates` (sorted, available first) round 1 asks at once: `t`
+/// and `extra` spares (hedging: the first `t` lawful answers win), the spares only
+/// from the `available` nodes. A skipped or quarantined node is asked only when too
+/// few others are available, since a fast answer from it would otherwise be taken
+/// as readily as any (a node quarantined for bad shares would then spoil a quorum
+/// again); the later waves still reach it if the first finds no lawful quorum.
+fn first_wave(t: usize, extra: usize, available: usize, candidates: usize) -> usize {
+    (t + extra).min(available.max(t)).min(candidates)
+}
+
 /// Picks `t` of the answers forming a lawful quorum (at least the policy's minimum
 /// of home signers), or any `t` when an approval permits an out-of-policy quorum.
 fn select_quorum(
@@ -391,7 +401,9 @@ impl QuorumEngine {
                     let mut selected: Option<Vec<usize>> = None;
                     let mut next = 0;
                     let mut pending = FuturesUnordered::new();
-                    let first_wave = (t + self.settings.round1_extra).min(candidates.len());
+                    let available = candidates.iter().filter(|n| n.is_available()).count();
+                    let first_wave =
+                        first_wave(t, self.settings.round1_extra, available, candidates.len());
                     let ask = |node: &Arc<NodeHandle>| {
                         let node = node.clone();
                         let key_id = manifest.key_id.clone();
@@ -603,5 +615,22 @@ impl QuorumEngine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_one_spares_come_only_from_available_nodes() {
+        // 3-of-5, one spare, all available: four asked.
+        assert_eq!(first_wave(3, 1, 5, 5), 4);
+        // 2-of-3 with one node quarantined: the two others, not the third as a spare.
+        assert_eq!(first_wave(2, 1, 2, 3), 2);
+        // Too few available: the quorum needs skipped nodes, so `t` are asked.
+        assert_eq!(first_wave(3, 1, 1, 5), 3);
+        // Never more than there are candidates.
+        assert_eq!(first_wave(3, 2, 3, 3), 3);
     }
 }

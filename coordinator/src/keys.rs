@@ -4,6 +4,7 @@
 //! The directory is a cache, not state: any coordinator rebuilds it from the nodes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct KeyDirectory {
     pool: Arc<NodePool>,
     snapshot: RwLock<Snapshot>,
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Whether a background refresh is running (at most one is).
+    refreshing_in_background: AtomicBool,
     max_age: Duration,
     node_timeout: Duration,
 }
@@ -53,6 +56,7 @@ impl KeyDirectory {
             pool,
             snapshot: RwLock::new(Snapshot::default()),
             refresh_lock: tokio::sync::Mutex::new(()),
+            refreshing_in_background: AtomicBool::new(false),
             max_age,
             node_timeout,
         }
@@ -66,18 +70,19 @@ impl KeyDirectory {
         self.read().refreshed.map(|t| t.elapsed())
     }
 
-    /// The key `key_id`, refreshing from the nodes when the cache is stale or the key
-    /// is unknown.
-    pub async fn get(&self, key_id: &str) -> Result<Arc<KnownKey>, CoordError> {
+    /// The key `key_id`. A known key is answered from the cache at once, and a stale
+    /// cache refreshed in the background: a refresh waits for every node up to the
+    /// node timeout, and with a node down every `Sign` in that window would wait
+    /// too. An unknown key is looked up on the nodes first (it may be new).
+    pub async fn get(self: &Arc<Self>, key_id: &str) -> Result<Arc<KnownKey>, CoordError> {
         let asked = Instant::now();
         let fresh = self.age().is_some_and(|a| a < self.max_age);
         let cached = self.read().keys.get(key_id).cloned();
         if let Some(key) = cached {
             if !fresh {
-                self.refresh_if_older_than(self.max_age).await;
+                self.refresh_in_background();
             }
-            let refreshed = self.read().keys.get(key_id).cloned();
-            return Ok(refreshed.unwrap_or(key));
+            return Ok(key);
         }
         // An unknown key may have been created a moment ago: look again, unless a
         // refresh began after this request did (concurrent misses share one refresh).
@@ -102,6 +107,19 @@ impl KeyDirectory {
     pub async fn all(&self) -> Vec<Arc<KnownKey>> {
         self.refresh_if_older_than(self.max_age).await;
         self.read().keys.values().cloned().collect()
+    }
+
+    /// Starts a refresh of a stale cache on a task of its own, unless one is running.
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing_in_background.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.refresh_if_older_than(this.max_age).await;
+            this.refreshing_in_background
+                .store(false, Ordering::Release);
+        });
     }
 
     /// Refreshes unless a refresh started at or after `since`. Refreshes run one at a

@@ -89,6 +89,73 @@ async fn a_hung_node_does_not_slow_every_request() {
     assert!(slow <= 3, "{slow} of 20 requests waited for the hung node");
 }
 
+/// Regression: a stale key cache was refreshed inside `Sign`, and a refresh waits for
+/// every node up to the node timeout, so with a node hung every `Sign` arriving while
+/// the cache was stale waited 1.5 s. It is now refreshed in the background.
+#[tokio::test]
+async fn a_hung_node_does_not_stall_signing_when_the_key_cache_goes_stale() {
+    let mut net = start(spec(5, 3)).await;
+    // A key cache that goes stale every second.
+    net.net
+        .coordinator
+        .stop(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let config = net.dir.path().join("net/coordinator.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[signing]\nkey_refresh_secs = 1\n");
+    std::fs::write(&config, text).unwrap();
+    net.net.coordinator.start().unwrap();
+    let client = net.client().await.unwrap();
+    let started = Instant::now();
+    while client.list_keys().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "coordinator did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..5 {
+        client
+            .sign("k", format!("warm {i}").as_bytes(), None, DEADLINE)
+            .await
+            .unwrap();
+    }
+    net.node("node-1").unwrap().process.freeze().unwrap();
+    // The first requests may wait for node-1 until it is marked failed (the test
+    // above); after that, none may wait for it, though the cache goes stale every
+    // second and each refresh waits for node-1 up to the node timeout.
+    let settle = Instant::now();
+    let mut signed = 0;
+    while settle.elapsed() < Duration::from_secs(2) {
+        client
+            .sign("k", format!("settle {signed}").as_bytes(), None, DEADLINE)
+            .await
+            .unwrap();
+        signed += 1;
+    }
+    let node_timeout = Duration::from_millis(1500);
+    let (mut counted, mut slow) = (0, 0);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(5) {
+        let t0 = Instant::now();
+        client
+            .sign_verified("k", format!("stale {counted}").as_bytes(), DEADLINE)
+            .await
+            .unwrap();
+        counted += 1;
+        if t0.elapsed() >= node_timeout {
+            slow += 1;
+        }
+    }
+    net.node("node-1").unwrap().process.thaw().unwrap();
+    assert!(counted >= 10, "only {counted} signatures in 5 s");
+    assert_eq!(
+        slow, 0,
+        "{slow} of {counted} requests waited for the hung node"
+    );
+}
+
 /// Regression: under 64 concurrent clients about 30% of signatures fell back to two
 /// rounds, because only the first t+1 candidates' pools were refilled, and only once
 /// they were half empty, so the preferred nodes' pools ran dry between refills.

@@ -47,6 +47,18 @@ pub fn is_refusal(status: &tonic::Status) -> bool {
     )
 }
 
+/// Where a node stands for the next request, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Standing {
+    /// Used as usual.
+    Available,
+    /// Failed [`FAILURES_BEFORE_SKIP`] times in a row: tried last, until a probe or
+    /// a call succeeds or [`RETRY_AFTER`] has passed.
+    Skipped,
+    /// Sent an invalid signature share: left out for [`CULPRIT_QUARANTINE`].
+    Quarantined,
+}
+
 #[derive(Debug, Default)]
 struct Health {
     quarantined_until: Option<Instant>,
@@ -54,6 +66,20 @@ struct Health {
     last_failure: Option<Instant>,
     /// Smoothed round-trip time of successful calls, in microseconds.
     latency_us: Option<f64>,
+}
+
+impl Health {
+    fn standing(&self) -> Standing {
+        if self.quarantined_until.is_some_and(|t| Instant::now() < t) {
+            Standing::Quarantined
+        } else if self.consecutive_failures < FAILURES_BEFORE_SKIP
+            || self.last_failure.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
+        {
+            Standing::Available
+        } else {
+            Standing::Skipped
+        }
+    }
 }
 
 /// One signer node.
@@ -121,31 +147,15 @@ impl NodeHandle {
 
     /// Whether requests should use this node now.
     pub fn is_available(&self) -> bool {
-        let h = self.health();
-        if h.quarantined_until.is_some_and(|t| Instant::now() < t) {
-            return false;
-        }
-        h.consecutive_failures < FAILURES_BEFORE_SKIP
-            || h.last_failure.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
+        self.health().standing() == Standing::Available
     }
 
     /// Ordering key: available nodes first, then skipped ones (failing, maybe
     /// back), then quarantined culprits, known to send bad shares; lower latency first
     /// within each.
-    pub fn preference(&self) -> (u8, u64) {
-        let rank = if self.is_available() {
-            0
-        } else if self
-            .health()
-            .quarantined_until
-            .is_some_and(|t| Instant::now() < t)
-        {
-            2
-        } else {
-            1
-        };
-        let latency = self.health().latency_us.unwrap_or(0.0) as u64;
-        (rank, latency)
+    pub fn preference(&self) -> (Standing, u64) {
+        let h = self.health();
+        (h.standing(), h.latency_us.unwrap_or(0.0) as u64)
     }
 
     async fn probe(&self, timeout: Duration) {
@@ -265,7 +275,7 @@ mod tests {
         let node = node();
         node.record_success(Duration::from_micros(500));
         node.record_answered();
-        assert_eq!(node.preference(), (0, 500));
+        assert_eq!(node.preference(), (Standing::Available, 500));
     }
 
     #[tokio::test]

@@ -439,9 +439,11 @@ impl AuditLog {
         &self,
         from_seq: u64,
     ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), NodeError>>, NodeError> {
-        // From the published state, not the flusher's lock: a read never waits for a
-        // flush (it may lag the flusher by a moment, which only leaves out more).
-        let durable_below = self.flusher.flushed_tx.borrow().durable_below;
+        // Under the flusher's result lock, which a flush takes only once its
+        // `fdatasync` has returned, so a read never waits for one; and which an
+        // `append` has seen before it returns, so its record is read (the published
+        // copy may lag it by a moment).
+        let durable_below = self.flusher.flushed().durable_below;
         let end = self.head().end;
         let file = File::open(&self.path)
             .map_err(|e| storage(format!("cannot read {}: {e}", self.path.display())))?;
@@ -1001,11 +1003,24 @@ mod tests {
     #[test]
     fn a_record_whose_flush_has_not_completed_is_not_read() {
         let dir = tempfile::tempdir().unwrap();
-        let log = open_log(dir.path());
+        // A disk that is slow while the test holds `disk`.
+        let disk = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let log = {
+            let disk = disk.clone();
+            AuditLog::open_with_sync(
+                dir.path(),
+                &open_db(dir.path()),
+                "node-1",
+                ignore_flushes(),
+                move |file: &File| {
+                    let _slow = disk.lock().unwrap();
+                    file.sync_data()
+                },
+            )
+            .unwrap()
+        };
         log.append(record(0)).unwrap();
-        // Hold the flusher before it can publish the next flush, as a slow disk
-        // would.
-        let stalled = log.flusher.flushed.lock().unwrap();
+        let stalled = disk.lock().unwrap();
         let pending = log.insert(record(1)).unwrap();
         assert_eq!(log.len(), 2);
         let seqs: Vec<u64> = log.read_from(0).unwrap().map(|r| r.unwrap().0).collect();

@@ -12,7 +12,8 @@
 //!   `Node`, only the ceremony may call `Ceremony`;
 //! - nothing is acknowledged before it is flushed to disk; once a flush of the audit
 //!   log fails, the node spends no nonce and writes no record until it is restarted
-//!   (round 2 is refused with `UNAVAILABLE`, and its gRPC health is `NOT_SERVING`).
+//!   (round 2 and `Commit` are refused with `UNAVAILABLE`, and its gRPC health is
+//!   `NOT_SERVING`).
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;

@@ -272,6 +272,11 @@ impl NodeState {
     fn commit(&self, req: pb::CommitRequest) -> Result<pb::CommitResponse, NodeError> {
         let req = api::CommitRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
         let key = self.key(&req.key_id)?;
+        // A node that can no longer sign (its audit log broke) hands out no
+        // commitments either: coordinators would pool them and pick it for quorums,
+        // each of which then fails in round 2. `UNAVAILABLE` counts against its
+        // health on the coordinator, so it is skipped.
+        self.audit.check_writable()?;
         let ops = key.manifest.ciphersuite.ops();
         let mut commitments = Vec::with_capacity(req.count as usize);
         for _ in 0..req.count {
@@ -1200,7 +1205,7 @@ MAA=
     }
 
     #[test]
-    fn a_node_whose_audit_log_failed_spends_no_nonce() {
+    fn a_node_whose_audit_log_failed_spends_and_issues_no_nonce() {
         let dir = tempfile::tempdir().unwrap();
         let (mut state, other) = node_with_key(dir.path());
         let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
@@ -1239,5 +1244,14 @@ MAA=
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
         assert_eq!(state.outstanding_nonces(), 1, "the nonce was spent");
         assert_eq!(state.audit.len(), records, "a record was written");
+        // Nor does it hand out commitments it could not sign with.
+        let err = state
+            .commit(pb::CommitRequest {
+                key_id: "k1".into(),
+                count: 1,
+            })
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+        assert_eq!(state.outstanding_nonces(), 1, "a nonce was issued");
     }
 }

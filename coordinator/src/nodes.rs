@@ -147,7 +147,12 @@ impl NodeHandle {
 
     /// Whether requests should use this node now.
     pub fn is_available(&self) -> bool {
-        self.health().standing() == Standing::Available
+        self.standing() == Standing::Available
+    }
+
+    /// Where the node stands for the next request.
+    pub fn standing(&self) -> Standing {
+        self.health().standing()
     }
 
     /// Ordering key: available nodes first, then skipped ones (failing, maybe

@@ -22,7 +22,7 @@ use tokio::time::timeout_at;
 use crate::config::SigningSettings;
 use crate::error::CoordError;
 use crate::keys::KnownKey;
-use crate::nodes::{NodeHandle, NodePool};
+use crate::nodes::{NodeHandle, NodePool, Standing};
 use crate::pool::CommitmentPool;
 use crate::round2::Round2;
 
@@ -78,14 +78,29 @@ struct Answer {
     home: bool,
 }
 
-/// How many of the `candidates` (sorted, available first) round 1 asks at once: `t`
-/// and `extra` spares (hedging: the first `t` lawful answers win), the spares only
-/// from the `available` nodes. A skipped or quarantined node is asked only when too
-/// few others are available, since a fast answer from it would otherwise be taken
-/// as readily as any (a node quarantined for bad shares would then spoil a quorum
-/// again); the later waves still reach it if the first finds no lawful quorum.
-fn first_wave(t: usize, extra: usize, available: usize, candidates: usize) -> usize {
-    (t + extra).min(available.max(t)).min(candidates)
+/// The order in which round 1 asks the candidates (indices into `standings`, the
+/// candidates' standings in preference order), and how many it asks at once: `t`
+/// and `extra` spares (hedging: the first `t` lawful answers win), all from the
+/// available nodes while there are enough of them. A skipped or quarantined node is
+/// in the first wave only when too few others are available (skipped ones before
+/// quarantined ones), since a fast answer from it would be taken as readily as any,
+/// and a node quarantined for bad shares would spoil the quorum again; the later
+/// waves, in the same order, still reach it if the first finds no lawful quorum.
+fn round1_order(standings: &[Standing], t: usize, extra: usize) -> (Vec<usize>, usize) {
+    let with = |standing: Standing| (0..standings.len()).filter(move |&i| standings[i] == standing);
+    let mut order: Vec<usize> = with(Standing::Available).take(t + extra).collect();
+    for i in with(Standing::Skipped).chain(with(Standing::Quarantined)) {
+        if order.len() >= t {
+            break;
+        }
+        order.push(i);
+    }
+    let wave = order.len();
+    let rest: Vec<usize> = (0..standings.len())
+        .filter(|i| !order.contains(i))
+        .collect();
+    order.extend(rest);
+    (order, wave)
 }
 
 /// Picks `t` of the answers forming a lawful quorum (at least the policy's minimum
@@ -353,7 +368,7 @@ impl QuorumEngine {
                 .collect();
             // Home-jurisdiction nodes first when the policy needs them, then healthy
             // and fast ones; the stable sort keeps manifest order among equals.
-            candidates.sort_by_key(|n| {
+            candidates.sort_by_cached_key(|n| {
                 let home = manifest
                     .participant(&n.id)
                     .is_some_and(|p| policy.is_home(&p.jurisdiction));
@@ -401,9 +416,12 @@ impl QuorumEngine {
                     let mut selected: Option<Vec<usize>> = None;
                     let mut next = 0;
                     let mut pending = FuturesUnordered::new();
-                    let available = candidates.iter().filter(|n| n.is_available()).count();
-                    let first_wave =
-                        first_wave(t, self.settings.round1_extra, available, candidates.len());
+                    let standings: Vec<Standing> =
+                        candidates.iter().map(|n| n.standing()).collect();
+                    let (order, first_wave) =
+                        round1_order(&standings, t, self.settings.round1_extra);
+                    let candidates: Vec<&Arc<NodeHandle>> =
+                        order.into_iter().map(|i| candidates[i]).collect();
                     let ask = |node: &Arc<NodeHandle>| {
                         let node = node.clone();
                         let key_id = manifest.key_id.clone();
@@ -624,13 +642,24 @@ mod tests {
 
     #[test]
     fn round_one_spares_come_only_from_available_nodes() {
-        // 3-of-5, one spare, all available: four asked.
-        assert_eq!(first_wave(3, 1, 5, 5), 4);
+        use Standing::{Available as A, Quarantined as Q, Skipped as S};
+        // 3-of-5, one spare, all available: four asked, in order.
+        assert_eq!(
+            round1_order(&[A, A, A, A, A], 3, 1),
+            (vec![0, 1, 2, 3, 4], 4)
+        );
+        // A quarantined node ranked early (a home node of a residency policy) is
+        // passed over while four others are available, and asked last.
+        assert_eq!(
+            round1_order(&[A, A, Q, A, A], 3, 1),
+            (vec![0, 1, 3, 4, 2], 4)
+        );
         // 2-of-3 with one node quarantined: the two others, not the third as a spare.
-        assert_eq!(first_wave(2, 1, 2, 3), 2);
-        // Too few available: the quorum needs skipped nodes, so `t` are asked.
-        assert_eq!(first_wave(3, 1, 1, 5), 3);
+        assert_eq!(round1_order(&[A, Q, A], 2, 1), (vec![0, 2, 1], 2));
+        // Too few available: skipped nodes fill the quorum before quarantined ones.
+        assert_eq!(round1_order(&[Q, A, S, S], 3, 1), (vec![1, 2, 3, 0], 3));
+        assert_eq!(round1_order(&[Q, A, S], 3, 1), (vec![1, 2, 0], 3));
         // Never more than there are candidates.
-        assert_eq!(first_wave(3, 2, 3, 3), 3);
+        assert_eq!(round1_order(&[A, A, A], 3, 2), (vec![0, 1, 2], 3));
     }
 }

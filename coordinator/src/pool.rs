@@ -28,6 +28,10 @@ type PoolKey = (String, String);
 /// commitments are used or expire.
 pub const MAX_POOLED_PER_NODE: usize = 8192;
 
+/// How long a node found at its budget is taken to stay there before it is counted
+/// again.
+const BUDGET_RECOUNT: Duration = Duration::from_secs(1);
+
 /// A pooled commitment and when its batch was fetched. A commitment taken but not
 /// used goes back with its age: the node's nonce behind it ages all the same.
 #[derive(Clone, Debug)]
@@ -41,6 +45,8 @@ pub struct PooledCommitment {
 pub struct CommitmentPool {
     pools: Mutex<HashMap<PoolKey, VecDeque<PooledCommitment>>>,
     refilling: Mutex<HashSet<PoolKey>>,
+    /// Nodes last found at their budget, and when.
+    full_since: Mutex<HashMap<String, Instant>>,
     /// Commitments fetched per refill call (0 disables one-round signing). A pool
     /// is refilled when it holds less than one batch, so a whole batch is still in
     /// stock while the next one is made, and holds at most three.
@@ -50,6 +56,8 @@ pub struct CommitmentPool {
     max_age: Duration,
     /// At most this many commitments pooled per node, all keys together.
     max_per_node: usize,
+    /// How long a node found at its budget is not counted again.
+    recount_after: Duration,
     node_timeout: Duration,
 }
 
@@ -57,22 +65,32 @@ impl CommitmentPool {
     /// A pool refilled `batch` at a time, keeping commitments for at most
     /// `max_age`.
     pub fn new(batch: u32, max_age: Duration, node_timeout: Duration) -> Self {
-        Self::with_node_budget(batch, max_age, node_timeout, MAX_POOLED_PER_NODE)
+        Self::with_node_budget(
+            batch,
+            max_age,
+            node_timeout,
+            MAX_POOLED_PER_NODE,
+            BUDGET_RECOUNT,
+        )
     }
 
-    /// As [`Self::new`], with at most `max_per_node` commitments pooled per node.
+    /// As [`Self::new`], with at most `max_per_node` commitments pooled per node,
+    /// recounted at most every `recount_after` once reached.
     fn with_node_budget(
         batch: u32,
         max_age: Duration,
         node_timeout: Duration,
         max_per_node: usize,
+        recount_after: Duration,
     ) -> Self {
         Self {
             pools: Mutex::new(HashMap::new()),
             refilling: Mutex::new(HashSet::new()),
+            full_since: Mutex::new(HashMap::new()),
             batch,
             max_age,
             max_per_node,
+            recount_after,
             node_timeout,
         }
     }
@@ -143,11 +161,21 @@ impl CommitmentPool {
         pool.len() < self.batch as usize
     }
 
-    /// Whether another batch for `node` fits its budget ([`MAX_POOLED_PER_NODE`]).
-    /// Counting sweeps the node's pools: expired commitments are dropped and empty
-    /// pools (keys no longer signed) forgotten, so neither holds the budget.
-    fn has_room(&self, node: &str) -> bool {
+    /// Whether another batch for `node` fits its budget ([`MAX_POOLED_PER_NODE`]),
+    /// counting the batches already on their way (`refilling`, the refills
+    /// running). Counting sweeps the node's pools: expired commitments are dropped
+    /// and empty pools (keys no longer signed) forgotten, so neither holds the
+    /// budget. A node found without room is not counted again for a second: every
+    /// `Sign` asks, and counting walks every pool.
+    fn has_room(&self, node: &str, refilling: &HashSet<PoolKey>) -> bool {
         let now = Instant::now();
+        let mut full = self.full_since.lock().unwrap_or_else(|p| p.into_inner());
+        if full
+            .get(node)
+            .is_some_and(|t| now.duration_since(*t) < self.recount_after)
+        {
+            return false;
+        }
         let mut pooled = 0;
         self.pools().retain(|(n, _), pool| {
             if n != node {
@@ -157,7 +185,14 @@ impl CommitmentPool {
             pooled += pool.len();
             !pool.is_empty()
         });
-        pooled + self.batch as usize <= self.max_per_node
+        let on_their_way = refilling.iter().filter(|(n, _)| n == node).count();
+        let room = pooled + (on_their_way + 1) * self.batch as usize <= self.max_per_node;
+        if room {
+            full.remove(node);
+        } else {
+            full.insert(node.to_string(), now);
+        }
+        room
     }
 
     /// Forgets every commitment of `node` (it restarted or failed).
@@ -195,7 +230,7 @@ impl CommitmentPool {
             let mut refilling = self.refilling.lock().unwrap_or_else(|p| p.into_inner());
             // The budget is counted only for a refill that would start: counting
             // walks every pool.
-            if refilling.contains(&key) || !self.has_room(&node.id) {
+            if refilling.contains(&key) || !self.has_room(&node.id, &refilling) {
                 return;
             }
             refilling.insert(key.clone());
@@ -312,17 +347,21 @@ mod tests {
 
     #[test]
     fn a_node_budget_bounds_pooling_across_keys_and_expired_stock_frees_it() {
-        let pool = CommitmentPool::with_node_budget(2, MAX_AGE, Duration::from_secs(1), 5);
+        let pool =
+            CommitmentPool::with_node_budget(2, MAX_AGE, Duration::from_secs(1), 5, Duration::ZERO);
         let of = |node: &str, key: &str| (node.to_string(), key.to_string());
+        let none = HashSet::new();
         pool.stock(&of("node-1", "a"), commitments(2), Instant::now());
         pool.stock(&of("node-1", "b"), commitments(2), Instant::now());
         pool.stock(&of("node-2", "a"), commitments(2), Instant::now());
         // Four pooled for node-1: another batch of two would pass its five.
-        assert!(!pool.has_room("node-1"));
-        assert!(pool.has_room("node-2"), "the budget is per node");
+        assert!(!pool.has_room("node-1", &none));
+        assert!(pool.has_room("node-2", &none), "the budget is per node");
+        // A batch on its way counts as pooled.
+        assert!(!pool.has_room("node-2", &HashSet::from([of("node-2", "b")])));
         // Using commitments frees the budget.
         pool.take("node-1", "a").expect("stocked");
-        assert!(pool.has_room("node-1"));
+        assert!(pool.has_room("node-1", &none));
         // So does expiry, and the expired key's pool is forgotten with its stock.
         pool.stock(
             &of("node-1", "c"),
@@ -330,15 +369,33 @@ mod tests {
             ago(MAX_AGE + Duration::from_secs(1)),
         );
         pool.stock(&of("node-1", "a"), commitments(2), Instant::now());
-        assert!(!pool.has_room("node-1"), "five unexpired for node-1");
+        assert!(!pool.has_room("node-1", &none), "five unexpired for node-1");
         pool.take("node-1", "b").expect("stocked");
         pool.take("node-1", "b").expect("stocked");
-        assert!(pool.has_room("node-1"));
+        assert!(pool.has_room("node-1", &none));
         let pools = pool.pools();
         assert!(
             !pools.contains_key(&of("node-1", "c")) && !pools.contains_key(&of("node-1", "b")),
             "empty pools are forgotten"
         );
+    }
+
+    #[test]
+    fn a_node_at_its_budget_is_not_recounted_on_every_request() {
+        let pool = CommitmentPool::with_node_budget(
+            2,
+            MAX_AGE,
+            Duration::from_secs(1),
+            3,
+            Duration::from_secs(60),
+        );
+        let key = key();
+        pool.stock(&key, commitments(2), Instant::now());
+        assert!(!pool.has_room("node-1", &HashSet::new()));
+        // Room now, but the node is taken to be full until the recount.
+        pool.take("node-1", "k").expect("stocked");
+        pool.take("node-1", "k").expect("stocked");
+        assert!(!pool.has_room("node-1", &HashSet::new()));
     }
 
     #[test]

@@ -114,11 +114,19 @@ impl KeyDirectory {
         if self.refreshing_in_background.swap(true, Ordering::AcqRel) {
             return;
         }
-        let this = self.clone();
+        /// Clears the flag however the refresh ends (a panic, or the runtime
+        /// shutting down), so that a later stale read starts another.
+        struct Running(Arc<KeyDirectory>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0
+                    .refreshing_in_background
+                    .store(false, Ordering::Release);
+            }
+        }
+        let running = Running(self.clone());
         tokio::spawn(async move {
-            this.refresh_if_older_than(this.max_age).await;
-            this.refreshing_in_background
-                .store(false, Ordering::Release);
+            running.0.refresh_if_older_than(running.0.max_age).await;
         });
     }
 

@@ -47,6 +47,10 @@ pub struct CommitmentPool {
     refilling: Mutex<HashSet<PoolKey>>,
     /// Nodes last found at their budget, and when.
     full_since: Mutex<HashMap<String, Instant>>,
+    /// How many times each node's pools were cleared: a refill asked for before a
+    /// clear (say, answered by the node's previous process) is not stocked after it.
+    /// Taken after `pools` when both are held.
+    clears: Mutex<HashMap<String, u64>>,
     /// Commitments fetched per refill call (0 disables one-round signing). A pool
     /// is refilled when it holds less than one batch, so a whole batch is still in
     /// stock while the next one is made, and holds at most three.
@@ -87,6 +91,7 @@ impl CommitmentPool {
             pools: Mutex::new(HashMap::new()),
             refilling: Mutex::new(HashSet::new()),
             full_since: Mutex::new(HashMap::new()),
+            clears: Mutex::new(HashMap::new()),
             batch,
             max_age,
             max_per_node,
@@ -138,8 +143,19 @@ impl CommitmentPool {
     }
 
     /// Adds a fetched batch to the back of a pool, keeping at most three batches.
-    fn stock(&self, key: &PoolKey, batch: Vec<ParsedCommitments>, fetched: Instant) {
+    /// Nothing is stocked if the node's pools were cleared since the batch was asked
+    /// for (`clears_when_asked`, from [`Self::clears`]).
+    fn stock(
+        &self,
+        key: &PoolKey,
+        batch: Vec<ParsedCommitments>,
+        fetched: Instant,
+        clears_when_asked: u64,
+    ) {
         let mut pools = self.pools();
+        if self.clears(&key.0) != clears_when_asked {
+            return;
+        }
         let pool = pools.entry(key.clone()).or_default();
         pool.extend(batch.into_iter().map(|commitment| PooledCommitment {
             commitment,
@@ -197,7 +213,24 @@ impl CommitmentPool {
 
     /// Forgets every commitment of `node` (it restarted or failed).
     pub fn clear_node(&self, node: &str) {
-        self.pools().retain(|(n, _), _| n != node);
+        let mut pools = self.pools();
+        pools.retain(|(n, _), _| n != node);
+        *self
+            .clears
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(node.to_string())
+            .or_default() += 1;
+    }
+
+    /// How many times `node`'s pools were cleared.
+    fn clears(&self, node: &str) -> u64 {
+        self.clears
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Commitments pooled in all.
@@ -235,6 +268,7 @@ impl CommitmentPool {
             }
             refilling.insert(key.clone());
         }
+        let clears_when_asked = self.clears(&node.id);
         let this = self.clone();
         let node = node.clone();
         tokio::spawn(async move {
@@ -259,7 +293,7 @@ impl CommitmentPool {
                     })
                     .await;
                     match decoded {
-                        Ok(Ok(decoded)) => this.stock(&key, decoded, fetched),
+                        Ok(Ok(decoded)) => this.stock(&key, decoded, fetched, clears_when_asked),
                         Ok(Err(e)) => {
                             tracing::warn!(node = %node.id, key_id = %key.1, "node sent commitments that do not decode: {e}");
                             node.record_failure();
@@ -319,6 +353,7 @@ mod tests {
             &key(),
             commitments(1),
             ago(MAX_AGE - Duration::from_millis(50)),
+            0,
         );
         let taken = pool.take("node-1", "k").expect("unexpired");
         pool.put_back("node-1", "k", taken);
@@ -335,13 +370,14 @@ mod tests {
             &key(),
             commitments(3),
             ago(MAX_AGE + Duration::from_secs(1)),
+            0,
         );
         assert!(
             pool.is_low(&key()),
             "three expired commitments are no stock"
         );
         assert!(pool.is_empty(), "and they are dropped");
-        pool.stock(&key(), commitments(2), Instant::now());
+        pool.stock(&key(), commitments(2), Instant::now(), 0);
         assert!(!pool.is_low(&key()));
     }
 
@@ -351,9 +387,9 @@ mod tests {
             CommitmentPool::with_node_budget(2, MAX_AGE, Duration::from_secs(1), 5, Duration::ZERO);
         let of = |node: &str, key: &str| (node.to_string(), key.to_string());
         let none = HashSet::new();
-        pool.stock(&of("node-1", "a"), commitments(2), Instant::now());
-        pool.stock(&of("node-1", "b"), commitments(2), Instant::now());
-        pool.stock(&of("node-2", "a"), commitments(2), Instant::now());
+        pool.stock(&of("node-1", "a"), commitments(2), Instant::now(), 0);
+        pool.stock(&of("node-1", "b"), commitments(2), Instant::now(), 0);
+        pool.stock(&of("node-2", "a"), commitments(2), Instant::now(), 0);
         // Four pooled for node-1: another batch of two would pass its five.
         assert!(!pool.has_room("node-1", &none));
         assert!(pool.has_room("node-2", &none), "the budget is per node");
@@ -367,8 +403,9 @@ mod tests {
             &of("node-1", "c"),
             commitments(2),
             ago(MAX_AGE + Duration::from_secs(1)),
+            0,
         );
-        pool.stock(&of("node-1", "a"), commitments(2), Instant::now());
+        pool.stock(&of("node-1", "a"), commitments(2), Instant::now(), 0);
         assert!(!pool.has_room("node-1", &none), "five unexpired for node-1");
         pool.take("node-1", "b").expect("stocked");
         pool.take("node-1", "b").expect("stocked");
@@ -381,6 +418,24 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_asked_for_before_its_node_was_cleared_is_not_stocked() {
+        let pool = CommitmentPool::new(2, MAX_AGE, Duration::from_secs(1));
+        let asked = pool.clears("node-1");
+        // The node restarted meanwhile: its pools are cleared, and the batch its
+        // previous process sent is for nonces the new one does not have.
+        pool.clear_node("node-1");
+        pool.stock(&key(), commitments(2), Instant::now(), asked);
+        assert!(pool.is_empty());
+        pool.stock(
+            &key(),
+            commitments(2),
+            Instant::now(),
+            pool.clears("node-1"),
+        );
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
     fn a_node_at_its_budget_is_not_recounted_on_every_request() {
         let pool = CommitmentPool::with_node_budget(
             2,
@@ -390,7 +445,7 @@ mod tests {
             Duration::from_secs(60),
         );
         let key = key();
-        pool.stock(&key, commitments(2), Instant::now());
+        pool.stock(&key, commitments(2), Instant::now(), 0);
         assert!(!pool.has_room("node-1", &HashSet::new()));
         // Room now, but the node is taken to be full until the recount.
         pool.take("node-1", "k").expect("stocked");
@@ -403,9 +458,9 @@ mod tests {
         let pool = CommitmentPool::new(2, MAX_AGE, Duration::from_secs(1));
         let first = commitments(3);
         let oldest_kept = first[1].encoded().to_vec();
-        pool.stock(&key(), first, ago(Duration::from_secs(2)));
+        pool.stock(&key(), first, ago(Duration::from_secs(2)), 0);
         for age in [1, 0] {
-            pool.stock(&key(), commitments(2), ago(Duration::from_secs(age)));
+            pool.stock(&key(), commitments(2), ago(Duration::from_secs(age)), 0);
         }
         // Seven stocked, the oldest one dropped.
         assert_eq!(pool.len(), 6);

@@ -89,7 +89,7 @@ struct Flusher {
     flushed_tx: tokio::sync::watch::Sender<Flushed>,
     flushes: AtomicU64,
     /// Why the log can no longer be made durable, once a flush has failed (or the
-    /// flusher thread died). Set once and never cleared: see [`sticky_failure`]. A
+    /// flusher thread died). Set once and never cleared: see [`Flusher::attempt`]. A
     /// lock-free cell, so that appends check it without waiting on a flush.
     broken: OnceLock<String>,
 }
@@ -152,6 +152,22 @@ impl Flusher {
         self.done.notify_all();
     }
 
+    /// One flush with `flush`, unless an earlier one failed: after a failed
+    /// `fdatasync` the kernel may have dropped the pages it could not write, and a
+    /// later call can succeed without them ever reaching the disk, so from the first
+    /// failure on every flush fails (the node reopens the log from what is on disk
+    /// when it restarts). The first failure marks the log broken, before it is
+    /// published: an append that sees a failed flush finds the log refusing records
+    /// already.
+    fn attempt(&self, flush: &mut impl FnMut() -> Result<(), String>) -> Result<(), String> {
+        if let Some(e) = self.broken.get() {
+            return Err(format!(
+                "an earlier flush failed ({e}); restart the node to reopen the log"
+            ));
+        }
+        flush().inspect_err(|e| self.mark_broken(e))
+    }
+
     /// The flusher thread: flushes (with `flush`) whenever records wait, until the
     /// log closes, and reports each flush's duration to `on_flush` once its waiters
     /// have been told, so that the report never holds up a share.
@@ -188,7 +204,7 @@ impl Flusher {
             };
             // Every record below `target` was inserted before this call.
             let started = Instant::now();
-            let result = flush();
+            let result = self.attempt(&mut flush);
             let took = started.elapsed();
             self.flushes.fetch_add(1, Ordering::Relaxed);
             let snapshot = {
@@ -198,12 +214,7 @@ impl Flusher {
                         flushed.durable_below = flushed.durable_below.max(target);
                         flushed.failed = None;
                     }
-                    Err(e) => {
-                        // Before the failure is published: an append that sees a
-                        // failed flush finds the log refusing records already.
-                        self.mark_broken(&e);
-                        flushed.failed = Some((target, e));
-                    }
+                    Err(e) => flushed.failed = Some((target, e)),
                 }
                 flushed.clone()
             };
@@ -304,7 +315,9 @@ impl AuditLog {
             let file = file.clone();
             std::thread::Builder::new()
                 .name("audit-flush".into())
-                .spawn(move || flusher.run(sticky_failure(move || sync(&file)), on_flush))
+                .spawn(move || {
+                    flusher.run(move || sync(&file).map_err(|e| e.to_string()), on_flush)
+                })
                 .map_err(storage)?
         };
         Ok(Self {
@@ -474,29 +487,6 @@ impl Drop for AuditLog {
         if let Some(thread) = self.flusher_thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Wraps the log's flush so that once it fails, every later flush fails too: after a
-/// failed `fdatasync` the kernel may have dropped the pages it could not write, and
-/// a later call can succeed without them ever reaching the disk. A node whose log
-/// cannot be made durable issues no more shares until it is restarted (and reopens
-/// the log from what is on disk).
-fn sticky_failure(
-    mut flush: impl FnMut() -> std::io::Result<()>,
-) -> impl FnMut() -> Result<(), String> {
-    let mut failed: Option<String> = None;
-    move || {
-        if let Some(e) = &failed {
-            return Err(format!(
-                "an earlier flush failed ({e}); restart the node to reopen the log"
-            ));
-        }
-        flush().map_err(|e| {
-            let e = e.to_string();
-            failed = Some(e.clone());
-            e
-        })
     }
 }
 
@@ -935,18 +925,19 @@ mod tests {
 
     #[test]
     fn after_a_failed_flush_every_later_flush_fails() {
+        let flusher = Flusher::new(0);
         let mut calls = 0;
-        let mut flush = sticky_failure(move || {
+        let mut flush = move || {
             calls += 1;
             if calls == 2 {
-                Err(std::io::Error::other("EIO"))
+                Err("EIO".to_string())
             } else {
                 Ok(())
             }
-        });
-        assert!(flush().is_ok());
-        assert_eq!(flush().unwrap_err(), "EIO");
-        let later = flush().unwrap_err();
+        };
+        assert!(flusher.attempt(&mut flush).is_ok());
+        assert_eq!(flusher.attempt(&mut flush).unwrap_err(), "EIO");
+        let later = flusher.attempt(&mut flush).unwrap_err();
         assert!(later.contains("an earlier flush failed (EIO)"), "{later}");
     }
 

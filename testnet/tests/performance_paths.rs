@@ -9,7 +9,19 @@ use std::time::{Duration, Instant};
 use common::{start, DEADLINE};
 use quorate_proto::metrics;
 use quorate_proto::suite::Ciphersuite;
+use quorate_testnet::client::SignerClient;
 use quorate_testnet::spec::{KeySpec, NetworkSpec};
+
+/// Five signatures with key `k`, so that the pools are stocked and every node has
+/// answered before a test freezes one.
+async fn warm_up(client: &SignerClient) {
+    for i in 0..5 {
+        client
+            .sign("k", format!("warm {i}").as_bytes(), None, DEADLINE)
+            .await
+            .unwrap();
+    }
+}
 
 async fn counter(addr: &str, name: &str) -> u64 {
     let text = metrics::scrape(addr).await.unwrap();
@@ -64,12 +76,7 @@ async fn one_round_signing_falls_back_when_a_restarted_node_forgot_its_commitmen
 async fn a_hung_node_does_not_slow_every_request() {
     let net = start(spec(5, 3)).await;
     let client = net.client().await.unwrap();
-    for i in 0..5 {
-        client
-            .sign("k", format!("warm {i}").as_bytes(), None, DEADLINE)
-            .await
-            .unwrap();
-    }
+    warm_up(&client).await;
     net.node("node-1").unwrap().process.freeze().unwrap();
     let node_timeout = Duration::from_millis(1500);
     let mut slow = 0;
@@ -96,31 +103,10 @@ async fn a_hung_node_does_not_slow_every_request() {
 async fn a_hung_node_does_not_stall_signing_when_the_key_cache_goes_stale() {
     let mut net = start(spec(5, 3)).await;
     // A key cache that goes stale every second.
-    net.net
-        .coordinator
-        .stop(Duration::from_secs(5))
-        .await
-        .unwrap();
-    let config = net.dir.path().join("net/coordinator.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[signing]\nkey_refresh_secs = 1\n");
-    std::fs::write(&config, text).unwrap();
-    net.net.coordinator.start().unwrap();
+    net.restart_coordinator_with_signing("key_refresh_secs = 1")
+        .await;
     let client = net.client().await.unwrap();
-    let started = Instant::now();
-    while client.list_keys().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "coordinator did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for i in 0..5 {
-        client
-            .sign("k", format!("warm {i}").as_bytes(), None, DEADLINE)
-            .await
-            .unwrap();
-    }
+    warm_up(&client).await;
     net.node("node-1").unwrap().process.freeze().unwrap();
     // The first requests may wait for node-1 until it is marked failed (the test
     // above); after that, none may wait for it, though the cache goes stale every

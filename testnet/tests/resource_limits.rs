@@ -83,25 +83,9 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
 async fn a_client_over_its_in_flight_bound_is_refused_at_once_and_others_are_not() {
     let mut net = start_default().await;
     // Restart the coordinator with a bound of 2 in-flight requests per client.
-    net.net
-        .coordinator
-        .stop(Duration::from_secs(5))
-        .await
-        .unwrap();
-    let config = net.dir.path().join("net/coordinator.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[signing]\nmax_in_flight_per_client = 2\n");
-    std::fs::write(&config, text).unwrap();
-    net.net.coordinator.start().unwrap();
+    net.restart_coordinator_with_signing("max_in_flight_per_client = 2")
+        .await;
     let client = net.client().await.unwrap();
-    let started = Instant::now();
-    while client.list_keys().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "coordinator did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // Resolve the key while the nodes answer, then freeze every node so that
     // requests stay in flight until their deadline.
     client

@@ -36,6 +36,21 @@ impl std::ops::DerefMut for TestNetwork {
     }
 }
 
+impl TestNetwork {
+    /// Restarts the coordinator with `settings` (TOML lines) in its config's
+    /// `[signing]` table, and waits until it serves every key again.
+    pub async fn restart_coordinator_with_signing(&mut self, settings: &str) {
+        let config = self.dir.path().join("net/coordinator.toml");
+        let mut text = std::fs::read_to_string(&config).expect("coordinator config");
+        text.push_str(&format!("\n[signing]\n{settings}\n"));
+        std::fs::write(&config, text).expect("coordinator config written");
+        self.net
+            .restart_coordinator()
+            .await
+            .expect("coordinator restarts");
+    }
+}
+
 pub async fn start(spec: NetworkSpec) -> TestNetwork {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = LocalNetwork::start(&dir.path().join("net"), &bin_dir(), spec)

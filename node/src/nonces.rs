@@ -184,28 +184,28 @@ mod tests {
         assert!(store.take("k", &issued[4]).is_some());
     }
 
-    #[test]
-    fn expired_nonces_are_swept_without_a_further_insert() {
+    /// A store holding three nonces that have just expired.
+    fn store_with_expired_nonces() -> NonceStore {
         let ttl = Duration::from_millis(200);
         let store = NonceStore::new(10, ttl);
-        let issued: Vec<_> = (0..3).map(|_| nonces()).collect();
-        for (n, c) in issued {
+        for _ in 0..3 {
+            let (n, c) = nonces();
             store.insert("k", &c, n);
         }
         std::thread::sleep(ttl + Duration::from_millis(50));
+        store
+    }
+
+    #[test]
+    fn expired_nonces_are_swept_without_a_further_insert() {
+        let store = store_with_expired_nonces();
         assert_eq!(store.len(), 0);
         assert!(store.lock().live.is_empty());
     }
 
     #[test]
     fn a_take_sweeps_expired_nonces() {
-        let ttl = Duration::from_millis(200);
-        let store = NonceStore::new(10, ttl);
-        let issued: Vec<_> = (0..3).map(|_| nonces()).collect();
-        for (n, c) in issued {
-            store.insert("k", &c, n);
-        }
-        std::thread::sleep(ttl + Duration::from_millis(50));
+        let store = store_with_expired_nonces();
         // A round 2 for a commitment this store never issued.
         assert!(store.take("k", b"unknown").is_none());
         assert!(

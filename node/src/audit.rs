@@ -88,8 +88,8 @@ struct Flusher {
     /// Asynchronous waiters ([`AuditLog::append_durable`]).
     flushed_tx: tokio::sync::watch::Sender<Flushed>,
     flushes: AtomicU64,
-    /// Why the log can no longer be made durable, once a flush has failed (or the
-    /// flusher thread died). Set once and never cleared: see [`Flusher::attempt`]. A
+    /// Why the log can no longer be made durable, once a flush or a write has
+    /// failed (or the flusher thread died). Set once and never cleared: see [`Flusher::attempt`]. A
     /// lock-free cell, so that appends check it without waiting on a flush.
     broken: OnceLock<String>,
 }
@@ -117,7 +117,8 @@ impl Flusher {
     }
 
     /// Records that the log can no longer be made durable; the first time, says so
-    /// in the node's log (the error is the store's, an I/O error: no secrets).
+    /// in the node's log (the error is the store's, an I/O error: no secrets) and
+    /// wakes [`AuditLog::wait_broken`].
     fn mark_broken(&self, error: &str) {
         if self.broken.set(error.to_string()).is_ok() {
             tracing::error!(
@@ -125,6 +126,7 @@ impl Flusher {
                 "the audit log can no longer be made durable: this node signs nothing \
                  more until it is restarted"
             );
+            self.flushed_tx.send_modify(|_| {});
         }
     }
 
@@ -152,7 +154,8 @@ impl Flusher {
         self.done.notify_all();
     }
 
-    /// One flush with `flush`, unless an earlier one failed: after a failed
+    /// One flush with `flush`, unless the log is broken (an earlier flush or write
+    /// failed): after a failed
     /// `fdatasync` the kernel may have dropped the pages it could not write, and a
     /// later call can succeed without them ever reaching the disk, so from the first
     /// failure on every flush fails (the node reopens the log from what is on disk
@@ -162,10 +165,10 @@ impl Flusher {
     fn attempt(&self, flush: &mut impl FnMut() -> Result<(), String>) -> Result<(), String> {
         if let Some(e) = self.broken.get() {
             return Err(format!(
-                "an earlier flush failed ({e}); restart the node to reopen the log"
+                "the log broke earlier ({e}); restart the node to reopen it"
             ));
         }
-        flush().inspect_err(|e| self.mark_broken(e))
+        flush().inspect_err(|e| self.mark_broken(&format!("a flush failed: {e}")))
     }
 
     /// The flusher thread: flushes (with `flush`) whenever records wait, until the
@@ -336,16 +339,17 @@ impl AuditLog {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Ok` while records can still be made durable. Once a flush has failed, an
-    /// [`NodeError::Unavailable`] for good: after a failed `fdatasync` the kernel may
-    /// have dropped pages of the file, so nothing written since can be vouched for
-    /// until a restart reopens the log from what is on disk. The signing path checks
+    /// `Ok` while records can still be made durable. Once a flush or a write has
+    /// failed, an [`NodeError::Unavailable`] for good: after a failed `fdatasync` the
+    /// kernel may have dropped pages of the file, and after a failed `write` part of
+    /// a record may be in it, so nothing written since can be vouched for until a
+    /// restart reopens the log from what is on disk. The signing path checks
     /// this before it spends a nonce.
     pub fn check_writable(&self) -> Result<(), NodeError> {
         match self.flusher.broken.get() {
             None => Ok(()),
             Some(e) => Err(NodeError::Unavailable(format!(
-                "this node's audit log can no longer be made durable (a flush failed: {e}); \
+                "this node's audit log can no longer be made durable ({e}); \
                  it records and signs nothing more until it is restarted"
             ))),
         }
@@ -354,8 +358,8 @@ impl AuditLog {
     /// Returns once the log can no longer be made durable (see
     /// [`AuditLog::check_writable`]); never, while it can.
     pub async fn wait_broken(&self) {
-        // The flusher marks the log broken before it publishes the failed flush, so
-        // the check made on that publication sees it.
+        // Marking the log broken notifies this channel after setting the cell, so
+        // the check made on that notification sees it.
         let mut rx = self.flusher.flushed_tx.subscribe();
         let closed = rx
             .wait_for(|_| self.flusher.broken.get().is_some())
@@ -383,14 +387,20 @@ impl AuditLog {
         let mut line = record.encode();
         line.push(b'\n');
         if let Err(e) = (&*self.file).write_all(&line) {
-            // Part of the line may be in the file: cut it off, so the next record
-            // starts on a line of its own. Should that fail too, the next open
-            // drops the partial line (recover_tail).
-            let _ = self.file.set_len(head.end);
-            return Err(storage(format!(
-                "cannot append to {}: {e}",
-                self.path.display()
-            )));
+            // Part of the line may be in the file. It is cut off, but the log is
+            // broken all the same, as after a failed flush: what the kernel kept of
+            // the write is not known, and a record appended after a partial line
+            // that the cut left would sit mid-file, past what the next open can
+            // recover (it drops only a partial last line). A full disk is the usual
+            // cause; the node stops signing (its health says so) until the operator
+            // has made room and restarted it.
+            let cut = match self.file.set_len(head.end) {
+                Ok(()) => String::new(),
+                Err(cut) => format!("; cutting off the partial record failed too: {cut}"),
+            };
+            let error = format!("cannot append to {}: {e}{cut}", self.path.display());
+            self.flusher.mark_broken(&error);
+            return Err(storage(error));
         }
         head.next_seq += 1;
         head.end += line.len() as u64;
@@ -938,7 +948,10 @@ mod tests {
         assert!(flusher.attempt(&mut flush).is_ok());
         assert_eq!(flusher.attempt(&mut flush).unwrap_err(), "EIO");
         let later = flusher.attempt(&mut flush).unwrap_err();
-        assert!(later.contains("an earlier flush failed (EIO)"), "{later}");
+        assert!(
+            later.contains("broke earlier (a flush failed: EIO)"),
+            "{later}"
+        );
     }
 
     /// A log whose every `fdatasync` fails, as on a disk that has gone bad.
@@ -969,6 +982,34 @@ mod tests {
         assert!(err.to_string().contains("until it is restarted"), "{err}");
         assert!(err.to_string().contains("EIO"), "{err}");
         // Nothing more was written after the failure.
+        assert_eq!(log.len(), 1);
+        assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), len);
+    }
+
+    #[test]
+    fn a_failed_write_breaks_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log =
+            AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
+        log.append(record(0)).unwrap();
+        let len = std::fs::metadata(log_path(dir.path())).unwrap().len();
+        // A handle that can neither write nor truncate: the write fails, and so
+        // does cutting off what it may have left.
+        log.file = Arc::new(File::open(log_path(dir.path())).unwrap());
+
+        let err = log.insert(record(1)).unwrap_err();
+        assert!(err.to_string().contains("cannot append"), "{err}");
+        let err = log.check_writable().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+        assert!(err.to_string().contains("cutting off"), "{err}");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), log.wait_broken()).await
+            })
+            .expect("a broken log is reported");
         assert_eq!(log.len(), 1);
         assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), len);
     }

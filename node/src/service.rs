@@ -380,20 +380,6 @@ impl NodeState {
                 }
             }
         }
-        if let Err(retry) =
-            self.rate
-                .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
-        {
-            self.deny("rate_limited");
-            return Err(NodeError::ResourceExhausted(format!(
-                "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
-                req.client_id,
-                policy.rate_limit_per_minute,
-                req.key_id,
-                retry.as_secs().max(1)
-            )));
-        }
-
         // A nonce is spent only if its record can be made durable: once a flush of
         // the audit log has failed, the node refuses round 2 (UNAVAILABLE, so the
         // coordinator asks another node) and keeps its nonces unspent. (Should the
@@ -409,6 +395,25 @@ impl NodeState {
                     .into(),
             )
         })?;
+        // The client's rate is charged only for a request that can use its nonce,
+        // so a request refused above (or for a stale commitment, which sends the
+        // coordinator back to two rounds) does not count against it. A request
+        // refused here has spent its nonce unused: the coordinator never sends a
+        // commitment twice, so nothing is lost.
+        if let Err(retry) =
+            self.rate
+                .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
+        {
+            self.deny("rate_limited");
+            return Err(NodeError::ResourceExhausted(format!(
+                "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
+                req.client_id,
+                policy.rate_limit_per_minute,
+                req.key_id,
+                retry.as_secs().max(1)
+            )));
+        }
+
         // The record of the spent nonce goes in before the share is computed, so
         // its flush runs meanwhile.
         let pending = self.audit.insert(AuditRecord {
@@ -1121,9 +1126,12 @@ MAA=
 -----END CERTIFICATE-----
 ";
 
-    /// `node-1`, holding its share of the 2-of-2 Ed25519 key `k1`, and `node-2`'s
-    /// share of it (to commit as the other signer).
-    fn node_with_key(dir: &std::path::Path) -> (NodeState, ParsedKeyPackage) {
+    /// `node-1`, holding its share of the 2-of-2 Ed25519 key `k1` (under `policy`),
+    /// and `node-2`'s share of it (to commit as the other signer).
+    fn node_with_key(
+        dir: &std::path::Path,
+        policy: Option<pb::KeyPolicy>,
+    ) -> (NodeState, ParsedKeyPackage) {
         let names = vec!["node-1".to_string(), "node-2".to_string()];
         let ops = Ciphersuite::Ed25519.ops();
         let dealt = ops.split(None, &names, 2).unwrap();
@@ -1141,7 +1149,7 @@ MAA=
                 })
                 .collect(),
             "2026-01-01T00:00:00Z".into(),
-            None,
+            policy,
         );
         let identity = NodeIdentity {
             node_id: "node-1".into(),
@@ -1207,15 +1215,9 @@ MAA=
     #[test]
     fn a_node_whose_audit_log_failed_spends_and_issues_no_nonce() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut state, other) = node_with_key(dir.path());
+        let (mut state, other) = node_with_key(dir.path(), None);
         let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
-        let mut commitments = state
-            .commit(pb::CommitRequest {
-                key_id: "k1".into(),
-                count: 2,
-            })
-            .unwrap()
-            .commitments;
+        let mut commitments = commitments(&state, 2);
         assert_eq!(state.outstanding_nonces(), 2);
 
         // While the log works, a request like the one below spends its nonce.
@@ -1253,5 +1255,48 @@ MAA=
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
         assert_eq!(state.outstanding_nonces(), 1, "a nonce was issued");
+    }
+
+    /// Fresh commitments of `node-1` for `k1`.
+    fn commitments(state: &NodeState, count: u32) -> Vec<Vec<u8>> {
+        state
+            .commit(pb::CommitRequest {
+                key_id: "k1".into(),
+                count,
+            })
+            .unwrap()
+            .commitments
+    }
+
+    #[test]
+    fn only_requests_that_can_be_signed_count_against_a_clients_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = pb::KeyPolicy {
+            rate_limit_per_minute: 1,
+            ..Default::default()
+        };
+        let (state, other) = node_with_key(dir.path(), Some(policy));
+        let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
+
+        // Refused twice for a commitment the node does not hold (as after a
+        // restart, when the coordinator falls back to two rounds): the one
+        // signature this client may make this minute is still there.
+        let ops = Ciphersuite::Ed25519.ops();
+        for _ in 0..2 {
+            let (_, not_issued) = ops.commit(&other).unwrap();
+            let request = sign_request(&state, not_issued, &other);
+            let err = state.record_share(request, &caller).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+        }
+        let mut commitments = commitments(&state, 2);
+        let request = sign_request(&state, commitments.remove(0), &other);
+        assert!(state.record_share(request, &caller).unwrap().answer.is_ok());
+
+        // The next is over the limit. Its nonce is spent all the same, so its
+        // commitment cannot be replayed once the minute is over.
+        let request = sign_request(&state, commitments.remove(0), &other);
+        let err = state.record_share(request, &caller).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        assert_eq!(state.outstanding_nonces(), 0);
     }
 }

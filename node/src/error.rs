@@ -49,6 +49,9 @@ pub enum NodeError {
     /// be made durable): the caller should use another node.
     #[error("{0}")]
     Unavailable(String),
+    /// A bug: a step that every earlier check said would succeed failed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl NodeError {
@@ -80,7 +83,8 @@ impl NodeError {
             | NodeError::WrongKek
             | NodeError::Corrupt(_)
             | NodeError::Storage(_)
-            | NodeError::Server(_) => Code::Internal,
+            | NodeError::Server(_)
+            | NodeError::Internal(_) => Code::Internal,
         }
     }
 }

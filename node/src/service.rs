@@ -449,13 +449,17 @@ impl NodeState {
         } = share;
         let share = received
             .sign(nonces, &key.parsed_key_package)
-            .map_err(|e| NodeError::InvalidArgument(format!("cannot sign: {e}")))?;
+            // Every input was checked before the nonce was taken (the package
+            // decoded with this node's commitment in it, the nonce found under that
+            // commitment), so this is the node's fault, not the request's: INTERNAL,
+            // which counts against the node's health at the coordinator.
+            .map_err(|e| NodeError::Internal(format!("cannot sign: {e}")))?;
         let share = if self.danger.corrupt_signature_shares {
             key.manifest
                 .ciphersuite
                 .ops()
                 .danger_corrupt_share(&share)
-                .map_err(|e| NodeError::InvalidArgument(e.to_string()))?
+                .map_err(|e| NodeError::Internal(e.to_string()))?
         } else {
             share
         };

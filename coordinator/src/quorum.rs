@@ -338,12 +338,29 @@ impl QuorumEngine {
         // Nodes out of this request: failed a round, or named as culprits.
         let mut out: HashSet<String> = key.disagreeing.clone();
         let mut attempt = 0u32;
-        let no_quorum = |out: &HashSet<String>, detail: String| CoordError::NoQuorum {
-            key_id: manifest.key_id.clone(),
-            answered: manifest.participants.len() - out.len().min(manifest.participants.len()),
-            participants: manifest.participants.len(),
-            needed: t,
-            detail,
+        // The last node that refused this client for its rate limit, and why: if no
+        // quorum can be had, that is the client's answer (RESOURCE_EXHAUSTED, which
+        // says when to retry), not UNAVAILABLE, which clients retry at once. A node's
+        // refusal does not end the request: the other nodes count the client's
+        // requests themselves, and one node must not be able to stop signing.
+        let mut rate_limited: Option<(String, tonic::Status)> = None;
+        let no_quorum = |out: &HashSet<String>,
+                         rate_limited: &Option<(String, tonic::Status)>,
+                         detail: String| {
+            if let Some((node, status)) = rate_limited {
+                return CoordError::ResourceExhausted(format!(
+                    "no quorum for key {:?}: node {node} refused: {}",
+                    manifest.key_id,
+                    status.message()
+                ));
+            }
+            CoordError::NoQuorum {
+                key_id: manifest.key_id.clone(),
+                answered: manifest.participants.len() - out.len().min(manifest.participants.len()),
+                participants: manifest.participants.len(),
+                needed: t,
+                detail,
+            }
         };
         let policy = &manifest.policy;
         let mut use_pool = self.commitments.enabled();
@@ -358,7 +375,11 @@ impl QuorumEngine {
                 );
             }
             if Instant::now() >= deadline {
-                return Err(no_quorum(&out, "; request deadline reached".into()));
+                return Err(no_quorum(
+                    &out,
+                    &rate_limited,
+                    "; request deadline reached".into(),
+                ));
             }
             let mut candidates: Vec<&Arc<NodeHandle>> = manifest
                 .participants
@@ -383,7 +404,7 @@ impl QuorumEngine {
                     .map(|p| p.node_id.clone())
                     .collect();
                 out.extend(unreachable);
-                return Err(no_quorum(&out, String::new()));
+                return Err(no_quorum(&out, &rate_limited, String::new()));
             }
 
             // One round when the pool holds commitments of a (lawful) quorum.
@@ -573,6 +594,14 @@ impl QuorumEngine {
                 match result {
                     Ok(share) => {
                         share_map.insert(identifier, share);
+                    }
+                    Err(NodeFailure::Status(s)) if s.code() == tonic::Code::ResourceExhausted => {
+                        // The client is over its rate at this node. The node's other
+                        // pooled commitments are still good: its pool stays.
+                        round2_failed = true;
+                        tracing::info!(node = %node.id, key_id = %manifest.key_id, attempt, "round 2 refused: {}", s.message());
+                        out.insert(node.id.clone());
+                        rate_limited = Some((node.id.clone(), s));
                     }
                     Err(e) => {
                         round2_failed = true;

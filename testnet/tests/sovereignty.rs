@@ -613,6 +613,38 @@ async fn documented_policy_and_failover_commands_work() {
 }
 
 #[tokio::test]
+async fn a_client_over_its_rate_limit_at_the_nodes_is_told_to_retry_later() {
+    // Each node counts a client's signatures itself: a coordinator keeps no state,
+    // so a restarted one (or a second one) starts counting afresh.
+    let mut spec = NetworkSpec::default_five_regions();
+    spec.keys = vec![
+        KeySpec::new("metered", Ciphersuite::Ed25519).with_policy(PolicySpec {
+            rate_limit_per_minute: 1,
+            ..PolicySpec::default()
+        }),
+    ];
+    let mut net = start(spec).await;
+    let client = net.client().await.unwrap();
+    client
+        .sign_verified("metered", b"m0", DEADLINE)
+        .await
+        .unwrap();
+    net.restart_coordinator().await.unwrap();
+
+    // At least three of the five nodes have signed this minute's one signature,
+    // so no 3-of-5 quorum is left: the nodes' refusal reaches the client, not an
+    // UNAVAILABLE that would have it retry at once.
+    let client = net.client().await.unwrap();
+    let err = client
+        .sign("metered", b"m1", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("no quorum"), "{}", err.message());
+    assert!(err.message().contains("retry in"), "{}", err.message());
+}
+
+#[tokio::test]
 async fn a_client_over_its_rate_limit_is_told_to_retry_later() {
     let mut spec = NetworkSpec::default_five_regions();
     spec.keys = vec![

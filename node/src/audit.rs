@@ -373,11 +373,14 @@ impl AuditLog {
     }
 
     /// Seals `record` into the chain and appends it; it is on disk once
-    /// [`AuditLog::durable`] returns. Refused at once if a flush has failed
-    /// ([`AuditLog::check_writable`]).
+    /// [`AuditLog::durable`] returns. Refused at once if the log is broken (a flush
+    /// or a write failed: [`AuditLog::check_writable`]).
     pub fn insert(&self, mut record: AuditRecord) -> Result<PendingRecord, NodeError> {
-        self.check_writable()?;
         let mut head = self.head();
+        // Checked under the chain lock, under which a failed write marks the log
+        // broken: an append waiting for the lock behind that write must not add its
+        // line after a partial one.
+        self.check_writable()?;
         record.node_id = self.node_id.clone();
         record.time_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -996,20 +999,32 @@ mod tests {
         // A handle that can neither write nor truncate: the write fails, and so
         // does cutting off what it may have left.
         log.file = Arc::new(File::open(log_path(dir.path())).unwrap());
+        let log = Arc::new(log);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // Someone (the node's health) is already waiting when the write fails: no
+        // flush follows to wake it, so marking the log broken must.
+        let waiting = {
+            let log = log.clone();
+            runtime.spawn(async move { log.wait_broken().await })
+        };
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+        assert!(
+            !waiting.is_finished(),
+            "a healthy log is not reported broken"
+        );
 
         let err = log.insert(record(1)).unwrap_err();
         assert!(err.to_string().contains("cannot append"), "{err}");
         let err = log.check_writable().unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
         assert!(err.to_string().contains("cutting off"), "{err}");
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), log.wait_broken()).await
-            })
-            .expect("a broken log is reported");
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await })
+            .expect("a broken log is reported")
+            .unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), len);
     }

@@ -380,8 +380,8 @@ impl NodeState {
                 }
             }
         }
-        // A nonce is spent only if its record can be made durable: once a flush of
-        // the audit log has failed, the node refuses round 2 (UNAVAILABLE, so the
+        // A nonce is spent only if its record can be made durable: once a flush or
+        // a write of the audit log has failed, the node refuses round 2 (UNAVAILABLE, so the
         // coordinator asks another node) and keeps its nonces unspent. (Should the
         // log break between this check and the insert below, the nonce is dropped
         // unused: no share is computed without a record.)

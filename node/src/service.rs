@@ -398,20 +398,27 @@ impl NodeState {
         // The client's rate is charged only for a request that can use its nonce,
         // so a request refused above (or for a stale commitment, which sends the
         // coordinator back to two rounds) does not count against it. A request
-        // refused here has spent its nonce unused: the coordinator never sends a
-        // commitment twice, so nothing is lost.
+        // refused here has spent its nonce unused (the coordinator never sends a
+        // commitment twice, so nothing is lost); its record names the commitment,
+        // so that an auditor can account for every one this node issued.
         if let Err(retry) =
             self.rate
                 .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
         {
             self.deny("rate_limited");
-            return Err(NodeError::ResourceExhausted(format!(
+            let msg = format!(
                 "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
                 req.client_id,
                 policy.rate_limit_per_minute,
                 req.key_id,
                 retry.as_secs().max(1)
-            )));
+            );
+            return Ok(Recorded {
+                pending: self.audit.insert(refusal(format!(
+                    "{msg}; commitment_sha256={own_commitment_sha256} spent unused"
+                )))?,
+                answer: Err(NodeError::ResourceExhausted(msg)),
+            });
         }
 
         // The record of the spent nonce goes in before the share is computed, so
@@ -1298,9 +1305,26 @@ MAA=
 
         // The next is over the limit. Its nonce is spent all the same, so its
         // commitment cannot be replayed once the minute is over.
-        let request = sign_request(&state, commitments.remove(0), &other);
-        let err = state.record_share(request, &caller).unwrap_err();
+        let over = commitments.remove(0);
+        let request = sign_request(&state, over.clone(), &other);
+        let Recorded { pending, answer } = state.record_share(request, &caller).unwrap();
+        let err = answer.unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
         assert_eq!(state.outstanding_nonces(), 0);
+        // Its record accounts for the commitment spent unused.
+        let record = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(state.audit.durable(pending))
+            .unwrap();
+        assert_eq!(record.event, "sign_refused");
+        let spent = hex::encode(quorate_proto::sha256(&over));
+        assert!(
+            record
+                .detail
+                .contains(&format!("commitment_sha256={spent}")),
+            "{}",
+            record.detail
+        );
     }
 }

@@ -156,15 +156,70 @@ pub struct QuorumEngine {
 #[derive(Clone, Debug)]
 pub(crate) enum NodeFailure {
     Timeout,
+    /// The call failed as a whole: the connection, the stream, or the node's
+    /// answer to the call (which may stand for a whole batch of requests).
     Status(tonic::Status),
+    /// The node answered this one request of a round-2 batch with an error.
+    Refused(tonic::Status),
+}
+
+impl NodeFailure {
+    /// The node's status, if it gave one.
+    fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            NodeFailure::Timeout => None,
+            NodeFailure::Status(s) | NodeFailure::Refused(s) => Some(s),
+        }
+    }
 }
 
 impl std::fmt::Display for NodeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NodeFailure::Timeout => f.write_str("timed out"),
-            NodeFailure::Status(s) => write!(f, "{:?}: {}", s.code(), s.message()),
+        match self.status() {
+            None => f.write_str("timed out"),
+            Some(s) => write!(f, "{:?}: {}", s.code(), s.message()),
         }
+    }
+}
+
+/// The nodes that refused a request's client for its rate limit in round 2.
+///
+/// A refusal does not end the request: each node counts the client's signatures
+/// itself, another quorum may still be willing, and one node must not be able to
+/// stop signing. But when the request runs out of nodes because of them, the
+/// client is told so (`RESOURCE_EXHAUSTED`, with the time to retry), not
+/// `UNAVAILABLE`, which clients retry at once.
+#[derive(Debug, Default)]
+struct RateRefusals {
+    nodes: HashSet<String>,
+    /// The last refusal: its node and message (which says when to retry).
+    last: Option<(String, String)>,
+}
+
+impl RateRefusals {
+    fn record(&mut self, node: &str, status: &tonic::Status) {
+        self.nodes.insert(node.to_string());
+        self.last = Some((node.to_string(), status.message().to_string()));
+    }
+
+    /// The answer to a request for `key_id` that ran out of nodes (`out` of
+    /// `participants`, `t` needed), if these refusals are why: with the refusing
+    /// nodes back, at least `t` would be left.
+    fn answer(
+        &self,
+        key_id: &str,
+        out: &HashSet<String>,
+        participants: usize,
+        t: usize,
+    ) -> Option<CoordError> {
+        let (node, message) = self.last.as_ref()?;
+        let out_otherwise = out.iter().filter(|n| !self.nodes.contains(*n)).count();
+        (participants.saturating_sub(out_otherwise) >= t).then(|| {
+            CoordError::ResourceExhausted(format!(
+                "no quorum for key {key_id:?} within the client's rate limit: node {node} \
+                 refused: {message}"
+            ))
+        })
     }
 }
 
@@ -338,22 +393,23 @@ impl QuorumEngine {
         // Nodes out of this request: failed a round, or named as culprits.
         let mut out: HashSet<String> = key.disagreeing.clone();
         let mut attempt = 0u32;
-        // The last node that refused this client for its rate limit, and why: if no
-        // quorum can be had, that is the client's answer (RESOURCE_EXHAUSTED, which
-        // says when to retry), not UNAVAILABLE, which clients retry at once. A node's
-        // refusal does not end the request: the other nodes count the client's
-        // requests themselves, and one node must not be able to stop signing.
-        let mut rate_limited: Option<(String, tonic::Status)> = None;
-        let no_quorum = |out: &HashSet<String>,
-                         rate_limited: &Option<(String, tonic::Status)>,
-                         detail: String| {
-            if let Some((node, status)) = rate_limited {
-                return CoordError::ResourceExhausted(format!(
-                    "no quorum for key {:?}: node {node} refused: {}",
-                    manifest.key_id,
-                    status.message()
-                ));
+        let mut rate_refusals = RateRefusals::default();
+        let over_rate = |out: &HashSet<String>, rate_refusals: &RateRefusals| {
+            let answer =
+                rate_refusals.answer(&manifest.key_id, out, manifest.participants.len(), t);
+            if answer.is_some() {
+                self.count_denial("rate_limited");
             }
+            answer
+        };
+        let no_quorum = |out: &HashSet<String>, rate_refusals: &RateRefusals, detail: String| {
+            if let Some(answer) = over_rate(out, rate_refusals) {
+                return answer;
+            }
+            let detail = match rate_refusals.nodes.len() {
+                0 => detail,
+                n => format!("{detail}; {n} refused the client for its rate limit"),
+            };
             CoordError::NoQuorum {
                 key_id: manifest.key_id.clone(),
                 answered: manifest.participants.len() - out.len().min(manifest.participants.len()),
@@ -377,7 +433,7 @@ impl QuorumEngine {
             if Instant::now() >= deadline {
                 return Err(no_quorum(
                     &out,
-                    &rate_limited,
+                    &rate_refusals,
                     "; request deadline reached".into(),
                 ));
             }
@@ -404,7 +460,7 @@ impl QuorumEngine {
                     .map(|p| p.node_id.clone())
                     .collect();
                 out.extend(unreachable);
-                return Err(no_quorum(&out, &rate_limited, String::new()));
+                return Err(no_quorum(&out, &rate_refusals, String::new()));
             }
 
             // One round when the pool holds commitments of a (lawful) quorum.
@@ -521,6 +577,12 @@ impl QuorumEngine {
                     }
                     drop(pending);
                     let Some(selected) = selected else {
+                        if let Some(answer) = over_rate(&out, &rate_refusals) {
+                            // Home nodes that refused the client for its rate may be
+                            // what the lawful quorum lacks: an approval is not the
+                            // remedy, waiting is.
+                            return Err(answer);
+                        }
                         if answered.len() >= t {
                             let home = answered.iter().filter(|a| a.home).count();
                             self.count_denial("unlawful_quorum");
@@ -595,18 +657,22 @@ impl QuorumEngine {
                     Ok(share) => {
                         share_map.insert(identifier, share);
                     }
-                    Err(NodeFailure::Status(s)) if s.code() == tonic::Code::ResourceExhausted => {
-                        // The client is over its rate at this node. The node's other
-                        // pooled commitments are still good: its pool stays.
+                    Err(NodeFailure::Refused(s)) if s.code() == tonic::Code::ResourceExhausted => {
+                        // The client is over its rate at this node (a refusal of
+                        // this one request, not of a whole call, which HTTP/2 can
+                        // also end with this code). The node's other pooled
+                        // commitments are still good: its pool stays.
                         round2_failed = true;
                         tracing::info!(node = %node.id, key_id = %manifest.key_id, attempt, "round 2 refused: {}", s.message());
                         out.insert(node.id.clone());
-                        rate_limited = Some((node.id.clone(), s));
+                        rate_refusals.record(&node.id, &s);
                     }
                     Err(e) => {
                         round2_failed = true;
                         self.commitments.clear_node(&node.id);
-                        let refused_commitment = matches!(&e, NodeFailure::Status(s) if s.code() == tonic::Code::FailedPrecondition);
+                        let refused_commitment = e
+                            .status()
+                            .is_some_and(|s| s.code() == tonic::Code::FailedPrecondition);
                         if from_pool && refused_commitment {
                             // The node no longer knows the pooled commitment (it
                             // restarted, or the nonce expired): not the node's fault.
@@ -668,6 +734,26 @@ impl QuorumEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_refusals_answer_only_when_they_are_what_the_quorum_lacks() {
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        let refused = tonic::Status::resource_exhausted("over the limit; retry in 12 s");
+        let mut refusals = RateRefusals::default();
+        // None yet: a request short of nodes is UNAVAILABLE as ever.
+        assert!(refusals.answer("k", &set(&["a", "b", "c"]), 5, 3).is_none());
+
+        refusals.record("a", &refused);
+        // 3-of-5, `a` over the rate and two nodes down: with `a` the quorum was there.
+        let answer = refusals.answer("k", &set(&["a", "d", "e"]), 5, 3).unwrap();
+        assert_eq!(answer.code(), tonic::Code::ResourceExhausted);
+        assert!(answer.to_string().contains("node a refused"), "{answer}");
+        assert!(answer.to_string().contains("retry in 12 s"), "{answer}");
+        // Three nodes down: no quorum even with `a`, so the nodes' absence is the answer.
+        assert!(refusals
+            .answer("k", &set(&["a", "c", "d", "e"]), 5, 3)
+            .is_none());
+    }
 
     #[test]
     fn round_one_spares_come_only_from_available_nodes() {

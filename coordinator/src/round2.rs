@@ -450,7 +450,7 @@ impl NodeQueue {
                     // As a failed `SignShare` call would be.
                     let status = tonic::Status::new(tonic::Code::from(e.code), e.message);
                     node.record_status(&status);
-                    Err(NodeFailure::Status(status))
+                    Err(NodeFailure::Refused(status))
                 }
                 None => {
                     node.record_failure();

@@ -204,20 +204,22 @@ impl RateRefusals {
 
     /// The answer to a request for `key_id` that ran out of nodes (`out` of
     /// `participants`, `t` needed), if these refusals are why: with the refusing
-    /// nodes back, at least `t` would be left.
+    /// nodes back, at least `t` would be left. `detail` says more (", request
+    /// deadline reached").
     fn answer(
         &self,
         key_id: &str,
         out: &HashSet<String>,
         participants: usize,
         t: usize,
+        detail: &str,
     ) -> Option<CoordError> {
         let (node, message) = self.last.as_ref()?;
         let out_otherwise = out.iter().filter(|n| !self.nodes.contains(*n)).count();
         (participants.saturating_sub(out_otherwise) >= t).then(|| {
             CoordError::ResourceExhausted(format!(
-                "no quorum for key {key_id:?} within the client's rate limit: node {node} \
-                 refused: {message}"
+                "no quorum for key {key_id:?} within the client's rate limit{detail}: node \
+                 {node} refused: {message}"
             ))
         })
     }
@@ -391,19 +393,32 @@ impl QuorumEngine {
         let t = usize::from(manifest.threshold);
         let ops = manifest.ciphersuite.ops();
         // Nodes out of this request: failed a round, or named as culprits.
+        // Participants the coordinator has no endpoint for are out from the start.
         let mut out: HashSet<String> = key.disagreeing.clone();
+        out.extend(
+            manifest
+                .participants
+                .iter()
+                .filter(|p| self.pool.get(&p.node_id).is_none())
+                .map(|p| p.node_id.clone()),
+        );
         let mut attempt = 0u32;
         let mut rate_refusals = RateRefusals::default();
-        let over_rate = |out: &HashSet<String>, rate_refusals: &RateRefusals| {
-            let answer =
-                rate_refusals.answer(&manifest.key_id, out, manifest.participants.len(), t);
+        let over_rate = |out: &HashSet<String>, rate_refusals: &RateRefusals, detail: &str| {
+            let answer = rate_refusals.answer(
+                &manifest.key_id,
+                out,
+                manifest.participants.len(),
+                t,
+                detail,
+            );
             if answer.is_some() {
                 self.count_denial("rate_limited");
             }
             answer
         };
         let no_quorum = |out: &HashSet<String>, rate_refusals: &RateRefusals, detail: String| {
-            if let Some(answer) = over_rate(out, rate_refusals) {
+            if let Some(answer) = over_rate(out, rate_refusals, &detail) {
                 return answer;
             }
             let detail = match rate_refusals.nodes.len() {
@@ -452,14 +467,6 @@ impl QuorumEngine {
                 (policy.constrains_quorums() && !home, n.preference())
             });
             if candidates.len() < t {
-                // Participants the coordinator has no endpoint for count as absent.
-                let unreachable: HashSet<String> = manifest
-                    .participants
-                    .iter()
-                    .filter(|p| self.pool.get(&p.node_id).is_none())
-                    .map(|p| p.node_id.clone())
-                    .collect();
-                out.extend(unreachable);
                 return Err(no_quorum(&out, &rate_refusals, String::new()));
             }
 
@@ -577,14 +584,27 @@ impl QuorumEngine {
                     }
                     drop(pending);
                     let Some(selected) = selected else {
-                        if let Some(answer) = over_rate(&out, &rate_refusals) {
-                            // Home nodes that refused the client for its rate may be
-                            // what the lawful quorum lacks: an approval is not the
-                            // remedy, waiting is.
-                            return Err(answer);
-                        }
                         if answered.len() >= t {
                             let home = answered.iter().filter(|a| a.home).count();
+                            // If home nodes that refused the client for its rate are
+                            // what the lawful quorum lacks, waiting is the remedy,
+                            // not an approval.
+                            let refused_home = rate_refusals
+                                .nodes
+                                .iter()
+                                .filter(|n| {
+                                    manifest
+                                        .participant(n)
+                                        .is_some_and(|p| policy.is_home(&p.jurisdiction))
+                                })
+                                .count();
+                            if refused_home > 0
+                                && home + refused_home >= usize::from(policy.min_home_signers)
+                            {
+                                if let Some(answer) = over_rate(&out, &rate_refusals, "") {
+                                    return Err(answer);
+                                }
+                            }
                             self.count_denial("unlawful_quorum");
                             return Err(CoordError::FailedPrecondition(format!(
                         "no lawful quorum for key {:?}: the policy needs at least {} signers in {}, but only {home} of the {} nodes that answered are there; an approval token permits an out-of-policy quorum",
@@ -741,17 +761,21 @@ mod tests {
         let refused = tonic::Status::resource_exhausted("over the limit; retry in 12 s");
         let mut refusals = RateRefusals::default();
         // None yet: a request short of nodes is UNAVAILABLE as ever.
-        assert!(refusals.answer("k", &set(&["a", "b", "c"]), 5, 3).is_none());
+        assert!(refusals
+            .answer("k", &set(&["a", "b", "c"]), 5, 3, "")
+            .is_none());
 
         refusals.record("a", &refused);
         // 3-of-5, `a` over the rate and two nodes down: with `a` the quorum was there.
-        let answer = refusals.answer("k", &set(&["a", "d", "e"]), 5, 3).unwrap();
+        let answer = refusals
+            .answer("k", &set(&["a", "d", "e"]), 5, 3, "")
+            .unwrap();
         assert_eq!(answer.code(), tonic::Code::ResourceExhausted);
         assert!(answer.to_string().contains("node a refused"), "{answer}");
         assert!(answer.to_string().contains("retry in 12 s"), "{answer}");
         // Three nodes down: no quorum even with `a`, so the nodes' absence is the answer.
         assert!(refusals
-            .answer("k", &set(&["a", "c", "d", "e"]), 5, 3)
+            .answer("k", &set(&["a", "c", "d", "e"]), 5, 3, "")
             .is_none());
     }
 

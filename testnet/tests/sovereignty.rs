@@ -645,6 +645,39 @@ async fn a_client_over_its_rate_limit_at_the_nodes_is_told_to_retry_later() {
 }
 
 #[tokio::test]
+async fn a_client_over_its_rate_limit_at_the_home_nodes_is_told_to_wait_not_to_get_an_approval() {
+    // Two EU nodes, both needed by the key's policy, and three elsewhere.
+    let mut spec = NetworkSpec::default_five_regions();
+    for (node, jurisdiction) in spec.nodes.iter_mut().zip(["EU", "EU", "US", "US", "SG"]) {
+        node.jurisdiction = jurisdiction.into();
+    }
+    spec.keys = vec![
+        KeySpec::new("eu-metered", Ciphersuite::Ed25519).with_policy(PolicySpec {
+            rate_limit_per_minute: 1,
+            ..PolicySpec::residency("EU", 2)
+        }),
+    ];
+    let mut net = start(spec).await;
+    let client = net.client().await.unwrap();
+    client
+        .sign_verified("eu-metered", b"m0", DEADLINE)
+        .await
+        .unwrap();
+    net.restart_coordinator().await.unwrap();
+
+    // Both EU nodes signed this minute's one signature. Three nodes elsewhere
+    // still answer, but without the EU nodes no quorum is lawful: the client is to
+    // wait for its rate, not to fetch an approval for an out-of-policy quorum.
+    let client = net.client().await.unwrap();
+    let err = client
+        .sign("eu-metered", b"m1", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("retry in"), "{}", err.message());
+}
+
+#[tokio::test]
 async fn a_client_over_its_rate_limit_is_told_to_retry_later() {
     let mut spec = NetworkSpec::default_five_regions();
     spec.keys = vec![

@@ -413,10 +413,16 @@ impl NodeState {
                 req.key_id,
                 retry.as_secs().max(1)
             );
+            // The commitment first, as in a `sign_share` record's detail, so that an
+            // auditor reads both the same way.
+            let record = AuditRecord {
+                approval_token_id: approval_token_id.clone(),
+                ..refusal(format!(
+                    "commitment_sha256={own_commitment_sha256} spent unused; {msg}"
+                ))
+            };
             return Ok(Recorded {
-                pending: self.audit.insert(refusal(format!(
-                    "{msg}; commitment_sha256={own_commitment_sha256} spent unused"
-                )))?,
+                pending: self.audit.insert(record)?,
                 answer: Err(NodeError::ResourceExhausted(msg)),
             });
         }

@@ -661,15 +661,23 @@ async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<St
         }
         let mut seen = std::collections::HashSet::new();
         for r in quorate_ceremony::audit::decode(&records) {
-            if r.event != "sign_share" {
+            // A share's record names the commitment it spent; so does a refusal
+            // that spent one unused (a client over its rate limit).
+            let Some(commitment) = r
+                .detail
+                .split([' ', ';'])
+                .next()
+                .filter(|c| c.starts_with("commitment_sha256="))
+            else {
                 continue;
+            };
+            if r.event == "sign_share" {
+                shares_checked += 1;
             }
-            shares_checked += 1;
-            let spent = format!("{} {}", r.key_id, r.detail);
-            if !seen.insert(spent) {
+            if !seen.insert(format!("{} {commitment}", r.key_id)) {
                 problems.push(format!(
-                    "{id}: commitment spent twice ({} {})",
-                    r.key_id, r.detail
+                    "{id}: commitment spent twice ({} {commitment})",
+                    r.key_id
                 ));
             }
         }

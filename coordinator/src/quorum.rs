@@ -204,7 +204,7 @@ impl RateRefusals {
 
     /// The answer to a request for `key_id` that ran out of nodes (`out` of
     /// `participants`, `t` needed), if these refusals are why: with the refusing
-    /// nodes back, at least `t` would be left. `detail` says more (", request
+    /// nodes back, at least `t` would be left. `detail` says more ("; request
     /// deadline reached").
     fn answer(
         &self,

@@ -381,10 +381,10 @@ impl NodeState {
             }
         }
         // A nonce is spent only if its record can be made durable: once a flush or
-        // a write of the audit log has failed, the node refuses round 2 (UNAVAILABLE, so the
-        // coordinator asks another node) and keeps its nonces unspent. (Should the
-        // log break between this check and the insert below, the nonce is dropped
-        // unused: no share is computed without a record.)
+        // a write of the audit log has failed, the node refuses round 2
+        // (UNAVAILABLE, so the coordinator asks another node) and keeps its nonces
+        // unspent. (Should the log break between this check and the insert below,
+        // the nonce is dropped unused: no share is computed without a record.)
         self.audit.check_writable()?;
         // Taking the nonce out of the store is what makes it single-use: whatever
         // happens next, it cannot be used again.

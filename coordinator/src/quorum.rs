@@ -202,6 +202,19 @@ impl RateRefusals {
         self.last = Some((node.to_string(), status.message().to_string()));
     }
 
+    /// How many of the refusing nodes are in the home jurisdictions of the key
+    /// `manifest` describes.
+    fn home_nodes(&self, manifest: &quorate_proto::manifest::Manifest) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                manifest
+                    .participant(n)
+                    .is_some_and(|p| manifest.policy.is_home(&p.jurisdiction))
+            })
+            .count()
+    }
+
     /// The answer to a request for `key_id` that ran out of nodes (`out` of
     /// `participants`, `t` needed), if these refusals are why: with the refusing
     /// nodes back, at least `t` would be left. `detail` says more ("; request
@@ -589,15 +602,7 @@ impl QuorumEngine {
                             // If home nodes that refused the client for its rate are
                             // what the lawful quorum lacks, waiting is the remedy,
                             // not an approval.
-                            let refused_home = rate_refusals
-                                .nodes
-                                .iter()
-                                .filter(|n| {
-                                    manifest
-                                        .participant(n)
-                                        .is_some_and(|p| policy.is_home(&p.jurisdiction))
-                                })
-                                .count();
+                            let refused_home = rate_refusals.home_nodes(manifest);
                             if refused_home > 0
                                 && home + refused_home >= usize::from(policy.min_home_signers)
                             {

@@ -992,14 +992,12 @@ mod tests {
     #[test]
     fn a_failed_write_breaks_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log =
-            AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
+        let mut log = open_log(dir.path());
         log.append(record(0)).unwrap();
         let len = std::fs::metadata(log_path(dir.path())).unwrap().len();
         // A handle that can neither write nor truncate: the write fails, and so
         // does cutting off what it may have left.
-        log.file = Arc::new(File::open(log_path(dir.path())).unwrap());
-        let log = Arc::new(log);
+        Arc::get_mut(&mut log).unwrap().file = Arc::new(File::open(log_path(dir.path())).unwrap());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

@@ -612,6 +612,24 @@ async fn documented_policy_and_failover_commands_work() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// Signs once with `key_id` on a network started from `spec`, restarts the
+/// coordinator (which keeps no count of a client's signatures; the nodes do), and
+/// returns why a second signature is refused.
+async fn second_signature_after_a_coordinator_restart(
+    spec: NetworkSpec,
+    key_id: &str,
+) -> tonic::Status {
+    let mut net = start(spec).await;
+    let client = net.client().await.unwrap();
+    client.sign_verified(key_id, b"m0", DEADLINE).await.unwrap();
+    net.restart_coordinator().await.unwrap();
+    let client = net.client().await.unwrap();
+    client
+        .sign(key_id, b"m1", None, DEADLINE)
+        .await
+        .expect_err("a second signature within the minute")
+}
+
 #[tokio::test]
 async fn a_client_over_its_rate_limit_at_the_nodes_is_told_to_retry_later() {
     // Each node counts a client's signatures itself: a coordinator keeps no state,
@@ -623,22 +641,10 @@ async fn a_client_over_its_rate_limit_at_the_nodes_is_told_to_retry_later() {
             ..PolicySpec::default()
         }),
     ];
-    let mut net = start(spec).await;
-    let client = net.client().await.unwrap();
-    client
-        .sign_verified("metered", b"m0", DEADLINE)
-        .await
-        .unwrap();
-    net.restart_coordinator().await.unwrap();
-
     // At least three of the five nodes have signed this minute's one signature,
     // so no 3-of-5 quorum is left: the nodes' refusal reaches the client, not an
     // UNAVAILABLE that would have it retry at once.
-    let client = net.client().await.unwrap();
-    let err = client
-        .sign("metered", b"m1", None, DEADLINE)
-        .await
-        .unwrap_err();
+    let err = second_signature_after_a_coordinator_restart(spec, "metered").await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("no quorum"), "{}", err.message());
     assert!(err.message().contains("retry in"), "{}", err.message());
@@ -657,22 +663,10 @@ async fn a_client_over_its_rate_limit_at_the_home_nodes_is_told_to_wait_not_to_g
             ..PolicySpec::residency("EU", 2)
         }),
     ];
-    let mut net = start(spec).await;
-    let client = net.client().await.unwrap();
-    client
-        .sign_verified("eu-metered", b"m0", DEADLINE)
-        .await
-        .unwrap();
-    net.restart_coordinator().await.unwrap();
-
     // Both EU nodes signed this minute's one signature. Three nodes elsewhere
     // still answer, but without the EU nodes no quorum is lawful: the client is to
     // wait for its rate, not to fetch an approval for an out-of-policy quorum.
-    let client = net.client().await.unwrap();
-    let err = client
-        .sign("eu-metered", b"m1", None, DEADLINE)
-        .await
-        .unwrap_err();
+    let err = second_signature_after_a_coordinator_restart(spec, "eu-metered").await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("retry in"), "{}", err.message());
 }

@@ -19,9 +19,9 @@ use crate::nodes::NodePool;
 pub struct KnownKey {
     /// The agreed manifest.
     pub manifest: Manifest,
-    /// Participants that reported a different manifest for this key id; they are
-    /// never asked to sign it.
-    pub disagreeing: HashSet<String>,
+    /// Participants never asked to sign it: those that reported a different
+    /// manifest for this key id, and those the coordinator has no endpoint for.
+    pub never_asked: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -222,11 +222,19 @@ impl KeyDirectory {
             if !disagreeing.is_empty() {
                 tracing::warn!(key_id = %key_id, nodes = ?disagreeing, "nodes disagree with the agreed manifest; excluded");
             }
+            // The pool is fixed for the coordinator's life, so which participants
+            // it cannot reach is known here, once, not on every `Sign`.
+            let without_endpoint = manifest
+                .participants
+                .iter()
+                .filter(|p| self.pool.get(&p.node_id).is_none())
+                .map(|p| p.node_id.clone());
+            let never_asked = disagreeing.into_iter().chain(without_endpoint).collect();
             keys.insert(
                 key_id,
                 Arc::new(KnownKey {
                     manifest,
-                    disagreeing,
+                    never_asked,
                 }),
             );
         }

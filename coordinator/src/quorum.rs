@@ -405,16 +405,9 @@ impl QuorumEngine {
         let manifest = &key.manifest;
         let t = usize::from(manifest.threshold);
         let ops = manifest.ciphersuite.ops();
-        // Nodes out of this request: failed a round, or named as culprits.
-        // Participants the coordinator has no endpoint for are out from the start.
-        let mut out: HashSet<String> = key.disagreeing.clone();
-        out.extend(
-            manifest
-                .participants
-                .iter()
-                .filter(|p| self.pool.get(&p.node_id).is_none())
-                .map(|p| p.node_id.clone()),
-        );
+        // Nodes out of this request: never asked to sign the key (a different
+        // manifest, no endpoint), failed a round, or named as culprits.
+        let mut out: HashSet<String> = key.never_asked.clone();
         let mut attempt = 0u32;
         let mut rate_refusals = RateRefusals::default();
         let over_rate = |out: &HashSet<String>, rate_refusals: &RateRefusals, detail: &str| {

@@ -388,7 +388,7 @@ impl NodeState {
         self.audit.check_writable()?;
         // Taking the nonce out of the store is what makes it single-use: whatever
         // happens next, it cannot be used again.
-        let own_commitment_sha256 = hex::encode(quorate_proto::sha256(own));
+        let spent_commitment = quorate_proto::audit::spent_commitment_detail(own);
         let nonces = self.nonces.take(&req.key_id, own).ok_or_else(|| {
             NodeError::FailedPrecondition(
                 "the commitment for this node was not issued by it, was already used, or expired"
@@ -417,9 +417,7 @@ impl NodeState {
             // auditor reads both the same way.
             let record = AuditRecord {
                 approval_token_id: approval_token_id.clone(),
-                ..refusal(format!(
-                    "commitment_sha256={own_commitment_sha256} spent unused; {msg}"
-                ))
+                ..refusal(format!("{spent_commitment} spent unused; {msg}"))
             };
             return Ok(Recorded {
                 pending: self.audit.insert(record)?,
@@ -440,7 +438,7 @@ impl NodeState {
             caller: caller.spiffe_id(),
             // Which nonce was spent: an auditor (and the crash drill) can check that
             // no commitment was ever used twice.
-            detail: format!("commitment_sha256={own_commitment_sha256}"),
+            detail: spent_commitment,
             ..Default::default()
         })?;
         Ok(Recorded {

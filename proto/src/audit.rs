@@ -50,7 +50,31 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// How a record's `detail` begins when the record accounts for a spent nonce (a
+/// `sign_share`, or a refusal that spent its nonce unused): `commitment_sha256=`
+/// and the hex SHA-256 of the node's commitment. An auditor (and the crash drill)
+/// checks with it that no commitment was ever used twice.
+const SPENT_COMMITMENT: &str = "commitment_sha256=";
+
+/// The `detail` (or its start) naming `commitment` as spent; see
+/// [`AuditRecord::spent_commitment`].
+pub fn spent_commitment_detail(commitment: &[u8]) -> String {
+    format!(
+        "{SPENT_COMMITMENT}{}",
+        hex::encode(crate::sha256(commitment))
+    )
+}
+
 impl AuditRecord {
+    /// The commitment this record accounts for as spent
+    /// (`commitment_sha256=<hex>`), if it names one.
+    pub fn spent_commitment(&self) -> Option<&str> {
+        self.detail
+            .split([' ', ';'])
+            .next()
+            .filter(|c| c.starts_with(SPENT_COMMITMENT))
+    }
+
     fn compute_hash(&self) -> String {
         let mut unsealed = self.clone();
         unsealed.hash.clear();
@@ -126,6 +150,26 @@ pub fn verify_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_commitment_is_read_back_from_shares_and_refusals_alike() {
+        let spent = spent_commitment_detail(b"commitment");
+        let share = AuditRecord {
+            detail: spent.clone(),
+            ..Default::default()
+        };
+        let refusal = AuditRecord {
+            detail: format!("{spent} spent unused; over the rate"),
+            ..Default::default()
+        };
+        assert_eq!(share.spent_commitment(), Some(spent.as_str()));
+        assert_eq!(refusal.spent_commitment(), Some(spent.as_str()));
+        let other = AuditRecord {
+            detail: "manifest_sha256=00".into(),
+            ..Default::default()
+        };
+        assert_eq!(other.spent_commitment(), None);
+    }
 
     fn chain(n: u64) -> Vec<(u64, Vec<u8>)> {
         let mut prev = GENESIS_HASH.to_string();

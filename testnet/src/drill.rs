@@ -663,12 +663,7 @@ async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<St
         for r in quorate_ceremony::audit::decode(&records) {
             // A share's record names the commitment it spent; so does a refusal
             // that spent one unused (a client over its rate limit).
-            let Some(commitment) = r
-                .detail
-                .split([' ', ';'])
-                .next()
-                .filter(|c| c.starts_with("commitment_sha256="))
-            else {
+            let Some(commitment) = r.spent_commitment() else {
                 continue;
             };
             if r.event == "sign_share" {

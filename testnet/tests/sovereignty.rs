@@ -612,6 +612,17 @@ async fn documented_policy_and_failover_commands_work() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// The default five regions with one key, `metered`, of which a client may make
+/// `per_minute` signatures a minute.
+fn five_regions_with_metered_key(suite: Ciphersuite, per_minute: u32) -> NetworkSpec {
+    let mut spec = NetworkSpec::default_five_regions();
+    spec.keys = vec![KeySpec::new("metered", suite).with_policy(PolicySpec {
+        rate_limit_per_minute: per_minute,
+        ..PolicySpec::default()
+    })];
+    spec
+}
+
 /// Signs once with `key_id` on a network started from `spec`, restarts the
 /// coordinator (which keeps no count of a client's signatures; the nodes do), and
 /// returns why a second signature is refused.
@@ -634,13 +645,7 @@ async fn second_signature_after_a_coordinator_restart(
 async fn a_client_over_its_rate_limit_at_the_nodes_is_told_to_retry_later() {
     // Each node counts a client's signatures itself: a coordinator keeps no state,
     // so a restarted one (or a second one) starts counting afresh.
-    let mut spec = NetworkSpec::default_five_regions();
-    spec.keys = vec![
-        KeySpec::new("metered", Ciphersuite::Ed25519).with_policy(PolicySpec {
-            rate_limit_per_minute: 1,
-            ..PolicySpec::default()
-        }),
-    ];
+    let spec = five_regions_with_metered_key(Ciphersuite::Ed25519, 1);
     // At least three of the five nodes have signed this minute's one signature,
     // so no 3-of-5 quorum is left: the nodes' refusal reaches the client, not an
     // UNAVAILABLE that would have it retry at once.
@@ -673,13 +678,7 @@ async fn a_client_over_its_rate_limit_at_the_home_nodes_is_told_to_wait_not_to_g
 
 #[tokio::test]
 async fn a_client_over_its_rate_limit_is_told_to_retry_later() {
-    let mut spec = NetworkSpec::default_five_regions();
-    spec.keys = vec![
-        KeySpec::new("metered", Ciphersuite::Secp256k1).with_policy(PolicySpec {
-            rate_limit_per_minute: 3,
-            ..PolicySpec::default()
-        }),
-    ];
+    let spec = five_regions_with_metered_key(Ciphersuite::Secp256k1, 3);
     let net = start(spec).await;
     let client = net.client().await.unwrap();
     for i in 0..3 {

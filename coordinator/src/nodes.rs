@@ -34,17 +34,24 @@ pub const CULPRIT_QUARANTINE: Duration = Duration::from_secs(60);
 /// saying that the node is unreachable, overloaded or broken. Only the latter count
 /// against its health: counted as failures, refusals would let one client's requests
 /// (past its rate limit, say) make healthy nodes look down to every client.
+///
+/// A refusal is the node's own answer. tonic gives a status it made from a transport
+/// error (a reset stream, a closed connection) that error as its source, and such a
+/// status can carry a refusal's code: HTTP/2's `ENHANCE_YOUR_CALM`, which a server
+/// sends when it is overwhelmed, arrives as `RESOURCE_EXHAUSTED`. It is a failure.
 pub fn is_refusal(status: &tonic::Status) -> bool {
     use tonic::Code;
-    matches!(
-        status.code(),
-        Code::InvalidArgument
-            | Code::NotFound
-            | Code::AlreadyExists
-            | Code::FailedPrecondition
-            | Code::OutOfRange
-            | Code::ResourceExhausted
-    )
+    let answered_by_node = std::error::Error::source(status).is_none();
+    answered_by_node
+        && matches!(
+            status.code(),
+            Code::InvalidArgument
+                | Code::NotFound
+                | Code::AlreadyExists
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+                | Code::ResourceExhausted
+        )
 }
 
 /// Where a node stands for the next request, best first.
@@ -273,6 +280,21 @@ mod tests {
         assert!(!node.is_available());
         node.record_answered();
         assert!(node.is_available());
+    }
+
+    #[tokio::test]
+    async fn an_http2_enhance_your_calm_counts_against_health_despite_its_code() {
+        // What tonic makes of a stream or connection the node's HTTP/2 layer closed
+        // with ENHANCE_YOUR_CALM: the code a rate refusal has, with the h2 error as
+        // its cause.
+        let calm_down =
+            || tonic::Status::from_error(Box::new(h2::Error::from(h2::Reason::ENHANCE_YOUR_CALM)));
+        assert_eq!(calm_down().code(), tonic::Code::ResourceExhausted);
+        let node = node();
+        for _ in 0..FAILURES_BEFORE_SKIP {
+            node.record_status(&calm_down());
+        }
+        assert!(!node.is_available());
     }
 
     #[tokio::test]

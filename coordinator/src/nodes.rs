@@ -35,14 +35,13 @@ pub const CULPRIT_QUARANTINE: Duration = Duration::from_secs(60);
 /// against its health: counted as failures, refusals would let one client's requests
 /// (past its rate limit, say) make healthy nodes look down to every client.
 ///
-/// A refusal is the node's own answer. tonic gives a status it made from a transport
-/// error (a reset stream, a closed connection) that error as its source, and such a
-/// status can carry a refusal's code: HTTP/2's `ENHANCE_YOUR_CALM`, which a server
-/// sends when it is overwhelmed, arrives as `RESOURCE_EXHAUSTED`. It is a failure.
+/// A refusal is the node's own answer ([`answered_by_node`]): a status made from a
+/// transport error can carry a refusal's code (HTTP/2's `ENHANCE_YOUR_CALM`, which a
+/// server sends when it is overwhelmed, arrives as `RESOURCE_EXHAUSTED`), and it is
+/// a failure.
 pub fn is_refusal(status: &tonic::Status) -> bool {
     use tonic::Code;
-    let answered_by_node = std::error::Error::source(status).is_none();
-    answered_by_node
+    answered_by_node(status)
         && matches!(
             status.code(),
             Code::InvalidArgument
@@ -52,6 +51,13 @@ pub fn is_refusal(status: &tonic::Status) -> bool {
                 | Code::OutOfRange
                 | Code::ResourceExhausted
         )
+}
+
+/// Whether `status` is the node's own answer (its gRPC status), not one tonic made
+/// from a transport error (a refused or closed connection, a reset stream): tonic
+/// gives the latter that error as its source.
+pub fn answered_by_node(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_none()
 }
 
 /// Where a node stands for the next request, best first.

@@ -22,7 +22,7 @@ use tokio::time::timeout_at;
 use crate::config::SigningSettings;
 use crate::error::CoordError;
 use crate::keys::KnownKey;
-use crate::nodes::{NodeHandle, NodePool, Standing};
+use crate::nodes::{answered_by_node, NodeHandle, NodePool, Standing};
 use crate::pool::CommitmentPool;
 use crate::round2::Round2;
 
@@ -241,7 +241,7 @@ impl RateRefusals {
 /// Whether `status` is a transport failure (tonic's `UNAVAILABLE` with an I/O
 /// cause), not an answer of the node.
 pub(crate) fn failed_in_transport(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && std::error::Error::source(status).is_some()
+    status.code() == tonic::Code::Unavailable && !answered_by_node(status)
 }
 
 /// Calls a node once, and once more if the first attempt failed in the transport

@@ -826,7 +826,10 @@ mod tests {
                 runtime.spawn(async move { log.append_durable(record(i)).await.unwrap() })
             })
             .collect();
-        while log.len() < 16 {
+        // Until all 16 have asked for their flush: an append asks after it has
+        // written its record (and `len` counts it), so waiting on `len` alone could
+        // let the flusher resume before the last one asked, and flush it apart.
+        while log.flusher.queue().requested_below < 16 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(tasks.iter().all(|t| !t.is_finished()));

@@ -329,7 +329,8 @@ impl NodeState {
         let received = ops
             .receive_signing_package(&req.message, &req.commitments, &key.identifier)
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
-        let message_sha256 = hex::encode(quorate_proto::sha256(&req.message));
+        let message_digest = quorate_proto::sha256(&req.message);
+        let message_sha256 = hex::encode(message_digest);
         let refusal = |event_detail: String| AuditRecord {
             event: "sign_refused".into(),
             key_id: req.key_id.clone(),
@@ -397,14 +398,18 @@ impl NodeState {
         })?;
         // The client's rate is charged only for a request that can use its nonce,
         // so a request refused above (or for a stale commitment, which sends the
-        // coordinator back to two rounds) does not count against it. A request
-        // refused here has spent its nonce unused (the coordinator never sends a
-        // commitment twice, so nothing is lost); its record names the commitment,
-        // so that an auditor can account for every one this node issued.
-        if let Err(retry) =
-            self.rate
-                .check(&req.key_id, &req.client_id, policy.rate_limit_per_minute)
-        {
+        // coordinator back to two rounds) does not count against it; and once per
+        // message, so that the coordinator's retry with another quorum, after a
+        // node of the first failed, costs nothing here. A request refused here has
+        // spent its nonce unused (the coordinator never sends a commitment twice,
+        // so nothing is lost); its record names the commitment, so that an auditor
+        // can account for every one this node issued.
+        if let Err(retry) = self.rate.check_message(
+            &req.key_id,
+            &req.client_id,
+            policy.rate_limit_per_minute,
+            message_digest,
+        ) {
             self.deny("rate_limited");
             let msg = format!(
                 "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
@@ -1303,14 +1308,20 @@ MAA=
             let err = state.record_share(request, &caller).unwrap_err();
             assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
         }
-        let mut commitments = commitments(&state, 2);
+        let mut commitments = commitments(&state, 3);
+        let request = sign_request(&state, commitments.remove(0), &other);
+        assert!(state.record_share(request, &caller).unwrap().answer.is_ok());
+        // The same message again, with another quorum (the coordinator's retry
+        // after another signer failed) is the same signature for the client: not
+        // charged again.
         let request = sign_request(&state, commitments.remove(0), &other);
         assert!(state.record_share(request, &caller).unwrap().answer.is_ok());
 
-        // The next is over the limit. Its nonce is spent all the same, so its
-        // commitment cannot be replayed once the minute is over.
+        // Another message is over the limit. Its nonce is spent all the same, so
+        // its commitment cannot be replayed once the minute is over.
         let over = commitments.remove(0);
-        let request = sign_request(&state, over.clone(), &other);
+        let mut request = sign_request(&state, over.clone(), &other);
+        request.message = b"pay 20 to bob".to_vec();
         let Recorded { pending, answer } = state.record_share(request, &caller).unwrap();
         let err = answer.unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");

@@ -16,7 +16,8 @@ pub struct Policy {
     pub min_home_signers: u16,
     /// Ed25519 public keys of the approvers of out-of-policy quorums.
     pub approvers: Vec<[u8; 32]>,
-    /// Most signatures per client per minute; 0 = unlimited.
+    /// Most signatures per client per minute; 0 = unlimited (how the coordinator and
+    /// the nodes count them: [`crate::ratelimit`]).
     pub rate_limit_per_minute: u32,
 }
 

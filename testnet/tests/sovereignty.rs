@@ -677,6 +677,52 @@ async fn a_client_over_its_rate_limit_at_the_home_nodes_is_told_to_wait_not_to_g
 }
 
 #[tokio::test]
+async fn a_retry_with_another_quorum_does_not_charge_the_client_again() {
+    // One signature a minute, and two of the three EU nodes in every quorum. The
+    // coordinator asks exactly `t` nodes in round 1, home nodes first, and pools no
+    // commitments, so the first quorum is the three EU nodes; node-2 answers round 2
+    // with a corrupt share.
+    let mut spec = NetworkSpec::default_five_regions();
+    spec.keys = vec![
+        KeySpec::new("eu-metered", Ciphersuite::Ed25519).with_policy(PolicySpec {
+            rate_limit_per_minute: 1,
+            ..PolicySpec::residency("EU", 2)
+        }),
+    ];
+    let mut net = start(spec).await;
+    net.restart_coordinator_with_signing("round1_extra = 0\npreprocess_batch = 0")
+        .await;
+    net.set_corrupt_signer("node-2", true).await.unwrap();
+
+    // node-2's share fails, and the coordinator signs again with node-1, node-3
+    // and a third node. node-1 and node-3 signed this message for this client
+    // already: charged once, they sign it again.
+    let client = net.client().await.unwrap();
+    let signed = client
+        .sign_verified("eu-metered", b"pay", DEADLINE)
+        .await
+        .unwrap();
+    let signers = &signed.response.signers;
+    assert!(!signers.contains(&"node-2".to_string()), "{signers:?}");
+    let body = quorate_proto::metrics::scrape(&net.coordinator_metrics)
+        .await
+        .unwrap();
+    let culprits = "quorate_coordinator_culprits_total{node=\"node-2\"}";
+    assert_eq!(
+        quorate_proto::metrics::sample(&body, culprits),
+        Some(1.0),
+        "node-2 was in the first quorum: {body}"
+    );
+
+    // The limit still holds for another message.
+    let err = client
+        .sign("eu-metered", b"pay again", None, DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+}
+
+#[tokio::test]
 async fn a_client_over_its_rate_limit_is_told_to_retry_later() {
     let spec = five_regions_with_metered_key(Ciphersuite::Secp256k1, 3);
     let net = start(spec).await;

@@ -714,12 +714,18 @@ async fn a_retry_with_another_quorum_does_not_charge_the_client_again() {
         "node-2 was in the first quorum: {body}"
     );
 
-    // The limit still holds for another message.
-    let err = client
+    // The nodes' limit still holds for another message (asked through a restarted
+    // coordinator, which has not counted the first).
+    net.restart_coordinator().await.unwrap();
+    let err = net
+        .client()
+        .await
+        .unwrap()
         .sign("eu-metered", b"pay again", None, DEADLINE)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("retry in"), "{}", err.message());
 }
 
 #[tokio::test]

@@ -1311,9 +1311,9 @@ MAA=
         let mut commitments = commitments(&state, 3);
         let request = sign_request(&state, commitments.remove(0), &other);
         assert!(state.record_share(request, &caller).unwrap().answer.is_ok());
-        // The same message again, with another quorum (the coordinator's retry
-        // after another signer failed) is the same signature for the client: not
-        // charged again.
+        // The same message again with a fresh commitment, as in the coordinator's
+        // retry with another quorum after a signer failed: the same signature for
+        // the client, not charged again.
         let request = sign_request(&state, commitments.remove(0), &other);
         assert!(state.record_share(request, &caller).unwrap().answer.is_ok());
 

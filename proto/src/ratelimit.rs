@@ -21,8 +21,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Windows above which expired ones are dropped at once, not only once a minute.
-const PRUNE_ABOVE: usize = 10_000;
 
 /// One key and client's current window.
 #[derive(Debug)]
@@ -95,9 +93,7 @@ impl RateLimiter {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let windows = &mut *windows;
-        if windows.by_key_and_client.len() > PRUNE_ABOVE
-            || now.duration_since(windows.pruned) >= WINDOW
-        {
+        if now.duration_since(windows.pruned) >= WINDOW {
             windows
                 .by_key_and_client
                 .retain(|_, w| now.duration_since(w.start) < WINDOW);

@@ -89,6 +89,11 @@ impl NodeError {
     }
 }
 
+/// A storage failure (I/O or sled) described by `e`.
+pub(crate) fn storage(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Storage(e.to_string())
+}
+
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
         Status::new(e.code(), e.to_string())

@@ -15,7 +15,7 @@ use quorate_proto::suite::SecretKeyPackage;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
-use crate::error::NodeError;
+use crate::error::{storage, NodeError};
 
 /// Version byte leading every sealed value.
 const SEALED_VERSION: u8 = 1;
@@ -108,10 +108,6 @@ impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyStore").finish_non_exhaustive()
     }
-}
-
-fn storage(e: impl fmt::Display) -> NodeError {
-    NodeError::Storage(e.to_string())
 }
 
 /// sled's page cache bound. The store holds keys only (a few pages), but sled's
@@ -288,6 +284,17 @@ impl KeyStore {
         }
         Ok(out)
     }
+}
+
+/// Opens one tree (`keys`, `meta`) of a stopped node's store directly, for offline
+/// inspection and for drills that damage a store on purpose.
+pub fn open_offline_tree(data_dir: &Path, tree: &str) -> Result<sled::Tree, NodeError> {
+    let db = sled::Config::new()
+        .path(data_dir.join("sled"))
+        .flush_every_ms(None)
+        .open()
+        .map_err(storage)?;
+    db.open_tree(tree).map_err(storage)
 }
 
 #[cfg(test)]

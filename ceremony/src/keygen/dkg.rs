@@ -1,0 +1,54 @@
+//! Distributed key generation: the nodes create a key no one ever holds whole
+//! (`quorate-ceremony dkg`; the testnet creates its keys this way).
+
+use quorate_proto::ceremony::{Setup, SETUP_VERSION};
+use quorate_proto::pb;
+use quorate_proto::suite::Ciphersuite;
+
+use super::relay::{ceremony_id, manifest_participants, reach};
+use super::rounds::run_keygen;
+use crate::ceremony_file::CeremonyFile;
+use crate::error::CeremonyError;
+use crate::transcript::{now_rfc3339, Transcript};
+
+/// What a DKG creates.
+#[derive(Clone, Debug)]
+pub struct DkgRequest {
+    /// Key id.
+    pub key_id: String,
+    /// Ciphersuite.
+    pub ciphersuite: Ciphersuite,
+    /// Threshold `t`, `2..=n`.
+    pub threshold: u16,
+    /// The key's policy; `None` for an unrestricted key.
+    pub policy: Option<pb::KeyPolicy>,
+}
+
+/// Runs a DKG (see the module docs) and returns its transcript.
+pub async fn run_dkg(file: &CeremonyFile, req: DkgRequest) -> Result<Transcript, CeremonyError> {
+    let started_at = now_rfc3339()?;
+    quorate_proto::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
+    let n = file.nodes.len();
+    if req.threshold < 2 || usize::from(req.threshold) > n {
+        return Err(CeremonyError::Request(format!(
+            "threshold {} is not within 2..={n} (the ceremony file lists {n} nodes)",
+            req.threshold
+        )));
+    }
+    let (peers, verifier) = reach(file).await?;
+    let setup = pb::CeremonySetup {
+        version: SETUP_VERSION,
+        ceremony_id: ceremony_id("dkg"),
+        kind: pb::CeremonyKind::Dkg as i32,
+        key_id: req.key_id.clone(),
+        ciphersuite: req.ciphersuite.to_pb() as i32,
+        threshold: u32::from(req.threshold),
+        participants: manifest_participants(&peers),
+        policy: req.policy.clone(),
+        created_at: now_rfc3339()?,
+        manifest_hash: Vec::new(),
+        repair_target: String::new(),
+    };
+    let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
+    run_keygen("DKG", setup, &peers, &peers, &verifier, None, started_at).await
+}

@@ -1,0 +1,147 @@
+//! `transcript verify`: re-checks a ceremony's transcript against the live nodes
+//! and the CA.
+
+use std::sync::Arc;
+
+use prost::Message;
+use quorate_proto::ceremony;
+use quorate_proto::manifest::Manifest;
+use quorate_proto::pb;
+use quorate_proto::pb::ceremony_client::CeremonyClient;
+
+use super::relay::rpc;
+use crate::ceremony_file::CeremonyFile;
+use crate::error::CeremonyError;
+use crate::transcript::Transcript;
+
+/// Re-checks a transcript against the live nodes: every participant must hold the
+/// transcript's manifest, with its group key, verifying shares and participants,
+/// and the recorded confirmations must verify under the CA. Returns every mismatch
+/// (empty: the transcript matches).
+pub async fn verify_transcript(
+    file: &CeremonyFile,
+    transcript: &Transcript,
+) -> Result<Vec<String>, CeremonyError> {
+    let tls = Arc::new(file.check()?);
+    let verifier = tls
+        .statement_verifier()
+        .map_err(|e| CeremonyError::Config {
+            path: file.source.clone(),
+            message: format!("tls.ca: {e}"),
+        })?;
+    let mut problems = Vec::new();
+    let manifest_bytes = hex::decode(&transcript.manifest).unwrap_or_default();
+    if hex::encode(quorate_proto::sha256(&manifest_bytes)) != transcript.manifest_hash {
+        problems.push("transcript: manifest_hash is not the SHA-256 of its manifest".to_string());
+    }
+    match Manifest::decode(&manifest_bytes) {
+        Err(e) => problems.push(format!("transcript: manifest does not decode: {e}")),
+        Ok(m) => {
+            if hex::encode(&m.public_key.public_key) != transcript.public_key {
+                problems.push("transcript: public_key differs from its manifest's".into());
+            }
+        }
+    }
+    for c in &transcript.confirmations {
+        let signed = pb::Signed {
+            body: hex::decode(&c.body).unwrap_or_default(),
+            certificate: hex::decode(&c.certificate).unwrap_or_default(),
+            scheme: c.scheme,
+            signature: hex::decode(&c.signature).unwrap_or_default(),
+        };
+        if let Err(e) = verifier.verify(&signed, ceremony::CONFIRMATION, &c.node_id) {
+            problems.push(format!(
+                "{}: recorded confirmation does not verify: {e}",
+                c.node_id
+            ));
+            continue;
+        }
+        match pb::Confirmation::decode(signed.body.as_slice()) {
+            Ok(body) if hex::encode(&body.manifest_hash) == transcript.manifest_hash => {}
+            _ => problems.push(format!(
+                "{}: recorded confirmation is for another manifest",
+                c.node_id
+            )),
+        }
+    }
+    let want_ids: Vec<&str> = transcript
+        .participants
+        .iter()
+        .map(|p| p.node_id.as_str())
+        .collect();
+    for p in &transcript.participants {
+        let Some(node) = file.nodes.iter().find(|n| n.id == p.node_id) else {
+            problems.push(format!(
+                "{}: not in the ceremony file; cannot reach it",
+                p.node_id
+            ));
+            continue;
+        };
+        let channel = match tls.channel(&node.endpoint, &node.id, std::time::Duration::from_secs(5))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("{}: {e}", p.node_id));
+                continue;
+            }
+        };
+        let live = match rpc(
+            CeremonyClient::new(channel).get_manifest(pb::GetManifestRequest {
+                key_id: transcript.key_id.clone(),
+            }),
+        )
+        .await
+        {
+            Ok(nk) => nk.manifest,
+            Err(e) => {
+                problems.push(format!(
+                    "{}: cannot read key {}: {e}",
+                    p.node_id, transcript.key_id
+                ));
+                continue;
+            }
+        };
+        let hash = hex::encode(quorate_proto::sha256(&live));
+        if hash != transcript.manifest_hash {
+            problems.push(format!(
+                "{}: holds manifest {hash}, transcript records {}",
+                p.node_id, transcript.manifest_hash
+            ));
+        }
+        let Ok(m) = Manifest::decode(&live) else {
+            problems.push(format!("{}: its manifest does not decode", p.node_id));
+            continue;
+        };
+        if hex::encode(&m.public_key.public_key) != transcript.public_key {
+            problems.push(format!(
+                "{}: group key {}, transcript records {}",
+                p.node_id,
+                hex::encode(&m.public_key.public_key),
+                transcript.public_key
+            ));
+        }
+        let ids: Vec<&str> = m.participants.iter().map(|q| q.node_id.as_str()).collect();
+        if ids != want_ids {
+            problems.push(format!(
+                "{}: participants [{}], transcript records [{}]",
+                p.node_id,
+                ids.join(", "),
+                want_ids.join(", ")
+            ));
+        }
+        for q in &transcript.participants {
+            match m.participant(&q.node_id) {
+                Some(mp) if hex::encode(&mp.verifying_share) == q.verifying_share => {}
+                Some(mp) => problems.push(format!(
+                    "{}: verifying share of {} is {}, transcript records {}",
+                    p.node_id,
+                    q.node_id,
+                    hex::encode(&mp.verifying_share),
+                    q.verifying_share
+                )),
+                None => {}
+            }
+        }
+    }
+    Ok(problems)
+}

@@ -1,0 +1,91 @@
+//! The key policy file (TOML or JSON) a custodian writes for `import` and `dkg`,
+//! mapped to the manifest's `KeyPolicy`; transcripts record a policy in this form.
+
+use std::path::Path;
+
+use quorate_proto::pb;
+use serde::Deserialize;
+
+use crate::error::CeremonyError;
+
+/// A key policy file (TOML or JSON), mapping to the manifest's `KeyPolicy`.
+///
+/// ```toml
+/// allowed_clients = ["spiffe://quorate.test/client/payments"]
+/// home_jurisdictions = ["EU"]
+/// min_home_signers = 2
+/// approver_keys = ["<64 hex digits: an Ed25519 public key>"]
+/// rate_limit_per_minute = 600
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Client SPIFFE ids (or prefixes ending in `/` or `*`) allowed to use the key.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    /// Jurisdictions counted as home.
+    #[serde(default)]
+    pub home_jurisdictions: Vec<String>,
+    /// Least number of home-jurisdiction signers in a quorum.
+    #[serde(default)]
+    pub min_home_signers: u32,
+    /// Approver Ed25519 public keys, hex.
+    #[serde(default)]
+    pub approver_keys: Vec<String>,
+    /// Most signatures per client per minute (0: unlimited).
+    #[serde(default)]
+    pub rate_limit_per_minute: u32,
+}
+
+impl PolicyFile {
+    /// Reads a policy file: JSON if it ends in `.json`, TOML otherwise.
+    pub fn load(path: &Path) -> Result<pb::KeyPolicy, CeremonyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CeremonyError::Read {
+            what: "policy file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = |message: String| CeremonyError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file: Self = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| config(e.to_string()))?
+        } else {
+            toml::from_str(&text).map_err(|e| config(e.to_string()))?
+        };
+        file.to_pb().map_err(config)
+    }
+
+    /// The protobuf policy, checking the approver keys.
+    pub fn to_pb(&self) -> Result<pb::KeyPolicy, String> {
+        let approver_keys = self
+            .approver_keys
+            .iter()
+            .map(|k| match hex::decode(k) {
+                Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+                _ => Err(format!(
+                    "approver key {k:?} is not 64 hex digits (an Ed25519 public key)"
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(pb::KeyPolicy {
+            allowed_clients: self.allowed_clients.clone(),
+            home_jurisdictions: self.home_jurisdictions.clone(),
+            min_home_signers: self.min_home_signers,
+            approver_keys,
+            rate_limit_per_minute: self.rate_limit_per_minute,
+        })
+    }
+
+    /// The policy file form of a protobuf policy (for transcripts).
+    pub fn from_pb(policy: &pb::KeyPolicy) -> Self {
+        Self {
+            allowed_clients: policy.allowed_clients.clone(),
+            home_jurisdictions: policy.home_jurisdictions.clone(),
+            min_home_signers: policy.min_home_signers,
+            approver_keys: policy.approver_keys.iter().map(hex::encode).collect(),
+            rate_limit_per_minute: policy.rate_limit_per_minute,
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //!
 //! A node holds FROST key shares for one region. It keeps them in sled, sealed under a
 //! key-encryption key ([`store`]); serves FROST round 1 and round 2 to coordinators
-//! over mTLS ([`service`]); and keeps nonces in memory only, single-use, expiring and
-//! bounded ([`nonces`]).
+//! over mTLS ([`service`], [`sign`]); and keeps nonces in memory only, single-use,
+//! expiring and bounded ([`nonces`]).
 //!
 //! Invariants:
 //! - a nonce is removed from the store before its signature share is computed, so no
@@ -14,246 +14,29 @@
 //!   log fails, the node spends no nonce and writes no record until it is restarted
 //!   (round 2 and `Commit` are refused with `UNAVAILABLE`, and its gRPC health is
 //!   `NOT_SERVING`).
+//!
+//! Layers, each using only those below it: [`server`] (bind and serve) over
+//! [`service`] (one gRPC adapter per service) over the steps ([`sign`], [`escrow`],
+//! [`ceremony`]) over the node's state and key registry ([`state`], [`key`],
+//! [`identity`], [`metrics`]) over storage ([`store`], [`audit`], [`nonces`]) and
+//! [`config`] and [`error`].
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
 pub mod ceremony;
 pub mod config;
 pub mod error;
+pub mod escrow;
+pub mod identity;
+pub mod key;
+pub mod metrics;
 pub mod nonces;
+pub mod server;
 pub mod service;
+pub mod sign;
+pub mod state;
 pub mod store;
-
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use quorate_proto::{pb, MAX_NODE_REQUEST_BYTES};
-use tokio::net::TcpListener;
-use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
 pub use config::{NodeConfig, NodeConfigFile};
 pub use error::NodeError;
-use quorate_proto::tls::TlsMaterial;
-
-use crate::audit::AuditLog;
-use crate::nonces::NonceStore;
-use crate::service::{AuditService, CeremonyService, NodeIdentity, NodeService, NodeState};
-use crate::store::KeyStore;
-use quorate_proto::metrics::Registry;
-
-/// A node whose store is open and whose port is bound, ready to serve.
-#[derive(Debug)]
-pub struct BoundNode {
-    file: NodeConfigFile,
-    tls: TlsMaterial,
-    state: Arc<NodeState>,
-    listener: TcpListener,
-    metrics: Arc<Registry>,
-    metrics_listener: Option<TcpListener>,
-}
-
-/// Streams a peer may reset before the server accepts them, per connection (see
-/// [`BoundNode::serve`]).
-const MAX_PENDING_ACCEPT_RESETS: usize = 4096;
-
-impl BoundNode {
-    /// Opens the store (refusing a wrong KEK or a damaged store) and binds the port.
-    pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
-        let NodeConfig { file, tls, kek } = config;
-        let store = KeyStore::open(&file.data_dir, kek)?;
-        let identity = NodeIdentity {
-            node_id: file.node_id.clone(),
-            trust_domain: file.trust_domain.clone(),
-            region: file.region.clone(),
-            jurisdiction: file.jurisdiction.clone(),
-        };
-        let limits = file.nonces;
-        let metrics = Registry::new();
-        let ceremony = ceremony::CeremonyKeys {
-            signer: tls
-                .statement_signer()
-                .map_err(|e| NodeError::Config(e.to_string()))?,
-            verifier: tls
-                .statement_verifier()
-                .map_err(|e| NodeError::Config(e.to_string()))?,
-        };
-        let state = NodeState::new(
-            identity,
-            store,
-            NonceStore::new(limits.max_outstanding, limits.ttl()),
-            metrics.clone(),
-            ceremony,
-        )?
-        .with_danger(file.danger);
-        let listener = TcpListener::bind(file.listen)
-            .await
-            .map_err(|e| NodeError::Server(format!("cannot listen on {}: {e}", file.listen)))?;
-        let metrics_listener = match file.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                NodeError::Server(format!("cannot listen for metrics on {addr}: {e}"))
-            })?),
-            None => None,
-        };
-        Ok(Self {
-            file,
-            tls,
-            state: Arc::new(state),
-            listener,
-            metrics,
-            metrics_listener,
-        })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> Result<SocketAddr, NodeError> {
-        self.listener
-            .local_addr()
-            .map_err(|e| NodeError::Server(e.to_string()))
-    }
-
-    /// Serves until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let addr = self.local_addr()?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<pb::node_server::NodeServer<NodeService>>()
-            .await;
-        let audit_health_task = {
-            let state = self.state.clone();
-            let health = health.clone();
-            tokio::spawn(async move { not_serving_once_audit_breaks(state.audit(), &health).await })
-        };
-        tracing::info!(
-            node_id = %self.file.node_id,
-            region = %self.file.region,
-            jurisdiction = %self.file.jurisdiction,
-            keys = self.state.key_count(),
-            %addr,
-            "node serving"
-        );
-        let metrics_task = self.metrics_listener.map(|listener| {
-            let state = self.state.clone();
-            tokio::spawn(quorate_proto::metrics::serve(
-                listener,
-                self.metrics.clone(),
-                Arc::new(move |registry: &Registry| state.refresh_gauges(registry)),
-            ))
-        });
-        let result = Server::builder()
-            // h2's rapid-reset guard closes a connection once 20 streams were reset by
-            // the peer before the server accepted them. Our only callers are
-            // authenticated coordinators, and they reset streams by design (round 1
-            // asks t+1 nodes and cancels the slowest; every call has a timeout), so a
-            // node that stalls or comes back from a partition finds dozens queued and,
-            // with the default, cut off its coordinators just as it recovered (found
-            // by the partition drill: requests failed with RESOURCE_EXHAUSTED).
-            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
-            .tls_config(self.tls.server_config())
-            .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
-            .add_service(health_service)
-            .add_service(
-                pb::node_server::NodeServer::new(NodeService(self.state.clone()))
-                    .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
-            )
-            .add_service(
-                pb::ceremony_server::CeremonyServer::new(CeremonyService(self.state.clone()))
-                    .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
-            )
-            .add_service(
-                pb::audit_server::AuditServer::new(AuditService(self.state.clone()))
-                    .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
-            )
-            .serve_with_incoming_shutdown(quorate_proto::tls::incoming(self.listener), shutdown)
-            .await
-            .map_err(|e| NodeError::Server(e.to_string()));
-        if let Some(task) = metrics_task {
-            task.abort();
-        }
-        audit_health_task.abort();
-        result
-    }
-}
-
-/// Reports the node NOT_SERVING in `grpc.health.v1` (overall and `Node`) once its
-/// audit log can no longer be made durable: it refuses round 2 until restarted, and
-/// the coordinators' health probes then stop preferring it instead of finding out
-/// one refused request at a time.
-async fn not_serving_once_audit_breaks(audit: &AuditLog, health: &HealthReporter) {
-    audit.wait_broken().await;
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_not_serving::<pb::node_server::NodeServer<NodeService>>()
-        .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tonic_health::pb::health_server::Health;
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::server::HealthService;
-
-    async fn status(health: &HealthReporter, service: &str) -> i32 {
-        HealthService::from_health_reporter(health.clone())
-            .check(tonic::Request::new(HealthCheckRequest {
-                service: service.into(),
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-    }
-
-    #[tokio::test]
-    async fn a_node_whose_audit_log_breaks_reports_not_serving() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("sled"))
-            .temporary(true)
-            .open()
-            .unwrap();
-        let audit = Arc::new(
-            AuditLog::open_with_sync(
-                dir.path(),
-                &db,
-                "node-1",
-                Box::new(|_: std::time::Duration| {}),
-                |_: &std::fs::File| Err(std::io::Error::other("EIO")),
-            )
-            .unwrap(),
-        );
-        let health = HealthReporter::new();
-        let node = <pb::node_server::NodeServer<NodeService> as tonic::server::NamedService>::NAME;
-        health
-            .set_serving::<pb::node_server::NodeServer<NodeService>>()
-            .await;
-        let watcher = {
-            let (audit, health) = (audit.clone(), health.clone());
-            tokio::spawn(async move { not_serving_once_audit_breaks(&audit, &health).await })
-        };
-        tokio::task::yield_now().await;
-        assert_eq!(status(&health, "").await, ServingStatus::Serving as i32);
-
-        let append = {
-            let audit = audit.clone();
-            tokio::task::spawn_blocking(move || {
-                audit.append(quorate_proto::audit::AuditRecord::default())
-            })
-        };
-        append.await.unwrap().unwrap_err();
-        tokio::time::timeout(std::time::Duration::from_secs(10), watcher)
-            .await
-            .expect("the health is updated once the log breaks")
-            .unwrap();
-        assert_eq!(status(&health, "").await, ServingStatus::NotServing as i32);
-        assert_eq!(
-            status(&health, node).await,
-            ServingStatus::NotServing as i32
-        );
-    }
-}
+pub use server::BoundNode;

@@ -1,0 +1,78 @@
+//! A refresh's last step on a node it removes: [`retire_key`] deletes this node's
+//! share once every remaining participant has confirmed the refreshed key. (The
+//! refresh's rounds on the nodes it keeps are the DKG's, in `dkg`.)
+//!
+//! Used by the `Ceremony` gRPC adapter. Invariant: a share is deleted only when the
+//! refreshed manifest is the same key without this node and every remaining
+//! participant signed a confirmation of it.
+
+use prost::Message;
+use quorate_proto::attest::VerifiedCertificates;
+use quorate_proto::ceremony::{verify_confirmations, Kind};
+use quorate_proto::manifest::Manifest;
+use quorate_proto::pb;
+
+use super::participant::{rejected, setup_of, Participant};
+use crate::error::NodeError;
+use crate::state::NodeState;
+
+/// `RetireKey`: a refresh removed this node; delete its share once every
+/// remaining participant has confirmed the refreshed key.
+pub(crate) fn retire_key(
+    participant: &Participant,
+    node: &NodeState,
+    req: pb::RetireKeyRequest,
+    caller: &str,
+) -> Result<pb::RetireKeyResponse, NodeError> {
+    let setup = setup_of(req.setup)?;
+    if setup.kind != Kind::Refresh || setup.ceremony_id() != req.ceremony_id {
+        return Err(NodeError::InvalidArgument(
+            "RetireKey needs the setup of the refresh that removed this node".into(),
+        ));
+    }
+    if setup.involves(&node.identity.node_id) {
+        return Err(NodeError::InvalidArgument(
+            "the refresh keeps this node; it has nothing to retire".into(),
+        ));
+    }
+    let key = node.key(&setup.pb.key_id)?;
+    if key.manifest.hash.as_slice() != setup.pb.manifest_hash.as_slice() {
+        return Err(NodeError::FailedPrecondition(
+            "the refresh is about another version of this key".into(),
+        ));
+    }
+    let new =
+        Manifest::decode(&req.manifest).map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+    if new.key_id != key.manifest.key_id
+        || new.public_key.verifying_key != key.manifest.public_key.verifying_key
+        || new.participant(&node.identity.node_id).is_some()
+    {
+        return Err(NodeError::InvalidArgument(
+            "the refreshed manifest is not this key without this node".into(),
+        ));
+    }
+    let first = req
+        .confirmations
+        .first()
+        .and_then(|s| pb::Confirmation::decode(s.body.as_slice()).ok())
+        .ok_or_else(|| NodeError::InvalidArgument("no confirmations".into()))?;
+    let expected = pb::Confirmation {
+        setup_hash: setup.hash.to_vec(),
+        node_id: node.identity.node_id.clone(),
+        round1_transcript_hash: first.round1_transcript_hash,
+        group_public_key: key.manifest.public_key.public_key.clone(),
+        manifest_hash: new.hash.to_vec(),
+        public_key_package: Vec::new(),
+    };
+    verify_confirmations(
+        &participant.keys.verifier,
+        &mut VerifiedCertificates::default(),
+        &setup.participant_ids(),
+        &expected,
+        &req.confirmations,
+    )
+    .map_err(rejected)?;
+    node.remove_key(&setup.pb.key_id, caller)?;
+    tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %req.ceremony_id, "share retired after a refresh removed this node");
+    Ok(pb::RetireKeyResponse {})
+}

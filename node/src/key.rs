@@ -1,0 +1,71 @@
+//! A key share ready to sign with ([`ActiveKey`]), and the check that makes a stored
+//! or delivered key record one: [`activate`].
+//!
+//! Used by the node's state (every key it loads or installs goes through
+//! [`activate`]) and, through it, by the signing, escrow and ceremony steps.
+//! Invariants: an active key's manifest names this node at its own region and
+//! jurisdiction, and its key package is this node's share of the manifest's key; the
+//! key package is decoded once, here, and the signing path uses the decoded form.
+
+use quorate_proto::manifest::Manifest;
+use quorate_proto::suite::{ParsedKeyPackage, SecretKeyPackage};
+
+use crate::identity::NodeIdentity;
+use crate::store::KeyRecord;
+
+/// A key share ready to sign with.
+#[derive(Debug)]
+pub struct ActiveKey {
+    /// The key's validated manifest.
+    pub manifest: Manifest,
+    /// This node's FROST identifier for the key.
+    pub identifier: Vec<u8>,
+    /// The key package as stored (ceremonies and escrow work from these bytes).
+    pub(crate) key_package: SecretKeyPackage,
+    /// The same, decoded once when the key is loaded: the signing path uses it.
+    pub(crate) parsed_key_package: ParsedKeyPackage,
+}
+
+/// Validates a key record against this node: the manifest names this node with its
+/// region and jurisdiction, and the key package is this node's share of that key.
+pub(crate) fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<ActiveKey, String> {
+    let manifest = Manifest::decode(&record.manifest).map_err(|e| e.to_string())?;
+    let me = manifest.participant(&identity.node_id).ok_or_else(|| {
+        format!(
+            "key {:?} does not name this node ({}) as a participant",
+            manifest.key_id, identity.node_id
+        )
+    })?;
+    if me.region != identity.region || me.jurisdiction != identity.jurisdiction {
+        return Err(format!(
+            "key {:?} places {} in {}/{}, but this node is in {}/{}",
+            manifest.key_id,
+            identity.node_id,
+            me.region,
+            me.jurisdiction,
+            identity.region,
+            identity.jurisdiction
+        ));
+    }
+    let ops = manifest.ciphersuite.ops();
+    let parsed_key_package = ops
+        .parse_key_package(&record.key_package)
+        .map_err(|e| e.to_string())?;
+    let info = parsed_key_package.info();
+    if info.identifier != me.identifier
+        || info.verifying_share != me.verifying_share
+        || info.verifying_key != manifest.public_key.verifying_key
+        || info.min_signers != manifest.threshold
+    {
+        return Err(format!(
+            "key package is not {}'s share of key {:?}",
+            identity.node_id, manifest.key_id
+        ));
+    }
+    Ok(ActiveKey {
+        identifier: me.identifier.clone(),
+        manifest,
+        key_package: record.key_package,
+        parsed_key_package,
+    })
+}

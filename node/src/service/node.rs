@@ -1,0 +1,154 @@
+//! The `Node` gRPC service, for coordinators: `GetInfo`, `ListNodeKeys`, `Commit`
+//! (round 1), `SignShare` and `SignShares` (round 2).
+//!
+//! An adapter only: it checks the caller's role, hands the request to
+//! [`crate::sign`], counts the call and turns the answer into a response. Invariant:
+//! only callers whose certificate says `coordinator` are served.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use quorate_proto::api;
+use quorate_proto::identity::{authorize, PeerIdentity, Role};
+use quorate_proto::pb;
+use tonic::{Request, Response, Status};
+
+use super::blocking::run_blocking;
+use crate::error::NodeError;
+use crate::sign::{round1, round2};
+use crate::state::NodeState;
+
+/// The `Node` service.
+#[derive(Debug, Clone)]
+pub struct NodeService(pub Arc<NodeState>);
+
+impl NodeService {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
+        authorize(req, &self.0.identity.trust_domain, &[Role::Coordinator])
+    }
+}
+
+#[tonic::async_trait]
+impl pb::node_server::Node for NodeService {
+    async fn get_info(
+        &self,
+        req: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::NodeInfo>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.0.identity.info()))
+    }
+
+    async fn list_node_keys(
+        &self,
+        req: Request<pb::ListNodeKeysRequest>,
+    ) -> Result<Response<pb::ListNodeKeysResponse>, Status> {
+        self.authorize(&req)?;
+        let keys = self.0.node_keys();
+        Ok(Response::new(pb::ListNodeKeysResponse { keys }))
+    }
+
+    // Signing-path spans are at debug level (see the coordinator's `sign`): the
+    // audit log and the metrics record every call.
+    #[tracing::instrument(level = "debug", skip_all, fields(key_id = %req.get_ref().key_id))]
+    async fn commit(
+        &self,
+        req: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        self.authorize(&req)?;
+        let state = Arc::clone(&self.0);
+        let result = run_blocking(move || round1::commit(&state, req.into_inner())).await?;
+        self.0.metrics.request("Commit", &result);
+        Ok(Response::new(result?))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(key_id = %req.get_ref().key_id))]
+    async fn sign_share(
+        &self,
+        req: Request<pb::SignShareRequest>,
+    ) -> Result<Response<pb::SignShareResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        let started = Instant::now();
+        // The signing itself runs here (a fraction of a millisecond); the wait for
+        // the audit record's group-committed flush is asynchronous.
+        let Some(recorded) = round2::sign_shares(&self.0, vec![req.into_inner()], &caller).pop()
+        else {
+            return Err(Status::internal("a round 2 of one request gave no result"));
+        };
+        Ok(Response::new(
+            round2::issue_share(&self.0, recorded, started).await?,
+        ))
+    }
+
+    type SignSharesStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<pb::SignSharesResponse, Status>> + Send>>;
+
+    async fn sign_shares(
+        &self,
+        req: Request<tonic::Streaming<pb::SignSharesRequest>>,
+    ) -> Result<Response<Self::SignSharesStream>, Status> {
+        let caller = self.authorize(&req)?;
+        let service = self.clone();
+        // A few batches are signed at once (so one batch's wait for its flush does
+        // not hold up the next) and answered in the order they came: the
+        // coordinator matches answers to batches by that order. An error ends the
+        // stream.
+        let answers = req
+            .into_inner()
+            .map(move |batch| {
+                let service = service.clone();
+                let caller = caller.clone();
+                async move { service.sign_batch(batch?.requests, caller).await }
+            })
+            .buffered(api::MAX_BATCHES_IN_FLIGHT_PER_STREAM);
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+impl NodeService {
+    /// One `SignShares` batch: every request as a `SignShare` of it would be, in
+    /// order.
+    #[tracing::instrument(level = "debug", skip_all, fields(requests = requests.len()))]
+    async fn sign_batch(
+        &self,
+        requests: Vec<pb::SignShareRequest>,
+        caller: PeerIdentity,
+    ) -> Result<pb::SignSharesResponse, Status> {
+        let started = Instant::now();
+        if requests.is_empty() || requests.len() > api::MAX_SHARES_PER_BATCH {
+            let refusal = format!(
+                "a SignShares batch carries 1..={} requests, not {}",
+                api::MAX_SHARES_PER_BATCH,
+                requests.len()
+            );
+            let refused = NodeError::InvalidArgument(refusal.clone());
+            self.0.metrics.request::<()>("SignShares", &Err(refused));
+            return Err(NodeError::InvalidArgument(refusal).into());
+        }
+        // One request is signed here, as `SignShare` does: a hand-off to another
+        // thread would cost about as much as the share. Several are milliseconds of
+        // curve arithmetic, signed on the blocking pool so that the node's other
+        // connections are not stalled. Every request's record goes in before the
+        // first share is computed, so one flush, running meanwhile, covers the batch.
+        let recorded = if requests.len() == 1 {
+            round2::sign_shares(&self.0, requests, &caller)
+        } else {
+            let state = Arc::clone(&self.0);
+            run_blocking(move || round2::sign_shares(&state, requests, &caller)).await?
+        };
+        let mut results = Vec::with_capacity(recorded.len());
+        for recorded in recorded {
+            let result = match round2::issue_share(&self.0, recorded, started).await {
+                Ok(share) => pb::sign_share_result::Result::SignatureShare(share.signature_share),
+                Err(e) => pb::sign_share_result::Result::Error(pb::SignShareError {
+                    code: e.code() as i32,
+                    message: e.to_string(),
+                }),
+            };
+            results.push(pb::SignShareResult {
+                result: Some(result),
+            });
+        }
+        Ok(pb::SignSharesResponse { results })
+    }
+}

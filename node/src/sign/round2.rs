@@ -1,0 +1,316 @@
+//! FROST round 2 on this node: the request checked against the key and its policy,
+//! the nonce taken, the audit record written, the share computed; and the wait for
+//! the record's flush before the share may leave.
+//!
+//! Used by the `Node` gRPC adapter (`SignShare`, `SignShares`). Invariants: the
+//! node enforces the key's policy itself (allowed clients, lawful quorum or a valid
+//! approval token, the client's rate), since the coordinator is not trusted to; a
+//! nonce is spent only while the audit log can be made durable, by taking it out of
+//! the store, so it can never sign twice; no share leaves before its record is on
+//! disk; every refusal after the policy checks is recorded too.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use quorate_proto::api;
+use quorate_proto::approval;
+use quorate_proto::audit::AuditRecord;
+use quorate_proto::identity::PeerIdentity;
+use quorate_proto::pb;
+use quorate_proto::suite::{ReceivedSigningPackage, SecretNonces};
+
+use crate::audit::PendingRecord;
+use crate::error::NodeError;
+use crate::key::ActiveKey;
+use crate::state::NodeState;
+
+/// An answer and the audit record that must be on disk before it is sent.
+#[derive(Debug)]
+pub(crate) struct Recorded<T> {
+    pub(crate) pending: PendingRecord,
+    pub(crate) answer: Result<T, NodeError>,
+}
+
+impl<T> Recorded<T> {
+    /// The same record, with `f` applied to a successful answer.
+    fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, NodeError>) -> Recorded<U> {
+        Recorded {
+            pending: self.pending,
+            answer: self.answer.and_then(f),
+        }
+    }
+}
+
+/// A round-2 request that passed every check and spent its nonce (its record is
+/// inserted): all that is left is computing the share.
+pub(crate) struct ShareToSign {
+    key: Arc<ActiveKey>,
+    received: Box<dyn ReceivedSigningPackage>,
+    nonces: SecretNonces,
+}
+
+impl std::fmt::Debug for ShareToSign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareToSign")
+            .field("key_id", &self.key.manifest.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Round 2 up to the audit record: every check, the nonce taken and its record
+/// inserted (the record's flush starts now); the share is left to compute
+/// ([`compute_share`]). The caller sends the answer only once the record
+/// is on disk. `Err` means nothing was recorded (malformed requests).
+pub(crate) fn record_share(
+    state: &NodeState,
+    req: pb::SignShareRequest,
+    caller: &PeerIdentity,
+) -> Result<Recorded<ShareToSign>, NodeError> {
+    let req = api::SignShareRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
+    let key = state.key(&req.key_id)?;
+    let manifest = &key.manifest;
+    let ops = manifest.ciphersuite.ops();
+    if req.commitments.len() < usize::from(manifest.threshold) {
+        return Err(NodeError::InvalidArgument(format!(
+            "the quorum has {} signers; key {:?} needs {}",
+            req.commitments.len(),
+            manifest.key_id,
+            manifest.threshold
+        )));
+    }
+    let mut signers = Vec::with_capacity(req.commitments.len());
+    let mut jurisdictions = Vec::with_capacity(req.commitments.len());
+    for id in req.commitments.keys() {
+        let p = manifest.participant_by_identifier(id).ok_or_else(|| {
+            NodeError::InvalidArgument(
+                "the quorum names a signer that holds no share of this key".into(),
+            )
+        })?;
+        signers.push(p.node_id.clone());
+        jurisdictions.push(p.jurisdiction.as_str());
+    }
+    let own = req.commitments.get(&key.identifier).ok_or_else(|| {
+        NodeError::InvalidArgument("the quorum holds no commitment of this node".into())
+    })?;
+    // Every other signer's commitment is decoded and checked before any nonce
+    // is spent on the package.
+    let received = ops
+        .receive_signing_package(&req.message, &req.commitments, &key.identifier)
+        .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+    let message_digest = quorate_proto::sha256(&req.message);
+    let message_sha256 = hex::encode(message_digest);
+    let refusal = |event_detail: String| AuditRecord {
+        event: "sign_refused".into(),
+        key_id: req.key_id.clone(),
+        client_id: req.client_id.clone(),
+        request_id: req.request_id.clone(),
+        message_sha256: message_sha256.clone(),
+        quorum: signers.clone(),
+        caller: caller.spiffe_id(),
+        detail: event_detail,
+        ..Default::default()
+    };
+
+    // The node enforces the key's policy itself: the coordinator is not trusted
+    // to have chosen a lawful quorum or an allowed client.
+    let policy = &manifest.policy;
+    if !policy.allows_client(&req.client_id) {
+        state.metrics.policy_denial("client_not_allowed");
+        let msg = format!(
+            "client {:?} may not use key {:?}",
+            req.client_id, req.key_id
+        );
+        return Ok(Recorded {
+            pending: state.audit.insert(refusal(msg.clone()))?,
+            answer: Err(NodeError::PermissionDenied(msg)),
+        });
+    }
+    let mut approval_token_id = String::new();
+    if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
+        let Some(token) = &req.approval_token else {
+            state.metrics.policy_denial("unlawful_quorum");
+            let msg = format!("{violation}, and no approval token was given");
+            return Ok(Recorded {
+                pending: state.audit.insert(refusal(msg.clone()))?,
+                answer: Err(NodeError::FailedPrecondition(msg)),
+            });
+        };
+        let verified = approval::check(token, &req.key_id, &policy.approvers).map(|a| a.token_id);
+        match verified {
+            Ok(token_id) => approval_token_id = token_id,
+            Err(e) => {
+                state.metrics.policy_denial("invalid_approval");
+                let msg = format!("{violation}, and the approval token is refused: {e}");
+                return Ok(Recorded {
+                    pending: state.audit.insert(refusal(msg.clone()))?,
+                    answer: Err(NodeError::FailedPrecondition(msg)),
+                });
+            }
+        }
+    }
+    // A nonce is spent only if its record can be made durable: once a flush or
+    // a write of the audit log has failed, the node refuses round 2
+    // (UNAVAILABLE, so the coordinator asks another node) and keeps its nonces
+    // unspent. (Should the log break between this check and the insert below,
+    // the nonce is dropped unused: no share is computed without a record.)
+    state.audit.check_writable()?;
+    // Taking the nonce out of the store is what makes it single-use: whatever
+    // happens next, it cannot be used again.
+    let spent_commitment = quorate_proto::audit::spent_commitment_detail(own);
+    let nonces = state.nonces.take(&req.key_id, own).ok_or_else(|| {
+        NodeError::FailedPrecondition(
+            "the commitment for this node was not issued by it, was already used, or expired"
+                .into(),
+        )
+    })?;
+    // The client's rate is charged only for a request that can use its nonce,
+    // so a request refused above (or for a stale commitment, which sends the
+    // coordinator back to two rounds) does not count against it; and once per
+    // message, so that the coordinator's retry with another quorum, after a
+    // node of the first failed, costs nothing here. A request refused here has
+    // spent its nonce unused (the coordinator never sends a commitment twice,
+    // so nothing is lost); its record names the commitment, so that an auditor
+    // can account for every one this node issued.
+    if let Err(retry) = state.rate.check_message(
+        &req.key_id,
+        &req.client_id,
+        policy.rate_limit_per_minute,
+        message_digest,
+    ) {
+        state.metrics.policy_denial("rate_limited");
+        let msg = format!(
+            "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
+            req.client_id,
+            policy.rate_limit_per_minute,
+            req.key_id,
+            retry.as_secs().max(1)
+        );
+        // The commitment first, as in a `sign_share` record's detail, so that an
+        // auditor reads both the same way.
+        let record = AuditRecord {
+            approval_token_id: approval_token_id.clone(),
+            ..refusal(format!("{spent_commitment} spent unused; {msg}"))
+        };
+        return Ok(Recorded {
+            pending: state.audit.insert(record)?,
+            answer: Err(NodeError::ResourceExhausted(msg)),
+        });
+    }
+
+    // The record of the spent nonce goes in before the share is computed, so
+    // its flush runs meanwhile.
+    let pending = state.audit.insert(AuditRecord {
+        event: "sign_share".into(),
+        key_id: req.key_id.clone(),
+        client_id: req.client_id.clone(),
+        request_id: req.request_id.clone(),
+        message_sha256: message_sha256.clone(),
+        quorum: signers.clone(),
+        approval_token_id: approval_token_id.clone(),
+        caller: caller.spiffe_id(),
+        // Which nonce was spent: an auditor (and the crash drill) can check that
+        // no commitment was ever used twice.
+        detail: spent_commitment,
+        ..Default::default()
+    })?;
+    Ok(Recorded {
+        pending,
+        answer: Ok(ShareToSign {
+            key,
+            received,
+            nonces,
+        }),
+    })
+}
+
+/// Round 2 after the record: this node's signature share.
+pub(crate) fn compute_share(
+    state: &NodeState,
+    share: ShareToSign,
+) -> Result<pb::SignShareResponse, NodeError> {
+    let ShareToSign {
+        key,
+        received,
+        nonces,
+    } = share;
+    let share = received
+        .sign(nonces, &key.parsed_key_package)
+        // Every input was checked before the nonce was taken (the package
+        // decoded with this node's commitment in it, the nonce found under that
+        // commitment), so this is the node's fault, not the request's: INTERNAL,
+        // which counts against the node's health at the coordinator.
+        .map_err(|e| NodeError::Internal(format!("cannot sign: {e}")))?;
+    let share = if state.danger.corrupt_signature_shares {
+        key.manifest
+            .ciphersuite
+            .ops()
+            .danger_corrupt_share(&share)
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+    } else {
+        share
+    };
+    Ok(pb::SignShareResponse {
+        signature_share: share,
+    })
+}
+
+/// Round 2 for one or more requests ([`record_share`], then
+/// [`compute_share`]): every record first, then every share, so that the
+/// records' flush runs while the shares are computed.
+pub(crate) fn sign_shares(
+    state: &NodeState,
+    requests: Vec<pb::SignShareRequest>,
+    caller: &PeerIdentity,
+) -> Vec<Result<Recorded<pb::SignShareResponse>, NodeError>> {
+    let recorded: Vec<_> = requests
+        .into_iter()
+        .map(|r| record_share(state, r, caller))
+        .collect();
+    recorded
+        .into_iter()
+        .map(|r| r.map(|r| r.and_then(|share| compute_share(state, share))))
+        .collect()
+}
+
+/// Lets a round-2 answer leave: waits until its audit record is on disk, then
+/// counts it (as a `SignShare`, whichever call carried it) and logs it. `started`
+/// is when the call that carried it arrived.
+pub(crate) async fn issue_share(
+    state: &NodeState,
+    recorded: Result<Recorded<pb::SignShareResponse>, NodeError>,
+    started: Instant,
+) -> Result<pb::SignShareResponse, NodeError> {
+    let result = match recorded {
+        Ok(Recorded { pending, answer }) => state
+            .audit
+            .durable(pending)
+            .await
+            .and_then(|record| answer.inspect(|_| share_issued(state, &record))),
+        Err(e) => Err(e),
+    };
+    state.metrics.request("SignShare", &result);
+    if result.is_ok() {
+        state.metrics.sign_latency(started.elapsed());
+    }
+    result
+}
+
+/// Counts and logs a share as it leaves the node, after its record is on disk (so
+/// neither the metric nor the log claims a share the audit log may lack).
+fn share_issued(state: &NodeState, record: &AuditRecord) {
+    if !record.approval_token_id.is_empty() {
+        state.metrics.failover();
+    }
+    // Debug, not info: every share is in the audit log already, durably and in
+    // this node's region; a log line per share is for troubleshooting.
+    tracing::debug!(
+        key_id = %record.key_id,
+        request_id = %record.request_id,
+        client = %record.client_id,
+        message_sha256 = %record.message_sha256,
+        signers = ?record.quorum,
+        approval_token = %record.approval_token_id,
+        seq = record.seq,
+        "signature share issued"
+    );
+}

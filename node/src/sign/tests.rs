@@ -1,0 +1,218 @@
+//! Tests of signing on a node: what round 2 spends, records and charges when the
+//! audit log breaks or a client's rate is reached.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quorate_proto::api;
+use quorate_proto::audit::AuditRecord;
+use quorate_proto::identity::{PeerIdentity, Role};
+use quorate_proto::metrics::Registry;
+use quorate_proto::pb;
+use quorate_proto::suite::{Ciphersuite, ParsedKeyPackage};
+
+use super::round1::commit;
+use super::round2::{record_share, Recorded};
+use crate::audit::AuditLog;
+use crate::identity::NodeIdentity;
+use crate::nonces::NonceStore;
+use crate::state::NodeState;
+use crate::store::{Kek, KeyRecord, KeyStore};
+
+const TRUST_DOMAIN: &str = "quorate.test";
+
+/// `node-1`, holding its share of the 2-of-2 Ed25519 key `k1` (under `policy`),
+/// and `node-2`'s share of it (to commit as the other signer).
+fn node_with_key(
+    dir: &std::path::Path,
+    policy: Option<pb::KeyPolicy>,
+) -> (NodeState, ParsedKeyPackage) {
+    let names = vec!["node-1".to_string(), "node-2".to_string()];
+    let ops = Ciphersuite::Ed25519.ops();
+    let dealt = ops.split(None, &names, 2).unwrap();
+    let manifest = quorate_proto::manifest::encode(
+        "k1",
+        Ciphersuite::Ed25519,
+        2,
+        dealt.public_key_package.clone(),
+        names
+            .iter()
+            .map(|n| pb::ManifestParticipant {
+                node_id: n.clone(),
+                region: "r".into(),
+                jurisdiction: "EU".into(),
+            })
+            .collect(),
+        "2026-01-01T00:00:00Z".into(),
+        policy,
+    );
+    let identity = NodeIdentity {
+        node_id: "node-1".into(),
+        trust_domain: TRUST_DOMAIN.into(),
+        region: "r".into(),
+        jurisdiction: "EU".into(),
+    };
+    let kek = Kek::from_hex(&Kek::generate_hex()).unwrap();
+    let state = NodeState::new(
+        identity,
+        KeyStore::open(dir, kek).unwrap(),
+        NonceStore::new(10, Duration::from_secs(60)),
+        Registry::new(),
+    )
+    .unwrap();
+    let mut key_packages = dealt.key_packages.into_iter().map(|(_, kp)| kp);
+    let (own, other) = (key_packages.next().unwrap(), key_packages.next().unwrap());
+    state
+        .install_record(
+            KeyRecord {
+                manifest,
+                key_package: own,
+            },
+            "key_installed",
+            "test",
+        )
+        .unwrap();
+    (state, ops.parse_key_package(&other).unwrap())
+}
+
+/// A round-2 request of `node-1` (commitment `own`) and `node-2`.
+fn sign_request(state: &NodeState, own: Vec<u8>, other: &ParsedKeyPackage) -> pb::SignShareRequest {
+    let key = state.key("k1").unwrap();
+    let other_id = key
+        .manifest
+        .participant("node-2")
+        .unwrap()
+        .identifier
+        .clone();
+    let (_, other_commitment) = key.manifest.ciphersuite.ops().commit(other).unwrap();
+    api::SignShareRequest {
+        key_id: "k1".into(),
+        message: b"pay 10 to bob".to_vec(),
+        commitments: BTreeMap::from([(key.identifier.clone(), own), (other_id, other_commitment)]),
+        request_id: String::new(),
+        client_id: String::new(),
+        approval_token: None,
+    }
+    .to_pb()
+}
+
+#[test]
+fn a_node_whose_audit_log_failed_spends_and_issues_no_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut state, other) = node_with_key(dir.path(), None);
+    let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
+    let mut commitments = commitments(&state, 2);
+    assert_eq!(state.outstanding_nonces(), 2);
+
+    // While the log works, a request like the one below spends its nonce.
+    let first = sign_request(&state, commitments.remove(0), &other);
+    let recorded = record_share(&state, first, &caller).unwrap();
+    assert!(recorded.answer.is_ok());
+    assert_eq!(state.outstanding_nonces(), 1);
+
+    // The disk goes bad: a flush of the log fails.
+    state.audit = AuditLog::open_with_sync(
+        dir.path(),
+        &state.store().db(),
+        "node-1",
+        Box::new(|_| {}),
+        |_: &std::fs::File| Err(std::io::Error::other("EIO")),
+    )
+    .unwrap();
+    state
+        .audit
+        .append(AuditRecord::default())
+        .expect_err("the flush fails");
+    let records = state.audit.len();
+
+    let second = sign_request(&state, commitments.remove(0), &other);
+    let err = record_share(&state, second, &caller).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    assert_eq!(state.outstanding_nonces(), 1, "the nonce was spent");
+    assert_eq!(state.audit.len(), records, "a record was written");
+    // Nor does it hand out commitments it could not sign with.
+    let err = commit(
+        &state,
+        pb::CommitRequest {
+            key_id: "k1".into(),
+            count: 1,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    assert_eq!(state.outstanding_nonces(), 1, "a nonce was issued");
+}
+
+/// Fresh commitments of `node-1` for `k1`.
+fn commitments(state: &NodeState, count: u32) -> Vec<Vec<u8>> {
+    commit(
+        state,
+        pb::CommitRequest {
+            key_id: "k1".into(),
+            count,
+        },
+    )
+    .unwrap()
+    .commitments
+}
+
+#[test]
+fn only_requests_that_can_be_signed_count_against_a_clients_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = pb::KeyPolicy {
+        rate_limit_per_minute: 1,
+        ..Default::default()
+    };
+    let (state, other) = node_with_key(dir.path(), Some(policy));
+    let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
+
+    // Refused twice for a commitment the node does not hold (as after a
+    // restart, when the coordinator falls back to two rounds): the one
+    // signature this client may make this minute is still there.
+    let ops = Ciphersuite::Ed25519.ops();
+    for _ in 0..2 {
+        let (_, not_issued) = ops.commit(&other).unwrap();
+        let request = sign_request(&state, not_issued, &other);
+        let err = record_share(&state, request, &caller).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    }
+    let mut commitments = commitments(&state, 3);
+    let request = sign_request(&state, commitments.remove(0), &other);
+    assert!(record_share(&state, request, &caller)
+        .unwrap()
+        .answer
+        .is_ok());
+    // The same message again with a fresh commitment, as in the coordinator's
+    // retry with another quorum after a signer failed: the same signature for
+    // the client, not charged again.
+    let request = sign_request(&state, commitments.remove(0), &other);
+    assert!(record_share(&state, request, &caller)
+        .unwrap()
+        .answer
+        .is_ok());
+
+    // Another message is over the limit. Its nonce is spent all the same, so
+    // its commitment cannot be replayed once the minute is over.
+    let over = commitments.remove(0);
+    let mut request = sign_request(&state, over.clone(), &other);
+    request.message = b"pay 20 to bob".to_vec();
+    let Recorded { pending, answer } = record_share(&state, request, &caller).unwrap();
+    let err = answer.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert_eq!(state.outstanding_nonces(), 0);
+    // Its record accounts for the commitment spent unused.
+    let record = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(state.audit.durable(pending))
+        .unwrap();
+    assert_eq!(record.event, "sign_refused");
+    let spent = hex::encode(quorate_proto::sha256(&over));
+    assert!(
+        record
+            .detail
+            .contains(&format!("commitment_sha256={spent}")),
+        "{}",
+        record.detail
+    );
+}

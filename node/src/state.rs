@@ -1,0 +1,213 @@
+//! The node's state: who it is, the key registry (the keys it holds, kept in step
+//! with the sealed store), its nonces, audit log, per-client rate limiter, metrics
+//! and drill settings.
+//!
+//! Used by the signing, escrow and ceremony steps and by the gRPC adapters; it uses
+//! none of them. Invariants: every key in the registry passed [`activate`] (a stored
+//! key that no longer does stops the node as a damaged store); a key is added,
+//! replaced or removed in memory only after the store and the audit log hold the
+//! change durably, under the registry's write lock, so that two installs of one key
+//! id cannot both succeed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use quorate_proto::audit::AuditRecord;
+use quorate_proto::metrics::Registry;
+use quorate_proto::pb;
+use quorate_proto::ratelimit::RateLimiter;
+
+use crate::audit::AuditLog;
+use crate::config::DangerSettings;
+use crate::error::NodeError;
+use crate::identity::NodeIdentity;
+use crate::key::{activate, ActiveKey};
+use crate::metrics::{self, NodeMetrics};
+use crate::nonces::NonceStore;
+use crate::store::{KeyRecord, KeyStore};
+
+/// State shared by the node's handlers.
+#[derive(Debug)]
+pub struct NodeState {
+    pub(crate) identity: NodeIdentity,
+    store: KeyStore,
+    keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
+    pub(crate) nonces: NonceStore,
+    pub(crate) audit: AuditLog,
+    pub(crate) rate: RateLimiter,
+    pub(crate) metrics: NodeMetrics,
+    pub(crate) danger: DangerSettings,
+}
+
+impl NodeState {
+    /// Loads every stored key and checks it still belongs to this node.
+    pub fn new(
+        identity: NodeIdentity,
+        store: KeyStore,
+        nonces: NonceStore,
+        registry: Arc<Registry>,
+    ) -> Result<Self, NodeError> {
+        let on_flush = metrics::audit_flush_observer(registry.clone());
+        let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
+        let mut keys = HashMap::new();
+        for (key_id, record) in store.load_all()? {
+            let key = activate(&identity, record)
+                .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
+            keys.insert(key_id, Arc::new(key));
+        }
+        Ok(Self {
+            identity,
+            store,
+            keys: RwLock::new(keys),
+            nonces,
+            audit,
+            rate: RateLimiter::new(),
+            metrics: NodeMetrics::new(registry),
+            danger: DangerSettings::default(),
+        })
+    }
+
+    /// Turns on fault injection (drills only).
+    pub fn with_danger(mut self, danger: DangerSettings) -> Self {
+        if danger.corrupt_signature_shares {
+            tracing::warn!("DANGER: this node answers round 2 with corrupt signature shares (drill setting danger.corrupt_signature_shares)");
+        }
+        self.danger = danger;
+        self
+    }
+
+    /// Updates the gauges that are read rather than counted.
+    pub fn refresh_gauges(&self, registry: &Registry) {
+        metrics::set_gauges(
+            registry,
+            self.nonces.len(),
+            self.key_count(),
+            self.audit.len(),
+        );
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Number of keys held.
+    pub fn key_count(&self) -> usize {
+        self.read_keys().len()
+    }
+
+    /// Outstanding nonces.
+    pub fn outstanding_nonces(&self) -> usize {
+        self.nonces.len()
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ActiveKey>>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key `key_id`, or [`NodeError::UnknownKey`].
+    pub(crate) fn key(&self, key_id: &str) -> Result<Arc<ActiveKey>, NodeError> {
+        self.read_keys()
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| NodeError::UnknownKey(key_id.to_string()))
+    }
+
+    /// Every key held, as `ListNodeKeys` lists them.
+    pub(crate) fn node_keys(&self) -> Vec<pb::NodeKey> {
+        self.read_keys()
+            .values()
+            .map(|k| pb::NodeKey {
+                manifest: k.manifest.encoded.clone(),
+            })
+            .collect()
+    }
+
+    /// Validates and durably stores a new key; `event` names the ceremony step in
+    /// the audit log.
+    pub(crate) fn install_record(
+        &self,
+        record: KeyRecord,
+        event: &str,
+        caller: &str,
+    ) -> Result<pb::InstallKeyResponse, NodeError> {
+        let key = activate(&self.identity, record.clone()).map_err(NodeError::InvalidArgument)?;
+        let key_id = key.manifest.key_id.clone();
+        let hash = key.manifest.hash;
+        // Hold the write lock across the durable insert so two installs of one key id
+        // cannot both succeed.
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.contains_key(&key_id) {
+            return Err(NodeError::KeyExists(key_id));
+        }
+        self.store.insert_new(&key_id, &record)?;
+        self.audit.append(AuditRecord {
+            event: event.into(),
+            key_id: key_id.clone(),
+            caller: caller.into(),
+            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            ..Default::default()
+        })?;
+        keys.insert(key_id.clone(), Arc::new(key));
+        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key installed");
+        Ok(pb::InstallKeyResponse {
+            manifest_hash: hash.to_vec(),
+        })
+    }
+
+    /// Replaces a key (after a refresh) whose current manifest hash is
+    /// `expected_manifest_hash`. The old share is gone from memory and disk once this
+    /// returns: signing packages built for it find no matching share.
+    pub(crate) fn replace_record(
+        &self,
+        record: KeyRecord,
+        expected_manifest_hash: &[u8],
+        caller: &str,
+    ) -> Result<pb::InstallKeyResponse, NodeError> {
+        let key = activate(&self.identity, record.clone()).map_err(NodeError::InvalidArgument)?;
+        let key_id = key.manifest.key_id.clone();
+        let hash = key.manifest.hash;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        match keys.get(&key_id) {
+            Some(old) if old.manifest.hash.as_slice() == expected_manifest_hash => {}
+            _ => {
+                return Err(NodeError::FailedPrecondition(format!(
+                    "key {key_id} changed on this node during the ceremony"
+                )))
+            }
+        }
+        self.store.replace(&key_id, &record)?;
+        self.audit.append(AuditRecord {
+            event: "key_refreshed".into(),
+            key_id: key_id.clone(),
+            caller: caller.into(),
+            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            ..Default::default()
+        })?;
+        keys.insert(key_id.clone(), Arc::new(key));
+        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key refreshed");
+        Ok(pb::InstallKeyResponse {
+            manifest_hash: hash.to_vec(),
+        })
+    }
+
+    /// Deletes a key durably.
+    pub(crate) fn remove_key(&self, key_id: &str, caller: &str) -> Result<(), NodeError> {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        self.store.remove(key_id)?;
+        self.audit.append(AuditRecord {
+            event: "key_retired".into(),
+            key_id: key_id.into(),
+            caller: caller.into(),
+            ..Default::default()
+        })?;
+        keys.remove(key_id);
+        Ok(())
+    }
+
+    /// The sealed store (tests reopen the audit log on its database).
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &KeyStore {
+        &self.store
+    }
+}

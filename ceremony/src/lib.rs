@@ -17,12 +17,14 @@
 //!   ceremony process relays without being trusted; and `transcript verify`;
 //! - [`escrow`]: custodian escrow of one node's share (split on the node, verify by
 //!   one custodian, recover into a fresh node);
+//! - [`cli`]: the `quorate-ceremony` command line (clap types, one file per
+//!   command group), which the binary only parses and runs;
 //! - [`audit`]: reading a node's hash-chained audit log as an auditor and checking
 //!   it. (Approval tokens for out-of-policy quorums are made with
 //!   [`quorate_proto::approval`].)
 //!
 //! Layering: the shared base uses nothing above it; `import`, `keygen` and `escrow`
-//! use the base and never each other; the binary's `cli` uses them all.
+//! use the base and never each other; [`cli`] uses them all and nothing uses it.
 //!
 //! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;
 //! every node's identity, region and jurisdiction are checked before any secret is
@@ -32,6 +34,7 @@
 
 pub mod audit;
 pub mod ceremony_file;
+pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod escrow;

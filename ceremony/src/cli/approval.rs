@@ -1,0 +1,131 @@
+//! `quorate-ceremony approver keygen` and `approve`: approver keys and the approval
+//! tokens that let an out-of-policy quorum sign one key for a limited time.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use quorate_proto::approval::{self, ApproverKey};
+
+use super::error::CliError;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ApproverCommand {
+    /// Create an approver key: writes the secret seed (64 hex digits, mode 0600) and
+    /// prints the public key to list in key policies.
+    Keygen {
+        /// Where to write the secret key; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ApproveArgs {
+    /// The approver's secret key file (from `approver keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub(super) approver_key: PathBuf,
+    /// The key the approval applies to.
+    #[arg(long, value_name = "ID")]
+    pub(super) key_id: String,
+    /// How long the token is valid from now, e.g. 30m, 2h, 1d (at most 7d).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub(super) valid_for: String,
+    /// Why (recorded in the token; shown in audits).
+    #[arg(long)]
+    pub(super) reason: String,
+    /// Token id recorded in audit logs (default: random).
+    #[arg(long)]
+    pub(super) token_id: Option<String>,
+    /// Where to write the token; must not exist yet.
+    #[arg(long, value_name = "FILE")]
+    pub(super) out: PathBuf,
+}
+
+/// Runs `approver keygen`.
+pub(super) fn approver(command: ApproverCommand) -> Result<(), CliError> {
+    match command {
+        ApproverCommand::Keygen { out } => {
+            let key = ApproverKey::generate();
+            write_new_private(&out, key.to_hex().as_str())?;
+            println!("approver secret key: {}", out.display());
+            println!("approver public key: {}", hex::encode(key.public_key()));
+            Ok(())
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<u64, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "duration {text:?}: expected a number and s, m, h or d (e.g. 2h)"
+        ))
+    };
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86400),
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > approval::MAX_VALIDITY_SECS {
+        return Err(CliError::Usage(format!(
+            "a token may be valid for 1 s to {} days",
+            approval::MAX_VALIDITY_SECS / 86400
+        )));
+    }
+    Ok(secs)
+}
+
+/// Runs `approve`: signs an approval token.
+pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
+    quorate_proto::validate_key_id(&args.key_id).map_err(CliError::Usage)?;
+    let valid_for = parse_duration(&args.valid_for)?;
+    if args.out.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists",
+            args.out.display()
+        )));
+    }
+    let secret = std::fs::read_to_string(&args.approver_key).map_err(|source| CliError::Read {
+        path: args.approver_key.clone(),
+        source,
+    })?;
+    let key = ApproverKey::from_hex(&secret).map_err(CliError::Usage)?;
+    let now = approval::unix_now();
+    let token_id = args.token_id.unwrap_or_else(|| {
+        let mut id = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        format!("appr-{}", hex::encode(id))
+    });
+    let approval = approval::Approval {
+        token_id: token_id.clone(),
+        key_id: args.key_id.clone(),
+        scope: approval::SCOPE_OUT_OF_POLICY_QUORUM.into(),
+        not_before: now,
+        not_after: now + valid_for,
+        reason: args.reason,
+    };
+    write_new_private(&args.out, &String::from_utf8_lossy(&key.sign(&approval)))?;
+    println!(
+        "approval {token_id} for key {} valid until {} (Unix time): {}",
+        args.key_id,
+        approval.not_after,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_new_private(path: &Path, contents: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(contents.as_bytes()).map_err(CliError::Write)?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `quorate-ceremony escrow split`, `verify` and `recover`: custodian escrow of one
+//! node's share from the command line.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::error::CliError;
+use crate::ceremony_file::CeremonyFile;
+use crate::escrow::{self, Custodian, Identities};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum EscrowCommand {
+    /// Have a node Feldman-split its own share of a key among custodians.
+    ///
+    /// The node splits its signing share into one part per custodian, any THRESHOLD of
+    /// which rebuild it, and encrypts each part to the custodian's age recipient; the
+    /// plaintext never leaves the node. Writes OUT/KEY.NODE.CUSTODIAN.age per
+    /// custodian (never replacing a file). A custodian decrypts theirs with the
+    /// standard `age` tool: `age -d -i key.txt FILE.age > part.json`.
+    Split {
+        /// Ceremony file (as for `import`); must list NODE.
+        #[arg(long, value_name = "FILE")]
+        ceremony: PathBuf,
+        /// The key whose share to escrow.
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        /// The node whose share to escrow.
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Parts needed to recover (k), between 2 and the number of custodians.
+        #[arg(long, value_name = "K")]
+        threshold: u16,
+        /// A custodian and their age X25519 recipient (repeat, at least twice).
+        #[arg(long = "custodian", value_name = "NAME=age1...", required = true)]
+        custodians: Vec<Custodian>,
+        /// Directory for the .age files (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
+    /// Check one part alone against the Feldman commitments it carries.
+    ///
+    /// Needs no other part and no network. Exit 0: the part lies on the committed
+    /// polynomial whose constant term is the node's verifying share.
+    Verify {
+        /// The part: decrypted JSON, or the .age file with --identity.
+        #[arg(long, value_name = "FILE")]
+        part: PathBuf,
+        /// age identity file that decrypts an .age part (repeatable).
+        #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
+        identities: Vec<PathBuf>,
+    },
+    /// Rebuild a node's share from K or more parts and install it on the node.
+    ///
+    /// Checks every part, fetches the key's manifest from the nodes in the ceremony
+    /// file (at least threshold of them must agree), checks the rebuilt share against
+    /// the node's verifying share in it, and installs the share on the node (which
+    /// must not hold the key, e.g. after it was wiped). Refuses, installing nothing,
+    /// when parts are too few, forged or from another split.
+    Recover {
+        /// Ceremony file (as for `import`); must list NODE.
+        #[arg(long, value_name = "FILE")]
+        ceremony: PathBuf,
+        /// The key to restore.
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        /// The node to restore (same id as the node that split its share).
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// A part: decrypted JSON or .age (repeat; at least K).
+        #[arg(long = "part", value_name = "FILE", required = true)]
+        parts: Vec<PathBuf>,
+        /// age identity file for .age parts (repeatable; each part is tried with all).
+        #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
+        identities: Vec<PathBuf>,
+    },
+}
+
+/// Runs an `escrow` command.
+pub(super) fn run(command: EscrowCommand) -> Result<(), CliError> {
+    match command {
+        EscrowCommand::Split {
+            ceremony,
+            key_id,
+            node,
+            threshold,
+            custodians,
+            out,
+        } => {
+            let file = CeremonyFile::load(&ceremony)?;
+            let request = escrow::SplitRequest {
+                key_id,
+                node_id: node,
+                threshold,
+                custodians,
+                out_dir: out,
+            };
+            let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
+            let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
+            let outcome = runtime.block_on(escrow::split(&file, request))?;
+            println!(
+                "node {node_id} split its share of key {key_id} among {} custodians \
+                 ({threshold} needed to recover); verifying share {}:",
+                outcome.files.len(),
+                outcome.verifying_share
+            );
+            for (custodian, path) in &outcome.files {
+                println!("  {custodian}: {}", path.display());
+            }
+            Ok(())
+        }
+        EscrowCommand::Verify { part, identities } => {
+            let identities = Identities::load(&identities)?;
+            let verified = escrow::verify_part(&part, &identities)?;
+            println!(
+                "OK: part {} of {} (custodian {}) of node {}'s share of key {} ({}) lies on \
+                 the committed polynomial; {} parts recover the share with verifying share {}",
+                verified.identifier,
+                verified.parts,
+                verified.custodian,
+                verified.node_id,
+                verified.key_id,
+                verified.ciphersuite,
+                verified.threshold,
+                verified.verifying_share
+            );
+            Ok(())
+        }
+        EscrowCommand::Recover {
+            ceremony,
+            key_id,
+            node,
+            parts,
+            identities,
+        } => {
+            let file = CeremonyFile::load(&ceremony)?;
+            let identities = Identities::load(&identities)?;
+            let parts = parts
+                .into_iter()
+                .map(|path| escrow::read_part(&path, &identities).map(|p| (path, p)))
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(identities);
+            let request = escrow::RecoverRequest {
+                key_id,
+                node_id: node,
+                parts,
+            };
+            let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
+            let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
+            let outcome = runtime.block_on(escrow::recover(&file, request))?;
+            println!(
+                "recovered node {node_id}'s share of key {key_id} from {} parts and installed \
+                 it; manifest {} (agreed by {})",
+                outcome.parts_used,
+                outcome.manifest_hash,
+                outcome.manifest_from.join(", ")
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `quorate-ceremony dkg`, `refresh`, `repair` and `transcript verify`: the key
+//! ceremonies between nodes from the command line.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use quorate_proto::suite::Ciphersuite;
+
+use super::common::{check_transcript_path, load_policy, runtime, save_transcript};
+use super::error::CliError;
+use crate::ceremony_file::CeremonyFile;
+use crate::keygen::{
+    run_dkg, run_refresh, run_repair, verify_transcript, DkgRequest, RefreshRequest, RepairRequest,
+};
+use crate::transcript::Transcript;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TranscriptCommand {
+    /// Re-check a transcript against the live nodes (manifest hash, group key,
+    /// verifying shares, participants, recorded confirmations). Exits 1 on any
+    /// mismatch, listing each.
+    Verify {
+        /// The transcript (JSON).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Ceremony file naming how to reach the nodes.
+        #[arg(long, value_name = "FILE")]
+        ceremony: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct DkgArgs {
+    /// Ceremony file (TOML), as for `import`.
+    #[arg(long, value_name = "FILE")]
+    pub(super) ceremony: PathBuf,
+    /// Key id: 1-128 characters of A-Z a-z 0-9 . _ -
+    #[arg(long, value_name = "ID")]
+    pub(super) key_id: String,
+    /// Ciphersuite: ed25519, secp256k1 or secp256k1-tr (BIP340).
+    #[arg(long, value_name = "SUITE")]
+    pub(super) ciphersuite: Ciphersuite,
+    /// Signers needed to sign (t), between 2 and the number of nodes.
+    #[arg(long, value_name = "T")]
+    pub(super) threshold: u16,
+    /// The key's policy (TOML, or JSON if the name ends in .json): allowed_clients,
+    /// home_jurisdictions, min_home_signers, approver_keys (hex),
+    /// rate_limit_per_minute. Without it the key is unrestricted.
+    #[arg(long, value_name = "FILE")]
+    pub(super) policy: Option<PathBuf>,
+    /// Where to write the JSON transcript; must not exist yet.
+    #[arg(long, value_name = "OUT.json")]
+    pub(super) transcript: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RefreshArgs {
+    /// Ceremony file (TOML) listing the key's current nodes.
+    #[arg(long, value_name = "FILE")]
+    pub(super) ceremony: PathBuf,
+    /// Key id.
+    #[arg(long, value_name = "ID")]
+    pub(super) key_id: String,
+    /// Drop this node from the key.
+    #[arg(long, value_name = "ID")]
+    pub(super) remove_node: Option<String>,
+    /// Where to write the JSON transcript; must not exist yet.
+    #[arg(long, value_name = "OUT.json")]
+    pub(super) transcript: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RepairArgs {
+    /// Ceremony file (TOML) listing the node to repair and at least t helpers.
+    #[arg(long, value_name = "FILE")]
+    pub(super) ceremony: PathBuf,
+    /// Key id.
+    #[arg(long, value_name = "ID")]
+    pub(super) key_id: String,
+    /// The node whose share is rebuilt.
+    #[arg(long, value_name = "ID")]
+    pub(super) node: String,
+}
+
+/// Runs `dkg`.
+pub(super) fn dkg(args: DkgArgs) -> Result<(), CliError> {
+    let file = CeremonyFile::load(&args.ceremony)?;
+    check_transcript_path(&args.transcript)?;
+    let policy = load_policy(args.policy.as_deref(), args.threshold)?;
+    let request = DkgRequest {
+        key_id: args.key_id,
+        ciphersuite: args.ciphersuite,
+        threshold: args.threshold,
+        policy,
+    };
+    let transcript = runtime()?.block_on(run_dkg(&file, request))?;
+    save_transcript(&transcript, &args.transcript)?;
+    println!(
+        "created key {} by DKG ({}, {}-of-{}), group public key {}",
+        transcript.key_id,
+        transcript.ciphersuite,
+        transcript.threshold,
+        transcript.participants.len(),
+        transcript.public_key
+    );
+    println!("transcript: {}", args.transcript.display());
+    Ok(())
+}
+
+/// Runs `refresh`.
+pub(super) fn refresh(args: RefreshArgs) -> Result<(), CliError> {
+    let file = CeremonyFile::load(&args.ceremony)?;
+    check_transcript_path(&args.transcript)?;
+    let request = RefreshRequest {
+        key_id: args.key_id,
+        remove_node: args.remove_node,
+    };
+    let transcript = runtime()?.block_on(run_refresh(&file, request))?;
+    save_transcript(&transcript, &args.transcript)?;
+    println!(
+        "refreshed key {} ({}-of-{}: {}), group public key {} unchanged",
+        transcript.key_id,
+        transcript.threshold,
+        transcript.participants.len(),
+        transcript
+            .participants
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        transcript.public_key
+    );
+    println!("transcript: {}", args.transcript.display());
+    Ok(())
+}
+
+/// Runs `repair`.
+pub(super) fn repair(args: RepairArgs) -> Result<(), CliError> {
+    let file = CeremonyFile::load(&args.ceremony)?;
+    let request = RepairRequest {
+        key_id: args.key_id.clone(),
+        node: args.node.clone(),
+    };
+    let outcome = runtime()?.block_on(run_repair(&file, request))?;
+    println!(
+        "repaired {}'s share of key {} with helpers {}; verifying share {} matches the manifest {}",
+        args.node,
+        args.key_id,
+        outcome.helpers.join(", "),
+        outcome.verifying_share,
+        outcome.manifest_hash
+    );
+    Ok(())
+}
+
+/// Runs `transcript verify`.
+pub(super) fn transcript_verify(path: &Path, ceremony: &Path) -> Result<(), CliError> {
+    let file = CeremonyFile::load(ceremony)?;
+    let transcript = Transcript::read(path)?;
+    let problems = runtime()?.block_on(verify_transcript(&file, &transcript))?;
+    if problems.is_empty() {
+        println!(
+            "transcript {} matches the live nodes: key {} ({}), manifest {}, {} participants",
+            path.display(),
+            transcript.key_id,
+            transcript.ciphersuite,
+            transcript.manifest_hash,
+            transcript.participants.len()
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        println!("MISMATCH {p}");
+    }
+    Err(CliError::TranscriptMismatch {
+        count: problems.len(),
+        path: path.to_path_buf(),
+    })
+}

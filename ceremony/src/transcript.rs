@@ -13,6 +13,21 @@ use crate::error::CeremonyError;
 /// Format tag of transcripts this build writes and reads.
 pub const TRANSCRIPT_FORMAT: &str = "quorate-transcript/1";
 
+/// Why a transcript's text is not a transcript this build reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TranscriptError {
+    /// The text is not JSON of a transcript's shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The transcript is of another format (version).
+    #[error("unsupported transcript format {found:?} (this build reads {TRANSCRIPT_FORMAT})")]
+    UnsupportedFormat {
+        /// The format the transcript names.
+        found: String,
+    },
+}
+
 /// A share holder as recorded in a transcript.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -105,19 +120,18 @@ impl Transcript {
     }
 
     /// Parses a transcript, refusing unknown formats.
-    pub fn from_json(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<Self, TranscriptError> {
         #[derive(Deserialize)]
         struct Header {
             format: String,
         }
-        let header: Header = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let header: Header = serde_json::from_str(text)?;
         if header.format != TRANSCRIPT_FORMAT {
-            return Err(format!(
-                "unsupported transcript format {:?} (this build reads {TRANSCRIPT_FORMAT})",
-                header.format
-            ));
+            return Err(TranscriptError::UnsupportedFormat {
+                found: header.format,
+            });
         }
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        Ok(serde_json::from_str(text)?)
     }
 
     /// Writes the transcript to `path`, which must not exist: a transcript is a
@@ -146,9 +160,9 @@ impl Transcript {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_json(&text).map_err(|message| CeremonyError::Transcript {
+        Self::from_json(&text).map_err(|e| CeremonyError::Transcript {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })
     }
 }
@@ -251,6 +265,9 @@ mod tests {
             .to_json()
             .replace("quorate-transcript/1", "quorate-transcript/2");
         let err = Transcript::from_json(&json).unwrap_err();
-        assert!(err.contains("unsupported transcript format"), "{err}");
+        assert!(
+            matches!(err, TranscriptError::UnsupportedFormat { .. }),
+            "{err}"
+        );
     }
 }

@@ -149,7 +149,7 @@ impl AuditLog {
     }
 
     /// `Ok` while records can still be made durable. Once a flush or a write has
-    /// failed, an [`NodeError::Unavailable`] for good: after a failed `fdatasync` the
+    /// failed, an [`NodeError::AuditLogBroken`] for good: after a failed `fdatasync` the
     /// kernel may have dropped pages of the file, and after a failed `write` part of
     /// a record may be in it, so nothing written since can be vouched for until a
     /// restart reopens the log from what is on disk. The signing path checks
@@ -157,10 +157,7 @@ impl AuditLog {
     pub fn check_writable(&self) -> Result<(), NodeError> {
         match self.flusher.broken.get() {
             None => Ok(()),
-            Some(e) => Err(NodeError::Unavailable(format!(
-                "this node's audit log can no longer be made durable ({e}); \
-                 it records and signs nothing more until it is restarted"
-            ))),
+            Some(e) => Err(NodeError::AuditLogBroken { reason: e.clone() }),
         }
     }
 

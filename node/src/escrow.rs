@@ -21,13 +21,14 @@ pub(crate) fn split(
     req: pb::EscrowSplitRequest,
     caller: &PeerIdentity,
 ) -> Result<pb::EscrowSplitResponse, NodeError> {
-    let req = SplitRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
+    let req = SplitRequest::try_from(req).map_err(NodeError::MalformedRequest)?;
     let mut recipients = Vec::with_capacity(req.custodians.len());
     for (name, recipient) in &req.custodians {
         let parsed = recipient.parse::<age::x25519::Recipient>().map_err(|e| {
-            NodeError::InvalidArgument(format!(
-                "custodian {name:?}: not an age X25519 recipient: {e}"
-            ))
+            NodeError::NotAnAgeRecipient {
+                custodian: name.clone(),
+                reason: e.to_string(),
+            }
         })?;
         recipients.push(parsed);
     }
@@ -35,7 +36,7 @@ pub(crate) fn split(
     let manifest = &key.manifest;
     let ops = manifest.ciphersuite.ops();
     let parts = u16::try_from(req.custodians.len())
-        .map_err(|_| NodeError::InvalidArgument("too many custodians".into()))?;
+        .map_err(|_| NodeError::MalformedRequest("too many custodians".into()))?;
     let split = ops
         .escrow_split(&key.key_package, req.threshold, parts)
         .map_err(|e| NodeError::Corrupt(format!("key {:?}: {e}", req.key_id)))?;
@@ -60,7 +61,10 @@ pub(crate) fn split(
         let plaintext = file.to_json();
         drop(file);
         let age_file = age::encrypt(recipient, plaintext.as_bytes()).map_err(|e| {
-            NodeError::InvalidArgument(format!("cannot encrypt to custodian {name:?}: {e}"))
+            NodeError::CannotEncryptToCustodian {
+                custodian: name.clone(),
+                reason: e.to_string(),
+            }
         })?;
         out.push(pb::EscrowPartCiphertext {
             custodian: name.clone(),

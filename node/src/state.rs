@@ -131,7 +131,7 @@ impl NodeState {
         event: &str,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, record.clone()).map_err(NodeError::InvalidArgument)?;
+        let key = activate(&self.identity, record.clone()).map_err(NodeError::KeyNotForThisNode)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
         // Hold the write lock across the durable insert so two installs of one key id
@@ -164,14 +164,14 @@ impl NodeState {
         expected_manifest_hash: &[u8],
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, record.clone()).map_err(NodeError::InvalidArgument)?;
+        let key = activate(&self.identity, record.clone()).map_err(NodeError::KeyNotForThisNode)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
         match keys.get(&key_id) {
             Some(old) if old.manifest.hash.as_slice() == expected_manifest_hash => {}
             _ => {
-                return Err(NodeError::FailedPrecondition(format!(
+                return Err(NodeError::KeyVersionMismatch(format!(
                     "key {key_id} changed on this node during the ceremony"
                 )))
             }

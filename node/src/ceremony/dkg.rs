@@ -47,13 +47,13 @@ pub(crate) fn round1(
             prior_key(node, &setup)?;
         }
         Kind::Repair => {
-            return Err(NodeError::InvalidArgument(
+            return Err(NodeError::MalformedRequest(
                 "a repair starts with RepairStart".into(),
             ))
         }
     }
     let n = u16::try_from(setup.pb.participants.len())
-        .map_err(|_| NodeError::InvalidArgument("too many participants".into()))?;
+        .map_err(|_| NodeError::MalformedRequest("too many participants".into()))?;
     let (secret, package) = setup
         .ciphersuite
         .ops()
@@ -63,7 +63,7 @@ pub(crate) fn round1(
             n,
             setup.threshold,
         )
-        .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     participant.new_session(
         &node.identity.node_id,
         setup,
@@ -80,7 +80,7 @@ pub(crate) fn round2(
 ) -> Result<pb::DkgRound2Response, NodeError> {
     let mut session = participant.sessions.take(&req.ceremony_id)?;
     let Stage::Round1 { secret } = session.stage else {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::CeremonyOutOfStep(format!(
             "ceremony {} is at {}, not round 1; it is aborted on this node",
             req.ceremony_id,
             session.stage.name()
@@ -111,7 +111,7 @@ pub(crate) fn round2(
         }
         let id = ops
             .identifier(&c.node_id)
-            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
         round1.insert(id, c.round1_package.clone());
     }
     let transcript = round1_transcript_hash(setup, &contributions);
@@ -122,7 +122,7 @@ pub(crate) fn round2(
     for c in contributions.iter().filter(|c| c.node_id != me) {
         let id = ops
             .identifier(&c.node_id)
-            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
         let package = packages.get(&id).ok_or_else(|| {
             NodeError::Server(format!("frost made no round-2 package for {}", c.node_id))
         })?;
@@ -173,7 +173,7 @@ pub(crate) fn round3(
         transcript,
     } = stage
     else {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::CeremonyOutOfStep(format!(
             "ceremony {} is at {}, not round 2; it is aborted on this node",
             req.ceremony_id,
             stage.name()
@@ -195,7 +195,7 @@ pub(crate) fn round3(
     for (node, package) in opened {
         let id = ops
             .identifier(&node)
-            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
         round2.insert(id, package);
     }
     let (key_package, pkp, previous) = match setup.kind {
@@ -268,7 +268,7 @@ pub(crate) fn activate(
         confirmation,
     } = session.stage
     else {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::CeremonyOutOfStep(format!(
             "ceremony {} is at {}, not confirmed; it is aborted on this node",
             req.ceremony_id,
             session.stage.name()

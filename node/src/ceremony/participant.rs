@@ -121,8 +121,8 @@ pub(super) fn rejected(e: CeremonyCheckError) -> NodeError {
 }
 
 pub(super) fn setup_of(setup: Option<pb::CeremonySetup>) -> Result<Setup, NodeError> {
-    let setup = setup.ok_or_else(|| NodeError::InvalidArgument("setup is missing".into()))?;
-    Setup::from_pb(setup).map_err(|e| NodeError::InvalidArgument(e.to_string()))
+    let setup = setup.ok_or_else(|| NodeError::MalformedRequest("setup is missing".into()))?;
+    Setup::from_pb(setup).map_err(|e| NodeError::MalformedRequest(e.to_string()))
 }
 
 /// The node named in a frost culprit, for messages.
@@ -149,13 +149,13 @@ pub(super) fn check_own_place(identity: &NodeIdentity, setup: &Setup) -> Result<
         .iter()
         .find(|p| p.node_id == identity.node_id)
         .ok_or_else(|| {
-            NodeError::InvalidArgument(format!(
+            NodeError::CeremonyMismatch(format!(
                 "the ceremony does not name this node ({}) as a participant",
                 identity.node_id
             ))
         })?;
     if me.region != identity.region || me.jurisdiction != identity.jurisdiction {
-        return Err(NodeError::InvalidArgument(format!(
+        return Err(NodeError::CeremonyMismatch(format!(
             "the ceremony places {} in {}/{}, but this node is in {}/{}",
             me.node_id, me.region, me.jurisdiction, identity.region, identity.jurisdiction
         )));
@@ -168,7 +168,7 @@ pub(super) fn prior_key(node: &NodeState, setup: &Setup) -> Result<Arc<ActiveKey
     let key = node.key(&setup.pb.key_id)?;
     let m = &key.manifest;
     if m.hash.as_slice() != setup.pb.manifest_hash.as_slice() {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::KeyVersionMismatch(format!(
             "key {} on this node has manifest {}, the ceremony is about {}",
             m.key_id,
             hex::encode(m.hash),
@@ -176,16 +176,16 @@ pub(super) fn prior_key(node: &NodeState, setup: &Setup) -> Result<Arc<ActiveKey
         )));
     }
     if m.ciphersuite != setup.ciphersuite || m.threshold != setup.threshold {
-        return Err(NodeError::InvalidArgument(
+        return Err(NodeError::CeremonyMismatch(
             "the ceremony's ciphersuite or threshold differs from the key's".into(),
         ));
     }
     for p in &setup.pb.participants {
         let known = m.participant(&p.node_id).ok_or_else(|| {
-            NodeError::InvalidArgument(format!("{} holds no share of key {}", p.node_id, m.key_id))
+            NodeError::CeremonyMismatch(format!("{} holds no share of key {}", p.node_id, m.key_id))
         })?;
         if known.region != p.region || known.jurisdiction != p.jurisdiction {
-            return Err(NodeError::InvalidArgument(format!(
+            return Err(NodeError::CeremonyMismatch(format!(
                 "the ceremony moves {} to {}/{}; a refresh or repair cannot move a node",
                 p.node_id, p.region, p.jurisdiction
             )));

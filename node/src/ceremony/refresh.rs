@@ -26,28 +26,28 @@ pub(crate) fn retire_key(
 ) -> Result<pb::RetireKeyResponse, NodeError> {
     let setup = setup_of(req.setup)?;
     if setup.kind != Kind::Refresh || setup.ceremony_id() != req.ceremony_id {
-        return Err(NodeError::InvalidArgument(
+        return Err(NodeError::MalformedRequest(
             "RetireKey needs the setup of the refresh that removed this node".into(),
         ));
     }
     if setup.involves(&node.identity.node_id) {
-        return Err(NodeError::InvalidArgument(
+        return Err(NodeError::CeremonyMismatch(
             "the refresh keeps this node; it has nothing to retire".into(),
         ));
     }
     let key = node.key(&setup.pb.key_id)?;
     if key.manifest.hash.as_slice() != setup.pb.manifest_hash.as_slice() {
-        return Err(NodeError::FailedPrecondition(
+        return Err(NodeError::KeyVersionMismatch(
             "the refresh is about another version of this key".into(),
         ));
     }
     let new =
-        Manifest::decode(&req.manifest).map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        Manifest::decode(&req.manifest).map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     if new.key_id != key.manifest.key_id
         || new.public_key.verifying_key != key.manifest.public_key.verifying_key
         || new.participant(&node.identity.node_id).is_some()
     {
-        return Err(NodeError::InvalidArgument(
+        return Err(NodeError::CeremonyMismatch(
             "the refreshed manifest is not this key without this node".into(),
         ));
     }
@@ -55,7 +55,7 @@ pub(crate) fn retire_key(
         .confirmations
         .first()
         .and_then(|s| pb::Confirmation::decode(s.body.as_slice()).ok())
-        .ok_or_else(|| NodeError::InvalidArgument("no confirmations".into()))?;
+        .ok_or_else(|| NodeError::MalformedRequest("no confirmations".into()))?;
     let expected = pb::Confirmation {
         setup_hash: setup.hash.to_vec(),
         node_id: node.identity.node_id.clone(),

@@ -31,7 +31,7 @@ pub(crate) fn start(
 ) -> Result<pb::Signed, NodeError> {
     let setup = setup_of(req.setup)?;
     if setup.kind != Kind::Repair {
-        return Err(NodeError::InvalidArgument("not a repair setup".into()));
+        return Err(NodeError::MalformedRequest("not a repair setup".into()));
     }
     let stage = if setup.pb.repair_target == node.identity.node_id {
         if node.key(&setup.pb.key_id).is_ok() {
@@ -42,7 +42,7 @@ pub(crate) fn start(
         check_own_place(&node.identity, &setup)?;
         let key = prior_key(node, &setup)?;
         if key.manifest.participant(&setup.pb.repair_target).is_none() {
-            return Err(NodeError::InvalidArgument(format!(
+            return Err(NodeError::CeremonyMismatch(format!(
                 "{} holds no share of key {}",
                 setup.pb.repair_target, setup.pb.key_id
             )));
@@ -67,7 +67,7 @@ pub(crate) fn deltas(
             contributions: None
         }
     ) {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::CeremonyOutOfStep(format!(
             "ceremony {} is at {}; it is aborted on this node",
             req.ceremony_id,
             session.stage.name()
@@ -91,10 +91,10 @@ pub(crate) fn deltas(
         .iter()
         .map(|h| ops.identifier(h))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     let target = ops
         .identifier(&setup.pb.repair_target)
-        .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     let deltas = ops
         .repair_part1(&helpers, &key.key_package, &target)
         .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
@@ -106,7 +106,7 @@ pub(crate) fn deltas(
     {
         let id = ops
             .identifier(&c.node_id)
-            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
         let delta = deltas
             .get(&id)
             .ok_or_else(|| NodeError::Server(format!("no delta for {}", c.node_id)))?;
@@ -146,7 +146,7 @@ pub(crate) fn sigma(
         contributions: Some(contributions),
     } = stage
     else {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::CeremonyOutOfStep(format!(
             "ceremony {} is at {}; it is aborted on this node",
             req.ceremony_id,
             stage.name()
@@ -206,7 +206,7 @@ pub(crate) fn finish(
 ) -> Result<pb::InstallKeyResponse, NodeError> {
     let mut session = participant.sessions.take(&req.ceremony_id)?;
     if !matches!(session.stage, Stage::RepairTarget) {
-        return Err(NodeError::FailedPrecondition(format!(
+        return Err(NodeError::CeremonyOutOfStep(format!(
             "ceremony {} is at {}; it is aborted on this node",
             req.ceremony_id,
             session.stage.name()
@@ -229,12 +229,12 @@ pub(crate) fn finish(
         ));
     }
     let manifest =
-        Manifest::decode(&req.manifest).map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        Manifest::decode(&req.manifest).map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     if manifest.key_id != setup.pb.key_id
         || manifest.ciphersuite != setup.ciphersuite
         || manifest.threshold != setup.threshold
     {
-        return Err(NodeError::InvalidArgument(
+        return Err(NodeError::CeremonyMismatch(
             "the manifest is not the key the repair is about".into(),
         ));
     }
@@ -250,7 +250,7 @@ pub(crate) fn finish(
     let ops = setup.ciphersuite.ops();
     let me = ops
         .identifier(&node.identity.node_id)
-        .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     let key_package = ops
         .repair_part3(&sigmas, &me, &manifest.public_key_package)
         .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
@@ -263,7 +263,7 @@ pub(crate) fn finish(
     let response = node
         .install_record(record, "key_repaired", caller)
         .map_err(|e| match e {
-            NodeError::InvalidArgument(m) => NodeError::CeremonyRejected(format!(
+            NodeError::KeyNotForThisNode(m) => NodeError::CeremonyRejected(format!(
             "the repaired share does not match the manifest's verifying share for this node: {m}"
         )),
             other => other,

@@ -110,14 +110,10 @@ impl Sessions {
         Self::purge(&mut map);
         let id = session.setup.ceremony_id().to_string();
         if map.contains_key(&id) {
-            return Err(NodeError::FailedPrecondition(format!(
-                "ceremony {id} is already under way on this node"
-            )));
+            return Err(NodeError::CeremonyUnderWay { ceremony_id: id });
         }
         if map.len() >= MAX_SESSIONS {
-            return Err(NodeError::FailedPrecondition(
-                "too many ceremonies under way on this node".into(),
-            ));
+            return Err(NodeError::TooManyCeremonies);
         }
         map.insert(id, session);
         Ok(())
@@ -126,11 +122,10 @@ impl Sessions {
     pub(super) fn take(&self, ceremony_id: &str) -> Result<Session, NodeError> {
         let mut map = self.lock();
         Self::purge(&mut map);
-        map.remove(ceremony_id).ok_or_else(|| {
-            NodeError::FailedPrecondition(format!(
-                "no pending ceremony {ceremony_id:?} on this node (never started, aborted after an error, finished, or expired)"
-            ))
-        })
+        map.remove(ceremony_id)
+            .ok_or_else(|| NodeError::NoPendingCeremony {
+                ceremony_id: ceremony_id.to_string(),
+            })
     }
 
     pub(super) fn put_back(&self, session: Session) {

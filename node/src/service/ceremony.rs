@@ -51,7 +51,7 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
     ) -> Result<Response<pb::NodeKey>, Status> {
         authorize(&req, &self.state.identity.trust_domain, &[Role::Ceremony])?;
         let key_id = &req.get_ref().key_id;
-        quorate_proto::validate_key_id(key_id).map_err(NodeError::InvalidArgument)?;
+        quorate_proto::validate_key_id(key_id).map_err(NodeError::MalformedRequest)?;
         let key = self.state.key(key_id)?;
         Ok(Response::new(pb::NodeKey {
             manifest: key.manifest.encoded.clone(),

@@ -116,14 +116,12 @@ impl NodeService {
     ) -> Result<pb::SignSharesResponse, Status> {
         let started = Instant::now();
         if requests.is_empty() || requests.len() > api::MAX_SHARES_PER_BATCH {
-            let refusal = format!(
-                "a SignShares batch carries 1..={} requests, not {}",
-                api::MAX_SHARES_PER_BATCH,
-                requests.len()
-            );
-            let refused = NodeError::InvalidArgument(refusal.clone());
-            self.0.metrics.request::<()>("SignShares", &Err(refused));
-            return Err(NodeError::InvalidArgument(refusal).into());
+            let refused = || NodeError::BadBatchSize {
+                len: requests.len(),
+                max: api::MAX_SHARES_PER_BATCH,
+            };
+            self.0.metrics.request::<()>("SignShares", &Err(refused()));
+            return Err(refused().into());
         }
         // One request is signed here, as `SignShare` does: a hand-off to another
         // thread would cost about as much as the share. Several are milliseconds of

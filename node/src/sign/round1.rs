@@ -17,7 +17,7 @@ pub(crate) fn commit(
     state: &NodeState,
     req: pb::CommitRequest,
 ) -> Result<pb::CommitResponse, NodeError> {
-    let req = api::CommitRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
+    let req = api::CommitRequest::try_from(req).map_err(NodeError::MalformedRequest)?;
     let key = state.key(&req.key_id)?;
     // A node that can no longer sign (its audit log broke) hands out no
     // commitments either: coordinators would pool them and pick it for quorums,

@@ -66,37 +66,35 @@ pub(crate) fn record_share(
     req: pb::SignShareRequest,
     caller: &PeerIdentity,
 ) -> Result<Recorded<ShareToSign>, NodeError> {
-    let req = api::SignShareRequest::try_from(req).map_err(NodeError::InvalidArgument)?;
+    let req = api::SignShareRequest::try_from(req).map_err(NodeError::MalformedRequest)?;
     let key = state.key(&req.key_id)?;
     let manifest = &key.manifest;
     let ops = manifest.ciphersuite.ops();
     if req.commitments.len() < usize::from(manifest.threshold) {
-        return Err(NodeError::InvalidArgument(format!(
-            "the quorum has {} signers; key {:?} needs {}",
-            req.commitments.len(),
-            manifest.key_id,
-            manifest.threshold
-        )));
+        return Err(NodeError::QuorumTooSmall {
+            signers: req.commitments.len(),
+            key_id: manifest.key_id.clone(),
+            threshold: manifest.threshold,
+        });
     }
     let mut signers = Vec::with_capacity(req.commitments.len());
     let mut jurisdictions = Vec::with_capacity(req.commitments.len());
     for id in req.commitments.keys() {
-        let p = manifest.participant_by_identifier(id).ok_or_else(|| {
-            NodeError::InvalidArgument(
-                "the quorum names a signer that holds no share of this key".into(),
-            )
-        })?;
+        let p = manifest
+            .participant_by_identifier(id)
+            .ok_or(NodeError::SignerWithoutShare)?;
         signers.push(p.node_id.clone());
         jurisdictions.push(p.jurisdiction.as_str());
     }
-    let own = req.commitments.get(&key.identifier).ok_or_else(|| {
-        NodeError::InvalidArgument("the quorum holds no commitment of this node".into())
-    })?;
+    let own = req
+        .commitments
+        .get(&key.identifier)
+        .ok_or(NodeError::NoOwnCommitment)?;
     // Every other signer's commitment is decoded and checked before any nonce
     // is spent on the package.
     let received = ops
         .receive_signing_package(&req.message, &req.commitments, &key.identifier)
-        .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
     let message_digest = quorate_proto::sha256(&req.message);
     let message_sha256 = hex::encode(message_digest);
     let refusal = |event_detail: String| AuditRecord {
@@ -116,23 +114,25 @@ pub(crate) fn record_share(
     let policy = &manifest.policy;
     if !policy.allows_client(&req.client_id) {
         state.metrics.policy_denial("client_not_allowed");
-        let msg = format!(
-            "client {:?} may not use key {:?}",
-            req.client_id, req.key_id
-        );
+        let refused = NodeError::ClientNotAllowed {
+            client_id: req.client_id.clone(),
+            key_id: req.key_id.clone(),
+        };
         return Ok(Recorded {
-            pending: state.audit.insert(refusal(msg.clone()))?,
-            answer: Err(NodeError::PermissionDenied(msg)),
+            pending: state.audit.insert(refusal(refused.to_string()))?,
+            answer: Err(refused),
         });
     }
     let mut approval_token_id = String::new();
     if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
         let Some(token) = &req.approval_token else {
             state.metrics.policy_denial("unlawful_quorum");
-            let msg = format!("{violation}, and no approval token was given");
+            let refused = NodeError::UnlawfulQuorum {
+                violation: violation.to_string(),
+            };
             return Ok(Recorded {
-                pending: state.audit.insert(refusal(msg.clone()))?,
-                answer: Err(NodeError::FailedPrecondition(msg)),
+                pending: state.audit.insert(refusal(refused.to_string()))?,
+                answer: Err(refused),
             });
         };
         let verified = approval::check(token, &req.key_id, &policy.approvers).map(|a| a.token_id);
@@ -140,10 +140,13 @@ pub(crate) fn record_share(
             Ok(token_id) => approval_token_id = token_id,
             Err(e) => {
                 state.metrics.policy_denial("invalid_approval");
-                let msg = format!("{violation}, and the approval token is refused: {e}");
+                let refused = NodeError::ApprovalRefused {
+                    violation: violation.to_string(),
+                    reason: e.to_string(),
+                };
                 return Ok(Recorded {
-                    pending: state.audit.insert(refusal(msg.clone()))?,
-                    answer: Err(NodeError::FailedPrecondition(msg)),
+                    pending: state.audit.insert(refusal(refused.to_string()))?,
+                    answer: Err(refused),
                 });
             }
         }
@@ -157,12 +160,10 @@ pub(crate) fn record_share(
     // Taking the nonce out of the store is what makes it single-use: whatever
     // happens next, it cannot be used again.
     let spent_commitment = quorate_proto::audit::spent_commitment_detail(own);
-    let nonces = state.nonces.take(&req.key_id, own).ok_or_else(|| {
-        NodeError::FailedPrecondition(
-            "the commitment for this node was not issued by it, was already used, or expired"
-                .into(),
-        )
-    })?;
+    let nonces = state
+        .nonces
+        .take(&req.key_id, own)
+        .ok_or(NodeError::CommitmentNotIssued)?;
     // The client's rate is charged only for a request that can use its nonce,
     // so a request refused above (or for a stale commitment, which sends the
     // coordinator back to two rounds) does not count against it; and once per
@@ -178,22 +179,21 @@ pub(crate) fn record_share(
         message_digest,
     ) {
         state.metrics.policy_denial("rate_limited");
-        let msg = format!(
-            "client {:?} reached {} signatures per minute on key {:?}; retry in {} s",
-            req.client_id,
-            policy.rate_limit_per_minute,
-            req.key_id,
-            retry.as_secs().max(1)
-        );
+        let refused = NodeError::RateLimited {
+            client_id: req.client_id.clone(),
+            limit: policy.rate_limit_per_minute,
+            key_id: req.key_id.clone(),
+            retry_secs: retry.as_secs().max(1),
+        };
         // The commitment first, as in a `sign_share` record's detail, so that an
         // auditor reads both the same way.
         let record = AuditRecord {
             approval_token_id: approval_token_id.clone(),
-            ..refusal(format!("{spent_commitment} spent unused; {msg}"))
+            ..refusal(format!("{spent_commitment} spent unused; {refused}"))
         };
         return Ok(Recorded {
             pending: state.audit.insert(record)?,
-            answer: Err(NodeError::ResourceExhausted(msg)),
+            answer: Err(refused),
         });
     }
 

@@ -8,14 +8,22 @@
 //!
 //! [`drill`] runs the quorum drills against that network or against the
 //! docker-compose testnet, which [`compose`] lays out, sets up from inside its
-//! containers, and drives with docker commands.
+//! containers, and drives with docker commands. [`bench`] load-tests a local
+//! network. [`cmd`] is the command line, one file per subcommand.
+//!
+//! Layers, lowest first (a module uses only those before it): [`spec`],
+//! [`verify`], [`toml_text`], [`approver`]; [`client`], [`probe`]; [`network`],
+//! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 
 pub mod approver;
 pub mod bench;
 pub mod client;
+pub mod cmd;
 pub mod compose;
 pub mod drill;
 pub mod network;
+pub mod probe;
 pub mod spec;
+pub mod toml_text;
 pub mod verify;

@@ -1,13 +1,13 @@
-//! `Target::restore`, which runs between drills, puts the network back whole even
+//! `DrillTarget::restore`, which runs between drills, puts the network back whole even
 //! when a drill failed half way: here a node wiped and never repaired (drill 7
 //! stopped by an error after the wipe) gets its shares back by repair.
 
 mod common;
 
 use common::{bin_dir, DEADLINE};
-use quorate_testnet::compose::node_holds_key;
-use quorate_testnet::drill::Target;
+use quorate_testnet::drill::{DrillTarget, LocalTarget};
 use quorate_testnet::network::LocalNetwork;
+use quorate_testnet::probe::node_holds_key;
 use quorate_testnet::spec::NetworkSpec;
 
 #[tokio::test]
@@ -20,7 +20,7 @@ async fn restore_repairs_every_share_of_a_node_a_drill_wiped_and_left() {
     )
     .await
     .unwrap();
-    let mut target = Target::Local(Box::new(net));
+    let mut target = LocalTarget::new(net);
     let keys = target.key_ids();
     assert_eq!(keys.len(), 4, "the EU key too");
     target.wipe_node("node-3").await.unwrap();
@@ -59,7 +59,5 @@ async fn restore_repairs_every_share_of_a_node_a_drill_wiped_and_left() {
     assert!(signed.response.signers.iter().any(|s| s == "node-3"));
     target.resume_node("node-4").await.unwrap();
     target.resume_node("node-5").await.unwrap();
-    if let Target::Local(net) = &mut target {
-        net.stop().await.unwrap();
-    }
+    target.shutdown().await.unwrap();
 }

@@ -2,281 +2,42 @@
 //! configs, `quorate-node` and `quorate-coordinator` processes, keys created by DKG
 //! ceremonies, and `testnet.json`.
 //!
-//! Tests and drills use the same [`LocalNetwork`] as `quorate-testnet up`, so the
-//! network they exercise is the one operators run.
+//! Tests, drills and benchmarks use the same [`LocalNetwork`] as `quorate-testnet
+//! up`, so the network they exercise is the one operators run. This file holds the
+//! network and its start; [`control`] breaks and mends it (kill, stop, freeze,
+//! wipe), [`process`] supervises one process, [`files`] writes its configs, [`ports`]
+//! leases its ports.
+
+mod binaries;
+mod control;
+mod files;
+mod ports;
+mod process;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use quorate_ceremony::import::{CeremonyFile, CeremonyNode};
 use quorate_ceremony::keygen::{run_dkg, DkgRequest};
 use quorate_ceremony::pki;
 use quorate_proto::identity::Role;
 use quorate_proto::pb;
 use quorate_proto::tls::TlsPaths;
-use tokio::process::{Child, Command};
 
 use crate::client::SignerClient;
 use crate::spec::{
     NetworkSpec, NodeSpec, TestnetCoordinator, TestnetJson, TestnetKey, TestnetNode,
 };
 
+pub use binaries::default_bin_dir;
+pub use files::remove_testnet;
+pub use ports::{lease_port, PortLease, PortLeases};
+pub use process::ManagedProcess;
+
 /// How long a process may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Ports handed to testnet processes are drawn from below Linux's ephemeral range
-/// (32768-60999): a port taken from the ephemeral range and released could be
-/// reused at once as the source port of some outgoing connection, and the process
-/// that is meant to listen on it would fail to bind.
-const PORT_RANGE: std::ops::Range<u16> = 10_000..32_000;
-
-/// A port reserved for one network for as long as the lease lives. Networks started
-/// by parallel test processes on one machine coordinate through lock files, so two
-/// of them never pick the same port (a bind check alone cannot tell a port another
-/// network picked but has not bound yet).
-#[derive(Debug)]
-pub struct PortLease {
-    /// The port.
-    pub port: u16,
-    _lock: std::fs::File,
-}
-
-/// Reserves a free loopback port outside the ephemeral range.
-pub fn lease_port() -> anyhow::Result<PortLease> {
-    use rand_core::{OsRng, RngCore};
-    let dir = std::env::temp_dir().join("quorate-testnet-ports");
-    std::fs::create_dir_all(&dir)?;
-    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
-    for _ in 0..1000 {
-        let port = PORT_RANGE.start + (OsRng.next_u32() % span) as u16;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{port}.lock")))?;
-        // flock is per open file: another lease of this port, in this process or
-        // another, holds its own open file and makes this fail.
-        if lock.try_lock().is_err() {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(PortLease { port, _lock: lock });
-        }
-    }
-    bail!("no free port in {PORT_RANGE:?}")
-}
-
-/// The directory holding `quorate-node` and `quorate-coordinator`: the directory of
-/// the running executable (they are built side by side).
-pub fn default_bin_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("executable has no directory"))?;
-    // Test executables live one level down, in target/<profile>/deps.
-    if dir.ends_with("deps") {
-        if let Some(parent) = dir.parent() {
-            return Ok(parent.to_path_buf());
-        }
-    }
-    Ok(dir.to_path_buf())
-}
-
-fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let path = bin_dir.join(name);
-    if !path.is_file() {
-        bail!(
-            "{} not found; build every binary first (`cargo build --workspace --bins`, with --release if this is a release build) or pass --bin-dir",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-/// Deletes what [`LocalNetwork::start`] created in `dir`, leaving anything else. A
-/// directory without `testnet.json` or `pki/` is left alone.
-pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
-    if !dir.join("testnet.json").exists() && !dir.join("pki").exists() {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let ours = matches!(
-            name,
-            "pki"
-                | "logs"
-                | "transcripts"
-                | "approver"
-                | "testnet.json"
-                | "testnet.json.tmp"
-                | "ceremony.toml"
-                | "coordinator.toml"
-        ) || name.starts_with("node-")
-            || (name.starts_with("coordinator-") && name.ends_with(".toml"));
-        if ours {
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path)?;
-            } else {
-                std::fs::remove_file(&path)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The ports of one network.
-#[derive(Debug, Default)]
-pub struct PortLeases(Vec<PortLease>);
-
-impl PortLeases {
-    /// Leases another port and returns its number.
-    pub fn lease(&mut self) -> anyhow::Result<u16> {
-        let lease = lease_port()?;
-        let port = lease.port;
-        self.0.push(lease);
-        Ok(port)
-    }
-}
-
-/// One managed process (node or coordinator).
-#[derive(Debug)]
-pub struct ManagedProcess {
-    /// Name (node id or `coordinator`).
-    pub name: String,
-    program: PathBuf,
-    config: PathBuf,
-    /// Where its stdout and stderr go.
-    pub log: PathBuf,
-    child: Option<Child>,
-}
-
-impl ManagedProcess {
-    fn new(name: &str, program: PathBuf, config: PathBuf, log: PathBuf) -> Self {
-        Self {
-            name: name.to_string(),
-            program,
-            config,
-            log,
-            child: None,
-        }
-    }
-
-    /// Starts the process (appending to its log).
-    pub fn start(&mut self) -> anyhow::Result<()> {
-        if self.is_running() {
-            bail!("{} is already running", self.name);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.program)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("QUORATE_KEK")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // A test that panics must not leave processes behind.
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.program.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// Process id, if running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
-    }
-
-    /// Whether the process is alive.
-    pub fn is_running(&self) -> bool {
-        self.child.as_ref().is_some_and(|c| c.id().is_some())
-    }
-
-    /// Exit status, if it has exited (reaping it).
-    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().ok()??;
-        self.child = None;
-        Some(status)
-    }
-
-    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing, like
-    /// a hung host or a network path that drops packets.
-    pub fn freeze(&self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGSTOP)
-    }
-
-    /// Resumes a frozen process (SIGCONT).
-    pub fn thaw(&self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGCONT)
-    }
-
-    /// Kills the process at once (SIGKILL), as a crash would.
-    pub async fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await?;
-        }
-        Ok(())
-    }
-
-    /// Stops the process gracefully (SIGTERM), killing it after `grace`.
-    pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
-            if tokio::time::timeout(grace, child.wait()).await.is_err() {
-                child.kill().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends `signal` to the running process (e.g. SIGSTOP/SIGCONT to freeze it in
-    /// place, which the drills use as a stand-in for a network partition: its sockets
-    /// stay open but nothing answers).
-    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = self
-            .pid()
-            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
-        let pid = i32::try_from(pid).context("pid out of range")?;
-        kill(Pid::from_raw(pid), signal).with_context(|| format!("{signal} to {}", self.name))?;
-        Ok(())
-    }
-
-    /// Waits for the process to exit and returns its exit code.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
-        let status = tokio::time::timeout(timeout, child.wait())
-            .await
-            .map_err(|_| anyhow!("{} did not exit within {timeout:?}", self.name))??;
-        self.child = None;
-        Ok(status.code())
-    }
-
-    /// The last `lines` lines of its log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
 
 /// A running signer node.
 #[derive(Debug)]
@@ -339,74 +100,6 @@ pub struct LocalNetwork {
     pub transcripts: BTreeMap<String, PathBuf>,
 }
 
-fn toml_string(value: &str) -> String {
-    toml::Value::String(value.to_string()).to_string()
-}
-
-fn toml_path(path: &Path) -> String {
-    toml_string(&path.display().to_string())
-}
-
-fn tls_toml(paths: &TlsPaths) -> String {
-    format!(
-        "[tls]\nca = {}\ncert = {}\nkey = {}\n",
-        toml_path(&paths.ca),
-        toml_path(&paths.cert),
-        toml_path(&paths.key)
-    )
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
-}
-
-/// Issues the certificate of coordinator `name`, writes `DIR/<name>.toml` naming
-/// every node, and returns its (not yet started) process.
-fn coordinator_process(
-    dir: &Path,
-    program: &Path,
-    trust_domain: &str,
-    name: &str,
-    port: u16,
-    metrics_port: u16,
-    nodes: &[LocalNode],
-) -> anyhow::Result<ManagedProcess> {
-    let pki_dir = dir.join("pki");
-    let cert = pki::issue(&pki_dir, trust_domain, Role::Coordinator, name, &[])?;
-    let config = dir.join(format!("{name}.toml"));
-    let mut text = format!(
-        "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\n{}",
-        toml_string(trust_domain),
-        toml_string(&format!("127.0.0.1:{port}")),
-        toml_string(&format!("127.0.0.1:{metrics_port}")),
-        tls_toml(&cert.tls_paths())
-    );
-    for node in nodes {
-        text.push_str(&format!(
-            "\n[[nodes]]\nid = {}\nendpoint = {}\n",
-            toml_string(&node.spec.id),
-            toml_string(&node.endpoint)
-        ));
-    }
-    std::fs::write(&config, text)?;
-    Ok(ManagedProcess::new(
-        name,
-        program.to_path_buf(),
-        config,
-        dir.join("logs").join(format!("{name}.log")),
-    ))
-}
-
 impl LocalNetwork {
     /// Creates everything under `dir` (which must be empty or absent), starts the
     /// nodes, installs the keys, starts the coordinator and writes `testnet.json`.
@@ -427,8 +120,8 @@ impl LocalNetwork {
             bail!("a network needs at least one coordinator");
         }
         quorate_proto::install_crypto_provider();
-        let node_bin = binary(bin_dir, "quorate-node")?;
-        let coordinator_bin = binary(bin_dir, "quorate-coordinator")?;
+        let node_bin = binaries::binary(bin_dir, "quorate-node")?;
+        let coordinator_bin = binaries::binary(bin_dir, "quorate-coordinator")?;
         if dir.join("testnet.json").exists() || dir.join("pki").exists() {
             bail!(
                 "{} already holds a testnet; use an empty directory (or remove it)",
@@ -455,20 +148,19 @@ impl LocalNetwork {
             let node_dir = dir.join(&node.id);
             std::fs::create_dir_all(&node_dir)?;
             let kek_file = node_dir.join("kek.hex");
-            write_private(&kek_file, &quorate_node::store::Kek::generate_hex())?;
+            files::write_private(&kek_file, &quorate_node::store::Kek::generate_hex())?;
             let data_dir = node_dir.join("data");
             let config_path = node_dir.join("node.toml");
-            let config = format!(
-                "node_id = {}\ntrust_domain = {}\nlisten = {}\nmetrics_listen = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
-                toml_string(&node.id),
-                toml_string(td),
-                toml_string(&format!("127.0.0.1:{port}")),
-                toml_string(&format!("127.0.0.1:{metrics_port}")),
-                toml_string(&node.region),
-                toml_string(&node.jurisdiction),
-                toml_path(&data_dir),
-                toml_path(&kek_file),
-                tls_toml(&cert.tls_paths()),
+            let config = files::node_config(
+                node,
+                td,
+                &files::NodeFiles {
+                    port,
+                    metrics_port,
+                    data_dir: &data_dir,
+                    kek_file: &kek_file,
+                    tls: &cert.tls_paths(),
+                },
             );
             std::fs::write(&config_path, config)?;
             let process = ManagedProcess::new(
@@ -491,30 +183,35 @@ impl LocalNetwork {
         // Coordinator configs (started after the keys exist).
         let coordinator_port = network_ports.lease()?;
         let coordinator_metrics_port = network_ports.lease()?;
-        let coordinator = coordinator_process(
-            &dir,
-            &coordinator_bin,
-            td,
-            "coordinator",
-            coordinator_port,
-            coordinator_metrics_port,
-            &nodes,
-        )?;
+        let node_endpoints: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.spec.id.as_str(), n.endpoint.as_str()))
+            .collect();
+        let coordinator_process = |name: &str, port: u16, metrics_port: u16| {
+            let config = files::write_coordinator_config(
+                &dir,
+                td,
+                name,
+                port,
+                metrics_port,
+                &node_endpoints,
+            )?;
+            anyhow::Ok(ManagedProcess::new(
+                name,
+                coordinator_bin.clone(),
+                config,
+                logs.join(format!("{name}.log")),
+            ))
+        };
+        let coordinator =
+            coordinator_process("coordinator", coordinator_port, coordinator_metrics_port)?;
         let mut extra_coordinators = Vec::new();
         for i in 2..=coordinators {
             let name = format!("coordinator-{i}");
             let port = network_ports.lease()?;
             let metrics_port = network_ports.lease()?;
             extra_coordinators.push(LocalCoordinator {
-                process: coordinator_process(
-                    &dir,
-                    &coordinator_bin,
-                    td,
-                    &name,
-                    port,
-                    metrics_port,
-                    &nodes,
-                )?,
+                process: coordinator_process(&name, port, metrics_port)?,
                 endpoint: format!("https://127.0.0.1:{port}"),
                 name,
             });
@@ -629,61 +326,6 @@ impl LocalNetwork {
             .ok_or_else(|| anyhow!("no node {id}"))
     }
 
-    /// Kills a node (SIGKILL).
-    pub async fn kill_node(&mut self, id: &str) -> anyhow::Result<()> {
-        let i = self.node_index(id)?;
-        self.nodes[i].process.kill().await
-    }
-
-    /// Restarts a stopped node and waits until it serves.
-    pub async fn start_node(&mut self, id: &str) -> anyhow::Result<()> {
-        let i = self.node_index(id)?;
-        self.nodes[i].process.start()?;
-        self.wait_node_ready(i).await
-    }
-
-    /// Restarts a node with fault injection on or off (the `[danger]` section of its
-    /// config): with `corrupt_signature_shares` it answers round 2 with well-formed
-    /// but wrong shares, as a malicious or broken signer would.
-    pub async fn set_corrupt_signer(&mut self, id: &str, corrupt: bool) -> anyhow::Result<()> {
-        let i = self.node_index(id)?;
-        self.nodes[i].process.kill().await?;
-        let path = self.nodes[i].config_path.clone();
-        let text = std::fs::read_to_string(&path)?;
-        let mut text = match text.find("\n[danger]") {
-            Some(at) => text[..at + 1].to_string(),
-            None => text,
-        };
-        if corrupt {
-            text.push_str("\n[danger]\ncorrupt_signature_shares = true\n");
-        }
-        std::fs::write(&path, text)?;
-        self.nodes[i].process.start()?;
-        self.wait_node_ready(i).await
-    }
-
-    /// Destroys a node's state, as losing its region would: kills it, deletes its
-    /// store, and starts it again empty (same identity, certificate and KEK).
-    pub async fn wipe_node(&mut self, id: &str) -> anyhow::Result<()> {
-        let i = self.node_index(id)?;
-        self.nodes[i].process.kill().await?;
-        let data_dir = self.nodes[i].data_dir.clone();
-        if data_dir.exists() {
-            std::fs::remove_dir_all(&data_dir)
-                .with_context(|| format!("wiping {}", data_dir.display()))?;
-        }
-        self.nodes[i].process.start()?;
-        self.wait_node_ready(i).await
-    }
-
-    /// Restarts the coordinator (it forgets cached key manifests, e.g. after a
-    /// refresh) and waits until it lists every key again.
-    pub async fn restart_coordinator(&mut self) -> anyhow::Result<()> {
-        self.coordinator.stop(Duration::from_secs(5)).await?;
-        self.coordinator.start()?;
-        self.wait_coordinator_ready(0).await
-    }
-
     /// A client for the public API, as the demo client.
     pub async fn client(&self) -> anyhow::Result<SignerClient> {
         SignerClient::connect(
@@ -788,35 +430,6 @@ impl LocalNetwork {
             &name,
             &self.tls_paths(Role::Client, "demo-client"),
         )
-    }
-
-    /// Kills coordinator `i` (SIGKILL).
-    pub async fn kill_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
-        self.coordinator_process_mut(i)?.kill().await
-    }
-
-    /// Restarts coordinator `i` and waits until it lists every key.
-    pub async fn start_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
-        self.coordinator_process_mut(i)?.start()?;
-        self.wait_coordinator_ready(i).await
-    }
-
-    /// Stops a node gracefully (SIGTERM, then SIGKILL after 5 s), as an operator's
-    /// restart would.
-    pub async fn stop_node(&mut self, id: &str) -> anyhow::Result<()> {
-        let i = self.node_index(id)?;
-        self.nodes[i].process.stop(Duration::from_secs(5)).await
-    }
-
-    /// Freezes a node (SIGSTOP): its connections stay open but it answers nothing,
-    /// which is what its peers see of a network partition.
-    pub fn pause_node(&self, id: &str) -> anyhow::Result<()> {
-        self.node(id)?.process.signal(Signal::SIGSTOP)
-    }
-
-    /// Thaws a node frozen by [`LocalNetwork::pause_node`] (SIGCONT).
-    pub fn resume_node(&self, id: &str) -> anyhow::Result<()> {
-        self.node(id)?.process.signal(Signal::SIGCONT)
     }
 
     /// The contents of `testnet.json` for the current processes.

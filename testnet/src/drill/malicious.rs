@@ -1,0 +1,169 @@
+//! Drills with a peer that lies (local processes only): a node answering with
+//! corrupt signature shares, which a coordinator must name and exclude, and a
+//! compromised coordinator talking to the nodes directly, whose every attack the
+//! nodes must refuse themselves.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use quorate_proto::suite::Ciphersuite;
+
+use super::ctx::{DrillCtx, EU_KEY};
+use super::verdict::{baseline_failures, verdict, Stats, Verdict};
+
+/// Drill 8 (hardening): one node answers with corrupt signature shares. The
+/// coordinator names it as culprit, leaves it out, and every request still signs.
+pub(super) fn malicious_signer(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let victim = "node-2";
+        ctx.local()?.set_corrupt_signer(victim, true).await?;
+        let load = ctx.load(&[], "malicious-signer")?;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let samples = load.stop().await;
+        let net = ctx.local()?;
+        // Either coordinator may have met the bad share first.
+        let named = std::iter::once(&net.coordinator)
+            .chain(net.extra_coordinators.iter().map(|c| &c.process))
+            .any(|c| {
+                std::fs::read_to_string(&c.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.contains("culprit") && l.contains(victim))
+            });
+        net.set_corrupt_signer(victim, false).await?;
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        if stats.failed > 0 {
+            why.push(format!("{} requests failed", stats.failed));
+        }
+        if !named {
+            why.push(format!("the coordinator never named {victim} as culprit"));
+        }
+        let detail = format!("{victim} corrupted its shares; named culprit: {named}");
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 11 (hardening): a compromised coordinator talks to the nodes directly.
+/// Each attack must be refused by the node itself, under the background load.
+pub(super) fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        use quorate_proto::pb;
+        let load = ctx.load(&[], "malicious-coordinator")?;
+        let net = ctx.local()?;
+        let tls = net
+            .tls_paths(quorate_proto::identity::Role::Coordinator, "coordinator")
+            .load()?;
+        let mut clients = std::collections::BTreeMap::new();
+        for id in ["node-1", "node-2", "node-3", "node-4", "node-5"] {
+            let channel = tls.channel(&net.node(id)?.endpoint, id, Duration::from_secs(2))?;
+            clients.insert(id, pb::node_client::NodeClient::new(channel));
+        }
+        let client_id = "spiffe://quorate.test/client/demo-client".to_string();
+        let mut why = Vec::new();
+        let mut refused = 0;
+        fn expect_refusal(
+            why: &mut Vec<String>,
+            refused: &mut usize,
+            what: &str,
+            result: Result<tonic::Response<pb::SignShareResponse>, tonic::Status>,
+        ) {
+            match result {
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => *refused += 1,
+                other => why.push(format!(
+                    "{what}: expected FAILED_PRECONDITION, got {:?}",
+                    other.map(|_| "a signature share")
+                )),
+            }
+        }
+        async fn commit(
+            c: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
+            key_id: &str,
+        ) -> anyhow::Result<Vec<u8>> {
+            let mut r = c
+                .commit(pb::CommitRequest {
+                    key_id: key_id.into(),
+                    count: 1,
+                })
+                .await?
+                .into_inner();
+            r.commitments.pop().context("no commitment")
+        }
+        let ops = Ciphersuite::Ed25519.ops();
+        let key = "demo-ed25519";
+        let signers = ["node-1", "node-2", "node-3"];
+        let mut commitments = std::collections::BTreeMap::new();
+        for id in signers {
+            let c = clients.get_mut(id).context("client")?;
+            commitments.insert(ops.identifier(id)?, commit(c, key).await?);
+        }
+        type Quorum = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+        let request = |quorum: &Quorum, message: &[u8], key_id: &str| pb::SignShareRequest {
+            key_id: key_id.into(),
+            message: message.to_vec(),
+            commitments: quorate_proto::api::signer_commitments(quorum),
+            request_id: "malicious-coordinator".into(),
+            client_id: client_id.clone(),
+            approval_token: Vec::new(),
+        };
+        let n1 = clients.get_mut("node-1").context("client")?;
+        // The honest first use succeeds; a replay of it is refused.
+        if let Err(s) = n1.sign_share(request(&commitments, b"pay 10", key)).await {
+            why.push(format!("first use refused: {s:?}"));
+        }
+        let replay = n1.sign_share(request(&commitments, b"pay 10", key)).await;
+        expect_refusal(&mut why, &mut refused, "replayed round 2", replay);
+        // The message swapped after round 1: node-2's nonce is still unused, so it
+        // signs the swapped package once (the coordinator chooses messages); what must
+        // never happen is a second share with the same nonce for another message.
+        let n2 = clients.get_mut("node-2").context("client")?;
+        if let Err(s) = n2
+            .sign_share(request(&commitments, b"pay 10000", key))
+            .await
+        {
+            why.push(format!("swapped package refused on first use: {s:?}"));
+        }
+        let original = n2.sign_share(request(&commitments, b"pay 10", key)).await;
+        expect_refusal(
+            &mut why,
+            &mut refused,
+            "same nonce, original message",
+            original,
+        );
+        // Another node's commitment passed off as node-4's.
+        let mut forged = std::collections::BTreeMap::new();
+        let theirs = commit(clients.get_mut("node-5").context("client")?, key).await?;
+        forged.insert(ops.identifier("node-4")?, theirs);
+        for id in ["node-1", "node-3"] {
+            let c = clients.get_mut(id).context("client")?;
+            forged.insert(ops.identifier(id)?, commit(c, key).await?);
+        }
+        let result = clients
+            .get_mut("node-4")
+            .context("client")?
+            .sign_share(request(&forged, b"pay 10", key))
+            .await;
+        expect_refusal(&mut why, &mut refused, "another node's commitment", result);
+        // An unlawful quorum for the EU key: one EU signer with two others.
+        let mut unlawful = std::collections::BTreeMap::new();
+        for id in ["node-1", "node-4", "node-5"] {
+            let c = clients.get_mut(id).context("client")?;
+            unlawful.insert(ops.identifier(id)?, commit(c, EU_KEY).await?);
+        }
+        let result = clients
+            .get_mut("node-1")
+            .context("client")?
+            .sign_share(request(&unlawful, b"pay 10", EU_KEY))
+            .await;
+        expect_refusal(&mut why, &mut refused, "unlawful EU quorum", result);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail = format!(
+            "{refused} of 4 attacks (replay, second message for one nonce, foreign commitment, unlawful quorum) refused by the nodes themselves"
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}

@@ -1,0 +1,270 @@
+//! Drills on what nodes keep: a node's state wiped and rebuilt by repair (both
+//! networks), a store damaged on disk, and nodes SIGKILLed mid-signing, after which
+//! no nonce was spent twice, no share was lost and every audit chain is intact
+//! (local processes only: they edit a store and issue an auditor certificate).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use futures::future::BoxFuture;
+use quorate_ceremony::keygen::{run_repair, RepairRequest};
+use rand_core::{OsRng, RngCore};
+
+use super::ctx::DrillCtx;
+use super::load::REQUEST_TIMEOUT;
+use super::verdict::{baseline_failures, verdict, Stats, Verdict};
+use crate::network::LocalNetwork;
+use crate::probe::node_holds_key;
+
+/// Drill 7: a node loses its state (its region is rebuilt empty). The ceremony
+/// repairs its share of every key from t helper nodes; the node then signs.
+pub(super) fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "wipe-and-repair")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let victim = "node-3";
+        // Every key, the EU key too: the node must come back whole.
+        let keys = ctx.target.key_ids();
+        ctx.target.wipe_node(victim).await?;
+        let ceremony = ctx.target.ceremony()?;
+        let mut why = Vec::new();
+        // The wipe is real: the restarted node holds none of its shares.
+        let node = ceremony
+            .nodes
+            .iter()
+            .find(|n| n.id == victim)
+            .ok_or_else(|| anyhow!("the ceremony file lists no {victim}"))?;
+        for key_id in &keys {
+            if node_holds_key(&ceremony.tls, node, key_id).await? {
+                why.push(format!("{victim} still holds {key_id} after the wipe"));
+            }
+        }
+        for key_id in &keys {
+            if let Err(e) = run_repair(
+                &ceremony,
+                RepairRequest {
+                    key_id: key_id.clone(),
+                    node: victim.into(),
+                },
+            )
+            .await
+            {
+                why.push(format!("repairing {key_id}: {e}"));
+            }
+        }
+        // The repaired node must sign: take two other nodes away for one request
+        // per key.
+        let frozen = ["node-4", "node-5"];
+        for id in frozen {
+            ctx.target.pause_node(id).await?;
+        }
+        let client = ctx.target.client(0)?;
+        for key in ctx.keys.clone() {
+            let message = format!("after repair of {victim}");
+            match client
+                .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(r) if r.signers.iter().any(|s| s == victim) => {
+                    if let Err(e) = crate::verify::verify(
+                        key.ciphersuite,
+                        &key.public_key,
+                        message.as_bytes(),
+                        &r.signature,
+                    ) {
+                        why.push(format!(
+                            "{}: invalid signature after repair: {e}",
+                            key.key_id
+                        ));
+                    }
+                }
+                Ok(r) => why.push(format!(
+                    "{}: {victim} did not sign ({:?})",
+                    key.key_id, r.signers
+                )),
+                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
+            }
+        }
+        for id in frozen {
+            ctx.target.resume_node(id).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail = format!(
+            "{victim} wiped ({}) and repaired for {} keys; it then signed each with {} frozen",
+            ctx.target.wipe_method(),
+            keys.len(),
+            frozen.join(" and ")
+        );
+        // Requests sent while node-4 and node-5 were frozen may time out on them
+        // before the coordinator skips them; only invalid signatures fail the drill
+        // besides the repair itself.
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 10 (hardening): a node's key store is damaged on disk. It must refuse to
+/// start and say why (rather than sign with a wrong share or silently drop a key);
+/// the ceremony then rebuilds its shares by repair and it signs again.
+pub(super) fn disk_corruption(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "disk-corruption")?;
+        let victim = "node-4";
+        let net = ctx.local()?;
+        net.kill_node(victim).await?;
+        let data_dir = net.node(victim)?.data_dir.clone();
+        {
+            let keys = quorate_node::audit::open_offline_tree(&data_dir, "keys")?;
+            let (k, v) = keys.iter().next().context("no key record to damage")??;
+            let mut damaged = v.to_vec();
+            let at = damaged.len() / 2;
+            damaged[at] ^= 0x40;
+            keys.insert(k, damaged)?;
+            keys.flush()?;
+        }
+        let mut why = Vec::new();
+        match net.start_node(victim).await {
+            Ok(()) => why.push(format!("{victim} started with a damaged store")),
+            Err(e) => {
+                let text = format!("{e:#}");
+                if !text.contains("corrupt") {
+                    why.push(format!(
+                        "{victim} failed to start without naming the damage: {text}"
+                    ));
+                }
+            }
+        }
+        net.wipe_node(victim).await?;
+        let ceremony = net.ceremony()?;
+        for key_id in all_key_ids(net) {
+            if let Err(e) = run_repair(
+                &ceremony,
+                RepairRequest {
+                    key_id: key_id.clone(),
+                    node: victim.into(),
+                },
+            )
+            .await
+            {
+                why.push(format!("repairing {key_id}: {e}"));
+            }
+        }
+        net.pause_node("node-1")?;
+        net.pause_node("node-5")?;
+        let client = net.client().await?;
+        for key in ctx.keys.clone() {
+            match client
+                .sign(&key.key_id, b"after disk repair", None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(r) if r.signers.iter().any(|s| s == victim) => {}
+                Ok(r) => why.push(format!(
+                    "{}: {victim} did not sign ({:?})",
+                    key.key_id, r.signers
+                )),
+                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
+            }
+        }
+        let net = ctx.local()?;
+        net.resume_node("node-1")?;
+        net.resume_node("node-5")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail =
+            format!("{victim}'s key store damaged on disk; refused to start; wiped and repaired");
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Every key id of the local network.
+fn all_key_ids(net: &LocalNetwork) -> Vec<String> {
+    net.spec.keys.iter().map(|k| k.key_id.clone()).collect()
+}
+
+/// Checks every node's audit chain, that no commitment (nonce) was spent twice on
+/// any node, and that every node still holds every key. Returns the problems.
+async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<String>, usize)> {
+    let auditor = net.issue(quorate_proto::identity::Role::Auditor, "drill-auditor")?;
+    let ceremony_tls = net
+        .tls_paths(quorate_proto::identity::Role::Ceremony, "testnet")
+        .load()?;
+    let mut problems = Vec::new();
+    let mut shares_checked = 0;
+    for node in &net.nodes {
+        let id = &node.spec.id;
+        let records = quorate_ceremony::audit::fetch(&node.endpoint, id, &auditor).await?;
+        if let Err(brk) = quorate_ceremony::audit::check(&records).head {
+            problems.push(format!("{id}: {brk}"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in quorate_ceremony::audit::decode(&records) {
+            // A share's record names the commitment it spent; so does a refusal
+            // that spent one unused (a client over its rate limit).
+            let Some(commitment) = r.spent_commitment() else {
+                continue;
+            };
+            if r.event == "sign_share" {
+                shares_checked += 1;
+            }
+            if !seen.insert(format!("{} {commitment}", r.key_id)) {
+                problems.push(format!(
+                    "{id}: commitment spent twice ({} {commitment})",
+                    r.key_id
+                ));
+            }
+        }
+        let channel = ceremony_tls.channel(&node.endpoint, id, Duration::from_secs(2))?;
+        let mut client = quorate_proto::pb::ceremony_client::CeremonyClient::new(channel);
+        for key_id in all_key_ids(net) {
+            if let Err(s) = client
+                .get_manifest(quorate_proto::pb::GetManifestRequest {
+                    key_id: key_id.clone(),
+                })
+                .await
+            {
+                problems.push(format!("{id} lost key {key_id}: {}", s.message()));
+            }
+        }
+    }
+    Ok((problems, shares_checked))
+}
+
+/// Drill 9 (hardening): nodes die by SIGKILL at random moments of both rounds under
+/// load and come back. Afterwards no node has spent a nonce twice (each signature
+/// share's audit record names the commitment it consumed), no node lost a share,
+/// and every audit chain is intact.
+pub(super) fn crash_during_signing(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "crash-during-signing")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut killed = Vec::new();
+        for _ in 0..6 {
+            let victim = ctx.pick_nodes(1).remove(0);
+            // A random point in the middle of the traffic: both rounds are always
+            // in flight under this load.
+            tokio::time::sleep(Duration::from_millis(
+                50 + u64::from(OsRng.next_u32() % 450),
+            ))
+            .await;
+            ctx.target.kill_node(&victim).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ctx.target.start_node(&victim).await?;
+            killed.push(victim);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let (problems, shares) = check_nodes_after_crashes(ctx.local()?).await?;
+        let stats = Stats::of(&samples);
+        let mut why = baseline_failures(&stats, 20);
+        why.extend(problems);
+        let detail = format!(
+            "SIGKILLed and restarted {}; {shares} signature shares checked for nonce reuse",
+            killed.join(", ")
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}

@@ -21,7 +21,7 @@
 //!
 //! Used by the node's state (every signing, escrow and key event is recorded here)
 //! and by the `Audit` gRPC service, which serves only records whose flush has
-//! completed. The file itself is in [`file`], the group commits in [`flusher`].
+//! completed. The file itself is in `file`, the group commits in `flusher`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};

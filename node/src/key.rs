@@ -1,8 +1,8 @@
 //! A key share ready to sign with ([`ActiveKey`]), and the check that makes a stored
-//! or delivered key record one: [`activate`].
+//! or delivered key record one: `activate`.
 //!
 //! Used by the node's state (every key it loads or installs goes through
-//! [`activate`]) and, through it, by the signing, escrow and ceremony steps.
+//! `activate`) and, through it, by the signing, escrow and ceremony steps.
 //! Invariants: an active key's manifest names this node at its own region and
 //! jurisdiction, and its key package is this node's share of the manifest's key; the
 //! key package is decoded once, here, and the signing path uses the decoded form.

@@ -3,7 +3,7 @@
 //! and drill settings.
 //!
 //! Used by the signing, escrow and ceremony steps and by the gRPC adapters; it uses
-//! none of them. Invariants: every key in the registry passed [`activate`] (a stored
+//! none of them. Invariants: every key in the registry passed `activate` (a stored
 //! key that no longer does stops the node as a damaged store); a key is added,
 //! replaced or removed in memory only after the store and the audit log hold the
 //! change durably, under the registry's write lock, so that two installs of one key

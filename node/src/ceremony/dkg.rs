@@ -1,7 +1,7 @@
 //! The DKG's steps on this node, also those of a refresh (a refresh is a DKG whose
-//! shares of zero are added to the current ones): [`round1`] starts the session,
-//! [`round2`] checks every contribution and seals round-2 packages to each peer,
-//! [`round3`] computes this node's share and signs a confirmation, [`activate`]
+//! shares of zero are added to the current ones): `round1` starts the session,
+//! `round2` checks every contribution and seals round-2 packages to each peer,
+//! `round3` computes this node's share and signs a confirmation, `activate`
 //! stores the key once every participant's confirmation agrees.
 //!
 //! Used by the `Ceremony` gRPC adapter. Invariants: each step takes the session's

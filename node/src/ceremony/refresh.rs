@@ -1,4 +1,4 @@
-//! A refresh's last step on a node it removes: [`retire_key`] deletes this node's
+//! A refresh's last step on a node it removes: `retire_key` deletes this node's
 //! share once every remaining participant has confirmed the refreshed key. (The
 //! refresh's rounds on the nodes it keeps are the DKG's, in `dkg`.)
 //!

@@ -1,8 +1,8 @@
 //! A repair's steps: `t` helpers rebuild a lost share for a target node without any
-//! of them learning it. [`start`] joins a helper or the target; [`deltas`] has a
+//! of them learning it. `start` joins a helper or the target; `deltas` has a
 //! helper split its share's contribution into deltas sealed to the other helpers;
-//! [`sigma`] sums the deltas a helper received into a sigma sealed to the target;
-//! [`finish`] has the target rebuild its share and store it.
+//! `sigma` sums the deltas a helper received into a sigma sealed to the target;
+//! `finish` has the target rebuild its share and store it.
 //!
 //! Used by the `Ceremony` gRPC adapter. Invariants: the target accepts the manifest
 //! only because every helper signed its hash in the setup; it stores the rebuilt

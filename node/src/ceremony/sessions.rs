@@ -5,7 +5,7 @@
 //! Used only by the ceremony steps (DKG, refresh, repair) and the `Participant`
 //! they share. Invariants: the state lives in
 //! memory only and is never logged (`Debug` prints `<redacted>`); a step takes its
-//! session out ([`Sessions::take`]) and puts it back only if it succeeded, so any
+//! session out (`Sessions::take`) and puts it back only if it succeeded, so any
 //! error drops it; a session expires after [`SESSION_TTL`], and at most
 //! [`MAX_SESSIONS`] are kept.
 

@@ -1,4 +1,7 @@
-//! The coordinator's error type and its single mapping to gRPC status codes.
+//! The coordinator's error type, saying what went wrong, and its single mapping to
+//! gRPC status codes ([`CoordError::code`], used by `From<CoordError> for Status`).
+//! Every module of the coordinator reports with it; only the service turns it into
+//! a `Status`, and the binary into an exit code.
 
 use tonic::{Code, Status};
 
@@ -12,18 +15,24 @@ pub enum CoordError {
     /// Serving failed (bind, TLS setup).
     #[error("server: {0}")]
     Server(String),
-    /// A request the caller must fix.
+    /// The request is malformed (key id, message size); the caller must fix it.
     #[error("{0}")]
-    InvalidArgument(String),
+    InvalidRequest(String),
     /// No such key on a quorum of nodes.
     #[error("unknown key {0:?}")]
     UnknownKey(String),
-    /// The caller may not do this.
+    /// The caller may not do this: its certificate's role or trust domain is wrong,
+    /// or the key's policy does not list it as an allowed client.
     #[error("{0}")]
-    PermissionDenied(String),
-    /// Policy needs something the request lacks.
+    NotAllowed(String),
+    /// The request carries an approval token that does not verify for the key
+    /// (signature, approver, key id, scope or validity).
     #[error("{0}")]
-    FailedPrecondition(String),
+    InvalidApproval(String),
+    /// The nodes that answered cannot form a quorum the key's policy accepts
+    /// (too few home-jurisdiction signers), and no approval permits another.
+    #[error("{0}")]
+    NoLawfulQuorum(String),
     /// No quorum could be gathered in time.
     #[error("no quorum for key {key_id:?}: {answered} of {participants} nodes answered, {needed} needed{detail}")]
     NoQuorum {
@@ -38,16 +47,24 @@ pub enum CoordError {
         /// Extra context, e.g. "; deadline reached".
         detail: String,
     },
-    /// A per-client rate limit was reached.
+    /// The client reached its per-minute signature limit for the key, here or at
+    /// the nodes the quorum needed; the message says when to retry.
     #[error("{0}")]
-    ResourceExhausted(String),
-    /// Nodes could not be reached to resolve a key.
+    RateLimited(String),
+    /// The client already has as many `Sign` requests in flight as it may.
     #[error("{0}")]
-    Unavailable(String),
+    TooManyInFlight(String),
+    /// Too few nodes answered to tell whether a key exists.
+    #[error("{0}")]
+    NodesUnreachable(String),
+    /// No signature was made within the request's deadline.
+    #[error("{0}")]
+    DeadlineReached(String),
     /// A request id reused for another message.
     #[error("request_id {0:?} was already used with a different message")]
     RequestIdReused(String),
-    /// A bug or an inconsistency between nodes.
+    /// A bug or an inconsistency between nodes (a signing package that cannot be
+    /// built, an aggregation that fails without naming culprits).
     #[error("{0}")]
     Internal(String),
 }
@@ -66,12 +83,16 @@ impl CoordError {
     /// The gRPC status code this error maps to.
     pub fn code(&self) -> Code {
         match self {
-            CoordError::InvalidArgument(_) => Code::InvalidArgument,
+            CoordError::InvalidRequest(_) => Code::InvalidArgument,
             CoordError::UnknownKey(_) => Code::NotFound,
-            CoordError::PermissionDenied(_) => Code::PermissionDenied,
-            CoordError::FailedPrecondition(_) => Code::FailedPrecondition,
-            CoordError::ResourceExhausted(_) => Code::ResourceExhausted,
-            CoordError::NoQuorum { .. } | CoordError::Unavailable(_) => Code::Unavailable,
+            CoordError::NotAllowed(_) => Code::PermissionDenied,
+            CoordError::InvalidApproval(_) | CoordError::NoLawfulQuorum(_) => {
+                Code::FailedPrecondition
+            }
+            CoordError::RateLimited(_) | CoordError::TooManyInFlight(_) => Code::ResourceExhausted,
+            CoordError::NoQuorum { .. }
+            | CoordError::NodesUnreachable(_)
+            | CoordError::DeadlineReached(_) => Code::Unavailable,
             CoordError::RequestIdReused(_) => Code::AlreadyExists,
             CoordError::Config(_) | CoordError::Server(_) | CoordError::Internal(_) => {
                 Code::Internal

@@ -94,7 +94,7 @@ impl KeyDirectory {
         // Without a majority of nodes we cannot tell "no such key" from "its
         // holders are down".
         if snap.answered * 2 <= self.pool.len() {
-            return Err(CoordError::Unavailable(format!(
+            return Err(CoordError::NodesUnreachable(format!(
                 "cannot resolve key {key_id:?}: only {} of {} nodes answered",
                 snap.answered,
                 self.pool.len()

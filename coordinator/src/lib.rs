@@ -7,8 +7,11 @@
 //!
 //! - [`keys`]: key discovery; a manifest is trusted only when `threshold` nodes agree;
 //! - [`nodes`]: one reused mTLS channel per node, health tracking and probing;
-//! - [`quorum`]: the two FROST rounds, hedged round 1, culprit exclusion, retries
-//!   within the request deadline;
+//! - [`quorum`]: the signing engine: candidates, both FROST rounds, aggregation,
+//!   culprit exclusion, retries within the request deadline; round 1 (hedged, or from
+//!   the commitment [`pool`]) and quorum selection are in `round1`, batched round 2
+//!   in [`round2`], calling one node in `node_call`, rate-limit refusals in
+//!   `refusals`, metric names in [`metric`];
 //! - [`service`]: the gRPC boundary; [`error`] maps every outcome to one status code.
 #![deny(clippy::unwrap_used)]
 
@@ -17,9 +20,13 @@ pub mod error;
 pub mod idempotency;
 pub mod inflight;
 pub mod keys;
+pub mod metric;
+mod node_call;
 pub mod nodes;
 pub mod pool;
 pub mod quorum;
+mod refusals;
+mod round1;
 pub mod round2;
 pub mod service;
 
@@ -104,14 +111,14 @@ impl BoundCoordinator {
                     metrics.clone(),
                     Arc::new(move |registry: &Registry| {
                         registry.set(
-                            quorum::metric::POOLED_COMMITMENTS,
+                            metric::POOLED_COMMITMENTS,
                             "Commitments pooled for one-round signing.",
                             &[],
                             commitments.len() as f64,
                         );
                         for node in pool.all() {
                             registry.set(
-                                quorum::metric::NODE_AVAILABLE,
+                                metric::NODE_AVAILABLE,
                                 "Whether requests currently use the node (1) or skip it (0).",
                                 &[("node", &node.id)],
                                 if node.is_available() { 1.0 } else { 0.0 },

@@ -2,28 +2,29 @@
 //! parallel, aggregates, and on any failure retries with another quorum until the
 //! request deadline.
 //!
-//! Round 1 asks `t + round1_extra` nodes and proceeds with the first `t` answers, so a
-//! slow node does not stall the request; a node that fails is replaced by the next
-//! candidate. A node whose signature share does not verify is named a culprit and
-//! excluded for the rest of the request. Nonces of nodes left out of a quorum are
-//! never used and expire on the node.
+//! Round 1 ([`round1`](crate::round1)) gathers commitments; round 2
+//! ([`round2`](crate::round2)) sends the signing package and collects the shares;
+//! this module picks the candidates, runs both, aggregates, and decides what a
+//! failure means for the next attempt. A node whose signature share does not verify
+//! is named a culprit and excluded for the rest of the request. Nonces of nodes left
+//! out of a quorum are never used and expire on the node.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use quorate_proto::metrics::Registry;
 use quorate_proto::pb;
-use quorate_proto::policy::Policy;
 use quorate_proto::suite::{CryptoError, ParsedCommitments};
-use tokio::time::timeout_at;
 
 use crate::config::SigningSettings;
 use crate::error::CoordError;
 use crate::keys::KnownKey;
-use crate::nodes::{answered_by_node, NodeHandle, NodePool, Standing};
+use crate::node_call::NodeFailure;
+use crate::nodes::{NodeHandle, NodePool};
 use crate::pool::CommitmentPool;
+use crate::refusals::RateRefusals;
+use crate::round1::{ask_commitments, pooled_answers};
 use crate::round2::Round2;
 
 /// Per-round wait for a node whose health record says it failed recently.
@@ -40,96 +41,7 @@ pub struct SignContext {
     /// quorum when no lawful one answers.
     pub approval_token: Option<Vec<u8>>,
 }
-
-/// Metric names of the coordinator.
-pub mod metric {
-    /// Requests by RPC.
-    pub const REQUESTS: &str = "quorate_coordinator_requests_total";
-    /// Failed requests by RPC and gRPC code.
-    pub const ERRORS: &str = "quorate_coordinator_errors_total";
-    /// End-to-end `Sign` latency.
-    pub const SIGN_LATENCY: &str = "quorate_coordinator_sign_seconds";
-    /// Signing attempts repeated with another quorum.
-    pub const RETRIES: &str = "quorate_coordinator_quorum_retries_total";
-    /// Culprits by node.
-    pub const CULPRITS: &str = "quorate_coordinator_culprits_total";
-    /// Requests refused by a key's policy, by reason.
-    pub const POLICY_DENIALS: &str = "quorate_coordinator_policy_denials_total";
-    /// Signatures made by out-of-policy quorums under an approval token.
-    pub const FAILOVERS: &str = "quorate_coordinator_failovers_total";
-    /// Signatures attempted with preprocessed commitments (one round trip).
-    pub const ONE_ROUND: &str = "quorate_coordinator_one_round_total";
-    /// Commitments pooled for one-round signing.
-    pub const POOLED_COMMITMENTS: &str = "quorate_coordinator_pooled_commitments";
-    /// Whether each node is currently used (1) or skipped (0).
-    pub const NODE_AVAILABLE: &str = "quorate_coordinator_node_available";
-    /// `SignShares` batches sent to nodes.
-    pub const SHARE_CALLS: &str = "quorate_coordinator_share_calls_total";
-    /// Round-2 requests those batches carried (over `SHARE_CALLS`: shares per batch).
-    pub const SHARE_REQUESTS: &str = "quorate_coordinator_share_requests_total";
-}
-
-/// A round-1 answer.
-#[derive(Debug)]
-struct Answer {
-    node: Arc<NodeHandle>,
-    identifier: Vec<u8>,
-    commitment: ParsedCommitments,
-    home: bool,
-}
-
-/// The order in which round 1 asks the candidates (indices into `standings`, the
-/// candidates' standings in preference order), and how many it asks at once: `t`
-/// and `extra` spares (hedging: the first `t` lawful answers win), all from the
-/// available nodes while there are enough of them. A skipped or quarantined node is
-/// in the first wave only when too few others are available (skipped ones before
-/// quarantined ones), since a fast answer from it would be taken as readily as any,
-/// and a node quarantined for bad shares would spoil the quorum again; the later
-/// waves, in the same order, still reach it if the first finds no lawful quorum.
-fn round1_order(standings: &[Standing], t: usize, extra: usize) -> (Vec<usize>, usize) {
-    let with = |standing: Standing| (0..standings.len()).filter(move |&i| standings[i] == standing);
-    let mut order: Vec<usize> = with(Standing::Available).take(t + extra).collect();
-    for i in with(Standing::Skipped).chain(with(Standing::Quarantined)) {
-        if order.len() >= t {
-            break;
-        }
-        order.push(i);
-    }
-    let wave = order.len();
-    let rest: Vec<usize> = (0..standings.len())
-        .filter(|i| !order.contains(i))
-        .collect();
-    order.extend(rest);
-    (order, wave)
-}
-
-/// Picks `t` of the answers forming a lawful quorum (at least the policy's minimum
-/// of home signers), or any `t` when an approval permits an out-of-policy quorum.
-fn select_quorum(
-    answers: &[Answer],
-    t: usize,
-    policy: &Policy,
-    approved: bool,
-) -> Option<Vec<usize>> {
-    if answers.len() < t {
-        return None;
-    }
-    let need = usize::from(policy.min_home_signers).min(t);
-    let home: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].home).collect();
-    if home.len() >= need {
-        let mut chosen: Vec<usize> = home[..need].to_vec();
-        for i in 0..answers.len() {
-            if chosen.len() == t {
-                break;
-            }
-            if !chosen.contains(&i) {
-                chosen.push(i);
-            }
-        }
-        return Some(chosen);
-    }
-    approved.then(|| (0..t).collect())
-}
+pub use crate::metric;
 
 /// A finished signature.
 #[derive(Clone, Debug)]
@@ -150,137 +62,6 @@ pub struct QuorumEngine {
     metrics: Arc<Registry>,
     commitments: Arc<CommitmentPool>,
     round2: Round2,
-}
-
-/// Why a node dropped out of this request.
-#[derive(Clone, Debug)]
-pub(crate) enum NodeFailure {
-    Timeout,
-    /// The call failed as a whole: the connection, the stream, or the node's
-    /// answer to the call (which may stand for a whole batch of requests).
-    Status(tonic::Status),
-    /// The node answered this one request of a round-2 batch with an error.
-    Refused(tonic::Status),
-}
-
-impl NodeFailure {
-    /// The node's status, if it gave one.
-    fn status(&self) -> Option<&tonic::Status> {
-        match self {
-            NodeFailure::Timeout => None,
-            NodeFailure::Status(s) | NodeFailure::Refused(s) => Some(s),
-        }
-    }
-}
-
-impl std::fmt::Display for NodeFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.status() {
-            None => f.write_str("timed out"),
-            Some(s) => write!(f, "{:?}: {}", s.code(), s.message()),
-        }
-    }
-}
-
-/// The nodes that refused a request's client for its rate limit in round 2.
-///
-/// A refusal does not end the request: each node counts the client's signatures
-/// itself, another quorum may still be willing, and one node must not be able to
-/// stop signing. But when the request runs out of nodes because of them, the
-/// client is told so (`RESOURCE_EXHAUSTED`, with the time to retry), not
-/// `UNAVAILABLE`, which clients retry at once.
-#[derive(Debug, Default)]
-struct RateRefusals {
-    nodes: HashSet<String>,
-    /// The last refusal: its node and message (which says when to retry).
-    last: Option<(String, String)>,
-}
-
-impl RateRefusals {
-    fn record(&mut self, node: &str, status: &tonic::Status) {
-        self.nodes.insert(node.to_string());
-        self.last = Some((node.to_string(), status.message().to_string()));
-    }
-
-    /// How many of the refusing nodes are in the home jurisdictions of the key
-    /// `manifest` describes.
-    fn home_nodes(&self, manifest: &quorate_proto::manifest::Manifest) -> usize {
-        self.nodes
-            .iter()
-            .filter(|n| {
-                manifest
-                    .participant(n)
-                    .is_some_and(|p| manifest.policy.is_home(&p.jurisdiction))
-            })
-            .count()
-    }
-
-    /// The answer to a request for `key_id` that ran out of nodes (`out` of
-    /// `participants`, `t` needed), if these refusals are why: with the refusing
-    /// nodes back, at least `t` would be left. `detail` says more ("; request
-    /// deadline reached").
-    fn answer(
-        &self,
-        key_id: &str,
-        out: &HashSet<String>,
-        participants: usize,
-        t: usize,
-        detail: &str,
-    ) -> Option<CoordError> {
-        let (node, message) = self.last.as_ref()?;
-        let out_otherwise = out.iter().filter(|n| !self.nodes.contains(*n)).count();
-        (participants.saturating_sub(out_otherwise) >= t).then(|| {
-            CoordError::ResourceExhausted(format!(
-                "no quorum for key {key_id:?} within the client's rate limit{detail}: node \
-                 {node} refused: {message}"
-            ))
-        })
-    }
-}
-
-/// Whether `status` is a transport failure (tonic's `UNAVAILABLE` with an I/O
-/// cause), not an answer of the node.
-pub(crate) fn failed_in_transport(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && !answered_by_node(status)
-}
-
-/// Calls a node once, and once more if the first attempt failed in the transport
-/// before reaching the node (a reused connection to a node that restarted fails its
-/// first call; the second attempt reconnects). Retrying is safe for both rounds: a
-/// commitment that never reached the node was never made, and a round-2 request that
-/// did reach it has consumed its nonce, so a repeat is refused.
-pub(crate) async fn call<T, Fut>(
-    node: &NodeHandle,
-    deadline: Instant,
-    node_timeout: Duration,
-    make: impl Fn() -> Fut,
-) -> Result<T, NodeFailure>
-where
-    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-{
-    let started = Instant::now();
-    let until = deadline.min(started + node_timeout);
-    let mut transport_retry = true;
-    loop {
-        match timeout_at(until.into(), make()).await {
-            Ok(Ok(resp)) => {
-                node.record_success(started.elapsed());
-                return Ok(resp.into_inner());
-            }
-            Ok(Err(status)) => {
-                if failed_in_transport(&status) && transport_retry {
-                    transport_retry = false;
-                    continue;
-                }
-                node.record_status(&status);
-                return Err(NodeFailure::Status(status));
-            }
-            Err(_) => {
-                node.record_failure();
-                return Err(NodeFailure::Timeout);
-            }
-        }
-    }
 }
 
 impl QuorumEngine {
@@ -338,50 +119,6 @@ impl QuorumEngine {
     /// The pool of preprocessed commitments.
     pub fn commitment_pool(&self) -> Arc<CommitmentPool> {
         self.commitments.clone()
-    }
-
-    /// Takes pooled commitments from available candidates until they hold a quorum
-    /// [`select_quorum`] accepts; the unused ones go back. `None` (and everything put
-    /// back) if the pools cannot make one.
-    fn pooled_answers(
-        &self,
-        candidates: &[&Arc<NodeHandle>],
-        manifest: &quorate_proto::manifest::Manifest,
-        t: usize,
-        approved: bool,
-    ) -> Option<(Vec<Answer>, Vec<usize>)> {
-        let mut answers = Vec::new();
-        // What was taken from the pools, in `answers` order: the unused go back as
-        // they were, age included.
-        let mut taken = Vec::new();
-        let mut selected = None;
-        for node in candidates.iter().filter(|n| n.is_available()) {
-            let Some(p) = manifest.participant(&node.id) else {
-                continue;
-            };
-            let Some(pooled) = self.commitments.take(&node.id, &manifest.key_id) else {
-                continue;
-            };
-            answers.push(Answer {
-                node: (*node).clone(),
-                identifier: p.identifier.clone(),
-                commitment: pooled.commitment.clone(),
-                home: manifest.policy.is_home(&p.jurisdiction),
-            });
-            taken.push(pooled);
-            selected = select_quorum(&answers, t, &manifest.policy, approved);
-            if selected.is_some() {
-                break;
-            }
-        }
-        let keep: HashSet<usize> = selected.iter().flatten().copied().collect();
-        for (i, (a, pooled)) in answers.iter().zip(taken).enumerate() {
-            if !keep.contains(&i) {
-                self.commitments
-                    .put_back(&a.node.id, &manifest.key_id, pooled);
-            }
-        }
-        selected.map(|s| (answers, s))
     }
 
     /// Counts a policy refusal.
@@ -478,7 +215,13 @@ impl QuorumEngine {
 
             // One round when the pool holds commitments of a (lawful) quorum.
             let pooled = if use_pool {
-                self.pooled_answers(&candidates, manifest, t, ctx.approval_token.is_some())
+                pooled_answers(
+                    &self.commitments,
+                    &candidates,
+                    manifest,
+                    t,
+                    ctx.approval_token.is_some(),
+                )
             } else {
                 None
             };
@@ -501,94 +244,18 @@ impl QuorumEngine {
             let (answered, selected) = match pooled {
                 Some(found) => found,
                 None => {
-                    // Round 1.
-                    let mut answered: Vec<Answer> = Vec::with_capacity(candidates.len());
-                    let mut selected: Option<Vec<usize>> = None;
-                    let mut next = 0;
-                    let mut pending = FuturesUnordered::new();
-                    let standings: Vec<Standing> =
-                        candidates.iter().map(|n| n.standing()).collect();
-                    let (order, first_wave) =
-                        round1_order(&standings, t, self.settings.round1_extra);
-                    let candidates: Vec<&Arc<NodeHandle>> =
-                        order.into_iter().map(|i| candidates[i]).collect();
-                    let ask = |node: &Arc<NodeHandle>| {
-                        let node = node.clone();
-                        let key_id = manifest.key_id.clone();
-                        let node_timeout = self.node_timeout(&node);
-                        async move {
-                            let result = call(&node, deadline, node_timeout, || {
-                                let mut client = node.client();
-                                let mut req = tonic::Request::new(pb::CommitRequest {
-                                    key_id: key_id.clone(),
-                                    count: 1,
-                                });
-                                req.set_timeout(node_timeout);
-                                async move { client.commit(req).await }
-                            })
-                            .await;
-                            (node, result)
-                        }
-                    };
-                    while next < first_wave {
-                        pending.push(ask(candidates[next]));
-                        next += 1;
-                    }
-                    while let Some((node, result)) = pending.next().await {
-                        let commitment = result.and_then(|r| {
-                            let encoded = r.commitments.into_iter().next().ok_or_else(|| {
-                                NodeFailure::Status(tonic::Status::internal(
-                                    "no commitment returned",
-                                ))
-                            })?;
-                            // A commitment that does not decode disqualifies its node,
-                            // not the request.
-                            ops.parse_commitments(&encoded).map_err(|e| {
-                                NodeFailure::Status(tonic::Status::internal(format!(
-                                    "the node's commitment does not decode: {e}"
-                                )))
-                            })
-                        });
-                        let participant = manifest.participant(&node.id);
-                        match (commitment, participant) {
-                            (Ok(commitment), Some(p)) => {
-                                answered.push(Answer {
-                                    home: policy.is_home(&p.jurisdiction),
-                                    identifier: p.identifier.clone(),
-                                    node,
-                                    commitment,
-                                });
-                                selected = select_quorum(
-                                    &answered,
-                                    t,
-                                    policy,
-                                    ctx.approval_token.is_some(),
-                                );
-                                if selected.is_some() {
-                                    break;
-                                }
-                            }
-                            (Ok(_), None) => {
-                                out.insert(node.id.clone());
-                            }
-                            (Err(e), _) => {
-                                tracing::warn!(node = %node.id, key_id = %manifest.key_id, attempt, "round 1 failed: {e}");
-                                out.insert(node.id.clone());
-                                if next < candidates.len() {
-                                    pending.push(ask(candidates[next]));
-                                    next += 1;
-                                }
-                            }
-                        }
-                        // Everyone asked has answered without a lawful quorum: ask the rest.
-                        if pending.is_empty() {
-                            while next < candidates.len() {
-                                pending.push(ask(candidates[next]));
-                                next += 1;
-                            }
-                        }
-                    }
-                    drop(pending);
+                    let (answered, selected) = ask_commitments(
+                        &candidates,
+                        manifest,
+                        t,
+                        self.settings.round1_extra,
+                        ctx.approval_token.is_some(),
+                        deadline,
+                        |node| self.node_timeout(node),
+                        attempt,
+                        &mut out,
+                    )
+                    .await;
                     let Some(selected) = selected else {
                         if answered.len() >= t {
                             let home = answered.iter().filter(|a| a.home).count();
@@ -604,7 +271,7 @@ impl QuorumEngine {
                                 }
                             }
                             self.count_denial("unlawful_quorum");
-                            return Err(CoordError::FailedPrecondition(format!(
+                            return Err(CoordError::NoLawfulQuorum(format!(
                         "no lawful quorum for key {:?}: the policy needs at least {} signers in {}, but only {home} of the {} nodes that answered are there; an approval token permits an out-of-policy quorum",
                         manifest.key_id,
                         policy.min_home_signers,
@@ -746,57 +413,5 @@ impl QuorumEngine {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_refusals_answer_only_when_they_are_what_the_quorum_lacks() {
-        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
-        let refused = tonic::Status::resource_exhausted("over the limit; retry in 12 s");
-        let mut refusals = RateRefusals::default();
-        // None yet: a request short of nodes is UNAVAILABLE as ever.
-        assert!(refusals
-            .answer("k", &set(&["a", "b", "c"]), 5, 3, "")
-            .is_none());
-
-        refusals.record("a", &refused);
-        // 3-of-5, `a` over the rate and two nodes down: with `a` the quorum was there.
-        let answer = refusals
-            .answer("k", &set(&["a", "d", "e"]), 5, 3, "")
-            .unwrap();
-        assert_eq!(answer.code(), tonic::Code::ResourceExhausted);
-        assert!(answer.to_string().contains("node a refused"), "{answer}");
-        assert!(answer.to_string().contains("retry in 12 s"), "{answer}");
-        // Three nodes down: no quorum even with `a`, so the nodes' absence is the answer.
-        assert!(refusals
-            .answer("k", &set(&["a", "c", "d", "e"]), 5, 3, "")
-            .is_none());
-    }
-
-    #[test]
-    fn round_one_spares_come_only_from_available_nodes() {
-        use Standing::{Available as A, Quarantined as Q, Skipped as S};
-        // 3-of-5, one spare, all available: four asked, in order.
-        assert_eq!(
-            round1_order(&[A, A, A, A, A], 3, 1),
-            (vec![0, 1, 2, 3, 4], 4)
-        );
-        // A quarantined node ranked early (a home node of a residency policy) is
-        // passed over while four others are available, and asked last.
-        assert_eq!(
-            round1_order(&[A, A, Q, A, A], 3, 1),
-            (vec![0, 1, 3, 4, 2], 4)
-        );
-        // 2-of-3 with one node quarantined: the two others, not the third as a spare.
-        assert_eq!(round1_order(&[A, Q, A], 2, 1), (vec![0, 2, 1], 2));
-        // Too few available: skipped nodes fill the quorum before quarantined ones.
-        assert_eq!(round1_order(&[Q, A, S, S], 3, 1), (vec![1, 2, 3, 0], 3));
-        assert_eq!(round1_order(&[Q, A, S], 3, 1), (vec![1, 2, 0], 3));
-        // Never more than there are candidates.
-        assert_eq!(round1_order(&[A, A, A], 3, 2), (vec![0, 1, 2], 3));
     }
 }

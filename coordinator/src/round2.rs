@@ -35,8 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout_at;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use crate::metric;
+use crate::node_call::{failed_in_transport, NodeFailure};
 use crate::nodes::{NodeHandle, NodePool};
-use crate::quorum::{failed_in_transport, metric, NodeFailure};
 
 /// Outstanding `SignShares` batches per node. Two keep a node busy: it signs one
 /// batch's shares while the other batch's requests and answers are on the wire.

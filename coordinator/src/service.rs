@@ -14,7 +14,8 @@ use crate::error::CoordError;
 use crate::idempotency::IdempotencyCache;
 use crate::inflight::InFlightLimiter;
 use crate::keys::KeyDirectory;
-use crate::quorum::{metric, QuorumEngine, SignContext, Signed};
+use crate::metric;
+use crate::quorum::{QuorumEngine, SignContext, Signed};
 use quorate_proto::approval;
 use quorate_proto::metrics::Registry;
 use quorate_proto::ratelimit::RateLimiter;
@@ -122,7 +123,7 @@ impl SignerService {
         let client_id = caller.spiffe_id();
         if !policy.allows_client(&client_id) {
             self.engine.count_denial("client_not_allowed");
-            return Err(CoordError::PermissionDenied(format!(
+            return Err(CoordError::NotAllowed(format!(
                 "client {client_id} may not use key {:?}",
                 req.key_id
             )));
@@ -132,7 +133,7 @@ impl SignerService {
             .check(&req.key_id, &client_id, policy.rate_limit_per_minute)
         {
             self.engine.count_denial("rate_limited");
-            return Err(CoordError::ResourceExhausted(format!(
+            return Err(CoordError::RateLimited(format!(
                 "client {client_id} reached {} signatures per minute on key {:?}; retry in {} s",
                 policy.rate_limit_per_minute,
                 req.key_id,
@@ -146,7 +147,7 @@ impl SignerService {
             Some(bytes) => {
                 if let Err(e) = approval::check(bytes, &req.key_id, &policy.approvers) {
                     self.engine.count_denial("invalid_approval");
-                    return Err(CoordError::FailedPrecondition(e.to_string()));
+                    return Err(CoordError::InvalidApproval(e.to_string()));
                 }
                 Some(bytes.clone())
             }
@@ -165,12 +166,12 @@ impl SignerService {
     ) -> Result<pb::SignResponse, CoordError> {
         let caller = self
             .authorize(&req)
-            .map_err(|s| CoordError::PermissionDenied(s.message().to_string()))?;
+            .map_err(|s| CoordError::NotAllowed(s.message().to_string()))?;
         let deadline = self.deadline(req.metadata());
-        let req = SignRequest::try_from(req.into_inner()).map_err(CoordError::InvalidArgument)?;
+        let req = SignRequest::try_from(req.into_inner()).map_err(CoordError::InvalidRequest)?;
         let client_id = caller.spiffe_id();
         let _permit = self.in_flight.try_acquire(&client_id).ok_or_else(|| {
-            CoordError::ResourceExhausted(format!(
+            CoordError::TooManyInFlight(format!(
                 "client {client_id} already has {} Sign requests in flight; retry when one completes",
                 self.in_flight.limit()
             ))
@@ -197,7 +198,7 @@ impl SignerService {
         let signed = match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(CoordError::Unavailable(format!(
+                return Err(CoordError::DeadlineReached(format!(
                     "no signature for key {:?} within the request deadline ({} ms)",
                     req.key_id,
                     deadline.saturating_duration_since(started).as_millis()
@@ -277,7 +278,7 @@ impl SignerService {
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
         self.authorize(&req)?;
         let key_id = req.into_inner().key_id;
-        quorate_proto::validate_key_id(&key_id).map_err(Status::invalid_argument)?;
+        quorate_proto::validate_key_id(&key_id).map_err(CoordError::InvalidRequest)?;
         let key = self.keys.get(&key_id).await?;
         let m = &key.manifest;
         Ok(Response::new(pb::GetPublicKeyResponse {

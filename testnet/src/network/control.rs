@@ -14,7 +14,7 @@ impl LocalNetwork {
     /// Kills a node (SIGKILL).
     pub async fn kill_node(&mut self, id: &str) -> anyhow::Result<()> {
         let i = self.node_index(id)?;
-        self.nodes[i].process.kill().await
+        Ok(self.nodes[i].process.kill().await?)
     }
 
     /// Restarts a stopped node and waits until it serves.
@@ -68,7 +68,7 @@ impl LocalNetwork {
 
     /// Kills coordinator `i` (SIGKILL).
     pub async fn kill_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
-        self.coordinator_process_mut(i)?.kill().await
+        Ok(self.coordinator_process_mut(i)?.kill().await?)
     }
 
     /// Restarts coordinator `i` and waits until it lists every key.
@@ -81,17 +81,17 @@ impl LocalNetwork {
     /// restart would.
     pub async fn stop_node(&mut self, id: &str) -> anyhow::Result<()> {
         let i = self.node_index(id)?;
-        self.nodes[i].process.stop(Duration::from_secs(5)).await
+        Ok(self.nodes[i].process.stop(Duration::from_secs(5)).await?)
     }
 
     /// Freezes a node (SIGSTOP): its connections stay open but it answers nothing,
     /// which is what its peers see of a network partition.
     pub fn pause_node(&self, id: &str) -> anyhow::Result<()> {
-        self.node(id)?.process.signal(Signal::SIGSTOP)
+        Ok(self.node(id)?.process.signal(Signal::SIGSTOP)?)
     }
 
     /// Thaws a node frozen by [`LocalNetwork::pause_node`] (SIGCONT).
     pub fn resume_node(&self, id: &str) -> anyhow::Result<()> {
-        self.node(id)?.process.signal(Signal::SIGCONT)
+        Ok(self.node(id)?.process.signal(Signal::SIGCONT)?)
     }
 }

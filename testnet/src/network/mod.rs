@@ -34,7 +34,7 @@ use crate::spec::{
 pub use binaries::default_bin_dir;
 pub use files::remove_testnet;
 pub use ports::{lease_port, PortLease, PortLeases};
-pub use process::ManagedProcess;
+pub use process::{ManagedProcess, ProcessError};
 
 /// How long a process may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

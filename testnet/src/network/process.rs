@@ -6,10 +6,70 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
+
+/// What went wrong handling a managed process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// `start` of a process that runs.
+    #[error("{name} is already running")]
+    AlreadyRunning {
+        /// The process.
+        name: String,
+    },
+    /// A signal or wait for a process that does not run.
+    #[error("{name} is not running")]
+    NotRunning {
+        /// The process.
+        name: String,
+    },
+    /// Its log file could not be opened.
+    #[error("opening {}", .path.display())]
+    OpenLog {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program could not be started.
+    #[error("starting {}", .program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process id does not fit a `pid_t`.
+    #[error("pid out of range")]
+    PidOutOfRange(#[source] std::num::TryFromIntError),
+    /// The kernel refused the signal.
+    #[error("{signal} to {name}")]
+    Signal {
+        /// The signal.
+        signal: Signal,
+        /// The process.
+        name: String,
+        /// Why.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// The process did not exit in time.
+    #[error("{name} did not exit within {timeout:?}")]
+    ExitTimeout {
+        /// The process.
+        name: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
+    /// Killing or waiting for it failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 /// One managed process (node or coordinator).
 #[derive(Debug)]
@@ -35,15 +95,20 @@ impl ManagedProcess {
     }
 
     /// Starts the process (appending to its log).
-    pub fn start(&mut self) -> anyhow::Result<()> {
+    pub fn start(&mut self) -> Result<(), ProcessError> {
         if self.is_running() {
-            bail!("{} is already running", self.name);
+            return Err(ProcessError::AlreadyRunning {
+                name: self.name.clone(),
+            });
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
+            .map_err(|source| ProcessError::OpenLog {
+                path: self.log.clone(),
+                source,
+            })?;
         let child = Command::new(&self.program)
             .arg("--config")
             .arg(&self.config)
@@ -54,7 +119,10 @@ impl ManagedProcess {
             // A test that panics must not leave processes behind.
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {}", self.program.display()))?;
+            .map_err(|source| ProcessError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
         self.child = Some(child);
         Ok(())
     }
@@ -78,17 +146,17 @@ impl ManagedProcess {
 
     /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing, like
     /// a hung host or a network path that drops packets.
-    pub fn freeze(&self) -> anyhow::Result<()> {
+    pub fn freeze(&self) -> Result<(), ProcessError> {
         self.signal(Signal::SIGSTOP)
     }
 
     /// Resumes a frozen process (SIGCONT).
-    pub fn thaw(&self) -> anyhow::Result<()> {
+    pub fn thaw(&self) -> Result<(), ProcessError> {
         self.signal(Signal::SIGCONT)
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
-    pub async fn kill(&mut self) -> anyhow::Result<()> {
+    pub async fn kill(&mut self) -> Result<(), ProcessError> {
         if let Some(mut child) = self.child.take() {
             child.kill().await?;
         }
@@ -96,7 +164,7 @@ impl ManagedProcess {
     }
 
     /// Stops the process gracefully (SIGTERM), killing it after `grace`.
-    pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
+    pub async fn stop(&mut self, grace: Duration) -> Result<(), ProcessError> {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -111,24 +179,32 @@ impl ManagedProcess {
     /// Sends `signal` to the running process (e.g. SIGSTOP/SIGCONT to freeze it in
     /// place, which the drills use as a stand-in for a network partition: its sockets
     /// stay open but nothing answers).
-    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = self
-            .pid()
-            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
-        let pid = i32::try_from(pid).context("pid out of range")?;
-        kill(Pid::from_raw(pid), signal).with_context(|| format!("{signal} to {}", self.name))?;
-        Ok(())
+    pub fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
+        let pid = self.pid().ok_or_else(|| self.not_running())?;
+        let pid = i32::try_from(pid).map_err(ProcessError::PidOutOfRange)?;
+        kill(Pid::from_raw(pid), signal).map_err(|source| ProcessError::Signal {
+            signal,
+            name: self.name.clone(),
+            source,
+        })
+    }
+
+    fn not_running(&self) -> ProcessError {
+        ProcessError::NotRunning {
+            name: self.name.clone(),
+        }
     }
 
     /// Waits for the process to exit and returns its exit code.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        let not_running = self.not_running();
+        let child = self.child.as_mut().ok_or(not_running)?;
         let status = tokio::time::timeout(timeout, child.wait())
             .await
-            .map_err(|_| anyhow!("{} did not exit within {timeout:?}", self.name))??;
+            .map_err(|_| ProcessError::ExitTimeout {
+                name: self.name.clone(),
+                timeout,
+            })??;
         self.child = None;
         Ok(status.code())
     }

@@ -4,7 +4,7 @@
 //! arguments with placeholders, filled in per key by [`ceremony_command`], which
 //! refuses to create a policy key without its policy.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -157,6 +157,33 @@ pub async fn create_keys(
     Ok(())
 }
 
+/// Why the key ceremony's command line could not be made for a key: each case would
+/// create the key with another policy than its spec's, so none is a warning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CeremonyCommandError {
+    /// A policy key without its policy file.
+    #[error("{key_id}: the key has a policy but no policy file was given")]
+    PolicyFileMissing {
+        /// The key.
+        key_id: String,
+    },
+    /// An unrestricted key with a policy file.
+    #[error("{key_id}: the key is unrestricted, yet a policy file ({}) was given", .path.display())]
+    UnexpectedPolicyFile {
+        /// The key.
+        key_id: String,
+        /// The file given.
+        path: PathBuf,
+    },
+    /// A policy key, and a ceremony template that cannot pass its policy.
+    #[error("{key_id}: the key has a policy, but the key ceremony command has no {POLICY_ARGS} argument to pass it; it would be created unrestricted")]
+    NoPolicyArgument {
+        /// The key.
+        key_id: String,
+    },
+}
+
 /// What fills the placeholders of [`KEY_CEREMONY`] for one key.
 #[derive(Clone, Copy, Debug)]
 pub struct CeremonyArgs<'a> {
@@ -179,25 +206,26 @@ pub struct CeremonyArgs<'a> {
 pub fn ceremony_command(
     template: &[String],
     args: &CeremonyArgs<'_>,
-) -> anyhow::Result<Vec<String>> {
+) -> Result<Vec<String>, CeremonyCommandError> {
     let key = args.key;
     match (key.policy.is_some(), args.policy) {
-        (true, None) => bail!(
-            "{}: the key has a policy but no policy file was given",
-            key.key_id
-        ),
-        (false, Some(path)) => bail!(
-            "{}: the key is unrestricted, yet a policy file ({}) was given",
-            key.key_id,
-            path.display()
-        ),
+        (true, None) => {
+            return Err(CeremonyCommandError::PolicyFileMissing {
+                key_id: key.key_id.clone(),
+            })
+        }
+        (false, Some(path)) => {
+            return Err(CeremonyCommandError::UnexpectedPolicyFile {
+                key_id: key.key_id.clone(),
+                path: path.to_path_buf(),
+            })
+        }
         _ => {}
     }
     if args.policy.is_some() && !template.iter().any(|a| a == POLICY_ARGS) {
-        bail!(
-            "{}: the key has a policy, but the key ceremony command has no {POLICY_ARGS} argument to pass it; it would be created unrestricted",
-            key.key_id
-        );
+        return Err(CeremonyCommandError::NoPolicyArgument {
+            key_id: key.key_id.clone(),
+        });
     }
     let mut out = Vec::with_capacity(template.len() + 1);
     for a in template {

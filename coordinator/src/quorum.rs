@@ -2,7 +2,7 @@
 //! parallel, aggregates, and on any failure retries with another quorum until the
 //! request deadline.
 //!
-//! Round 1 ([`round1`](crate::round1)) gathers commitments; round 2
+//! Round 1 (`round1`) gathers commitments; round 2
 //! ([`round2`](crate::round2)) sends the signing package and collects the shares;
 //! this module picks the candidates, runs both, aggregates, and decides what a
 //! failure means for the next attempt. A node whose signature share does not verify

@@ -4,10 +4,11 @@
 //!
 //! Tests, drills and benchmarks use the same [`LocalNetwork`] as `quorate-testnet
 //! up`, so the network they exercise is the one operators run. This file holds the
-//! network and its start; [`control`] breaks and mends it (kill, stop, freeze,
-//! wipe), [`process`] supervises one process, [`files`] writes its configs, [`ports`]
-//! leases its ports.
+//! network and its start; [`access`] hands out clients, approvals and certificates,
+//! [`control`] breaks and mends it (kill, stop, freeze, wipe), [`process`]
+//! supervises one process, [`files`] writes its configs, [`ports`] leases its ports.
 
+mod access;
 mod binaries;
 mod control;
 mod files;
@@ -285,17 +286,6 @@ impl LocalNetwork {
         Ok(network)
     }
 
-    /// An approval token from the network's approver for an out-of-policy quorum on
-    /// `key_id`, valid for `valid_secs` from now.
-    pub fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
-        crate::approver::approve(&self.approver_key_file, key_id, valid_secs, reason)
-    }
-
-    /// The ceremony's view of the network.
-    pub fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
-        Ok(CeremonyFile::load(&self.ceremony_file)?)
-    }
-
     /// TLS paths of a party issued by this network's CA (e.g. `(Role::Client,
     /// "demo-client")`).
     pub fn tls_paths(&self, role: Role, name: &str) -> TlsPaths {
@@ -304,11 +294,6 @@ impl LocalNetwork {
             cert: self.pki_dir.join(format!("{role}-{name}.pem")),
             key: self.pki_dir.join(format!("{role}-{name}-key.pem")),
         }
-    }
-
-    /// Issues a certificate for another party (e.g. a second client).
-    pub fn issue(&self, role: Role, name: &str) -> anyhow::Result<TlsPaths> {
-        Ok(pki::issue(&self.pki_dir, &self.spec.trust_domain, role, name, &[])?.tls_paths())
     }
 
     /// The node named `id`.
@@ -324,15 +309,6 @@ impl LocalNetwork {
             .iter()
             .position(|n| n.spec.id == id)
             .ok_or_else(|| anyhow!("no node {id}"))
-    }
-
-    /// A client for the public API, as the demo client.
-    pub async fn client(&self) -> anyhow::Result<SignerClient> {
-        SignerClient::connect(
-            &self.coordinator_endpoint,
-            "coordinator",
-            &self.tls_paths(Role::Client, "demo-client"),
-        )
     }
 
     /// Waits until node `i` answers an authenticated call.

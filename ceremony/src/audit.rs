@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use quorate_proto::audit::{verify_chain, AuditRecord, ChainBreak};
-use quorate_proto::pb;
-use quorate_proto::tls::TlsPaths;
+use quorate_keys::audit::{verify_chain, AuditRecord, ChainBreak};
+use quorate_transport::tls::TlsPaths;
+use quorate_wire::pb;
 
 /// Why an audit could not be completed.
 #[derive(Debug, thiserror::Error)]

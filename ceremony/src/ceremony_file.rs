@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use quorate_proto::identity::{PeerIdentity, Role};
-use quorate_proto::tls::{TlsMaterial, TlsPaths};
+use quorate_transport::identity::{PeerIdentity, Role};
+use quorate_transport::tls::{TlsMaterial, TlsPaths};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CeremonyError;

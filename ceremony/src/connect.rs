@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
-use quorate_proto::tls::TlsMaterial;
+use quorate_transport::tls::TlsMaterial;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::transport::Channel;
 
 use crate::ceremony_file::CeremonyFile;

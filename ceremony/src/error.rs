@@ -5,9 +5,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use quorate_proto::manifest::ManifestError;
-use quorate_proto::suite::CryptoError;
-use quorate_proto::tls::TlsError;
+use quorate_frost::CryptoError;
+use quorate_keys::manifest::ManifestError;
+use quorate_transport::tls::TlsError;
 
 /// Why a ceremony failed.
 #[derive(Debug, thiserror::Error)]

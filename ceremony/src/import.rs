@@ -20,10 +20,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use quorate_proto::manifest::{self, Manifest, ManifestError};
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
+use quorate_keys::manifest::{self, Manifest, ManifestError};
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 use zeroize::Zeroizing;
 
 use crate::connect::{describe_status, precheck, RPC_TIMEOUT};
@@ -48,7 +48,7 @@ pub struct ImportRequest {
     /// fresh random key.
     pub secret: Option<Zeroizing<Vec<u8>>>,
     /// The key's policy, stored with it on every node; `None` for an unrestricted key.
-    pub policy: Option<quorate_proto::pb::KeyPolicy>,
+    pub policy: Option<quorate_wire::pb::KeyPolicy>,
 }
 
 impl fmt::Debug for ImportRequest {
@@ -102,7 +102,7 @@ pub async fn import_key(
     req: ImportRequest,
 ) -> Result<Transcript, CeremonyError> {
     let started_at = now_rfc3339()?;
-    quorate_proto::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
+    quorate_wire::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
     let n = file.nodes.len();
     if req.threshold < 2 || usize::from(req.threshold) > n {
         return Err(CeremonyError::Request(format!(
@@ -300,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn import_deals_nothing_when_a_node_is_unreachable() {
-        quorate_proto::install_crypto_provider();
+        quorate_transport::install_crypto_provider();
         let (_dir, path) = setup();
         // Port 1 on loopback refuses connections.
         let nodes = nodes_toml(&["node-1", "node-2"])

@@ -21,7 +21,7 @@
 //!   command group), which the binary only parses and runs;
 //! - [`audit`]: reading a node's hash-chained audit log as an auditor and checking
 //!   it. (Approval tokens for out-of-policy quorums are made with
-//!   [`quorate_proto::approval`].)
+//!   [`quorate_keys::approval`].)
 //!
 //! Layering: the shared base uses nothing above it; `import`, `keygen` and `escrow`
 //! use the base and never each other; [`cli`] uses them all and nothing uses it.

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use quorate_ceremony::cli::{self, Cli, CliError};
-use quorate_proto::runtime::{init_tracing, LogFormat};
+use quorate_transport::runtime::{init_tracing, LogFormat};
 
 /// Exit code for usage and configuration errors (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    quorate_proto::install_crypto_provider();
+    quorate_transport::install_crypto_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

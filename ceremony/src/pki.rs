@@ -17,8 +17,8 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use quorate_proto::identity::{IdentityError, PeerIdentity, Role};
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::identity::{IdentityError, PeerIdentity, Role};
+use quorate_transport::tls::TlsPaths;
 use rcgen::string::Ia5String;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -269,7 +269,7 @@ pub fn fingerprint_pem(pem: &[u8]) -> Result<String, PkiError> {
 
 /// Hex SHA-256 of a DER certificate.
 pub fn fingerprint_der(der: &[u8]) -> String {
-    hex::encode(quorate_proto::sha256(der))
+    hex::encode(quorate_wire::sha256(der))
 }
 
 fn subject_alt_names(
@@ -519,7 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = create_ca(dir.path(), DOMAIN).unwrap();
         let fp = fingerprint_pem(&fs::read(&ca.cert).unwrap()).unwrap();
-        assert_eq!(fp, hex::encode(quorate_proto::sha256(&parse_pem(&ca.cert))));
+        assert_eq!(fp, hex::encode(quorate_wire::sha256(&parse_pem(&ca.cert))));
         assert_eq!(fp.len(), 64);
         assert!(fingerprint_pem(b"not pem").is_err());
         assert!(fingerprint_pem(&fs::read(&ca.key).unwrap()).is_err());

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use quorate_proto::pb;
+use quorate_wire::pb;
 use serde::Deserialize;
 
 use crate::error::CeremonyError;

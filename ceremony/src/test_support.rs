@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use quorate_proto::identity::Role;
+use quorate_transport::identity::Role;
 
 use crate::pki;
 

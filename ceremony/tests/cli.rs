@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use quorate_proto::identity::{PeerIdentity, Role};
+use quorate_transport::identity::{PeerIdentity, Role};
 
 fn ceremony(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quorate-ceremony"))

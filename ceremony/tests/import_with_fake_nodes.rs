@@ -16,11 +16,11 @@ use quorate_ceremony::import::{
     import_key, read_secret_file, CeremonyError, CeremonyFile, ImportRequest,
 };
 use quorate_ceremony::pki;
-use quorate_proto::identity::{authorize, Role};
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_server::{Ceremony, CeremonyServer};
-use quorate_proto::suite::{Ciphersuite, DealtKey, LocalQuorum, PackageDelivery, SecretKeyPackage};
+use quorate_frost::{Ciphersuite, DealtKey, LocalQuorum, PackageDelivery, SecretKeyPackage};
+use quorate_keys::manifest::Manifest;
+use quorate_transport::identity::{authorize, Role};
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_server::{Ceremony, CeremonyServer};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -214,7 +214,7 @@ fn honest(id: &'static str) -> NodeSpec {
 }
 
 async fn start(specs: Vec<NodeSpec>) -> Net {
-    quorate_proto::install_crypto_provider();
+    quorate_transport::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     pki::create_ca(&pki_dir, DOMAIN).unwrap();
@@ -335,7 +335,7 @@ async fn import_installs_matching_shares_that_sign_for_every_ciphersuite() {
             let (manifest, _) = stored(node).unwrap();
             assert_eq!(hex::encode(&manifest), transcript.manifest);
             assert_eq!(
-                hex::encode(quorate_proto::sha256(&manifest)),
+                hex::encode(quorate_wire::sha256(&manifest)),
                 transcript.manifest_hash
             );
         }

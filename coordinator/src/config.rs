@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use quorate_proto::identity::{PeerIdentity, Role};
-use quorate_proto::tls::{TlsMaterial, TlsPaths};
+use quorate_transport::identity::{PeerIdentity, Role};
+use quorate_transport::tls::{TlsMaterial, TlsPaths};
 use serde::Deserialize;
 
 use crate::error::CoordError;
@@ -135,7 +135,7 @@ impl CoordinatorConfig {
     /// Parses TOML text, applies overrides from `env`, validates.
     pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, CoordError> {
         let file: CoordinatorConfigFile =
-            quorate_proto::config::from_toml_with_env(text, ENV_OVERRIDES, env)
+            quorate_transport::config::from_toml_with_env(text, ENV_OVERRIDES, env)
                 .map_err(|e| config_err(format!("config: {e}")))?;
         if file.nodes.is_empty() {
             return Err(config_err("no [[nodes]] configured"));

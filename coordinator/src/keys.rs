@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
+use quorate_keys::manifest::Manifest;
+use quorate_wire::pb;
 
 use crate::error::CoordError;
 use crate::nodes::NodePool;

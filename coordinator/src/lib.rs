@@ -35,8 +35,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_proto::metrics::Registry;
-use quorate_proto::pb;
+use quorate_transport::metrics::Registry;
+use quorate_wire::pb;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
@@ -106,7 +106,7 @@ impl BoundCoordinator {
                     CoordError::Server(format!("cannot listen for metrics on {addr}: {e}"))
                 })?;
                 let pool = pool.clone();
-                Some(tokio::spawn(quorate_proto::metrics::serve(
+                Some(tokio::spawn(quorate_transport::metrics::serve(
                     listener,
                     metrics.clone(),
                     Arc::new(move |registry: &Registry| {
@@ -145,9 +145,9 @@ impl BoundCoordinator {
             .add_service(reflection)
             .add_service(
                 pb::signer_server::SignerServer::new(signer)
-                    .max_decoding_message_size(quorate_proto::MAX_SIGNER_REQUEST_BYTES),
+                    .max_decoding_message_size(quorate_wire::MAX_SIGNER_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(quorate_proto::tls::incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(quorate_transport::tls::incoming(self.listener), shutdown)
             .await
             .map_err(|e| CoordError::Server(e.to_string()));
         probe.abort();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use quorate_coordinator::{BoundCoordinator, CoordinatorConfig};
-use quorate_proto::runtime::{init_tracing, shutdown_signal, LogFormat};
+use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 
 /// Quorate coordinator: serves the Signer gRPC API (Sign, GetPublicKey, ListKeys) to
 /// clients over mTLS and runs FROST sessions across the signer nodes. Stateless: run
@@ -28,7 +28,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    quorate_proto::install_crypto_provider();
+    quorate_transport::install_crypto_provider();
     init_tracing(args.log_format, "info");
     let result = async {
         let config = CoordinatorConfig::load(&args.config)?;

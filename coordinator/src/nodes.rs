@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quorate_proto::pb::node_client::NodeClient;
-use quorate_proto::tls::TlsMaterial;
+use quorate_transport::tls::TlsMaterial;
+use quorate_wire::pb::node_client::NodeClient;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quorate_proto::pb;
-use quorate_proto::suite::{Ciphersuite, ParsedCommitments};
+use quorate_frost::{Ciphersuite, ParsedCommitments};
+use quorate_wire::pb;
 
 use crate::nodes::NodeHandle;
 

@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorate_proto::metrics::Registry;
-use quorate_proto::pb;
-use quorate_proto::suite::{CryptoError, ParsedCommitments};
+use quorate_frost::{CryptoError, ParsedCommitments};
+use quorate_transport::metrics::Registry;
+use quorate_wire::pb;
 
 use crate::config::SigningSettings;
 use crate::error::CoordError;
@@ -49,7 +49,7 @@ pub struct Signed {
     /// Signature in the public API encoding.
     pub signature: Vec<u8>,
     /// The key's ciphersuite.
-    pub ciphersuite: quorate_proto::suite::Ciphersuite,
+    pub ciphersuite: quorate_frost::Ciphersuite,
     /// Node ids whose shares make up the signature.
     pub signers: Vec<String>,
 }

@@ -28,7 +28,7 @@ impl RateRefusals {
 
     /// How many of the refusing nodes are in the home jurisdictions of the key
     /// `manifest` describes.
-    pub(crate) fn home_nodes(&self, manifest: &quorate_proto::manifest::Manifest) -> usize {
+    pub(crate) fn home_nodes(&self, manifest: &quorate_keys::manifest::Manifest) -> usize {
         self.nodes
             .iter()
             .filter(|n| {

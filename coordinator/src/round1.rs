@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::policy::Policy;
-use quorate_proto::suite::ParsedCommitments;
+use quorate_frost::ParsedCommitments;
+use quorate_keys::manifest::Manifest;
+use quorate_keys::policy::Policy;
+use quorate_wire::pb;
 
 use crate::node_call::{call, NodeFailure};
 use crate::nodes::{NodeHandle, Standing};
@@ -88,7 +88,7 @@ pub(crate) fn select_quorum(
 pub(crate) fn pooled_answers(
     commitments: &CommitmentPool,
     candidates: &[&Arc<NodeHandle>],
-    manifest: &quorate_proto::manifest::Manifest,
+    manifest: &quorate_keys::manifest::Manifest,
     t: usize,
     approved: bool,
 ) -> Option<(Vec<Answer>, Vec<usize>)> {

@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prost::Message;
-use quorate_proto::api::MAX_SHARES_PER_BATCH;
-use quorate_proto::metrics::Registry;
-use quorate_proto::pb;
-use quorate_proto::MAX_NODE_REQUEST_BYTES;
+use quorate_transport::metrics::Registry;
+use quorate_wire::api::MAX_SHARES_PER_BATCH;
+use quorate_wire::pb;
+use quorate_wire::MAX_NODE_REQUEST_BYTES;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout_at;
 use tokio_stream::wrappers::UnboundedReceiverStream;

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorate_proto::api::SignRequest;
-use quorate_proto::identity::{authorize, PeerIdentity, Role};
-use quorate_proto::pb;
+use quorate_transport::identity::{authorize, PeerIdentity, Role};
+use quorate_wire::api::SignRequest;
+use quorate_wire::pb;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -16,9 +16,9 @@ use crate::inflight::InFlightLimiter;
 use crate::keys::KeyDirectory;
 use crate::metric;
 use crate::quorum::{QuorumEngine, SignContext, Signed};
-use quorate_proto::approval;
-use quorate_proto::metrics::Registry;
-use quorate_proto::ratelimit::RateLimiter;
+use quorate_keys::approval;
+use quorate_transport::metrics::Registry;
+use quorate_transport::ratelimit::RateLimiter;
 
 /// Request ids remembered for idempotency.
 const IDEMPOTENCY_CAPACITY: usize = 100_000;
@@ -184,7 +184,7 @@ impl SignerService {
                     let slot = self.idempotency.slot(
                         &client_id,
                         request_id,
-                        quorate_proto::sha256(&binding),
+                        quorate_wire::sha256(&binding),
                     )?;
                     slot.get_or_try_init(|| self.sign_once(&req, &caller, deadline))
                         .await
@@ -215,7 +215,7 @@ impl SignerService {
         Ok(pb::SignResponse {
             key_id: req.key_id,
             signature: signed.signature,
-            ciphersuite: signed.ciphersuite.to_pb() as i32,
+            ciphersuite: quorate_wire::pb::Ciphersuite::from(signed.ciphersuite) as i32,
             signers: signed.signers,
         })
     }
@@ -278,12 +278,12 @@ impl SignerService {
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
         self.authorize(&req)?;
         let key_id = req.into_inner().key_id;
-        quorate_proto::validate_key_id(&key_id).map_err(CoordError::InvalidRequest)?;
+        quorate_wire::validate_key_id(&key_id).map_err(CoordError::InvalidRequest)?;
         let key = self.keys.get(&key_id).await?;
         let m = &key.manifest;
         Ok(Response::new(pb::GetPublicKeyResponse {
             key_id: m.key_id.clone(),
-            ciphersuite: m.ciphersuite.to_pb() as i32,
+            ciphersuite: quorate_wire::pb::Ciphersuite::from(m.ciphersuite) as i32,
             public_key: m.public_key.public_key.clone(),
             threshold: u32::from(m.threshold),
             participants: m
@@ -312,7 +312,7 @@ impl SignerService {
             .iter()
             .map(|k| pb::KeySummary {
                 key_id: k.manifest.key_id.clone(),
-                ciphersuite: k.manifest.ciphersuite.to_pb() as i32,
+                ciphersuite: quorate_wire::pb::Ciphersuite::from(k.manifest.ciphersuite) as i32,
                 threshold: u32::from(k.manifest.threshold),
                 participants: k.manifest.participants.len() as u32,
             })

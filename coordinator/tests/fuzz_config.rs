@@ -1,7 +1,7 @@
 //! Fuzz target for the coordinator's config parsing and validation. Smoke pass by
 //! default; `QUORATE_FUZZ_CASES=<n>` for long runs (see docs/security.md).
 
-#[path = "../../proto/tests/fuzzing/mod.rs"]
+#[path = "../../proto/fuzzing/mod.rs"]
 mod fuzzing;
 
 use quorate_coordinator::{CoordError, CoordinatorConfig};

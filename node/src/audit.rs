@@ -1,5 +1,5 @@
 //! The node's append-only, hash-chained audit log (format in
-//! [`quorate_proto::audit`]), a file in the node's data directory ([`LOG_FILE`]), so
+//! [`quorate_keys::audit`]), a file in the node's data directory ([`LOG_FILE`]), so
 //! records stay in the node's region. [`AuditLog::append`] returns only after the
 //! record is on disk: callers write the record before a signature share leaves the
 //! node.
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use quorate_proto::audit::{AuditRecord, GENESIS_HASH};
+use quorate_keys::audit::{AuditRecord, GENESIS_HASH};
 
 use crate::error::{storage, NodeError};
 

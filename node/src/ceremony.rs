@@ -9,8 +9,8 @@
 //!
 //! Trust: the ceremony tool relays messages but is not trusted with them. Every
 //! contribution and confirmation a node accepts is signed by its named peer's mTLS
-//! key ([`quorate_proto::attest`]); secret packages travel in envelopes only the
-//! recipient can open ([`quorate_proto::envelope`]). A key becomes active only when
+//! key ([`quorate_transport::attest`]); secret packages travel in envelopes only the
+//! recipient can open ([`quorate_ceremony_protocol::envelope`]). A key becomes active only when
 //! every participant has confirmed the same round-1 transcript, group key and
 //! manifest.
 //!

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quorate_proto::identity::{PeerIdentity, Role};
-use quorate_proto::tls::{TlsMaterial, TlsPaths};
+use quorate_transport::identity::{PeerIdentity, Role};
+use quorate_transport::tls::{TlsMaterial, TlsPaths};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -67,7 +67,8 @@ pub struct NodeConfigFile {
 
 /// Faults a node can be told to inject, so drills can prove the network survives a
 /// malicious or broken signer. Off by default; a node that has one on logs a
-/// warning at startup.
+/// warning at startup. Only a build with the cargo feature `fault-injection` (the
+/// testnet's drills) accepts one; any other build refuses the config.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DangerSettings {
@@ -128,7 +129,7 @@ impl NodeConfig {
     /// Parses TOML text, applies overrides from `env`, and validates.
     pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, NodeError> {
         let file: NodeConfigFile =
-            quorate_proto::config::from_toml_with_env(text, ENV_OVERRIDES, &env)
+            quorate_transport::config::from_toml_with_env(text, ENV_OVERRIDES, &env)
                 .map_err(|e| config_err(format!("config: {e}")))?;
         let kek_hex = match (&file.kek_file, env(KEK_ENV)) {
             (_, Some(hex)) => Zeroizing::new(hex),
@@ -155,6 +156,12 @@ impl NodeConfig {
             if value.trim().is_empty() {
                 return Err(config_err(format!("{name} is empty")));
             }
+        }
+        if file.danger.corrupt_signature_shares && !cfg!(feature = "fault-injection") {
+            return Err(config_err(
+                "danger.corrupt_signature_shares needs a build with the cargo feature \
+                 fault-injection (drills only; release images never have it)",
+            ));
         }
         if file.nonces.max_outstanding == 0 || file.nonces.ttl_secs == 0 {
             return Err(config_err(

@@ -1,14 +1,14 @@
 //! Escrow of this node's share: Feldman-split among custodians, each part encrypted
-//! to its custodian with age ([`quorate_proto::escrow`] has the part format).
+//! to its custodian with age ([`quorate_escrow`] has the part format).
 //!
 //! Used by the `Ceremony` gRPC adapter (`EscrowSplit`). Invariants: the plaintext
 //! parts exist only in zeroizing buffers here and leave the node only
 //! age-encrypted, each to its own custodian; every split is in the audit log.
 
-use quorate_proto::audit::AuditRecord;
-use quorate_proto::escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
-use quorate_proto::identity::PeerIdentity;
-use quorate_proto::pb;
+use quorate_escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
+use quorate_keys::audit::AuditRecord;
+use quorate_transport::identity::PeerIdentity;
+use quorate_wire::pb;
 
 use crate::error::NodeError;
 use crate::state::NodeState;
@@ -34,11 +34,9 @@ pub(crate) fn split(
     }
     let key = state.key(&req.key_id)?;
     let manifest = &key.manifest;
-    let ops = manifest.ciphersuite.ops();
     let parts = u16::try_from(req.custodians.len())
         .map_err(|_| NodeError::MalformedRequest("too many custodians".into()))?;
-    let split = ops
-        .escrow_split(&key.key_package, req.threshold, parts)
+    let split = quorate_escrow::split(manifest.ciphersuite, &key.key_package, req.threshold, parts)
         .map_err(|e| NodeError::Corrupt(format!("key {:?}: {e}", req.key_id)))?;
     let commitments: Vec<String> = split.commitments.iter().map(hex::encode).collect();
     let mut out = Vec::with_capacity(split.parts.len());

@@ -5,7 +5,7 @@
 //! which refuse a key or a ceremony that places this node anywhere else. Invariant:
 //! the identity is fixed for the life of the process.
 
-use quorate_proto::pb;
+use quorate_wire::pb;
 
 /// Who this node is.
 #[derive(Clone, Debug)]

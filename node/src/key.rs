@@ -7,8 +7,8 @@
 //! jurisdiction, and its key package is this node's share of the manifest's key; the
 //! key package is decoded once, here, and the signing path uses the decoded form.
 
-use quorate_proto::manifest::Manifest;
-use quorate_proto::suite::{ParsedKeyPackage, SecretKeyPackage};
+use quorate_frost::{ParsedKeyPackage, SecretKeyPackage};
+use quorate_keys::manifest::Manifest;
 
 use crate::identity::NodeIdentity;
 use crate::store::KeyRecord;

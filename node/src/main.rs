@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use quorate_node::{BoundNode, NodeConfig, NodeError};
-use quorate_proto::runtime::{init_tracing, shutdown_signal, LogFormat};
+use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 
 /// Quorate signer node: holds this region's FROST key shares (sealed at rest under a
 /// key-encryption key) and serves signing rounds to coordinators over mTLS.
@@ -31,7 +31,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    quorate_proto::install_crypto_provider();
+    quorate_transport::install_crypto_provider();
     init_tracing(args.log_format, "info");
     let result = runtime().and_then(|runtime| {
         runtime.block_on(async {

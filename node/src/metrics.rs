@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_proto::metrics::Registry;
+use quorate_transport::metrics::Registry;
 
 use crate::audit::FlushObserver;
 use crate::error::NodeError;

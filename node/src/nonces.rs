@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use quorate_proto::suite::SecretNonces;
+use quorate_frost::SecretNonces;
 
 type CommitmentId = [u8; 32];
 
@@ -61,7 +61,7 @@ fn commitment_id(key_id: &str, commitments: &[u8]) -> CommitmentId {
     buf.extend_from_slice(key_id.as_bytes());
     buf.push(0);
     buf.extend_from_slice(commitments);
-    quorate_proto::sha256(&buf)
+    quorate_wire::sha256(&buf)
 }
 
 impl NonceStore {
@@ -133,7 +133,7 @@ impl NonceStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quorate_proto::suite::Ciphersuite;
+    use quorate_frost::Ciphersuite;
 
     fn nonces() -> (SecretNonces, Vec<u8>) {
         let names = vec!["a".to_string(), "b".to_string()];

@@ -10,14 +10,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use quorate_proto::{pb, MAX_NODE_REQUEST_BYTES};
+use quorate_wire::{pb, MAX_NODE_REQUEST_BYTES};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use quorate_proto::metrics::Registry;
-use quorate_proto::tls::TlsMaterial;
+use quorate_transport::metrics::Registry;
+use quorate_transport::tls::TlsMaterial;
 
 use crate::audit::AuditLog;
 use crate::ceremony::{CeremonyKeys, Participant};
@@ -123,7 +123,7 @@ impl BoundNode {
         );
         let metrics_task = self.metrics_listener.map(|listener| {
             let state = self.state.clone();
-            tokio::spawn(quorate_proto::metrics::serve(
+            tokio::spawn(quorate_transport::metrics::serve(
                 listener,
                 self.metrics.clone(),
                 Arc::new(move |registry: &Registry| state.refresh_gauges(registry)),
@@ -156,7 +156,7 @@ impl BoundNode {
                 pb::audit_server::AuditServer::new(AuditService(self.state.clone()))
                     .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(quorate_proto::tls::incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(quorate_transport::tls::incoming(self.listener), shutdown)
             .await
             .map_err(|e| NodeError::Server(e.to_string()));
         if let Some(task) = metrics_task {
@@ -232,7 +232,7 @@ mod tests {
         let append = {
             let audit = audit.clone();
             tokio::task::spawn_blocking(move || {
-                audit.append(quorate_proto::audit::AuditRecord::default())
+                audit.append(quorate_keys::audit::AuditRecord::default())
             })
         };
         append.await.unwrap().unwrap_err();

@@ -16,4 +16,4 @@ mod node;
 pub use audit::AuditService;
 pub use ceremony::CeremonyService;
 pub use node::NodeService;
-pub use quorate_proto::api::MAX_COMMITMENTS_PER_CALL;
+pub use quorate_wire::api::MAX_COMMITMENTS_PER_CALL;

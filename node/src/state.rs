@@ -12,10 +12,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use quorate_proto::audit::AuditRecord;
-use quorate_proto::metrics::Registry;
-use quorate_proto::pb;
-use quorate_proto::ratelimit::RateLimiter;
+use quorate_keys::audit::AuditRecord;
+use quorate_transport::metrics::Registry;
+use quorate_transport::ratelimit::RateLimiter;
+use quorate_wire::pb;
 
 use crate::audit::AuditLog;
 use crate::config::DangerSettings;
@@ -36,6 +36,7 @@ pub struct NodeState {
     pub(crate) audit: AuditLog,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: NodeMetrics,
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     pub(crate) danger: DangerSettings,
 }
 

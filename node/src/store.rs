@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use quorate_proto::suite::SecretKeyPackage;
+use quorate_frost::SecretKeyPackage;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 

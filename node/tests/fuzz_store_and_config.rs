@@ -3,14 +3,14 @@
 //! file. Smoke pass by default; `QUORATE_FUZZ_CASES=<n>` for long runs (see
 //! docs/security.md).
 
-#[path = "../../proto/tests/fuzzing/mod.rs"]
+#[path = "../../proto/fuzzing/mod.rs"]
 mod fuzzing;
 
+use quorate_frost::Ciphersuite;
+use quorate_keys::manifest;
 use quorate_node::store::{Kek, KeyRecord, KeyStore};
 use quorate_node::{NodeConfig, NodeError};
-use quorate_proto::manifest;
-use quorate_proto::pb;
-use quorate_proto::suite::Ciphersuite;
+use quorate_wire::pb;
 use rand::Rng;
 
 fn kek(byte: u8) -> Kek {

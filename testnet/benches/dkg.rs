@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use quorate_ceremony::keygen::{run_dkg, DkgRequest};
-use quorate_proto::suite::{Ciphersuite, DkgMode};
+use quorate_frost::{Ciphersuite, DkgMode};
 use quorate_testnet::network::{default_bin_dir, LocalNetwork};
 use quorate_testnet::spec::NetworkSpec;
 

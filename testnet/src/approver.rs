@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use quorate_proto::approval::{self, Approval, ApproverKey};
+use quorate_keys::approval::{self, Approval, ApproverKey};
 
 /// The approver's directory inside a testnet directory.
 pub const APPROVER_DIR: &str = "approver";

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use quorate_proto::pb;
-use quorate_proto::pb::signer_client::SignerClient as GrpcSignerClient;
-use quorate_proto::suite::Ciphersuite;
-use quorate_proto::tls::TlsPaths;
+use quorate_frost::Ciphersuite;
+use quorate_transport::tls::TlsPaths;
+use quorate_wire::pb;
+use quorate_wire::pb::signer_client::SignerClient as GrpcSignerClient;
 use tonic::transport::Channel;
 
 /// A signature the client has verified.
@@ -29,7 +29,7 @@ pub struct SignerClient {
 impl SignerClient {
     /// A client for `endpoint` (certified for `server_name`) using `tls`.
     pub fn connect(endpoint: &str, server_name: &str, tls: &TlsPaths) -> anyhow::Result<Self> {
-        quorate_proto::install_crypto_provider();
+        quorate_transport::install_crypto_provider();
         let channel = tls
             .load()?
             .channel(endpoint, server_name, Duration::from_secs(2))?;
@@ -107,7 +107,7 @@ impl SignerClient {
     ) -> anyhow::Result<VerifiedSignature> {
         let public = self.public_key(key_id).await?;
         let response = self.sign(key_id, message, None, timeout).await?;
-        let ciphersuite = Ciphersuite::from_pb(public.ciphersuite)?;
+        let ciphersuite = quorate_wire::ciphersuite_from_pb(public.ciphersuite)?;
         crate::verify::verify(
             ciphersuite,
             &public.public_key,

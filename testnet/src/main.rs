@@ -3,13 +3,13 @@
 //! error to exit code 1.
 
 use clap::Parser;
-use quorate_proto::runtime::{init_tracing, LogFormat};
 use quorate_testnet::cmd::{run, Args};
+use quorate_transport::runtime::{init_tracing, LogFormat};
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    quorate_proto::install_crypto_provider();
+    quorate_transport::install_crypto_provider();
     init_tracing(LogFormat::Text, "warn");
     if let Err(e) = run(args.command).await {
         eprintln!("error: {e:#}");

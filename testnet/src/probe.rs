@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use quorate_ceremony::import::CeremonyNode;
-use quorate_proto::pb;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::tls::TlsPaths;
+use quorate_wire::pb;
 
 /// Waits until the node at `endpoint` answers an authenticated `Ceremony.GetInfo`.
 pub async fn wait_node_serving(

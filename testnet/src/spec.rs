@@ -1,10 +1,11 @@
 //! What a local network consists of, and `testnet.json`, the file that tells
-//! clients and drills how to reach it (a contract: see DESIGN.md, "Testnet contract").
+//! clients and drills how to reach it (a contract:
+//! docs/testnet.md, "The local testnet and `testnet.json`").
 
 use std::path::PathBuf;
 
-use quorate_proto::pb;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
+use quorate_wire::pb;
 use serde::{Deserialize, Serialize};
 
 /// A signer node to run.
@@ -111,7 +112,7 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
-    /// The default network of DESIGN.md: five regions, 3-of-5, demo keys.
+    /// The default network (docs/testnet.md): five regions, 3-of-5, demo keys.
     pub fn default_five_regions() -> Self {
         let node = |i: usize, region: &str, jurisdiction: &str| NodeSpec {
             id: format!("node-{i}"),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::tls::TlsPaths;
 
 /// `value` as a TOML string.
 pub fn toml_string(value: &str) -> String {

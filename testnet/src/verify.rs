@@ -9,7 +9,7 @@ use k256::elliptic_curve::group::GroupEncoding;
 use k256::elliptic_curve::hash2curve::{ExpandMsgXmd, GroupDigest};
 use k256::elliptic_curve::sec1::FromEncodedPoint;
 use k256::elliptic_curve::PrimeField;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 /// Checks `signature` on `message` under `public_key` (public API encodings).
 pub fn verify(
@@ -77,7 +77,7 @@ fn verify_frost_secp256k1(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quorate_proto::suite::{LocalQuorum, PackageDelivery};
+    use quorate_frost::{LocalQuorum, PackageDelivery};
 
     fn frost_signature(suite: Ciphersuite, message: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let names: Vec<String> = (1..=3).map(|i| format!("n{i}")).collect();

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use common::{start_default, TestNetwork, DEADLINE};
 use futures::StreamExt;
-use quorate_proto::approval::{unix_now, Approval, ApproverKey, SCOPE_OUT_OF_POLICY_QUORUM};
-use quorate_proto::identity::Role;
-use quorate_proto::manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
-use quorate_proto::pb::node_client::NodeClient;
-use quorate_proto::pb::signer_client::SignerClient;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
+use quorate_keys::approval::{unix_now, Approval, ApproverKey, SCOPE_OUT_OF_POLICY_QUORUM};
+use quorate_keys::manifest;
 use quorate_testnet::network::LocalNetwork;
+use quorate_transport::identity::Role;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
+use quorate_wire::pb::node_client::NodeClient;
+use quorate_wire::pb::signer_client::SignerClient;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -92,7 +92,7 @@ fn row(rpc: Rpc, class: &'static str, caller: Caller, expect: Code) -> Row {
     }
 }
 
-fn tls(net: &LocalNetwork, caller: Caller) -> quorate_proto::tls::TlsPaths {
+fn tls(net: &LocalNetwork, caller: Caller) -> quorate_transport::tls::TlsPaths {
     match caller {
         Caller::Client => net.tls_paths(Role::Client, "demo-client"),
         Caller::Coordinator => net.tls_paths(Role::Coordinator, "coordinator"),
@@ -224,7 +224,7 @@ async fn snapshot(net: &LocalNetwork) -> Snapshot {
         node_keys.insert(
             node.spec.id.clone(),
             keys.iter()
-                .map(|k| quorate_proto::sha256(&k.manifest))
+                .map(|k| quorate_wire::sha256(&k.manifest))
                 .collect(),
         );
     }
@@ -241,9 +241,7 @@ async fn snapshot(net: &LocalNetwork) -> Snapshot {
 }
 
 /// Every node's audit chain verifies; returns each node's records.
-async fn audit_logs(
-    net: &LocalNetwork,
-) -> BTreeMap<String, Vec<quorate_proto::audit::AuditRecord>> {
+async fn audit_logs(net: &LocalNetwork) -> BTreeMap<String, Vec<quorate_keys::audit::AuditRecord>> {
     let tls = net.issue(Role::Auditor, "auditor").unwrap();
     let mut out = BTreeMap::new();
     for node in &net.nodes {
@@ -328,7 +326,7 @@ fn share_req(key_id: &str, round2: &Round2) -> pb::SignShareRequest {
     pb::SignShareRequest {
         key_id: key_id.into(),
         message: round2.message.clone(),
-        commitments: quorate_proto::api::signer_commitments(&round2.commitments),
+        commitments: quorate_wire::api::signer_commitments(&round2.commitments),
         request_id: "matrix".into(),
         client_id: "spiffe://quorate.test/client/demo-client".into(),
         approval_token: Vec::new(),
@@ -401,7 +399,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
         commitments: BTreeMap::from([(ops.identifier(TARGET).unwrap(), lone_commitment.clone())]),
     };
     let long_message_package = Round2 {
-        message: vec![0u8; quorate_proto::MAX_MESSAGE_BYTES + 1],
+        message: vec![0u8; quorate_wire::MAX_MESSAGE_BYTES + 1],
         ..ed_package.clone()
     };
     let empty_quorum = Round2 {
@@ -416,7 +414,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             .map(|id| (id.clone(), vec![1, 2, 3]))
             .collect(),
     };
-    let over_node_limit = vec![7u8; quorate_proto::MAX_NODE_REQUEST_BYTES + 1];
+    let over_node_limit = vec![7u8; quorate_wire::MAX_NODE_REQUEST_BYTES + 1];
     let over_node_limit_package = Round2 {
         message: over_node_limit.clone(),
         ..ed_package.clone()
@@ -445,9 +443,9 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
         reason: "matrix".into(),
     });
     let recipients: Vec<String> = (0..3).map(|_| age_recipient()).collect();
-    let long_key_id = "k".repeat(quorate_proto::MAX_KEY_ID_BYTES + 1);
+    let long_key_id = "k".repeat(quorate_wire::MAX_KEY_ID_BYTES + 1);
     // Larger than the servers' decoding limits (see proto's MAX_*_REQUEST_BYTES).
-    let over_coordinator_limit = vec![7u8; quorate_proto::MAX_SIGNER_REQUEST_BYTES + 1];
+    let over_coordinator_limit = vec![7u8; quorate_wire::MAX_SIGNER_REQUEST_BYTES + 1];
 
     use Caller::*;
     use Code::*;
@@ -466,7 +464,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             InvalidArgument,
         ),
         row(
-            Rpc::Sign(sign_req(ED, vec![1; quorate_proto::MAX_MESSAGE_BYTES + 1])),
+            Rpc::Sign(sign_req(ED, vec![1; quorate_wire::MAX_MESSAGE_BYTES + 1])),
             "oversized message",
             Client,
             InvalidArgument,
@@ -777,7 +775,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::SignShares(pb::SignSharesRequest {
                 requests: vec![
                     pb::SignShareRequest::default();
-                    quorate_proto::api::MAX_SHARES_PER_BATCH + 1
+                    quorate_wire::api::MAX_SHARES_PER_BATCH + 1
                 ],
             }),
             "more requests than a call may carry",

@@ -1,5 +1,5 @@
 //! `quorate-testnet bench --json` as other programs read it: the last line of its
-//! output is one JSON object with the fields DESIGN.md names, from a real run
+//! output is one JSON object with the contract fields (docs/benchmarks.md), from a real run
 //! against a local network.
 
 mod common;
@@ -43,7 +43,7 @@ fn bench_json_reports_a_real_run_with_the_contracted_fields() {
             .unwrap_or_else(|| panic!("{field} is missing or not a number in {v}"))
     };
 
-    // DESIGN.md: at least these, `ratio` = throughput_sps / limit_sps.
+    // The contract: at least these, `ratio` = throughput_sps / limit_sps.
     let (throughput, limit, ratio) = (num("throughput_sps"), num("limit_sps"), num("ratio"));
     assert!(throughput > 0.0 && limit > 0.0, "{v}");
     assert!((ratio - throughput / limit).abs() < 1e-9, "{v}");

@@ -10,12 +10,12 @@ use prost::Message;
 use quorate_ceremony::import::Transcript;
 use quorate_ceremony::keygen::{run_refresh, run_repair, RefreshRequest, RepairRequest};
 use quorate_ceremony::pki;
-use quorate_proto::identity::Role;
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
+use quorate_keys::manifest::Manifest;
 use quorate_testnet::network::LocalNetwork;
 use quorate_testnet::spec::NetworkSpec;
+use quorate_transport::identity::Role;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -245,11 +245,15 @@ async fn activation_with_a_foreign_confirmation_or_another_manifest_fails_on_eve
     let a = relay.to_round3("conf-a", "k-conf").await;
     let b = relay.to_round3("conf-b", "k-conf").await;
     let first = pb::Confirmation::decode(a[0].body.as_slice()).unwrap();
-    let setup = quorate_proto::ceremony::Setup::from_pb(relay.setup("conf-a", "k-conf")).unwrap();
-    let manifest =
-        quorate_proto::ceremony::build_manifest(&setup, None, first.public_key_package.clone())
-            .unwrap()
-            .encoded;
+    let setup =
+        quorate_ceremony_protocol::setup::Setup::from_pb(relay.setup("conf-a", "k-conf")).unwrap();
+    let manifest = quorate_ceremony_protocol::setup::build_manifest(
+        &setup,
+        None,
+        first.public_key_package.clone(),
+    )
+    .unwrap()
+    .encoded;
     // node-3's confirmation is swapped for its confirmation of the other ceremony:
     // genuinely signed by node-3, but of a different key.
     let split = vec![a[0].clone(), a[1].clone(), b[2].clone()];

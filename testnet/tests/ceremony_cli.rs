@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{bin_dir, start, DEADLINE};
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 use quorate_testnet::spec::{KeySpec, NetworkSpec};
 
 /// The commands in docs/ceremony.md, with `$DIR` replaced.

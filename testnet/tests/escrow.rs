@@ -14,11 +14,11 @@ use common::{bin_dir, start_default, TestNetwork, DEADLINE};
 use quorate_ceremony::escrow::{
     self, part_file_name, Custodian, EscrowError, Identities, RecoverRequest, SplitRequest,
 };
-use quorate_proto::escrow::EscrowPart;
-use quorate_proto::identity::Role;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
-use quorate_proto::suite::Ciphersuite;
+use quorate_escrow::EscrowPart;
+use quorate_frost::Ciphersuite;
+use quorate_transport::identity::Role;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::Code;
 
 const TARGET: &str = "node-2";

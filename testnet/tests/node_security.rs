@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{start_default, DEADLINE};
-use quorate_proto::identity::Role;
-use quorate_proto::pb;
-use quorate_proto::pb::node_client::NodeClient;
-use quorate_proto::suite::Ciphersuite;
-use quorate_proto::tls::TlsPaths;
+use quorate_frost::Ciphersuite;
 use quorate_testnet::client::SignerClient;
 use quorate_testnet::network::LocalNetwork;
+use quorate_transport::identity::Role;
+use quorate_transport::tls::TlsPaths;
+use quorate_wire::pb;
+use quorate_wire::pb::node_client::NodeClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
@@ -84,7 +84,7 @@ fn share_request(
     pb::SignShareRequest {
         key_id: key_id.into(),
         message: message.to_vec(),
-        commitments: quorate_proto::api::signer_commitments(commitments),
+        commitments: quorate_wire::api::signer_commitments(commitments),
         ..Default::default()
     }
 }
@@ -173,13 +173,13 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
     let expected: Vec<String> = packages
         .iter()
         .map(|p| {
-            let sha = quorate_proto::sha256(&p[&own]);
+            let sha = quorate_wire::sha256(&p[&own]);
             format!("commitment_sha256={}", hex::encode(sha))
         })
         .collect();
     assert_eq!(spent, expected);
 
-    let too_many = quorate_proto::api::MAX_SHARES_PER_BATCH + 1;
+    let too_many = quorate_wire::api::MAX_SHARES_PER_BATCH + 1;
     for (requests, what) in [(0, "no requests"), (too_many, "too many requests")] {
         let err = common::sign_shares_once(
             &mut clients[0].1,
@@ -513,10 +513,10 @@ async fn a_signer_sending_corrupt_shares_is_named_excluded_and_signing_goes_on()
     // even asked in round 1 as a spare while three others are available, so it is
     // not named again.
     let culprits = "quorate_coordinator_culprits_total{node=\"node-2\"}";
-    let body = quorate_proto::metrics::scrape(&net.coordinator_metrics)
+    let body = quorate_transport::metrics::scrape(&net.coordinator_metrics)
         .await
         .unwrap();
-    let named_before = quorate_proto::metrics::sample(&body, culprits).unwrap_or(0.0);
+    let named_before = quorate_transport::metrics::sample(&body, culprits).unwrap_or(0.0);
     assert!(named_before >= 1.0, "{body}");
     net.start_node("node-4").await.unwrap();
     for i in 0..10 {
@@ -526,9 +526,9 @@ async fn a_signer_sending_corrupt_shares_is_named_excluded_and_signing_goes_on()
             .unwrap_or_else(|e| panic!("request {i}: {e:#}"));
         assert!(!signed.response.signers.contains(&"node-2".to_string()));
     }
-    let body = quorate_proto::metrics::scrape(&net.coordinator_metrics)
+    let body = quorate_transport::metrics::scrape(&net.coordinator_metrics)
         .await
         .unwrap();
-    let named = quorate_proto::metrics::sample(&body, culprits).unwrap_or(0.0);
+    let named = quorate_transport::metrics::sample(&body, culprits).unwrap_or(0.0);
     assert_eq!(named, named_before, "{body}");
 }

@@ -7,10 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{start, DEADLINE};
-use quorate_proto::metrics;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 use quorate_testnet::client::SignerClient;
 use quorate_testnet::spec::{KeySpec, NetworkSpec};
+use quorate_transport::metrics;
 
 /// Five signatures with key `k`, so that the pools are stocked and every node has
 /// answered before a test freezes one.

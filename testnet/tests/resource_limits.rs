@@ -9,10 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{start_default, DEADLINE};
-use quorate_proto::identity::Role;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
 use quorate_testnet::client::SignerClient;
+use quorate_transport::identity::Role;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::Code;
 
 const ED: &str = "demo-ed25519";
@@ -24,7 +24,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
 
     // Coordinator: a message over MAX_MESSAGE_BYTES but under the transport cap
     // reaches the handler and is refused there with a message naming the limit...
-    let under_cap = vec![1u8; quorate_proto::MAX_SIGNER_REQUEST_BYTES - 1024];
+    let under_cap = vec![1u8; quorate_wire::MAX_SIGNER_REQUEST_BYTES - 1024];
     let err = client
         .sign(ED, &under_cap, None, DEADLINE)
         .await
@@ -32,7 +32,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("limit"), "{err:?}");
     // ... a request over the cap is refused by the gRPC layer.
-    let over_cap = vec![1u8; quorate_proto::MAX_SIGNER_REQUEST_BYTES + 1];
+    let over_cap = vec![1u8; quorate_wire::MAX_SIGNER_REQUEST_BYTES + 1];
     let err = client
         .sign(ED, &over_cap, None, DEADLINE)
         .await
@@ -59,7 +59,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
     let mut ceremony = CeremonyClient::new(channel);
     let err = ceremony
         .install_key(pb::InstallKeyRequest {
-            manifest: vec![0xff; quorate_proto::MAX_NODE_REQUEST_BYTES - 1024],
+            manifest: vec![0xff; quorate_wire::MAX_NODE_REQUEST_BYTES - 1024],
             key_package: Vec::new(),
         })
         .await
@@ -67,7 +67,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let err = ceremony
         .install_key(pb::InstallKeyRequest {
-            manifest: vec![0xff; quorate_proto::MAX_NODE_REQUEST_BYTES + 1],
+            manifest: vec![0xff; quorate_wire::MAX_NODE_REQUEST_BYTES + 1],
             key_package: Vec::new(),
         })
         .await

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::bin_dir;
+use quorate_keys::manifest::Manifest;
 use quorate_node::store::{Kek, KeyStore};
-use quorate_proto::manifest::Manifest;
 
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -6,9 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{start, start_default, DEADLINE};
-use quorate_proto::pb;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 use quorate_testnet::spec::{KeySpec, NetworkSpec};
+use quorate_wire::pb;
 use tonic::Code;
 
 #[tokio::test]
@@ -144,7 +144,7 @@ async fn bad_requests_get_their_contracted_status_codes() {
         code(client.sign("demo-ed25519", b"", None, DEADLINE).await),
         Code::InvalidArgument
     );
-    let oversized = vec![0u8; quorate_proto::MAX_MESSAGE_BYTES + 1];
+    let oversized = vec![0u8; quorate_wire::MAX_MESSAGE_BYTES + 1];
     assert_eq!(
         code(
             client

@@ -5,10 +5,10 @@
 //! `QUORATE_PROPTEST_CASES=<n>` raises the case count; `QUORATE_FUZZ_SEED=<n>`
 //! replays a run.
 
-#[path = "../../proto/tests/fuzzing/mod.rs"]
+#[path = "../../proto/fuzzing/mod.rs"]
 mod fuzzing;
 
-use quorate_proto::suite::{Ciphersuite, LocalQuorum, PackageDelivery};
+use quorate_frost::{Ciphersuite, LocalQuorum, PackageDelivery};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -27,9 +27,9 @@ fn any_t_of_n_signers_produce_a_signature_independent_verifiers_accept() {
             let n = rng.gen_range(2..=10usize);
             let t = rng.gen_range(2..=n);
             let len = if rng.gen_bool(0.2) {
-                quorate_proto::MAX_MESSAGE_BYTES
+                quorate_wire::MAX_MESSAGE_BYTES
             } else {
-                rng.gen_range(1..=quorate_proto::MAX_MESSAGE_BYTES)
+                rng.gen_range(1..=quorate_wire::MAX_MESSAGE_BYTES)
             };
             let message: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();

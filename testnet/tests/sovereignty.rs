@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{bin_dir, start, start_default, DEADLINE};
-use quorate_proto::approval::{unix_now, Approval, ApproverKey, SCOPE_OUT_OF_POLICY_QUORUM};
-use quorate_proto::audit::AuditRecord;
-use quorate_proto::identity::Role;
-use quorate_proto::pb;
-use quorate_proto::pb::node_client::NodeClient;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
+use quorate_keys::approval::{unix_now, Approval, ApproverKey, SCOPE_OUT_OF_POLICY_QUORUM};
+use quorate_keys::audit::AuditRecord;
 use quorate_testnet::client::SignerClient;
 use quorate_testnet::network::LocalNetwork;
 use quorate_testnet::spec::{KeySpec, NetworkSpec, PolicySpec};
+use quorate_transport::identity::Role;
+use quorate_wire::pb;
+use quorate_wire::pb::node_client::NodeClient;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -139,7 +139,7 @@ async fn without_two_eu_nodes_the_eu_key_needs_an_approval_which_every_signer_re
         &response.signature,
     )
     .unwrap();
-    let token_id = quorate_proto::approval::ApprovalToken::decode(&approval)
+    let token_id = quorate_keys::approval::ApprovalToken::decode(&approval)
         .unwrap()
         .approval
         .token_id;
@@ -154,7 +154,7 @@ async fn without_two_eu_nodes_the_eu_key_needs_an_approval_which_every_signer_re
         assert_eq!(record.quorum.len(), 3);
         assert_eq!(
             record.message_sha256,
-            hex::encode(quorate_proto::sha256(b"pay under approval"))
+            hex::encode(quorate_wire::sha256(b"pay under approval"))
         );
     }
 }
@@ -227,7 +227,7 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
                 .sign_share(pb::SignShareRequest {
                     key_id: EU_KEY.into(),
                     message: b"m".to_vec(),
-                    commitments: quorate_proto::api::signer_commitments(&commitments),
+                    commitments: quorate_wire::api::signer_commitments(&commitments),
                     request_id: "direct".into(),
                     client_id: client_id.into(),
                     approval_token: token,
@@ -316,7 +316,7 @@ async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
         .sign_share(pb::SignShareRequest {
             key_id: "payments-only".into(),
             message: b"m".to_vec(),
-            commitments: quorate_proto::api::signer_commitments(&commitments),
+            commitments: quorate_wire::api::signer_commitments(&commitments),
             request_id: String::new(),
             client_id: "spiffe://quorate.test/client/demo-client".into(),
             approval_token: Vec::new(),
@@ -409,7 +409,7 @@ async fn the_audit_record_survives_a_node_killed_right_after_its_share() {
 }
 
 async fn scrape(addr: &str) -> String {
-    quorate_proto::metrics::scrape(addr).await.unwrap()
+    quorate_transport::metrics::scrape(addr).await.unwrap()
 }
 
 #[tokio::test]
@@ -706,12 +706,12 @@ async fn a_retry_with_another_quorum_does_not_charge_the_client_again() {
         .unwrap();
     let signers = &signed.response.signers;
     assert!(!signers.contains(&"node-2".to_string()), "{signers:?}");
-    let body = quorate_proto::metrics::scrape(&net.coordinator_metrics)
+    let body = quorate_transport::metrics::scrape(&net.coordinator_metrics)
         .await
         .unwrap();
     let culprits = "quorate_coordinator_culprits_total{node=\"node-2\"}";
     assert_eq!(
-        quorate_proto::metrics::sample(&body, culprits),
+        quorate_transport::metrics::sample(&body, culprits),
         Some(1.0),
         "node-2 was in the first quorum: {body}"
     );

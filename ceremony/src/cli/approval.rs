@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use quorate_proto::approval::{self, ApproverKey};
+use quorate_keys::approval::{self, ApproverKey};
 
 use super::error::CliError;
 
@@ -80,7 +80,7 @@ fn parse_duration(text: &str) -> Result<u64, CliError> {
 
 /// Runs `approve`: signs an approval token.
 pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
-    quorate_proto::validate_key_id(&args.key_id).map_err(CliError::Usage)?;
+    quorate_wire::validate_key_id(&args.key_id).map_err(CliError::Usage)?;
     let valid_for = parse_duration(&args.valid_for)?;
     if args.out.exists() {
         return Err(CliError::Usage(format!(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::tls::TlsPaths;
 
 use super::error::CliError;
 use crate::audit;

@@ -29,12 +29,12 @@ pub(super) fn save_transcript(transcript: &Transcript, path: &Path) -> Result<()
 pub(super) fn load_policy(
     path: Option<&Path>,
     threshold: u16,
-) -> Result<Option<quorate_proto::pb::KeyPolicy>, CliError> {
+) -> Result<Option<quorate_wire::pb::KeyPolicy>, CliError> {
     let Some(path) = path else {
         return Ok(None);
     };
     let policy = PolicyFile::load(path)?;
-    quorate_proto::policy::Policy::from_pb(Some(&policy), threshold)
+    quorate_keys::policy::Policy::from_pb(Some(&policy), threshold)
         .map_err(|e| CliError::Usage(format!("policy file {}: {e}", path.display())))?;
     Ok(Some(policy))
 }

@@ -53,7 +53,7 @@ pub enum CliError {
         /// The node.
         node: String,
         /// Where and how the chain breaks.
-        brk: quorate_proto::audit::ChainBreak,
+        brk: quorate_keys::audit::ChainBreak,
         /// Records fetched.
         records: u64,
     },

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 use super::common::{check_transcript_path, load_policy, runtime};
 use super::error::CliError;

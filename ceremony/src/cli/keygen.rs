@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 use super::common::{check_transcript_path, load_policy, runtime, save_transcript};
 use super::error::CliError;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use quorate_proto::identity::Role;
+use quorate_transport::identity::Role;
 
 use super::error::CliError;
 use crate::pki;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use quorate_proto::escrow::EscrowFileError;
+use quorate_escrow::EscrowFileError;
 
 use crate::error::CeremonyError;
 

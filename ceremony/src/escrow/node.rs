@@ -2,7 +2,7 @@
 //! share, recover installs the rebuilt share): finding it in the ceremony file, its
 //! mTLS channel, and one RPC with the ceremony's timeout. Used by split and recover.
 
-use quorate_proto::tls::TlsMaterial;
+use quorate_transport::tls::TlsMaterial;
 use tonic::transport::Channel;
 
 use super::error::EscrowError;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use quorate_proto::escrow::{EscrowFileError, EscrowPart};
+use quorate_escrow::{EscrowFileError, EscrowPart};
 use zeroize::Zeroizing;
 
 use super::error::EscrowError;

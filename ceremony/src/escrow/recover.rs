@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::future::join_all;
-use quorate_proto::escrow::{EscrowFileError, EscrowPart, ShamirPart};
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
-use quorate_proto::suite::Ciphersuite;
-use quorate_proto::tls::TlsMaterial;
+use quorate_escrow::{EscrowFileError, EscrowPart, ShamirPart};
+use quorate_frost::Ciphersuite;
+use quorate_keys::manifest::Manifest;
+use quorate_transport::tls::TlsMaterial;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 
 use super::error::EscrowError;
 use super::node::{call, channel, node, tls};
@@ -176,7 +176,7 @@ pub async fn recover(
     file: &CeremonyFile,
     req: RecoverRequest,
 ) -> Result<RecoverOutcome, EscrowError> {
-    quorate_proto::validate_key_id(&req.key_id).map_err(EscrowError::Usage)?;
+    quorate_wire::validate_key_id(&req.key_id).map_err(EscrowError::Usage)?;
     let target = node(file, &req.node_id)?;
     let tls = tls(file)?;
     let (suite, verifying_share, parts) = check_parts(&req)?;
@@ -206,8 +206,7 @@ pub async fn recover(
         )));
     }
     let ops = suite.ops();
-    let share = ops
-        .escrow_combine(&parts, &me.verifying_share)
+    let share = quorate_escrow::combine(suite, &parts, &me.verifying_share)
         .map_err(|e| EscrowError::Mismatch(e.to_string()))?;
     drop(parts);
     let key_package = ops

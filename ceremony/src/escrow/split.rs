@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use quorate_proto::escrow::validate_custodian_name;
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
+use quorate_escrow::validate_custodian_name;
+use quorate_keys::manifest::Manifest;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 
 use super::error::EscrowError;
 use super::node::{call, channel, node, tls};
@@ -76,12 +76,12 @@ pub fn part_file_name(key_id: &str, node_id: &str, custodian: &str) -> String {
 
 /// Runs `escrow split` (see the module docs).
 pub async fn split(file: &CeremonyFile, req: SplitRequest) -> Result<SplitOutcome, EscrowError> {
-    quorate_proto::validate_key_id(&req.key_id).map_err(EscrowError::Usage)?;
+    quorate_wire::validate_key_id(&req.key_id).map_err(EscrowError::Usage)?;
     let m = req.custodians.len();
-    if m < 2 || m > usize::from(quorate_proto::escrow::MAX_CUSTODIANS) {
+    if m < 2 || m > usize::from(quorate_escrow::MAX_CUSTODIANS) {
         return Err(EscrowError::Usage(format!(
             "{m} --custodian given; an escrow needs 2..={}",
-            quorate_proto::escrow::MAX_CUSTODIANS
+            quorate_escrow::MAX_CUSTODIANS
         )));
     }
     if req.threshold < 2 || usize::from(req.threshold) > m {

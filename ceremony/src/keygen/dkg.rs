@@ -1,9 +1,9 @@
 //! Distributed key generation: the nodes create a key no one ever holds whole
 //! (`quorate-ceremony dkg`; the testnet creates its keys this way).
 
-use quorate_proto::ceremony::{Setup, SETUP_VERSION};
-use quorate_proto::pb;
-use quorate_proto::suite::Ciphersuite;
+use quorate_ceremony_protocol::setup::{Setup, SETUP_VERSION};
+use quorate_frost::Ciphersuite;
+use quorate_wire::pb;
 
 use super::relay::{ceremony_id, manifest_participants, reach};
 use super::rounds::run_keygen;
@@ -27,7 +27,7 @@ pub struct DkgRequest {
 /// Runs a DKG (see the module docs) and returns its transcript.
 pub async fn run_dkg(file: &CeremonyFile, req: DkgRequest) -> Result<Transcript, CeremonyError> {
     let started_at = now_rfc3339()?;
-    quorate_proto::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
+    quorate_wire::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
     let n = file.nodes.len();
     if req.threshold < 2 || usize::from(req.threshold) > n {
         return Err(CeremonyError::Request(format!(
@@ -41,7 +41,7 @@ pub async fn run_dkg(file: &CeremonyFile, req: DkgRequest) -> Result<Transcript,
         ceremony_id: ceremony_id("dkg"),
         kind: pb::CeremonyKind::Dkg as i32,
         key_id: req.key_id.clone(),
-        ciphersuite: req.ciphersuite.to_pb() as i32,
+        ciphersuite: quorate_wire::pb::Ciphersuite::from(req.ciphersuite) as i32,
         threshold: u32::from(req.threshold),
         participants: manifest_participants(&peers),
         policy: req.policy.clone(),

@@ -1,8 +1,8 @@
 //! Refresh: new shares of an existing key among its nodes (same group key),
 //! optionally dropping one node, which then retires its share.
 
-use quorate_proto::ceremony::{Setup, SETUP_VERSION};
-use quorate_proto::pb;
+use quorate_ceremony_protocol::setup::{Setup, SETUP_VERSION};
+use quorate_wire::pb;
 
 use super::relay::{agreed_manifest, ceremony_id, manifest_participants, reach, Peer};
 use super::rounds::run_keygen;
@@ -26,7 +26,7 @@ pub async fn run_refresh(
     req: RefreshRequest,
 ) -> Result<Transcript, CeremonyError> {
     let started_at = now_rfc3339()?;
-    quorate_proto::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
+    quorate_wire::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
     if let Some(r) = &req.remove_node {
         if !file.nodes.iter().any(|n| &n.id == r) {
             return Err(CeremonyError::Request(format!(
@@ -68,7 +68,7 @@ pub async fn run_refresh(
         ceremony_id: ceremony_id("refresh"),
         kind: pb::CeremonyKind::Refresh as i32,
         key_id: req.key_id.clone(),
-        ciphersuite: manifest.ciphersuite.to_pb() as i32,
+        ciphersuite: quorate_wire::pb::Ciphersuite::from(manifest.ciphersuite) as i32,
         threshold: u32::from(manifest.threshold),
         participants: manifest_participants(&remaining),
         policy: None,

@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use quorate_proto::attest::StatementVerifier;
-use quorate_proto::ceremony;
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
+use quorate_ceremony_protocol::setup;
+use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::StatementVerifier;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 use rand_core::{OsRng, RngCore};
 use tonic::transport::Channel;
 
@@ -130,9 +130,9 @@ pub(super) fn single(party: &str, reason: impl Into<String>) -> Vec<NodeFailure>
     }]
 }
 
-pub(super) fn check_failure(e: ceremony::CeremonyCheckError) -> Vec<NodeFailure> {
+pub(super) fn check_failure(e: setup::CeremonyCheckError) -> Vec<NodeFailure> {
     match e {
-        ceremony::CeremonyCheckError::Party { party, reason } => single(&party, reason),
+        setup::CeremonyCheckError::Party { party, reason } => single(&party, reason),
         other => single("ceremony", other.to_string()),
     }
 }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use quorate_proto::attest::VerifiedCertificates;
-use quorate_proto::ceremony::{verify_contributions, Setup, SETUP_VERSION};
-use quorate_proto::pb;
+use quorate_ceremony_protocol::setup::{verify_contributions, Setup, SETUP_VERSION};
+use quorate_transport::attest::VerifiedCertificates;
+use quorate_wire::pb;
 
 use super::relay::{
     agreed_manifest, ceremony_id, check_failure, manifest_participants, reach, rpc, single, step,
@@ -41,7 +41,7 @@ pub async fn run_repair(
     file: &CeremonyFile,
     req: RepairRequest,
 ) -> Result<RepairOutcome, CeremonyError> {
-    quorate_proto::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
+    quorate_wire::validate_key_id(&req.key_id).map_err(CeremonyError::Request)?;
     let (peers, verifier) = reach(file).await?;
     let target = peers
         .iter()
@@ -94,7 +94,7 @@ pub async fn run_repair(
         ceremony_id: ceremony_id("repair"),
         kind: pb::CeremonyKind::Repair as i32,
         key_id: req.key_id.clone(),
-        ciphersuite: manifest.ciphersuite.to_pb() as i32,
+        ciphersuite: quorate_wire::pb::Ciphersuite::from(manifest.ciphersuite) as i32,
         threshold: u32::from(manifest.threshold),
         participants: manifest_participants(&helpers),
         policy: None,

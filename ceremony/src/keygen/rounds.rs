@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 
 use prost::Message;
-use quorate_proto::attest::{StatementVerifier, VerifiedCertificates};
-use quorate_proto::ceremony::{build_manifest, verify_confirmations, verify_contributions, Setup};
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
+use quorate_ceremony_protocol::setup::{
+    build_manifest, verify_confirmations, verify_contributions, Setup,
+};
+use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_wire::pb;
 
 use super::relay::{check_failure, rpc, single, step, step_abort, Peer, Run};
 use crate::error::CeremonyError;

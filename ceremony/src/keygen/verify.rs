@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use prost::Message;
-use quorate_proto::ceremony;
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::pb::ceremony_client::CeremonyClient;
+use quorate_ceremony_protocol::setup;
+use quorate_keys::manifest::Manifest;
+use quorate_wire::pb;
+use quorate_wire::pb::ceremony_client::CeremonyClient;
 
 use super::relay::rpc;
 use crate::ceremony_file::CeremonyFile;
@@ -31,7 +31,7 @@ pub async fn verify_transcript(
         })?;
     let mut problems = Vec::new();
     let manifest_bytes = hex::decode(&transcript.manifest).unwrap_or_default();
-    if hex::encode(quorate_proto::sha256(&manifest_bytes)) != transcript.manifest_hash {
+    if hex::encode(quorate_wire::sha256(&manifest_bytes)) != transcript.manifest_hash {
         problems.push("transcript: manifest_hash is not the SHA-256 of its manifest".to_string());
     }
     match Manifest::decode(&manifest_bytes) {
@@ -49,7 +49,7 @@ pub async fn verify_transcript(
             scheme: c.scheme,
             signature: hex::decode(&c.signature).unwrap_or_default(),
         };
-        if let Err(e) = verifier.verify(&signed, ceremony::CONFIRMATION, &c.node_id) {
+        if let Err(e) = verifier.verify(&signed, setup::CONFIRMATION, &c.node_id) {
             problems.push(format!(
                 "{}: recorded confirmation does not verify: {e}",
                 c.node_id
@@ -101,7 +101,7 @@ pub async fn verify_transcript(
                 continue;
             }
         };
-        let hash = hex::encode(quorate_proto::sha256(&live));
+        let hash = hex::encode(quorate_wire::sha256(&live));
         if hash != transcript.manifest_hash {
             problems.push(format!(
                 "{}: holds manifest {hash}, transcript records {}",

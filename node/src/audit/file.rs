@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use quorate_proto::audit::AuditRecord;
+use quorate_keys::audit::AuditRecord;
 
 use crate::error::{storage, NodeError};
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use quorate_proto::audit::{verify_chain, AuditRecord, GENESIS_HASH};
+use quorate_keys::audit::{verify_chain, AuditRecord, GENESIS_HASH};
 
 use super::file::SYNCED_DIRS;
 use super::*;

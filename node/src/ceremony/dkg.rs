@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 
 use prost::Message;
-use quorate_proto::ceremony::{
+use quorate_ceremony_protocol::envelope::EnvelopeContext;
+use quorate_ceremony_protocol::setup::{
     self, build_manifest, round1_transcript_hash, verify_confirmations, verify_contributions, Kind,
     VerifiedContribution,
 };
-use quorate_proto::envelope::EnvelopeContext;
-use quorate_proto::pb;
+use quorate_wire::pb;
 
 use super::participant::{
     check_own_place, culprit_name, open_envelopes, prior_key, rejected, setup_of, Participant,
@@ -237,8 +237,7 @@ pub(crate) fn round3(
         manifest_hash: decoded.hash.to_vec(),
         public_key_package: pkp,
     };
-    let signed =
-        participant.sign_statement(ceremony::CONFIRMATION, confirmation.encode_to_vec())?;
+    let signed = participant.sign_statement(setup::CONFIRMATION, confirmation.encode_to_vec())?;
     tracing::info!(
         ceremony_id = %req.ceremony_id,
         group_public_key = %hex::encode(&decoded.public_key.public_key),
@@ -277,9 +276,9 @@ pub(crate) fn activate(
     if req.manifest != manifest {
         return Err(NodeError::CeremonyRejected(format!(
             "ceremony: the manifest to activate (SHA-256 {}) is not the one {} computed ({})",
-            hex::encode(quorate_proto::sha256(&req.manifest)),
+            hex::encode(quorate_wire::sha256(&req.manifest)),
             node.identity.node_id,
-            hex::encode(quorate_proto::sha256(&manifest))
+            hex::encode(quorate_wire::sha256(&manifest))
         )));
     }
     verify_confirmations(

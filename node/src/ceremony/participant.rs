@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prost::Message;
-use quorate_proto::attest::{StatementSigner, StatementVerifier, VerifiedCertificates};
-use quorate_proto::ceremony::{self, CeremonyCheckError, Setup, VerifiedContribution};
-use quorate_proto::envelope::{EnvelopeContext, EnvelopeKey};
-use quorate_proto::pb;
-use quorate_proto::suite::{CryptoError, SecretBytes};
+use quorate_ceremony_protocol::envelope::{EnvelopeContext, EnvelopeKey};
+use quorate_ceremony_protocol::setup::{self, CeremonyCheckError, Setup, VerifiedContribution};
+use quorate_frost::{CryptoError, SecretBytes};
+use quorate_transport::attest::{StatementSigner, StatementVerifier, VerifiedCertificates};
+use quorate_wire::pb;
 
 use super::sessions::{Session, Sessions, Stage, SESSION_TTL};
 use crate::error::NodeError;
@@ -96,7 +96,7 @@ impl Participant {
             round1_package,
         }
         .encode_to_vec();
-        let own = self.sign_statement(ceremony::CONTRIBUTION, body)?;
+        let own = self.sign_statement(setup::CONTRIBUTION, body)?;
         tracing::info!(
             ceremony_id = %setup.ceremony_id(),
             kind = ?setup.kind,

@@ -7,10 +7,10 @@
 //! participant signed a confirmation of it.
 
 use prost::Message;
-use quorate_proto::attest::VerifiedCertificates;
-use quorate_proto::ceremony::{verify_confirmations, Kind};
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
+use quorate_ceremony_protocol::setup::{verify_confirmations, Kind};
+use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::VerifiedCertificates;
+use quorate_wire::pb;
 
 use super::participant::{rejected, setup_of, Participant};
 use crate::error::NodeError;

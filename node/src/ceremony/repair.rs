@@ -8,11 +8,11 @@
 //! only because every helper signed its hash in the setup; it stores the rebuilt
 //! share only if its verifying share is the manifest's.
 
-use quorate_proto::ceremony::{verify_contributions, Kind, VerifiedContribution};
-use quorate_proto::envelope::EnvelopeContext;
-use quorate_proto::manifest::Manifest;
-use quorate_proto::pb;
-use quorate_proto::suite::SecretBytes;
+use quorate_ceremony_protocol::envelope::EnvelopeContext;
+use quorate_ceremony_protocol::setup::{verify_contributions, Kind, VerifiedContribution};
+use quorate_frost::SecretBytes;
+use quorate_keys::manifest::Manifest;
+use quorate_wire::pb;
 
 use super::participant::{
     check_own_place, open_envelopes, prior_key, rejected, setup_of, Participant, PURPOSE_DELTA,
@@ -223,7 +223,7 @@ pub(crate) fn finish(
         &req.contributions,
     )
     .map_err(rejected)?;
-    if quorate_proto::sha256(&req.manifest).as_slice() != setup.pb.manifest_hash.as_slice() {
+    if quorate_wire::sha256(&req.manifest).as_slice() != setup.pb.manifest_hash.as_slice() {
         return Err(NodeError::CeremonyRejected(
             "ceremony: the manifest delivered is not the one the helpers vouched for".into(),
         ));

@@ -14,11 +14,11 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use quorate_proto::attest::VerifiedCertificates;
-use quorate_proto::ceremony::{Setup, VerifiedContribution};
-use quorate_proto::envelope::EnvelopeKey;
-use quorate_proto::pb;
-use quorate_proto::suite::{SecretBytes, SecretKeyPackage};
+use quorate_ceremony_protocol::envelope::EnvelopeKey;
+use quorate_ceremony_protocol::setup::{Setup, VerifiedContribution};
+use quorate_frost::{SecretBytes, SecretKeyPackage};
+use quorate_transport::attest::VerifiedCertificates;
+use quorate_wire::pb;
 
 use crate::error::NodeError;
 

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use quorate_proto::identity::{authorize, Role};
-use quorate_proto::pb;
+use quorate_transport::identity::{authorize, Role};
+use quorate_wire::pb;
 use tonic::{Request, Response, Status};
 
 use crate::state::NodeState;

@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use quorate_proto::identity::{authorize, PeerIdentity, Role};
-use quorate_proto::pb;
-use quorate_proto::suite::SecretKeyPackage;
+use quorate_frost::SecretKeyPackage;
+use quorate_transport::identity::{authorize, PeerIdentity, Role};
+use quorate_wire::pb;
 use tonic::{Request, Response, Status};
 
 use super::blocking::run_blocking;
@@ -51,7 +51,7 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
     ) -> Result<Response<pb::NodeKey>, Status> {
         authorize(&req, &self.state.identity.trust_domain, &[Role::Ceremony])?;
         let key_id = &req.get_ref().key_id;
-        quorate_proto::validate_key_id(key_id).map_err(NodeError::MalformedRequest)?;
+        quorate_wire::validate_key_id(key_id).map_err(NodeError::MalformedRequest)?;
         let key = self.state.key(key_id)?;
         Ok(Response::new(pb::NodeKey {
             manifest: key.manifest.encoded.clone(),

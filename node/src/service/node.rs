@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
-use quorate_proto::api;
-use quorate_proto::identity::{authorize, PeerIdentity, Role};
-use quorate_proto::pb;
+use quorate_transport::identity::{authorize, PeerIdentity, Role};
+use quorate_wire::api;
+use quorate_wire::pb;
 use tonic::{Request, Response, Status};
 
 use super::blocking::run_blocking;

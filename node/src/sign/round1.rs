@@ -6,8 +6,8 @@
 //! could not sign with them (coordinators would pool them and pick it for quorums
 //! that then fail).
 
-use quorate_proto::api;
-use quorate_proto::pb;
+use quorate_wire::api;
+use quorate_wire::pb;
 
 use crate::error::NodeError;
 use crate::state::NodeState;

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use quorate_proto::api;
-use quorate_proto::approval;
-use quorate_proto::audit::AuditRecord;
-use quorate_proto::identity::PeerIdentity;
-use quorate_proto::pb;
-use quorate_proto::suite::{ReceivedSigningPackage, SecretNonces};
+use quorate_frost::{ReceivedSigningPackage, SecretNonces};
+use quorate_keys::approval;
+use quorate_keys::audit::AuditRecord;
+use quorate_transport::identity::PeerIdentity;
+use quorate_wire::api;
+use quorate_wire::pb;
 
 use crate::audit::PendingRecord;
 use crate::error::NodeError;
@@ -95,7 +95,7 @@ pub(crate) fn record_share(
     let received = ops
         .receive_signing_package(&req.message, &req.commitments, &key.identifier)
         .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
-    let message_digest = quorate_proto::sha256(&req.message);
+    let message_digest = quorate_wire::sha256(&req.message);
     let message_sha256 = hex::encode(message_digest);
     let refusal = |event_detail: String| AuditRecord {
         event: "sign_refused".into(),
@@ -159,7 +159,7 @@ pub(crate) fn record_share(
     state.audit.check_writable()?;
     // Taking the nonce out of the store is what makes it single-use: whatever
     // happens next, it cannot be used again.
-    let spent_commitment = quorate_proto::audit::spent_commitment_detail(own);
+    let spent_commitment = quorate_keys::audit::spent_commitment_detail(own);
     let nonces = state
         .nonces
         .take(&req.key_id, own)
@@ -240,15 +240,7 @@ pub(crate) fn compute_share(
         // commitment), so this is the node's fault, not the request's: INTERNAL,
         // which counts against the node's health at the coordinator.
         .map_err(|e| NodeError::Internal(format!("cannot sign: {e}")))?;
-    let share = if state.danger.corrupt_signature_shares {
-        key.manifest
-            .ciphersuite
-            .ops()
-            .danger_corrupt_share(&share)
-            .map_err(|e| NodeError::Internal(e.to_string()))?
-    } else {
-        share
-    };
+    let share = injected_fault(state, &key, share)?;
     Ok(pb::SignShareResponse {
         signature_share: share,
     })
@@ -313,4 +305,26 @@ fn share_issued(state: &NodeState, record: &AuditRecord) {
         seq = record.seq,
         "signature share issued"
     );
+}
+
+/// The share as the drill config (`[danger]`) says to send it: corrupt for the
+/// malicious-signer drill, as computed otherwise.
+#[cfg(feature = "fault-injection")]
+fn injected_fault(
+    state: &NodeState,
+    key: &ActiveKey,
+    share: Vec<u8>,
+) -> Result<Vec<u8>, NodeError> {
+    if !state.danger.corrupt_signature_shares {
+        return Ok(share);
+    }
+    quorate_frost::danger::corrupt_share(key.manifest.ciphersuite, &share)
+        .map_err(|e| NodeError::Internal(e.to_string()))
+}
+
+/// Builds without the cargo feature `fault-injection` (release images) send every
+/// share as computed; their config cannot ask otherwise.
+#[cfg(not(feature = "fault-injection"))]
+fn injected_fault(_: &NodeState, _: &ActiveKey, share: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+    Ok(share)
 }

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quorate_proto::api;
-use quorate_proto::audit::AuditRecord;
-use quorate_proto::identity::{PeerIdentity, Role};
-use quorate_proto::metrics::Registry;
-use quorate_proto::pb;
-use quorate_proto::suite::{Ciphersuite, ParsedKeyPackage};
+use quorate_frost::{Ciphersuite, ParsedKeyPackage};
+use quorate_keys::audit::AuditRecord;
+use quorate_transport::identity::{PeerIdentity, Role};
+use quorate_transport::metrics::Registry;
+use quorate_wire::api;
+use quorate_wire::pb;
 
 use super::round1::commit;
 use super::round2::{record_share, Recorded};
@@ -30,7 +30,7 @@ fn node_with_key(
     let names = vec!["node-1".to_string(), "node-2".to_string()];
     let ops = Ciphersuite::Ed25519.ops();
     let dealt = ops.split(None, &names, 2).unwrap();
-    let manifest = quorate_proto::manifest::encode(
+    let manifest = quorate_keys::manifest::encode(
         "k1",
         Ciphersuite::Ed25519,
         2,
@@ -207,7 +207,7 @@ fn only_requests_that_can_be_signed_count_against_a_clients_rate() {
         .block_on(state.audit.durable(pending))
         .unwrap();
     assert_eq!(record.event, "sign_refused");
-    let spent = hex::encode(quorate_proto::sha256(&over));
+    let spent = hex::encode(quorate_wire::sha256(&over));
     assert!(
         record
             .detail

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use quorate_proto::pb;
-use quorate_proto::suite::{Ciphersuite, LocalQuorum, PackageDelivery};
+use quorate_frost::{Ciphersuite, LocalQuorum, PackageDelivery};
+use quorate_wire::pb;
 
 /// Signs in one thread for `window` with every party of a signature in this
 /// process ([`LocalQuorum`], the same `SuiteOps` code path as the network:

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 use crate::client::SignerClient;
 

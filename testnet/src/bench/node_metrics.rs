@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use quorate_proto::metrics;
+use quorate_transport::metrics;
 
 /// The nodes' round-2 and audit-flush metrics, summed over all nodes.
 #[derive(Clone, Copy, Debug, Default)]

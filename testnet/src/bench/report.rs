@@ -66,7 +66,7 @@ pub fn table(results: &[SuiteResult]) -> String {
     out
 }
 
-/// The final `--json` line: the fields DESIGN.md names at the top level (from the
+/// The final `--json` line: the contract fields (docs/benchmarks.md) at the top level (from the
 /// ciphersuite with the lowest ratio), and every result under `results`.
 pub fn json_line(results: &[SuiteResult]) -> anyhow::Result<String> {
     let worst = results

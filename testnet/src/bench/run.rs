@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use quorate_proto::identity::Role;
-use quorate_proto::pb;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
+use quorate_transport::identity::Role;
+use quorate_wire::pb;
 
 use crate::network::LocalNetwork;
 use crate::spec::{KeySpec, NetworkSpec};

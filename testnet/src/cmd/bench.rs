@@ -58,7 +58,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         json,
     } = args;
     let ciphersuites = if ciphersuite == "all" {
-        quorate_proto::suite::Ciphersuite::ALL.to_vec()
+        quorate_frost::Ciphersuite::ALL.to_vec()
     } else {
         vec![ciphersuite
             .parse()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::tls::TlsPaths;
 
 use crate::client::SignerClient;
 use crate::spec::TestnetJson;
@@ -93,7 +93,7 @@ pub async fn run(args: SignArgs) -> anyhow::Result<()> {
             Duration::from_millis(timeout_ms),
         )
         .await?;
-    let suite = quorate_proto::suite::Ciphersuite::from_pb(response.ciphersuite)?;
+    let suite = quorate_wire::ciphersuite_from_pb(response.ciphersuite)?;
     crate::verify::verify(suite, &public.public_key, &message, &response.signature)
         .map_err(|e| anyhow::anyhow!("signature does not verify: {e}"))?;
     println!("key_id:     {}", response.key_id);

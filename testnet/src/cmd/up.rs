@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use quorate_proto::runtime::ShutdownSignals;
+use quorate_transport::runtime::ShutdownSignals;
 
 use crate::network::{default_bin_dir, remove_testnet, LocalNetwork};
 use crate::spec::NetworkSpec;

@@ -248,8 +248,8 @@ pub fn ceremony_command(
 }
 
 /// The ciphersuite as `quorate-ceremony` spells it on its command line.
-fn ceremony_arg(suite: quorate_proto::suite::Ciphersuite) -> &'static str {
-    use quorate_proto::suite::Ciphersuite;
+fn ceremony_arg(suite: quorate_frost::Ciphersuite) -> &'static str {
+    use quorate_frost::Ciphersuite;
     match suite {
         Ciphersuite::Ed25519 => "ed25519",
         Ciphersuite::Secp256k1 => "secp256k1",

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::tls::TlsPaths;
 
 use crate::spec::{NetworkSpec, NodeSpec};
 
@@ -127,7 +127,7 @@ pub struct ComposeLayout {
 }
 
 impl ComposeLayout {
-    /// DESIGN.md's five regions, 3-of-5, two coordinators.
+    /// The default network's five regions, 3-of-5, with two coordinators.
     pub fn default_five_regions() -> Self {
         // The local testnet's keys, the EU-policy key included.
         let spec = NetworkSpec::default_five_regions();

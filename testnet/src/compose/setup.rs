@@ -10,8 +10,8 @@ use anyhow::anyhow;
 use quorate_ceremony::import::{CeremonyFile, CeremonyNode};
 use quorate_ceremony::keygen::PolicyFile;
 use quorate_ceremony::pki;
-use quorate_proto::identity::Role;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::identity::Role;
+use quorate_transport::tls::TlsPaths;
 
 use super::layout::{
     party_tls, policy_path, ComposeLayout, COORDINATOR_PORT, NODE_PORT, POLICIES_DIR,

@@ -237,7 +237,7 @@ mod tests {
             .iter()
             .find(|k| k.key_id == "eu-payments")
             .expect("the compose layout has the EU key");
-        assert_eq!(eu.ciphersuite, quorate_proto::suite::Ciphersuite::Ed25519);
+        assert_eq!(eu.ciphersuite, quorate_frost::Ciphersuite::Ed25519);
         assert_eq!(eu.policy, Some(PolicySpec::residency("EU", 2)));
 
         let rendered = layout.render_compose_file();

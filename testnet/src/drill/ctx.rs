@@ -3,7 +3,6 @@
 //! random victims, the local network for local-only drills).
 
 use anyhow::{bail, Context};
-use quorate_proto::suite::Ciphersuite;
 use rand_core::{OsRng, RngCore};
 
 use super::load::{Load, LoadKey};
@@ -34,7 +33,7 @@ impl DrillCtx {
                 .with_context(|| format!("GetPublicKey({key_id})"))?;
             keys.push(LoadKey {
                 key_id: key_id.clone(),
-                ciphersuite: Ciphersuite::from_pb(public.ciphersuite)?,
+                ciphersuite: quorate_wire::ciphersuite_from_pb(public.ciphersuite)?,
                 public_key: public.public_key,
             });
         }

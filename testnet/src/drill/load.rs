@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 use crate::client::SignerClient;
 

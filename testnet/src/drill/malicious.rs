@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 use super::ctx::{DrillCtx, EU_KEY};
 use super::verdict::{baseline_failures, verdict, Stats, Verdict};
@@ -49,11 +49,14 @@ pub(super) fn malicious_signer(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Resu
 /// Each attack must be refused by the node itself, under the background load.
 pub(super) fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
     Box::pin(async move {
-        use quorate_proto::pb;
+        use quorate_wire::pb;
         let load = ctx.load(&[], "malicious-coordinator")?;
         let net = ctx.local()?;
         let tls = net
-            .tls_paths(quorate_proto::identity::Role::Coordinator, "coordinator")
+            .tls_paths(
+                quorate_transport::identity::Role::Coordinator,
+                "coordinator",
+            )
             .load()?;
         let mut clients = std::collections::BTreeMap::new();
         for id in ["node-1", "node-2", "node-3", "node-4", "node-5"] {
@@ -102,7 +105,7 @@ pub(super) fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow:
         let request = |quorum: &Quorum, message: &[u8], key_id: &str| pb::SignShareRequest {
             key_id: key_id.into(),
             message: message.to_vec(),
-            commitments: quorate_proto::api::signer_commitments(quorum),
+            commitments: quorate_wire::api::signer_commitments(quorum),
             request_id: "malicious-coordinator".into(),
             client_id: client_id.clone(),
             approval_token: Vec::new(),

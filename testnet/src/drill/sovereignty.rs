@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use quorate_proto::suite::Ciphersuite;
+use quorate_frost::Ciphersuite;
 
 use super::ctx::{DrillCtx, EU_KEY};
 use super::load::REQUEST_TIMEOUT;

@@ -188,9 +188,9 @@ fn all_key_ids(net: &LocalNetwork) -> Vec<String> {
 /// Checks every node's audit chain, that no commitment (nonce) was spent twice on
 /// any node, and that every node still holds every key. Returns the problems.
 async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<String>, usize)> {
-    let auditor = net.issue(quorate_proto::identity::Role::Auditor, "drill-auditor")?;
+    let auditor = net.issue(quorate_transport::identity::Role::Auditor, "drill-auditor")?;
     let ceremony_tls = net
-        .tls_paths(quorate_proto::identity::Role::Ceremony, "testnet")
+        .tls_paths(quorate_transport::identity::Role::Ceremony, "testnet")
         .load()?;
     let mut problems = Vec::new();
     let mut shares_checked = 0;
@@ -218,10 +218,10 @@ async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<St
             }
         }
         let channel = ceremony_tls.channel(&node.endpoint, id, Duration::from_secs(2))?;
-        let mut client = quorate_proto::pb::ceremony_client::CeremonyClient::new(channel);
+        let mut client = quorate_wire::pb::ceremony_client::CeremonyClient::new(channel);
         for key_id in all_key_ids(net) {
             if let Err(s) = client
-                .get_manifest(quorate_proto::pb::GetManifestRequest {
+                .get_manifest(quorate_wire::pb::GetManifestRequest {
                     key_id: key_id.clone(),
                 })
                 .await

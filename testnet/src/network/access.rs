@@ -4,8 +4,8 @@
 
 use quorate_ceremony::import::CeremonyFile;
 use quorate_ceremony::pki;
-use quorate_proto::identity::Role;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::identity::Role;
+use quorate_transport::tls::TlsPaths;
 
 use super::LocalNetwork;
 use crate::client::SignerClient;

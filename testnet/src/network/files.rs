@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quorate_ceremony::pki;
-use quorate_proto::identity::Role;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::identity::Role;
+use quorate_transport::tls::TlsPaths;
 
 use crate::spec::NodeSpec;
 use crate::toml_text::{node_entry, tls_toml, toml_path, toml_string};

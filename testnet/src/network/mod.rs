@@ -23,9 +23,9 @@ use anyhow::{anyhow, bail, Context};
 use quorate_ceremony::import::{CeremonyFile, CeremonyNode};
 use quorate_ceremony::keygen::{run_dkg, DkgRequest};
 use quorate_ceremony::pki;
-use quorate_proto::identity::Role;
-use quorate_proto::pb;
-use quorate_proto::tls::TlsPaths;
+use quorate_transport::identity::Role;
+use quorate_transport::tls::TlsPaths;
+use quorate_wire::pb;
 
 use crate::client::SignerClient;
 use crate::spec::{
@@ -120,7 +120,7 @@ impl LocalNetwork {
         if coordinators == 0 {
             bail!("a network needs at least one coordinator");
         }
-        quorate_proto::install_crypto_provider();
+        quorate_transport::install_crypto_provider();
         let node_bin = binaries::binary(bin_dir, "quorate-node")?;
         let coordinator_bin = binaries::binary(bin_dir, "quorate-coordinator")?;
         if dir.join("testnet.json").exists() || dir.join("pki").exists() {

@@ -68,9 +68,9 @@ pub const DEADLINE: Duration = Duration::from_secs(5);
 /// One `SignShares` batch on a stream of its own: the node's answer, or the status
 /// that refused the stream or ended it.
 pub async fn sign_shares_once(
-    client: &mut quorate_proto::pb::node_client::NodeClient<tonic::transport::Channel>,
-    batch: quorate_proto::pb::SignSharesRequest,
-) -> Result<quorate_proto::pb::SignSharesResponse, tonic::Status> {
+    client: &mut quorate_wire::pb::node_client::NodeClient<tonic::transport::Channel>,
+    batch: quorate_wire::pb::SignSharesRequest,
+) -> Result<quorate_wire::pb::SignSharesResponse, tonic::Status> {
     let mut answers = client
         .sign_shares(futures::stream::iter([batch]))
         .await?

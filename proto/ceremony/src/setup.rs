@@ -1,0 +1,356 @@
+//! What nodes exchange in key ceremonies (DKG, refresh, repair), checked at the
+//! boundary, and the checks that node and ceremony tool both run.
+//!
+//! A ceremony is described by a [`Setup`]; every node signs its hash in its
+//! [`pb::Contribution`] (envelope key and round-1 package) and its
+//! [`pb::Confirmation`] (round-1 transcript hash, group key, manifest hash), so a
+//! relay that shows nodes different setups, drops, swaps or alters a contribution,
+//! or forges a confirmation, is caught and the failing party is named.
+//!
+//! The manifest of the resulting key is a function of the setup (and, for a refresh,
+//! of the key's previous manifest) and the public key package ([`build_manifest`]),
+//! so every node computes the same bytes itself and refuses any other.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prost::Message;
+
+use quorate_frost::{Ciphersuite, DkgMode};
+use quorate_keys::manifest::{self, Manifest};
+use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_wire::pb;
+
+/// Setup format version this build writes and accepts.
+pub const SETUP_VERSION: u32 = 1;
+/// Statement kind of a [`pb::Contribution`].
+pub const CONTRIBUTION: &str = "ceremony-contribution";
+/// Statement kind of a [`pb::Confirmation`].
+pub const CONFIRMATION: &str = "ceremony-confirmation";
+
+/// Why a ceremony message was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CeremonyCheckError {
+    /// The setup itself is unusable.
+    #[error("invalid ceremony setup: {0}")]
+    Setup(String),
+    /// A named party's message failed a check.
+    #[error("{party}: {reason}")]
+    Party {
+        /// Node id of the party at fault (or whose message was tampered with).
+        party: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+fn party(party: &str, reason: impl Into<String>) -> CeremonyCheckError {
+    CeremonyCheckError::Party {
+        party: party.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Which ceremony.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A new key by DKG.
+    Dkg,
+    /// New shares of an existing key.
+    Refresh,
+    /// Rebuilding one node's share.
+    Repair,
+}
+
+impl Kind {
+    /// The DKG variant to run (repair runs none).
+    pub fn dkg_mode(self) -> DkgMode {
+        match self {
+            Kind::Refresh => DkgMode::Refresh,
+            Kind::Dkg | Kind::Repair => DkgMode::Generate,
+        }
+    }
+}
+
+/// A validated ceremony setup.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The setup as received.
+    pub pb: pb::CeremonySetup,
+    /// Which ceremony.
+    pub kind: Kind,
+    /// Ciphersuite.
+    pub ciphersuite: Ciphersuite,
+    /// Threshold.
+    pub threshold: u16,
+    /// SHA-256 of the encoded setup.
+    pub hash: [u8; 32],
+}
+
+/// Checks a ceremony id: 1..=128 bytes of `[A-Za-z0-9._-]`.
+pub fn validate_ceremony_id(id: &str) -> Result<(), String> {
+    quorate_wire::validate_key_id(id).map_err(|e| e.replace("key_id", "ceremony_id"))
+}
+
+impl Setup {
+    /// Validates a setup.
+    pub fn from_pb(pb: pb::CeremonySetup) -> Result<Self, CeremonyCheckError> {
+        let bad = |m: String| CeremonyCheckError::Setup(m);
+        if pb.version != SETUP_VERSION {
+            return Err(bad(format!(
+                "unsupported setup version {} (this build reads {SETUP_VERSION})",
+                pb.version
+            )));
+        }
+        validate_ceremony_id(&pb.ceremony_id).map_err(bad)?;
+        quorate_wire::validate_key_id(&pb.key_id).map_err(bad)?;
+        let kind = match pb::CeremonyKind::try_from(pb.kind) {
+            Ok(pb::CeremonyKind::Dkg) => Kind::Dkg,
+            Ok(pb::CeremonyKind::Refresh) => Kind::Refresh,
+            Ok(pb::CeremonyKind::Repair) => Kind::Repair,
+            _ => return Err(bad(format!("unknown ceremony kind {}", pb.kind))),
+        };
+        let ciphersuite =
+            quorate_wire::ciphersuite_from_pb(pb.ciphersuite).map_err(|e| bad(e.to_string()))?;
+        let n = pb.participants.len();
+        let threshold = u16::try_from(pb.threshold)
+            .ok()
+            .filter(|t| *t >= 2 && usize::from(*t) <= n && n <= usize::from(u16::MAX))
+            .ok_or_else(|| bad(format!("threshold {} is not within 2..={n}", pb.threshold)))?;
+        let mut seen = BTreeSet::new();
+        for p in &pb.participants {
+            quorate_transport::identity::PeerIdentity::new(
+                "check",
+                quorate_transport::identity::Role::Node,
+                &p.node_id,
+            )
+            .map_err(|e| bad(format!("participant id: {e}")))?;
+            if !seen.insert(p.node_id.as_str()) {
+                return Err(bad(format!("participant {} listed twice", p.node_id)));
+            }
+        }
+        if kind != Kind::Dkg && pb.manifest_hash.len() != 32 {
+            return Err(bad("manifest_hash must be a SHA-256".into()));
+        }
+        if kind == Kind::Repair {
+            if pb.repair_target.is_empty() || seen.contains(pb.repair_target.as_str()) {
+                return Err(bad(
+                    "repair_target must be set and must not be a helper".into()
+                ));
+            }
+        } else if !pb.repair_target.is_empty() {
+            return Err(bad("repair_target is only for repairs".into()));
+        }
+        let hash = quorate_wire::sha256(&pb.encode_to_vec());
+        Ok(Self {
+            pb,
+            kind,
+            ciphersuite,
+            threshold,
+            hash,
+        })
+    }
+
+    /// The ceremony id.
+    pub fn ceremony_id(&self) -> &str {
+        &self.pb.ceremony_id
+    }
+
+    /// Participant (or helper) node ids, in setup order.
+    pub fn participant_ids(&self) -> Vec<String> {
+        self.pb
+            .participants
+            .iter()
+            .map(|p| p.node_id.clone())
+            .collect()
+    }
+
+    /// Whether `node_id` takes part (as a participant, helper or repair target).
+    pub fn involves(&self, node_id: &str) -> bool {
+        self.pb.repair_target == node_id
+            || self.pb.participants.iter().any(|p| p.node_id == node_id)
+    }
+}
+
+/// A contribution whose signature and setup hash were checked.
+#[derive(Clone, Debug)]
+pub struct VerifiedContribution {
+    /// Node id (from the signer's certificate).
+    pub node_id: String,
+    /// X25519 envelope key.
+    pub envelope_key: Vec<u8>,
+    /// frost round-1 package (empty in a repair).
+    pub round1_package: Vec<u8>,
+}
+
+/// Checks one signed contribution per node of `expected`, returning them in that
+/// order. Fails naming the first party whose contribution is missing, duplicated,
+/// not signed by it, or made for another ceremony setup. `certificates` are the
+/// ceremony's already verified certificates (see [`VerifiedCertificates`]).
+pub fn verify_contributions(
+    verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
+    setup: &Setup,
+    expected: &[String],
+    signed: &[pb::Signed],
+) -> Result<Vec<VerifiedContribution>, CeremonyCheckError> {
+    let mut found: BTreeMap<String, VerifiedContribution> = BTreeMap::new();
+    for s in signed {
+        let body = pb::Contribution::decode(s.body.as_slice())
+            .map_err(|e| CeremonyCheckError::Setup(format!("contribution does not decode: {e}")))?;
+        let node = body.node_id.clone();
+        if !expected.contains(&node) {
+            return Err(party(
+                &node,
+                "sent a contribution but is not part of this ceremony",
+            ));
+        }
+        verifier
+            .verify_cached(s, CONTRIBUTION, &node, certificates)
+            .map_err(|e| party(&node, format!("contribution rejected: {e}")))?;
+        if body.setup_hash != setup.hash {
+            return Err(party(
+                &node,
+                "contribution was made for another ceremony setup (the relay showed nodes different setups, or mixed in a message of another ceremony)",
+            ));
+        }
+        if body.envelope_key.len() != 32 {
+            return Err(party(&node, "envelope key is not 32 bytes"));
+        }
+        if found.contains_key(&node) {
+            return Err(party(&node, "two contributions for one node"));
+        }
+        found.insert(
+            node.clone(),
+            VerifiedContribution {
+                node_id: node,
+                envelope_key: body.envelope_key,
+                round1_package: body.round1_package,
+            },
+        );
+    }
+    expected
+        .iter()
+        .map(|id| {
+            found
+                .remove(id)
+                .ok_or_else(|| party(id, "no contribution from this node was delivered"))
+        })
+        .collect()
+}
+
+/// SHA-256 over the setup hash and every participant's contribution, in setup
+/// order: what every node confirms before a key becomes active.
+pub fn round1_transcript_hash(setup: &Setup, contributions: &[VerifiedContribution]) -> [u8; 32] {
+    let mut bytes = b"quorate-round1-transcript/1".to_vec();
+    bytes.extend_from_slice(&setup.hash);
+    for c in contributions {
+        for field in [
+            c.node_id.as_bytes(),
+            c.envelope_key.as_slice(),
+            c.round1_package.as_slice(),
+        ] {
+            bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(field);
+        }
+    }
+    quorate_wire::sha256(&bytes)
+}
+
+/// Checks one signed confirmation per node of `expected`, each equal to `ours` in
+/// setup hash, round-1 transcript hash, group key and manifest hash. Fails naming
+/// the first party that is missing, not signed by itself, or disagrees.
+pub fn verify_confirmations(
+    verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
+    expected: &[String],
+    ours: &pb::Confirmation,
+    signed: &[pb::Signed],
+) -> Result<Vec<pb::Confirmation>, CeremonyCheckError> {
+    let mut found: BTreeMap<String, pb::Confirmation> = BTreeMap::new();
+    for s in signed {
+        let c = pb::Confirmation::decode(s.body.as_slice())
+            .map_err(|e| CeremonyCheckError::Setup(format!("confirmation does not decode: {e}")))?;
+        let node = c.node_id.clone();
+        if !expected.contains(&node) {
+            return Err(party(
+                &node,
+                "sent a confirmation but is not part of this ceremony",
+            ));
+        }
+        verifier
+            .verify_cached(s, CONFIRMATION, &node, certificates)
+            .map_err(|e| party(&node, format!("confirmation rejected: {e}")))?;
+        for (what, theirs, mine) in [
+            ("setup", &c.setup_hash, &ours.setup_hash),
+            (
+                "round-1 transcript hash",
+                &c.round1_transcript_hash,
+                &ours.round1_transcript_hash,
+            ),
+            (
+                "group public key",
+                &c.group_public_key,
+                &ours.group_public_key,
+            ),
+            ("manifest hash", &c.manifest_hash, &ours.manifest_hash),
+        ] {
+            if theirs != mine {
+                return Err(party(
+                    &node,
+                    format!(
+                        "confirmed {what} {}, but {} computed {} (the nodes did not see the same ceremony: a relay tampered with or split a message)",
+                        hex::encode(theirs),
+                        ours.node_id,
+                        hex::encode(mine)
+                    ),
+                ));
+            }
+        }
+        found.insert(node, c);
+    }
+    expected
+        .iter()
+        .map(|id| {
+            found
+                .remove(id)
+                .ok_or_else(|| party(id, "no confirmation from this node was delivered"))
+        })
+        .collect()
+}
+
+/// The manifest a ceremony produces: for a DKG, from the setup (key id, ciphersuite,
+/// threshold, participants, policy, created_at); for a refresh, from the key's
+/// previous manifest (which fixes everything but the participants and the public key
+/// package). Deterministic, so every node computes the same bytes
+/// ([`Manifest::encoded`]). Returned decoded and validated: decoding parses every
+/// point of the public key package, which is worth doing once.
+pub fn build_manifest(
+    setup: &Setup,
+    previous: Option<&Manifest>,
+    public_key_package: Vec<u8>,
+) -> Result<Manifest, CeremonyCheckError> {
+    let (created_at, policy) = match (setup.kind, previous) {
+        (Kind::Dkg, _) => (setup.pb.created_at.clone(), setup.pb.policy.clone()),
+        (Kind::Refresh, Some(prev)) => {
+            let pb = pb::KeyManifest::decode(prev.encoded.as_slice())
+                .map_err(|e| CeremonyCheckError::Setup(e.to_string()))?;
+            (pb.created_at, pb.policy)
+        }
+        _ => {
+            return Err(CeremonyCheckError::Setup(
+                "a refresh needs the key's previous manifest".into(),
+            ))
+        }
+    };
+    let encoded = manifest::encode(
+        &setup.pb.key_id,
+        setup.ciphersuite,
+        setup.threshold,
+        public_key_package,
+        setup.pb.participants.clone(),
+        created_at,
+        policy,
+    );
+    Manifest::decode(&encoded).map_err(|e| CeremonyCheckError::Setup(e.to_string()))
+}

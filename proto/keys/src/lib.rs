@@ -1,0 +1,13 @@
+//! The rules of a Quorate key, shared by everyone who must agree on them: the
+//! [`manifest`] (a key's public description, byte-identical on every participant),
+//! its sovereignty and access [`policy`], compliance [`approval`] tokens for an
+//! out-of-policy quorum, and the [`audit`] record format with its hash chain.
+//!
+//! The coordinator uses these to choose quorums; every node enforces them itself (the
+//! coordinator is not trusted to). Nothing here touches a share.
+#![deny(clippy::unwrap_used)]
+
+pub mod approval;
+pub mod audit;
+pub mod manifest;
+pub mod policy;

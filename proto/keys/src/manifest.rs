@@ -1,0 +1,251 @@
+//! A key's public description ([`pb::KeyManifest`]), parsed and checked at the boundary.
+//!
+//! Every participant stores the same encoded manifest. Its SHA-256 ([`Manifest::hash`])
+//! is how the coordinator tells that nodes agree on a key.
+
+use prost::Message;
+
+use crate::policy::Policy;
+use quorate_frost::{Ciphersuite, CryptoError, ParsedPublicKeyPackage, PublicKeyInfo};
+use quorate_wire::pb;
+
+/// Manifest format version this build writes and accepts.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// A share holder named in a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestParticipant {
+    /// Node id (the name in the node's certificate).
+    pub node_id: String,
+    /// FROST identifier: `Identifier::derive(node_id)`.
+    pub identifier: Vec<u8>,
+    /// The participant's verifying share.
+    pub verifying_share: Vec<u8>,
+    /// Cloud or sovereign region.
+    pub region: String,
+    /// Legal jurisdiction (e.g. `EU`).
+    pub jurisdiction: String,
+}
+
+/// A validated key manifest.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// Key id.
+    pub key_id: String,
+    /// Ciphersuite.
+    pub ciphersuite: Ciphersuite,
+    /// Signers needed (`t`).
+    pub threshold: u16,
+    /// Share holders, in manifest order.
+    pub participants: Vec<ManifestParticipant>,
+    /// Public key facts decoded from the public key package.
+    pub public_key: PublicKeyInfo,
+    /// The frost public key package.
+    pub public_key_package: Vec<u8>,
+    /// The same, decoded once: the coordinator aggregates with it.
+    pub parsed_public_key_package: ParsedPublicKeyPackage,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Who may use the key and which quorums are lawful.
+    pub policy: Policy,
+    /// The manifest exactly as encoded and stored.
+    pub encoded: Vec<u8>,
+    /// SHA-256 of `encoded`.
+    pub hash: [u8; 32],
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Not a protobuf KeyManifest.
+    #[error("manifest does not decode: {0}")]
+    Decode(String),
+    /// Decodes, but is inconsistent; the message says how.
+    #[error("invalid manifest: {0}")]
+    Invalid(String),
+    /// The embedded FROST package is malformed.
+    #[error("invalid manifest: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+impl Manifest {
+    /// Decodes and validates an encoded manifest.
+    pub fn decode(encoded: &[u8]) -> Result<Self, ManifestError> {
+        let pb =
+            pb::KeyManifest::decode(encoded).map_err(|e| ManifestError::Decode(e.to_string()))?;
+        let invalid = |m: String| ManifestError::Invalid(m);
+        if pb.version != MANIFEST_VERSION {
+            return Err(invalid(format!(
+                "unsupported manifest version {} (this build reads {MANIFEST_VERSION})",
+                pb.version
+            )));
+        }
+        quorate_wire::validate_key_id(&pb.key_id).map_err(invalid)?;
+        let ciphersuite = quorate_wire::ciphersuite_from_pb(pb.ciphersuite)?;
+        let ops = ciphersuite.ops();
+        let parsed_public_key_package = ops.parse_public_key_package(&pb.public_key_package)?;
+        let public_key = parsed_public_key_package.info().clone();
+        let n = pb.participants.len();
+        let threshold = u16::try_from(pb.threshold)
+            .ok()
+            .filter(|t| *t >= 2 && usize::from(*t) <= n)
+            .ok_or_else(|| invalid(format!("threshold {} is not within 2..={n}", pb.threshold)))?;
+        if public_key.min_signers.is_some_and(|m| m != threshold) {
+            return Err(invalid(
+                "threshold differs from the public key package".into(),
+            ));
+        }
+        if public_key.verifying_shares.len() != n {
+            return Err(invalid(format!(
+                "{n} participants but {} verifying shares",
+                public_key.verifying_shares.len()
+            )));
+        }
+        let mut participants = Vec::with_capacity(n);
+        for p in &pb.participants {
+            if p.node_id.is_empty() {
+                return Err(invalid("participant with empty node_id".into()));
+            }
+            if participants
+                .iter()
+                .any(|q: &ManifestParticipant| q.node_id == p.node_id)
+            {
+                return Err(invalid(format!("participant {} listed twice", p.node_id)));
+            }
+            let identifier = ops.identifier(&p.node_id)?;
+            let verifying_share = public_key
+                .verifying_shares
+                .get(&identifier)
+                .ok_or_else(|| invalid(format!("no verifying share for {}", p.node_id)))?
+                .clone();
+            participants.push(ManifestParticipant {
+                node_id: p.node_id.clone(),
+                identifier,
+                verifying_share,
+                region: p.region.clone(),
+                jurisdiction: p.jurisdiction.clone(),
+            });
+        }
+        let policy = Policy::from_pb(pb.policy.as_ref(), threshold)
+            .map_err(|e| invalid(format!("policy: {e}")))?;
+        Ok(Self {
+            policy,
+            key_id: pb.key_id,
+            ciphersuite,
+            threshold,
+            participants,
+            public_key,
+            public_key_package: pb.public_key_package,
+            parsed_public_key_package,
+            created_at: pb.created_at,
+            encoded: encoded.to_vec(),
+            hash: quorate_wire::sha256(encoded),
+        })
+    }
+
+    /// The participant with FROST identifier `identifier`.
+    pub fn participant_by_identifier(&self, identifier: &[u8]) -> Option<&ManifestParticipant> {
+        self.participants
+            .iter()
+            .find(|p| p.identifier == identifier)
+    }
+
+    /// Jurisdictions of the signers named by FROST identifiers; `None` if one of
+    /// them is not a participant.
+    pub fn jurisdictions_of<'a>(
+        &'a self,
+        identifiers: impl IntoIterator<Item = &'a Vec<u8>>,
+    ) -> Option<Vec<&'a str>> {
+        identifiers
+            .into_iter()
+            .map(|id| {
+                self.participant_by_identifier(id)
+                    .map(|p| p.jurisdiction.as_str())
+            })
+            .collect()
+    }
+
+    /// The participant named `node_id`.
+    pub fn participant(&self, node_id: &str) -> Option<&ManifestParticipant> {
+        self.participants.iter().find(|p| p.node_id == node_id)
+    }
+}
+
+/// Encodes a new manifest.
+pub fn encode(
+    key_id: &str,
+    ciphersuite: Ciphersuite,
+    threshold: u16,
+    public_key_package: Vec<u8>,
+    participants: Vec<pb::ManifestParticipant>,
+    created_at: String,
+    policy: Option<pb::KeyPolicy>,
+) -> Vec<u8> {
+    pb::KeyManifest {
+        version: MANIFEST_VERSION,
+        key_id: key_id.to_string(),
+        ciphersuite: quorate_wire::pb::Ciphersuite::from(ciphersuite) as i32,
+        threshold: u32::from(threshold),
+        public_key_package,
+        participants,
+        created_at,
+        policy,
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(threshold: u16) -> Vec<u8> {
+        let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
+        let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
+        encode(
+            "k1",
+            Ciphersuite::Ed25519,
+            threshold,
+            dealt.public_key_package,
+            names
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.clone(),
+                    region: "r".into(),
+                    jurisdiction: "EU".into(),
+                })
+                .collect(),
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        )
+    }
+
+    #[test]
+    fn valid_manifest_decodes_with_identifiers_matching_shares() {
+        let m = Manifest::decode(&sample(2)).unwrap();
+        assert_eq!(m.participants.len(), 3);
+        assert_eq!(m.hash, quorate_wire::sha256(&m.encoded));
+    }
+
+    #[test]
+    fn threshold_disagreeing_with_package_is_refused() {
+        assert!(matches!(
+            Manifest::decode(&sample(3)),
+            Err(ManifestError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let mut pb = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
+        pb.version = 2;
+        let err = Manifest::decode(&pb.encode_to_vec()).unwrap_err();
+        assert!(err.to_string().contains("version"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panic() {
+        assert!(Manifest::decode(b"\xff\xff\xff").is_err());
+        assert!(Manifest::decode(b"").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Service plumbing shared by Quorate's servers and clients: SPIFFE peer
+//! [`identity`] from mTLS certificates, [`tls`] configuration, statements signed with a
+//! certificate's private key and checked against the CA ([`attest`]), Prometheus
+//! [`metrics`], per-client [`ratelimit`]s, [`config`] loading and process [`runtime`]
+//! (logging, signals).
+//!
+//! Identity always comes from the authenticated certificate, never from a message
+//! field. Nothing here touches a share.
+#![deny(clippy::unwrap_used)]
+
+pub mod attest;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod ratelimit;
+pub mod runtime;
+#[cfg(test)]
+mod test_ca;
+pub mod tls;
+
+/// Installs the process-wide rustls crypto provider (ring). Call at the start of
+/// `main` and of every test that builds TLS configs; repeated calls are harmless.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,42 @@
+//! Size limits every server enforces at the boundary, and the syntax of a key id.
+//! The limits are part of the public contract: docs and clients quote them.
+
+/// Largest message `Sign` accepts, in bytes. Larger messages get `INVALID_ARGUMENT`;
+/// callers with bigger payloads sign a digest.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Largest gRPC request the coordinator's `Signer` server decodes. A `Sign` request
+/// holds at most a [`MAX_MESSAGE_BYTES`] message, a 4 KiB approval token and two
+/// 128-byte ids; 256 KiB leaves room for framing without letting a client make the
+/// coordinator buffer megabytes per call. Larger requests are refused by the gRPC
+/// layer (`OUT_OF_RANGE`) before any handler runs.
+pub const MAX_SIGNER_REQUEST_BYTES: usize = 256 * 1024;
+
+/// Largest gRPC request a node's servers decode. The largest requests are
+/// `SignShare` (a signing package: the message, up to [`MAX_MESSAGE_BYTES`], plus
+/// about 100 bytes of identifier and commitments per signer) and `InstallKey` (a
+/// manifest: about 200 bytes per participant). 1 MiB holds either for thousands of
+/// participants, far beyond any quorum we run, while bounding what a peer can make a
+/// node buffer. Larger requests are refused by the gRPC layer (`OUT_OF_RANGE`).
+pub const MAX_NODE_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Longest key id, in bytes.
+pub const MAX_KEY_ID_BYTES: usize = 128;
+
+/// Checks a key id: 1..=128 bytes of `[A-Za-z0-9._-]`, so it is safe in file names,
+/// logs and URLs.
+pub fn validate_key_id(key_id: &str) -> Result<(), String> {
+    if key_id.is_empty() {
+        return Err("key_id is empty".into());
+    }
+    if key_id.len() > MAX_KEY_ID_BYTES {
+        return Err(format!("key_id is longer than {MAX_KEY_ID_BYTES} bytes"));
+    }
+    if !key_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("key_id may only hold letters, digits, '.', '_' and '-'".into());
+    }
+    Ok(())
+}

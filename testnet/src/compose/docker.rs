@@ -116,7 +116,9 @@ pub async fn docker(args: &[&str]) -> Result<String, DockerError> {
     if !out.status.success() {
         let command = cmd.join(" ");
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(if stderr.contains("No such") {
+        // Docker words it "No such container: X" and, since 28, "get X: no such
+        // volume"; both mean the object is absent, which callers may accept.
+        return Err(if stderr.to_ascii_lowercase().contains("no such") {
             DockerError::NoSuchObject { command, stderr }
         } else {
             DockerError::Failed {

@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
 # A separate --target directory keeps these flags from invalidating the ordinary
 # debug and release builds; cargo reuses this build on the next run.
-# --no-default-features: no fault injection (the testnet's `fault-injection`
-# feature) in an image; a node there refuses a `[danger]` config.
+# No fault injection (the testnet's `fault-injection` feature) in an image: a
+# node there refuses a `[danger]` config.
 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --release --locked --target "$target" --no-default-features \
+  cargo build --release --locked --target "$target" \
   -p quorate-node -p quorate-coordinator -p quorate-ceremony -p quorate-testnet --bins
 
 context=target/docker-context

@@ -203,6 +203,31 @@ mod tests {
         );
     }
 
+    /// Builds without the cargo feature (every release image) refuse fault
+    /// injection instead of ignoring it. CI runs the node's tests alone
+    /// (`cargo nextest run -p quorate-node`), so that this one is compiled in.
+    #[cfg(not(feature = "fault-injection"))]
+    #[test]
+    fn a_danger_setting_is_refused_by_a_build_without_fault_injection() {
+        let text = r#"
+            node_id = "node-1"
+            trust_domain = "quorate.test"
+            listen = "127.0.0.1:0"
+            region = "r"
+            jurisdiction = "EU"
+            data_dir = "/nonexistent"
+            tls = { ca = "a", cert = "b", key = "c" }
+            [danger]
+            corrupt_signature_shares = true
+        "#;
+        let kek = |name: &str| (name == KEK_ENV).then(|| "00".repeat(32));
+        let err = NodeConfig::from_toml(text, kek).unwrap_err();
+        assert!(
+            matches!(err, NodeError::Config(ref m) if m.contains("fault-injection")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn unknown_field_is_refused() {
         let err = NodeConfig::from_toml("node_idd = \"x\"", |_| None).unwrap_err();

@@ -70,7 +70,7 @@ impl NodeState {
 
     /// Turns on fault injection (drills only).
     pub fn with_danger(mut self, danger: DangerSettings) -> Self {
-        if danger.corrupt_signature_shares {
+        if cfg!(feature = "fault-injection") && danger.corrupt_signature_shares {
             tracing::warn!("DANGER: this node answers round 2 with corrupt signature shares (drill setting danger.corrupt_signature_shares)");
         }
         self.danger = danger;

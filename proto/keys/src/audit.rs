@@ -30,7 +30,8 @@ pub struct AuditRecord {
     pub event: String,
     /// Key concerned.
     pub key_id: String,
-    /// Client SPIFFE id on whose behalf (as asserted by the coordinator).
+    /// Client SPIFFE id on whose behalf: from the certificate of the client's own
+    /// signed intent (records written before intents: as the coordinator asserted).
     pub client_id: String,
     /// Caller's request id.
     pub request_id: String,
@@ -44,6 +45,12 @@ pub struct AuditRecord {
     pub caller: String,
     /// Free-text detail (refusal reason, manifest hash, ...).
     pub detail: String,
+    /// The client's signed intent behind a signing event, hex of its protobuf
+    /// encoding (`Signed`: body, certificate, scheme, signature), so an auditor can
+    /// prove which client asked for each share (docs/intent.md). Absent (and not
+    /// serialized, so older records hash as they were written) otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub intent: String,
     /// `hash` of the previous record.
     pub prev_hash: String,
     /// SHA-256 over this record with `hash` empty (hex).

@@ -75,7 +75,7 @@ pub struct VerifiedCertificates {
     entries: Vec<VerifiedCertificate>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct VerifiedCertificate {
     der: Vec<u8>,
     identity: PeerIdentity,
@@ -235,13 +235,67 @@ impl StatementVerifier {
         certificates: &mut VerifiedCertificates,
         now: UnixTime,
     ) -> Result<(), AttestError> {
+        let expected = PeerIdentity::new(&self.trust_domain, Role::Node, node_id)
+            .map_err(|e| AttestError::Certificate(e.to_string()))?;
+        let known = certificates.get(&signed.certificate);
+        let (_, fresh) = self.check(signed, kind, known, now, &|found| {
+            check_signer(&expected, found)
+        })?;
+        // Remembered only now: a certificate is trusted for later statements once
+        // a statement under it verified in full.
+        if let Some(entry) = fresh {
+            certificates.entries.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Verifies that `signed` is a statement of `kind` by some party of `role` in
+    /// this trust domain, and returns who: the identity in the certificate, which
+    /// the caller then checks against what that party may do. `chains` remembers
+    /// certificates whose chain verified, across calls (for signed requests, which
+    /// arrive by the thousand under few certificates).
+    pub fn identify(
+        &self,
+        signed: &pb::Signed,
+        kind: &str,
+        role: Role,
+        chains: &ChainCache,
+        now: UnixTime,
+    ) -> Result<PeerIdentity, AttestError> {
+        let digest = chain_cache_key(&signed.certificate);
+        let known = chains.get(&digest);
+        let (identity, fresh) = self.check(signed, kind, known.as_ref(), now, &|found| {
+            if found.role != role || found.trust_domain != self.trust_domain {
+                return Err(AttestError::WrongSigner {
+                    expected: format!("spiffe://{}/{}/...", self.trust_domain, role.as_str()),
+                    found: found.spiffe_id(),
+                });
+            }
+            Ok(())
+        })?;
+        if let Some(entry) = fresh {
+            chains.insert(digest, entry);
+        }
+        Ok(identity)
+    }
+
+    /// The whole check of one statement: the certificate (its chain, usage and
+    /// validity, unless `known` vouches for the chain; its validity always), whose
+    /// identity `accept` must take, and the signature. Returns the identity, and
+    /// the certificate to remember if its chain was checked here.
+    fn check(
+        &self,
+        signed: &pb::Signed,
+        kind: &str,
+        known: Option<&VerifiedCertificate>,
+        now: UnixTime,
+        accept: &dyn Fn(&PeerIdentity) -> Result<(), AttestError>,
+    ) -> Result<(PeerIdentity, Option<VerifiedCertificate>), AttestError> {
         let der = CertificateDer::from(signed.certificate.as_slice());
         let cert = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| AttestError::Certificate(e.to_string()))?;
         let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        let expected = PeerIdentity::new(&self.trust_domain, Role::Node, node_id)
-            .map_err(|e| AttestError::Certificate(e.to_string()))?;
-        let fresh = match certificates.get(&signed.certificate) {
+        let (identity, fresh) = match known.filter(|k| k.der == signed.certificate) {
             Some(known) => {
                 let t = now.as_secs();
                 if t < known.not_before || t > known.not_after {
@@ -249,8 +303,8 @@ impl StatementVerifier {
                         "the certificate is outside its validity period".into(),
                     ));
                 }
-                check_signer(&expected, &known.identity)?;
-                None
+                accept(&known.identity)?;
+                (known.identity.clone(), None)
             }
             None => {
                 let anchors = self
@@ -274,14 +328,15 @@ impl StatementVerifier {
                     .map_err(|e| AttestError::Certificate(e.to_string()))?;
                 let found = PeerIdentity::from_certificate(&parsed)
                     .map_err(|e| AttestError::Certificate(e.to_string()))?;
-                check_signer(&expected, &found)?;
+                accept(&found)?;
                 let (not_before, not_after) = validity(&parsed);
-                Some(VerifiedCertificate {
+                let entry = VerifiedCertificate {
                     der: signed.certificate.clone(),
-                    identity: found,
+                    identity: found.clone(),
                     not_before,
                     not_after,
-                })
+                };
+                (found, Some(entry))
             }
         };
         let scheme = u16::try_from(signed.scheme)
@@ -300,13 +355,62 @@ impl StatementVerifier {
         {
             return Err(AttestError::BadSignature);
         }
-        // Remembered only now: a certificate is trusted for later statements once
-        // a statement under it verified in full.
-        if let Some(entry) = fresh {
-            certificates.entries.push(entry);
-        }
-        Ok(())
+        Ok((identity, fresh))
     }
+}
+
+/// Certificates whose chain to the CA verified, remembered across statements for
+/// [`StatementVerifier::identify`]: at most [`ChainCache::CAPACITY`], the oldest
+/// forgotten first. Keyed by the SHA-256 of the exact DER, so another certificate,
+/// however similar, is checked in full; a remembered one is still checked for its
+/// validity period on every use.
+#[derive(Debug, Default)]
+pub struct ChainCache {
+    entries: std::sync::Mutex<ChainCacheEntries>,
+}
+
+#[derive(Debug, Default)]
+struct ChainCacheEntries {
+    by_digest: std::collections::HashMap<[u8; 32], VerifiedCertificate>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl ChainCache {
+    /// Most certificates remembered: one per client certificate in use, with room
+    /// for renewals.
+    pub const CAPACITY: usize = 4096;
+
+    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedCertificate> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.by_digest.get(digest).cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], entry: VerifiedCertificate) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.by_digest.insert(digest, entry).is_none() {
+            entries.order.push_back(digest);
+        }
+        while entries.order.len() > Self::CAPACITY {
+            if let Some(oldest) = entries.order.pop_front() {
+                entries.by_digest.remove(&oldest);
+            }
+        }
+    }
+
+    /// Number of certificates remembered.
+    pub fn len(&self) -> usize {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.by_digest.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn chain_cache_key(der: &[u8]) -> [u8; 32] {
+    quorate_wire::sha256(der)
 }
 
 fn check_signer(expected: &PeerIdentity, found: &PeerIdentity) -> Result<(), AttestError> {

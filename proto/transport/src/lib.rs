@@ -1,6 +1,7 @@
 //! Service plumbing shared by Quorate's servers and clients: SPIFFE peer
 //! [`identity`] from mTLS certificates, [`tls`] configuration, statements signed with a
-//! certificate's private key and checked against the CA ([`attest`]), Prometheus
+//! certificate's private key and checked against the CA ([`attest`]), the sign
+//! [`intent`]s clients sign for every request, Prometheus
 //! [`metrics`], per-client [`ratelimit`]s, [`config`] loading and process [`runtime`]
 //! (logging, signals).
 //!
@@ -11,11 +12,12 @@
 pub mod attest;
 pub mod config;
 pub mod identity;
+pub mod intent;
 pub mod metrics;
 pub mod ratelimit;
 pub mod runtime;
-#[cfg(test)]
-mod test_ca;
+#[cfg(any(test, feature = "test-pki"))]
+pub mod test_ca;
 pub mod tls;
 
 /// Installs the process-wide rustls crypto provider (ring). Call at the start of

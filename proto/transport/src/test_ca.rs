@@ -1,17 +1,27 @@
-//! A throwaway certificate authority for unit tests that need real certificates.
+//! A throwaway certificate authority for tests that need real certificates (this
+//! crate's, and other crates' through the cargo feature `test-pki`). Never in a
+//! release build: nothing but tests turns the feature on.
 
 #![allow(clippy::unwrap_used)]
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// A CA: its certificate (PEM) and what signs with it.
-pub(crate) struct Ca {
+pub struct Ca {
+    /// The CA certificate, PEM.
     pub pem: String,
+    /// Its key and parameters, to issue certificates with.
     pub issuer: Issuer<'static, KeyPair>,
 }
 
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
 /// A fresh self-signed CA named `name`.
-pub(crate) fn new_ca(name: &str) -> Ca {
+pub fn new_ca(name: &str) -> Ca {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -22,4 +32,29 @@ pub(crate) fn new_ca(name: &str) -> Ca {
         pem: cert.pem(),
         issuer: Issuer::new(params, key),
     }
+}
+
+/// A certificate of `spiffe://quorate.test/<role>/<name>` issued by `ca` (client
+/// and server usage, valid from an hour ago for a day), as a statement signer.
+pub fn signer(ca: &Ca, role: &str, name: &str) -> crate::attest::StatementSigner {
+    use rcgen::{ExtendedKeyUsagePurpose, SanType};
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.subject_alt_names = vec![SanType::URI(
+        format!("spiffe://quorate.test/{role}/{name}")
+            .try_into()
+            .unwrap(),
+    )];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(1);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    crate::attest::StatementSigner::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .unwrap()
 }

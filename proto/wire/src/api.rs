@@ -9,10 +9,6 @@ use crate::pb;
 /// Longest `request_id`, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
-/// Longest client id a coordinator may assert in round 2, in bytes. Client ids are
-/// SPIFFE ids; the bound keeps a coordinator from bloating every audit record.
-pub const MAX_CLIENT_ID_BYTES: usize = 512;
-
 /// Most commitments one `Commit` call may ask for.
 pub const MAX_COMMITMENTS_PER_CALL: u32 = 64;
 
@@ -37,6 +33,8 @@ pub struct SignRequest {
     pub request_id: Option<String>,
     /// Signed approval for an out-of-policy quorum, if given.
     pub approval_token: Option<Vec<u8>>,
+    /// The client's signed intent, checked by whoever acts on the request.
+    pub intent: Option<pb::Signed>,
 }
 
 impl TryFrom<pb::SignRequest> for SignRequest {
@@ -64,6 +62,7 @@ impl TryFrom<pb::SignRequest> for SignRequest {
             message: req.message,
             request_id: (!req.request_id.is_empty()).then_some(req.request_id),
             approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
+            intent: req.intent,
         })
     }
 }
@@ -106,8 +105,8 @@ pub struct SignShareRequest {
     pub commitments: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The client's request id (may be empty).
     pub request_id: String,
-    /// The client the coordinator acts for (may be empty).
-    pub client_id: String,
+    /// The client's signed intent, as the client sent it.
+    pub intent: Option<pb::Signed>,
     /// Approval token for an out-of-policy quorum, if given.
     pub approval_token: Option<Vec<u8>>,
 }
@@ -120,7 +119,7 @@ impl SignShareRequest {
             message: self.message.clone(),
             commitments: signer_commitments(&self.commitments),
             request_id: self.request_id.clone(),
-            client_id: self.client_id.clone(),
+            intent: self.intent.clone(),
             approval_token: self.approval_token.clone().unwrap_or_default(),
         }
     }
@@ -165,17 +164,12 @@ impl TryFrom<pb::SignShareRequest> for SignShareRequest {
                 "request_id is longer than {MAX_REQUEST_ID_BYTES} bytes"
             ));
         }
-        if req.client_id.len() > MAX_CLIENT_ID_BYTES {
-            return Err(format!(
-                "client_id is longer than {MAX_CLIENT_ID_BYTES} bytes"
-            ));
-        }
         Ok(Self {
             key_id: req.key_id,
             message: req.message,
             commitments,
             request_id: req.request_id,
-            client_id: req.client_id,
+            intent: req.intent,
             approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
         })
     }

@@ -18,6 +18,9 @@ pub enum CoordError {
     /// The request is malformed (key id, message size); the caller must fix it.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The request does not carry its caller's own valid sign intent for it.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// No such key on a quorum of nodes.
     #[error("unknown key {0:?}")]
     UnknownKey(String),
@@ -84,6 +87,7 @@ impl CoordError {
     pub fn code(&self) -> Code {
         match self {
             CoordError::InvalidRequest(_) => Code::InvalidArgument,
+            CoordError::Unauthenticated(_) => Code::Unauthenticated,
             CoordError::UnknownKey(_) => Code::NotFound,
             CoordError::NotAllowed(_) => Code::PermissionDenied,
             CoordError::InvalidApproval(_) | CoordError::NoLawfulQuorum(_) => {

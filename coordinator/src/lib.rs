@@ -47,6 +47,7 @@ use crate::keys::KeyDirectory;
 use crate::nodes::NodePool;
 use crate::quorum::QuorumEngine;
 use crate::service::SignerService;
+use quorate_transport::intent::IntentVerifier;
 
 /// A coordinator with its port bound, ready to serve.
 #[derive(Debug)]
@@ -93,11 +94,18 @@ impl BoundCoordinator {
         let metrics = Registry::new();
         let engine = QuorumEngine::new(pool.clone(), settings, metrics.clone());
         let commitments = engine.commitment_pool();
+        let intents = IntentVerifier::new(
+            self.config
+                .tls
+                .statement_verifier()
+                .map_err(|e| CoordError::Config(e.to_string()))?,
+        );
         let signer = SignerService::new(
             file.trust_domain.clone(),
             settings,
             keys,
             engine,
+            intents,
             metrics.clone(),
         );
         let metrics_task = match file.metrics_listen {

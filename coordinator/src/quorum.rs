@@ -35,8 +35,8 @@ pub const SUSPECT_TIMEOUT: Duration = Duration::from_millis(300);
 pub struct SignContext {
     /// Idempotency key or generated id.
     pub request_id: String,
-    /// Caller's SPIFFE id.
-    pub client_id: String,
+    /// The client's signed intent, relayed to every node as the client sent it.
+    pub intent: Option<pb::Signed>,
     /// An approval token the coordinator has verified; permits an out-of-policy
     /// quorum when no lawful one answers.
     pub approval_token: Option<Vec<u8>>,
@@ -323,7 +323,7 @@ impl QuorumEngine {
                     })
                     .collect(),
                 request_id: ctx.request_id.clone(),
-                client_id: ctx.client_id.clone(),
+                intent: ctx.intent.clone(),
                 approval_token,
             };
             let shares = futures::future::join_all(quorum.iter().map(|(node, identifier)| {

@@ -17,6 +17,7 @@ use crate::keys::KeyDirectory;
 use crate::metric;
 use crate::quorum::{QuorumEngine, SignContext, Signed};
 use quorate_keys::approval;
+use quorate_transport::intent::{IntentRequest, IntentVerifier};
 use quorate_transport::metrics::Registry;
 use quorate_transport::ratelimit::RateLimiter;
 
@@ -33,6 +34,7 @@ pub struct SignerService {
     idempotency: IdempotencyCache<Signed>,
     rate: RateLimiter,
     in_flight: InFlightLimiter,
+    intents: IntentVerifier,
     metrics: Arc<Registry>,
 }
 
@@ -62,6 +64,7 @@ impl SignerService {
         settings: SigningSettings,
         keys: Arc<KeyDirectory>,
         engine: QuorumEngine,
+        intents: IntentVerifier,
         metrics: Arc<Registry>,
     ) -> Self {
         for (name, help) in [
@@ -78,6 +81,7 @@ impl SignerService {
             idempotency: IdempotencyCache::new(IDEMPOTENCY_CAPACITY),
             rate: RateLimiter::new(),
             in_flight: InFlightLimiter::new(settings.max_in_flight_per_client),
+            intents,
             metrics,
         }
     }
@@ -154,7 +158,7 @@ impl SignerService {
         };
         let ctx = SignContext {
             request_id: req.request_id.clone().unwrap_or_default(),
-            client_id,
+            intent: req.intent.clone(),
             approval_token,
         };
         self.engine.sign(&key, &req.message, &ctx, deadline).await
@@ -169,6 +173,27 @@ impl SignerService {
             .map_err(|s| CoordError::NotAllowed(s.message().to_string()))?;
         let deadline = self.deadline(req.metadata());
         let req = SignRequest::try_from(req.into_inner()).map_err(CoordError::InvalidRequest)?;
+        // Every node checks the intent itself; checking it here too answers a bad
+        // one at once instead of after a round of commitments. The intent must be
+        // the caller's own: a client cannot relay another's.
+        let verified = self
+            .intents
+            .verify(
+                req.intent.as_ref(),
+                &IntentRequest {
+                    key_id: &req.key_id,
+                    message: &req.message,
+                    request_id: req.request_id.as_deref().unwrap_or_default(),
+                    approval_token: req.approval_token.as_deref(),
+                },
+            )
+            .map_err(|e| CoordError::Unauthenticated(e.to_string()))?;
+        if verified.client != caller {
+            return Err(CoordError::Unauthenticated(format!(
+                "the sign intent is signed by {}, but the caller is {caller}",
+                verified.client
+            )));
+        }
         let client_id = caller.spiffe_id();
         let _permit = self.in_flight.try_acquire(&client_id).ok_or_else(|| {
             CoordError::TooManyInFlight(format!(

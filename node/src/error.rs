@@ -89,10 +89,13 @@ pub enum NodeError {
     /// is not (or no longer) in the store.
     #[error("the commitment for this node was not issued by it, was already used, or expired")]
     CommitmentNotIssued,
+    /// The request does not carry the client's own valid intent for it.
+    #[error("{0}")]
+    IntentRefused(#[from] quorate_transport::intent::IntentError),
     /// The key's policy does not allow this client.
     #[error("client {client_id:?} may not use key {key_id:?}")]
     ClientNotAllowed {
-        /// The client the coordinator signs for.
+        /// The client that signed the request's intent.
         client_id: String,
         /// The key.
         key_id: String,
@@ -215,6 +218,7 @@ impl NodeError {
             | NodeError::NoPendingCeremony { .. }
             | NodeError::CeremonyOutOfStep(_) => Code::FailedPrecondition,
             NodeError::CeremonyRejected(_) => Code::Aborted,
+            NodeError::IntentRefused(_) => Code::Unauthenticated,
             NodeError::ClientNotAllowed { .. } => Code::PermissionDenied,
             NodeError::RateLimited { .. } => Code::ResourceExhausted,
             NodeError::AuditLogBroken { .. } => Code::Unavailable,

@@ -28,6 +28,7 @@ use crate::nonces::NonceStore;
 use crate::service::{AuditService, CeremonyService, NodeService};
 use crate::state::NodeState;
 use crate::store::KeyStore;
+use quorate_transport::intent::IntentVerifier;
 
 /// A node whose store is open and whose port is bound, ready to serve.
 #[derive(Debug)]
@@ -66,10 +67,15 @@ impl BoundNode {
                 .statement_verifier()
                 .map_err(|e| NodeError::Config(e.to_string()))?,
         };
+        let intents = IntentVerifier::new(
+            tls.statement_verifier()
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+        );
         let state = NodeState::new(
             identity,
             store,
             NonceStore::new(limits.max_outstanding, limits.ttl()),
+            intents,
             metrics.clone(),
         )?
         .with_danger(file.danger);

@@ -22,6 +22,8 @@ use crate::config::DangerSettings;
 use crate::error::NodeError;
 use crate::identity::NodeIdentity;
 use crate::key::{activate, ActiveKey};
+use quorate_transport::intent::IntentVerifier;
+
 use crate::metrics::{self, NodeMetrics};
 use crate::nonces::NonceStore;
 use crate::store::{KeyRecord, KeyStore};
@@ -36,6 +38,8 @@ pub struct NodeState {
     pub(crate) audit: AuditLog,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: NodeMetrics,
+    /// Checks the client's signed intent of every round-2 request.
+    pub(crate) intents: IntentVerifier,
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     pub(crate) danger: DangerSettings,
 }
@@ -46,6 +50,7 @@ impl NodeState {
         identity: NodeIdentity,
         store: KeyStore,
         nonces: NonceStore,
+        intents: IntentVerifier,
         registry: Arc<Registry>,
     ) -> Result<Self, NodeError> {
         let on_flush = metrics::audit_flush_observer(registry.clone());
@@ -64,6 +69,7 @@ impl NodeState {
             audit,
             rate: RateLimiter::new(),
             metrics: NodeMetrics::new(registry),
+            intents,
             danger: DangerSettings::default(),
         })
     }

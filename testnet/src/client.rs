@@ -1,9 +1,13 @@
-//! A client of the public `Signer` API, with every signature checked by an
-//! independent verifier before it is handed back.
+//! A client of the public `Signer` API: it signs an intent for every request with
+//! the key of its mTLS certificate (docs/intent.md), and every signature is checked
+//! by an independent verifier before it is handed back.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorate_frost::Ciphersuite;
+use quorate_transport::attest::StatementSigner;
+use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent, DEFAULT_VALIDITY_SECS};
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 use quorate_wire::pb::signer_client::SignerClient as GrpcSignerClient;
@@ -24,18 +28,41 @@ pub struct VerifiedSignature {
 #[derive(Clone, Debug)]
 pub struct SignerClient {
     inner: GrpcSignerClient<Channel>,
+    signer: Arc<StatementSigner>,
 }
 
 impl SignerClient {
     /// A client for `endpoint` (certified for `server_name`) using `tls`.
     pub fn connect(endpoint: &str, server_name: &str, tls: &TlsPaths) -> anyhow::Result<Self> {
         quorate_transport::install_crypto_provider();
-        let channel = tls
-            .load()?
-            .channel(endpoint, server_name, Duration::from_secs(2))?;
+        let files = tls.load()?;
+        let channel = files.channel(endpoint, server_name, Duration::from_secs(2))?;
         Ok(Self {
             inner: GrpcSignerClient::new(channel),
+            signer: Arc::new(files.statement_signer()?),
         })
+    }
+
+    /// This client's signed intent for a request, valid from now for
+    /// [`DEFAULT_VALIDITY_SECS`].
+    pub fn intent(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        request_id: &str,
+        approval_token: Option<&[u8]>,
+    ) -> anyhow::Result<pb::Signed> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let request = IntentRequest {
+            key_id,
+            message,
+            request_id,
+            approval_token,
+        };
+        Ok(sign_intent(
+            &self.signer,
+            &SignIntent::for_request(&request, now, DEFAULT_VALIDITY_SECS),
+        )?)
     }
 
     /// The raw gRPC client, for calls that test error codes.
@@ -88,11 +115,20 @@ impl SignerClient {
         approval_token: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<pb::SignResponse, tonic::Status> {
+        let intent = self
+            .intent(
+                key_id,
+                message,
+                request_id.unwrap_or_default(),
+                approval_token.as_deref(),
+            )
+            .map_err(|e| tonic::Status::internal(format!("cannot sign the intent: {e}")))?;
         let mut req = tonic::Request::new(pb::SignRequest {
             key_id: key_id.into(),
             message: message.to_vec(),
             request_id: request_id.unwrap_or_default().into(),
             approval_token: approval_token.unwrap_or_default(),
+            intent: Some(intent),
         });
         req.set_timeout(timeout);
         Ok(self.raw().sign(req).await?.into_inner())

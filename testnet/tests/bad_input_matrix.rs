@@ -322,24 +322,61 @@ async fn round1(net: &LocalNetwork, key_id: &str, suite: Ciphersuite, message: &
     }
 }
 
+thread_local! {
+    /// The demo client's key, which signs the intents of the matrix's requests (per
+    /// thread: each test has a network, and so a CA, of its own).
+    static CLIENT: std::cell::RefCell<Option<quorate_transport::attest::StatementSigner>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The demo client's signed intent for a request, valid from now.
+fn intent(key_id: &str, message: &[u8], request_id: &str, token: &[u8]) -> Option<pb::Signed> {
+    use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent};
+    let request = IntentRequest {
+        key_id,
+        message,
+        request_id,
+        approval_token: (!token.is_empty()).then_some(token),
+    };
+    let intent = SignIntent::for_request(&request, unix_now(), 300);
+    CLIENT.with_borrow(|signer| {
+        let signer = signer.as_ref().expect("the demo client's key is loaded");
+        Some(sign_intent(signer, &intent).unwrap())
+    })
+}
+
 fn share_req(key_id: &str, round2: &Round2) -> pb::SignShareRequest {
     pb::SignShareRequest {
         key_id: key_id.into(),
         message: round2.message.clone(),
         commitments: quorate_wire::api::signer_commitments(&round2.commitments),
         request_id: "matrix".into(),
-        client_id: "spiffe://quorate.test/client/demo-client".into(),
         approval_token: Vec::new(),
+        intent: intent(key_id, &round2.message, "matrix", &[]),
+    }
+}
+
+/// A `Sign` request with the demo client's intent for exactly its fields.
+fn signed(req: pb::SignRequest) -> pb::SignRequest {
+    pb::SignRequest {
+        intent: intent(
+            &req.key_id,
+            &req.message,
+            &req.request_id,
+            &req.approval_token,
+        ),
+        ..req
     }
 }
 
 fn sign_req(key_id: &str, message: Vec<u8>) -> pb::SignRequest {
-    pb::SignRequest {
+    signed(pb::SignRequest {
         key_id: key_id.into(),
         message,
         request_id: String::new(),
         approval_token: Vec::new(),
-    }
+        intent: None,
+    })
 }
 
 fn age_recipient() -> String {
@@ -365,6 +402,13 @@ fn escrow_req(key_id: &str, threshold: u32, recipients: &[String]) -> pb::Escrow
 async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_change() {
     let mut net: TestNetwork = start_default().await;
     let (packages, matrix_manifest) = install_matrix_key(&net).await;
+    CLIENT.set(Some(
+        net.tls_paths(Role::Client, "demo-client")
+            .load()
+            .unwrap()
+            .statement_signer()
+            .unwrap(),
+    ));
 
     // Legitimate calls whose repeats are the "replayed" rows.
     let client = net.client().await.unwrap();
@@ -488,10 +532,10 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             InvalidArgument,
         ),
         row(
-            Rpc::Sign(pb::SignRequest {
+            Rpc::Sign(signed(pb::SignRequest {
                 request_id: "r".repeat(129),
                 ..sign_req(ED, vec![1])
-            }),
+            })),
             "oversized request id",
             Client,
             InvalidArgument,
@@ -503,31 +547,49 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             NotFound,
         ),
         row(
-            Rpc::Sign(pb::SignRequest {
+            Rpc::Sign(signed(pb::SignRequest {
                 approval_token: b"\xffnot a token".to_vec(),
                 ..sign_req("eu-payments", vec![1])
-            }),
+            })),
             "malformed approval token",
             Client,
             FailedPrecondition,
         ),
         row(
-            Rpc::Sign(pb::SignRequest {
+            Rpc::Sign(signed(pb::SignRequest {
                 approval_token: foreign_token.clone(),
                 ..sign_req("eu-payments", vec![1])
-            }),
+            })),
             "approval token of another key and approver",
             Client,
             FailedPrecondition,
         ),
         row(
-            Rpc::Sign(pb::SignRequest {
+            Rpc::Sign(signed(pb::SignRequest {
                 request_id: "matrix-rid".into(),
                 ..sign_req(ED, b"another message".to_vec())
-            }),
+            })),
             "replayed request id, other message",
             Client,
             AlreadyExists,
+        ),
+        row(
+            Rpc::Sign(pb::SignRequest {
+                intent: None,
+                ..sign_req(ED, vec![1])
+            }),
+            "no client intent",
+            Client,
+            Unauthenticated,
+        ),
+        row(
+            Rpc::Sign(pb::SignRequest {
+                intent: intent(ED, b"another message", "", &[]),
+                ..sign_req(ED, vec![1])
+            }),
+            "client intent for another message",
+            Client,
+            Unauthenticated,
         ),
         row(
             Rpc::Sign(sign_req(ED, vec![1])),
@@ -680,6 +742,24 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             "empty request",
             Coordinator,
             InvalidArgument,
+        ),
+        row(
+            Rpc::SignShare(pb::SignShareRequest {
+                intent: None,
+                ..share_req(ED, &ed_package)
+            }),
+            "no client intent",
+            Coordinator,
+            Unauthenticated,
+        ),
+        row(
+            Rpc::SignShare(pb::SignShareRequest {
+                intent: intent(ED, b"another message", "matrix", &[]),
+                ..share_req(ED, &ed_package)
+            }),
+            "client intent for another message",
+            Coordinator,
+            Unauthenticated,
         ),
         row(
             Rpc::SignShare(share_req(ED, &empty_quorum)),

@@ -97,22 +97,31 @@ async fn a_node_refuses_to_sign_twice_with_one_nonce() {
     let commitments = round1(&mut clients, "demo-ed25519").await;
     let request = pb::SignShareRequest {
         request_id: "replay-test".into(),
-        client_id: "test".into(),
         ..share_request("demo-ed25519", b"pay once", &commitments)
     };
-    let first = clients[0].1.sign_share(request.clone()).await;
+    let first = clients[0]
+        .1
+        .sign_share(common::with_client_intent(&net, request.clone()))
+        .await;
     assert!(first.is_ok(), "{first:?}");
-    let replay = clients[0].1.sign_share(request.clone()).await.unwrap_err();
+    let replay = clients[0]
+        .1
+        .sign_share(common::with_client_intent(&net, request.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(replay.code(), Code::FailedPrecondition, "{replay:?}");
 
     // The same commitments with another message: the nonce is gone as well, so a
     // coordinator cannot swap the message after round 1 either.
     let err = clients[0]
         .1
-        .sign_share(pb::SignShareRequest {
-            message: b"pay twice".to_vec(),
-            ..request
-        })
+        .sign_share(common::with_client_intent(
+            &net,
+            pb::SignShareRequest {
+                message: b"pay twice".to_vec(),
+                ..request
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
@@ -135,12 +144,12 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
         request_id: "share-call".into(),
         ..share_request("demo-ed25519", message, package)
     };
-    let first = tagged(b"pay a", &packages[0]);
-    let second = tagged(b"pay b", &packages[1]);
+    let first = common::with_client_intent(&net, tagged(b"pay a", &packages[0]));
+    let second = common::with_client_intent(&net, tagged(b"pay b", &packages[1]));
     let requests = vec![
         first.clone(),
         first.clone(),
-        share_request("no-such-key", b"pay c", &packages[1]),
+        common::with_client_intent(&net, share_request("no-such-key", b"pay c", &packages[1])),
         second,
     ];
     let results = common::sign_shares_once(&mut clients[0].1, pb::SignSharesRequest { requests })
@@ -206,9 +215,18 @@ async fn a_share_stream_answers_its_batches_in_order_and_a_bad_batch_ends_it() {
     ];
     let batch = |requests| pb::SignSharesRequest { requests };
     let batches = vec![
-        batch(vec![share_request("demo-ed25519", b"pay a", &packages[0])]),
-        batch(vec![share_request("no-such-key", b"pay b", &packages[1])]),
-        batch(vec![share_request("demo-ed25519", b"pay c", &packages[1])]),
+        batch(vec![common::with_client_intent(
+            &net,
+            share_request("demo-ed25519", b"pay a", &packages[0]),
+        )]),
+        batch(vec![common::with_client_intent(
+            &net,
+            share_request("no-such-key", b"pay b", &packages[1]),
+        )]),
+        batch(vec![common::with_client_intent(
+            &net,
+            share_request("demo-ed25519", b"pay c", &packages[1]),
+        )]),
         batch(vec![]),
     ];
     let mut answers = clients[0]
@@ -259,7 +277,10 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
     commitments.insert(ops.identifier("node-2").unwrap(), c2);
     commitments.insert(ops.identifier("node-3").unwrap(), c3);
     let err = n1
-        .sign_share(share_request("demo-ed25519", b"m", &commitments))
+        .sign_share(common::with_client_intent(
+            &net,
+            share_request("demo-ed25519", b"m", &commitments),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
@@ -275,7 +296,10 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
         commit(&mut n3, "demo-ed25519").await,
     );
     let err = n1
-        .sign_share(share_request("demo-ed25519", b"m", &garbled))
+        .sign_share(common::with_client_intent(
+            &net,
+            share_request("demo-ed25519", b"m", &garbled),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -285,7 +309,10 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
         commit(&mut n2, "demo-ed25519").await,
     );
     let signed = n1
-        .sign_share(share_request("demo-ed25519", b"m", &garbled))
+        .sign_share(common::with_client_intent(
+            &net,
+            share_request("demo-ed25519", b"m", &garbled),
+        ))
         .await;
     assert!(signed.is_ok(), "the nonce survived the refusal: {signed:?}");
 
@@ -312,7 +339,10 @@ async fn a_node_refuses_commitments_it_did_not_issue() {
         commit(&mut n3, "demo-taproot").await,
     );
     let err = n1
-        .sign_share(share_request("demo-taproot", b"m", &cross))
+        .sign_share(common::with_client_intent(
+            &net,
+            share_request("demo-taproot", b"m", &cross),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

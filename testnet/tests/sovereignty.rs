@@ -203,7 +203,7 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
         .into_iter()
         .map(|id| (id, node_client(&net, id, Role::Coordinator, "coordinator")))
         .collect();
-    let client_id = "spiffe://quorate.test/client/demo-client";
+    let net = &*net;
     let attempt = |token: Vec<u8>| {
         let mut clients = clients.clone();
         async move {
@@ -224,14 +224,17 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
             clients
                 .get_mut("node-1")
                 .unwrap()
-                .sign_share(pb::SignShareRequest {
-                    key_id: EU_KEY.into(),
-                    message: b"m".to_vec(),
-                    commitments: quorate_wire::api::signer_commitments(&commitments),
-                    request_id: "direct".into(),
-                    client_id: client_id.into(),
-                    approval_token: token,
-                })
+                .sign_share(common::with_client_intent(
+                    net,
+                    pb::SignShareRequest {
+                        key_id: EU_KEY.into(),
+                        message: b"m".to_vec(),
+                        commitments: quorate_wire::api::signer_commitments(&commitments),
+                        request_id: "direct".into(),
+                        approval_token: token,
+                        intent: None,
+                    },
+                ))
                 .await
         }
     };
@@ -313,14 +316,17 @@ async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
         clients.push(c);
     }
     let err = clients[0]
-        .sign_share(pb::SignShareRequest {
-            key_id: "payments-only".into(),
-            message: b"m".to_vec(),
-            commitments: quorate_wire::api::signer_commitments(&commitments),
-            request_id: String::new(),
-            client_id: "spiffe://quorate.test/client/demo-client".into(),
-            approval_token: Vec::new(),
-        })
+        .sign_share(common::with_client_intent(
+            &net,
+            pb::SignShareRequest {
+                key_id: "payments-only".into(),
+                message: b"m".to_vec(),
+                commitments: quorate_wire::api::signer_commitments(&commitments),
+                request_id: String::new(),
+                approval_token: Vec::new(),
+                intent: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);

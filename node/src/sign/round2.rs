@@ -3,8 +3,10 @@
 //! the record's flush before the share may leave.
 //!
 //! Used by the `Node` gRPC adapter (`SignShare`, `SignShares`). Invariants: the
-//! node enforces the key's policy itself (allowed clients, lawful quorum or a valid
-//! approval token, the client's rate), since the coordinator is not trusted to; a
+//! node acts only on the client's own signed intent for exactly this request, and
+//! takes the client from it; it enforces the key's policy itself (allowed clients,
+//! lawful quorum or a valid approval token, the client's rate), since the
+//! coordinator is not trusted to; a
 //! nonce is spent only while the audit log can be made durable, by taking it out of
 //! the store, so it can never sign twice; no share leaves before its record is on
 //! disk; every refusal after the policy checks is recorded too.
@@ -16,6 +18,7 @@ use quorate_frost::{ReceivedSigningPackage, SecretNonces};
 use quorate_keys::approval;
 use quorate_keys::audit::AuditRecord;
 use quorate_transport::identity::PeerIdentity;
+use quorate_transport::intent::IntentRequest;
 use quorate_wire::api;
 use quorate_wire::pb;
 
@@ -97,10 +100,33 @@ pub(crate) fn record_share(
         .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
     let message_digest = quorate_wire::sha256(&req.message);
     let message_sha256 = hex::encode(message_digest);
+    let intent_hex = req
+        .intent
+        .as_ref()
+        .map(|i| hex::encode(prost::Message::encode_to_vec(i)))
+        .unwrap_or_default();
+    // The client is whoever signed the intent, never what the coordinator says:
+    // a request without the client's own valid intent for exactly this key,
+    // message, request id and token is refused, and recorded, before any nonce is
+    // touched.
+    let verified = state.intents.verify(
+        req.intent.as_ref(),
+        &IntentRequest {
+            key_id: &req.key_id,
+            message: &req.message,
+            request_id: &req.request_id,
+            approval_token: req.approval_token.as_deref(),
+        },
+    );
+    let client_id = match &verified {
+        Ok(v) => v.client.spiffe_id(),
+        Err(_) => String::new(),
+    };
     let refusal = |event_detail: String| AuditRecord {
         event: "sign_refused".into(),
         key_id: req.key_id.clone(),
-        client_id: req.client_id.clone(),
+        client_id: client_id.clone(),
+        intent: intent_hex.clone(),
         request_id: req.request_id.clone(),
         message_sha256: message_sha256.clone(),
         quorum: signers.clone(),
@@ -109,13 +135,22 @@ pub(crate) fn record_share(
         ..Default::default()
     };
 
+    if let Err(e) = verified {
+        state.metrics.policy_denial("intent_refused");
+        let refused = NodeError::IntentRefused(e);
+        return Ok(Recorded {
+            pending: state.audit.insert(refusal(refused.to_string()))?,
+            answer: Err(refused),
+        });
+    }
+
     // The node enforces the key's policy itself: the coordinator is not trusted
     // to have chosen a lawful quorum or an allowed client.
     let policy = &manifest.policy;
-    if !policy.allows_client(&req.client_id) {
+    if !policy.allows_client(&client_id) {
         state.metrics.policy_denial("client_not_allowed");
         let refused = NodeError::ClientNotAllowed {
-            client_id: req.client_id.clone(),
+            client_id: client_id.clone(),
             key_id: req.key_id.clone(),
         };
         return Ok(Recorded {
@@ -174,13 +209,13 @@ pub(crate) fn record_share(
     // can account for every one this node issued.
     if let Err(retry) = state.rate.check_message(
         &req.key_id,
-        &req.client_id,
+        &client_id,
         policy.rate_limit_per_minute,
         message_digest,
     ) {
         state.metrics.policy_denial("rate_limited");
         let refused = NodeError::RateLimited {
-            client_id: req.client_id.clone(),
+            client_id: client_id.clone(),
             limit: policy.rate_limit_per_minute,
             key_id: req.key_id.clone(),
             retry_secs: retry.as_secs().max(1),
@@ -202,7 +237,8 @@ pub(crate) fn record_share(
     let pending = state.audit.insert(AuditRecord {
         event: "sign_share".into(),
         key_id: req.key_id.clone(),
-        client_id: req.client_id.clone(),
+        client_id: client_id.clone(),
+        intent: intent_hex.clone(),
         request_id: req.request_id.clone(),
         message_sha256: message_sha256.clone(),
         quorum: signers.clone(),

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use quorate_frost::{Ciphersuite, ParsedKeyPackage};
 use quorate_keys::audit::AuditRecord;
+use quorate_transport::attest::{StatementSigner, StatementVerifier};
 use quorate_transport::identity::{PeerIdentity, Role};
+use quorate_transport::intent::{sign_intent, IntentRequest, IntentVerifier, SignIntent};
 use quorate_transport::metrics::Registry;
+use quorate_transport::test_ca;
 use quorate_wire::api;
 use quorate_wire::pb;
 
@@ -53,10 +56,15 @@ fn node_with_key(
         jurisdiction: "EU".into(),
     };
     let kek = Kek::from_hex(&Kek::generate_hex()).unwrap();
+    let ca = test_ca::new_ca("test CA");
+    CLIENT.set(Some(test_ca::signer(&ca, "client", "payments")));
+    let intents =
+        IntentVerifier::new(StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap());
     let state = NodeState::new(
         identity,
         KeyStore::open(dir, kek).unwrap(),
         NonceStore::new(10, Duration::from_secs(60)),
+        intents,
         Registry::new(),
     )
     .unwrap();
@@ -85,15 +93,42 @@ fn sign_request(state: &NodeState, own: Vec<u8>, other: &ParsedKeyPackage) -> pb
         .identifier
         .clone();
     let (_, other_commitment) = key.manifest.ciphersuite.ops().commit(other).unwrap();
-    api::SignShareRequest {
+    let request = api::SignShareRequest {
         key_id: "k1".into(),
         message: b"pay 10 to bob".to_vec(),
         commitments: BTreeMap::from([(key.identifier.clone(), own), (other_id, other_commitment)]),
         request_id: String::new(),
-        client_id: String::new(),
         approval_token: None,
+        intent: None,
     }
-    .to_pb()
+    .to_pb();
+    with_intent(request)
+}
+
+thread_local! {
+    /// The client whose intents the requests carry (per thread: each test has a CA
+    /// of its own).
+    static CLIENT: std::cell::RefCell<Option<StatementSigner>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `req` with the client's signed intent for exactly its fields.
+fn with_intent(req: pb::SignShareRequest) -> pb::SignShareRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = IntentRequest {
+        key_id: &req.key_id,
+        message: &req.message,
+        request_id: &req.request_id,
+        approval_token: None,
+    };
+    let intent = SignIntent::for_request(&request, now, 60);
+    let signed = CLIENT.with_borrow(|c| sign_intent(c.as_ref().unwrap(), &intent).unwrap());
+    pb::SignShareRequest {
+        intent: Some(signed),
+        ..req
+    }
 }
 
 #[test]
@@ -196,6 +231,7 @@ fn only_requests_that_can_be_signed_count_against_a_clients_rate() {
     let over = commitments.remove(0);
     let mut request = sign_request(&state, over.clone(), &other);
     request.message = b"pay 20 to bob".to_vec();
+    let request = with_intent(request);
     let Recorded { pending, answer } = record_share(&state, request, &caller).unwrap();
     let err = answer.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");

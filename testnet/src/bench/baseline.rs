@@ -1,11 +1,15 @@
 //! What a bench run is compared with: the in-process FROST signing limit (every
-//! party of a signature in this process, no network) and the loopback round trip
-//! to a node, measured on the same cores while the network idles.
+//! party of a signature in this process, no network), the same limit with the
+//! signed intents' work added (the client signs one, the coordinator and each
+//! signer verify it), and the loopback round trip to a node, measured on the same
+//! cores while the network idles.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use quorate_frost::{Ciphersuite, LocalQuorum, PackageDelivery};
+use quorate_transport::attest::{StatementSigner, StatementVerifier};
+use quorate_transport::intent::{sign_intent, IntentRequest, IntentVerifier, SignIntent};
 use quorate_wire::pb;
 
 /// Signs in one thread for `window` with every party of a signature in this
@@ -46,7 +50,56 @@ pub(super) struct Baseline {
     pub(super) compute_ms: f64,
     pub(super) bare_limit_sps: f64,
     pub(super) bare_compute_ms: f64,
+    /// One signature's intent work on one thread: signed once by the client,
+    /// verified by the coordinator and by each of the `t` signers (ms).
+    pub(super) intent_ms: f64,
+    /// [`Baseline::limit_sps`] with [`Baseline::intent_ms`] of CPU added to every
+    /// signature.
+    pub(super) intent_limit_sps: f64,
     pub(super) rtt_ms: f64,
+}
+
+/// The parties of the intent work: the client's key, and a verifier of the
+/// network's CA (chains remembered, as on a node).
+pub(super) struct IntentParties {
+    pub(super) client: StatementSigner,
+    pub(super) verifier: IntentVerifier,
+}
+
+impl IntentParties {
+    pub(super) fn new(client: StatementSigner, ca: StatementVerifier) -> Self {
+        Self {
+            client,
+            verifier: IntentVerifier::new(ca),
+        }
+    }
+
+    /// Time for one signature's intent work on one thread (ms): one intent signed,
+    /// `t + 1` times verified.
+    fn cost_ms(&self, t: u16, window: Duration) -> anyhow::Result<f64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let started = Instant::now();
+        let mut count = 0u64;
+        while started.elapsed() < window {
+            let message = count.to_be_bytes();
+            let request = IntentRequest {
+                key_id: "bench",
+                message: &message,
+                request_id: "",
+                approval_token: None,
+            };
+            let signed = sign_intent(&self.client, &SignIntent::for_request(&request, now, 60))?;
+            for _ in 0..=t {
+                self.verifier
+                    .verify(Some(&signed), &request)
+                    .context("verifying an intent for the in-process baseline")?;
+            }
+            count += 1;
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e3 / count.max(1) as f64)
+    }
 }
 
 impl Baseline {
@@ -54,11 +107,17 @@ impl Baseline {
         suite: Ciphersuite,
         n: usize,
         t: u16,
+        intents: &IntentParties,
         ping: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
     ) -> anyhow::Result<Self> {
         let window = Duration::from_secs(3);
         let (limit_sps, compute_ms) =
             in_process_limit(suite, n, t, window, PackageDelivery::PerSigner)?;
+        let intent_ms = intents.cost_ms(t, Duration::from_millis(500))?;
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+        // Each signature costs cores / limit_sps core-seconds in process; the
+        // intents add their own.
+        let intent_limit_sps = cores / (cores / limit_sps + intent_ms / 1e3);
         let (bare_limit_sps, bare_compute_ms) =
             in_process_limit(suite, n, t, window, PackageDelivery::Shared)?;
         let rtt_ms = loopback_rtt(ping)
@@ -69,6 +128,8 @@ impl Baseline {
             compute_ms,
             bare_limit_sps,
             bare_compute_ms,
+            intent_ms,
+            intent_limit_sps,
             rtt_ms,
         })
     }
@@ -80,6 +141,8 @@ impl Baseline {
             compute_ms: m(self.compute_ms, other.compute_ms),
             bare_limit_sps: m(self.bare_limit_sps, other.bare_limit_sps),
             bare_compute_ms: m(self.bare_compute_ms, other.bare_compute_ms),
+            intent_ms: m(self.intent_ms, other.intent_ms),
+            intent_limit_sps: m(self.intent_limit_sps, other.intent_limit_sps),
             rtt_ms: m(self.rtt_ms, other.rtt_ms),
         }
     }

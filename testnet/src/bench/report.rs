@@ -23,6 +23,10 @@ pub fn table(results: &[SuiteResult]) -> String {
             r.ciphersuite, r.compute_ms, r.bare_compute_ms, r.bare_limit_sps, r.bare_ratio
         ));
         out.push_str(&format!(
+            "{}: signed intents {:.3} ms per signature (signed once, verified {} times); limit with them {:.0}/s, ratio {:.2}\n",
+            r.ciphersuite, r.intent_ms, r.threshold + 1, r.intent_limit_sps, r.intent_ratio
+        ));
+        out.push_str(&format!(
             "{}: loopback mTLS round trip {:.3} ms\n",
             r.ciphersuite, r.rtt_ms
         ));

@@ -51,6 +51,14 @@ pub struct SuiteResult {
     pub bare_compute_ms: f64,
     /// `throughput_sps / bare_limit_sps`.
     pub bare_ratio: f64,
+    /// One signature's signed-intent work on one thread: the client signs the
+    /// intent, the coordinator and each of the `t` signers verify it (ms).
+    pub intent_ms: f64,
+    /// `limit_sps` with `intent_ms` of CPU added to every signature: the in-process
+    /// limit of what the network must do per signature.
+    pub intent_limit_sps: f64,
+    /// `throughput_sps / intent_limit_sps`.
+    pub intent_ratio: f64,
     /// Median loopback mTLS gRPC round trip (ms), measured with the limits.
     pub rtt_ms: f64,
     /// The latency a lone request should stay within: `compute_ms` + 1.5 × `rtt_ms`,

@@ -17,7 +17,7 @@ use quorate_wire::pb;
 use crate::network::LocalNetwork;
 use crate::spec::{KeySpec, NetworkSpec};
 
-use super::baseline::Baseline;
+use super::baseline::{Baseline, IntentParties};
 use super::load::{load, Shared};
 use super::node_metrics::NodeTimings;
 use super::procfs::{
@@ -85,6 +85,10 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 .channel(&node.endpoint, &node.spec.id, Duration::from_secs(2))?;
             pb::node_client::NodeClient::new(channel)
         };
+        let intents = {
+            let client = net.tls_paths(Role::Client, "demo-client").load()?;
+            IntentParties::new(client.statement_signer()?, client.statement_verifier()?)
+        };
         // A few channels, as a few client processes would have.
         let channels = opts.clients.clamp(1, 4);
         let mut clients = Vec::with_capacity(channels);
@@ -98,7 +102,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
             // The round trip is timed after the limits, so that the network has idled
             // for seconds: at start-up the coordinator is still filling its
             // commitment pools.
-            let before = Baseline::measure(suite, opts.nodes, opts.threshold, &mut ping).await?;
+            let before =
+                Baseline::measure(suite, opts.nodes, opts.threshold, &intents, &mut ping).await?;
             eprintln!(
                 "  {suite}: in-process limit {:.0} signatures/s ({:.2} ms each; bare FROST with one shared signing package {:.0}/s, {:.2} ms), loopback mTLS round trip {:.3} ms",
                 before.limit_sps, before.compute_ms, before.bare_limit_sps, before.bare_compute_ms, before.rtt_ms
@@ -164,7 +169,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 .iter()
                 .filter_map(|(n, p)| proc_status_kib(*p, "VmHWM:").map(|k| (n.clone(), k as f64 / 1024.0)))
                 .collect();
-            let after = Baseline::measure(suite, opts.nodes, opts.threshold, &mut ping).await?;
+            let after =
+                Baseline::measure(suite, opts.nodes, opts.threshold, &intents, &mut ping).await?;
             eprintln!(
                 "  {suite}: after the load, in-process limit {:.0} signatures/s (bare {:.0}/s), loopback mTLS round trip {:.3} ms",
                 after.limit_sps, after.bare_limit_sps, after.rtt_ms
@@ -174,6 +180,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 compute_ms,
                 bare_limit_sps,
                 bare_compute_ms,
+                intent_ms,
+                intent_limit_sps,
                 rtt_ms,
             } = before.mean(&after);
             let ok = shared.ok.load(Ordering::Relaxed);
@@ -213,6 +221,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
                 bare_limit_sps,
                 bare_compute_ms,
                 bare_ratio: throughput_sps / bare_limit_sps,
+                intent_ms,
+                intent_limit_sps,
+                intent_ratio: throughput_sps / intent_limit_sps,
                 rtt_ms,
                 latency_target_ms,
                 p50_vs_target: ms(0.5) / latency_target_ms,

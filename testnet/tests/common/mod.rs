@@ -80,3 +80,35 @@ pub async fn sign_shares_once(
         .await?
         .ok_or_else(|| tonic::Status::internal("the node ended the stream without an answer"))
 }
+
+/// `req` with the demo client's signed intent for exactly its key, message, request
+/// id and approval token: what a real client sends the coordinator, which a test
+/// playing the coordinator relays to the nodes.
+pub fn with_client_intent(
+    net: &LocalNetwork,
+    req: quorate_wire::pb::SignShareRequest,
+) -> quorate_wire::pb::SignShareRequest {
+    use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent};
+    let signer = net
+        .tls_paths(quorate_transport::identity::Role::Client, "demo-client")
+        .load()
+        .expect("the demo client's certificate")
+        .statement_signer()
+        .expect("the demo client's key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    let request = IntentRequest {
+        key_id: &req.key_id,
+        message: &req.message,
+        request_id: &req.request_id,
+        approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token.as_slice()),
+    };
+    let intent = sign_intent(&signer, &SignIntent::for_request(&request, now, 300))
+        .expect("the demo client signs");
+    quorate_wire::pb::SignShareRequest {
+        intent: Some(intent),
+        ..req
+    }
+}

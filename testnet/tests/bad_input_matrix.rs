@@ -329,6 +329,17 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// Loads the demo client's key, for this thread's requests.
+fn load_client(net: &LocalNetwork) {
+    let signer = net
+        .tls_paths(Role::Client, "demo-client")
+        .load()
+        .unwrap()
+        .statement_signer()
+        .unwrap();
+    CLIENT.set(Some(signer));
+}
+
 /// The demo client's signed intent for a request, valid from now.
 fn intent(key_id: &str, message: &[u8], request_id: &str, token: &[u8]) -> Option<pb::Signed> {
     use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent};
@@ -402,13 +413,7 @@ fn escrow_req(key_id: &str, threshold: u32, recipients: &[String]) -> pb::Escrow
 async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_change() {
     let mut net: TestNetwork = start_default().await;
     let (packages, matrix_manifest) = install_matrix_key(&net).await;
-    CLIENT.set(Some(
-        net.tls_paths(Role::Client, "demo-client")
-            .load()
-            .unwrap()
-            .statement_signer()
-            .unwrap(),
-    ));
+    load_client(&net);
 
     // Legitimate calls whose repeats are the "replayed" rows.
     let client = net.client().await.unwrap();
@@ -1160,6 +1165,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
 #[tokio::test]
 async fn malformed_key_ids_on_node_rpcs_were_not_found_instead_of_invalid_argument() {
     let net = start_default().await;
+    load_client(&net);
     for key_id in ["", "a/b", "key with spaces"] {
         let mut node = NodeClient::new(node_channel(&net, TARGET, Caller::Coordinator));
         let err = node

@@ -1,6 +1,7 @@
 //! Service plumbing shared by Quorate's servers and clients: SPIFFE peer
 //! [`identity`] from mTLS certificates, [`tls`] configuration, statements signed with a
-//! certificate's private key and checked against the CA ([`attest`]), Prometheus
+//! certificate's private key and checked against the CA ([`attest`]), among them a
+//! node's statement that it holds a key ([`key_attestation`]), Prometheus
 //! [`metrics`], per-client [`ratelimit`]s, [`config`] loading and process [`runtime`]
 //! (logging, signals).
 //!
@@ -11,6 +12,7 @@
 pub mod attest;
 pub mod config;
 pub mod identity;
+pub mod key_attestation;
 pub mod metrics;
 pub mod ratelimit;
 pub mod runtime;

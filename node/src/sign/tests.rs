@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quorate_frost::{Ciphersuite, ParsedKeyPackage};
 use quorate_keys::audit::AuditRecord;
+use quorate_transport::attest::StatementSigner;
 use quorate_transport::identity::{PeerIdentity, Role};
 use quorate_transport::metrics::Registry;
 use quorate_wire::api;
@@ -53,8 +54,16 @@ fn node_with_key(
         jurisdiction: "EU".into(),
     };
     let kek = Kek::from_hex(&Kek::generate_hex()).unwrap();
+    // A self-signed certificate: nothing here checks the node's attestations.
+    let cert = rcgen::generate_simple_self_signed(vec!["node-1".to_string()]).unwrap();
+    let attestor = StatementSigner::from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
     let state = NodeState::new(
         identity,
+        attestor,
         KeyStore::open(dir, kek).unwrap(),
         NonceStore::new(10, Duration::from_secs(60)),
         Registry::new(),

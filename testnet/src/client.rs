@@ -1,9 +1,14 @@
 //! A client of the public `Signer` API, with every signature checked by an
-//! independent verifier before it is handed back.
+//! independent verifier before it is handed back, and every public key checked
+//! against its participants' attestation (the coordinator is not trusted to name
+//! a key's public key).
 
 use std::time::Duration;
 
 use quorate_frost::Ciphersuite;
+use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 use quorate_wire::pb::signer_client::SignerClient as GrpcSignerClient;
@@ -24,17 +29,19 @@ pub struct VerifiedSignature {
 #[derive(Clone, Debug)]
 pub struct SignerClient {
     inner: GrpcSignerClient<Channel>,
+    /// Checks key attestations under the client's CA and trust domain.
+    verifier: StatementVerifier,
 }
 
 impl SignerClient {
     /// A client for `endpoint` (certified for `server_name`) using `tls`.
     pub fn connect(endpoint: &str, server_name: &str, tls: &TlsPaths) -> anyhow::Result<Self> {
         quorate_transport::install_crypto_provider();
-        let channel = tls
-            .load()?
-            .channel(endpoint, server_name, Duration::from_secs(2))?;
+        let material = tls.load()?;
+        let channel = material.channel(endpoint, server_name, Duration::from_secs(2))?;
         Ok(Self {
             inner: GrpcSignerClient::new(channel),
+            verifier: material.statement_verifier()?,
         })
     }
 
@@ -53,18 +60,26 @@ impl SignerClient {
             .keys)
     }
 
-    /// `GetPublicKey`.
+    /// `GetPublicKey`, trusted only if the key's attestation verifies
+    /// ([`check_attested`]); a key that does not is refused with `UNAUTHENTICATED`
+    /// naming why.
     pub async fn public_key(
         &self,
         key_id: &str,
     ) -> Result<pb::GetPublicKeyResponse, tonic::Status> {
-        Ok(self
+        let response = self
             .raw()
             .get_public_key(pb::GetPublicKeyRequest {
                 key_id: key_id.into(),
             })
             .await?
-            .into_inner())
+            .into_inner();
+        check_attested(&self.verifier, key_id, &response).map_err(|e| {
+            tonic::Status::unauthenticated(format!(
+                "the coordinator's public key for {key_id:?} is not attested by the key's participants: {e}"
+            ))
+        })?;
+        Ok(response)
     }
 
     /// `Sign` with a deadline.
@@ -121,4 +136,66 @@ impl SignerClient {
             ciphersuite,
         })
     }
+}
+
+/// Checks a `GetPublicKey` answer for `key_id` the way the coordinator checks the
+/// nodes' reports: the manifest is valid and for this key, the answer's fields are
+/// the manifest's, and at least its threshold of distinct participants attest it
+/// under `verifier`'s CA.
+pub fn check_attested(
+    verifier: &StatementVerifier,
+    key_id: &str,
+    response: &pb::GetPublicKeyResponse,
+) -> anyhow::Result<()> {
+    let manifest = Manifest::decode(&response.manifest)?;
+    anyhow::ensure!(
+        manifest.key_id == key_id && response.key_id == key_id,
+        "asked for key {key_id:?}, got {:?} with a manifest of {:?}",
+        response.key_id,
+        manifest.key_id
+    );
+    anyhow::ensure!(
+        response.public_key == manifest.public_key.public_key
+            && response.threshold == u32::from(manifest.threshold)
+            && response.ciphersuite == pb::Ciphersuite::from(manifest.ciphersuite) as i32
+            && response.participants.len() == manifest.participants.len()
+            && response
+                .participants
+                .iter()
+                .zip(&manifest.participants)
+                .all(|(r, m)| r.node_id == m.node_id
+                    && r.identifier == m.identifier
+                    && r.verifying_share == m.verifying_share
+                    && r.region == m.region
+                    && r.jurisdiction == m.jurisdiction),
+        "the answer's public key, threshold, ciphersuite or participants differ from its manifest"
+    );
+    let participants: Vec<&str> = manifest
+        .participants
+        .iter()
+        .map(|p| p.node_id.as_str())
+        .collect();
+    let attesters = key_attestation::attesting_participants(
+        verifier,
+        &mut VerifiedCertificates::default(),
+        AttestedManifest {
+            key_id,
+            manifest_hash: &manifest.hash,
+            participants: &participants,
+        },
+        &response.attestation,
+    );
+    anyhow::ensure!(
+        attesters.reach(manifest.threshold),
+        "{} of its participants attest the manifest ({:?}), {} needed{}",
+        attesters.nodes.len(),
+        attesters.nodes,
+        manifest.threshold,
+        attesters
+            .rejected
+            .iter()
+            .map(|e| format!("; {e}"))
+            .collect::<String>()
+    );
+    Ok(())
 }

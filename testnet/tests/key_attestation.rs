@@ -15,6 +15,7 @@ use std::time::Duration;
 use common::{start_default, DEADLINE};
 use quorate_frost::Ciphersuite;
 use quorate_keys::manifest::{self, Manifest};
+use quorate_testnet::client::SignerClient;
 use quorate_transport::attest::StatementSigner;
 use quorate_transport::identity::Role;
 use quorate_transport::key_attestation;
@@ -106,11 +107,21 @@ fn forged_manifest() -> Manifest {
     Manifest::decode(&encoded).unwrap()
 }
 
+/// The coordinator's `GetPublicKey` answer for `KEY`, as it is (unchecked).
+async fn coordinator_answer(client: &SignerClient) -> pb::GetPublicKeyResponse {
+    client
+        .raw()
+        .get_public_key(pb::GetPublicKeyRequest { key_id: KEY.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_reporting_a_forged_manifest_many_times_does_not_redirect_clients() {
     let mut net = start_default().await;
     let client = net.client().await.unwrap();
-    let true_key = client.public_key(KEY).await.unwrap().public_key;
+    let true_key = coordinator_answer(&client).await.public_key;
 
     // node-1 turns: its real certificate, signing whatever it likes.
     let tls = net.tls_paths(Role::Node, "node-1");
@@ -158,11 +169,13 @@ async fn one_node_reporting_a_forged_manifest_many_times_does_not_redirect_clien
     // A fresh coordinator: nothing cached, only the nodes' reports to go on.
     net.restart_coordinator().await.unwrap();
     let client = net.client().await.unwrap();
-    let answer = client.public_key(KEY).await.unwrap();
+    let answer = coordinator_answer(&client).await;
     assert_eq!(
         answer.public_key, true_key,
         "the coordinator serves the true key"
     );
+    // ... and the client library, checking the attestation itself, accepts it.
+    assert_eq!(client.public_key(KEY).await.unwrap().public_key, true_key);
     assert_eq!(answer.threshold, 3);
     assert!(
         answer.attestation.len() >= 3,

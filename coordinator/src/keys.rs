@@ -1,24 +1,30 @@
 //! Key discovery: the coordinator learns keys from the nodes and trusts a manifest
-//! only when at least `threshold` of its participants report byte-identical copies.
+//! only when at least `threshold` distinct participants attest it (the rule is in
+//! [`crate::tally`]).
 //!
 //! The directory is a cache, not state: any coordinator rebuilds it from the nodes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::StatementVerifier;
 use quorate_wire::pb;
 
 use crate::error::CoordError;
 use crate::nodes::NodePool;
+use crate::tally::{self, Decision, Tally, Version};
 
 /// A key the nodes agree on.
 #[derive(Debug)]
 pub struct KnownKey {
     /// The agreed manifest.
     pub manifest: Manifest,
+    /// The participants' verified statements over it, one per attesting node:
+    /// `GetPublicKey` hands them to clients.
+    pub attestation: Vec<pb::Signed>,
     /// Participants never asked to sign it: those that reported a different
     /// manifest for this key id, and those the coordinator has no endpoint for.
     pub never_asked: HashSet<String>,
@@ -34,14 +40,13 @@ struct Snapshot {
     answered: usize,
 }
 
-/// The manifests nodes reported for one key id: hash -> (manifest, reporting nodes).
-type ManifestVersions = HashMap<[u8; 32], (Manifest, Vec<String>)>;
-
 /// Cache of agreed key manifests.
 #[derive(Debug)]
 pub struct KeyDirectory {
     pool: Arc<NodePool>,
     snapshot: RwLock<Snapshot>,
+    /// Counts attested reports (only ever used under `refresh_lock`).
+    tally: Mutex<Tally>,
     refresh_lock: tokio::sync::Mutex<()>,
     /// Whether a background refresh is running (at most one is).
     refreshing_in_background: AtomicBool,
@@ -50,10 +55,16 @@ pub struct KeyDirectory {
 }
 
 impl KeyDirectory {
-    /// An empty directory over `pool`.
-    pub fn new(pool: Arc<NodePool>, max_age: Duration, node_timeout: Duration) -> Self {
+    /// An empty directory over `pool`, checking key attestations with `verifier`.
+    pub fn new(
+        pool: Arc<NodePool>,
+        verifier: StatementVerifier,
+        max_age: Duration,
+        node_timeout: Duration,
+    ) -> Self {
         Self {
             pool,
+            tally: Mutex::new(Tally::new(verifier)),
             snapshot: RwLock::new(Snapshot::default()),
             refresh_lock: tokio::sync::Mutex::new(()),
             refreshing_in_background: AtomicBool::new(false),
@@ -177,51 +188,46 @@ impl KeyDirectory {
         }))
         .await;
         let answered = answers.iter().filter(|a| a.is_some()).count();
-        let mut reports: HashMap<String, ManifestVersions> = HashMap::new();
-        for (node_id, keys) in answers.into_iter().flatten() {
-            for key in keys {
-                match Manifest::decode(&key.manifest) {
-                    Ok(m) if m.participant(&node_id).is_some() => {
-                        let entry = reports
-                            .entry(m.key_id.clone())
-                            .or_default()
-                            .entry(m.hash)
-                            .or_insert_with(|| (m, Vec::new()));
-                        entry.1.push(node_id.clone());
-                    }
-                    Ok(m) => {
-                        tracing::warn!(node = %node_id, key_id = %m.key_id, "node reports a key it is not a participant of; ignored")
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = %node_id, "node reports an invalid manifest: {e}")
-                    }
-                }
-            }
-        }
+        let reports = self
+            .tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(answers.into_iter().flatten().collect());
         let mut keys = BTreeMap::new();
         let previous = self.read().keys.clone();
-        for (key_id, versions) in reports {
-            let mut versions: Vec<_> = versions.into_values().collect();
-            versions.sort_by_key(|(_, nodes)| std::cmp::Reverse(nodes.len()));
-            let (manifest, agreeing) = versions.remove(0);
-            if agreeing.len() < usize::from(manifest.threshold) {
-                tracing::warn!(
-                    key_id = %key_id,
-                    agreeing = agreeing.len(),
-                    threshold = manifest.threshold,
-                    "fewer than threshold nodes agree on this key's manifest; not serving it"
-                );
-                // Keep a previously agreed manifest: its holders may just be down.
-                if let Some(prev) = previous.get(&key_id) {
-                    keys.insert(key_id, prev.clone());
+        for (key_id, key_reports) in reports {
+            let before = previous.get(&key_id);
+            let (version, disagreeing) = match tally::decide(
+                &key_id,
+                key_reports,
+                before.map(|k| k.manifest.hash),
+            ) {
+                Decision::Trust {
+                    version,
+                    disagreeing,
+                    passed_over,
+                } => {
+                    for reason in passed_over {
+                        tracing::warn!(key_id = %key_id, "not serving this version of the key: {reason}");
+                    }
+                    (version, disagreeing)
                 }
-                continue;
-            }
-            let disagreeing: HashSet<String> =
-                versions.into_iter().flat_map(|(_, nodes)| nodes).collect();
+                Decision::Untrusted(reason) => {
+                    tracing::warn!(key_id = %key_id, "not serving a new version of this key: {reason}");
+                    // Keep a previously trusted manifest: its holders may just be down.
+                    if let Some(prev) = before {
+                        keys.insert(key_id, prev.clone());
+                    }
+                    continue;
+                }
+            };
             if !disagreeing.is_empty() {
-                tracing::warn!(key_id = %key_id, nodes = ?disagreeing, "nodes disagree with the agreed manifest; excluded");
+                tracing::warn!(key_id = %key_id, nodes = ?disagreeing, "nodes do not attest the trusted manifest; excluded");
             }
+            let Version {
+                manifest,
+                attestation,
+            } = *version;
             // The pool is fixed for the coordinator's life, so which participants
             // it cannot reach is known here, once, not on every `Sign`.
             let without_endpoint = manifest
@@ -234,6 +240,7 @@ impl KeyDirectory {
                 key_id,
                 Arc::new(KnownKey {
                     manifest,
+                    attestation: attestation.into_values().collect(),
                     never_asked,
                 }),
             );

@@ -29,6 +29,7 @@ mod refusals;
 mod round1;
 pub mod round2;
 pub mod service;
+mod tally;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,8 +87,14 @@ impl BoundCoordinator {
             pool.clone()
                 .probe_forever(Duration::from_millis(settings.health_interval_ms)),
         );
+        let verifier = self
+            .config
+            .tls
+            .statement_verifier()
+            .map_err(|e| CoordError::Config(format!("key attestations: {e}")))?;
         let keys = Arc::new(KeyDirectory::new(
             pool.clone(),
+            verifier,
             Duration::from_secs(settings.key_refresh_secs),
             settings.node_timeout(),
         ));

@@ -322,6 +322,8 @@ impl SignerService {
                     jurisdiction: p.jurisdiction.clone(),
                 })
                 .collect(),
+            manifest: m.encoded.clone(),
+            attestation: key.attestation.clone(),
         }))
     }
 

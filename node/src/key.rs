@@ -9,6 +9,9 @@
 
 use quorate_frost::{ParsedKeyPackage, SecretKeyPackage};
 use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::StatementSigner;
+use quorate_transport::key_attestation;
+use quorate_wire::pb;
 
 use crate::identity::NodeIdentity;
 use crate::store::KeyRecord;
@@ -24,11 +27,33 @@ pub struct ActiveKey {
     pub(crate) key_package: SecretKeyPackage,
     /// The same, decoded once when the key is loaded: the signing path uses it.
     pub(crate) parsed_key_package: ParsedKeyPackage,
+    /// This node's signed statement that it holds this manifest's key, made when
+    /// the key is loaded or installed and listed with the manifest.
+    pub attestation: pb::Signed,
+}
+
+impl ActiveKey {
+    /// The key as `ListNodeKeys` and `GetManifest` report it: the manifest and this
+    /// node's attestation of it.
+    pub(crate) fn node_key(&self) -> pb::NodeKey {
+        pb::NodeKey {
+            manifest: self.manifest.encoded.clone(),
+            attestation: Some(self.attestation.clone()),
+        }
+    }
 }
 
 /// Validates a key record against this node: the manifest names this node with its
 /// region and jurisdiction, and the key package is this node's share of that key.
-pub(crate) fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<ActiveKey, String> {
+///
+/// The active key carries this node's attestation of the manifest, signed with
+/// `attestor` (its mTLS key): every key the node holds is attested, including keys
+/// stored before attestations existed, since they are signed again on every load.
+pub(crate) fn activate(
+    identity: &NodeIdentity,
+    attestor: &StatementSigner,
+    record: KeyRecord,
+) -> Result<ActiveKey, String> {
     let manifest = Manifest::decode(&record.manifest).map_err(|e| e.to_string())?;
     let me = manifest.participant(&identity.node_id).ok_or_else(|| {
         format!(
@@ -62,7 +87,15 @@ pub(crate) fn activate(identity: &NodeIdentity, record: KeyRecord) -> Result<Act
             identity.node_id, manifest.key_id
         ));
     }
+    let attestation = key_attestation::sign(
+        attestor,
+        &identity.node_id,
+        &manifest.key_id,
+        &manifest.hash,
+    )
+    .map_err(|e| format!("cannot attest key {:?}: {e}", manifest.key_id))?;
     Ok(ActiveKey {
+        attestation,
         identifier: me.identifier.clone(),
         manifest,
         key_package: record.key_package,

@@ -71,8 +71,12 @@ impl BoundNode {
             tls.statement_verifier()
                 .map_err(|e| NodeError::Config(e.to_string()))?,
         );
+        let attestor = tls
+            .statement_signer()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let state = NodeState::new(
             identity,
+            attestor,
             store,
             NonceStore::new(limits.max_outstanding, limits.ttl()),
             intents,

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use quorate_keys::audit::AuditRecord;
+use quorate_transport::attest::StatementSigner;
 use quorate_transport::metrics::Registry;
 use quorate_transport::ratelimit::RateLimiter;
 use quorate_wire::pb;
@@ -32,6 +33,8 @@ use crate::store::{KeyRecord, KeyStore};
 #[derive(Debug)]
 pub struct NodeState {
     pub(crate) identity: NodeIdentity,
+    /// Signs this node's attestation of every key it loads or installs.
+    attestor: StatementSigner,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
     pub(crate) nonces: NonceStore,
@@ -45,9 +48,11 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// Loads every stored key and checks it still belongs to this node.
+    /// Loads every stored key, checks it still belongs to this node and attests it
+    /// with `attestor` (the node's mTLS key).
     pub fn new(
         identity: NodeIdentity,
+        attestor: StatementSigner,
         store: KeyStore,
         nonces: NonceStore,
         intents: IntentVerifier,
@@ -57,12 +62,13 @@ impl NodeState {
         let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {
-            let key = activate(&identity, record)
+            let key = activate(&identity, &attestor, record)
                 .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
             keys.insert(key_id, Arc::new(key));
         }
         Ok(Self {
             identity,
+            attestor,
             store,
             keys: RwLock::new(keys),
             nonces,
@@ -122,12 +128,7 @@ impl NodeState {
 
     /// Every key held, as `ListNodeKeys` lists them.
     pub(crate) fn node_keys(&self) -> Vec<pb::NodeKey> {
-        self.read_keys()
-            .values()
-            .map(|k| pb::NodeKey {
-                manifest: k.manifest.encoded.clone(),
-            })
-            .collect()
+        self.read_keys().values().map(|k| k.node_key()).collect()
     }
 
     /// Validates and durably stores a new key; `event` names the ceremony step in
@@ -138,7 +139,8 @@ impl NodeState {
         event: &str,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, record.clone()).map_err(NodeError::KeyNotForThisNode)?;
+        let key = activate(&self.identity, &self.attestor, record.clone())
+            .map_err(NodeError::KeyNotForThisNode)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
         // Hold the write lock across the durable insert so two installs of one key id
@@ -171,7 +173,8 @@ impl NodeState {
         expected_manifest_hash: &[u8],
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, record.clone()).map_err(NodeError::KeyNotForThisNode)?;
+        let key = activate(&self.identity, &self.attestor, record.clone())
+            .map_err(NodeError::KeyNotForThisNode)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());

@@ -1,13 +1,18 @@
 //! A client of the public `Signer` API: it signs an intent for every request with
-//! the key of its mTLS certificate (docs/intent.md), and every signature is checked
-//! by an independent verifier before it is handed back.
+//! the key of its mTLS certificate (docs/intent.md), checks every public key against
+//! its participants' attestation (the coordinator is not trusted to name a key's
+//! public key), and checks every signature with an independent verifier before it
+//! is handed back.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorate_frost::Ciphersuite;
+use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::StatementSigner;
+use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent, DEFAULT_VALIDITY_SECS};
+use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 use quorate_wire::pb::signer_client::SignerClient as GrpcSignerClient;
@@ -29,6 +34,8 @@ pub struct VerifiedSignature {
 pub struct SignerClient {
     inner: GrpcSignerClient<Channel>,
     signer: Arc<StatementSigner>,
+    /// Checks key attestations under the client's CA and trust domain.
+    verifier: StatementVerifier,
 }
 
 impl SignerClient {
@@ -40,6 +47,7 @@ impl SignerClient {
         Ok(Self {
             inner: GrpcSignerClient::new(channel),
             signer: Arc::new(files.statement_signer()?),
+            verifier: files.statement_verifier()?,
         })
     }
 
@@ -80,18 +88,26 @@ impl SignerClient {
             .keys)
     }
 
-    /// `GetPublicKey`.
+    /// `GetPublicKey`, trusted only if the key's attestation verifies
+    /// ([`check_attested`]); a key that does not is refused with `UNAUTHENTICATED`
+    /// naming why.
     pub async fn public_key(
         &self,
         key_id: &str,
     ) -> Result<pb::GetPublicKeyResponse, tonic::Status> {
-        Ok(self
+        let response = self
             .raw()
             .get_public_key(pb::GetPublicKeyRequest {
                 key_id: key_id.into(),
             })
             .await?
-            .into_inner())
+            .into_inner();
+        check_attested(&self.verifier, key_id, &response).map_err(|e| {
+            tonic::Status::unauthenticated(format!(
+                "the coordinator's public key for {key_id:?} is not attested by the key's participants: {e}"
+            ))
+        })?;
+        Ok(response)
     }
 
     /// `Sign` with a deadline.
@@ -157,4 +173,66 @@ impl SignerClient {
             ciphersuite,
         })
     }
+}
+
+/// Checks a `GetPublicKey` answer for `key_id` the way the coordinator checks the
+/// nodes' reports: the manifest is valid and for this key, the answer's fields are
+/// the manifest's, and at least its threshold of distinct participants attest it
+/// under `verifier`'s CA.
+pub fn check_attested(
+    verifier: &StatementVerifier,
+    key_id: &str,
+    response: &pb::GetPublicKeyResponse,
+) -> anyhow::Result<()> {
+    let manifest = Manifest::decode(&response.manifest)?;
+    anyhow::ensure!(
+        manifest.key_id == key_id && response.key_id == key_id,
+        "asked for key {key_id:?}, got {:?} with a manifest of {:?}",
+        response.key_id,
+        manifest.key_id
+    );
+    anyhow::ensure!(
+        response.public_key == manifest.public_key.public_key
+            && response.threshold == u32::from(manifest.threshold)
+            && response.ciphersuite == pb::Ciphersuite::from(manifest.ciphersuite) as i32
+            && response.participants.len() == manifest.participants.len()
+            && response
+                .participants
+                .iter()
+                .zip(&manifest.participants)
+                .all(|(r, m)| r.node_id == m.node_id
+                    && r.identifier == m.identifier
+                    && r.verifying_share == m.verifying_share
+                    && r.region == m.region
+                    && r.jurisdiction == m.jurisdiction),
+        "the answer's public key, threshold, ciphersuite or participants differ from its manifest"
+    );
+    let participants: Vec<&str> = manifest
+        .participants
+        .iter()
+        .map(|p| p.node_id.as_str())
+        .collect();
+    let attesters = key_attestation::attesting_participants(
+        verifier,
+        &mut VerifiedCertificates::default(),
+        AttestedManifest {
+            key_id,
+            manifest_hash: &manifest.hash,
+            participants: &participants,
+        },
+        &response.attestation,
+    );
+    anyhow::ensure!(
+        attesters.reach(manifest.threshold),
+        "{} of its participants attest the manifest ({:?}), {} needed{}",
+        attesters.nodes.len(),
+        attesters.nodes,
+        manifest.threshold,
+        attesters
+            .rejected
+            .iter()
+            .map(|e| format!("; {e}"))
+            .collect::<String>()
+    );
+    Ok(())
 }

@@ -53,9 +53,7 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         let key_id = &req.get_ref().key_id;
         quorate_wire::validate_key_id(key_id).map_err(NodeError::MalformedRequest)?;
         let key = self.state.key(key_id)?;
-        Ok(Response::new(pb::NodeKey {
-            manifest: key.manifest.encoded.clone(),
-        }))
+        Ok(Response::new(key.node_key()))
     }
 
     #[tracing::instrument(skip_all, fields(key_id = %req.get_ref().key_id))]

@@ -60,8 +60,10 @@ fn node_with_key(
     CLIENT.set(Some(test_ca::signer(&ca, "client", "payments")));
     let intents =
         IntentVerifier::new(StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap());
+    let attestor = test_ca::signer(&ca, "node", "node-1");
     let state = NodeState::new(
         identity,
+        attestor,
         KeyStore::open(dir, kek).unwrap(),
         NonceStore::new(10, Duration::from_secs(60)),
         intents,

@@ -73,6 +73,8 @@ pub enum AttestError {
 #[derive(Debug, Default)]
 pub struct VerifiedCertificates {
     entries: Vec<VerifiedCertificate>,
+    /// At most this many are remembered, the oldest forgotten first (none: no bound).
+    limit: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +96,25 @@ impl VerifiedCertificates {
     /// Whether none is remembered yet.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// A cache that outlives a ceremony (a coordinator re-checking the nodes'
+    /// statements on every refresh): it remembers at most `limit` certificates and
+    /// forgets the oldest first, so certificates rotated away cannot grow it.
+    pub fn bounded(limit: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            limit: Some(limit.max(1)),
+        }
+    }
+
+    fn remember(&mut self, entry: VerifiedCertificate) {
+        if let Some(limit) = self.limit {
+            while self.entries.len() >= limit {
+                self.entries.remove(0);
+            }
+        }
+        self.entries.push(entry);
     }
 
     fn get(&self, der: &[u8]) -> Option<&VerifiedCertificate> {
@@ -244,7 +265,7 @@ impl StatementVerifier {
         // Remembered only now: a certificate is trusted for later statements once
         // a statement under it verified in full.
         if let Some(entry) = fresh {
-            certificates.entries.push(entry);
+            certificates.remember(entry);
         }
         Ok(())
     }
@@ -487,6 +508,21 @@ mod tests {
             verifier
                 .verify_cached(&signed, "kind", id, &mut certificates)
                 .unwrap();
+        }
+        assert_eq!(certificates.len(), 2);
+    }
+
+    #[test]
+    fn bounded_cache_forgets_the_oldest_certificate_and_still_verifies_it_in_full() {
+        let ca = new_ca("CA");
+        let verifier = verifier(&ca);
+        let mut certificates = VerifiedCertificates::bounded(2);
+        for id in ["node-1", "node-2", "node-3", "node-1"] {
+            let signed = valid_now(&ca, id).sign("kind", b"s".to_vec()).unwrap();
+            verifier
+                .verify_cached(&signed, "kind", id, &mut certificates)
+                .unwrap();
+            assert!(certificates.len() <= 2);
         }
         assert_eq!(certificates.len(), 2);
     }

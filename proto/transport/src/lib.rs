@@ -1,7 +1,8 @@
 //! Service plumbing shared by Quorate's servers and clients: SPIFFE peer
 //! [`identity`] from mTLS certificates, [`tls`] configuration, statements signed with a
-//! certificate's private key and checked against the CA ([`attest`]), the sign
-//! [`intent`]s clients sign for every request, Prometheus
+//! certificate's private key and checked against the CA ([`attest`]), among them the
+//! sign [`intent`]s clients sign for every request and a node's statement that it
+//! holds a key ([`key_attestation`]), Prometheus
 //! [`metrics`], per-client [`ratelimit`]s, [`config`] loading and process [`runtime`]
 //! (logging, signals).
 //!
@@ -13,6 +14,7 @@ pub mod attest;
 pub mod config;
 pub mod identity;
 pub mod intent;
+pub mod key_attestation;
 pub mod metrics;
 pub mod ratelimit;
 pub mod runtime;

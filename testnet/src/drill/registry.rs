@@ -101,7 +101,7 @@ pub fn registry() -> Vec<Drill> {
         Drill {
             number: 11,
             name: "malicious-coordinator",
-            expectation: "a raw client with a coordinator certificate replays round 2, swaps the message, passes off another node's commitment, asks for an unlawful quorum: every node refuses",
+            expectation: "a raw client with a coordinator certificate replays round 2, swaps the message under a client intent, sends none, passes off another node's commitment, asks for an unlawful quorum: every node refuses",
             run: malicious::malicious_coordinator,
             local_only: true,
         },

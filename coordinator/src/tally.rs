@@ -1,0 +1,486 @@
+//! Which manifest of a key id the nodes' reports support: the rule the key
+//! directory applies to every `ListNodeKeys` round.
+//!
+//! A report counts only with its node's attestation (`quorate_transport::key_attestation`):
+//! a statement, signed with the reporting node's certificate, naming that node,
+//! the key id and the manifest's hash, by a participant of that manifest. Votes are
+//! distinct attesting participants, never entries: a node listing a manifest any
+//! number of times is one vote, and a node attesting two versions of one key
+//! (equivocating) is no vote for either. A manifest is trusted only with at least
+//! its threshold of attesting participants (at least 2, since a manifest's threshold
+//! is), so no single node certificate can make any manifest trusted; of several
+//! trusted versions the one with the most attesters wins, and a tie keeps the
+//! version trusted before (or none, if it is not among them).
+//!
+//! Used by [`crate::keys`]; uses nothing of the coordinator.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_transport::key_attestation::{self, AttestedManifest};
+use quorate_wire::pb;
+
+/// Certificates remembered across refreshes: a few per node (rotations), plenty
+/// for any pool a coordinator is configured with.
+const CERTIFICATE_CACHE: usize = 1024;
+
+/// One version of a key, with who attests it.
+#[derive(Debug)]
+pub(crate) struct Version {
+    pub manifest: Manifest,
+    /// Verified attestation statements, one per attesting participant.
+    pub attestation: BTreeMap<String, pb::Signed>,
+}
+
+/// What the reports say about one key id.
+#[derive(Debug, Default)]
+pub(crate) struct KeyReports {
+    /// Versions by manifest hash.
+    versions: HashMap<[u8; 32], Version>,
+    /// Every node that reported anything for this key id.
+    pub reporters: BTreeSet<String>,
+}
+
+/// The outcome for one key id.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Serve this version; `disagreeing` reported the key id but do not attest it;
+    /// `passed_over` says, for the log, why each other version is not served.
+    Trust {
+        version: Box<Version>,
+        disagreeing: HashSet<String>,
+        passed_over: Vec<String>,
+    },
+    /// Serve no new version; the reason, for the log.
+    Untrusted(String),
+}
+
+/// Counts attested reports. Keeps the certificates whose chain verified, so a
+/// refresh every few seconds does not re-check every node's chain.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    verifier: StatementVerifier,
+    certificates: VerifiedCertificates,
+}
+
+impl Tally {
+    /// Checks statements against `verifier` (the trust domain's CA).
+    pub fn new(verifier: StatementVerifier) -> Self {
+        Self {
+            verifier,
+            certificates: VerifiedCertificates::bounded(CERTIFICATE_CACHE),
+        }
+    }
+
+    /// Groups the nodes' answers by key id and manifest, keeping only attested
+    /// reports; every report that does not count is logged with its node and why.
+    pub fn count(
+        &mut self,
+        answers: Vec<(String, Vec<pb::NodeKey>)>,
+    ) -> BTreeMap<String, KeyReports> {
+        let mut reports: BTreeMap<String, KeyReports> = BTreeMap::new();
+        // Decoding checks every point of the public key package: each distinct
+        // manifest is decoded once, however many times it is listed.
+        let mut decoded: HashMap<[u8; 32], Option<Manifest>> = HashMap::new();
+        // Reports already judged in this round: (node, manifest hash, signature),
+        // so a repeated entry costs neither a decode nor a verification, nor a log
+        // line.
+        let mut seen: HashSet<(String, [u8; 32], Vec<u8>)> = HashSet::new();
+        // (node, manifest hash) whose attestation verified: more of the same add
+        // nothing.
+        let mut counted: HashSet<(String, [u8; 32])> = HashSet::new();
+        // Manifest hashes each node attested, per key id.
+        let mut attested: HashMap<(String, String), BTreeSet<[u8; 32]>> = HashMap::new();
+        for (node_id, keys) in answers {
+            for key in keys {
+                let hash = quorate_wire::sha256(&key.manifest);
+                let signature = key
+                    .attestation
+                    .as_ref()
+                    .map(|a| a.signature.clone())
+                    .unwrap_or_default();
+                if counted.contains(&(node_id.clone(), hash))
+                    || !seen.insert((node_id.clone(), hash, signature))
+                {
+                    continue;
+                }
+                let manifest = decoded.entry(hash).or_insert_with(|| match Manifest::decode(&key.manifest) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(node = %node_id, "node reports an invalid manifest; ignored: {e}");
+                        None
+                    }
+                });
+                let Some(manifest) = manifest else { continue };
+                let key_id = manifest.key_id.clone();
+                reports
+                    .entry(key_id.clone())
+                    .or_default()
+                    .reporters
+                    .insert(node_id.clone());
+                if let Err(reason) = self.check(&node_id, manifest, key.attestation.as_ref()) {
+                    tracing::warn!(
+                        node = %node_id,
+                        key_id = %key_id,
+                        manifest_sha256 = %hex::encode(hash),
+                        "node's report of this manifest does not count: {reason}"
+                    );
+                    continue;
+                }
+                counted.insert((node_id.clone(), hash));
+                attested
+                    .entry((key_id.clone(), node_id.clone()))
+                    .or_default()
+                    .insert(hash);
+                let Some(signed) = key.attestation else {
+                    continue;
+                };
+                let entry = reports.entry(key_id).or_default();
+                entry
+                    .versions
+                    .entry(hash)
+                    .or_insert_with(|| Version {
+                        manifest: manifest.clone(),
+                        attestation: BTreeMap::new(),
+                    })
+                    .attestation
+                    .insert(node_id.clone(), signed);
+            }
+        }
+        for ((key_id, node_id), hashes) in attested {
+            if hashes.len() > 1 {
+                tracing::warn!(
+                    node = %node_id,
+                    key_id = %key_id,
+                    versions = hashes.len(),
+                    "node attests several manifests of one key; counted for none"
+                );
+                if let Some(r) = reports.get_mut(&key_id) {
+                    for v in r.versions.values_mut() {
+                        v.attestation.remove(&node_id);
+                    }
+                }
+            }
+        }
+        reports
+    }
+
+    /// Why `node_id`'s report of `manifest` does not count, if it does not.
+    fn check(
+        &mut self,
+        node_id: &str,
+        manifest: &Manifest,
+        attestation: Option<&pb::Signed>,
+    ) -> Result<(), String> {
+        if manifest.participant(node_id).is_none() {
+            return Err("the node is not a participant of it".into());
+        }
+        let signed = attestation.ok_or("no attestation (a node older than this coordinator?)")?;
+        let participants: Vec<&str> = manifest
+            .participants
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect();
+        let attester = key_attestation::verify(
+            &self.verifier,
+            &mut self.certificates,
+            AttestedManifest {
+                key_id: &manifest.key_id,
+                manifest_hash: &manifest.hash,
+                participants: &participants,
+            },
+            signed,
+        )
+        .map_err(|e| e.to_string())?;
+        if attester != node_id {
+            return Err(format!(
+                "the attestation is {attester}'s, not the reporting node's"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which version of `key_id` to serve, given the version trusted before
+/// (`previous`, its manifest hash).
+pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<[u8; 32]>) -> Decision {
+    let KeyReports {
+        versions,
+        reporters,
+    } = reports;
+    let describe = |v: &Version| {
+        format!(
+            "manifest {} attested by {} of its participants {:?}, threshold {}",
+            hex::encode(&v.manifest.hash[..8]),
+            v.attestation.len(),
+            v.attestation.keys().collect::<Vec<_>>(),
+            v.manifest.threshold
+        )
+    };
+    let (mut trusted, short): (Vec<Version>, Vec<Version>) = versions
+        .into_values()
+        .partition(|v| v.attestation.len() >= usize::from(v.manifest.threshold).max(2));
+    let mut passed_over: Vec<String> = short
+        .iter()
+        .map(|v| format!("{}: too few", describe(v)))
+        .collect();
+    let Some(most) = trusted.iter().map(|v| v.attestation.len()).max() else {
+        return Decision::Untrusted(if passed_over.is_empty() {
+            format!("no attested report of key {key_id:?}")
+        } else {
+            format!(
+                "no manifest of key {key_id:?} has enough attesting participants: {}",
+                passed_over.join("; ")
+            )
+        });
+    };
+    let (mut top, fewer): (Vec<Version>, Vec<Version>) =
+        trusted.drain(..).partition(|v| v.attestation.len() == most);
+    passed_over.extend(
+        fewer
+            .iter()
+            .map(|v| format!("{}: another version has more", describe(v))),
+    );
+    let chosen = if top.len() == 1 {
+        top.pop()
+    } else {
+        top.iter()
+            .position(|v| Some(v.manifest.hash) == previous)
+            .map(|i| top.swap_remove(i))
+    };
+    let Some(version) = chosen else {
+        return Decision::Untrusted(format!(
+            "{} manifests of key {key_id:?} are each attested by {most} participants and none was trusted before: {}",
+            top.len(),
+            top.iter().map(describe).collect::<Vec<_>>().join("; ")
+        ));
+    };
+    passed_over.extend(
+        top.iter()
+            .map(|v| format!("{}: ties with the version trusted before", describe(v))),
+    );
+    let disagreeing = reporters
+        .into_iter()
+        .filter(|n| !version.attestation.contains_key(n))
+        .collect();
+    Decision::Trust {
+        version: Box::new(version),
+        disagreeing,
+        passed_over,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use quorate_frost::Ciphersuite;
+    use quorate_transport::attest::StatementSigner;
+    use quorate_transport::test_ca;
+
+    use super::*;
+
+    const DOMAIN: &str = "quorate.test";
+
+    struct Pki(test_ca::Ca);
+
+    impl Pki {
+        fn new() -> Self {
+            Self(test_ca::new_ca("CA"))
+        }
+
+        fn node(&self, node: &str) -> StatementSigner {
+            test_ca::signer(&self.0, "node", node)
+        }
+
+        fn tally(&self) -> Tally {
+            Tally::new(StatementVerifier::from_pem(self.0.pem.as_bytes(), DOMAIN).unwrap())
+        }
+    }
+
+    /// A `t`-of-`names` manifest of key `k1`, dealt afresh (another key each time).
+    fn manifest(names: &[&str], t: u16) -> Manifest {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let dealt = Ciphersuite::Ed25519.ops().split(None, &names, t).unwrap();
+        let encoded = quorate_keys::manifest::encode(
+            "k1",
+            Ciphersuite::Ed25519,
+            t,
+            dealt.public_key_package,
+            names
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.clone(),
+                    region: "r".into(),
+                    jurisdiction: "EU".into(),
+                })
+                .collect(),
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        );
+        Manifest::decode(&encoded).unwrap()
+    }
+
+    /// `node`'s report of `m`, attested with `signer`.
+    fn report(signer: &StatementSigner, node: &str, m: &Manifest) -> pb::NodeKey {
+        pb::NodeKey {
+            manifest: m.encoded.clone(),
+            attestation: Some(key_attestation::sign(signer, node, &m.key_id, &m.hash).unwrap()),
+        }
+    }
+
+    const FIVE: &[&str] = &["node-1", "node-2", "node-3", "node-4", "node-5"];
+
+    fn honest_answers(pki: &Pki, m: &Manifest, nodes: &[&str]) -> Vec<(String, Vec<pb::NodeKey>)> {
+        nodes
+            .iter()
+            .map(|n| (n.to_string(), vec![report(&pki.node(n), n, m)]))
+            .collect()
+    }
+
+    fn trusted_hash(decision: Decision) -> [u8; 32] {
+        match decision {
+            Decision::Trust { version, .. } => version.manifest.hash,
+            Decision::Untrusted(reason) => panic!("not trusted: {reason}"),
+        }
+    }
+
+    #[test]
+    fn forged_manifest_listed_many_times_by_one_node_is_outvoted_by_distinct_attesters() {
+        let pki = Pki::new();
+        let genuine = manifest(FIVE, 3);
+        // Threshold 2 and only two participants: the smallest manifest an attacker
+        // can make.
+        let forged = manifest(&["node-1", "node-2"], 2);
+        let node1 = pki.node("node-1");
+        let mut answers = honest_answers(&pki, &genuine, &FIVE[1..4]);
+        answers.push((
+            "node-1".into(),
+            (0..50).map(|_| report(&node1, "node-1", &forged)).collect(),
+        ));
+        let mut reports = pki.tally().count(answers);
+        let key = reports.remove("k1").unwrap();
+        let Decision::Trust {
+            version,
+            disagreeing,
+            passed_over,
+        } = decide("k1", key, None)
+        else {
+            panic!("the genuine manifest is not trusted")
+        };
+        assert_eq!(version.manifest.hash, genuine.hash);
+        assert_eq!(version.attestation.len(), 3);
+        assert!(disagreeing.contains("node-1"));
+        assert!(
+            passed_over[0].contains("attested by 1 of"),
+            "{passed_over:?}"
+        );
+    }
+
+    #[test]
+    fn one_node_alone_makes_no_manifest_trusted() {
+        let pki = Pki::new();
+        let forged = manifest(&["node-1", "node-2"], 2);
+        let node1 = pki.node("node-1");
+        let mut reports = pki.tally().count(vec![(
+            "node-1".into(),
+            (0..10).map(|_| report(&node1, "node-1", &forged)).collect(),
+        )]);
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn attestations_for_others_or_of_non_participants_count_for_nothing() {
+        let pki = Pki::new();
+        let forged = manifest(&["node-1", "node-2", "node-3"], 2);
+        let node1 = pki.node("node-1");
+        let node9 = pki.node("node-9");
+        let mut reports = pki.tally().count(vec![
+            (
+                "node-1".into(),
+                vec![
+                    report(&node1, "node-1", &forged),
+                    // node-1's key, node-2's name.
+                    report(&node1, "node-2", &forged),
+                ],
+            ),
+            // Not a participant.
+            ("node-9".into(), vec![report(&node9, "node-9", &forged)]),
+            // node-2's channel relays node-1's statement.
+            ("node-2".into(), vec![report(&node1, "node-1", &forged)]),
+        ]);
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn statement_from_another_ca_does_not_count() {
+        let pki = Pki::new();
+        let rogue = Pki::new();
+        let forged = manifest(&["node-1", "node-2"], 2);
+        let answers = vec![
+            (
+                "node-1".into(),
+                vec![report(&pki.node("node-1"), "node-1", &forged)],
+            ),
+            (
+                "node-2".into(),
+                vec![report(&rogue.node("node-2"), "node-2", &forged)],
+            ),
+        ];
+        let mut reports = pki.tally().count(answers);
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn node_attesting_two_versions_counts_for_neither() {
+        let pki = Pki::new();
+        let a = manifest(&["node-1", "node-2", "node-3"], 2);
+        let b = manifest(&["node-1", "node-2", "node-3"], 2);
+        let node1 = pki.node("node-1");
+        let mut answers = honest_answers(&pki, &a, &["node-2"]);
+        answers.push((
+            "node-1".into(),
+            vec![report(&node1, "node-1", &a), report(&node1, "node-1", &b)],
+        ));
+        let mut reports = pki.tally().count(answers);
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn refresh_in_progress_serves_the_version_most_participants_attest() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let new = manifest(FIVE, 3);
+        let mut answers = honest_answers(&pki, &new, &FIVE[..3]);
+        answers.extend(honest_answers(&pki, &old, &FIVE[3..]));
+        let mut reports = pki.tally().count(answers);
+        let decision = decide("k1", reports.remove("k1").unwrap(), Some(old.hash));
+        assert_eq!(trusted_hash(decision), new.hash);
+    }
+
+    #[test]
+    fn tie_keeps_the_version_trusted_before_and_otherwise_serves_none() {
+        let pki = Pki::new();
+        let a = manifest(&["node-1", "node-2", "node-3", "node-4"], 2);
+        let b = manifest(&["node-1", "node-2", "node-3", "node-4"], 2);
+        let answers = || {
+            let mut answers = honest_answers(&pki, &a, &["node-1", "node-2"]);
+            answers.extend(honest_answers(&pki, &b, &["node-3", "node-4"]));
+            answers
+        };
+        let mut tally = pki.tally();
+        let mut reports = tally.count(answers());
+        assert_eq!(
+            trusted_hash(decide("k1", reports.remove("k1").unwrap(), Some(b.hash))),
+            b.hash
+        );
+        let mut reports = tally.count(answers());
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+    }
+}

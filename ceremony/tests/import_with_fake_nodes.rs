@@ -18,7 +18,7 @@ use quorate_ceremony::import::{
 use quorate_ceremony::pki;
 use quorate_frost::{Ciphersuite, DealtKey, LocalQuorum, PackageDelivery, SecretKeyPackage};
 use quorate_keys::manifest::Manifest;
-use quorate_transport::identity::{authorize, Role};
+use quorate_transport::identity::{authorize, Location, Role};
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_server::{Ceremony, CeremonyServer};
 use tonic::transport::server::TcpIncoming;
@@ -218,14 +218,17 @@ async fn start(specs: Vec<NodeSpec>) -> Net {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     pki::create_ca(&pki_dir, DOMAIN).unwrap();
-    pki::issue(&pki_dir, DOMAIN, Role::Ceremony, "alice", &[]).unwrap();
+    pki::issue(&pki_dir, DOMAIN, Role::Ceremony, "alice", None, &[]).unwrap();
     let mut nodes = Vec::new();
     let mut toml = format!(
         "trust_domain = \"{DOMAIN}\"\n[tls]\nca = \"pki/ca.pem\"\n\
          cert = \"pki/ceremony-alice.pem\"\nkey = \"pki/ceremony-alice-key.pem\"\n\n"
     );
     for spec in &specs {
-        pki::issue(&pki_dir, DOMAIN, Role::Node, spec.id, &[]).unwrap();
+        // The certificate attests what the ceremony file says; `reports` is what
+        // the node claims in GetInfo.
+        let location = Location::new(&format!("r-{}", spec.id), "EU").unwrap();
+        pki::issue(&pki_dir, DOMAIN, Role::Node, spec.id, Some(&location), &[]).unwrap();
     }
     for spec in specs {
         let cert_name = spec.cert_of.unwrap_or(spec.id);

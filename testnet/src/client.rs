@@ -30,9 +30,9 @@ impl SignerClient {
     /// A client for `endpoint` (certified for `server_name`) using `tls`.
     pub fn connect(endpoint: &str, server_name: &str, tls: &TlsPaths) -> anyhow::Result<Self> {
         quorate_transport::install_crypto_provider();
-        let channel = tls
-            .load()?
-            .channel(endpoint, server_name, Duration::from_secs(2))?;
+        let channel =
+            tls.load()?
+                .coordinator_channel(endpoint, server_name, Duration::from_secs(2))?;
         Ok(Self {
             inner: GrpcSignerClient::new(channel),
         })

@@ -79,7 +79,7 @@ impl Relay {
             .iter()
             .map(|n| {
                 let channel = tls
-                    .channel(&n.endpoint, &n.spec.id, Duration::from_secs(2))
+                    .node_channel(&n.endpoint, &n.spec.id, Duration::from_secs(2))
                     .unwrap();
                 (n.spec.id.clone(), CeremonyClient::new(channel))
             })

@@ -33,7 +33,7 @@ pub async fn fetch(
     let channel = tls
         .load()
         .map_err(|e| AuditError::Tls(e.to_string()))?
-        .channel(endpoint, node_id, Duration::from_secs(5))
+        .node_channel(endpoint, node_id, Duration::from_secs(5))
         .map_err(|e| AuditError::Tls(e.to_string()))?;
     let read = |status| AuditError::Read {
         node: node_id.to_string(),

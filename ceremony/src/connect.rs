@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use quorate_transport::identity::{Location, Role};
 use quorate_transport::tls::TlsMaterial;
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_client::CeremonyClient;
@@ -34,13 +35,17 @@ pub(crate) async fn precheck(
     let checks = file.nodes.iter().map(|node| {
         let tls = Arc::clone(tls);
         async move {
-            // The server name is the node id: a node's certificate is issued for it,
-            // so a node answering at the wrong endpoint fails the handshake. The
-            // channel records the certificate the node presents on it, for the
-            // transcript: the certificate of the connection the ceremony runs over,
-            // at no extra handshake.
+            // The channel accepts only the certificate of spiffe://<td>/node/<id>
+            // (a node answering at the wrong endpoint, or another party's
+            // certificate, fails the handshake), and records the certificate the
+            // node presents on it, for the transcript and for the node's location:
+            // the certificate of the connection the ceremony runs over, at no extra
+            // handshake.
+            let server = tls
+                .server_identity(Role::Node, &node.id)
+                .map_err(|e| e.to_string())?;
             let (channel, server_certificate) = tls
-                .observed_channel(&node.endpoint, &node.id, CONNECT_TIMEOUT)
+                .observed_channel(&node.endpoint, &server, CONNECT_TIMEOUT)
                 .map_err(|e| e.to_string())?;
             let mut client = CeremonyClient::new(channel.clone());
             let info =
@@ -51,8 +56,28 @@ pub(crate) async fn precheck(
                     Ok(Err(status)) => return Err(describe_status(&status)),
                     Ok(Ok(response)) => response.into_inner(),
                 };
+            // GetInfo completed a verified handshake, so the certificate is known.
+            let certificate = server_certificate.get().ok_or_else(|| {
+                "the node's certificate was not observed on its connection".to_string()
+            })?;
+            // The node's location is what its CA attests, not what it reports: the
+            // ceremony file's region and jurisdiction go into the setup and the
+            // manifest only if the certificate says the same.
+            let attested = Location::from_certificate_der(&certificate)
+                .map_err(|e| format!("the node's certificate: {e}"))?
+                .ok_or_else(|| {
+                    "the node's certificate carries no region and jurisdiction \
+                     (issue it with --region and --jurisdiction)"
+                        .to_string()
+                })?;
             let mut mismatches = Vec::new();
             for (field, got, want) in [
+                ("certificate region", &attested.region, &node.region),
+                (
+                    "certificate jurisdiction",
+                    &attested.jurisdiction,
+                    &node.jurisdiction,
+                ),
                 ("node_id", &info.node_id, &node.id),
                 ("region", &info.region, &node.region),
                 ("jurisdiction", &info.jurisdiction, &node.jurisdiction),
@@ -64,17 +89,7 @@ pub(crate) async fn precheck(
             if !mismatches.is_empty() {
                 return Err(format!("node answers with {}", mismatches.join(", ")));
             }
-            // GetInfo completed a verified handshake, so the certificate is known;
-            // if it ever were not, the transcript says nothing rather than guess.
-            let fingerprint = server_certificate
-                .get()
-                .map(|der| crate::pki::fingerprint_der(&der));
-            if fingerprint.is_none() {
-                tracing::warn!(
-                    node = %node.id,
-                    "the node's certificate was not observed; the transcript omits its fingerprint"
-                );
-            }
+            let fingerprint = Some(crate::pki::fingerprint_der(&certificate));
             tracing::info!(
                 node = %node.id,
                 region = %info.region,

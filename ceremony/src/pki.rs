@@ -17,12 +17,12 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use quorate_transport::identity::{IdentityError, PeerIdentity, Role};
+use quorate_transport::identity::{IdentityError, Location, PeerIdentity, Role, LOCATION_OID};
 use quorate_transport::tls::TlsPaths;
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
@@ -82,6 +82,9 @@ pub enum PkiError {
         /// The trust domain named in the CA certificate.
         found: String,
     },
+    /// A node certificate without a location, or a location for another role.
+    #[error("{0}")]
+    Location(String),
     /// An extra DNS name that cannot go into a certificate.
     #[error("invalid DNS name {0:?}")]
     InvalidDnsName(String),
@@ -114,6 +117,7 @@ impl PkiError {
                 | Self::CaMissing { .. }
                 | Self::WrongTrustDomain { .. }
                 | Self::InvalidDnsName(_)
+                | Self::Location(_)
         )
     }
 }
@@ -198,16 +202,38 @@ pub fn create_ca(dir: &Path, trust_domain: &str) -> Result<CaPaths, PkiError> {
 /// (replacing an earlier certificate of the same party).
 ///
 /// Subject alternative names: the SPIFFE URI, DNS `name`, DNS `localhost`, IP
-/// 127.0.0.1, and each of `extra_dns` (as an IP address when it parses as one). The
-/// certificate serves both as a server and as a client certificate.
+/// 127.0.0.1, and each of `extra_dns` (as an IP address when it parses as one).
+/// Every certificate is good for client authentication (every party connects to
+/// someone, and nodes sign ceremony statements checked for client-auth usage); only
+/// the server roles, `node` and `coordinator`, also get server authentication, so a
+/// client's certificate cannot pass for a server.
+///
+/// A node's certificate carries its `location` (region and jurisdiction) in the
+/// location extension ([`LOCATION_OID`]); it is required for role `node` and refused
+/// for every other role.
 pub fn issue(
     dir: &Path,
     trust_domain: &str,
     role: Role,
     name: &str,
+    location: Option<&Location>,
     extra_dns: &[String],
 ) -> Result<IssuedCert, PkiError> {
     let identity = PeerIdentity::new(trust_domain, role, name)?;
+    match (role, location) {
+        (Role::Node, None) => {
+            return Err(PkiError::Location(format!(
+                "a node certificate needs the node's region and jurisdiction \
+                 (--region and --jurisdiction); none given for {identity}"
+            )))
+        }
+        (Role::Node, Some(_)) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(PkiError::Location(format!(
+                "only node certificates carry a region and jurisdiction, not {identity}"
+            )))
+        }
+    }
     let ca_cert_path = dir.join(CA_CERT_FILE);
     let ca_key_path = dir.join(CA_KEY_FILE);
     let read_ca = |path: &Path| {
@@ -232,10 +258,20 @@ pub fn issue(
     params.subject_alt_names = subject_alt_names(&identity, extra_dns)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = if is_server_role(role) {
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    if let Some(location) = location {
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            LOCATION_OID,
+            location.to_der(),
+        )];
+    }
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - BACKDATE;
     params.not_after = now + LEAF_VALIDITY;
@@ -251,6 +287,11 @@ pub fn issue(
     write_replacing(&issued.key, key_pem.as_bytes(), true)?;
     write_replacing(&issued.cert, cert.pem().as_bytes(), false)?;
     Ok(issued)
+}
+
+/// Whether parties of `role` serve connections (and so get the serverAuth usage).
+pub fn is_server_role(role: Role) -> bool {
+    matches!(role, Role::Node | Role::Coordinator)
 }
 
 /// Hex SHA-256 of the DER of the first certificate in `pem`: the certificate
@@ -388,6 +429,15 @@ mod tests {
 
     const DOMAIN: &str = "quorate.test";
 
+    fn eu() -> Location {
+        Location::new("eu-central-sov", "EU").unwrap()
+    }
+
+    /// The location a certificate of `role` must carry.
+    fn location_for(role: Role) -> Option<Location> {
+        (role == Role::Node).then(eu)
+    }
+
     fn parse_pem(path: &Path) -> Vec<u8> {
         let pem = fs::read(path).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
@@ -399,7 +449,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         create_ca(dir.path(), DOMAIN).unwrap();
         for (role, name) in [(Role::Node, "node-1"), (Role::Ceremony, "alice")] {
-            let issued = issue(dir.path(), DOMAIN, role, name, &[]).unwrap();
+            let issued = issue(
+                dir.path(),
+                DOMAIN,
+                role,
+                name,
+                location_for(role).as_ref(),
+                &[],
+            )
+            .unwrap();
             let id = PeerIdentity::from_certificate_pem(&fs::read(&issued.cert).unwrap()).unwrap();
             assert_eq!(id, PeerIdentity::new(DOMAIN, role, name).unwrap());
             assert_eq!(issued.cert, dir.path().join(format!("{role}-{name}.pem")));
@@ -416,7 +474,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         create_ca(dir.path(), DOMAIN).unwrap();
         let extra = vec!["node-1.example".to_string(), "10.1.2.3".to_string()];
-        let issued = issue(dir.path(), DOMAIN, Role::Node, "node-1", &extra).unwrap();
+        let issued = issue(
+            dir.path(),
+            DOMAIN,
+            Role::Node,
+            "node-1",
+            Some(&eu()),
+            &extra,
+        )
+        .unwrap();
         let ca_der = parse_pem(&issued.ca);
         let leaf_der = parse_pem(&issued.cert);
         let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
@@ -430,6 +496,13 @@ mod tests {
         assert!(ku.digital_signature() && !ku.key_cert_sign());
         let eku = leaf.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && eku.client_auth);
+        let ext = leaf
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == quorate_transport::identity::LOCATION_OID_STR)
+            .unwrap();
+        assert!(!ext.critical);
+        assert_eq!(Location::from_certificate(&leaf).unwrap(), Some(eu()));
 
         let sans: Vec<String> = leaf
             .subject_alternative_name()
@@ -456,6 +529,60 @@ mod tests {
     }
 
     #[test]
+    fn only_server_roles_get_server_auth_and_every_role_client_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        create_ca(dir.path(), DOMAIN).unwrap();
+        for (role, server) in [
+            (Role::Node, true),
+            (Role::Coordinator, true),
+            (Role::Client, false),
+            (Role::Ceremony, false),
+            (Role::Auditor, false),
+        ] {
+            let issued = issue(
+                dir.path(),
+                DOMAIN,
+                role,
+                "x",
+                location_for(role).as_ref(),
+                &[],
+            )
+            .unwrap();
+            let der = parse_pem(&issued.cert);
+            let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let eku = leaf.extended_key_usage().unwrap().unwrap().value;
+            assert_eq!(eku.server_auth, server, "{role}");
+            assert!(eku.client_auth, "{role}");
+            assert_eq!(
+                Location::from_certificate(&leaf).unwrap(),
+                location_for(role),
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_certificate_needs_a_location_and_no_other_role_takes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        create_ca(dir.path(), DOMAIN).unwrap();
+        let err = issue(dir.path(), DOMAIN, Role::Node, "node-1", None, &[]).unwrap_err();
+        assert!(
+            matches!(err, PkiError::Location(_)) && err.is_usage(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--region"), "{err}");
+        for role in [
+            Role::Coordinator,
+            Role::Client,
+            Role::Ceremony,
+            Role::Auditor,
+        ] {
+            let err = issue(dir.path(), DOMAIN, role, "x", Some(&eu()), &[]).unwrap_err();
+            assert!(matches!(err, PkiError::Location(_)), "{role}: {err}");
+        }
+    }
+
+    #[test]
     fn ca_is_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let paths = create_ca(dir.path(), DOMAIN).unwrap();
@@ -472,9 +599,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let ca = create_ca(dir.path(), DOMAIN).unwrap();
-        let leaf = issue(dir.path(), DOMAIN, Role::Client, "svc", &[]).unwrap();
+        let leaf = issue(dir.path(), DOMAIN, Role::Client, "svc", None, &[]).unwrap();
         // Re-issuing replaces the files and keeps the mode.
-        let leaf2 = issue(dir.path(), DOMAIN, Role::Client, "svc", &[]).unwrap();
+        let leaf2 = issue(dir.path(), DOMAIN, Role::Client, "svc", None, &[]).unwrap();
         assert_eq!(leaf, leaf2);
         for key in [&ca.key, &leaf.key] {
             let mode = fs::metadata(key).unwrap().permissions().mode() & 0o777;
@@ -485,7 +612,7 @@ mod tests {
     #[test]
     fn issuing_without_a_ca_says_how_to_make_one() {
         let dir = tempfile::tempdir().unwrap();
-        let err = issue(dir.path(), DOMAIN, Role::Node, "node-1", &[]).unwrap_err();
+        let err = issue(dir.path(), DOMAIN, Role::Node, "node-1", Some(&eu()), &[]).unwrap_err();
         assert!(matches!(err, PkiError::CaMissing { .. }));
         assert!(err.to_string().contains("pki init"), "{err}");
     }
@@ -494,7 +621,15 @@ mod tests {
     fn issuing_for_another_trust_domain_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         create_ca(dir.path(), DOMAIN).unwrap();
-        let err = issue(dir.path(), "other.test", Role::Node, "node-1", &[]).unwrap_err();
+        let err = issue(
+            dir.path(),
+            "other.test",
+            Role::Node,
+            "node-1",
+            Some(&eu()),
+            &[],
+        )
+        .unwrap_err();
         assert!(matches!(err, PkiError::WrongTrustDomain { .. }), "{err}");
     }
 
@@ -507,10 +642,18 @@ mod tests {
         ));
         create_ca(dir.path(), DOMAIN).unwrap();
         for bad in ["", "a/b", "node 1", "../x"] {
-            let err = issue(dir.path(), DOMAIN, Role::Node, bad, &[]).unwrap_err();
+            let err = issue(dir.path(), DOMAIN, Role::Node, bad, Some(&eu()), &[]).unwrap_err();
             assert!(matches!(err, PkiError::Identity(_)), "{bad:?}: {err}");
         }
-        let err = issue(dir.path(), DOMAIN, Role::Node, "n", &["a b".into()]).unwrap_err();
+        let err = issue(
+            dir.path(),
+            DOMAIN,
+            Role::Node,
+            "n",
+            Some(&eu()),
+            &["a b".into()],
+        )
+        .unwrap_err();
         assert!(matches!(err, PkiError::InvalidDnsName(_)), "{err}");
     }
 

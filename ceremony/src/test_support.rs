@@ -17,8 +17,16 @@ pub(crate) fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     pki::create_ca(&pki_dir, DOMAIN).unwrap();
-    pki::issue(&pki_dir, DOMAIN, Role::Ceremony, "alice", &[]).unwrap();
-    pki::issue(&pki_dir, DOMAIN, Role::Node, "node-1", &[]).unwrap();
+    pki::issue(&pki_dir, DOMAIN, Role::Ceremony, "alice", None, &[]).unwrap();
+    pki::issue(
+        &pki_dir,
+        DOMAIN,
+        Role::Node,
+        "node-1",
+        Some(&quorate_transport::identity::Location::new("r0", "EU").unwrap()),
+        &[],
+    )
+    .unwrap();
     let path = dir.path().join("ceremony.toml");
     (dir, path)
 }

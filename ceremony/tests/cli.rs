@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use quorate_transport::identity::{PeerIdentity, Role};
+use quorate_transport::identity::{Location, PeerIdentity, Role};
 
 fn ceremony(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quorate-ceremony"))
@@ -47,6 +47,10 @@ fn pki_init_and_issue_write_the_documented_files() {
             "node",
             "--name",
             "node-1",
+            "--region",
+            "eu-central-sov",
+            "--jurisdiction",
+            "EU",
             "--dns",
             "node-1.internal",
             "--dns",
@@ -71,6 +75,64 @@ fn pki_init_and_issue_write_the_documented_files() {
         id,
         PeerIdentity::new("quorate.test", Role::Node, "node-1").unwrap()
     );
+    let location =
+        Location::from_certificate_pem(&std::fs::read(pki.join("node-node-1.pem")).unwrap())
+            .unwrap();
+    assert_eq!(
+        location,
+        Some(Location::new("eu-central-sov", "EU").unwrap())
+    );
+}
+
+#[test]
+fn pki_issue_wants_a_location_for_a_node_and_for_no_other_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = [
+        "pki",
+        "init",
+        "--dir",
+        ".",
+        "--trust-domain",
+        "quorate.test",
+    ];
+    assert!(ceremony(&init, dir.path()).status.success());
+    let issue = [
+        "pki",
+        "issue",
+        "--dir",
+        ".",
+        "--trust-domain",
+        "quorate.test",
+    ];
+    for (extra, complaint) in [
+        (&["--role", "node", "--name", "node-1"][..], "--region"),
+        (
+            &["--role", "node", "--name", "node-1", "--region", "eu"][..],
+            "--jurisdiction",
+        ),
+        (
+            &[
+                "--role",
+                "client",
+                "--name",
+                "svc",
+                "--region",
+                "eu",
+                "--jurisdiction",
+                "EU",
+            ][..],
+            "only node certificates",
+        ),
+    ] {
+        let args: Vec<&str> = issue.iter().chain(extra).copied().collect();
+        let out = ceremony(&args, dir.path());
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(complaint),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use quorate_ceremony::import::{
 use quorate_ceremony::pki;
 use quorate_frost::{Ciphersuite, DealtKey, LocalQuorum, PackageDelivery, SecretKeyPackage};
 use quorate_keys::manifest::Manifest;
-use quorate_transport::identity::{authorize, Role};
+use quorate_transport::identity::{authorize, Location, Role};
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_server::{Ceremony, CeremonyServer};
 use tonic::transport::server::TcpIncoming;
@@ -202,6 +202,8 @@ struct NodeSpec {
     behaviour: Behaviour,
     /// Serve with another node's certificate.
     cert_of: Option<&'static str>,
+    /// Jurisdiction the node's certificate attests (its region is `r-<id>`).
+    certified: &'static str,
 }
 
 fn honest(id: &'static str) -> NodeSpec {
@@ -210,6 +212,7 @@ fn honest(id: &'static str) -> NodeSpec {
         reports: ("", "EU"),
         behaviour: Behaviour::Honest,
         cert_of: None,
+        certified: "EU",
     }
 }
 
@@ -218,14 +221,17 @@ async fn start(specs: Vec<NodeSpec>) -> Net {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     pki::create_ca(&pki_dir, DOMAIN).unwrap();
-    pki::issue(&pki_dir, DOMAIN, Role::Ceremony, "alice", &[]).unwrap();
+    pki::issue(&pki_dir, DOMAIN, Role::Ceremony, "alice", None, &[]).unwrap();
     let mut nodes = Vec::new();
     let mut toml = format!(
         "trust_domain = \"{DOMAIN}\"\n[tls]\nca = \"pki/ca.pem\"\n\
          cert = \"pki/ceremony-alice.pem\"\nkey = \"pki/ceremony-alice-key.pem\"\n\n"
     );
     for spec in &specs {
-        pki::issue(&pki_dir, DOMAIN, Role::Node, spec.id, &[]).unwrap();
+        // The certificate attests what the ceremony file says unless `certified`
+        // differs; `reports` is what the node claims in GetInfo.
+        let location = Location::new(&format!("r-{}", spec.id), spec.certified).unwrap();
+        pki::issue(&pki_dir, DOMAIN, Role::Node, spec.id, Some(&location), &[]).unwrap();
     }
     for spec in specs {
         let cert_name = spec.cert_of.unwrap_or(spec.id);
@@ -413,6 +419,32 @@ async fn node_reporting_another_jurisdiction_stops_the_import_before_dealing() {
             assert_eq!(failures.len(), 1, "{err}");
             assert_eq!(failures[0].node_id, "node-2");
             assert!(failures[0].reason.contains("jurisdiction \"US\""), "{err}");
+        }
+        other => panic!("expected a pre-check failure, got {other}"),
+    }
+    assert!(
+        net.nodes.iter().all(|n| stored(n).is_none()),
+        "something was dealt"
+    );
+}
+
+#[tokio::test]
+async fn node_certified_in_another_jurisdiction_stops_the_import_though_it_reports_the_files() {
+    let mut liar = honest("node-2");
+    liar.certified = "US";
+    let net = start(vec![honest("node-1"), liar, honest("node-3")]).await;
+    let file = CeremonyFile::load(&net.ceremony_file).unwrap();
+    let err = import_key(&file, request()).await.unwrap_err();
+    match &err {
+        CeremonyError::PreCheck { failures, .. } => {
+            assert_eq!(failures.len(), 1, "{err}");
+            assert_eq!(failures[0].node_id, "node-2");
+            assert!(
+                failures[0]
+                    .reason
+                    .contains("certificate jurisdiction \"US\" (ceremony file says \"EU\")"),
+                "{err}"
+            );
         }
         other => panic!("expected a pre-check failure, got {other}"),
     }

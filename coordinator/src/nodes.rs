@@ -210,7 +210,7 @@ impl NodePool {
         let mut order = Vec::new();
         for e in endpoints {
             let channel = tls
-                .channel(&e.endpoint, &e.id, connect_timeout)
+                .node_channel(&e.endpoint, &e.id, connect_timeout)
                 .map_err(|err| CoordError::Config(err.to_string()))?;
             nodes.insert(
                 e.id.clone(),

@@ -177,6 +177,33 @@ impl NodeConfig {
                 expected
             )));
         }
+        // The certificate decides where this node is; the config states what its
+        // operator expects, and a node whose operator expects otherwise (or whose
+        // certificate attests nothing) does not start rather than count elsewhere.
+        let attested = tls
+            .location()
+            .map_err(|e| config_err(format!("certificate {}: {e}", file.tls.cert.display())))?;
+        let configured = format!(
+            "region {:?}, jurisdiction {:?}",
+            file.region, file.jurisdiction
+        );
+        match attested {
+            None => {
+                return Err(config_err(format!(
+                    "certificate {} carries no region and jurisdiction; the config says \
+                     {configured} (issue the node's certificate with --region and \
+                     --jurisdiction)",
+                    file.tls.cert.display()
+                )))
+            }
+            Some(at) if at.region != file.region || at.jurisdiction != file.jurisdiction => {
+                return Err(config_err(format!(
+                    "certificate {} attests {at}, but the config says {configured}",
+                    file.tls.cert.display()
+                )))
+            }
+            Some(_) => {}
+        }
         Ok(Self { file, tls, kek })
     }
 }

@@ -39,11 +39,13 @@ pub struct SignerClient {
 }
 
 impl SignerClient {
-    /// A client for `endpoint` (certified for `server_name`) using `tls`.
+    /// A client for `endpoint` using `tls`, accepting only the coordinator
+    /// `server_name` of `tls`'s trust domain (its DNS name and the name in its
+    /// SPIFFE id `coordinator/<server_name>`).
     pub fn connect(endpoint: &str, server_name: &str, tls: &TlsPaths) -> anyhow::Result<Self> {
         quorate_transport::install_crypto_provider();
         let files = tls.load()?;
-        let channel = files.channel(endpoint, server_name, Duration::from_secs(2))?;
+        let channel = files.coordinator_channel(endpoint, server_name, Duration::from_secs(2))?;
         Ok(Self {
             inner: GrpcSignerClient::new(channel),
             signer: Arc::new(files.statement_signer()?),

@@ -18,7 +18,7 @@ pub async fn wait_node_serving(
 ) -> anyhow::Result<()> {
     let channel = tls
         .load()?
-        .channel(endpoint, node_id, Duration::from_secs(1))?;
+        .node_channel(endpoint, node_id, Duration::from_secs(1))?;
     let started = Instant::now();
     loop {
         let mut client = pb::ceremony_client::CeremonyClient::new(channel.clone());
@@ -42,7 +42,7 @@ pub async fn node_holds_key(
 ) -> anyhow::Result<bool> {
     let channel = tls
         .load()?
-        .channel(&node.endpoint, &node.id, Duration::from_secs(2))?;
+        .node_channel(&node.endpoint, &node.id, Duration::from_secs(2))?;
     let mut client = pb::ceremony_client::CeremonyClient::new(channel);
     let mut req = tonic::Request::new(pb::GetManifestRequest {
         key_id: key_id.to_string(),

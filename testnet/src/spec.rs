@@ -19,6 +19,16 @@ pub struct NodeSpec {
     pub jurisdiction: String,
 }
 
+impl NodeSpec {
+    /// The node's location, as its certificate attests it.
+    pub fn location(
+        &self,
+    ) -> Result<quorate_transport::identity::Location, quorate_transport::identity::IdentityError>
+    {
+        quorate_transport::identity::Location::new(&self.region, &self.jurisdiction)
+    }
+}
+
 /// A key to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySpec {

@@ -106,7 +106,7 @@ fn node_channel(net: &LocalNetwork, node_id: &str, caller: Caller) -> Channel {
     tls(net, caller)
         .load()
         .unwrap()
-        .channel(
+        .node_channel(
             &net.node(node_id).unwrap().endpoint,
             node_id,
             Duration::from_secs(2),
@@ -118,7 +118,7 @@ fn coordinator_channel(net: &LocalNetwork, caller: Caller) -> Channel {
     tls(net, caller)
         .load()
         .unwrap()
-        .channel(
+        .coordinator_channel(
             &net.coordinator_endpoint,
             "coordinator",
             Duration::from_secs(2),

@@ -79,7 +79,7 @@ impl Relay {
             .iter()
             .map(|n| {
                 let channel = tls
-                    .channel(&n.endpoint, &n.spec.id, Duration::from_secs(2))
+                    .node_channel(&n.endpoint, &n.spec.id, Duration::from_secs(2))
                     .unwrap();
                 (n.spec.id.clone(), CeremonyClient::new(channel))
             })
@@ -179,6 +179,61 @@ impl Relay {
             out.push(r.is_ok());
         }
         out
+    }
+}
+
+/// A node that signs a setup placing it elsewhere than its certificate (its own
+/// software would refuse; its key is enough to forge one) is refused by every other
+/// node: a participant's place is the one its CA attests.
+#[tokio::test]
+async fn a_setup_placing_a_node_elsewhere_than_its_certificate_is_refused_by_its_peers() {
+    let net = start(NetworkSpec::generic(3, 2)).await;
+    let mut relay = Relay::new(&net);
+    // node-2's certificate attests region-2/US; the setup counts it in the EU.
+    relay.participants[1].jurisdiction = "EU".into();
+    let setup = relay.setup("liar-1", "k-liar");
+    let hash = quorate_ceremony_protocol::setup::Setup::from_pb(setup.clone())
+        .unwrap()
+        .hash;
+    let mut contributions = Vec::new();
+    for i in [0, 2] {
+        let req = pb::DkgRound1Request {
+            setup: Some(setup.clone()),
+        };
+        let c = relay.clients[i].1.clone().dkg_round1(req).await.unwrap();
+        contributions.push(c.into_inner());
+    }
+    let body = pb::Contribution {
+        setup_hash: hash.to_vec(),
+        node_id: "node-2".into(),
+        envelope_key: vec![7; 32],
+        round1_package: contributions[0].body.clone(),
+    };
+    let forged = net
+        .tls_paths(Role::Node, "node-2")
+        .load()
+        .unwrap()
+        .statement_signer()
+        .unwrap()
+        .sign(
+            quorate_ceremony_protocol::setup::CONTRIBUTION,
+            body.encode_to_vec(),
+        )
+        .unwrap();
+    contributions.insert(1, forged);
+    for i in [0, 2] {
+        let err = relay
+            .round2("liar-1", i, contributions.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Aborted, "{err:?}");
+        assert!(
+            err.message().contains("node-2")
+                && err.message().contains("certificate attests")
+                && err.message().contains("\"US\""),
+            "{}",
+            err.message()
+        );
     }
 }
 

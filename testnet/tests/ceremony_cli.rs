@@ -51,7 +51,27 @@ async fn custodian_guide_commands_work_as_documented() {
         "allowed_clients = [\"spiffe://quorate.test/client/demo-client\"]\nhome_jurisdictions = [\"EU\"]\nmin_home_signers = 2\n",
     )
     .unwrap();
-    let commands = documented_commands(&dir);
+    let (pki_commands, commands): (Vec<_>, Vec<_>) = documented_commands(&dir)
+        .into_iter()
+        .partition(|c| c[0] == "pki");
+
+    // 0. The dev PKI, in a directory of its own.
+    let pki_verbs: Vec<&str> = pki_commands.iter().map(|c| c[1].as_str()).collect();
+    assert_eq!(pki_verbs, ["init", "issue", "issue"], "{pki_commands:?}");
+    for command in &pki_commands {
+        let out = ceremony(command);
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let node_6 = std::fs::read(dir.join("my-pki/node-node-6.pem")).unwrap();
+    assert_eq!(
+        quorate_transport::identity::Location::from_certificate_pem(&node_6).unwrap(),
+        Some(quorate_transport::identity::Location::new("eu-central-sov", "EU").unwrap())
+    );
+
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(
         verbs,

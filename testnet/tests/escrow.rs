@@ -76,7 +76,7 @@ async fn ceremony_client(
         .tls_paths(Role::Ceremony, "testnet")
         .load()
         .unwrap()
-        .channel(&node.endpoint, node_id, Duration::from_secs(2))
+        .node_channel(&node.endpoint, node_id, Duration::from_secs(2))
         .unwrap();
     CeremonyClient::new(channel)
 }
@@ -315,7 +315,7 @@ async fn escrow_split_is_refused_to_roles_other_than_ceremony() {
         .tls_paths(Role::Coordinator, "coordinator")
         .load()
         .unwrap()
-        .channel(&node.endpoint, TARGET, Duration::from_secs(2))
+        .node_channel(&node.endpoint, TARGET, Duration::from_secs(2))
         .unwrap();
     let recipient = age::x25519::Identity::generate().to_public().to_string();
     let status = CeremonyClient::new(channel)

@@ -46,7 +46,10 @@ fn node_client(net: &LocalNetwork, id: &str) -> NodeClient<Channel> {
         .load()
         .unwrap();
     let endpoint = &net.node(id).unwrap().endpoint;
-    NodeClient::new(tls.channel(endpoint, id, Duration::from_secs(2)).unwrap())
+    NodeClient::new(
+        tls.node_channel(endpoint, id, Duration::from_secs(2))
+            .unwrap(),
+    )
 }
 
 /// One fresh commitment of each of node-1..node-3 for `key_id`.
@@ -115,6 +118,7 @@ async fn with_only_a_coordinator_certificate_no_intent_but_the_clients_own_gets_
         "quorate.test",
         Role::Client,
         "demo-client",
+        None,
         &[],
     )
     .unwrap();

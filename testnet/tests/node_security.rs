@@ -23,7 +23,7 @@ fn node_client(net: &LocalNetwork, node_id: &str, tls: &TlsPaths) -> NodeClient<
     let channel = tls
         .load()
         .unwrap()
-        .channel(&node.endpoint, node_id, Duration::from_secs(2))
+        .node_channel(&node.endpoint, node_id, Duration::from_secs(2))
         .unwrap();
     NodeClient::new(channel)
 }
@@ -379,7 +379,7 @@ async fn wrong_roles_are_permission_denied() {
         .tls_paths(Role::Coordinator, "coordinator")
         .load()
         .unwrap()
-        .channel(
+        .node_channel(
             &net.node("node-1").unwrap().endpoint,
             "node-1",
             Duration::from_secs(2),
@@ -397,6 +397,7 @@ async fn wrong_roles_are_permission_denied() {
         "quorate.test",
         Role::Auditor,
         "auditor-1",
+        None,
         &[],
     )
     .unwrap();
@@ -504,7 +505,7 @@ async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
         .tls_paths(Role::Ceremony, "testnet")
         .load()
         .unwrap()
-        .channel(
+        .node_channel(
             &net.node("node-3").unwrap().endpoint,
             "node-3",
             Duration::from_secs(2),

@@ -50,7 +50,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
         .tls_paths(Role::Ceremony, "testnet")
         .load()
         .unwrap()
-        .channel(
+        .node_channel(
             &net.node("node-1").unwrap().endpoint,
             "node-1",
             Duration::from_secs(2),

@@ -30,7 +30,7 @@ fn node_client(net: &LocalNetwork, node_id: &str, role: Role, name: &str) -> Nod
         .tls_paths(role, name)
         .load()
         .unwrap()
-        .channel(
+        .node_channel(
             &net.node(node_id).unwrap().endpoint,
             node_id,
             Duration::from_secs(2),

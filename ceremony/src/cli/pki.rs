@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use quorate_transport::identity::Role;
+use quorate_transport::identity::{Location, Role};
 
 use super::error::CliError;
 use crate::pki;
@@ -26,7 +26,9 @@ pub(super) enum PkiCommand {
     /// Writes DIR/ROLE-NAME.pem and DIR/ROLE-NAME-key.pem (mode 0600), replacing an
     /// earlier certificate of the same party. Subject alternative names: the SPIFFE
     /// URI, DNS NAME, DNS localhost, IP 127.0.0.1 and each --dns. Valid for two years,
-    /// for both server and client authentication.
+    /// for client authentication, and for server authentication only for the server
+    /// roles node and coordinator. A node's certificate carries its region and
+    /// jurisdiction (both required for --role node, refused for other roles).
     Issue {
         /// Directory holding the CA (from `pki init`).
         #[arg(long, value_name = "DIR")]
@@ -40,6 +42,12 @@ pub(super) enum PkiCommand {
         /// The holder's name, e.g. node-1. Nodes are reached under this name.
         #[arg(long, value_name = "NAME")]
         name: String,
+        /// The node's region, e.g. eu-central-sov (role node only; required).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// The node's jurisdiction, e.g. EU (role node only; required).
+        #[arg(long, value_name = "JURISDICTION")]
+        jurisdiction: Option<String>,
         /// Extra DNS name or IP address for the certificate (repeatable).
         #[arg(long = "dns", value_name = "HOST")]
         dns: Vec<String>,
@@ -87,11 +95,29 @@ pub(super) fn run(command: PkiCommand) -> Result<(), CliError> {
             trust_domain,
             role,
             name,
+            region,
+            jurisdiction,
             dns,
         } => {
             let role = Role::from(role);
-            let issued = pki::issue(&dir, &trust_domain, role, &name, &dns)?;
+            let location = match (region, jurisdiction) {
+                (None, None) => None,
+                (Some(region), Some(jurisdiction)) => Some(
+                    Location::new(&region, &jurisdiction)
+                        .map_err(|e| pki::PkiError::Location(e.to_string()))?,
+                ),
+                _ => {
+                    return Err(pki::PkiError::Location(
+                        "--region and --jurisdiction go together".into(),
+                    )
+                    .into())
+                }
+            };
+            let issued = pki::issue(&dir, &trust_domain, role, &name, location.as_ref(), &dns)?;
             println!("certificate for spiffe://{trust_domain}/{role}/{name}:");
+            if let Some(location) = &location {
+                println!("  location:    {location}");
+            }
             println!("  certificate: {}", issued.cert.display());
             println!("  private key: {}", issued.key.display());
             println!("  CA:          {}", issued.ca.display());

@@ -28,7 +28,7 @@ pub(super) fn tls(file: &CeremonyFile) -> Result<TlsMaterial, EscrowError> {
 }
 
 pub(super) fn channel(tls: &TlsMaterial, node: &CeremonyNode) -> Result<Channel, EscrowError> {
-    tls.channel(&node.endpoint, &node.id, CONNECT_TIMEOUT)
+    tls.node_channel(&node.endpoint, &node.id, CONNECT_TIMEOUT)
         .map_err(|e| EscrowError::Node {
             node_id: node.id.clone(),
             reason: e.to_string(),

@@ -77,14 +77,14 @@ pub async fn verify_transcript(
             ));
             continue;
         };
-        let channel = match tls.channel(&node.endpoint, &node.id, std::time::Duration::from_secs(5))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                problems.push(format!("{}: {e}", p.node_id));
-                continue;
-            }
-        };
+        let channel =
+            match tls.node_channel(&node.endpoint, &node.id, std::time::Duration::from_secs(5)) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", p.node_id));
+                    continue;
+                }
+            };
         let live = match rpc(
             CeremonyClient::new(channel).get_manifest(pb::GetManifestRequest {
                 key_id: transcript.key_id.clone(),

@@ -18,6 +18,7 @@ use prost::Message;
 use quorate_frost::{Ciphersuite, DkgMode};
 use quorate_keys::manifest::{self, Manifest};
 use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_transport::identity::Location;
 use quorate_wire::pb;
 
 /// Setup format version this build writes and accepts.
@@ -208,6 +209,9 @@ pub fn verify_contributions(
         verifier
             .verify_cached(s, CONTRIBUTION, &node, certificates)
             .map_err(|e| party(&node, format!("contribution rejected: {e}")))?;
+        if let Some(p) = setup.pb.participants.iter().find(|p| p.node_id == node) {
+            check_attested_location(&node, &s.certificate, &p.region, &p.jurisdiction)?;
+        }
         if body.setup_hash != setup.hash {
             return Err(party(
                 &node,
@@ -237,6 +241,31 @@ pub fn verify_contributions(
                 .ok_or_else(|| party(id, "no contribution from this node was delivered"))
         })
         .collect()
+}
+
+/// Checks that the setup places participant `node` where the CA does: the location
+/// in the (already verified) certificate of its signed contribution. A setup (and so
+/// the manifest made from it) cannot count a node toward a jurisdiction its
+/// certificate does not attest.
+fn check_attested_location(
+    node: &str,
+    certificate: &[u8],
+    region: &str,
+    jurisdiction: &str,
+) -> Result<(), CeremonyCheckError> {
+    let attested = Location::from_certificate_der(certificate)
+        .map_err(|e| party(node, format!("certificate: {e}")))?
+        .ok_or_else(|| party(node, "certificate carries no region and jurisdiction"))?;
+    if attested.region != region || attested.jurisdiction != jurisdiction {
+        return Err(party(
+            node,
+            format!(
+                "the setup places it in region {region:?}, jurisdiction {jurisdiction:?}, \
+                 but its certificate attests {attested}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// SHA-256 over the setup hash and every participant's contribution, in setup

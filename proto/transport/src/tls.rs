@@ -2,7 +2,9 @@
 //!
 //! Every Quorate connection is mutually authenticated against one CA. Servers require
 //! a client certificate (no certificate means a failed handshake); clients verify the
-//! server's certificate against the CA and the expected server name.
+//! server's certificate against the CA and pin the server's SPIFFE id (role and
+//! name), so a certificate of another role or party is refused even when the CA
+//! signed it for the right DNS name.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use tonic::transport::{
 };
 use zeroize::Zeroizing;
 
-use crate::identity::PeerIdentity;
+use crate::identity::{Location, PeerIdentity, Role};
 
 /// Paths of a party's PEM files: the CA bundle, its certificate and its private key.
 #[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
@@ -62,6 +64,9 @@ pub enum TlsError {
     /// The CA file holds no usable certificate.
     #[error("CA certificate: {0}")]
     Ca(String),
+    /// A server identity to pin that cannot be one.
+    #[error("server identity: {0}")]
+    ServerIdentity(String),
 }
 
 /// Loaded PEM material. The private key is zeroized on drop and never printed.
@@ -114,6 +119,12 @@ impl TlsMaterial {
         &self.identity
     }
 
+    /// The location (region and jurisdiction) the CA attests in this party's own
+    /// certificate; `None` when it carries none (every role but `node`).
+    pub fn location(&self) -> Result<Option<Location>, crate::identity::IdentityError> {
+        Location::from_certificate_pem(&self.cert_pem)
+    }
+
     /// A signer of ceremony statements with this party's certificate and key.
     pub fn statement_signer(
         &self,
@@ -140,55 +151,95 @@ impl TlsMaterial {
             .client_auth_optional(false)
     }
 
-    /// Client side: present our certificate, accept a server certified by the CA for
-    /// `server_name`.
-    pub fn client_config(&self, server_name: &str) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(self.tonic_identity())
-            .domain_name(server_name)
+    /// The identity of a server in this party's trust domain: what a client of it
+    /// pins (`node/node-2`, `coordinator/coordinator`).
+    pub fn server_identity(&self, role: Role, name: &str) -> Result<PeerIdentity, TlsError> {
+        PeerIdentity::new(&self.identity.trust_domain, role, name)
+            .map_err(|e| TlsError::ServerIdentity(e.to_string()))
     }
 
-    /// A lazily connecting channel to `uri` (`https://host:port`) that expects the
-    /// server to be certified for `server_name`. Connections are reused across calls.
-    /// HTTP/2 pings every second find a connection whose peer vanished (a partition
-    /// drops packets silently) within about two seconds, so calls after the peer is
-    /// back open a fresh connection instead of waiting on the dead one.
+    /// A lazily connecting channel to `uri` (`https://host:port`) that accepts only
+    /// the server `server`: after rustls' WebPKI check of the chain to the CA and of
+    /// the DNS name `server.name`, the certificate's SPIFFE id must be exactly
+    /// `server`'s (so a `client/node-2` certificate is not the server `node-2`).
+    /// Connections are reused across calls. HTTP/2 pings every second find a
+    /// connection whose peer vanished (a partition drops packets silently) within
+    /// about two seconds, so calls after the peer is back open a fresh connection
+    /// instead of waiting on the dead one.
     pub fn channel(
         &self,
         uri: &str,
-        server_name: &str,
+        server: &PeerIdentity,
         connect_timeout: Duration,
     ) -> Result<Channel, TlsError> {
-        let endpoint = endpoint(uri)?
-            .tls_config(self.client_config(server_name))
-            .map_err(|e| TlsError::Endpoint(uri.to_string(), e.to_string()))?;
-        Ok(tune(endpoint, connect_timeout).connect_lazy())
+        let verifier = PinnedVerifier::new(&self.ca_pem, server.clone(), None)?;
+        self.connect(uri, server, verifier, connect_timeout)
+    }
+
+    /// [`TlsMaterial::channel`] to the node `node_id` of this party's trust domain
+    /// (`spiffe://<td>/node/<node_id>`).
+    pub fn node_channel(
+        &self,
+        uri: &str,
+        node_id: &str,
+        connect_timeout: Duration,
+    ) -> Result<Channel, TlsError> {
+        self.channel(
+            uri,
+            &self.server_identity(Role::Node, node_id)?,
+            connect_timeout,
+        )
+    }
+
+    /// [`TlsMaterial::channel`] to the coordinator `name` of this party's trust
+    /// domain (`spiffe://<td>/coordinator/<name>`).
+    pub fn coordinator_channel(
+        &self,
+        uri: &str,
+        name: &str,
+        connect_timeout: Duration,
+    ) -> Result<Channel, TlsError> {
+        self.channel(
+            uri,
+            &self.server_identity(Role::Coordinator, name)?,
+            connect_timeout,
+        )
     }
 
     /// As [`TlsMaterial::channel`], and records the certificate the server presents,
     /// so that a ceremony can name in its transcript the certificate of the very
     /// connection it ran over (tonic does not expose the peer's certificate to a
-    /// client). The server certificate is checked exactly as by `channel`: rustls'
-    /// WebPKI verifier with this party's CA and `server_name`; only a certificate
-    /// that passed is recorded. The first one is pinned: should the channel
-    /// reconnect and the server present another certificate, that handshake fails,
-    /// so every call on the channel went to the holder of the recorded certificate.
+    /// client). The server certificate is checked exactly as by `channel`; only a
+    /// certificate that passed is recorded. The first one is pinned: should the
+    /// channel reconnect and the server present another certificate, that handshake
+    /// fails, so every call on the channel went to the holder of the recorded
+    /// certificate.
     pub fn observed_channel(
         &self,
         uri: &str,
-        server_name: &str,
+        server: &PeerIdentity,
         connect_timeout: Duration,
     ) -> Result<(Channel, ServerCertificate), TlsError> {
-        let (verifier, seen) = RecordingVerifier::new(&self.ca_pem)?;
+        let seen = ServerCertificate::default();
+        let verifier = PinnedVerifier::new(&self.ca_pem, server.clone(), Some(seen.clone()))?;
+        Ok((self.connect(uri, server, verifier, connect_timeout)?, seen))
+    }
+
+    fn connect(
+        &self,
+        uri: &str,
+        server: &PeerIdentity,
+        verifier: PinnedVerifier,
+        connect_timeout: Duration,
+    ) -> Result<Channel, TlsError> {
         // No CA on this config: the verifier carries it (tonic refuses both).
         let config = ClientTlsConfig::new()
             .identity(self.tonic_identity())
-            .domain_name(server_name);
+            .domain_name(server.name.clone());
         let endpoint = endpoint(uri)?
             .tls_config_with_verifier(config, Arc::new(verifier))
             .map_err(|e| TlsError::Endpoint(uri.to_string(), e.to_string()))?;
-        Ok((tune(endpoint, connect_timeout).connect_lazy(), seen))
+        Ok(tune(endpoint, connect_timeout).connect_lazy())
     }
 }
 
@@ -223,17 +274,24 @@ impl ServerCertificate {
     }
 }
 
-/// rustls' WebPKI server verifier, recording (and pinning) the certificate it
-/// accepted. It adds a refusal, never an acceptance.
+/// rustls' WebPKI server verifier, then the server's SPIFFE id pinned to the one
+/// expected, and (for an observed channel) the accepted certificate recorded and
+/// pinned. It adds refusals, never an acceptance.
 #[derive(Debug)]
-struct RecordingVerifier {
+struct PinnedVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    seen: ServerCertificate,
+    expected: PeerIdentity,
+    seen: Option<ServerCertificate>,
 }
 
-impl RecordingVerifier {
-    /// A verifier trusting the CA certificates in `ca_pem`, and where it records.
-    fn new(ca_pem: &[u8]) -> Result<(Self, ServerCertificate), TlsError> {
+impl PinnedVerifier {
+    /// A verifier trusting the CA certificates in `ca_pem`, accepting only `expected`,
+    /// recording in `seen` if given.
+    fn new(
+        ca_pem: &[u8],
+        expected: PeerIdentity,
+        seen: Option<ServerCertificate>,
+    ) -> Result<Self, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem) {
             let cert = cert.map_err(|e| TlsError::Ca(e.to_string()))?;
@@ -247,18 +305,15 @@ impl RecordingVerifier {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| TlsError::Ca(e.to_string()))?;
-        let seen = ServerCertificate::default();
-        Ok((
-            Self {
-                inner,
-                seen: seen.clone(),
-            },
+        Ok(Self {
+            inner,
+            expected,
             seen,
-        ))
+        })
     }
 }
 
-impl ServerCertVerifier for RecordingVerifier {
+impl ServerCertVerifier for PinnedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -274,14 +329,30 @@ impl ServerCertVerifier for RecordingVerifier {
             ocsp_response,
             now,
         )?;
-        let mut slot = self.seen.slot();
-        match slot.as_deref() {
-            None => *slot = Some(end_entity.as_ref().to_vec()),
-            Some(first) if first == end_entity.as_ref() => {}
-            Some(_) => return Err(rustls::Error::General(
-                "the server presented another certificate than on this channel's first connection"
-                    .into(),
-            )),
+        let expected = &self.expected;
+        match PeerIdentity::from_certificate_der(end_entity.as_ref()) {
+            Ok(found) if &found == expected => {}
+            Ok(found) => {
+                return Err(rustls::Error::General(format!(
+                    "server certificate is {found}, expected {expected}"
+                )))
+            }
+            Err(e) => {
+                return Err(rustls::Error::General(format!(
+                    "server certificate has no usable identity ({e}), expected {expected}"
+                )))
+            }
+        }
+        if let Some(seen) = &self.seen {
+            let mut slot = seen.slot();
+            match slot.as_deref() {
+                None => *slot = Some(end_entity.as_ref().to_vec()),
+                Some(first) if first == end_entity.as_ref() => {}
+                Some(_) => return Err(rustls::Error::General(
+                    "the server presented another certificate than on this channel's first connection"
+                        .into(),
+                )),
+            }
         }
         Ok(verified)
     }
@@ -336,11 +407,23 @@ mod tests {
     use super::*;
     use crate::test_ca::{new_ca, Ca};
 
-    /// A fresh server certificate for DNS name `name` (DER).
-    fn server_cert(ca: &Ca, name: &str) -> CertificateDer<'static> {
+    const DOMAIN: &str = "quorate.test";
+
+    fn id(role: Role, name: &str) -> PeerIdentity {
+        PeerIdentity::new(DOMAIN, role, name).unwrap()
+    }
+
+    /// A fresh server certificate for DNS name `name` carrying `spiffe` as its
+    /// SPIFFE id, if any (DER).
+    fn server_cert(ca: &Ca, name: &str, spiffe: Option<&PeerIdentity>) -> CertificateDer<'static> {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
         params.subject_alt_names = vec![SanType::DnsName(name.try_into().unwrap())];
+        if let Some(spiffe) = spiffe {
+            params
+                .subject_alt_names
+                .push(SanType::URI(spiffe.spiffe_id().try_into().unwrap()));
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -350,25 +433,36 @@ mod tests {
         params.signed_by(&key, &ca.issuer).unwrap().der().clone()
     }
 
-    fn check(verifier: &RecordingVerifier, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let name = ServerName::try_from("node-1").unwrap();
+    fn node_cert(ca: &Ca, name: &str) -> CertificateDer<'static> {
+        server_cert(ca, name, Some(&id(Role::Node, name)))
+    }
+
+    fn check(verifier: &PinnedVerifier, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(verifier.expected.name.clone()).unwrap();
         verifier
             .verify_server_cert(cert, &[], &name, &[], UnixTime::now())
             .map(|_| ())
     }
 
+    fn observing(ca: &Ca, expected: PeerIdentity) -> (PinnedVerifier, ServerCertificate) {
+        let seen = ServerCertificate::default();
+        let verifier =
+            PinnedVerifier::new(ca.pem.as_bytes(), expected, Some(seen.clone())).unwrap();
+        (verifier, seen)
+    }
+
     #[test]
     fn observed_channel_records_the_verified_certificate_and_refuses_another_on_reconnect() {
         let ca = new_ca("CA");
-        let (verifier, seen) = RecordingVerifier::new(ca.pem.as_bytes()).unwrap();
+        let (verifier, seen) = observing(&ca, id(Role::Node, "node-1"));
         assert_eq!(seen.get(), None);
-        let first = server_cert(&ca, "node-1");
+        let first = node_cert(&ca, "node-1");
         check(&verifier, &first).unwrap();
         assert_eq!(seen.get().as_deref(), Some(first.as_ref()));
         // A reconnect to the same server: accepted.
         check(&verifier, &first).unwrap();
         // Another certificate, equally valid for the name: refused, record kept.
-        let second = server_cert(&ca, "node-1");
+        let second = node_cert(&ca, "node-1");
         assert!(check(&verifier, &second).is_err());
         assert_eq!(seen.get().as_deref(), Some(first.as_ref()));
     }
@@ -376,11 +470,50 @@ mod tests {
     #[test]
     fn observed_channel_records_nothing_the_ca_or_the_name_does_not_vouch_for() {
         let ca = new_ca("CA");
-        let (verifier, seen) = RecordingVerifier::new(ca.pem.as_bytes()).unwrap();
-        let foreign = server_cert(&new_ca("another CA"), "node-1");
+        let (verifier, seen) = observing(&ca, id(Role::Node, "node-1"));
+        let foreign = node_cert(&new_ca("another CA"), "node-1");
         assert!(check(&verifier, &foreign).is_err());
-        let other_name = server_cert(&ca, "node-2");
+        let other_name = node_cert(&ca, "node-2");
         assert!(check(&verifier, &other_name).is_err());
+        let client = server_cert(&ca, "node-1", Some(&id(Role::Client, "node-1")));
+        assert!(check(&verifier, &client).is_err());
         assert_eq!(seen.get(), None);
+    }
+
+    #[test]
+    fn pinned_verifier_accepts_only_the_expected_spiffe_id() {
+        let ca = new_ca("CA");
+        let expected = id(Role::Node, "node-2");
+        let verifier = PinnedVerifier::new(ca.pem.as_bytes(), expected.clone(), None).unwrap();
+        check(&verifier, &node_cert(&ca, "node-2")).unwrap();
+        // Each is certified by the CA for the DNS name node-2, but is not node/node-2.
+        for (wrong, found) in [
+            (
+                Some(id(Role::Client, "node-2")),
+                "spiffe://quorate.test/client/node-2",
+            ),
+            (
+                Some(id(Role::Coordinator, "node-2")),
+                "spiffe://quorate.test/coordinator/node-2",
+            ),
+            (
+                Some(id(Role::Node, "node-1")),
+                "spiffe://quorate.test/node/node-1",
+            ),
+            (
+                Some(PeerIdentity::new("other.test", Role::Node, "node-2").unwrap()),
+                "spiffe://other.test/node/node-2",
+            ),
+        ] {
+            let cert = server_cert(&ca, "node-2", wrong.as_ref());
+            let err = check(&verifier, &cert).unwrap_err().to_string();
+            assert!(
+                err.contains(found) && err.contains("expected spiffe://quorate.test/node/node-2"),
+                "{err}"
+            );
+        }
+        let none = server_cert(&ca, "node-2", None);
+        let err = check(&verifier, &none).unwrap_err().to_string();
+        assert!(err.contains("no spiffe:// URI SAN"), "{err}");
     }
 }

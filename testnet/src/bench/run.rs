@@ -82,7 +82,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
             let channel = net
                 .tls_paths(Role::Coordinator, "coordinator")
                 .load()?
-                .channel(&node.endpoint, &node.spec.id, Duration::from_secs(2))?;
+                .node_channel(&node.endpoint, &node.spec.id, Duration::from_secs(2))?;
             pb::node_client::NodeClient::new(channel)
         };
         let intents = {

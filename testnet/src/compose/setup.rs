@@ -74,7 +74,14 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
     pki::create_ca(&pki_dir, td)?;
 
     for node in &layout.nodes {
-        let issued = pki::issue(&pki_dir, td, Role::Node, &node.spec.id, &[node.ip()])?;
+        let issued = pki::issue(
+            &pki_dir,
+            td,
+            Role::Node,
+            &node.spec.id,
+            Some(&node.spec.location()?),
+            &[node.ip()],
+        )?;
         let node_dir = dir.join(&node.spec.id);
         let tls = install_party(&issued, &node_dir, 0o600)?;
         let kek = node_dir.join("kek.hex");
@@ -97,7 +104,7 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
     }
 
     for c in &layout.coordinators {
-        let issued = pki::issue(&pki_dir, td, Role::Coordinator, &c.name, &[])?;
+        let issued = pki::issue(&pki_dir, td, Role::Coordinator, &c.name, None, &[])?;
         let c_dir = dir.join(&c.name);
         let tls = install_party(&issued, &c_dir, 0o600)?;
         let mut text = format!(
@@ -114,7 +121,7 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
 
     // The ceremony's file uses paths relative to itself, so the same file serves
     // inside the `keys` container and on the host (the drills probe nodes with it).
-    let issued = pki::issue(&pki_dir, td, Role::Ceremony, "compose", &[])?;
+    let issued = pki::issue(&pki_dir, td, Role::Ceremony, "compose", None, &[])?;
     let ceremony_dir = dir.join("ceremony");
     // Readable by the host user running drills (the state directory is written by
     // root in the container); it is a development PKI.
@@ -140,7 +147,7 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
     )?;
     std::fs::create_dir_all(dir.join("transcripts"))?;
 
-    let issued = pki::issue(&pki_dir, td, Role::Client, "demo-client", &[])?;
+    let issued = pki::issue(&pki_dir, td, Role::Client, "demo-client", None, &[])?;
     install_party(&issued, &dir.join("client"), 0o644)?;
     Ok(())
 }

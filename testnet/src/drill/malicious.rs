@@ -61,7 +61,7 @@ pub(super) fn malicious_coordinator(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow:
             .load()?;
         let mut clients = std::collections::BTreeMap::new();
         for id in ["node-1", "node-2", "node-3", "node-4", "node-5"] {
-            let channel = tls.channel(&net.node(id)?.endpoint, id, Duration::from_secs(2))?;
+            let channel = tls.node_channel(&net.node(id)?.endpoint, id, Duration::from_secs(2))?;
             clients.insert(id, pb::node_client::NodeClient::new(channel));
         }
         // The attacker holds the coordinator's certificate only; the one client

@@ -217,7 +217,7 @@ async fn check_nodes_after_crashes(net: &LocalNetwork) -> anyhow::Result<(Vec<St
                 ));
             }
         }
-        let channel = ceremony_tls.channel(&node.endpoint, id, Duration::from_secs(2))?;
+        let channel = ceremony_tls.node_channel(&node.endpoint, id, Duration::from_secs(2))?;
         let mut client = quorate_wire::pb::ceremony_client::CeremonyClient::new(channel);
         for key_id in all_key_ids(net) {
             if let Err(s) = client

@@ -4,7 +4,7 @@
 
 use quorate_ceremony::import::CeremonyFile;
 use quorate_ceremony::pki;
-use quorate_transport::identity::Role;
+use quorate_transport::identity::{Location, Role};
 use quorate_transport::tls::TlsPaths;
 
 use super::LocalNetwork;
@@ -22,9 +22,40 @@ impl LocalNetwork {
         Ok(CeremonyFile::load(&self.ceremony_file)?)
     }
 
-    /// Issues a certificate for another party (e.g. a second client).
+    /// Issues a certificate for another party (e.g. a second client). A node's
+    /// certificate carries the location the network's spec gives that node.
     pub fn issue(&self, role: Role, name: &str) -> anyhow::Result<TlsPaths> {
-        Ok(pki::issue(&self.pki_dir, &self.spec.trust_domain, role, name, &[])?.tls_paths())
+        let location = match role {
+            Role::Node => Some(
+                self.spec
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == name)
+                    .ok_or_else(|| anyhow::anyhow!("no node {name} in this network"))?
+                    .location()?,
+            ),
+            _ => None,
+        };
+        self.issue_at(role, name, location.as_ref())
+    }
+
+    /// Issues a certificate for `role`/`name` carrying `location` (which a node's
+    /// certificate needs and no other role's takes).
+    pub fn issue_at(
+        &self,
+        role: Role,
+        name: &str,
+        location: Option<&Location>,
+    ) -> anyhow::Result<TlsPaths> {
+        Ok(pki::issue(
+            &self.pki_dir,
+            &self.spec.trust_domain,
+            role,
+            name,
+            location,
+            &[],
+        )?
+        .tls_paths())
     }
 
     /// A client for the public API, as the demo client.

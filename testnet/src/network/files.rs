@@ -70,7 +70,7 @@ pub(super) fn write_coordinator_config(
     nodes: &[(&str, &str)],
 ) -> anyhow::Result<PathBuf> {
     let pki_dir = dir.join("pki");
-    let cert = pki::issue(&pki_dir, trust_domain, Role::Coordinator, name, &[])?;
+    let cert = pki::issue(&pki_dir, trust_domain, Role::Coordinator, name, None, &[])?;
     let config = dir.join(format!("{name}.toml"));
     let mut text = format!(
         "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\n{}",

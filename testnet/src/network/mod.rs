@@ -145,7 +145,14 @@ impl LocalNetwork {
         for node in &spec.nodes {
             let port = network_ports.lease()?;
             let metrics_port = network_ports.lease()?;
-            let cert = pki::issue(&pki_dir, td, Role::Node, &node.id, &[])?;
+            let cert = pki::issue(
+                &pki_dir,
+                td,
+                Role::Node,
+                &node.id,
+                Some(&node.location()?),
+                &[],
+            )?;
             let node_dir = dir.join(&node.id);
             std::fs::create_dir_all(&node_dir)?;
             let kek_file = node_dir.join("kek.hex");
@@ -217,8 +224,8 @@ impl LocalNetwork {
                 name,
             });
         }
-        pki::issue(&pki_dir, td, Role::Client, "demo-client", &[])?;
-        let ceremony_cert = pki::issue(&pki_dir, td, Role::Ceremony, "testnet", &[])?;
+        pki::issue(&pki_dir, td, Role::Client, "demo-client", None, &[])?;
+        let ceremony_cert = pki::issue(&pki_dir, td, Role::Ceremony, "testnet", None, &[])?;
         let ceremony_file = dir.join("ceremony.toml");
         let ceremony = CeremonyFile {
             trust_domain: td.to_string(),
@@ -315,7 +322,7 @@ impl LocalNetwork {
     async fn wait_node_ready(&mut self, i: usize) -> anyhow::Result<()> {
         let tls = self.tls_paths(Role::Ceremony, "testnet").load()?;
         let node = &mut self.nodes[i];
-        let channel = tls.channel(&node.endpoint, &node.spec.id, Duration::from_secs(1))?;
+        let channel = tls.node_channel(&node.endpoint, &node.spec.id, Duration::from_secs(1))?;
         let started = Instant::now();
         loop {
             let mut client = pb::ceremony_client::CeremonyClient::new(channel.clone());

@@ -9,7 +9,7 @@ use crate::Verdict;
 
 /// Flags of `verify`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("key").required(true).args(["key_id", "public_key"])))]
+#[command(group(clap::ArgGroup::new("verify_key").required(true).args(["key_id", "public_key"])))]
 pub struct VerifyArgs {
     /// The key whose public key to check against (asked of the network).
     #[arg(long, value_name = "ID")]

@@ -242,7 +242,7 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
     let err = attempt(Vec::new()).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let now = unix_now();
-    let stale = token(&approver(&net), EU_KEY, now - 600, now - 1);
+    let stale = token(&approver(net), EU_KEY, now - 600, now - 1);
     assert_eq!(
         attempt(stale).await.unwrap_err().code(),
         Code::FailedPrecondition

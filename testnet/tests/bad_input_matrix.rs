@@ -1160,6 +1160,14 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
 #[tokio::test]
 async fn malformed_key_ids_on_node_rpcs_were_not_found_instead_of_invalid_argument() {
     let net = start_default().await;
+    // `intent` signs as the demo client, whose key each test loads for itself.
+    CLIENT.set(Some(
+        net.tls_paths(Role::Client, "demo-client")
+            .load()
+            .unwrap()
+            .statement_signer()
+            .unwrap(),
+    ));
     for key_id in ["", "a/b", "key with spaces"] {
         let mut node = NodeClient::new(node_channel(&net, TARGET, Caller::Coordinator));
         let err = node

@@ -72,3 +72,20 @@ fn nodes_and_the_ceremony_tool_do_not_depend_on_the_coordinator_or_the_testnet()
         assert_links_none_of(package, &["quorate-coordinator", "quorate-testnet"]);
     }
 }
+
+#[test]
+fn the_client_links_nothing_that_handles_shares_ceremonies_or_escrow() {
+    assert_links_none_of(
+        "quorate-client",
+        &[
+            "quorate-node",
+            "quorate-ceremony",
+            "quorate-ceremony-protocol",
+            "quorate-escrow",
+            "quorate-coordinator",
+            "quorate-testnet",
+            "vsss-rs",
+            "sled",
+        ],
+    );
+}

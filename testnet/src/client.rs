@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorate_frost::Ciphersuite;
-use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::StatementSigner;
-use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_transport::attest::StatementVerifier;
 use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent, DEFAULT_VALIDITY_SECS};
-use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 use quorate_wire::pb::signer_client::SignerClient as GrpcSignerClient;
@@ -177,64 +175,13 @@ impl SignerClient {
     }
 }
 
-/// Checks a `GetPublicKey` answer for `key_id` the way the coordinator checks the
-/// nodes' reports: the manifest is valid and for this key, the answer's fields are
-/// the manifest's, and at least its threshold of distinct participants attest it
-/// under `verifier`'s CA.
+/// Checks a `GetPublicKey` answer for `key_id` as every Quorate client does
+/// ([`quorate_client::attestation::check_attested`]).
 pub fn check_attested(
     verifier: &StatementVerifier,
     key_id: &str,
     response: &pb::GetPublicKeyResponse,
 ) -> anyhow::Result<()> {
-    let manifest = Manifest::decode(&response.manifest)?;
-    anyhow::ensure!(
-        manifest.key_id == key_id && response.key_id == key_id,
-        "asked for key {key_id:?}, got {:?} with a manifest of {:?}",
-        response.key_id,
-        manifest.key_id
-    );
-    anyhow::ensure!(
-        response.public_key == manifest.public_key.public_key
-            && response.threshold == u32::from(manifest.threshold)
-            && response.ciphersuite == pb::Ciphersuite::from(manifest.ciphersuite) as i32
-            && response.participants.len() == manifest.participants.len()
-            && response
-                .participants
-                .iter()
-                .zip(&manifest.participants)
-                .all(|(r, m)| r.node_id == m.node_id
-                    && r.identifier == m.identifier
-                    && r.verifying_share == m.verifying_share
-                    && r.region == m.region
-                    && r.jurisdiction == m.jurisdiction),
-        "the answer's public key, threshold, ciphersuite or participants differ from its manifest"
-    );
-    let participants: Vec<&str> = manifest
-        .participants
-        .iter()
-        .map(|p| p.node_id.as_str())
-        .collect();
-    let attesters = key_attestation::attesting_participants(
-        verifier,
-        &mut VerifiedCertificates::default(),
-        AttestedManifest {
-            key_id,
-            manifest_hash: &manifest.hash,
-            participants: &participants,
-        },
-        &response.attestation,
-    );
-    anyhow::ensure!(
-        attesters.reach(manifest.threshold),
-        "{} of its participants attest the manifest ({:?}), {} needed{}",
-        attesters.nodes.len(),
-        attesters.nodes,
-        manifest.threshold,
-        attesters
-            .rejected
-            .iter()
-            .map(|e| format!("; {e}"))
-            .collect::<String>()
-    );
-    Ok(())
+    quorate_client::attestation::check_attested(verifier, key_id, response)
+        .map_err(anyhow::Error::msg)
 }

@@ -3,7 +3,9 @@
 //! [`network::LocalNetwork`] runs real `quorate-node` and `quorate-coordinator`
 //! processes on loopback with a fresh PKI and keys installed by ceremony, and writes
 //! `testnet.json` ([`spec::TestnetJson`]). [`client::SignerClient`] signs through the
-//! public API and checks each signature with an independent verifier ([`verify`]).
+//! public API for tests that need one coordinator's raw answers; everything else asks
+//! through the client library (`quorate_client`), which checks each signature with an
+//! independent verifier ([`verify`], re-exported from it).
 //! The integration tests in `tests/` drive the same network the CLI starts.
 //!
 //! [`drill`] runs the quorum drills against that network or against the
@@ -12,7 +14,7 @@
 //! network. [`cmd`] is the command line, one file per subcommand.
 //!
 //! Layers, lowest first (a module uses only those before it): [`spec`],
-//! [`verify`], [`toml_text`], [`approver`]; [`client`], [`probe`]; [`network`],
+//! [`toml_text`], [`approver`]; [`client`], [`probe`]; [`network`],
 //! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 
@@ -26,4 +28,4 @@ pub mod network;
 pub mod probe;
 pub mod spec;
 pub mod toml_text;
-pub mod verify;
+pub use quorate_client::verify;

@@ -1,6 +1,7 @@
 //! The bench's signing load: `concurrency` clients signing one key as fast as the
 //! network answers, into an HDR histogram of latencies, error counts by code, and
-//! one signature in `verify_every` checked by an independent verifier.
+//! every signature verified by the client library under the key's public key, and
+//! one in `verify_every` checked again under the key the bench fetched itself.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use quorate_frost::Ciphersuite;
 
-use crate::client::SignerClient;
+use quorate_client::{Client, ClientError, SignOptions};
 
 #[derive(Default)]
 pub(super) struct Shared {
@@ -24,7 +25,7 @@ pub(super) struct Shared {
 /// Runs `clients` signing loops for `window`, recording into `shared` when `record`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn load(
-    clients: &[SignerClient],
+    clients: &[Client],
     concurrency: usize,
     key_id: &str,
     suite: Ciphersuite,
@@ -50,7 +51,14 @@ pub(super) async fn load(
                 let message = format!("bench {i} {n}");
                 let t0 = Instant::now();
                 match client
-                    .sign(&key_id, message.as_bytes(), None, Duration::from_secs(5))
+                    .sign(
+                        &key_id,
+                        message.as_bytes(),
+                        SignOptions {
+                            deadline: Some(Duration::from_secs(5)),
+                            ..SignOptions::default()
+                        },
+                    )
                     .await
                 {
                     Ok(resp) => {
@@ -80,12 +88,18 @@ pub(super) async fn load(
                             }
                         }
                     }
-                    Err(status) => {
+                    Err(ClientError::InvalidSignature { .. }) => {
+                        shared.invalid.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        let code = e
+                            .code()
+                            .map_or_else(|| "Client".to_string(), |c| format!("{c:?}"));
                         *shared
                             .errors
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .entry(format!("{:?}", status.code()))
+                            .entry(code)
                             .or_default() += 1;
                     }
                 }

@@ -89,11 +89,12 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<SuiteResult>> {
             let client = net.tls_paths(Role::Client, "demo-client").load()?;
             IntentParties::new(client.statement_signer()?, client.statement_verifier()?)
         };
-        // A few channels, as a few client processes would have.
+        // A few channels, as a few client processes would have: one client
+        // library `Client` (its own channel) each.
         let channels = opts.clients.clamp(1, 4);
         let mut clients = Vec::with_capacity(channels);
         for _ in 0..channels {
-            clients.push(net.client().await?);
+            clients.push(net.quorate_client()?);
         }
         for key in &spec.keys {
             let suite = key.ciphersuite;

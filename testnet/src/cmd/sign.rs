@@ -1,13 +1,14 @@
 //! `quorate-testnet sign`: one signature through a running testnet's coordinator
-//! (read from its `testnet.json`), checked by an independent verifier and printed.
+//! (read from its `testnet.json`) through the client library, which checks it with
+//! an independent verifier, and printed. The `quorate` CLI does the same from
+//! `client.toml`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use quorate_transport::tls::TlsPaths;
+use quorate_client::{Client, ClientConfig, CoordinatorEntry, SignOptions};
 
-use crate::client::SignerClient;
 use crate::spec::TestnetJson;
 
 /// Flags of `sign`.
@@ -62,45 +63,52 @@ pub async fn run(args: SignArgs) -> anyhow::Result<()> {
         _ => anyhow::bail!("give --message or --message-hex"),
     };
     let testnet = TestnetJson::read(&dir)?;
-    let (endpoint, server_name) = match coordinator {
-        None => (testnet.coordinator.clone(), testnet.server_name.clone()),
-        Some(i) => {
-            let c = testnet.coordinators.get(i).with_context(|| {
-                format!(
-                    "testnet.json lists {} coordinators",
-                    testnet.coordinators.len()
-                )
-            })?;
-            (c.endpoint.clone(), c.server_name.clone())
-        }
+    let all: Vec<CoordinatorEntry> = if testnet.coordinators.is_empty() {
+        vec![CoordinatorEntry::Named {
+            endpoint: testnet.coordinator.clone(),
+            server_name: Some(testnet.server_name.clone()),
+        }]
+    } else {
+        testnet
+            .coordinators
+            .iter()
+            .map(|c| CoordinatorEntry::Named {
+                endpoint: c.endpoint.clone(),
+                server_name: Some(c.server_name.clone()),
+            })
+            .collect()
     };
-    let client = SignerClient::connect(
-        &endpoint,
-        &server_name,
-        &TlsPaths {
-            ca: testnet.ca,
-            cert: testnet.client_cert,
-            key: testnet.client_key,
-        },
-    )?;
-    let public = client.public_key(&key_id).await?;
-    let response = client
-        .sign_with(
+    let coordinators = match coordinator {
+        None => all,
+        Some(i) => vec![all
+            .get(i)
+            .cloned()
+            .with_context(|| format!("testnet.json lists {} coordinators", all.len()))?],
+    };
+    let client = Client::new(&ClientConfig::new(
+        coordinators,
+        testnet.ca,
+        testnet.client_cert,
+        testnet.client_key,
+    ))?;
+    // The library verifies the signature under the key's public key before it
+    // returns it.
+    let signed = client
+        .sign(
             &key_id,
             &message,
-            request_id.as_deref(),
-            approval_token,
-            Duration::from_millis(timeout_ms),
+            SignOptions {
+                request_id,
+                approval_token,
+                deadline: Some(Duration::from_millis(timeout_ms)),
+            },
         )
         .await?;
-    let suite = quorate_wire::ciphersuite_from_pb(response.ciphersuite)?;
-    crate::verify::verify(suite, &public.public_key, &message, &response.signature)
-        .map_err(|e| anyhow::anyhow!("signature does not verify: {e}"))?;
-    println!("key_id:     {}", response.key_id);
-    println!("ciphersuite: {suite}");
-    println!("public_key: {}", hex::encode(&public.public_key));
-    println!("signature:  {}", hex::encode(&response.signature));
-    println!("signers:    {}", response.signers.join(", "));
+    println!("key_id:     {}", signed.key_id);
+    println!("ciphersuite: {}", signed.ciphersuite);
+    println!("public_key: {}", hex::encode(&signed.public_key));
+    println!("signature:  {}", hex::encode(&signed.signature));
+    println!("signers:    {}", signed.signers.join(", "));
     println!("verified:   yes (independent verifier)");
     Ok(())
 }

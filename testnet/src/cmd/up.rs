@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use quorate_client::SignOptions;
 use quorate_transport::runtime::ShutdownSignals;
 
 use crate::network::{default_bin_dir, remove_testnet, LocalNetwork};
@@ -72,6 +73,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "testnet.json: {}",
             network.dir.join("testnet.json").display()
         );
+        println!(
+            "client.toml:  {}  (quorate --config {} sign --key-id demo-ed25519 --message hi)",
+            network.dir.join("client.toml").display(),
+            network.dir.join("client.toml").display()
+        );
         println!("logs:         {}", network.dir.join("logs").display());
         if !check_only {
             println!("serving; press Ctrl-C to stop");
@@ -85,19 +91,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// Signs once with every key and verifies independently.
 async fn self_check(network: &LocalNetwork) -> anyhow::Result<()> {
-    let client = network.client().await?;
+    // The client library, as `client.toml` configures it: what the CLI will use.
+    let client = network.quorate_client()?;
     for key in &network.spec.keys {
         let message = format!("quorate testnet self-check for {}", key.key_id);
         let signed = client
-            .sign_verified(&key.key_id, message.as_bytes(), Duration::from_secs(5))
+            .sign(
+                &key.key_id,
+                message.as_bytes(),
+                SignOptions {
+                    deadline: Some(Duration::from_secs(5)),
+                    ..SignOptions::default()
+                },
+            )
             .await
             .with_context(|| format!("self-check signature with {}", key.key_id))?;
         println!(
             "  {:<16} {:<13} signed by {:<24} verified: yes  signature {}",
             key.key_id,
             signed.ciphersuite.name(),
-            signed.response.signers.join(","),
-            hex::encode(&signed.response.signature[..16]) + "..."
+            signed.signers.join(","),
+            hex::encode(signed.signature.get(..16).unwrap_or_default()) + "..."
         );
     }
     Ok(())

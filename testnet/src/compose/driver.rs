@@ -150,6 +150,28 @@ impl ComposeNetwork {
         )
     }
 
+    /// The demo client's configuration for coordinator `i` alone.
+    pub fn coordinator_client_config(
+        &self,
+        i: usize,
+    ) -> anyhow::Result<quorate_client::ClientConfig> {
+        let c = self
+            .layout
+            .coordinators
+            .get(i)
+            .ok_or_else(|| anyhow!("no coordinator #{i}"))?;
+        let tls = party_tls(&self.state_dir.join("client"));
+        Ok(quorate_client::ClientConfig::new(
+            vec![quorate_client::CoordinatorEntry::Named {
+                endpoint: c.host_endpoint(),
+                server_name: Some(c.name.clone()),
+            }],
+            tls.ca,
+            tls.cert,
+            tls.key,
+        ))
+    }
+
     async fn wait_coordinator(&self, i: usize) -> anyhow::Result<()> {
         let client = self.coordinator_client(i)?;
         let expected = self.layout.spec.keys.len();

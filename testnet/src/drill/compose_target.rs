@@ -41,6 +41,10 @@ impl DrillTarget for ComposeTarget {
         self.network.coordinator_client(i)
     }
 
+    fn client_config(&self, i: usize) -> anyhow::Result<quorate_client::ClientConfig> {
+        self.network.coordinator_client_config(i)
+    }
+
     fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
         self.network.approve(key_id, valid_secs, reason)
     }

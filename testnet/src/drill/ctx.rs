@@ -49,7 +49,12 @@ impl DrillCtx {
         };
         let clients = indices
             .into_iter()
-            .map(|i| Ok((i, self.target.client(i)?)))
+            .map(|i| {
+                Ok((
+                    i,
+                    quorate_client::Client::new(&self.target.client_config(i)?)?,
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Load::start(&clients, &self.keys, label))
     }

@@ -1,7 +1,8 @@
 //! The background load every drill runs under: [`LOAD_WORKERS`] clients signing
 //! continuously over the given coordinators, rotating over the load keys, each
-//! request with a [`REQUEST_TIMEOUT`] deadline and each signature checked by the
-//! independent verifiers; every request becomes a [`Sample`]. Bounded in count and
+//! request with a [`REQUEST_TIMEOUT`] deadline through the client library (which
+//! verifies every signature under the key's public key) and checked again under the
+//! key the drill fetched at its start; every request becomes a [`Sample`]. Bounded in count and
 //! in time whatever a drill does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use quorate_frost::Ciphersuite;
 
-use crate::client::SignerClient;
+use quorate_client::{Client, ClientError, SignOptions};
 
 /// Deadline each background request carries (the coordinator's default deadline
 /// is 5 s; it answers a caller's shorter deadline less a margin).
@@ -76,7 +77,7 @@ pub struct Load {
 
 impl Load {
     /// Starts the load; worker `w` uses `clients[w % clients.len()]`.
-    pub fn start(clients: &[(usize, SignerClient)], keys: &[LoadKey], label: &str) -> Self {
+    pub fn start(clients: &[(usize, Client)], keys: &[LoadKey], label: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let started = Instant::now();
@@ -100,20 +101,32 @@ impl Load {
                     let message = format!("drill {label} worker {w} request {n}");
                     let sent = Instant::now();
                     let result = client
-                        .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
+                        .sign(
+                            &key.key_id,
+                            message.as_bytes(),
+                            SignOptions {
+                                deadline: Some(REQUEST_TIMEOUT),
+                                ..SignOptions::default()
+                            },
+                        )
                         .await;
                     let latency = sent.elapsed();
                     let outcome = match result {
-                        Ok(resp) => match crate::verify::verify(
+                        Ok(signed) => match crate::verify::verify(
                             key.ciphersuite,
                             &key.public_key,
                             message.as_bytes(),
-                            &resp.signature,
+                            &signed.signature,
                         ) {
                             Ok(()) => Outcome::Signed,
-                            Err(e) => Outcome::Invalid(e),
+                            Err(e) => Outcome::Invalid(e.to_string()),
                         },
-                        Err(status) => Outcome::Failed(status.code(), status.message().to_string()),
+                        Err(ClientError::InvalidSignature { source, .. }) => {
+                            Outcome::Invalid(source.to_string())
+                        }
+                        Err(e) => {
+                            Outcome::Failed(e.code().unwrap_or(tonic::Code::Unknown), e.to_string())
+                        }
                     };
                     if let Ok(mut s) = samples.lock() {
                         s.push(Sample {

@@ -47,6 +47,16 @@ impl DrillTarget for LocalTarget {
         self.network.coordinator_client(i)
     }
 
+    fn client_config(&self, i: usize) -> anyhow::Result<quorate_client::ClientConfig> {
+        let mut config = self.network.client_config();
+        let (name, endpoint) = self.network.coordinator_access(i)?;
+        config.coordinators = vec![quorate_client::CoordinatorEntry::Named {
+            endpoint,
+            server_name: Some(name),
+        }];
+        Ok(config)
+    }
+
     fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>> {
         self.network.approve(key_id, valid_secs, reason)
     }

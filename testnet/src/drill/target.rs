@@ -30,6 +30,10 @@ pub trait DrillTarget: Send + Sync + std::fmt::Debug {
     /// A demo client of coordinator `i`.
     fn client(&self, i: usize) -> anyhow::Result<SignerClient>;
 
+    /// The demo client's configuration for coordinator `i` alone (the load's
+    /// clients: each keeps to its coordinator, so a drill sees what that one does).
+    fn client_config(&self, i: usize) -> anyhow::Result<quorate_client::ClientConfig>;
+
     /// An approval token from the network's approver (its key in
     /// `DIR/approver/`) for an out-of-policy quorum on `key_id`.
     fn approve(&self, key_id: &str, valid_secs: u64, reason: &str) -> anyhow::Result<Vec<u8>>;

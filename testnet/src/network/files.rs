@@ -106,6 +106,8 @@ pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
                 | "approver"
                 | "testnet.json"
                 | "testnet.json.tmp"
+                | "client.toml"
+                | "client.toml.tmp"
                 | "ceremony.toml"
                 | "coordinator.toml"
         ) || name.starts_with("node-")

@@ -23,6 +23,7 @@ use anyhow::{anyhow, bail, Context};
 use quorate_ceremony::import::{CeremonyFile, CeremonyNode};
 use quorate_ceremony::keygen::{run_dkg, DkgRequest};
 use quorate_ceremony::pki;
+use quorate_client::{ClientConfig, CoordinatorEntry};
 use quorate_transport::identity::Role;
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
@@ -462,13 +463,51 @@ impl LocalNetwork {
         }
     }
 
-    /// Writes `DIR/testnet.json` atomically (write then rename), so a reader never
-    /// sees half a file.
+    /// Writes `DIR/testnet.json` and `DIR/client.toml` atomically (write then
+    /// rename), so a reader never sees half a file.
     pub fn write_testnet_json(&self) -> anyhow::Result<()> {
         let tmp = self.dir.join("testnet.json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(&self.testnet_json())?)?;
         std::fs::rename(&tmp, self.dir.join("testnet.json"))?;
+        let tmp = self.dir.join("client.toml.tmp");
+        std::fs::write(&tmp, self.client_toml()?)?;
+        std::fs::rename(&tmp, self.dir.join("client.toml"))?;
         Ok(())
+    }
+
+    /// The demo client's configuration: every coordinator, the CA, and the demo
+    /// client's certificate and key (`DIR/client.toml`, read by the `quorate` CLI).
+    pub fn client_config(&self) -> ClientConfig {
+        let tls = self.tls_paths(Role::Client, "demo-client");
+        let mut config = ClientConfig::new(
+            (0..self.coordinator_count())
+                .filter_map(|i| self.coordinator_access(i).ok())
+                .map(|(name, endpoint)| CoordinatorEntry::Named {
+                    endpoint,
+                    server_name: Some(name),
+                })
+                .collect(),
+            absolute(&tls.ca),
+            absolute(&tls.cert),
+            absolute(&tls.key),
+        );
+        config.trust_domain = Some(self.spec.trust_domain.clone());
+        config
+    }
+
+    fn client_toml(&self) -> anyhow::Result<String> {
+        Ok(format!(
+            "# The demo client of this testnet, for the quorate CLI:\n\
+             #   quorate --config {} sign --key-id demo-ed25519 --message \"hi\"\n{}",
+            self.dir.join("client.toml").display(),
+            self.client_config().to_toml()?
+        ))
+    }
+
+    /// A client of every coordinator, as the demo client (the client library:
+    /// failover, intents, every signature verified).
+    pub fn quorate_client(&self) -> anyhow::Result<quorate_client::Client> {
+        Ok(quorate_client::Client::new(&self.client_config())?)
     }
 
     /// Stops every process gracefully.
@@ -482,4 +521,10 @@ impl LocalNetwork {
         }
         Ok(())
     }
+}
+
+/// `path` made absolute (against the current directory), so `client.toml` works from
+/// anywhere; left as it is if the current directory is unknown.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -11,8 +11,22 @@ use k256::elliptic_curve::sec1::FromEncodedPoint;
 use k256::elliptic_curve::PrimeField;
 use quorate_frost::Ciphersuite;
 
+/// Why a signature does not verify (or the key or signature is malformed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct VerifyError(pub String);
+
 /// Checks `signature` on `message` under `public_key` (public API encodings).
 pub fn verify(
+    suite: Ciphersuite,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), VerifyError> {
+    verify_inner(suite, public_key, message, signature).map_err(VerifyError)
+}
+
+fn verify_inner(
     suite: Ciphersuite,
     public_key: &[u8],
     message: &[u8],

@@ -1,0 +1,143 @@
+//! The `quorate` binary without a network: usage and configuration errors exit 64
+//! with a message that names the problem, `--help` documents the exit codes, and
+//! offline `verify` exits 0 for a valid signature and 1 for an invalid one.
+
+use std::process::{Command, Output};
+
+use ed25519_dalek::{Signer, SigningKey};
+
+fn quorate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(args)
+        .env_remove("QUORATE_CONFIG")
+        .env_remove("QUORATE_COORDINATORS")
+        .env_remove("QUORATE_CA")
+        .env_remove("QUORATE_CERT")
+        .env_remove("QUORATE_KEY")
+        .output()
+        .expect("quorate runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn no_configuration_exits_64_and_says_what_to_give() {
+    let out = quorate(&["keys"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--config"), "{err}");
+    assert!(
+        err.contains("missing: --coordinator, --ca, --cert, --key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_malformed_or_invalid_config_exits_64_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.toml");
+    let out = quorate(&["--config", missing.to_str().expect("utf-8"), "keys"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("cannot read client config"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "coordinators = [\n").expect("write");
+    let out = quorate(&["--config", bad.to_str().expect("utf-8"), "keys"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
+
+    let http = dir.path().join("http.toml");
+    std::fs::write(
+        &http,
+        "coordinators = [\"http://127.0.0.1:1\"]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+    )
+    .expect("write");
+    let out = quorate(&["--config", http.to_str().expect("utf-8"), "keys"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("https://"), "{}", stderr(&out));
+
+    // Well formed, but the certificate files are not there.
+    let files = dir.path().join("files.toml");
+    std::fs::write(
+        &files,
+        "coordinators = [\"https://127.0.0.1:1\"]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+    )
+    .expect("write");
+    let out = quorate(&["--config", files.to_str().expect("utf-8"), "keys"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("c.pem"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_documents_exit_codes() {
+    let out = quorate(&["sign", "--message", "hi"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("--key-id"), "{}", stderr(&out));
+    let out = quorate(&[
+        "sign",
+        "--key-id",
+        "k",
+        "--message",
+        "hi",
+        "--message-hex",
+        "00",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+
+    let out = quorate(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "sign",
+        "public-key",
+        "keys",
+        "verify",
+        "Exit codes",
+        "64",
+        "QUORATE_CONFIG",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}: {help}");
+    }
+}
+
+#[test]
+fn offline_verify_exits_0_for_a_valid_signature_and_1_for_another_message() {
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let public = hex::encode(key.verifying_key().to_bytes());
+    let signature = hex::encode(key.sign(b"pay 10 EUR").to_bytes());
+    let args = |message: &'static str| {
+        vec![
+            "verify".to_string(),
+            "--public-key".into(),
+            public.clone(),
+            "--ciphersuite".into(),
+            "ED25519".into(),
+            "--message".into(),
+            message.into(),
+            "--signature".into(),
+            signature.clone(),
+            "--json".into(),
+        ]
+    };
+    let run = |message| {
+        let args = args(message);
+        quorate(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let ok = run("pay 10 EUR");
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("JSON");
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["ciphersuite"], "ED25519");
+
+    let bad = run("pay 99 EUR");
+    assert_eq!(bad.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&bad.stdout).expect("JSON");
+    assert_eq!(json["valid"], false);
+    assert!(json["reason"].as_str().is_some_and(|r| !r.is_empty()));
+}

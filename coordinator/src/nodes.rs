@@ -30,7 +30,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(3);
 pub const CULPRIT_QUARANTINE: Duration = Duration::from_secs(60);
 
 /// Whether a node's error `status` refuses one request (malformed or stale input, a
-/// spent or unknown commitment, the key's policy or a client's rate limit) rather than
+/// spent or unknown commitment, the client's intent, the key's policy or a client's
+/// rate limit) rather than
 /// saying that the node is unreachable, overloaded or broken. Only the latter count
 /// against its health: counted as failures, refusals would let one client's requests
 /// (past its rate limit, say) make healthy nodes look down to every client.
@@ -50,6 +51,7 @@ pub fn is_refusal(status: &tonic::Status) -> bool {
                 | Code::FailedPrecondition
                 | Code::OutOfRange
                 | Code::ResourceExhausted
+                | Code::Unauthenticated
         )
 }
 

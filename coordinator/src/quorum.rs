@@ -160,7 +160,18 @@ impl QuorumEngine {
             }
             answer
         };
-        let no_quorum = |out: &HashSet<String>, rate_refusals: &RateRefusals, detail: String| {
+        // A node that refuses the client's intent (for example one that expired
+        // between the coordinator's check and the node's) refuses this request, not
+        // the coordinator: it is left out of the request, its health and pool are
+        // untouched, and if too few nodes remain the client hears why.
+        let mut intent_refusal: Option<String> = None;
+        let no_quorum = |out: &HashSet<String>,
+                         rate_refusals: &RateRefusals,
+                         intent_refusal: &Option<String>,
+                         detail: String| {
+            if let Some(why) = intent_refusal {
+                return CoordError::Unauthenticated(why.clone());
+            }
             if let Some(answer) = over_rate(out, rate_refusals, &detail) {
                 return answer;
             }
@@ -192,6 +203,7 @@ impl QuorumEngine {
                 return Err(no_quorum(
                     &out,
                     &rate_refusals,
+                    &intent_refusal,
                     "; request deadline reached".into(),
                 ));
             }
@@ -210,7 +222,12 @@ impl QuorumEngine {
                 (policy.constrains_quorums() && !home, n.preference())
             });
             if candidates.len() < t {
-                return Err(no_quorum(&out, &rate_refusals, String::new()));
+                return Err(no_quorum(
+                    &out,
+                    &rate_refusals,
+                    &intent_refusal,
+                    String::new(),
+                ));
             }
 
             // One round when the pool holds commitments of a (lawful) quorum.
@@ -299,12 +316,10 @@ impl QuorumEngine {
                 .collect();
             let lawful = selected.iter().filter(|&&i| answered[i].home).count()
                 >= usize::from(policy.min_home_signers);
-            // Nodes see the approval only when they need it: an out-of-policy quorum.
-            let approval_token = if lawful {
-                Vec::new()
-            } else {
-                ctx.approval_token.clone().unwrap_or_default()
-            };
+            // The client's approval token goes to the nodes exactly as the client sent
+            // it, lawful quorum or not: its intent covers the token's SHA-256, and a
+            // node uses the token only for an out-of-policy quorum anyway.
+            let approval_token = ctx.approval_token.clone().unwrap_or_default();
 
             // Round 2.
             let signing_package = ops
@@ -351,6 +366,16 @@ impl QuorumEngine {
                         tracing::info!(node = %node.id, key_id = %manifest.key_id, attempt, "round 2 refused: {}", s.message());
                         out.insert(node.id.clone());
                         rate_refusals.record(&node.id, &s);
+                    }
+                    Err(NodeFailure::Refused(s)) if s.code() == tonic::Code::Unauthenticated => {
+                        round2_failed = true;
+                        tracing::info!(node = %node.id, key_id = %manifest.key_id, attempt, "round 2: the node refused the client's intent: {}", s.message());
+                        out.insert(node.id.clone());
+                        intent_refusal = Some(format!(
+                            "node {} refused the client's intent: {}",
+                            node.id,
+                            s.message()
+                        ));
                     }
                     Err(e) => {
                         round2_failed = true;

@@ -767,6 +767,18 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Unauthenticated,
         ),
         row(
+            Rpc::SignShare(pb::SignShareRequest {
+                intent: Some(pb::Signed {
+                    body: vec![1; quorate_wire::limits::MAX_INTENT_BODY_BYTES + 1],
+                    ..intent(ED, b"m", "matrix", &[]).unwrap()
+                }),
+                ..share_req(ED, &ed_package)
+            }),
+            "oversized intent",
+            Coordinator,
+            InvalidArgument,
+        ),
+        row(
             Rpc::SignShare(share_req(ED, &empty_quorum)),
             "empty quorum",
             Coordinator,

@@ -253,6 +253,30 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
         .is_ok());
 }
 
+/// Regression: a client that keeps its approval token on its requests once the home
+/// nodes are back gets its signature from the lawful quorum. The coordinator used to
+/// send the nodes no token for a lawful quorum, and the client's intent, which covers
+/// the token, then matched no request: every node refused it.
+#[tokio::test]
+async fn a_request_with_an_approval_token_signs_when_a_lawful_quorum_answers() {
+    let net = start_default().await;
+    let client = net.client().await.unwrap();
+    let token = net
+        .approve(EU_KEY, 60, "still carried after the outage")
+        .unwrap();
+    let signed = client
+        .sign_with(
+            EU_KEY,
+            b"pay 10 EUR",
+            Some("token-after-outage"),
+            Some(token),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(!signed.signature.is_empty());
+}
+
 #[tokio::test]
 async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
     let mut spec = NetworkSpec::default_five_regions();

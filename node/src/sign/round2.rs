@@ -100,10 +100,10 @@ pub(crate) fn record_share(
         .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
     let message_digest = quorate_wire::sha256(&req.message);
     let message_sha256 = hex::encode(message_digest);
-    let intent_hex = req
+    let encoded_intent = req
         .intent
         .as_ref()
-        .map(|i| hex::encode(prost::Message::encode_to_vec(i)))
+        .map(prost::Message::encode_to_vec)
         .unwrap_or_default();
     // The client is whoever signed the intent, never what the coordinator says:
     // a request without the client's own valid intent for exactly this key,
@@ -121,6 +121,17 @@ pub(crate) fn record_share(
     let client_id = match &verified {
         Ok(v) => v.client.spiffe_id(),
         Err(_) => String::new(),
+    };
+    // A record holds a verified intent whole, so an auditor can check it; of an
+    // intent that did not verify, only its SHA-256: whoever sent it must not be able
+    // to fill the node's disk with it.
+    let intent_hex = match (&verified, encoded_intent.is_empty()) {
+        (_, true) => String::new(),
+        (Ok(_), false) => hex::encode(&encoded_intent),
+        (Err(_), false) => format!(
+            "sha256:{}",
+            hex::encode(quorate_wire::sha256(&encoded_intent))
+        ),
     };
     let refusal = |event_detail: String| AuditRecord {
         event: "sign_refused".into(),

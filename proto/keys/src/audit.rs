@@ -47,8 +47,9 @@ pub struct AuditRecord {
     pub detail: String,
     /// The client's signed intent behind a signing event, hex of its protobuf
     /// encoding (`Signed`: body, certificate, scheme, signature), so an auditor can
-    /// prove which client asked for each share (docs/intent.md). Absent (and not
-    /// serialized, so older records hash as they were written) otherwise.
+    /// prove which client asked for each share (docs/intent.md); for an intent that
+    /// did not verify, only `sha256:` and the hex SHA-256 of that encoding. Absent
+    /// (and not serialized, so older records hash as they were written) otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub intent: String,
     /// `hash` of the previous record.

@@ -62,9 +62,17 @@ impl TryFrom<pb::SignRequest> for SignRequest {
             message: req.message,
             request_id: (!req.request_id.is_empty()).then_some(req.request_id),
             approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
-            intent: req.intent,
+            intent: checked_intent(req.intent)?,
         })
     }
+}
+
+/// The intent, if its sizes are within the limits ([`crate::limits::check_intent_size`]).
+fn checked_intent(intent: Option<pb::Signed>) -> Result<Option<pb::Signed>, String> {
+    if let Some(i) = &intent {
+        crate::limits::check_intent_size(i)?;
+    }
+    Ok(intent)
 }
 
 /// A validated round-1 `Commit` request.
@@ -169,7 +177,7 @@ impl TryFrom<pb::SignShareRequest> for SignShareRequest {
             message: req.message,
             commitments,
             request_id: req.request_id,
-            intent: req.intent,
+            intent: checked_intent(req.intent)?,
             approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
         })
     }

@@ -40,3 +40,33 @@ pub fn validate_key_id(key_id: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Largest body of a client's signed intent, in bytes (an intent is at most 341).
+pub const MAX_INTENT_BODY_BYTES: usize = 512;
+
+/// Largest certificate a signed statement may carry, in bytes (DER).
+pub const MAX_STATEMENT_CERTIFICATE_BYTES: usize = 16 * 1024;
+
+/// Largest signature of a signed statement, in bytes (RSA-4096 is 512).
+pub const MAX_STATEMENT_SIGNATURE_BYTES: usize = 1024;
+
+/// Checks the sizes of a client's signed intent, so that nothing larger is kept,
+/// relayed or recorded.
+pub fn check_intent_size(intent: &crate::pb::Signed) -> Result<(), String> {
+    if intent.body.len() > MAX_INTENT_BODY_BYTES {
+        return Err(format!(
+            "intent body is longer than {MAX_INTENT_BODY_BYTES} bytes"
+        ));
+    }
+    if intent.certificate.len() > MAX_STATEMENT_CERTIFICATE_BYTES {
+        return Err(format!(
+            "intent certificate is longer than {MAX_STATEMENT_CERTIFICATE_BYTES} bytes"
+        ));
+    }
+    if intent.signature.len() > MAX_STATEMENT_SIGNATURE_BYTES {
+        return Err(format!(
+            "intent signature is longer than {MAX_STATEMENT_SIGNATURE_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}

@@ -145,55 +145,52 @@ pub(crate) fn record_share(
         detail: event_detail,
         ..Default::default()
     };
-
-    if let Err(e) = verified {
-        state.metrics.policy_denial("intent_refused");
-        let refused = NodeError::IntentRefused(e);
-        return Ok(Recorded {
+    // A refusal before the nonce is recorded, counted by its reason, and answered.
+    let refuse = |reason: &str, refused: NodeError| -> Result<Recorded<ShareToSign>, NodeError> {
+        state.metrics.policy_denial(reason);
+        Ok(Recorded {
             pending: state.audit.insert(refusal(refused.to_string()))?,
             answer: Err(refused),
-        });
+        })
+    };
+
+    if let Err(e) = verified {
+        return refuse("intent_refused", NodeError::IntentRefused(e));
     }
 
     // The node enforces the key's policy itself: the coordinator is not trusted
     // to have chosen a lawful quorum or an allowed client.
     let policy = &manifest.policy;
     if !policy.allows_client(&client_id) {
-        state.metrics.policy_denial("client_not_allowed");
-        let refused = NodeError::ClientNotAllowed {
-            client_id: client_id.clone(),
-            key_id: req.key_id.clone(),
-        };
-        return Ok(Recorded {
-            pending: state.audit.insert(refusal(refused.to_string()))?,
-            answer: Err(refused),
-        });
+        return refuse(
+            "client_not_allowed",
+            NodeError::ClientNotAllowed {
+                client_id: client_id.clone(),
+                key_id: req.key_id.clone(),
+            },
+        );
     }
     let mut approval_token_id = String::new();
     if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
         let Some(token) = &req.approval_token else {
-            state.metrics.policy_denial("unlawful_quorum");
-            let refused = NodeError::UnlawfulQuorum {
-                violation: violation.to_string(),
-            };
-            return Ok(Recorded {
-                pending: state.audit.insert(refusal(refused.to_string()))?,
-                answer: Err(refused),
-            });
+            return refuse(
+                "unlawful_quorum",
+                NodeError::UnlawfulQuorum {
+                    violation: violation.to_string(),
+                },
+            );
         };
         let verified = approval::check(token, &req.key_id, &policy.approvers).map(|a| a.token_id);
         match verified {
             Ok(token_id) => approval_token_id = token_id,
             Err(e) => {
-                state.metrics.policy_denial("invalid_approval");
-                let refused = NodeError::ApprovalRefused {
-                    violation: violation.to_string(),
-                    reason: e.to_string(),
-                };
-                return Ok(Recorded {
-                    pending: state.audit.insert(refusal(refused.to_string()))?,
-                    answer: Err(refused),
-                });
+                return refuse(
+                    "invalid_approval",
+                    NodeError::ApprovalRefused {
+                        violation: violation.to_string(),
+                        reason: e.to_string(),
+                    },
+                );
             }
         }
     }

@@ -290,6 +290,18 @@ mod tests {
         assert!(node.is_available());
     }
 
+    /// Regression: a node's refusal of a client's intent (one that expired between
+    /// the coordinator's check and the node's, say) counted as a node failure, so
+    /// one client could make healthy nodes look down to every client.
+    #[tokio::test]
+    async fn a_refused_client_intent_leaves_the_node_healthy() {
+        let node = node();
+        for _ in 0..FAILURES_BEFORE_SKIP + 3 {
+            node.record_status(&tonic::Status::unauthenticated("the sign intent expired"));
+        }
+        assert!(node.is_available());
+    }
+
     #[tokio::test]
     async fn an_http2_enhance_your_calm_counts_against_health_despite_its_code() {
         // What tonic makes of a stream or connection the node's HTTP/2 layer closed

@@ -5,7 +5,7 @@
 //! cannot hand out a public key the key's participants did not attest.
 
 use quorate_keys::manifest::Manifest;
-use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_transport::attest::{ChainCache, StatementVerifier};
 use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_wire::pb;
 
@@ -52,7 +52,7 @@ pub fn check_attested(
         .collect();
     let attesters = key_attestation::attesting_participants(
         verifier,
-        &mut VerifiedCertificates::default(),
+        &ChainCache::default(),
         AttestedManifest {
             key_id,
             manifest_hash: &manifest.hash,

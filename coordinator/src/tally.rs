@@ -17,13 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use quorate_keys::manifest::Manifest;
-use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
+use quorate_transport::attest::{ChainCache, StatementVerifier};
 use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_wire::pb;
-
-/// Certificates remembered across refreshes: a few per node (rotations), plenty
-/// for any pool a coordinator is configured with.
-const CERTIFICATE_CACHE: usize = 1024;
 
 /// One version of a key, with who attests it.
 #[derive(Debug)]
@@ -61,7 +57,7 @@ pub(crate) enum Decision {
 #[derive(Debug)]
 pub(crate) struct Tally {
     verifier: StatementVerifier,
-    certificates: VerifiedCertificates,
+    certificates: ChainCache,
 }
 
 impl Tally {
@@ -69,7 +65,7 @@ impl Tally {
     pub fn new(verifier: StatementVerifier) -> Self {
         Self {
             verifier,
-            certificates: VerifiedCertificates::bounded(CERTIFICATE_CACHE),
+            certificates: ChainCache::default(),
         }
     }
 
@@ -184,7 +180,7 @@ impl Tally {
             .collect();
         let attester = key_attestation::verify(
             &self.verifier,
-            &mut self.certificates,
+            &self.certificates,
             AttestedManifest {
                 key_id: &manifest.key_id,
                 manifest_hash: &manifest.hash,

@@ -73,8 +73,6 @@ pub enum AttestError {
 #[derive(Debug, Default)]
 pub struct VerifiedCertificates {
     entries: Vec<VerifiedCertificate>,
-    /// At most this many are remembered, the oldest forgotten first (none: no bound).
-    limit: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,22 +96,7 @@ impl VerifiedCertificates {
         self.entries.is_empty()
     }
 
-    /// A cache that outlives a ceremony (a coordinator re-checking the nodes'
-    /// statements on every refresh): it remembers at most `limit` certificates and
-    /// forgets the oldest first, so certificates rotated away cannot grow it.
-    pub fn bounded(limit: usize) -> Self {
-        Self {
-            entries: Vec::new(),
-            limit: Some(limit.max(1)),
-        }
-    }
-
     fn remember(&mut self, entry: VerifiedCertificate) {
-        if let Some(limit) = self.limit {
-            while self.entries.len() >= limit {
-                self.entries.remove(0);
-            }
-        }
         self.entries.push(entry);
     }
 
@@ -381,13 +364,22 @@ impl StatementVerifier {
 }
 
 /// Certificates whose chain to the CA verified, remembered across statements for
-/// [`StatementVerifier::identify`]: at most [`ChainCache::CAPACITY`], the oldest
-/// forgotten first. Keyed by the SHA-256 of the exact DER, so another certificate,
+/// [`StatementVerifier::identify`] (clients' intents on a node or coordinator, nodes'
+/// key attestations on a coordinator or client): at most [`ChainCache::CAPACITY`]
+/// (or the capacity it was made with), the oldest forgotten first, so certificates
+/// rotated away cannot grow it. Keyed by the SHA-256 of the exact DER, so another certificate,
 /// however similar, is checked in full; a remembered one is still checked for its
 /// validity period on every use.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChainCache {
     entries: std::sync::Mutex<ChainCacheEntries>,
+    capacity: usize,
+}
+
+impl Default for ChainCache {
+    fn default() -> Self {
+        Self::with_capacity(Self::CAPACITY)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -401,6 +393,14 @@ impl ChainCache {
     /// for renewals.
     pub const CAPACITY: usize = 4096;
 
+    /// A cache of at most `capacity` certificates (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: std::sync::Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
     fn get(&self, digest: &[u8; 32]) -> Option<VerifiedCertificate> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.by_digest.get(digest).cloned()
@@ -411,7 +411,7 @@ impl ChainCache {
         if entries.by_digest.insert(digest, entry).is_none() {
             entries.order.push_back(digest);
         }
-        while entries.order.len() > Self::CAPACITY {
+        while entries.order.len() > self.capacity {
             if let Some(oldest) = entries.order.pop_front() {
                 entries.by_digest.remove(&oldest);
             }
@@ -513,18 +513,19 @@ mod tests {
     }
 
     #[test]
-    fn bounded_cache_forgets_the_oldest_certificate_and_still_verifies_it_in_full() {
+    fn a_chain_cache_forgets_the_oldest_certificate_and_still_verifies_it_in_full() {
         let ca = new_ca("CA");
         let verifier = verifier(&ca);
-        let mut certificates = VerifiedCertificates::bounded(2);
+        let chains = ChainCache::with_capacity(2);
         for id in ["node-1", "node-2", "node-3", "node-1"] {
             let signed = valid_now(&ca, id).sign("kind", b"s".to_vec()).unwrap();
-            verifier
-                .verify_cached(&signed, "kind", id, &mut certificates)
+            let found = verifier
+                .identify(&signed, "kind", Role::Node, &chains, UnixTime::now())
                 .unwrap();
-            assert!(certificates.len() <= 2);
+            assert_eq!(found.name, id);
+            assert!(chains.len() <= 2);
         }
-        assert_eq!(certificates.len(), 2);
+        assert_eq!(chains.len(), 2);
     }
 
     #[test]

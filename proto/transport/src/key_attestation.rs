@@ -21,7 +21,8 @@ use std::collections::BTreeSet;
 
 use prost::Message;
 
-use crate::attest::{AttestError, StatementSigner, StatementVerifier, VerifiedCertificates};
+use crate::attest::{AttestError, ChainCache, StatementSigner, StatementVerifier};
+use crate::identity::Role;
 use quorate_wire::pb;
 
 /// Statement kind of a [`pb::KeyAttestation`].
@@ -98,7 +99,7 @@ pub struct AttestedManifest<'a> {
 /// attests for (the node named in it, which the certificate proves signed it).
 pub fn verify(
     verifier: &StatementVerifier,
-    certificates: &mut VerifiedCertificates,
+    chains: &ChainCache,
     manifest: AttestedManifest<'_>,
     signed: &pb::Signed,
 ) -> Result<String, KeyAttestationError> {
@@ -114,12 +115,27 @@ pub fn verify(
     if !manifest.participants.contains(&body.node_id.as_str()) {
         return Err(KeyAttestationError::NotAParticipant(body.node_id));
     }
-    verifier
-        .verify_cached(signed, KEY_ATTESTATION, &body.node_id, certificates)
-        .map_err(|source| KeyAttestationError::Signature {
-            node: body.node_id.clone(),
-            source,
-        })?;
+    let signature = |source| KeyAttestationError::Signature {
+        node: body.node_id.clone(),
+        source,
+    };
+    let signer = verifier
+        .identify(
+            signed,
+            KEY_ATTESTATION,
+            Role::Node,
+            chains,
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(signature)?;
+    // The statement names the node it speaks for; only that node's certificate
+    // may sign it.
+    if signer.name != body.node_id {
+        return Err(signature(AttestError::WrongSigner {
+            expected: format!("spiffe://{}/node/{}", signer.trust_domain, body.node_id),
+            found: signer.spiffe_id(),
+        }));
+    }
     Ok(body.node_id)
 }
 
@@ -144,13 +160,13 @@ impl Attesters {
 /// The distinct participants of `manifest` among the signers of `statements`.
 pub fn attesting_participants<'a>(
     verifier: &StatementVerifier,
-    certificates: &mut VerifiedCertificates,
+    chains: &ChainCache,
     manifest: AttestedManifest<'_>,
     statements: impl IntoIterator<Item = &'a pb::Signed>,
 ) -> Attesters {
     let mut out = Attesters::default();
     for signed in statements {
-        match verify(verifier, certificates, manifest, signed) {
+        match verify(verifier, chains, manifest, signed) {
             Ok(node) => {
                 out.nodes.insert(node);
             }
@@ -204,12 +220,7 @@ mod tests {
 
     fn count(ca: &Ca, statements: &[pb::Signed]) -> Attesters {
         let verifier = StatementVerifier::from_pem(ca.pem.as_bytes(), DOMAIN).unwrap();
-        attesting_participants(
-            &verifier,
-            &mut VerifiedCertificates::default(),
-            manifest(),
-            statements,
-        )
+        attesting_participants(&verifier, &ChainCache::default(), manifest(), statements)
     }
 
     #[test]

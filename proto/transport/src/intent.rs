@@ -216,6 +216,12 @@ impl SignIntent {
             not_before: r.u64("not-before")?,
             not_after: r.u64("not-after")?,
         };
+        // docs/intent.md: the key id is 1..=128 bytes (a request always names a key).
+        if intent.key_id.is_empty() {
+            return Err(IntentError::Malformed(
+                "the key id is empty (1..=128 bytes)".into(),
+            ));
+        }
         if !r.0.is_empty() {
             return Err(IntentError::Malformed(format!(
                 "{} bytes after the end",
@@ -370,6 +376,23 @@ mod tests {
             SignIntent::decode(&v2),
             Err(IntentError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_body_with_an_empty_key_id_is_refused() {
+        let empty = SignIntent {
+            key_id: String::new(),
+            ..intent()
+        };
+        let err = SignIntent::decode(&empty.encode()).unwrap_err();
+        assert!(matches!(err, IntentError::Malformed(_)), "{err}");
+        assert!(err.to_string().contains("key id is empty"), "{err}");
+        // One byte is the shortest key id there is.
+        let one = SignIntent {
+            key_id: "k".into(),
+            ..intent()
+        };
+        assert_eq!(SignIntent::decode(&one.encode()).unwrap(), one);
     }
 
     #[test]

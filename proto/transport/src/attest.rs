@@ -4,10 +4,13 @@
 //!
 //! A [`pb::Signed`] carries the encoded statement, the signer's certificate (DER),
 //! the TLS signature scheme and the signature over `quorate-statement/1 \0 kind \0
-//! body`. A verifier checks the certificate chains to the trust domain's CA for
-//! client authentication (at the current time), that its SPIFFE id is
-//! `spiffe://<trust-domain>/node/<expected node>`, and then the signature. The kind
-//! keeps a signature made for one step from being accepted in another.
+//! body`. A verifier checks the certificate chains directly to the trust domain's CA
+//! for client authentication, both certificates within their validity periods at the
+//! current time (webpki checks the certificate's, this module the CA's), that its
+//! SPIFFE id is `spiffe://<trust-domain>/node/<expected node>`, and then the
+//! signature under one of the accepted schemes (P-256/SHA-256, Ed25519,
+//! P-384/SHA-384, RSA-PSS/SHA-256: docs/intent.md). The kind keeps a signature made
+//! for one step from being accepted in another.
 //!
 //! A ceremony checks several statements of each node, all under the same
 //! certificate. [`VerifiedCertificates`] remembers, for one ceremony, the
@@ -19,7 +22,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, SignatureVerificationAlgorithm, UnixTime};
 use rustls::SignatureScheme;
 
 use crate::identity::{PeerIdentity, Role};
@@ -28,13 +31,30 @@ use quorate_wire::pb;
 /// Label that starts every signed message.
 const LABEL: &[u8] = b"quorate-statement/1";
 
-/// Schemes a node may sign with, in order of preference (the dev PKI issues P-256).
+/// Schemes a statement may be signed with, in order of preference (the dev PKI
+/// issues P-256): what a signer offers and exactly what a verifier accepts, each
+/// with the one algorithm [`algorithm`] gives it (docs/intent.md lists them).
 const SCHEMES: &[SignatureScheme] = &[
     SignatureScheme::ECDSA_NISTP256_SHA256,
     SignatureScheme::ED25519,
     SignatureScheme::ECDSA_NISTP384_SHA384,
     SignatureScheme::RSA_PSS_SHA256,
 ];
+
+/// The one verification algorithm an accepted scheme means (its TLS 1.3 meaning:
+/// the ECDSA codes name the curve too), or `None` for a scheme outside
+/// [`SCHEMES`]. rustls' own table is wider (RSA PKCS#1, PSS with SHA-384/512,
+/// ECDSA codes that also take the other curve); a statement under any of those is
+/// refused, so what verifies is what the specification lists.
+fn algorithm(scheme: SignatureScheme) -> Option<&'static dyn SignatureVerificationAlgorithm> {
+    match scheme {
+        SignatureScheme::ECDSA_NISTP256_SHA256 => Some(webpki::ring::ECDSA_P256_SHA256),
+        SignatureScheme::ED25519 => Some(webpki::ring::ED25519),
+        SignatureScheme::ECDSA_NISTP384_SHA384 => Some(webpki::ring::ECDSA_P384_SHA384),
+        SignatureScheme::RSA_PSS_SHA256 => Some(webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY),
+        _ => None,
+    }
+}
 
 /// Why a statement could not be signed or does not verify.
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +77,23 @@ pub enum AttestError {
     /// The signature does not verify under the certificate's key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The statement names a signature scheme outside the accepted set
+    /// (docs/intent.md).
+    #[error(
+        "signature scheme {0:#06x} is not accepted (accepted: 0x0403, 0x0807, 0x0503, 0x0804)"
+    )]
+    UnsupportedScheme(u32),
 }
 
 /// Certificates whose chain to the CA a [`StatementVerifier`] has checked in one
-/// ceremony, keyed by their exact DER, with the identity each certifies and its
-/// validity period.
+/// ceremony, keyed by their exact DER, with the identity each certifies and the
+/// chain's validity window (the later not-before and the earlier not-after of the
+/// certificate and its CA).
 ///
 /// Only a certificate that passed the full check (chain, usage, validity, a
 /// signature that verified under it) is remembered; a different certificate,
 /// however similar, is checked in full. Using a remembered certificate still
-/// checks that it is within its validity period at that moment, so a certificate
+/// checks that the moment is within the chain's window, so a certificate or a CA
 /// that expires during a ceremony is refused as the full check would refuse it.
 /// Keep one per ceremony: it holds one entry per participant certificate, and
 /// dies with the ceremony's state.
@@ -79,8 +106,9 @@ pub struct VerifiedCertificates {
 struct VerifiedCertificate {
     der: Vec<u8>,
     identity: PeerIdentity,
-    /// Validity period, seconds since the Unix epoch, both ends included (as
-    /// webpki checks it).
+    /// Validity period of the chain (the certificate's and its CA's, whichever
+    /// starts later and ends sooner), seconds since the Unix epoch, both ends
+    /// included (as webpki checks a certificate's).
     not_before: u64,
     not_after: u64,
 }
@@ -181,14 +209,18 @@ impl StatementSigner {
 #[derive(Clone)]
 pub struct StatementVerifier {
     trust_domain: String,
-    cas: Vec<CertificateDer<'static>>,
+    /// The CA certificates as trust anchors, and beside each its validity period
+    /// (webpki does not check an anchor's; a chain is valid only while both its
+    /// certificates are).
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    anchor_validity: Vec<(u64, u64)>,
 }
 
 impl fmt::Debug for StatementVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatementVerifier")
             .field("trust_domain", &self.trust_domain)
-            .field("cas", &self.cas.len())
+            .field("cas", &self.anchors.len())
             .finish()
     }
 }
@@ -202,9 +234,20 @@ impl StatementVerifier {
         if cas.is_empty() {
             return Err(AttestError::Setup("no certificate in the CA file".into()));
         }
+        let mut anchors = Vec::with_capacity(cas.len());
+        let mut anchor_validity = Vec::with_capacity(cas.len());
+        for ca in &cas {
+            let anchor = webpki::anchor_from_trusted_cert(ca)
+                .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
+            let (_, parsed) = x509_parser::parse_x509_certificate(ca)
+                .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
+            anchors.push(anchor.to_owned());
+            anchor_validity.push(validity(&parsed));
+        }
         Ok(Self {
             trust_domain: trust_domain.to_string(),
-            cas,
+            anchors,
+            anchor_validity,
         })
     }
 
@@ -304,36 +347,52 @@ impl StatementVerifier {
                 let t = now.as_secs();
                 if t < known.not_before || t > known.not_after {
                     return Err(AttestError::Certificate(
-                        "the certificate is outside its validity period".into(),
+                        "the certificate or its CA certificate is outside its validity period"
+                            .into(),
                     ));
                 }
                 accept(&known.identity)?;
                 (known.identity.clone(), None)
             }
             None => {
-                let anchors = self
-                    .cas
+                let path = cert
+                    .verify_for_usage(
+                        algorithms.all,
+                        &self.anchors,
+                        &[],
+                        now,
+                        webpki::KeyUsage::client_auth(),
+                        None,
+                        None,
+                    )
+                    .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                // The CA that issued it: the chain holds only while both are valid.
+                let (ca_not_before, ca_not_after) = self
+                    .anchors
                     .iter()
-                    .map(|ca| webpki::anchor_from_trusted_cert(ca).map(|a| a.to_owned()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
-                cert.verify_for_usage(
-                    algorithms.all,
-                    &anchors,
-                    &[],
-                    now,
-                    webpki::KeyUsage::client_auth(),
-                    None,
-                    None,
-                )
-                .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                    .position(|a| std::ptr::eq(a, path.anchor()))
+                    .and_then(|i| self.anchor_validity.get(i).copied())
+                    .ok_or_else(|| {
+                        AttestError::Certificate("the chain ends at an unknown CA".into())
+                    })?;
                 // One parse for the identity and the validity period.
                 let (_, parsed) = x509_parser::parse_x509_certificate(&signed.certificate)
                     .map_err(|e| AttestError::Certificate(e.to_string()))?;
                 let found = PeerIdentity::from_certificate(&parsed)
                     .map_err(|e| AttestError::Certificate(e.to_string()))?;
                 accept(&found)?;
-                let (not_before, not_after) = validity(&parsed);
+                // The chain's validity window: the latest not-before and the
+                // earliest not-after of the certificate and its CA. The full check
+                // refuses outside it, and a remembered chain is held to it.
+                let (leaf_not_before, leaf_not_after) = validity(&parsed);
+                let not_before = leaf_not_before.max(ca_not_before);
+                let not_after = leaf_not_after.min(ca_not_after);
+                let t = now.as_secs();
+                if t < not_before || t > not_after {
+                    return Err(AttestError::Certificate(
+                        "the CA certificate is outside its validity period".into(),
+                    ));
+                }
                 let entry = VerifiedCertificate {
                     der: signed.certificate.clone(),
                     identity: found.clone(),
@@ -343,22 +402,12 @@ impl StatementVerifier {
                 (found, Some(entry))
             }
         };
-        let scheme = u16::try_from(signed.scheme)
-            .map(SignatureScheme::from)
+        let alg = u16::try_from(signed.scheme)
+            .ok()
+            .and_then(|code| algorithm(SignatureScheme::from(code)))
+            .ok_or(AttestError::UnsupportedScheme(signed.scheme))?;
+        cert.verify_signature(alg, &message(kind, &signed.body), &signed.signature)
             .map_err(|_| AttestError::BadSignature)?;
-        let candidates = algorithms
-            .mapping
-            .iter()
-            .find(|(s, _)| *s == scheme)
-            .map(|(_, algs)| *algs)
-            .ok_or(AttestError::BadSignature)?;
-        let msg = message(kind, &signed.body);
-        if !candidates
-            .iter()
-            .any(|alg| cert.verify_signature(*alg, &msg, &signed.signature).is_ok())
-        {
-            return Err(AttestError::BadSignature);
-        }
         Ok((identity, fresh))
     }
 }
@@ -368,8 +417,9 @@ impl StatementVerifier {
 /// key attestations on a coordinator or client): at most [`ChainCache::CAPACITY`]
 /// (or the capacity it was made with), the oldest forgotten first, so certificates
 /// rotated away cannot grow it. Keyed by the SHA-256 of the exact DER, so another certificate,
-/// however similar, is checked in full; a remembered one is still checked for its
-/// validity period on every use.
+/// however similar, is checked in full; a remembered one is still checked on every
+/// use against its chain's validity window (the certificate's and its CA's), so
+/// it is refused once either has expired, as the full check would refuse it.
 #[derive(Debug)]
 pub struct ChainCache {
     entries: std::sync::Mutex<ChainCacheEntries>,
@@ -614,5 +664,129 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, AttestError::Certificate(_)), "{err}");
+    }
+
+    /// A CA valid from `not_before` for `lifetime`.
+    fn ca_valid(not_before: OffsetDateTime, lifetime: Duration) -> Ca {
+        use rcgen::{BasicConstraints, IsCa, Issuer};
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "short-lived CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        params.not_before = not_before;
+        params.not_after = not_before + lifetime;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn at(t: OffsetDateTime) -> UnixTime {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(t.unix_timestamp()).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_remembered_chain_is_refused_once_its_ca_has_expired_though_the_certificate_has_not() {
+        let now = OffsetDateTime::now_utc();
+        // The CA ends in 10 minutes; the node's certificate outlives it by a day.
+        let ca = ca_valid(now - Duration::hours(1), Duration::minutes(70));
+        let verifier = verifier(&ca);
+        let node1 = node_signer(&ca, "node-1", now - Duration::minutes(5), Duration::days(1));
+        let signed = node1.sign("kind", b"statement".to_vec()).unwrap();
+        let chains = ChainCache::default();
+        verifier
+            .identify(&signed, "kind", Role::Node, &chains, at(now))
+            .unwrap();
+        assert_eq!(chains.len(), 1, "the chain is remembered");
+        let later = at(now + Duration::minutes(11));
+        let err = verifier
+            .identify(&signed, "kind", Role::Node, &chains, later)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::Certificate(_)), "{err}");
+        // The full check agrees, for a ceremony's cache too.
+        let err = verifier
+            .identify(&signed, "kind", Role::Node, &ChainCache::default(), later)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::Certificate(_)), "{err}");
+        assert!(err.to_string().contains("CA certificate"), "{err}");
+        let mut certificates = VerifiedCertificates::default();
+        verifier
+            .verify_at(&signed, "kind", "node-1", &mut certificates, at(now))
+            .unwrap();
+        let err = verifier
+            .verify_at(&signed, "kind", "node-1", &mut certificates, later)
+            .unwrap_err();
+        assert!(matches!(err, AttestError::Certificate(_)), "{err}");
+    }
+
+    /// A statement by an RSA node certificate, signed under `scheme` whatever
+    /// [`StatementSigner`] would choose.
+    fn rsa_statement(ca: &Ca, scheme: SignatureScheme) -> pb::Signed {
+        const RSA_KEY: &str = include_str!("../testdata/rsa-2048-test-key.pem");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "node-1");
+        params.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{DOMAIN}/node/node-1").try_into().unwrap(),
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(1);
+        let key = KeyPair::from_pem(RSA_KEY).unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        let private = PrivateKeyDer::from_pem_slice(RSA_KEY.as_bytes()).unwrap();
+        let signing = rustls::crypto::ring::sign::any_supported_type(&private).unwrap();
+        let signer = signing.choose_scheme(&[scheme]).unwrap();
+        let body = b"statement".to_vec();
+        pb::Signed {
+            signature: signer.sign(&message("kind", &body)).unwrap(),
+            body,
+            certificate: cert.der().to_vec(),
+            scheme: u32::from(u16::from(scheme)),
+        }
+    }
+
+    #[test]
+    fn only_the_schemes_the_specification_lists_are_accepted() {
+        let ca = new_ca("CA");
+        let verifier = verifier(&ca);
+        // Listed (docs/intent.md): RSASSA-PSS with SHA-256.
+        verifier
+            .verify(
+                &rsa_statement(&ca, SignatureScheme::RSA_PSS_SHA256),
+                "kind",
+                "node-1",
+            )
+            .unwrap();
+        // Valid signatures under schemes rustls would verify but the
+        // specification does not list.
+        for scheme in [
+            SignatureScheme::RSA_PKCS1_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA384,
+            SignatureScheme::RSA_PSS_SHA384,
+            SignatureScheme::RSA_PSS_SHA512,
+        ] {
+            let err = verifier
+                .verify(&rsa_statement(&ca, scheme), "kind", "node-1")
+                .unwrap_err();
+            assert!(
+                matches!(err, AttestError::UnsupportedScheme(code) if code == u32::from(u16::from(scheme))),
+                "{scheme:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_scheme_a_signer_offers_is_one_a_verifier_accepts() {
+        for scheme in SCHEMES {
+            assert!(algorithm(*scheme).is_some(), "{scheme:?}");
+        }
     }
 }

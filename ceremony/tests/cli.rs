@@ -256,3 +256,61 @@ fn help_explains_every_command() {
         );
     }
 }
+
+#[test]
+fn audit_verify_refuses_a_plaintext_endpoint_without_connecting_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &[
+            "pki",
+            "init",
+            "--dir",
+            "pki",
+            "--trust-domain",
+            "quorate.test",
+        ][..],
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "pki",
+            "--trust-domain",
+            "quorate.test",
+            "--role",
+            "auditor",
+            "--name",
+            "auditor-1",
+        ],
+    ] {
+        let out = ceremony(args, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    // Whatever answers in plaintext here could serve a forged log that passes
+    // the chain check: the command must not even connect.
+    let plaintext = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    plaintext.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", plaintext.local_addr().unwrap());
+    let out = ceremony(
+        &[
+            "audit",
+            "verify",
+            "--endpoint",
+            &endpoint,
+            "--node",
+            "node-1",
+            "--ca",
+            "pki/ca.pem",
+            "--cert",
+            "pki/auditor-auditor-1.pem",
+            "--key",
+            "pki/auditor-auditor-1-key.pem",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("https://"), "{}", stderr(&out));
+    assert!(
+        plaintext.accept().is_err(),
+        "the command connected to the plaintext endpoint"
+    );
+}

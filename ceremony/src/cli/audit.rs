@@ -14,7 +14,8 @@ pub(super) enum AuditCommand {
     /// Fetch a node's whole audit log over mTLS (as role `auditor`) and check its
     /// hash chain; reports the first broken or missing record and exits 1 if any.
     Verify {
-        /// The node's endpoint, https://host:port.
+        /// The node's endpoint, https://host:port (anything else is refused: the
+        /// log is read over mTLS pinned to the node's certificate).
         #[arg(long)]
         endpoint: String,
         /// The node's id (the name its certificate is issued for).
@@ -46,6 +47,14 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
             key,
             print,
         } => {
+            // The log is trusted only as read from the node itself, over mTLS
+            // pinned to its certificate: a plaintext endpoint is a usage mistake.
+            if !endpoint.starts_with("https://") {
+                return Err(CliError::Usage(format!(
+                    "--endpoint {endpoint:?} is not an https://host:port URL: the audit log \
+                     is read over mTLS, pinned to the certificate of node {node:?}"
+                )));
+            }
             let tls = TlsPaths { ca, cert, key };
             let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
             let records = runtime.block_on(audit::fetch(&endpoint, &node, &tls))?;

@@ -37,14 +37,24 @@ pub fn new_ca(name: &str) -> Ca {
 /// A certificate of `spiffe://quorate.test/<role>/<name>` issued by `ca` (client
 /// and server usage, valid from an hour ago for a day), as a statement signer.
 pub fn signer(ca: &Ca, role: &str, name: &str) -> crate::attest::StatementSigner {
+    let (cert, key) = pem(ca, role, name);
+    crate::attest::StatementSigner::from_pem(cert.as_bytes(), key.as_bytes()).unwrap()
+}
+
+/// As [`signer`], the certificate and its private key as PEM; the certificate also
+/// carries `name` as its DNS name, so that a server can present it.
+pub fn pem(ca: &Ca, role: &str, name: &str) -> (String, String) {
     use rcgen::{ExtendedKeyUsagePurpose, SanType};
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, name);
-    params.subject_alt_names = vec![SanType::URI(
-        format!("spiffe://quorate.test/{role}/{name}")
-            .try_into()
-            .unwrap(),
-    )];
+    params.subject_alt_names = vec![
+        SanType::URI(
+            format!("spiffe://quorate.test/{role}/{name}")
+                .try_into()
+                .unwrap(),
+        ),
+        SanType::DnsName(name.try_into().unwrap()),
+    ];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
@@ -55,6 +65,5 @@ pub fn signer(ca: &Ca, role: &str, name: &str) -> crate::attest::StatementSigner
     params.not_after = now + time::Duration::days(1);
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    crate::attest::StatementSigner::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
-        .unwrap()
+    (cert.pem(), key.serialize_pem())
 }

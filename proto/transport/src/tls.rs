@@ -232,6 +232,17 @@ impl TlsMaterial {
         verifier: PinnedVerifier,
         connect_timeout: Duration,
     ) -> Result<Channel, TlsError> {
+        // tonic applies a TLS config only to an https:// URI and speaks plaintext
+        // HTTP/2 to any other, skipping the CA, the pin and the client
+        // certificate: a pinned channel is https or nothing.
+        if !uri.starts_with("https://") {
+            return Err(TlsError::Endpoint(
+                uri.to_string(),
+                "not an https://host:port URL: every Quorate connection is mTLS, and \
+                 a plaintext endpoint would skip the server's certificate check"
+                    .into(),
+            ));
+        }
         // No CA on this config: the verifier carries it (tonic refuses both).
         let config = ClientTlsConfig::new()
             .identity(self.tonic_identity())
@@ -478,6 +489,33 @@ mod tests {
         let client = server_cert(&ca, "node-1", Some(&id(Role::Client, "node-1")));
         assert!(check(&verifier, &client).is_err());
         assert_eq!(seen.get(), None);
+    }
+
+    #[tokio::test]
+    async fn a_pinned_channel_refuses_a_plaintext_endpoint() {
+        let ca = new_ca("CA");
+        let (cert_pem, key_pem) = crate::test_ca::pem(&ca, "auditor", "a");
+        let tls = TlsMaterial {
+            ca_pem: ca.pem.clone().into_bytes(),
+            identity: PeerIdentity::from_certificate_pem(cert_pem.as_bytes()).unwrap(),
+            cert_pem: cert_pem.into_bytes(),
+            key_pem: Zeroizing::new(key_pem.into_bytes()),
+        };
+        let timeout = Duration::from_secs(1);
+        for uri in [
+            "http://127.0.0.1:7101",
+            "127.0.0.1:7101",
+            "HTTP://node-1:7101",
+        ] {
+            let err = tls.node_channel(uri, "node-1", timeout).unwrap_err();
+            assert!(err.to_string().contains("https://"), "{uri}: {err}");
+            let err = tls
+                .observed_channel(uri, &id(Role::Node, "node-1"), timeout)
+                .unwrap_err();
+            assert!(err.to_string().contains("https://"), "{uri}: {err}");
+        }
+        tls.node_channel("https://127.0.0.1:7101", "node-1", timeout)
+            .unwrap();
     }
 
     #[test]

@@ -117,19 +117,85 @@ pub struct Client {
     deadline: Duration,
     intent_validity_secs: u64,
     keys: Arc<Mutex<HashMap<String, PublicKey>>>,
+    /// Request ids a coordinator may have taken up without answering, and which.
+    in_doubt: Arc<Mutex<InDoubt>>,
+}
+
+/// Most request ids remembered as in doubt (the oldest forgotten first).
+const IN_DOUBT_CAPACITY: usize = 4096;
+
+/// The request ids a coordinator may have taken up without answering: a `Sign`
+/// under such an id goes to that coordinator only, so that the caller's own retry
+/// cannot make a second coordinator sign it.
+#[derive(Debug, Default)]
+struct InDoubt {
+    by_id: HashMap<String, usize>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl InDoubt {
+    fn get(&self, request_id: &str) -> Option<usize> {
+        self.by_id.get(request_id).copied()
+    }
+
+    fn insert(&mut self, request_id: &str, coordinator: usize) {
+        if self
+            .by_id
+            .insert(request_id.to_string(), coordinator)
+            .is_none()
+        {
+            self.order.push_back(request_id.to_string());
+        }
+        while self.order.len() > IN_DOUBT_CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_id.remove(&oldest);
+            }
+        }
+    }
+
+    fn settle(&mut self, request_id: &str) {
+        if self.by_id.remove(request_id).is_some() {
+            self.order.retain(|id| id != request_id);
+        }
+    }
 }
 
 /// Codes that say nothing about the request, only about the coordinator or the way
-/// to it: another coordinator may well succeed. Everything else (INVALID_ARGUMENT,
+/// to it: a retry may well succeed. Everything else (INVALID_ARGUMENT,
 /// PERMISSION_DENIED, UNAUTHENTICATED, NOT_FOUND, FAILED_PRECONDITION,
 /// ALREADY_EXISTS, RESOURCE_EXHAUSTED — the nodes enforce rate limits, whichever
 /// coordinator relays — and the rest) would be answered the same by any of them.
+/// A read is retried on another coordinator; a `Sign` only if the first one never
+/// took it up ([`never_sent`]), else on the same coordinator.
 fn is_retryable(code: Code) -> bool {
     matches!(
         code,
         Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
     )
 }
+
+/// Whether a failed call proves the request never left the client: tonic could not
+/// open the connection (TCP refused or unreachable, connect timeout, TLS handshake
+/// failed), which it reports with a [`tonic::ConnectError`] as the status's source.
+/// Any other failure (a timeout, a reset or broken connection, the coordinator's
+/// own UNAVAILABLE, which it also gives a request that timed out waiting on a
+/// duplicate still being signed) may come after the coordinator took the request
+/// up, and it may still sign it.
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The first pause before a `Sign` is retried on the coordinator that may have
+/// taken it up; it doubles up to [`STAY_PAUSE_MAX`].
+const STAY_PAUSE: Duration = Duration::from_millis(50);
+const STAY_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 impl Client {
     /// A client for `config`. Connections open lazily, on first use; must be called
@@ -148,13 +214,20 @@ impl Client {
             deadline: config.deadline(),
             intent_validity_secs: config.intent_validity_secs,
             keys: Arc::new(Mutex::new(HashMap::new())),
+            in_doubt: Arc::new(Mutex::new(InDoubt::default())),
         })
     }
 
-    /// Runs `call` on coordinators in order of health until one answers, a refusal
-    /// any coordinator would repeat comes back, or `deadline` passes. Each attempt
-    /// gets an equal share of the time left among the coordinators still to try,
-    /// so a coordinator that hangs cannot use up the whole deadline.
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the read `call` on coordinators in order of health until one answers, a
+    /// refusal any coordinator would repeat comes back, or `deadline` passes. Each
+    /// attempt gets an equal share of the time left among the coordinators still to
+    /// try, so a coordinator that hangs cannot use up the whole deadline. For reads
+    /// only: asking two coordinators the same question is harmless, which is not
+    /// true of a `Sign` ([`Client::sign_failover`]).
     async fn failover<T, F, Fut>(
         &self,
         deadline: Duration,
@@ -188,10 +261,7 @@ impl Client {
             };
             match outcome {
                 Ok(value) => {
-                    self.health
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .succeeded(i);
+                    self.health().succeeded(i, Instant::now());
                     return Ok((value, endpoint));
                 }
                 Err(status) => {
@@ -213,6 +283,156 @@ impl Client {
         }
         Err(ClientError::Unavailable {
             deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            attempts,
+        })
+    }
+
+    /// Runs the `Sign` `call` for `request_id` under the rule that at most one
+    /// coordinator ever takes a request up (two could each make a signature for
+    /// it): coordinators in order of health, each with its share of the time as in
+    /// [`Client::failover`], but the next one is tried only if the request provably
+    /// never reached this one ([`never_sent`]; a connection that has not answered
+    /// recently is opened first with a health check, whose failure proves it too).
+    /// After any other failure the request belongs to that coordinator: it is
+    /// retried there, under the same request id (idempotent there: it returns the
+    /// signature it made, or waits for the attempt still signing), until `deadline`;
+    /// then [`ClientError::InDoubt`]. A request id already in doubt goes to its
+    /// coordinator only.
+    async fn sign_failover<T, F, Fut>(
+        &self,
+        deadline: Duration,
+        request_id: &str,
+        call: F,
+    ) -> Result<(T, String), ClientError>
+    where
+        F: Fn(Coordinator, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let started = Instant::now();
+        let mut attempts = Vec::new();
+        let owner = self
+            .in_doubt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(request_id);
+        if let Some(i) = owner {
+            return self
+                .stay_with(i, request_id, started, deadline, attempts, &call)
+                .await;
+        }
+        let candidates = self.health().candidates(started);
+        for (n, &i) in candidates.iter().enumerate() {
+            let left = deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            let share = left / u32::try_from(candidates.len() - n).unwrap_or(u32::MAX);
+            let coordinator = self.coordinators[i].clone();
+            let endpoint = coordinator.endpoint.clone();
+            let attempt = |status: &tonic::Status, before: &str| Attempt {
+                endpoint: endpoint.clone(),
+                code: status.code(),
+                message: format!("{before}{}", status.message()),
+            };
+            if !self.health().is_warm(i, Instant::now()) {
+                if let Err(status) = probe(&coordinator, share).await {
+                    // Nothing of the request was sent: another may take it.
+                    self.health().failed(i, Instant::now());
+                    attempts.push(attempt(&status, "health check before sending: "));
+                    continue;
+                }
+            }
+            let timeout = share.min(deadline.saturating_sub(started.elapsed()));
+            match attempt_once(&call, coordinator, timeout).await {
+                Ok(value) => {
+                    self.health().succeeded(i, Instant::now());
+                    return Ok((value, endpoint));
+                }
+                Err(status) if !is_retryable(status.code()) => {
+                    return Err(ClientError::Refused(attempt(&status, "")));
+                }
+                Err(status) if never_sent(&status) => {
+                    self.health().failed(i, Instant::now());
+                    attempts.push(attempt(&status, "not sent: "));
+                }
+                Err(status) => {
+                    self.health().failed(i, Instant::now());
+                    attempts.push(attempt(&status, ""));
+                    return self
+                        .stay_with(i, request_id, started, deadline, attempts, &call)
+                        .await;
+                }
+            }
+        }
+        Err(ClientError::Unavailable {
+            deadline_ms: millis(deadline),
+            attempts,
+        })
+    }
+
+    /// Retries `call` on coordinator `i`, which may have taken `request_id` up,
+    /// until it answers, refuses, or `deadline` (from `started`) passes.
+    async fn stay_with<T, F, Fut>(
+        &self,
+        i: usize,
+        request_id: &str,
+        started: Instant,
+        deadline: Duration,
+        mut attempts: Vec<Attempt>,
+        call: &F,
+    ) -> Result<(T, String), ClientError>
+    where
+        F: Fn(Coordinator, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let endpoint = self.coordinators[i].endpoint.clone();
+        let mut pause = if attempts.is_empty() {
+            Duration::ZERO
+        } else {
+            STAY_PAUSE
+        };
+        loop {
+            let left = deadline.saturating_sub(started.elapsed());
+            if left <= pause {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).clamp(STAY_PAUSE, STAY_PAUSE_MAX);
+            let left = deadline.saturating_sub(started.elapsed());
+            match attempt_once(call, self.coordinators[i].clone(), left).await {
+                Ok(value) => {
+                    self.health().succeeded(i, Instant::now());
+                    self.in_doubt
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .settle(request_id);
+                    return Ok((value, endpoint));
+                }
+                Err(status) => {
+                    let attempt = Attempt {
+                        endpoint: endpoint.clone(),
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    };
+                    if !is_retryable(status.code()) {
+                        self.in_doubt
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .settle(request_id);
+                        return Err(ClientError::Refused(attempt));
+                    }
+                    attempts.push(attempt);
+                }
+            }
+        }
+        self.in_doubt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id, i);
+        Err(ClientError::InDoubt {
+            endpoint,
+            request_id: request_id.to_string(),
+            deadline_ms: millis(deadline),
             attempts,
         })
     }
@@ -334,10 +554,23 @@ impl Client {
     /// the intent signed for it names that id. A request whose answer was lost (a
     /// timeout, a broken connection) may still have been signed; retrying it under
     /// the same id, the same coordinator returns the signature it made instead of
-    /// making another, and any other coordinator's signature is recorded in every
-    /// node's audit log under the same request id, signed by this client's intent.
-    /// Without an id a retry would be a second request, and the first signature one
-    /// the client never saw nor could tell from a signature it did not ask for.
+    /// making another. Without an id a retry would be a second request, and the
+    /// first signature one the client never saw nor could tell from a signature it
+    /// did not ask for.
+    ///
+    /// At most one coordinator takes a request up. The client moves on to the next
+    /// coordinator only when the request provably never left: the connection could
+    /// not be opened (refused, unreachable, TLS failed), which a health check finds
+    /// out before a `Sign` is sent on a connection that has not answered in the
+    /// last few seconds. After any other failure — no answer in time, a connection
+    /// broken after sending, the coordinator's own UNAVAILABLE, UNKNOWN or
+    /// CANCELLED — that coordinator may still be signing, and another one's
+    /// signature would be a second signature for one request: the request is
+    /// retried on the same coordinator under the same id until the deadline, and
+    /// then fails with [`ClientError::InDoubt`], naming the coordinator. The client
+    /// remembers the id: a later `sign` with the same `request_id` goes to that
+    /// coordinator only. (A coordinator that restarted has forgotten its requests;
+    /// one that is compromised can replay the intent anyway, within its validity.)
     pub async fn sign(
         &self,
         key_id: &str,
@@ -370,7 +603,7 @@ impl Client {
         };
         let left = deadline.saturating_sub(started.elapsed());
         let (response, endpoint) = self
-            .failover(left, |c, timeout| {
+            .sign_failover(left, &request_id, |c, timeout| {
                 let mut request = tonic::Request::new(request.clone());
                 request.set_timeout(timeout);
                 async move {
@@ -441,6 +674,53 @@ impl Client {
             &SignIntent::for_request(&request, now, self.intent_validity_secs),
         )
         .map_err(|e| ClientError::Intent(e.to_string()))
+    }
+}
+
+/// One attempt of `call` on `coordinator`, bounded by `timeout` on this side too
+/// (its own deadline goes to the coordinator as the gRPC timeout).
+async fn attempt_once<T, F, Fut>(
+    call: &F,
+    coordinator: Coordinator,
+    timeout: Duration,
+) -> Result<T, tonic::Status>
+where
+    F: Fn(Coordinator, Duration) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    match tokio::time::timeout(timeout, call(coordinator, timeout)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// A `grpc.health.v1` check of `coordinator` on its channel, within `timeout`: its
+/// answer means the connection is open, so a `Sign` sent next goes on it; its
+/// failure means nothing but the check was sent.
+async fn probe(coordinator: &Coordinator, timeout: Duration) -> Result<(), tonic::Status> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let mut health = HealthClient::new(coordinator.channel.clone());
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request.set_timeout(timeout);
+    let answer = tokio::time::timeout(timeout, health.check(request))
+        .await
+        .map_err(|_| {
+            tonic::Status::deadline_exceeded(format!("no answer within {} ms", timeout.as_millis()))
+        })??;
+    if answer.get_ref().status() == ServingStatus::Serving {
+        Ok(())
+    } else {
+        Err(tonic::Status::unavailable(format!(
+            "the coordinator reports {:?}",
+            answer.get_ref().status()
+        )))
     }
 }
 
@@ -549,5 +829,250 @@ mod tests {
     #[test]
     fn generated_request_ids_differ() {
         assert_ne!(new_request_id().expect("id"), new_request_id().expect("id"));
+    }
+
+    /// In-process coordinators over mTLS, with certificates from a test CA, that
+    /// answer `Sign` as told and record the request ids they were sent.
+    mod fake {
+        #![allow(clippy::unwrap_used)]
+
+        use std::net::SocketAddr;
+        use std::path::Path;
+        use std::sync::{Arc, Mutex};
+
+        use quorate_transport::test_ca::{self, Ca};
+        use quorate_wire::pb;
+        use tonic::transport::server::TcpIncoming;
+        use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+        use tonic::{Request, Response, Status};
+
+        #[derive(Clone, Copy, Debug)]
+        pub(super) enum Answer {
+            /// Takes the request up and never answers.
+            Hang,
+            /// UNKNOWN, as a lost answer may read.
+            Unknown,
+            /// Its own UNAVAILABLE (no quorum, or a duplicate still signing).
+            Unavailable,
+            /// PERMISSION_DENIED: a refusal the client returns as is.
+            Refuse,
+        }
+
+        #[derive(Clone)]
+        pub(super) struct Coordinator {
+            answer: Answer,
+            pub(super) seen: Arc<Mutex<Vec<String>>>,
+        }
+
+        #[tonic::async_trait]
+        impl pb::signer_server::Signer for Coordinator {
+            async fn sign(
+                &self,
+                request: Request<pb::SignRequest>,
+            ) -> Result<Response<pb::SignResponse>, Status> {
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push(request.get_ref().request_id.clone());
+                match self.answer {
+                    Answer::Hang => std::future::pending().await,
+                    Answer::Unknown => Err(Status::unknown("answer lost")),
+                    Answer::Unavailable => Err(Status::unavailable("1 of 3 nodes answered")),
+                    Answer::Refuse => Err(Status::permission_denied("refused")),
+                }
+            }
+
+            async fn get_public_key(
+                &self,
+                _request: Request<pb::GetPublicKeyRequest>,
+            ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+                Err(Status::unimplemented("fake"))
+            }
+
+            async fn list_keys(
+                &self,
+                _request: Request<pb::ListKeysRequest>,
+            ) -> Result<Response<pb::ListKeysResponse>, Status> {
+                Err(Status::unimplemented("fake"))
+            }
+        }
+
+        /// Serves `coordinator/<name>` answering `answer`; its endpoint.
+        pub(super) fn start(ca: &Ca, name: &str, answer: Answer) -> (String, Coordinator) {
+            let (cert, key) = test_ca::pem(ca, "coordinator", name);
+            let tls = ServerTlsConfig::new()
+                .identity(Identity::from_pem(cert, key))
+                .client_ca_root(Certificate::from_pem(&ca.pem));
+            let fake = Coordinator {
+                answer,
+                seen: Arc::default(),
+            };
+            let incoming = TcpIncoming::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+            let addr = incoming.local_addr().unwrap();
+            let (_, health) = tonic_health::server::health_reporter();
+            tokio::spawn(
+                Server::builder()
+                    .tls_config(tls)
+                    .unwrap()
+                    .add_service(health)
+                    .add_service(pb::signer_server::SignerServer::new(fake.clone()))
+                    .serve_with_incoming(incoming),
+            );
+            (format!("https://{addr}"), fake)
+        }
+
+        /// A client config for `coordinators` (endpoint, certificate name), in order.
+        pub(super) fn config(
+            ca: &Ca,
+            dir: &Path,
+            coordinators: &[(&str, &str)],
+            deadline_ms: u64,
+        ) -> crate::config::ClientConfig {
+            let (cert, key) = test_ca::pem(ca, "client", "payments");
+            for (file, pem) in [
+                ("ca.pem", &ca.pem),
+                ("client.pem", &cert),
+                ("client-key.pem", &key),
+            ] {
+                std::fs::write(dir.join(file), pem).unwrap();
+            }
+            crate::config::ClientConfig {
+                coordinators: coordinators
+                    .iter()
+                    .map(|(endpoint, name)| crate::config::CoordinatorEntry::Named {
+                        endpoint: endpoint.to_string(),
+                        server_name: Some(name.to_string()),
+                    })
+                    .collect(),
+                ca: dir.join("ca.pem"),
+                cert: dir.join("client.pem"),
+                key: dir.join("client-key.pem"),
+                trust_domain: None,
+                deadline_ms,
+                intent_validity_secs: 60,
+            }
+        }
+    }
+
+    async fn sign_as(
+        client: &Client,
+        request_id: &str,
+        deadline: Duration,
+    ) -> Result<(pb::SignResponse, String), ClientError> {
+        let request = pb::SignRequest {
+            key_id: "k".into(),
+            message: b"pay 10 EUR".to_vec(),
+            request_id: request_id.into(),
+            ..Default::default()
+        };
+        client
+            .sign_failover(deadline, request_id, |c, timeout| {
+                let mut request = tonic::Request::new(request.clone());
+                request.set_timeout(timeout);
+                async move {
+                    let mut grpc = c.grpc;
+                    grpc.sign(request).await.map(tonic::Response::into_inner)
+                }
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_sign_a_coordinator_may_have_taken_up_is_retried_there_and_never_sent_to_another() {
+        use fake::Answer;
+        quorate_transport::install_crypto_provider();
+        for answer in [Answer::Hang, Answer::Unknown, Answer::Unavailable] {
+            let ca = quorate_transport::test_ca::new_ca("CA");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (first, taken) = fake::start(&ca, "first", answer);
+            let (second, other) = fake::start(&ca, "second", Answer::Refuse);
+            let config = fake::config(
+                &ca,
+                dir.path(),
+                &[(&first, "first"), (&second, "second")],
+                1200,
+            );
+            let client = Client::new(&config).expect("client");
+            let deadline = Duration::from_millis(1200);
+            let err = sign_as(&client, "rid-1", deadline)
+                .await
+                .expect_err("no signature");
+            match &err {
+                ClientError::InDoubt {
+                    endpoint,
+                    request_id,
+                    ..
+                } => {
+                    assert_eq!(endpoint, &first, "{answer:?}");
+                    assert_eq!(request_id, "rid-1");
+                }
+                other => panic!("{answer:?}: {other}"),
+            }
+            let seen = taken.seen.lock().expect("seen").clone();
+            assert!(
+                seen.len() >= 2,
+                "{answer:?}: retried on the same coordinator: {seen:?}"
+            );
+            assert!(seen.iter().all(|id| id == "rid-1"), "{seen:?}");
+            // The caller's own retry under that id goes to the same coordinator,
+            // though the failed one now rests behind the other.
+            let err = sign_as(&client, "rid-1", deadline)
+                .await
+                .expect_err("still no signature");
+            assert!(
+                matches!(err, ClientError::InDoubt { .. }),
+                "{answer:?}: {err}"
+            );
+            assert!(
+                other.seen.lock().expect("seen").is_empty(),
+                "{answer:?}: a second coordinator was sent a request the first may be signing"
+            );
+            // A new request id goes to the coordinator that did not fail.
+            let err = sign_as(&client, "rid-2", deadline)
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sign_that_never_left_goes_to_the_next_coordinator() {
+        use fake::Answer;
+        quorate_transport::install_crypto_provider();
+        let ca = quorate_transport::test_ca::new_ca("CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Nothing listens: the connection is refused.
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("https://{}", l.local_addr().expect("addr"))
+        };
+        // Accepts TCP and never answers the TLS handshake: the health check
+        // before sending finds it out.
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let hole_endpoint = format!("https://{}", hole.local_addr().expect("addr"));
+        let (second, taker) = fake::start(&ca, "second", Answer::Refuse);
+        let config = fake::config(
+            &ca,
+            dir.path(),
+            &[
+                (&refused, "first"),
+                (&hole_endpoint, "hole"),
+                (&second, "second"),
+            ],
+            3000,
+        );
+        let client = Client::new(&config).expect("client");
+        let err = sign_as(&client, "rid-3", Duration::from_millis(3000))
+            .await
+            .expect_err("refused by the fake");
+        assert!(
+            matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
+            "{err}"
+        );
+        assert_eq!(*taker.seen.lock().expect("seen"), vec!["rid-3".to_string()]);
+        drop(hole);
     }
 }

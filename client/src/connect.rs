@@ -22,6 +22,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Coordinator {
     pub(crate) endpoint: String,
     pub(crate) grpc: SignerClient<Channel>,
+    /// The same channel, for its health checks.
+    pub(crate) channel: Channel,
 }
 
 /// What a client works with: the coordinators' channels (lazy: nothing connects
@@ -63,7 +65,8 @@ pub(crate) fn connect(config: &ClientConfig) -> Result<Connected, ClientError> {
             tls.coordinator_channel(entry.endpoint(), &entry.server_name()?, CONNECT_TIMEOUT)?;
         coordinators.push(Coordinator {
             endpoint: entry.endpoint().to_string(),
-            grpc: SignerClient::new(channel),
+            grpc: SignerClient::new(channel.clone()),
+            channel,
         });
     }
     let attestations = tls

@@ -54,6 +54,27 @@ pub enum ClientError {
         /// Every failed attempt.
         attempts: Vec<Attempt>,
     },
+    /// A coordinator may have taken the `Sign` request up (it did not answer in
+    /// time, the connection broke after the request was sent, or it answered
+    /// UNAVAILABLE, UNKNOWN or CANCELLED) and gave no answer to retries under the
+    /// same request id within the deadline. The request was not sent to another
+    /// coordinator, which could have made a second signature for it; a `sign`
+    /// with the same request id goes to this coordinator only.
+    #[error(
+        "{endpoint} may have taken up request {request_id} and gave no answer within \
+         {deadline_ms} ms; not sent to another coordinator (retry under the same request id): {}",
+        list(.attempts)
+    )]
+    InDoubt {
+        /// The coordinator that may have it.
+        endpoint: String,
+        /// The request id.
+        request_id: String,
+        /// The call's deadline.
+        deadline_ms: u64,
+        /// Every failed attempt, in order.
+        attempts: Vec<Attempt>,
+    },
     /// A coordinator answered with something that is not a valid answer.
     #[error("{endpoint} sent an invalid response: {message}")]
     BadResponse {
@@ -90,11 +111,13 @@ fn list(attempts: &[Attempt]) -> String {
 
 impl ClientError {
     /// The gRPC code behind the failure, if a coordinator (or the transport) gave one;
-    /// for `Unavailable`, the last attempt's.
+    /// for `Unavailable` and `InDoubt`, the last attempt's.
     pub fn code(&self) -> Option<Code> {
         match self {
             Self::Refused(a) => Some(a.code),
-            Self::Unavailable { attempts, .. } => attempts.last().map(|a| a.code),
+            Self::Unavailable { attempts, .. } | Self::InDoubt { attempts, .. } => {
+                attempts.last().map(|a| a.code)
+            }
             _ => None,
         }
     }

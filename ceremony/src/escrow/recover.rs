@@ -1,6 +1,8 @@
 //! `escrow recover`: checks `k` or more parts, fetches the key's manifest from the
-//! live nodes (at least `t` agreeing), rebuilds the share, accepts it only if it
-//! matches the node's verifying share, and installs it on the (fresh) node.
+//! live nodes and trusts it only if at least its threshold `t` of participants
+//! attest it (the coordinator's and the clients' rule, with the same function),
+//! rebuilds the share, accepts it only if it matches the node's verifying share, and
+//! installs it on the (fresh) node.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,8 @@ use futures::future::join_all;
 use quorate_escrow::{EscrowFileError, EscrowPart, ShamirPart};
 use quorate_frost::Ciphersuite;
 use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::{ChainCache, StatementVerifier};
+use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_transport::tls::TlsMaterial;
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_client::CeremonyClient;
@@ -35,7 +39,7 @@ pub struct RecoverOutcome {
     pub manifest_hash: String,
     /// Parts combined.
     pub parts_used: usize,
-    /// Nodes whose identical manifests were trusted.
+    /// Participants whose key attestations of the manifest verified.
     pub manifest_from: Vec<String>,
 }
 
@@ -119,50 +123,109 @@ fn check_parts(
     Ok((suite, verifying_share, shamir))
 }
 
-/// Fetches the key's manifest from every node and returns the one that at least
-/// `threshold` nodes report byte for byte, with those nodes' ids.
+/// Fetches the key's manifest, with each node's key attestation, from every node,
+/// and returns the one that at least its threshold of distinct participants attest
+/// ([`attested_manifest`]).
 async fn agreed_manifest(
     file: &CeremonyFile,
     tls: &TlsMaterial,
     key_id: &str,
 ) -> Result<(Manifest, Vec<String>), EscrowError> {
+    let verifier = tls
+        .statement_verifier()
+        .map_err(|e| EscrowError::Manifest(format!("cannot check key attestations: {e}")))?;
     let fetches = file.nodes.iter().map(|node| async move {
         let result = async {
             let mut client = CeremonyClient::new(channel(tls, node).map_err(|e| e.to_string())?);
-            let stored = call(
+            call(
                 &node.id,
                 "GetManifest",
                 client.get_manifest(pb::GetManifestRequest {
                     key_id: key_id.to_string(),
                 }),
             )
-            .await?;
-            Manifest::decode(&stored.manifest).map_err(|e| e.to_string())
+            .await
         }
         .await;
         (node.id.clone(), result)
     });
-    let mut groups: BTreeMap<[u8; 32], (Manifest, Vec<String>)> = BTreeMap::new();
+    attested_manifest(&verifier, key_id, join_all(fetches).await)
+}
+
+/// Of the nodes' `answers` (node id, its manifest and attestation), the manifest of
+/// `key_id` that at least its threshold of distinct participants attest with their
+/// own certificates, by the rule the coordinator and clients apply
+/// ([`key_attestation::attesting_participants`]): nodes agreeing on bytes is not
+/// enough, since a manifest is what a share is installed under. Of several, the one
+/// most participants attest. Returns it with the attesting participants.
+fn attested_manifest(
+    verifier: &StatementVerifier,
+    key_id: &str,
+    answers: Vec<(String, Result<pb::NodeKey, String>)>,
+) -> Result<(Manifest, Vec<String>), EscrowError> {
+    let mut groups: BTreeMap<[u8; 32], (Manifest, Vec<pb::Signed>)> = BTreeMap::new();
     let mut failures = Vec::new();
-    for (node_id, result) in join_all(fetches).await {
-        match result {
-            Ok(m) if m.key_id == key_id => groups
-                .entry(m.hash)
-                .or_insert_with(|| (m, Vec::new()))
-                .1
-                .push(node_id),
+    for (node_id, result) in answers {
+        let reported = result.and_then(|stored| {
+            Manifest::decode(&stored.manifest)
+                .map(|m| (m, stored.attestation))
+                .map_err(|e| e.to_string())
+        });
+        match reported {
+            Ok((m, attestation)) if m.key_id == key_id => {
+                let group = groups.entry(m.hash).or_insert_with(|| (m, Vec::new()));
+                match attestation {
+                    Some(signed) => group.1.push(signed),
+                    None => failures.push(format!("{node_id}: reported no key attestation")),
+                }
+            }
             Ok(_) => failures.push(format!("{node_id}: answered with another key's manifest")),
             Err(reason) => failures.push(format!("{node_id}: {reason}")),
         }
     }
-    let best = groups
-        .into_values()
-        .filter(|(m, nodes)| nodes.len() >= usize::from(m.threshold))
-        .max_by_key(|(_, nodes)| nodes.len());
+    let chains = ChainCache::default();
+    let mut best: Option<(Manifest, Vec<String>)> = None;
+    for (manifest, statements) in groups.into_values() {
+        let participants: Vec<&str> = manifest
+            .participants
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect();
+        let attesters = key_attestation::attesting_participants(
+            verifier,
+            &chains,
+            AttestedManifest {
+                key_id,
+                manifest_hash: &manifest.hash,
+                participants: &participants,
+            },
+            &statements,
+        );
+        for rejected in &attesters.rejected {
+            failures.push(format!(
+                "manifest {}: {rejected}",
+                hex::encode(&manifest.hash[..8])
+            ));
+        }
+        if !attesters.reach(manifest.threshold) {
+            failures.push(format!(
+                "manifest {}: attested by {} of its participants ({:?}), {} needed",
+                hex::encode(&manifest.hash[..8]),
+                attesters.nodes.len(),
+                attesters.nodes,
+                manifest.threshold
+            ));
+            continue;
+        }
+        let nodes: Vec<String> = attesters.nodes.into_iter().collect();
+        if best.as_ref().is_none_or(|(_, b)| nodes.len() > b.len()) {
+            best = Some((manifest, nodes));
+        }
+    }
     best.ok_or_else(|| {
         EscrowError::Manifest(format!(
-            "no manifest of key {key_id} is reported identically by at least its threshold \
-             of nodes; answers:{}",
+            "no manifest of key {key_id} is attested by at least its threshold of \
+             participants; answers:{}",
             failures
                 .iter()
                 .map(|f| format!("\n  - {f}"))
@@ -269,4 +332,94 @@ pub async fn recover(
         parts_used: req.parts.len(),
         manifest_from,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use quorate_transport::test_ca::{self, Ca};
+
+    use super::*;
+
+    const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
+
+    /// A 2-of-3 manifest of key `k`.
+    fn manifest() -> Manifest {
+        let names: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
+        let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
+        let participants = NODES
+            .iter()
+            .map(|n| pb::ManifestParticipant {
+                node_id: n.to_string(),
+                region: format!("r-{n}"),
+                jurisdiction: "EU".into(),
+            })
+            .collect();
+        Manifest::decode(&quorate_keys::manifest::encode(
+            "k",
+            Ciphersuite::Ed25519,
+            2,
+            dealt.public_key_package.clone(),
+            participants,
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        ))
+        .unwrap()
+    }
+
+    /// `node`'s answer: `manifest`, attested by `attester`'s certificate (if any).
+    fn answer(
+        ca: &Ca,
+        node: &str,
+        manifest: &Manifest,
+        attester: Option<&str>,
+    ) -> (String, Result<pb::NodeKey, String>) {
+        let attestation = attester.map(|a| {
+            key_attestation::sign(&test_ca::signer(ca, "node", a), a, "k", &manifest.hash).unwrap()
+        });
+        (
+            node.to_string(),
+            Ok(pb::NodeKey {
+                manifest: manifest.encoded.clone(),
+                attestation,
+            }),
+        )
+    }
+
+    fn verifier(ca: &Ca) -> StatementVerifier {
+        StatementVerifier::from_pem(ca.pem.as_bytes(), "quorate.test").unwrap()
+    }
+
+    #[test]
+    fn a_manifest_every_node_reports_is_refused_unless_its_participants_attest_it() {
+        let ca = test_ca::new_ca("CA");
+        let m = manifest();
+        // Every node reports the same bytes, but none attests them.
+        let unattested = NODES.iter().map(|n| answer(&ca, n, &m, None)).collect();
+        let err = attested_manifest(&verifier(&ca), "k", unattested).unwrap_err();
+        assert!(err.to_string().contains("attested by 0"), "{err}");
+        // Attestations by certificates of another CA, or one node's many times.
+        let foreign = test_ca::new_ca("another CA");
+        let forged = NODES
+            .iter()
+            .map(|n| answer(&foreign, n, &m, Some(n)))
+            .collect();
+        assert!(attested_manifest(&verifier(&ca), "k", forged).is_err());
+        let one = NODES
+            .iter()
+            .map(|n| answer(&ca, n, &m, Some("node-1")))
+            .collect();
+        let err = attested_manifest(&verifier(&ca), "k", one).unwrap_err();
+        assert!(err.to_string().contains("attested by 1"), "{err}");
+        // Two of its participants attest it: trusted, naming them.
+        let attested = vec![
+            answer(&ca, "node-1", &m, Some("node-1")),
+            answer(&ca, "node-2", &m, None),
+            answer(&ca, "node-3", &m, Some("node-3")),
+        ];
+        let (trusted, from) = attested_manifest(&verifier(&ca), "k", attested).unwrap();
+        assert_eq!(trusted.hash, m.hash);
+        assert_eq!(from, vec!["node-1".to_string(), "node-3".to_string()]);
+    }
 }

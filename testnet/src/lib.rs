@@ -13,8 +13,11 @@
 //! containers, and drives with docker commands. [`bench`] load-tests a local
 //! network. [`cmd`] is the command line, one file per subcommand.
 //!
+//! [`rogue`] plays the parties that lie (a node reporting a forged manifest, a
+//! server presenting another party's certificate) for drills and tests.
+//!
 //! Layers, lowest first (a module uses only those before it): [`spec`],
-//! [`toml_text`], [`approver`]; [`client`], [`probe`]; [`network`],
+//! [`toml_text`], [`approver`]; [`client`], [`probe`], [`rogue`]; [`network`],
 //! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 
@@ -26,6 +29,7 @@ pub mod compose;
 pub mod drill;
 pub mod network;
 pub mod probe;
+pub mod rogue;
 pub mod spec;
 pub mod toml_text;
 pub use quorate_client::verify;

@@ -2,7 +2,8 @@
 //! attesting participants, not manifest entries, and clients check the attestation
 //! themselves. Real node and coordinator processes; node-1 is replaced by an
 //! in-process fake that serves the `Node` service over mTLS with node-1's own
-//! certificate from the testnet PKI and reports a forged manifest.
+//! certificate from the testnet PKI and reports a forged manifest
+//! (`quorate_testnet::rogue`, which the malicious-coordinator drill plays too).
 
 // Test helpers outside #[test] fns: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -12,99 +13,26 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use common::{start_default, DEADLINE};
-use quorate_frost::Ciphersuite;
-use quorate_keys::manifest::{self, Manifest};
+use quorate_keys::manifest::Manifest;
 use quorate_testnet::client::SignerClient;
+use quorate_testnet::rogue::{self, ForgingNode};
+use quorate_testnet::spec::NetworkSpec;
 use quorate_transport::attest::StatementSigner;
 use quorate_transport::identity::Role;
-use quorate_transport::key_attestation;
 use quorate_wire::pb;
-use quorate_wire::pb::node_server::{Node, NodeServer};
+use quorate_wire::pb::node_server::NodeServer;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
-use tonic::{Request, Response, Status};
 
 const KEY: &str = "demo-ed25519";
 
-/// A node that answers `ListNodeKeys` with `keys` and refuses to sign.
-#[derive(Clone)]
-struct ForgingNode {
-    keys: Vec<pb::NodeKey>,
-}
-
-#[tonic::async_trait]
-impl Node for ForgingNode {
-    async fn get_info(
-        &self,
-        _: Request<pb::GetInfoRequest>,
-    ) -> Result<Response<pb::NodeInfo>, Status> {
-        Err(Status::unimplemented("fake node"))
-    }
-
-    async fn list_node_keys(
-        &self,
-        _: Request<pb::ListNodeKeysRequest>,
-    ) -> Result<Response<pb::ListNodeKeysResponse>, Status> {
-        Ok(Response::new(pb::ListNodeKeysResponse {
-            keys: self.keys.clone(),
-        }))
-    }
-
-    async fn commit(
-        &self,
-        _: Request<pb::CommitRequest>,
-    ) -> Result<Response<pb::CommitResponse>, Status> {
-        Err(Status::unavailable("fake node"))
-    }
-
-    async fn sign_share(
-        &self,
-        _: Request<pb::SignShareRequest>,
-    ) -> Result<Response<pb::SignShareResponse>, Status> {
-        Err(Status::unavailable("fake node"))
-    }
-
-    type SignSharesStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<pb::SignSharesResponse, Status>> + Send>,
-    >;
-
-    async fn sign_shares(
-        &self,
-        _: Request<tonic::Streaming<pb::SignSharesRequest>>,
-    ) -> Result<Response<Self::SignSharesStream>, Status> {
-        Err(Status::unavailable("fake node"))
-    }
-}
-
-/// A valid manifest for `KEY` that the network never made: a 2-of-3 key dealt by
-/// the attacker, naming node-1..3 at their real regions.
+/// A valid manifest for `KEY` that the network never made (the drill's).
 fn forged_manifest() -> Manifest {
-    let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
-    let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
-    let regions = [
-        ("eu-central-sov", "EU"),
-        ("eu-west-sov", "EU"),
-        ("eu-onprem", "EU"),
-    ];
-    let encoded = manifest::encode(
-        KEY,
-        Ciphersuite::Ed25519,
-        2,
-        dealt.public_key_package,
-        names
-            .iter()
-            .zip(regions)
-            .map(|(n, (region, jurisdiction))| pb::ManifestParticipant {
-                node_id: n.clone(),
-                region: region.into(),
-                jurisdiction: jurisdiction.into(),
-            })
-            .collect(),
-        "2026-01-01T00:00:00Z".into(),
-        None,
-    );
-    Manifest::decode(&encoded).unwrap()
+    rogue::forged_manifest(&NetworkSpec::default_five_regions(), KEY).unwrap()
 }
 
 /// The coordinator's `GetPublicKey` answer for `KEY`, as it is (unchecked).
@@ -133,26 +61,15 @@ async fn one_node_reporting_a_forged_manifest_many_times_does_not_redirect_clien
     .unwrap();
     let forged = forged_manifest();
     assert_ne!(forged.public_key.public_key, true_key);
-    let own = key_attestation::sign(&signer, "node-1", KEY, &forged.hash).unwrap();
-    // A statement naming node-2, signed with node-1's key.
-    let for_node2 = key_attestation::sign(&signer, "node-2", KEY, &forged.hash).unwrap();
-    // Reports that count for nothing first (each is judged and logged), then the
-    // forged manifest with node-1's own valid attestation, twenty times.
-    let mut keys = vec![
-        pb::NodeKey {
-            manifest: forged.encoded.clone(),
-            attestation: None,
-        };
-        3
-    ];
-    keys.extend((0..5).map(|_| pb::NodeKey {
-        manifest: forged.encoded.clone(),
-        attestation: Some(for_node2.clone()),
-    }));
-    keys.extend((0..20).map(|_| pb::NodeKey {
-        manifest: forged.encoded.clone(),
-        attestation: Some(own.clone()),
-    }));
+    // Reports that count for nothing first (unattested, attested in node-2's name:
+    // each is judged and logged), then the forged manifest with node-1's own valid
+    // attestation, twenty times.
+    let keys = rogue::forged_reports(&signer, "node-1", "node-2", &forged).unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&answered);
+    let on_answer = Arc::new(move |_: usize| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
 
     let endpoint = net.node("node-1").unwrap().endpoint.clone();
     net.stop_node("node-1").await.unwrap();
@@ -162,7 +79,7 @@ async fn one_node_reporting_a_forged_manifest_many_times_does_not_redirect_clien
         Server::builder()
             .tls_config(material.server_config())
             .unwrap()
-            .add_service(NodeServer::new(ForgingNode { keys }))
+            .add_service(NodeServer::new(ForgingNode::new(keys, on_answer)))
             .serve_with_incoming(incoming),
     );
 
@@ -187,6 +104,10 @@ async fn one_node_reporting_a_forged_manifest_many_times_does_not_redirect_clien
         .unwrap();
     assert_eq!(signed.public_key, true_key);
     assert!(!signed.response.signers.contains(&"node-1".to_string()));
+    assert!(
+        answered.load(Ordering::SeqCst) > 0,
+        "the coordinator asked the forging node-1"
+    );
 
     // The coordinator said why node-1's reports did not count.
     let mut log = String::new();

@@ -3,120 +3,26 @@
 //! An impostor takes node-2's port with a certificate the CA signed for the DNS name
 //! `node-2` but for another SPIFFE id (`client/node-2`, `coordinator/node-2`): the
 //! real coordinator and the real `quorate-ceremony` must refuse the handshake. The
-//! impostor reports each handshake's outcome from the server side, and node-2's own
-//! certificate on the same impostor completes one, so a refusal is the pin's doing.
+//! impostor (`quorate_testnet::rogue::Impostor`, which the drills use too) reports
+//! each handshake's outcome from the server side, and node-2's own certificate on
+//! the same impostor completes one, so a refusal is the pin's doing.
 //! A node whose config places it elsewhere than its certificate does not start.
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{bin_dir, start, TestNetwork, DEADLINE};
 use quorate_ceremony::pki;
 use quorate_frost::Ciphersuite;
+use quorate_testnet::rogue::Impostor;
 use quorate_testnet::spec::{KeySpec, NetworkSpec};
 use quorate_transport::identity::{Location, Role};
 use quorate_transport::tls::TlsPaths;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const KEY: &str = "pin-ed25519";
-
-/// The outcome of one handshake, as the server saw it.
-type Outcome = Result<(), String>;
-
-/// A TLS server on loopback `port` that requires a client certificate from the CA
-/// and presents whichever certificate is in its slot at each connection. It speaks
-/// no gRPC: it only reports whether each handshake completed.
-struct Impostor {
-    presents: Arc<Mutex<Arc<rustls::ServerConfig>>>,
-    outcomes: mpsc::Receiver<Outcome>,
-}
-
-fn server_config(tls: &TlsPaths) -> Arc<rustls::ServerConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&tls.ca).expect("CA file") {
-        roots.add(ca.expect("CA certificate")).expect("CA added");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .expect("client verifier");
-    let chain = CertificateDer::pem_file_iter(&tls.cert)
-        .expect("certificate file")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certificate");
-    let key = PrivateKeyDer::from_pem_file(&tls.key).expect("private key");
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_client_cert_verifier(clients)
-        .with_single_cert(chain, key)
-        .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
-}
-
-impl Impostor {
-    fn listen(port: u16, presenting: &TlsPaths) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("node-2's port is free");
-        let presents = Arc::new(Mutex::new(server_config(presenting)));
-        let (report, outcomes) = mpsc::channel();
-        let slot = Arc::clone(&presents);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let config = Arc::clone(&slot.lock().expect("slot"));
-                let report = report.clone();
-                std::thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                    let outcome = rustls::ServerConnection::new(config)
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut conn| {
-                            while conn.is_handshaking() {
-                                conn.complete_io(&mut stream).map_err(|e| e.to_string())?;
-                            }
-                            Ok(())
-                        });
-                    let _ = report.send(outcome);
-                });
-            }
-        });
-        Self { presents, outcomes }
-    }
-
-    fn present(&self, tls: &TlsPaths) {
-        *self.presents.lock().expect("slot") = server_config(tls);
-        // Outcomes of connections made under the previous certificate.
-        while self.outcomes.try_recv().is_ok() {}
-    }
-
-    /// The first handshake outcome reported within `within`, while `poke` runs
-    /// between waits (to make the client connect).
-    async fn next_outcome<F, Fut>(&self, within: Duration, mut poke: F) -> Option<Outcome>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(outcome) = self.outcomes.try_recv() {
-                return Some(outcome);
-            }
-            poke().await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.outcomes.try_recv().ok()
-    }
-}
 
 async fn network() -> TestNetwork {
     let mut spec = NetworkSpec::default_five_regions();
@@ -136,7 +42,7 @@ fn port_of(endpoint: &str) -> u16 {
 async fn impostor_for_node_2(net: &mut TestNetwork, first: &TlsPaths) -> Impostor {
     let port = port_of(&net.node("node-2").expect("node-2").endpoint);
     net.stop_node("node-2").await.expect("node-2 stops");
-    Impostor::listen(port, first)
+    Impostor::listen(([127, 0, 0, 1], port).into(), first).expect("node-2's port is free")
 }
 
 /// Certificates the CA signed for the DNS name `node-2` that are not the server
@@ -171,7 +77,7 @@ async fn the_coordinator_refuses_a_client_or_coordinator_certificate_presented_a
         }
     };
     for (what, tls) in &impostors {
-        impostor.present(tls);
+        impostor.present(tls).expect("impostor certificate");
         let outcome = impostor
             .next_outcome(Duration::from_secs(30), poke)
             .await
@@ -184,7 +90,7 @@ async fn the_coordinator_refuses_a_client_or_coordinator_certificate_presented_a
     }
     // Control: node-2's own certificate on the same impostor is accepted, so the
     // refusals above are about the certificate, not the impostor.
-    impostor.present(&node_2);
+    impostor.present(&node_2).expect("node-2's certificate");
     let outcome = impostor
         .next_outcome(Duration::from_secs(30), poke)
         .await
@@ -221,7 +127,7 @@ async fn the_ceremony_refuses_a_client_or_coordinator_certificate_presented_as_n
         &transcript,
     ];
     for (what, tls) in &impostors {
-        impostor.present(tls);
+        impostor.present(tls).expect("impostor certificate");
         let out = ceremony(&dkg);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what}: the DKG ran: {stderr}");
@@ -246,7 +152,7 @@ async fn the_ceremony_refuses_a_client_or_coordinator_certificate_presented_as_n
     );
     // Control: node-2's own certificate completes the handshake (the DKG still
     // fails, since the impostor speaks no gRPC).
-    impostor.present(&node_2);
+    impostor.present(&node_2).expect("node-2's certificate");
     let out = ceremony(&dkg);
     assert!(!out.status.success());
     let outcome = impostor.next_outcome(Duration::ZERO, || async {}).await;

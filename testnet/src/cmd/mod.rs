@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod compose;
 pub mod drill;
+pub mod rogue;
 pub mod sign;
 pub mod up;
 
@@ -50,6 +51,12 @@ pub enum Cmd {
     /// the key ceremony command after `--` once per demo key no node holds yet.
     /// Placeholders: {ceremony} {key_id} {ciphersuite} {threshold} {transcript}.
     ComposeKeys(compose::ComposeKeysArgs),
+    /// (Drills only.) Play a rogue at a node's address until killed: with
+    /// --forge-key, the node its certificate names reporting a forged manifest of
+    /// that key; without, an impostor presenting the certificate and printing the
+    /// outcome of each TLS handshake.
+    #[command(hide = true)]
+    RogueNode(rogue::RogueNodeArgs),
 }
 
 /// Runs one subcommand.
@@ -62,5 +69,6 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::ComposeFile => compose::file(),
         Cmd::ComposeSetup(args) => compose::setup(args),
         Cmd::ComposeKeys(args) => compose::keys(args).await,
+        Cmd::RogueNode(args) => rogue::run(args).await,
     }
 }

@@ -131,6 +131,29 @@ pub async fn docker(args: &[&str]) -> Result<String, DockerError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// What container `name` wrote to stdout and stderr (`docker logs`), since
+/// `since` (a timestamp docker accepts, e.g. its own `State.StartedAt`) when given.
+pub async fn container_logs(name: &str, since: Option<&str>) -> Result<String, DockerError> {
+    let mut cmd: Vec<String> = vec!["docker".into(), "logs".into()];
+    if let Some(since) = since {
+        cmd.extend(["--since".into(), since.to_string()]);
+    }
+    cmd.push(name.to_string());
+    let out = output(&cmd, COMMAND_TIMEOUT).await?;
+    if !out.status.success() {
+        return Err(DockerError::Failed {
+            command: cmd.join(" "),
+            status: Some(out.status),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
 /// The state of container `name` (`docker inspect -f FORMAT`), or `None` when no
 /// such container exists.
 pub async fn container_state(name: &str, format: &str) -> Result<Option<String>, DockerError> {

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use quorate_ceremony::import::CeremonyFile;
 
-use super::docker::{compose, compose_up, container_state, docker, DockerError};
+use super::docker::{compose, compose_up, container_logs, container_state, docker, DockerError};
 use super::layout::{party_tls, ComposeCoordinator, ComposeLayout, ComposeNode, STATE_DIR};
+use super::rogue::remove_rogue;
 use crate::client::SignerClient;
 use crate::probe::wait_node_serving;
 use crate::spec::TestnetJson;
@@ -42,6 +43,8 @@ impl ComposeNetwork {
             .ok_or_else(|| anyhow!("compose file has no directory"))?
             .join(STATE_DIR);
         let layout = ComposeLayout::default_five_regions();
+        // A rogue an interrupted drill left in a node's place holds its address.
+        remove_rogue().await?;
         // A drill run that was interrupted may have left nodes paused (docker, and
         // `up`, stall on paused containers) or cut off (the key ceremony would wait
         // for them in vain): put existing containers back first.
@@ -260,6 +263,13 @@ impl ComposeNetwork {
             .ok_or_else(|| anyhow!("no coordinator #{i}"))
     }
 
+    /// Coordinator `i`'s log since its container last started.
+    pub async fn coordinator_log(&self, i: usize) -> anyhow::Result<String> {
+        let container = self.coordinator_container(i)?;
+        let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]).await?;
+        Ok(container_logs(&container, Some(started.trim())).await?)
+    }
+
     /// `docker kill` coordinator `i`.
     pub async fn kill_coordinator(&self, i: usize) -> anyhow::Result<()> {
         docker(&["kill", &self.coordinator_container(i)?]).await?;
@@ -272,12 +282,14 @@ impl ComposeNetwork {
         self.wait_coordinator(i).await
     }
 
-    /// Puts every container back as `up` left it (running, unpaused, connected to
+    /// Removes a rogue (`rogue.rs`) and puts every container back as `up` left it (running, unpaused, connected to
     /// its segment), whatever a drill did, and waits until all serve.
     /// A node container that is gone (a wipe interrupted before it was created
     /// again) is created afresh; its lost shares are for the ceremony to repair
     /// (see `DrillTarget::restore`).
     pub async fn restore(&self) -> anyhow::Result<()> {
+        // A rogue in a node's place holds the node's address.
+        remove_rogue().await?;
         let mut missing = Vec::new();
         for node in &self.layout.nodes {
             let Some(state) = container_state(

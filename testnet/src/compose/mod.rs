@@ -7,12 +7,14 @@
 //! file still matches), [`setup`] writes the configs for the same addresses inside
 //! the `setup` container (`compose-setup`), and [`keys`] runs the key ceremony inside
 //! the `keys` container (`compose-keys`). On the host, [`driver`] drives the running
-//! network for the drills through the docker command line in [`docker`].
+//! network for the drills through the docker command line in [`docker`], and
+//! [`rogue`] puts a rogue in a node's place for the malicious-coordinator drill.
 
 pub mod docker;
 pub mod driver;
 pub mod keys;
 pub mod layout;
+pub mod rogue;
 pub mod setup;
 pub mod yaml;
 

@@ -1,11 +1,15 @@
 //! [`ComposeTarget`]: the drills' view of the running docker-compose testnet. A
 //! partition is real here (`docker network disconnect` of the node's only segment).
 
+use anyhow::Context;
 use futures::future::BoxFuture;
 use quorate_ceremony::import::CeremonyFile;
+use quorate_transport::tls::TlsPaths;
 
-use super::target::DrillTarget;
+use super::target::{DrillTarget, Party, Rogue};
 use crate::client::SignerClient;
+use crate::compose::layout::party_tls;
+use crate::compose::rogue::{remove_rogue, rogue_log, start_rogue};
 use crate::compose::ComposeNetwork;
 
 /// The compose testnet as a drill target.
@@ -18,6 +22,24 @@ impl ComposeTarget {
     /// Drills against `network`; it is left running afterwards.
     pub fn new(network: ComposeNetwork) -> Self {
         Self { network }
+    }
+}
+
+impl ComposeTarget {
+    /// The state subdirectory holding `party`'s TLS files.
+    fn party_dir(&self, party: &Party) -> anyhow::Result<String> {
+        Ok(match party {
+            Party::Node(id) => self.network.layout.node(id)?.spec.id.clone(),
+            Party::Coordinator(i) => self
+                .network
+                .layout
+                .coordinators
+                .get(*i)
+                .with_context(|| format!("no coordinator #{i}"))?
+                .name
+                .clone(),
+            Party::Client => "client".into(),
+        })
     }
 }
 
@@ -51,6 +73,51 @@ impl DrillTarget for ComposeTarget {
 
     fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
         self.network.ceremony()
+    }
+
+    fn tls(&self, party: &Party) -> anyhow::Result<TlsPaths> {
+        Ok(party_tls(
+            &self.network.state_dir.join(self.party_dir(party)?),
+        ))
+    }
+
+    fn node_endpoint(&self, id: &str) -> anyhow::Result<String> {
+        Ok(self.network.layout.node(id)?.endpoint())
+    }
+
+    fn coordinator_log(&self, i: usize) -> BoxFuture<'_, anyhow::Result<String>> {
+        Box::pin(self.network.coordinator_log(i))
+    }
+
+    fn start_rogue<'a>(
+        &'a mut self,
+        id: &'a str,
+        rogue: &'a Rogue,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let party = self.party_dir(&rogue.presents)?;
+            let network = &self.network;
+            start_rogue(
+                &network.layout,
+                &network.state_dir,
+                id,
+                &party,
+                rogue.forge_key.as_deref(),
+            )
+            .await
+        })
+    }
+
+    fn rogue_log(&self) -> BoxFuture<'_, anyhow::Result<String>> {
+        Box::pin(rogue_log())
+    }
+
+    fn stop_rogue(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { Ok(remove_rogue().await?) })
+    }
+
+    fn rogue_method(&self) -> &'static str {
+        "a container of the image running `quorate-testnet rogue-node` at the stopped node's address on its segment"
     }
 
     fn partition_method(&self) -> &'static str {

@@ -2,23 +2,34 @@
 //! loopback. A partition is a stand-in here: the node is frozen with SIGSTOP (its
 //! sockets stay open and nothing answers, which is what its peers see of one).
 
+use anyhow::Context;
 use futures::future::BoxFuture;
 use quorate_ceremony::import::CeremonyFile;
+use quorate_transport::identity::Role;
+use quorate_transport::tls::TlsPaths;
 
-use super::target::DrillTarget;
+use super::target::{DrillTarget, Party, Rogue};
 use crate::client::SignerClient;
-use crate::network::LocalNetwork;
+use crate::network::{default_bin_dir, LocalNetwork, RogueProcess};
 
 /// Local processes as a drill target.
 #[derive(Debug)]
 pub struct LocalTarget {
     network: LocalNetwork,
+    rogue: Option<RogueProcess>,
 }
 
 impl LocalTarget {
     /// Drills against `network`; [`DrillTarget::shutdown`] stops it.
     pub fn new(network: LocalNetwork) -> Self {
-        Self { network }
+        Self {
+            network,
+            rogue: None,
+        }
+    }
+
+    fn rogue_log_path(&self) -> std::path::PathBuf {
+        self.network.dir.join("rogue.log")
     }
 }
 
@@ -63,6 +74,80 @@ impl DrillTarget for LocalTarget {
 
     fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
         self.network.ceremony()
+    }
+
+    fn tls(&self, party: &Party) -> anyhow::Result<TlsPaths> {
+        let n = &self.network;
+        Ok(match party {
+            Party::Node(id) => n.tls_paths(Role::Node, id),
+            Party::Coordinator(i) => n.tls_paths(Role::Coordinator, &n.coordinator_access(*i)?.0),
+            Party::Client => n.tls_paths(Role::Client, "demo-client"),
+        })
+    }
+
+    fn node_endpoint(&self, id: &str) -> anyhow::Result<String> {
+        Ok(self.network.node(id)?.endpoint.clone())
+    }
+
+    fn coordinator_log(&self, i: usize) -> BoxFuture<'_, anyhow::Result<String>> {
+        Box::pin(async move {
+            let n = &self.network;
+            let log = match i {
+                0 => &n.coordinator.log,
+                _ => {
+                    &n.extra_coordinators
+                        .get(i - 1)
+                        .with_context(|| format!("no coordinator #{i}"))?
+                        .process
+                        .log
+                }
+            };
+            Ok(std::fs::read_to_string(log)?)
+        })
+    }
+
+    fn start_rogue<'a>(
+        &'a mut self,
+        id: &'a str,
+        rogue: &'a Rogue,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.stop_rogue().await?;
+            let tls = self.tls(&rogue.presents)?;
+            let endpoint = self.node_endpoint(id)?;
+            let listen = endpoint.trim_start_matches("https://").to_string();
+            self.network.stop_node(id).await?;
+            let program = default_bin_dir()?.join("quorate-testnet");
+            let log = self.rogue_log_path();
+            self.rogue = Some(
+                RogueProcess::start(&program, &listen, &tls, rogue.forge_key.as_deref(), &log)
+                    .await?,
+            );
+            Ok(())
+        })
+    }
+
+    fn rogue_log(&self) -> BoxFuture<'_, anyhow::Result<String>> {
+        Box::pin(async move {
+            Ok(self
+                .rogue
+                .as_ref()
+                .map(RogueProcess::log_text)
+                .unwrap_or_default())
+        })
+    }
+
+    fn stop_rogue(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            if let Some(rogue) = self.rogue.take() {
+                rogue.stop().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn rogue_method(&self) -> &'static str {
+        "a `quorate-testnet rogue-node` process on the stopped node's port"
     }
 
     fn partition_method(&self) -> &'static str {
@@ -115,6 +200,8 @@ impl DrillTarget for LocalTarget {
 
     fn restore_processes(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
+            // A rogue in a node's place holds the node's port.
+            self.stop_rogue().await?;
             let n = &mut self.network;
             for i in 0..n.nodes.len() {
                 let id = n.nodes[i].spec.id.clone();
@@ -139,7 +226,10 @@ impl DrillTarget for LocalTarget {
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(self.network.stop())
+        Box::pin(async move {
+            self.stop_rogue().await?;
+            self.network.stop().await
+        })
     }
 
     fn local_network(&mut self) -> Option<&mut LocalNetwork> {

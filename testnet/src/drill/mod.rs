@@ -36,5 +36,5 @@ pub use local_target::LocalTarget;
 pub use registry::{registry, Drill};
 pub use report::{render_report, ReportRow};
 pub use runner::run_drills;
-pub use target::DrillTarget;
+pub use target::{DrillTarget, Party, Rogue};
 pub use verdict::{Stats, Verdict};

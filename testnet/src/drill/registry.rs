@@ -23,8 +23,9 @@ pub struct Drill {
     /// The drill.
     pub run: DrillFn,
     /// Whether it needs what only local processes offer (rewriting a node's
-    /// config, editing its store on disk, the CA key to issue an auditor or a
-    /// rogue coordinator certificate, coordinator logs); skipped on compose.
+    /// config, editing its store on disk, the CA key to issue an auditor
+    /// certificate, reading the coordinators' logs for a culprit); skipped on
+    /// compose.
     pub local_only: bool,
 }
 
@@ -101,9 +102,9 @@ pub fn registry() -> Vec<Drill> {
         Drill {
             number: 11,
             name: "malicious-coordinator",
-            expectation: "a raw client with a coordinator certificate replays round 2, swaps the message under a client intent, sends none, passes off another node's commitment, asks for an unlawful quorum: every node refuses",
+            expectation: "a raw client with a coordinator certificate replays round 2, swaps the message under a client intent, sends none, passes off another node's commitment, asks for an unlawful quorum: every node refuses; a node reporting a forged manifest: the coordinator serves the true key and logs why; a client certificate as a node or coordinator server: handshake refused",
             run: malicious::malicious_coordinator,
-            local_only: true,
+            local_only: false,
         },
         Drill {
             number: 10,

@@ -11,9 +11,34 @@ use quorate_ceremony::keygen::{run_repair, RepairRequest};
 
 use anyhow::Context;
 
+use quorate_transport::tls::TlsPaths;
+
 use crate::client::SignerClient;
 use crate::network::LocalNetwork;
 use crate::probe::node_holds_key;
+
+/// A party of the network whose certificate and key a drill may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// The node with this id.
+    Node(String),
+    /// Coordinator `i`.
+    Coordinator(usize),
+    /// The demo client.
+    Client,
+}
+
+/// A rogue in a node's place: it presents `presents`' certificate; with
+/// `forge_key` it serves as the node that certificate names, reporting a forged
+/// manifest of that key, and without it only reports each TLS handshake
+/// (`crate::rogue`).
+#[derive(Clone, Debug)]
+pub struct Rogue {
+    /// Whose certificate it presents.
+    pub presents: Party,
+    /// The key whose manifest it forges, if it serves as a node.
+    pub forge_key: Option<String>,
+}
 
 /// A network the drills can break and mend. Every `start_*`, `heal_node` and
 /// `wipe_node` waits until what it started serves.
@@ -41,6 +66,35 @@ pub trait DrillTarget: Send + Sync + std::fmt::Debug {
     /// The ceremony's view of the network (nodes, endpoints, the ceremony's
     /// certificate), for repairs run from here.
     fn ceremony(&self) -> anyhow::Result<CeremonyFile>;
+
+    /// The TLS files (CA, certificate, key) of `party`, as the host reads them.
+    fn tls(&self, party: &Party) -> anyhow::Result<TlsPaths>;
+
+    /// The gRPC endpoint of node `id`, as the host reaches it.
+    fn node_endpoint(&self, id: &str) -> anyhow::Result<String>;
+
+    /// What coordinator `i` logged (since it last started, where the target can
+    /// tell; its whole log otherwise).
+    fn coordinator_log(&self, i: usize) -> BoxFuture<'_, anyhow::Result<String>>;
+
+    /// Stops node `id` and puts `rogue` at its address, where the coordinators
+    /// reach it as they reach the node; waits until it listens. One rogue at a
+    /// time: an earlier one is removed first.
+    fn start_rogue<'a>(
+        &'a mut self,
+        id: &'a str,
+        rogue: &'a Rogue,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// What the rogue printed (`crate::rogue::serve`).
+    fn rogue_log(&self) -> BoxFuture<'_, anyhow::Result<String>>;
+
+    /// Removes the rogue, if any; the node it replaced stays stopped (start it,
+    /// or let [`DrillTarget::restore_processes`] do it).
+    fn stop_rogue(&mut self) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// How the rogue runs on this target, for the report.
+    fn rogue_method(&self) -> &'static str;
 
     /// How a partition is made on this target, for the report.
     fn partition_method(&self) -> &'static str;
@@ -80,8 +134,8 @@ pub trait DrillTarget: Send + Sync + std::fmt::Debug {
     /// Starts coordinator `i` and waits until it serves every key.
     fn start_coordinator(&mut self, i: usize) -> BoxFuture<'_, anyhow::Result<()>>;
 
-    /// Brings every node and coordinator back to running and serving (started,
-    /// thawed, reconnected), whatever a drill did to them.
+    /// Removes a rogue and brings every node and coordinator back to running and
+    /// serving (started, thawed, reconnected), whatever a drill did to them.
     fn restore_processes(&mut self) -> BoxFuture<'_, anyhow::Result<()>>;
 
     /// Ends the run: stops what the drills started, leaves alone what they found

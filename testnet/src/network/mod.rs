@@ -6,7 +6,8 @@
 //! up`, so the network they exercise is the one operators run. This file holds the
 //! network and its start; [`access`] hands out clients, approvals and certificates,
 //! [`control`] breaks and mends it (kill, stop, freeze, wipe), [`process`]
-//! supervises one process, [`files`] writes its configs, [`ports`] leases its ports.
+//! supervises one process, [`files`] writes its configs, [`ports`] leases its ports,
+//! [`rogue`] runs a rogue in a stopped node's place.
 
 mod access;
 mod binaries;
@@ -14,6 +15,7 @@ mod control;
 mod files;
 mod ports;
 mod process;
+mod rogue;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ pub use binaries::default_bin_dir;
 pub use files::remove_testnet;
 pub use ports::{lease_port, PortLease, PortLeases};
 pub use process::{ManagedProcess, ProcessError};
+pub use rogue::RogueProcess;
 
 /// How long a process may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

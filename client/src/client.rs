@@ -12,7 +12,7 @@ use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent};
 use quorate_wire::pb;
 use tonic::Code;
 
-use crate::attestation::check_attested;
+use crate::attestation::{check_attested, Generations};
 use crate::config::ClientConfig;
 use crate::connect::{connect, Connected, Coordinator};
 use crate::error::{Attempt, ClientError};
@@ -59,6 +59,8 @@ pub struct PublicKey {
     pub threshold: u32,
     /// The nodes holding shares.
     pub participants: Vec<KeyParticipant>,
+    /// Its manifest's generation: 0 when the key was created, one more per refresh.
+    pub generation: u64,
 }
 
 /// A key as `ListKeys` describes it.
@@ -117,6 +119,8 @@ pub struct Client {
     deadline: Duration,
     intent_validity_secs: u64,
     keys: Arc<Mutex<HashMap<String, PublicKey>>>,
+    /// The highest manifest generation accepted per key: an older one is refused.
+    generations: Arc<Mutex<Generations>>,
     /// Request ids a coordinator may have taken up without answering, and which.
     in_doubt: Arc<Mutex<InDoubt>>,
 }
@@ -214,6 +218,7 @@ impl Client {
             deadline: config.deadline(),
             intent_validity_secs: config.intent_validity_secs,
             keys: Arc::new(Mutex::new(HashMap::new())),
+            generations: Arc::new(Mutex::new(Generations::default())),
             in_doubt: Arc::new(Mutex::new(InDoubt::default())),
         })
     }
@@ -474,10 +479,11 @@ impl Client {
     }
 
     /// The one place a public key is accepted: every signature is verified under
-    /// the key this returns. Today it takes `GetPublicKey`'s answer as given and
-    /// checks only its shape. A coordinator is not trusted, so this is where the
-    /// key's attestation (the participants' signed statements over its manifest)
-    /// is to be checked before the key is believed.
+    /// the key this returns. A coordinator is not trusted, so the answer counts
+    /// only if at least the key's threshold of its participants attest its
+    /// manifest ([`check_attested`]), and only if that manifest's generation is not
+    /// below one this client accepted before for the key ([`Generations`]): an
+    /// attested manifest from before a refresh, replayed, is refused as a rollback.
     async fn verified_public_key(&self, key_id: &str) -> Result<PublicKey, ClientError> {
         let (response, endpoint) = self
             .failover(self.deadline, |c, timeout| {
@@ -494,12 +500,15 @@ impl Client {
             .await?;
         // The coordinator is not trusted to name a key's public key: only one its
         // participants attest is.
-        if let Err(why) = check_attested(&self.attestations, key_id, &response) {
-            return Err(ClientError::BadResponse {
-                endpoint,
-                message: format!("key {key_id:?} is not attested by its participants: {why}"),
-            });
-        }
+        let manifest = match check_attested(&self.attestations, key_id, &response) {
+            Ok(m) => m,
+            Err(why) => {
+                return Err(ClientError::BadResponse {
+                    endpoint,
+                    message: format!("key {key_id:?} is not attested by its participants: {why}"),
+                })
+            }
+        };
         let ciphersuite = suite(response.ciphersuite, &endpoint)?;
         let expected_len = match ciphersuite {
             Ciphersuite::Ed25519 | Ciphersuite::Secp256k1Tr => 32,
@@ -511,6 +520,23 @@ impl Client {
                 message: format!(
                     "{ciphersuite} public key of {} bytes, expected {expected_len}",
                     response.public_key.len()
+                ),
+            });
+        }
+        // Last, so that only an answer accepted in every other respect moves the
+        // remembered generation.
+        if let Err(highest) = self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .accept(key_id, manifest.generation)
+        {
+            return Err(ClientError::BadResponse {
+                endpoint,
+                message: format!(
+                    "rollback: key {key_id:?} manifest generation {} (SHA-256 {}) is older than generation {highest}, which this client already accepted; an old manifest replayed with its old attestations is refused",
+                    manifest.generation,
+                    hex::encode(manifest.hash)
                 ),
             });
         }
@@ -529,6 +555,7 @@ impl Client {
                     verifying_share: p.verifying_share,
                 })
                 .collect(),
+            generation: manifest.generation,
         })
     }
 
@@ -789,6 +816,7 @@ mod tests {
             public_key: quorum.public_key().to_vec(),
             threshold: 2,
             participants: Vec::new(),
+            generation: 0,
         };
         (key, sig)
     }
@@ -832,7 +860,8 @@ mod tests {
     }
 
     /// In-process coordinators over mTLS, with certificates from a test CA, that
-    /// answer `Sign` as told and record the request ids they were sent.
+    /// answer `Sign` as told and record the request ids they were sent, and answer
+    /// `GetPublicKey` with whatever answer they hold.
     mod fake {
         #![allow(clippy::unwrap_used)]
 
@@ -862,6 +891,8 @@ mod tests {
         pub(super) struct Coordinator {
             answer: Answer,
             pub(super) seen: Arc<Mutex<Vec<String>>>,
+            /// The `GetPublicKey` answer (none: UNIMPLEMENTED).
+            pub(super) public_key: Arc<Mutex<Option<pb::GetPublicKeyResponse>>>,
         }
 
         #[tonic::async_trait]
@@ -886,7 +917,12 @@ mod tests {
                 &self,
                 _request: Request<pb::GetPublicKeyRequest>,
             ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
-                Err(Status::unimplemented("fake"))
+                self.public_key
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .map(Response::new)
+                    .ok_or_else(|| Status::unimplemented("fake"))
             }
 
             async fn list_keys(
@@ -906,6 +942,7 @@ mod tests {
             let fake = Coordinator {
                 answer,
                 seen: Arc::default(),
+                public_key: Arc::default(),
             };
             let incoming = TcpIncoming::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
             let addr = incoming.local_addr().unwrap();
@@ -1074,5 +1111,114 @@ mod tests {
         );
         assert_eq!(*taker.seen.lock().expect("seen"), vec!["rid-3".to_string()]);
         drop(hole);
+    }
+
+    /// Key `k`'s `GetPublicKey` answer for `manifest`, attested by every
+    /// participant with its certificate from `ca`: what an honest coordinator
+    /// served at the time.
+    fn attested_answer(
+        ca: &quorate_transport::test_ca::Ca,
+        manifest: &quorate_keys::manifest::Manifest,
+    ) -> pb::GetPublicKeyResponse {
+        use quorate_transport::{key_attestation, test_ca};
+        pb::GetPublicKeyResponse {
+            key_id: manifest.key_id.clone(),
+            ciphersuite: pb::Ciphersuite::from(manifest.ciphersuite) as i32,
+            public_key: manifest.public_key.public_key.clone(),
+            threshold: u32::from(manifest.threshold),
+            participants: manifest
+                .participants
+                .iter()
+                .map(|p| pb::Participant {
+                    node_id: p.node_id.clone(),
+                    identifier: p.identifier.clone(),
+                    verifying_share: p.verifying_share.clone(),
+                    region: p.region.clone(),
+                    jurisdiction: p.jurisdiction.clone(),
+                })
+                .collect(),
+            manifest: manifest.encoded.clone(),
+            attestation: manifest
+                .participants
+                .iter()
+                .map(|p| {
+                    key_attestation::sign(
+                        &test_ca::signer(ca, "node", &p.node_id),
+                        &p.node_id,
+                        &manifest.key_id,
+                        &manifest.hash,
+                    )
+                    .expect("attestation")
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_pre_refresh_manifest_is_refused_as_a_rollback() {
+        use quorate_keys::manifest::{self, Manifest};
+        quorate_transport::install_crypto_provider();
+        let ca = quorate_transport::test_ca::new_ca("CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (endpoint, fake) = fake::start(&ca, "first", fake::Answer::Refuse);
+        let config = fake::config(&ca, dir.path(), &[(&endpoint, "first")], 3000);
+        // Generation 0 with node-1..3, then a refresh that removed node-3.
+        let ops = Ciphersuite::Ed25519.ops();
+        let participants = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.clone(),
+                    region: "r".into(),
+                    jurisdiction: "EU".into(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let three: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
+        let dealt = ops.split(None, &three, 2).expect("split");
+        let old = Manifest::decode(&manifest::encode(
+            "k",
+            Ciphersuite::Ed25519,
+            2,
+            dealt.public_key_package,
+            participants(&three),
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        ))
+        .expect("old manifest");
+        let two = &three[..2];
+        let refreshed = ops.split(None, two, 2).expect("split");
+        let new = Manifest::decode(
+            &manifest::encode_successor(&old, refreshed.public_key_package, participants(two))
+                .expect("successor"),
+        )
+        .expect("new manifest");
+        let serve =
+            |m: &Manifest| *fake.public_key.lock().expect("lock") = Some(attested_answer(&ca, m));
+
+        let client = Client::new(&config).expect("client");
+        serve(&new);
+        let key = client.public_key("k").await.expect("the current manifest");
+        assert_eq!(key.generation, 1);
+        assert_eq!(key.participants.len(), 2);
+        // The coordinator replays the old answer, every attestation genuine.
+        serve(&old);
+        let err = client.public_key("k").await.expect_err("rollback refused");
+        match &err {
+            ClientError::BadResponse { message, .. } => {
+                assert!(message.contains("rollback"), "{message}");
+                assert!(message.contains("generation 0"), "{message}");
+                assert!(message.contains("generation 1"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        // What was accepted stays: the current manifest is still accepted, and
+        // the cached key is the refreshed one.
+        serve(&new);
+        assert_eq!(client.public_key("k").await.expect("current").generation, 1);
+        // A client that never saw generation 1 has nothing to hold it to.
+        let fresh = Client::new(&config).expect("client");
+        serve(&old);
+        assert_eq!(fresh.public_key("k").await.expect("old").generation, 0);
     }
 }

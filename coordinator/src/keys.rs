@@ -200,7 +200,7 @@ impl KeyDirectory {
             let (version, disagreeing) = match tally::decide(
                 &key_id,
                 key_reports,
-                before.map(|k| k.manifest.hash),
+                before.map(|k| &k.manifest),
             ) {
                 Decision::Trust {
                     version,

@@ -8,9 +8,13 @@
 //! number of times is one vote, and a node attesting two versions of one key
 //! (equivocating) is no vote for either. A manifest is trusted only with at least
 //! its threshold of attesting participants (at least 2, since a manifest's threshold
-//! is), so no single node certificate can make any manifest trusted; of several
-//! trusted versions the one with the most attesters wins, and a tie keeps the
-//! version trusted before (or none, if it is not among them).
+//! is), so no single node certificate can make any manifest trusted. Of several
+//! trusted versions the newest generation wins (a refresh moves a key forward, and
+//! its old manifest stays genuinely attested by whoever has not retired it yet),
+//! then, within it, the one with the most attesters; a tie keeps the version
+//! trusted before (or none, if it is not among them). A newest trusted generation
+//! below the one served before serves nothing new: the directory keeps what it had
+//! rather than roll back.
 //!
 //! Used by [`crate::keys`]; uses nothing of the coordinator.
 
@@ -199,16 +203,17 @@ impl Tally {
 }
 
 /// Which version of `key_id` to serve, given the version trusted before
-/// (`previous`, its manifest hash).
-pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<[u8; 32]>) -> Decision {
+/// (`previous`).
+pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<&Manifest>) -> Decision {
     let KeyReports {
         versions,
         reporters,
     } = reports;
     let describe = |v: &Version| {
         format!(
-            "manifest {} attested by {} of its participants {:?}, threshold {}",
+            "manifest {} generation {} attested by {} of its participants {:?}, threshold {}",
             hex::encode(&v.manifest.hash[..8]),
+            v.manifest.generation,
             v.attestation.len(),
             v.attestation.keys().collect::<Vec<_>>(),
             v.manifest.threshold
@@ -221,7 +226,7 @@ pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<[u8; 32
         .iter()
         .map(|v| format!("{}: too few", describe(v)))
         .collect();
-    let Some(most) = trusted.iter().map(|v| v.attestation.len()).max() else {
+    let Some(newest) = trusted.iter().map(|v| v.manifest.generation).max() else {
         return Decision::Untrusted(if passed_over.is_empty() {
             format!("no attested report of key {key_id:?}")
         } else {
@@ -231,8 +236,27 @@ pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<[u8; 32
             )
         });
     };
+    if let Some(served) = previous.filter(|p| p.generation > newest) {
+        return Decision::Untrusted(format!(
+            "the newest trusted manifest of key {key_id:?} is generation {newest}, older than generation {} served before: not rolling back",
+            served.generation
+        ));
+    }
+    let (mut current, older): (Vec<Version>, Vec<Version>) = trusted
+        .drain(..)
+        .partition(|v| v.manifest.generation == newest);
+    passed_over.extend(
+        older
+            .iter()
+            .map(|v| format!("{}: generation {newest} supersedes it", describe(v))),
+    );
+    let most = current
+        .iter()
+        .map(|v| v.attestation.len())
+        .max()
+        .unwrap_or_default();
     let (mut top, fewer): (Vec<Version>, Vec<Version>) =
-        trusted.drain(..).partition(|v| v.attestation.len() == most);
+        current.drain(..).partition(|v| v.attestation.len() == most);
     passed_over.extend(
         fewer
             .iter()
@@ -242,7 +266,7 @@ pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<[u8; 32
         top.pop()
     } else {
         top.iter()
-            .position(|v| Some(v.manifest.hash) == previous)
+            .position(|v| Some(v.manifest.hash) == previous.map(|p| p.hash))
             .map(|i| top.swap_remove(i))
     };
     let Some(version) = chosen else {
@@ -316,6 +340,14 @@ mod tests {
             None,
         );
         Manifest::decode(&encoded).unwrap()
+    }
+
+    /// `m` at manifest generation `generation` (as a refresh would number it).
+    fn at_generation(m: &Manifest, generation: u64) -> Manifest {
+        use prost::Message;
+        let mut pb = pb::KeyManifest::decode(m.encoded.as_slice()).unwrap();
+        pb.generation = generation;
+        Manifest::decode(&pb.encode_to_vec()).unwrap()
     }
 
     /// `node`'s report of `m`, attested with `signer`.
@@ -455,8 +487,49 @@ mod tests {
         let mut answers = honest_answers(&pki, &new, &FIVE[..3]);
         answers.extend(honest_answers(&pki, &old, &FIVE[3..]));
         let mut reports = pki.tally().count(answers);
-        let decision = decide("k1", reports.remove("k1").unwrap(), Some(old.hash));
+        let decision = decide("k1", reports.remove("k1").unwrap(), Some(&old));
         assert_eq!(trusted_hash(decision), new.hash);
+    }
+
+    const SEVEN: &[&str] = &[
+        "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7",
+    ];
+
+    #[test]
+    fn newer_generation_is_served_over_an_older_one_more_participants_still_attest() {
+        let pki = Pki::new();
+        let old = manifest(SEVEN, 3);
+        let new = at_generation(&manifest(SEVEN, 3), 1);
+        // Three have installed the refresh; four still attest the old manifest.
+        let mut answers = honest_answers(&pki, &new, &SEVEN[..3]);
+        answers.extend(honest_answers(&pki, &old, &SEVEN[3..]));
+        let mut reports = pki.tally().count(answers);
+        let Decision::Trust {
+            version,
+            passed_over,
+            ..
+        } = decide("k1", reports.remove("k1").unwrap(), Some(&old))
+        else {
+            panic!("the refreshed manifest is not trusted")
+        };
+        assert_eq!(version.manifest.hash, new.hash);
+        assert!(
+            passed_over[0].contains("generation 1 supersedes it"),
+            "{passed_over:?}"
+        );
+    }
+
+    #[test]
+    fn an_older_generation_than_served_before_is_not_served() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let new = at_generation(&manifest(FIVE, 3), 1);
+        let mut reports = pki.tally().count(honest_answers(&pki, &old, FIVE));
+        let decision = decide("k1", reports.remove("k1").unwrap(), Some(&new));
+        match decision {
+            Decision::Untrusted(reason) => assert!(reason.contains("rolling back"), "{reason}"),
+            Decision::Trust { .. } => panic!("rolled back to generation 0"),
+        }
     }
 
     #[test]
@@ -472,7 +545,7 @@ mod tests {
         let mut tally = pki.tally();
         let mut reports = tally.count(answers());
         assert_eq!(
-            trusted_hash(decide("k1", reports.remove("k1").unwrap(), Some(b.hash))),
+            trusted_hash(decide("k1", reports.remove("k1").unwrap(), Some(&b))),
             b.hash
         );
         let mut reports = tally.count(answers());

@@ -165,8 +165,11 @@ impl NodeState {
     }
 
     /// Replaces a key (after a refresh) whose current manifest hash is
-    /// `expected_manifest_hash`. The old share is gone from memory and disk once this
-    /// returns: signing packages built for it find no matching share.
+    /// `expected_manifest_hash`, with a manifest of exactly the next generation
+    /// ([`quorate_keys::manifest::Manifest::check_successor`]): a key's generations on
+    /// a node only go up, so what it attests never rolls back. The old share is gone
+    /// from memory and disk once this returns: signing packages built for it find no
+    /// matching share.
     pub(crate) fn replace_record(
         &self,
         record: KeyRecord,
@@ -179,7 +182,11 @@ impl NodeState {
         let hash = key.manifest.hash;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
         match keys.get(&key_id) {
-            Some(old) if old.manifest.hash.as_slice() == expected_manifest_hash => {}
+            Some(old) if old.manifest.hash.as_slice() == expected_manifest_hash => {
+                key.manifest
+                    .check_successor(&old.manifest)
+                    .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
+            }
             _ => {
                 return Err(NodeError::KeyVersionMismatch(format!(
                     "key {key_id} changed on this node during the ceremony"
@@ -219,5 +226,144 @@ impl NodeState {
     #[cfg(test)]
     pub(crate) fn store(&self) -> &KeyStore {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use prost::Message;
+    use quorate_frost::{Ciphersuite, SecretKeyPackage};
+    use quorate_keys::manifest::{self, Manifest};
+    use quorate_transport::attest::StatementVerifier;
+    use quorate_transport::test_ca;
+
+    use super::*;
+
+    const TRUST_DOMAIN: &str = "quorate.test";
+
+    /// `node-1` holding its share of the 2-of-2 key `k1` at generation 0; returns
+    /// the node, its key package and the generation-0 manifest.
+    fn node_with_key(dir: &std::path::Path) -> (NodeState, SecretKeyPackage, Manifest) {
+        let names = vec!["node-1".to_string(), "node-2".to_string()];
+        let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
+        let encoded = manifest::encode(
+            "k1",
+            Ciphersuite::Ed25519,
+            2,
+            dealt.public_key_package,
+            names
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.clone(),
+                    region: "r".into(),
+                    jurisdiction: "EU".into(),
+                })
+                .collect(),
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        );
+        let ca = test_ca::new_ca("test CA");
+        let state = NodeState::new(
+            NodeIdentity {
+                node_id: "node-1".into(),
+                trust_domain: TRUST_DOMAIN.into(),
+                region: "r".into(),
+                jurisdiction: "EU".into(),
+            },
+            test_ca::signer(&ca, "node", "node-1"),
+            KeyStore::open(
+                dir,
+                crate::store::Kek::from_hex(&crate::store::Kek::generate_hex()).unwrap(),
+            )
+            .unwrap(),
+            NonceStore::new(10, Duration::from_secs(60)),
+            IntentVerifier::new(
+                StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap(),
+            ),
+            Registry::new(),
+        )
+        .unwrap();
+        let own = dealt.key_packages.into_iter().next().unwrap().1;
+        state
+            .install_record(
+                KeyRecord {
+                    manifest: encoded.clone(),
+                    key_package: own.clone(),
+                },
+                "key_installed",
+                "test",
+            )
+            .unwrap();
+        (state, own, Manifest::decode(&encoded).unwrap())
+    }
+
+    /// `m` re-encoded at `generation`, with another creation time so that even
+    /// generation 0 gives other bytes.
+    fn at_generation(m: &Manifest, generation: u64) -> Vec<u8> {
+        let mut pb = pb::KeyManifest::decode(m.encoded.as_slice()).unwrap();
+        pb.generation = generation;
+        pb.created_at = "2026-02-02T00:00:00Z".into();
+        pb.encode_to_vec()
+    }
+
+    #[test]
+    fn refreshed_manifest_is_installed_only_at_exactly_the_next_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, own, m0) = node_with_key(dir.path());
+        for (generation, what) in [(0, "same generation"), (2, "skipped generation")] {
+            let err = state
+                .replace_record(
+                    KeyRecord {
+                        manifest: at_generation(&m0, generation),
+                        key_package: own.clone(),
+                    },
+                    &m0.hash,
+                    "test",
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&err, NodeError::CeremonyRejected(m) if m.contains("generation")),
+                "{what}: {err}"
+            );
+            assert_eq!(state.key("k1").unwrap().manifest.hash, m0.hash, "{what}");
+        }
+        state
+            .replace_record(
+                KeyRecord {
+                    manifest: at_generation(&m0, 1),
+                    key_package: own.clone(),
+                },
+                &m0.hash,
+                "test",
+            )
+            .unwrap();
+        let m1 = state.key("k1").unwrap().manifest.clone();
+        assert_eq!(m1.generation, 1);
+        // The old manifest back (a rollback) is refused, and so is a replay of the
+        // current one.
+        for (manifest, what) in [
+            (m0.encoded.clone(), "rollback"),
+            (m1.encoded.clone(), "replay"),
+        ] {
+            let err = state
+                .replace_record(
+                    KeyRecord {
+                        manifest,
+                        key_package: own.clone(),
+                    },
+                    &m1.hash,
+                    "test",
+                )
+                .unwrap_err();
+            assert!(
+                matches!(err, NodeError::CeremonyRejected(_)),
+                "{what}: {err}"
+            );
+        }
+        assert_eq!(state.key("k1").unwrap().manifest.generation, 1);
     }
 }

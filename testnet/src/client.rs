@@ -183,5 +183,6 @@ pub fn check_attested(
     response: &pb::GetPublicKeyResponse,
 ) -> anyhow::Result<()> {
     quorate_client::attestation::check_attested(verifier, key_id, response)
+        .map(drop)
         .map_err(anyhow::Error::msg)
 }

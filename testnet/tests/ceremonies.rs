@@ -393,6 +393,7 @@ async fn refresh_keeps_the_group_key_replaces_every_share_and_drops_a_removed_no
             let after = manifest_of(&relay, i, &key.key_id).await.unwrap();
             assert_eq!(hex::encode(after.hash), transcript.manifest_hash);
             assert_eq!(after.public_key.public_key, before.public_key.public_key);
+            assert_eq!(after.generation, before.generation + 1);
             // Every remaining node holds a new share: its verifying share changed.
             let id = &after.participants[i].node_id;
             assert_ne!(

@@ -4,6 +4,11 @@
 //! in-process fake that serves the `Node` service over mTLS with node-1's own
 //! certificate from the testnet PKI and reports a forged manifest
 //! (`quorate_testnet::rogue`, which the malicious-coordinator drill plays too).
+//!
+//! Nor can a coordinator roll a key back to a manifest from before a refresh: an
+//! in-process fake coordinator, with the real coordinator's certificate, replays
+//! the real network's pre-refresh `GetPublicKey` answer (every attestation
+//! genuine) to the client library, which refuses it by its generation.
 
 // Test helpers outside #[test] fns: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -11,12 +16,13 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use common::{start_default, DEADLINE};
+use quorate_ceremony::keygen::{run_refresh, RefreshRequest};
+use quorate_client::{ClientError, CoordinatorEntry};
 use quorate_keys::manifest::Manifest;
 use quorate_testnet::client::SignerClient;
 use quorate_testnet::rogue::{self, ForgingNode};
@@ -25,8 +31,10 @@ use quorate_transport::attest::StatementSigner;
 use quorate_transport::identity::Role;
 use quorate_wire::pb;
 use quorate_wire::pb::node_server::NodeServer;
+use quorate_wire::pb::signer_server::{Signer, SignerServer};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tonic::{Request, Response, Status};
 
 const KEY: &str = "demo-ed25519";
 
@@ -167,4 +175,120 @@ async fn client_refuses_a_public_key_whose_attestation_does_not_verify() {
     answer.attestation = vec![one; 5];
     let err = quorate_testnet::client::check_attested(&verifier, KEY, &answer).unwrap_err();
     assert!(err.to_string().contains("1 of its participants"), "{err}");
+}
+
+/// A coordinator that answers `GetPublicKey` with whatever answer it holds (a
+/// replay of the real coordinator's) and serves nothing else.
+#[derive(Clone)]
+struct ReplayingCoordinator {
+    answer: Arc<Mutex<pb::GetPublicKeyResponse>>,
+}
+
+#[tonic::async_trait]
+impl Signer for ReplayingCoordinator {
+    async fn sign(
+        &self,
+        _: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
+        Err(Status::unavailable("replaying coordinator"))
+    }
+
+    async fn get_public_key(
+        &self,
+        _: Request<pb::GetPublicKeyRequest>,
+    ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+        Ok(Response::new(self.answer.lock().unwrap().clone()))
+    }
+
+    async fn list_keys(
+        &self,
+        _: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        Err(Status::unavailable("replaying coordinator"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_replaying_the_pre_refresh_manifest_is_refused_as_a_rollback() {
+    let mut net = start_default().await;
+    let raw = net.client().await.unwrap();
+    let before = coordinator_answer(&raw).await;
+    let old = Manifest::decode(&before.manifest).unwrap();
+    assert_eq!(old.generation, 0, "a DKG makes generation 0");
+    assert!(old.participant("node-5").is_some());
+
+    let file = net.ceremony().unwrap();
+    run_refresh(
+        &file,
+        RefreshRequest {
+            key_id: KEY.into(),
+            remove_node: Some("node-5".into()),
+        },
+    )
+    .await
+    .unwrap();
+    net.restart_coordinator().await.unwrap();
+    let raw = net.client().await.unwrap();
+    let after = coordinator_answer(&raw).await;
+    let new = Manifest::decode(&after.manifest).unwrap();
+    assert_eq!(
+        new.generation, 1,
+        "the coordinator serves the refreshed manifest"
+    );
+    assert!(new.participant("node-5").is_none());
+    assert_eq!(
+        after.public_key, before.public_key,
+        "a refresh keeps the key"
+    );
+
+    // The old answer still carries every participant's genuine attestation: the
+    // attestation alone cannot tell that it is stale.
+    let verifier = net
+        .tls_paths(Role::Client, "demo-client")
+        .load()
+        .unwrap()
+        .statement_verifier()
+        .unwrap();
+    quorate_testnet::client::check_attested(&verifier, KEY, &before).unwrap();
+
+    // A coordinator that turns: the real coordinator's certificate, on another
+    // port, answering as it likes.
+    let mut config = net.client_config();
+    let server_name = config.coordinators[0].server_name().unwrap();
+    let material = net
+        .tls_paths(Role::Coordinator, &server_name)
+        .load()
+        .unwrap();
+    let replay = ReplayingCoordinator {
+        answer: Arc::new(Mutex::new(after.clone())),
+    };
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+    let endpoint = format!("https://{}", incoming.local_addr().unwrap());
+    tokio::spawn(
+        Server::builder()
+            .tls_config(material.server_config())
+            .unwrap()
+            .add_service(SignerServer::new(replay.clone()))
+            .serve_with_incoming(incoming),
+    );
+    config.coordinators = vec![CoordinatorEntry::Named {
+        endpoint,
+        server_name: Some(server_name),
+    }];
+    let client = quorate_client::Client::new(&config).unwrap();
+
+    let current = client.public_key(KEY).await.unwrap();
+    assert_eq!(current.generation, 1);
+    assert_eq!(current.participants.len(), 4);
+
+    *replay.answer.lock().unwrap() = before.clone();
+    let err = client.public_key(KEY).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::BadResponse { message, .. }
+            if message.contains("rollback") && message.contains("generation 0")),
+        "{err}"
+    );
+    // The refreshed manifest is still what the client holds to.
+    *replay.answer.lock().unwrap() = after;
+    assert_eq!(client.public_key(KEY).await.unwrap().generation, 1);
 }

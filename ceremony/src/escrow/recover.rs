@@ -156,8 +156,11 @@ async fn agreed_manifest(
 /// `key_id` that at least its threshold of distinct participants attest with their
 /// own certificates, by the rule the coordinator and clients apply
 /// ([`key_attestation::attesting_participants`]): nodes agreeing on bytes is not
-/// enough, since a manifest is what a share is installed under. Of several, the one
-/// most participants attest. Returns it with the attesting participants.
+/// enough, since a manifest is what a share is installed under. Of several, the
+/// newest generation (an old manifest from before a refresh may still be attested
+/// by nodes that have not retired it, but the parts recover the current share),
+/// then the one most participants attest. Returns it with the attesting
+/// participants.
 fn attested_manifest(
     verifier: &StatementVerifier,
     key_id: &str,
@@ -218,7 +221,10 @@ fn attested_manifest(
             continue;
         }
         let nodes: Vec<String> = attesters.nodes.into_iter().collect();
-        if best.as_ref().is_none_or(|(_, b)| nodes.len() > b.len()) {
+        if best
+            .as_ref()
+            .is_none_or(|(b, by)| (manifest.generation, nodes.len()) > (b.generation, by.len()))
+        {
             best = Some((manifest, nodes));
         }
     }
@@ -338,6 +344,7 @@ pub async fn recover(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use prost::Message;
     use quorate_transport::test_ca::{self, Ca};
 
     use super::*;
@@ -346,6 +353,12 @@ mod tests {
 
     /// A 2-of-3 manifest of key `k`.
     fn manifest() -> Manifest {
+        at_generation(0)
+    }
+
+    /// A 2-of-3 manifest of key `k` (another each time) at manifest generation
+    /// `generation`.
+    fn at_generation(generation: u64) -> Manifest {
         let names: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
         let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
         let participants = NODES
@@ -356,16 +369,21 @@ mod tests {
                 jurisdiction: "EU".into(),
             })
             .collect();
-        Manifest::decode(&quorate_keys::manifest::encode(
-            "k",
-            Ciphersuite::Ed25519,
-            2,
-            dealt.public_key_package.clone(),
-            participants,
-            "2026-01-01T00:00:00Z".into(),
-            None,
-        ))
-        .unwrap()
+        let mut pb = pb::KeyManifest::decode(
+            quorate_keys::manifest::encode(
+                "k",
+                Ciphersuite::Ed25519,
+                2,
+                dealt.public_key_package.clone(),
+                participants,
+                "2026-01-01T00:00:00Z".into(),
+                None,
+            )
+            .as_slice(),
+        )
+        .unwrap();
+        pb.generation = generation;
+        Manifest::decode(&pb.encode_to_vec()).unwrap()
     }
 
     /// `node`'s answer: `manifest`, attested by `attester`'s certificate (if any).
@@ -421,5 +439,26 @@ mod tests {
         let (trusted, from) = attested_manifest(&verifier(&ca), "k", attested).unwrap();
         assert_eq!(trusted.hash, m.hash);
         assert_eq!(from, vec!["node-1".to_string(), "node-3".to_string()]);
+    }
+
+    #[test]
+    fn the_newest_attested_generation_is_chosen_over_an_older_one_more_attest() {
+        let ca = test_ca::new_ca("CA");
+        let (old, new) = (at_generation(0), at_generation(1));
+        // All three participants' attestations of the old manifest (as a relay
+        // replaying old answers could show them) and two of the refreshed one.
+        let mut answers: Vec<_> = NODES
+            .iter()
+            .map(|n| answer(&ca, n, &old, Some(n)))
+            .collect();
+        answers.extend(
+            ["node-2", "node-3"]
+                .iter()
+                .map(|n| answer(&ca, n, &new, Some(n))),
+        );
+        let (trusted, from) = attested_manifest(&verifier(&ca), "k", answers).unwrap();
+        assert_eq!(trusted.generation, 1);
+        assert_eq!(trusted.hash, new.hash);
+        assert_eq!(from, vec!["node-2".to_string(), "node-3".to_string()]);
     }
 }

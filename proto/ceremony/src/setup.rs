@@ -349,22 +349,39 @@ pub fn verify_confirmations(
 }
 
 /// The manifest a ceremony produces: for a DKG, from the setup (key id, ciphersuite,
-/// threshold, participants, policy, created_at); for a refresh, from the key's
-/// previous manifest (which fixes everything but the participants and the public key
-/// package). Deterministic, so every node computes the same bytes
-/// ([`Manifest::encoded`]). Returned decoded and validated: decoding parses every
-/// point of the public key package, which is worth doing once.
+/// threshold, participants, policy, created_at), generation 0; for a refresh, the
+/// key's previous manifest (which fixes everything but the participants and the
+/// public key package) with the setup's participants and the next generation
+/// ([`manifest::encode_successor`]). Deterministic, so every node computes the same
+/// bytes ([`Manifest::encoded`]). Returned decoded and validated: decoding parses
+/// every point of the public key package, which is worth doing once.
 pub fn build_manifest(
     setup: &Setup,
     previous: Option<&Manifest>,
     public_key_package: Vec<u8>,
 ) -> Result<Manifest, CeremonyCheckError> {
-    let (created_at, policy) = match (setup.kind, previous) {
-        (Kind::Dkg, _) => (setup.pb.created_at.clone(), setup.pb.policy.clone()),
+    let bad = |e: manifest::ManifestError| CeremonyCheckError::Setup(e.to_string());
+    let encoded = match (setup.kind, previous) {
+        (Kind::Dkg, _) => manifest::encode(
+            &setup.pb.key_id,
+            setup.ciphersuite,
+            setup.threshold,
+            public_key_package,
+            setup.pb.participants.clone(),
+            setup.pb.created_at.clone(),
+            setup.pb.policy.clone(),
+        ),
         (Kind::Refresh, Some(prev)) => {
-            let pb = pb::KeyManifest::decode(prev.encoded.as_slice())
-                .map_err(|e| CeremonyCheckError::Setup(e.to_string()))?;
-            (pb.created_at, pb.policy)
+            if prev.key_id != setup.pb.key_id
+                || prev.ciphersuite != setup.ciphersuite
+                || prev.threshold != setup.threshold
+            {
+                return Err(CeremonyCheckError::Setup(
+                    "the refresh's key id, ciphersuite or threshold differs from the key's previous manifest".into(),
+                ));
+            }
+            manifest::encode_successor(prev, public_key_package, setup.pb.participants.clone())
+                .map_err(bad)?
         }
         _ => {
             return Err(CeremonyCheckError::Setup(
@@ -372,14 +389,5 @@ pub fn build_manifest(
             ))
         }
     };
-    let encoded = manifest::encode(
-        &setup.pb.key_id,
-        setup.ciphersuite,
-        setup.threshold,
-        public_key_package,
-        setup.pb.participants.clone(),
-        created_at,
-        policy,
-    );
-    Manifest::decode(&encoded).map_err(|e| CeremonyCheckError::Setup(e.to_string()))
+    Manifest::decode(&encoded).map_err(bad)
 }

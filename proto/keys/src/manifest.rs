@@ -1,7 +1,14 @@
 //! A key's public description ([`pb::KeyManifest`]), parsed and checked at the boundary.
 //!
 //! Every participant stores the same encoded manifest. Its SHA-256 ([`Manifest::hash`])
-//! is how the coordinator tells that nodes agree on a key.
+//! is how the coordinator tells that nodes agree on a key, and what each node's key
+//! attestation signs.
+//!
+//! A key's manifests are ordered by [`Manifest::generation`]: 0 when a DKG or an import
+//! creates the key, one more with every refresh ([`encode_successor`],
+//! [`Manifest::check_successor`]). The generation is inside the attested bytes, so
+//! whoever has accepted generation `g` can refuse an older manifest however genuinely
+//! it was once attested: a replay of a pre-refresh manifest is a rollback.
 
 use prost::Message;
 
@@ -48,6 +55,8 @@ pub struct Manifest {
     pub created_at: String,
     /// Who may use the key and which quorums are lawful.
     pub policy: Policy,
+    /// Which manifest of the key this is: 0 from a DKG or an import, +1 per refresh.
+    pub generation: u64,
     /// The manifest exactly as encoded and stored.
     pub encoded: Vec<u8>,
     /// SHA-256 of `encoded`.
@@ -139,6 +148,7 @@ impl Manifest {
             public_key_package: pb.public_key_package,
             parsed_public_key_package,
             created_at: pb.created_at,
+            generation: pb.generation,
             encoded: encoded.to_vec(),
             hash: quorate_wire::sha256(encoded),
         })
@@ -170,9 +180,30 @@ impl Manifest {
     pub fn participant(&self, node_id: &str) -> Option<&ManifestParticipant> {
         self.participants.iter().find(|p| p.node_id == node_id)
     }
+
+    /// Whether `self` may replace `previous` as the key's manifest after a refresh:
+    /// the same key, and exactly the next generation. A node installs a refreshed
+    /// manifest only if this holds, so a key's generations on a node only go up, one
+    /// refresh at a time.
+    pub fn check_successor(&self, previous: &Manifest) -> Result<(), ManifestError> {
+        if self.key_id != previous.key_id {
+            return Err(ManifestError::Invalid(format!(
+                "manifest of key {:?} cannot replace one of key {:?}",
+                self.key_id, previous.key_id
+            )));
+        }
+        if previous.generation.checked_add(1) != Some(self.generation) {
+            return Err(ManifestError::Invalid(format!(
+                "manifest generation {} cannot replace generation {} of key {:?}: a refresh makes exactly the next one",
+                self.generation, previous.generation, self.key_id
+            )));
+        }
+        Ok(())
+    }
 }
 
-/// Encodes a new manifest.
+/// Encodes a new key's manifest (a DKG or an import): generation 0, which proto3
+/// does not encode, so these bytes are the same as before generations existed.
 pub fn encode(
     key_id: &str,
     ciphersuite: Ciphersuite,
@@ -191,8 +222,34 @@ pub fn encode(
         participants,
         created_at,
         policy,
+        generation: 0,
     }
     .encode_to_vec()
+}
+
+/// Encodes the manifest a refresh of `previous` produces: `previous` with the new
+/// public key package and participants, and the next generation. Everything else
+/// (key id, ciphersuite, threshold, creation time, policy) a refresh keeps.
+pub fn encode_successor(
+    previous: &Manifest,
+    public_key_package: Vec<u8>,
+    participants: Vec<pb::ManifestParticipant>,
+) -> Result<Vec<u8>, ManifestError> {
+    let previous_pb = pb::KeyManifest::decode(previous.encoded.as_slice())
+        .map_err(|e| ManifestError::Decode(e.to_string()))?;
+    let generation = previous.generation.checked_add(1).ok_or_else(|| {
+        ManifestError::Invalid(format!(
+            "key {:?} is at the last manifest generation",
+            previous.key_id
+        ))
+    })?;
+    Ok(pb::KeyManifest {
+        public_key_package,
+        participants,
+        generation,
+        ..previous_pb
+    }
+    .encode_to_vec())
 }
 
 #[cfg(test)]
@@ -241,6 +298,94 @@ mod tests {
         pb.version = 2;
         let err = Manifest::decode(&pb.encode_to_vec()).unwrap_err();
         assert!(err.to_string().contains("version"), "{err}");
+    }
+
+    fn participants(names: &[String]) -> Vec<pb::ManifestParticipant> {
+        names
+            .iter()
+            .map(|n| pb::ManifestParticipant {
+                node_id: n.clone(),
+                region: "r".into(),
+                jurisdiction: "EU".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_key_is_generation_zero_and_encodes_as_before_generations_existed() {
+        let encoded = sample(2);
+        let m = Manifest::decode(&encoded).unwrap();
+        assert_eq!(m.generation, 0);
+        // Field 9 (generation) is absent from the bytes: proto3 omits a zero, so
+        // manifests and attested hashes made before the field are unchanged.
+        let mut pb = pb::KeyManifest::decode(encoded.as_slice()).unwrap();
+        pb.generation = 0;
+        assert_eq!(pb.encode_to_vec(), encoded);
+        pb.generation = 1;
+        assert_ne!(quorate_wire::sha256(&pb.encode_to_vec()), m.hash);
+    }
+
+    #[test]
+    fn successor_is_the_next_generation_and_keeps_what_a_refresh_keeps() {
+        let m0 = Manifest::decode(&sample(2)).unwrap();
+        let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
+        let refreshed = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
+        let m1 = Manifest::decode(
+            &encode_successor(
+                &m0,
+                refreshed.public_key_package.clone(),
+                participants(&names),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m1.generation, 1);
+        assert_eq!(
+            (m1.key_id.as_str(), m1.threshold, m1.created_at.as_str()),
+            (m0.key_id.as_str(), m0.threshold, m0.created_at.as_str())
+        );
+        assert_eq!(m1.public_key_package, refreshed.public_key_package);
+        m1.check_successor(&m0).unwrap();
+        let m2 = Manifest::decode(
+            &encode_successor(&m1, refreshed.public_key_package, participants(&names)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m2.generation, 2);
+        m2.check_successor(&m1).unwrap();
+    }
+
+    #[test]
+    fn successor_rule_refuses_a_rollback_a_replay_and_a_skipped_generation() {
+        let with_generation = |g: u64| {
+            let mut pb = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
+            pb.generation = g;
+            Manifest::decode(&pb.encode_to_vec()).unwrap()
+        };
+        let (g0, g1, g2, g3) = (
+            with_generation(0),
+            with_generation(1),
+            with_generation(2),
+            with_generation(3),
+        );
+        g2.check_successor(&g1).unwrap();
+        for (new, old) in [(&g0, &g1), (&g1, &g1), (&g3, &g1)] {
+            let err = new.check_successor(old).unwrap_err();
+            assert!(err.to_string().contains("generation"), "{err}");
+        }
+        let mut last = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
+        last.generation = u64::MAX;
+        let last = Manifest::decode(&last.encode_to_vec()).unwrap();
+        assert!(encode_successor(&last, last.public_key_package.clone(), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn successor_of_another_key_is_refused() {
+        let m0 = Manifest::decode(&sample(2)).unwrap();
+        let mut other = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
+        other.key_id = "k2".into();
+        other.generation = 1;
+        let other = Manifest::decode(&other.encode_to_vec()).unwrap();
+        assert!(other.check_successor(&m0).is_err());
     }
 
     #[test]

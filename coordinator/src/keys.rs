@@ -30,6 +30,35 @@ pub struct KnownKey {
     pub never_asked: HashSet<String>,
 }
 
+impl KnownKey {
+    /// How many of the key's participants requests would ask now: those the
+    /// coordinator may ask (not [`KnownKey::never_asked`]) and that `pool` currently
+    /// counts as available. Fewer than the threshold, and the key cannot sign.
+    pub fn reachable_holders(&self, pool: &NodePool) -> usize {
+        reachable_holders(
+            self.manifest
+                .participants
+                .iter()
+                .map(|p| p.node_id.as_str()),
+            &self.never_asked,
+            |id| pool.get(id).is_some_and(|node| node.is_available()),
+        )
+    }
+}
+
+/// The participants of `participants` that are not in `never_asked` and are
+/// `available`.
+fn reachable_holders<'a>(
+    participants: impl IntoIterator<Item = &'a str>,
+    never_asked: &HashSet<String>,
+    available: impl Fn(&str) -> bool,
+) -> usize {
+    participants
+        .into_iter()
+        .filter(|id| !never_asked.contains(*id) && available(id))
+        .count()
+}
+
 #[derive(Debug, Default)]
 struct Snapshot {
     keys: BTreeMap<String, Arc<KnownKey>>,
@@ -117,6 +146,11 @@ impl KeyDirectory {
     /// Every agreed key, refreshing if stale.
     pub async fn all(&self) -> Vec<Arc<KnownKey>> {
         self.refresh_if_older_than(self.max_age).await;
+        self.read().keys.values().cloned().collect()
+    }
+
+    /// The keys known now, without asking the nodes (for the metrics endpoint).
+    pub fn cached(&self) -> Vec<Arc<KnownKey>> {
         self.read().keys.values().cloned().collect()
     }
 
@@ -256,5 +290,23 @@ impl KeyDirectory {
             started: Some(started),
             answered,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reachable_holders_leave_out_unavailable_and_never_asked_participants() {
+        let never_asked: HashSet<String> = ["node-5".to_string()].into();
+        let down = ["node-1", "node-2"];
+        let all = ["node-1", "node-2", "node-3", "node-4", "node-5"];
+        assert_eq!(
+            reachable_holders(all, &never_asked, |id| !down.contains(&id)),
+            2
+        );
+        assert_eq!(reachable_holders(all, &HashSet::new(), |_| true), 5);
+        assert_eq!(reachable_holders(all, &HashSet::new(), |_| false), 0);
     }
 }

@@ -11,12 +11,14 @@
 //!   culprit exclusion, retries within the request deadline; round 1 (hedged, or from
 //!   the commitment [`pool`]) and quorum selection are in `round1`, batched round 2
 //!   in [`round2`], calling one node in `node_call`, rate-limit refusals in
-//!   `refusals`, metric names in [`metric`];
+//!   `refusals`, metric names in [`metric`] and the gauges read at scrape time in
+//!   [`gauges`];
 //! - [`service`]: the gRPC boundary; [`error`] maps every outcome to one status code.
 #![deny(clippy::unwrap_used)]
 
 pub mod config;
 pub mod error;
+pub mod gauges;
 pub mod idempotency;
 pub mod inflight;
 pub mod keys;
@@ -110,7 +112,7 @@ impl BoundCoordinator {
         let signer = SignerService::new(
             file.trust_domain.clone(),
             settings,
-            keys,
+            keys.clone(),
             engine,
             intents,
             metrics.clone(),
@@ -120,27 +122,31 @@ impl BoundCoordinator {
                 let listener = TcpListener::bind(addr).await.map_err(|e| {
                     CoordError::Server(format!("cannot listen for metrics on {addr}: {e}"))
                 })?;
-                let pool = pool.clone();
-                Some(tokio::spawn(quorate_transport::metrics::serve(
+                let certificate_not_after =
+                    self.config.tls.certificate_not_after().map_err(|e| {
+                        CoordError::Config(format!("the coordinator's certificate: {e}"))
+                    })?;
+                let gauges = gauges::Gauges {
+                    pool: pool.clone(),
+                    commitments,
+                    keys: keys.clone(),
+                    certificate_not_after,
+                };
+                // The per-key gauges cover the keys the directory knows; without
+                // this, a key nobody has asked for since a restart would have none.
+                let keys = keys.clone();
+                let key_refresh = tokio::spawn(async move {
+                    loop {
+                        keys.all().await;
+                        tokio::time::sleep(Duration::from_secs(settings.key_refresh_secs)).await;
+                    }
+                });
+                let serve = tokio::spawn(quorate_transport::metrics::serve(
                     listener,
                     metrics.clone(),
-                    Arc::new(move |registry: &Registry| {
-                        registry.set(
-                            metric::POOLED_COMMITMENTS,
-                            "Commitments pooled for one-round signing.",
-                            &[],
-                            commitments.len() as f64,
-                        );
-                        for node in pool.all() {
-                            registry.set(
-                                metric::NODE_AVAILABLE,
-                                "Whether requests currently use the node (1) or skip it (0).",
-                                &[("node", &node.id)],
-                                if node.is_available() { 1.0 } else { 0.0 },
-                            );
-                        }
-                    }),
-                )))
+                    Arc::new(move |registry: &Registry| gauges.set(registry)),
+                ));
+                Some((serve, key_refresh))
             }
             None => None,
         };
@@ -166,8 +172,9 @@ impl BoundCoordinator {
             .await
             .map_err(|e| CoordError::Server(e.to_string()));
         probe.abort();
-        if let Some(task) = metrics_task {
-            task.abort();
+        if let Some((serve, key_refresh)) = metrics_task {
+            serve.abort();
+            key_refresh.abort();
         }
         result
     }

@@ -36,6 +36,7 @@ pub struct SignerService {
     in_flight: InFlightLimiter,
     intents: IntentVerifier,
     metrics: Arc<Registry>,
+    client_labels: metric::ClientLabels,
 }
 
 /// Reads the caller's `grpc-timeout` header (e.g. `1500m`).
@@ -70,6 +71,10 @@ impl SignerService {
         for (name, help) in [
             (metric::REQUESTS, "Requests by RPC."),
             (metric::ERRORS, "Failed requests by RPC and gRPC code."),
+            (
+                metric::CLIENT_SIGN_REQUESTS,
+                "Sign requests with a verified intent, by client.",
+            ),
         ] {
             metrics.declare_counter(name, help);
         }
@@ -83,6 +88,7 @@ impl SignerService {
             in_flight: InFlightLimiter::new(settings.max_in_flight_per_client),
             intents,
             metrics,
+            client_labels: metric::ClientLabels::default(),
         }
     }
 
@@ -195,6 +201,12 @@ impl SignerService {
             )));
         }
         let client_id = caller.spiffe_id();
+        self.metrics.inc(
+            metric::CLIENT_SIGN_REQUESTS,
+            "Sign requests with a verified intent, by client.",
+            &[("client", self.client_labels.label(&client_id))],
+            1,
+        );
         let _permit = self.in_flight.try_acquire(&client_id).ok_or_else(|| {
             CoordError::TooManyInFlight(format!(
                 "client {client_id} already has {} Sign requests in flight; retry when one completes",

@@ -32,6 +32,12 @@ pub const AUDIT_RECORDS: &str = "quorate_node_audit_records";
 /// Audit log flushes to disk by duration (group commits: under load fewer than
 /// records, so `_count` grows slower than the records).
 pub const AUDIT_FLUSH_SECONDS: &str = "quorate_node_audit_flush_seconds";
+/// 1 once the audit log can no longer be made durable (a flush or write failed; the
+/// node refuses round 2 until restarted), else 0.
+pub const AUDIT_LOG_BROKEN: &str = "quorate_node_audit_log_broken";
+/// When the node's own mTLS certificate expires (its `notAfter`), seconds since the
+/// Unix epoch.
+pub const CERTIFICATE_NOT_AFTER: &str = "quorate_node_certificate_not_after_seconds";
 
 /// Reports each audit log flush's duration to `registry` (called on the log's
 /// flusher thread).
@@ -46,8 +52,27 @@ pub fn audit_flush_observer(registry: Arc<Registry>) -> FlushObserver {
     })
 }
 
+/// What the gauges read rather than counted show.
+#[derive(Debug, Clone, Copy)]
+pub struct GaugeReadings {
+    /// Outstanding nonces.
+    pub nonces: usize,
+    /// Keys held.
+    pub keys: usize,
+    /// Audit records written.
+    pub audit_records: u64,
+    /// Whether the audit log can no longer be made durable.
+    pub audit_broken: bool,
+}
+
 /// Sets the gauges that are read rather than counted.
-pub fn set_gauges(registry: &Registry, nonces: usize, keys: usize, audit_records: u64) {
+pub fn set_gauges(registry: &Registry, readings: GaugeReadings) {
+    let GaugeReadings {
+        nonces,
+        keys,
+        audit_records,
+        audit_broken,
+    } = readings;
     registry.set(
         NONCE_POOL,
         "Outstanding single-use nonces.",
@@ -60,6 +85,22 @@ pub fn set_gauges(registry: &Registry, nonces: usize, keys: usize, audit_records
         "Audit records written.",
         &[],
         audit_records as f64,
+    );
+    registry.set(
+        AUDIT_LOG_BROKEN,
+        "1 once the audit log can no longer be made durable (round 2 refused until restart), else 0.",
+        &[],
+        if audit_broken { 1.0 } else { 0.0 },
+    );
+}
+
+/// Sets the gauge of the node's own certificate's expiry (`not_after`, Unix seconds).
+pub fn set_certificate_not_after(registry: &Registry, not_after: i64) {
+    registry.set(
+        CERTIFICATE_NOT_AFTER,
+        "When the node's own mTLS certificate expires (notAfter), Unix seconds.",
+        &[],
+        not_after as f64,
     );
 }
 
@@ -131,5 +172,31 @@ impl NodeMetrics {
             &[],
             took.as_secs_f64(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorate_transport::metrics::sample;
+
+    #[test]
+    fn gauges_export_a_broken_audit_log_and_the_certificate_expiry() {
+        let registry = Registry::new();
+        let mut readings = GaugeReadings {
+            nonces: 3,
+            keys: 2,
+            audit_records: 10,
+            audit_broken: false,
+        };
+        set_gauges(&registry, readings);
+        set_certificate_not_after(&registry, 1_900_000_000);
+        let text = registry.render();
+        assert_eq!(sample(&text, AUDIT_LOG_BROKEN), Some(0.0));
+        assert_eq!(sample(&text, NONCE_POOL), Some(3.0));
+        assert_eq!(sample(&text, CERTIFICATE_NOT_AFTER), Some(1.9e9));
+        readings.audit_broken = true;
+        set_gauges(&registry, readings);
+        assert_eq!(sample(&registry.render(), AUDIT_LOG_BROKEN), Some(1.0));
     }
 }

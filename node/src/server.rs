@@ -131,14 +131,24 @@ impl BoundNode {
             %addr,
             "node serving"
         );
-        let metrics_task = self.metrics_listener.map(|listener| {
-            let state = self.state.clone();
-            tokio::spawn(quorate_transport::metrics::serve(
-                listener,
-                self.metrics.clone(),
-                Arc::new(move |registry: &Registry| state.refresh_gauges(registry)),
-            ))
-        });
+        let metrics_task = match self.metrics_listener {
+            Some(listener) => {
+                let state = self.state.clone();
+                let not_after = self
+                    .tls
+                    .certificate_not_after()
+                    .map_err(|e| NodeError::Config(format!("the node's certificate: {e}")))?;
+                Some(tokio::spawn(quorate_transport::metrics::serve(
+                    listener,
+                    self.metrics.clone(),
+                    Arc::new(move |registry: &Registry| {
+                        state.refresh_gauges(registry);
+                        crate::metrics::set_certificate_not_after(registry, not_after);
+                    }),
+                )))
+            }
+            None => None,
+        };
         let result = Server::builder()
             // h2's rapid-reset guard closes a connection once 20 streams were reset by
             // the peer before the server accepted them. Our only callers are

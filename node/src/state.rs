@@ -93,9 +93,12 @@ impl NodeState {
     pub fn refresh_gauges(&self, registry: &Registry) {
         metrics::set_gauges(
             registry,
-            self.nonces.len(),
-            self.key_count(),
-            self.audit.len(),
+            metrics::GaugeReadings {
+                nonces: self.nonces.len(),
+                keys: self.key_count(),
+                audit_records: self.audit.len(),
+                audit_broken: self.audit.check_writable().is_err(),
+            },
         );
     }
 

@@ -125,6 +125,17 @@ impl TlsMaterial {
         Location::from_certificate_pem(&self.cert_pem)
     }
 
+    /// When this party's own certificate expires (its `notAfter`), in seconds since
+    /// the Unix epoch: exported as a gauge so that monitoring warns before the
+    /// certificate, and with it every connection, stops working.
+    pub fn certificate_not_after(&self) -> Result<i64, crate::identity::IdentityError> {
+        let bad = |e: String| crate::identity::IdentityError::BadCertificate(e);
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(&self.cert_pem).map_err(|e| bad(e.to_string()))?;
+        let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+        Ok(cert.validity().not_after.timestamp())
+    }
+
     /// A signer of ceremony statements with this party's certificate and key.
     pub fn statement_signer(
         &self,
@@ -516,6 +527,28 @@ mod tests {
         }
         tls.node_channel("https://127.0.0.1:7101", "node-1", timeout)
             .unwrap();
+    }
+
+    #[test]
+    fn certificate_not_after_is_the_own_certificates_expiry() {
+        let ca = new_ca("CA");
+        let (cert_pem, key_pem) = crate::test_ca::pem(&ca, "auditor", "a");
+        let tls = TlsMaterial {
+            ca_pem: ca.pem.clone().into_bytes(),
+            identity: PeerIdentity::from_certificate_pem(cert_pem.as_bytes()).unwrap(),
+            cert_pem: cert_pem.into_bytes(),
+            key_pem: Zeroizing::new(key_pem.into_bytes()),
+        };
+        // The test CA issues certificates valid for one day from now.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let not_after = tls.certificate_not_after().unwrap();
+        assert!(
+            (now + 86_400 - 120..=now + 86_400 + 120).contains(&not_after),
+            "not_after {not_after}, now {now}"
+        );
     }
 
     #[test]

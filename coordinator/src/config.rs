@@ -21,6 +21,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_DEADLINE_MS", "signing.deadline_ms"),
     ("QUORATE_NODE_TIMEOUT_MS", "signing.node_timeout_ms"),
     ("QUORATE_METRICS_LISTEN", "metrics_listen"),
+    ("QUORATE_SHUTDOWN_GRACE_MS", "shutdown_grace_ms"),
     (
         "QUORATE_MAX_IN_FLIGHT_PER_CLIENT",
         "signing.max_in_flight_per_client",
@@ -39,6 +40,10 @@ pub struct CoordinatorConfigFile {
     pub tls: TlsPaths,
     /// The signer nodes.
     pub nodes: Vec<NodeEndpoint>,
+    /// After SIGTERM or SIGINT, how long in-flight work may take to finish before
+    /// the process exits anyway (milliseconds). New work is refused at once.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
     /// Signing timing.
     #[serde(default)]
     pub signing: SigningSettings,
@@ -108,6 +113,17 @@ impl SigningSettings {
     /// Per-node, per-round timeout.
     pub fn node_timeout(&self) -> Duration {
         Duration::from_millis(self.node_timeout_ms)
+    }
+}
+
+fn default_shutdown_grace_ms() -> u64 {
+    quorate_transport::runtime::DEFAULT_SHUTDOWN_GRACE_MS
+}
+
+impl CoordinatorConfigFile {
+    /// How long a shutdown may finish in-flight work.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 }
 

@@ -198,3 +198,31 @@ impl CoordinatorConfig {
         Ok(Self { file, tls })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorate_transport::config::from_toml_with_env;
+
+    const TEXT: &str = r#"
+trust_domain = "quorate.test"
+listen = "127.0.0.1:7443"
+nodes = []
+[tls]
+ca = "ca.pem"
+cert = "cert.pem"
+key = "key.pem"
+"#;
+
+    #[test]
+    fn shutdown_grace_defaults_to_five_seconds_and_follows_its_environment_override() {
+        let file: CoordinatorConfigFile =
+            from_toml_with_env(TEXT, ENV_OVERRIDES, |_| None).unwrap();
+        assert_eq!(file.shutdown_grace(), Duration::from_secs(5));
+        let file: CoordinatorConfigFile = from_toml_with_env(TEXT, ENV_OVERRIDES, |var| {
+            (var == "QUORATE_SHUTDOWN_GRACE_MS").then(|| "1500".to_string())
+        })
+        .unwrap();
+        assert_eq!(file.shutdown_grace(), Duration::from_millis(1500));
+    }
+}

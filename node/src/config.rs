@@ -229,6 +229,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shutdown_grace_defaults_to_five_seconds_and_follows_its_environment_override() {
+        let text = r#"
+            node_id = "node-1"
+            trust_domain = "quorate.test"
+            listen = "127.0.0.1:0"
+            region = "r"
+            jurisdiction = "EU"
+            data_dir = "/nonexistent"
+            tls = { ca = "a", cert = "b", key = "c" }
+        "#;
+        let parse = |env: &dyn Fn(&str) -> Option<String>| -> NodeConfigFile {
+            quorate_transport::config::from_toml_with_env(text, ENV_OVERRIDES, env).unwrap()
+        };
+        assert_eq!(parse(&|_| None).shutdown_grace(), Duration::from_secs(5));
+        let overridden = parse(&|var| (var == "QUORATE_SHUTDOWN_GRACE_MS").then(|| "250".into()));
+        assert_eq!(overridden.shutdown_grace(), Duration::from_millis(250));
+    }
+
+    #[test]
     fn missing_kek_is_a_config_error_naming_both_sources() {
         let text = r#"
             node_id = "node-1"

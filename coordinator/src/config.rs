@@ -21,6 +21,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_DEADLINE_MS", "signing.deadline_ms"),
     ("QUORATE_NODE_TIMEOUT_MS", "signing.node_timeout_ms"),
     ("QUORATE_METRICS_LISTEN", "metrics_listen"),
+    ("QUORATE_SHUTDOWN_GRACE_MS", "shutdown_grace_ms"),
     (
         "QUORATE_MAX_IN_FLIGHT_PER_CLIENT",
         "signing.max_in_flight_per_client",
@@ -39,6 +40,10 @@ pub struct CoordinatorConfigFile {
     pub tls: TlsPaths,
     /// The signer nodes.
     pub nodes: Vec<NodeEndpoint>,
+    /// After SIGTERM or SIGINT, how long in-flight work may take to finish before
+    /// the process exits anyway (milliseconds). New work is refused at once.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
     /// Signing timing.
     #[serde(default)]
     pub signing: SigningSettings,
@@ -111,6 +116,17 @@ impl SigningSettings {
     }
 }
 
+fn default_shutdown_grace_ms() -> u64 {
+    quorate_transport::runtime::DEFAULT_SHUTDOWN_GRACE_MS
+}
+
+impl CoordinatorConfigFile {
+    /// How long a shutdown may finish in-flight work.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct CoordinatorConfig {
@@ -180,5 +196,33 @@ impl CoordinatorConfig {
             )));
         }
         Ok(Self { file, tls })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorate_transport::config::from_toml_with_env;
+
+    const TEXT: &str = r#"
+trust_domain = "quorate.test"
+listen = "127.0.0.1:7443"
+nodes = []
+[tls]
+ca = "ca.pem"
+cert = "cert.pem"
+key = "key.pem"
+"#;
+
+    #[test]
+    fn shutdown_grace_defaults_to_five_seconds_and_follows_its_environment_override() {
+        let file: CoordinatorConfigFile =
+            from_toml_with_env(TEXT, ENV_OVERRIDES, |_| None).unwrap();
+        assert_eq!(file.shutdown_grace(), Duration::from_secs(5));
+        let file: CoordinatorConfigFile = from_toml_with_env(TEXT, ENV_OVERRIDES, |var| {
+            (var == "QUORATE_SHUTDOWN_GRACE_MS").then(|| "1500".to_string())
+        })
+        .unwrap();
+        assert_eq!(file.shutdown_grace(), Duration::from_millis(1500));
     }
 }

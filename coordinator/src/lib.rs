@@ -75,10 +75,15 @@ impl BoundCoordinator {
             .map_err(|e| CoordError::Server(e.to_string()))
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, then drains: health `NOT_SERVING` and
+    /// HTTP/2 GOAWAY to every client (whose next request then finds the port
+    /// closed, a connect error, and goes to another coordinator), while `Sign`
+    /// requests already taken up finish. Returns once every connection has closed,
+    /// or after `shutdown_grace_ms` at the latest.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), CoordError> {
         let addr = self.local_addr()?;
         let file = &self.config.file;
+        let grace = file.shutdown_grace();
         let settings = file.signing;
         let pool = Arc::new(NodePool::new(
             &file.nodes,
@@ -159,7 +164,8 @@ impl BoundCoordinator {
             .build_v1()
             .map_err(|e| CoordError::Server(format!("reflection: {e}")))?;
         tracing::info!(%addr, nodes = pool.len(), "coordinator serving");
-        let result = Server::builder()
+        let (drain_switch, drain) = quorate_transport::runtime::drain();
+        let server = Server::builder()
             .tls_config(self.config.tls.server_config())
             .map_err(|e| CoordError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
@@ -168,9 +174,42 @@ impl BoundCoordinator {
                 pb::signer_server::SignerServer::new(signer)
                     .max_decoding_message_size(quorate_wire::MAX_SIGNER_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(quorate_transport::tls::incoming(self.listener), shutdown)
-            .await
-            .map_err(|e| CoordError::Server(e.to_string()));
+            // tonic's graceful shutdown: stop accepting, send GOAWAY on every
+            // connection, wait for their requests to finish.
+            .serve_with_incoming_shutdown(
+                quorate_transport::tls::incoming(self.listener),
+                drain.clone().begun(),
+            );
+        let draining = async move {
+            shutdown.await;
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: finishing the requests in flight"
+            );
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            health
+                .set_not_serving::<pb::signer_server::SignerServer<SignerService>>()
+                .await;
+            drain_switch.begin();
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        let result = tokio::select! {
+            served = quorate_transport::runtime::drain_within(server, &drain, grace) => served,
+            never = draining => match never {},
+        };
+        let result = match result {
+            Some(served) => served.map_err(|e| CoordError::Server(e.to_string())),
+            None => {
+                tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "requests still in flight after the shutdown grace; closing their connections"
+                );
+                Ok(())
+            }
+        };
+        tracing::info!("coordinator stopped");
         probe.abort();
         if let Some((serve, key_refresh)) = metrics_task {
             serve.abort();

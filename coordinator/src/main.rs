@@ -11,7 +11,11 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// as many as you like.
 ///
 /// Environment overrides: QUORATE_TRUST_DOMAIN, QUORATE_LISTEN, QUORATE_TLS_CA,
-/// QUORATE_TLS_CERT, QUORATE_TLS_KEY, QUORATE_DEADLINE_MS, QUORATE_NODE_TIMEOUT_MS.
+/// QUORATE_TLS_CERT, QUORATE_TLS_KEY, QUORATE_DEADLINE_MS, QUORATE_NODE_TIMEOUT_MS,
+/// QUORATE_SHUTDOWN_GRACE_MS.
+///
+/// SIGINT/SIGTERM drains: clients are told to go away, requests in flight finish,
+/// and the coordinator exits within `shutdown_grace_ms` (default 5000).
 ///
 /// Exit codes: 0 after SIGINT/SIGTERM, 64 bad configuration, 1 anything else.
 #[derive(Debug, Parser)]

@@ -3,7 +3,10 @@
 //!
 //! A node that keeps failing is skipped (so its timeout is not paid by every request)
 //! and probed back in: after [`RETRY_AFTER`] it is tried again, and a successful
-//! health probe restores it at once.
+//! health probe restores it at once. A node that says it is going away (it is
+//! shutting down: its health says `NOT_SERVING`, it ended its round-2 stream, or it
+//! refused work as [`going_away`]) is not chosen either until it answers again, but
+//! that is no failure: a rolling restart does not make it look broken.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,11 +65,23 @@ pub fn answered_by_node(status: &tonic::Status) -> bool {
     std::error::Error::source(status).is_none()
 }
 
+/// Whether `status` is a node's refusal of new work because it is shutting down.
+pub fn going_away(status: &tonic::Status) -> bool {
+    answered_by_node(status)
+        && status.code() == tonic::Code::Unavailable
+        && status
+            .metadata()
+            .contains_key(quorate_wire::api::GOING_AWAY_METADATA)
+}
+
 /// Where a node stands for the next request, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Standing {
     /// Used as usual.
     Available,
+    /// Said it is shutting down: tried only when too few nodes are available,
+    /// until a probe or a call succeeds.
+    GoingAway,
     /// Failed [`FAILURES_BEFORE_SKIP`] times in a row: tried last, until a probe or
     /// a call succeeds or [`RETRY_AFTER`] has passed.
     Skipped,
@@ -79,6 +94,8 @@ struct Health {
     quarantined_until: Option<Instant>,
     consecutive_failures: u32,
     last_failure: Option<Instant>,
+    /// Said it is shutting down, and has not answered since.
+    going_away: bool,
     /// Smoothed round-trip time of successful calls, in microseconds.
     latency_us: Option<f64>,
 }
@@ -87,12 +104,14 @@ impl Health {
     fn standing(&self) -> Standing {
         if self.quarantined_until.is_some_and(|t| Instant::now() < t) {
             Standing::Quarantined
-        } else if self.consecutive_failures < FAILURES_BEFORE_SKIP
-            || self.last_failure.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
+        } else if self.consecutive_failures >= FAILURES_BEFORE_SKIP
+            && self.last_failure.is_some_and(|t| t.elapsed() < RETRY_AFTER)
         {
-            Standing::Available
-        } else {
             Standing::Skipped
+        } else if self.going_away {
+            Standing::GoingAway
+        } else {
+            Standing::Available
         }
     }
 }
@@ -122,13 +141,16 @@ impl NodeHandle {
     /// commitments, a key listing): the node is up, but how long the call took says
     /// nothing about how fast it answers a signing round, which orders quorums.
     pub fn record_answered(&self) {
-        self.health().consecutive_failures = 0;
+        let mut h = self.health();
+        h.consecutive_failures = 0;
+        h.going_away = false;
     }
 
     /// Records a successful call that took `elapsed`.
     pub fn record_success(&self, elapsed: Duration) {
         let mut h = self.health();
         h.consecutive_failures = 0;
+        h.going_away = false;
         let sample = elapsed.as_secs_f64() * 1e6;
         h.latency_us = Some(match h.latency_us {
             Some(prev) => 0.8 * prev + 0.2 * sample,
@@ -138,11 +160,24 @@ impl NodeHandle {
 
     /// Records a call the node answered with an error `status`: a refusal of the
     /// request itself ([`is_refusal`]) comes from a node that is serving and leaves
-    /// its health as it was; any other error is a failure.
+    /// its health as it was; a node shutting down ([`going_away`]) is going away;
+    /// any other error is a failure.
     pub fn record_status(&self, status: &tonic::Status) {
-        if !is_refusal(status) {
+        if going_away(status) {
+            self.record_going_away();
+        } else if !is_refusal(status) {
             self.record_failure();
         }
+    }
+
+    /// Records that the node said it is shutting down: it is not chosen while
+    /// others are available, until it answers again (restarted).
+    pub fn record_going_away(&self) {
+        let mut h = self.health();
+        if !h.going_away {
+            tracing::info!(node = %self.id, "node is going away (shutting down)");
+        }
+        h.going_away = true;
     }
 
     /// Records a failed call.
@@ -188,6 +223,11 @@ impl NodeHandle {
         match tokio::time::timeout(timeout, client.check(req)).await {
             Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32 => {
                 self.record_success(started.elapsed())
+            }
+            // The node answers, and says it will not serve: shutting down (or its
+            // audit log broke, which also stops it signing until restarted).
+            Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::NotServing as i32 => {
+                self.record_going_away()
             }
             _ => self.record_failure(),
         }
@@ -315,6 +355,40 @@ mod tests {
             node.record_status(&calm_down());
         }
         assert!(!node.is_available());
+    }
+
+    #[tokio::test]
+    async fn a_node_going_away_is_not_chosen_until_it_answers_and_is_not_counted_as_failing() {
+        let node = node();
+        let mut shutting_down = tonic::Status::unavailable("the node is shutting down");
+        shutting_down.metadata_mut().insert(
+            quorate_wire::api::GOING_AWAY_METADATA,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        for _ in 0..FAILURES_BEFORE_SKIP + 3 {
+            node.record_status(&shutting_down);
+        }
+        assert_eq!(node.standing(), Standing::GoingAway);
+        assert_eq!(node.health().consecutive_failures, 0);
+        // Ranked after available nodes, before failing ones.
+        let failing = self::node();
+        for _ in 0..FAILURES_BEFORE_SKIP {
+            failing.record_failure();
+        }
+        assert!(self::node().preference() < node.preference());
+        assert!(node.preference() < failing.preference());
+        // Back once it answers (restarted).
+        node.record_answered();
+        assert_eq!(node.standing(), Standing::Available);
+    }
+
+    #[tokio::test]
+    async fn a_plain_unavailable_from_a_node_is_a_failure_not_a_going_away() {
+        let node = node();
+        for _ in 0..FAILURES_BEFORE_SKIP {
+            node.record_status(&tonic::Status::unavailable("overloaded"));
+        }
+        assert_eq!(node.standing(), Standing::Skipped);
     }
 
     #[tokio::test]

@@ -32,15 +32,18 @@ pub(crate) struct Answer {
 /// The order in which round 1 asks the candidates (indices into `standings`, the
 /// candidates' standings in preference order), and how many it asks at once: `t`
 /// and `extra` spares (hedging: the first `t` lawful answers win), all from the
-/// available nodes while there are enough of them. A skipped or quarantined node is
-/// in the first wave only when too few others are available (skipped ones before
-/// quarantined ones), since a fast answer from it would be taken as readily as any,
+/// available nodes while there are enough of them. A node going away, a skipped or a
+/// quarantined node is in the first wave only when too few others are available (in
+/// that order), since a fast answer from it would be taken as readily as any,
 /// and a node quarantined for bad shares would spoil the quorum again; the later
 /// waves, in the same order, still reach it if the first finds no lawful quorum.
 pub(crate) fn round1_order(standings: &[Standing], t: usize, extra: usize) -> (Vec<usize>, usize) {
     let with = |standing: Standing| (0..standings.len()).filter(move |&i| standings[i] == standing);
     let mut order: Vec<usize> = with(Standing::Available).take(t + extra).collect();
-    for i in with(Standing::Skipped).chain(with(Standing::Quarantined)) {
+    for i in with(Standing::GoingAway)
+        .chain(with(Standing::Skipped))
+        .chain(with(Standing::Quarantined))
+    {
         if order.len() >= t {
             break;
         }

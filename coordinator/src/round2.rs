@@ -14,7 +14,9 @@
 //! to open and close, no headers or trailers, no task per call on the node, one
 //! message each way. Answers come back in the order the batches went out. A stream
 //! that ends (the node restarted, the connection broke) fails the batches still
-//! waiting on it, and the next batch opens a new one; a batch that times out ends
+//! waiting on it, and the next batch opens a new one; a node that shuts down
+//! answers the batches it took and then ends the stream itself, which marks it as
+//! going away rather than failed; a batch that times out ends
 //! its stream too, since a node that late is not trusted with the next batch's wait.
 //!
 //! Batches are sent from tasks of their own, so a request that gives up (its
@@ -81,6 +83,10 @@ enum StreamEnd {
     NotOpened(tonic::Status),
     /// The stream ended with the batch unanswered.
     Ended(tonic::Status),
+    /// The node ended the stream (OK) with the batch unanswered: it is shutting
+    /// down, and answered every batch it took before it stopped reading; this one
+    /// it never saw.
+    GoingAway,
 }
 
 type BatchReply = oneshot::Sender<Result<pb::SignSharesResponse, StreamEnd>>;
@@ -151,9 +157,8 @@ impl ShareStream {
                             let _ = reply.send(Ok(answer));
                         }
                         Ok(None) => {
-                            break StreamEnd::Ended(tonic::Status::unavailable(
-                                "the node ended the round-2 stream",
-                            ))
+                            node.record_going_away();
+                            break StreamEnd::GoingAway;
                         }
                         Err(status) => break StreamEnd::Ended(status),
                     }
@@ -386,6 +391,12 @@ impl NodeQueue {
                     status
                 }
                 Ok(Ok(Err(StreamEnd::Ended(status)))) => status,
+                Ok(Ok(Err(StreamEnd::GoingAway))) => {
+                    // Not a failure of the node; the request goes to another quorum.
+                    return Err(NodeFailure::Status(tonic::Status::unavailable(
+                        "the node is shutting down and did not take the batch",
+                    )));
+                }
                 Ok(Err(_)) => tonic::Status::unavailable("the round-2 stream dropped a batch"),
                 Err(_) => {
                     self.close_stream(&stream);

@@ -241,6 +241,14 @@ impl AuditLog {
         self.durable(pending).await
     }
 
+    /// Syncs the log file to disk now (at shutdown: what the flusher has not
+    /// flushed yet).
+    pub fn sync(&self) -> Result<(), NodeError> {
+        self.file
+            .sync_data()
+            .map_err(|e| storage(format!("cannot sync {}: {e}", self.path.display())))
+    }
+
     /// Appends `record` and returns once it is on disk, blocking this thread.
     pub fn append(&self, record: AuditRecord) -> Result<AuditRecord, NodeError> {
         let PendingRecord(record) = self.insert(record)?;

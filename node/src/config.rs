@@ -26,6 +26,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_TLS_CERT", "tls.cert"),
     ("QUORATE_TLS_KEY", "tls.key"),
     ("QUORATE_METRICS_LISTEN", "metrics_listen"),
+    ("QUORATE_SHUTDOWN_GRACE_MS", "shutdown_grace_ms"),
 ];
 
 /// Environment variable holding the key-encryption key itself (64 hex digits), as an
@@ -57,6 +58,10 @@ pub struct NodeConfigFile {
     /// absent. Bind it to a private monitoring interface.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// After SIGTERM or SIGINT, how long in-flight work may take to finish before
+    /// the process exits anyway (milliseconds). New work is refused at once.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
     /// Nonce store limits.
     #[serde(default)]
     pub nonces: NonceLimits,
@@ -99,6 +104,17 @@ impl NonceLimits {
     /// TTL as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl_secs)
+    }
+}
+
+fn default_shutdown_grace_ms() -> u64 {
+    quorate_transport::runtime::DEFAULT_SHUTDOWN_GRACE_MS
+}
+
+impl NodeConfigFile {
+    /// How long a shutdown may finish in-flight work.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 }
 
@@ -211,6 +227,25 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shutdown_grace_defaults_to_five_seconds_and_follows_its_environment_override() {
+        let text = r#"
+            node_id = "node-1"
+            trust_domain = "quorate.test"
+            listen = "127.0.0.1:0"
+            region = "r"
+            jurisdiction = "EU"
+            data_dir = "/nonexistent"
+            tls = { ca = "a", cert = "b", key = "c" }
+        "#;
+        let parse = |env: &dyn Fn(&str) -> Option<String>| -> NodeConfigFile {
+            quorate_transport::config::from_toml_with_env(text, ENV_OVERRIDES, env).unwrap()
+        };
+        assert_eq!(parse(&|_| None).shutdown_grace(), Duration::from_secs(5));
+        let overridden = parse(&|var| (var == "QUORATE_SHUTDOWN_GRACE_MS").then(|| "250".into()));
+        assert_eq!(overridden.shutdown_grace(), Duration::from_millis(250));
+    }
 
     #[test]
     fn missing_kek_is_a_config_error_naming_both_sources() {

@@ -12,9 +12,13 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// Every config key can be overridden from the environment: QUORATE_NODE_ID,
 /// QUORATE_TRUST_DOMAIN, QUORATE_LISTEN, QUORATE_REGION, QUORATE_JURISDICTION,
 /// QUORATE_DATA_DIR, QUORATE_KEK_FILE, QUORATE_TLS_CA, QUORATE_TLS_CERT,
-/// QUORATE_TLS_KEY; QUORATE_KEK holds the key-encryption key itself (64 hex digits).
-/// TOKIO_WORKER_THREADS sets the async runtime's worker threads (default 1; the heavy
-/// work runs on a thread pool of its own).
+/// QUORATE_TLS_KEY, QUORATE_METRICS_LISTEN, QUORATE_SHUTDOWN_GRACE_MS; QUORATE_KEK
+/// holds the key-encryption key itself (64 hex digits). TOKIO_WORKER_THREADS sets
+/// the async runtime's worker threads (default 1; the heavy work runs on a thread
+/// pool of its own).
+///
+/// SIGINT/SIGTERM drains: new work is refused, work in flight finishes, and the
+/// node exits within `shutdown_grace_ms` (default 5000).
 ///
 /// Exit codes: 0 after SIGINT/SIGTERM, 64 bad configuration or wrong KEK, 65 damaged
 /// store, 1 anything else.
@@ -34,13 +38,17 @@ fn main() {
     quorate_transport::install_crypto_provider();
     init_tracing(args.log_format, "info");
     let result = runtime().and_then(|runtime| {
-        runtime.block_on(async {
+        let result = runtime.block_on(async {
             let config = NodeConfig::load(&args.config)?;
             BoundNode::bind(config)
                 .await?
                 .serve(shutdown_signal())
                 .await
-        })
+        });
+        // Dropping a runtime waits for its blocking tasks without limit: one stuck
+        // (an fsync that hangs) must not keep the node from exiting after its grace.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        result
     });
     if let Err(e) = result {
         tracing::error!("{e}");

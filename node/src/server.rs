@@ -111,9 +111,13 @@ impl BoundNode {
             .map_err(|e| NodeError::Server(e.to_string()))
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, then drains: health `NOT_SERVING`, HTTP/2
+    /// GOAWAY to every peer, new signing work refused, round-2 batches already
+    /// taken signed, recorded and answered, and round-2 streams ended. Returns once
+    /// every connection has closed, or after `shutdown_grace_ms` at the latest.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
         let addr = self.local_addr()?;
+        let grace = self.file.shutdown_grace();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<pb::node_server::NodeServer<NodeService>>()
@@ -149,7 +153,8 @@ impl BoundNode {
             }
             None => None,
         };
-        let result = Server::builder()
+        let drain = self.state.drain();
+        let server = Server::builder()
             // h2's rapid-reset guard closes a connection once 20 streams were reset by
             // the peer before the server accepted them. Our only callers are
             // authenticated coordinators, and they reset streams by design (round 1
@@ -176,13 +181,51 @@ impl BoundNode {
                 pb::audit_server::AuditServer::new(AuditService(self.state.clone()))
                     .max_decoding_message_size(MAX_NODE_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(quorate_transport::tls::incoming(self.listener), shutdown)
-            .await
-            .map_err(|e| NodeError::Server(e.to_string()));
+            // tonic's graceful shutdown: stop accepting, send GOAWAY on every
+            // connection, wait for their streams to end.
+            .serve_with_incoming_shutdown(
+                quorate_transport::tls::incoming(self.listener),
+                drain.clone().begun(),
+            );
+        let draining = {
+            let state = self.state.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(
+                    grace_ms = grace.as_millis() as u64,
+                    "shutting down: refusing new work, finishing what is in flight"
+                );
+                // NOT_SERVING first, so a coordinator probing now stops choosing
+                // this node even before its connection's GOAWAY arrives.
+                set_not_serving(&health).await;
+                state.begin_drain();
+                std::future::pending::<std::convert::Infallible>().await
+            }
+        };
+        let result = tokio::select! {
+            served = quorate_transport::runtime::drain_within(server, &drain, grace) => served,
+            never = draining => match never {},
+        };
+        let result = match result {
+            Some(served) => served.map_err(|e| NodeError::Server(e.to_string())),
+            None => {
+                tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "connections still open after the shutdown grace; closing them"
+                );
+                Ok(())
+            }
+        };
         if let Some(task) = metrics_task {
             task.abort();
         }
         audit_health_task.abort();
+        // Every answered share's record was flushed before the share left; this
+        // syncs whatever a batch cut off by the grace recorded without answering.
+        if let Err(e) = self.state.audit().sync() {
+            tracing::error!("audit log sync at shutdown: {e}");
+        }
+        tracing::info!("node stopped");
         result
     }
 }
@@ -193,6 +236,11 @@ impl BoundNode {
 /// one refused request at a time.
 async fn not_serving_once_audit_breaks(audit: &AuditLog, health: &HealthReporter) {
     audit.wait_broken().await;
+    set_not_serving(health).await;
+}
+
+/// Reports the node `NOT_SERVING`, overall and for `Node`.
+async fn set_not_serving(health: &HealthReporter) {
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;

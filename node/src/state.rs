@@ -16,6 +16,7 @@ use quorate_keys::audit::AuditRecord;
 use quorate_transport::attest::StatementSigner;
 use quorate_transport::metrics::Registry;
 use quorate_transport::ratelimit::RateLimiter;
+use quorate_transport::runtime::{Drain, DrainSwitch};
 use quorate_wire::pb;
 
 use crate::audit::AuditLog;
@@ -45,6 +46,9 @@ pub struct NodeState {
     pub(crate) intents: IntentVerifier,
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     pub(crate) danger: DangerSettings,
+    /// Begun on SIGTERM: new round-2 batches and commitments are refused, and
+    /// round-2 streams end once their batches in flight are answered.
+    drain: DrainSwitch,
 }
 
 impl NodeState {
@@ -77,6 +81,7 @@ impl NodeState {
             metrics: NodeMetrics::new(registry),
             intents,
             danger: DangerSettings::default(),
+            drain: quorate_transport::runtime::drain().0,
         })
     }
 
@@ -102,7 +107,17 @@ impl NodeState {
         );
     }
 
-    /// The audit log.
+    /// Begins the node's shutdown drain (see [`crate::server`]).
+    pub fn begin_drain(&self) {
+        self.drain.begin();
+    }
+
+    /// Whether the node is shutting down, and a future that resolves once it is.
+    pub fn drain(&self) -> Drain {
+        self.drain.drain()
+    }
+
+    /// The node's audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
     }

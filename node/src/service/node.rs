@@ -24,6 +24,20 @@ use crate::state::NodeState;
 pub struct NodeService(pub Arc<NodeState>);
 
 impl NodeService {
+    /// New signing work is refused once the node drains: the coordinator asks
+    /// another node, and this one's nonces would die with it anyway.
+    fn refuse_while_draining(&self) -> Result<(), Status> {
+        if self.0.drain().is_draining() {
+            let mut going_away = Status::unavailable("the node is shutting down");
+            going_away.metadata_mut().insert(
+                api::GOING_AWAY_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            return Err(going_away);
+        }
+        Ok(())
+    }
+
     fn authorize<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
         authorize(req, &self.0.identity.trust_domain, &[Role::Coordinator])
     }
@@ -56,6 +70,7 @@ impl pb::node_server::Node for NodeService {
         req: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
         self.authorize(&req)?;
+        self.refuse_while_draining()?;
         let state = Arc::clone(&self.0);
         let result = run_blocking(move || round1::commit(&state, req.into_inner())).await?;
         self.0.metrics.request("Commit", &result);
@@ -68,6 +83,7 @@ impl pb::node_server::Node for NodeService {
         req: Request<pb::SignShareRequest>,
     ) -> Result<Response<pb::SignShareResponse>, Status> {
         let caller = self.authorize(&req)?;
+        self.refuse_while_draining()?;
         let started = Instant::now();
         // The signing itself runs here (a fraction of a millisecond); the wait for
         // the audit record's group-committed flush is asynchronous.
@@ -88,13 +104,19 @@ impl pb::node_server::Node for NodeService {
         req: Request<tonic::Streaming<pb::SignSharesRequest>>,
     ) -> Result<Response<Self::SignSharesStream>, Status> {
         let caller = self.authorize(&req)?;
+        self.refuse_while_draining()?;
         let service = self.clone();
         // A few batches are signed at once (so one batch's wait for its flush does
         // not hold up the next) and answered in the order they came: the
         // coordinator matches answers to batches by that order. An error ends the
-        // stream.
+        // stream. Once the node drains, no further batch is taken: those taken are
+        // signed, recorded and answered, and then the stream ends (OK), which tells
+        // the coordinator that the node is going away and that the batches it sent
+        // after them were never seen. Without that end the coordinator's stream,
+        // open for as long as the connection, would hold the node's shutdown up.
         let answers = req
             .into_inner()
+            .take_until(self.0.drain().begun())
             .map(move |batch| {
                 let service = service.clone();
                 let caller = caller.clone();

@@ -22,6 +22,11 @@ pub const MAX_SHARES_PER_BATCH: usize = 64;
 /// flight per node.
 pub const MAX_BATCHES_IN_FLIGHT_PER_STREAM: usize = 4;
 
+/// Metadata key of the `UNAVAILABLE` a node answers while it shuts down: the node
+/// is going away and refuses new work, which says nothing about its health (a
+/// coordinator stops choosing it until it answers again, without counting a failure).
+pub const GOING_AWAY_METADATA: &str = "quorate-going-away";
+
 /// A validated `Sign` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignRequest {

@@ -14,6 +14,7 @@ use super::docker::{compose, compose_up, container_logs, container_state, docker
 use super::layout::{party_tls, ComposeCoordinator, ComposeLayout, ComposeNode, STATE_DIR};
 use super::rogue::remove_rogue;
 use crate::client::SignerClient;
+use crate::network::Termination;
 use crate::probe::wait_node_serving;
 use crate::spec::TestnetJson;
 
@@ -214,6 +215,21 @@ impl ComposeNetwork {
         Ok(())
     }
 
+    /// `docker stop -t N` a node: SIGTERM, then SIGKILL after `bound` (whole
+    /// seconds, rounded up); [`terminate`] says which it took.
+    pub async fn terminate_node(&self, id: &str, bound: Duration) -> anyhow::Result<Termination> {
+        terminate(&self.layout.node(id)?.container(), bound).await
+    }
+
+    /// [`ComposeNetwork::terminate_node`] for coordinator `i`.
+    pub async fn terminate_coordinator(
+        &self,
+        i: usize,
+        bound: Duration,
+    ) -> anyhow::Result<Termination> {
+        terminate(&self.coordinator_container(i)?, bound).await
+    }
+
     /// `docker start` a node and wait until it serves.
     pub async fn start_node(&self, id: &str) -> anyhow::Result<()> {
         docker(&["start", &self.layout.node(id)?.container()]).await?;
@@ -336,4 +352,24 @@ impl ComposeNetwork {
         }
         Ok(())
     }
+}
+
+/// `docker stop -t N container` (SIGTERM, SIGKILL after N whole seconds, `bound`
+/// rounded up), timed from the host, and the exit code Docker recorded: 137 is its
+/// SIGKILL. The time includes the Docker CLI's own round trips.
+async fn terminate(container: &str, bound: Duration) -> anyhow::Result<Termination> {
+    let secs = bound.as_secs() + u64::from(bound.subsec_nanos() > 0);
+    let started = Instant::now();
+    docker(&["stop", "-t", &secs.to_string(), container]).await?;
+    let took = started.elapsed();
+    let code = container_state(container, "{{.State.ExitCode}}")
+        .await?
+        .and_then(|c| c.trim().parse::<i32>().ok());
+    // Docker's SIGKILL after the timeout shows as 128 + 9.
+    let killed = code == Some(137);
+    Ok(Termination {
+        took,
+        exit_code: if killed { None } else { code },
+        killed,
+    })
 }

@@ -11,6 +11,7 @@ use crate::client::SignerClient;
 use crate::compose::layout::party_tls;
 use crate::compose::rogue::{remove_rogue, rogue_log, start_rogue};
 use crate::compose::ComposeNetwork;
+use crate::network::Termination;
 
 /// The compose testnet as a drill target.
 #[derive(Debug)]
@@ -134,6 +135,22 @@ impl DrillTarget for ComposeTarget {
 
     fn stop_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.network.stop_node(id))
+    }
+
+    fn terminate_node<'a>(
+        &'a mut self,
+        id: &'a str,
+        bound: std::time::Duration,
+    ) -> BoxFuture<'a, anyhow::Result<Termination>> {
+        Box::pin(self.network.terminate_node(id, bound))
+    }
+
+    fn terminate_coordinator(
+        &mut self,
+        i: usize,
+        bound: std::time::Duration,
+    ) -> BoxFuture<'_, anyhow::Result<Termination>> {
+        Box::pin(self.network.terminate_coordinator(i, bound))
     }
 
     fn start_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {

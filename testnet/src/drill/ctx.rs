@@ -59,6 +59,26 @@ impl DrillCtx {
         Ok(Load::start(&clients, &self.keys, label))
     }
 
+    /// Starts the load with clients that know every coordinator, as a service's
+    /// clients do, coordinator `i`'s listing it first (so the load runs through
+    /// each): a coordinator going away is failed over by the client library.
+    pub fn load_with_failover(&self, label: &str) -> anyhow::Result<Load> {
+        let count = self.target.coordinator_names().len();
+        let configs = (0..count)
+            .map(|i| self.target.client_config(i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let clients = (0..count)
+            .map(|i| {
+                let mut config = configs[i].clone();
+                config.coordinators = (0..count)
+                    .flat_map(|k| configs[(i + k) % count].coordinators.clone())
+                    .collect();
+                Ok((i, quorate_client::Client::new(&config)?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Load::start(&clients, &self.keys, label))
+    }
+
     /// `count` distinct node ids picked at random (so repeated runs cover different
     /// nodes).
     pub fn pick_nodes(&self, count: usize) -> Vec<String> {

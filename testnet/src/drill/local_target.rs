@@ -10,7 +10,7 @@ use quorate_transport::tls::TlsPaths;
 
 use super::target::{DrillTarget, Party, Rogue};
 use crate::client::SignerClient;
-use crate::network::{default_bin_dir, LocalNetwork, RogueProcess};
+use crate::network::{default_bin_dir, LocalNetwork, RogueProcess, Termination};
 
 /// Local processes as a drill target.
 #[derive(Debug)]
@@ -164,6 +164,22 @@ impl DrillTarget for LocalTarget {
 
     fn stop_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.network.stop_node(id))
+    }
+
+    fn terminate_node<'a>(
+        &'a mut self,
+        id: &'a str,
+        bound: std::time::Duration,
+    ) -> BoxFuture<'a, anyhow::Result<Termination>> {
+        Box::pin(self.network.terminate_node(id, bound))
+    }
+
+    fn terminate_coordinator(
+        &mut self,
+        i: usize,
+        bound: std::time::Duration,
+    ) -> BoxFuture<'_, anyhow::Result<Termination>> {
+        Box::pin(self.network.terminate_coordinator(i, bound))
     }
 
     fn start_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {

@@ -27,6 +27,7 @@ pub mod verdict;
 mod coordinator_failures;
 mod malicious;
 mod node_failures;
+mod restarts;
 mod sovereignty;
 mod storage;
 

@@ -1,6 +1,6 @@
 //! Drills that take nodes away: two killed (a quorum remains), three killed (none
-//! does: fast UNAVAILABLE, then recovery), one partitioned and healed, and every
-//! node restarted in turn. They run on both networks.
+//! does: fast UNAVAILABLE, then recovery), one partitioned and healed. They run on
+//! both networks.
 
 use std::time::{Duration, Instant};
 
@@ -156,38 +156,6 @@ pub(super) fn partition_node(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result
             "partitioned {victim} for 8 s by {}; after healing, {healed_signed} signatures with {} frozen (so {victim} signed)",
             ctx.target.partition_method(),
             others.join(" and ")
-        );
-        Ok(verdict(stats, why, detail, &samples))
-    })
-}
-
-/// Drill 6: every node restarted gracefully in turn, waiting for each to serve
-/// before the next; no request may fail.
-pub(super) fn rolling_restart(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
-    Box::pin(async move {
-        let load = ctx.load(&[], "rolling")?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let ids = ctx.target.node_ids();
-        let started = Instant::now();
-        for id in &ids {
-            ctx.target.stop_node(id).await?;
-            ctx.target.start_node(id).await?;
-            // Let the coordinators' health probe take it back before the next one
-            // goes down.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        let took = started.elapsed();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let samples = load.stop().await;
-        let stats = Stats::of(&samples);
-        let mut why = baseline_failures(&stats, 20);
-        if stats.failed > 0 {
-            why.push(format!("{} requests failed", stats.failed));
-        }
-        let detail = format!(
-            "restarted {} in turn (stop, start, serve) in {:.1} s",
-            ids.join(", "),
-            took.as_secs_f64()
         );
         Ok(verdict(stats, why, detail, &samples))
     })

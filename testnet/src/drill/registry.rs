@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 
 use super::ctx::DrillCtx;
 use super::verdict::Verdict;
-use super::{coordinator_failures, malicious, node_failures, sovereignty, storage};
+use super::{coordinator_failures, malicious, node_failures, restarts, sovereignty, storage};
 
 /// A drill's body.
 pub type DrillFn = for<'c> fn(&'c mut DrillCtx) -> BoxFuture<'c, anyhow::Result<Verdict>>;
@@ -64,8 +64,8 @@ pub fn registry() -> Vec<Drill> {
         Drill {
             number: 6,
             name: "rolling-restart",
-            expectation: "all 5 nodes restarted one by one: zero failed requests",
-            run: node_failures::rolling_restart,
+            expectation: "every node, then every coordinator, restarted one by one by SIGTERM alone: each exits by itself within its grace, zero failed requests",
+            run: restarts::rolling_restart,
             local_only: false,
         },
         Drill {

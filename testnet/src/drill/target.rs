@@ -5,6 +5,8 @@
 //! Methods return boxed futures so that the drills can hold a `dyn DrillTarget`
 //! and one drill body serves both networks.
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use quorate_ceremony::import::CeremonyFile;
 use quorate_ceremony::keygen::{run_repair, RepairRequest};
@@ -14,7 +16,7 @@ use anyhow::Context;
 use quorate_transport::tls::TlsPaths;
 
 use crate::client::SignerClient;
-use crate::network::LocalNetwork;
+use crate::network::{LocalNetwork, Termination};
 use crate::probe::node_holds_key;
 
 /// A party of the network whose certificate and key a drill may hold.
@@ -107,6 +109,22 @@ pub trait DrillTarget: Send + Sync + std::fmt::Debug {
 
     /// Stops a node gracefully (SIGTERM / `docker stop`).
     fn stop_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Stops a node by SIGTERM alone (`docker stop -t`), waiting up to `bound` for
+    /// it to exit by itself before it is killed; says which it was, and how long it
+    /// took.
+    fn terminate_node<'a>(
+        &'a mut self,
+        id: &'a str,
+        bound: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<Termination>>;
+
+    /// [`DrillTarget::terminate_node`] for coordinator `i`.
+    fn terminate_coordinator(
+        &mut self,
+        i: usize,
+        bound: Duration,
+    ) -> BoxFuture<'_, anyhow::Result<Termination>>;
 
     /// Starts a stopped node and waits until it serves.
     fn start_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;

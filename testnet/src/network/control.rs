@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use super::LocalNetwork;
+use super::{LocalNetwork, Termination};
 
 impl LocalNetwork {
     /// Kills a node (SIGKILL).
@@ -82,6 +82,26 @@ impl LocalNetwork {
     pub async fn stop_node(&mut self, id: &str) -> anyhow::Result<()> {
         let i = self.node_index(id)?;
         Ok(self.nodes[i].process.stop(Duration::from_secs(5)).await?)
+    }
+
+    /// Sends a node SIGTERM alone and waits up to `bound` for it to exit by itself
+    /// (killing it after that), as a supervisor's stop does.
+    pub async fn terminate_node(
+        &mut self,
+        id: &str,
+        bound: Duration,
+    ) -> anyhow::Result<Termination> {
+        let i = self.node_index(id)?;
+        Ok(self.nodes[i].process.terminate(bound).await?)
+    }
+
+    /// [`LocalNetwork::terminate_node`] for coordinator `i`.
+    pub async fn terminate_coordinator(
+        &mut self,
+        i: usize,
+        bound: Duration,
+    ) -> anyhow::Result<Termination> {
+        Ok(self.coordinator_process_mut(i)?.terminate(bound).await?)
     }
 
     /// Freezes a node (SIGSTOP): its connections stay open but it answers nothing,

@@ -38,7 +38,7 @@ use crate::spec::{
 pub use binaries::default_bin_dir;
 pub use files::remove_testnet;
 pub use ports::{lease_port, PortLease, PortLeases};
-pub use process::{ManagedProcess, ProcessError};
+pub use process::{ManagedProcess, ProcessError, Termination};
 pub use rogue::RogueProcess;
 
 /// How long a process may take to start serving.

@@ -10,6 +10,36 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+/// How a process met a SIGTERM ([`ManagedProcess::terminate`], and the compose
+/// network's `docker stop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Termination {
+    /// From the signal to the exit.
+    pub took: Duration,
+    /// Its exit code, if it exited by itself.
+    pub exit_code: Option<i32>,
+    /// Whether it was still running at the bound and had to be killed.
+    pub killed: bool,
+}
+
+impl Termination {
+    /// Whether it exited by itself, with code 0, within `bound`.
+    pub fn clean_within(&self, bound: Duration) -> bool {
+        !self.killed && self.exit_code == Some(0) && self.took <= bound
+    }
+}
+
+impl std::fmt::Display for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.took.as_millis();
+        match (self.killed, self.exit_code) {
+            (true, _) => write!(f, "still running after {ms} ms, killed"),
+            (false, Some(code)) => write!(f, "exited with {code} after {ms} ms"),
+            (false, None) => write!(f, "ended by a signal after {ms} ms"),
+        }
+    }
+}
+
 /// What went wrong handling a managed process.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -174,6 +204,34 @@ impl ManagedProcess {
             }
         }
         Ok(())
+    }
+
+    /// Sends SIGTERM and nothing else for up to `bound`, as a supervisor does
+    /// before it resorts to SIGKILL: how long the process took to exit by itself and
+    /// with what code, or that it had to be killed after `bound`.
+    pub async fn terminate(&mut self, bound: Duration) -> Result<Termination, ProcessError> {
+        let Some(mut child) = self.child.take() else {
+            return Err(self.not_running());
+        };
+        let started = std::time::Instant::now();
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        match tokio::time::timeout(bound, child.wait()).await {
+            Ok(status) => Ok(Termination {
+                took: started.elapsed(),
+                exit_code: status?.code(),
+                killed: false,
+            }),
+            Err(_) => {
+                child.kill().await?;
+                Ok(Termination {
+                    took: started.elapsed(),
+                    exit_code: None,
+                    killed: true,
+                })
+            }
+        }
     }
 
     /// Sends `signal` to the running process (e.g. SIGSTOP/SIGCONT to freeze it in

@@ -196,6 +196,13 @@ fn never_sent(status: &tonic::Status) -> bool {
     false
 }
 
+/// Whether the coordinator itself answered UNAVAILABLE (a gRPC status it sent),
+/// rather than the transport failing on the way (tonic then gives the cause as the
+/// status's source: a connect, h2 or I/O error).
+fn coordinator_unavailable(status: &tonic::Status) -> bool {
+    status.code() == Code::Unavailable && std::error::Error::source(status).is_none()
+}
+
 /// The first pause before a `Sign` is retried on the coordinator that may have
 /// taken it up; it doubles up to [`STAY_PAUSE_MAX`].
 const STAY_PAUSE: Duration = Duration::from_millis(50);
@@ -360,6 +367,11 @@ impl Client {
                     self.health().failed(i, Instant::now());
                     attempts.push(attempt(&status, "not sent: "));
                 }
+                Err(status) if coordinator_unavailable(&status) => {
+                    self.health().failed(i, Instant::now());
+                    attempts.push(attempt(&status, ""));
+                    return Err(self.unavailable_at(i, request_id, deadline, attempts));
+                }
                 Err(status) => {
                     self.health().failed(i, Instant::now());
                     attempts.push(attempt(&status, ""));
@@ -373,6 +385,29 @@ impl Client {
             deadline_ms: millis(deadline),
             attempts,
         })
+    }
+
+    /// The coordinator `i` answered `request_id` with UNAVAILABLE itself: it could
+    /// not sign it now (too few nodes reachable, or a duplicate of the request
+    /// still being signed there timed out waiting). The caller learns at once, as
+    /// a coordinator's own refusal should reach it, instead of after retries until
+    /// the deadline; the id stays with that coordinator (it may still be signing
+    /// it), so the caller's retry under the same id goes there only.
+    fn unavailable_at(
+        &self,
+        i: usize,
+        request_id: &str,
+        deadline: Duration,
+        attempts: Vec<Attempt>,
+    ) -> ClientError {
+        self.in_doubt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id, i);
+        ClientError::Unavailable {
+            deadline_ms: millis(deadline),
+            attempts,
+        }
     }
 
     /// Retries `call` on coordinator `i`, which may have taken `request_id` up,
@@ -426,7 +461,12 @@ impl Client {
                             .settle(request_id);
                         return Err(ClientError::Refused(attempt));
                     }
+                    let answered_unavailable = coordinator_unavailable(&status);
                     attempts.push(attempt);
+                    if answered_unavailable {
+                        self.health().failed(i, Instant::now());
+                        return Err(self.unavailable_at(i, request_id, deadline, attempts));
+                    }
                 }
             }
         }
@@ -590,11 +630,14 @@ impl Client {
     /// not be opened (refused, unreachable, TLS failed), which a health check finds
     /// out before a `Sign` is sent on a connection that has not answered in the
     /// last few seconds. After any other failure — no answer in time, a connection
-    /// broken after sending, the coordinator's own UNAVAILABLE, UNKNOWN or
-    /// CANCELLED — that coordinator may still be signing, and another one's
-    /// signature would be a second signature for one request: the request is
-    /// retried on the same coordinator under the same id until the deadline, and
-    /// then fails with [`ClientError::InDoubt`], naming the coordinator. The client
+    /// broken after sending, the coordinator's UNKNOWN or CANCELLED — that
+    /// coordinator may still be signing, and another one's signature would be a
+    /// second signature for one request: the request is retried on the same
+    /// coordinator under the same id until the deadline, and then fails with
+    /// [`ClientError::InDoubt`], naming the coordinator. The coordinator's own
+    /// UNAVAILABLE (too few nodes reachable, or a duplicate still signing there
+    /// timed out waiting) is returned at once as [`ClientError::Unavailable`],
+    /// the id likewise staying with that coordinator. The client
     /// remembers the id: a later `sign` with the same `request_id` goes to that
     /// coordinator only. (A coordinator that restarted has forgotten its requests;
     /// one that is compromised can replay the intent anyway, within its validity.)
@@ -1018,7 +1061,7 @@ mod tests {
     async fn a_sign_a_coordinator_may_have_taken_up_is_retried_there_and_never_sent_to_another() {
         use fake::Answer;
         quorate_transport::install_crypto_provider();
-        for answer in [Answer::Hang, Answer::Unknown, Answer::Unavailable] {
+        for answer in [Answer::Hang, Answer::Unknown] {
             let ca = quorate_transport::test_ca::new_ca("CA");
             let dir = tempfile::tempdir().expect("tempdir");
             let (first, taken) = fake::start(&ca, "first", answer);
@@ -1073,6 +1116,61 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_coordinators_own_unavailable_reaches_the_caller_at_once_and_the_id_stays_there() {
+        use fake::Answer;
+        quorate_transport::install_crypto_provider();
+        let ca = quorate_transport::test_ca::new_ca("CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, taken) = fake::start(&ca, "first", Answer::Unavailable);
+        let (second, other) = fake::start(&ca, "second", Answer::Refuse);
+        let config = fake::config(
+            &ca,
+            dir.path(),
+            &[(&first, "first"), (&second, "second")],
+            5000,
+        );
+        let client = Client::new(&config).expect("client");
+        let deadline = Duration::from_millis(5000);
+        let started = Instant::now();
+        let err = sign_as(&client, "rid-1", deadline)
+            .await
+            .expect_err("no signature");
+        // Too few nodes for a quorum is answered fast (drill kill-3-nodes): no
+        // retries until the deadline.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(&err, ClientError::Unavailable { attempts, .. }
+                if attempts.len() == 1 && attempts[0].endpoint == first),
+            "{err}"
+        );
+        assert_eq!(err.code(), Some(Code::Unavailable));
+        assert_eq!(taken.seen.lock().expect("seen").len(), 1);
+        // The caller's retry under that id goes to the same coordinator only: it
+        // may be signing the request (a duplicate that timed out waiting).
+        let err = sign_as(&client, "rid-1", deadline)
+            .await
+            .expect_err("still no signature");
+        assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+        assert_eq!(taken.seen.lock().expect("seen").len(), 2);
+        assert!(
+            other.seen.lock().expect("seen").is_empty(),
+            "a second coordinator was sent a request the first may be signing"
+        );
+        // A new request id goes to the other coordinator first.
+        let err = sign_as(&client, "rid-2", deadline)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
+            "{err}"
+        );
     }
 
     #[tokio::test]

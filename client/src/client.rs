@@ -121,46 +121,64 @@ pub struct Client {
     keys: Arc<Mutex<HashMap<String, PublicKey>>>,
     /// The highest manifest generation accepted per key: an older one is refused.
     generations: Arc<Mutex<Generations>>,
-    /// Request ids a coordinator may have taken up without answering, and which.
-    in_doubt: Arc<Mutex<InDoubt>>,
+    /// The coordinator each `Sign` request id in flight or in doubt went to.
+    pins: Arc<Mutex<Pins>>,
 }
 
-/// Most request ids remembered as in doubt (the oldest forgotten first).
-const IN_DOUBT_CAPACITY: usize = 4096;
+/// Most request ids pinned at once; past it, expired pins are dropped first, then
+/// the one closest to expiring.
+const PINS_CAPACITY: usize = 4096;
 
-/// The request ids a coordinator may have taken up without answering: a `Sign`
-/// under such an id goes to that coordinator only, so that the caller's own retry
-/// cannot make a second coordinator sign it.
+/// Which coordinator each `Sign` request id went to, so that no other coordinator is
+/// ever sent it while the first may still be signing it: pinned before the request
+/// leaves, dropped on a definite answer (a signature, or a refusal any coordinator
+/// would repeat) or when nothing was sent after all. A pin outlives every intent
+/// sent under its id (validity plus the allowed clock skew): past that, no
+/// coordinator can have the request signed, so the id is free again.
 #[derive(Debug, Default)]
-struct InDoubt {
-    by_id: HashMap<String, usize>,
-    order: std::collections::VecDeque<String>,
+struct Pins {
+    by_id: HashMap<String, Pin>,
 }
 
-impl InDoubt {
-    fn get(&self, request_id: &str) -> Option<usize> {
-        self.by_id.get(request_id).copied()
+#[derive(Clone, Copy, Debug)]
+struct Pin {
+    coordinator: usize,
+    expires: Instant,
+}
+
+impl Pins {
+    fn get(&self, request_id: &str, now: Instant) -> Option<usize> {
+        self.by_id
+            .get(request_id)
+            .filter(|pin| pin.expires > now)
+            .map(|pin| pin.coordinator)
     }
 
-    fn insert(&mut self, request_id: &str, coordinator: usize) {
-        if self
-            .by_id
-            .insert(request_id.to_string(), coordinator)
-            .is_none()
-        {
-            self.order.push_back(request_id.to_string());
-        }
-        while self.order.len() > IN_DOUBT_CAPACITY {
-            if let Some(oldest) = self.order.pop_front() {
-                self.by_id.remove(&oldest);
+    fn pin(&mut self, request_id: &str, coordinator: usize, now: Instant, lifetime: Duration) {
+        if !self.by_id.contains_key(request_id) && self.by_id.len() >= PINS_CAPACITY {
+            self.by_id.retain(|_, pin| pin.expires > now);
+            if self.by_id.len() >= PINS_CAPACITY {
+                let soonest = self
+                    .by_id
+                    .iter()
+                    .min_by_key(|(_, pin)| pin.expires)
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = soonest {
+                    self.by_id.remove(&id);
+                }
             }
         }
+        self.by_id.insert(
+            request_id.to_string(),
+            Pin {
+                coordinator,
+                expires: now + lifetime,
+            },
+        );
     }
 
     fn settle(&mut self, request_id: &str) {
-        if self.by_id.remove(request_id).is_some() {
-            self.order.retain(|id| id != request_id);
-        }
+        self.by_id.remove(request_id);
     }
 }
 
@@ -178,22 +196,49 @@ fn is_retryable(code: Code) -> bool {
     )
 }
 
-/// Whether a failed call proves the request never left the client: tonic could not
-/// open the connection (TCP refused or unreachable, connect timeout, TLS handshake
-/// failed), which it reports with a [`tonic::ConnectError`] as the status's source.
+/// Whether a failed call proves the request never reached the coordinator: tonic
+/// could not open the connection (TCP refused or unreachable, connect timeout, TLS
+/// handshake failed: a [`tonic::ConnectError`]); hyper dropped the request from its
+/// queue unsent because the connection closed or was not ready (a canceled
+/// [`hyper::Error`]: it hands the unsent request back, which is what happens to a
+/// call racing a coordinator's graceful shutdown); or the server refused the stream
+/// (h2 `REFUSED_STREAM`, which RFC 9113 section 8.7 guarantees was not processed).
 /// Any other failure (a timeout, a reset or broken connection, the coordinator's
-/// own UNAVAILABLE, which it also gives a request that timed out waiting on a
-/// duplicate still being signed) may come after the coordinator took the request
-/// up, and it may still sign it.
+/// own answer) may come after the coordinator took the request up, and it may
+/// still sign it.
 fn never_sent(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
         if cause.is::<tonic::ConnectError>() {
             return true;
         }
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        if cause
+            .downcast_ref::<h2::Error>()
+            .is_some_and(|e| e.reason() == Some(h2::Reason::REFUSED_STREAM))
+        {
+            return true;
+        }
         source = cause.source();
     }
     false
+}
+
+/// The coordinator answered a `Sign` with UNAVAILABLE itself: it could not sign it
+/// now (too few nodes reachable, or a duplicate still being signed there timed out
+/// waiting). The caller learns at once, as a coordinator's own refusal should reach
+/// it, instead of after retries until the deadline; the request id stays pinned to
+/// that coordinator (it may still be signing it), so a retry under it goes there.
+fn unavailable(deadline: Duration, attempts: Vec<Attempt>) -> ClientError {
+    ClientError::Unavailable {
+        deadline_ms: millis(deadline),
+        attempts,
+    }
 }
 
 /// Whether the coordinator itself answered UNAVAILABLE (a gRPC status it sent),
@@ -226,7 +271,7 @@ impl Client {
             intent_validity_secs: config.intent_validity_secs,
             keys: Arc::new(Mutex::new(HashMap::new())),
             generations: Arc::new(Mutex::new(Generations::default())),
-            in_doubt: Arc::new(Mutex::new(InDoubt::default())),
+            pins: Arc::new(Mutex::new(Pins::default())),
         })
     }
 
@@ -308,7 +353,9 @@ impl Client {
     /// After any other failure the request belongs to that coordinator: it is
     /// retried there, under the same request id (idempotent there: it returns the
     /// signature it made, or waits for the attempt still signing), until `deadline`;
-    /// then [`ClientError::InDoubt`]. A request id already in doubt goes to its
+    /// then [`ClientError::InDoubt`]. The id is pinned to the coordinator before
+    /// the request leaves (see [`Pins`]), so a request id in flight or in doubt,
+    /// from this call, a concurrent one or one the caller gave up on, goes to that
     /// coordinator only.
     async fn sign_failover<T, F, Fut>(
         &self,
@@ -322,11 +369,7 @@ impl Client {
     {
         let started = Instant::now();
         let mut attempts = Vec::new();
-        let owner = self
-            .in_doubt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(request_id);
+        let owner = self.pins().get(request_id, started);
         if let Some(i) = owner {
             return self
                 .stay_with(i, request_id, started, deadline, attempts, &call)
@@ -355,12 +398,15 @@ impl Client {
                 }
             }
             let timeout = share.min(deadline.saturating_sub(started.elapsed()));
+            self.pin(request_id, i);
             match attempt_once(&call, coordinator, timeout).await {
                 Ok(value) => {
+                    self.pins().settle(request_id);
                     self.health().succeeded(i, Instant::now());
                     return Ok((value, endpoint));
                 }
                 Err(status) if !is_retryable(status.code()) => {
+                    self.pins().settle(request_id);
                     return Err(ClientError::Refused(attempt(&status, "")));
                 }
                 Err(status) if never_sent(&status) => {
@@ -370,7 +416,7 @@ impl Client {
                 Err(status) if coordinator_unavailable(&status) => {
                     self.health().failed(i, Instant::now());
                     attempts.push(attempt(&status, ""));
-                    return Err(self.unavailable_at(i, request_id, deadline, attempts));
+                    return Err(unavailable(deadline, attempts));
                 }
                 Err(status) => {
                     self.health().failed(i, Instant::now());
@@ -381,33 +427,26 @@ impl Client {
                 }
             }
         }
+        // Nothing was sent to any coordinator.
+        self.pins().settle(request_id);
         Err(ClientError::Unavailable {
             deadline_ms: millis(deadline),
             attempts,
         })
     }
 
-    /// The coordinator `i` answered `request_id` with UNAVAILABLE itself: it could
-    /// not sign it now (too few nodes reachable, or a duplicate of the request
-    /// still being signed there timed out waiting). The caller learns at once, as
-    /// a coordinator's own refusal should reach it, instead of after retries until
-    /// the deadline; the id stays with that coordinator (it may still be signing
-    /// it), so the caller's retry under the same id goes there only.
-    fn unavailable_at(
-        &self,
-        i: usize,
-        request_id: &str,
-        deadline: Duration,
-        attempts: Vec<Attempt>,
-    ) -> ClientError {
-        self.in_doubt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id, i);
-        ClientError::Unavailable {
-            deadline_ms: millis(deadline),
-            attempts,
-        }
+    fn pins(&self) -> std::sync::MutexGuard<'_, Pins> {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pins `request_id` to coordinator `i` until every intent sent under it has
+    /// expired: called before each send, so the intent sent now is covered.
+    fn pin(&self, request_id: &str, i: usize) {
+        let lifetime = Duration::from_secs(
+            self.intent_validity_secs
+                .saturating_add(quorate_transport::intent::CLOCK_SKEW_SECS),
+        );
+        self.pins().pin(request_id, i, Instant::now(), lifetime);
     }
 
     /// Retries `call` on coordinator `i`, which may have taken `request_id` up,
@@ -439,13 +478,11 @@ impl Client {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).clamp(STAY_PAUSE, STAY_PAUSE_MAX);
             let left = deadline.saturating_sub(started.elapsed());
+            self.pin(request_id, i);
             match attempt_once(call, self.coordinators[i].clone(), left).await {
                 Ok(value) => {
                     self.health().succeeded(i, Instant::now());
-                    self.in_doubt
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .settle(request_id);
+                    self.pins().settle(request_id);
                     return Ok((value, endpoint));
                 }
                 Err(status) => {
@@ -455,25 +492,20 @@ impl Client {
                         message: status.message().to_string(),
                     };
                     if !is_retryable(status.code()) {
-                        self.in_doubt
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .settle(request_id);
+                        self.pins().settle(request_id);
                         return Err(ClientError::Refused(attempt));
                     }
+                    // New requests go to the other coordinators first meanwhile.
+                    self.health().failed(i, Instant::now());
                     let answered_unavailable = coordinator_unavailable(&status);
                     attempts.push(attempt);
                     if answered_unavailable {
-                        self.health().failed(i, Instant::now());
-                        return Err(self.unavailable_at(i, request_id, deadline, attempts));
+                        return Err(unavailable(deadline, attempts));
                     }
                 }
             }
         }
-        self.in_doubt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id, i);
+        // The pin stays: the coordinator may still be signing the request.
         Err(ClientError::InDoubt {
             endpoint,
             request_id: request_id.to_string(),
@@ -626,21 +658,25 @@ impl Client {
     /// did not ask for.
     ///
     /// At most one coordinator takes a request up. The client moves on to the next
-    /// coordinator only when the request provably never left: the connection could
-    /// not be opened (refused, unreachable, TLS failed), which a health check finds
-    /// out before a `Sign` is sent on a connection that has not answered in the
-    /// last few seconds. After any other failure — no answer in time, a connection
-    /// broken after sending, the coordinator's UNKNOWN or CANCELLED — that
-    /// coordinator may still be signing, and another one's signature would be a
-    /// second signature for one request: the request is retried on the same
-    /// coordinator under the same id until the deadline, and then fails with
-    /// [`ClientError::InDoubt`], naming the coordinator. The coordinator's own
-    /// UNAVAILABLE (too few nodes reachable, or a duplicate still signing there
-    /// timed out waiting) is returned at once as [`ClientError::Unavailable`],
-    /// the id likewise staying with that coordinator. The client
-    /// remembers the id: a later `sign` with the same `request_id` goes to that
-    /// coordinator only. (A coordinator that restarted has forgotten its requests;
-    /// one that is compromised can replay the intent anyway, within its validity.)
+    /// coordinator only when the request provably never reached this one: the
+    /// connection could not be opened (refused, unreachable, TLS failed), which a
+    /// health check finds out before a `Sign` is sent on a connection that has not
+    /// answered in the last few seconds, or HTTP/2 never sent it (a call racing the
+    /// coordinator's graceful shutdown). After any other failure — no answer in
+    /// time, a connection broken after sending, the coordinator's UNKNOWN or
+    /// CANCELLED — that coordinator may still be signing, and another one's
+    /// signature would be a second signature for one request: the request is
+    /// retried on the same coordinator under the same id until the deadline, and
+    /// then fails with [`ClientError::InDoubt`], naming the coordinator. The
+    /// coordinator's own UNAVAILABLE (too few nodes reachable, or a duplicate still
+    /// signing there timed out waiting) is returned at once as
+    /// [`ClientError::Unavailable`]. The id is pinned to the coordinator before the
+    /// request leaves, until every intent sent under it has expired: a later or
+    /// concurrent `sign` with the same `request_id` from this `Client`, even after
+    /// the caller gave up on the first, goes to that coordinator only. (Pins live in
+    /// this `Client`'s memory: another process, or a restarted one, does not see
+    /// them; a coordinator that restarted has forgotten its requests; one that is
+    /// compromised can replay the intent anyway, within its validity.)
     pub async fn sign(
         &self,
         key_id: &str,
@@ -1165,6 +1201,79 @@ mod tests {
         );
         // A new request id goes to the other coordinator first.
         let err = sign_as(&client, "rid-2", deadline)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pin_lasts_its_lifetime_and_a_full_set_drops_expired_pins_first() {
+        let now = Instant::now();
+        let mut pins = Pins::default();
+        pins.pin("a", 1, now, Duration::from_secs(90));
+        assert_eq!(pins.get("a", now), Some(1));
+        assert_eq!(pins.get("a", now + Duration::from_secs(89)), Some(1));
+        assert_eq!(pins.get("a", now + Duration::from_secs(90)), None);
+        pins.settle("a");
+        assert_eq!(pins.get("a", now), None);
+        for n in 0..PINS_CAPACITY {
+            let lifetime = Duration::from_secs(if n == 7 { 1 } else { 90 });
+            pins.pin(&format!("id-{n}"), 0, now, lifetime);
+        }
+        // Full: the expired pin goes, every live one stays.
+        pins.pin(
+            "new",
+            1,
+            now + Duration::from_secs(2),
+            Duration::from_secs(90),
+        );
+        assert_eq!(pins.by_id.len(), PINS_CAPACITY);
+        assert_eq!(pins.get("id-7", now), None);
+        assert_eq!(pins.get("id-8", now), Some(0));
+        assert_eq!(pins.get("new", now + Duration::from_secs(2)), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_sign_the_caller_gave_up_on_is_retried_only_where_it_went() {
+        use fake::Answer;
+        quorate_transport::install_crypto_provider();
+        let ca = quorate_transport::test_ca::new_ca("CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, taken) = fake::start(&ca, "first", Answer::Hang);
+        let (second, other) = fake::start(&ca, "second", Answer::Refuse);
+        let config = fake::config(
+            &ca,
+            dir.path(),
+            &[(&first, "first"), (&second, "second")],
+            5000,
+        );
+        let client = Client::new(&config).expect("client");
+        // The caller's own timeout drops the call while the first coordinator
+        // holds the request: nothing in the client answered for it.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(600),
+            sign_as(&client, "rid-1", Duration::from_millis(5000)),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the call should still be waiting");
+        assert_eq!(taken.seen.lock().expect("seen").len(), 1);
+        // Its retry under the same id goes to the same coordinator only.
+        let err = sign_as(&client, "rid-1", Duration::from_millis(800))
+            .await
+            .expect_err("no signature");
+        assert!(
+            matches!(&err, ClientError::InDoubt { endpoint, .. } if *endpoint == first),
+            "{err}"
+        );
+        assert!(
+            other.seen.lock().expect("seen").is_empty(),
+            "a second coordinator was sent a request the first may be signing"
+        );
+        // Another id is free to go elsewhere.
+        let err = sign_as(&client, "rid-2", Duration::from_millis(5000))
             .await
             .expect_err("refused");
         assert!(

@@ -1093,24 +1093,68 @@ mod tests {
             .await
     }
 
+    /// Two fake coordinators, the first answering `answer`, the second refusing
+    /// every `Sign`, and a client that tries them in that order.
+    struct Pair {
+        client: Client,
+        first: String,
+        taken: fake::Coordinator,
+        second: String,
+        other: fake::Coordinator,
+        _dir: tempfile::TempDir,
+    }
+
+    fn pair(answer: fake::Answer, deadline_ms: u64) -> Pair {
+        quorate_transport::install_crypto_provider();
+        let ca = quorate_transport::test_ca::new_ca("CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, taken) = fake::start(&ca, "first", answer);
+        let (second, other) = fake::start(&ca, "second", fake::Answer::Refuse);
+        let config = fake::config(
+            &ca,
+            dir.path(),
+            &[(&first, "first"), (&second, "second")],
+            deadline_ms,
+        );
+        Pair {
+            client: Client::new(&config).expect("client"),
+            first,
+            taken,
+            second,
+            other,
+            _dir: dir,
+        }
+    }
+
+    impl Pair {
+        /// The second coordinator was never sent a request the first may be signing.
+        fn assert_second_never_asked(&self) {
+            assert!(
+                self.other.seen.lock().expect("seen").is_empty(),
+                "a second coordinator was sent a request the first may be signing"
+            );
+        }
+
+        /// A new request id goes to the second coordinator (which refuses it).
+        async fn assert_new_id_goes_to_second(&self) {
+            let err = sign_as(&self.client, "rid-2", Duration::from_millis(5000))
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(err, ClientError::Refused(ref a) if a.endpoint == self.second),
+                "{err}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_sign_a_coordinator_may_have_taken_up_is_retried_there_and_never_sent_to_another() {
         use fake::Answer;
-        quorate_transport::install_crypto_provider();
         for answer in [Answer::Hang, Answer::Unknown] {
-            let ca = quorate_transport::test_ca::new_ca("CA");
-            let dir = tempfile::tempdir().expect("tempdir");
-            let (first, taken) = fake::start(&ca, "first", answer);
-            let (second, other) = fake::start(&ca, "second", Answer::Refuse);
-            let config = fake::config(
-                &ca,
-                dir.path(),
-                &[(&first, "first"), (&second, "second")],
-                1200,
-            );
-            let client = Client::new(&config).expect("client");
+            let pair = pair(answer, 1200);
+            let (client, first, taken) = (&pair.client, &pair.first, &pair.taken);
             let deadline = Duration::from_millis(1200);
-            let err = sign_as(&client, "rid-1", deadline)
+            let err = sign_as(client, "rid-1", deadline)
                 .await
                 .expect_err("no signature");
             match &err {
@@ -1119,7 +1163,7 @@ mod tests {
                     request_id,
                     ..
                 } => {
-                    assert_eq!(endpoint, &first, "{answer:?}");
+                    assert_eq!(endpoint, first, "{answer:?}");
                     assert_eq!(request_id, "rid-1");
                 }
                 other => panic!("{answer:?}: {other}"),
@@ -1132,46 +1176,26 @@ mod tests {
             assert!(seen.iter().all(|id| id == "rid-1"), "{seen:?}");
             // The caller's own retry under that id goes to the same coordinator,
             // though the failed one now rests behind the other.
-            let err = sign_as(&client, "rid-1", deadline)
+            let err = sign_as(client, "rid-1", deadline)
                 .await
                 .expect_err("still no signature");
             assert!(
                 matches!(err, ClientError::InDoubt { .. }),
                 "{answer:?}: {err}"
             );
-            assert!(
-                other.seen.lock().expect("seen").is_empty(),
-                "{answer:?}: a second coordinator was sent a request the first may be signing"
-            );
+            pair.assert_second_never_asked();
             // A new request id goes to the coordinator that did not fail.
-            let err = sign_as(&client, "rid-2", deadline)
-                .await
-                .expect_err("refused");
-            assert!(
-                matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
-                "{err}"
-            );
+            pair.assert_new_id_goes_to_second().await;
         }
     }
 
     #[tokio::test]
     async fn a_coordinators_own_unavailable_reaches_the_caller_at_once_and_the_id_stays_there() {
-        use fake::Answer;
-        quorate_transport::install_crypto_provider();
-        let ca = quorate_transport::test_ca::new_ca("CA");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (first, taken) = fake::start(&ca, "first", Answer::Unavailable);
-        let (second, other) = fake::start(&ca, "second", Answer::Refuse);
-        let config = fake::config(
-            &ca,
-            dir.path(),
-            &[(&first, "first"), (&second, "second")],
-            5000,
-        );
-        let client = Client::new(&config).expect("client");
+        let pair = pair(fake::Answer::Unavailable, 5000);
+        let (client, first, taken) = (&pair.client, &pair.first, &pair.taken);
         let deadline = Duration::from_millis(5000);
         let started = Instant::now();
-        let err = sign_as(&client, "rid-1", deadline)
+        let err = sign_as(client, "rid-1", deadline)
             .await
             .expect_err("no signature");
         // Too few nodes for a quorum is answered fast (drill kill-3-nodes): no
@@ -1183,30 +1207,21 @@ mod tests {
         );
         assert!(
             matches!(&err, ClientError::Unavailable { attempts, .. }
-                if attempts.len() == 1 && attempts[0].endpoint == first),
+                if attempts.len() == 1 && attempts[0].endpoint == *first),
             "{err}"
         );
         assert_eq!(err.code(), Some(Code::Unavailable));
         assert_eq!(taken.seen.lock().expect("seen").len(), 1);
         // The caller's retry under that id goes to the same coordinator only: it
         // may be signing the request (a duplicate that timed out waiting).
-        let err = sign_as(&client, "rid-1", deadline)
+        let err = sign_as(client, "rid-1", deadline)
             .await
             .expect_err("still no signature");
         assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
         assert_eq!(taken.seen.lock().expect("seen").len(), 2);
-        assert!(
-            other.seen.lock().expect("seen").is_empty(),
-            "a second coordinator was sent a request the first may be signing"
-        );
+        pair.assert_second_never_asked();
         // A new request id goes to the other coordinator first.
-        let err = sign_as(&client, "rid-2", deadline)
-            .await
-            .expect_err("refused");
-        assert!(
-            matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
-            "{err}"
-        );
+        pair.assert_new_id_goes_to_second().await;
     }
 
     #[test]
@@ -1238,48 +1253,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_sign_the_caller_gave_up_on_is_retried_only_where_it_went() {
-        use fake::Answer;
-        quorate_transport::install_crypto_provider();
-        let ca = quorate_transport::test_ca::new_ca("CA");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (first, taken) = fake::start(&ca, "first", Answer::Hang);
-        let (second, other) = fake::start(&ca, "second", Answer::Refuse);
-        let config = fake::config(
-            &ca,
-            dir.path(),
-            &[(&first, "first"), (&second, "second")],
-            5000,
-        );
-        let client = Client::new(&config).expect("client");
+        let pair = pair(fake::Answer::Hang, 5000);
+        let (client, first, taken) = (&pair.client, &pair.first, &pair.taken);
         // The caller's own timeout drops the call while the first coordinator
         // holds the request: nothing in the client answered for it.
         let gave_up = tokio::time::timeout(
             Duration::from_millis(600),
-            sign_as(&client, "rid-1", Duration::from_millis(5000)),
+            sign_as(client, "rid-1", Duration::from_millis(5000)),
         )
         .await;
         assert!(gave_up.is_err(), "the call should still be waiting");
         assert_eq!(taken.seen.lock().expect("seen").len(), 1);
         // Its retry under the same id goes to the same coordinator only.
-        let err = sign_as(&client, "rid-1", Duration::from_millis(800))
+        let err = sign_as(client, "rid-1", Duration::from_millis(800))
             .await
             .expect_err("no signature");
         assert!(
-            matches!(&err, ClientError::InDoubt { endpoint, .. } if *endpoint == first),
+            matches!(&err, ClientError::InDoubt { endpoint, .. } if endpoint == first),
             "{err}"
         );
-        assert!(
-            other.seen.lock().expect("seen").is_empty(),
-            "a second coordinator was sent a request the first may be signing"
-        );
+        pair.assert_second_never_asked();
         // Another id is free to go elsewhere.
-        let err = sign_as(&client, "rid-2", Duration::from_millis(5000))
-            .await
-            .expect_err("refused");
-        assert!(
-            matches!(err, ClientError::Refused(ref a) if a.endpoint == second),
-            "{err}"
-        );
+        pair.assert_new_id_goes_to_second().await;
     }
 
     #[tokio::test]

@@ -228,19 +228,21 @@ impl NodeConfig {
 mod tests {
     use super::*;
 
+    /// Every required key, and no KEK.
+    const MINIMAL: &str = r#"
+        node_id = "node-1"
+        trust_domain = "quorate.test"
+        listen = "127.0.0.1:0"
+        region = "r"
+        jurisdiction = "EU"
+        data_dir = "/nonexistent"
+        tls = { ca = "a", cert = "b", key = "c" }
+    "#;
+
     #[test]
     fn shutdown_grace_defaults_to_five_seconds_and_follows_its_environment_override() {
-        let text = r#"
-            node_id = "node-1"
-            trust_domain = "quorate.test"
-            listen = "127.0.0.1:0"
-            region = "r"
-            jurisdiction = "EU"
-            data_dir = "/nonexistent"
-            tls = { ca = "a", cert = "b", key = "c" }
-        "#;
         let parse = |env: &dyn Fn(&str) -> Option<String>| -> NodeConfigFile {
-            quorate_transport::config::from_toml_with_env(text, ENV_OVERRIDES, env).unwrap()
+            quorate_transport::config::from_toml_with_env(MINIMAL, ENV_OVERRIDES, env).unwrap()
         };
         assert_eq!(parse(&|_| None).shutdown_grace(), Duration::from_secs(5));
         let overridden = parse(&|var| (var == "QUORATE_SHUTDOWN_GRACE_MS").then(|| "250".into()));
@@ -249,16 +251,7 @@ mod tests {
 
     #[test]
     fn missing_kek_is_a_config_error_naming_both_sources() {
-        let text = r#"
-            node_id = "node-1"
-            trust_domain = "quorate.test"
-            listen = "127.0.0.1:0"
-            region = "r"
-            jurisdiction = "EU"
-            data_dir = "/nonexistent"
-            tls = { ca = "a", cert = "b", key = "c" }
-        "#;
-        let err = NodeConfig::from_toml(text, |_| None).unwrap_err();
+        let err = NodeConfig::from_toml(MINIMAL, |_| None).unwrap_err();
         assert!(
             matches!(err, NodeError::Config(ref m) if m.contains("QUORATE_KEK")),
             "{err}"
@@ -271,19 +264,9 @@ mod tests {
     #[cfg(not(feature = "fault-injection"))]
     #[test]
     fn a_danger_setting_is_refused_by_a_build_without_fault_injection() {
-        let text = r#"
-            node_id = "node-1"
-            trust_domain = "quorate.test"
-            listen = "127.0.0.1:0"
-            region = "r"
-            jurisdiction = "EU"
-            data_dir = "/nonexistent"
-            tls = { ca = "a", cert = "b", key = "c" }
-            [danger]
-            corrupt_signature_shares = true
-        "#;
+        let text = format!("{MINIMAL}\n[danger]\ncorrupt_signature_shares = true\n");
         let kek = |name: &str| (name == KEK_ENV).then(|| "00".repeat(32));
-        let err = NodeConfig::from_toml(text, kek).unwrap_err();
+        let err = NodeConfig::from_toml(&text, kek).unwrap_err();
         assert!(
             matches!(err, NodeError::Config(ref m) if m.contains("fault-injection")),
             "{err}"

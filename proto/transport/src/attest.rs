@@ -311,7 +311,7 @@ impl StatementVerifier {
     ) -> Result<PeerIdentity, AttestError> {
         let digest = chain_cache_key(&signed.certificate);
         let known = chains.get(&digest);
-        let (identity, fresh) = self.check(signed, kind, known.as_ref(), now, &|found| {
+        let (identity, fresh) = self.check(signed, kind, known.as_deref(), now, &|found| {
             if found.role != role || found.trust_domain != self.trust_domain {
                 return Err(AttestError::WrongSigner {
                     expected: format!("spiffe://{}/{}/...", self.trust_domain, role.as_str()),
@@ -341,7 +341,6 @@ impl StatementVerifier {
         let der = CertificateDer::from(signed.certificate.as_slice());
         let cert = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| AttestError::Certificate(e.to_string()))?;
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
         let (identity, fresh) = match known.filter(|k| k.der == signed.certificate) {
             Some(known) => {
                 let t = now.as_secs();
@@ -355,6 +354,9 @@ impl StatementVerifier {
                 (known.identity.clone(), None)
             }
             None => {
+                // Built only for a full check: a remembered chain needs none of it.
+                let algorithms =
+                    rustls::crypto::ring::default_provider().signature_verification_algorithms;
                 let path = cert
                     .verify_for_usage(
                         algorithms.all,
@@ -434,7 +436,7 @@ impl Default for ChainCache {
 
 #[derive(Debug, Default)]
 struct ChainCacheEntries {
-    by_digest: std::collections::HashMap<[u8; 32], VerifiedCertificate>,
+    by_digest: std::collections::HashMap<[u8; 32], std::sync::Arc<VerifiedCertificate>>,
     order: std::collections::VecDeque<[u8; 32]>,
 }
 
@@ -451,14 +453,19 @@ impl ChainCache {
         }
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedCertificate> {
+    /// Shared, not copied: every intent on the signing path looks its chain up here.
+    fn get(&self, digest: &[u8; 32]) -> Option<std::sync::Arc<VerifiedCertificate>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.by_digest.get(digest).cloned()
     }
 
     fn insert(&self, digest: [u8; 32], entry: VerifiedCertificate) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.by_digest.insert(digest, entry).is_none() {
+        if entries
+            .by_digest
+            .insert(digest, std::sync::Arc::new(entry))
+            .is_none()
+        {
             entries.order.push_back(digest);
         }
         while entries.order.len() > self.capacity {

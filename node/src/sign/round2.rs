@@ -241,16 +241,17 @@ pub(crate) fn record_share(
     }
 
     // The record of the spent nonce goes in before the share is computed, so
-    // its flush runs meanwhile.
+    // its flush runs meanwhile. It takes the request's fields (the intent alone is
+    // kilobytes): nothing after it needs them.
     let pending = state.audit.insert(AuditRecord {
         event: "sign_share".into(),
-        key_id: req.key_id.clone(),
-        client_id: client_id.clone(),
-        intent: intent_hex.clone(),
-        request_id: req.request_id.clone(),
-        message_sha256: message_sha256.clone(),
-        quorum: signers.clone(),
-        approval_token_id: approval_token_id.clone(),
+        key_id: req.key_id,
+        client_id,
+        intent: intent_hex,
+        request_id: req.request_id,
+        message_sha256,
+        quorum: signers,
+        approval_token_id,
         caller: caller.spiffe_id(),
         // Which nonce was spent: an auditor (and the crash drill) can check that
         // no commitment was ever used twice.

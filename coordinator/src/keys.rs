@@ -146,7 +146,7 @@ impl KeyDirectory {
     /// Every agreed key, refreshing if stale.
     pub async fn all(&self) -> Vec<Arc<KnownKey>> {
         self.refresh_if_older_than(self.max_age).await;
-        self.read().keys.values().cloned().collect()
+        self.cached()
     }
 
     /// The keys known now, without asking the nodes (for the metrics endpoint).

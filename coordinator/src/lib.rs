@@ -94,26 +94,22 @@ impl BoundCoordinator {
             pool.clone()
                 .probe_forever(Duration::from_millis(settings.health_interval_ms)),
         );
+        // One CA for both: nodes' key attestations and clients' intents.
         let verifier = self
             .config
             .tls
             .statement_verifier()
-            .map_err(|e| CoordError::Config(format!("key attestations: {e}")))?;
+            .map_err(|e| CoordError::Config(format!("the CA for statements: {e}")))?;
         let keys = Arc::new(KeyDirectory::new(
             pool.clone(),
-            verifier,
+            verifier.clone(),
             Duration::from_secs(settings.key_refresh_secs),
             settings.node_timeout(),
         ));
         let metrics = Registry::new();
         let engine = QuorumEngine::new(pool.clone(), settings, metrics.clone());
         let commitments = engine.commitment_pool();
-        let intents = IntentVerifier::new(
-            self.config
-                .tls
-                .statement_verifier()
-                .map_err(|e| CoordError::Config(e.to_string()))?,
-        );
+        let intents = IntentVerifier::new(verifier);
         let signer = SignerService::new(
             file.trust_domain.clone(),
             settings,

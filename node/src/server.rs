@@ -59,18 +59,17 @@ impl BoundNode {
         };
         let limits = file.nonces;
         let metrics = Registry::new();
+        // One CA for ceremony statements and clients' intents.
+        let verifier = tls
+            .statement_verifier()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let ceremony = CeremonyKeys {
             signer: tls
                 .statement_signer()
                 .map_err(|e| NodeError::Config(e.to_string()))?,
-            verifier: tls
-                .statement_verifier()
-                .map_err(|e| NodeError::Config(e.to_string()))?,
+            verifier: verifier.clone(),
         };
-        let intents = IntentVerifier::new(
-            tls.statement_verifier()
-                .map_err(|e| NodeError::Config(e.to_string()))?,
-        );
+        let intents = IntentVerifier::new(verifier);
         let attestor = tls
             .statement_signer()
             .map_err(|e| NodeError::Config(e.to_string()))?;

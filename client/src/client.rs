@@ -229,10 +229,11 @@ fn never_sent(status: &tonic::Status) -> bool {
     false
 }
 
-/// The coordinator answered a `Sign` with UNAVAILABLE itself: it could not sign it
-/// now (too few nodes reachable, or a duplicate still being signed there timed out
-/// waiting). The caller learns at once, as a coordinator's own refusal should reach
-/// it, instead of after retries until the deadline; the request id stays pinned to
+/// No coordinator gave an answer within `deadline`, or (for a `Sign`) the one that
+/// took it answered UNAVAILABLE itself: it could not sign it now (too few nodes
+/// reachable, or a duplicate still being signed there timed out waiting). Such an
+/// answer reaches the caller at once, as a coordinator's own refusal should,
+/// instead of after retries until the deadline; the request id stays pinned to
 /// that coordinator (it may still be signing it), so a retry under it goes there.
 fn unavailable(deadline: Duration, attempts: Vec<Attempt>) -> ClientError {
     ClientError::Unavailable {
@@ -295,11 +296,7 @@ impl Client {
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let started = Instant::now();
-        let candidates = self
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .candidates(started);
+        let candidates = self.health().candidates(started);
         let mut attempts = Vec::new();
         for (n, &i) in candidates.iter().enumerate() {
             let left = deadline.saturating_sub(started.elapsed());
@@ -309,14 +306,7 @@ impl Client {
             let share = left / u32::try_from(candidates.len() - n).unwrap_or(u32::MAX);
             let coordinator = self.coordinators[i].clone();
             let endpoint = coordinator.endpoint.clone();
-            let outcome = match tokio::time::timeout(share, call(coordinator, share)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                    "no answer within {} ms",
-                    share.as_millis()
-                ))),
-            };
-            match outcome {
+            match attempt_once(&call, coordinator, share).await {
                 Ok(value) => {
                     self.health().succeeded(i, Instant::now());
                     return Ok((value, endpoint));
@@ -330,18 +320,12 @@ impl Client {
                     if !is_retryable(status.code()) {
                         return Err(ClientError::Refused(attempt));
                     }
-                    self.health
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .failed(i, Instant::now());
+                    self.health().failed(i, Instant::now());
                     attempts.push(attempt);
                 }
             }
         }
-        Err(ClientError::Unavailable {
-            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-            attempts,
-        })
+        Err(unavailable(deadline, attempts))
     }
 
     /// Runs the `Sign` `call` for `request_id` under the rule that at most one
@@ -429,10 +413,7 @@ impl Client {
         }
         // Nothing was sent to any coordinator.
         self.pins().settle(request_id);
-        Err(ClientError::Unavailable {
-            deadline_ms: millis(deadline),
-            attempts,
-        })
+        Err(unavailable(deadline, attempts))
     }
 
     fn pins(&self) -> std::sync::MutexGuard<'_, Pins> {

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use quorate_frost::Ciphersuite;
 use quorate_transport::attest::{StatementSigner, StatementVerifier};
-use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent};
+use quorate_transport::intent::{sign_intent_now, IntentRequest};
 use quorate_wire::pb;
 use tonic::Code;
 
@@ -746,21 +746,14 @@ impl Client {
         request_id: &str,
         approval_token: Option<&[u8]>,
     ) -> Result<pb::Signed, ClientError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| ClientError::Intent(format!("the clock is before 1970: {e}")))?
-            .as_secs();
         let request = IntentRequest {
             key_id,
             message,
             request_id,
             approval_token,
         };
-        sign_intent(
-            &self.signer,
-            &SignIntent::for_request(&request, now, self.intent_validity_secs),
-        )
-        .map_err(|e| ClientError::Intent(e.to_string()))
+        sign_intent_now(&self.signer, &request, self.intent_validity_secs)
+            .map_err(|e| ClientError::Intent(e.to_string()))
     }
 }
 

@@ -5,12 +5,12 @@
 //! is handed back.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use quorate_frost::Ciphersuite;
 use quorate_transport::attest::StatementSigner;
 use quorate_transport::attest::StatementVerifier;
-use quorate_transport::intent::{sign_intent, IntentRequest, SignIntent, DEFAULT_VALIDITY_SECS};
+use quorate_transport::intent::{sign_intent_now, IntentRequest, DEFAULT_VALIDITY_SECS};
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 use quorate_wire::pb::signer_client::SignerClient as GrpcSignerClient;
@@ -60,16 +60,16 @@ impl SignerClient {
         request_id: &str,
         approval_token: Option<&[u8]>,
     ) -> anyhow::Result<pb::Signed> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let request = IntentRequest {
             key_id,
             message,
             request_id,
             approval_token,
         };
-        Ok(sign_intent(
+        Ok(sign_intent_now(
             &self.signer,
-            &SignIntent::for_request(&request, now, DEFAULT_VALIDITY_SECS),
+            &request,
+            DEFAULT_VALIDITY_SECS,
         )?)
     }
 

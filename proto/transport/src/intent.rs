@@ -283,6 +283,23 @@ pub fn sign_intent(
     signer.sign(INTENT_KIND, intent.encode())
 }
 
+/// Signs the intent for `request`, valid from now for `validity_secs` (at most
+/// [`MAX_VALIDITY_SECS`]): what a client sends with each `Sign`.
+pub fn sign_intent_now(
+    signer: &StatementSigner,
+    request: &IntentRequest<'_>,
+    validity_secs: u64,
+) -> Result<pb::Signed, AttestError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| AttestError::Setup(format!("the clock is before 1970: {e}")))?
+        .as_secs();
+    sign_intent(
+        signer,
+        &SignIntent::for_request(request, now, validity_secs),
+    )
+}
+
 /// An intent that verified: the client who signed it and what it asked for.
 #[derive(Clone, Debug)]
 pub struct VerifiedIntent {

@@ -360,11 +360,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_going_away_is_not_chosen_until_it_answers_and_is_not_counted_as_failing() {
         let node = node();
-        let mut shutting_down = tonic::Status::unavailable("the node is shutting down");
-        shutting_down.metadata_mut().insert(
-            quorate_wire::api::GOING_AWAY_METADATA,
-            tonic::metadata::MetadataValue::from_static("1"),
-        );
+        let shutting_down = quorate_wire::api::going_away_status("the node is shutting down");
         for _ in 0..FAILURES_BEFORE_SKIP + 3 {
             node.record_status(&shutting_down);
         }

@@ -28,12 +28,7 @@ impl NodeService {
     /// another node, and this one's nonces would die with it anyway.
     fn refuse_while_draining(&self) -> Result<(), Status> {
         if self.0.drain().is_draining() {
-            let mut going_away = Status::unavailable("the node is shutting down");
-            going_away.metadata_mut().insert(
-                api::GOING_AWAY_METADATA,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            return Err(going_away);
+            return Err(api::going_away_status("the node is shutting down"));
         }
         Ok(())
     }

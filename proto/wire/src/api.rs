@@ -27,6 +27,17 @@ pub const MAX_BATCHES_IN_FLIGHT_PER_STREAM: usize = 4;
 /// coordinator stops choosing it until it answers again, without counting a failure).
 pub const GOING_AWAY_METADATA: &str = "quorate-going-away";
 
+/// The `UNAVAILABLE` (marked [`GOING_AWAY_METADATA`]) a node answers new work with
+/// while it shuts down.
+pub fn going_away_status(message: &str) -> tonic::Status {
+    let mut status = tonic::Status::unavailable(message);
+    status.metadata_mut().insert(
+        GOING_AWAY_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
 /// A validated `Sign` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignRequest {

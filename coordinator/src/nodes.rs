@@ -5,8 +5,11 @@
 //! and probed back in: after [`RETRY_AFTER`] it is tried again, and a successful
 //! health probe restores it at once. A node that says it is going away (it is
 //! shutting down: its health says `NOT_SERVING`, it ended its round-2 stream, or it
-//! refused work as [`going_away`]) is not chosen either until it answers again, but
-//! that is no failure: a rolling restart does not make it look broken.
+//! refused work as [`going_away`]) is not chosen either until its health probe
+//! says `SERVING` again, but that is no failure: a rolling restart does not make it
+//! look broken. Only the probe brings it back: a draining node (or one whose audit
+//! log broke) still answers calls that take up no signing work, such as the key
+//! listing, and those say nothing about whether it will sign.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,8 +97,9 @@ struct Health {
     quarantined_until: Option<Instant>,
     consecutive_failures: u32,
     last_failure: Option<Instant>,
-    /// Said it is shutting down, and has not answered since.
-    going_away: bool,
+    /// When the node last said it is shutting down (or will not serve), unless a
+    /// health probe sent after that found it `SERVING`.
+    going_away_since: Option<Instant>,
     /// Smoothed round-trip time of successful calls, in microseconds.
     latency_us: Option<f64>,
 }
@@ -108,7 +112,7 @@ impl Health {
             && self.last_failure.is_some_and(|t| t.elapsed() < RETRY_AFTER)
         {
             Standing::Skipped
-        } else if self.going_away {
+        } else if self.going_away_since.is_some() {
             Standing::GoingAway
         } else {
             Standing::Available
@@ -140,22 +144,33 @@ impl NodeHandle {
     /// Records a successful call that is not a signing round (a batch of
     /// commitments, a key listing): the node is up, but how long the call took says
     /// nothing about how fast it answers a signing round, which orders quorums.
+    /// A node going away stays so: a draining node still lists its keys.
     pub fn record_answered(&self) {
-        let mut h = self.health();
-        h.consecutive_failures = 0;
-        h.going_away = false;
+        self.health().consecutive_failures = 0;
     }
 
-    /// Records a successful call that took `elapsed`.
+    /// Records a successful call that took `elapsed`. A node going away stays so:
+    /// a draining node still answers the round-2 batches it took before.
     pub fn record_success(&self, elapsed: Duration) {
         let mut h = self.health();
         h.consecutive_failures = 0;
-        h.going_away = false;
         let sample = elapsed.as_secs_f64() * 1e6;
         h.latency_us = Some(match h.latency_us {
             Some(prev) => 0.8 * prev + 0.2 * sample,
             None => sample,
         });
+    }
+
+    /// Records a health probe sent at `asked` that found the node `SERVING` after
+    /// `elapsed`: the one answer that brings back a node going away (restarted, or
+    /// never gone), unless it said it is going away after the probe was sent.
+    fn record_serving(&self, asked: Instant, elapsed: Duration) {
+        self.record_success(elapsed);
+        let mut h = self.health();
+        if h.going_away_since.is_some_and(|since| since <= asked) {
+            tracing::info!(node = %self.id, "node is serving again");
+            h.going_away_since = None;
+        }
     }
 
     /// Records a call the node answered with an error `status`: a refusal of the
@@ -171,13 +186,14 @@ impl NodeHandle {
     }
 
     /// Records that the node said it is shutting down: it is not chosen while
-    /// others are available, until it answers again (restarted).
+    /// others are available, until a health probe sent after this finds it
+    /// `SERVING` (restarted).
     pub fn record_going_away(&self) {
         let mut h = self.health();
-        if !h.going_away {
+        if h.going_away_since.is_none() {
             tracing::info!(node = %self.id, "node is going away (shutting down)");
         }
-        h.going_away = true;
+        h.going_away_since = Some(Instant::now());
     }
 
     /// Records a failed call.
@@ -222,7 +238,7 @@ impl NodeHandle {
         let started = Instant::now();
         match tokio::time::timeout(timeout, client.check(req)).await {
             Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32 => {
-                self.record_success(started.elapsed())
+                self.record_serving(started, started.elapsed())
             }
             // The node answers, and says it will not serve: shutting down (or its
             // audit log broke, which also stops it signing until restarted).
@@ -358,7 +374,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_node_going_away_is_not_chosen_until_it_answers_and_is_not_counted_as_failing() {
+    async fn a_node_going_away_is_not_chosen_until_its_probe_says_serving_and_is_not_counted_as_failing(
+    ) {
         let node = node();
         let shutting_down = quorate_wire::api::going_away_status("the node is shutting down");
         for _ in 0..FAILURES_BEFORE_SKIP + 3 {
@@ -373,9 +390,25 @@ mod tests {
         }
         assert!(self::node().preference() < node.preference());
         assert!(node.preference() < failing.preference());
-        // Back once it answers (restarted).
+        // Calls it still answers (a key listing, a round-2 batch it took before it
+        // began to drain) do not bring it back; a probe finding it SERVING does.
         node.record_answered();
+        node.record_success(Duration::from_micros(300));
+        assert_eq!(node.standing(), Standing::GoingAway);
+        node.record_serving(Instant::now(), Duration::from_micros(300));
         assert_eq!(node.standing(), Standing::Available);
+    }
+
+    /// A probe answered SERVING just before the node began to drain must not undo
+    /// the going-away the node said after it.
+    #[tokio::test]
+    async fn a_serving_answer_to_a_probe_sent_before_the_node_went_away_leaves_it_going_away() {
+        let node = node();
+        let probe_sent = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        node.record_going_away();
+        node.record_serving(probe_sent, Duration::from_micros(300));
+        assert_eq!(node.standing(), Standing::GoingAway);
     }
 
     #[tokio::test]

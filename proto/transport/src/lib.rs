@@ -3,8 +3,9 @@
 //! certificate's private key and checked against the CA ([`attest`]), among them the
 //! sign [`intent`]s clients sign for every request and a node's statement that it
 //! holds a key ([`key_attestation`]), Prometheus
-//! [`metrics`], per-client [`ratelimit`]s, [`config`] loading and process [`runtime`]
-//! (logging, signals).
+//! [`metrics`], per-client [`ratelimit`]s, [`config`] loading, process [`runtime`]
+//! (logging, signals, drains) and `grpc.health.v1` ([`health`]: one status for the
+//! mTLS port and an optional plaintext health port).
 //!
 //! Identity always comes from the authenticated certificate, never from a message
 //! field. Nothing here touches a share.
@@ -12,6 +13,7 @@
 
 pub mod attest;
 pub mod config;
+pub mod health;
 pub mod identity;
 pub mod intent;
 pub mod key_attestation;

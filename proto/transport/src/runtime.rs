@@ -7,7 +7,8 @@
 //! HTTP/2 GOAWAY on every connection when [`Drain::begun`] resolves) and finishes
 //! what is in flight, but for no longer than its grace ([`drain_within`]): a peer
 //! that keeps a stream open must not keep the process alive until a supervisor
-//! kills it.
+//! kills it. A plaintext health port ([`crate::health`]) keeps answering, from the
+//! same status, `NOT_SERVING` through the drain, and closes after it.
 
 use std::future::Future;
 use std::time::Duration;

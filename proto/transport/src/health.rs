@@ -1,0 +1,339 @@
+//! `grpc.health.v1` for a server: one serving status, kept in one
+//! [`HealthReporter`] ([`reporter`]), answered on the server's mTLS port
+//! ([`service`]) and, when configured, on a plaintext health port ([`HealthPort`])
+//! for probes that cannot present a client certificate, such as the kubelet's
+//! native `grpc` probe.
+//!
+//! The health port answers `grpc.health.v1.Health` (`Check` and `Watch`) and nothing
+//! else: every other method is `UNIMPLEMENTED`, reflection included. What anyone who
+//! reaches it learns is whether the process is alive and whether it serves (the
+//! statuses of [`reporter`]); no certificate, key, key id or peer is named there.
+//! It is bounded like the mTLS port and more: a few connections, a few streams per
+//! connection, tiny requests, a timeout per call and a longest connection life.
+//!
+//! Invariant: both ports read the same statuses, so the health port turns
+//! `NOT_SERVING` exactly when the mTLS health does (a drain, a broken audit log).
+//! In a drain it keeps answering, `NOT_SERVING`, until the server's drain is over,
+//! and then closes ([`RunningHealthPort::close`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+use tonic_health::ServingStatus;
+
+/// The `grpc.health.v1` service name that answers `SERVING` for as long as the
+/// process answers at all, drains and broken audit logs included: for a liveness
+/// probe, which must restart a process that hangs but not one that drains (it
+/// exits by itself) or one that waits for its operator (`NOT_SERVING` until
+/// restarted, docs/alerts.md). Readiness asks for the overall status, `""`.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// Most connections the health port holds at once; more wait in the listen backlog.
+/// A kubelet opens one per probe and closes it after the answer.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Most concurrent streams (calls) per connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 4;
+/// Longest a `Check` may take (it reads a status in memory).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long, so a `Watch` or an idle peer cannot hold
+/// one of [`MAX_CONNECTIONS`] for ever; a watcher reconnects.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// Largest health request accepted: a `HealthCheckRequest` holds one service name.
+pub const MAX_REQUEST_BYTES: usize = 1024;
+/// Largest HTTP/2 header list accepted.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// How long the health port's connections may take to close once the server's
+/// drain is over, before they are cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The one serving status of a server: `""` (overall) and [`LIVENESS_SERVICE`]
+/// `SERVING`. The server sets its own services on it and turns them `NOT_SERVING`;
+/// [`service`] and [`HealthPort`] answer from it.
+pub async fn reporter() -> HealthReporter {
+    let reporter = HealthReporter::new();
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
+    reporter
+}
+
+/// A `grpc.health.v1` service answering from `reporter`'s statuses.
+pub fn service(reporter: &HealthReporter) -> HealthServer<HealthService> {
+    HealthServer::new(HealthService::from_health_reporter(reporter.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+}
+
+/// A bound plaintext health port, not yet serving.
+#[derive(Debug)]
+pub struct HealthPort {
+    listener: TcpListener,
+}
+
+impl HealthPort {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `grpc.health.v1` from `reporter` on a task of its own until
+    /// [`RunningHealthPort::close`].
+    pub fn spawn(self, reporter: &HealthReporter) -> RunningHealthPort {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let addr = self.local_addr().ok();
+        let server = serve(self.listener, reporter.clone(), async {
+            // Err: the handle was dropped, which also stops the port.
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(?addr, "the health port stopped: {e}");
+            }
+        });
+        RunningHealthPort { stop, task }
+    }
+}
+
+/// A health port serving on a task of its own.
+#[derive(Debug)]
+pub struct RunningHealthPort {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningHealthPort {
+    /// Stops accepting (the port closes), tells each connection to go away and
+    /// waits a moment for them to close, then cuts whatever is left (a `Watch`).
+    /// A server calls this once its drain is over, having said `NOT_SERVING` on it
+    /// all along.
+    pub async fn close(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+/// Serves only `grpc.health.v1` from `reporter`, in plaintext HTTP/2, on
+/// `listener` until `stop` resolves, within the limits above.
+async fn serve(
+    listener: TcpListener,
+    reporter: HealthReporter,
+    stop: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .timeout(CALL_TIMEOUT)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(CLOSE_GRACE)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(service(&reporter))
+        .serve_with_incoming_shutdown(limited_incoming(listener, MAX_CONNECTIONS), stop)
+        .await
+}
+
+/// Connections accepted from `listener`, at most `max` open at once: each holds a
+/// permit until it closes, and no connection is accepted while none is free.
+fn limited_incoming(
+    listener: TcpListener,
+    max: usize,
+) -> impl futures::Stream<Item = std::io::Result<LimitedConnection>> {
+    let permits = Arc::new(Semaphore::new(max));
+    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
+        // The semaphore is never closed, so this always gets a permit.
+        let permit = permits.clone().acquire_owned().await.ok()?;
+        let accepted = match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(LimitedConnection {
+                    stream,
+                    _permit: permit,
+                })
+            }
+            Err(e) => {
+                // Out of descriptors, say: do not spin on accept.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(e)
+            }
+        };
+        Some((accepted, (listener, permits)))
+    })
+}
+
+/// An accepted connection holding one of the port's permits while it lives.
+#[derive(Debug)]
+struct LimitedConnection {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connected for LimitedConnection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for LimitedConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    async fn check(
+        channel: &tonic::transport::Channel,
+        service: &str,
+    ) -> Result<i32, tonic::Status> {
+        HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    }
+
+    #[tokio::test]
+    async fn the_port_answers_the_servers_status_as_it_changes_and_closes_when_told() {
+        let reporter = reporter().await;
+        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = port.local_addr().unwrap();
+        let running = port.spawn(&reporter);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(check(&channel, "").await.unwrap(), 1, "SERVING");
+        assert_eq!(check(&channel, LIVENESS_SERVICE).await.unwrap(), 1);
+        assert_eq!(
+            check(&channel, "no.such.Service").await.unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+        // Nothing but health: any other service's method is UNIMPLEMENTED.
+        let listed = quorate_wire::pb::signer_client::SignerClient::new(channel.clone())
+            .list_keys(quorate_wire::pb::ListKeysRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(listed.code(), tonic::Code::Unimplemented, "{listed:?}");
+
+        // A drain: the server's own reporter turns NOT_SERVING, and so does the port.
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        assert_eq!(check(&channel, "").await.unwrap(), 2, "NOT_SERVING");
+        assert_eq!(check(&channel, LIVENESS_SERVICE).await.unwrap(), 1);
+
+        running.close().await;
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the port is closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_size_cap_is_refused() {
+        let reporter = reporter().await;
+        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = port.local_addr().unwrap();
+        let _running = port.spawn(&reporter);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let status = check(&channel, &"x".repeat(MAX_REQUEST_BYTES + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_until_one_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = limited_incoming(listener, 1);
+        tokio::pin!(incoming);
+        use futures::StreamExt;
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let first = incoming.next().await.unwrap().unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
+        assert!(waiting.is_err(), "a second connection was taken at the cap");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+            .await
+            .expect("taken once the first closed");
+        assert!(second.unwrap().is_ok());
+    }
+}

@@ -21,6 +21,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_DEADLINE_MS", "signing.deadline_ms"),
     ("QUORATE_NODE_TIMEOUT_MS", "signing.node_timeout_ms"),
     ("QUORATE_METRICS_LISTEN", "metrics_listen"),
+    ("QUORATE_HEALTH_LISTEN", "health_listen"),
     ("QUORATE_SHUTDOWN_GRACE_MS", "shutdown_grace_ms"),
     (
         "QUORATE_MAX_IN_FLIGHT_PER_CLIENT",
@@ -51,6 +52,11 @@ pub struct CoordinatorConfigFile {
     /// absent. Bind it to a private monitoring interface.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve `grpc.health.v1` alone in plaintext, for probes without a
+    /// client certificate (the kubelet's `grpc` probe); off when absent. Every other
+    /// method there is `UNIMPLEMENTED`. Bind it to an interface only probes reach.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// A node the coordinator may ask to sign.

@@ -38,6 +38,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quorate_transport::health::HealthPort;
 use quorate_transport::metrics::Registry;
 use quorate_wire::pb;
 use tokio::net::TcpListener;
@@ -52,20 +53,31 @@ use crate::quorum::QuorumEngine;
 use crate::service::SignerService;
 use quorate_transport::intent::IntentVerifier;
 
-/// A coordinator with its port bound, ready to serve.
+/// A coordinator with its ports bound, ready to serve.
 #[derive(Debug)]
 pub struct BoundCoordinator {
     config: CoordinatorConfig,
     listener: TcpListener,
+    health_port: Option<HealthPort>,
 }
 
 impl BoundCoordinator {
-    /// Binds the configured address.
+    /// Binds the configured address (and the health port, if configured).
     pub async fn bind(config: CoordinatorConfig) -> Result<Self, CoordError> {
         let listener = TcpListener::bind(config.file.listen).await.map_err(|e| {
             CoordError::Server(format!("cannot listen on {}: {e}", config.file.listen))
         })?;
-        Ok(Self { config, listener })
+        let health_port = match config.file.health_listen {
+            Some(addr) => Some(HealthPort::bind(addr).await.map_err(|e| {
+                CoordError::Server(format!("cannot listen for health probes on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            listener,
+            health_port,
+        })
     }
 
     /// The bound address.
@@ -75,13 +87,24 @@ impl BoundCoordinator {
             .map_err(|e| CoordError::Server(e.to_string()))
     }
 
+    /// The bound address of the plaintext health port, if configured.
+    pub fn health_addr(&self) -> Result<Option<SocketAddr>, CoordError> {
+        self.health_port
+            .as_ref()
+            .map(HealthPort::local_addr)
+            .transpose()
+            .map_err(|e| CoordError::Server(e.to_string()))
+    }
+
     /// Serves until `shutdown` resolves, then drains: health `NOT_SERVING` and
     /// HTTP/2 GOAWAY to every client (whose next request then finds the port
     /// closed, a connect error, and goes to another coordinator), while `Sign`
     /// requests already taken up finish. Returns once every connection has closed,
-    /// or after `shutdown_grace_ms` at the latest.
+    /// or after `shutdown_grace_ms` at the latest; the health port, `NOT_SERVING`
+    /// throughout the drain, closes then.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), CoordError> {
         let addr = self.local_addr()?;
+        let health_addr = self.health_addr()?;
         let file = &self.config.file;
         let grace = file.shutdown_grace();
         let settings = file.signing;
@@ -151,7 +174,9 @@ impl BoundCoordinator {
             }
             None => None,
         };
-        let (health, health_service) = tonic_health::server::health_reporter();
+        // One status for the mTLS port and the plaintext health port.
+        let health = quorate_transport::health::reporter().await;
+        let health_service = quorate_transport::health::service(&health);
         health
             .set_serving::<pb::signer_server::SignerServer<SignerService>>()
             .await;
@@ -159,7 +184,8 @@ impl BoundCoordinator {
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| CoordError::Server(format!("reflection: {e}")))?;
-        tracing::info!(%addr, nodes = pool.len(), "coordinator serving");
+        tracing::info!(%addr, ?health_addr, nodes = pool.len(), "coordinator serving");
+        let health_port = self.health_port.map(|port| port.spawn(&health));
         let (drain_switch, drain) = quorate_transport::runtime::drain();
         let server = Server::builder()
             .tls_config(self.config.tls.server_config())
@@ -205,6 +231,9 @@ impl BoundCoordinator {
                 Ok(())
             }
         };
+        if let Some(port) = health_port {
+            port.close().await;
+        }
         tracing::info!("coordinator stopped");
         probe.abort();
         if let Some((serve, key_refresh)) = metrics_task {

@@ -12,6 +12,7 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 ///
 /// Environment overrides: QUORATE_TRUST_DOMAIN, QUORATE_LISTEN, QUORATE_TLS_CA,
 /// QUORATE_TLS_CERT, QUORATE_TLS_KEY, QUORATE_DEADLINE_MS, QUORATE_NODE_TIMEOUT_MS,
+/// QUORATE_METRICS_LISTEN, QUORATE_HEALTH_LISTEN, QUORATE_MAX_IN_FLIGHT_PER_CLIENT,
 /// QUORATE_SHUTDOWN_GRACE_MS.
 ///
 /// SIGINT/SIGTERM drains: clients are told to go away, requests in flight finish,

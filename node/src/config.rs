@@ -26,6 +26,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("QUORATE_TLS_CERT", "tls.cert"),
     ("QUORATE_TLS_KEY", "tls.key"),
     ("QUORATE_METRICS_LISTEN", "metrics_listen"),
+    ("QUORATE_HEALTH_LISTEN", "health_listen"),
     ("QUORATE_SHUTDOWN_GRACE_MS", "shutdown_grace_ms"),
 ];
 
@@ -58,6 +59,11 @@ pub struct NodeConfigFile {
     /// absent. Bind it to a private monitoring interface.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve `grpc.health.v1` alone in plaintext, for probes without a
+    /// client certificate (the kubelet's `grpc` probe); off when absent. Every other
+    /// method there is `UNIMPLEMENTED`. Bind it to an interface only probes reach.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     /// After SIGTERM or SIGINT, how long in-flight work may take to finish before
     /// the process exits anyway (milliseconds). New work is refused at once.
     #[serde(default = "default_shutdown_grace_ms")]

@@ -12,7 +12,8 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// Every config key can be overridden from the environment: QUORATE_NODE_ID,
 /// QUORATE_TRUST_DOMAIN, QUORATE_LISTEN, QUORATE_REGION, QUORATE_JURISDICTION,
 /// QUORATE_DATA_DIR, QUORATE_KEK_FILE, QUORATE_TLS_CA, QUORATE_TLS_CERT,
-/// QUORATE_TLS_KEY, QUORATE_METRICS_LISTEN, QUORATE_SHUTDOWN_GRACE_MS; QUORATE_KEK
+/// QUORATE_TLS_KEY, QUORATE_METRICS_LISTEN, QUORATE_HEALTH_LISTEN,
+/// QUORATE_SHUTDOWN_GRACE_MS; QUORATE_KEK
 /// holds the key-encryption key itself (64 hex digits). TOKIO_WORKER_THREADS sets
 /// the async runtime's worker threads (default 1; the heavy work runs on a thread
 /// pool of its own).

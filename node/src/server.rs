@@ -4,7 +4,8 @@
 //!
 //! Used by `main.rs` and by the testnet, which runs nodes in-process. Invariant: once
 //! the audit log can no longer be made durable, the node reports `NOT_SERVING` in
-//! `grpc.health.v1` (overall and for `Node`) until it is restarted.
+//! `grpc.health.v1` (overall and for `Node`) until it is restarted, on its mTLS port
+//! and its plaintext health port alike (one status: [`quorate_transport::health`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use quorate_transport::health::{HealthPort, RunningHealthPort};
 use quorate_transport::metrics::Registry;
 use quorate_transport::tls::TlsMaterial;
 
@@ -40,6 +42,7 @@ pub struct BoundNode {
     listener: TcpListener,
     metrics: Arc<Registry>,
     metrics_listener: Option<TcpListener>,
+    health_port: Option<HealthPort>,
 }
 
 /// Streams a peer may reset before the server accepts them, per connection (see
@@ -92,6 +95,12 @@ impl BoundNode {
             })?),
             None => None,
         };
+        let health_port = match file.health_listen {
+            Some(addr) => Some(HealthPort::bind(addr).await.map_err(|e| {
+                NodeError::Server(format!("cannot listen for health probes on {addr}: {e}"))
+            })?),
+            None => None,
+        };
         Ok(Self {
             file,
             tls,
@@ -100,6 +109,7 @@ impl BoundNode {
             listener,
             metrics,
             metrics_listener,
+            health_port,
         })
     }
 
@@ -110,14 +120,26 @@ impl BoundNode {
             .map_err(|e| NodeError::Server(e.to_string()))
     }
 
+    /// The bound address of the plaintext health port, if configured.
+    pub fn health_addr(&self) -> Result<Option<SocketAddr>, NodeError> {
+        self.health_port
+            .as_ref()
+            .map(HealthPort::local_addr)
+            .transpose()
+            .map_err(|e| NodeError::Server(e.to_string()))
+    }
+
     /// Serves until `shutdown` resolves, then drains: health `NOT_SERVING`, HTTP/2
     /// GOAWAY to every peer, new signing work refused, round-2 batches already
     /// taken signed, recorded and answered, and round-2 streams ended. Returns once
-    /// every connection has closed, or after `shutdown_grace_ms` at the latest.
+    /// every connection has closed, or after `shutdown_grace_ms` at the latest; the
+    /// health port, `NOT_SERVING` throughout the drain, closes then.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
         let addr = self.local_addr()?;
+        let health_addr = self.health_addr()?;
         let grace = self.file.shutdown_grace();
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = quorate_transport::health::reporter().await;
+        let health_service = quorate_transport::health::service(&health);
         health
             .set_serving::<pb::node_server::NodeServer<NodeService>>()
             .await;
@@ -132,8 +154,11 @@ impl BoundNode {
             jurisdiction = %self.file.jurisdiction,
             keys = self.state.key_count(),
             %addr,
+            ?health_addr,
             "node serving"
         );
+        let health_port: Option<RunningHealthPort> =
+            self.health_port.map(|port| port.spawn(&health));
         let metrics_task = match self.metrics_listener {
             Some(listener) => {
                 let state = self.state.clone();
@@ -215,6 +240,9 @@ impl BoundNode {
                 Ok(())
             }
         };
+        if let Some(port) = health_port {
+            port.close().await;
+        }
         if let Some(task) = metrics_task {
             task.abort();
         }

@@ -35,6 +35,8 @@ pub(super) struct NodeFiles<'a> {
     pub port: u16,
     /// Its Prometheus port on loopback.
     pub metrics_port: u16,
+    /// Its plaintext `grpc.health.v1` port on loopback.
+    pub health_port: u16,
     /// Its store directory.
     pub data_dir: &'a Path,
     /// Its KEK file.
@@ -46,11 +48,12 @@ pub(super) struct NodeFiles<'a> {
 /// The text of a node's `node.toml`.
 pub(super) fn node_config(node: &NodeSpec, trust_domain: &str, files: &NodeFiles<'_>) -> String {
     format!(
-        "node_id = {}\ntrust_domain = {}\nlisten = {}\nmetrics_listen = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
+        "node_id = {}\ntrust_domain = {}\nlisten = {}\nmetrics_listen = {}\nhealth_listen = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
         toml_string(&node.id),
         toml_string(trust_domain),
         toml_string(&format!("127.0.0.1:{}", files.port)),
         toml_string(&format!("127.0.0.1:{}", files.metrics_port)),
+        toml_string(&format!("127.0.0.1:{}", files.health_port)),
         toml_string(&node.region),
         toml_string(&node.jurisdiction),
         toml_path(files.data_dir),
@@ -59,24 +62,32 @@ pub(super) fn node_config(node: &NodeSpec, trust_domain: &str, files: &NodeFiles
     )
 }
 
+/// A coordinator's loopback ports: gRPC (mTLS), Prometheus, plaintext health.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CoordinatorPorts {
+    pub grpc: u16,
+    pub metrics: u16,
+    pub health: u16,
+}
+
 /// Issues the certificate of coordinator `name` and writes `DIR/<name>.toml`
 /// naming every node (`(id, endpoint)`); returns the config's path.
 pub(super) fn write_coordinator_config(
     dir: &Path,
     trust_domain: &str,
     name: &str,
-    port: u16,
-    metrics_port: u16,
+    ports: CoordinatorPorts,
     nodes: &[(&str, &str)],
 ) -> anyhow::Result<PathBuf> {
     let pki_dir = dir.join("pki");
     let cert = pki::issue(&pki_dir, trust_domain, Role::Coordinator, name, None, &[])?;
     let config = dir.join(format!("{name}.toml"));
     let mut text = format!(
-        "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\n{}",
+        "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\nhealth_listen = {}\n{}",
         toml_string(trust_domain),
-        toml_string(&format!("127.0.0.1:{port}")),
-        toml_string(&format!("127.0.0.1:{metrics_port}")),
+        toml_string(&format!("127.0.0.1:{}", ports.grpc)),
+        toml_string(&format!("127.0.0.1:{}", ports.metrics)),
+        toml_string(&format!("127.0.0.1:{}", ports.health)),
         tls_toml(&cert.tls_paths())
     );
     for (id, endpoint) in nodes {

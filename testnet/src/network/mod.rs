@@ -53,6 +53,8 @@ pub struct LocalNode {
     pub endpoint: String,
     /// `127.0.0.1:PORT` of its Prometheus endpoint.
     pub metrics: String,
+    /// `127.0.0.1:PORT` of its plaintext `grpc.health.v1` port.
+    pub health: String,
     /// The process.
     pub process: ManagedProcess,
     /// Its config file.
@@ -70,6 +72,8 @@ pub struct LocalCoordinator {
     pub name: String,
     /// `https://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// `127.0.0.1:PORT` of its plaintext `grpc.health.v1` port.
+    pub health: String,
     /// The process.
     pub process: ManagedProcess,
 }
@@ -91,6 +95,8 @@ pub struct LocalNetwork {
     pub coordinator_endpoint: String,
     /// `127.0.0.1:PORT` of the coordinator's Prometheus endpoint.
     pub coordinator_metrics: String,
+    /// `127.0.0.1:PORT` of the coordinator's plaintext `grpc.health.v1` port.
+    pub coordinator_health: String,
     /// The secret key of the network's compliance approver (listed in every policy
     /// key's approvers).
     pub approver_key_file: PathBuf,
@@ -149,6 +155,7 @@ impl LocalNetwork {
         for node in &spec.nodes {
             let port = network_ports.lease()?;
             let metrics_port = network_ports.lease()?;
+            let health_port = network_ports.lease()?;
             let cert = pki::issue(
                 &pki_dir,
                 td,
@@ -169,6 +176,7 @@ impl LocalNetwork {
                 &files::NodeFiles {
                     port,
                     metrics_port,
+                    health_port,
                     data_dir: &data_dir,
                     kek_file: &kek_file,
                     tls: &cert.tls_paths(),
@@ -185,6 +193,7 @@ impl LocalNetwork {
                 spec: node.clone(),
                 endpoint: format!("https://127.0.0.1:{port}"),
                 metrics: format!("127.0.0.1:{metrics_port}"),
+                health: format!("127.0.0.1:{health_port}"),
                 process,
                 config_path,
                 data_dir,
@@ -193,21 +202,17 @@ impl LocalNetwork {
         }
 
         // Coordinator configs (started after the keys exist).
-        let coordinator_port = network_ports.lease()?;
-        let coordinator_metrics_port = network_ports.lease()?;
+        let coordinator_ports = files::CoordinatorPorts {
+            grpc: network_ports.lease()?,
+            metrics: network_ports.lease()?,
+            health: network_ports.lease()?,
+        };
         let node_endpoints: Vec<(&str, &str)> = nodes
             .iter()
             .map(|n| (n.spec.id.as_str(), n.endpoint.as_str()))
             .collect();
-        let coordinator_process = |name: &str, port: u16, metrics_port: u16| {
-            let config = files::write_coordinator_config(
-                &dir,
-                td,
-                name,
-                port,
-                metrics_port,
-                &node_endpoints,
-            )?;
+        let coordinator_process = |name: &str, ports: files::CoordinatorPorts| {
+            let config = files::write_coordinator_config(&dir, td, name, ports, &node_endpoints)?;
             anyhow::Ok(ManagedProcess::new(
                 name,
                 coordinator_bin.clone(),
@@ -215,16 +220,19 @@ impl LocalNetwork {
                 logs.join(format!("{name}.log")),
             ))
         };
-        let coordinator =
-            coordinator_process("coordinator", coordinator_port, coordinator_metrics_port)?;
+        let coordinator = coordinator_process("coordinator", coordinator_ports)?;
         let mut extra_coordinators = Vec::new();
         for i in 2..=coordinators {
             let name = format!("coordinator-{i}");
-            let port = network_ports.lease()?;
-            let metrics_port = network_ports.lease()?;
+            let ports = files::CoordinatorPorts {
+                grpc: network_ports.lease()?,
+                metrics: network_ports.lease()?,
+                health: network_ports.lease()?,
+            };
             extra_coordinators.push(LocalCoordinator {
-                process: coordinator_process(&name, port, metrics_port)?,
-                endpoint: format!("https://127.0.0.1:{port}"),
+                process: coordinator_process(&name, ports)?,
+                endpoint: format!("https://127.0.0.1:{}", ports.grpc),
+                health: format!("127.0.0.1:{}", ports.health),
                 name,
             });
         }
@@ -253,8 +261,9 @@ impl LocalNetwork {
             spec: spec.clone(),
             nodes,
             coordinator,
-            coordinator_endpoint: format!("https://127.0.0.1:{coordinator_port}"),
-            coordinator_metrics: format!("127.0.0.1:{coordinator_metrics_port}"),
+            coordinator_endpoint: format!("https://127.0.0.1:{}", coordinator_ports.grpc),
+            coordinator_metrics: format!("127.0.0.1:{}", coordinator_ports.metrics),
+            coordinator_health: format!("127.0.0.1:{}", coordinator_ports.health),
             approver_key_file,
             extra_coordinators,
             pki_dir,

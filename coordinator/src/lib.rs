@@ -185,7 +185,6 @@ impl BoundCoordinator {
             .build_v1()
             .map_err(|e| CoordError::Server(format!("reflection: {e}")))?;
         tracing::info!(%addr, ?health_addr, nodes = pool.len(), "coordinator serving");
-        let health_port = self.health_port.map(|port| port.spawn(&health));
         let (drain_switch, drain) = quorate_transport::runtime::drain();
         let server = Server::builder()
             .tls_config(self.config.tls.server_config())
@@ -202,6 +201,8 @@ impl BoundCoordinator {
                 quorate_transport::tls::incoming(self.listener),
                 drain.clone().begun(),
             );
+        // Served once nothing can fail before serving; closed after the drain.
+        let health_port = self.health_port.map(|port| port.spawn(&health));
         let draining = async move {
             shutdown.await;
             tracing::info!(

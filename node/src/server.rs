@@ -157,8 +157,6 @@ impl BoundNode {
             ?health_addr,
             "node serving"
         );
-        let health_port: Option<RunningHealthPort> =
-            self.health_port.map(|port| port.spawn(&health));
         let metrics_task = match self.metrics_listener {
             Some(listener) => {
                 let state = self.state.clone();
@@ -211,6 +209,9 @@ impl BoundNode {
                 quorate_transport::tls::incoming(self.listener),
                 drain.clone().begun(),
             );
+        // Served once nothing can fail before serving; closed after the drain.
+        let health_port: Option<RunningHealthPort> =
+            self.health_port.map(|port| port.spawn(&health));
         let draining = {
             let state = self.state.clone();
             async move {

@@ -31,19 +31,19 @@ pub struct Gauges {
 impl Gauges {
     /// Sets every gauge in `registry`.
     pub fn set(&self, registry: &Registry) {
-        registry.set(
-            metric::POOLED_COMMITMENTS,
-            "Commitments pooled for one-round signing.",
-            &[],
-            self.commitments.len() as f64,
+        registry
+            .gauge(
+                metric::POOLED_COMMITMENTS,
+                "Commitments pooled for one-round signing.",
+            )
+            .set(whole(self.commitments.len()));
+        let available = registry.gauge_vec(
+            metric::NODE_AVAILABLE,
+            "Whether requests currently use the node (1) or skip it (0).",
+            ["node"],
         );
         for node in self.pool.all() {
-            registry.set(
-                metric::NODE_AVAILABLE,
-                "Whether requests currently use the node (1) or skip it (0).",
-                &[("node", &node.id)],
-                if node.is_available() { 1.0 } else { 0.0 },
-            );
+            available.set([&node.id], i64::from(node.is_available()));
         }
         for key in self.keys.cached() {
             set_key_gauges(
@@ -53,29 +53,36 @@ impl Gauges {
                 key.reachable_holders(&self.pool),
             );
         }
-        registry.set(
-            metric::CERTIFICATE_NOT_AFTER,
-            "When the coordinator's own mTLS certificate expires (notAfter), Unix seconds.",
-            &[],
-            self.certificate_not_after as f64,
-        );
+        registry
+            .gauge(
+                metric::CERTIFICATE_NOT_AFTER,
+                "When the coordinator's own mTLS certificate expires (notAfter), Unix seconds.",
+            )
+            .set(self.certificate_not_after);
     }
+}
+
+/// A count as a gauge value (gauges are `i64`; no count here comes near the limit).
+fn whole(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Sets the threshold and reachable-holder gauges of key `key_id`.
 pub fn set_key_gauges(registry: &Registry, key_id: &str, threshold: u16, reachable: usize) {
-    registry.set(
-        metric::KEY_THRESHOLD,
-        "Signers the key needs (its threshold t), by key.",
-        &[("key_id", key_id)],
-        f64::from(threshold),
-    );
-    registry.set(
-        metric::KEY_REACHABLE_HOLDERS,
-        "The key's participants that requests would ask now (configured, attesting the key, and available), by key.",
-        &[("key_id", key_id)],
-        reachable as f64,
-    );
+    registry
+        .gauge_vec(
+            metric::KEY_THRESHOLD,
+            "Signers the key needs (its threshold t), by key.",
+            ["key_id"],
+        )
+        .set([key_id], i64::from(threshold));
+    registry
+        .gauge_vec(
+            metric::KEY_REACHABLE_HOLDERS,
+            "The key's participants that requests would ask now (configured, attesting the key, and available), by key.",
+            ["key_id"],
+        )
+        .set([key_id], whole(reachable));
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ impl BoundCoordinator {
             settings.node_timeout(),
         ));
         let metrics = Registry::new();
-        let engine = QuorumEngine::new(pool.clone(), settings, metrics.clone());
+        let engine = QuorumEngine::new(pool.clone(), settings, &metrics);
         let commitments = engine.commitment_pool();
         let intents = IntentVerifier::new(verifier);
         let signer = SignerService::new(
@@ -139,7 +139,7 @@ impl BoundCoordinator {
             keys.clone(),
             engine,
             intents,
-            metrics.clone(),
+            &metrics,
         );
         let metrics_task = match file.metrics_listen {
             Some(addr) => {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorate_frost::{CryptoError, ParsedCommitments};
-use quorate_transport::metrics::Registry;
+use quorate_transport::metrics::{Counter, CounterVec, Registry};
 use quorate_wire::pb;
 
 use crate::config::SigningSettings;
@@ -54,45 +54,71 @@ pub struct Signed {
     pub signers: Vec<String>,
 }
 
+/// What the engine counts.
+#[derive(Debug, Clone)]
+struct EngineMetrics {
+    retries: Counter,
+    failovers: Counter,
+    culprits: CounterVec<1>,
+    policy_denials: CounterVec<1>,
+    one_round: Counter,
+}
+
+impl EngineMetrics {
+    fn new(registry: &Registry, pool: &NodePool) -> Self {
+        let metrics = Self {
+            retries: registry.counter(
+                metric::RETRIES,
+                "Signing attempts repeated with another quorum.",
+            ),
+            failovers: registry.counter(
+                metric::FAILOVERS,
+                "Signatures made by out-of-policy quorums under an approval token.",
+            ),
+            culprits: registry.counter_vec(
+                metric::CULPRITS,
+                "Nodes named as culprits (invalid signature shares).",
+                ["node"],
+            ),
+            policy_denials: registry.counter_vec(
+                metric::POLICY_DENIALS,
+                "Requests refused by a key's policy.",
+                ["reason"],
+            ),
+            one_round: registry.counter(
+                metric::ONE_ROUND,
+                "Signatures attempted with preprocessed commitments (one round trip).",
+            ),
+        };
+        // Every node's culprit count exists from the start, at zero, so that
+        // `increase()` sees a node's first culprit.
+        for node in pool.all() {
+            metrics.culprits.inc_by([&node.id], 0);
+        }
+        metrics
+    }
+}
+
 /// Runs signing sessions.
 #[derive(Debug)]
 pub struct QuorumEngine {
     pool: Arc<NodePool>,
     settings: SigningSettings,
-    metrics: Arc<Registry>,
+    metrics: EngineMetrics,
     commitments: Arc<CommitmentPool>,
     round2: Round2,
 }
 
 impl QuorumEngine {
     /// An engine over `pool`.
-    pub fn new(pool: Arc<NodePool>, settings: SigningSettings, metrics: Arc<Registry>) -> Self {
-        for (name, help) in [
-            (
-                metric::RETRIES,
-                "Signing attempts repeated with another quorum.",
-            ),
-            (
-                metric::FAILOVERS,
-                "Signatures made by out-of-policy quorums under an approval token.",
-            ),
-            (
-                metric::CULPRITS,
-                "Nodes named as culprits (invalid signature shares).",
-            ),
-            (
-                metric::POLICY_DENIALS,
-                "Requests refused by a key's policy.",
-            ),
-        ] {
-            metrics.declare_counter(name, help);
-        }
+    pub fn new(pool: Arc<NodePool>, settings: SigningSettings, registry: &Registry) -> Self {
+        let metrics = EngineMetrics::new(registry, &pool);
         let commitments = Arc::new(CommitmentPool::new(
             settings.preprocess_batch,
             Duration::from_secs(settings.preprocess_max_age_secs),
             settings.node_timeout(),
         ));
-        let round2 = Round2::new(&pool, metrics.clone());
+        let round2 = Round2::new(&pool, registry);
         Self {
             pool,
             settings,
@@ -123,12 +149,7 @@ impl QuorumEngine {
 
     /// Counts a policy refusal.
     pub fn count_denial(&self, reason: &str) {
-        self.metrics.inc(
-            metric::POLICY_DENIALS,
-            "Requests refused by a key's policy.",
-            &[("reason", reason)],
-            1,
-        );
+        self.metrics.policy_denials.inc([reason]);
     }
 
     /// Signs `message` with `key` before `deadline`.
@@ -192,12 +213,7 @@ impl QuorumEngine {
         loop {
             attempt += 1;
             if attempt > 1 {
-                self.metrics.inc(
-                    metric::RETRIES,
-                    "Signing attempts repeated with another quorum.",
-                    &[],
-                    1,
-                );
+                self.metrics.retries.inc();
             }
             if Instant::now() >= deadline {
                 return Err(no_quorum(
@@ -244,12 +260,7 @@ impl QuorumEngine {
             };
             let from_pool = pooled.is_some();
             if from_pool {
-                self.metrics.inc(
-                    metric::ONE_ROUND,
-                    "Signatures attempted with preprocessed commitments (one round trip).",
-                    &[],
-                    1,
-                );
+                self.metrics.one_round.inc();
             }
             // Keep every available candidate's pool stocked: when the preferred
             // nodes' pools run low, quorums come from the others'. (A node being
@@ -402,12 +413,7 @@ impl QuorumEngine {
             match signing_package.aggregate(&share_map, &manifest.parsed_public_key_package) {
                 Ok(signature) => {
                     if !lawful {
-                        self.metrics.inc(
-                            metric::FAILOVERS,
-                            "Signatures made by out-of-policy quorums under an approval token.",
-                            &[],
-                            1,
-                        );
+                        self.metrics.failovers.inc();
                     }
                     return Ok(Signed {
                         signature,
@@ -419,12 +425,7 @@ impl QuorumEngine {
                     for c in culprits {
                         if let Some(p) = manifest.participant_by_identifier(&c) {
                             tracing::warn!(node = %p.node_id, key_id = %manifest.key_id, "culprit: signature share does not verify; excluded");
-                            self.metrics.inc(
-                                metric::CULPRITS,
-                                "Nodes named as culprits (invalid signature shares).",
-                                &[("node", &p.node_id)],
-                                1,
-                            );
+                            self.metrics.culprits.inc([&p.node_id]);
                             if let Some(node) = self.pool.get(&p.node_id) {
                                 node.record_culprit();
                             }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prost::Message;
-use quorate_transport::metrics::Registry;
+use quorate_transport::metrics::{Counter, Registry};
 use quorate_wire::api::MAX_SHARES_PER_BATCH;
 use quorate_wire::pb;
 use quorate_wire::MAX_NODE_REQUEST_BYTES;
@@ -71,7 +71,9 @@ struct Queue {
 struct NodeQueue {
     node: Arc<NodeHandle>,
     queue: Mutex<Queue>,
-    metrics: Arc<Registry>,
+    /// `SignShares` batches sent, and the requests they carried.
+    share_calls: Counter,
+    share_requests: Counter,
     /// The node's current round-2 stream, once one is open.
     stream: Mutex<Option<Arc<ShareStream>>>,
 }
@@ -228,16 +230,17 @@ pub struct Round2 {
 
 impl Round2 {
     /// Queues for every node of `pool`.
-    pub fn new(pool: &NodePool, metrics: Arc<Registry>) -> Self {
-        metrics.declare_counter(metric::SHARE_CALLS, SHARE_CALLS_HELP);
-        metrics.declare_counter(metric::SHARE_REQUESTS, SHARE_REQUESTS_HELP);
+    pub fn new(pool: &NodePool, registry: &Registry) -> Self {
+        let share_calls = registry.counter(metric::SHARE_CALLS, SHARE_CALLS_HELP);
+        let share_requests = registry.counter(metric::SHARE_REQUESTS, SHARE_REQUESTS_HELP);
         let queues = pool
             .all()
             .map(|node| {
                 let queue = NodeQueue {
                     node: node.clone(),
                     queue: Mutex::new(Queue::default()),
-                    metrics: metrics.clone(),
+                    share_calls: share_calls.clone(),
+                    share_requests: share_requests.clone(),
                     stream: Mutex::new(None),
                 };
                 (node.id.clone(), Arc::new(queue))
@@ -412,14 +415,8 @@ impl NodeQueue {
     /// One `SignShares` batch; every request's caller gets its own result.
     async fn send(&self, batch: Vec<Queued>) {
         let node = &self.node;
-        self.metrics
-            .inc(metric::SHARE_CALLS, SHARE_CALLS_HELP, &[], 1);
-        self.metrics.inc(
-            metric::SHARE_REQUESTS,
-            SHARE_REQUESTS_HELP,
-            &[],
-            batch.len() as u64,
-        );
+        self.share_calls.inc();
+        self.share_requests.inc_by(batch.len() as u64);
         // The batch waits as long as its most patient caller.
         let until = batch
             .iter()

@@ -18,7 +18,7 @@ use crate::metric;
 use crate::quorum::{QuorumEngine, SignContext, Signed};
 use quorate_keys::approval;
 use quorate_transport::intent::{IntentRequest, IntentVerifier};
-use quorate_transport::metrics::Registry;
+use quorate_transport::metrics::{CounterVec, Histogram, Registry};
 use quorate_transport::ratelimit::RateLimiter;
 
 /// Request ids remembered for idempotency.
@@ -35,8 +35,17 @@ pub struct SignerService {
     rate: RateLimiter,
     in_flight: InFlightLimiter,
     intents: IntentVerifier,
-    metrics: Arc<Registry>,
+    metrics: ServiceMetrics,
     client_labels: metric::ClientLabels,
+}
+
+/// What the service counts.
+#[derive(Debug, Clone)]
+struct ServiceMetrics {
+    requests: CounterVec<1>,
+    errors: CounterVec<2>,
+    client_sign_requests: CounterVec<1>,
+    sign_latency: Histogram,
 }
 
 /// Reads the caller's `grpc-timeout` header (e.g. `1500m`).
@@ -66,18 +75,22 @@ impl SignerService {
         keys: Arc<KeyDirectory>,
         engine: QuorumEngine,
         intents: IntentVerifier,
-        metrics: Arc<Registry>,
+        registry: &Registry,
     ) -> Self {
-        for (name, help) in [
-            (metric::REQUESTS, "Requests by RPC."),
-            (metric::ERRORS, "Failed requests by RPC and gRPC code."),
-            (
+        let metrics = ServiceMetrics {
+            requests: registry.counter_vec(metric::REQUESTS, "Requests by RPC.", ["rpc"]),
+            errors: registry.counter_vec(
+                metric::ERRORS,
+                "Failed requests by RPC and gRPC code.",
+                ["rpc", "code"],
+            ),
+            client_sign_requests: registry.counter_vec(
                 metric::CLIENT_SIGN_REQUESTS,
                 "Sign requests with a verified intent, by client.",
+                ["client"],
             ),
-        ] {
-            metrics.declare_counter(name, help);
-        }
+            sign_latency: registry.histogram(metric::SIGN_LATENCY, "End-to-end Sign latency."),
+        };
         Self {
             trust_domain,
             settings,
@@ -93,16 +106,11 @@ impl SignerService {
     }
 
     fn record<T>(&self, rpc: &str, result: &Result<T, Status>) {
-        self.metrics
-            .inc(metric::REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
+        self.metrics.requests.inc([rpc]);
         if let Err(status) = result {
-            let code = format!("{:?}", status.code());
-            self.metrics.inc(
-                metric::ERRORS,
-                "Failed requests by RPC and gRPC code.",
-                &[("rpc", rpc), ("code", &code)],
-                1,
-            );
+            self.metrics
+                .errors
+                .inc([rpc, &format!("{:?}", status.code())]);
         }
     }
 
@@ -201,12 +209,9 @@ impl SignerService {
             )));
         }
         let client_id = caller.spiffe_id();
-        self.metrics.inc(
-            metric::CLIENT_SIGN_REQUESTS,
-            "Sign requests with a verified intent, by client.",
-            &[("client", self.client_labels.label(&client_id))],
-            1,
-        );
+        self.metrics
+            .client_sign_requests
+            .inc([self.client_labels.label(&client_id)]);
         let _permit = self.in_flight.try_acquire(&client_id).ok_or_else(|| {
             CoordError::TooManyInFlight(format!(
                 "client {client_id} already has {} Sign requests in flight; retry when one completes",
@@ -272,12 +277,9 @@ impl pb::signer_server::Signer for SignerService {
         let key_id = req.get_ref().key_id.clone();
         let result = match self.handle_sign(req).await {
             Ok(resp) => {
-                self.metrics.observe(
-                    metric::SIGN_LATENCY,
-                    "End-to-end Sign latency.",
-                    &[],
-                    started.elapsed().as_secs_f64(),
-                );
+                self.metrics
+                    .sign_latency
+                    .observe(started.elapsed().as_secs_f64());
                 Ok(Response::new(resp))
             }
             Err(e) => {

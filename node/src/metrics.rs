@@ -5,10 +5,9 @@
 //! the server's metrics listener. Invariant: names, labels and help texts are read
 //! by dashboards, docs and the testnet's checks; each is written here once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_transport::metrics::Registry;
+use quorate_transport::metrics::{Counter, CounterVec, Histogram, Registry};
 
 use crate::audit::FlushObserver;
 use crate::error::NodeError;
@@ -41,15 +40,12 @@ pub const CERTIFICATE_NOT_AFTER: &str = "quorate_node_certificate_not_after_seco
 
 /// Reports each audit log flush's duration to `registry` (called on the log's
 /// flusher thread).
-pub fn audit_flush_observer(registry: Arc<Registry>) -> FlushObserver {
-    Box::new(move |took: Duration| {
-        registry.observe(
-            AUDIT_FLUSH_SECONDS,
-            "Audit log flushes to disk (fdatasync) by duration; concurrent records share one.",
-            &[],
-            took.as_secs_f64(),
-        )
-    })
+pub fn audit_flush_observer(registry: &Registry) -> FlushObserver {
+    let flushes = registry.histogram(
+        AUDIT_FLUSH_SECONDS,
+        "Audit log flushes to disk (fdatasync) by duration; concurrent records share one.",
+    );
+    Box::new(move |took: Duration| flushes.observe(took.as_secs_f64()))
 }
 
 /// What the gauges read rather than counted show.
@@ -73,105 +69,94 @@ pub fn set_gauges(registry: &Registry, readings: GaugeReadings) {
         audit_records,
         audit_broken,
     } = readings;
-    registry.set(
-        NONCE_POOL,
-        "Outstanding single-use nonces.",
-        &[],
-        nonces as f64,
-    );
-    registry.set(KEYS, "Keys held.", &[], keys as f64);
-    registry.set(
-        AUDIT_RECORDS,
-        "Audit records written.",
-        &[],
-        audit_records as f64,
-    );
-    registry.set(
-        AUDIT_LOG_BROKEN,
-        "1 once the audit log can no longer be made durable (round 2 refused until restart), else 0.",
-        &[],
-        if audit_broken { 1.0 } else { 0.0 },
-    );
+    registry
+        .gauge(NONCE_POOL, "Outstanding single-use nonces.")
+        .set(whole(nonces as u64));
+    registry.gauge(KEYS, "Keys held.").set(whole(keys as u64));
+    registry
+        .gauge(AUDIT_RECORDS, "Audit records written.")
+        .set(whole(audit_records));
+    registry
+        .gauge(
+            AUDIT_LOG_BROKEN,
+            "1 once the audit log can no longer be made durable (round 2 refused until restart), else 0.",
+        )
+        .set(i64::from(audit_broken));
+}
+
+/// A count as a gauge value (gauges are `i64`; no count here comes near the limit).
+fn whole(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Sets the gauge of the node's own certificate's expiry (`not_after`, Unix seconds).
 pub fn set_certificate_not_after(registry: &Registry, not_after: i64) {
-    registry.set(
-        CERTIFICATE_NOT_AFTER,
-        "When the node's own mTLS certificate expires (notAfter), Unix seconds.",
-        &[],
-        not_after as f64,
-    );
+    registry
+        .gauge(
+            CERTIFICATE_NOT_AFTER,
+            "When the node's own mTLS certificate expires (notAfter), Unix seconds.",
+        )
+        .set(not_after);
 }
 
 /// The node's counters and histograms, by what they count.
 #[derive(Debug, Clone)]
-pub struct NodeMetrics(Arc<Registry>);
+pub struct NodeMetrics {
+    requests: CounterVec<1>,
+    errors: CounterVec<2>,
+    policy_denials: CounterVec<1>,
+    failovers: Counter,
+    sign_latency: Histogram,
+}
 
 impl NodeMetrics {
-    /// Declares the node's counters in `registry`, so that they are exported (at
-    /// zero) before anything has happened.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        for (name, help) in [
-            (REQUESTS, "Requests by RPC."),
-            (ERRORS, "Failed requests by RPC and gRPC code."),
-            (
+    /// Registers the node's counters and histograms in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        Self {
+            requests: registry.counter_vec(REQUESTS, "Requests by RPC.", ["rpc"]),
+            errors: registry.counter_vec(
+                ERRORS,
+                "Failed requests by RPC and gRPC code.",
+                ["rpc", "code"],
+            ),
+            policy_denials: registry.counter_vec(
                 POLICY_DENIALS,
                 "Round-2 requests refused by the key's policy.",
+                ["reason"],
             ),
-            (
+            failovers: registry.counter(
                 FAILOVERS,
                 "Shares issued to out-of-policy quorums under an approval token.",
             ),
-        ] {
-            registry.declare_counter(name, help);
+            sign_latency: registry.histogram(
+                SIGN_LATENCY,
+                "Round-2 latency (policy checks, signing, durable audit record).",
+            ),
         }
-        Self(registry)
     }
 
     /// Counts a call of `rpc` and, if it failed, its gRPC code.
     pub fn request<T>(&self, rpc: &str, result: &Result<T, NodeError>) {
-        self.0.inc(REQUESTS, "Requests by RPC.", &[("rpc", rpc)], 1);
+        self.requests.inc([rpc]);
         if let Err(e) = result {
-            let code = format!("{:?}", e.code());
-            self.0.inc(
-                ERRORS,
-                "Failed requests by RPC and gRPC code.",
-                &[("rpc", rpc), ("code", &code)],
-                1,
-            );
+            self.errors.inc([rpc, &format!("{:?}", e.code())]);
         }
     }
 
     /// Counts a round-2 request the key's policy refused, by `reason`.
     pub fn policy_denial(&self, reason: &str) {
-        self.0.inc(
-            POLICY_DENIALS,
-            "Round-2 requests refused by the key's policy.",
-            &[("reason", reason)],
-            1,
-        );
+        self.policy_denials.inc([reason]);
     }
 
     /// Counts a share issued to an out-of-policy quorum under an approval token.
     pub fn failover(&self) {
-        self.0.inc(
-            FAILOVERS,
-            "Shares issued to out-of-policy quorums under an approval token.",
-            &[],
-            1,
-        );
+        self.failovers.inc();
     }
 
     /// Observes how long a round-2 answer took, from its call's arrival until its
     /// record was on disk.
     pub fn sign_latency(&self, took: Duration) {
-        self.0.observe(
-            SIGN_LATENCY,
-            "Round-2 latency (policy checks, signing, durable audit record).",
-            &[],
-            took.as_secs_f64(),
-        );
+        self.sign_latency.observe(took.as_secs_f64());
     }
 }
 
@@ -198,5 +183,65 @@ mod tests {
         readings.audit_broken = true;
         set_gauges(&registry, readings);
         assert_eq!(sample(&registry.render(), AUDIT_LOG_BROKEN), Some(1.0));
+    }
+
+    /// The families the node exports, each with its help and type, exactly as the
+    /// dashboards, alert rules and docs know them (the list is what the node served
+    /// before the registry moved to `prometheus-client`).
+    #[test]
+    fn every_node_metric_keeps_its_name_help_and_type() {
+        let registry = Registry::new();
+        let metrics = NodeMetrics::new(&registry);
+        let flushed = audit_flush_observer(&registry);
+        flushed(Duration::from_micros(300));
+        set_gauges(
+            &registry,
+            GaugeReadings {
+                nonces: 0,
+                keys: 0,
+                audit_records: 0,
+                audit_broken: false,
+            },
+        );
+        set_certificate_not_after(&registry, 0);
+        // Labelled families are rendered once they have a series.
+        metrics.request::<()>("SignShare", &Err(NodeError::UnknownKey("demo".into())));
+        metrics.policy_denial("rate_limited");
+        let text = registry.render();
+        let mut got: Vec<&str> = text.lines().filter(|l| l.starts_with("# ")).collect();
+        got.sort_unstable();
+        let want = [
+            "# HELP quorate_node_audit_flush_seconds Audit log flushes to disk (fdatasync) by duration; concurrent records share one.",
+            "# HELP quorate_node_audit_log_broken 1 once the audit log can no longer be made durable (round 2 refused until restart), else 0.",
+            "# HELP quorate_node_audit_records Audit records written.",
+            "# HELP quorate_node_certificate_not_after_seconds When the node's own mTLS certificate expires (notAfter), Unix seconds.",
+            "# HELP quorate_node_errors_total Failed requests by RPC and gRPC code.",
+            "# HELP quorate_node_failovers_total Shares issued to out-of-policy quorums under an approval token.",
+            "# HELP quorate_node_keys Keys held.",
+            "# HELP quorate_node_nonce_pool_size Outstanding single-use nonces.",
+            "# HELP quorate_node_policy_denials_total Round-2 requests refused by the key's policy.",
+            "# HELP quorate_node_requests_total Requests by RPC.",
+            "# HELP quorate_node_sign_share_seconds Round-2 latency (policy checks, signing, durable audit record).",
+            "# TYPE quorate_node_audit_flush_seconds histogram",
+            "# TYPE quorate_node_audit_log_broken gauge",
+            "# TYPE quorate_node_audit_records gauge",
+            "# TYPE quorate_node_certificate_not_after_seconds gauge",
+            "# TYPE quorate_node_errors_total counter",
+            "# TYPE quorate_node_failovers_total counter",
+            "# TYPE quorate_node_keys gauge",
+            "# TYPE quorate_node_nonce_pool_size gauge",
+            "# TYPE quorate_node_policy_denials_total counter",
+            "# TYPE quorate_node_requests_total counter",
+            "# TYPE quorate_node_sign_share_seconds histogram",
+        ];
+        assert_eq!(got, want, "{text}");
+        assert!(
+            text.contains("quorate_node_errors_total{rpc=\"SignShare\",code=\"NotFound\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("quorate_node_audit_flush_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
     }
 }

@@ -62,7 +62,7 @@ impl NodeState {
         intents: IntentVerifier,
         registry: Arc<Registry>,
     ) -> Result<Self, NodeError> {
-        let on_flush = metrics::audit_flush_observer(registry.clone());
+        let on_flush = metrics::audit_flush_observer(&registry);
         let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {
@@ -78,7 +78,7 @@ impl NodeState {
             nonces,
             audit,
             rate: RateLimiter::new(),
-            metrics: NodeMetrics::new(registry),
+            metrics: NodeMetrics::new(&registry),
             intents,
             danger: DangerSettings::default(),
             drain: quorate_transport::runtime::drain().0,

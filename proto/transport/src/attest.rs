@@ -154,21 +154,28 @@ fn message(kind: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Signs statements with a node's mTLS key. Never prints the key.
-pub struct StatementSigner {
+/// A private key and the certificate (DER) it belongs to: what one statement is
+/// signed with. Never prints the key.
+pub struct SigningPair {
     key: Arc<dyn rustls::sign::SigningKey>,
     certificate: Vec<u8>,
 }
 
-impl fmt::Debug for StatementSigner {
+impl fmt::Debug for SigningPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatementSigner")
+        f.debug_struct("SigningPair")
             .field("key", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
 
-impl StatementSigner {
+impl SigningPair {
+    /// A key loaded by rustls and its end-entity certificate (DER), which the
+    /// caller has checked belong together.
+    pub fn new(key: Arc<dyn rustls::sign::SigningKey>, certificate: Vec<u8>) -> Self {
+        Self { key, certificate }
+    }
+
     /// From PEM: the certificate (first in the file) and its private key.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, AttestError> {
         let certificate = CertificateDer::pem_slice_iter(cert_pem)
@@ -186,10 +193,67 @@ impl StatementSigner {
             certificate: certificate.as_ref().to_vec(),
         })
     }
+}
+
+/// Where a signer's key comes from: one fixed pair, or whichever pair reloadable
+/// TLS material holds when a statement is signed.
+#[derive(Clone)]
+enum PairSource {
+    Fixed(Arc<SigningPair>),
+    Current(Arc<dyn Fn() -> Arc<SigningPair> + Send + Sync>),
+}
+
+/// Signs statements with a party's mTLS key. Never prints the key.
+///
+/// A signer that follows reloadable TLS material ([`StatementSigner::following`])
+/// signs each statement with the key and certificate current at that moment, read
+/// together: a statement never carries one certificate and a signature of another
+/// key. Statements signed before a renewal keep verifying as long as the
+/// certificate they carry is valid.
+#[derive(Clone)]
+pub struct StatementSigner {
+    source: PairSource,
+}
+
+impl fmt::Debug for StatementSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatementSigner")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatementSigner {
+    /// From PEM: the certificate (first in the file) and its private key.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, AttestError> {
+        Ok(Self {
+            source: PairSource::Fixed(Arc::new(SigningPair::from_pem(cert_pem, key_pem)?)),
+        })
+    }
+
+    /// A signer that asks `current` for the pair to sign each statement with.
+    pub fn following(current: impl Fn() -> Arc<SigningPair> + Send + Sync + 'static) -> Self {
+        Self {
+            source: PairSource::Current(Arc::new(current)),
+        }
+    }
+
+    fn pair(&self) -> Arc<SigningPair> {
+        match &self.source {
+            PairSource::Fixed(pair) => pair.clone(),
+            PairSource::Current(current) => current(),
+        }
+    }
+
+    /// The certificate (DER) the next statement will carry.
+    pub fn certificate(&self) -> Vec<u8> {
+        self.pair().certificate.clone()
+    }
 
     /// Signs `body` as a statement of `kind`.
     pub fn sign(&self, kind: &str, body: Vec<u8>) -> Result<pb::Signed, AttestError> {
-        let signer = self
+        let pair = self.pair();
+        let signer = pair
             .key
             .choose_scheme(SCHEMES)
             .ok_or_else(|| AttestError::Setup("the key supports no usable scheme".into()))?;
@@ -198,7 +262,7 @@ impl StatementSigner {
             .map_err(|e| AttestError::Setup(e.to_string()))?;
         Ok(pb::Signed {
             body,
-            certificate: self.certificate.clone(),
+            certificate: pair.certificate.clone(),
             scheme: u32::from(u16::from(signer.scheme())),
             signature,
         })

@@ -1,5 +1,5 @@
 //! Service plumbing shared by Quorate's servers and clients: SPIFFE peer
-//! [`identity`] from mTLS certificates, [`tls`] configuration, statements signed with a
+//! [`identity`] from mTLS certificates, [`tls`] configuration (reloaded live by [`tls_reload`], served by [`tls_accept`]), statements signed with a
 //! certificate's private key and checked against the CA ([`attest`]), among them the
 //! sign [`intent`]s clients sign for every request and a node's statement that it
 //! holds a key ([`key_attestation`]), Prometheus
@@ -23,6 +23,8 @@ pub mod runtime;
 #[cfg(any(test, feature = "test-pki"))]
 pub mod test_ca;
 pub mod tls;
+pub mod tls_accept;
+pub mod tls_reload;
 
 /// Installs the process-wide rustls crypto provider (ring). Call at the start of
 /// `main` and of every test that builds TLS configs; repeated calls are harmless.

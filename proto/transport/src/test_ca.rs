@@ -44,6 +44,24 @@ pub fn signer(ca: &Ca, role: &str, name: &str) -> crate::attest::StatementSigner
 /// As [`signer`], the certificate and its private key as PEM; the certificate also
 /// carries `name` as its DNS name, so that a server can present it.
 pub fn pem(ca: &Ca, role: &str, name: &str) -> (String, String) {
+    let now = time::OffsetDateTime::now_utc();
+    pem_valid(
+        ca,
+        role,
+        name,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )
+}
+
+/// As [`pem`], valid from `not_before` to `not_after`.
+pub fn pem_valid(
+    ca: &Ca,
+    role: &str,
+    name: &str,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> (String, String) {
     use rcgen::{ExtendedKeyUsagePurpose, SanType};
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, name);
@@ -60,9 +78,8 @@ pub fn pem(ca: &Ca, role: &str, name: &str) -> (String, String) {
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(1);
+    params.not_before = not_before;
+    params.not_after = not_after;
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     (cert.pem(), key.serialize_pem())

@@ -123,6 +123,22 @@ pub struct Client {
     generations: Arc<Mutex<Generations>>,
     /// The coordinator each `Sign` request id in flight or in doubt went to.
     pins: Arc<Mutex<Pins>>,
+    /// Reloads the client's certificate, key and CA bundle when their files
+    /// change, until the last clone of the client is dropped.
+    _tls_watch: Arc<TlsWatch>,
+}
+
+/// The task that keeps a client's TLS material in step with its files; stopped
+/// with the client.
+#[derive(Debug)]
+struct TlsWatch(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for TlsWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Most request ids pinned at once; past it, expired pins are dropped first, then
@@ -260,10 +276,23 @@ impl Client {
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
         let Connected {
             coordinators,
+            tls,
             signer,
             attestations,
         } = connect(config)?;
+        // A renewed client certificate (cert-manager, SPIRE, `quorate-ceremony pki
+        // renew`) is used for the next connection and the next intent, without a
+        // restart. A library leaves the process's signals alone: files are polled.
+        let tls_watch = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            runtime.spawn(quorate_transport::tls_reload::watch(
+                tls,
+                None,
+                false,
+                || {},
+            ))
+        });
         Ok(Self {
+            _tls_watch: Arc::new(TlsWatch(tls_watch)),
             health: Arc::new(Mutex::new(Health::new(coordinators.len()))),
             coordinators: coordinators.into(),
             signer: Arc::new(signer),

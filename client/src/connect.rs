@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use quorate_transport::attest::{StatementSigner, StatementVerifier};
-use quorate_transport::tls::TlsPaths;
+use quorate_transport::tls::{TlsMaterial, TlsPaths};
 use quorate_wire::pb::signer_client::SignerClient;
 use tonic::transport::Channel;
 
@@ -31,6 +31,9 @@ pub(crate) struct Coordinator {
 /// attestations under its CA.
 pub(crate) struct Connected {
     pub(crate) coordinators: Vec<Coordinator>,
+    /// The client's TLS material: every new connection presents its current
+    /// certificate, and intents are signed with its current key.
+    pub(crate) tls: TlsMaterial,
     pub(crate) signer: StatementSigner,
     pub(crate) attestations: StatementVerifier,
 }
@@ -74,6 +77,7 @@ pub(crate) fn connect(config: &ClientConfig) -> Result<Connected, ClientError> {
         .map_err(|e| ClientError::Intent(e.to_string()))?;
     Ok(Connected {
         coordinators,
+        tls,
         signer,
         attestations,
     })

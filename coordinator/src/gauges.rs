@@ -24,8 +24,9 @@ pub struct Gauges {
     pub commitments: Arc<CommitmentPool>,
     /// The known keys (as cached: a scrape never waits for the nodes).
     pub keys: Arc<KeyDirectory>,
-    /// The own certificate's `notAfter`, seconds since the Unix epoch.
-    pub certificate_not_after: i64,
+    /// The own TLS material, for the current certificate's `notAfter` (it follows
+    /// renewals).
+    pub tls: quorate_transport::tls::TlsMaterial,
 }
 
 impl Gauges {
@@ -53,12 +54,14 @@ impl Gauges {
                 key.reachable_holders(&self.pool),
             );
         }
-        registry
-            .gauge(
-                metric::CERTIFICATE_NOT_AFTER,
-                "When the coordinator's own mTLS certificate expires (notAfter), Unix seconds.",
-            )
-            .set(self.certificate_not_after);
+        if let Ok(not_after) = self.tls.certificate_not_after() {
+            registry
+                .gauge(
+                    metric::CERTIFICATE_NOT_AFTER,
+                    "When the coordinator's own mTLS certificate expires (notAfter), Unix seconds.",
+                )
+                .set(not_after as f64);
+        }
     }
 }
 

@@ -146,15 +146,11 @@ impl BoundCoordinator {
                 let listener = TcpListener::bind(addr).await.map_err(|e| {
                     CoordError::Server(format!("cannot listen for metrics on {addr}: {e}"))
                 })?;
-                let certificate_not_after =
-                    self.config.tls.certificate_not_after().map_err(|e| {
-                        CoordError::Config(format!("the coordinator's certificate: {e}"))
-                    })?;
                 let gauges = gauges::Gauges {
                     pool: pool.clone(),
                     commitments,
                     keys: keys.clone(),
-                    certificate_not_after,
+                    tls: self.config.tls.clone(),
                 };
                 // The per-key gauges cover the keys the directory knows; without
                 // this, a key nobody has asked for since a restart would have none.
@@ -185,10 +181,21 @@ impl BoundCoordinator {
             .build_v1()
             .map_err(|e| CoordError::Server(format!("reflection: {e}")))?;
         tracing::info!(%addr, ?health_addr, nodes = pool.len(), "coordinator serving");
+        // Renewed certificates are picked up from the files (and on SIGHUP): clients
+        // see the new one on their next connection, nodes on the coordinator's next.
+        let tls_watch = tokio::spawn(quorate_transport::tls_reload::watch(
+            self.config.tls.clone(),
+            Some(metrics.clone()),
+            true,
+            || {},
+        ));
+        let incoming = self
+            .config
+            .tls
+            .incoming_tls(self.listener)
+            .map_err(|e| CoordError::Server(format!("TLS setup: {e}")))?;
         let (drain_switch, drain) = quorate_transport::runtime::drain();
         let server = Server::builder()
-            .tls_config(self.config.tls.server_config())
-            .map_err(|e| CoordError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
@@ -197,10 +204,7 @@ impl BoundCoordinator {
             )
             // tonic's graceful shutdown: stop accepting, send GOAWAY on every
             // connection, wait for their requests to finish.
-            .serve_with_incoming_shutdown(
-                quorate_transport::tls::incoming(self.listener),
-                drain.clone().begun(),
-            );
+            .serve_with_incoming_shutdown(incoming, drain.clone().begun());
         // Served once nothing can fail before serving; closed after the drain.
         let health_port = self.health_port.map(|port| port.spawn(&health));
         let draining = async move {
@@ -237,6 +241,7 @@ impl BoundCoordinator {
         }
         tracing::info!("coordinator stopped");
         probe.abort();
+        tls_watch.abort();
         if let Some((serve, key_refresh)) = metrics_task {
             serve.abort();
             key_refresh.abort();

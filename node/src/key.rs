@@ -28,8 +28,9 @@ pub struct ActiveKey {
     /// The same, decoded once when the key is loaded: the signing path uses it.
     pub(crate) parsed_key_package: ParsedKeyPackage,
     /// This node's signed statement that it holds this manifest's key, made when
-    /// the key is loaded or installed and listed with the manifest.
-    pub attestation: pb::Signed,
+    /// the key is loaded or installed, made again with each renewed certificate
+    /// ([`ActiveKey::attest`]), and listed with the manifest.
+    attestation: std::sync::RwLock<pb::Signed>,
 }
 
 impl ActiveKey {
@@ -38,8 +39,37 @@ impl ActiveKey {
     pub(crate) fn node_key(&self) -> pb::NodeKey {
         pb::NodeKey {
             manifest: self.manifest.encoded.clone(),
-            attestation: Some(self.attestation.clone()),
+            attestation: Some(self.attestation()),
         }
+    }
+
+    /// This node's current attestation of the key.
+    pub fn attestation(&self) -> pb::Signed {
+        self.attestation
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Signs the attestation again with `attestor`'s current certificate: after a
+    /// renewal, so that the key's attestation verifies for as long as the new
+    /// certificate is valid, not only as long as the old one was. (An attestation
+    /// made under the old certificate stays valid until that certificate expires,
+    /// so peers that read it before the renewal are not wrong meanwhile.)
+    pub(crate) fn attest(
+        &self,
+        identity: &NodeIdentity,
+        attestor: &StatementSigner,
+    ) -> Result<(), String> {
+        let attestation = key_attestation::sign(
+            attestor,
+            &identity.node_id,
+            &self.manifest.key_id,
+            &self.manifest.hash,
+        )
+        .map_err(|e| format!("cannot attest key {:?}: {e}", self.manifest.key_id))?;
+        *self.attestation.write().unwrap_or_else(|p| p.into_inner()) = attestation;
+        Ok(())
     }
 }
 
@@ -95,7 +125,7 @@ pub(crate) fn activate(
     )
     .map_err(|e| format!("cannot attest key {:?}: {e}", manifest.key_id))?;
     Ok(ActiveKey {
-        attestation,
+        attestation: std::sync::RwLock::new(attestation),
         identifier: me.identifier.clone(),
         manifest,
         key_package: record.key_package,

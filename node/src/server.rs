@@ -160,21 +160,36 @@ impl BoundNode {
         let metrics_task = match self.metrics_listener {
             Some(listener) => {
                 let state = self.state.clone();
-                let not_after = self
-                    .tls
-                    .certificate_not_after()
-                    .map_err(|e| NodeError::Config(format!("the node's certificate: {e}")))?;
+                let tls = self.tls.clone();
                 Some(tokio::spawn(quorate_transport::metrics::serve(
                     listener,
                     self.metrics.clone(),
                     Arc::new(move |registry: &Registry| {
                         state.refresh_gauges(registry);
-                        crate::metrics::set_certificate_not_after(registry, not_after);
+                        // The certificate in use now: it follows renewals.
+                        if let Ok(not_after) = tls.certificate_not_after() {
+                            crate::metrics::set_certificate_not_after(registry, not_after);
+                        }
                     }),
                 )))
             }
             None => None,
         };
+        // Renewed certificates are picked up from the files (and on SIGHUP); each
+        // renewal signs the key attestations again under the new certificate.
+        let tls_watch = {
+            let state = self.state.clone();
+            tokio::spawn(quorate_transport::tls_reload::watch(
+                self.tls.clone(),
+                Some(self.metrics.clone()),
+                true,
+                move || state.reattest_keys(),
+            ))
+        };
+        let incoming = self
+            .tls
+            .incoming_tls(self.listener)
+            .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?;
         let drain = self.state.drain();
         let server = Server::builder()
             // h2's rapid-reset guard closes a connection once 20 streams were reset by
@@ -185,8 +200,6 @@ impl BoundNode {
             // with the default, cut off its coordinators just as it recovered (found
             // by the partition drill: requests failed with RESOURCE_EXHAUSTED).
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
-            .tls_config(self.tls.server_config())
-            .map_err(|e| NodeError::Server(format!("TLS setup: {e}")))?
             .add_service(health_service)
             .add_service(
                 pb::node_server::NodeServer::new(NodeService(self.state.clone()))
@@ -205,10 +218,7 @@ impl BoundNode {
             )
             // tonic's graceful shutdown: stop accepting, send GOAWAY on every
             // connection, wait for their streams to end.
-            .serve_with_incoming_shutdown(
-                quorate_transport::tls::incoming(self.listener),
-                drain.clone().begun(),
-            );
+            .serve_with_incoming_shutdown(incoming, drain.clone().begun());
         // Served once nothing can fail before serving; closed after the drain.
         let health_port: Option<RunningHealthPort> =
             self.health_port.map(|port| port.spawn(&health));
@@ -248,6 +258,7 @@ impl BoundNode {
             task.abort();
         }
         audit_health_task.abort();
+        tls_watch.abort();
         // Every answered share's record was flushed before the share left; this
         // syncs whatever a batch cut off by the grace recorded without answering.
         if let Err(e) = self.state.audit().sync() {

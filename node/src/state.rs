@@ -94,6 +94,23 @@ impl NodeState {
         self
     }
 
+    /// Signs every key's attestation again with the node's current certificate
+    /// (called after the certificate was renewed). A key that cannot be attested
+    /// keeps its previous attestation, which stays valid until the previous
+    /// certificate expires; the failure is logged.
+    pub fn reattest_keys(&self) {
+        let keys: Vec<Arc<ActiveKey>> = self.read_keys().values().cloned().collect();
+        for key in keys {
+            if let Err(e) = key.attest(&self.identity, &self.attestor) {
+                tracing::error!(key_id = %key.manifest.key_id, "{e}");
+            }
+        }
+        tracing::info!(
+            keys = self.key_count(),
+            "key attestations signed again with the renewed certificate"
+        );
+    }
+
     /// Updates the gauges that are read rather than counted.
     pub fn refresh_gauges(&self, registry: &Registry) {
         metrics::set_gauges(

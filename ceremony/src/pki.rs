@@ -34,8 +34,8 @@ pub const CA_KEY_FILE: &str = "ca-key.pem";
 
 /// How long a dev CA is valid: ten years (with leap days).
 const CA_VALIDITY: Duration = Duration::days(3653);
-/// How long a role certificate is valid: two years.
-const LEAF_VALIDITY: Duration = Duration::days(731);
+/// How long a role certificate is valid unless told otherwise: two years.
+pub const LEAF_VALIDITY: Duration = Duration::days(731);
 /// Certificates start one day in the past so that small clock skew between the
 /// machines of a testnet does not make a fresh certificate "not yet valid".
 const BACKDATE: Duration = Duration::days(1);
@@ -101,6 +101,9 @@ pub enum PkiError {
     /// Not a PEM certificate.
     #[error("not a PEM certificate: {0}")]
     BadPem(String),
+    /// A validity that is not a positive duration.
+    #[error("invalid validity {0:?}: expected a positive number with a unit s, m, h or d (e.g. 2m, 12h, 90d)")]
+    Validity(String),
     /// rcgen refused to build or sign a certificate.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
@@ -118,6 +121,7 @@ impl PkiError {
                 | Self::WrongTrustDomain { .. }
                 | Self::InvalidDnsName(_)
                 | Self::Location(_)
+                | Self::Validity(_)
         )
     }
 }
@@ -219,6 +223,31 @@ pub fn issue(
     location: Option<&Location>,
     extra_dns: &[String],
 ) -> Result<IssuedCert, PkiError> {
+    issue_valid(
+        dir,
+        trust_domain,
+        role,
+        name,
+        location,
+        extra_dns,
+        LEAF_VALIDITY,
+    )
+}
+
+/// As [`issue`], valid until `valid_for` from now (short-lived certificates, as
+/// SPIFFE/SPIRE or cert-manager issue them, that running parties reload).
+pub fn issue_valid(
+    dir: &Path,
+    trust_domain: &str,
+    role: Role,
+    name: &str,
+    location: Option<&Location>,
+    extra_dns: &[String],
+    valid_for: Duration,
+) -> Result<IssuedCert, PkiError> {
+    if !valid_for.is_positive() {
+        return Err(PkiError::Validity(valid_for.to_string()));
+    }
     let identity = PeerIdentity::new(trust_domain, role, name)?;
     match (role, location) {
         (Role::Node, None) => {
@@ -274,7 +303,7 @@ pub fn issue(
     }
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - BACKDATE;
-    params.not_after = now + LEAF_VALIDITY;
+    params.not_after = now + valid_for;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
 
@@ -284,9 +313,99 @@ pub fn issue(
         ca: ca_cert_path,
     };
     let key_pem = Zeroizing::new(key.serialize_pem());
+    // Each file is replaced whole (a new file renamed over the old), the key first:
+    // a party that reads between the two renames finds a new key beside the old
+    // certificate, refuses the pair as mismatched and reads again (tls_reload).
     write_replacing(&issued.key, key_pem.as_bytes(), true)?;
     write_replacing(&issued.cert, cert.pem().as_bytes(), false)?;
     Ok(issued)
+}
+
+/// Renews the certificate of `<role>/<name>` in `dir`: a new key and a new
+/// certificate for the same identity (trust domain, SPIFFE id, location and DNS
+/// names, read from the current certificate), valid for `valid_for` from now,
+/// replacing the files as [`issue`] does. Running parties pick it up by themselves.
+pub fn renew(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    valid_for: Duration,
+) -> Result<IssuedCert, PkiError> {
+    let path = dir.join(format!("{role}-{name}.pem"));
+    let pem = fs::read(&path).map_err(|source| PkiError::Io {
+        path: path.clone(),
+        writing: false,
+        source,
+    })?;
+    let (_, parsed) =
+        x509_parser::pem::parse_x509_pem(&pem).map_err(|e| PkiError::BadPem(e.to_string()))?;
+    let cert = parsed
+        .parse_x509()
+        .map_err(|e| PkiError::BadPem(e.to_string()))?;
+    let identity = PeerIdentity::from_certificate(&cert)?;
+    if identity.role != role || identity.name != name {
+        return Err(PkiError::BadPem(format!(
+            "{} is the certificate of {identity}, not of {role}/{name}",
+            path.display()
+        )));
+    }
+    let location = Location::from_certificate(&cert)?;
+    let standard = subject_alt_names(&identity, &[])?;
+    let mut extra_dns = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for general in &san.value.general_names {
+            let (entry, text) = match general {
+                x509_parser::extensions::GeneralName::DNSName(dns) => (
+                    SanType::DnsName(
+                        Ia5String::try_from(dns.to_string())
+                            .map_err(|_| PkiError::InvalidDnsName(dns.to_string()))?,
+                    ),
+                    dns.to_string(),
+                ),
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default()),
+                        16 => IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default()),
+                        _ => continue,
+                    };
+                    (SanType::IpAddress(ip), ip.to_string())
+                }
+                _ => continue,
+            };
+            if !standard.contains(&entry) {
+                extra_dns.push(text);
+            }
+        }
+    }
+    issue_valid(
+        dir,
+        &identity.trust_domain,
+        role,
+        name,
+        location.as_ref(),
+        &extra_dns,
+        valid_for,
+    )
+}
+
+/// Parses a validity such as `90s`, `2m`, `12h` or `730d`.
+pub fn parse_validity(text: &str) -> Result<Duration, PkiError> {
+    let bad = || PkiError::Validity(text.to_string());
+    let text = text.trim();
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = text.split_at_checked(split).ok_or_else(bad)?;
+    let number: i64 = number.parse().map_err(|_| bad())?;
+    let validity = match unit {
+        "s" => Duration::seconds(number),
+        "m" => Duration::minutes(number),
+        "h" => Duration::hours(number),
+        "d" => Duration::days(number),
+        _ => return Err(bad()),
+    };
+    if number <= 0 || number > 36_500 * 86_400 {
+        return Err(bad());
+    }
+    Ok(validity)
 }
 
 /// Whether parties of `role` serve connections (and so get the serverAuth usage).
@@ -666,5 +785,69 @@ mod tests {
         assert_eq!(fp.len(), 64);
         assert!(fingerprint_pem(b"not pem").is_err());
         assert!(fingerprint_pem(&fs::read(&ca.key).unwrap()).is_err());
+    }
+
+    #[test]
+    fn renew_keeps_the_identity_location_and_names_with_a_new_key_and_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        create_ca(dir.path(), DOMAIN).unwrap();
+        let extra = ["node-1.example.net".to_string(), "10.0.0.7".to_string()];
+        let first = issue(
+            dir.path(),
+            DOMAIN,
+            Role::Node,
+            "node-1",
+            Some(&eu()),
+            &extra,
+        )
+        .unwrap();
+        let before_cert = parse_pem(&first.cert);
+        let before_key = fs::read(&first.key).unwrap();
+        let renewed = renew(
+            dir.path(),
+            Role::Node,
+            "node-1",
+            parse_validity("2m").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(renewed, first);
+        let after_cert = parse_pem(&renewed.cert);
+        assert_ne!(after_cert, before_cert);
+        assert_ne!(fs::read(&renewed.key).unwrap(), before_key);
+        let (_, before) = x509_parser::parse_x509_certificate(&before_cert).unwrap();
+        let (_, after) = x509_parser::parse_x509_certificate(&after_cert).unwrap();
+        assert_eq!(
+            PeerIdentity::from_certificate(&after).unwrap(),
+            PeerIdentity::from_certificate(&before).unwrap()
+        );
+        assert_eq!(Location::from_certificate(&after).unwrap(), Some(eu()));
+        let names = |c: &x509_parser::certificate::X509Certificate<'_>| {
+            format!("{:?}", c.subject_alternative_name().unwrap().unwrap().value)
+        };
+        assert_eq!(names(&after), names(&before));
+        let left =
+            after.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
+        assert!((100..=120).contains(&left), "{left}");
+        // The key belongs to the certificate.
+        let tls = renewed.tls_paths().load().unwrap();
+        assert_eq!(tls.identity().name, "node-1");
+        // Renewing a party that has no certificate says which file is missing.
+        let err = renew(dir.path(), Role::Client, "nobody", LEAF_VALIDITY).unwrap_err();
+        assert!(err.to_string().contains("client-nobody.pem"), "{err}");
+    }
+
+    #[test]
+    fn validities_parse_with_their_unit_and_nonsense_is_refused() {
+        assert_eq!(parse_validity("90s").unwrap(), Duration::seconds(90));
+        assert_eq!(parse_validity("2m").unwrap(), Duration::minutes(2));
+        assert_eq!(parse_validity("12h").unwrap(), Duration::hours(12));
+        assert_eq!(parse_validity("730d").unwrap(), Duration::days(730));
+        for bad in ["", "m", "2", "0m", "-1h", "2w", "1.5h", "99999999999d"] {
+            let err = parse_validity(bad).unwrap_err();
+            assert!(
+                matches!(err, PkiError::Validity(_)) && err.is_usage(),
+                "{bad}"
+            );
+        }
     }
 }

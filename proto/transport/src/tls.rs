@@ -181,12 +181,15 @@ impl Loaded {
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Pem(format!("certificate {}: {e}", cert_path.display())))?;
-        let leaf = chain.first().cloned().ok_or_else(|| {
-            TlsError::Pem(format!("no certificate in {}", cert_path.display()))
-        })?;
+        let leaf = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| TlsError::Pem(format!("no certificate in {}", cert_path.display())))?;
         let not_after = {
             let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| {
-                identity_err(crate::identity::IdentityError::BadCertificate(e.to_string()))
+                identity_err(crate::identity::IdentityError::BadCertificate(
+                    e.to_string(),
+                ))
             })?;
             cert.validity().not_after.timestamp()
         };
@@ -744,7 +747,9 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust.verifier().verify_tls12_signature(message, cert, dss)
+        self.trust
+            .verifier()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -753,7 +758,9 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust.verifier().verify_tls13_signature(message, cert, dss)
+        self.trust
+            .verifier()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -819,10 +826,12 @@ mod tests {
     }
 
     fn fixed(ca: &Ca) -> Trust {
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(roots(ca.pem.as_bytes()).unwrap(), provider())
-                .build()
-                .unwrap();
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            roots(ca.pem.as_bytes()).unwrap(),
+            provider(),
+        )
+        .build()
+        .unwrap();
         Trust::Fixed(verifier)
     }
 
@@ -872,9 +881,8 @@ mod tests {
     async fn a_pinned_channel_refuses_a_plaintext_endpoint() {
         let ca = new_ca("CA");
         let (cert_pem, key_pem) = crate::test_ca::pem(&ca, "auditor", "a");
-        let tls =
-            TlsMaterial::from_pem(ca.pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())
-                .unwrap();
+        let tls = TlsMaterial::from_pem(ca.pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())
+            .unwrap();
         let timeout = Duration::from_secs(1);
         for uri in [
             "http://127.0.0.1:7101",
@@ -896,9 +904,8 @@ mod tests {
     fn certificate_not_after_is_the_own_certificates_expiry() {
         let ca = new_ca("CA");
         let (cert_pem, key_pem) = crate::test_ca::pem(&ca, "auditor", "a");
-        let tls =
-            TlsMaterial::from_pem(ca.pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())
-                .unwrap();
+        let tls = TlsMaterial::from_pem(ca.pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())
+            .unwrap();
         // The test CA issues certificates valid for one day from now.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

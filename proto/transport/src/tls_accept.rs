@@ -162,10 +162,9 @@ mod tests {
         let incoming = server.incoming_tls(listener).unwrap();
         tokio::spawn(
             Server::builder()
-                .add_service(tonic_health::pb::health_server::HealthServer::with_interceptor(
-                    health,
-                    record,
-                ))
+                .add_service(
+                    tonic_health::pb::health_server::HealthServer::with_interceptor(health, record),
+                )
                 .serve_with_incoming(incoming),
         );
         let node = client.server_identity(Role::Node, "node-1").unwrap();

@@ -78,11 +78,7 @@ impl TlsMaterial {
             current: new.fingerprint.clone(),
             not_after: new.not_after,
         };
-        *self
-            .live
-            .current
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        *self.live.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         Ok(reload)
     }
 }
@@ -361,9 +357,14 @@ mod tests {
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let task = {
             let calls = calls.clone();
-            tokio::spawn(watch(tls.clone(), Some(registry.clone()), false, move || {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }))
+            tokio::spawn(watch(
+                tls.clone(),
+                Some(registry.clone()),
+                false,
+                move || {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                },
+            ))
         };
         let (cert2, key2) = pem(&ca, "client", "svc");
         std::fs::write(&f.paths.cert, &cert2).unwrap();

@@ -472,6 +472,12 @@ impl TlsMaterial {
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(CurrentClientCert(self.live.clone())));
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // No session resumption: a resumed session skips the certificates, and the
+        // server would go on seeing the certificate of the first handshake (found
+        // when a coordinator reconnected to a node after a renewal and the node
+        // logged its old, soon expired certificate). Connections are long-lived,
+        // so a full handshake each time costs nothing that matters.
+        config.resumption = rustls::client::Resumption::disabled();
         // The TLS is this connector's, not tonic's (tonic's takes one fixed client
         // certificate): tonic sees a plain connection, so the endpoint says http://
         // while every byte goes through the handshake below.

@@ -46,6 +46,11 @@ impl TlsMaterial {
             .with_client_cert_verifier(Arc::new(CurrentClientVerifier(self.live.clone())))
             .with_cert_resolver(Arc::new(CurrentServerCert(self.live.clone())));
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // Every connection authenticates with the certificates current at its
+        // handshake: no resumed session may carry a client certificate that was
+        // replaced or has expired since (and none ours offers one, see tls.rs).
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let (tx, rx) = tokio::sync::mpsc::channel(BACKLOG);
         tokio::spawn(async move {

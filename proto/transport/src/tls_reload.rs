@@ -132,8 +132,10 @@ pub async fn watch(
     on_reload: impl Fn() + Send + Sync + 'static,
 ) {
     if let Some(registry) = &registry {
-        registry.declare_counter(RELOADS, RELOADS_HELP);
-        registry.declare_counter(RELOAD_FAILURES, RELOAD_FAILURES_HELP);
+        // Both series exist from the start (at 0), so that an alert on an increase
+        // sees the first failure.
+        registry.inc(RELOADS, RELOADS_HELP, &[], 0);
+        registry.inc(RELOAD_FAILURES, RELOAD_FAILURES_HELP, &[], 0);
     }
     let mut hangup = if sighup {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -366,9 +368,11 @@ mod tests {
                 },
             ))
         };
+        tokio::time::sleep(SETTLE).await;
+        assert!(registry.render().contains(&format!("{RELOAD_FAILURES} 0")));
         let (cert2, key2) = pem(&ca, "client", "svc");
         std::fs::write(&f.paths.cert, &cert2).unwrap();
-        tokio::time::sleep(POLL_INTERVAL + SETTLE * 3).await;
+        tokio::time::sleep(POLL_INTERVAL + SETTLE * 2).await;
         assert_eq!(registry.counter_value(RELOAD_FAILURES, &[]), 1);
         assert_eq!(registry.counter_value(RELOADS, &[]), 0);
         std::fs::write(&f.paths.key, &key2).unwrap();

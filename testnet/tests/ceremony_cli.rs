@@ -57,7 +57,11 @@ async fn custodian_guide_commands_work_as_documented() {
 
     // 0. The dev PKI, in a directory of its own.
     let pki_verbs: Vec<&str> = pki_commands.iter().map(|c| c[1].as_str()).collect();
-    assert_eq!(pki_verbs, ["init", "issue", "issue"], "{pki_commands:?}");
+    assert_eq!(
+        pki_verbs,
+        ["init", "issue", "issue", "renew"],
+        "{pki_commands:?}"
+    );
     for command in &pki_commands {
         let out = ceremony(command);
         assert!(
@@ -66,10 +70,29 @@ async fn custodian_guide_commands_work_as_documented() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // node-6's certificate, renewed last: the same location, valid for 12 hours.
     let node_6 = std::fs::read(dir.join("my-pki/node-node-6.pem")).unwrap();
     assert_eq!(
         quorate_transport::identity::Location::from_certificate_pem(&node_6).unwrap(),
         Some(quorate_transport::identity::Location::new("eu-central-sov", "EU").unwrap())
+    );
+    let not_after = quorate_transport::tls::TlsPaths {
+        ca: dir.join("my-pki/ca.pem"),
+        cert: dir.join("my-pki/node-node-6.pem"),
+        key: dir.join("my-pki/node-node-6-key.pem"),
+    }
+    .load()
+    .unwrap()
+    .certificate_not_after()
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let left = not_after - now;
+    assert!(
+        (12 * 3600 - 120..=12 * 3600).contains(&left),
+        "node-6 renewed for 12h expires in {left} s"
     );
 
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();

@@ -255,9 +255,12 @@ pub(crate) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError>
     })
 }
 
+/// The contents of the three files as read: CA bundle, certificate, private key.
+pub(crate) type PemFiles = (Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>);
+
 impl TlsPaths {
     /// Reads the three files as one set, without checking it.
-    pub(crate) fn read_all(&self) -> Result<(Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>), TlsError> {
+    pub(crate) fn read_all(&self) -> Result<PemFiles, TlsError> {
         Ok((
             read("CA certificate", &self.ca)?,
             read("certificate", &self.cert)?,

@@ -261,9 +261,11 @@ pub(crate) type PemFiles = (Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>);
 impl TlsPaths {
     /// Reads the three files as one set, without checking it.
     pub(crate) fn read_all(&self) -> Result<PemFiles, TlsError> {
+        // The certificate first: when nothing is there, the error names it.
+        let cert = read("certificate", &self.cert)?;
         Ok((
             read("CA certificate", &self.ca)?,
-            read("certificate", &self.cert)?,
+            cert,
             Zeroizing::new(read("private key", &self.key)?),
         ))
     }

@@ -490,19 +490,21 @@ impl TlsMaterial {
         let connector = TlsConnector {
             config: Arc::new(config),
             server_name,
-            nodelay: true,
+            connect_timeout,
         };
-        Ok(tune(endpoint, connect_timeout).connect_with_connector_lazy(connector))
+        Ok(tune(endpoint).connect_with_connector_lazy(connector))
     }
 }
 
-/// Opens a TCP connection to the URI's host and port and runs the TLS handshake
-/// with the party's current certificate, requiring HTTP/2 by ALPN.
+/// Opens a TCP connection to the URI's host and port (within `connect_timeout`,
+/// which bounds the TCP connect only, as tonic's own connector does: the handshake
+/// is bounded by the call's deadline) and runs the TLS handshake with the party's
+/// current certificate, requiring HTTP/2 by ALPN.
 #[derive(Clone)]
 struct TlsConnector {
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
-    nodelay: bool,
+    connect_timeout: Duration,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -522,8 +524,13 @@ impl tower_service::Service<tonic::codegen::http::Uri> for TlsConnector {
             let host = uri.host().ok_or("endpoint has no host")?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let port = uri.port_u16().unwrap_or(443);
-            let tcp = tokio::net::TcpStream::connect((host, port)).await?;
-            tcp.set_nodelay(this.nodelay)?;
+            let tcp = tokio::time::timeout(
+                this.connect_timeout,
+                tokio::net::TcpStream::connect((host, port)),
+            )
+            .await
+            .map_err(|_| format!("connecting to {host}:{port} timed out"))??;
+            tcp.set_nodelay(true)?;
             let tls = tokio_rustls::TlsConnector::from(this.config)
                 .connect(this.server_name, tcp)
                 .await?;
@@ -636,9 +643,8 @@ fn endpoint(uri: &str) -> Result<Endpoint, TlsError> {
         .map_err(|e| TlsError::Endpoint(uri.to_string(), e.to_string()))
 }
 
-fn tune(endpoint: Endpoint, connect_timeout: Duration) -> Endpoint {
+fn tune(endpoint: Endpoint) -> Endpoint {
     endpoint
-        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(1))

@@ -60,7 +60,7 @@ impl Gauges {
                     metric::CERTIFICATE_NOT_AFTER,
                     "When the coordinator's own mTLS certificate expires (notAfter), Unix seconds.",
                 )
-                .set(not_after as f64);
+                .set(not_after);
         }
     }
 }

@@ -131,12 +131,14 @@ pub async fn watch(
     sighup: bool,
     on_reload: impl Fn() + Send + Sync + 'static,
 ) {
-    if let Some(registry) = &registry {
-        // Both series exist from the start (at 0), so that an alert on an increase
-        // sees the first failure.
-        registry.inc(RELOADS, RELOADS_HELP, &[], 0);
-        registry.inc(RELOAD_FAILURES, RELOAD_FAILURES_HELP, &[], 0);
-    }
+    // Both series exist from the start (at 0), so that an alert on an increase sees
+    // the first failure.
+    let counters = registry.map(|registry| {
+        (
+            registry.counter(RELOADS, RELOADS_HELP),
+            registry.counter(RELOAD_FAILURES, RELOAD_FAILURES_HELP),
+        )
+    });
     let mut hangup = if sighup {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(signal) => Some(signal),
@@ -183,16 +185,16 @@ pub async fn watch(
                     not_after,
                     "TLS certificate reloaded; new connections use it"
                 );
-                if let Some(registry) = &registry {
-                    registry.inc(RELOADS, RELOADS_HELP, &[], 1);
+                if let Some((reloads, _)) = &counters {
+                    reloads.inc();
                 }
                 last_error = None;
                 on_reload();
             }
             Err(e) => {
                 let message = e.to_string();
-                if let Some(registry) = &registry {
-                    registry.inc(RELOAD_FAILURES, RELOAD_FAILURES_HELP, &[], 1);
+                if let Some((_, failures)) = &counters {
+                    failures.inc();
                 }
                 // Once per distinct failure: the files are read every few seconds.
                 if last_error.as_deref() != Some(message.as_str()) || signalled {
@@ -373,11 +375,16 @@ mod tests {
         let (cert2, key2) = pem(&ca, "client", "svc");
         std::fs::write(&f.paths.cert, &cert2).unwrap();
         tokio::time::sleep(POLL_INTERVAL + SETTLE * 2).await;
-        assert_eq!(registry.counter_value(RELOAD_FAILURES, &[]), 1);
-        assert_eq!(registry.counter_value(RELOADS, &[]), 0);
+        assert_eq!(
+            registry
+                .counter(RELOAD_FAILURES, RELOAD_FAILURES_HELP)
+                .get(),
+            1
+        );
+        assert_eq!(registry.counter(RELOADS, RELOADS_HELP).get(), 0);
         std::fs::write(&f.paths.key, &key2).unwrap();
         tokio::time::sleep(POLL_INTERVAL + SETTLE).await;
-        assert_eq!(registry.counter_value(RELOADS, &[]), 1);
+        assert_eq!(registry.counter(RELOADS, RELOADS_HELP).get(), 1);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(tls.live.current().cert_pem, cert2.as_bytes());
         task.abort();

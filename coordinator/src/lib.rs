@@ -206,7 +206,11 @@ impl BoundCoordinator {
             // connection, wait for their requests to finish.
             .serve_with_incoming_shutdown(incoming, drain.clone().begun());
         // Served once nothing can fail before serving; closed after the drain.
-        let health_port = self.health_port.map(|port| port.spawn(&health));
+        let health_port = self
+            .health_port
+            .map(|port| port.spawn(&health))
+            .transpose()
+            .map_err(|e| CoordError::Server(format!("cannot start the health port: {e}")))?;
         let draining = async move {
             shutdown.await;
             tracing::info!(

@@ -220,8 +220,11 @@ impl BoundNode {
             // connection, wait for their streams to end.
             .serve_with_incoming_shutdown(incoming, drain.clone().begun());
         // Served once nothing can fail before serving; closed after the drain.
-        let health_port: Option<RunningHealthPort> =
-            self.health_port.map(|port| port.spawn(&health));
+        let health_port: Option<RunningHealthPort> = self
+            .health_port
+            .map(|port| port.spawn(&health))
+            .transpose()
+            .map_err(|e| NodeError::Server(format!("cannot start the health port: {e}")))?;
         let draining = {
             let state = self.state.clone();
             async move {

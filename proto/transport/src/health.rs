@@ -10,11 +10,15 @@
 //! statuses of [`reporter`]); no certificate, key, key id or peer is named there.
 //! It is bounded like the mTLS port and more: a few connections, a few streams per
 //! connection, tiny requests, a timeout per call and a longest connection life.
+//! It runs on an OS thread and a single-threaded tokio runtime of its own, so a
+//! flood of probes competes with the server's work only for CPU, never for a place
+//! in the queue of the server's own runtime (a node runs a single worker).
 //!
 //! Invariant: both ports read the same statuses, so the health port turns
 //! `NOT_SERVING` exactly when the mTLS health does (a drain, a broken audit log).
 //! In a drain it keeps answering, `NOT_SERVING`, until the server's drain is over,
-//! and then closes ([`RunningHealthPort::close`]).
+//! and then closes ([`RunningHealthPort::close`]): shutting its runtime down ends
+//! every connection it still holds, so nothing of it outlives the close.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -46,16 +51,19 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4;
 /// Longest a `Check` may take (it reads a status in memory).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection is closed after this long, so a `Watch` or an idle peer cannot hold
-/// one of [`MAX_CONNECTIONS`] for ever; a watcher reconnects.
+/// A connection is told to go away after this long, and cut [`CLOSE_GRACE`] later,
+/// so a peer cannot hold one of [`MAX_CONNECTIONS`] for ever.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// Largest health request accepted: a `HealthCheckRequest` holds one service name.
 pub const MAX_REQUEST_BYTES: usize = 1024;
 /// Largest HTTP/2 header list accepted.
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 /// How long the health port's connections may take to close once the server's
-/// drain is over, before they are cut.
+/// drain is over (or once they reach [`MAX_CONNECTION_AGE`]), before they are cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long [`RunningHealthPort::close`] waits for the port's thread beyond
+/// [`CLOSE_GRACE`] before it leaves the thread behind.
+const CLOSE_SLACK: Duration = Duration::from_secs(1);
 
 /// The one serving status of a server: `""` (overall) and [`LIVENESS_SERVICE`]
 /// `SERVING`. The server sets its own services on it and turns them `NOT_SERVING`;
@@ -80,15 +88,15 @@ pub fn service(reporter: &HealthReporter) -> HealthServer<HealthService> {
 /// A bound plaintext health port, not yet serving.
 #[derive(Debug)]
 pub struct HealthPort {
-    listener: TcpListener,
+    // A std listener: it joins the port's own runtime when it starts serving.
+    listener: std::net::TcpListener,
 }
 
 impl HealthPort {
     /// Binds `addr`.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        Ok(Self {
-            listener: TcpListener::bind(addr).await?,
-        })
+        let listener = TcpListener::bind(addr).await?.into_std()?;
+        Ok(Self { listener })
     }
 
     /// The bound address.
@@ -96,41 +104,73 @@ impl HealthPort {
         self.listener.local_addr()
     }
 
-    /// Serves `grpc.health.v1` from `reporter` on a task of its own until
-    /// [`RunningHealthPort::close`].
-    pub fn spawn(self, reporter: &HealthReporter) -> RunningHealthPort {
+    /// Serves `grpc.health.v1` from `reporter` on an OS thread and a
+    /// single-threaded tokio runtime of its own until [`RunningHealthPort::close`]
+    /// (or until the handle is dropped). Fails if the thread or its runtime cannot
+    /// be started.
+    pub fn spawn(self, reporter: &HealthReporter) -> std::io::Result<RunningHealthPort> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
-        let server = serve(self.listener, reporter.clone(), async {
-            // Err: the handle was dropped, which also stops the port.
-            let _ = stopped.await;
-        });
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(?addr, "the health port stopped: {e}");
-            }
-        });
-        RunningHealthPort { stop, task }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let reporter = reporter.clone();
+        let listener = self.listener;
+        std::thread::Builder::new()
+            .name("quorate-health".into())
+            .spawn(move || {
+                // Err: the handle was dropped, which also stops the port.
+                let stopped = stopped.map(|_| ()).shared();
+                runtime.block_on(async {
+                    let served = async {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve(listener, reporter, stopped.clone())
+                            .await
+                            .map_err(std::io::Error::other)
+                    };
+                    // Once stopped, connections get CLOSE_GRACE to close by themselves.
+                    let cut = async {
+                        stopped.clone().await;
+                        tokio::time::sleep(CLOSE_GRACE).await;
+                    };
+                    tokio::select! {
+                        served = served => if let Err(e) = served {
+                            tracing::error!(?addr, "the health port stopped: {e}");
+                        },
+                        () = cut => {}
+                    }
+                });
+                // Drops every connection task still running (a peer that did not
+                // leave when told): their sockets close here.
+                drop(runtime);
+                drop(finished);
+            })?;
+        Ok(RunningHealthPort { stop, done })
     }
 }
 
-/// A health port serving on a task of its own.
+/// A health port serving on a thread of its own.
 #[derive(Debug)]
 pub struct RunningHealthPort {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    /// Resolves (closed) once the port's thread has shut its runtime down.
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl RunningHealthPort {
-    /// Stops accepting (the port closes), tells each connection to go away and
-    /// waits a moment for them to close, then cuts whatever is left (a `Watch`).
-    /// A server calls this once its drain is over, having said `NOT_SERVING` on it
-    /// all along.
+    /// Stops accepting (the port closes), tells each connection to go away, gives
+    /// them [`CLOSE_GRACE`] to close and then cuts whatever is left by shutting the
+    /// port's runtime down. A server calls this once its drain is over, having said
+    /// `NOT_SERVING` on it all along. Bounded: if the thread has not finished
+    /// [`CLOSE_SLACK`] after that, it is left to finish alone.
     pub async fn close(self) {
         let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
-            task.abort();
+        if tokio::time::timeout(CLOSE_GRACE + CLOSE_SLACK, self.done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the health port's thread did not stop in time");
         }
     }
 }
@@ -266,7 +306,7 @@ mod tests {
             .await
             .unwrap();
         let addr = port.local_addr().unwrap();
-        let running = port.spawn(&reporter);
+        let running = port.spawn(&reporter).unwrap();
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -299,6 +339,42 @@ mod tests {
         );
     }
 
+    /// Regression: close stopped the accept loop, but each connection ran on a
+    /// task of its own that outlived it (a `Watch`, a call that never ends, an idle
+    /// peer: up to a minute, in whatever process embeds the server).
+    #[tokio::test]
+    async fn close_cuts_a_connection_whose_call_never_ends() {
+        let reporter = reporter().await;
+        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = port.local_addr().unwrap();
+        let running = port.spawn(&reporter).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        // A Check whose request body never comes: the call waits for it.
+        let request = tonic::codegen::http::Request::post(format!(
+            "http://{addr}/grpc.health.v1.Health/Check"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let (_response, _body) = client.send_request(request, false).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let started = std::time::Instant::now();
+        running.close().await;
+        let ended = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        assert!(
+            ended.is_ok(),
+            "the connection was still open {:?} after close began",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < CLOSE_GRACE + CLOSE_SLACK + Duration::from_secs(1));
+    }
+
     #[tokio::test]
     async fn a_request_over_the_size_cap_is_refused() {
         let reporter = reporter().await;
@@ -306,7 +382,7 @@ mod tests {
             .await
             .unwrap();
         let addr = port.local_addr().unwrap();
-        let _running = port.spawn(&reporter);
+        let _running = port.spawn(&reporter).unwrap();
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()

@@ -4,12 +4,14 @@
 //! for probes that cannot present a client certificate, such as the kubelet's
 //! native `grpc` probe.
 //!
-//! The health port answers `grpc.health.v1.Health` (`Check` and `Watch`) and nothing
-//! else: every other method is `UNIMPLEMENTED`, reflection included. What anyone who
+//! The health port answers `grpc.health.v1.Health/Check` and nothing else: every
+//! other method is `UNIMPLEMENTED`, `Watch` and reflection included (the kubelet
+//! only checks; a watch would hold a connection open). What anyone who
 //! reaches it learns is whether the process is alive and whether it serves (the
 //! statuses of [`reporter`]); no certificate, key, key id or peer is named there.
 //! It is bounded like the mTLS port and more: a few connections, a few streams per
-//! connection, tiny requests, a timeout per call and a longest connection life.
+//! connection, tiny requests, a timeout per call, a short time to make the first
+//! call and a short connection life.
 //! It runs on an OS thread and a single-threaded tokio runtime of its own, so a
 //! flood of probes competes with the server's work only for CPU, never for a place
 //! in the queue of the server's own runtime (a node runs a single worker).
@@ -23,6 +25,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,10 +34,13 @@ use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio::time::Sleep;
+use tonic::transport::server::Connected;
 use tonic::transport::Server;
-use tonic_health::pb::health_server::HealthServer;
-use tonic_health::server::{HealthReporter, HealthService};
+use tonic::{Request, Response, Status};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::server::{HealthReporter, HealthService, WatchStream};
 use tonic_health::ServingStatus;
 
 /// The `grpc.health.v1` service name that answers `SERVING` for as long as the
@@ -51,13 +57,21 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4;
 /// Longest a `Check` may take (it reads a status in memory).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection that has not made a `Check` this long after it was accepted is
+/// cut, so a peer that connects and sends nothing (or half a request) gives its
+/// slot back at once. A kubelet probe makes its call within milliseconds.
+pub const FIRST_CALL_DEADLINE: Duration = Duration::from_secs(2);
 /// A connection is told to go away after this long, and cut [`CLOSE_GRACE`] later,
-/// so a peer cannot hold one of [`MAX_CONNECTIONS`] for ever.
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// so a peer cannot hold one of [`MAX_CONNECTIONS`] for long.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(10);
 /// Largest health request accepted: a `HealthCheckRequest` holds one service name.
 pub const MAX_REQUEST_BYTES: usize = 1024;
 /// Largest HTTP/2 header list accepted.
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Streams a peer may reset before they are accepted, and streams the port may
+/// reset for a peer's errors, per connection, before the connection gets GOAWAY
+/// (h2's guards against reset floods; a kubelet resets none).
+const MAX_RESET_STREAMS: usize = 2 * MAX_STREAMS_PER_CONNECTION as usize;
 /// How long the health port's connections may take to close once the server's
 /// drain is over (or once they reach [`MAX_CONNECTION_AGE`]), before they are cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -175,6 +189,36 @@ impl RunningHealthPort {
     }
 }
 
+/// `grpc.health.v1` for the plaintext port: `Check` from the server's status, which
+/// also marks the connection as having made its first call (no
+/// [`FIRST_CALL_DEADLINE`] any more); `Watch` is `UNIMPLEMENTED`.
+#[derive(Debug)]
+struct CheckOnly(HealthService);
+
+#[tonic::async_trait]
+impl Health for CheckOnly {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        if let Some(info) = request.extensions().get::<ProbeConnectInfo>() {
+            info.called.store(true, Ordering::Relaxed);
+        }
+        self.0.check(request).await
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented(
+            "Watch is not served on the plaintext health port",
+        ))
+    }
+}
+
 /// Serves only `grpc.health.v1` from `reporter`, in plaintext HTTP/2, on
 /// `listener` until `stop` resolves, within the limits above.
 async fn serve(
@@ -187,11 +231,14 @@ async fn serve(
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(MAX_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(Some(MAX_RESET_STREAMS))
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(CLOSE_GRACE)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(service(&reporter))
+        .add_service(
+            HealthServer::new(CheckOnly(HealthService::from_health_reporter(reporter)))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .serve_with_incoming_shutdown(limited_incoming(listener, MAX_CONNECTIONS), stop)
         .await
 }
@@ -212,6 +259,8 @@ fn limited_incoming(
                 Ok(LimitedConnection {
                     stream,
                     _permit: permit,
+                    called: Arc::new(AtomicBool::new(false)),
+                    first_call_deadline: Some(Box::pin(tokio::time::sleep(FIRST_CALL_DEADLINE))),
                 })
             }
             Err(e) => {
@@ -224,18 +273,33 @@ fn limited_incoming(
     })
 }
 
-/// An accepted connection holding one of the port's permits while it lives.
+/// An accepted connection holding one of the port's permits while it lives, and
+/// failing its reads (so hyper drops it) once [`FIRST_CALL_DEADLINE`] has passed
+/// without a `Check` on it.
 #[derive(Debug)]
 struct LimitedConnection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Set by [`CheckOnly::check`], through the request's [`ProbeConnectInfo`].
+    called: Arc<AtomicBool>,
+    /// None once a call was made.
+    first_call_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// What tonic puts in each request's extensions for a health port connection.
+#[derive(Debug, Clone)]
+struct ProbeConnectInfo {
+    /// Set once a `Check` was made on the connection.
+    called: Arc<AtomicBool>,
 }
 
 impl Connected for LimitedConnection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ProbeConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> ProbeConnectInfo {
+        ProbeConnectInfo {
+            called: self.called.clone(),
+        }
     }
 }
 
@@ -245,7 +309,20 @@ impl AsyncRead for LimitedConnection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        // hyper always has a read pending on a live connection, so the deadline's
+        // timer wakes it here even when the peer sends nothing.
+        if let Some(deadline) = &mut this.first_call_deadline {
+            if this.called.load(Ordering::Relaxed) {
+                this.first_call_deadline = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no health check within the first-call deadline",
+                )));
+            }
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
     }
 }
 
@@ -324,6 +401,12 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(listed.code(), tonic::Code::Unimplemented, "{listed:?}");
+        // Nor Watch: the kubelet only checks, and a watch would hold a connection.
+        let watched = HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest { service: "".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(watched.code(), tonic::Code::Unimplemented, "{watched:?}");
 
         // A drain: the server's own reporter turns NOT_SERVING, and so does the port.
         reporter
@@ -373,6 +456,36 @@ mod tests {
             started.elapsed()
         );
         assert!(started.elapsed() < CLOSE_GRACE + CLOSE_SLACK + Duration::from_secs(1));
+    }
+
+    /// Regression: a peer that connected and sent nothing (or half of the HTTP/2
+    /// preface) held one of the port's connections until the connection's maximum
+    /// age, 61 s.
+    #[tokio::test]
+    async fn a_connection_without_a_check_is_cut_after_the_first_call_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let reporter = reporter().await;
+        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = port.local_addr().unwrap();
+        let _running = port.spawn(&reporter).unwrap();
+        let silent = TcpStream::connect(addr).await.unwrap();
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        for (name, mut stream) in [("silent", silent), ("half a preface", half)] {
+            let mut buf = [0u8; 256];
+            let ended = tokio::time::timeout(FIRST_CALL_DEADLINE + Duration::from_secs(2), async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {} // the server's SETTINGS
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "the {name} connection is still open");
+        }
     }
 
     #[tokio::test]

@@ -196,6 +196,12 @@ impl BoundCoordinator {
             .map_err(|e| CoordError::Server(format!("TLS setup: {e}")))?;
         let (drain_switch, drain) = quorate_transport::runtime::drain();
         let server = Server::builder()
+            .http2_max_pending_accept_reset_streams(Some(
+                quorate_wire::limits::COORDINATOR_MAX_PENDING_ACCEPT_RESET_STREAMS,
+            ))
+            .http2_max_local_error_reset_streams(Some(
+                quorate_wire::limits::MAX_LOCAL_ERROR_RESET_STREAMS,
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(

@@ -200,6 +200,9 @@ impl BoundNode {
             // with the default, cut off its coordinators just as it recovered (found
             // by the partition drill: requests failed with RESOURCE_EXHAUSTED).
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+            .http2_max_local_error_reset_streams(Some(
+                quorate_wire::limits::MAX_LOCAL_ERROR_RESET_STREAMS,
+            ))
             .add_service(health_service)
             .add_service(
                 pb::node_server::NodeServer::new(NodeService(self.state.clone()))

@@ -20,6 +20,18 @@ pub const MAX_SIGNER_REQUEST_BYTES: usize = 256 * 1024;
 /// node buffer. Larger requests are refused by the gRPC layer (`OUT_OF_RANGE`).
 pub const MAX_NODE_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// HTTP/2 streams a server may reset for errors of the peer's making, per
+/// connection, before it sends GOAWAY: h2's guard against floods of streams made to
+/// fail (RUSTSEC-2024-0003). hyper's default; tonic 0.14 passes none, which hyper
+/// takes as no limit, so every server sets it.
+pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
+/// HTTP/2 streams a client may reset before the coordinator accepted them, per
+/// connection, before it sends GOAWAY (the rapid-reset guard, CVE-2023-44487). h2's
+/// default, set explicitly so that no dependency update can drop it. Nodes allow
+/// more (their only callers are coordinators, which reset streams by design).
+pub const COORDINATOR_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
 /// Longest key id, in bytes.
 pub const MAX_KEY_ID_BYTES: usize = 128;
 

@@ -223,9 +223,7 @@ impl BoundCoordinator {
                 grace_ms = grace.as_millis() as u64,
                 "shutting down: finishing the requests in flight"
             );
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
+            quorate_transport::health::set_draining(&health).await;
             health
                 .set_not_serving::<pb::signer_server::SignerServer<SignerService>>()
                 .await;

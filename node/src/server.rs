@@ -237,7 +237,9 @@ impl BoundNode {
                     "shutting down: refusing new work, finishing what is in flight"
                 );
                 // NOT_SERVING first, so a coordinator probing now stops choosing
-                // this node even before its connection's GOAWAY arrives.
+                // this node even before its connection's GOAWAY arrives; and
+                // unready, so the kubelet takes it out of its Services.
+                quorate_transport::health::set_draining(&health).await;
                 set_not_serving(&health).await;
                 state.begin_drain();
                 std::future::pending::<std::convert::Infallible>().await
@@ -278,7 +280,9 @@ impl BoundNode {
 /// Reports the node NOT_SERVING in `grpc.health.v1` (overall and `Node`) once its
 /// audit log can no longer be made durable: it refuses round 2 until restarted, and
 /// the coordinators' health probes then stop preferring it instead of finding out
-/// one refused request at a time.
+/// one refused request at a time. Its readiness stays `SERVING`
+/// ([`quorate_transport::health::READINESS_SERVICE`]): auditors still read its
+/// durable records, and nothing evicts it before its operator has checked the disk.
 async fn not_serving_once_audit_breaks(audit: &AuditLog, health: &HealthReporter) {
     audit.wait_broken().await;
     set_not_serving(health).await;
@@ -330,7 +334,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let health = HealthReporter::new();
+        let health = quorate_transport::health::reporter().await;
         let node = <pb::node_server::NodeServer<NodeService> as tonic::server::NamedService>::NAME;
         health
             .set_serving::<pb::node_server::NodeServer<NodeService>>()
@@ -357,6 +361,15 @@ mod tests {
         assert_eq!(
             status(&health, node).await,
             ServingStatus::NotServing as i32
+        );
+        // Still ready: its auditors read it, and no drain evicts it as unhealthy.
+        assert_eq!(
+            status(&health, quorate_transport::health::READINESS_SERVICE).await,
+            ServingStatus::Serving as i32
+        );
+        assert_eq!(
+            status(&health, quorate_transport::health::LIVENESS_SERVICE).await,
+            ServingStatus::Serving as i32
         );
     }
 }

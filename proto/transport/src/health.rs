@@ -47,8 +47,16 @@ use tonic_health::ServingStatus;
 /// process answers at all, drains and broken audit logs included: for a liveness
 /// probe, which must restart a process that hangs but not one that drains (it
 /// exits by itself) or one that waits for its operator (`NOT_SERVING` until
-/// restarted, docs/alerts.md). Readiness asks for the overall status, `""`.
+/// restarted, docs/alerts.md).
 pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// The `grpc.health.v1` service name that turns `NOT_SERVING` when the server
+/// begins to drain ([`set_draining`]) and for nothing else: for a readiness probe.
+/// A node whose audit log broke is `NOT_SERVING` overall (`""`, which the
+/// coordinators probe over mTLS, so they stop choosing it) but stays ready: its
+/// auditors still read its durable records through its Service, and a cluster drain
+/// does not evict it as unhealthy before its operator has checked the disk.
+pub const READINESS_SERVICE: &str = "readiness";
 
 /// Most connections the health port holds at once; more wait in the listen backlog.
 /// A kubelet opens one per probe and closes it after the answer.
@@ -79,18 +87,28 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// [`CLOSE_GRACE`] before it leaves the thread behind.
 const CLOSE_SLACK: Duration = Duration::from_secs(1);
 
-/// The one serving status of a server: `""` (overall) and [`LIVENESS_SERVICE`]
-/// `SERVING`. The server sets its own services on it and turns them `NOT_SERVING`;
-/// [`service`] and [`HealthPort`] answer from it.
+/// The one serving status of a server: `""` (overall), [`LIVENESS_SERVICE`] and
+/// [`READINESS_SERVICE`] `SERVING`. The server sets its own services on it and
+/// turns them `NOT_SERVING`; [`service`] and [`HealthPort`] answer from it.
 pub async fn reporter() -> HealthReporter {
     let reporter = HealthReporter::new();
+    for service in ["", LIVENESS_SERVICE, READINESS_SERVICE] {
+        reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
     reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
-        .await;
-    reporter
+}
+
+/// Reports a server that has begun to drain: `NOT_SERVING` overall and for
+/// [`READINESS_SERVICE`] (the server turns its own services `NOT_SERVING` too).
+/// [`LIVENESS_SERVICE`] stays `SERVING`: the server exits by itself.
+pub async fn set_draining(reporter: &HealthReporter) {
+    for service in ["", READINESS_SERVICE] {
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 /// A `grpc.health.v1` service answering from `reporter`'s statuses.
@@ -408,11 +426,18 @@ mod tests {
             .unwrap_err();
         assert_eq!(watched.code(), tonic::Code::Unimplemented, "{watched:?}");
 
-        // A drain: the server's own reporter turns NOT_SERVING, and so does the port.
+        assert_eq!(check(&channel, READINESS_SERVICE).await.unwrap(), 1);
+
+        // Not serving, but not draining (a node's audit log broke): still ready.
         reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;
         assert_eq!(check(&channel, "").await.unwrap(), 2, "NOT_SERVING");
+        assert_eq!(check(&channel, READINESS_SERVICE).await.unwrap(), 1);
+        // A drain: the server's own reporter turns NOT_SERVING, and so does the port.
+        set_draining(&reporter).await;
+        assert_eq!(check(&channel, "").await.unwrap(), 2, "NOT_SERVING");
+        assert_eq!(check(&channel, READINESS_SERVICE).await.unwrap(), 2);
         assert_eq!(check(&channel, LIVENESS_SERVICE).await.unwrap(), 1);
 
         running.close().await;

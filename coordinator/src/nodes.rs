@@ -9,7 +9,11 @@
 //! says `SERVING` again, but that is no failure: a rolling restart does not make it
 //! look broken. Only the probe brings it back: a draining node (or one whose audit
 //! log broke) still answers calls that take up no signing work, such as the key
-//! listing, and those say nothing about whether it will sign.
+//! listing, and those say nothing about whether it will sign. A node that says it
+//! is going away again within [`GOING_AWAY_AGAIN_WITHIN`] of the probe that brought
+//! it back is failing, not restarting: that counts against it, and its probes are
+//! not believed for a while ([`Standing::GoingAway`]), so a node that says `SERVING`
+//! and refuses all work cannot draw requests to itself every probe interval.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +33,13 @@ use crate::error::CoordError;
 pub const FAILURES_BEFORE_SKIP: u32 = 2;
 /// How long a skipped node is left alone before requests try it again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(3);
+
+/// A node that says it is going away this soon after a health probe found it
+/// `SERVING` and brought it back is not restarting (a restart takes longer than
+/// that to come round again): the refusal counts as a failure, and the node's
+/// probes do not bring it back for [`RETRY_AFTER`], doubling each time it does so
+/// again, up to [`CULPRIT_QUARANTINE`].
+pub const GOING_AWAY_AGAIN_WITHIN: Duration = Duration::from_secs(10);
 
 /// How long a node that sent an invalid signature share is left out of quorums
 /// (unless too few other nodes are available). Health probes do not shorten it: a
@@ -83,7 +94,10 @@ pub enum Standing {
     /// Used as usual.
     Available,
     /// Said it is shutting down: tried only when too few nodes are available,
-    /// until a probe or a call succeeds.
+    /// until a health probe sent after that finds it `SERVING` (other calls it
+    /// answers do not bring it back). If it said so again within
+    /// [`GOING_AWAY_AGAIN_WITHIN`] of the probe that last brought it back, its
+    /// probes are ignored for a while.
     GoingAway,
     /// Failed [`FAILURES_BEFORE_SKIP`] times in a row: tried last, until a probe or
     /// a call succeeds or [`RETRY_AFTER`] has passed.
@@ -100,6 +114,13 @@ struct Health {
     /// When the node last said it is shutting down (or will not serve), unless a
     /// health probe sent after that found it `SERVING`.
     going_away_since: Option<Instant>,
+    /// When a health probe last brought the node back from going away.
+    back_since: Option<Instant>,
+    /// Times in a row the node said it is going away within
+    /// [`GOING_AWAY_AGAIN_WITHIN`] of coming back.
+    going_away_again: u32,
+    /// Until when health probes that find the node `SERVING` are not believed.
+    probes_ignored_until: Option<Instant>,
     /// Smoothed round-trip time of successful calls, in microseconds.
     latency_us: Option<f64>,
 }
@@ -164,12 +185,23 @@ impl NodeHandle {
     /// Records a health probe sent at `asked` that found the node `SERVING` after
     /// `elapsed`: the one answer that brings back a node going away (restarted, or
     /// never gone), unless it said it is going away after the probe was sent.
+    ///
+    /// Ignored while the node is held off for saying it is going away again right
+    /// after a probe brought it back ([`GOING_AWAY_AGAIN_WITHIN`]).
     fn record_serving(&self, asked: Instant, elapsed: Duration) {
+        if self
+            .health()
+            .probes_ignored_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return;
+        }
         self.record_success(elapsed);
         let mut h = self.health();
         if h.going_away_since.is_some_and(|since| since <= asked) {
             tracing::info!(node = %self.id, "node is serving again");
             h.going_away_since = None;
+            h.back_since = Some(Instant::now());
         }
     }
 
@@ -187,13 +219,37 @@ impl NodeHandle {
 
     /// Records that the node said it is shutting down: it is not chosen while
     /// others are available, until a health probe sent after this finds it
-    /// `SERVING` (restarted).
+    /// `SERVING` (restarted). Said within [`GOING_AWAY_AGAIN_WITHIN`] of the probe
+    /// that brought it back, it is a failure, and the node's probes are ignored
+    /// for [`RETRY_AFTER`], doubling each time in a row, up to
+    /// [`CULPRIT_QUARANTINE`].
     pub fn record_going_away(&self) {
+        let now = Instant::now();
         let mut h = self.health();
-        if h.going_away_since.is_none() {
+        let back = h.back_since.take();
+        let again = back.is_some_and(|back| now.duration_since(back) < GOING_AWAY_AGAIN_WITHIN);
+        if again {
+            h.going_away_again = h.going_away_again.saturating_add(1);
+            let hold = RETRY_AFTER
+                .saturating_mul(1u32 << (h.going_away_again - 1).min(16))
+                .min(CULPRIT_QUARANTINE);
+            tracing::warn!(
+                node = %self.id,
+                hold_s = hold.as_secs(),
+                "node says it is going away again right after its probe said SERVING; \
+                 counted as a failure, its probes ignored for a while"
+            );
+            h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+            h.last_failure = Some(now);
+            h.probes_ignored_until = Some(now + hold);
+        } else if back.is_some() || h.going_away_since.is_none() {
+            // It served for a while first: an ordinary restart.
+            h.going_away_again = 0;
+        }
+        if h.going_away_since.is_none() && !again {
             tracing::info!(node = %self.id, "node is going away (shutting down)");
         }
-        h.going_away_since = Some(Instant::now());
+        h.going_away_since = Some(now);
     }
 
     /// Records a failed call.
@@ -371,6 +427,40 @@ mod tests {
             node.record_status(&calm_down());
         }
         assert!(!node.is_available());
+    }
+
+    #[tokio::test]
+    async fn a_node_going_away_again_right_after_its_probe_said_serving_fails_and_is_held_off() {
+        let node = node();
+        let refuse = || node.record_status(&quorate_wire::api::going_away_status("draining"));
+        refuse();
+        node.record_serving(Instant::now(), Duration::from_micros(300));
+        assert_eq!(node.standing(), Standing::Available);
+        // Refused again within seconds of saying SERVING: a failure, and the next
+        // SERVING probe does not bring it back.
+        refuse();
+        refuse();
+        assert_eq!(node.health().consecutive_failures, 1);
+        node.record_serving(Instant::now(), Duration::from_micros(300));
+        assert_eq!(node.standing(), Standing::GoingAway);
+        // Once the hold is over, a probe brings it back; doing it again holds it
+        // off twice as long.
+        node.health().probes_ignored_until = Some(Instant::now());
+        node.record_serving(Instant::now(), Duration::from_micros(300));
+        assert_eq!(node.standing(), Standing::Available);
+        refuse();
+        assert_eq!(node.health().going_away_again, 2);
+        let held = node.health().probes_ignored_until.unwrap() - Instant::now();
+        assert!(held > RETRY_AFTER, "{held:?}");
+        // A node that served for a while before going away is restarting: no failure.
+        let restarting = self::node();
+        restarting.record_going_away();
+        restarting.record_serving(Instant::now(), Duration::from_micros(300));
+        restarting.health().back_since = Some(Instant::now() - GOING_AWAY_AGAIN_WITHIN);
+        restarting.record_going_away();
+        assert_eq!(restarting.health().consecutive_failures, 0);
+        restarting.record_serving(Instant::now(), Duration::from_micros(300));
+        assert_eq!(restarting.standing(), Standing::Available);
     }
 
     #[tokio::test]

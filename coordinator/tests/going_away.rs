@@ -2,7 +2,9 @@
 //! or its audit log broke) stays out of the coordinator's choice until its health
 //! says `SERVING` again, over real mTLS connections. Regression: the key refresh
 //! loop's `ListNodeKeys`, which such a node still answers, marked it available
-//! again, so new signing work went to a node that would refuse it.
+//! again, so new signing work went to a node that would refuse it. And a node that
+//! says `SERVING` to its probes but refuses work as going away is not brought back
+//! by every probe.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -190,4 +192,37 @@ async fn a_node_going_away_is_back_once_its_health_says_serving() {
         .set_service_status("", ServingStatus::Serving)
         .await;
     wait_for(&setup.pool, Standing::Available).await;
+}
+
+/// Regression: a node that answered its probes SERVING and refused every Commit as
+/// going away was brought back by each probe (every second by default), its
+/// refusals never counted, so it drew signing work to itself for ever.
+#[tokio::test]
+async fn a_node_that_says_serving_but_refuses_as_going_away_is_not_brought_back_by_its_probes() {
+    let setup = setup(Duration::from_millis(100)).await;
+    wait_for(&setup.pool, Standing::GoingAway).await;
+    setup
+        .health
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    wait_for(&setup.pool, Standing::Available).await;
+
+    // Chosen again, it refuses the work as a draining node would.
+    let node = setup.pool.get("node-1").unwrap();
+    let refused = node
+        .client()
+        .commit(pb::CommitRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        quorate_coordinator::nodes::going_away(&refused),
+        "{refused:?}"
+    );
+    node.record_status(&refused);
+    assert_eq!(standing(&setup.pool), Standing::GoingAway);
+
+    // Its probes go on saying SERVING; several pass without bringing it back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(standing(&setup.pool), Standing::GoingAway);
+    assert!(!node.is_available());
 }

@@ -1,16 +1,17 @@
 //! The plaintext health port (`health_listen`) of real node and coordinator
-//! processes: without a client certificate it answers `grpc.health.v1` and nothing
-//! else, reports the same status as the mTLS health service (`NOT_SERVING` as soon
-//! as a SIGTERM begins the drain, while `liveness` stays `SERVING`), and closes once
-//! the drain is over. This is what the kubelet's native `grpc` probes of
-//! deploy/base rely on.
+//! processes: without a client certificate it answers `grpc.health.v1/Check` and
+//! nothing else (not `Watch`, not reflection, not HTTP/1.1), reports the same
+//! status as the mTLS health service (`NOT_SERVING` and unready as soon as a
+//! SIGTERM begins the drain, while `liveness` stays `SERVING`), keeps answering new
+//! connections through the drain, and closes once the drain is over. This is what
+//! the kubelet's native `grpc` probes of deploy/base rely on.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use quorate_transport::health::LIVENESS_SERVICE;
+use quorate_transport::health::{LIVENESS_SERVICE, READINESS_SERVICE};
 use quorate_transport::identity::Role;
 use quorate_transport::runtime::DEFAULT_SHUTDOWN_GRACE_MS;
 use quorate_wire::pb;
@@ -71,8 +72,42 @@ fn assert_unimplemented<T: std::fmt::Debug>(what: &str, result: Result<T, tonic:
 }
 
 /// Every service the node and coordinator serve over mTLS, called on `channel`
-/// without a certificate: each must be `UNIMPLEMENTED` there.
+/// without a certificate: each must be `UNIMPLEMENTED` there, as must `Watch`
+/// (the kubelet only checks) and reflection.
 async fn assert_only_health(channel: &Channel) {
+    // A Check first: a connection that makes none is cut after 2 s.
+    check(channel, LIVENESS_SERVICE).await.unwrap();
+    assert_unimplemented(
+        "Health.Watch",
+        HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await,
+    );
+    assert_unimplemented(
+        "ServerReflection.ServerReflectionInfo",
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            channel.clone(),
+        )
+        .server_reflection_info(futures::stream::iter([
+            tonic_reflection::pb::v1::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                        String::new(),
+                    ),
+                ),
+            },
+        ]))
+        .await,
+    );
+    assert_unimplemented(
+        "Audit.ReadAudit",
+        pb::audit_client::AuditClient::new(channel.clone())
+            .read_audit(pb::ReadAuditRequest { from_seq: 0 })
+            .await,
+    );
     assert_unimplemented(
         "Node.ListNodeKeys",
         pb::node_client::NodeClient::new(channel.clone())
@@ -132,6 +167,55 @@ async fn hold_drain_open(
     watch
 }
 
+/// An HTTP/1.1 request to the health port gets no HTTP response: the port speaks
+/// HTTP/2 only, and closes the connection.
+async fn assert_no_http1(addr: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the health port {addr} kept an HTTP/1.1 connection open"
+    );
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "the health port {addr} answered HTTP/1.1: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+/// What a readiness and a liveness probe find on a new connection to `addr` (the
+/// kubelet dials one per probe) while the server drains: not ready, not serving,
+/// alive.
+async fn assert_draining(addr: &str, own_service: &str) {
+    let fresh = plaintext(addr).await;
+    for service in ["", own_service, READINESS_SERVICE] {
+        assert_eq!(
+            check(&fresh, service).await.unwrap(),
+            ServingStatus::NotServing,
+            "{service:?} on a new connection during the drain"
+        );
+    }
+    assert_eq!(
+        check(&fresh, LIVENESS_SERVICE).await.unwrap(),
+        ServingStatus::Serving
+    );
+}
+
 async fn assert_closed(addr: &str) {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
@@ -154,7 +238,12 @@ async fn a_nodes_health_port_serves_only_health_and_turns_not_serving_when_it_dr
         check(&health, LIVENESS_SERVICE).await.unwrap(),
         ServingStatus::Serving
     );
+    assert_eq!(
+        check(&health, READINESS_SERVICE).await.unwrap(),
+        ServingStatus::Serving
+    );
     assert_only_health(&health).await;
+    assert_no_http1(&health_addr).await;
 
     let mtls = net
         .tls_paths(Role::Ceremony, "testnet")
@@ -183,6 +272,13 @@ async fn a_nodes_health_port_serves_only_health_and_turns_not_serving_when_it_dr
         ServingStatus::Serving
     );
     assert_only_health(&health).await;
+    // Still open to new connections while the Watch holds the drain open.
+    assert_draining(&health_addr, "quorate.v1.Node").await;
+    assert_no_http1(&health_addr).await;
+    assert!(
+        node.process.is_running(),
+        "node-1 exited before the drain was looked at"
+    );
 
     let exit = net.terminate_node("node-1", EXIT_BOUND).await.unwrap();
     assert!(
@@ -206,7 +302,12 @@ async fn a_coordinators_health_port_serves_only_health_and_turns_not_serving_whe
         check(&health, LIVENESS_SERVICE).await.unwrap(),
         ServingStatus::Serving
     );
+    assert_eq!(
+        check(&health, READINESS_SERVICE).await.unwrap(),
+        ServingStatus::Serving
+    );
     assert_only_health(&health).await;
+    assert_no_http1(&health_addr).await;
 
     let (name, endpoint) = net.coordinator_access(0).unwrap();
     let mtls = net
@@ -234,6 +335,13 @@ async fn a_coordinators_health_port_serves_only_health_and_turns_not_serving_whe
         ServingStatus::Serving
     );
     assert_only_health(&health).await;
+    // Still open to new connections while the Watch holds the drain open.
+    assert_draining(&health_addr, "quorate.v1.Signer").await;
+    assert_no_http1(&health_addr).await;
+    assert!(
+        net.coordinator.is_running(),
+        "the coordinator exited before the drain was looked at"
+    );
 
     let exit = net.terminate_coordinator(0, EXIT_BOUND).await.unwrap();
     assert!(

@@ -1,45 +1,38 @@
-//! Fuzz target for the coordinator's config parsing and validation. Smoke pass by
-//! default; `QUORATE_FUZZ_CASES=<n>` for long runs (see docs/security.md).
+//! The stable driver's pass over the fuzz target of the coordinator's config parsing
+//! and validation (`fuzz/src/coordinator.rs`), the same target the libFuzzer binary
+//! in `fuzz/` runs. Smoke pass by default; `QUORATE_FUZZ_CASES=<n>` for more,
+//! `cargo fuzz` for long runs (see docs/security.md).
 
+#[path = "../../fuzz/src/coordinator.rs"]
+mod coordinator;
 #[path = "../../proto/fuzzing/mod.rs"]
 mod fuzzing;
+#[path = "../../fuzz/src/target.rs"]
+mod target;
 
-use quorate_coordinator::{CoordError, CoordinatorConfig};
-
+/// Every input is refused in the end (the TLS files do not exist): the property is
+/// that parsing and validation fail cleanly as configuration errors.
 #[test]
 fn fuzz_coordinator_config_parsing() {
-    let corpus = vec![r#"trust_domain = "quorate.test"
-listen = "127.0.0.1:7000"
-metrics_listen = "127.0.0.1:9000"
-[tls]
-ca = "/nonexistent/ca.pem"
-cert = "/nonexistent/coordinator.pem"
-key = "/nonexistent/coordinator.key"
-[signing]
-deadline_ms = 5000
-node_timeout_ms = 1500
-round1_extra = 1
-preprocess_batch = 32
-max_in_flight_per_client = 256
-[[nodes]]
-id = "node-1"
-endpoint = "https://127.0.0.1:7001"
-[[nodes]]
-id = "node-2"
-endpoint = "https://127.0.0.1:7002"
-"#
-    .as_bytes()
-    .to_vec()];
-    // Every input is refused in the end (the TLS files do not exist); the property is
-    // that parsing and validation fail cleanly as configuration errors.
-    let report =
-        fuzzing::run_expecting_errors("coordinator config", &corpus, fuzzing::cases(20_000), |b| {
-            let text = String::from_utf8_lossy(b);
-            match CoordinatorConfig::from_toml(&text, |_| None) {
-                Ok(_) => true,
-                Err(CoordError::Config(_)) => false,
-                Err(e) => panic!("config errors must be CoordError::Config, got {e}"),
-            }
-        });
+    let t = coordinator::target("coordinator_config").unwrap();
+    let report = fuzzing::run(
+        t.name,
+        &t.corpus,
+        t.must_accept,
+        fuzzing::cases(t.smoke_cases),
+        &t.check,
+    );
     assert_eq!(report.accepted, 0);
+}
+
+/// See `proto/keys/tests/fuzz_decoders.rs`.
+#[test]
+fn seed_corpus_is_committed_and_still_valid() {
+    for name in coordinator::NAMES {
+        let t = coordinator::target(name).unwrap();
+        if std::env::var_os("QUORATE_WRITE_SEED_CORPUS").is_some() {
+            target::write_seed_corpus(&t).unwrap();
+        }
+        target::check_committed_seeds(&t).unwrap();
+    }
 }

@@ -1,82 +1,60 @@
-//! Fuzz targets and properties for what a node reads from its disk: sealed key
-//! records (the AEAD envelope and the plaintext framing inside it) and its config
-//! file. Smoke pass by default; `QUORATE_FUZZ_CASES=<n>` for long runs (see
-//! docs/security.md).
+//! The stable driver's pass over the fuzz targets of what a node reads from its disk
+//! (`fuzz/src/node.rs`: sealed key records, the plaintext framing inside them, the
+//! config file), the same targets the libFuzzer binaries in `fuzz/` run, and
+//! properties of sealed records. Smoke pass by default; `QUORATE_FUZZ_CASES=<n>` for
+//! more, `cargo fuzz` for long runs (see docs/security.md).
 
 #[path = "../../proto/fuzzing/mod.rs"]
 mod fuzzing;
+#[path = "../../fuzz/src/node.rs"]
+mod node;
+#[path = "../../fuzz/src/target.rs"]
+mod target;
 
+use node::{kek, record};
 use quorate_frost::Ciphersuite;
-use quorate_keys::manifest;
-use quorate_node::store::{Kek, KeyRecord, KeyStore};
-use quorate_node::{NodeConfig, NodeError};
-use quorate_wire::pb;
+use quorate_node::store::{KeyRecord, KeyStore};
+use quorate_node::NodeError;
 use rand::Rng;
 
-fn kek(byte: u8) -> Kek {
-    Kek::from_hex(&hex::encode([byte; 32])).unwrap()
-}
-
-/// A real record: a 2-of-3 manifest and node-1's key package.
-fn record(suite: Ciphersuite) -> KeyRecord {
-    let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
-    let mut dealt = suite.ops().split(None, &names, 2).unwrap();
-    let manifest = manifest::encode(
-        "k1",
-        suite,
-        2,
-        dealt.public_key_package.clone(),
-        names
-            .iter()
-            .map(|n| pb::ManifestParticipant {
-                node_id: n.clone(),
-                region: "r".into(),
-                jurisdiction: "EU".into(),
-            })
-            .collect(),
-        "2026-01-01T00:00:00Z".into(),
-        None,
-    );
-    KeyRecord {
-        manifest,
-        key_package: dealt.key_packages.remove(0).1,
-    }
+fn run(name: &str) -> fuzzing::Report {
+    let t = node::target(name).unwrap();
+    fuzzing::run(
+        t.name,
+        &t.corpus,
+        t.must_accept,
+        fuzzing::cases(t.smoke_cases),
+        &t.check,
+    )
 }
 
 #[test]
 fn fuzz_sealed_key_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(dir.path(), kek(1)).unwrap();
-    let corpus: Vec<Vec<u8>> = Ciphersuite::ALL
-        .into_iter()
-        .map(|s| store.seal_record("k1", &record(s)).unwrap())
-        .collect();
-    fuzzing::run(
-        "sealed KeyRecord (open_record)",
-        &corpus,
-        fuzzing::cases(2000),
-        |b| match store.open_record("k1", b) {
-            // Authenticated encryption: only an unchanged record opens (a mutation
-            // can leave the bytes as they were, e.g. a truncation at the end).
-            Ok(_) => {
-                assert!(
-                    corpus.iter().any(|c| c == b),
-                    "a modified sealed record opened"
-                );
-                true
-            }
-            Err(NodeError::Corrupt(_)) => false,
-            Err(e) => panic!("a damaged record must be reported as corruption, got {e}"),
-        },
-    );
-    // The plaintext framing inside the envelope.
-    let plain: Vec<Vec<u8>> = Ciphersuite::ALL
-        .into_iter()
-        .map(|s| record(s).encode().to_vec())
-        .collect();
-    fuzzing::run("KeyRecord::decode", &plain, fuzzing::cases(20_000), |b| {
-        KeyRecord::decode(b).is_ok()
-    });
+    run("sealed_key_record");
+}
+
+#[test]
+fn fuzz_key_record_decode() {
+    run("key_record");
+}
+
+/// Every input is refused in the end (the TLS files do not exist): the property is
+/// that parsing and validation fail cleanly as configuration errors.
+#[test]
+fn fuzz_node_config_parsing() {
+    assert_eq!(run("node_config").accepted, 0);
+}
+
+/// See `proto/keys/tests/fuzz_decoders.rs`.
+#[test]
+fn seed_corpus_is_committed_and_still_valid() {
+    for name in node::NAMES {
+        let t = node::target(name).unwrap();
+        if std::env::var_os("QUORATE_WRITE_SEED_CORPUS").is_some() {
+            target::write_seed_corpus(&t).unwrap();
+        }
+        target::check_committed_seeds(&t).unwrap();
+    }
 }
 
 #[test]
@@ -159,39 +137,4 @@ fn a_bit_flipped_record_on_disk_stops_the_store_from_loading() {
         matches!(&err, NodeError::Corrupt(m) if m.contains("k1")),
         "{err}"
     );
-}
-
-#[test]
-fn fuzz_node_config_parsing() {
-    let corpus = vec![r#"node_id = "node-1"
-trust_domain = "quorate.test"
-listen = "127.0.0.1:7001"
-metrics_listen = "127.0.0.1:9001"
-region = "eu-central-sov"
-jurisdiction = "EU"
-data_dir = "/nonexistent/data"
-kek_file = "/nonexistent/kek.hex"
-[tls]
-ca = "/nonexistent/ca.pem"
-cert = "/nonexistent/node.pem"
-key = "/nonexistent/node.key"
-[nonces]
-max_outstanding = 1000
-ttl_secs = 60
-"#
-    .as_bytes()
-    .to_vec()];
-    let kek_hex = hex::encode([9u8; 32]);
-    // Every input is refused in the end (the TLS files do not exist); the property is
-    // that parsing and validation fail cleanly as configuration errors.
-    let report =
-        fuzzing::run_expecting_errors("node config", &corpus, fuzzing::cases(20_000), |b| {
-            let text = String::from_utf8_lossy(b);
-            match NodeConfig::from_toml(&text, |v| (v == "QUORATE_KEK").then(|| kek_hex.clone())) {
-                Ok(_) => true,
-                Err(NodeError::Config(_)) => false,
-                Err(e) => panic!("config errors must be NodeError::Config, got {e}"),
-            }
-        });
-    assert_eq!(report.accepted, 0);
 }

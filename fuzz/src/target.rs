@@ -14,6 +14,11 @@ pub const CHEAP: u64 = 20_000;
 /// The same for decoders that do curve arithmetic.
 pub const CRYPTO: u64 = 2_000;
 
+/// Runs a decoder on one input and returns whether it accepted it. Returns `false`
+/// for a clean refusal and panics when a property is broken (the decoder panicked, a
+/// config error came back as another kind of error, something forged verified).
+pub type Check = Box<dyn Fn(&[u8]) -> bool>;
+
 /// A decoder under fuzzing.
 pub struct Target {
     /// File-safe name: the libFuzzer binary's and its seed corpus directory's.
@@ -29,11 +34,7 @@ pub struct Target {
     pub seeds_stay_valid: bool,
     /// The stable driver's default case count.
     pub smoke_cases: u64,
-    /// Runs the decoder on one input and returns whether it accepted it. Returns
-    /// `false` for a clean refusal and panics when a property is broken (the decoder
-    /// panicked, a config error came back as another kind of error, something forged
-    /// verified).
-    pub check: Box<dyn Fn(&[u8]) -> bool>,
+    pub check: Check,
 }
 
 impl fmt::Debug for Target {

@@ -456,6 +456,8 @@ const COORDINATOR_FAMILIES: &[&str] = &[
     "# HELP quorate_coordinator_share_calls_total SignShares batches sent to nodes.",
     "# HELP quorate_coordinator_share_requests_total Round-2 requests carried by SignShares batches.",
     "# HELP quorate_coordinator_sign_seconds End-to-end Sign latency.",
+    "# HELP quorate_tls_reload_failures_total Changed mTLS files that could not be loaded (broken, mismatched key, other identity, not valid under the CA); the previous certificate stays in use.",
+    "# HELP quorate_tls_reloads_total Reloads of the mTLS certificate, key and CA bundle that replaced them (renewals).",
     "# TYPE quorate_coordinator_certificate_not_after_seconds gauge",
     "# TYPE quorate_coordinator_client_sign_requests_total counter",
     "# TYPE quorate_coordinator_culprits_total counter",
@@ -472,6 +474,8 @@ const COORDINATOR_FAMILIES: &[&str] = &[
     "# TYPE quorate_coordinator_share_calls_total counter",
     "# TYPE quorate_coordinator_share_requests_total counter",
     "# TYPE quorate_coordinator_sign_seconds histogram",
+    "# TYPE quorate_tls_reload_failures_total counter",
+    "# TYPE quorate_tls_reloads_total counter",
 ];
 
 async fn scrape(addr: &str) -> String {
@@ -540,6 +544,8 @@ async fn metrics_endpoints_serve_the_listed_series() {
             ("quorate_node_policy_denials_total", "counter"),
             ("quorate_node_requests_total", "counter"),
             ("quorate_node_sign_share_seconds", "histogram"),
+            ("quorate_tls_reload_failures_total", "counter"),
+            ("quorate_tls_reloads_total", "counter"),
         ];
         assert!(
             known.contains(&(family.0.as_str(), family.1.as_str())),

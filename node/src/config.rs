@@ -11,7 +11,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::error::NodeError;
-use crate::store::Kek;
+use crate::kek::{KekProvider, KekProviderConfig};
+use crate::store::{Kek, LEGACY_KEK_ID};
 
 /// Environment variables that override config keys (`VAR` -> dotted TOML key).
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -50,9 +51,14 @@ pub struct NodeConfigFile {
     pub jurisdiction: String,
     /// Directory of the node's sled store.
     pub data_dir: PathBuf,
-    /// File with the key-encryption key (64 hex digits). Or set `QUORATE_KEK`.
+    /// File with the key-encryption key (64 hex digits). Or set `QUORATE_KEK`. Either
+    /// is the `file`/`env` provider with id `kek`, beside any `[[kek]]` tables.
     #[serde(default)]
     pub kek_file: Option<PathBuf>,
+    /// Key-encryption key providers (`[[kek]]` tables); any one of them (or
+    /// `kek_file`/`QUORATE_KEK`) that unwraps the store's DEK opens it.
+    #[serde(default)]
+    pub kek: Vec<KekProviderConfig>,
     /// mTLS files.
     pub tls: TlsPaths,
     /// Where to serve Prometheus metrics over plain HTTP (`GET /metrics`); off when
@@ -131,8 +137,8 @@ pub struct NodeConfig {
     pub file: NodeConfigFile,
     /// Loaded mTLS material.
     pub tls: TlsMaterial,
-    /// Key-encryption key for the store.
-    pub kek: Kek,
+    /// Key-encryption key providers for the store, `kek_file`/`QUORATE_KEK` first.
+    pub keks: Vec<KekProvider>,
 }
 
 fn config_err(msg: impl Into<String>) -> NodeError {
@@ -153,22 +159,49 @@ impl NodeConfig {
         let file: NodeConfigFile =
             quorate_transport::config::from_toml_with_env(text, ENV_OVERRIDES, &env)
                 .map_err(|e| config_err(format!("config: {e}")))?;
-        let kek_hex = match (&file.kek_file, env(KEK_ENV)) {
-            (_, Some(hex)) => Zeroizing::new(hex),
-            (Some(path), None) => Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                config_err(format!("cannot read kek_file {}: {e}", path.display()))
-            })?),
-            (None, None) => {
-                return Err(config_err(format!(
-                    "no key-encryption key: set kek_file in the config or {KEK_ENV}"
-                )))
-            }
-        };
-        let kek = Kek::from_hex(kek_hex.trim())?;
-        Self::validate(file, kek)
+        let keks = Self::kek_providers(&file, &env)?;
+        Self::validate(file, keks)
     }
 
-    fn validate(file: NodeConfigFile, kek: Kek) -> Result<Self, NodeError> {
+    /// `QUORATE_KEK` (which wins over `kek_file`, as one key from two sources), then
+    /// each `[[kek]]` table. Secrets are read when a provider is used, except those
+    /// in the environment, which are taken now.
+    fn kek_providers(
+        file: &NodeConfigFile,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<KekProvider>, NodeError> {
+        let mut keks = Vec::new();
+        match (&file.kek_file, env(KEK_ENV)) {
+            (_, Some(hex)) => {
+                let hex = Zeroizing::new(hex);
+                keks.push(KekProvider::key(LEGACY_KEK_ID, Kek::from_hex(hex.trim())?));
+            }
+            (Some(path), None) => keks.push(KekProvider::file(LEGACY_KEK_ID, path.clone())),
+            (None, None) => {}
+        }
+        for table in &file.kek {
+            let id = table.id();
+            if id.trim().is_empty() {
+                return Err(config_err("a [[kek]] table has an empty id"));
+            }
+            if keks.iter().any(|k| k.id() == id) {
+                return Err(config_err(format!(
+                    "two key-encryption key providers have the id {id:?} (kek_file and \
+                     QUORATE_KEK use {LEGACY_KEK_ID:?})"
+                )));
+            }
+            keks.push(KekProvider::from_config(table, env).map_err(config_err)?);
+        }
+        if keks.is_empty() {
+            return Err(config_err(format!(
+                "no key-encryption key: set kek_file in the config or {KEK_ENV}, or \
+                 add [[kek]] providers"
+            )));
+        }
+        Ok(keks)
+    }
+
+    fn validate(file: NodeConfigFile, keks: Vec<KekProvider>) -> Result<Self, NodeError> {
         let expected = PeerIdentity::new(&file.trust_domain, Role::Node, &file.node_id)
             .map_err(|e| config_err(format!("node_id/trust_domain: {e}")))?;
         for (name, value) in [
@@ -226,7 +259,7 @@ impl NodeConfig {
             }
             Some(_) => {}
         }
-        Ok(Self { file, tls, kek })
+        Ok(Self { file, tls, keks })
     }
 }
 
@@ -277,6 +310,28 @@ mod tests {
             matches!(err, NodeError::Config(ref m) if m.contains("fault-injection")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn kek_tables_add_providers_beside_kek_file_and_ids_must_be_unique() {
+        let text = format!(
+            "{MINIMAL}kek_file = \"/k.hex\"\n\
+             [[kek]]\ntype = \"pkcs11\"\nid = \"hsm\"\nmodule = \"/m.so\"\n\
+             token_label = \"t\"\nkey_label = \"k\"\npin_env = \"PIN\"\n\
+             [[kek]]\ntype = \"env\"\nid = \"backup\"\nvar = \"BACKUP_KEK\"\n"
+        );
+        let file: NodeConfigFile =
+            quorate_transport::config::from_toml_with_env(&text, ENV_OVERRIDES, |_: &str| None)
+                .unwrap();
+        let keks = NodeConfig::kek_providers(&file, &|_| None).unwrap();
+        let ids: Vec<_> = keks.iter().map(KekProvider::id).collect();
+        assert_eq!(ids, ["kek", "hsm", "backup"]);
+        let dup = text.replace("id = \"backup\"", "id = \"kek\"");
+        let file: NodeConfigFile =
+            quorate_transport::config::from_toml_with_env(&dup, ENV_OVERRIDES, |_: &str| None)
+                .unwrap();
+        let err = NodeConfig::kek_providers(&file, &|_| None).unwrap_err();
+        assert!(err.to_string().contains("\"kek\""), "{err}");
     }
 
     #[test]

@@ -16,9 +16,10 @@ pub enum NodeError {
     /// Invalid configuration; the node does not start.
     #[error("configuration: {0}")]
     Config(String),
-    /// The store was sealed under another key-encryption key.
-    #[error("the key-encryption key does not open this node's store (wrong KEK, or the store belongs to another node)")]
-    WrongKek,
+    /// No configured key-encryption key provider can open (or create) the store;
+    /// the message names each provider and why it failed.
+    #[error("{0}")]
+    KekUnavailable(String),
     /// The store is damaged.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
@@ -187,7 +188,7 @@ impl NodeError {
     pub fn exit_code(&self) -> i32 {
         match self {
             // EX_USAGE-style: the operator has to fix the setup.
-            NodeError::Config(_) | NodeError::WrongKek => 64,
+            NodeError::Config(_) | NodeError::KekUnavailable(_) => 64,
             // EX_DATAERR: damaged state needs repair.
             NodeError::Corrupt(_) => 65,
             _ => 1,
@@ -223,7 +224,7 @@ impl NodeError {
             NodeError::RateLimited { .. } => Code::ResourceExhausted,
             NodeError::AuditLogBroken { .. } => Code::Unavailable,
             NodeError::Config(_)
-            | NodeError::WrongKek
+            | NodeError::KekUnavailable(_)
             | NodeError::Corrupt(_)
             | NodeError::Storage(_)
             | NodeError::Server(_)

@@ -18,7 +18,7 @@
 //! Layers, each using only those below it: [`server`] (bind and serve) over
 //! [`service`] (one gRPC adapter per service) over the steps ([`sign`], [`escrow`],
 //! [`ceremony`]) over the node's state and key registry ([`state`], [`key`],
-//! [`identity`], [`metrics`]) over storage ([`store`], [`audit`], [`nonces`]) and
+//! [`identity`], [`metrics`]) over storage ([`store`] with [`kek`], [`audit`], [`nonces`]) and
 //! [`config`] and [`error`].
 #![deny(clippy::unwrap_used)]
 
@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod escrow;
 pub mod identity;
+pub mod kek;
 pub mod key;
 pub mod metrics;
 pub mod nonces;

@@ -29,7 +29,7 @@ use crate::identity::NodeIdentity;
 use crate::nonces::NonceStore;
 use crate::service::{AuditService, CeremonyService, NodeService};
 use crate::state::NodeState;
-use crate::store::KeyStore;
+use crate::store::{KekReport, KeyStore};
 use quorate_transport::intent::IntentVerifier;
 
 /// A node whose store is open and whose port is bound, ready to serve.
@@ -52,8 +52,9 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 4096;
 impl BoundNode {
     /// Opens the store (refusing a wrong KEK or a damaged store) and binds the port.
     pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
-        let NodeConfig { file, tls, kek } = config;
-        let store = KeyStore::open(&file.data_dir, kek)?;
+        let NodeConfig { file, tls, keks } = config;
+        let (store, report) = KeyStore::open_with(&file.data_dir, &keks)?;
+        report_keks(&report);
         let identity = NodeIdentity {
             node_id: file.node_id.clone(),
             trust_domain: file.trust_domain.clone(),
@@ -274,6 +275,28 @@ impl BoundNode {
         }
         tracing::info!("node stopped");
         result
+    }
+}
+
+/// Logs which provider opened the store and, as warnings, which could not: the
+/// node runs on one, and the operator should restore the others before it is the
+/// last.
+fn report_keks(report: &KekReport) {
+    if report.upgraded {
+        tracing::info!("store upgraded to format 2: records re-sealed under a new DEK");
+    }
+    tracing::info!(provider = %report.opened_with, "store opened");
+    for (provider, why) in &report.unavailable {
+        tracing::warn!(
+            %provider,
+            "key-encryption key provider unavailable, starting with the others: {why}"
+        );
+    }
+    for id in &report.unconfigured {
+        tracing::info!(
+            provider = %id,
+            "the store holds a DEK wrap for a provider the config does not name"
+        );
     }
 }
 

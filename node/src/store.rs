@@ -1,10 +1,15 @@
 //! The node's durable key store: sled on disk, every record sealed with
-//! XChaCha20-Poly1305 under a key-encryption key (KEK) that never touches the disk
-//! next to the data.
+//! XChaCha20-Poly1305 under a random data-encryption key (DEK) that is kept only
+//! wrapped by key-encryption keys (KEKs) that never touch the disk next to the data
+//! ([`crate::kek`]: a file, an environment variable, a PKCS#11 token).
 //!
-//! Layout: tree `meta` holds `format` and a sealed `kek-check` value that tells a
-//! wrong KEK apart from corruption at startup; tree `keys` maps key id -> sealed
-//! [`KeyRecord`]. Every write is flushed before it is acknowledged.
+//! Layout (format 2): tree `meta` holds `format`, `dek-wraps` (the DEK wrapped once
+//! per provider, by provider id; any one opens the store) and a sealed `dek-check`
+//! that tells a provider that unwraps something else apart from the right one; tree
+//! `keys` maps key id -> sealed [`KeyRecord`]. The envelope and records change only
+//! together, in one sled transaction, so a crash leaves the old keys or the new
+//! ones. Every write is flushed before it is acknowledged. Format 1 (records sealed
+//! under the KEK itself, a sealed `kek-check`) is upgraded when opened.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,12 +21,19 @@ use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::error::{storage, NodeError};
+use crate::kek::{Dek, KekProvider};
 
 /// Version byte leading every sealed value.
 const SEALED_VERSION: u8 = 1;
-/// Store layout version, in `meta/format`.
-const STORE_FORMAT: &[u8] = b"quorate-node-store/1";
+/// Store layout, in `meta/format`: version 2 seals records under a DEK kept
+/// wrapped in `meta/dek-wraps`.
+const STORE_FORMAT: &[u8] = b"quorate-node-store/2";
+/// Version 1 sealed records under the KEK itself (upgraded when opened).
+const STORE_FORMAT_V1: &[u8] = b"quorate-node-store/1";
+/// Version byte of `meta/dek-wraps`.
+const WRAPS_VERSION: u8 = 1;
 const KEK_CHECK_PLAINTEXT: &[u8] = b"quorate kek check";
+const DEK_CHECK_PLAINTEXT: &[u8] = b"quorate dek check";
 
 /// The 32-byte key-encryption key. Zeroized on drop, never printed.
 pub struct Kek(Zeroizing<[u8; 32]>);
@@ -49,9 +61,20 @@ impl Kek {
         Zeroizing::new(hex::encode(key.as_slice()))
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.0.as_slice().into())
+    /// A second handle on the same key (for a provider that holds it in memory).
+    pub(crate) fn clone_secret(&self) -> Self {
+        Self(Zeroizing::new(*self.0))
     }
+
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Seals and opens values under a 32-byte key: the DEK (format 2) or, for reading a
+/// store of format 1, the KEK itself.
+fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(key.into())
 }
 
 /// A key share as stored: the public manifest and this node's key package.
@@ -100,8 +123,9 @@ impl KeyRecord {
 pub struct KeyStore {
     dir: PathBuf,
     db: sled::Db,
+    meta: sled::Tree,
     keys: sled::Tree,
-    kek: Kek,
+    dek: Dek,
 }
 
 impl fmt::Debug for KeyStore {
@@ -114,10 +138,47 @@ impl fmt::Debug for KeyStore {
 /// default cache (1 GiB) would let a node's RSS grow with whatever it once read.
 const SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The id of the provider that `kek_file` or `QUORATE_KEK` configures (the two are
+/// one key from two sources, so they share the id its wrap is stored under).
+pub const LEGACY_KEK_ID: &str = "kek";
+
+/// What opening the store found about its KEK providers.
+#[derive(Debug, Default)]
+pub struct KekReport {
+    /// The provider whose wrap opened the store.
+    pub opened_with: String,
+    /// Configured providers that could not unwrap the DEK, each with the reason.
+    pub unavailable: Vec<(String, String)>,
+    /// Ids of providers whose wraps the store holds but the config does not name.
+    pub unconfigured: Vec<String>,
+    /// The store was of format 1 (sealed under the KEK itself) and was upgraded.
+    pub upgraded: bool,
+}
+
+type Wraps = Vec<(String, Vec<u8>)>;
+
 impl KeyStore {
-    /// Opens (or creates) the store in `dir`. A store sealed under another KEK is
-    /// refused with [`NodeError::WrongKek`].
+    /// Opens (or creates) the store in `dir` with one in-memory KEK (tests, tools).
+    /// A store this KEK does not open is refused with [`NodeError::KekUnavailable`].
     pub fn open(dir: &Path, kek: Kek) -> Result<Self, NodeError> {
+        Self::open_with(dir, &[KekProvider::key(LEGACY_KEK_ID, kek)]).map(|(store, _)| store)
+    }
+
+    /// Opens (or creates) the store in `dir`. Every configured provider is tried;
+    /// any one that unwraps the DEK opens the store, and the report names those that
+    /// could not. None: [`NodeError::KekUnavailable`] naming each and why. A new
+    /// store is created only if every provider can wrap its DEK. A store of format 1
+    /// (sealed under a `file`/`env` KEK) is upgraded in place in one transaction:
+    /// a crash leaves it either as it was or upgraded.
+    pub fn open_with(
+        dir: &Path,
+        providers: &[KekProvider],
+    ) -> Result<(Self, KekReport), NodeError> {
+        if providers.is_empty() {
+            return Err(NodeError::Config(
+                "no key-encryption key provider is configured".into(),
+            ));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
         // Every write is flushed explicitly before it is acknowledged, so sled's
@@ -131,79 +192,63 @@ impl KeyStore {
             .map_err(|e| storage(format!("cannot open store in {}: {e}", dir.display())))?;
         let meta = db.open_tree("meta").map_err(storage)?;
         let keys = db.open_tree("keys").map_err(storage)?;
-        let store = Self {
-            dir: dir.to_path_buf(),
-            db,
-            keys,
-            kek,
-        };
-        match meta.get("format").map_err(storage)? {
+        let mut report = KekReport::default();
+        let format = meta.get("format").map_err(storage)?;
+        let dek = match format.as_deref() {
             None => {
-                meta.insert("format", STORE_FORMAT).map_err(storage)?;
-                meta.insert("kek-check", store.seal(b"kek-check", KEK_CHECK_PLAINTEXT)?)
-                    .map_err(storage)?;
-                store.db.flush().map_err(storage)?;
+                let dek = Dek::generate();
+                let wraps = wrap_under_all(providers, &dek, "cannot create the store")?;
+                commit_envelope(&db, &meta, &keys, &dek, &wraps, &[])?;
+                report.opened_with = describe_all(providers);
+                dek
             }
-            Some(format) if format.as_ref() == STORE_FORMAT => {
-                let check = meta
-                    .get("kek-check")
-                    .map_err(storage)?
-                    .ok_or_else(|| NodeError::Corrupt("meta/kek-check is missing".into()))?;
-                match store.open_sealed(b"kek-check", &check) {
-                    Ok(p) if p.as_slice() == KEK_CHECK_PLAINTEXT => {}
-                    _ => return Err(NodeError::WrongKek),
-                }
+            Some(STORE_FORMAT) => unwrap_dek(&meta, providers, &mut report)?,
+            Some(STORE_FORMAT_V1) => {
+                report.upgraded = true;
+                upgrade_v1(&db, &meta, &keys, providers, &mut report)?
             }
             Some(other) => {
                 return Err(NodeError::Corrupt(format!(
                     "unsupported store format {:?}",
-                    String::from_utf8_lossy(&other)
+                    String::from_utf8_lossy(other)
                 )))
             }
-        }
-        Ok(store)
+        };
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                db,
+                meta,
+                keys,
+                dek,
+            },
+            report,
+        ))
     }
 
-    fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, NodeError> {
-        let mut nonce = [0u8; 24];
-        OsRng.fill_bytes(&mut nonce);
-        let aad = [b"quorate-sealed/1:".as_slice(), context].concat();
-        let ct = self
-            .kek
-            .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| storage("encryption failed"))?;
-        let mut out = Vec::with_capacity(1 + 24 + ct.len());
-        out.push(SEALED_VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+    /// Re-wraps the DEK under exactly `providers` (each must succeed), replacing
+    /// every wrap the store held: providers left out can no longer open it. One
+    /// atomic write: a crash leaves the old wraps or the new ones.
+    pub fn rewrap(&self, providers: &[KekProvider]) -> Result<(), NodeError> {
+        let wraps = wrap_under_all(providers, &self.dek, "cannot re-wrap the DEK")?;
+        commit_envelope(&self.db, &self.meta, &self.keys, &self.dek, &wraps, &[])
     }
 
-    /// Decrypts a sealed value; `None` when it does not authenticate.
-    fn open_sealed(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
-        if sealed.len() < 25 || sealed[0] != SEALED_VERSION {
-            return Err(());
+    /// Re-seals every record under a fresh DEK wrapped under exactly `providers`
+    /// (each must succeed), in one transaction with the new wraps: a crash leaves
+    /// the old DEK and records or the new ones. Once the old KEKs are destroyed, a
+    /// copy of the store from before cannot be opened by anyone.
+    pub fn rekey(&mut self, providers: &[KekProvider]) -> Result<(), NodeError> {
+        let dek = Dek::generate();
+        let wraps = wrap_under_all(providers, &dek, "cannot wrap the new DEK")?;
+        let mut records = Vec::new();
+        for (key_id, record) in self.load_all()? {
+            let sealed = seal(&dek.0, &Self::record_context(&key_id), &record.encode())?;
+            records.push((key_id, sealed));
         }
-        let nonce: [u8; 24] = sealed[1..25].try_into().map_err(|_| ())?;
-        let aad = [b"quorate-sealed/1:".as_slice(), context].concat();
-        self.kek
-            .cipher()
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &sealed[25..],
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| ())
+        commit_envelope(&self.db, &self.meta, &self.keys, &dek, &wraps, &records)?;
+        self.dek = dek;
+        Ok(())
     }
 
     fn record_context(key_id: &str) -> Vec<u8> {
@@ -224,16 +269,15 @@ impl KeyStore {
     /// Seals `record` as stored under `key_id`: bound to the key id, so a sealed
     /// record moved under another id does not open.
     pub fn seal_record(&self, key_id: &str, record: &KeyRecord) -> Result<Vec<u8>, NodeError> {
-        self.seal(&Self::record_context(key_id), &record.encode())
+        seal(&self.dek.0, &Self::record_context(key_id), &record.encode())
     }
 
     /// Opens a sealed record as read from the `keys` tree. Anything that does not
     /// authenticate under this store's KEK and `key_id`, or does not parse, is
     /// [`NodeError::Corrupt`] naming the key.
     pub fn open_record(&self, key_id: &str, sealed: &[u8]) -> Result<KeyRecord, NodeError> {
-        let plain = self
-            .open_sealed(&Self::record_context(key_id), sealed)
-            .map_err(|_| {
+        let plain =
+            open_sealed(&self.dek.0, &Self::record_context(key_id), sealed).map_err(|_| {
                 NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
             })?;
         KeyRecord::decode(&plain)
@@ -257,7 +301,7 @@ impl KeyStore {
     /// Replaces a stored key durably (a refresh). sled's insert swaps the record
     /// atomically: a crash leaves either the old record or the new one.
     pub fn replace(&self, key_id: &str, record: &KeyRecord) -> Result<(), NodeError> {
-        let sealed = self.seal(&Self::record_context(key_id), &record.encode())?;
+        let sealed = seal(&self.dek.0, &Self::record_context(key_id), &record.encode())?;
         self.keys
             .insert(key_id.as_bytes(), sealed)
             .map_err(storage)?;
@@ -284,6 +328,281 @@ impl KeyStore {
         }
         Ok(out)
     }
+}
+
+fn seal(key: &[u8; 32], context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, NodeError> {
+    let mut nonce = [0u8; 24];
+    OsRng.fill_bytes(&mut nonce);
+    let aad = [b"quorate-sealed/1:".as_slice(), context].concat();
+    let ct = cipher(key)
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| storage("encryption failed"))?;
+    let mut out = Vec::with_capacity(1 + 24 + ct.len());
+    out.push(SEALED_VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Decrypts a sealed value; `Err` when it does not authenticate.
+fn open_sealed(key: &[u8; 32], context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
+    if sealed.len() < 25 || sealed[0] != SEALED_VERSION {
+        return Err(());
+    }
+    let nonce: [u8; 24] = sealed[1..25].try_into().map_err(|_| ())?;
+    let aad = [b"quorate-sealed/1:".as_slice(), context].concat();
+    cipher(key)
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: &sealed[25..],
+                aad: &aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| ())
+}
+
+fn describe_all(providers: &[KekProvider]) -> String {
+    providers
+        .iter()
+        .map(KekProvider::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn failures_message(what: &str, failures: &[(String, String)]) -> String {
+    let list = failures
+        .iter()
+        .map(|(provider, why)| format!("{provider}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("{what}: {list}")
+}
+
+/// Wraps `dek` under every provider; any failure is an error naming each that failed.
+fn wrap_under_all(providers: &[KekProvider], dek: &Dek, what: &str) -> Result<Wraps, NodeError> {
+    if providers.is_empty() {
+        return Err(NodeError::Config(format!(
+            "{what}: no key-encryption key provider is configured"
+        )));
+    }
+    let mut wraps = Vec::new();
+    let mut failures = Vec::new();
+    for p in providers {
+        match p.wrap(dek) {
+            Ok(w) => wraps.push((p.id().to_string(), w)),
+            Err(why) => failures.push((p.describe(), why)),
+        }
+    }
+    if failures.is_empty() {
+        Ok(wraps)
+    } else {
+        Err(NodeError::KekUnavailable(failures_message(what, &failures)))
+    }
+}
+
+/// `meta/dek-wraps`: a version byte, then per wrap the id's length (u16 BE), the id,
+/// the wrap's length (u32 BE) and the wrap.
+fn encode_wraps(wraps: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![WRAPS_VERSION];
+    for (id, wrap) in wraps {
+        out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&(wrap.len() as u32).to_be_bytes());
+        out.extend_from_slice(wrap);
+    }
+    out
+}
+
+fn decode_wraps(bytes: &[u8]) -> Result<Wraps, NodeError> {
+    let bad = || NodeError::Corrupt("meta/dek-wraps does not parse".into());
+    let mut rest = match bytes.split_first() {
+        Some((&WRAPS_VERSION, rest)) => rest,
+        _ => return Err(bad()),
+    };
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let head = rest.get(..n)?;
+        *rest = rest.get(n..)?;
+        Some(head)
+    }
+    let mut wraps = Vec::new();
+    while !rest.is_empty() {
+        let len = take(&mut rest, 2).ok_or_else(bad)?;
+        let id_len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let id = take(&mut rest, id_len).ok_or_else(bad)?;
+        let id = String::from_utf8(id.to_vec()).map_err(|_| bad())?;
+        let len = take(&mut rest, 4).ok_or_else(bad)?;
+        let wrap_len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        wraps.push((id, take(&mut rest, wrap_len).ok_or_else(bad)?.to_vec()));
+    }
+    if wraps.is_empty() {
+        return Err(bad());
+    }
+    Ok(wraps)
+}
+
+/// Writes the envelope (format, wraps, DEK check) and `records` (already sealed
+/// under `dek`) in one sled transaction, drops a format-1 `kek-check`, and flushes.
+fn commit_envelope(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    keys: &sled::Tree,
+    dek: &Dek,
+    wraps: &[(String, Vec<u8>)],
+    records: &[(String, Vec<u8>)],
+) -> Result<(), NodeError> {
+    use sled::transaction::{ConflictableTransactionError, Transactional};
+    let encoded = encode_wraps(wraps);
+    let check = seal(&dek.0, b"dek-check", DEK_CHECK_PLAINTEXT)?;
+    (meta, keys)
+        .transaction(|(tm, tk)| {
+            tm.insert("format", STORE_FORMAT)?;
+            tm.insert("dek-wraps", encoded.as_slice())?;
+            tm.insert("dek-check", check.as_slice())?;
+            tm.remove("kek-check")?;
+            for (key_id, sealed) in records {
+                tk.insert(key_id.as_bytes(), sealed.as_slice())?;
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| storage(format!("cannot write the key envelope: {e:?}")))?;
+    db.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Unwraps the DEK of a format-2 store with every provider that can.
+fn unwrap_dek(
+    meta: &sled::Tree,
+    providers: &[KekProvider],
+    report: &mut KekReport,
+) -> Result<Dek, NodeError> {
+    let wraps = decode_wraps(
+        &meta
+            .get("dek-wraps")
+            .map_err(storage)?
+            .ok_or_else(|| NodeError::Corrupt("meta/dek-wraps is missing".into()))?,
+    )?;
+    let check = meta
+        .get("dek-check")
+        .map_err(storage)?
+        .ok_or_else(|| NodeError::Corrupt("meta/dek-check is missing".into()))?;
+    let mut dek = None;
+    for p in providers {
+        let outcome = match wraps.iter().find(|(id, _)| id == p.id()) {
+            None => Err(format!(
+                "the store holds no wrap of its DEK under provider {:?} (add one with \
+                 `quorate-node kek rotate`)",
+                p.id()
+            )),
+            Some((_, wrap)) => {
+                p.unwrap(wrap)
+                    .and_then(|d| match open_sealed(&d.0, b"dek-check", &check) {
+                        Ok(plain) if plain.as_slice() == DEK_CHECK_PLAINTEXT => Ok(d),
+                        _ => Err("unwraps a key that is not this store's DEK".into()),
+                    })
+            }
+        };
+        match outcome {
+            Ok(d) if dek.is_none() => {
+                report.opened_with = p.describe();
+                dek = Some(d);
+            }
+            Ok(_) => {}
+            Err(why) => report.unavailable.push((p.describe(), why)),
+        }
+    }
+    report.unconfigured = wraps
+        .iter()
+        .filter(|(id, _)| !providers.iter().any(|p| p.id() == id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    dek.ok_or_else(|| {
+        NodeError::KekUnavailable(failures_message(
+            "no key-encryption key provider opens this node's store",
+            &report.unavailable,
+        ))
+    })
+}
+
+/// Opens a format-1 store (records sealed under a `file`/`env` KEK itself) and
+/// upgrades it in one transaction: a fresh DEK, every record re-sealed under it, the
+/// DEK wrapped under each provider that can wrap it (at least the one that opened).
+fn upgrade_v1(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    keys: &sled::Tree,
+    providers: &[KekProvider],
+    report: &mut KekReport,
+) -> Result<Dek, NodeError> {
+    let check = meta
+        .get("kek-check")
+        .map_err(storage)?
+        .ok_or_else(|| NodeError::Corrupt("meta/kek-check is missing".into()))?;
+    let mut legacy = None;
+    let mut failures = Vec::new();
+    for p in providers {
+        match p.legacy_key() {
+            None => failures.push((
+                p.describe(),
+                "this store is of format 1, sealed under a file or env KEK; configure \
+                 that KEK to open and upgrade it"
+                    .to_string(),
+            )),
+            Some(Err(why)) => failures.push((p.describe(), why)),
+            Some(Ok(kek)) => match open_sealed(kek.expose(), b"kek-check", &check) {
+                Ok(plain) if plain.as_slice() == KEK_CHECK_PLAINTEXT => {
+                    legacy = Some((p.describe(), kek));
+                    break;
+                }
+                _ => failures.push((
+                    p.describe(),
+                    "this key does not open the store (wrong KEK, or the store belongs \
+                     to another node)"
+                        .to_string(),
+                )),
+            },
+        }
+    }
+    let Some((opened_with, kek)) = legacy else {
+        return Err(NodeError::KekUnavailable(failures_message(
+            "no key-encryption key provider opens this node's store",
+            &failures,
+        )));
+    };
+    let dek = Dek::generate();
+    let mut records = Vec::new();
+    for item in keys.iter() {
+        let (k, v) = item.map_err(storage)?;
+        let key_id = String::from_utf8_lossy(&k).into_owned();
+        let context = KeyStore::record_context(&key_id);
+        let plain = open_sealed(kek.expose(), &context, &v).map_err(|_| {
+            NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
+        })?;
+        records.push((key_id, seal(&dek.0, &context, &plain)?));
+    }
+    let mut wraps = Vec::new();
+    for p in providers {
+        match p.wrap(&dek) {
+            Ok(w) => wraps.push((p.id().to_string(), w)),
+            Err(why) => report.unavailable.push((p.describe(), why)),
+        }
+    }
+    if wraps.is_empty() {
+        return Err(NodeError::KekUnavailable(failures_message(
+            "cannot upgrade the store: no provider wraps its new DEK",
+            &report.unavailable,
+        )));
+    }
+    commit_envelope(db, meta, keys, &dek, &wraps, &records)?;
+    report.opened_with = opened_with;
+    Ok(dek)
 }
 
 /// Opens one tree (`keys`, `meta`) of a stopped node's store directly, for offline
@@ -371,7 +690,159 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         KeyStore::open(dir.path(), kek(1)).unwrap();
         let result = reopen(dir.path(), 2);
-        assert!(matches!(result, Err(NodeError::WrongKek)), "{result:?}");
+        assert!(
+            matches!(result, Err(NodeError::KekUnavailable(ref m)) if m.contains("wrong KEK")),
+            "{result:?}"
+        );
+    }
+
+    fn providers(spec: &[(&str, u8)]) -> Vec<KekProvider> {
+        spec.iter()
+            .map(|(id, byte)| KekProvider::key(*id, kek(*byte)))
+            .collect()
+    }
+
+    /// Opens with `providers`, retrying while this process's last handle still
+    /// holds sled's lock (see [`reopen`]).
+    fn reopen_with(
+        dir: &Path,
+        providers: &[KekProvider],
+    ) -> Result<(KeyStore, KekReport), NodeError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match KeyStore::open_with(dir, providers) {
+                Err(NodeError::Storage(m))
+                    if m.contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn any_one_of_two_providers_opens_the_store_and_the_missing_one_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) =
+                KeyStore::open_with(dir.path(), &providers(&[("a", 1), ("b", 2)])).unwrap();
+            store.insert_new("k1", &record()).unwrap();
+        }
+        // "b" is now another key: "a" alone opens, and "b" is named as unavailable.
+        let (store, report) = reopen_with(dir.path(), &providers(&[("a", 1), ("b", 9)])).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 1);
+        assert_eq!(report.unavailable.len(), 1, "{report:?}");
+        assert!(report.unavailable[0].0.contains("\"b\""), "{report:?}");
+        drop(store);
+        let (store, _) = reopen_with(dir.path(), &providers(&[("b", 2)])).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 1);
+        drop(store);
+        let err = reopen_with(dir.path(), &providers(&[("a", 7), ("c", 2)])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"a\"") && msg.contains("\"c\"") && msg.contains("no wrap"),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), 64);
+    }
+
+    #[test]
+    fn a_store_is_not_created_unless_every_provider_wraps_its_dek() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keks = providers(&[("a", 1)]);
+        keks.push(KekProvider::file("f", dir.path().join("missing.hex")));
+        let err = KeyStore::open_with(&dir.path().join("store"), &keks).unwrap_err();
+        assert!(err.to_string().contains("missing.hex"), "{err}");
+        assert_eq!(err.exit_code(), 64);
+    }
+
+    #[test]
+    fn a_format_1_store_is_upgraded_in_place_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A store as the first format wrote it: records sealed under the KEK.
+            let db = sled::Config::new()
+                .path(dir.path().join("sled"))
+                .open()
+                .unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            let keys = db.open_tree("keys").unwrap();
+            let old = kek(1);
+            meta.insert("format", STORE_FORMAT_V1).unwrap();
+            meta.insert(
+                "kek-check",
+                seal(old.expose(), b"kek-check", KEK_CHECK_PLAINTEXT).unwrap(),
+            )
+            .unwrap();
+            let sealed = seal(
+                old.expose(),
+                &KeyStore::record_context("k1"),
+                &record().encode(),
+            )
+            .unwrap();
+            keys.insert("k1", sealed).unwrap();
+            db.flush().unwrap();
+        }
+        let err = reopen_with(dir.path(), &providers(&[(LEGACY_KEK_ID, 2)])).unwrap_err();
+        assert!(err.to_string().contains("wrong KEK"), "{err}");
+        let (store, report) =
+            reopen_with(dir.path(), &providers(&[(LEGACY_KEK_ID, 1), ("new", 3)])).unwrap();
+        assert!(report.upgraded);
+        assert_eq!(
+            store.load_all().unwrap()[0].1.key_package.expose_bytes(),
+            b"secret share bytes"
+        );
+        drop(store);
+        // Upgraded: the new provider alone opens it, and the records moved to the DEK.
+        let (store, report) = reopen_with(dir.path(), &providers(&[("new", 3)])).unwrap();
+        assert!(!report.upgraded);
+        assert_eq!(store.load_all().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rewrap_replaces_the_providers_and_after_rekey_only_the_old_kek_opens_an_old_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = KeyStore::open_with(dir.path(), &providers(&[("old", 1)])).unwrap();
+            store.insert_new("k1", &record()).unwrap();
+        }
+        // A backup taken while "old" was the only KEK.
+        copy_dir(&dir.path().join("sled"), &copy.path().join("sled"));
+        {
+            let (store, _) = reopen_with(dir.path(), &providers(&[("old", 1)])).unwrap();
+            store.rewrap(&providers(&[("old", 1), ("new", 2)])).unwrap();
+        }
+        let (mut store, _) = reopen_with(dir.path(), &providers(&[("new", 2)])).unwrap();
+        store.rekey(&providers(&[("new", 2)])).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 1);
+        drop(store);
+        let err = reopen_with(dir.path(), &providers(&[("old", 1)])).unwrap_err();
+        assert!(err.to_string().contains("no wrap"), "{err}");
+        let (store, _) = reopen_with(dir.path(), &providers(&[("new", 2)])).unwrap();
+        assert_eq!(
+            store.load_all().unwrap()[0].1.key_package.expose_bytes(),
+            b"secret share bytes"
+        );
+        drop(store);
+        // The backup opens under "old" alone: destroying "old" shreds it.
+        let err = reopen_with(copy.path(), &providers(&[("new", 2)])).unwrap_err();
+        assert!(matches!(err, NodeError::KekUnavailable(_)), "{err:?}");
+        assert!(reopen_with(copy.path(), &providers(&[("old", 1)])).is_ok());
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! Layers, each using only those below it: [`server`] (bind and serve) over
 //! [`service`] (one gRPC adapter per service) over the steps ([`sign`], [`escrow`],
 //! [`ceremony`]) over the node's state and key registry ([`state`], [`key`],
-//! [`identity`], [`metrics`]) over storage ([`store`] with [`kek`], [`audit`], [`nonces`]) and
+//! [`identity`], [`metrics`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
 //! [`config`] and [`error`].
 #![deny(clippy::unwrap_used)]
 
@@ -32,6 +32,7 @@ pub mod kek;
 pub mod key;
 pub mod metrics;
 pub mod nonces;
+pub mod rotation;
 pub mod server;
 pub mod service;
 pub mod sign;

@@ -21,17 +21,43 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// SIGINT/SIGTERM drains: new work is refused, work in flight finishes, and the
 /// node exits within `shutdown_grace_ms` (default 5000).
 ///
-/// Exit codes: 0 after SIGINT/SIGTERM, 64 bad configuration or wrong KEK, 65 damaged
-/// store, 1 anything else.
+/// Exit codes: 0 after SIGINT/SIGTERM, 64 bad configuration or no KEK provider
+/// opens the store, 65 damaged store, 1 anything else.
 #[derive(Debug, Parser)]
 #[command(name = "quorate-node", version)]
 struct Args {
     /// Node config file (TOML).
-    #[arg(long, short, env = "QUORATE_CONFIG")]
-    config: PathBuf,
+    #[arg(long, short, env = "QUORATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Log format: text or json.
-    #[arg(long, default_value = "text", env = "QUORATE_LOG_FORMAT")]
+    #[arg(
+        long,
+        default_value = "text",
+        env = "QUORATE_LOG_FORMAT",
+        global = true
+    )]
     log_format: LogFormat,
+    /// Without a command: run the node.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Key-encryption keys of a stopped node's store.
+    #[command(subcommand)]
+    Kek(KekCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KekCommand {
+    /// Re-wraps the store's DEK under exactly the providers the config names (any
+    /// one of them must open it now). Crash-safe; the node must be stopped.
+    Rotate,
+    /// Re-seals every record under a new DEK wrapped under exactly the configured
+    /// providers; old copies then open only under the old KEKs. Crash-safe; the
+    /// node must be stopped.
+    Rekey,
 }
 
 fn main() {
@@ -40,11 +66,26 @@ fn main() {
     init_tracing(args.log_format, "info");
     let result = runtime().and_then(|runtime| {
         let result = runtime.block_on(async {
-            let config = NodeConfig::load(&args.config)?;
-            BoundNode::bind(config)
-                .await?
-                .serve(shutdown_signal())
-                .await
+            let path = args.config.as_deref().ok_or_else(|| {
+                NodeError::Config("--config (or QUORATE_CONFIG) is required".into())
+            })?;
+            let config = NodeConfig::load(path)?;
+            match args.command {
+                None => {
+                    BoundNode::bind(config)
+                        .await?
+                        .serve(shutdown_signal())
+                        .await
+                }
+                Some(Command::Kek(KekCommand::Rotate)) => {
+                    println!("{}", quorate_node::rotation::rotate(&config)?);
+                    Ok(())
+                }
+                Some(Command::Kek(KekCommand::Rekey)) => {
+                    println!("{}", quorate_node::rotation::rekey(&config)?);
+                    Ok(())
+                }
+            }
         });
         // Dropping a runtime waits for its blocking tasks without limit: one stuck
         // (an fsync that hangs) must not keep the node from exiting after its grace.

@@ -1,0 +1,218 @@
+//! A node whose key-encryption key lives in a real HSM implementation (SoftHSM2):
+//! it signs, it refuses to start once the key is deleted from the token, and with a
+//! second provider it starts without the token. SoftHSM2 and OpenSC's `pkcs11-tool`
+//! are required (`.ci/run` installs them); a machine without them fails this test
+//! rather than skipping it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{bin_dir, start_default, DEADLINE};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const TOKEN: &str = "quorate-node-1";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install softhsm2 and opensc)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The `[[kek]]` table of the token's key.
+fn hsm_table(pin_file: &Path) -> String {
+    format!(
+        "\n[[kek]]\ntype = \"pkcs11\"\nid = \"hsm\"\nmodule = \"{MODULE}\"\n\
+         token_label = \"{TOKEN}\"\nkey_label = \"quorate-kek\"\npin_file = {:?}\n",
+        pin_file.display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn a_node_with_its_kek_in_softhsm_signs_refuses_to_start_without_the_key_and_starts_on_a_second_provider(
+) {
+    let hsm = tempfile::tempdir().unwrap();
+    let pin_file = hsm.path().join("user.pin");
+    let so_pin_file = hsm.path().join("so.pin");
+    std::fs::write(&pin_file, "4711\n").unwrap();
+    std::fs::write(&so_pin_file, "8642\n").unwrap();
+    run(Command::new("bash")
+        .arg(repo_root().join("deploy/softhsm/provision-kek.sh"))
+        .env("HSM_DIR", hsm.path())
+        .env("PIN_FILE", &pin_file)
+        .env("SO_PIN_FILE", &so_pin_file)
+        .env("TOKEN_LABEL", TOKEN));
+    // The node processes inherit it and find the token there.
+    std::env::set_var("SOFTHSM2_CONF", hsm.path().join("softhsm2.conf"));
+
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.kill_node("node-1").await.unwrap();
+    let config = net.node("node-1").unwrap().config_path.clone();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let table = hsm_table(&pin_file);
+
+    // Wrap the DEK under the token's key beside the file KEK, then drop the file.
+    std::fs::write(&config, format!("{original}{table}")).unwrap();
+    let out = run(Command::new(bin_dir().join("quorate-node"))
+        .arg("--config")
+        .arg(&config)
+        .args(["kek", "rotate"])
+        .env_remove("QUORATE_KEK"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pkcs11 \"hsm\""));
+    let hsm_only: String = original
+        .lines()
+        .filter(|line| !line.starts_with("kek_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&config, format!("{hsm_only}{table}")).unwrap();
+    net.start_node("node-1").await.unwrap();
+
+    // node-1 is needed for every quorum, and signs with its store opened by the HSM.
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    for key in net.spec.keys.clone() {
+        let signed = client
+            .sign_verified(&key.key_id, b"kek in softhsm", DEADLINE)
+            .await
+            .unwrap();
+        assert!(signed.response.signers.contains(&"node-1".to_string()));
+    }
+
+    // The key deleted from the token: the node refuses to start and names it.
+    net.kill_node("node-1").await.unwrap();
+    run(Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            "4711",
+        ])
+        .args([
+            "--delete-object",
+            "--type",
+            "secrkey",
+            "--label",
+            "quorate-kek",
+        ]));
+    let idx = net
+        .nodes
+        .iter()
+        .position(|n| n.spec.id == "node-1")
+        .unwrap();
+    net.nodes[idx].process.start().unwrap();
+    let code = net.nodes[idx]
+        .process
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(64));
+    let log = net.nodes[idx].process.log_tail(5);
+    assert!(
+        log.contains("pkcs11 \"hsm\"") && log.contains("no secret key labelled \"quorate-kek\""),
+        "{log}"
+    );
+    assert!(!log.contains("4711"), "the PIN reached the log: {log}");
+
+    // With the file KEK back beside the missing HSM key it starts, says so, and signs.
+    std::fs::write(&config, format!("{original}{table}")).unwrap();
+    net.start_node("node-1").await.unwrap();
+    let log = net.nodes[idx].process.log_tail(40);
+    assert!(
+        log.contains("provider unavailable") && log.contains("provider=pkcs11 \"hsm\""),
+        "{log}"
+    );
+    let key = net.spec.keys[0].key_id.clone();
+    let signed = client
+        .sign_verified(&key, b"hsm key gone, file kek left", DEADLINE)
+        .await
+        .unwrap();
+    assert!(signed.response.signers.contains(&"node-1".to_string()));
+}
+
+/// `kek rotate` and `kek rekey` killed (SIGKILL) at spread-out points, over and
+/// over: the store always opens afterwards with the node's KEKs, and the node signs.
+#[tokio::test]
+async fn kek_rotate_and_rekey_killed_at_any_point_never_leave_an_unopenable_store() {
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.kill_node("node-2").await.unwrap();
+    let node = net.node("node-2").unwrap();
+    let config = node.config_path.clone();
+    let original = std::fs::read_to_string(&config).unwrap();
+    // A second file provider, so rotate has something to re-wrap under.
+    let second = node.kek_file.with_file_name("second-kek.hex");
+    std::fs::write(&second, quorate_node::store::Kek::generate_hex().as_str()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[kek]]\ntype = \"file\"\nid = \"second\"\npath = {:?}\n",
+            second.display().to_string()
+        ),
+    )
+    .unwrap();
+    let node_bin = bin_dir().join("quorate-node");
+    let mut completed = 0;
+    for round in 0u64..24 {
+        let verb = if round % 2 == 0 { "rekey" } else { "rotate" };
+        let mut child = tokio::process::Command::new(&node_bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["kek", verb])
+            .env_remove("QUORATE_KEK")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread over startup, the unwrap, the re-seal and the commit.
+        tokio::time::sleep(Duration::from_millis((round * 37) % 160)).await;
+        let _ = child.start_kill();
+        let status = child.wait().await.unwrap();
+        if status.success() {
+            completed += 1;
+        }
+        // Whatever happened, the store opens (rotate to the same providers is a
+        // harmless open-and-rewrap; it fails if the store does not open).
+        let check = Command::new(&node_bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["kek", "rotate"])
+            .env_remove("QUORATE_KEK")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "round {round} ({verb} killed): {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    assert!(completed < 24, "no run was killed before it finished");
+    net.start_node("node-2").await.unwrap();
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    let key = net.spec.keys[0].key_id.clone();
+    let signed = client
+        .sign_verified(&key, b"after interrupted rekeys", DEADLINE)
+        .await
+        .unwrap();
+    assert!(signed.response.signers.contains(&"node-2".to_string()));
+}

@@ -37,6 +37,8 @@ pub const AUDIT_LOG_BROKEN: &str = "quorate_node_audit_log_broken";
 /// When the node's own mTLS certificate expires (its `notAfter`), seconds since the
 /// Unix epoch.
 pub const CERTIFICATE_NOT_AFTER: &str = "quorate_node_certificate_not_after_seconds";
+/// Configured key-encryption key providers that could not open the store at startup.
+pub const KEK_PROVIDERS_UNAVAILABLE: &str = "quorate_node_kek_providers_unavailable";
 
 /// Reports each audit log flush's duration to `registry` (called on the log's
 /// flusher thread).
@@ -97,6 +99,17 @@ pub fn set_certificate_not_after(registry: &Registry, not_after: i64) {
             "When the node's own mTLS certificate expires (notAfter), Unix seconds.",
         )
         .set(not_after);
+}
+
+/// Sets how many configured KEK providers could not unwrap the store's DEK when the
+/// node started (it runs on the others; each is named in the startup log).
+pub fn set_kek_providers_unavailable(registry: &Registry, count: usize) {
+    registry.set(
+        KEK_PROVIDERS_UNAVAILABLE,
+        "Configured key-encryption key providers that could not open the store at startup.",
+        &[],
+        count as f64,
+    );
 }
 
 /// The node's counters and histograms, by what they count.

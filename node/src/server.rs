@@ -63,6 +63,7 @@ impl BoundNode {
         };
         let limits = file.nonces;
         let metrics = Registry::new();
+        crate::metrics::set_kek_providers_unavailable(&metrics, report.unavailable.len());
         // One CA for ceremony statements and clients' intents.
         let verifier = tls
             .statement_verifier()

@@ -35,6 +35,19 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// The node's Prometheus text, fetched over plain HTTP.
+async fn metrics_text(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
 /// The `[[kek]]` table of the token's key.
 fn hsm_table(pin_file: &Path) -> String {
     format!(
@@ -140,6 +153,11 @@ async fn a_node_with_its_kek_in_softhsm_signs_refuses_to_start_without_the_key_a
     assert!(
         log.contains("provider unavailable") && log.contains("provider=pkcs11 \"hsm\""),
         "{log}"
+    );
+    let metrics = metrics_text(&net.node("node-1").unwrap().metrics).await;
+    assert!(
+        metrics.contains("quorate_node_kek_providers_unavailable 1"),
+        "{metrics}"
     );
     let key = net.spec.keys[0].key_id.clone();
     let signed = client

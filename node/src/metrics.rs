@@ -104,12 +104,12 @@ pub fn set_certificate_not_after(registry: &Registry, not_after: i64) {
 /// Sets how many configured KEK providers could not unwrap the store's DEK when the
 /// node started (it runs on the others; each is named in the startup log).
 pub fn set_kek_providers_unavailable(registry: &Registry, count: usize) {
-    registry.set(
-        KEK_PROVIDERS_UNAVAILABLE,
-        "Configured key-encryption key providers that could not open the store at startup.",
-        &[],
-        count as f64,
-    );
+    registry
+        .gauge(
+            KEK_PROVIDERS_UNAVAILABLE,
+            "Configured key-encryption key providers that could not open the store at startup.",
+        )
+        .set(whole(count as u64));
 }
 
 /// The node's counters and histograms, by what they count.

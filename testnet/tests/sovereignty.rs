@@ -539,6 +539,7 @@ async fn metrics_endpoints_serve_the_listed_series() {
             ("quorate_node_certificate_not_after_seconds", "gauge"),
             ("quorate_node_errors_total", "counter"),
             ("quorate_node_failovers_total", "counter"),
+            ("quorate_node_kek_providers_unavailable", "gauge"),
             ("quorate_node_keys", "gauge"),
             ("quorate_node_nonce_pool_size", "gauge"),
             ("quorate_node_policy_denials_total", "counter"),

@@ -181,8 +181,16 @@ impl NodeConfig {
         }
         for table in &file.kek {
             let id = table.id();
-            if id.trim().is_empty() {
-                return Err(config_err("a [[kek]] table has an empty id"));
+            // The id is stored beside its wrap of the DEK: a short plain name keeps
+            // every wrap readable (an over-long id would not fit its length field).
+            let well_formed = (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !well_formed {
+                return Err(config_err(format!(
+                    "a [[kek]] table's id {id:?} must be 1 to 64 characters of A-Z, a-z,                      0-9, '.', '_' or '-'"
+                )));
             }
             if keks.iter().any(|k| k.id() == id) {
                 return Err(config_err(format!(
@@ -332,6 +340,34 @@ mod tests {
                 .unwrap();
         let err = NodeConfig::kek_providers(&file, &|_| None).unwrap_err();
         assert!(err.to_string().contains("\"kek\""), "{err}");
+    }
+
+    #[test]
+    fn kek_ids_are_short_plain_names() {
+        let table =
+            |id: &str| format!("{MINIMAL}[[kek]]\ntype = \"env\"\nid = \"{id}\"\nvar = \"K\"\n");
+        for bad in ["", " ", "a b", "ü", &"x".repeat(65)] {
+            let file: NodeConfigFile = quorate_transport::config::from_toml_with_env(
+                &table(bad),
+                ENV_OVERRIDES,
+                |_: &str| None,
+            )
+            .unwrap();
+            let err = NodeConfig::kek_providers(&file, &|_| None).unwrap_err();
+            assert!(
+                err.to_string().contains("1 to 64 characters"),
+                "{bad:?}: {err}"
+            );
+        }
+        for good in ["hsm", "eu-west.hsm_2", &"x".repeat(64)] {
+            let file: NodeConfigFile = quorate_transport::config::from_toml_with_env(
+                &table(good),
+                ENV_OVERRIDES,
+                |_: &str| None,
+            )
+            .unwrap();
+            NodeConfig::kek_providers(&file, &|_| None).unwrap();
+        }
     }
 
     #[test]

@@ -195,6 +195,15 @@ impl KeyStore {
         let mut report = KekReport::default();
         let format = meta.get("format").map_err(storage)?;
         let dek = match format.as_deref() {
+            // A store with records or wraps but no format marker is damaged, not new:
+            // starting over would draw a new DEK and make every record unreadable.
+            None if !(meta.is_empty() && keys.is_empty()) => {
+                return Err(NodeError::Corrupt(format!(
+                    "the store in {} holds data but no format marker; refusing to \
+                     create a new one over it (restore it from a backup)",
+                    dir.display()
+                )))
+            }
             None => {
                 let dek = Dek::generate();
                 let wraps = wrap_under_all(providers, &dek, "cannot create the store")?;
@@ -396,7 +405,18 @@ fn wrap_under_all(providers: &[KekProvider], dek: &Dek, what: &str) -> Result<Wr
     let mut wraps = Vec::new();
     let mut failures = Vec::new();
     for p in providers {
-        match p.wrap(dek) {
+        // A wrap is kept only once it has been seen to open again to the same DEK:
+        // a provider that wraps but cannot unwrap (an HSM that picks its own IV, a
+        // misconfigured mechanism) would otherwise lock the store at the next start.
+        let checked = p.wrap(dek).and_then(|w| {
+            let reopened = p.unwrap(&w)?;
+            if reopened.0.as_slice() == dek.0.as_slice() {
+                Ok(w)
+            } else {
+                Err("its wrap of the DEK does not unwrap to the same key".to_string())
+            }
+        });
+        match checked {
             Ok(w) => wraps.push((p.id().to_string(), w)),
             Err(why) => failures.push((p.describe(), why)),
         }
@@ -843,6 +863,34 @@ mod tests {
                 std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_store_that_lost_its_format_marker_is_refused_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+            store.insert_new("k1", &record()).unwrap();
+            store.meta.remove("format").unwrap();
+            store.db.flush().unwrap();
+            "k1"
+        };
+        let result = reopen(dir.path(), 1);
+        assert!(
+            matches!(result, Err(NodeError::Corrupt(ref m)) if m.contains("no format marker")),
+            "{result:?}"
+        );
+        // Nothing was overwritten: with the marker back, the record opens again.
+        let store = sled::open(dir.path().join("sled")).unwrap();
+        store
+            .open_tree("meta")
+            .unwrap()
+            .insert("format", STORE_FORMAT)
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let reopened = reopen(dir.path(), 1).unwrap();
+        assert_eq!(reopened.load_all().unwrap()[0].0, id);
     }
 
     #[test]

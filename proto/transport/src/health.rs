@@ -394,19 +394,29 @@ mod tests {
             .map(|r| r.into_inner().status)
     }
 
-    #[tokio::test]
-    async fn the_port_answers_the_servers_status_as_it_changes_and_closes_when_told() {
-        let reporter = reporter().await;
+    /// A health port on a free loopback port, serving `reporter`'s status.
+    async fn serve(reporter: &HealthReporter) -> (RunningHealthPort, std::net::SocketAddr) {
         let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let addr = port.local_addr().unwrap();
-        let running = port.spawn(&reporter).unwrap();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        (port.spawn(reporter).unwrap(), addr)
+    }
+
+    /// A plaintext gRPC channel to the port at `addr`.
+    async fn connect(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_port_answers_the_servers_status_as_it_changes_and_closes_when_told() {
+        let reporter = reporter().await;
+        let (running, addr) = serve(&reporter).await;
+        let channel = connect(addr).await;
         assert_eq!(check(&channel, "").await.unwrap(), 1, "SERVING");
         assert_eq!(check(&channel, LIVENESS_SERVICE).await.unwrap(), 1);
         assert_eq!(
@@ -453,11 +463,7 @@ mod tests {
     #[tokio::test]
     async fn close_cuts_a_connection_whose_call_never_ends() {
         let reporter = reporter().await;
-        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = port.local_addr().unwrap();
-        let running = port.spawn(&reporter).unwrap();
+        let (running, addr) = serve(&reporter).await;
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
         let connection = tokio::spawn(connection);
@@ -490,11 +496,7 @@ mod tests {
     async fn a_connection_without_a_check_is_cut_after_the_first_call_deadline() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let reporter = reporter().await;
-        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = port.local_addr().unwrap();
-        let _running = port.spawn(&reporter).unwrap();
+        let (_running, addr) = serve(&reporter).await;
         let silent = TcpStream::connect(addr).await.unwrap();
         let mut half = TcpStream::connect(addr).await.unwrap();
         half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
@@ -516,16 +518,8 @@ mod tests {
     #[tokio::test]
     async fn a_request_over_the_size_cap_is_refused() {
         let reporter = reporter().await;
-        let port = HealthPort::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = port.local_addr().unwrap();
-        let _running = port.spawn(&reporter).unwrap();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let (_running, addr) = serve(&reporter).await;
+        let channel = connect(addr).await;
         let status = check(&channel, &"x".repeat(MAX_REQUEST_BYTES + 1))
             .await
             .unwrap_err();

@@ -216,6 +216,36 @@ async fn assert_draining(addr: &str, own_service: &str) {
     );
 }
 
+/// While a drain is held open: the mTLS Watch hears NOT_SERVING, and the health
+/// port says NOT_SERVING for the server and for `own_service`, SERVING for liveness
+/// (so a liveness probe does not kill a draining server), serves only health, is
+/// still open to new connections, and speaks no HTTP/1.1.
+async fn assert_drain_seen(
+    watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    health: &Channel,
+    health_addr: &str,
+    own_service: &str,
+) {
+    let over_mtls = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the mTLS Watch hears of the drain")
+        .expect("the stream is open")
+        .expect("a status");
+    assert_eq!(over_mtls.status, ServingStatus::NotServing as i32);
+    wait_status(health, "", ServingStatus::NotServing).await;
+    assert_eq!(
+        check(health, own_service).await.unwrap(),
+        ServingStatus::NotServing
+    );
+    assert_eq!(
+        check(health, LIVENESS_SERVICE).await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_only_health(health).await;
+    assert_draining(health_addr, own_service).await;
+    assert_no_http1(health_addr).await;
+}
+
 async fn assert_closed(addr: &str) {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
@@ -256,25 +286,7 @@ async fn a_nodes_health_port_serves_only_health_and_turns_not_serving_when_it_dr
 
     // Both ports say NOT_SERVING, from the one status; liveness stays SERVING so a
     // liveness probe does not kill a node that is draining.
-    let over_mtls = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .expect("the mTLS Watch hears of the drain")
-        .expect("the stream is open")
-        .expect("a status");
-    assert_eq!(over_mtls.status, ServingStatus::NotServing as i32);
-    wait_status(&health, "", ServingStatus::NotServing).await;
-    assert_eq!(
-        check(&health, "quorate.v1.Node").await.unwrap(),
-        ServingStatus::NotServing
-    );
-    assert_eq!(
-        check(&health, LIVENESS_SERVICE).await.unwrap(),
-        ServingStatus::Serving
-    );
-    assert_only_health(&health).await;
-    // Still open to new connections while the Watch holds the drain open.
-    assert_draining(&health_addr, "quorate.v1.Node").await;
-    assert_no_http1(&health_addr).await;
+    assert_drain_seen(&mut watch, &health, &health_addr, "quorate.v1.Node").await;
     assert!(
         node.process.is_running(),
         "node-1 exited before the drain was looked at"
@@ -319,25 +331,7 @@ async fn a_coordinators_health_port_serves_only_health_and_turns_not_serving_whe
     let mut watch = hold_drain_open(&mtls).await;
     net.coordinator.signal(Signal::SIGTERM).unwrap();
 
-    let over_mtls = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .expect("the mTLS Watch hears of the drain")
-        .expect("the stream is open")
-        .expect("a status");
-    assert_eq!(over_mtls.status, ServingStatus::NotServing as i32);
-    wait_status(&health, "", ServingStatus::NotServing).await;
-    assert_eq!(
-        check(&health, "quorate.v1.Signer").await.unwrap(),
-        ServingStatus::NotServing
-    );
-    assert_eq!(
-        check(&health, LIVENESS_SERVICE).await.unwrap(),
-        ServingStatus::Serving
-    );
-    assert_only_health(&health).await;
-    // Still open to new connections while the Watch holds the drain open.
-    assert_draining(&health_addr, "quorate.v1.Signer").await;
-    assert_no_http1(&health_addr).await;
+    assert_drain_seen(&mut watch, &health, &health_addr, "quorate.v1.Signer").await;
     assert!(
         net.coordinator.is_running(),
         "the coordinator exited before the drain was looked at"

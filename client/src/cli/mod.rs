@@ -8,6 +8,7 @@ mod keys;
 mod message;
 mod public_key;
 mod sign;
+mod threshold_key;
 mod verify;
 
 use std::path::PathBuf;

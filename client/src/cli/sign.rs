@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::message::MessageArgs;
+use super::threshold_key::read_approval_token;
 use super::{print_json, CliError, GlobalArgs};
 use crate::SignOptions;
 
@@ -33,12 +34,8 @@ pub async fn run(global: &GlobalArgs, args: SignArgs) -> Result<(), CliError> {
     let message = args.message.bytes()?;
     let approval_token = args
         .approval_token
-        .as_ref()
-        .map(|p| {
-            std::fs::read(p).map_err(|e| {
-                CliError::Usage(format!("cannot read --approval-token {}: {e}", p.display()))
-            })
-        })
+        .as_deref()
+        .map(read_approval_token)
         .transpose()?;
     let client = global.client()?;
     let signed = client

@@ -23,6 +23,9 @@ pub mod config;
 mod connect;
 pub mod error;
 mod health;
+pub mod jws;
+pub mod key_formats;
+pub mod sshsig;
 pub mod verify;
 
 pub use client::{Client, KeyParticipant, KeySummary, PublicKey, SignOptions, Signature, Verdict};

@@ -4,10 +4,12 @@
 //! made; a problem there is a usage error (exit 64), anything after is a failure
 //! (exit 1).
 
+mod jws;
 mod keys;
 mod message;
 mod public_key;
 mod sign;
+pub mod ssh;
 mod threshold_key;
 mod verify;
 
@@ -96,6 +98,12 @@ pub enum Command {
     /// Check a signature (hex) on a message under a key's public key: exit 0 if it
     /// is valid, 1 if it is not.
     Verify(verify::VerifyArgs),
+    /// OpenSSH signatures (SSHSIG) that `ssh-keygen -Y verify` and git accept.
+    #[command(subcommand)]
+    Ssh(ssh::SshCommand),
+    /// JSON Web Signatures (compact, EdDSA) that JOSE/JWT libraries accept.
+    #[command(subcommand)]
+    Jws(jws::JwsCommand),
 }
 
 /// A failure of a command, sorted by exit code.
@@ -107,6 +115,9 @@ pub enum CliError {
     /// The request failed (exit 1).
     #[error(transparent)]
     Client(ClientError),
+    /// The command failed after its request, e.g. writing its output (exit 1).
+    #[error("{0}")]
+    Failed(String),
     /// The command ran and its answer is "no" (exit 1), e.g. an invalid signature;
     /// the message is already printed.
     #[error("{0}")]
@@ -134,7 +145,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => EXIT_USAGE,
-            Self::Client(_) | Self::Negative(_) => EXIT_FAILURE,
+            Self::Client(_) | Self::Failed(_) | Self::Negative(_) => EXIT_FAILURE,
         }
     }
 }
@@ -210,6 +221,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::PublicKey(args) => public_key::run(&cli.global, args).await,
         Command::Keys(args) => keys::run(&cli.global, args).await,
         Command::Verify(args) => verify::run(&cli.global, args).await,
+        Command::Ssh(command) => ssh::run(&cli.global, command).await,
+        Command::Jws(command) => jws::run(&cli.global, command).await,
     }
 }
 

@@ -51,7 +51,7 @@ pub async fn run(global: &GlobalArgs, args: SignArgs) -> Result<(), CliError> {
         .await?;
     if args.json {
         let mut value = serde_json::to_value(&signed)
-            .map_err(|e| CliError::Negative(format!("cannot print JSON: {e}")))?;
+            .map_err(|e| CliError::Failed(format!("cannot print JSON: {e}")))?;
         value["verified"] = serde_json::Value::Bool(true);
         print_json(&value);
     } else {

@@ -68,7 +68,7 @@ impl ThresholdKey {
         // The client verified it under the key's attested public key; that key
         // must still be the one the artifact names.
         if signed.public_key != self.key.public_key {
-            return Err(CliError::Negative(format!(
+            return Err(CliError::Failed(format!(
                 "key {} changed its public key while signing; nothing was written",
                 self.key.key_id
             )));

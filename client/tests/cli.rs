@@ -141,3 +141,87 @@ fn offline_verify_exits_0_for_a_valid_signature_and_1_for_another_message() {
     assert_eq!(json["valid"], false);
     assert!(json["reason"].as_str().is_some_and(|r| !r.is_empty()));
 }
+
+#[test]
+fn ssh_keygen_mode_signs_only_with_a_configuration_and_hands_other_operations_to_ssh_keygen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("release.txt");
+    std::fs::write(&file, "release\n").expect("write");
+    let pubkey = dir.path().join("key.pub");
+    let key = SigningKey::from_bytes(&[5u8; 32]);
+    let line = quorate_client::key_formats::openssh(
+        quorate_frost::Ciphersuite::Ed25519,
+        &key.verifying_key().to_bytes(),
+        "k",
+    )
+    .expect("openssh");
+    std::fs::write(&pubkey, format!("{line}\n")).expect("write");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+
+    // git's call, without QUORATE_CONFIG: a usage error naming what to give, no .sig.
+    let out = quorate(&[
+        "-Y",
+        "sign",
+        "-n",
+        "git",
+        "-f",
+        &path(&pubkey),
+        &path(&file),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+    assert!(!dir.path().join("release.txt.sig").exists());
+
+    // Signing options other than the one used are refused before anything else.
+    let out = quorate(&[
+        "-Y",
+        "sign",
+        "-n",
+        "git",
+        "-O",
+        "hashalg=sha256",
+        "-f",
+        &path(&pubkey),
+        &path(&file),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hashalg"), "{}", stderr(&out));
+
+    // A signature ssh-keygen made: `quorate -Y check-novalidate` is ssh-keygen's
+    // answer, exit code included.
+    let own = dir.path().join("id");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", &path(&own)])
+        .output()
+        .expect("ssh-keygen runs (install openssh-client)");
+    assert!(made.status.success());
+    let signed = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f", &path(&own), &path(&file)])
+        .output()
+        .expect("ssh-keygen");
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let check = |namespace: &str| {
+        Command::new(env!("CARGO_BIN_EXE_quorate"))
+            .args(["-Y", "check-novalidate", "-n", namespace, "-s"])
+            .arg(dir.path().join("release.txt.sig"))
+            .stdin(std::fs::File::open(&file).expect("open"))
+            .output()
+            .expect("quorate runs")
+    };
+    let out = check("file");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_ne!(check("git").status.code(), Some(0), "wrong namespace");
+}
+
+#[test]
+fn public_key_format_and_json_are_exclusive_and_formats_are_listed() {
+    let out = quorate(&["public-key", "--key-id", "k", "--format", "pem", "--json"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = quorate(&["public-key", "--key-id", "k", "--format", "pgp"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("openssh"),
+        "the valid formats are listed: {}",
+        stderr(&out)
+    );
+}

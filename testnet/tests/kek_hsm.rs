@@ -1,8 +1,9 @@
 //! A node whose key-encryption key lives in a real HSM implementation (SoftHSM2):
 //! it signs, it refuses to start once the key is deleted from the token, and with a
-//! second provider it starts without the token. SoftHSM2 and OpenSC's `pkcs11-tool`
-//! are required (`.ci/run` installs them); a machine without them fails this test
-//! rather than skipping it.
+//! second provider it starts without the token; after `kek rekey` onto a new HSM key
+//! and the old key's destruction, a copy of the store from before opens with nothing.
+//! SoftHSM2 and OpenSC's `pkcs11-tool` are required (`.ci/run` installs them); a
+//! machine without them fails these tests rather than skipping them.
 
 mod common;
 
@@ -14,6 +15,7 @@ use common::{bin_dir, start_default, DEADLINE};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "quorate-node-1";
+const USER_PIN: &str = "4711";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,31 +50,89 @@ async fn metrics_text(addr: &str) -> String {
     text
 }
 
+/// One SoftHSM2 token directory for the whole test process (node processes find it
+/// through `SOFTHSM2_CONF`, which they inherit; tests running as threads of one
+/// process must agree on it), holding one token per test.
+fn softhsm() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tokens")).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .unwrap();
+        std::env::set_var("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"));
+        dir
+    })
+    .path()
+}
+
+/// A token labelled `token` with an AES key `quorate-kek`, made by the provisioning
+/// script docs/operations.md shows; returns the user PIN's file.
+fn provision(token: &str) -> PathBuf {
+    let hsm = softhsm();
+    let pin_file = hsm.join(format!("{token}.pin"));
+    let so_pin_file = hsm.join(format!("{token}.so.pin"));
+    std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
+    std::fs::write(&so_pin_file, "8642\n").unwrap();
+    run(Command::new("bash")
+        .arg(repo_root().join("deploy/softhsm/provision-kek.sh"))
+        .env("HSM_DIR", hsm)
+        .env("PIN_FILE", &pin_file)
+        .env("SO_PIN_FILE", &so_pin_file)
+        .env("TOKEN_LABEL", token));
+    pin_file
+}
+
+/// `pkcs11-tool` on `token`, logged in as the user.
+fn pkcs11_tool(token: &str, args: &[&str]) -> std::process::Output {
+    run(Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            token,
+            "--login",
+            "--pin",
+            USER_PIN,
+        ])
+        .args(args))
+}
+
 /// The `[[kek]]` table of the token's key.
 fn hsm_table(pin_file: &Path) -> String {
+    hsm_key_table("hsm", TOKEN, "quorate-kek", pin_file)
+}
+
+/// The `[[kek]]` table of provider `id`: key `key_label` of token `token`.
+fn hsm_key_table(id: &str, token: &str, key_label: &str, pin_file: &Path) -> String {
     format!(
-        "\n[[kek]]\ntype = \"pkcs11\"\nid = \"hsm\"\nmodule = \"{MODULE}\"\n\
-         token_label = \"{TOKEN}\"\nkey_label = \"quorate-kek\"\npin_file = {:?}\n",
+        "\n[[kek]]\ntype = \"pkcs11\"\nid = \"{id}\"\nmodule = \"{MODULE}\"\n\
+         token_label = \"{token}\"\nkey_label = \"{key_label}\"\npin_file = {:?}\n",
         pin_file.display().to_string()
     )
+}
+
+/// `quorate-node kek VERB` on `config`, with no KEK from the environment.
+fn kek(config: &Path, verb: &str) -> std::process::Output {
+    Command::new(bin_dir().join("quorate-node"))
+        .arg("--config")
+        .arg(config)
+        .args(["kek", verb])
+        .env_remove("QUORATE_KEK")
+        .output()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_node_with_its_kek_in_softhsm_signs_refuses_to_start_without_the_key_and_starts_on_a_second_provider(
 ) {
-    let hsm = tempfile::tempdir().unwrap();
-    let pin_file = hsm.path().join("user.pin");
-    let so_pin_file = hsm.path().join("so.pin");
-    std::fs::write(&pin_file, "4711\n").unwrap();
-    std::fs::write(&so_pin_file, "8642\n").unwrap();
-    run(Command::new("bash")
-        .arg(repo_root().join("deploy/softhsm/provision-kek.sh"))
-        .env("HSM_DIR", hsm.path())
-        .env("PIN_FILE", &pin_file)
-        .env("SO_PIN_FILE", &so_pin_file)
-        .env("TOKEN_LABEL", TOKEN));
-    // The node processes inherit it and find the token there.
-    std::env::set_var("SOFTHSM2_CONF", hsm.path().join("softhsm2.conf"));
+    let pin_file = provision(TOKEN);
 
     let mut net = start_default().await;
     let client = net.client().await.unwrap();
@@ -110,23 +170,16 @@ async fn a_node_with_its_kek_in_softhsm_signs_refuses_to_start_without_the_key_a
 
     // The key deleted from the token: the node refuses to start and names it.
     net.kill_node("node-1").await.unwrap();
-    run(Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            MODULE,
-            "--token-label",
-            TOKEN,
-            "--login",
-            "--pin",
-            "4711",
-        ])
-        .args([
+    pkcs11_tool(
+        TOKEN,
+        &[
             "--delete-object",
             "--type",
             "secrkey",
             "--label",
             "quorate-kek",
-        ]));
+        ],
+    );
     let idx = net
         .nodes
         .iter()
@@ -144,7 +197,7 @@ async fn a_node_with_its_kek_in_softhsm_signs_refuses_to_start_without_the_key_a
         log.contains("pkcs11 \"hsm\"") && log.contains("no secret key labelled \"quorate-kek\""),
         "{log}"
     );
-    assert!(!log.contains("4711"), "the PIN reached the log: {log}");
+    assert!(!log.contains(USER_PIN), "the PIN reached the log: {log}");
 
     // With the file KEK back beside the missing HSM key it starts, says so, and signs.
     std::fs::write(&config, format!("{original}{table}")).unwrap();
@@ -233,4 +286,110 @@ async fn kek_rotate_and_rekey_killed_at_any_point_never_leave_an_unopenable_stor
         .await
         .unwrap();
     assert!(signed.response.signers.contains(&"node-2".to_string()));
+}
+
+/// Crypto-shredding with a real HSM: a node's store sealed under an HSM key is
+/// copied (a backup, a stolen disk), then `kek rekey` re-seals it under a fresh DEK
+/// wrapped only by a new HSM key and the old key is destroyed in the token. The node
+/// signs with the new key; the copy opens with nothing the node's operator still has.
+#[tokio::test]
+async fn after_rekey_onto_a_new_hsm_key_and_destroying_the_old_one_a_copy_of_the_old_store_opens_with_nothing(
+) {
+    const SHRED_TOKEN: &str = "quorate-node-3";
+    let pin_file = provision(SHRED_TOKEN);
+    let old_key = hsm_key_table("hsm-old", SHRED_TOKEN, "quorate-kek", &pin_file);
+    let new_key = hsm_key_table("hsm-new", SHRED_TOKEN, "quorate-kek-2", &pin_file);
+
+    let mut net = start_default().await;
+    let client = net.client().await.unwrap();
+    net.kill_node("node-3").await.unwrap();
+    let node = net.node("node-3").unwrap();
+    let (config, data_dir) = (node.config_path.clone(), node.data_dir.clone());
+    let original = std::fs::read_to_string(&config).unwrap();
+    let without_file_kek: String = original
+        .lines()
+        .filter(|line| !line.starts_with("kek_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // The store sealed under the old HSM key only, and a copy of it taken.
+    std::fs::write(&config, format!("{original}{old_key}")).unwrap();
+    ok(kek(&config, "rotate"));
+    std::fs::write(&config, format!("{without_file_kek}{old_key}")).unwrap();
+    ok(kek(&config, "rotate"));
+    let copy = data_dir.with_file_name("data-copy");
+    run(Command::new("cp").arg("-a").arg(&data_dir).arg(&copy));
+
+    // A new key in the token; rekey under both, then retire the old one.
+    pkcs11_tool(
+        SHRED_TOKEN,
+        &[
+            "--keygen",
+            "--key-type",
+            "AES:32",
+            "--label",
+            "quorate-kek-2",
+            "--sensitive",
+        ],
+    );
+    std::fs::write(&config, format!("{without_file_kek}{old_key}{new_key}")).unwrap();
+    assert!(ok(kek(&config, "rekey")).contains("re-sealed under a new DEK"));
+    std::fs::write(&config, format!("{without_file_kek}{new_key}")).unwrap();
+    ok(kek(&config, "rotate"));
+    pkcs11_tool(
+        SHRED_TOKEN,
+        &[
+            "--delete-object",
+            "--type",
+            "secrkey",
+            "--label",
+            "quorate-kek",
+        ],
+    );
+
+    // The node opens with the new key alone and signs (it is needed for the quorum).
+    net.start_node("node-3").await.unwrap();
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    let key = net.spec.keys[0].key_id.clone();
+    let signed = client
+        .sign_verified(&key, b"rekeyed onto a new hsm key", DEADLINE)
+        .await
+        .unwrap();
+    assert!(signed.response.signers.contains(&"node-3".to_string()));
+
+    // The copy, offered every KEK the operator still has (the file KEK, the new HSM
+    // key) and the destroyed one's name: nothing opens it.
+    let copy_config = config.with_file_name("copy.toml");
+    std::fs::write(
+        &copy_config,
+        format!(
+            "{}{old_key}{new_key}",
+            original.replace(
+                &format!("data_dir = {:?}", data_dir.display().to_string()),
+                &format!("data_dir = {:?}", copy.display().to_string())
+            )
+        ),
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(&copy_config)
+        .unwrap()
+        .contains("data-copy"));
+    let out = kek(&copy_config, "rotate");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pkcs11 \"hsm-old\"")
+            && err.contains("no secret key labelled \"quorate-kek\""),
+        "{err}"
+    );
+    assert!(!err.contains(USER_PIN), "the PIN reached the output: {err}");
 }

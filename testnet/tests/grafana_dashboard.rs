@@ -42,6 +42,9 @@ fn exported() -> BTreeSet<String> {
         node::AUDIT_RECORDS,
         node::AUDIT_LOG_BROKEN,
         node::CERTIFICATE_NOT_AFTER,
+        node::KEK_PROVIDERS_UNAVAILABLE,
+        quorate_transport::tls_reload::RELOADS,
+        quorate_transport::tls_reload::RELOAD_FAILURES,
     ];
     histograms
         .iter()

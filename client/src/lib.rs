@@ -27,6 +27,7 @@ pub mod jws;
 pub mod key_formats;
 pub mod sshsig;
 pub mod verify;
+pub mod x509;
 
 pub use client::{Client, KeyParticipant, KeySummary, PublicKey, SignOptions, Signature, Verdict};
 pub use config::{ClientConfig, ConfigError, CoordinatorEntry};

@@ -714,8 +714,8 @@ fn issue_params(
     match (profile.ca.is_some(), cert_sign) {
         (false, true) => {
             return Err(X509Error::Profile(
-                "keyCertSign is for CA certificates (RFC 5280 4.2.1.9): add --ca to issue an \
-                 intermediate"
+                "keyCertSign is for CA certificates (RFC 5280 4.2.1.9): add --intermediate to \
+                 issue an intermediate"
                     .into(),
             ))
         }

@@ -225,3 +225,165 @@ fn public_key_format_and_json_are_exclusive_and_formats_are_listed() {
         stderr(&out)
     );
 }
+
+#[test]
+fn x509_help_explains_each_option_and_the_ed25519_limit() {
+    let out = quorate(&["x509", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["self-sign", "sign-csr", "ED25519", "--force", "5 minutes"] {
+        assert!(
+            help.contains(needle),
+            "x509 --help lacks {needle:?}:\n{help}"
+        );
+    }
+    let out = quorate(&["x509", "sign-csr", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--ca-cert",
+        "--csr",
+        "--days",
+        "--intermediate",
+        "--path-len",
+        "--san",
+        "--key-usage",
+        "--ext-key-usage",
+        "--subject",
+        "--out",
+        "--force",
+        "are ignored",
+    ] {
+        assert!(
+            help.contains(needle),
+            "sign-csr --help lacks {needle:?}:\n{help}"
+        );
+    }
+}
+
+/// A CA certificate, a leaf under it and a CSR, made with an rcgen key.
+fn x509_files(dir: &std::path::Path) -> (String, String, String) {
+    use quorate_client::x509::{issue, self_signed_ca, CaCertificate, CaProfile, Csr};
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    let now = time::OffsetDateTime::now_utc();
+    let ca = self_signed_ca(
+        &CaProfile {
+            subject: "CN=Test CA".parse().expect("subject"),
+            days: 30,
+            path_len: None,
+        },
+        now,
+        &key,
+    )
+    .expect("ca");
+    let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "leaf.example");
+    let csr_pem = params
+        .serialize_request(&leaf_key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let leaf = issue(
+        &CaCertificate::from_pem(ca.pem.as_bytes()).expect("ca"),
+        &Csr::from_pem(csr_pem.as_bytes()).expect("csr"),
+        &quorate_client::x509::IssueProfile {
+            days: 5,
+            ..Default::default()
+        },
+        now,
+        &key,
+    )
+    .expect("leaf");
+    let path = |name: &str, contents: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, contents).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    (
+        path("ca.pem", &ca.pem),
+        path("leaf.pem", &leaf.pem),
+        path("req.csr", &csr_pem),
+    )
+}
+
+#[test]
+fn x509_bad_input_exits_64_before_the_network_naming_the_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, leaf, csr) = x509_files(dir.path());
+    let garbage = dir.path().join("garbage.csr");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n").expect("write");
+    let garbage = garbage.to_str().expect("utf-8");
+    let out_path = dir.path().join("out.pem");
+    let out = out_path.to_str().expect("utf-8");
+    let self_sign = |subject: &str, days: &str| {
+        quorate(&[
+            "x509",
+            "self-sign",
+            "--key-id",
+            "k",
+            "--subject",
+            subject,
+            "--days",
+            days,
+            "--out",
+            out,
+        ])
+    };
+    let sign_csr = |ca: &str, csr: &str, extra: &[&str]| {
+        let mut args = vec![
+            "x509",
+            "sign-csr",
+            "--key-id",
+            "k",
+            "--ca-cert",
+            ca,
+            "--csr",
+            csr,
+            "--days",
+            "1",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        quorate(&args)
+    };
+    for (out, needle) in [
+        (self_sign("CN=a,XX=b", "1"), "unknown attribute \"XX\""),
+        (self_sign("CN=a", "0"), "--days must be between 1 and 9150"),
+        (sign_csr(&ca, garbage, &[]), "--csr"),
+        (
+            sign_csr(&ca, garbage, &[]),
+            "garbage.csr: certificate signing request",
+        ),
+        (
+            sign_csr(&leaf, &csr, &[]),
+            "leaf.pem: CA certificate: not a CA certificate",
+        ),
+        (
+            sign_csr(&ca, &csr, &["--san", "IP:999.1.1.1"]),
+            "invalid subject alternative name",
+        ),
+        (
+            sign_csr(&ca, &csr, &["--key-usage", "everything"]),
+            "unknown key usage",
+        ),
+        (sign_csr(&ca, &csr, &["--path-len", "1"]), "--intermediate"),
+        (sign_csr(&ca, &csr, &[]), "no client configuration"),
+    ] {
+        assert_eq!(out.status.code(), Some(64), "{needle}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    std::fs::write(&out_path, "keep me").expect("write");
+    let refused = sign_csr(&ca, &csr, &[]);
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(
+        stderr(&refused).contains("exists; give --force"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read_to_string(&out_path).expect("read"), "keep me");
+}

@@ -12,6 +12,7 @@ mod sign;
 pub mod ssh;
 mod threshold_key;
 mod verify;
+mod x509;
 
 use std::path::PathBuf;
 
@@ -104,6 +105,10 @@ pub enum Command {
     /// JSON Web Signatures (compact, EdDSA) that JOSE/JWT libraries accept.
     #[command(subcommand)]
     Jws(jws::JwsCommand),
+    /// X.509 certificates signed by a threshold key: `self-sign` makes a CA
+    /// certificate for the key, `sign-csr` issues a leaf or an intermediate CA from
+    /// a certificate signing request. Only ED25519 keys.
+    X509(x509::X509Args),
 }
 
 /// A failure of a command, sorted by exit code.
@@ -223,6 +228,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Ssh(command) => ssh::run(&cli.global, command).await,
         Command::Jws(command) => jws::run(&cli.global, command).await,
+        Command::X509(args) => x509::run(&cli.global, args).await,
     }
 }
 

@@ -388,6 +388,21 @@ pub fn check_days(days: u32) -> Result<(), X509Error> {
     Ok(())
 }
 
+/// A time as RFC 3339 in UTC, e.g. `2026-01-31T12:00:00Z`, as errors and the CLI
+/// print it (the `Display` of `OffsetDateTime` is not a format people read).
+pub fn utc(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// A certificate made here, checked before it was returned.
 #[derive(Clone, Debug)]
 pub struct Issued {
@@ -675,7 +690,10 @@ fn issue_params(
 ) -> Result<CertificateParams, X509Error> {
     check_days(profile.days)?;
     if ca.not_after <= now {
-        return Err(X509Error::CaCert(format!("it expired at {}", ca.not_after)));
+        return Err(X509Error::CaCert(format!(
+            "it expired at {}",
+            utc(ca.not_after)
+        )));
     }
     let not_after = now + Duration::days(i64::from(profile.days));
     if not_after > ca.not_after {
@@ -683,7 +701,8 @@ fn issue_params(
         return Err(X509Error::Profile(format!(
             "--days {} would outlive the CA certificate (notAfter {}); at most {left} days \
              are left",
-            profile.days, ca.not_after
+            profile.days,
+            utc(ca.not_after)
         )));
     }
     let mut params = CertificateParams::default();
@@ -1051,6 +1070,12 @@ mod tests {
             intermediate_path_len(None, Some(3)).expect("ok"),
             Constrained(3)
         );
+    }
+
+    #[test]
+    fn utc_is_rfc3339() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        assert_eq!(utc(t), "2023-11-14T22:13:20Z");
     }
 
     #[test]

@@ -103,6 +103,48 @@ async fn documented_standard_tool_commands_work_and_tampered_artifacts_fail_ever
     ));
     assert!(der.ends_with(key_hex.trim()), "{der} / {key_hex}");
 
+    // X.509: the profile openssl shows; a certificate with one byte of its signed
+    // part changed fails openssl verify.
+    let leaf = ok(shell(&demo, "openssl x509 -in leaf.pem -noout -text"));
+    for needle in [
+        "Issuer: C = DE, O = Example Corp, CN = Quorate Demo Root CA",
+        "Subject: CN = service.example.org",
+        "Signature Algorithm: ED25519",
+        "CA:FALSE",
+        "DNS:service.example.org, IP Address:10.0.0.7",
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+    ] {
+        assert!(leaf.contains(needle), "{needle:?} not in:\n{leaf}");
+    }
+    let root_text = ok(shell(&demo, "openssl x509 -in root.pem -noout -text"));
+    assert!(root_text.contains("CA:TRUE, pathlen:1"), "{root_text}");
+    let root_key = ok(shell(&demo, "openssl x509 -in root.pem -noout -pubkey"));
+    assert_eq!(
+        root_key,
+        std::fs::read_to_string(demo.join("demo-ed25519.pem")).expect("pem"),
+        "the CA's key is the threshold key"
+    );
+    let der = ok(shell(
+        &demo,
+        "openssl x509 -in leaf.pem -outform DER | od -An -v -tx1 | tr -d ' \\n'",
+    ));
+    let mut der = hex::decode(der.trim()).expect("hex");
+    // Inside the TBS: a byte of the subject's common name.
+    let at = der
+        .windows(b"service.example.org".len())
+        .position(|w| w == b"service.example.org")
+        .expect("CN in the DER");
+    der[at] ^= 0x01;
+    std::fs::write(demo.join("tampered.der"), &der).expect("write");
+    let err = refused(
+        shell(
+            &demo,
+            "openssl x509 -inform DER -in tampered.der -out tampered.pem && openssl verify -CAfile root.pem tampered.pem",
+        ),
+        "a tampered certificate",
+    );
+    assert!(err.contains("signature failure"), "{err}");
+
     // SSH: another file under the same signature.
     std::fs::write(demo.join("release.txt"), "release 1.0.1\n").expect("write");
     let err = refused(
@@ -183,6 +225,19 @@ PY"#;
         "a refused signature leaves the old file as it was"
     );
 
+    let err = refused(
+        shell(
+            &demo,
+            &format!("{eu}quorate x509 self-sign --key-id eu-payments --subject \"CN=EU Root\" --days 30 --out eu-root.pem"),
+        ),
+        "an EU-key CA certificate without its EU quorum",
+    );
+    assert!(err.contains("approval"), "{err}");
+    assert!(
+        !demo.join("eu-root.pem").exists(),
+        "nothing partial is written"
+    );
+
     let approval = net
         .approve("eu-payments", 600, "eu-central and eu-west are down")
         .expect("approval");
@@ -202,7 +257,9 @@ PY"#;
             "{eu}quorate public-key --key-id eu-payments --format openssh > eu.pub\n\
              echo \"eu@example.org $(cat eu.pub)\" > eu_allowed_signers\n\
              QUORATE_APPROVAL_TOKEN=approval.token quorate -Y sign -n file -f eu.pub release.txt\n\
-             ssh-keygen -Y verify -f eu_allowed_signers -I eu@example.org -n file -s release.txt.sig < release.txt"
+             ssh-keygen -Y verify -f eu_allowed_signers -I eu@example.org -n file -s release.txt.sig < release.txt\n\
+             quorate x509 self-sign --key-id eu-payments --subject \"CN=EU Root\" --days 30 --out eu-root.pem --approval-token approval.token\n\
+             openssl verify -CAfile eu-root.pem eu-root.pem"
         ),
     ));
 }

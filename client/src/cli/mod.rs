@@ -7,6 +7,7 @@
 mod jws;
 mod keys;
 mod message;
+mod output;
 mod public_key;
 mod sign;
 pub mod ssh;

@@ -9,9 +9,10 @@
 //! `git verify-commit`.
 
 use std::ffi::OsString;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use super::output::write_atomically;
 use super::threshold_key::{KeyArgs, ThresholdKey};
 use super::{CliError, GlobalArgs};
 use crate::sshsig;
@@ -190,7 +191,11 @@ async fn sign_files(
         } else {
             let mut out = file.clone().into_os_string();
             out.push(".sig");
-            write_file(Path::new(&out), armored.as_bytes())?;
+            // As ssh-keygen does, an existing FILE.sig is replaced (git reuses its
+            // temporary file's name); a reader never sees half a signature.
+            let out = Path::new(&out);
+            write_atomically(out, armored.as_bytes(), true)
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", out.display())))?;
         }
     }
     Ok(())
@@ -205,20 +210,4 @@ fn read_message(file: &Path) -> Result<Vec<u8>, CliError> {
         return Ok(message);
     }
     std::fs::read(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))
-}
-
-/// Writes `bytes` to `path` whole or not at all: a temporary file beside it, then a
-/// rename, so a reader (git) never sees half a signature.
-pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let fail =
-        |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", path.display()));
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
 }

@@ -10,18 +10,18 @@
 //! anything (a usage error exits 64); a certificate is written only after it has
 //! been parsed back and its signature checked.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use clap::Subcommand;
 use quorate_frost::Ciphersuite;
-use rand_core::{OsRng, RngCore};
 use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey, PKCS_ED25519};
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
+use super::output::{parent, write_atomically};
 use super::threshold_key::{KeyArgs, ThresholdKey};
 use super::{CliError, GlobalArgs};
 use crate::x509::{
@@ -384,13 +384,6 @@ fn check_out(out: &OutArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// Writes the certificate and says what was written.
 fn finish(out: &OutArgs, issued: &Issued) -> Result<(), CliError> {
     write_atomically(&out.out, issued.pem.as_bytes(), out.force).map_err(|e| match e.kind() {
@@ -408,59 +401,12 @@ fn finish(out: &OutArgs, issued: &Issued) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes `contents` to a temporary file beside `path` and moves it into place, so
-/// `path` is either absent or complete. Without `force` the move is a hard link,
-/// which fails if `path` exists: nothing is replaced even if it appeared meanwhile.
-fn write_atomically(path: &Path, contents: &[u8], force: bool) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = parent(path).join(format!(
-        ".{}.{}-{:016x}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        OsRng.next_u64()
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        if force {
-            fs::rename(&tmp, path)
-        } else {
-            fs::hard_link(&tmp, path)
-        }
-    })();
-    // After a rename the temporary name is gone; after a link or a failure it is
-    // still there.
-    let _ = fs::remove_file(&tmp);
-    result
-}
-
 // MAX_DAYS is named in the help text as a number; keep the two in step.
 const _: () = assert!(MAX_DAYS == 9150);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn write_atomically_refuses_an_existing_file_unless_forced() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("cert.pem");
-        write_atomically(&path, b"one", false).expect("first write");
-        let err = write_atomically(&path, b"two", false).expect_err("exists");
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(fs::read(&path).expect("read"), b"one");
-        write_atomically(&path, b"three", true).expect("forced");
-        assert_eq!(fs::read(&path).expect("read"), b"three");
-        // No temporary file is left behind.
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("cert.pem")]);
-    }
 
     #[test]
     fn secp256k1_keys_are_refused_naming_their_ciphersuite() {

@@ -105,6 +105,10 @@ pub struct VerifiedCertificates {
 #[derive(Clone, Debug)]
 struct VerifiedCertificate {
     der: Vec<u8>,
+    /// The CA bundle the chain verified under ([`StatementAnchors::bundle`]): after a
+    /// reload to another bundle the chain is checked again, so a CA taken out of the
+    /// bundle stops vouching for what it issued.
+    bundle: [u8; 32],
     identity: PeerIdentity,
     /// Validity period of the chain (the certificate's and its CA's, whichever
     /// starts later and ends sooner), seconds since the Unix epoch, both ends
@@ -269,29 +273,27 @@ impl StatementSigner {
     }
 }
 
-/// Checks statements signed by nodes of one trust domain.
-#[derive(Clone)]
-pub struct StatementVerifier {
-    trust_domain: String,
-    /// The CA certificates as trust anchors, and beside each its validity period
-    /// (webpki does not check an anchor's; a chain is valid only while both its
-    /// certificates are).
+/// A CA bundle as statement trust anchors: each CA certificate, beside it its
+/// validity period (webpki does not check an anchor's; a chain is valid only while
+/// both its certificates are), and the bundle's digest.
+pub struct StatementAnchors {
     anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
-    anchor_validity: Vec<(u64, u64)>,
+    validity: Vec<(u64, u64)>,
+    /// SHA-256 of the bundle's PEM: which bundle a remembered chain verified under.
+    bundle: [u8; 32],
 }
 
-impl fmt::Debug for StatementVerifier {
+impl fmt::Debug for StatementAnchors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatementVerifier")
-            .field("trust_domain", &self.trust_domain)
+        f.debug_struct("StatementAnchors")
             .field("cas", &self.anchors.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl StatementVerifier {
-    /// Trusts the CA certificates in `ca_pem` for `trust_domain`.
-    pub fn from_pem(ca_pem: &[u8], trust_domain: &str) -> Result<Self, AttestError> {
+impl StatementAnchors {
+    /// The CA certificates in `ca_pem`.
+    pub fn from_pem(ca_pem: &[u8]) -> Result<Self, AttestError> {
         let cas = CertificateDer::pem_slice_iter(ca_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| AttestError::Setup(format!("CA file: {e}")))?;
@@ -299,20 +301,76 @@ impl StatementVerifier {
             return Err(AttestError::Setup("no certificate in the CA file".into()));
         }
         let mut anchors = Vec::with_capacity(cas.len());
-        let mut anchor_validity = Vec::with_capacity(cas.len());
+        let mut validity_periods = Vec::with_capacity(cas.len());
         for ca in &cas {
             let anchor = webpki::anchor_from_trusted_cert(ca)
                 .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
             let (_, parsed) = x509_parser::parse_x509_certificate(ca)
                 .map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))?;
             anchors.push(anchor.to_owned());
-            anchor_validity.push(validity(&parsed));
+            validity_periods.push(validity(&parsed));
         }
         Ok(Self {
-            trust_domain: trust_domain.to_string(),
             anchors,
-            anchor_validity,
+            validity: validity_periods,
+            bundle: quorate_wire::sha256(ca_pem),
         })
+    }
+}
+
+/// Where a verifier's anchors come from: fixed, or the party's TLS material as
+/// reloaded.
+#[derive(Clone)]
+enum AnchorSource {
+    Fixed(Arc<StatementAnchors>),
+    Current(Arc<dyn Fn() -> Arc<StatementAnchors> + Send + Sync>),
+}
+
+/// Checks statements signed by nodes of one trust domain.
+///
+/// A verifier that follows reloadable TLS material ([`StatementVerifier::following`])
+/// checks each statement under the CA bundle current at that moment, so a CA
+/// rotation reaches intents and attestations as it reaches TLS handshakes.
+#[derive(Clone)]
+pub struct StatementVerifier {
+    trust_domain: String,
+    anchors: AnchorSource,
+}
+
+impl fmt::Debug for StatementVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatementVerifier")
+            .field("trust_domain", &self.trust_domain)
+            .field("cas", &self.anchors().anchors.len())
+            .finish()
+    }
+}
+
+impl StatementVerifier {
+    /// Trusts the CA certificates in `ca_pem` for `trust_domain`.
+    pub fn from_pem(ca_pem: &[u8], trust_domain: &str) -> Result<Self, AttestError> {
+        Ok(Self {
+            trust_domain: trust_domain.to_string(),
+            anchors: AnchorSource::Fixed(Arc::new(StatementAnchors::from_pem(ca_pem)?)),
+        })
+    }
+
+    /// Trusts, for each statement, the anchors `current` gives at that moment.
+    pub fn following(
+        trust_domain: &str,
+        current: impl Fn() -> Arc<StatementAnchors> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            trust_domain: trust_domain.to_string(),
+            anchors: AnchorSource::Current(Arc::new(current)),
+        }
+    }
+
+    fn anchors(&self) -> Arc<StatementAnchors> {
+        match &self.anchors {
+            AnchorSource::Fixed(anchors) => anchors.clone(),
+            AnchorSource::Current(current) => current(),
+        }
     }
 
     /// Verifies that `signed` is a statement of `kind` by node `node_id`.
@@ -405,69 +463,72 @@ impl StatementVerifier {
         let der = CertificateDer::from(signed.certificate.as_slice());
         let cert = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| AttestError::Certificate(e.to_string()))?;
-        let (identity, fresh) = match known.filter(|k| k.der == signed.certificate) {
-            Some(known) => {
-                let t = now.as_secs();
-                if t < known.not_before || t > known.not_after {
-                    return Err(AttestError::Certificate(
-                        "the certificate or its CA certificate is outside its validity period"
-                            .into(),
-                    ));
+        let anchors = self.anchors();
+        let (identity, fresh) =
+            match known.filter(|k| k.der == signed.certificate && k.bundle == anchors.bundle) {
+                Some(known) => {
+                    let t = now.as_secs();
+                    if t < known.not_before || t > known.not_after {
+                        return Err(AttestError::Certificate(
+                            "the certificate or its CA certificate is outside its validity period"
+                                .into(),
+                        ));
+                    }
+                    accept(&known.identity)?;
+                    (known.identity.clone(), None)
                 }
-                accept(&known.identity)?;
-                (known.identity.clone(), None)
-            }
-            None => {
-                // Built only for a full check: a remembered chain needs none of it.
-                let algorithms =
-                    rustls::crypto::ring::default_provider().signature_verification_algorithms;
-                let path = cert
-                    .verify_for_usage(
-                        algorithms.all,
-                        &self.anchors,
-                        &[],
-                        now,
-                        webpki::KeyUsage::client_auth(),
-                        None,
-                        None,
-                    )
-                    .map_err(|e| AttestError::Certificate(e.to_string()))?;
-                // The CA that issued it: the chain holds only while both are valid.
-                let (ca_not_before, ca_not_after) = self
-                    .anchors
-                    .iter()
-                    .position(|a| std::ptr::eq(a, path.anchor()))
-                    .and_then(|i| self.anchor_validity.get(i).copied())
-                    .ok_or_else(|| {
-                        AttestError::Certificate("the chain ends at an unknown CA".into())
-                    })?;
-                // One parse for the identity and the validity period.
-                let (_, parsed) = x509_parser::parse_x509_certificate(&signed.certificate)
-                    .map_err(|e| AttestError::Certificate(e.to_string()))?;
-                let found = PeerIdentity::from_certificate(&parsed)
-                    .map_err(|e| AttestError::Certificate(e.to_string()))?;
-                accept(&found)?;
-                // The chain's validity window: the latest not-before and the
-                // earliest not-after of the certificate and its CA. The full check
-                // refuses outside it, and a remembered chain is held to it.
-                let (leaf_not_before, leaf_not_after) = validity(&parsed);
-                let not_before = leaf_not_before.max(ca_not_before);
-                let not_after = leaf_not_after.min(ca_not_after);
-                let t = now.as_secs();
-                if t < not_before || t > not_after {
-                    return Err(AttestError::Certificate(
-                        "the CA certificate is outside its validity period".into(),
-                    ));
+                None => {
+                    // Built only for a full check: a remembered chain needs none of it.
+                    let algorithms =
+                        rustls::crypto::ring::default_provider().signature_verification_algorithms;
+                    let path = cert
+                        .verify_for_usage(
+                            algorithms.all,
+                            &anchors.anchors,
+                            &[],
+                            now,
+                            webpki::KeyUsage::client_auth(),
+                            None,
+                            None,
+                        )
+                        .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                    // The CA that issued it: the chain holds only while both are valid.
+                    let (ca_not_before, ca_not_after) = anchors
+                        .anchors
+                        .iter()
+                        .position(|a| std::ptr::eq(a, path.anchor()))
+                        .and_then(|i| anchors.validity.get(i).copied())
+                        .ok_or_else(|| {
+                            AttestError::Certificate("the chain ends at an unknown CA".into())
+                        })?;
+                    // One parse for the identity and the validity period.
+                    let (_, parsed) = x509_parser::parse_x509_certificate(&signed.certificate)
+                        .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                    let found = PeerIdentity::from_certificate(&parsed)
+                        .map_err(|e| AttestError::Certificate(e.to_string()))?;
+                    accept(&found)?;
+                    // The chain's validity window: the latest not-before and the
+                    // earliest not-after of the certificate and its CA. The full check
+                    // refuses outside it, and a remembered chain is held to it.
+                    let (leaf_not_before, leaf_not_after) = validity(&parsed);
+                    let not_before = leaf_not_before.max(ca_not_before);
+                    let not_after = leaf_not_after.min(ca_not_after);
+                    let t = now.as_secs();
+                    if t < not_before || t > not_after {
+                        return Err(AttestError::Certificate(
+                            "the CA certificate is outside its validity period".into(),
+                        ));
+                    }
+                    let entry = VerifiedCertificate {
+                        der: signed.certificate.clone(),
+                        bundle: anchors.bundle,
+                        identity: found.clone(),
+                        not_before,
+                        not_after,
+                    };
+                    (found, Some(entry))
                 }
-                let entry = VerifiedCertificate {
-                    der: signed.certificate.clone(),
-                    identity: found.clone(),
-                    not_before,
-                    not_after,
-                };
-                (found, Some(entry))
-            }
-        };
+            };
         let alg = u16::try_from(signed.scheme)
             .ok()
             .and_then(|code| algorithm(SignatureScheme::from(code)))

@@ -128,6 +128,8 @@ pub(crate) struct Loaded {
     pub(crate) signing: Arc<SigningPair>,
     pub(crate) server_verifier: Arc<WebPkiServerVerifier>,
     pub(crate) client_verifier: Arc<dyn ClientCertVerifier>,
+    /// The CA bundle as anchors for signed statements (intents, attestations).
+    pub(crate) statement_anchors: Arc<crate::attest::StatementAnchors>,
     pub(crate) not_after: i64,
     /// Hex SHA-256 of the end-entity certificate's DER.
     pub(crate) fingerprint: String,
@@ -207,6 +209,10 @@ impl Loaded {
             Err(_) => return Err(TlsError::KeyMismatch),
         }
         let roots = roots(&ca_pem)?;
+        let statement_anchors = Arc::new(
+            crate::attest::StatementAnchors::from_pem(&ca_pem)
+                .map_err(|e| TlsError::Ca(e.to_string()))?,
+        );
         let server_verifier =
             WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
@@ -225,6 +231,7 @@ impl Loaded {
             certified: Arc::new(certified),
             server_verifier,
             client_verifier,
+            statement_anchors,
             not_after,
         })
     }
@@ -344,14 +351,17 @@ impl TlsMaterial {
         }))
     }
 
-    /// A verifier of node statements under this party's CA bundle as loaded now.
+    /// A verifier of statements (intents, key attestations) under this party's CA
+    /// bundle: each statement is checked under the bundle current when it is
+    /// checked, so it follows reloads as the TLS handshakes do.
     pub fn statement_verifier(
         &self,
     ) -> Result<crate::attest::StatementVerifier, crate::attest::AttestError> {
-        crate::attest::StatementVerifier::from_pem(
-            &self.live.current().ca_pem,
+        let live = self.live.clone();
+        Ok(crate::attest::StatementVerifier::following(
             &self.live.identity.trust_domain,
-        )
+            move || live.current().statement_anchors.clone(),
+        ))
     }
 
     /// Server side with tonic's own TLS: present the current certificate, require a

@@ -349,6 +349,62 @@ mod tests {
         assert!(matches!(tls.reload().unwrap(), Reload::Replaced { .. }));
     }
 
+    /// A CA rotation: the bundle gains the new CA, later loses the old one. The
+    /// statement verifier made at start follows each reload, remembered chains
+    /// included: a client of the new CA is accepted once its CA is in the bundle,
+    /// and one of the old CA is refused once its CA is out, though its chain was
+    /// remembered under the old bundle.
+    #[test]
+    fn statement_checks_follow_a_reloaded_ca_bundle() {
+        crate::install_crypto_provider();
+        let (old_ca, new_ca) = (new_ca("old CA"), new_ca("new CA"));
+        let (cert, key) = pem(&old_ca, "node", "node-1");
+        let f = files(&old_ca, &cert, &key);
+        let tls = f.paths.load().unwrap();
+        let verifier = tls.statement_verifier().unwrap();
+        let chains = crate::attest::ChainCache::default();
+        let intent = |ca: &Ca| {
+            crate::test_ca::signer(ca, "client", "svc")
+                .sign("intent", b"body".to_vec())
+                .unwrap()
+        };
+        let identify = |signed: &quorate_wire::pb::Signed| {
+            verifier.identify(
+                signed,
+                "intent",
+                crate::identity::Role::Client,
+                &chains,
+                UnixTime::now(),
+            )
+        };
+        let (from_old, from_new) = (intent(&old_ca), intent(&new_ca));
+        identify(&from_old).unwrap();
+        assert!(
+            identify(&from_new).is_err(),
+            "the new CA is not trusted yet"
+        );
+
+        // Both CAs in the bundle: both accepted, with no new verifier.
+        std::fs::write(&f.paths.ca, format!("{}{}", old_ca.pem, new_ca.pem)).unwrap();
+        assert!(matches!(tls.reload().unwrap(), Reload::Replaced { .. }));
+        identify(&from_new).unwrap();
+        identify(&from_old).unwrap();
+
+        // The old CA retired (this party renewed under the new one first): a
+        // statement of the old CA is refused, its remembered chain notwithstanding.
+        let (cert2, key2) = pem(&new_ca, "node", "node-1");
+        std::fs::write(&f.paths.key, &key2).unwrap();
+        std::fs::write(&f.paths.cert, &cert2).unwrap();
+        std::fs::write(&f.paths.ca, &new_ca.pem).unwrap();
+        assert!(matches!(tls.reload().unwrap(), Reload::Replaced { .. }));
+        identify(&from_new).unwrap();
+        let err = identify(&from_old).unwrap_err();
+        assert!(
+            matches!(err, crate::attest::AttestError::Certificate(_)),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn the_watcher_counts_reloads_and_refusals() {
         crate::install_crypto_provider();

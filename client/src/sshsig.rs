@@ -87,9 +87,21 @@ pub fn armor(
     Ok(out)
 }
 
+/// An Ed25519 public key read from an OpenSSH public key line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpensshKey {
+    /// The 32-byte key.
+    pub key: [u8; 32],
+    /// The line's comment (`quorate public-key --format openssh` writes the key id
+    /// there), if any.
+    pub comment: Option<String>,
+}
+
 /// The Ed25519 key of an OpenSSH public key line (`ssh-ed25519 AAAA... comment`),
-/// as `ssh-keygen -f KEY.pub` and git's `user.signingkey` name it.
-pub fn parse_openssh_public_key(line: &str) -> Result<[u8; 32], String> {
+/// as `ssh-keygen -f KEY.pub` and git's `user.signingkey` name it. What the file
+/// holds is never quoted back unless it is a known SSH key type: a wrong file
+/// given here may be a secret.
+pub fn parse_openssh_public_key(line: &str) -> Result<OpensshKey, String> {
     let line = line
         .lines()
         .map(str::trim)
@@ -99,9 +111,14 @@ pub fn parse_openssh_public_key(line: &str) -> Result<[u8; 32], String> {
     let mut fields = line.split_whitespace();
     let kind = fields.next().unwrap_or_default();
     if kind != "ssh-ed25519" {
-        return Err(format!(
-            "the key is {kind:?}; only ssh-ed25519 keys are threshold keys here"
-        ));
+        let known = ["ssh-rsa", "ssh-dss", "sk-ssh-ed25519@openssh.com"].contains(&kind)
+            || kind.starts_with("ecdsa-sha2-")
+            || kind.starts_with("sk-ecdsa-sha2-");
+        return Err(if known {
+            format!("the key is {kind}; only ssh-ed25519 keys are threshold keys here")
+        } else {
+            "not an OpenSSH public key line (`ssh-ed25519 AAAA... comment`)".into()
+        });
     }
     let blob = STANDARD
         .decode(
@@ -116,7 +133,11 @@ pub fn parse_openssh_public_key(line: &str) -> Result<[u8; 32], String> {
         Some([0, 0, 0, 32, key @ ..]) if key.len() == 32 => {
             let mut out = [0u8; 32];
             out.copy_from_slice(key);
-            Ok(out)
+            let comment = fields.collect::<Vec<_>>().join(" ");
+            Ok(OpensshKey {
+                key: out,
+                comment: (!comment.is_empty()).then_some(comment),
+            })
         }
         _ => Err("the key blob is not an ssh-ed25519 key".into()),
     }

@@ -6,12 +6,16 @@
 //! rcgen key pair. Invariants:
 //! - the issuer decides the profile: of a CSR only the subject and the public key
 //!   are taken, and only once its self-signature verifies; the extensions it
-//!   requests are ignored;
+//!   requests are ignored, and its subject is certified only if it holds nothing
+//!   but CN, O, OU, C, ST and L without control characters (else the issuer gives
+//!   one);
 //! - a certificate is issued only under a CA certificate that is a CA
 //!   (basicConstraints CA:TRUE, keyCertSign if it has a keyUsage), that has not
-//!   expired, outlives the new certificate, and whose public key is the signer's;
-//! - every certificate is parsed back, its signature checked under the issuer's key
-//!   and its names and key compared with what was asked, before it is returned.
+//!   expired, outlives the new certificate, and whose public key is the signer's
+//!   (a self-issued one must carry a valid signature by that key);
+//! - every certificate is parsed back, its signature checked under the issuer's
+//!   key, its issuer name and public key compared with what was asked, before it
+//!   is returned.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -28,7 +32,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::der_parser::asn1_rs::Tag;
-use x509_parser::extensions::ParsedExtension;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
@@ -137,7 +141,7 @@ impl X509Error {
 }
 
 /// A distinguished name parsed from an RFC 4514-style string such as
-/// `CN=Quorate Root CA,O=Example,C=EU`.
+/// `CN=Quorate Root CA,O=Example,C=DE`.
 ///
 /// As in RFC 4514 the string lists the most specific attribute first; the
 /// certificate holds them in the reverse order (C, then O, then CN), which is how
@@ -188,6 +192,11 @@ impl FromStr for Subject {
             };
             if value.is_empty() {
                 return Err(err(format!("{ty} is empty")));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(err(format!(
+                    "{ty} holds a control character (NUL, newline, ...)"
+                )));
             }
             if value.chars().count() > max_len {
                 return Err(err(format!("{ty} is longer than {max_len} characters")));
@@ -503,6 +512,17 @@ impl CaCertificate {
         }
         let (_, cert) = X509Certificate::from_der(&pem.contents)
             .map_err(|e| err(format!("not an X.509 certificate: {e}")))?;
+        // A root made by `self-sign` is signed by the key itself: only the quorum
+        // could have made a valid one, so a file edited to claim another path
+        // length or lifetime for the same key is refused. (An intermediate's
+        // signature is its issuer's, which is not at hand here.)
+        if cert.subject().as_raw() == cert.issuer().as_raw() {
+            cert.verify_signature(None).map_err(|e| {
+                err(format!(
+                    "it is self-issued but its signature does not verify under its own key ({e})"
+                ))
+            })?;
+        }
         let constraints = cert
             .basic_constraints()
             .map_err(|e| err(format!("unreadable basicConstraints: {e}")))?;
@@ -556,7 +576,8 @@ impl CaCertificate {
 /// public key, nothing else.
 #[derive(Clone, Debug)]
 pub struct Csr {
-    subject: DistinguishedName,
+    /// The requester's subject, or why it cannot be certified as it is.
+    subject: Result<DistinguishedName, String>,
     spki: SubjectPublicKeyInfo,
     spki_raw: Vec<u8>,
 }
@@ -591,8 +612,11 @@ impl Csr {
                 info.subject_pki.algorithm.algorithm
             ))
         })?;
-        let subject =
-            distinguished_name(&info.subject).map_err(|e| err(format!("its subject {e}")))?;
+        // The requester's subject is certified only if --subject does not replace
+        // it, so a subject this module would not write is an error only then.
+        let subject = distinguished_name(&info.subject)
+            .and_then(|dn| only_subject_attributes(&dn).map(|()| dn))
+            .map_err(|e| format!("its subject {e}; give --subject to replace it"));
         Ok(Self {
             subject,
             spki,
@@ -708,7 +732,7 @@ fn issue_params(
     let mut params = CertificateParams::default();
     params.distinguished_name = match &profile.subject {
         Some(s) => s.distinguished_name().clone(),
-        None => csr.subject.clone(),
+        None => csr.subject.clone().map_err(X509Error::Csr)?,
     };
     if params.distinguished_name.iter().next().is_none() && profile.sans.is_empty() {
         return Err(X509Error::Profile(
@@ -823,7 +847,69 @@ fn random_serial() -> Vec<u8> {
     serial.to_vec()
 }
 
-/// A parsed name (a CSR's subject, a CA's subject) as rcgen writes it again,
+/// A certificate's subject (RFC 4514, most specific first) and subject
+/// alternative names (`DNS:...`, `IP:...`), as the issuer is shown them.
+pub fn describe(der: &[u8]) -> Result<(String, Vec<String>), String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let rdns: Vec<_> = cert.subject().iter().collect();
+    let subject = rdns
+        .into_iter()
+        .rev()
+        .flat_map(|rdn| rdn.iter())
+        .map(|attr| {
+            let oid = attr.attr_type();
+            let name = match oid.to_id_string().as_str() {
+                "2.5.4.3" => "CN".to_string(),
+                "2.5.4.10" => "O".to_string(),
+                "2.5.4.11" => "OU".to_string(),
+                "2.5.4.6" => "C".to_string(),
+                "2.5.4.8" => "ST".to_string(),
+                "2.5.4.7" => "L".to_string(),
+                other => other.to_string(),
+            };
+            let value = value_text(attr.attr_value().tag(), attr.as_slice());
+            format!("{name}={}", value.replace('\\', "\\\\").replace(',', "\\,"))
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| e.to_string())?
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .map(|name| match name {
+                    GeneralName::DNSName(n) => format!("DNS:{n}"),
+                    GeneralName::RFC822Name(n) => format!("email:{n}"),
+                    GeneralName::URI(n) => format!("URI:{n}"),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => format!(
+                            "IP:{}",
+                            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).unwrap_or_default())
+                        ),
+                        16 => format!(
+                            "IP:{}",
+                            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).unwrap_or_default())
+                        ),
+                        _ => format!("IP:{}", hex::encode(ip)),
+                    },
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        if subject.is_empty() {
+            "(empty)".into()
+        } else {
+            subject
+        },
+        sans,
+    ))
+}
+
+/// A parsed name (a CA's subject, a CSR's subject) as rcgen writes it again,
 /// keeping each value's string type so the encoding comes out the same.
 fn distinguished_name(name: &X509Name<'_>) -> Result<DistinguishedName, NameError> {
     let mut dn = DistinguishedName::new();
@@ -884,10 +970,63 @@ fn distinguished_name(name: &X509Name<'_>) -> Result<DistinguishedName, NameErro
                 )))
             }
         };
+        if value_text(attr.attr_value().tag(), data)
+            .chars()
+            .any(char::is_control)
+        {
+            return Err(NameError(format!(
+                "has a value of {} with a control character (NUL, newline, ...)",
+                attr.attr_type()
+            )));
+        }
         seen.push(ty.clone());
         dn.push(ty, value);
     }
     Ok(dn)
+}
+
+/// A name value's characters, whatever its string type (undecodable units as
+/// U+FFFD), for the checks every value gets.
+fn value_text(tag: Tag, data: &[u8]) -> String {
+    match tag {
+        Tag::BmpString => char::decode_utf16(
+            data.chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])),
+        )
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect(),
+        Tag::UniversalString => data
+            .chunks(4)
+            .map(|c| {
+                <[u8; 4]>::try_from(c)
+                    .ok()
+                    .and_then(|c| char::from_u32(u32::from_be_bytes(c)))
+                    .unwrap_or(char::REPLACEMENT_CHARACTER)
+            })
+            .collect(),
+        _ => String::from_utf8_lossy(data).into_owned(),
+    }
+}
+
+/// Refuses attribute types beyond the ones `--subject` takes (CN, O, OU, C, ST,
+/// L): a requester's emailAddress or an unknown OID is not certified unseen.
+fn only_subject_attributes(dn: &DistinguishedName) -> Result<(), NameError> {
+    for (ty, _) in dn.iter() {
+        if !matches!(
+            ty,
+            DnType::CommonName
+                | DnType::OrganizationName
+                | DnType::OrganizationalUnitName
+                | DnType::CountryName
+                | DnType::StateOrProvinceName
+                | DnType::LocalityName
+        ) {
+            return Err(NameError(format!(
+                "has attribute {ty:?}, which is not one of {SUBJECT_ATTRIBUTES}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Why a parsed name cannot be written again; the message follows "its subject".

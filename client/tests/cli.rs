@@ -386,4 +386,34 @@ fn x509_bad_input_exits_64_before_the_network_naming_the_input() {
         stderr(&refused)
     );
     assert_eq!(std::fs::read_to_string(&out_path).expect("read"), "keep me");
+
+    // --out naming an input, even with --force and by another path: refused, the
+    // CA certificate kept.
+    let ca_before = std::fs::read(&ca).expect("read");
+    let via_dot = format!(
+        "{}/./{}",
+        dir.path().display(),
+        std::path::Path::new(&ca)
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+    );
+    let out = quorate(&[
+        "x509",
+        "sign-csr",
+        "--key-id",
+        "k",
+        "--ca-cert",
+        &ca,
+        "--csr",
+        &csr,
+        "--days",
+        "1",
+        "--out",
+        &via_dot,
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is the input"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&ca).expect("read"), ca_before);
 }

@@ -194,10 +194,9 @@ fn ssh_keygen_verifies_an_sshsig_and_refuses_a_tampered_file_or_other_namespace(
     let key = ed25519_key();
     let public = key.verifying_key().to_bytes();
     let line = key_formats::openssh(Ciphersuite::Ed25519, &public, "release-key").expect("openssh");
-    assert_eq!(
-        sshsig::parse_openssh_public_key(&line).expect("parses"),
-        public
-    );
+    let parsed = sshsig::parse_openssh_public_key(&line).expect("parses");
+    assert_eq!(parsed.key, public);
+    assert_eq!(parsed.comment.as_deref(), Some("release-key"));
     let pub_path = dir.path().join("key.pub");
     std::fs::write(&pub_path, format!("{line}\n")).expect("write");
     let out = run("ssh-keygen", &["-l", "-f", path(&pub_path)], None);
@@ -281,7 +280,8 @@ fn parse_openssh_public_key_reads_ssh_keygen_files_and_git_literal_keys() {
     assert!(out.status.success(), "{}", text(&out));
     let line = std::fs::read_to_string(dir.path().join("id.pub")).expect("pub");
     let parsed = sshsig::parse_openssh_public_key(&line).expect("parses ssh-keygen's line");
-    let again = key_formats::openssh(Ciphersuite::Ed25519, &parsed, "me").expect("encode");
+    assert_eq!(parsed.comment.as_deref(), Some("me"));
+    let again = key_formats::openssh(Ciphersuite::Ed25519, &parsed.key, "me").expect("encode");
     assert_eq!(
         again.split_whitespace().nth(1),
         line.split_whitespace().nth(1)
@@ -309,6 +309,13 @@ fn parse_openssh_public_key_reads_ssh_keygen_files_and_git_literal_keys() {
     assert!(err.contains("ecdsa"), "{err}");
     assert!(sshsig::parse_openssh_public_key("ssh-ed25519 !!!").is_err());
     assert!(sshsig::parse_openssh_public_key("").is_err());
+    // A secret file given by mistake (an age identity) is not quoted back.
+    let secret = "# created: 2026-12-07\n# public key: age1xyz\nAGE-SECRET-KEY-1QQQQSECRET\n";
+    let err = sshsig::parse_openssh_public_key(secret).expect_err("not a key line");
+    assert!(
+        !err.contains("SECRET"),
+        "the file's content is quoted: {err}"
+    );
 }
 
 #[test]

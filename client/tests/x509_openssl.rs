@@ -492,3 +492,118 @@ fn validity_past_the_ca_and_a_ca_under_pathlen_0_are_refused() {
     .expect_err("keyCertSign leaf");
     assert!(err.to_string().contains("keyCertSign is for CA"), "{err}");
 }
+
+#[test]
+fn a_csr_subject_with_other_attributes_or_control_characters_is_certified_only_when_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let root_key = ed25519();
+    let root_cert = root(&root_key, 30, None);
+    let issue_for = |csr_path: &Path, subject: Option<&str>| {
+        issue(
+            &ca(&root_cert),
+            &csr(csr_path),
+            &IssueProfile {
+                subject: subject.map(|s| s.parse().expect("subject")),
+                ..leaf_profile(10)
+            },
+            OffsetDateTime::now_utc(),
+            &root_key,
+        )
+    };
+    let email = openssl_csr(
+        d,
+        "email",
+        &["-newkey", "ed25519"],
+        &["-subj", "/CN=leaf.example/emailAddress=admin@bank.example"],
+    );
+    let control = openssl_csr(
+        d,
+        "control",
+        &["-newkey", "ed25519"],
+        &["-utf8", "-subj", "/CN=good.example\u{1}.evil.example"],
+    );
+    for (path, why) in [(&email, "attribute"), (&control, "control character")] {
+        let err = issue_for(path, None).expect_err("certified unseen");
+        assert!(
+            err.to_string().contains(why) && err.to_string().contains("--subject"),
+            "{err}"
+        );
+        let issued = issue_for(path, Some("CN=leaf.example")).expect("replaced subject");
+        let (subject, sans) = quorate_client::x509::describe(&issued.der).expect("describe");
+        assert_eq!(subject, "CN=leaf.example");
+        assert!(sans.is_empty());
+    }
+    // A control character in --subject itself, escaped or not.
+    for bad in ["CN=a\\00b", "CN=a\nb"] {
+        let err = bad.parse::<quorate_client::x509::Subject>().expect_err(bad);
+        assert!(err.to_string().contains("control character"), "{err}");
+    }
+}
+
+#[test]
+fn a_self_issued_ca_certificate_whose_signature_does_not_verify_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let root_key = ed25519();
+    let root_cert = root(&root_key, 30, Some(0));
+    ca(&root_cert);
+    // The same certificate with another name in its signed part, as issuer and
+    // subject alike (so still self-issued): same key, a signature that no longer
+    // verifies. An edit of its path length or lifetime is caught the same way.
+    let mut der = root_cert.der.clone();
+    let name = b"Quorate Root CA";
+    let mut edited_names = 0;
+    while let Some(at) = der.windows(name.len()).position(|w| w == name) {
+        der[at] = b'P';
+        edited_names += 1;
+    }
+    assert_eq!(edited_names, 2, "issuer and subject");
+    std::fs::write(d.join("edited.der"), &der).expect("write");
+    openssl_ok(
+        d,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "edited.der",
+            "-out",
+            "edited.pem",
+        ],
+    );
+    let edited = std::fs::read(d.join("edited.pem")).expect("read");
+    let err = CaCertificate::from_pem(&edited).expect_err("edited root accepted");
+    assert!(err.to_string().contains("self-issued"), "{err}");
+}
+
+#[test]
+fn describe_shows_the_subject_most_specific_first_and_the_sans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let root_key = ed25519();
+    let root_cert = root(&root_key, 30, None);
+    let (subject, sans) = quorate_client::x509::describe(&root_cert.der).expect("describe");
+    assert_eq!(subject, "CN=Quorate Root CA,O=Example,C=EU");
+    assert!(sans.is_empty());
+    let leaf_csr = openssl_csr(d, "leaf", &["-newkey", "ed25519"], &["-subj", "/CN=svc"]);
+    let leaf = issue(
+        &ca(&root_cert),
+        &csr(&leaf_csr),
+        &IssueProfile {
+            sans: ["svc.example", "IP:10.0.0.7", "email:ops@example.org"]
+                .iter()
+                .map(|s| parse_san(s).expect("san"))
+                .collect(),
+            ..leaf_profile(10)
+        },
+        OffsetDateTime::now_utc(),
+        &root_key,
+    )
+    .expect("leaf");
+    let (_, sans) = quorate_client::x509::describe(&leaf.der).expect("describe");
+    assert_eq!(
+        sans,
+        ["DNS:svc.example", "IP:10.0.0.7", "email:ops@example.org"]
+    );
+}

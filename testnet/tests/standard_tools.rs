@@ -195,6 +195,29 @@ PY"#;
     let err = refused(shell(&demo, jwt_check), "a tampered JWT");
     assert!(err.contains("InvalidSignatureError"), "{err}");
 
+    // A key with no SSH form is refused before the network is asked to sign: the
+    // coordinator counts no request for it.
+    let sign_requests = || async {
+        let text = quorate_transport::metrics::scrape(&net.net.coordinator_metrics)
+            .await
+            .expect("coordinator metrics");
+        text.lines()
+            .filter(|l| l.starts_with("quorate_coordinator_requests_total{rpc=\"Sign\"}"))
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = sign_requests().await;
+    assert_eq!(before.len(), 1, "the Sign counter is exported: {before:?}");
+    let err = refused(
+        shell(
+            &demo,
+            &format!("{eu}quorate ssh sign --key-id demo-taproot -n file release.txt"),
+        ),
+        "an SSH signature by a BIP340 key",
+    );
+    assert!(err.contains("x-only"), "{err}");
+    assert_eq!(sign_requests().await, before, "a signature was asked for");
+
     // The EU key: without two EU nodes its artifacts need an approval token.
     net.kill_node("node-1").await.expect("kill");
     net.kill_node("node-2").await.expect("kill");

@@ -3,6 +3,7 @@
 use std::io::Read as _;
 use std::path::PathBuf;
 
+use super::output::write_stdout;
 use super::threshold_key::{KeyArgs, ThresholdKey};
 use super::{CliError, GlobalArgs};
 use crate::jws;
@@ -62,6 +63,6 @@ async fn sign(global: &GlobalArgs, args: JwsSignArgs) -> Result<(), CliError> {
     let header = jws::header(public.ciphersuite, kid, args.typ.as_deref()).map_err(usage)?;
     let input = jws::signing_input(&header, &payload).map_err(usage)?;
     let signature = key.sign(input.as_bytes()).await?;
-    println!("{}", jws::compact(&input, &signature).map_err(usage)?);
-    Ok(())
+    let token = jws::compact(&input, &signature).map_err(|e| CliError::Failed(e.to_string()))?;
+    write_stdout(format!("{token}\n").as_bytes())
 }

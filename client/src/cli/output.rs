@@ -35,6 +35,24 @@ pub fn write_atomically(path: &Path, contents: &[u8], force: bool) -> io::Result
     result
 }
 
+/// Writes `bytes` to standard output and flushes it: a closed pipe or a full disk
+/// is a failure (exit 1) with the reason, not a panic.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), super::CliError> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| super::CliError::Failed(format!("cannot write to standard output: {e}")))
+}
+
+/// Whether `a` and `b` name the same existing file (through links or `..` too).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The folder `path` is in (`.` for a bare file name).
 pub fn parent(path: &Path) -> &Path {
     match path.parent() {

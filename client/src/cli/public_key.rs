@@ -3,8 +3,7 @@
 //! The output is chosen in one place, [`render`]: a summary (text or JSON), or the
 //! key alone in a standard encoding (`--format`, see [`crate::key_formats`]).
 
-use std::io::Write as _;
-
+use super::output::write_stdout;
 use super::{print_json, CliError, GlobalArgs};
 use crate::key_formats::{self, KeyFormat};
 use crate::PublicKey;
@@ -54,11 +53,7 @@ fn render(key: &PublicKey, output: Output) -> Result<(), CliError> {
         Output::Encoded(format) => {
             let bytes = key_formats::encode(key.ciphersuite, &key.public_key, &key.key_id, format)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(&bytes)
-                .and_then(|()| stdout.flush())
-                .map_err(|e| CliError::Failed(format!("cannot write the key: {e}")))?;
+            write_stdout(&bytes)?;
         }
         Output::Json => {
             let value = serde_json::to_value(key)

@@ -12,9 +12,10 @@ use std::ffi::OsString;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use super::output::write_atomically;
+use super::output::{write_atomically, write_stdout};
 use super::threshold_key::{KeyArgs, ThresholdKey};
 use super::{CliError, GlobalArgs};
+use crate::key_formats::ssh_public_key_blob;
 use crate::sshsig;
 use quorate_frost::Ciphersuite;
 
@@ -47,8 +48,9 @@ pub async fn run(global: &GlobalArgs, command: SshCommand) -> Result<(), CliErro
     match command {
         SshCommand::Sign(args) => {
             sshsig::check_namespace(&args.namespace).map_err(|e| CliError::Usage(e.to_string()))?;
+            let messages = read_messages(&args.files)?;
             let key = ThresholdKey::open(global, &args.key).await?;
-            sign_files(&key, &args.namespace, &args.files).await
+            sign_files(&key, &args.namespace, &messages).await
         }
     }
 }
@@ -102,9 +104,30 @@ pub fn ssh_keygen_call(args: &[OsString]) -> Option<bool> {
     }
 }
 
+/// ssh-keygen from PATH, taking absolute entries only (an empty or relative entry
+/// would run whatever `ssh-keygen` the current directory, perhaps a repository
+/// being verified, holds) and never this program itself (a `ssh-keygen` link to
+/// `quorate` would call itself without end).
+fn ssh_keygen() -> Result<PathBuf, CliError> {
+    let this = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join("ssh-keygen"))
+        .find(|candidate| candidate.is_file() && std::fs::canonicalize(candidate).ok() != this)
+        .ok_or_else(|| {
+            CliError::Usage(
+                "`quorate -Y` hands this operation to ssh-keygen, which is not in PATH \
+                 (install openssh-client)"
+                    .into(),
+            )
+        })
+}
+
 /// Runs ssh-keygen with the same arguments and returns its exit code.
 pub fn run_ssh_keygen(args: &[OsString]) -> Result<u8, CliError> {
-    let status = std::process::Command::new("ssh-keygen")
+    let status = std::process::Command::new(ssh_keygen()?)
         .args(args.iter().skip(1))
         .status()
         .map_err(|e| {
@@ -137,6 +160,7 @@ pub async fn run_ssh_keygen_sign(args: SshKeygenArgs) -> Result<(), CliError> {
     })?;
     let wanted = sshsig::parse_openssh_public_key(&line)
         .map_err(|e| CliError::Usage(format!("{}: {e}", args.key_file.display())))?;
+    let messages = read_messages(&args.files)?;
     let key_id = find_key(&args.global, &wanted).await?;
     let key = ThresholdKey::open(
         &args.global,
@@ -146,48 +170,98 @@ pub async fn run_ssh_keygen_sign(args: SshKeygenArgs) -> Result<(), CliError> {
         },
     )
     .await?;
-    sign_files(&key, &args.namespace, &args.files).await
+    sign_files(&key, &args.namespace, &messages).await
 }
 
-/// The id of the Ed25519 key whose (attested) public key is `wanted`.
-async fn find_key(global: &GlobalArgs, wanted: &[u8; 32]) -> Result<String, CliError> {
+/// The id of the Ed25519 key whose attested public key is `wanted`'s: the key its
+/// comment names first (`quorate public-key --format openssh` writes the key id
+/// there), then every other. A key that cannot be shown attested is passed over,
+/// so one broken key does not stop signing with the others; its error is reported
+/// only if no key matches.
+async fn find_key(global: &GlobalArgs, wanted: &sshsig::OpensshKey) -> Result<String, CliError> {
     let client = global.client()?;
-    for summary in client.list_keys().await? {
-        if summary.ciphersuite != Ciphersuite::Ed25519 {
-            continue;
-        }
-        let key = client.public_key(&summary.key_id).await?;
-        if key.public_key == wanted {
-            return Ok(key.key_id);
+    let mut candidates: Vec<String> = client
+        .list_keys()
+        .await?
+        .into_iter()
+        .filter(|k| k.ciphersuite == Ciphersuite::Ed25519)
+        .map(|k| k.key_id)
+        .collect();
+    if let Some(named) = candidates
+        .iter()
+        .position(|id| Some(id) == wanted.comment.as_ref())
+    {
+        let named = candidates.remove(named);
+        candidates.insert(0, named);
+    }
+    let mut passed_over = Vec::new();
+    for key_id in candidates {
+        match client.public_key(&key_id).await {
+            Ok(key) if key.public_key == wanted.key => return Ok(key.key_id),
+            Ok(_) => {}
+            Err(e) => passed_over.push(format!("{key_id}: {e}")),
         }
     }
-    Err(CliError::Usage(
-        "no key of the network has this public key (`quorate public-key --key-id ID \
-         --format openssh` prints a key's)"
-            .into(),
-    ))
+    let mut message = "no key of the network has this public key (`quorate public-key \
+                       --key-id ID --format openssh` prints a key's)"
+        .to_string();
+    if !passed_over.is_empty() {
+        message.push_str(&format!(
+            "; keys that could not be checked: {}",
+            passed_over.join("; ")
+        ));
+    }
+    Err(CliError::Usage(message))
 }
 
+/// A file to sign and its bytes.
+struct Message {
+    file: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// Reads every file before anything is signed: an unreadable one is a usage error
+/// that costs no signature.
+fn read_messages(files: &[PathBuf]) -> Result<Vec<Message>, CliError> {
+    files
+        .iter()
+        .map(|file| {
+            Ok(Message {
+                file: file.clone(),
+                bytes: read_message(file)?,
+            })
+        })
+        .collect()
+}
+
+/// Signs every message, then writes every signature: a refusal or failure of the
+/// quorum part-way leaves no signature file written.
 async fn sign_files(
     key: &ThresholdKey,
     namespace: &str,
-    files: &[PathBuf],
+    messages: &[Message],
 ) -> Result<(), CliError> {
-    for file in files {
-        let message = read_message(file)?;
-        let data =
-            sshsig::signed_data(namespace, &message).map_err(|e| CliError::Usage(e.to_string()))?;
+    let public = key.public_key();
+    // Before any signature is asked for: the key must have an SSH form.
+    ssh_public_key_blob(public.ciphersuite, &public.public_key)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut signed = Vec::with_capacity(messages.len());
+    for message in messages {
+        let data = sshsig::signed_data(namespace, &message.bytes)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         let signature = key.sign(&data).await?;
-        let public = key.public_key();
         let armored = sshsig::armor(
             public.ciphersuite,
             &public.public_key,
             namespace,
             &signature,
         )
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+        signed.push((&message.file, armored));
+    }
+    for (file, armored) in signed {
         if file.as_os_str() == "-" {
-            print!("{armored}");
+            write_stdout(armored.as_bytes())?;
         } else {
             let mut out = file.clone().into_os_string();
             out.push(".sig");

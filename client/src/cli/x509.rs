@@ -21,7 +21,7 @@ use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey, PKCS_ED25519};
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
-use super::output::{parent, write_atomically};
+use super::output::{parent, same_file, write_atomically, write_stdout};
 use super::threshold_key::{KeyArgs, ThresholdKey};
 use super::{CliError, GlobalArgs};
 use crate::x509::{
@@ -42,7 +42,7 @@ into place) and an existing file is never replaced unless --force is given.
 
 Examples:
   quorate --config DIR/client.toml x509 self-sign --key-id demo-ed25519 \\
-      --subject \"CN=Quorate Root CA,O=Example,C=EU\" --days 3650 --path-len 1 --out ca.pem
+      --subject \"CN=Quorate Root CA,O=Example,C=DE\" --days 3650 --path-len 1 --out ca.pem
   openssl req -new -newkey ed25519 -nodes -keyout leaf.key -subj /CN=leaf.example -out leaf.csr
   quorate --config DIR/client.toml x509 sign-csr --key-id demo-ed25519 --ca-cert ca.pem \\
       --csr leaf.csr --days 90 --san leaf.example --san IP:127.0.0.1 --out leaf.pem
@@ -103,7 +103,7 @@ pub struct SelfSignArgs {
     #[command(flatten)]
     pub key: KeyArgs,
     /// Subject and issuer, RFC 4514 style, most specific first:
-    /// "CN=Quorate Root CA,O=Example,C=EU". Attributes: CN, O, OU, C (two letters),
+    /// "CN=Quorate Root CA,O=Example,C=DE". Attributes: CN, O, OU, C (two letters),
     /// ST, L, each once; escape a literal , + \ = with a backslash.
     #[arg(long, value_name = "DN")]
     pub subject: String,
@@ -178,7 +178,7 @@ async fn self_sign(global: &GlobalArgs, args: SelfSignArgs) -> Result<(), CliErr
         path_len: args.path_len,
     };
     check_days(args.days).map_err(usage)?;
-    check_out(&args.out)?;
+    check_out(&args.out, &[])?;
     let signer = QuorumKey::open(global, &args.key).await?;
     let issued = signer
         .build(
@@ -209,7 +209,7 @@ async fn sign_csr(global: &GlobalArgs, args: SignCsrArgs) -> Result<(), CliError
         .map_err(|e| CliError::Usage(format!("{ca_flag}: {e}")))?;
     let csr = Csr::from_pem(&read(&args.csr, "--csr")?)
         .map_err(|e| CliError::Usage(format!("--csr {}: {e}", args.csr.display())))?;
-    check_out(&args.out)?;
+    check_out(&args.out, &[&args.ca_cert, &args.csr])?;
     let signer = QuorumKey::open(global, &args.key).await?;
     // Checked here too (issue() checks it before signing) so the error can name
     // the file rather than say "CA certificate".
@@ -364,9 +364,17 @@ fn read(path: &Path, flag: &str) -> Result<Vec<u8>, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read {flag} {}: {e}", path.display())))
 }
 
-/// Refuses an --out that exists (without --force) or whose folder does not, before
-/// the quorum is asked to sign anything.
-fn check_out(out: &OutArgs) -> Result<(), CliError> {
+/// Refuses an --out that exists (without --force) or whose folder does not, or that
+/// is one of the command's `inputs` (a --force over the CA certificate would lose
+/// it), before the quorum is asked to sign anything.
+fn check_out(out: &OutArgs, inputs: &[&Path]) -> Result<(), CliError> {
+    if let Some(input) = inputs.iter().find(|i| same_file(&out.out, i)) {
+        return Err(CliError::Usage(format!(
+            "--out {} is the input {}; write the certificate elsewhere",
+            out.out.display(),
+            input.display()
+        )));
+    }
     if !out.force && out.out.exists() {
         return Err(CliError::Usage(format!(
             "--out {} exists; give --force to replace it",
@@ -387,18 +395,27 @@ fn check_out(out: &OutArgs) -> Result<(), CliError> {
 /// Writes the certificate and says what was written.
 fn finish(out: &OutArgs, issued: &Issued) -> Result<(), CliError> {
     write_atomically(&out.out, issued.pem.as_bytes(), out.force).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => CliError::Usage(format!(
+        io::ErrorKind::AlreadyExists => CliError::Failed(format!(
             "--out {} appeared while signing; give --force to replace it (the certificate \
              was not written)",
             out.out.display()
         )),
         _ => CliError::Failed(format!("cannot write --out {}: {e}", out.out.display())),
     })?;
-    println!("wrote:      {}", out.out.display());
-    println!("serial:     {}", hex::encode(&issued.serial));
-    println!("not_before: {}", utc(issued.not_before));
-    println!("not_after:  {}", utc(issued.not_after));
-    Ok(())
+    // What was certified, read back from the certificate: the subject a CSR
+    // brought in and the names it is valid for are shown, not only where it went.
+    let (subject, sans) = x509::describe(&issued.der).map_err(CliError::Failed)?;
+    write_stdout(
+        format!(
+            "wrote:      {}\nsubject:    {subject}\nsans:       {}\nserial:     {}\nnot_before: {}\nnot_after:  {}\n",
+            out.out.display(),
+            if sans.is_empty() { "(none)".to_string() } else { sans.join(", ") },
+            hex::encode(&issued.serial),
+            utc(issued.not_before),
+            utc(issued.not_after)
+        )
+        .as_bytes(),
+    )
 }
 
 // MAX_DAYS is named in the help text as a number; keep the two in step.

@@ -288,6 +288,35 @@ async fn kek_rotate_and_rekey_killed_at_any_point_never_leave_an_unopenable_stor
     assert!(signed.response.signers.contains(&"node-2".to_string()));
 }
 
+/// docs/operations.md shows the provisioning commands; the tests run them through
+/// deploy/softhsm/provision-kek.sh. The doc's block must be the script's commands,
+/// line for line, so what the tests run is what the doc says.
+#[test]
+fn the_documented_softhsm_commands_are_the_provisioning_scripts() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
+    let after = doc
+        .split("**Provisioning a KEK in SoftHSM2**")
+        .nth(1)
+        .expect("the provisioning section");
+    let block: Vec<&str> = after
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its sh block")
+        .lines()
+        .collect();
+    let script =
+        std::fs::read_to_string(repo_root().join("deploy/softhsm/provision-kek.sh")).unwrap();
+    // The script's commands: what is left after comments, blank lines and its
+    // own setup (strict mode, the required variables, the module's default).
+    let commands: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter(|l| !l.starts_with("set -") && !l.starts_with(": ") && !l.starts_with("MODULE="))
+        .collect();
+    assert_eq!(block, commands);
+}
+
 /// Crypto-shredding with a real HSM: a node's store sealed under an HSM key is
 /// copied (a backup, a stolen disk), then `kek rekey` re-seals it under a fresh DEK
 /// wrapped only by a new HSM key and the old key is destroyed in the token. The node

@@ -342,6 +342,27 @@ pub fn renew(
     let cert = parsed
         .parse_x509()
         .map_err(|e| PkiError::BadPem(e.to_string()))?;
+    // What is carried over (identity, region, jurisdiction, names) is believed only
+    // from a certificate this CA issued: a file swapped in from elsewhere must not
+    // get a fresh certificate from this CA for what it claims.
+    let ca_path = dir.join(CA_CERT_FILE);
+    let ca_pem = fs::read(&ca_path).map_err(|source| PkiError::Io {
+        path: ca_path.clone(),
+        writing: false,
+        source,
+    })?;
+    let (_, ca_parsed) =
+        x509_parser::pem::parse_x509_pem(&ca_pem).map_err(|e| PkiError::BadPem(e.to_string()))?;
+    let ca_cert = ca_parsed
+        .parse_x509()
+        .map_err(|e| PkiError::BadPem(e.to_string()))?;
+    if cert.verify_signature(Some(ca_cert.public_key())).is_err() {
+        return Err(PkiError::BadPem(format!(
+            "{} was not issued by the CA in {}; refusing to renew what it claims",
+            path.display(),
+            ca_path.display()
+        )));
+    }
     let identity = PeerIdentity::from_certificate(&cert)?;
     if identity.role != role || identity.name != name {
         return Err(PkiError::BadPem(format!(
@@ -834,6 +855,31 @@ mod tests {
         // Renewing a party that has no certificate says which file is missing.
         let err = renew(dir.path(), Role::Client, "nobody", LEAF_VALIDITY).unwrap_err();
         assert!(err.to_string().contains("client-nobody.pem"), "{err}");
+    }
+
+    #[test]
+    fn renew_refuses_a_certificate_another_ca_issued() {
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        create_ca(ours.path(), DOMAIN).unwrap();
+        create_ca(theirs.path(), DOMAIN).unwrap();
+        issue(ours.path(), DOMAIN, Role::Node, "node-1", Some(&eu()), &[]).unwrap();
+        // node-1's certificate replaced by one from another CA claiming the same
+        // identity, with its own key: renew would hand it this CA's signature.
+        let foreign = issue(
+            theirs.path(),
+            DOMAIN,
+            Role::Node,
+            "node-1",
+            Some(&eu()),
+            &[],
+        )
+        .unwrap();
+        let own_cert = ours.path().join("node-node-1.pem");
+        fs::copy(&foreign.cert, &own_cert).unwrap();
+        let before = fs::read(&own_cert).unwrap();
+        let err = renew(ours.path(), Role::Node, "node-1", LEAF_VALIDITY).unwrap_err();
+        assert!(err.to_string().contains("not issued by the CA"), "{err}");
+        assert_eq!(fs::read(&own_cert).unwrap(), before, "nothing was replaced");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -141,7 +141,9 @@ impl ApprovalToken {
         let key = ed25519_dalek::VerifyingKey::from_bytes(&self.approver)
             .map_err(|_| ApprovalError::BadSignature)?;
         let message = [SIGNING_CONTEXT, self.payload.as_bytes()].concat();
-        key.verify(
+        // Strict (RFC 8032 with small-order keys and R refused): under a
+        // small-order key the lax check accepts a signature anyone can make.
+        key.verify_strict(
             &message,
             &ed25519_dalek::Signature::from_bytes(&self.signature),
         )
@@ -313,6 +315,37 @@ mod tests {
             ApprovalToken::decode(b"\xff"),
             Err(ApprovalError::Malformed(_))
         ));
+    }
+
+    /// The identity point as a public key, R the identity and s = 0: the lax
+    /// equation [s]B = R + [k]A holds for every message, so anyone can "sign" under
+    /// this key. Strict verification refuses it (and policies refuse the key).
+    #[test]
+    fn a_token_under_a_small_order_key_is_refused() {
+        let identity = {
+            let mut point = [0u8; 32];
+            point[0] = 1;
+            point
+        };
+        let payload = serde_json::to_string(&approval("k", 100, 200)).unwrap();
+        let signature = [identity.as_slice(), &[0u8; 32]].concat();
+        let forged = serde_json::to_vec(&Envelope {
+            format: TOKEN_FORMAT.into(),
+            payload: payload.clone(),
+            approver: hex::encode(identity),
+            signature: hex::encode(&signature),
+        })
+        .unwrap();
+        // The lax check would take it: this is the forgery, not a malformed token.
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        let message = [SIGNING_CONTEXT, payload.as_bytes()].concat();
+        let sig = ed25519_dalek::Signature::from_slice(&signature).unwrap();
+        assert!(ed25519_dalek::Verifier::verify(&key, &message, &sig).is_ok());
+        let t = ApprovalToken::decode(&forged).unwrap();
+        assert_eq!(
+            t.verify("k", &[identity], 150),
+            Err(ApprovalError::BadSignature)
+        );
     }
 
     #[test]

@@ -93,8 +93,15 @@ impl Policy {
                 .as_slice()
                 .try_into()
                 .map_err(|_| format!("approver key is {} bytes, not 32", k.len()))?;
-            ed25519_dalek::VerifyingKey::from_bytes(&key)
+            let point = ed25519_dalek::VerifyingKey::from_bytes(&key)
                 .map_err(|_| format!("approver key {} is not an Ed25519 key", hex::encode(key)))?;
+            if point.is_weak() {
+                return Err(format!(
+                    "approver key {} is a small-order Ed25519 key, under which anyone \
+                     can forge a signature",
+                    hex::encode(key)
+                ));
+            }
             approvers.push(key);
         }
         Ok(Self {
@@ -201,6 +208,13 @@ mod tests {
         let mut p = eu(1);
         p.approver_keys = vec![vec![1; 31]];
         assert!(Policy::from_pb(Some(&p), 3).is_err());
+        // The identity point: small order, anyone can sign under it.
+        let mut identity = vec![0u8; 32];
+        identity[0] = 1;
+        let mut p = eu(1);
+        p.approver_keys = vec![identity];
+        let err = Policy::from_pb(Some(&p), 3).unwrap_err();
+        assert!(err.contains("small-order"), "{err}");
         let mut p = eu(1);
         p.allowed_clients = vec!["payments".into()];
         assert!(Policy::from_pb(Some(&p), 3).is_err());

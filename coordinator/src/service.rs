@@ -163,7 +163,10 @@ impl SignerService {
         let approval_token = match &req.approval_token {
             None => None,
             Some(bytes) => {
-                if let Err(e) = approval::check(bytes, &req.key_id, &policy.approvers) {
+                let digest = quorate_wire::sha256(&req.message);
+                if let Err(e) =
+                    approval::check(bytes, &req.key_id, &policy.approvers, &client_id, &digest)
+                {
                     self.engine.count_denial("invalid_approval");
                     return Err(CoordError::InvalidApproval(e.to_string()));
                 }

@@ -638,6 +638,8 @@ pub fn approval(key_id: &str) -> Approval {
         not_before: APPROVAL_NOW - 10,
         not_after: APPROVAL_NOW + 3600,
         reason: "EU outage".into(),
+        client: None,
+        message_sha256: None,
     }
 }
 

@@ -75,6 +75,8 @@ pub fn approve(
         not_before: now,
         not_after: now + valid_secs,
         reason: reason.into(),
+        client: None,
+        message_sha256: None,
     }))
 }
 

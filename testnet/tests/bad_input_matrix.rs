@@ -490,6 +490,8 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
         not_before: unix_now() - 10,
         not_after: unix_now() + 600,
         reason: "matrix".into(),
+        client: None,
+        message_sha256: None,
     });
     let recipients: Vec<String> = (0..3).map(|_| age_recipient()).collect();
     let long_key_id = "k".repeat(quorate_wire::MAX_KEY_ID_BYTES + 1);

@@ -58,7 +58,30 @@ fn token(key: &ApproverKey, key_id: &str, from: u64, to: u64) -> Vec<u8> {
         not_before: from,
         not_after: to,
         reason: "test".into(),
+        client: None,
+        message_sha256: None,
     })
+}
+
+/// A valid token for `key_id` bound to `client` (a SPIFFE id) and to the message with
+/// SHA-256 `message`.
+fn bound_token(key: &ApproverKey, key_id: &str, client: &str, message: &[u8]) -> Vec<u8> {
+    let now = unix_now();
+    key.sign(&Approval {
+        token_id: "t-bound".into(),
+        key_id: key_id.into(),
+        scope: SCOPE_OUT_OF_POLICY_QUORUM.into(),
+        not_before: now - 10,
+        not_after: now + 600,
+        reason: "test".into(),
+        client: Some(client.into()),
+        message_sha256: Some(hex::encode(quorate_wire::sha256(message))),
+    })
+}
+
+/// The demo client's SPIFFE id.
+fn demo_client(net: &LocalNetwork) -> String {
+    format!("spiffe://{}/client/demo-client", net.spec.trust_domain)
 }
 
 fn approver(net: &LocalNetwork) -> ApproverKey {
@@ -185,6 +208,14 @@ async fn bad_approval_tokens_are_refused() {
             token(&stranger, EU_KEY, now - 10, now + 600),
         ),
         ("garbage", b"not a token".to_vec()),
+        (
+            "bound to another client",
+            bound_token(&good, EU_KEY, "spiffe://other/client/someone", b"pay"),
+        ),
+        (
+            "bound to another message",
+            bound_token(&good, EU_KEY, &demo_client(&net), b"pay 1000000"),
+        ),
     ];
     for (what, t) in cases {
         let err = client
@@ -247,10 +278,31 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
         attempt(stale).await.unwrap_err().code(),
         Code::FailedPrecondition
     );
-    // The node checks a valid approval itself and then signs.
+    // Bound to another client or another message: refused by the node itself.
+    for (what, bound) in [
+        (
+            "another client",
+            bound_token(&approver(net), EU_KEY, "spiffe://other/client/x", b"m"),
+        ),
+        (
+            "another message",
+            bound_token(&approver(net), EU_KEY, &demo_client(net), b"n"),
+        ),
+    ] {
+        let err = attempt(bound).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{what}: {err:?}");
+        assert!(err.message().contains("bound to"), "{what}: {err:?}");
+    }
+    // The node checks a valid approval itself and then signs; a token bound to
+    // this client and this message too.
     assert!(attempt(net.approve(EU_KEY, 60, "drill").unwrap())
         .await
         .is_ok());
+    assert!(
+        attempt(bound_token(&approver(net), EU_KEY, &demo_client(net), b"m"))
+            .await
+            .is_ok()
+    );
 }
 
 /// Regression: a client that keeps its approval token on its requests once the home
@@ -713,6 +765,65 @@ async fn documented_policy_and_failover_commands_work() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+
+    // A token bound to the demo client and to the message "pay": that signs, another
+    // message under it does not; malformed bindings are usage errors.
+    let approve_bound = |client: &str, digest: &str, out: &str| {
+        run(
+            "quorate-ceremony",
+            &[
+                "approve",
+                "--approver-key",
+                &approver,
+                "--key-id",
+                "eu-payments",
+                "--reason",
+                "drill",
+                "--client",
+                client,
+                "--message-sha256",
+                digest,
+                "--out",
+                &path(out),
+            ],
+        )
+    };
+    let pay = hex::encode(quorate_wire::sha256(b"pay"));
+    for (client, digest) in [
+        ("payments", pay.as_str()),
+        (demo_client(&net).as_str(), "abc"),
+    ] {
+        let out = approve_bound(client, digest, "bad.json");
+        assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    }
+    let out = approve_bound(&demo_client(&net), &pay, "bound.json");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("client spiffe://"), "{}", text(&out));
+    let sign_bound = |message: &str| {
+        run(
+            "quorate-testnet",
+            &[
+                "sign",
+                "--dir",
+                &dir,
+                "--key-id",
+                "eu-payments",
+                "--message",
+                message,
+                "--approval-token",
+                &path("bound.json"),
+            ],
+        )
+    };
+    let out = sign_bound("pay");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sign_bound("pay twice");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("bound to the message"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The default five regions with one key, `metered`, of which a client may make

@@ -36,6 +36,15 @@ pub(super) struct ApproveArgs {
     /// Token id recorded in audit logs (default: random).
     #[arg(long)]
     pub(super) token_id: Option<String>,
+    /// Bind the token to one client: only the client whose certificate has this
+    /// SPIFFE id (exactly) may sign under it. Default: any client the key's
+    /// policy allows.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    pub(super) client: Option<String>,
+    /// Bind the token to one message: its SHA-256 as 64 hex digits (`sha256sum
+    /// FILE`). Default: any message.
+    #[arg(long, value_name = "HEX")]
+    pub(super) message_sha256: Option<String>,
     /// Where to write the token; must not exist yet.
     #[arg(long, value_name = "FILE")]
     pub(super) out: PathBuf,
@@ -93,6 +102,27 @@ pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
         source,
     })?;
     let key = ApproverKey::from_hex(&secret).map_err(CliError::Usage)?;
+    if let Some(client) = &args.client {
+        quorate_transport::identity::PeerIdentity::parse_spiffe_id(client)
+            .ok()
+            .filter(|id| id.role == quorate_transport::identity::Role::Client)
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--client {client:?} is not a client's SPIFFE id \
+                     (spiffe://TRUST_DOMAIN/client/NAME)"
+                ))
+            })?;
+    }
+    let message_sha256 = args
+        .message_sha256
+        .map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            let ok = h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+            ok.then_some(h.clone()).ok_or_else(|| {
+                CliError::Usage(format!("--message-sha256 {h:?} is not 64 hex digits"))
+            })
+        })
+        .transpose()?;
     let now = approval::unix_now();
     let token_id = args.token_id.unwrap_or_else(|| {
         let mut id = [0u8; 8];
@@ -106,12 +136,22 @@ pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
         not_before: now,
         not_after: now + valid_for,
         reason: args.reason,
+        client: args.client.clone(),
+        message_sha256: message_sha256.clone(),
     };
     write_new_private(&args.out, &String::from_utf8_lossy(&key.sign(&approval)))?;
     println!(
-        "approval {token_id} for key {} valid until {} (Unix time): {}",
+        "approval {token_id} for key {} valid until {} (Unix time){}{}: {}",
         args.key_id,
         approval.not_after,
+        args.client
+            .as_deref()
+            .map(|c| format!(", client {c} only"))
+            .unwrap_or_default(),
+        message_sha256
+            .as_deref()
+            .map(|m| format!(", message sha256 {m} only"))
+            .unwrap_or_default(),
         args.out.display()
     );
     Ok(())

@@ -50,6 +50,33 @@ pub struct Approval {
     pub not_after: u64,
     /// Why (free text for the audit trail).
     pub reason: String,
+    /// If set, only this client (its SPIFFE id, exactly) may sign under the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// If set, the token permits only the message with this SHA-256 (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_sha256: Option<String>,
+}
+
+impl Approval {
+    /// Whether the token lets `client` sign the message with SHA-256 `message_sha256`:
+    /// always, unless it is bound to another client or another message.
+    pub fn permits(&self, client: &str, message_sha256: &[u8; 32]) -> Result<(), ApprovalError> {
+        if let Some(bound) = &self.client {
+            if bound != client {
+                return Err(ApprovalError::WrongClient {
+                    bound: bound.clone(),
+                    client: client.to_string(),
+                });
+            }
+        }
+        if let Some(bound) = &self.message_sha256 {
+            if !bound.eq_ignore_ascii_case(&hex::encode(message_sha256)) {
+                return Err(ApprovalError::WrongMessage(bound.clone()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A decoded token whose signature has not been checked yet.
@@ -92,6 +119,17 @@ pub enum ApprovalError {
     /// Expired.
     #[error("approval token expired at {0} (Unix time)")]
     Expired(u64),
+    /// Bound to another client.
+    #[error("approval token is bound to client {bound}, not {client}")]
+    WrongClient {
+        /// The client the token names.
+        bound: String,
+        /// The client that used it.
+        client: String,
+    },
+    /// Bound to another message.
+    #[error("approval token is bound to the message with SHA-256 {0}, not this one")]
+    WrongMessage(String),
     /// Validity window too long or empty.
     #[error("approval token validity window must be 1..={MAX_VALIDITY_SECS} seconds")]
     BadWindow,
@@ -172,14 +210,19 @@ impl ApprovalToken {
 }
 
 /// Decodes `bytes` and checks the token for `key_id` now, against a policy's
-/// approvers: the one check the coordinator and every node run.
+/// approvers, for `client` signing the message with SHA-256 `message_sha256`: the
+/// one check the coordinator and every node run.
 pub fn check(
     bytes: &[u8],
     key_id: &str,
     approvers: &[[u8; 32]],
+    client: &str,
+    message_sha256: &[u8; 32],
 ) -> Result<Approval, ApprovalError> {
     let token = ApprovalToken::decode(bytes)?;
-    token.verify(key_id, approvers, unix_now()).cloned()
+    let approval = token.verify(key_id, approvers, unix_now())?;
+    approval.permits(client, message_sha256)?;
+    Ok(approval.clone())
 }
 
 /// An approver's Ed25519 signing key. Zeroized on drop, never printed.
@@ -252,7 +295,42 @@ mod tests {
             not_before: from,
             not_after: to,
             reason: "EU outage".into(),
+            client: None,
+            message_sha256: None,
         }
+    }
+
+    #[test]
+    fn a_bound_token_permits_only_its_client_and_message() {
+        let digest = [7u8; 32];
+        let mut a = approval("k", 100, 200);
+        assert!(a.permits("spiffe://td/client/any", &[0; 32]).is_ok());
+        a.client = Some("spiffe://td/client/payments".into());
+        a.message_sha256 = Some(hex::encode(digest));
+        assert!(a.permits("spiffe://td/client/payments", &digest).is_ok());
+        assert!(matches!(
+            a.permits("spiffe://td/client/other", &digest),
+            Err(ApprovalError::WrongClient { .. })
+        ));
+        assert!(matches!(
+            a.permits("spiffe://td/client/payments", &[8; 32]),
+            Err(ApprovalError::WrongMessage(_))
+        ));
+        // The binding is signed: a token whose binding is edited out does not verify.
+        let approver = ApproverKey::generate();
+        let token = String::from_utf8(approver.sign(&a)).unwrap();
+        assert!(token.contains("payments"));
+        let unbound = token.replace(",\\\"client\\\":\\\"spiffe://td/client/payments\\\"", "");
+        assert_ne!(unbound, token, "the binding was cut out");
+        let t = ApprovalToken::decode(unbound.as_bytes()).unwrap();
+        assert_eq!(
+            t.verify("k", &[approver.public_key()], 150),
+            Err(ApprovalError::BadSignature)
+        );
+        // A token of an older build, without the fields, still decodes unbound.
+        let old = r#"{"token_id":"t","key_id":"k","scope":"out-of-policy-quorum","not_before":1,"not_after":2,"reason":"r"}"#;
+        let parsed: Approval = serde_json::from_str(old).unwrap();
+        assert_eq!((parsed.client, parsed.message_sha256), (None, None));
     }
 
     #[test]

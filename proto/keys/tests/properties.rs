@@ -252,6 +252,8 @@ fn approval_tokens_round_trip_and_verify() {
             not_before,
             not_after: not_before + rng.gen_range(1..=quorate_keys::approval::MAX_VALIDITY_SECS),
             reason: text(&mut rng, 200),
+            client: None,
+            message_sha256: None,
         };
         let token = approver.sign(&approval);
         let decoded = ApprovalToken::decode(&token).unwrap();

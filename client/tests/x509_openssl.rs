@@ -101,6 +101,25 @@ fn leaf_profile(days: u32) -> IssueProfile {
     }
 }
 
+/// A leaf for `CN=leaf.example` (an openssl Ed25519 CSR) under `root_cert`, with the
+/// default leaf profile for 10 days.
+fn leaf_example(d: &Path, root_key: &KeyPair, root_cert: &Issued) -> Issued {
+    let leaf_csr = openssl_csr(
+        d,
+        "leaf",
+        &["-newkey", "ed25519"],
+        &["-subj", "/CN=leaf.example"],
+    );
+    issue(
+        &ca(root_cert),
+        &csr(&leaf_csr),
+        &leaf_profile(10),
+        OffsetDateTime::now_utc(),
+        root_key,
+    )
+    .expect("leaf")
+}
+
 #[test]
 fn openssl_verifies_a_root_intermediate_leaf_chain_with_the_issuers_profile() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -319,20 +338,7 @@ fn tampered_signature_or_tbs_fails_openssl_verify() {
     let root_key = ed25519();
     let root_cert = root(&root_key, 30, None);
     write(d, "root.pem", &root_cert);
-    let leaf_csr = openssl_csr(
-        d,
-        "leaf",
-        &["-newkey", "ed25519"],
-        &["-subj", "/CN=leaf.example"],
-    );
-    let leaf = issue(
-        &ca(&root_cert),
-        &csr(&leaf_csr),
-        &leaf_profile(10),
-        OffsetDateTime::now_utc(),
-        &root_key,
-    )
-    .expect("leaf");
+    let leaf = leaf_example(d, &root_key, &root_cert);
     write(d, "leaf.pem", &leaf);
     openssl_ok(d, &["verify", "-CAfile", "root.pem", "leaf.pem"]);
 
@@ -420,20 +426,7 @@ fn leaf_certificate_is_not_accepted_as_a_ca() {
     let d = dir.path();
     let root_key = ed25519();
     let root_cert = root(&root_key, 30, None);
-    let leaf_csr = openssl_csr(
-        d,
-        "leaf",
-        &["-newkey", "ed25519"],
-        &["-subj", "/CN=leaf.example"],
-    );
-    let leaf = issue(
-        &ca(&root_cert),
-        &csr(&leaf_csr),
-        &leaf_profile(10),
-        OffsetDateTime::now_utc(),
-        &root_key,
-    )
-    .expect("leaf");
+    let leaf = leaf_example(d, &root_key, &root_cert);
     let err = CaCertificate::from_pem(leaf.pem.as_bytes()).expect_err("leaf is no CA");
     assert!(err.to_string().contains("not a CA certificate"), "{err}");
 }

@@ -750,20 +750,23 @@ async fn documented_policy_and_failover_commands_work() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let out = run(
-        "quorate-testnet",
-        &[
-            "sign",
-            "--dir",
-            &dir,
-            "--key-id",
-            "eu-payments",
-            "--message",
-            "pay",
-            "--approval-token",
-            &path("approval-eu.json"),
-        ],
-    );
+    let sign_eu = |message: &str, token: &str| {
+        run(
+            "quorate-testnet",
+            &[
+                "sign",
+                "--dir",
+                &dir,
+                "--key-id",
+                "eu-payments",
+                "--message",
+                message,
+                "--approval-token",
+                &path(token),
+            ],
+        )
+    };
+    let out = sign_eu("pay", "approval-eu.json");
     assert!(out.status.success(), "{}", text(&out));
 
     // A token bound to the demo client and to the message "pay": that signs, another
@@ -799,25 +802,9 @@ async fn documented_policy_and_failover_commands_work() {
     let out = approve_bound(&demo_client(&net), &pay, "bound.json");
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("client spiffe://"), "{}", text(&out));
-    let sign_bound = |message: &str| {
-        run(
-            "quorate-testnet",
-            &[
-                "sign",
-                "--dir",
-                &dir,
-                "--key-id",
-                "eu-payments",
-                "--message",
-                message,
-                "--approval-token",
-                &path("bound.json"),
-            ],
-        )
-    };
-    let out = sign_bound("pay");
+    let out = sign_eu("pay", "bound.json");
     assert!(out.status.success(), "{}", text(&out));
-    let out = sign_bound("pay twice");
+    let out = sign_eu("pay twice", "bound.json");
     assert!(!out.status.success());
     assert!(
         text(&out).contains("bound to the message"),

@@ -1,28 +1,21 @@
 //! `quorate sign`.
 
-use std::path::PathBuf;
-
 use super::message::MessageArgs;
-use super::threshold_key::read_approval_token;
+use super::threshold_key::KeyArgs;
 use super::{print_json, CliError, GlobalArgs};
 use crate::SignOptions;
 
 /// Flags of `sign`.
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
-    /// The key to sign with.
-    #[arg(long, value_name = "ID")]
-    pub key_id: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[command(flatten)]
     pub message: MessageArgs,
     /// Idempotency key: the same id and message return the same signature (default:
     /// a fresh random id, kept across this call's retries).
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
-    /// Approval token file (from `quorate-ceremony approve`) permitting an
-    /// out-of-policy quorum.
-    #[arg(long, value_name = "FILE")]
-    pub approval_token: Option<PathBuf>,
     /// Print one line of JSON: key_id, ciphersuite, signature, signers,
     /// public_key, request_id, coordinator, verified.
     #[arg(long)]
@@ -32,15 +25,11 @@ pub struct SignArgs {
 /// Runs `sign`.
 pub async fn run(global: &GlobalArgs, args: SignArgs) -> Result<(), CliError> {
     let message = args.message.bytes()?;
-    let approval_token = args
-        .approval_token
-        .as_deref()
-        .map(read_approval_token)
-        .transpose()?;
+    let approval_token = args.key.read_approval_token()?;
     let client = global.client()?;
     let signed = client
         .sign(
-            &args.key_id,
+            &args.key.key_id,
             &message,
             SignOptions {
                 request_id: args.request_id,

@@ -31,11 +31,7 @@ pub struct ThresholdKey {
 impl ThresholdKey {
     /// The key `args` names, its public key fetched (and attested) once.
     pub async fn open(global: &GlobalArgs, args: &KeyArgs) -> Result<Self, CliError> {
-        let approval_token = args
-            .approval_token
-            .as_deref()
-            .map(read_approval_token)
-            .transpose()?;
+        let approval_token = args.read_approval_token()?;
         let client = global.client()?;
         let key = client.public_key(&args.key_id).await?;
         Ok(Self {
@@ -77,12 +73,19 @@ impl ThresholdKey {
     }
 }
 
-/// Reads an approval token file.
-pub fn read_approval_token(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| {
-        CliError::Usage(format!(
-            "cannot read --approval-token {}: {e}",
-            path.display()
-        ))
-    })
+impl KeyArgs {
+    /// The approval token's bytes, if a file is given.
+    pub fn read_approval_token(&self) -> Result<Option<Vec<u8>>, CliError> {
+        self.approval_token
+            .as_deref()
+            .map(|path: &Path| {
+                std::fs::read(path).map_err(|e| {
+                    CliError::Usage(format!(
+                        "cannot read --approval-token {}: {e}",
+                        path.display()
+                    ))
+                })
+            })
+            .transpose()
+    }
 }

@@ -171,6 +171,17 @@ async fn documented_standard_tool_commands_work_and_tampered_artifacts_fail_ever
         shell(&repo, &format!("{eu}git verify-commit {}", forged.trim())),
         "a forged commit",
     );
+    // The key given literally, as git also allows: git writes it to a temporary
+    // file and adds -U, which the quorum takes as well.
+    let out = ok(shell(
+        &repo,
+        &format!(
+            "{eu}git config user.signingkey \"key::$(cat ../demo-ed25519.pub)\"\n\
+             echo more >> README && git commit -q -S -am \"Second commit, literal key\"\n\
+             git verify-commit HEAD 2>&1"
+        ),
+    ));
+    assert!(out.contains("Good \"git\" signature"), "{out}");
 
     // JWS: another payload under the same signature.
     let jwt_check = r#"python3 - token.jwt demo-ed25519.jwk <<'PY'

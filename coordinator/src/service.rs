@@ -164,9 +164,7 @@ impl SignerService {
             None => None,
             Some(bytes) => {
                 let digest = quorate_wire::sha256(&req.message);
-                if let Err(e) =
-                    approval::check(bytes, &req.key_id, &policy.approvers, &client_id, &digest)
-                {
+                if let Err(e) = approval::check(bytes, &req.key_id, policy, &client_id, &digest) {
                     self.engine.count_denial("invalid_approval");
                     return Err(CoordError::InvalidApproval(e.to_string()));
                 }

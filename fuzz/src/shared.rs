@@ -174,6 +174,7 @@ pub fn round(suite: Ciphersuite) -> Round {
             min_home_signers: 2,
             approver_keys: vec![approver().public_key().to_vec()],
             rate_limit_per_minute: 60,
+            approvals_required: 0,
         }),
     );
     Round {
@@ -656,7 +657,7 @@ fn approval_token() -> Target {
         .collect();
     simple("approval_token", corpus, CHEAP, move |b| {
         let verified = ApprovalToken::decode(b).and_then(|t| {
-            t.verify(&t.approval.key_id.clone(), &approvers, APPROVAL_NOW)
+            t.verify(&t.approval.key_id.clone(), &approvers, 1, APPROVAL_NOW)
                 .cloned()
         });
         // A mutated token that still verifies must grant exactly what was signed

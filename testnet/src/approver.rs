@@ -93,7 +93,7 @@ mod tests {
         let decoded = approval::ApprovalToken::decode(&token)?;
         assert_eq!(decoded.approval.key_id, "eu-payments");
         let public = public_key(&path)?;
-        decoded.verify("eu-payments", &[public], approval::unix_now())?;
+        decoded.verify("eu-payments", &[public], 1, approval::unix_now())?;
         // A second create would orphan the first key's policies.
         assert!(create(dir.path(), 0o600).is_err());
         Ok(())

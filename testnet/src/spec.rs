@@ -92,6 +92,7 @@ impl PolicySpec {
             min_home_signers: self.min_home_signers,
             approver_keys: approvers.iter().map(|k| k.to_vec()).collect(),
             rate_limit_per_minute: self.rate_limit_per_minute,
+            approvals_required: 0,
         }
     }
 

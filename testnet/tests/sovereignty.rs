@@ -634,6 +634,116 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// A policy that needs two approvers: a token one approver signed is refused by the
+/// coordinator and the nodes, the same token cosigned by a second listed approver
+/// signs, and a cosignature by an approver the policy does not list is refused.
+#[tokio::test]
+async fn a_policy_needing_two_approvers_signs_only_under_a_token_two_of_them_signed() {
+    let mut net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let path = |name: &str| work.path().join(name).display().to_string();
+    let mut publics = Vec::new();
+    for name in ["first", "second", "outsider"] {
+        let out = run(
+            "quorate-ceremony",
+            &["approver", "keygen", "--out", &path(&format!("{name}.hex"))],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        publics.push(
+            text(&out)
+                .lines()
+                .find_map(|l| l.strip_prefix("approver public key: ").map(str::to_string))
+                .unwrap(),
+        );
+    }
+    std::fs::write(
+        path("policy.toml"),
+        format!(
+            "home_jurisdictions = [\"EU\"]\nmin_home_signers = 2\n\
+             approver_keys = [\"{}\", \"{}\"]\napprovals_required = 2\n",
+            publics[0], publics[1]
+        ),
+    )
+    .unwrap();
+    let ceremony = net.ceremony_file.display().to_string();
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "import",
+            "--ceremony",
+            &ceremony,
+            "--key-id",
+            "eu-two",
+            "--ciphersuite",
+            "ed25519",
+            "--threshold",
+            "3",
+            "--policy",
+            &path("policy.toml"),
+            "--transcript",
+            &path("eu-two.json"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    net.kill_node("node-1").await.unwrap();
+    net.kill_node("node-2").await.unwrap();
+
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "approve",
+            "--approver-key",
+            &path("first.hex"),
+            "--key-id",
+            "eu-two",
+            "--reason",
+            "two-person rule",
+            "--out",
+            &path("one.json"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let cosign = |key: &str, token: &str, out: &str| {
+        run(
+            "quorate-ceremony",
+            &[
+                "cosign",
+                "--approver-key",
+                &path(key),
+                "--token",
+                &path(token),
+                "--out",
+                &path(out),
+            ],
+        )
+    };
+    let out = cosign("second.hex", "one.json", "two.json");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("two-person rule"), "{}", text(&out));
+    let out = cosign("first.hex", "one.json", "again.json");
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let out = cosign("outsider.hex", "two.json", "three.json");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let client = net.client().await.unwrap();
+    let sign = |token: &str| {
+        let token = std::fs::read(path(token)).unwrap();
+        let client = client.clone();
+        async move {
+            client
+                .sign_with("eu-two", b"pay", None, Some(token), DEADLINE)
+                .await
+        }
+    };
+    let err = sign("one.json").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("needs 2"), "{err:?}");
+    let err = sign("three.json").await.unwrap_err();
+    assert!(err.message().contains("not an approver"), "{err:?}");
+    let signed = sign("two.json").await.unwrap();
+    assert!(!signed.signature.is_empty());
+}
+
 /// The commands of docs/sovereignty.md, run as a custodian and an operator would.
 #[tokio::test]
 async fn documented_policy_and_failover_commands_work() {

@@ -50,6 +50,20 @@ pub(super) struct ApproveArgs {
     pub(super) out: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+pub(super) struct CosignArgs {
+    /// The approver's secret key file (from `approver keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub(super) approver_key: PathBuf,
+    /// The token to add a signature to (from `approve` or an earlier `cosign`).
+    #[arg(long, value_name = "FILE")]
+    pub(super) token: PathBuf,
+    /// Where to write the token with this approver's signature added; must not
+    /// exist yet.
+    #[arg(long, value_name = "FILE")]
+    pub(super) out: PathBuf,
+}
+
 /// Runs `approver keygen`.
 pub(super) fn approver(command: ApproverCommand) -> Result<(), CliError> {
     match command {
@@ -149,6 +163,50 @@ pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
             .map(|c| format!(", client {c} only"))
             .unwrap_or_default(),
         message_sha256
+            .as_deref()
+            .map(|m| format!(", message sha256 {m} only"))
+            .unwrap_or_default(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Runs `cosign`: adds this approver's signature to a token. What the token grants
+/// is shown first, so the approver sees what they sign.
+pub(super) fn cosign(args: CosignArgs) -> Result<(), CliError> {
+    if args.out.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists",
+            args.out.display()
+        )));
+    }
+    let token = std::fs::read(&args.token).map_err(|source| CliError::Read {
+        path: args.token.clone(),
+        source,
+    })?;
+    let secret = std::fs::read_to_string(&args.approver_key).map_err(|source| CliError::Read {
+        path: args.approver_key.clone(),
+        source,
+    })?;
+    let key = ApproverKey::from_hex(&secret).map_err(CliError::Usage)?;
+    let bad =
+        |e: approval::ApprovalError| CliError::Usage(format!("{}: {e}", args.token.display()));
+    let decoded = approval::ApprovalToken::decode(&token).map_err(bad)?;
+    let cosigned = approval::cosign(&token, &key).map_err(bad)?;
+    write_new_private(&args.out, &String::from_utf8_lossy(&cosigned))?;
+    let a = &decoded.approval;
+    println!(
+        "cosigned approval {} for key {} valid {}..{} (Unix time), reason {:?}{}{}: {}",
+        a.token_id,
+        a.key_id,
+        a.not_before,
+        a.not_after,
+        a.reason,
+        a.client
+            .as_deref()
+            .map(|c| format!(", client {c} only"))
+            .unwrap_or_default(),
+        a.message_sha256
             .as_deref()
             .map(|m| format!(", message sha256 {m} only"))
             .unwrap_or_default(),

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 pub use error::CliError;
 
-use approval::{ApproveArgs, ApproverCommand};
+use approval::{ApproveArgs, ApproverCommand, CosignArgs};
 use audit::AuditCommand;
 use escrow::EscrowCommand;
 use import::ImportArgs;
@@ -60,6 +60,10 @@ enum Command {
     /// and every node of the quorum check the token, and each node records its id in
     /// its audit log.
     Approve(ApproveArgs),
+    /// Add this approver's signature to an approval token another approver made,
+    /// for a key whose policy needs several approvers (`approvals_required`). Each
+    /// approver signs the same payload; pass the file on to the next one.
+    Cosign(CosignArgs),
     /// Audit logs of nodes.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => import::run(args),
         Command::Approver(command) => approval::approver(command),
         Command::Approve(args) => approval::approve(args),
+        Command::Cosign(args) => approval::cosign(args),
         Command::Audit(command) => audit::run(command),
         Command::Escrow(command) => escrow::run(command),
         Command::Dkg(args) => keygen::dkg(args),

@@ -180,14 +180,8 @@ pub(crate) fn record_share(
                 },
             );
         };
-        let verified = approval::check(
-            token,
-            &req.key_id,
-            &policy.approvers,
-            &client_id,
-            &message_digest,
-        )
-        .map(|a| a.token_id);
+        let verified = approval::check(token, &req.key_id, policy, &client_id, &message_digest)
+            .map(|a| a.token_id);
         match verified {
             Ok(token_id) => approval_token_id = token_id,
             Err(e) => {

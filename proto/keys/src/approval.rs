@@ -3,9 +3,11 @@
 //! an outage).
 //!
 //! A token is JSON: `{"format": "quorate-approval/1", "payload": "<JSON text>",
-//! "approver": "<hex Ed25519 public key>", "signature": "<hex>"}`. The approver signs
-//! the domain-separated payload bytes exactly as they appear in `payload`, so nothing
-//! is re-serialized before verification. The payload names the token id, the key id,
+//! "approver": "<hex Ed25519 public key>", "signature": "<hex>"}`, and when a policy
+//! needs more than one approver, `"cosignatures": [{"approver": ..., "signature":
+//! ...}]` by the others. Each approver signs the domain-separated payload bytes
+//! exactly as they appear in `payload`, so nothing is re-serialized before
+//! verification. The payload names the token id, the key id,
 //! the single scope [`SCOPE_OUT_OF_POLICY_QUORUM`], a validity window (Unix seconds)
 //! and the reason. The coordinator and every node verify tokens independently.
 
@@ -32,7 +34,20 @@ struct Envelope {
     payload: String,
     approver: String,
     signature: String,
+    /// Further approvers' signatures over the same payload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cosignatures: Vec<Cosignature>,
 }
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cosignature {
+    approver: String,
+    signature: String,
+}
+
+/// Most signatures one token carries (the policy's approvers, bounded).
+const MAX_SIGNATURES: usize = 16;
 
 /// What an approver permits.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -83,8 +98,8 @@ impl Approval {
 #[derive(Clone, Debug)]
 pub struct ApprovalToken {
     payload: String,
-    approver: [u8; 32],
-    signature: [u8; 64],
+    /// Each approver's public key and signature, the first one's first.
+    signatures: Vec<([u8; 32], [u8; 64])>,
     /// The decoded payload.
     pub approval: Approval,
 }
@@ -130,6 +145,14 @@ pub enum ApprovalError {
     /// Bound to another message.
     #[error("approval token is bound to the message with SHA-256 {0}, not this one")]
     WrongMessage(String),
+    /// Fewer distinct approvers signed than the policy needs.
+    #[error("approval token is signed by {have} approver(s); the key's policy needs {need}")]
+    TooFewApprovals {
+        /// Distinct listed approvers whose signatures verify.
+        have: usize,
+        /// Approvers the policy requires.
+        need: usize,
+    },
     /// Validity window too long or empty.
     #[error("approval token validity window must be 1..={MAX_VALIDITY_SECS} seconds")]
     BadWindow,
@@ -149,43 +172,64 @@ impl ApprovalToken {
                 env.format
             )));
         }
-        let mut approver = [0u8; 32];
-        hex::decode_to_slice(&env.approver, &mut approver)
-            .map_err(|_| malformed("approver is not 32 bytes of hex".into()))?;
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(&env.signature, &mut signature)
-            .map_err(|_| malformed("signature is not 64 bytes of hex".into()))?;
+        if env.cosignatures.len() >= MAX_SIGNATURES {
+            return Err(malformed(format!("more than {MAX_SIGNATURES} signatures")));
+        }
+        let decode = |approver_hex: &str, signature_hex: &str| {
+            let mut approver = [0u8; 32];
+            hex::decode_to_slice(approver_hex, &mut approver)
+                .map_err(|_| malformed("approver is not 32 bytes of hex".into()))?;
+            let mut signature = [0u8; 64];
+            hex::decode_to_slice(signature_hex, &mut signature)
+                .map_err(|_| malformed("signature is not 64 bytes of hex".into()))?;
+            Ok::<_, ApprovalError>((approver, signature))
+        };
+        let mut signatures = vec![decode(&env.approver, &env.signature)?];
+        for c in &env.cosignatures {
+            signatures.push(decode(&c.approver, &c.signature)?);
+        }
         let approval: Approval =
             serde_json::from_str(&env.payload).map_err(|e| malformed(format!("payload: {e}")))?;
         Ok(Self {
             payload: env.payload,
-            approver,
-            signature,
+            signatures,
             approval,
         })
     }
 
     /// Checks the token for `key_id` at Unix time `now` against the approvers a key's
-    /// policy lists.
+    /// policy lists, of whom `required` (at least one) distinct ones must have signed.
+    /// Every signature it carries must be a listed approver's and verify.
     pub fn verify(
         &self,
         key_id: &str,
         approvers: &[[u8; 32]],
+        required: usize,
         now: u64,
     ) -> Result<&Approval, ApprovalError> {
-        if !approvers.contains(&self.approver) {
-            return Err(ApprovalError::UnknownApprover(hex::encode(self.approver)));
-        }
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.approver)
-            .map_err(|_| ApprovalError::BadSignature)?;
         let message = [SIGNING_CONTEXT, self.payload.as_bytes()].concat();
-        // Strict (RFC 8032 with small-order keys and R refused): under a
-        // small-order key the lax check accepts a signature anyone can make.
-        key.verify_strict(
-            &message,
-            &ed25519_dalek::Signature::from_bytes(&self.signature),
-        )
-        .map_err(|_| ApprovalError::BadSignature)?;
+        let mut signed_by: Vec<[u8; 32]> = Vec::with_capacity(self.signatures.len());
+        for (approver, signature) in &self.signatures {
+            if !approvers.contains(approver) {
+                return Err(ApprovalError::UnknownApprover(hex::encode(approver)));
+            }
+            let key = ed25519_dalek::VerifyingKey::from_bytes(approver)
+                .map_err(|_| ApprovalError::BadSignature)?;
+            // Strict (RFC 8032 with small-order keys and R refused): under a
+            // small-order key the lax check accepts a signature anyone can make.
+            key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(signature))
+                .map_err(|_| ApprovalError::BadSignature)?;
+            if !signed_by.contains(approver) {
+                signed_by.push(*approver);
+            }
+        }
+        let need = required.max(1);
+        if signed_by.len() < need {
+            return Err(ApprovalError::TooFewApprovals {
+                have: signed_by.len(),
+                need,
+            });
+        }
         let a = &self.approval;
         if a.key_id != key_id {
             return Err(ApprovalError::WrongKey {
@@ -209,18 +253,23 @@ impl ApprovalToken {
     }
 }
 
-/// Decodes `bytes` and checks the token for `key_id` now, against a policy's
-/// approvers, for `client` signing the message with SHA-256 `message_sha256`: the
-/// one check the coordinator and every node run.
+/// Decodes `bytes` and checks the token for `key_id` now, against the key's
+/// `policy` (its approvers, how many must sign), for `client` signing the message
+/// with SHA-256 `message_sha256`: the one check the coordinator and every node run.
 pub fn check(
     bytes: &[u8],
     key_id: &str,
-    approvers: &[[u8; 32]],
+    policy: &crate::policy::Policy,
     client: &str,
     message_sha256: &[u8; 32],
 ) -> Result<Approval, ApprovalError> {
     let token = ApprovalToken::decode(bytes)?;
-    let approval = token.verify(key_id, approvers, unix_now())?;
+    let approval = token.verify(
+        key_id,
+        &policy.approvers,
+        policy.approvals_required,
+        unix_now(),
+    )?;
     approval.permits(client, message_sha256)?;
     Ok(approval.clone())
 }
@@ -270,9 +319,34 @@ impl ApproverKey {
             payload,
             approver: hex::encode(self.public_key()),
             signature: hex::encode(signature.to_bytes()),
+            cosignatures: Vec::new(),
         };
         serde_json::to_vec(&env).unwrap_or_default()
     }
+}
+
+/// Adds `key`'s signature over the token's payload to `token` (a token another
+/// approver made), for a policy that needs several approvers. The payload is not
+/// re-serialized: every approver signs the same bytes.
+pub fn cosign(token: &[u8], key: &ApproverKey) -> Result<Vec<u8>, ApprovalError> {
+    let malformed = |m: String| ApprovalError::Malformed(m);
+    ApprovalToken::decode(token)?;
+    let mut env: Envelope = serde_json::from_slice(token).map_err(|e| malformed(e.to_string()))?;
+    let public = hex::encode(key.public_key());
+    if env.approver == public || env.cosignatures.iter().any(|c| c.approver == public) {
+        return Err(malformed(
+            "this approver has signed the token already".into(),
+        ));
+    }
+    let message = [SIGNING_CONTEXT, env.payload.as_bytes()].concat();
+    env.cosignatures.push(Cosignature {
+        approver: public,
+        signature: hex::encode(key.0.sign(&message).to_bytes()),
+    });
+    let bytes = serde_json::to_vec(&env).map_err(|e| malformed(e.to_string()))?;
+    // What is written must decode again (signature count, size).
+    ApprovalToken::decode(&bytes)?;
+    Ok(bytes)
 }
 
 /// Seconds since the Unix epoch.
@@ -324,7 +398,7 @@ mod tests {
         assert_ne!(unbound, token, "the binding was cut out");
         let t = ApprovalToken::decode(unbound.as_bytes()).unwrap();
         assert_eq!(
-            t.verify("k", &[approver.public_key()], 150),
+            t.verify("k", &[approver.public_key()], 1, 150),
             Err(ApprovalError::BadSignature)
         );
         // A token of an older build, without the fields, still decodes unbound.
@@ -340,27 +414,27 @@ mod tests {
         let approvers = [approver.public_key()];
         let good = approver.sign(&approval("k", 100, 200));
         let t = ApprovalToken::decode(&good).unwrap();
-        assert_eq!(t.verify("k", &approvers, 150).unwrap().token_id, "t-1");
+        assert_eq!(t.verify("k", &approvers, 1, 150).unwrap().token_id, "t-1");
         assert_eq!(
-            t.verify("k", &approvers, 99),
+            t.verify("k", &approvers, 1, 99),
             Err(ApprovalError::NotYetValid(100))
         );
         assert_eq!(
-            t.verify("k", &approvers, 200),
+            t.verify("k", &approvers, 1, 200),
             Err(ApprovalError::Expired(200))
         );
         assert!(matches!(
-            t.verify("k2", &approvers, 150),
+            t.verify("k2", &approvers, 1, 150),
             Err(ApprovalError::WrongKey { .. })
         ));
         assert!(matches!(
-            t.verify("k", &[other.public_key()], 150),
+            t.verify("k", &[other.public_key()], 1, 150),
             Err(ApprovalError::UnknownApprover(_))
         ));
         // Another approver's token for a policy that does not list them.
         let foreign = ApprovalToken::decode(&other.sign(&approval("k", 100, 200))).unwrap();
         assert!(matches!(
-            foreign.verify("k", &approvers, 150),
+            foreign.verify("k", &approvers, 1, 150),
             Err(ApprovalError::UnknownApprover(_))
         ));
         // A payload edited after signing.
@@ -369,7 +443,7 @@ mod tests {
             .replace("EU outage", "EU outagE");
         let forged = ApprovalToken::decode(forged.as_bytes()).unwrap();
         assert_eq!(
-            forged.verify("k", &approvers, 150),
+            forged.verify("k", &approvers, 1, 150),
             Err(ApprovalError::BadSignature)
         );
         // Wrong scope, signed properly.
@@ -377,13 +451,16 @@ mod tests {
         a.scope = "everything".into();
         let t = ApprovalToken::decode(&approver.sign(&a)).unwrap();
         assert!(matches!(
-            t.verify("k", &approvers, 150),
+            t.verify("k", &approvers, 1, 150),
             Err(ApprovalError::WrongScope(_))
         ));
         // Too long a window.
         let t = ApprovalToken::decode(&approver.sign(&approval("k", 0, MAX_VALIDITY_SECS + 1)))
             .unwrap();
-        assert_eq!(t.verify("k", &approvers, 1), Err(ApprovalError::BadWindow));
+        assert_eq!(
+            t.verify("k", &approvers, 1, 1),
+            Err(ApprovalError::BadWindow)
+        );
         // Garbage.
         assert!(matches!(
             ApprovalToken::decode(b"{}"),
@@ -412,6 +489,7 @@ mod tests {
             payload: payload.clone(),
             approver: hex::encode(identity),
             signature: hex::encode(&signature),
+            cosignatures: Vec::new(),
         })
         .unwrap();
         // The lax check would take it: this is the forgery, not a malformed token.
@@ -421,7 +499,47 @@ mod tests {
         assert!(ed25519_dalek::Verifier::verify(&key, &message, &sig).is_ok());
         let t = ApprovalToken::decode(&forged).unwrap();
         assert_eq!(
-            t.verify("k", &[identity], 150),
+            t.verify("k", &[identity], 1, 150),
+            Err(ApprovalError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_policy_needing_two_approvers_takes_a_token_only_once_two_distinct_ones_signed() {
+        let (first, second, stranger) = (
+            ApproverKey::generate(),
+            ApproverKey::generate(),
+            ApproverKey::generate(),
+        );
+        let approvers = [first.public_key(), second.public_key()];
+        let one = first.sign(&approval("k", 100, 200));
+        let t = ApprovalToken::decode(&one).unwrap();
+        assert_eq!(
+            t.verify("k", &approvers, 2, 150),
+            Err(ApprovalError::TooFewApprovals { have: 1, need: 2 })
+        );
+        assert!(t.verify("k", &approvers, 1, 150).is_ok());
+        let two = cosign(&one, &second).unwrap();
+        let t = ApprovalToken::decode(&two).unwrap();
+        assert_eq!(t.verify("k", &approvers, 2, 150).unwrap().token_id, "t-1");
+        // The same approver twice counts once, and is refused at cosigning.
+        assert!(cosign(&two, &second).is_err());
+        // An unlisted cosigner makes the whole token unacceptable.
+        let three = cosign(&two, &stranger).unwrap();
+        assert!(matches!(
+            ApprovalToken::decode(&three)
+                .unwrap()
+                .verify("k", &approvers, 2, 150),
+            Err(ApprovalError::UnknownApprover(_))
+        ));
+        // A cosignature over another payload does not verify.
+        let other = cosign(&first.sign(&approval("k", 100, 201)), &second).unwrap();
+        let other: serde_json::Value = serde_json::from_slice(&other).unwrap();
+        let mut spliced: serde_json::Value = serde_json::from_slice(&two).unwrap();
+        spliced["cosignatures"] = other["cosignatures"].clone();
+        let t = ApprovalToken::decode(&serde_json::to_vec(&spliced).unwrap()).unwrap();
+        assert_eq!(
+            t.verify("k", &approvers, 2, 150),
             Err(ApprovalError::BadSignature)
         );
     }

@@ -16,6 +16,8 @@ pub struct Policy {
     pub min_home_signers: u16,
     /// Ed25519 public keys of the approvers of out-of-policy quorums.
     pub approvers: Vec<[u8; 32]>,
+    /// How many distinct approvers must sign one token (at least 1).
+    pub approvals_required: usize,
     /// Most signatures per client per minute; 0 = unlimited (how the coordinator and
     /// the nodes count them: [`crate::ratelimit`]).
     pub rate_limit_per_minute: u32,
@@ -104,11 +106,21 @@ impl Policy {
             }
             approvers.push(key);
         }
+        let approvals_required = usize::try_from(p.approvals_required.max(1)).unwrap_or(usize::MAX);
+        let distinct: std::collections::BTreeSet<_> = approvers.iter().collect();
+        if !approvers.is_empty() && approvals_required > distinct.len() {
+            return Err(format!(
+                "approvals_required {} exceeds the {} approver keys listed",
+                p.approvals_required,
+                distinct.len()
+            ));
+        }
         Ok(Self {
             allowed_clients,
             home_jurisdictions: p.home_jurisdictions.clone(),
             min_home_signers,
             approvers,
+            approvals_required,
             rate_limit_per_minute: p.rate_limit_per_minute,
         })
     }
@@ -175,6 +187,7 @@ mod tests {
             min_home_signers: min,
             approver_keys: vec![],
             rate_limit_per_minute: 0,
+            approvals_required: 1,
         }
     }
 

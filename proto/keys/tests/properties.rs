@@ -119,6 +119,7 @@ fn manifests_round_trip() {
             min_home_signers: rng.gen_range(0..=u32::from(t)),
             approver_keys: vec![ApproverKey::generate().public_key().to_vec()],
             rate_limit_per_minute: rng.gen_range(0..1000),
+            approvals_required: 0,
         });
         let created_at = text(&mut rng, 30);
         let encoded = manifest::encode(
@@ -260,7 +261,7 @@ fn approval_tokens_round_trip_and_verify() {
         assert_eq!(decoded.approval, approval);
         assert_eq!(
             decoded
-                .verify("key-1", &[approver.public_key()], not_before)
+                .verify("key-1", &[approver.public_key()], 1, not_before)
                 .unwrap(),
             &approval
         );

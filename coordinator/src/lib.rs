@@ -64,6 +64,7 @@ pub struct BoundCoordinator {
 impl BoundCoordinator {
     /// Binds the configured address (and the health port, if configured).
     pub async fn bind(config: CoordinatorConfig) -> Result<Self, CoordError> {
+        quorate_transport::tls_reload::keep_sighup_for_reloads();
         let listener = TcpListener::bind(config.file.listen).await.map_err(|e| {
             CoordError::Server(format!("cannot listen on {}: {e}", config.file.listen))
         })?;

@@ -52,6 +52,7 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 4096;
 impl BoundNode {
     /// Opens the store (refusing a wrong KEK or a damaged store) and binds the port.
     pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
+        quorate_transport::tls_reload::keep_sighup_for_reloads();
         let NodeConfig { file, tls, keks } = config;
         let (store, report) = KeyStore::open_with(&file.data_dir, &keks)?;
         report_keks(&report);

@@ -120,6 +120,19 @@ fn describe(location: &Option<crate::identity::Location>) -> String {
     }
 }
 
+/// Takes SIGHUP over from its default action (terminating the process) for the
+/// rest of the process's life, so a SIGHUP sent while a server is still starting
+/// (opening its store can wait on an HSM) does not kill it; [`watch`] answers the
+/// ones that come once it runs. Servers call it first thing; a library leaves the
+/// process's signals alone, so the client does not.
+pub fn keep_sighup_for_reloads() {
+    // tokio installs its handler at the first registration and never removes it;
+    // the stream itself is not needed.
+    if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tracing::warn!("cannot catch SIGHUP ({e}); a SIGHUP would stop this process");
+    }
+}
+
 /// Keeps `tls` in step with its files until the task is dropped: reads them every
 /// [`POLL_INTERVAL`] and, if `sighup`, at once on SIGHUP (a library leaves the
 /// process's signals alone). Counts [`RELOADS`] and [`RELOAD_FAILURES`] in
@@ -347,6 +360,15 @@ mod tests {
         assert_eq!(tls.certificate_fingerprint(), before);
         std::fs::write(&f.paths.ca, &ca.pem).unwrap();
         assert!(matches!(tls.reload().unwrap(), Reload::Replaced { .. }));
+    }
+
+    /// After `keep_sighup_for_reloads`, a SIGHUP to this very process is taken by
+    /// the runtime instead of ending it (without the call, this test dies).
+    #[tokio::test]
+    async fn a_sighup_before_the_watcher_runs_does_not_end_the_process() {
+        keep_sighup_for_reloads();
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     /// A CA rotation: the bundle gains the new CA, later loses the old one. The

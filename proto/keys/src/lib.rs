@@ -1,7 +1,9 @@
 //! The rules of a Quorate key, shared by everyone who must agree on them: the
 //! [`manifest`] (a key's public description, byte-identical on every participant),
 //! its sovereignty and access [`policy`], compliance [`approval`] tokens for an
-//! out-of-policy quorum, and the [`audit`] record format with its hash chain.
+//! out-of-policy quorum, and the [`audit`] record format with its hash chain, the
+//! [`merkle`] tree over a node's audit log (RFC 9162) and its signed
+//! [`checkpoint`]s (C2SP signed notes).
 //!
 //! The coordinator uses these to choose quorums; every node enforces them itself (the
 //! coordinator is not trusted to). Nothing here touches a share.
@@ -9,5 +11,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod checkpoint;
 pub mod manifest;
+pub mod merkle;
 pub mod policy;

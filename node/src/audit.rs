@@ -22,6 +22,14 @@
 //! Used by the node's state (every signing, escrow and key event is recorded here)
 //! and by the `Audit` gRPC service, which serves only records whose flush has
 //! completed. The file itself is in `file`, the group commits in `flusher`.
+//!
+//! The records are also the leaves of a Merkle tree ([`quorate_keys::merkle`], RFC
+//! 9162 hashing over each record's bytes as stored), grown as records are
+//! appended and rebuilt from the file when the log is opened (so a log written
+//! before the tree existed gets its tree without any change on disk). Roots and
+//! proofs are served only for sizes whose records are durable
+//! ([`AuditLog::durable_len`]): a checkpoint signed over a record a crash could
+//! take back would be a fork the node made itself.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +38,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use quorate_keys::audit::{AuditRecord, GENESIS_HASH};
+use quorate_keys::merkle::{Hash, ProofError, Tree};
 
 use crate::error::{storage, NodeError};
 
@@ -52,6 +61,8 @@ struct Head {
     last_hash: String,
     /// Length of the file up to the end of the last record.
     end: u64,
+    /// The Merkle tree over every record in the file (durable or not).
+    tree: Tree,
 }
 
 /// The audit log.
@@ -108,17 +119,33 @@ impl AuditLog {
         // node that crashed between creating it and syncing finds it in place.
         sync_dir_of(&path)?;
         let (end, last) = recover_tail(&file, &path)?;
+        let tree = read_tree(&path, end)?;
         let head = match last {
             None => Head {
                 next_seq: 0,
                 last_hash: GENESIS_HASH.into(),
                 end,
+                tree,
             },
-            Some(record) => Head {
-                next_seq: record.seq + 1,
-                last_hash: record.hash,
-                end,
-            },
+            Some(record) => {
+                // The tree has a leaf per line; a log whose last record's `seq`
+                // disagrees with its line count has lost or gained lines, and
+                // appending after it would sign that damage into the tree.
+                if record.seq + 1 != tree.len() {
+                    return Err(NodeError::Corrupt(format!(
+                        "{} holds {} records but its last says seq {}",
+                        path.display(),
+                        tree.len(),
+                        record.seq
+                    )));
+                }
+                Head {
+                    next_seq: record.seq + 1,
+                    last_hash: record.hash,
+                    end,
+                    tree,
+                }
+            }
         };
         let file = Arc::new(file);
         let flusher = Flusher::new(head.next_seq);
@@ -194,6 +221,7 @@ impl AuditLog {
             .unwrap_or(0);
         let record = record.seal(head.next_seq, &head.last_hash);
         let mut line = record.encode();
+        let leaf = quorate_keys::merkle::leaf_hash(&line);
         line.push(b'\n');
         if let Err(e) = (&*self.file).write_all(&line) {
             // Part of the line may be in the file. It is cut off, but the log is
@@ -214,6 +242,7 @@ impl AuditLog {
         head.next_seq += 1;
         head.end += line.len() as u64;
         head.last_hash = record.hash.clone();
+        head.tree.push_hash(leaf);
         drop(head);
         self.flusher.request(record.seq + 1);
         Ok(PendingRecord(record))
@@ -295,6 +324,45 @@ impl AuditLog {
             .map(|(line, seq)| line.map(|line| (seq, line)).map_err(storage)))
     }
 
+    /// Number of records on disk (flushed): the largest tree size the log signs
+    /// and proves.
+    pub fn durable_len(&self) -> u64 {
+        self.flusher.flushed().durable_below
+    }
+
+    /// The size of the durable log and its Merkle root, read together.
+    pub fn durable_root(&self) -> (u64, Hash) {
+        let size = self.durable_len();
+        let root = self.head().tree.root(size);
+        // The tree holds every durable record, so its root at a durable size exists.
+        (
+            size,
+            root.unwrap_or_else(|_| quorate_keys::merkle::empty_root()),
+        )
+    }
+
+    /// The inclusion proof of record `index` in the tree of the first `size`
+    /// records (`size` at most [`AuditLog::durable_len`]).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, NodeError> {
+        self.check_durable(size)?;
+        Ok(self.head().tree.inclusion_proof(index, size)?)
+    }
+
+    /// The consistency proof between the trees of the first `first` and the first
+    /// `second` records (`second` at most [`AuditLog::durable_len`]).
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, NodeError> {
+        self.check_durable(second)?;
+        Ok(self.head().tree.consistency_proof(first, second)?)
+    }
+
+    fn check_durable(&self, size: u64) -> Result<(), NodeError> {
+        let len = self.durable_len();
+        if size > len {
+            return Err(ProofError::SizeTooLarge { size, len }.into());
+        }
+        Ok(())
+    }
+
     /// Number of records.
     pub fn len(&self) -> u64 {
         self.head().next_seq
@@ -304,6 +372,19 @@ impl AuditLog {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The Merkle tree over the first `end` bytes of the log at `path`, one leaf per
+/// line (the record as stored, without its newline).
+fn read_tree(path: &Path, end: u64) -> Result<Tree, NodeError> {
+    let file =
+        File::open(path).map_err(|e| storage(format!("cannot read {}: {e}", path.display())))?;
+    let mut tree = Tree::new();
+    for line in BufReader::new(file.take(end)).split(b'\n') {
+        let line = line.map_err(|e| storage(format!("cannot read {}: {e}", path.display())))?;
+        tree.push(&line);
+    }
+    Ok(tree)
 }
 
 impl Drop for AuditLog {

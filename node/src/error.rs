@@ -38,6 +38,10 @@ pub enum NodeError {
         /// The failure that broke the log (an I/O error).
         reason: String,
     },
+    /// A Merkle root or proof asked for a tree size the durable log does not reach,
+    /// or a record outside the tree.
+    #[error("{0}")]
+    AuditProof(#[from] quorate_keys::merkle::ProofError),
     /// A bug: a step that every earlier check said would succeed failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -223,6 +227,7 @@ impl NodeError {
             NodeError::ClientNotAllowed { .. } => Code::PermissionDenied,
             NodeError::RateLimited { .. } => Code::ResourceExhausted,
             NodeError::AuditLogBroken { .. } => Code::Unavailable,
+            NodeError::AuditProof(_) => Code::OutOfRange,
             NodeError::Config(_)
             | NodeError::KekUnavailable(_)
             | NodeError::Corrupt(_)

@@ -18,12 +18,13 @@
 //! Layers, each using only those below it: [`server`] (bind and serve) over
 //! [`service`] (one gRPC adapter per service) over the steps ([`sign`], [`escrow`],
 //! [`ceremony`]) over the node's state and key registry ([`state`], [`key`],
-//! [`identity`], [`metrics`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
+//! [`identity`], [`metrics`], [`checkpoints`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
 //! [`config`] and [`error`].
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
 pub mod ceremony;
+pub mod checkpoints;
 pub mod config;
 pub mod error;
 pub mod escrow;

@@ -49,6 +49,10 @@ pub struct BoundNode {
 /// [`BoundNode::serve`]).
 const MAX_PENDING_ACCEPT_RESETS: usize = 4096;
 
+/// How often the node signs a checkpoint of its audit log if it has grown (and on
+/// every `GetCheckpoint`).
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl BoundNode {
     /// Opens the store (refusing a wrong KEK or a damaged store) and binds the port.
     pub async fn bind(config: NodeConfig) -> Result<Self, NodeError> {
@@ -150,6 +154,19 @@ impl BoundNode {
             let state = self.state.clone();
             let health = health.clone();
             tokio::spawn(async move { not_serving_once_audit_breaks(state.audit(), &health).await })
+        };
+        // A checkpoint at least every few seconds while records arrive (signed only
+        // when the durable log grew), so the latest one is never older than that.
+        let checkpoint_task = {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    state.audit_checkpoint();
+                }
+            })
         };
         tracing::info!(
             node_id = %self.file.node_id,
@@ -269,6 +286,7 @@ impl BoundNode {
             task.abort();
         }
         audit_health_task.abort();
+        checkpoint_task.abort();
         tls_watch.abort();
         // Every answered share's record was flushed before the share left; this
         // syncs whatever a batch cut off by the grace recorded without answering.

@@ -20,6 +20,7 @@ use quorate_transport::runtime::{Drain, DrainSwitch};
 use quorate_wire::pb;
 
 use crate::audit::AuditLog;
+use crate::checkpoints::Checkpoints;
 use crate::config::DangerSettings;
 use crate::error::NodeError;
 use crate::identity::NodeIdentity;
@@ -40,6 +41,8 @@ pub struct NodeState {
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
     pub(crate) nonces: NonceStore,
     pub(crate) audit: AuditLog,
+    /// Signs checkpoints of the audit log with the node's log key.
+    pub(crate) checkpoints: Checkpoints,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: NodeMetrics,
     /// Checks the client's signed intent of every round-2 request.
@@ -64,6 +67,11 @@ impl NodeState {
     ) -> Result<Self, NodeError> {
         let on_flush = metrics::audit_flush_observer(&registry);
         let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
+        let origin = quorate_keys::checkpoint::origin(&identity.trust_domain, &identity.node_id);
+        let log_key =
+            quorate_keys::checkpoint::LogSigner::from_seed(&origin, &store.audit_log_seed()?)
+                .map_err(|e| NodeError::Config(format!("audit log key: {e}")))?;
+        let checkpoints = Checkpoints::new(origin, log_key);
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {
             let key = activate(&identity, &attestor, record)
@@ -77,12 +85,25 @@ impl NodeState {
             keys: RwLock::new(keys),
             nonces,
             audit,
+            checkpoints,
             rate: RateLimiter::new(),
             metrics: NodeMetrics::new(&registry),
             intents,
             danger: DangerSettings::default(),
             drain: quorate_transport::runtime::drain().0,
         })
+    }
+
+    /// The latest signed checkpoint of the audit log (signing a new one if the
+    /// durable log has grown since), and its tree size.
+    pub fn audit_checkpoint(&self) -> (u64, String) {
+        self.checkpoints.latest(&self.audit)
+    }
+
+    /// The node's statement, under its current certificate, that its audit log key
+    /// is its own.
+    pub fn audit_log_key_attestation(&self) -> Result<pb::Signed, NodeError> {
+        self.checkpoints.attestation(&self.attestor)
     }
 
     /// Turns on fault injection (drills only).

@@ -6,7 +6,9 @@
 //! Layout (format 2): tree `meta` holds `format`, `dek-wraps` (the DEK wrapped once
 //! per provider, by provider id; any one opens the store) and a sealed `dek-check`
 //! that tells a provider that unwraps something else apart from the right one; tree
-//! `keys` maps key id -> sealed [`KeyRecord`]. The envelope and records change only
+//! `keys` maps key id -> sealed [`KeyRecord`]. `meta/audit-log-key` holds the sealed
+//! seed of the node's audit-log signing key ([`KeyStore::audit_log_seed`]), made
+//! the first time it is asked for. The envelope and records change only
 //! together, in one sled transaction, so a crash leaves the old keys or the new
 //! ones. Every write is flushed before it is acknowledged. Format 1 (records sealed
 //! under the KEK itself, a sealed `kek-check`) is upgraded when opened.
@@ -22,6 +24,11 @@ use zeroize::Zeroizing;
 
 use crate::error::{storage, NodeError};
 use crate::kek::{Dek, KekProvider};
+
+/// Where the sealed seed of the audit-log key is kept in `meta`, and the context
+/// it is sealed under.
+const LOG_SEED_KEY: &str = "audit-log-key";
+const LOG_SEED_CONTEXT: &[u8] = b"audit-log-key";
 
 /// Version byte leading every sealed value.
 const SEALED_VERSION: u8 = 1;
@@ -207,7 +214,7 @@ impl KeyStore {
             None => {
                 let dek = Dek::generate();
                 let wraps = wrap_under_all(providers, &dek, "cannot create the store")?;
-                commit_envelope(&db, &meta, &keys, &dek, &wraps, &[])?;
+                commit_envelope(&db, &meta, &keys, &dek, &wraps, &[], None)?;
                 report.opened_with = describe_all(providers);
                 dek
             }
@@ -240,7 +247,15 @@ impl KeyStore {
     /// atomic write: a crash leaves the old wraps or the new ones.
     pub fn rewrap(&self, providers: &[KekProvider]) -> Result<(), NodeError> {
         let wraps = wrap_under_all(providers, &self.dek, "cannot re-wrap the DEK")?;
-        commit_envelope(&self.db, &self.meta, &self.keys, &self.dek, &wraps, &[])
+        commit_envelope(
+            &self.db,
+            &self.meta,
+            &self.keys,
+            &self.dek,
+            &wraps,
+            &[],
+            None,
+        )
     }
 
     /// Re-seals every record under a fresh DEK wrapped under exactly `providers`
@@ -255,9 +270,62 @@ impl KeyStore {
             let sealed = seal(&dek.0, &Self::record_context(&key_id), &record.encode())?;
             records.push((key_id, sealed));
         }
-        commit_envelope(&self.db, &self.meta, &self.keys, &dek, &wraps, &records)?;
+        // The log key's seed moves to the new DEK with the records: the node's log
+        // keeps its key (auditors hold its attested verifier key).
+        let log_seed = match self.stored_log_seed()? {
+            Some(seed) => Some(seal(&dek.0, LOG_SEED_CONTEXT, seed.as_slice())?),
+            None => None,
+        };
+        commit_envelope(
+            &self.db,
+            &self.meta,
+            &self.keys,
+            &dek,
+            &wraps,
+            &records,
+            log_seed.as_deref(),
+        )?;
         self.dek = dek;
         Ok(())
+    }
+
+    /// The seed of the node's audit-log signing key, made (at random) and stored
+    /// sealed the first time it is asked for. Kept in the store rather than beside
+    /// the log, so that deleting or replacing the log does not give it a new key:
+    /// an auditor who saved a checkpoint signed by this key can tell the new log
+    /// from the old.
+    pub fn audit_log_seed(&self) -> Result<Zeroizing<[u8; 32]>, NodeError> {
+        if let Some(seed) = self.stored_log_seed()? {
+            return Ok(seed);
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(seed.as_mut_slice());
+        let sealed = seal(&self.dek.0, LOG_SEED_CONTEXT, seed.as_slice())?;
+        let swapped = self
+            .meta
+            .compare_and_swap(LOG_SEED_KEY, None as Option<&[u8]>, Some(sealed))
+            .map_err(storage)?;
+        if swapped.is_err() {
+            // Made by another caller meanwhile: use that one.
+            return self
+                .stored_log_seed()?
+                .ok_or_else(|| NodeError::Corrupt("meta/audit-log-key vanished".into()));
+        }
+        self.db.flush().map_err(storage)?;
+        Ok(seed)
+    }
+
+    fn stored_log_seed(&self) -> Result<Option<Zeroizing<[u8; 32]>>, NodeError> {
+        let Some(sealed) = self.meta.get(LOG_SEED_KEY).map_err(storage)? else {
+            return Ok(None);
+        };
+        let plain = open_sealed(&self.dek.0, LOG_SEED_CONTEXT, &sealed)
+            .map_err(|_| NodeError::Corrupt("meta/audit-log-key does not authenticate".into()))?;
+        let seed: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| NodeError::Corrupt("meta/audit-log-key is not 32 bytes".into()))?;
+        Ok(Some(Zeroizing::new(seed)))
     }
 
     fn record_context(key_id: &str) -> Vec<u8> {
@@ -477,6 +545,7 @@ fn commit_envelope(
     dek: &Dek,
     wraps: &[(String, Vec<u8>)],
     records: &[(String, Vec<u8>)],
+    log_seed: Option<&[u8]>,
 ) -> Result<(), NodeError> {
     use sled::transaction::{ConflictableTransactionError, Transactional};
     let encoded = encode_wraps(wraps);
@@ -489,6 +558,9 @@ fn commit_envelope(
             tm.remove("kek-check")?;
             for (key_id, sealed) in records {
                 tk.insert(key_id.as_bytes(), sealed.as_slice())?;
+            }
+            if let Some(seed) = log_seed {
+                tm.insert(LOG_SEED_KEY, seed)?;
             }
             Ok::<(), ConflictableTransactionError<()>>(())
         })
@@ -620,7 +692,8 @@ fn upgrade_v1(
             &report.unavailable,
         )));
     }
-    commit_envelope(db, meta, keys, &dek, &wraps, &records)?;
+    // A format-1 store predates the audit log key: there is no seed to carry over.
+    commit_envelope(db, meta, keys, &dek, &wraps, &records, None)?;
     report.opened_with = opened_with;
     Ok(dek)
 }
@@ -851,6 +924,37 @@ mod tests {
         let err = reopen_with(copy.path(), &providers(&[("new", 2)])).unwrap_err();
         assert!(matches!(err, NodeError::KekUnavailable(_)), "{err:?}");
         assert!(reopen_with(copy.path(), &providers(&[("old", 1)])).is_ok());
+    }
+
+    #[test]
+    fn the_audit_log_seed_is_made_once_and_survives_reopen_and_rekey() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = {
+            let (store, _) = KeyStore::open_with(dir.path(), &providers(&[("old", 1)])).unwrap();
+            let seed = store.audit_log_seed().unwrap();
+            assert_eq!(
+                *store.audit_log_seed().unwrap(),
+                *seed,
+                "asked twice, made once"
+            );
+            seed
+        };
+        let (mut store, _) = reopen_with(dir.path(), &providers(&[("old", 1)])).unwrap();
+        assert_eq!(*store.audit_log_seed().unwrap(), *seed);
+        store.rekey(&providers(&[("new", 2)])).unwrap();
+        assert_eq!(*store.audit_log_seed().unwrap(), *seed);
+        drop(store);
+        let (store, _) = reopen_with(dir.path(), &providers(&[("new", 2)])).unwrap();
+        assert_eq!(
+            *store.audit_log_seed().unwrap(),
+            *seed,
+            "sealed under the new DEK"
+        );
+        // Not on disk in the clear.
+        drop(store);
+        let meta = open_offline_tree(dir.path(), "meta").unwrap();
+        let sealed = meta.get(LOG_SEED_KEY).unwrap().unwrap();
+        assert!(!sealed.windows(32).any(|w| w == seed.as_slice()));
     }
 
     fn copy_dir(from: &Path, to: &Path) {

@@ -398,3 +398,111 @@ fn opening_a_new_log_syncs_its_directory() {
         dir.path().display()
     );
 }
+
+#[test]
+fn the_merkle_tree_is_rebuilt_from_the_file_at_open_and_grows_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let open =
+        || AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
+    let (size, root) = {
+        let log = open();
+        for i in 0..5 {
+            log.append(record(i)).unwrap();
+        }
+        log.durable_root()
+    };
+    assert_eq!(size, 5);
+    let log = open();
+    assert_eq!(
+        log.durable_root(),
+        (5, root),
+        "the same tree after reopening"
+    );
+    log.append(record(5)).unwrap();
+    let (size, grown) = log.durable_root();
+    assert_eq!(size, 6);
+    // The tree is over the records exactly as the file holds them.
+    let mut expected = quorate_keys::merkle::Tree::new();
+    for item in log.read_from(0).unwrap() {
+        expected.push(&item.unwrap().1);
+    }
+    assert_eq!(grown, expected.root(6).unwrap());
+    let proof = log.consistency_proof(5, 6).unwrap();
+    assert!(quorate_keys::merkle::verify_consistency(
+        5, 6, &root, &grown, &proof
+    ));
+    let (_, bytes) = log.read_from(3).unwrap().next().unwrap().unwrap();
+    let proof = log.inclusion_proof(3, 6).unwrap();
+    assert!(quorate_keys::merkle::verify_inclusion(
+        3,
+        6,
+        &quorate_keys::merkle::leaf_hash(&bytes),
+        &proof,
+        &grown
+    ));
+}
+
+/// A log written before the tree existed (records only, nothing else on disk)
+/// gets its tree at open, with every record a leaf: no record lost.
+#[test]
+fn a_log_written_by_an_earlier_build_gets_a_tree_over_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prev = GENESIS_HASH.to_string();
+    let mut lines = Vec::new();
+    for i in 0..7 {
+        let r = record(i as usize).seal(i, &prev);
+        prev = r.hash.clone();
+        lines.push(r.encode());
+    }
+    let mut file = File::create(log_path(dir.path())).unwrap();
+    for line in &lines {
+        file.write_all(line).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    drop(file);
+    let log = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
+    let mut expected = quorate_keys::merkle::Tree::new();
+    for line in &lines {
+        expected.push(line);
+    }
+    assert_eq!(log.durable_root(), (7, expected.root(7).unwrap()));
+}
+
+#[test]
+fn proofs_beyond_the_durable_log_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
+    log.append(record(0)).unwrap();
+    log.append(record(1)).unwrap();
+    assert!(matches!(
+        log.inclusion_proof(0, 3),
+        Err(NodeError::AuditProof(_))
+    ));
+    assert!(matches!(
+        log.consistency_proof(1, 3),
+        Err(NodeError::AuditProof(_))
+    ));
+    assert!(log.consistency_proof(1, 2).is_ok());
+}
+
+#[test]
+fn a_log_whose_line_count_disagrees_with_its_last_seq_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log =
+            AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap();
+        for i in 0..4 {
+            log.append(record(i)).unwrap();
+        }
+    }
+    // A record cut out of the middle: appending after it would sign the gap into
+    // the tree.
+    let path = log_path(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let err =
+        AuditLog::open(dir.path(), &open_db(dir.path()), "node-1", ignore_flushes()).unwrap_err();
+    assert!(matches!(err, NodeError::Corrupt(_)), "{err:?}");
+}

@@ -1,9 +1,13 @@
 //! The `Audit` gRPC service, for auditors: `ReadAudit` streams this node's audit
-//! log from a given record on.
+//! log from a given record on; `GetCheckpoint` gives its latest signed checkpoint
+//! with the attestation of the log key; `GetInclusionProof` and
+//! `GetConsistencyProof` the RFC 9162 proofs over its Merkle tree.
 //!
-//! An adapter only: the log is [`crate::audit`]. Invariants: only callers whose
-//! certificate says `auditor` are served; only records whose flush has completed
-//! are served; the file is read on a blocking thread, with backpressure.
+//! An adapter only: the log is [`crate::audit`], the checkpoints
+//! [`crate::checkpoints`]. Invariants: only callers whose certificate says
+//! `auditor` are served; only records whose flush has completed are served, and
+//! proofs only for trees of such records; the file is read on a blocking thread,
+//! with backpressure.
 
 use std::sync::Arc;
 
@@ -44,5 +48,46 @@ impl pb::audit_server::Audit for AuditService {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::AuditCheckpoint>, Status> {
+        authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        let (_, note) = self.0.audit_checkpoint();
+        Ok(Response::new(pb::AuditCheckpoint {
+            note: note.into_bytes(),
+            log_key: Some(self.0.audit_log_key_attestation()?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::InclusionProofRequest>,
+    ) -> Result<Response<pb::AuditProof>, Status> {
+        authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        let r = req.into_inner();
+        let proof = self.0.audit.inclusion_proof(r.index, r.tree_size)?;
+        Ok(Response::new(proof_message(proof)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::ConsistencyProofRequest>,
+    ) -> Result<Response<pb::AuditProof>, Status> {
+        authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        let r = req.into_inner();
+        let proof = self.0.audit.consistency_proof(r.first, r.second)?;
+        Ok(Response::new(proof_message(proof)))
+    }
+}
+
+fn proof_message(proof: Vec<quorate_keys::merkle::Hash>) -> pb::AuditProof {
+    pb::AuditProof {
+        hashes: proof.into_iter().map(|h| h.to_vec()).collect(),
     }
 }

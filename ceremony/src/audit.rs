@@ -1,10 +1,19 @@
-//! Reading and checking a node's audit log, as an auditor (role `auditor`).
+//! Reading and checking a node's audit log, as an auditor (role `auditor`): its
+//! hash chain, its signed checkpoint (under the log key the node's certificate
+//! attests) and, against what the auditor saw last time, its history
+//! ([`history`]).
 
 use std::time::Duration;
 
 use quorate_keys::audit::{verify_chain, AuditRecord, ChainBreak};
+use quorate_keys::checkpoint::{LogVerifier, LOG_KEY_STATEMENT};
+use quorate_transport::attest::StatementVerifier;
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
+
+pub mod history;
+
+use history::Observed;
 
 /// Why an audit could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +30,27 @@ pub enum AuditError {
         /// What it said.
         status: tonic::Status,
     },
+    /// The node's checkpoint, or its attestation of the log key, does not verify.
+    #[error("{node}: the signed checkpoint of its audit log does not verify: {reason}")]
+    Checkpoint {
+        /// Node id.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn client(
+    endpoint: &str,
+    node_id: &str,
+    tls: &TlsPaths,
+) -> Result<pb::audit_client::AuditClient<tonic::transport::Channel>, AuditError> {
+    let channel = tls
+        .load()
+        .map_err(|e| AuditError::Tls(e.to_string()))?
+        .node_channel(endpoint, node_id, Duration::from_secs(5))
+        .map_err(|e| AuditError::Tls(e.to_string()))?;
+    Ok(pb::audit_client::AuditClient::new(channel))
 }
 
 /// Every audit record of the node at `endpoint` (certified as `node_id`), in order,
@@ -30,16 +60,18 @@ pub async fn fetch(
     node_id: &str,
     tls: &TlsPaths,
 ) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
-    let channel = tls
-        .load()
-        .map_err(|e| AuditError::Tls(e.to_string()))?
-        .node_channel(endpoint, node_id, Duration::from_secs(5))
-        .map_err(|e| AuditError::Tls(e.to_string()))?;
+    read_records(&mut client(endpoint, node_id, tls)?, node_id).await
+}
+
+async fn read_records(
+    client: &mut pb::audit_client::AuditClient<tonic::transport::Channel>,
+    node_id: &str,
+) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
     let read = |status| AuditError::Read {
         node: node_id.to_string(),
         status,
     };
-    let mut stream = pb::audit_client::AuditClient::new(channel)
+    let mut stream = client
         .read_audit(pb::ReadAuditRequest { from_seq: 0 })
         .await
         .map_err(read)?
@@ -49,6 +81,88 @@ pub async fn fetch(
         records.push((entry.seq, entry.record));
     }
     Ok(records)
+}
+
+/// Fetches node `node_id`'s latest signed checkpoint and verifies it: the log
+/// key's attestation against the CA (a statement of the node's own certificate),
+/// the checkpoint's signature under that key and its origin. Then every record
+/// (served after the checkpoint, so at least the records it covers), and, if
+/// `saved_size` is at most the new size, the node's consistency proof from it.
+pub async fn fetch_observed(
+    endpoint: &str,
+    node_id: &str,
+    tls: &TlsPaths,
+    saved_size: Option<u64>,
+) -> Result<Observed, AuditError> {
+    let material = tls.load().map_err(|e| AuditError::Tls(e.to_string()))?;
+    let trust_domain = material.identity().trust_domain.clone();
+    let ca = std::fs::read(&tls.ca)
+        .map_err(|e| AuditError::Tls(format!("cannot read {}: {e}", tls.ca.display())))?;
+    let statements = StatementVerifier::from_pem(&ca, &trust_domain)
+        .map_err(|e| AuditError::Tls(e.to_string()))?;
+    let mut client = client(endpoint, node_id, tls)?;
+    let read = |status| AuditError::Read {
+        node: node_id.to_string(),
+        status,
+    };
+    let bad = |reason: String| AuditError::Checkpoint {
+        node: node_id.to_string(),
+        reason,
+    };
+    let served = client
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .map_err(read)?
+        .into_inner();
+    let attestation = served
+        .log_key
+        .ok_or_else(|| bad("no attestation of the log key".into()))?;
+    statements
+        .verify(&attestation, LOG_KEY_STATEMENT, node_id)
+        .map_err(|e| bad(format!("the log key's attestation: {e}")))?;
+    let log_key = String::from_utf8(attestation.body)
+        .map_err(|_| bad("the attested log key is not text".into()))?;
+    let verifier = LogVerifier::parse(&log_key).map_err(|e| bad(e.to_string()))?;
+    let expected_origin = quorate_keys::checkpoint::origin(&trust_domain, node_id);
+    if verifier.name() != expected_origin {
+        return Err(bad(format!(
+            "the log key is named {:?}, not {expected_origin:?}",
+            verifier.name()
+        )));
+    }
+    let note =
+        String::from_utf8(served.note).map_err(|_| bad("the checkpoint is not text".into()))?;
+    let checkpoint = verifier.verify(&note).map_err(|e| bad(e.to_string()))?;
+    let records = read_records(&mut client, node_id).await?;
+    let consistency = match saved_size {
+        Some(m) if m <= checkpoint.size => Some(
+            client
+                .get_consistency_proof(pb::ConsistencyProofRequest {
+                    first: m,
+                    second: checkpoint.size,
+                })
+                .await
+                .map_err(|s| s.message().to_string())
+                .and_then(|p| {
+                    p.into_inner()
+                        .hashes
+                        .into_iter()
+                        .map(|h| {
+                            <[u8; 32]>::try_from(h.as_slice())
+                                .map_err(|_| "a proof hash is not 32 bytes".to_string())
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+        ),
+        _ => None,
+    };
+    Ok(Observed {
+        log_key,
+        note,
+        checkpoint,
+        records,
+        consistency,
+    })
 }
 
 /// The outcome of checking a log.

@@ -1,6 +1,6 @@
 //! `quorate-ceremony`: key ceremonies and the dev PKI. Parses arguments, runs one
 //! command from the library ([`quorate_ceremony::cli`]), maps errors to exit codes
-//! (64 usage/config, 1 failure).
+//! (64 usage/config, 1 failure, 10-14 what `audit verify` found in a node's log).
 
 use std::process::ExitCode;
 
@@ -42,6 +42,8 @@ fn main() -> ExitCode {
 fn exit_code(err: &CliError) -> u8 {
     if err.is_usage() {
         EXIT_USAGE
+    } else if let Some(code) = err.audit_exit_code() {
+        code
     } else {
         1
     }

@@ -1,5 +1,6 @@
-//! `quorate-ceremony audit verify`: fetch a node's audit log as an auditor and
-//! check its hash chain.
+//! `quorate-ceremony audit verify`: fetch a node's audit log as an auditor, check
+//! its hash chain and its signed checkpoint, and (with `--state`) that it only
+//! grew since the last audit.
 
 use std::path::PathBuf;
 
@@ -8,11 +9,25 @@ use quorate_transport::tls::TlsPaths;
 
 use super::error::CliError;
 use crate::audit;
+use crate::audit::history::{judge, AuditState};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
-    /// Fetch a node's whole audit log over mTLS (as role `auditor`) and check its
-    /// hash chain; reports the first broken or missing record and exits 1 if any.
+    /// Fetch a node's whole audit log over mTLS (as role `auditor`), check its hash
+    /// chain, and check its records against the node's latest signed checkpoint
+    /// (signed with the log key the node's certificate attests). With --state, also
+    /// check that the log only grew since the checkpoint saved there last time (the
+    /// node must prove the new checkpoint consistent with it), and save the new one.
+    ///
+    /// Exit codes: 0 the log verifies; 1 it could not be read or verified, or its
+    /// chain is broken (the first broken or missing record is named); 10 truncated
+    /// (fewer records than last time, or the last ones replaced by others); 11
+    /// rewritten (a record audited before was changed and the chain recomputed);
+    /// 12 forked (a signed checkpoint that does not extend the saved one, or
+    /// records that do not hash to the node's own signed checkpoint); 13 deleted
+    /// (the log begins with another first record); 14 the log is signed by another
+    /// key than last time; 64 usage. On 10-14 the state file is left as it was.
+    #[command(verbatim_doc_comment)]
     Verify {
         /// The node's endpoint, https://host:port (anything else is refused: the
         /// log is read over mTLS pinned to the node's certificate).
@@ -33,6 +48,10 @@ pub(super) enum AuditCommand {
         /// Also print every record (one JSON object per line).
         #[arg(long)]
         print: bool,
+        /// The auditor's state: the last verified checkpoint of each node. Read if
+        /// it exists, written (replaced whole) when the log verifies.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
 }
 
@@ -46,6 +65,7 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
             cert,
             key,
             print,
+            state,
         } => {
             // The log is trusted only as read from the node itself, over mTLS
             // pinned to its certificate: a plaintext endpoint is a usage mistake.
@@ -56,28 +76,57 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
                 )));
             }
             let tls = TlsPaths { ca, cert, key };
+            let mut saved_state = match &state {
+                Some(path) => Some(AuditState::load(path)?),
+                None => None,
+            };
+            let saved = saved_state
+                .as_ref()
+                .and_then(|s| s.nodes.get(&node))
+                .cloned();
             let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
-            let records = runtime.block_on(audit::fetch(&endpoint, &node, &tls))?;
+            let observed = runtime.block_on(audit::fetch_observed(
+                &endpoint,
+                &node,
+                &tls,
+                saved.as_ref().map(|s| s.size),
+            ))?;
             if print {
-                for (_, bytes) in &records {
+                for (_, bytes) in &observed.records {
                     println!("{}", String::from_utf8_lossy(bytes));
                 }
             }
-            let report = audit::check(&records);
-            match report.head {
-                Ok(head) => {
-                    println!(
-                        "{node}: {} records, chain intact, head {head}",
-                        report.records
-                    );
-                    Ok(())
+            // What the history shows comes first: a rewritten log may also have a
+            // broken chain, and "rewritten" says more than where the chain breaks.
+            let verified = judge(&node, &observed, saved.as_ref())?;
+            let report = audit::check(&observed.records);
+            let head = match report.head {
+                Ok(head) => head,
+                Err(brk) => {
+                    return Err(CliError::AuditChainBroken {
+                        node,
+                        brk,
+                        records: report.records,
+                    })
                 }
-                Err(brk) => Err(CliError::AuditChainBroken {
-                    node,
-                    brk,
-                    records: report.records,
-                }),
+            };
+            let since = match &saved {
+                Some(saved) => format!(
+                    ", consistent with the checkpoint of {} records audited before",
+                    saved.size
+                ),
+                None => String::new(),
+            };
+            println!(
+                "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \
+                 verified, root {}{since}",
+                report.records, verified.size, verified.root
+            );
+            if let (Some(path), Some(saved_state)) = (&state, saved_state.as_mut()) {
+                saved_state.nodes.insert(node, verified);
+                saved_state.save(path)?;
             }
+            Ok(())
         }
     }
 }

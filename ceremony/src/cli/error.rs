@@ -57,6 +57,13 @@ pub enum CliError {
         /// Records fetched.
         records: u64,
     },
+    /// A node's log does not stand against its signed checkpoint or the auditor's
+    /// saved state (truncated, rewritten, forked, deleted, or another log key).
+    #[error(transparent)]
+    AuditFinding(#[from] crate::audit::history::Finding),
+    /// The auditor's state file could not be read or written.
+    #[error(transparent)]
+    AuditState(#[from] crate::audit::history::StateError),
     /// A file could not be read.
     #[error("reading {}", path.display())]
     Read {
@@ -71,6 +78,15 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The process exit code this error calls for besides usage (64) and plain
+    /// failure (1): a finding in a node's audit log has its own.
+    pub fn audit_exit_code(&self) -> Option<u8> {
+        match self {
+            Self::AuditFinding(f) => Some(f.kind.exit_code()),
+            _ => None,
+        }
+    }
+
     /// Whether the error is a usage or configuration mistake (exit 64), as opposed
     /// to a failure while running the command (exit 1).
     pub fn is_usage(&self) -> bool {

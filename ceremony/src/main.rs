@@ -42,9 +42,7 @@ fn main() -> ExitCode {
 fn exit_code(err: &CliError) -> u8 {
     if err.is_usage() {
         EXIT_USAGE
-    } else if let Some(code) = err.audit_exit_code() {
-        code
     } else {
-        1
+        err.audit_exit_code().unwrap_or(1)
     }
 }

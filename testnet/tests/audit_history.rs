@@ -181,3 +181,215 @@ async fn truncated_rewritten_and_deleted_logs_fail_the_next_audit_and_a_grown_on
     assert_ne!(after["nodes"]["node-4"], before["nodes"]["node-4"]);
     assert_eq!(audit_verify(&net, "node-1", &state).status.code(), Some(10));
 }
+
+/// RFC 9162's definitions, written here over `sha2` (none of `quorate_keys::merkle`
+/// is used), to check what a node serves.
+mod rfc9162 {
+    use sha2::{Digest, Sha256};
+
+    pub type Hash = [u8; 32];
+
+    fn sha(parts: &[&[u8]]) -> Hash {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p);
+        }
+        h.finalize().into()
+    }
+
+    fn k_of(n: usize) -> usize {
+        let mut k = 1;
+        while k * 2 < n {
+            k *= 2;
+        }
+        k
+    }
+
+    /// MTH(D[n]).
+    pub fn mth(d: &[Vec<u8>]) -> Hash {
+        match d.len() {
+            0 => sha(&[]),
+            1 => sha(&[&[0x00], &d[0]]),
+            n => {
+                let k = k_of(n);
+                sha(&[&[0x01], &mth(&d[..k]), &mth(&d[k..])])
+            }
+        }
+    }
+
+    /// PATH(m, D[n]).
+    pub fn path(m: usize, d: &[Vec<u8>]) -> Vec<Hash> {
+        let n = d.len();
+        if n == 1 {
+            return vec![];
+        }
+        let k = k_of(n);
+        let (mut p, other) = if m < k {
+            (path(m, &d[..k]), mth(&d[k..]))
+        } else {
+            (path(m - k, &d[k..]), mth(&d[..k]))
+        };
+        p.push(other);
+        p
+    }
+
+    /// PROOF(m, D[n]) = SUBPROOF(m, D[n], true).
+    pub fn proof(m: usize, d: &[Vec<u8>]) -> Vec<Hash> {
+        fn sub(m: usize, d: &[Vec<u8>], b: bool) -> Vec<Hash> {
+            let n = d.len();
+            if m == n {
+                return if b { vec![] } else { vec![mth(d)] };
+            }
+            let k = k_of(n);
+            let (mut p, other) = if m <= k {
+                (sub(m, &d[..k], b), mth(&d[k..]))
+            } else {
+                (sub(m - k, &d[k..], false), mth(&d[..k]))
+            };
+            p.push(other);
+            p
+        }
+        sub(m, d, true)
+    }
+}
+
+/// The node's signed checkpoint, read and verified by hand from the C2SP specs with
+/// ed25519-dalek (none of the code under test): the verifier key from the node's
+/// attestation, the key id, the signature over the note text; then the root
+/// against the records, and every served proof against RFC 9162's definitions.
+#[tokio::test]
+async fn served_checkpoints_and_proofs_match_an_independent_rfc9162_and_signed_note_reading() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    use quorate_wire::pb;
+    use sha2::Digest as _;
+
+    let net = start_default().await;
+    sign(&net, "m", 5).await;
+    let node = "node-2";
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    let endpoint = net.node(node).unwrap().endpoint.clone();
+    let channel = |tls: &quorate_transport::tls::TlsPaths| {
+        tls.load()
+            .unwrap()
+            .node_channel(&endpoint, node, std::time::Duration::from_secs(5))
+            .unwrap()
+    };
+    let mut audit = pb::audit_client::AuditClient::new(channel(&tls));
+    let served = audit
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let records: Vec<Vec<u8>> = quorate_ceremony::audit::fetch(&endpoint, node, &tls)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+
+    // The attested verifier key: <name>+<hex key id>+<base64(0x01 || key)>.
+    let attestation = served.log_key.unwrap();
+    let ca = std::fs::read(&tls.ca).unwrap();
+    let trust_domain = net.spec.trust_domain.clone();
+    quorate_transport::attest::StatementVerifier::from_pem(&ca, &trust_domain)
+        .unwrap()
+        .verify(&attestation, "audit-log-key", node)
+        .unwrap();
+    let vkey = String::from_utf8(attestation.body).unwrap();
+    let mut parts = vkey.splitn(3, '+');
+    let (name, id_hex, key_b64) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    assert_eq!(name, format!("{trust_domain}/quorate-audit/{node}"));
+    let typed = B64.decode(key_b64).unwrap();
+    assert_eq!(typed[0], 0x01, "Ed25519");
+    let key_id = &sha2::Sha256::digest([name.as_bytes(), b"\n", &typed].concat())[..4];
+    assert_eq!(id_hex, hex::encode(key_id));
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&typed[1..].try_into().unwrap()).unwrap();
+
+    // The note: text, a blank line, "— <name> <base64(key id || signature)>".
+    let note = String::from_utf8(served.note).unwrap();
+    let (text, signature_line) = note.split_once("\n\n").unwrap();
+    let text = format!("{text}\n");
+    let blob = signature_line
+        .strip_prefix(&format!("\u{2014} {name} "))
+        .and_then(|s| s.strip_suffix('\n'))
+        .map(|s| B64.decode(s).unwrap())
+        .unwrap();
+    assert_eq!(&blob[..4], key_id);
+    let signature = ed25519_dalek::Signature::from_slice(&blob[4..]).unwrap();
+    public.verify(text.as_bytes(), &signature).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], name);
+    let size: usize = lines[1].parse().unwrap();
+    let root = B64.decode(lines[2]).unwrap();
+    assert!(
+        size > 0 && size <= records.len(),
+        "{size} of {}",
+        records.len()
+    );
+    assert_eq!(root, rfc9162::mth(&records[..size]));
+
+    for index in 0..size {
+        let proof = audit
+            .get_inclusion_proof(pb::InclusionProofRequest {
+                index: index as u64,
+                tree_size: size as u64,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .hashes;
+        let expected: Vec<Vec<u8>> = rfc9162::path(index, &records[..size])
+            .iter()
+            .map(|h| h.to_vec())
+            .collect();
+        assert_eq!(proof, expected, "PATH({index}, D[{size}])");
+    }
+    for first in 1..size {
+        let proof = audit
+            .get_consistency_proof(pb::ConsistencyProofRequest {
+                first: first as u64,
+                second: size as u64,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .hashes;
+        let expected: Vec<Vec<u8>> = rfc9162::proof(first, &records[..size])
+            .iter()
+            .map(|h| h.to_vec())
+            .collect();
+        assert_eq!(proof, expected, "PROOF({first}, D[{size}])");
+    }
+
+    // Beyond the durable log: OUT_OF_RANGE. Another role than auditor: refused.
+    let beyond = audit
+        .get_consistency_proof(pb::ConsistencyProofRequest {
+            first: 1,
+            second: records.len() as u64 + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(beyond.code(), tonic::Code::OutOfRange);
+    let coordinator = net.issue(Role::Coordinator, "coordinator-x").unwrap();
+    let mut wrong = pb::audit_client::AuditClient::new(channel(&coordinator));
+    let refused = wrong
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let refused = wrong
+        .get_inclusion_proof(pb::InclusionProofRequest {
+            index: 0,
+            tree_size: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}

@@ -54,6 +54,9 @@ enum Rpc {
     GetManifest(pb::GetManifestRequest),
     EscrowSplit(pb::EscrowSplitRequest),
     ReadAudit(pb::ReadAuditRequest),
+    GetCheckpoint,
+    GetInclusionProof(pb::InclusionProofRequest),
+    GetConsistencyProof(pb::ConsistencyProofRequest),
 }
 
 impl Rpc {
@@ -72,6 +75,9 @@ impl Rpc {
             Rpc::GetManifest(_) => "Ceremony/GetManifest",
             Rpc::EscrowSplit(_) => "Ceremony/EscrowSplit",
             Rpc::ReadAudit(_) => "Audit/ReadAudit",
+            Rpc::GetCheckpoint => "Audit/GetCheckpoint",
+            Rpc::GetInclusionProof(_) => "Audit/GetInclusionProof",
+            Rpc::GetConsistencyProof(_) => "Audit/GetConsistencyProof",
         }
     }
 }
@@ -199,6 +205,20 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
                 item?;
             }
             Ok(())
+        }
+        Rpc::GetCheckpoint => {
+            let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
+            c.get_checkpoint(pb::GetCheckpointRequest {})
+                .await
+                .map(drop)
+        }
+        Rpc::GetInclusionProof(r) => {
+            let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
+            c.get_inclusion_proof(*r).await.map(drop)
+        }
+        Rpc::GetConsistencyProof(r) => {
+            let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
+            c.get_consistency_proof(*r).await.map(drop)
         }
     }
 }
@@ -1084,6 +1104,67 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Client,
             PermissionDenied,
         ),
+        row(Rpc::GetCheckpoint, "none (the latest)", Auditor, Ok),
+        row(
+            Rpc::GetCheckpoint,
+            "wrong role (coordinator)",
+            Coordinator,
+            PermissionDenied,
+        ),
+        row(
+            Rpc::GetInclusionProof(pb::InclusionProofRequest {
+                index: 0,
+                tree_size: u64::MAX,
+            }),
+            "tree size past the log",
+            Auditor,
+            OutOfRange,
+        ),
+        row(
+            Rpc::GetInclusionProof(pb::InclusionProofRequest {
+                index: 5,
+                tree_size: 5,
+            }),
+            "index outside the tree",
+            Auditor,
+            OutOfRange,
+        ),
+        row(
+            Rpc::GetInclusionProof(pb::InclusionProofRequest {
+                index: 0,
+                tree_size: 1,
+            }),
+            "wrong role (client)",
+            Client,
+            PermissionDenied,
+        ),
+        row(
+            Rpc::GetConsistencyProof(pb::ConsistencyProofRequest {
+                first: 2,
+                second: 1,
+            }),
+            "first larger than second",
+            Auditor,
+            OutOfRange,
+        ),
+        row(
+            Rpc::GetConsistencyProof(pb::ConsistencyProofRequest {
+                first: 1,
+                second: u64::MAX,
+            }),
+            "second past the log",
+            Auditor,
+            OutOfRange,
+        ),
+        row(
+            Rpc::GetConsistencyProof(pb::ConsistencyProofRequest {
+                first: 1,
+                second: 2,
+            }),
+            "wrong role (coordinator)",
+            Coordinator,
+            PermissionDenied,
+        ),
     ];
 
     let before = snapshot(&net).await;
@@ -1108,7 +1189,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
     }
     // Every RPC has rows.
     let covered: BTreeSet<&str> = rows.iter().map(|r| r.rpc.name()).collect();
-    assert_eq!(covered.len(), 13, "{covered:?}");
+    assert_eq!(covered.len(), 16, "{covered:?}");
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",

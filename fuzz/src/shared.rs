@@ -18,6 +18,7 @@ use quorate_escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
 use quorate_frost::{Ciphersuite, ParsedPublicKeyPackage, ParsedSigningPackage, SecretKeyPackage};
 use quorate_keys::approval::{Approval, ApprovalToken, ApproverKey, SCOPE_OUT_OF_POLICY_QUORUM};
 use quorate_keys::audit::{verify_chain, AuditRecord, GENESIS_HASH};
+use quorate_keys::checkpoint::{Checkpoint, LogSigner, LogVerifier};
 use quorate_keys::manifest::{self, Manifest};
 use quorate_transport::intent::SignIntent;
 use quorate_wire::pb;
@@ -46,6 +47,7 @@ pub const NAMES: &[&str] = &[
     "approval_token",
     "escrow_part",
     "audit_record",
+    "audit_checkpoint",
 ];
 
 /// The target called `name`, with a freshly built context and corpus.
@@ -71,6 +73,7 @@ pub fn target(name: &str) -> Option<Target> {
         "approval_token" => approval_token(),
         "escrow_part" => escrow_part(),
         "audit_record" => audit_record(),
+        "audit_checkpoint" => audit_checkpoint(),
         _ => return None,
     })
 }
@@ -761,5 +764,31 @@ fn audit_record() -> Target {
             assert_eq!(parsed, original, "an altered audit record verified");
         }
         ok
+    })
+}
+
+/// A node's signed audit checkpoint (a C2SP signed note), as an auditor reads it.
+fn audit_checkpoint() -> Target {
+    let origin = "quorate.test/quorate-audit/node-1";
+    let signer = LogSigner::from_seed(origin, &[3u8; 32]).unwrap();
+    let original = Checkpoint {
+        origin: origin.into(),
+        size: 12,
+        root: [7u8; 32],
+    };
+    let verifier = LogVerifier::parse(&signer.verifier_key()).unwrap();
+    let corpus = vec![signer.sign(&original).into_bytes()];
+    simple("audit_checkpoint", corpus, CHEAP, move |b| {
+        let Ok(note) = std::str::from_utf8(b) else {
+            return false;
+        };
+        match verifier.verify(note) {
+            // Whatever verifies must say exactly what was signed.
+            Ok(checkpoint) => {
+                assert_eq!(checkpoint, original, "an altered checkpoint verified");
+                true
+            }
+            Err(_) => false,
+        }
     })
 }

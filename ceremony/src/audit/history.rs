@@ -272,8 +272,11 @@ pub fn judge(
             .root(m)
             .unwrap_or_else(|_| quorate_keys::merkle::empty_root());
         if root_then != saved_root {
-            let event_then = records
-                .get(m as usize - 1)
+            // m > 0 here: the empty tree's root is fixed, so a saved root of size 0
+            // that differs is a damaged state file, reported as what it then shows.
+            let event_then = (m as usize)
+                .checked_sub(1)
+                .and_then(|last| records.get(last))
                 .map(|(_, r)| event_digest(r))
                 .unwrap_or_default();
             return Err(if m > 0 && event_then == saved.last_event {
@@ -283,7 +286,7 @@ pub fn judge(
                         "its audit log was rewritten: its first {m} records no longer hash to \
                          the checkpoint audited last time, though record {} is still the \
                          event it was (records before it were changed and the chain recomputed)",
-                        m - 1
+                        m.saturating_sub(1)
                     ),
                 )
             } else {
@@ -293,7 +296,7 @@ pub fn judge(
                         "its audit log was truncated and grown again: record {} is no longer \
                          the event audited last time, and its first {m} records no longer \
                          hash to the checkpoint audited then ({n} records now)",
-                        m - 1
+                        m.saturating_sub(1)
                     ),
                 )
             });

@@ -22,7 +22,6 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use zeroize::Zeroizing;
 
 use crate::merkle::Hash;
 
@@ -143,7 +142,7 @@ impl std::fmt::Debug for LogSigner {
 
 impl LogSigner {
     /// The key named `name` (the log's origin) from its 32-byte seed.
-    pub fn from_seed(name: &str, seed: &Zeroizing<[u8; 32]>) -> Result<Self, CheckpointError> {
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
         if !valid_name(name) {
             return Err(CheckpointError::BadKey(format!(
                 "key name {name:?} is empty or holds a space or '+'"
@@ -279,11 +278,7 @@ mod tests {
     use super::*;
 
     fn signer() -> LogSigner {
-        LogSigner::from_seed(
-            "quorate.test/quorate-audit/node-1",
-            &Zeroizing::new([7u8; 32]),
-        )
-        .expect("valid name")
+        LogSigner::from_seed("quorate.test/quorate-audit/node-1", &[7u8; 32]).expect("valid name")
     }
 
     #[test]
@@ -315,11 +310,8 @@ mod tests {
             verifier.verify(&grown),
             Err(CheckpointError::NotSigned(verifier.name().into()))
         );
-        let other = LogSigner::from_seed(
-            "quorate.test/quorate-audit/node-1",
-            &Zeroizing::new([8u8; 32]),
-        )
-        .expect("valid name");
+        let other = LogSigner::from_seed("quorate.test/quorate-audit/node-1", &[8u8; 32])
+            .expect("valid name");
         assert!(matches!(
             verifier.verify(&other.sign(&checkpoint)),
             Err(CheckpointError::NotSigned(_))

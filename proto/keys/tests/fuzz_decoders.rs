@@ -1,7 +1,7 @@
 //! The stable driver's pass over the fuzz targets of the shared layers' decoders
 //! (`fuzz/src/shared.rs`: protobuf requests into domain types, FROST packages of all
 //! three ciphersuites, key manifests, approval tokens, escrow part files, audit
-//! records), the same targets the libFuzzer binaries in `fuzz/` run.
+//! records and checkpoints), the same targets the libFuzzer binaries in `fuzz/` run.
 //!
 //! Property: no panic, no hang, a clean `Err` for what does not decode, every valid
 //! corpus entry accepted, and nothing forged verifies. The default is a quick smoke
@@ -60,6 +60,7 @@ each_target!(
     approval_token,
     escrow_part,
     audit_record,
+    audit_checkpoint,
 );
 
 #[test]

@@ -68,9 +68,10 @@ impl NodeState {
         let on_flush = metrics::audit_flush_observer(&registry);
         let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
         let origin = quorate_keys::checkpoint::origin(&identity.trust_domain, &identity.node_id);
-        let log_key =
-            quorate_keys::checkpoint::LogSigner::from_seed(&origin, &store.audit_log_seed()?)
-                .map_err(|e| NodeError::Config(format!("audit log key: {e}")))?;
+        let seed = store.audit_log_seed()?;
+        let log_key = quorate_keys::checkpoint::LogSigner::from_seed(&origin, &seed)
+            .map_err(|e| NodeError::Config(format!("audit log key: {e}")))?;
+        drop(seed);
         let checkpoints = Checkpoints::new(origin, log_key);
         let mut keys = HashMap::new();
         for (key_id, record) in store.load_all()? {

@@ -70,3 +70,42 @@ impl Checkpoints {
         (size, note)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorate_keys::audit::AuditRecord;
+    use quorate_keys::checkpoint::LogVerifier;
+
+    #[test]
+    fn the_latest_checkpoint_verifies_and_covers_exactly_the_durable_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("sled"))
+            .open()
+            .unwrap();
+        let log = AuditLog::open(dir.path(), &db, "node-1", Box::new(|_| {})).unwrap();
+        let origin = "quorate.test/quorate-audit/node-1".to_string();
+        let checkpoints = Checkpoints::new(
+            origin.clone(),
+            LogSigner::from_seed(&origin, &[5u8; 32]).unwrap(),
+        );
+        let verifier = LogVerifier::parse(&checkpoints.verifier_key()).unwrap();
+
+        let (size, empty) = checkpoints.latest(&log);
+        assert_eq!(size, 0);
+        assert_eq!(verifier.verify(&empty).unwrap().size, 0);
+        for _ in 0..3 {
+            log.append(AuditRecord::default()).unwrap();
+        }
+        let (size, grown) = checkpoints.latest(&log);
+        assert_eq!(size, 3);
+        let checkpoint = verifier.verify(&grown).unwrap();
+        assert_eq!((checkpoint.size, checkpoint.root), log.durable_root());
+        assert_eq!(
+            checkpoints.latest(&log),
+            (3, grown),
+            "unchanged log, same note"
+        );
+    }
+}

@@ -767,7 +767,8 @@ fn audit_record() -> Target {
     })
 }
 
-/// A node's signed audit checkpoint (a C2SP signed note), as an auditor reads it.
+/// A node's signed audit checkpoint (a C2SP signed note), as an auditor reads it,
+/// and the same bytes as the verifier key a node attests (which must never panic).
 fn audit_checkpoint() -> Target {
     let origin = "quorate.test/quorate-audit/node-1";
     let signer = LogSigner::from_seed(origin, &[3u8; 32]).unwrap();
@@ -782,6 +783,7 @@ fn audit_checkpoint() -> Target {
         let Ok(note) = std::str::from_utf8(b) else {
             return false;
         };
+        let _ = LogVerifier::parse(note);
         match verifier.verify(note) {
             // Whatever verifies must say exactly what was signed.
             Ok(checkpoint) => {

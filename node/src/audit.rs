@@ -131,7 +131,7 @@ impl AuditLog {
                 // The tree has a leaf per line; a log whose last record's `seq`
                 // disagrees with its line count has lost or gained lines, and
                 // appending after it would sign that damage into the tree.
-                if record.seq + 1 != tree.len() {
+                if record.seq.checked_add(1) != Some(tree.len()) {
                     return Err(NodeError::Corrupt(format!(
                         "{} holds {} records but its last says seq {}",
                         path.display(),
@@ -147,6 +147,11 @@ impl AuditLog {
                 }
             }
         };
+        // The records already in the file count as durable from here on (they are
+        // in checkpoints at once); a process killed before its last group sync
+        // may have left some only in the page cache, so sync them first.
+        file.sync_data()
+            .map_err(|e| storage(format!("cannot sync {}: {e}", path.display())))?;
         let file = Arc::new(file);
         let flusher = Flusher::new(head.next_seq);
         let thread = {

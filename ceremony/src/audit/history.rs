@@ -81,6 +81,42 @@ pub enum StateError {
     },
 }
 
+/// An exclusive hold on a state file (an advisory lock on `<file>.lock` beside it),
+/// from reading it to writing it back: two audits run at once with one state file
+/// (one node each, from cron) take turns instead of each writing back a state
+/// without the other's node.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Waits for the lock on the state file at `path`.
+    pub fn acquire(path: &Path) -> Result<Self, StateError> {
+        let lock_path = sibling(path, "lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|source| StateError::Write {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// `path` with `.suffix` appended to its whole file name (`a.json` -> `a.json.lock`),
+/// so no two state files share one.
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    name.into()
+}
+
 impl AuditState {
     /// Reads the state at `path`; a missing file is an empty state (a first run).
     pub fn load(path: &Path) -> Result<Self, StateError> {
@@ -122,14 +158,22 @@ impl AuditState {
         };
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| write(e.into()))?;
         bytes.push(b'\n');
-        let partial = path.with_extension("partial");
+        let partial = sibling(path, "partial");
         {
             use std::io::Write as _;
             let mut file = std::fs::File::create(&partial).map_err(write)?;
             file.write_all(&bytes).map_err(write)?;
             file.sync_all().map_err(write)?;
         }
-        std::fs::rename(&partial, path).map_err(write)
+        std::fs::rename(&partial, path).map_err(write)?;
+        // The rename itself is durable once the directory is.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write)
     }
 }
 
@@ -373,6 +417,35 @@ fn event_digest(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use quorate_keys::audit::GENESIS_HASH;
+
+    /// A second audit with the same state file waits for the first (it cannot take
+    /// the lock while the first holds it), and the state's temporary file is named
+    /// after the whole file name, so a state file called `x.partial` is not its own
+    /// temporary file.
+    #[test]
+    fn state_files_are_locked_for_a_run_and_written_beside_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.partial");
+        let held = StateLock::acquire(&path).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("x.partial.lock"))
+            .unwrap();
+        assert!(other.try_lock().is_err(), "a second run took the lock");
+        drop(held);
+        other.try_lock().unwrap();
+        drop(other);
+
+        let state = AuditState::load(&path).unwrap();
+        state.save(&path).unwrap();
+        assert_eq!(AuditState::load(&path).unwrap().nodes.len(), 0);
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x.partial", "x.partial.lock"]);
+    }
 
     /// A log of records `events`, chained from genesis, as `(seq, bytes)`.
     fn log(events: &[String]) -> Vec<(u64, Vec<u8>)> {

@@ -9,7 +9,7 @@ use quorate_transport::tls::TlsPaths;
 
 use super::error::CliError;
 use crate::audit;
-use crate::audit::history::{judge, AuditState};
+use crate::audit::history::{judge, AuditState, StateLock};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
@@ -76,6 +76,8 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
                 )));
             }
             let tls = TlsPaths { ca, cert, key };
+            // Held until this run has written its state back.
+            let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
             let mut saved_state = match &state {
                 Some(path) => Some(AuditState::load(path)?),
                 None => None,
@@ -110,12 +112,16 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
                     })
                 }
             };
-            let since = match &saved {
-                Some(saved) => format!(
+            let since = match (&saved, &state) {
+                (Some(saved), _) => format!(
                     ", consistent with the checkpoint of {} records audited before",
                     saved.size
                 ),
-                None => String::new(),
+                // Say plainly what a first audit cannot know.
+                (None, Some(_)) => "; first audit of this node with this state file: \
+                                    its history before now is not checked"
+                    .into(),
+                (None, None) => "; without --state its history is not checked".into(),
             };
             println!(
                 "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \

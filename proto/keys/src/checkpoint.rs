@@ -21,7 +21,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use crate::merkle::Hash;
 
@@ -29,6 +29,8 @@ use crate::merkle::Hash;
 pub const LOG_KEY_STATEMENT: &str = "audit-log-key";
 
 /// Signature type byte of Ed25519 in the signed-note format.
+/// Most signature lines a note may carry.
+const MAX_SIGNATURE_LINES: usize = 100;
 const ED25519_TYPE: u8 = 0x01;
 
 /// The origin (and log key name) of node `node_id`'s audit log in `trust_domain`.
@@ -199,11 +201,18 @@ impl LogVerifier {
             return Err(bad("invalid key name"));
         }
         let typed = B64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let (Some(&ED25519_TYPE), Ok(public)) = (typed.first(), <[u8; 32]>::try_from(&typed[1..]))
-        else {
+        let Some((&ED25519_TYPE, rest)) = typed.split_first() else {
+            return Err(bad("not an Ed25519 key (type 0x01, 32 bytes)"));
+        };
+        let Ok(public) = <[u8; 32]>::try_from(rest) else {
             return Err(bad("not an Ed25519 key (type 0x01, 32 bytes)"));
         };
         let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an Ed25519 point"))?;
+        // Under a small-order key anyone can make a signature that verifies, and
+        // the node could disown its own checkpoints.
+        if key.is_weak() {
+            return Err(bad("a small-order Ed25519 key"));
+        }
         let expected = key_id(name, &public);
         if hex::decode(id).ok().as_deref() != Some(&expected[..]) {
             return Err(bad("key id does not match the key"));
@@ -245,6 +254,11 @@ impl LogVerifier {
             .strip_suffix('\n')
             .ok_or_else(|| bad("signatures do not end in a newline"))?;
         let mut verified = false;
+        // As Go's note package: a note with more signature lines is refused
+        // rather than paid for in signature checks.
+        if signatures.split('\n').count() > MAX_SIGNATURE_LINES {
+            return Err(bad("more than 100 signature lines"));
+        }
         for line in signatures.split('\n') {
             let rest = line
                 .strip_prefix("\u{2014} ")
@@ -262,7 +276,7 @@ impl LogVerifier {
                 continue;
             };
             let signature = ed25519_dalek::Signature::from_bytes(&signature);
-            if self.key.verify(text.as_bytes(), &signature).is_ok() {
+            if self.key.verify_strict(text.as_bytes(), &signature).is_ok() {
                 verified = true;
             }
         }
@@ -335,6 +349,54 @@ mod tests {
             .verify_note(&note.replace("65664258", "65664259"))
             .is_err());
         assert!(LogVerifier::parse(&vkey.replace("+033de0ae+", "+033de0af+")).is_err());
+    }
+
+    /// Verifier keys a malicious node might attest: an empty, short or long key
+    /// part, another type, a small-order key: each refused, none panics. A note
+    /// with more than 100 signature lines is refused before any is checked.
+    #[test]
+    fn malformed_or_weak_verifier_keys_and_signature_floods_are_refused() {
+        let name = "quorate.test/quorate-audit/node-1";
+        let vkey = |typed: &[u8]| {
+            let id = if typed.len() == 33 {
+                let public: [u8; 32] = typed[1..].try_into().expect("32 bytes");
+                hex::encode(key_id(name, &public))
+            } else {
+                "00000000".into()
+            };
+            format!("{name}+{id}+{}", B64.encode(typed))
+        };
+        let mut identity = [0u8; 33];
+        identity[0] = ED25519_TYPE;
+        identity[1] = 1;
+        for typed in [
+            &[][..],
+            &[ED25519_TYPE][..],
+            &[ED25519_TYPE; 34][..],
+            &[2u8; 33][..],
+            &identity[..],
+        ] {
+            assert!(
+                matches!(
+                    LogVerifier::parse(&vkey(typed)),
+                    Err(CheckpointError::BadKey(_))
+                ),
+                "{typed:?}"
+            );
+        }
+        let signer = signer();
+        let verifier = LogVerifier::parse(&signer.verifier_key()).expect("parses");
+        let note = signer.sign(&Checkpoint {
+            origin: name.into(),
+            size: 1,
+            root: [3u8; 32],
+        });
+        let line = note.lines().last().expect("a signature line").to_string();
+        let flood = format!("{note}{}", format!("{line}\n").repeat(100));
+        assert!(matches!(
+            verifier.verify(&flood),
+            Err(CheckpointError::Malformed(_))
+        ));
     }
 
     /// The key id is computed as c2sp.org/signed-note specifies, from first

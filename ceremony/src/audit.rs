@@ -11,6 +11,7 @@ use quorate_transport::attest::StatementVerifier;
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 
+pub mod export;
 pub mod history;
 
 use history::Observed;
@@ -120,6 +121,10 @@ pub async fn fetch_observed(
     statements
         .verify(&attestation, LOG_KEY_STATEMENT, node_id)
         .map_err(|e| bad(format!("the log key's attestation: {e}")))?;
+    let location = x509_parser::parse_x509_certificate(&attestation.certificate)
+        .ok()
+        .and_then(|(_, cert)| quorate_transport::identity::Location::from_certificate(&cert).ok())
+        .flatten();
     let log_key = String::from_utf8(attestation.body)
         .map_err(|_| bad("the attested log key is not text".into()))?;
     let verifier = LogVerifier::parse(&log_key).map_err(|e| bad(e.to_string()))?;
@@ -158,6 +163,7 @@ pub async fn fetch_observed(
     };
     Ok(Observed {
         log_key,
+        location,
         note,
         checkpoint,
         records,

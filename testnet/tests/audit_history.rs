@@ -393,3 +393,111 @@ async fn served_checkpoints_and_proofs_match_an_independent_rfc9162_and_signed_n
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }
+
+/// `audit export`: after the same verification as `audit verify`, payload-free
+/// lines whose leaf hashes are the served records' and whose inclusion proofs are
+/// RFC 9162's PATH (computed here independently) under the signed checkpoint's root.
+#[tokio::test]
+async fn exported_lines_carry_no_payload_and_their_inclusion_proofs_match_rfc9162() {
+    let mut net = start_default().await;
+    // Three nodes left: node-1 signs every one of these.
+    net.kill_node("node-4").await.unwrap();
+    net.kill_node("node-5").await.unwrap();
+    sign(&net, "export", 4).await;
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |verb: &str, extra: &[&str]| {
+        std::process::Command::new(bin_dir().join("quorate-ceremony"))
+            .args(["audit", verb, "--node", "node-1", "--endpoint"])
+            .arg(&net.node("node-1").unwrap().endpoint)
+            .arg("--ca")
+            .arg(&tls.ca)
+            .arg("--cert")
+            .arg(&tls.cert)
+            .arg("--key")
+            .arg(&tls.key)
+            .arg("--state")
+            .arg(dir.path().join("state.json"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out_path = dir.path().join("export.jsonl");
+    let out = run("export", &["--out", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("exported"), "{}", show(&out));
+    // The records as served, from the same node right after (nothing signs meanwhile).
+    let out = run("verify", &["--print"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let served: Vec<Vec<u8>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let checkpoint = &lines[0];
+    assert_eq!(checkpoint["kind"], "checkpoint");
+    assert_eq!(checkpoint["region"], "eu-central-sov");
+    let size = checkpoint["tree_size"].as_u64().unwrap() as usize;
+    assert!(
+        size >= 4 && size <= served.len(),
+        "{size} of {}",
+        served.len()
+    );
+    let covered = &served[..size];
+    assert_eq!(checkpoint["root"], hex::encode(rfc9162::mth(covered)));
+    assert_eq!(lines.len(), size + 1);
+    let allowed = [
+        "format",
+        "kind",
+        "node",
+        "region",
+        "jurisdiction",
+        "seq",
+        "time_unix_ms",
+        "key_id",
+        "event",
+        "client",
+        "message_sha256",
+        "quorum",
+        "approval_token_id",
+        "leaf_index",
+        "tree_size",
+        "leaf_hash",
+        "inclusion_proof",
+    ];
+    let mut shares = 0;
+    for (i, line) in lines[1..].iter().enumerate() {
+        for field in line.as_object().unwrap().keys() {
+            assert!(
+                allowed.contains(&field.as_str()),
+                "{field} leaves the region: {line}"
+            );
+        }
+        assert_eq!(line["leaf_index"], i as u64);
+        let leaf = {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            h.update([0x00]);
+            h.update(&covered[i]);
+            hex::encode(h.finalize())
+        };
+        assert_eq!(line["leaf_hash"], leaf, "line {i}");
+        let expected: Vec<String> = rfc9162::path(i, covered).iter().map(hex::encode).collect();
+        assert_eq!(
+            line["inclusion_proof"],
+            serde_json::json!(expected),
+            "line {i}"
+        );
+        if line["event"] == "sign_share" {
+            shares += 1;
+            assert_eq!(line["message_sha256"].as_str().unwrap().len(), 64);
+        }
+    }
+    assert!(shares >= 1, "no share record exported");
+}

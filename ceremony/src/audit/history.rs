@@ -230,6 +230,9 @@ pub struct Finding {
 pub struct Observed {
     /// Verifier key the node attested.
     pub log_key: String,
+    /// The node's region and jurisdiction, from the certificate that attested the
+    /// log key (verified under the auditor's CA).
+    pub location: Option<quorate_transport::identity::Location>,
     /// The signed checkpoint as served.
     pub note: String,
     /// Its content (signature verified).
@@ -485,6 +488,7 @@ mod tests {
         let n = records.len() as u64;
         Observed {
             log_key: "key-a".into(),
+            location: None,
             note: "note".into(),
             checkpoint: Checkpoint {
                 origin: "o".into(),

@@ -9,7 +9,7 @@ use quorate_transport::tls::TlsPaths;
 
 use super::error::CliError;
 use crate::audit;
-use crate::audit::history::{judge, AuditState, StateLock};
+use crate::audit::history::{self, judge, AuditState, StateLock};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
@@ -29,110 +29,167 @@ pub(super) enum AuditCommand {
     /// key than last time; 64 usage. On 10-14 the state file is left as it was.
     #[command(verbatim_doc_comment)]
     Verify {
-        /// The node's endpoint, https://host:port (anything else is refused: the
-        /// log is read over mTLS pinned to the node's certificate).
-        #[arg(long)]
-        endpoint: String,
-        /// The node's id (the name its certificate is issued for).
-        #[arg(long)]
-        node: String,
-        /// CA certificate.
-        #[arg(long, value_name = "FILE")]
-        ca: PathBuf,
-        /// The auditor's certificate (role `auditor`).
-        #[arg(long, value_name = "FILE")]
-        cert: PathBuf,
-        /// The auditor's private key.
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
+        #[command(flatten)]
+        target: AuditTarget,
         /// Also print every record (one JSON object per line).
         #[arg(long)]
         print: bool,
-        /// The auditor's state: the last verified checkpoint of each node. Read if
-        /// it exists, written (replaced whole) when the log verifies.
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
     },
+    /// Verify a node's log as `verify` does (same checks, same exit codes, same
+    /// --state), then write it as payload-free JSON lines for a SIEM or search
+    /// index outside the region: first the signed checkpoint (note and attested
+    /// log key), then per record node, region, jurisdiction, seq, time, key id,
+    /// event, client, message SHA-256, quorum, approval token id, its leaf hash and
+    /// its RFC 9162 inclusion proof against that checkpoint. Never a message, a
+    /// share, an intent or a record's free-text detail.
+    #[command(verbatim_doc_comment)]
+    Export {
+        #[command(flatten)]
+        target: AuditTarget,
+        /// Write the lines to FILE (must not exist) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Which node's log, read how, judged against which saved state.
+#[derive(Debug, clap::Args)]
+pub(super) struct AuditTarget {
+    /// The node's endpoint, https://host:port (anything else is refused: the
+    /// log is read over mTLS pinned to the node's certificate).
+    #[arg(long)]
+    endpoint: String,
+    /// The node's id (the name its certificate is issued for).
+    #[arg(long)]
+    node: String,
+    /// CA certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: PathBuf,
+    /// The auditor's certificate (role `auditor`).
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// The auditor's private key.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The auditor's state: the last verified checkpoint of each node. Read if
+    /// it exists, written (replaced whole) when the log verifies.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 /// Runs an `audit` command.
 pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
     match command {
-        AuditCommand::Verify {
-            endpoint,
-            node,
-            ca,
-            cert,
-            key,
-            print,
-            state,
-        } => {
-            // The log is trusted only as read from the node itself, over mTLS
-            // pinned to its certificate: a plaintext endpoint is a usage mistake.
-            if !endpoint.starts_with("https://") {
-                return Err(CliError::Usage(format!(
-                    "--endpoint {endpoint:?} is not an https://host:port URL: the audit log \
-                     is read over mTLS, pinned to the certificate of node {node:?}"
-                )));
-            }
-            let tls = TlsPaths { ca, cert, key };
-            // Held until this run has written its state back.
-            let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
-            let mut saved_state = match &state {
-                Some(path) => Some(AuditState::load(path)?),
-                None => None,
-            };
-            let saved = saved_state
-                .as_ref()
-                .and_then(|s| s.nodes.get(&node))
-                .cloned();
-            let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
-            let observed = runtime.block_on(audit::fetch_observed(
-                &endpoint,
-                &node,
-                &tls,
-                saved.as_ref().map(|s| s.size),
-            ))?;
-            if print {
-                for (_, bytes) in &observed.records {
-                    println!("{}", String::from_utf8_lossy(bytes));
+        AuditCommand::Verify { target, print } => {
+            let (_, summary) = verify_log(target, print)?;
+            println!("{summary}");
+            Ok(())
+        }
+        AuditCommand::Export { target, out } => {
+            if let Some(out) = &out {
+                if out.exists() {
+                    return Err(CliError::Usage(format!("{} already exists", out.display())));
                 }
             }
-            // What the history shows comes first: a rewritten log may also have a
-            // broken chain, and "rewritten" says more than where the chain breaks.
-            let verified = judge(&node, &observed, saved.as_ref())?;
-            let report = audit::check(&observed.records);
-            let head = match report.head {
-                Ok(head) => head,
-                Err(brk) => {
-                    return Err(CliError::AuditChainBroken {
-                        node,
-                        brk,
-                        records: report.records,
-                    })
+            let node = target.node.clone();
+            let (observed, summary) = verify_log(target, false)?;
+            let lines = crate::audit::export::lines(&node, &observed)
+                .map_err(|e| CliError::Usage(format!("{node}: {e}")))?;
+            let text = lines.join("\n") + "\n";
+            match &out {
+                Some(path) => {
+                    use std::io::Write as _;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(path)
+                        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+                        .map_err(CliError::Write)?;
                 }
-            };
-            let since = match (&saved, &state) {
-                (Some(saved), _) => format!(
-                    ", consistent with the checkpoint of {} records audited before",
-                    saved.size
-                ),
-                // Say plainly what a first audit cannot know.
-                (None, Some(_)) => "; first audit of this node with this state file: \
-                                    its history before now is not checked"
-                    .into(),
-                (None, None) => "; without --state its history is not checked".into(),
-            };
-            println!(
-                "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \
-                 verified, root {}{since}",
-                report.records, verified.size, verified.root
-            );
-            if let (Some(path), Some(saved_state)) = (&state, saved_state.as_mut()) {
-                saved_state.nodes.insert(node, verified);
-                saved_state.save(path)?;
+                None => print!("{text}"),
             }
+            eprintln!("{summary}; exported {} lines", lines.len());
             Ok(())
         }
     }
+}
+
+/// Reads node `target.node`'s log and verifies it (chain, signed checkpoint, and
+/// with a state file its history), saving the new checkpoint there; returns what
+/// was read and the line that says what was verified.
+fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, String), CliError> {
+    let AuditTarget {
+        endpoint,
+        node,
+        ca,
+        cert,
+        key,
+        state,
+    } = target;
+    // The log is trusted only as read from the node itself, over mTLS
+    // pinned to its certificate: a plaintext endpoint is a usage mistake.
+    if !endpoint.starts_with("https://") {
+        return Err(CliError::Usage(format!(
+            "--endpoint {endpoint:?} is not an https://host:port URL: the audit log \
+             is read over mTLS, pinned to the certificate of node {node:?}"
+        )));
+    }
+    let tls = TlsPaths { ca, cert, key };
+    // Held until this run has written its state back.
+    let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
+    let mut saved_state = match &state {
+        Some(path) => Some(AuditState::load(path)?),
+        None => None,
+    };
+    let saved = saved_state
+        .as_ref()
+        .and_then(|s| s.nodes.get(&node))
+        .cloned();
+    let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
+    let observed = runtime.block_on(audit::fetch_observed(
+        &endpoint,
+        &node,
+        &tls,
+        saved.as_ref().map(|s| s.size),
+    ))?;
+    if print {
+        for (_, bytes) in &observed.records {
+            println!("{}", String::from_utf8_lossy(bytes));
+        }
+    }
+    // What the history shows comes first: a rewritten log may also have a
+    // broken chain, and "rewritten" says more than where the chain breaks.
+    let verified = judge(&node, &observed, saved.as_ref())?;
+    let report = audit::check(&observed.records);
+    let head = match report.head {
+        Ok(head) => head,
+        Err(brk) => {
+            return Err(CliError::AuditChainBroken {
+                node,
+                brk,
+                records: report.records,
+            })
+        }
+    };
+    let since = match (&saved, &state) {
+        (Some(saved), _) => format!(
+            ", consistent with the checkpoint of {} records audited before",
+            saved.size
+        ),
+        // Say plainly what a first audit cannot know.
+        (None, Some(_)) => "; first audit of this node with this state file: \
+                            its history before now is not checked"
+            .into(),
+        (None, None) => "; without --state its history is not checked".into(),
+    };
+    let summary = format!(
+        "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \
+         verified, root {}{since}",
+        report.records, verified.size, verified.root
+    );
+    if let (Some(path), Some(saved_state)) = (&state, saved_state.as_mut()) {
+        saved_state.nodes.insert(node, verified);
+        saved_state.save(path)?;
+    }
+    Ok((observed, summary))
 }

@@ -31,6 +31,20 @@ pub enum AuditError {
         /// What it said.
         status: tonic::Status,
     },
+    /// A share record's client intent does not verify, or names another client.
+    #[error("{node}: record {seq} ({event} on key {key_id:?}): its client intent {reason}")]
+    Intent {
+        /// Node id.
+        node: String,
+        /// The record's sequence number.
+        seq: u64,
+        /// Its event.
+        event: String,
+        /// Its key.
+        key_id: String,
+        /// Why.
+        reason: String,
+    },
     /// The node's checkpoint, or its attestation of the log key, does not verify.
     #[error("{node}: the signed checkpoint of its audit log does not verify: {reason}")]
     Checkpoint {
@@ -192,6 +206,64 @@ pub fn check(records: &[(u64, Vec<u8>)]) -> AuditReport {
             head: Err(brk),
         },
     }
+}
+
+/// Checks the client intent every share record keeps, as a node checked it when it
+/// spent the nonce: signed by a client of the CA in `ca_pem` whose certificate was
+/// valid at the record's time, for the record's key, message digest and request
+/// id, valid then, and by the client the record names. Returns how many share
+/// records were checked; the first that fails is the error.
+pub fn check_intents(
+    node_id: &str,
+    records: &[(u64, Vec<u8>)],
+    ca_pem: &[u8],
+    trust_domain: &str,
+) -> Result<u64, AuditError> {
+    let statements = StatementVerifier::from_pem(ca_pem, trust_domain)
+        .map_err(|e| AuditError::Tls(e.to_string()))?;
+    let intents = quorate_transport::intent::IntentVerifier::new(statements);
+    let mut checked = 0;
+    for (seq, bytes) in records {
+        let Ok(record) = serde_json::from_slice::<AuditRecord>(bytes) else {
+            continue; // the chain check names records that do not parse
+        };
+        if record.event != "sign_share" {
+            continue;
+        }
+        let fail = |reason: String| AuditError::Intent {
+            node: node_id.to_string(),
+            seq: *seq,
+            event: record.event.clone(),
+            key_id: record.key_id.clone(),
+            reason,
+        };
+        let encoded =
+            hex::decode(&record.intent).map_err(|_| fail("is missing or not hex".into()))?;
+        let signed = <pb::Signed as prost::Message>::decode(encoded.as_slice())
+            .map_err(|e| fail(format!("does not decode: {e}")))?;
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(&record.message_sha256, &mut digest).map_err(|_| {
+            fail("cannot be matched: the record's message digest is not hex".into())
+        })?;
+        let verified = intents
+            .verify_recorded(
+                &signed,
+                &record.key_id,
+                &digest,
+                &record.request_id,
+                record.time_unix_ms / 1000,
+            )
+            .map_err(|e| fail(format!("does not verify: {e}")))?;
+        if verified.client.spiffe_id() != record.client_id {
+            return Err(fail(format!(
+                "is {}'s, but the record names {}",
+                verified.client.spiffe_id(),
+                record.client_id
+            )));
+        }
+        checked += 1;
+    }
+    Ok(checked)
 }
 
 /// Decodes the records that parse (for display and for tests).

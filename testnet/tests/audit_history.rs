@@ -501,3 +501,60 @@ async fn exported_lines_carry_no_payload_and_their_inclusion_proofs_match_rfc916
     }
     assert!(shares >= 1, "no share record exported");
 }
+
+/// The node's operator rewrites a share record to blame another client (chain and
+/// tree recomputed, so the log and a fresh checkpoint agree): even an auditor with
+/// no saved state finds it, since the record's client intent is the real client's
+/// own signature. Before the rewrite every share record's intent verifies.
+#[tokio::test]
+async fn a_share_record_blaming_another_client_fails_the_intent_check() {
+    let mut net = start_default().await;
+    net.stop_node("node-4").await.unwrap();
+    net.stop_node("node-5").await.unwrap();
+    sign(&net, "intent", 3).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = audit_verify(&net, "node-1", &state_dir.path().join("a.json"));
+    assert!(out.status.success(), "{}", show(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("3 share records' client intents verified"),
+        "{said}"
+    );
+
+    net.stop_node("node-1").await.unwrap();
+    let (path, lines) = log_lines(&net, "node-1");
+    let mut records: Vec<AuditRecord> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = records
+        .iter()
+        .position(|r| r.event == "sign_share")
+        .expect("a share record");
+    records[at].client_id = format!("spiffe://{}/client/innocent", net.spec.trust_domain);
+    for i in at..records.len() {
+        let prev = if i == 0 {
+            quorate_keys::audit::GENESIS_HASH.to_string()
+        } else {
+            records[i - 1].hash.clone()
+        };
+        records[i] = records[i].clone().seal(i as u64, &prev);
+    }
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    write_lines(&path, &lines);
+    net.start_node("node-1").await.unwrap();
+
+    let out = audit_verify(&net, "node-1", &state_dir.path().join("fresh.json"));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("record {at}"))
+            && err.contains("client intent")
+            && err.contains("innocent"),
+        "{}",
+        show(&out)
+    );
+}

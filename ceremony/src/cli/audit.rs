@@ -182,9 +182,21 @@ fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, St
             .into(),
         (None, None) => "; without --state its history is not checked".into(),
     };
+    // Every share the node says it made was asked for by the client it names.
+    let ca_pem = std::fs::read(&tls.ca).map_err(|source| CliError::Read {
+        path: tls.ca.clone(),
+        source,
+    })?;
+    let trust_domain = tls
+        .load()
+        .map_err(|e| audit::AuditError::Tls(e.to_string()))?
+        .identity()
+        .trust_domain
+        .clone();
+    let intents = audit::check_intents(&node, &observed.records, &ca_pem, &trust_domain)?;
     let summary = format!(
         "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \
-         verified, root {}{since}",
+         verified, root {}; {intents} share records' client intents verified{since}",
         report.records, verified.size, verified.root
     );
     if let (Some(path), Some(saved_state)) = (&state, saved_state.as_mut()) {

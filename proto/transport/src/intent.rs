@@ -233,18 +233,36 @@ impl SignIntent {
 
     /// Whether this intent is for exactly `request`.
     pub fn check_request(&self, request: &IntentRequest<'_>) -> Result<(), IntentError> {
+        self.check_recorded(
+            request.key_id,
+            &quorate_wire::sha256(request.message),
+            request.request_id,
+        )?;
+        if self.approval_token_sha256 != digest_of_token(request.approval_token) {
+            return Err(IntentError::Mismatch {
+                field: "approval token",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this intent is for the key, message digest and request id an audit
+    /// record names (a record keeps the message's digest, not the message).
+    pub fn check_recorded(
+        &self,
+        key_id: &str,
+        message_sha256: &[u8; 32],
+        request_id: &str,
+    ) -> Result<(), IntentError> {
         let mismatch = |field| Err(IntentError::Mismatch { field });
-        if self.key_id != request.key_id {
+        if self.key_id != key_id {
             return mismatch("key");
         }
-        if self.message_sha256 != quorate_wire::sha256(request.message) {
+        if &self.message_sha256 != message_sha256 {
             return mismatch("message");
         }
-        if self.request_id != request.request_id {
+        if self.request_id != request_id {
             return mismatch("request id");
-        }
-        if self.approval_token_sha256 != digest_of_token(request.approval_token) {
-            return mismatch("approval token");
         }
         Ok(())
     }
@@ -350,6 +368,33 @@ impl IntentVerifier {
         let client =
             self.statements
                 .identify(signed, INTENT_KIND, Role::Client, &self.chains, now)?;
+        Ok(VerifiedIntent {
+            client,
+            intent: decoded,
+        })
+    }
+}
+
+impl IntentVerifier {
+    /// Verifies the intent an audit record kept for a share it records: signed by
+    /// a client of this CA whose certificate was valid at the record's time, for
+    /// the record's key, message digest and request id, and valid then. Returns the
+    /// client, which the record must name.
+    pub fn verify_recorded(
+        &self,
+        signed: &pb::Signed,
+        key_id: &str,
+        message_sha256: &[u8; 32],
+        request_id: &str,
+        at_unix_secs: u64,
+    ) -> Result<VerifiedIntent, IntentError> {
+        let decoded = SignIntent::decode(&signed.body)?;
+        decoded.check_recorded(key_id, message_sha256, request_id)?;
+        decoded.check_time(at_unix_secs)?;
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at_unix_secs));
+        let client =
+            self.statements
+                .identify(signed, INTENT_KIND, Role::Client, &self.chains, at)?;
         Ok(VerifiedIntent {
             client,
             intent: decoded,

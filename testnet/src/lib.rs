@@ -13,11 +13,14 @@
 //! containers, and drives with docker commands. [`bench`] load-tests a local
 //! network. [`cmd`] is the command line, one file per subcommand.
 //!
+//! [`wan`] puts each process of a local network in its own network namespace behind
+//! a link emulator with the delays, jitter and loss of real inter-region links.
+//!
 //! [`rogue`] plays the parties that lie (a node reporting a forged manifest, a
 //! server presenting another party's certificate) for drills and tests.
 //!
 //! Layers, lowest first (a module uses only those before it): [`spec`],
-//! [`toml_text`], [`approver`]; [`client`], [`probe`], [`rogue`]; [`network`],
+//! [`toml_text`], [`approver`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
 //! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 
@@ -32,4 +35,5 @@ pub mod probe;
 pub mod rogue;
 pub mod spec;
 pub mod toml_text;
+pub mod wan;
 pub use quorate_client::verify;

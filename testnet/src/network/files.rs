@@ -31,7 +31,9 @@ pub(super) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// Where one node listens and keeps its state.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct NodeFiles<'a> {
-    /// Its gRPC port on loopback.
+    /// The address it listens on: loopback, or its address in a WAN testbed.
+    pub host: std::net::IpAddr,
+    /// Its gRPC port.
     pub port: u16,
     /// Its Prometheus port on loopback.
     pub metrics_port: u16,
@@ -51,9 +53,9 @@ pub(super) fn node_config(node: &NodeSpec, trust_domain: &str, files: &NodeFiles
         "node_id = {}\ntrust_domain = {}\nlisten = {}\nmetrics_listen = {}\nhealth_listen = {}\nregion = {}\njurisdiction = {}\ndata_dir = {}\nkek_file = {}\n{}",
         toml_string(&node.id),
         toml_string(trust_domain),
-        toml_string(&format!("127.0.0.1:{}", files.port)),
-        toml_string(&format!("127.0.0.1:{}", files.metrics_port)),
-        toml_string(&format!("127.0.0.1:{}", files.health_port)),
+        toml_string(&format!("{}:{}", files.host, files.port)),
+        toml_string(&format!("{}:{}", files.host, files.metrics_port)),
+        toml_string(&format!("{}:{}", files.host, files.health_port)),
         toml_string(&node.region),
         toml_string(&node.jurisdiction),
         toml_path(files.data_dir),
@@ -62,22 +64,26 @@ pub(super) fn node_config(node: &NodeSpec, trust_domain: &str, files: &NodeFiles
     )
 }
 
-/// A coordinator's loopback ports: gRPC (mTLS), Prometheus, plaintext health.
+/// A coordinator's address (loopback, or its address in a WAN testbed) and ports:
+/// gRPC (mTLS), Prometheus, plaintext health.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CoordinatorPorts {
+    pub host: std::net::IpAddr,
     pub grpc: u16,
     pub metrics: u16,
     pub health: u16,
 }
 
 /// Issues the certificate of coordinator `name` and writes `DIR/<name>.toml`
-/// naming every node (`(id, endpoint)`); returns the config's path.
+/// naming every node (`(id, endpoint)`), with `extra` (TOML tables, e.g. a
+/// `[signing]` table) at its end; returns the config's path.
 pub(super) fn write_coordinator_config(
     dir: &Path,
     trust_domain: &str,
     name: &str,
     ports: CoordinatorPorts,
     nodes: &[(&str, &str)],
+    extra: &str,
 ) -> anyhow::Result<PathBuf> {
     let pki_dir = dir.join("pki");
     let cert = pki::issue(&pki_dir, trust_domain, Role::Coordinator, name, None, &[])?;
@@ -85,14 +91,15 @@ pub(super) fn write_coordinator_config(
     let mut text = format!(
         "trust_domain = {}\nlisten = {}\nmetrics_listen = {}\nhealth_listen = {}\n{}",
         toml_string(trust_domain),
-        toml_string(&format!("127.0.0.1:{}", ports.grpc)),
-        toml_string(&format!("127.0.0.1:{}", ports.metrics)),
-        toml_string(&format!("127.0.0.1:{}", ports.health)),
+        toml_string(&format!("{}:{}", ports.host, ports.grpc)),
+        toml_string(&format!("{}:{}", ports.host, ports.metrics)),
+        toml_string(&format!("{}:{}", ports.host, ports.health)),
         tls_toml(&cert.tls_paths())
     );
     for (id, endpoint) in nodes {
         text.push_str(&node_entry(id, endpoint));
     }
+    text.push_str(extra);
     std::fs::write(&config, text)?;
     Ok(config)
 }

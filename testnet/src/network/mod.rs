@@ -16,6 +16,7 @@ mod files;
 mod ports;
 mod process;
 mod rogue;
+mod rtt;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::client::SignerClient;
 use crate::spec::{
     NetworkSpec, NodeSpec, TestnetCoordinator, TestnetJson, TestnetKey, TestnetNode,
 };
+use crate::wan::{Testbed, WanProfile};
 
 pub use binaries::default_bin_dir;
 pub use files::remove_testnet;
@@ -44,12 +46,35 @@ pub use rogue::RogueProcess;
 /// How long a process may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How to start a network, beyond its spec.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// Coordinator processes (at least one).
+    pub coordinators: usize,
+    /// Run every process in its own network namespace behind this WAN profile's
+    /// links ([`crate::wan`]); `None`: every process on loopback.
+    pub wan: Option<WanProfile>,
+    /// TOML appended to coordinator `i`'s config (index 0 is the first), e.g.
+    /// `[signing]\npreprocess_batch = 0` for a coordinator that signs in two rounds.
+    pub coordinator_extra_toml: Vec<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            coordinators: 1,
+            wan: None,
+            coordinator_extra_toml: Vec::new(),
+        }
+    }
+}
+
 /// A running signer node.
 #[derive(Debug)]
 pub struct LocalNode {
     /// Its spec.
     pub spec: NodeSpec,
-    /// `https://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (on a WAN testbed, its address there).
     pub endpoint: String,
     /// `127.0.0.1:PORT` of its Prometheus endpoint.
     pub metrics: String,
@@ -72,6 +97,8 @@ pub struct LocalCoordinator {
     pub name: String,
     /// `https://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// `127.0.0.1:PORT` of its Prometheus endpoint.
+    pub metrics: String,
     /// `127.0.0.1:PORT` of its plaintext `grpc.health.v1` port.
     pub health: String,
     /// The process.
@@ -109,6 +136,9 @@ pub struct LocalNetwork {
     pub ceremony_file: PathBuf,
     /// Transcripts, by key id.
     pub transcripts: BTreeMap<String, PathBuf>,
+    /// The WAN testbed the processes run in, if any; torn down when the network is
+    /// dropped (after its processes, which are killed on drop too).
+    pub wan: Option<Testbed>,
 }
 
 impl LocalNetwork {
@@ -127,6 +157,27 @@ impl LocalNetwork {
         spec: NetworkSpec,
         coordinators: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_opts(
+            dir,
+            bin_dir,
+            spec,
+            &StartOptions {
+                coordinators,
+                ..StartOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`LocalNetwork::start`], as `opts` says: how many coordinators, on a WAN
+    /// testbed or on loopback.
+    pub async fn start_opts(
+        dir: &Path,
+        bin_dir: &Path,
+        spec: NetworkSpec,
+        opts: &StartOptions,
+    ) -> anyhow::Result<Self> {
+        let coordinators = opts.coordinators;
         if coordinators == 0 {
             bail!("a network needs at least one coordinator");
         }
@@ -149,6 +200,38 @@ impl LocalNetwork {
         // The compliance approver of this network's policy keys.
         let approver_key_file = crate::approver::create(&dir, 0o600)?;
         let approver_public = crate::approver::public_key(&approver_key_file)?;
+        let coordinator_names: Vec<String> = (1..=coordinators)
+            .map(|i| match i {
+                1 => "coordinator".to_string(),
+                _ => format!("coordinator-{i}"),
+            })
+            .collect();
+        let wan = match &opts.wan {
+            Some(profile) => {
+                let parties: Vec<(String, String)> = spec
+                    .nodes
+                    .iter()
+                    .map(|n| (n.id.clone(), n.region.clone()))
+                    .chain(
+                        coordinator_names
+                            .iter()
+                            .map(|c| (c.clone(), profile.coordinator_site.to_string())),
+                    )
+                    .collect();
+                Some(Testbed::create(profile, &parties)?)
+            }
+            None => None,
+        };
+        // Where each party listens, and the namespace it runs in.
+        let place = |name: &str| -> anyhow::Result<(std::net::IpAddr, Option<String>)> {
+            match &wan {
+                Some(testbed) => {
+                    let party = testbed.party(name)?;
+                    Ok((party.addr.into(), party.netns.clone()))
+                }
+                None => Ok((std::net::Ipv4Addr::LOCALHOST.into(), None)),
+            }
+        };
 
         let mut network_ports = PortLeases::default();
         let mut nodes = Vec::new();
@@ -170,10 +253,12 @@ impl LocalNetwork {
             files::write_private(&kek_file, &quorate_node::store::Kek::generate_hex())?;
             let data_dir = node_dir.join("data");
             let config_path = node_dir.join("node.toml");
+            let (host, netns) = place(&node.id)?;
             let config = files::node_config(
                 node,
                 td,
                 &files::NodeFiles {
+                    host,
                     port,
                     metrics_port,
                     health_port,
@@ -188,12 +273,13 @@ impl LocalNetwork {
                 node_bin.clone(),
                 config_path.clone(),
                 logs.join(format!("{}.log", node.id)),
-            );
+            )
+            .in_netns(netns);
             nodes.push(LocalNode {
                 spec: node.clone(),
-                endpoint: format!("https://127.0.0.1:{port}"),
-                metrics: format!("127.0.0.1:{metrics_port}"),
-                health: format!("127.0.0.1:{health_port}"),
+                endpoint: format!("https://{host}:{port}"),
+                metrics: format!("{host}:{metrics_port}"),
+                health: format!("{host}:{health_port}"),
                 process,
                 config_path,
                 data_dir,
@@ -202,40 +288,53 @@ impl LocalNetwork {
         }
 
         // Coordinator configs (started after the keys exist).
-        let coordinator_ports = files::CoordinatorPorts {
-            grpc: network_ports.lease()?,
-            metrics: network_ports.lease()?,
-            health: network_ports.lease()?,
-        };
         let node_endpoints: Vec<(&str, &str)> = nodes
             .iter()
             .map(|n| (n.spec.id.as_str(), n.endpoint.as_str()))
             .collect();
-        let coordinator_process = |name: &str, ports: files::CoordinatorPorts| {
-            let config = files::write_coordinator_config(&dir, td, name, ports, &node_endpoints)?;
-            anyhow::Ok(ManagedProcess::new(
-                name,
-                coordinator_bin.clone(),
-                config,
-                logs.join(format!("{name}.log")),
-            ))
-        };
-        let coordinator = coordinator_process("coordinator", coordinator_ports)?;
-        let mut extra_coordinators = Vec::new();
-        for i in 2..=coordinators {
-            let name = format!("coordinator-{i}");
+        let mut coordinator_ports = Vec::new();
+        let mut coordinator_processes = Vec::new();
+        for (i, name) in coordinator_names.iter().enumerate() {
+            let (host, netns) = place(name)?;
             let ports = files::CoordinatorPorts {
+                host,
                 grpc: network_ports.lease()?,
                 metrics: network_ports.lease()?,
                 health: network_ports.lease()?,
             };
-            extra_coordinators.push(LocalCoordinator {
-                process: coordinator_process(&name, ports)?,
-                endpoint: format!("https://127.0.0.1:{}", ports.grpc),
-                health: format!("127.0.0.1:{}", ports.health),
-                name,
-            });
+            let extra = opts
+                .coordinator_extra_toml
+                .get(i)
+                .map_or("", String::as_str);
+            let config =
+                files::write_coordinator_config(&dir, td, name, ports, &node_endpoints, extra)?;
+            coordinator_processes.push(
+                ManagedProcess::new(
+                    name,
+                    coordinator_bin.clone(),
+                    config,
+                    logs.join(format!("{name}.log")),
+                )
+                .in_netns(netns),
+            );
+            coordinator_ports.push(ports);
         }
+        let mut coordinator_processes = coordinator_processes.into_iter();
+        let coordinator = coordinator_processes
+            .next()
+            .ok_or_else(|| anyhow!("no coordinator"))?;
+        let extra_coordinators: Vec<LocalCoordinator> = coordinator_processes
+            .zip(coordinator_ports.iter().skip(1))
+            .zip(coordinator_names.iter().skip(1))
+            .map(|((process, ports), name)| LocalCoordinator {
+                process,
+                endpoint: format!("https://{}:{}", ports.host, ports.grpc),
+                metrics: format!("{}:{}", ports.host, ports.metrics),
+                health: format!("{}:{}", ports.host, ports.health),
+                name: name.clone(),
+            })
+            .collect();
+        let first = coordinator_ports[0];
         pki::issue(&pki_dir, td, Role::Client, "demo-client", None, &[])?;
         let ceremony_cert = pki::issue(&pki_dir, td, Role::Ceremony, "testnet", None, &[])?;
         let ceremony_file = dir.join("ceremony.toml");
@@ -261,14 +360,15 @@ impl LocalNetwork {
             spec: spec.clone(),
             nodes,
             coordinator,
-            coordinator_endpoint: format!("https://127.0.0.1:{}", coordinator_ports.grpc),
-            coordinator_metrics: format!("127.0.0.1:{}", coordinator_ports.metrics),
-            coordinator_health: format!("127.0.0.1:{}", coordinator_ports.health),
+            coordinator_endpoint: format!("https://{}:{}", first.host, first.grpc),
+            coordinator_metrics: format!("{}:{}", first.host, first.metrics),
+            coordinator_health: format!("{}:{}", first.host, first.health),
             approver_key_file,
             extra_coordinators,
             pki_dir,
             ceremony_file,
             transcripts: BTreeMap::new(),
+            wan,
         };
         for i in 0..network.nodes.len() {
             network.nodes[i].process.start()?;

@@ -110,6 +110,8 @@ pub struct ManagedProcess {
     config: PathBuf,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
+    /// The network namespace it runs in (a WAN testbed's); `None`: this process's.
+    netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -120,8 +122,16 @@ impl ManagedProcess {
             program,
             config,
             log,
+            netns: None,
             child: None,
         }
+    }
+
+    /// The same process, started in network namespace `netns` (by `ip netns exec`,
+    /// which execs the program, so the process id is the program's).
+    pub(super) fn in_netns(mut self, netns: Option<String>) -> Self {
+        self.netns = netns;
+        self
     }
 
     /// Starts the process (appending to its log).
@@ -139,7 +149,15 @@ impl ManagedProcess {
                 path: self.log.clone(),
                 source,
             })?;
-        let child = Command::new(&self.program)
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.program);
+                c
+            }
+            None => Command::new(&self.program),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .env_remove("QUORATE_KEK")

@@ -20,6 +20,8 @@ pub(super) struct Shared {
     pub(super) invalid: AtomicU64,
     pub(super) errors: Mutex<BTreeMap<String, u64>>,
     pub(super) latencies: Mutex<Option<Histogram<u64>>>,
+    /// Signatures by quorum (its node ids, sorted, joined by `+`).
+    pub(super) quorums: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Runs `clients` signing loops for `window`, recording into `shared` when `record`.
@@ -74,6 +76,14 @@ pub(super) async fn load(
                         {
                             let _ = h.record(us.max(1));
                         }
+                        let mut signers = resp.signers.clone();
+                        signers.sort();
+                        *shared
+                            .quorums
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(signers.join("+"))
+                            .or_default() += 1;
                         if nth.is_multiple_of(verify_every) {
                             shared.verified.fetch_add(1, Ordering::Relaxed);
                             if crate::verify::verify(

@@ -8,7 +8,8 @@
 //!
 //! [`run`] measures ([`baseline`] the limits, [`load`] the signing clients,
 //! [`procfs`] and [`node_metrics`] what the processes spent); [`report`] prints a
-//! [`SuiteResult`] per ciphersuite.
+//! [`SuiteResult`] per ciphersuite. [`wan`] measures latency across inter-region
+//! links instead (`bench --wan PROFILE`).
 
 pub mod baseline;
 pub mod load;
@@ -17,6 +18,7 @@ pub mod procfs;
 pub mod report;
 pub mod result;
 pub mod run;
+pub mod wan;
 
 pub use baseline::in_process_limit;
 pub use report::{json_line, table};

@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// Where quorate-node and quorate-coordinator are.
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Run on a WAN testbed with this profile (`eu-us-ap`, `eu-us-ap-loss1`): every
+    /// process in its own network namespace behind emulated inter-region links
+    /// (needs root). Measures the demo key of each ciphersuite (and the EU key with
+    /// Ed25519) at concurrency 1 and at `--clients`, with one-round signing on and
+    /// off.
+    #[arg(long, value_name = "PROFILE")]
+    pub wan: Option<String>,
     /// End the output with one JSON line (throughput_sps, p50_ms, p99_ms,
     /// limit_sps, ratio, ...).
     #[arg(long)]
@@ -55,6 +62,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         verify_every,
         dir,
         bin_dir,
+        wan,
         json,
     } = args;
     let ciphersuites = if ciphersuite == "all" {
@@ -73,6 +81,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "warning: {} is not a release build; figures will be far below what the code can do",
             bin_dir.display()
         );
+    }
+    if let Some(profile) = wan {
+        let profile = crate::wan::WanProfile::named(&profile)?.clone();
+        if nodes != 5 || threshold != 3 {
+            anyhow::bail!("--wan runs the default network (5 nodes, 3-of-5): leave out --nodes and --threshold");
+        }
+        let mut concurrencies = vec![1, clients];
+        concurrencies.dedup();
+        let opts = crate::bench::wan::WanBenchOptions {
+            profile,
+            ciphersuites,
+            concurrencies,
+            duration: Duration::from_secs(duration),
+            warmup: Duration::from_secs(warmup),
+            bin_dir,
+            dir,
+            verify_every: verify_every.max(1),
+        };
+        let results = crate::bench::wan::run(&opts).await?;
+        print!("{}", crate::bench::wan::wan_table(&results));
+        if json {
+            for r in &results {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        }
+        let invalid: u64 = results.iter().map(|r| r.invalid_signatures).sum();
+        anyhow::ensure!(invalid == 0, "{invalid} invalid signatures");
+        return Ok(());
     }
     let opts = BenchOptions {
         nodes,

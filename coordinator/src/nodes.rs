@@ -279,10 +279,12 @@ impl NodeHandle {
 
     /// Ordering key: available nodes first, then skipped ones (failing, maybe
     /// back), then quarantined culprits, known to send bad shares; lower latency first
-    /// within each.
+    /// within each, and a node whose latency is not measured yet after those whose
+    /// is (it may be the farthest: across regions, asking it first could put a far
+    /// node on the critical path until its first answer).
     pub fn preference(&self) -> (Standing, u64) {
         let h = self.health();
-        (h.standing(), h.latency_us.unwrap_or(0.0) as u64)
+        (h.standing(), h.latency_us.map_or(u64::MAX, |us| us as u64))
     }
 
     async fn probe(&self, timeout: Duration) {
@@ -516,6 +518,13 @@ mod tests {
         node.record_success(Duration::from_micros(500));
         node.record_answered();
         assert_eq!(node.preference(), (Standing::Available, 500));
+    }
+
+    #[tokio::test]
+    async fn a_node_not_measured_yet_ranks_after_measured_ones_however_slow() {
+        let (unmeasured, far) = (node(), node());
+        far.record_success(Duration::from_millis(180));
+        assert!(far.preference() < unmeasured.preference());
     }
 
     #[tokio::test]

@@ -99,6 +99,29 @@ impl EngineMetrics {
     }
 }
 
+/// Orders `candidates` so that the first `t` of them are the nearest lawful quorum:
+/// the `min_home` preferred home-jurisdiction nodes, then every other node by
+/// preference (healthy before failing, then by measured latency), home or not. A
+/// home node beyond the policy's minimum does not go before a nearer foreign one,
+/// so a far home node sits on no critical path a near lawful quorum can take. The
+/// sort is stable: manifest order among equals.
+fn nearest_lawful_first<T, K: Ord>(
+    mut candidates: Vec<T>,
+    is_home: impl Fn(&T) -> bool,
+    preference: impl Fn(&T) -> K,
+    min_home: usize,
+) -> Vec<T> {
+    candidates.sort_by_cached_key(|c| preference(c));
+    let mut home_taken = 0;
+    let (mut first, rest): (Vec<T>, Vec<T>) = candidates.into_iter().partition(|c| {
+        let take = home_taken < min_home && is_home(c);
+        home_taken += usize::from(take);
+        take
+    });
+    first.extend(rest);
+    first
+}
+
 /// Runs signing sessions.
 #[derive(Debug)]
 pub struct QuorumEngine {
@@ -223,20 +246,21 @@ impl QuorumEngine {
                     "; request deadline reached".into(),
                 ));
             }
-            let mut candidates: Vec<&Arc<NodeHandle>> = manifest
-                .participants
-                .iter()
-                .filter(|p| !out.contains(&p.node_id))
-                .filter_map(|p| self.pool.get(&p.node_id))
-                .collect();
-            // Home-jurisdiction nodes first when the policy needs them, then healthy
-            // and fast ones; the stable sort keeps manifest order among equals.
-            candidates.sort_by_cached_key(|n| {
-                let home = manifest
-                    .participant(&n.id)
-                    .is_some_and(|p| policy.is_home(&p.jurisdiction));
-                (policy.constrains_quorums() && !home, n.preference())
-            });
+            let candidates: Vec<&Arc<NodeHandle>> = nearest_lawful_first(
+                manifest
+                    .participants
+                    .iter()
+                    .filter(|p| !out.contains(&p.node_id))
+                    .filter_map(|p| self.pool.get(&p.node_id))
+                    .collect(),
+                |n| {
+                    manifest
+                        .participant(&n.id)
+                        .is_some_and(|p| policy.is_home(&p.jurisdiction))
+                },
+                |n| n.preference(),
+                usize::from(policy.min_home_signers),
+            );
             if candidates.len() < t {
                 return Err(no_quorum(
                     &out,
@@ -439,5 +463,57 @@ impl QuorumEngine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_lawful_first;
+
+    /// `(name, home, latency ms)`.
+    fn order(nodes: &[(&'static str, bool, u32)], min_home: usize) -> Vec<&'static str> {
+        nearest_lawful_first(nodes.to_vec(), |n| n.1, |n| n.2, min_home)
+            .into_iter()
+            .map(|n| n.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_far_home_node_beyond_the_minimum_does_not_go_before_a_near_foreign_one() {
+        // Two EU signers needed: the two nearest EU nodes, then the nearest of the
+        // rest, the US node, not the far EU one.
+        let nodes = [
+            ("eu-far", true, 120),
+            ("us", false, 20),
+            ("eu-near", true, 5),
+            ("sg", false, 170),
+            ("eu-mid", true, 30),
+        ];
+        assert_eq!(
+            order(&nodes, 2),
+            ["eu-near", "eu-mid", "us", "eu-far", "sg"]
+        );
+    }
+
+    #[test]
+    fn home_nodes_go_first_up_to_the_minimum_even_when_farther() {
+        let nodes = [
+            ("us", false, 2),
+            ("sg", false, 3),
+            ("eu-a", true, 40),
+            ("eu-b", true, 50),
+        ];
+        assert_eq!(order(&nodes, 2), ["eu-a", "eu-b", "us", "sg"]);
+    }
+
+    #[test]
+    fn without_a_residency_policy_the_nearest_go_first_in_manifest_order_among_equals() {
+        let nodes = [
+            ("a", false, 9),
+            ("b", true, 1),
+            ("c", false, 9),
+            ("d", false, 4),
+        ];
+        assert_eq!(order(&nodes, 0), ["b", "d", "a", "c"]);
     }
 }

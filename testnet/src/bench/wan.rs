@@ -304,11 +304,7 @@ const ONE_ROUND_METRIC: &str = "quorate_coordinator_one_round_total";
 
 fn policy_text(key: &KeySpec) -> String {
     match &key.policy {
-        Some(p) => format!(
-            "{}>={}",
-            p.home_jurisdictions.join("/"),
-            p.min_home_signers
-        ),
+        Some(p) => format!("{}>={}", p.home_jurisdictions.join("/"), p.min_home_signers),
         None => "none".into(),
     }
 }
@@ -330,7 +326,11 @@ pub fn nearest_lawful_quorum(
                 .policy
                 .as_ref()
                 .is_some_and(|p| p.home_jurisdictions.contains(&n.jurisdiction));
-            (n.id.as_str(), home, rtt_ms.get(&n.id).copied().unwrap_or(f64::MAX))
+            (
+                n.id.as_str(),
+                home,
+                rtt_ms.get(&n.id).copied().unwrap_or(f64::MAX),
+            )
         })
         .collect();
     nodes.sort_by(|a, b| a.2.total_cmp(&b.2));
@@ -372,7 +372,11 @@ pub fn wan_table(results: &[WanRunResult]) -> String {
     );
     let mut rows: Vec<&WanRunResult> = results.iter().collect();
     rows.sort_by(|a, b| {
-        (&a.key_id, a.clients, !a.one_round_enabled).cmp(&(&b.key_id, b.clients, !b.one_round_enabled))
+        (&a.key_id, a.clients, !a.one_round_enabled).cmp(&(
+            &b.key_id,
+            b.clients,
+            !b.one_round_enabled,
+        ))
     });
     for r in rows {
         let quorums: Vec<String> = r

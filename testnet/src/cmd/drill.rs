@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::compose::ComposeNetwork;
 use crate::drill::{self, ComposeTarget, DrillTarget, LocalTarget};
-use crate::network::{default_bin_dir, LocalNetwork};
+use crate::network::{default_bin_dir, LocalNetwork, StartOptions};
 use crate::spec::NetworkSpec;
 
 /// Flags of `drill`.
@@ -28,6 +28,11 @@ pub struct DrillArgs {
     /// Where quorate-node and quorate-coordinator are (local network).
     #[arg(long, conflicts_with = "compose")]
     pub bin_dir: Option<PathBuf>,
+    /// Run the local network on a WAN testbed with this profile (`eu-us-ap`,
+    /// `eu-us-ap-loss1`): every process in its own network namespace behind
+    /// emulated inter-region links (needs root).
+    #[arg(long, value_name = "PROFILE", conflicts_with = "compose")]
+    pub wan: Option<String>,
     /// The compose file.
     #[arg(long, default_value = "testnet/docker-compose.yml")]
     pub compose_file: PathBuf,
@@ -41,8 +46,12 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         only,
         dir,
         bin_dir,
+        wan,
         compose_file,
     } = args;
+    let wan = wan
+        .map(|name| crate::wan::WanProfile::named(&name).cloned())
+        .transpose()?;
     let all = drill::registry();
     if list {
         for d in &all {
@@ -83,7 +92,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // Kept alive until the local network has stopped.
     let mut temp = None;
-    let (target, title): (Box<dyn DrillTarget>, &str) = if use_compose {
+    let (target, title): (Box<dyn DrillTarget>, String) = if use_compose {
         eprintln!(
             "bringing up the compose testnet ({})",
             compose_file.display()
@@ -91,7 +100,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         let network = ComposeNetwork::up(&compose_file).await?;
         (
         Box::new(ComposeTarget::new(network)),
-        "Quorum drills against the docker-compose testnet (5 containers, 3-of-5, 2 coordinators)",
+        "Quorum drills against the docker-compose testnet (5 containers, 3-of-5, 2 coordinators)".to_string(),
     )
     } else {
         let dir = match dir {
@@ -108,22 +117,37 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
             None => default_bin_dir()?,
         };
         eprintln!(
-            "starting a local network with two coordinators in {}",
-            dir.display()
+            "starting a local network with two coordinators in {}{}",
+            dir.display(),
+            wan.as_ref()
+                .map(|p| format!(" on the WAN testbed {p}"))
+                .unwrap_or_default()
         );
-        let network =
-            LocalNetwork::start_with(&dir, &bin_dir, NetworkSpec::default_five_regions(), 2)
-                .await?;
-        (
-            Box::new(LocalTarget::new(network)),
-            "Quorum drills against local processes (5 nodes, 3-of-5, 2 coordinators)",
+        let network = LocalNetwork::start_opts(
+            &dir,
+            &bin_dir,
+            NetworkSpec::default_five_regions(),
+            &StartOptions {
+                coordinators: 2,
+                wan: wan.clone(),
+                ..StartOptions::default()
+            },
         )
+        .await?;
+        let title = match &wan {
+            Some(p) => format!(
+                "Quorum drills against local processes on the WAN testbed {} (5 nodes, 3-of-5, 2 coordinators)",
+                p.name
+            ),
+            None => "Quorum drills against local processes (5 nodes, 3-of-5, 2 coordinators)".into(),
+        };
+        (Box::new(LocalTarget::new(network)), title)
     };
     let mut ctx = drill::DrillCtx::new(target, &key_ids).await?;
     let rows = drill::run_drills(&mut ctx, &drills).await;
     ctx.target.shutdown().await?;
     drop(temp);
-    println!("{}", drill::render_report(title, &rows));
+    println!("{}", drill::render_report(&title, &rows));
     println!(
         "{} of {} drills passed in {:.0} s",
         rows.iter().filter(|r| r.verdict.pass).count(),

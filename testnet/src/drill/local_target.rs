@@ -119,9 +119,20 @@ impl DrillTarget for LocalTarget {
             self.network.stop_node(id).await?;
             let program = default_bin_dir()?.join("quorate-testnet");
             let log = self.rogue_log_path();
+            let netns = match &self.network.wan {
+                Some(testbed) => testbed.party(id)?.netns.clone(),
+                None => None,
+            };
             self.rogue = Some(
-                RogueProcess::start(&program, &listen, &tls, rogue.forge_key.as_deref(), &log)
-                    .await?,
+                RogueProcess::start(
+                    &program,
+                    &listen,
+                    &tls,
+                    rogue.forge_key.as_deref(),
+                    &log,
+                    netns.as_deref(),
+                )
+                .await?,
             );
             Ok(())
         })

@@ -20,17 +20,27 @@ pub struct RogueProcess {
 impl RogueProcess {
     /// Starts `program` (`quorate-testnet`) as a rogue on `listen` (`host:port`)
     /// presenting `tls`, writing its log to `log` (truncated); with `forge_key`, as
-    /// the node `tls` names reporting a forged manifest of the key. Waits until it
-    /// listens.
+    /// the node `tls` names reporting a forged manifest of the key; in network
+    /// namespace `netns` if given (the stopped node's, on a WAN testbed). Waits
+    /// until it listens.
     pub async fn start(
         program: &Path,
         listen: &str,
         tls: &TlsPaths,
         forge_key: Option<&str>,
         log: &Path,
+        netns: Option<&str>,
     ) -> anyhow::Result<Self> {
         let file = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
-        let child = tokio::process::Command::new(program)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => tokio::process::Command::new(program),
+        };
+        let child = command
             .args(command_args(listen, tls, forge_key))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

@@ -99,7 +99,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             dir,
             verify_every: verify_every.max(1),
         };
-        let results = crate::bench::wan::run(&opts).await?;
+        // On SIGINT or SIGTERM the run is dropped, which kills the processes and
+        // tears the testbed down.
+        let mut signals = quorate_transport::runtime::ShutdownSignals::new()?;
+        let results = tokio::select! {
+            results = crate::bench::wan::run(&opts) => results?,
+            _ = signals.recv() => anyhow::bail!("interrupted; the WAN testbed is torn down"),
+        };
         print!("{}", crate::bench::wan::wan_table(&results));
         if json {
             for r in &results {

@@ -143,8 +143,14 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         };
         (Box::new(LocalTarget::new(network)), title)
     };
+    // On SIGINT or SIGTERM the drills are dropped with the network, which kills its
+    // processes and tears a WAN testbed down.
+    let mut signals = quorate_transport::runtime::ShutdownSignals::new()?;
     let mut ctx = drill::DrillCtx::new(target, &key_ids).await?;
-    let rows = drill::run_drills(&mut ctx, &drills).await;
+    let rows = tokio::select! {
+        rows = drill::run_drills(&mut ctx, &drills) => rows,
+        _ = signals.recv() => anyhow::bail!("interrupted"),
+    };
     ctx.target.shutdown().await?;
     drop(temp);
     println!("{}", drill::render_report(&title, &rows));

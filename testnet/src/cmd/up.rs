@@ -9,7 +9,7 @@ use anyhow::Context;
 use quorate_client::SignOptions;
 use quorate_transport::runtime::ShutdownSignals;
 
-use crate::network::{default_bin_dir, remove_testnet, LocalNetwork};
+use crate::network::{default_bin_dir, remove_testnet, LocalNetwork, StartOptions};
 use crate::spec::NetworkSpec;
 
 /// Flags of `up`.
@@ -31,6 +31,11 @@ pub struct UpArgs {
     /// refused.
     #[arg(long)]
     pub reset: bool,
+    /// Run every node and the coordinator in a network namespace of its own behind
+    /// emulated inter-region links of this profile (`eu-us-ap`, `eu-us-ap-loss1`;
+    /// needs root): docs/testnet.md, "The WAN testbed".
+    #[arg(long, value_name = "PROFILE")]
+    pub wan: Option<String>,
 }
 
 /// Runs `up`.
@@ -40,7 +45,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         bin_dir,
         check_only,
         reset,
+        wan,
     } = args;
+    let wan = wan
+        .map(|name| crate::wan::WanProfile::named(&name).cloned())
+        .transpose()?;
     if reset {
         remove_testnet(&dir)?;
     }
@@ -50,17 +59,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let spec = NetworkSpec::default_five_regions();
     println!(
-        "starting {} nodes ({}-of-{}) and a coordinator in {}",
+        "starting {} nodes ({}-of-{}) and a coordinator in {}{}",
         spec.nodes.len(),
         spec.threshold,
         spec.nodes.len(),
-        dir.display()
+        dir.display(),
+        wan.as_ref()
+            .map(|p| format!(", on the WAN testbed {p}"))
+            .unwrap_or_default()
     );
     // Caught from now on: a signal during startup must not leave node
     // processes behind.
     let mut signals = ShutdownSignals::new()?;
+    let options = StartOptions {
+        wan,
+        ..StartOptions::default()
+    };
     let mut network = tokio::select! {
-        started = LocalNetwork::start(&dir, &bin_dir, spec) => started?,
+        started = LocalNetwork::start_opts(&dir, &bin_dir, spec, &options) => started?,
         // Dropping the half-started network kills what it started.
         _ = signals.recv() => anyhow::bail!("interrupted while starting"),
     };

@@ -63,8 +63,9 @@ async fn wan_testbed_matches_its_matrix_signs_near_and_leaves_nothing_behind() {
             .expect("link");
         let got = rtts[&node.id];
         // The call's own cost and the emulator's 1 ms timer resolution per hop
-        // come on top; jitter adds up to 5% of the delay each way.
-        let upper = want.mul_f64(1.1) + Duration::from_millis(4);
+        // come on top, jitter adds up to 5% of the delay each way, and a test run
+        // beside others on two cores waits for them: loose above, exact below.
+        let upper = want.mul_f64(1.2) + Duration::from_millis(8);
         assert!(
             got >= want && got <= upper,
             "{} ({}): measured {got:?}, matrix {want:?} (allowed up to {upper:?})",

@@ -149,6 +149,17 @@ pub async fn run(opts: &WanBenchOptions) -> anyhow::Result<Vec<WanRunResult>> {
     )
     .await?;
     let outcome = measure_all(&net, &spec, opts).await;
+    if let Some(counters) = net.wan.as_ref().and_then(|w| w.counters()) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (delivered, lost) = (
+            counters.delivered.load(Relaxed),
+            counters.lost.load(Relaxed),
+        );
+        eprintln!(
+            "  link emulator: {delivered} packets delivered, {lost} dropped for loss ({:.2}%)",
+            lost as f64 * 100.0 / (delivered + lost).max(1) as f64
+        );
+    }
     net.stop().await?;
     drop(net);
     outcome

@@ -238,9 +238,3 @@ fn forward(
     }
     tasks
 }
-
-/// The delay of `link` a packet is given, for the tests of the matrix: its delay
-/// plus half its jitter on average.
-pub fn mean_delay(link: &Link) -> Duration {
-    link.delay + link.jitter / 2
-}

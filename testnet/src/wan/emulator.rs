@@ -152,6 +152,9 @@ impl Draws {
     }
 }
 
+/// A delayed link's queue: each packet with the instant it may leave.
+type LinkQueue = mpsc::UnboundedSender<(Instant, Vec<u8>)>;
+
 /// Spawns a reader per port and a delivery queue per delayed link.
 fn forward(
     tuns: Vec<Arc<Tun>>,
@@ -167,7 +170,7 @@ fn forward(
         .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
     for (src, row) in links.into_iter().enumerate() {
         // One FIFO queue per delayed link out of `src`, drained by its own task.
-        let mut queues: Vec<Option<mpsc::UnboundedSender<(Instant, Vec<u8>)>>> = Vec::new();
+        let mut queues: Vec<Option<LinkQueue>> = Vec::new();
         for (dst, link) in row.iter().enumerate() {
             if link.delay.is_zero() && link.jitter.is_zero() {
                 queues.push(None);

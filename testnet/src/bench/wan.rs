@@ -102,6 +102,11 @@ pub struct WanRunResult {
     pub node_rtt_ms: BTreeMap<String, f64>,
     /// One signature's in-process FROST work on one thread (ms).
     pub compute_ms: f64,
+    /// The in-process FROST signing rate on all cores (as in the loopback bench;
+    /// with `ratio` it keeps every `bench --json` line's contract fields).
+    pub limit_sps: f64,
+    /// `throughput_sps / limit_sps`.
+    pub ratio: f64,
     /// 1.2 × `quorum_rtt_ms` + `compute_ms`: the bar for `p50_ms` at concurrency 1
     /// with one-round signing.
     pub target_ms: f64,
@@ -194,7 +199,7 @@ async fn measure_all(
     let mut results = Vec::new();
     for key in &spec.keys {
         let (nearest_quorum, quorum_rtt_ms) = nearest_lawful_quorum(spec, key, &node_rtt_ms)?;
-        let (_, compute_ms) = in_process_limit(
+        let (limit_sps, compute_ms) = in_process_limit(
             key.ciphersuite,
             spec.nodes.len(),
             spec.threshold,
@@ -290,6 +295,8 @@ async fn measure_all(
                     quorum_rtt_ms,
                     node_rtt_ms: node_rtt_ms.clone(),
                     compute_ms,
+                    limit_sps,
+                    ratio: ok as f64 / secs / limit_sps,
                     target_ms,
                     p50_vs_target: ms(0.5) / target_ms,
                     deadline_ms: DEADLINE_MS,

@@ -122,6 +122,29 @@ fn nearest_lawful_first<T, K: Ord>(
     first
 }
 
+/// The candidates whose pooled commitments may make a one-round quorum: those
+/// whose measured latency is at most twice that of the slowest of the first `t`
+/// (the preferred quorum), since one round with a farther node takes longer than
+/// two rounds with the preferred ones. When the preferred nodes' pools run dry
+/// (under load, or while a refill waits on a lost packet), the request then signs
+/// in two rounds with them instead of in one with a far node. An unmeasured latency
+/// (`u64::MAX`) among the first `t` keeps every candidate.
+fn within_one_round_reach<T: Copy>(
+    candidates: &[T],
+    t: usize,
+    latency: impl Fn(&T) -> u64,
+) -> Vec<T> {
+    let bound = candidates.iter().take(t).map(&latency).max();
+    match bound {
+        Some(b) if b != u64::MAX => candidates
+            .iter()
+            .filter(|c| latency(c) <= b.saturating_mul(2))
+            .copied()
+            .collect(),
+        _ => candidates.to_vec(),
+    }
+}
+
 /// Runs signing sessions.
 #[derive(Debug)]
 pub struct QuorumEngine {
@@ -274,7 +297,7 @@ impl QuorumEngine {
             let pooled = if use_pool {
                 pooled_answers(
                     &self.commitments,
-                    &candidates,
+                    &within_one_round_reach(&candidates, t, |n| n.preference().1),
                     manifest,
                     t,
                     ctx.approval_token.is_some(),
@@ -468,7 +491,7 @@ impl QuorumEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_lawful_first;
+    use super::{nearest_lawful_first, within_one_round_reach};
 
     /// `(name, home, latency ms)`.
     fn order(nodes: &[(&'static str, bool, u32)], min_home: usize) -> Vec<&'static str> {
@@ -515,5 +538,23 @@ mod tests {
             ("d", false, 4),
         ];
         assert_eq!(order(&nodes, 0), ["b", "d", "a", "c"]);
+    }
+
+    #[test]
+    fn a_far_nodes_pooled_commitment_is_out_of_reach_when_two_near_rounds_are_faster() {
+        // Round trips in ms: the preferred quorum's slowest is 15, so 96 and 180
+        // (one round) lose to 2 x 15 (two rounds with the preferred nodes).
+        let nodes = [("a", 1), ("b", 15), ("c", 12), ("us", 96), ("sg", 180)];
+        let reach: Vec<&str> = within_one_round_reach(&nodes, 3, |n| n.1)
+            .iter()
+            .map(|n| n.0)
+            .collect();
+        assert_eq!(reach, ["a", "b", "c"]);
+        // A loaded preferred node (60) brings the US node within reach.
+        let nodes = [("a", 1), ("b", 60), ("c", 12), ("us", 96), ("sg", 180)];
+        assert_eq!(within_one_round_reach(&nodes, 3, |n| n.1).len(), 4);
+        // Not measured yet: nobody is left out.
+        let nodes = [("a", 1), ("b", u64::MAX), ("c", 12), ("us", 96)];
+        assert_eq!(within_one_round_reach(&nodes, 3, |n| n.1).len(), 4);
     }
 }

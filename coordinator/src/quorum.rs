@@ -99,19 +99,25 @@ impl EngineMetrics {
     }
 }
 
+/// Latencies within one band of this width count as equal when candidates are
+/// ordered: differences that small are jitter, not distance (on loopback every node
+/// is in the first band; across regions EU, US and APAC nodes are bands apart).
+const LATENCY_BAND_US: u64 = 4_000;
+
 /// Orders `candidates` so that the first `t` of them are the nearest lawful quorum:
 /// the `min_home` preferred home-jurisdiction nodes, then every other node by
 /// preference (healthy before failing, then by measured latency), home or not. A
 /// home node beyond the policy's minimum does not go before a nearer foreign one,
-/// so a far home node sits on no critical path a near lawful quorum can take. The
-/// sort is stable: manifest order among equals.
+/// so a far home node sits on no critical path a near lawful quorum can take. Among
+/// equally preferred candidates home nodes go first (more home signers when it
+/// costs nothing), then manifest order (the sort is stable).
 fn nearest_lawful_first<T, K: Ord>(
     mut candidates: Vec<T>,
     is_home: impl Fn(&T) -> bool,
     preference: impl Fn(&T) -> K,
     min_home: usize,
 ) -> Vec<T> {
-    candidates.sort_by_cached_key(|c| preference(c));
+    candidates.sort_by_cached_key(|c| (preference(c), !is_home(c)));
     let mut home_taken = 0;
     let (mut first, rest): (Vec<T>, Vec<T>) = candidates.into_iter().partition(|c| {
         let take = home_taken < min_home && is_home(c);
@@ -127,8 +133,8 @@ fn nearest_lawful_first<T, K: Ord>(
 /// (the preferred quorum), since one round with a farther node takes longer than
 /// two rounds with the preferred ones. When the preferred nodes' pools run dry
 /// (under load, or while a refill waits on a lost packet), the request then signs
-/// in two rounds with them instead of in one with a far node. An unmeasured latency
-/// (`u64::MAX`) among the first `t` keeps every candidate.
+/// in two rounds with them instead of in one with a far node. While none of the
+/// first `t` is measured yet (latency 0), every candidate stays.
 fn within_one_round_reach<T: Copy>(
     candidates: &[T],
     t: usize,
@@ -136,7 +142,7 @@ fn within_one_round_reach<T: Copy>(
 ) -> Vec<T> {
     let bound = candidates.iter().take(t).map(&latency).max();
     match bound {
-        Some(b) if b != u64::MAX => candidates
+        Some(b) if b > 0 => candidates
             .iter()
             .filter(|c| latency(c) <= b.saturating_mul(2))
             .copied()
@@ -281,7 +287,10 @@ impl QuorumEngine {
                         .participant(&n.id)
                         .is_some_and(|p| policy.is_home(&p.jurisdiction))
                 },
-                |n| n.preference(),
+                |n| {
+                    let (standing, latency_us) = n.preference();
+                    (standing, latency_us / LATENCY_BAND_US)
+                },
                 usize::from(policy.min_home_signers),
             );
             if candidates.len() < t {
@@ -530,6 +539,18 @@ mod tests {
     }
 
     #[test]
+    fn among_equally_near_candidates_home_nodes_go_first_beyond_the_minimum() {
+        let nodes = [
+            ("us", false, 0),
+            ("eu-1", true, 0),
+            ("sg", false, 0),
+            ("eu-2", true, 0),
+            ("eu-3", true, 0),
+        ];
+        assert_eq!(order(&nodes, 2), ["eu-1", "eu-2", "eu-3", "us", "sg"]);
+    }
+
+    #[test]
     fn without_a_residency_policy_the_nearest_go_first_in_manifest_order_among_equals() {
         let nodes = [
             ("a", false, 9),
@@ -554,7 +575,7 @@ mod tests {
         let nodes = [("a", 1), ("b", 60), ("c", 12), ("us", 96), ("sg", 180)];
         assert_eq!(within_one_round_reach(&nodes, 3, |n| n.1).len(), 4);
         // Not measured yet: nobody is left out.
-        let nodes = [("a", 1), ("b", u64::MAX), ("c", 12), ("us", 96)];
+        let nodes = [("a", 0), ("b", 0), ("c", 0), ("us", 96)];
         assert_eq!(within_one_round_reach(&nodes, 3, |n| n.1).len(), 4);
     }
 }

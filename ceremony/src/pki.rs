@@ -321,6 +321,18 @@ pub fn issue_valid(
     Ok(issued)
 }
 
+/// The first PEM block of the certificate file at `path`.
+fn read_certificate_pem(path: &Path) -> Result<x509_parser::pem::Pem, PkiError> {
+    let bytes = fs::read(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        writing: false,
+        source,
+    })?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(&bytes).map_err(|e| PkiError::BadPem(e.to_string()))?;
+    Ok(pem)
+}
+
 /// Renews the certificate of `<role>/<name>` in `dir`: a new key and a new
 /// certificate for the same identity (trust domain, SPIFFE id, location and DNS
 /// names, read from the current certificate), valid for `valid_for` from now,
@@ -332,28 +344,16 @@ pub fn renew(
     valid_for: Duration,
 ) -> Result<IssuedCert, PkiError> {
     let path = dir.join(format!("{role}-{name}.pem"));
-    let pem = fs::read(&path).map_err(|source| PkiError::Io {
-        path: path.clone(),
-        writing: false,
-        source,
-    })?;
-    let (_, parsed) =
-        x509_parser::pem::parse_x509_pem(&pem).map_err(|e| PkiError::BadPem(e.to_string()))?;
-    let cert = parsed
+    let pem = read_certificate_pem(&path)?;
+    let cert = pem
         .parse_x509()
         .map_err(|e| PkiError::BadPem(e.to_string()))?;
     // What is carried over (identity, region, jurisdiction, names) is believed only
     // from a certificate this CA issued: a file swapped in from elsewhere must not
     // get a fresh certificate from this CA for what it claims.
     let ca_path = dir.join(CA_CERT_FILE);
-    let ca_pem = fs::read(&ca_path).map_err(|source| PkiError::Io {
-        path: ca_path.clone(),
-        writing: false,
-        source,
-    })?;
-    let (_, ca_parsed) =
-        x509_parser::pem::parse_x509_pem(&ca_pem).map_err(|e| PkiError::BadPem(e.to_string()))?;
-    let ca_cert = ca_parsed
+    let ca_pem = read_certificate_pem(&ca_path)?;
+    let ca_cert = ca_pem
         .parse_x509()
         .map_err(|e| PkiError::BadPem(e.to_string()))?;
     if cert.verify_signature(Some(ca_cert.public_key())).is_err() {

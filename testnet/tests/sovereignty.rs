@@ -634,6 +634,40 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// `quorate-ceremony approver keygen --out FILE`; returns the printed public key.
+fn approver_keygen(out: &str) -> String {
+    let done = run("quorate-ceremony", &["approver", "keygen", "--out", out]);
+    assert!(done.status.success(), "{}", text(&done));
+    text(&done)
+        .lines()
+        .find_map(|l| l.strip_prefix("approver public key: ").map(str::to_string))
+        .unwrap()
+}
+
+/// `quorate-ceremony import` of an Ed25519 3-of-5 key `key_id` with `policy` on `net`.
+fn import_key(net: &LocalNetwork, key_id: &str, policy: &str, transcript: &str) {
+    let ceremony = net.ceremony_file.display().to_string();
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "import",
+            "--ceremony",
+            &ceremony,
+            "--key-id",
+            key_id,
+            "--ciphersuite",
+            "ed25519",
+            "--threshold",
+            "3",
+            "--policy",
+            policy,
+            "--transcript",
+            transcript,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// A policy that needs two approvers: a token one approver signed is refused by the
 /// coordinator and the nodes, the same token cosigned by a second listed approver
 /// signs, and a cosignature by an approver the policy does not list is refused.
@@ -642,20 +676,10 @@ async fn a_policy_needing_two_approvers_signs_only_under_a_token_two_of_them_sig
     let mut net = start_default().await;
     let work = tempfile::tempdir().unwrap();
     let path = |name: &str| work.path().join(name).display().to_string();
-    let mut publics = Vec::new();
-    for name in ["first", "second", "outsider"] {
-        let out = run(
-            "quorate-ceremony",
-            &["approver", "keygen", "--out", &path(&format!("{name}.hex"))],
-        );
-        assert!(out.status.success(), "{}", text(&out));
-        publics.push(
-            text(&out)
-                .lines()
-                .find_map(|l| l.strip_prefix("approver public key: ").map(str::to_string))
-                .unwrap(),
-        );
-    }
+    let publics: Vec<String> = ["first", "second", "outsider"]
+        .iter()
+        .map(|name| approver_keygen(&path(&format!("{name}.hex"))))
+        .collect();
     std::fs::write(
         path("policy.toml"),
         format!(
@@ -665,26 +689,7 @@ async fn a_policy_needing_two_approvers_signs_only_under_a_token_two_of_them_sig
         ),
     )
     .unwrap();
-    let ceremony = net.ceremony_file.display().to_string();
-    let out = run(
-        "quorate-ceremony",
-        &[
-            "import",
-            "--ceremony",
-            &ceremony,
-            "--key-id",
-            "eu-two",
-            "--ciphersuite",
-            "ed25519",
-            "--threshold",
-            "3",
-            "--policy",
-            &path("policy.toml"),
-            "--transcript",
-            &path("eu-two.json"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    import_key(&net, "eu-two", &path("policy.toml"), &path("eu-two.json"));
     net.kill_node("node-1").await.unwrap();
     net.kill_node("node-2").await.unwrap();
 
@@ -752,15 +757,7 @@ async fn documented_policy_and_failover_commands_work() {
     let path = |name: &str| work.path().join(name).display().to_string();
 
     // A compliance approver and a key with an EU policy naming them.
-    let out = run(
-        "quorate-ceremony",
-        &["approver", "keygen", "--out", &path("approver-key.hex")],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let public = text(&out)
-        .lines()
-        .find_map(|l| l.strip_prefix("approver public key: ").map(str::to_string))
-        .unwrap();
+    let public = approver_keygen(&path("approver-key.hex"));
     std::fs::write(
         path("eu-policy.toml"),
         format!(
@@ -768,26 +765,7 @@ async fn documented_policy_and_failover_commands_work() {
         ),
     )
     .unwrap();
-    let ceremony = net.ceremony_file.display().to_string();
-    let out = run(
-        "quorate-ceremony",
-        &[
-            "import",
-            "--ceremony",
-            &ceremony,
-            "--key-id",
-            "eu-2",
-            "--ciphersuite",
-            "ed25519",
-            "--threshold",
-            "3",
-            "--policy",
-            &path("eu-policy.toml"),
-            "--transcript",
-            &path("eu-2.json"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    import_key(&net, "eu-2", &path("eu-policy.toml"), &path("eu-2.json"));
 
     net.kill_node("node-1").await.unwrap();
     net.kill_node("node-2").await.unwrap();

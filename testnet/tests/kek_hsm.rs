@@ -160,13 +160,7 @@ async fn a_node_with_its_kek_in_softhsm_signs_refuses_to_start_without_the_key_a
     // node-1 is needed for every quorum, and signs with its store opened by the HSM.
     net.kill_node("node-4").await.unwrap();
     net.kill_node("node-5").await.unwrap();
-    for key in net.spec.keys.clone() {
-        let signed = client
-            .sign_verified(&key.key_id, b"kek in softhsm", DEADLINE)
-            .await
-            .unwrap();
-        assert!(signed.response.signers.contains(&"node-1".to_string()));
-    }
+    common::sign_every_key_with(&net, &client, "node-1", b"kek in softhsm").await;
 
     // The key deleted from the token: the node refuses to start and names it.
     net.kill_node("node-1").await.unwrap();

@@ -461,13 +461,7 @@ async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
     net.start_node("node-1").await.unwrap();
     net.kill_node("node-4").await.unwrap();
     net.kill_node("node-5").await.unwrap();
-    for key in net.spec.keys.clone() {
-        let signed = client
-            .sign_verified(&key.key_id, b"after restart", DEADLINE)
-            .await
-            .unwrap();
-        assert!(signed.response.signers.contains(&"node-1".to_string()));
-    }
+    common::sign_every_key_with(&net, &client, "node-1", b"after restart").await;
 
     // Same store, another KEK: the node refuses to start and says why.
     net.kill_node("node-2").await.unwrap();
@@ -491,13 +485,7 @@ async fn a_restarted_node_keeps_its_shares_and_a_wrong_kek_is_refused() {
     // The right KEK opens node-2's store again, with every share intact.
     std::fs::write(&kek_file, good).unwrap();
     net.start_node("node-2").await.unwrap();
-    for key in net.spec.keys.clone() {
-        let signed = client
-            .sign_verified(&key.key_id, b"kek restored", DEADLINE)
-            .await
-            .unwrap();
-        assert!(signed.response.signers.contains(&"node-2".to_string()));
-    }
+    common::sign_every_key_with(&net, &client, "node-2", b"kek restored").await;
 
     // A wiped node comes back empty: it holds no key until a ceremony restores it.
     net.wipe_node("node-3").await.unwrap();

@@ -112,3 +112,25 @@ pub fn with_client_intent(
         ..req
     }
 }
+
+/// Signs `message` with every key of `net` through `client`, and checks that `node`
+/// is one of each signature's signers (the test has made it needed for a quorum).
+pub async fn sign_every_key_with(
+    net: &LocalNetwork,
+    client: &quorate_testnet::client::SignerClient,
+    node: &str,
+    message: &[u8],
+) {
+    for key in &net.spec.keys {
+        let signed = client
+            .sign_verified(&key.key_id, message, DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", key.key_id));
+        assert!(
+            signed.response.signers.iter().any(|s| s == node),
+            "{}: {node} did not sign ({:?})",
+            key.key_id,
+            signed.response.signers
+        );
+    }
+}

@@ -362,20 +362,9 @@ impl IntentVerifier {
         now: UnixTime,
     ) -> Result<VerifiedIntent, IntentError> {
         let signed = intent.ok_or(IntentError::Missing)?;
-        let decoded = SignIntent::decode(&signed.body)?;
-        decoded.check_request(request)?;
-        decoded.check_time(now.as_secs())?;
-        let client =
-            self.statements
-                .identify(signed, INTENT_KIND, Role::Client, &self.chains, now)?;
-        Ok(VerifiedIntent {
-            client,
-            intent: decoded,
-        })
+        self.verify_with(signed, now, |decoded| decoded.check_request(request))
     }
-}
 
-impl IntentVerifier {
     /// Verifies the intent an audit record kept for a share it records: signed by
     /// a client of this CA whose certificate was valid at the record's time, for
     /// the record's key, message digest and request id, and valid then. Returns the
@@ -388,13 +377,26 @@ impl IntentVerifier {
         request_id: &str,
         at_unix_secs: u64,
     ) -> Result<VerifiedIntent, IntentError> {
-        let decoded = SignIntent::decode(&signed.body)?;
-        decoded.check_recorded(key_id, message_sha256, request_id)?;
-        decoded.check_time(at_unix_secs)?;
         let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at_unix_secs));
+        self.verify_with(signed, at, |decoded| {
+            decoded.check_recorded(key_id, message_sha256, request_id)
+        })
+    }
+
+    /// Decodes `signed`, runs `matches` on it, checks its window at `now`, then the
+    /// certificate and the signature: the cheap checks before the expensive ones.
+    fn verify_with(
+        &self,
+        signed: &pb::Signed,
+        now: UnixTime,
+        matches: impl FnOnce(&SignIntent) -> Result<(), IntentError>,
+    ) -> Result<VerifiedIntent, IntentError> {
+        let decoded = SignIntent::decode(&signed.body)?;
+        matches(&decoded)?;
+        decoded.check_time(now.as_secs())?;
         let client =
             self.statements
-                .identify(signed, INTENT_KIND, Role::Client, &self.chains, at)?;
+                .identify(signed, INTENT_KIND, Role::Client, &self.chains, now)?;
         Ok(VerifiedIntent {
             client,
             intent: decoded,

@@ -94,6 +94,11 @@ pub struct SigningSettings {
     /// `RESOURCE_EXHAUSTED` at once instead of queueing, so one busy or hostile
     /// client cannot hold every quorum slot and all the coordinator's memory.
     pub max_in_flight_per_client: usize,
+    /// Width of the latency bands in which nodes count as equally near when a
+    /// quorum is chosen: differences within one band are jitter, not distance. A
+    /// band wider than every node's latency orders candidates by health, home
+    /// jurisdiction and manifest order alone (a fixed preferred quorum).
+    pub latency_band_ms: u64,
 }
 
 impl Default for SigningSettings {
@@ -107,6 +112,7 @@ impl Default for SigningSettings {
             preprocess_batch: 64,
             preprocess_max_age_secs: 60,
             max_in_flight_per_client: 256,
+            latency_band_ms: 4,
         }
     }
 }
@@ -191,6 +197,9 @@ impl CoordinatorConfig {
         }
         if s.max_in_flight_per_client == 0 {
             return Err(config_err("signing.max_in_flight_per_client must be > 0"));
+        }
+        if s.latency_band_ms == 0 {
+            return Err(config_err("signing.latency_band_ms must be > 0"));
         }
         let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
         let me = tls.identity();

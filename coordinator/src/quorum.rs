@@ -99,11 +99,6 @@ impl EngineMetrics {
     }
 }
 
-/// Latencies within one band of this width count as equal when candidates are
-/// ordered: differences that small are jitter, not distance (on loopback every node
-/// is in the first band; across regions EU, US and APAC nodes are bands apart).
-const LATENCY_BAND_US: u64 = 4_000;
-
 /// Orders `candidates` so that the first `t` of them are the nearest lawful quorum:
 /// the `min_home` preferred home-jurisdiction nodes, then every other node by
 /// preference (healthy before failing, then by measured latency), home or not. A
@@ -262,6 +257,7 @@ impl QuorumEngine {
         };
         let policy = &manifest.policy;
         let mut use_pool = self.commitments.enabled();
+        let latency_band_us = self.settings.latency_band_ms.saturating_mul(1000);
         loop {
             attempt += 1;
             if attempt > 1 {
@@ -288,8 +284,12 @@ impl QuorumEngine {
                         .is_some_and(|p| policy.is_home(&p.jurisdiction))
                 },
                 |n| {
+                    // Latencies within one band count as equal: differences that
+                    // small are jitter, not distance (on loopback every node is in
+                    // the first 4 ms band; across regions EU, US and APAC nodes are
+                    // bands apart).
                     let (standing, latency_us) = n.preference();
-                    (standing, latency_us / LATENCY_BAND_US)
+                    (standing, latency_us / latency_band_us)
                 },
                 usize::from(policy.min_home_signers),
             );

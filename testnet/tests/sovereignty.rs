@@ -968,9 +968,10 @@ async fn a_client_over_its_rate_limit_at_the_home_nodes_is_told_to_wait_not_to_g
 #[tokio::test]
 async fn a_retry_with_another_quorum_does_not_charge_the_client_again() {
     // One signature a minute, and two of the three EU nodes in every quorum. The
-    // coordinator asks exactly `t` nodes in round 1, home nodes first, and pools no
-    // commitments, so the first quorum is the three EU nodes; node-2 answers round 2
-    // with a corrupt share.
+    // coordinator asks exactly `t` nodes in round 1, pools no commitments, and
+    // counts every node as equally near (one latency band wider than any latency
+    // under load), so home nodes go first: the first quorum is the three EU nodes;
+    // node-2 answers round 2 with a corrupt share.
     let mut spec = NetworkSpec::default_five_regions();
     spec.keys = vec![
         KeySpec::new("eu-metered", Ciphersuite::Ed25519).with_policy(PolicySpec {
@@ -982,8 +983,10 @@ async fn a_retry_with_another_quorum_does_not_charge_the_client_again() {
     // node-2 restarts first, so that the coordinator (restarted after it) has not
     // seen it down and skips none of the three.
     net.set_corrupt_signer("node-2", true).await.unwrap();
-    net.restart_coordinator_with_signing("round1_extra = 0\npreprocess_batch = 0")
-        .await;
+    net.restart_coordinator_with_signing(
+        "round1_extra = 0\npreprocess_batch = 0\nlatency_band_ms = 60000",
+    )
+    .await;
 
     // node-2's share fails, and the coordinator signs again with node-1, node-3
     // and a third node. node-1 and node-3 signed this message for this client

@@ -4,7 +4,7 @@
 //! The first line is the node's signed checkpoint (the C2SP note and the attested
 //! log key that verifies it); each further line is one record's metadata (node,
 //! region, jurisdiction, sequence number, time, key id, event, client, message
-//! SHA-256, quorum, approval token id) with its leaf hash and RFC 9162 inclusion
+//! SHA-256, quorum, signing attempt, approval token id) with its leaf hash and RFC 9162 inclusion
 //! proof against that checkpoint. Never a message, a share, an intent or a
 //! request's free-text detail: what leaves the region can say that a record exists
 //! and what it is about, and prove it is in the log the node signed, but the record
@@ -79,6 +79,7 @@ pub fn lines(node: &str, observed: &Observed) -> Result<Vec<String>, String> {
                 "client": record.client_id,
                 "message_sha256": record.message_sha256,
                 "quorum": record.quorum,
+                "attempt": record.attempt,
                 "approval_token_id": record.approval_token_id,
                 "leaf_index": index,
                 "tree_size": size,

@@ -100,6 +100,13 @@ pub(crate) fn record_share(
         .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
     let message_digest = quorate_wire::sha256(&req.message);
     let message_sha256 = hex::encode(message_digest);
+    let attempt = hex::encode(quorate_keys::audit::signing_attempt_id(
+        &req.key_id,
+        &message_digest,
+        req.commitments
+            .iter()
+            .map(|(id, c)| (id.as_slice(), c.as_slice())),
+    ));
     let encoded_intent = req
         .intent
         .as_ref()
@@ -141,6 +148,7 @@ pub(crate) fn record_share(
         request_id: req.request_id.clone(),
         message_sha256: message_sha256.clone(),
         quorum: signers.clone(),
+        attempt: attempt.clone(),
         caller: caller.spiffe_id(),
         detail: event_detail,
         ..Default::default()
@@ -252,6 +260,7 @@ pub(crate) fn record_share(
         request_id: req.request_id,
         message_sha256,
         quorum: signers,
+        attempt,
         approval_token_id,
         caller: caller.spiffe_id(),
         // Which nonce was spent: an auditor (and the crash drill) can check that

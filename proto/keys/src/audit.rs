@@ -52,6 +52,13 @@ pub struct AuditRecord {
     /// (and not serialized, so older records hash as they were written) otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub intent: String,
+    /// The signing attempt a `sign_share` (or a refusal of one) belongs to: hex of
+    /// [`signing_attempt_id`] over the key, message and commitments the node was
+    /// sent. Every signer of one signature was sent the same, so an auditor groups
+    /// the share records of one signature across nodes by it. Absent (and not
+    /// serialized, so older records hash as they were written) otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub attempt: String,
     /// `hash` of the previous record.
     pub prev_hash: String,
     /// SHA-256 over this record with `hash` empty (hex).
@@ -71,6 +78,37 @@ pub fn spent_commitment_detail(commitment: &[u8]) -> String {
         "{SPENT_COMMITMENT}{}",
         hex::encode(quorate_wire::sha256(commitment))
     )
+}
+
+/// Domain separation of [`signing_attempt_id`].
+const SIGNING_ATTEMPT_DOMAIN: &[u8] = b"quorate-signing-attempt/1\0";
+
+/// The id of one signing attempt: SHA-256 over a domain tag, the key id, the
+/// message's SHA-256 and the quorum's commitments in the byte order of their
+/// serialized identifiers, each
+/// variable-length field preceded by its length (u32, big-endian). FROST binds every
+/// signature share to exactly this package, so shares that aggregate into one
+/// signature were all made for the same id, and a retry with another quorum (or
+/// fresh commitments) has another.
+pub fn signing_attempt_id<'a>(
+    key_id: &str,
+    message_sha256: &[u8; 32],
+    commitments: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> [u8; 32] {
+    fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
+        // Identifiers, commitments and key ids are far below 4 GiB (wire limits).
+        buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        buf.extend_from_slice(bytes);
+    }
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(SIGNING_ATTEMPT_DOMAIN);
+    field(&mut buf, key_id.as_bytes());
+    buf.extend_from_slice(message_sha256);
+    for (identifier, commitment) in commitments {
+        field(&mut buf, identifier);
+        field(&mut buf, commitment);
+    }
+    quorate_wire::sha256(&buf)
 }
 
 impl AuditRecord {
@@ -177,6 +215,37 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(other.spent_commitment(), None);
+    }
+
+    #[test]
+    fn a_signing_attempt_id_changes_with_every_part_of_the_package() {
+        let digest = [7u8; 32];
+        let commitments = [(&b"id-1"[..], &b"c1"[..]), (&b"id-2"[..], &b"c2"[..])];
+        let id = signing_attempt_id("k", &digest, commitments);
+        assert_eq!(id, signing_attempt_id("k", &digest, commitments));
+        assert_ne!(id, signing_attempt_id("k2", &digest, commitments));
+        assert_ne!(id, signing_attempt_id("k", &[8u8; 32], commitments));
+        assert_ne!(
+            id,
+            signing_attempt_id("k", &digest, [(&b"id-1"[..], &b"c1"[..])])
+        );
+        // Lengths are framed: moving a byte from one field to the next is another id.
+        assert_ne!(
+            id,
+            signing_attempt_id(
+                "k",
+                &digest,
+                [(&b"id-1c"[..], &b"1"[..]), (&b"id-2"[..], &b"c2"[..])]
+            )
+        );
+    }
+
+    #[test]
+    fn a_record_without_an_attempt_hashes_as_before_the_field_existed() {
+        let record = AuditRecord::default().seal(0, GENESIS_HASH);
+        assert!(!String::from_utf8(record.encode())
+            .unwrap()
+            .contains("attempt"));
     }
 
     fn chain(n: u64) -> Vec<(u64, Vec<u8>)> {

@@ -13,6 +13,7 @@ use quorate_wire::pb;
 
 pub mod export;
 pub mod history;
+pub mod reconcile;
 
 use history::Observed;
 

@@ -53,23 +53,30 @@ fn write_lines(path: &Path, lines: &[String]) {
 
 /// Changes record `at` and seals it and every later record again, so the hash
 /// chain checks: what an operator who rewrites history would do.
-fn rewrite_and_rechain(lines: &mut [String], at: usize) {
+fn rewrite_and_rechain(lines: &mut Vec<String>, at: usize) {
+    edit_and_rechain(lines, |records| {
+        records[at].detail = "nothing happened here".into();
+    });
+}
+
+/// Applies `edit` to the records (changing, removing or adding any) and seals them
+/// all again in order, so the hash chain checks.
+fn edit_and_rechain(lines: &mut Vec<String>, edit: impl FnOnce(&mut Vec<AuditRecord>)) {
     let mut records: Vec<AuditRecord> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    records[at].detail = "nothing happened here".into();
-    for i in at..records.len() {
-        let prev = if i == 0 {
-            quorate_keys::audit::GENESIS_HASH.to_string()
-        } else {
-            records[i - 1].hash.clone()
-        };
-        records[i] = records[i].clone().seal(i as u64, &prev);
-    }
-    for (line, record) in lines.iter_mut().zip(&records) {
-        *line = serde_json::to_string(record).unwrap();
-    }
+    edit(&mut records);
+    let mut prev = quorate_keys::audit::GENESIS_HASH.to_string();
+    *lines = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let sealed = record.seal(i as u64, &prev);
+            prev = sealed.hash.clone();
+            serde_json::to_string(&sealed).unwrap()
+        })
+        .collect();
     let chain = lines
         .iter()
         .enumerate()
@@ -465,6 +472,7 @@ async fn exported_lines_carry_no_payload_and_their_inclusion_proofs_match_rfc916
         "client",
         "message_sha256",
         "quorum",
+        "attempt",
         "approval_token_id",
         "leaf_index",
         "tree_size",
@@ -557,4 +565,127 @@ async fn a_share_record_blaming_another_client_fails_the_intent_check() {
         "{}",
         show(&out)
     );
+}
+
+/// `audit verify` of all five nodes at once (no state file: each log is a first
+/// audit), judging every attempt however recent (`--recent 0`: nothing signs while
+/// it runs).
+fn audit_verify_all(net: &LocalNetwork) -> Output {
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    let mut command = std::process::Command::new(bin_dir().join("quorate-ceremony"));
+    command.args(["audit", "verify", "--recent", "0"]);
+    for node in &net.nodes {
+        command
+            .args(["--node", &node.spec.id, "--endpoint"])
+            .arg(&node.endpoint);
+    }
+    command
+        .arg("--ca")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.cert)
+        .arg("--key")
+        .arg(&tls.key)
+        .output()
+        .unwrap()
+}
+
+/// A node's records, parsed.
+fn records_of(net: &LocalNetwork, node_id: &str) -> Vec<AuditRecord> {
+    let (_, lines) = log_lines(net, node_id);
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Reconciling the nodes' logs: every signature's shares are recorded once on each
+/// of its signers, with the same key, digest, request and quorum. A node that cut
+/// a share record before anyone audited or witnessed its log passes an audit of
+/// its own log, but not reconciliation with its cosigners' (exit 21, naming it); a
+/// node that rewrote the quorum of a share record is caught disagreeing with them
+/// (exit 20).
+#[tokio::test]
+async fn reconciliation_finds_a_share_record_cut_or_changed_on_one_signer() {
+    let mut net = start_default().await;
+    sign(&net, "reconciled", 4).await;
+    let out = audit_verify_all(&net);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("reconciled 5 nodes' share records"),
+        "{}",
+        show(&out)
+    );
+    let shares_made: usize = net
+        .nodes
+        .iter()
+        .map(|n| {
+            records_of(&net, &n.spec.id)
+                .iter()
+                .filter(|r| r.event == "sign_share")
+                .count()
+        })
+        .sum();
+    assert!(shares_made >= 4 * 2, "{shares_made} share records");
+
+    // The first signer of the first signature cuts that share record, chain
+    // recomputed, while stopped.
+    let cut = net
+        .nodes
+        .iter()
+        .map(|n| n.spec.id.clone())
+        .find(|id| records_of(&net, id).iter().any(|r| r.event == "sign_share"))
+        .expect("a node recorded a share");
+    net.stop_node(&cut).await.unwrap();
+    let (path, mut lines) = log_lines(&net, &cut);
+    edit_and_rechain(&mut lines, |records| {
+        let at = records
+            .iter()
+            .position(|r| r.event == "sign_share")
+            .unwrap();
+        records.remove(at);
+    });
+    write_lines(&path, &lines);
+    net.start_node(&cut).await.unwrap();
+    let out = audit_verify_all(&net);
+    assert_eq!(out.status.code(), Some(21), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("but {cut} recorded neither a share nor a refusal")),
+        "{}",
+        show(&out)
+    );
+    // Its own log, audited alone, shows nothing: the cut was made before anyone saw it.
+    let alone_state = tempfile::tempdir().unwrap();
+    let alone = audit_verify(&net, &cut, &alone_state.path().join("state.json"));
+    assert!(alone.status.success(), "{}", show(&alone));
+
+    // Another signer of a later signature says, in a record rewritten with its
+    // chain, that its quorum was another (its intent does not cover the quorum).
+    let changed = net
+        .nodes
+        .iter()
+        .map(|n| n.spec.id.clone())
+        .find(|id| {
+            *id != cut
+                && records_of(&net, id)
+                    .iter()
+                    .any(|r| r.event == "sign_share" && !r.quorum.contains(&cut))
+        })
+        .expect("a signature without the cut node");
+    net.stop_node(&changed).await.unwrap();
+    let (path, mut lines) = log_lines(&net, &changed);
+    edit_and_rechain(&mut lines, |records| {
+        let record = records
+            .iter_mut()
+            .find(|r| r.event == "sign_share" && !r.quorum.contains(&cut))
+            .unwrap();
+        let other = record.quorum.iter().position(|q| *q != changed).unwrap();
+        record.quorum[other] = cut.clone();
+    });
+    write_lines(&path, &lines);
+    net.start_node(&changed).await.unwrap();
+    let out = audit_verify_all(&net);
+    assert_eq!(out.status.code(), Some(20), "{}", show(&out));
 }

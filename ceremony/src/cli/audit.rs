@@ -1,6 +1,7 @@
 //! `quorate-ceremony audit verify`: fetch a node's audit log as an auditor, check
 //! its hash chain and its signed checkpoint, and (with `--state`) that it only
-//! grew since the last audit.
+//! grew since the last audit; given several nodes, reconcile their share records
+//! ([`crate::audit::reconcile`]).
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use quorate_transport::tls::TlsPaths;
 use super::error::CliError;
 use crate::audit;
 use crate::audit::history::{self, judge, AuditState, StateLock};
+use crate::audit::reconcile::{reconcile, Reconciled};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
@@ -19,6 +21,13 @@ pub(super) enum AuditCommand {
     /// check that the log only grew since the checkpoint saved there last time (the
     /// node must prove the new checkpoint consistent with it), and save the new one.
     ///
+    /// Several nodes (--node and --endpoint repeated, in pairs) are each verified
+    /// so, one after another, and then reconciled: every signing attempt's share
+    /// records must agree across its signers (key, message digest, request,
+    /// quorum, client) and a signature's shares must be recorded on each of its
+    /// audited signers. Recent attempts, and those with a signer not audited, are
+    /// counted but not judged (see --recent).
+    ///
     /// Exit codes: 0 the log verifies; 1 it could not be read or verified, or its
     /// chain is broken (the first broken or missing record is named); 10 truncated
     /// (fewer records than last time, or the last ones replaced by others); 11
@@ -26,7 +35,13 @@ pub(super) enum AuditCommand {
     /// 12 forked (a signed checkpoint that does not extend the saved one, or
     /// records that do not hash to the node's own signed checkpoint); 13 deleted
     /// (the log begins with another first record); 14 the log is signed by another
-    /// key than last time; 64 usage. On 10-14 the state file is left as it was.
+    /// key than last time; 20 records of one signing attempt disagree across nodes
+    /// (or a node recorded two shares of one attempt, or a share for a quorum
+    /// without itself); 21 a share recorded by some signers of an attempt has no
+    /// trace (share or refusal) on another, and no retry of that request completed;
+    /// 64 usage. On 10-14 the failing node's saved checkpoint is left as it was
+    /// (nodes verified before it are saved); on 20-21 every node's log verified
+    /// on its own and all are saved.
     #[command(verbatim_doc_comment)]
     Verify {
         #[command(flatten)]
@@ -34,14 +49,19 @@ pub(super) enum AuditCommand {
         /// Also print every record (one JSON object per line).
         #[arg(long)]
         print: bool,
+        /// With several nodes: signing attempts recorded less than SECS before
+        /// this run began are counted but not judged (the logs are read one after
+        /// another while nodes may still sign, and node clocks run a little apart).
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        recent: u64,
     },
     /// Verify a node's log as `verify` does (same checks, same exit codes, same
     /// --state), then write it as payload-free JSON lines for a SIEM or search
     /// index outside the region: first the signed checkpoint (note and attested
     /// log key), then per record node, region, jurisdiction, seq, time, key id,
-    /// event, client, message SHA-256, quorum, approval token id, its leaf hash and
-    /// its RFC 9162 inclusion proof against that checkpoint. Never a message, a
-    /// share, an intent or a record's free-text detail.
+    /// event, client, message SHA-256, quorum, signing attempt, approval token id,
+    /// its leaf hash and its RFC 9162 inclusion proof against that checkpoint.
+    /// Never a message, a share, an intent or a record's free-text detail.
     #[command(verbatim_doc_comment)]
     Export {
         #[command(flatten)]
@@ -56,12 +76,13 @@ pub(super) enum AuditCommand {
 #[derive(Debug, clap::Args)]
 pub(super) struct AuditTarget {
     /// The node's endpoint, https://host:port (anything else is refused: the
-    /// log is read over mTLS pinned to the node's certificate).
-    #[arg(long)]
-    endpoint: String,
+    /// log is read over mTLS pinned to the node's certificate). `verify` takes
+    /// one per --node, in the same order.
+    #[arg(long, required = true)]
+    endpoint: Vec<String>,
     /// The node's id (the name its certificate is issued for).
-    #[arg(long)]
-    node: String,
+    #[arg(long, required = true)]
+    node: Vec<String>,
     /// CA certificate.
     #[arg(long, value_name = "FILE")]
     ca: PathBuf,
@@ -80,9 +101,31 @@ pub(super) struct AuditTarget {
 /// Runs an `audit` command.
 pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
     match command {
-        AuditCommand::Verify { target, print } => {
-            let (_, summary) = verify_log(target, print)?;
-            println!("{summary}");
+        AuditCommand::Verify {
+            target,
+            print,
+            recent,
+        } => {
+            // Attempts recorded after the audit began may sit in one log read and
+            // not yet in another: reconciliation judges only those well before.
+            let judged_before_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+                .saturating_sub(recent.saturating_mul(1000));
+            let Audited { tls, nodes, state } = target.into_parts()?;
+            // Held until this run has written its state back.
+            let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
+            let mut logs = Vec::with_capacity(nodes.len());
+            for (node, endpoint) in &nodes {
+                let (observed, summary) =
+                    verify_log(node, endpoint, &tls, state.as_deref(), print)?;
+                println!("{summary}");
+                logs.push((node.clone(), audit::decode(&observed.records)));
+            }
+            if logs.len() > 1 {
+                let counts = reconcile(&logs, judged_before_ms)?;
+                println!("{}", reconciled_summary(&counts, logs.len(), recent));
+            }
             Ok(())
         }
         AuditCommand::Export { target, out } => {
@@ -91,9 +134,15 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
                     return Err(CliError::Usage(format!("{} already exists", out.display())));
                 }
             }
-            let node = target.node.clone();
-            let (observed, summary) = verify_log(target, false)?;
-            let lines = crate::audit::export::lines(&node, &observed)
+            let Audited { tls, nodes, state } = target.into_parts()?;
+            let [(node, endpoint)] = &nodes[..] else {
+                return Err(CliError::Usage(
+                    "export writes one node's log: give one --node and one --endpoint".into(),
+                ));
+            };
+            let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
+            let (observed, summary) = verify_log(node, endpoint, &tls, state.as_deref(), false)?;
+            let lines = crate::audit::export::lines(node, &observed)
                 .map_err(|e| CliError::Usage(format!("{node}: {e}")))?;
             let text = lines.join("\n") + "\n";
             match &out {
@@ -114,30 +163,78 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
     }
 }
 
-/// Reads node `target.node`'s log and verifies it (chain, signed checkpoint, and
-/// with a state file its history), saving the new checkpoint there; returns what
-/// was read and the line that says what was verified.
-fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, String), CliError> {
-    let AuditTarget {
-        endpoint,
-        node,
-        ca,
-        cert,
-        key,
-        state,
-    } = target;
-    // The log is trusted only as read from the node itself, over mTLS
-    // pinned to its certificate: a plaintext endpoint is a usage mistake.
-    if !endpoint.starts_with("https://") {
-        return Err(CliError::Usage(format!(
-            "--endpoint {endpoint:?} is not an https://host:port URL: the audit log \
-             is read over mTLS, pinned to the certificate of node {node:?}"
-        )));
+/// An [`AuditTarget`] checked: each endpoint an https URL, paired with its node.
+struct Audited {
+    tls: TlsPaths,
+    /// `(node id, endpoint)`, in the order given.
+    nodes: Vec<(String, String)>,
+    state: Option<PathBuf>,
+}
+
+impl AuditTarget {
+    /// The target, checked.
+    fn into_parts(self) -> Result<Audited, CliError> {
+        let Self {
+            endpoint,
+            node,
+            ca,
+            cert,
+            key,
+            state,
+        } = self;
+        if endpoint.len() != node.len() {
+            return Err(CliError::Usage(format!(
+                "{} --node but {} --endpoint: give one endpoint per node, in the same order",
+                node.len(),
+                endpoint.len()
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (node, endpoint) in node.iter().zip(&endpoint) {
+            if !seen.insert(node) {
+                return Err(CliError::Usage(format!("--node {node} is given twice")));
+            }
+            // The log is trusted only as read from the node itself, over mTLS
+            // pinned to its certificate: a plaintext endpoint is a usage mistake.
+            if !endpoint.starts_with("https://") {
+                return Err(CliError::Usage(format!(
+                    "--endpoint {endpoint:?} is not an https://host:port URL: the audit log \
+                     is read over mTLS, pinned to the certificate of node {node:?}"
+                )));
+            }
+        }
+        Ok(Audited {
+            tls: TlsPaths { ca, cert, key },
+            nodes: node.into_iter().zip(endpoint).collect(),
+            state,
+        })
     }
-    let tls = TlsPaths { ca, cert, key };
-    // Held until this run has written its state back.
-    let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
-    let mut saved_state = match &state {
+}
+
+/// The line that says what reconciling `nodes` logs found.
+fn reconciled_summary(c: &Reconciled, nodes: usize, recent_secs: u64) -> String {
+    format!(
+        "reconciled {nodes} nodes' share records: {} signing attempts with a share recorded \
+         on every signer, {} failed attempts (refused by a signer, or retried with another \
+         quorum), {} with a signer not audited, {} of the last {} s not judged, {} share \
+         records from before attempt ids",
+        c.complete, c.failed, c.unchecked, c.in_flight, recent_secs, c.without_attempt
+    )
+}
+
+/// Reads node `node`'s log at `endpoint` and verifies it (chain, signed
+/// checkpoint, and with a state file its history), saving the new checkpoint
+/// there (the caller holds the state file's lock); returns what was read and the
+/// line that says what was verified.
+fn verify_log(
+    node: &str,
+    endpoint: &str,
+    tls: &TlsPaths,
+    state: Option<&std::path::Path>,
+    print: bool,
+) -> Result<(history::Observed, String), CliError> {
+    let node = node.to_string();
+    let mut saved_state = match state {
         Some(path) => Some(AuditState::load(path)?),
         None => None,
     };
@@ -147,9 +244,9 @@ fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, St
         .cloned();
     let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
     let observed = runtime.block_on(audit::fetch_observed(
-        &endpoint,
+        endpoint,
         &node,
-        &tls,
+        tls,
         saved.as_ref().map(|s| s.size),
     ))?;
     if print {
@@ -171,7 +268,7 @@ fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, St
             })
         }
     };
-    let since = match (&saved, &state) {
+    let since = match (&saved, state) {
         (Some(saved), _) => format!(
             ", consistent with the checkpoint of {} records audited before",
             saved.size
@@ -199,7 +296,7 @@ fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, St
          verified, root {}; {intents} share records' client intents verified{since}",
         report.records, verified.size, verified.root
     );
-    if let (Some(path), Some(saved_state)) = (&state, saved_state.as_mut()) {
+    if let (Some(path), Some(saved_state)) = (state, saved_state.as_mut()) {
         saved_state.nodes.insert(node, verified);
         saved_state.save(path)?;
     }

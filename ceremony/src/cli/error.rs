@@ -61,6 +61,9 @@ pub enum CliError {
     /// saved state (truncated, rewritten, forked, deleted, or another log key).
     #[error(transparent)]
     AuditFinding(#[from] crate::audit::history::Finding),
+    /// Several nodes' logs, each verified on its own, do not reconcile.
+    #[error(transparent)]
+    AuditReconcile(#[from] crate::audit::reconcile::ReconcileFinding),
     /// The auditor's state file could not be read or written.
     #[error(transparent)]
     AuditState(#[from] crate::audit::history::StateError),
@@ -83,6 +86,7 @@ impl CliError {
     pub fn audit_exit_code(&self) -> Option<u8> {
         match self {
             Self::AuditFinding(f) => Some(f.kind.exit_code()),
+            Self::AuditReconcile(f) => Some(f.kind.exit_code()),
             _ => None,
         }
     }

@@ -2,7 +2,8 @@
 //! network namespace of its own behind the `eu-us-ap` profile's links. The round
 //! trips measured match the profile's matrix, signatures go through it (the EU key
 //! with its two EU signers), a far node never signs while a near lawful quorum
-//! answers, and nothing of the testbed is left afterwards.
+//! answers, a partitioned node is cut off (its process running on) and rejoins
+//! when healed, and nothing of the testbed is left afterwards.
 //!
 //! Needs root, iproute2 and /dev/net/tun (CI has them); anywhere else it skips,
 //! loudly.
@@ -118,6 +119,57 @@ async fn wan_testbed_matches_its_matrix_signs_near_and_leaves_nothing_behind() {
             "{key}: p50 {p50:?} against a nearest quorum round trip of {nearest_rtt:?}"
         );
         eprintln!("{key}: p50 {p50:?}, nearest lawful quorum round trip {nearest_rtt:?}, quorums {quorums:?}");
+    }
+
+    // A real partition: node-2's packets are dropped while its process runs on;
+    // the EU key still signs (node-1, node-3 and the nearest foreign node), and
+    // once healed node-2 is back in the nearest quorum.
+    net.partition_node("node-2").expect("partition");
+    for i in 0..4 {
+        let sig = client
+            .sign(
+                "eu-payments",
+                format!("cut {i}").as_bytes(),
+                SignOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("signs with node-2 partitioned: {e}"));
+        assert!(!sig.signers.contains(&"node-2".into()), "{:?}", sig.signers);
+    }
+    let node2 = net.node("node-2").expect("node-2");
+    let state =
+        std::fs::read_to_string(format!("/proc/{}/stat", node2.process.pid().expect("pid")))
+            .expect("node-2's process");
+    assert!(
+        !state.contains(") T "),
+        "a partition must not stop the process: {state}"
+    );
+    let dropped = net
+        .wan
+        .as_ref()
+        .and_then(|t| t.counters())
+        .map(|c| c.partitioned.load(std::sync::atomic::Ordering::Relaxed))
+        .unwrap_or(0);
+    assert!(dropped > 0, "the emulator dropped none of node-2's packets");
+    net.heal_node("node-2").expect("heal");
+    let healed = Instant::now();
+    loop {
+        let sig = client
+            .sign("eu-payments", b"healed", SignOptions::default())
+            .await
+            .expect("signs after healing");
+        if sig.signers.contains(&"node-2".into()) {
+            eprintln!(
+                "node-2 back in the quorum {:?} after healing",
+                healed.elapsed()
+            );
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(20),
+            "node-2 not back in a quorum 20 s after healing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     net.stop().await.expect("network stops");

@@ -1,6 +1,8 @@
-//! [`LocalTarget`]: the drills' view of a [`LocalNetwork`] of processes on
-//! loopback. A partition is a stand-in here: the node is frozen with SIGSTOP (its
-//! sockets stay open and nothing answers, which is what its peers see of one).
+//! [`LocalTarget`]: the drills' view of a [`LocalNetwork`] of processes, on
+//! loopback or on a WAN testbed. On a WAN testbed a partition is real: the link
+//! emulator drops every packet to and from the node. On loopback it is a stand-in:
+//! the node is frozen with SIGSTOP (its sockets stay open and nothing answers,
+//! which is what its peers see of one).
 
 use anyhow::Context;
 use futures::future::BoxFuture;
@@ -162,7 +164,7 @@ impl DrillTarget for LocalTarget {
     }
 
     fn partition_method(&self) -> &'static str {
-        "SIGSTOP/SIGCONT of the node process (stand-in for a partition)"
+        self.network.partition_method()
     }
 
     fn wipe_method(&self) -> &'static str {
@@ -198,11 +200,11 @@ impl DrillTarget for LocalTarget {
     }
 
     fn partition_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { self.network.pause_node(id) })
+        Box::pin(async move { self.network.partition_node(id) })
     }
 
     fn heal_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { self.network.resume_node(id) })
+        Box::pin(async move { self.network.heal_node(id) })
     }
 
     fn pause_node<'a>(&'a mut self, id: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {

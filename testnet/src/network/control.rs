@@ -114,4 +114,36 @@ impl LocalNetwork {
     pub fn resume_node(&self, id: &str) -> anyhow::Result<()> {
         Ok(self.node(id)?.process.signal(Signal::SIGCONT)?)
     }
+
+    /// Partitions a node from every other party: on a WAN testbed its links drop
+    /// every packet (the process runs on); on loopback, where no link can be cut,
+    /// the node is frozen instead ([`LocalNetwork::pause_node`]).
+    pub fn partition_node(&self, id: &str) -> anyhow::Result<()> {
+        match &self.wan {
+            Some(testbed) => {
+                self.node(id)?;
+                testbed.set_partitioned(id, true)
+            }
+            None => self.pause_node(id),
+        }
+    }
+
+    /// Heals [`LocalNetwork::partition_node`].
+    pub fn heal_node(&self, id: &str) -> anyhow::Result<()> {
+        match &self.wan {
+            Some(testbed) => {
+                self.node(id)?;
+                testbed.set_partitioned(id, false)
+            }
+            None => self.resume_node(id),
+        }
+    }
+
+    /// How [`LocalNetwork::partition_node`] partitions here.
+    pub fn partition_method(&self) -> &'static str {
+        match &self.wan {
+            Some(_) => "every packet to and from the node dropped by the WAN link emulator (the process runs on)",
+            None => "SIGSTOP/SIGCONT of the node process (stand-in for a partition on loopback)",
+        }
+    }
 }

@@ -10,6 +10,11 @@
 //! any kernel with `CONFIG_TUN`. One emulator also gives a true per-pair matrix
 //! with no per-destination qdisc classes.
 //!
+//! A party can be cut off ([`Emulator::set_partitioned`]): every packet from or to
+//! it is dropped until it is joined again, as a partition between it and everyone
+//! else would; its process runs on and its connections stay open, so TCP
+//! retransmits and reconnects as it would across a real partition.
+//!
 //! The emulator runs on its own thread and runtime, so the load a benchmark puts on
 //! its own runtime does not hold packets up. Packets of one link leave in the order
 //! they came (jitter never reorders them); tokio's timer has a resolution of one
@@ -17,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,6 +47,8 @@ pub struct Emulator {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// Per port: cut off from every other.
+    partitioned: Arc<[AtomicBool]>,
 }
 
 /// Packets the emulator handled.
@@ -52,6 +60,8 @@ pub struct Counters {
     pub lost: std::sync::atomic::AtomicU64,
     /// Dropped as not IPv4 or for no known party.
     pub unroutable: std::sync::atomic::AtomicU64,
+    /// Dropped because the sender or the receiver is partitioned.
+    pub partitioned: std::sync::atomic::AtomicU64,
 }
 
 impl Emulator {
@@ -63,6 +73,8 @@ impl Emulator {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
+        let partitioned: Arc<[AtomicBool]> = ports.iter().map(|_| AtomicBool::new(false)).collect();
+        let thread_partitioned = partitioned.clone();
         let thread = std::thread::Builder::new()
             .name("wan-emulator".into())
             .spawn(move || {
@@ -85,7 +97,7 @@ impl Emulator {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
-                    let tasks = forward(tuns, &ports, links, thread_counters);
+                    let tasks = forward(tuns, &ports, links, thread_counters, thread_partitioned);
                     let _ = stop_rx.await;
                     for t in tasks {
                         t.abort();
@@ -100,12 +112,23 @@ impl Emulator {
             stop: Some(stop_tx),
             thread: Some(thread),
             counters,
+            partitioned,
         })
     }
 
     /// What it handled so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Cuts port `port` off from every other (`true`) or joins it again (`false`);
+    /// packets already delayed on a link still arrive.
+    pub fn set_partitioned(&self, port: usize, cut: bool) -> anyhow::Result<()> {
+        self.partitioned
+            .get(port)
+            .ok_or_else(|| anyhow!("no port {port} in the WAN emulator"))?
+            .store(cut, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -161,6 +184,7 @@ fn forward(
     ports: &[Port],
     links: Vec<Vec<Link>>,
     counters: Arc<Counters>,
+    partitioned: Arc<[AtomicBool]>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let by_addr: Arc<HashMap<Ipv4Addr, usize>> =
         Arc::new(ports.iter().enumerate().map(|(i, p)| (p.addr, i)).collect());
@@ -195,6 +219,7 @@ fn forward(
         let tuns = tuns.clone();
         let by_addr = by_addr.clone();
         let counters = counters.clone();
+        let partitioned = partitioned.clone();
         let mut draws = Draws::new(seed ^ ((src as u64 + 1) << 32));
         tasks.push(tokio::spawn(async move {
             let mut last_departure: Vec<Instant> = vec![Instant::now(); row.len()];
@@ -214,6 +239,12 @@ fn forward(
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     continue;
                 };
+                if partitioned[src].load(Ordering::Relaxed)
+                    || partitioned[dst].load(Ordering::Relaxed)
+                {
+                    counters.partitioned.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let link = row[dst];
                 if link.loss > 0.0 && draws.unit() < link.loss {
                     counters

@@ -53,6 +53,8 @@ pub struct Testbed {
     /// The profile it emulates.
     pub profile: WanProfile,
     parties: BTreeMap<String, Party>,
+    /// Each party's port in the emulator.
+    ports: BTreeMap<String, usize>,
     emulator: Option<Emulator>,
 }
 
@@ -100,6 +102,11 @@ impl Testbed {
         let mut testbed = Self {
             profile: profile.clone(),
             parties: all.iter().map(|p| (p.name.clone(), p.clone())).collect(),
+            ports: all
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), i))
+                .collect(),
             emulator: None,
         };
         // From here on, dropping `testbed` removes whatever was made.
@@ -134,6 +141,19 @@ impl Testbed {
     /// Every party, the host included.
     pub fn parties(&self) -> impl Iterator<Item = &Party> {
         self.parties.values()
+    }
+
+    /// Cuts party `name` off from every other party (`true`: every packet from or
+    /// to it is dropped) or joins it again (`false`).
+    pub fn set_partitioned(&self, name: &str, cut: bool) -> anyhow::Result<()> {
+        let port = *self
+            .ports
+            .get(name)
+            .ok_or_else(|| anyhow!("no party {name} in the WAN testbed"))?;
+        self.emulator
+            .as_ref()
+            .ok_or_else(|| anyhow!("the WAN testbed is torn down"))?
+            .set_partitioned(port, cut)
     }
 
     /// The emulator's packet counts.

@@ -121,8 +121,57 @@ struct Health {
     going_away_again: u32,
     /// Until when health probes that find the node `SERVING` are not believed.
     probes_ignored_until: Option<Instant>,
-    /// Smoothed round-trip time of successful calls, in microseconds.
-    latency_us: Option<f64>,
+    /// Round-trip times of successful calls.
+    latency: LatencyWindow,
+}
+
+/// Seconds of round trips [`LatencyWindow`] takes its minimum over.
+const LATENCY_WINDOW_SECS: usize = 5;
+
+/// A node's distance: the least round trip of its successful calls in the last
+/// [`LATENCY_WINDOW_SECS`] seconds (the latest one if none is that recent). Loss and
+/// queueing only ever add to a round trip, so the least of a few seconds' samples
+/// is the path's own delay: one lost packet (a retransmission holds up every call
+/// on the connection for 200 ms or more) does not rank a near node behind a far one
+/// for the next several calls, as a smoothed mean would, while a node that really
+/// became slower ranks so within the window.
+#[derive(Debug, Default)]
+struct LatencyWindow {
+    /// Per second slot (`second % LATENCY_WINDOW_SECS`): which second since
+    /// [`LatencyWindow::origin`] it holds and its least sample, in microseconds.
+    slots: [Option<(u64, u64)>; LATENCY_WINDOW_SECS],
+    latest_us: Option<u64>,
+    origin: Option<Instant>,
+}
+
+impl LatencyWindow {
+    fn second(&mut self, now: Instant) -> u64 {
+        now.duration_since(*self.origin.get_or_insert(now))
+            .as_secs()
+    }
+
+    fn record(&mut self, now: Instant, sample_us: u64) {
+        let second = self.second(now);
+        let slot = &mut self.slots[(second % LATENCY_WINDOW_SECS as u64) as usize];
+        *slot = Some(match *slot {
+            Some((s, least)) if s == second => (s, least.min(sample_us)),
+            _ => (second, sample_us),
+        });
+        self.latest_us = Some(sample_us);
+    }
+
+    /// The least round trip of the window, if any call succeeded yet.
+    fn least_us(&mut self, now: Instant) -> Option<u64> {
+        let second = self.second(now);
+        let oldest = second.saturating_sub(LATENCY_WINDOW_SECS as u64 - 1);
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|(s, _)| *s >= oldest && *s <= second)
+            .map(|(_, least)| *least)
+            .min()
+            .or(self.latest_us)
+    }
 }
 
 impl Health {
@@ -175,11 +224,8 @@ impl NodeHandle {
     pub fn record_success(&self, elapsed: Duration) {
         let mut h = self.health();
         h.consecutive_failures = 0;
-        let sample = elapsed.as_secs_f64() * 1e6;
-        h.latency_us = Some(match h.latency_us {
-            Some(prev) => 0.8 * prev + 0.2 * sample,
-            None => sample,
-        });
+        let sample_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        h.latency.record(Instant::now(), sample_us);
     }
 
     /// Records a health probe sent at `asked` that found the node `SERVING` after
@@ -281,8 +327,9 @@ impl NodeHandle {
     /// back), then quarantined culprits, known to send bad shares; lower latency first
     /// within each.
     pub fn preference(&self) -> (Standing, u64) {
-        let h = self.health();
-        (h.standing(), h.latency_us.unwrap_or(0.0) as u64)
+        let mut h = self.health();
+        let latency_us = h.latency.least_us(Instant::now()).unwrap_or(0);
+        (h.standing(), latency_us)
     }
 
     async fn probe(&self, timeout: Duration) {
@@ -299,7 +346,7 @@ impl NodeHandle {
         // a debug build): a latency seeded with it would rank the node as far for
         // many probes. Before the first measurement, one call opens the channel
         // untimed.
-        if self.health().latency_us.is_none() {
+        if self.health().latency.latest_us.is_none() {
             let _ = tokio::time::timeout(timeout, client.check(request())).await;
         }
         let started = Instant::now();
@@ -527,6 +574,28 @@ mod tests {
         node.record_success(Duration::from_micros(500));
         node.record_answered();
         assert_eq!(node.preference(), (Standing::Available, 500));
+    }
+
+    #[test]
+    fn a_slow_round_trip_does_not_hide_a_fast_one_of_the_last_seconds() {
+        let mut window = LatencyWindow::default();
+        let t0 = Instant::now();
+        assert_eq!(window.least_us(t0), None);
+        window.record(t0, 17_000);
+        // A retransmission: one call 230 ms, the next ones queued behind it.
+        window.record(t0 + Duration::from_millis(300), 230_000);
+        window.record(t0 + Duration::from_millis(1_300), 120_000);
+        assert_eq!(
+            window.least_us(t0 + Duration::from_millis(1_400)),
+            Some(17_000)
+        );
+        // A node that became slow ranks so once its fast samples leave the window.
+        let later = t0 + Duration::from_secs(LATENCY_WINDOW_SECS as u64);
+        window.record(later, 90_000);
+        assert_eq!(window.least_us(later), Some(90_000));
+        // With nothing recent, the latest sample stands.
+        let idle = later + Duration::from_secs(60);
+        assert_eq!(window.least_us(idle), Some(90_000));
     }
 
     #[tokio::test]

@@ -15,17 +15,25 @@ use quorate_keys::audit::{verify_chain, AuditRecord};
 use quorate_testnet::network::LocalNetwork;
 use quorate_transport::identity::Role;
 
-fn audit_verify(net: &LocalNetwork, node_id: &str, state: &Path) -> Output {
+/// `quorate-ceremony audit VERB` as the network's auditor (its CA, certificate
+/// and key given); the caller adds the nodes and options.
+fn auditor(net: &LocalNetwork, verb: &str) -> std::process::Command {
     let tls = net.issue(Role::Auditor, "auditor").unwrap();
-    std::process::Command::new(bin_dir().join("quorate-ceremony"))
-        .args(["audit", "verify", "--node", node_id, "--endpoint"])
-        .arg(&net.node(node_id).unwrap().endpoint)
-        .arg("--ca")
+    let mut command = std::process::Command::new(bin_dir().join("quorate-ceremony"));
+    command
+        .args(["audit", verb, "--ca"])
         .arg(&tls.ca)
         .arg("--cert")
         .arg(&tls.cert)
         .arg("--key")
-        .arg(&tls.key)
+        .arg(&tls.key);
+    command
+}
+
+fn audit_verify(net: &LocalNetwork, node_id: &str, state: &Path) -> Output {
+    auditor(net, "verify")
+        .args(["--node", node_id, "--endpoint"])
+        .arg(&net.node(node_id).unwrap().endpoint)
         .arg("--state")
         .arg(state)
         .output()
@@ -411,18 +419,11 @@ async fn exported_lines_carry_no_payload_and_their_inclusion_proofs_match_rfc916
     net.kill_node("node-4").await.unwrap();
     net.kill_node("node-5").await.unwrap();
     sign(&net, "export", 4).await;
-    let tls = net.issue(Role::Auditor, "auditor").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = |verb: &str, extra: &[&str]| {
-        std::process::Command::new(bin_dir().join("quorate-ceremony"))
-            .args(["audit", verb, "--node", "node-1", "--endpoint"])
+        auditor(&net, verb)
+            .args(["--node", "node-1", "--endpoint"])
             .arg(&net.node("node-1").unwrap().endpoint)
-            .arg("--ca")
-            .arg(&tls.ca)
-            .arg("--cert")
-            .arg(&tls.cert)
-            .arg("--key")
-            .arg(&tls.key)
             .arg("--state")
             .arg(dir.path().join("state.json"))
             .args(extra)
@@ -571,23 +572,14 @@ async fn a_share_record_blaming_another_client_fails_the_intent_check() {
 /// audit), judging every attempt however recent (`--recent 0`: nothing signs while
 /// it runs).
 fn audit_verify_all(net: &LocalNetwork) -> Output {
-    let tls = net.issue(Role::Auditor, "auditor").unwrap();
-    let mut command = std::process::Command::new(bin_dir().join("quorate-ceremony"));
-    command.args(["audit", "verify", "--recent", "0"]);
+    let mut command = auditor(net, "verify");
+    command.args(["--recent", "0"]);
     for node in &net.nodes {
         command
             .args(["--node", &node.spec.id, "--endpoint"])
             .arg(&node.endpoint);
     }
-    command
-        .arg("--ca")
-        .arg(&tls.ca)
-        .arg("--cert")
-        .arg(&tls.cert)
-        .arg("--key")
-        .arg(&tls.key)
-        .output()
-        .unwrap()
+    command.output().unwrap()
 }
 
 /// A node's records, parsed.

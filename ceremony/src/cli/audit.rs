@@ -26,11 +26,19 @@ pub(super) enum AuditCommand {
     /// 12 forked (a signed checkpoint that does not extend the saved one, or
     /// records that do not hash to the node's own signed checkpoint); 13 deleted
     /// (the log begins with another first record); 14 the log is signed by another
-    /// key than last time; 64 usage. On 10-14 the state file is left as it was.
+    /// key than last time; 15 a witness (--witness) holds evidence that the log is
+    /// not the one it cosigned, or cosigned a checkpoint the log no longer extends;
+    /// 64 usage. On 10-15 the state file is left as it was.
     #[command(verbatim_doc_comment)]
     Verify {
         #[command(flatten)]
         target: AuditTarget,
+        /// A node that witnesses this node's log, as ID=https://host:port
+        /// (repeatable): its cosigned checkpoint of the log (verified under the
+        /// witness key its certificate attests) must be extended by the node's
+        /// current checkpoint, and it must hold no evidence against the node.
+        #[arg(long = "witness", value_name = "ID=URL")]
+        witnesses: Vec<crate::audit::witness::WitnessEndpoint>,
         /// Also print every record (one JSON object per line).
         #[arg(long)]
         print: bool,
@@ -80,8 +88,12 @@ pub(super) struct AuditTarget {
 /// Runs an `audit` command.
 pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
     match command {
-        AuditCommand::Verify { target, print } => {
-            let (_, summary) = verify_log(target, print)?;
+        AuditCommand::Verify {
+            target,
+            print,
+            witnesses,
+        } => {
+            let (_, summary) = verify_log(target, print, &witnesses)?;
             println!("{summary}");
             Ok(())
         }
@@ -92,7 +104,7 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
                 }
             }
             let node = target.node.clone();
-            let (observed, summary) = verify_log(target, false)?;
+            let (observed, summary) = verify_log(target, false, &[])?;
             let lines = crate::audit::export::lines(&node, &observed)
                 .map_err(|e| CliError::Usage(format!("{node}: {e}")))?;
             let text = lines.join("\n") + "\n";
@@ -117,7 +129,11 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
 /// Reads node `target.node`'s log and verifies it (chain, signed checkpoint, and
 /// with a state file its history), saving the new checkpoint there; returns what
 /// was read and the line that says what was verified.
-fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, String), CliError> {
+fn verify_log(
+    target: AuditTarget,
+    print: bool,
+    witnesses: &[crate::audit::witness::WitnessEndpoint],
+) -> Result<(history::Observed, String), CliError> {
     let AuditTarget {
         endpoint,
         node,
@@ -160,6 +176,13 @@ fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, St
     // What the history shows comes first: a rewritten log may also have a
     // broken chain, and "rewritten" says more than where the chain breaks.
     let verified = judge(&node, &observed, saved.as_ref())?;
+    // Then what other regions saw of it: a log cut or rewritten since a witness
+    // cosigned it fails here even on a first audit.
+    let witnessed = runtime
+        .block_on(audit::witness::check(
+            &node, &endpoint, &observed, witnesses, &tls,
+        ))?
+        .map_err(CliError::AuditFinding)?;
     let report = audit::check(&observed.records);
     let head = match report.head {
         Ok(head) => head,
@@ -194,11 +217,15 @@ fn verify_log(target: AuditTarget, print: bool) -> Result<(history::Observed, St
         .trust_domain
         .clone();
     let intents = audit::check_intents(&node, &observed.records, &ca_pem, &trust_domain)?;
-    let summary = format!(
+    let mut summary = format!(
         "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \
          verified, root {}; {intents} share records' client intents verified{since}",
         report.records, verified.size, verified.root
     );
+    for line in witnessed {
+        summary.push_str("; ");
+        summary.push_str(&line);
+    }
     if let (Some(path), Some(saved_state)) = (&state, saved_state.as_mut()) {
         saved_state.nodes.insert(node, verified);
         saved_state.save(path)?;

@@ -471,7 +471,14 @@ mod tests {
         assert_eq!(file.witness.peers.len(), 2);
         for (bad, says) in [
             (peer("node-1", "https://h:1"), "itself"),
-            (format!("{}{}", peer("node-2", "https://h:1"), peer("node-2", "https://h:2")), "twice"),
+            (
+                format!(
+                    "{}{}",
+                    peer("node-2", "https://h:1"),
+                    peer("node-2", "https://h:2")
+                ),
+                "twice",
+            ),
             (peer("node-2", "http://h:1"), "https://"),
             (peer("no de", "https://h:1"), "node_id"),
             ("[witness]\ninterval_ms = 0\n".into(), "interval_ms"),

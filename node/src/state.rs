@@ -29,8 +29,8 @@ use quorate_transport::intent::IntentVerifier;
 
 use crate::metrics::{self, NodeMetrics};
 use crate::nonces::NonceStore;
-use crate::witness::Witness;
 use crate::store::{KeyRecord, KeyStore};
+use crate::witness::Witness;
 
 /// State shared by the node's handlers.
 #[derive(Debug)]

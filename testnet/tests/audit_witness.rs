@@ -49,7 +49,10 @@ fn show(out: &Output) -> String {
     )
 }
 
-fn audit_client(net: &LocalNetwork, node_id: &str) -> pb::audit_client::AuditClient<tonic::transport::Channel> {
+fn audit_client(
+    net: &LocalNetwork,
+    node_id: &str,
+) -> pb::audit_client::AuditClient<tonic::transport::Channel> {
     let tls = net.issue(Role::Auditor, "auditor").unwrap();
     let channel = tls
         .load()
@@ -117,10 +120,7 @@ async fn inconsistent(net: &LocalNetwork, witness: &str, node: &str) -> Option<f
     let text = quorate_transport::metrics::scrape(&net.node(witness).unwrap().metrics)
         .await
         .ok()?;
-    quorate_transport::metrics::sample(
-        &text,
-        &format!("{WITNESS_INCONSISTENT}{{peer=\"{node}\"}}"),
-    )
+    quorate_transport::metrics::sample(&text, &format!("{WITNESS_INCONSISTENT}{{peer=\"{node}\"}}"))
 }
 
 fn log_lines(net: &LocalNetwork, node_id: &str) -> (std::path::PathBuf, Vec<String>) {
@@ -163,7 +163,12 @@ async fn sign(net: &LocalNetwork, tag: &str, n: usize) {
     let client = net.client().await.unwrap();
     for i in 0..n {
         client
-            .sign("demo-ed25519", format!("{tag}{i}").as_bytes(), None, DEADLINE)
+            .sign(
+                "demo-ed25519",
+                format!("{tag}{i}").as_bytes(),
+                None,
+                DEADLINE,
+            )
             .await
             .unwrap();
     }
@@ -195,7 +200,10 @@ async fn doctored_logs_are_reported_by_their_witnesses_within_seconds_and_fail_a
         .witness_key
         .unwrap();
     let vkey = String::from_utf8(witness_key.body).unwrap();
-    assert!(vkey.starts_with("quorate.test/quorate-witness/node-4+"), "{vkey}");
+    assert!(
+        vkey.starts_with("quorate.test/quorate-witness/node-4+"),
+        "{vkey}"
+    );
     WitnessVerifier::parse(&vkey)
         .unwrap()
         .verify(&String::from_utf8(log.cosigned).unwrap())
@@ -222,7 +230,11 @@ async fn doctored_logs_are_reported_by_their_witnesses_within_seconds_and_fail_a
     let (path, _) = log_lines(&net, "node-3");
     std::fs::remove_file(&path).unwrap();
     for node in ["node-1", "node-2", "node-3"] {
-        assert_eq!(inconsistent(&net, "node-4", node).await, Some(0.0), "{node}");
+        assert_eq!(
+            inconsistent(&net, "node-4", node).await,
+            Some(0.0),
+            "{node}"
+        );
     }
 
     for node in ["node-1", "node-2", "node-3"] {
@@ -253,7 +265,10 @@ async fn doctored_logs_are_reported_by_their_witnesses_within_seconds_and_fail_a
             evidence["reason"].as_str().unwrap().contains(says),
             "{node}: {evidence}"
         );
-        assert!(evidence["cosigned"].as_str().unwrap().contains("quorate-witness/node-5"));
+        assert!(evidence["cosigned"]
+            .as_str()
+            .unwrap()
+            .contains("quorate-witness/node-5"));
         assert_ne!(evidence["served"], evidence["cosigned"]);
         let out = audit_verify(&net, node, &["node-4", "node-5"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -315,9 +330,5 @@ async fn a_log_cut_while_its_witness_was_down_fails_audit_verify_with_that_witne
     let out = audit_verify(&net, "node-1", &["node-5"]);
     assert_eq!(out.status.code(), Some(15), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("node-1: witness node-5"),
-        "{}",
-        show(&out)
-    );
+    assert!(stderr.contains("node-1: witness node-5"), "{}", show(&out));
 }

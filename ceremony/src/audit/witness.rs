@@ -256,3 +256,18 @@ async fn extends(
         )
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_witness_is_an_id_and_an_https_endpoint() {
+        let w: WitnessEndpoint = "node-4=https://127.0.0.1:7104".parse().unwrap();
+        assert_eq!(w.node_id, "node-4");
+        assert_eq!(w.endpoint, "https://127.0.0.1:7104");
+        for bad in ["node-4", "=https://h:1", "node-4=http://h:1", "https://h:1"] {
+            assert!(bad.parse::<WitnessEndpoint>().is_err(), "{bad}");
+        }
+    }
+}

@@ -74,9 +74,7 @@ pub fn spawn(
     let mut tasks = Vec::with_capacity(peers.len());
     for peer in peers {
         let held = state.witness.evidence(&peer.node_id)?.is_some();
-        metrics
-            .inconsistent
-            .set([&peer.node_id], i64::from(held));
+        metrics.inconsistent.set([&peer.node_id], i64::from(held));
         let channel = tls
             .node_channel(&peer.endpoint, &peer.node_id, CALL_TIMEOUT)
             .map_err(|e| NodeError::Config(format!("witness peer {}: {e}", peer.node_id)))?;
@@ -169,7 +167,11 @@ impl PeerCheck {
         })
     }
 
-    async fn proof(&mut self, first: u64, second: u64) -> Result<Result<Vec<[u8; 32]>, String>, Skip> {
+    async fn proof(
+        &mut self,
+        first: u64,
+        second: u64,
+    ) -> Result<Result<Vec<[u8; 32]>, String>, Skip> {
         let answer = tokio::time::timeout(
             CALL_TIMEOUT,
             self.client
@@ -190,7 +192,9 @@ impl PeerCheck {
             Err(s)
                 if matches!(
                     s.code(),
-                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
                 ) =>
             {
                 Err(Skip::Unreachable(s.to_string()))

@@ -299,7 +299,9 @@ impl LocalNetwork {
                 .append(true)
                 .open(&node.config_path)
                 .and_then(|mut f| {
-                    f.write_all(crate::toml_text::witness_toml(&node.spec.id, &node_endpoints).as_bytes())
+                    f.write_all(
+                        crate::toml_text::witness_toml(&node.spec.id, &node_endpoints).as_bytes(),
+                    )
                 })
                 .with_context(|| format!("writing {}", node.config_path.display()))?;
         }

@@ -306,6 +306,32 @@ async fn doctored_logs_are_reported_by_their_witnesses_within_seconds_and_fail_a
         audit_verify(&net, "node-1", &["node-5"]).status.code(),
         Some(15)
     );
+
+    // Once an operator has dealt with it: `witness forget` on the stopped witness,
+    // which then witnesses node-1's log afresh (its evidence file stays).
+    net.stop_node("node-5").await.unwrap();
+    let node5 = net.node("node-5").unwrap();
+    let forget = std::process::Command::new(bin_dir().join("quorate-node"))
+        .arg("--config")
+        .arg(&node5.config_path)
+        .args(["witness", "forget", "--peer", "node-1"])
+        .output()
+        .unwrap();
+    assert!(forget.status.success(), "{}", show(&forget));
+    assert!(
+        String::from_utf8_lossy(&forget.stdout).contains("forgot \"node-1\""),
+        "{}",
+        show(&forget)
+    );
+    let evidence_files = std::fs::read_dir(node5.data_dir.join("witness-evidence"))
+        .unwrap()
+        .count();
+    assert_eq!(evidence_files, 3, "one file per doctored node");
+    net.start_node("node-5").await.unwrap();
+    wait_cosigned(&net, "node-1", &["node-5"]).await;
+    assert_eq!(inconsistent(&net, "node-5", "node-1").await, Some(0.0));
+    let out = audit_verify(&net, "node-1", &["node-5"]);
+    assert!(out.status.success(), "{}", show(&out));
 }
 
 /// A witness that was down while the log was cut and restarted after it: what it

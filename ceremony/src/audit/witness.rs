@@ -166,7 +166,7 @@ pub async fn check(
         if witnessed.size > current.size {
             current = latest(&mut node, node_id, &log_key).await?;
         }
-        if let Some(message) = extends(&mut node, &current, &witnessed).await? {
+        if let Some(message) = extends(&mut node, node_id, &current, &witnessed).await? {
             return Ok(Err(finding(format!(
                 "witness {witness} cosigned its checkpoint of {} records at {time} (Unix \
                  seconds), and {message}",
@@ -206,6 +206,7 @@ async fn latest(
 /// why not.
 async fn extends(
     node: &mut pb::audit_client::AuditClient<tonic::transport::Channel>,
+    node_id: &str,
     current: &Checkpoint,
     witnessed: &Checkpoint,
 ) -> Result<Option<String>, AuditError> {
@@ -228,12 +229,25 @@ async fn extends(
         .await
     {
         Ok(p) => p.into_inner().hashes,
-        Err(status) => {
+        // The node's own answer about the tree sizes (it has no tree of the
+        // witnessed size); anything else is a failed read, not a finding.
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::OutOfRange | tonic::Code::InvalidArgument
+            ) =>
+        {
             return Ok(Some(format!(
                 "it refuses a consistency proof to its checkpoint of {} records: {}",
                 current.size,
                 status.message()
             )))
+        }
+        Err(status) => {
+            return Err(AuditError::Read {
+                node: node_id.to_string(),
+                status,
+            })
         }
     };
     let proof: Option<Vec<[u8; 32]>> = proof

@@ -189,17 +189,11 @@ impl PeerCheck {
                         .map_err(|_| "a proof hash is not 32 bytes".to_string())
                 })
                 .collect()),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
-                        | tonic::Code::Cancelled
-                ) =>
-            {
-                Err(Skip::Unreachable(s.to_string()))
-            }
-            Err(s) => Ok(Err(format!("{:?}: {}", s.code(), s.message()))),
+            // Only a node's answer about the tree sizes counts as its refusal; a
+            // transport failure (`Unknown`, `Unavailable`, ...) says nothing about
+            // its log, and is retried next round.
+            Err(s) if is_refusal(&s) => Ok(Err(format!("{:?}: {}", s.code(), s.message()))),
+            Err(s) => Err(Skip::Unreachable(s.to_string())),
         }
     }
 
@@ -269,6 +263,16 @@ impl PeerCheck {
             }
         }
     }
+}
+
+/// Whether `status` is the peer's own refusal of a consistency proof between the
+/// sizes asked (the codes a node answers for tree sizes it does not have), as
+/// opposed to a failure of the call.
+pub(crate) fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::OutOfRange | tonic::Code::InvalidArgument
+    )
 }
 
 fn now_secs() -> i64 {

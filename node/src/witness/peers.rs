@@ -226,7 +226,13 @@ impl PeerCheck {
                 Ok("unchanged")
             }
             Verdict::Cosign => {
-                witness.cosign(&self.peer, &served).map_err(stored)?;
+                // The store's flush blocks: off the runtime's worker, which also
+                // serves signing rounds.
+                let (state, peer) = (self.state.clone(), self.peer.clone());
+                tokio::task::spawn_blocking(move || state.witness.cosign(&peer, &served))
+                    .await
+                    .map_err(|e| Skip::Invalid(format!("the witness's own state: {e}")))?
+                    .map_err(stored)?;
                 self.metrics.last_checked.set([&self.peer], now_secs());
                 Ok("cosigned")
             }
@@ -248,7 +254,13 @@ impl PeerCheck {
                         .map(|p| p.iter().map(hex::encode).collect()),
                     proof_refused: proof.and_then(|p| p.err()),
                 };
-                let kept = witness.keep_evidence(&evidence).map_err(stored)?;
+                let kept = {
+                    let state = self.state.clone();
+                    tokio::task::spawn_blocking(move || state.witness.keep_evidence(&evidence))
+                        .await
+                        .map_err(|e| Skip::Invalid(format!("the witness's own state: {e}")))?
+                        .map_err(stored)?
+                };
                 self.metrics.inconsistent.set([&self.peer], 1);
                 tracing::error!(
                     peer = %self.peer,

@@ -1,7 +1,7 @@
 //! Reading and checking a node's audit log, as an auditor (role `auditor`): its
 //! hash chain, its signed checkpoint (under the log key the node's certificate
-//! attests) and, against what the auditor saw last time, its history
-//! ([`history`]).
+//! attests), against what the auditor saw last time, its history
+//! ([`history`]), and against what other nodes witnessed of it ([`witness`]).
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use quorate_wire::pb;
 pub mod export;
 pub mod history;
 pub mod reconcile;
+pub mod witness;
 
 use history::Observed;
 
@@ -43,6 +44,16 @@ pub enum AuditError {
         event: String,
         /// Its key.
         key_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A witness's answer does not verify, or it does not witness the node.
+    #[error("witness {witness} of {node}: {reason}")]
+    Witness {
+        /// The witness's node id.
+        witness: String,
+        /// The audited node.
+        node: String,
         /// Why.
         reason: String,
     },

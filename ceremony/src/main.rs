@@ -1,6 +1,6 @@
 //! `quorate-ceremony`: key ceremonies and the dev PKI. Parses arguments, runs one
 //! command from the library ([`quorate_ceremony::cli`]), maps errors to exit codes
-//! (64 usage/config, 1 failure, 10-14 what `audit verify` found in a node's log).
+//! (64 usage/config, 1 failure, 10-15 what `audit verify` found in a node's log).
 
 use std::process::ExitCode;
 

@@ -80,6 +80,46 @@ pub struct NodeConfigFile {
     /// Fault injection for drills. Never set these in production.
     #[serde(default)]
     pub danger: DangerSettings,
+    /// The peers whose audit logs this node witnesses (`[witness]`).
+    #[serde(default)]
+    pub witness: WitnessSettings,
+}
+
+/// Which peers' audit logs this node witnesses, and how often it checks them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessSettings {
+    /// How often each peer's latest checkpoint is fetched and checked (milliseconds).
+    pub interval_ms: u64,
+    /// The witnessed peers (`[[witness.peers]]`); none by default.
+    pub peers: Vec<WitnessPeer>,
+}
+
+impl Default for WitnessSettings {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5000,
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl WitnessSettings {
+    /// The interval as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+}
+
+/// A witnessed peer: its node id (its certificate's name, which the connection is
+/// pinned to) and its gRPC endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessPeer {
+    /// The peer's node id.
+    pub node_id: String,
+    /// `https://host:port`.
+    pub endpoint: String,
 }
 
 /// Faults a node can be told to inject, so drills can prove the network survives a
@@ -231,6 +271,7 @@ impl NodeConfig {
                 "nonces.max_outstanding and nonces.ttl_secs must be > 0",
             ));
         }
+        validate_witness(&file)?;
         let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
         if tls.identity() != &expected {
             return Err(config_err(format!(
@@ -269,6 +310,40 @@ impl NodeConfig {
         }
         Ok(Self { file, tls, keks })
     }
+}
+
+/// Witnessed peers: valid node ids other than this node's, each once, at
+/// `https://` endpoints (checkpoints are fetched over mTLS pinned to the peer), and
+/// a non-zero interval.
+fn validate_witness(file: &NodeConfigFile) -> Result<(), NodeError> {
+    let witness = &file.witness;
+    if witness.interval_ms == 0 {
+        return Err(config_err("witness.interval_ms must be > 0"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for peer in &witness.peers {
+        PeerIdentity::new(&file.trust_domain, Role::Node, &peer.node_id)
+            .map_err(|e| config_err(format!("witness.peers node_id {:?}: {e}", peer.node_id)))?;
+        if peer.node_id == file.node_id {
+            return Err(config_err(format!(
+                "witness.peers names this node ({:?}) itself",
+                peer.node_id
+            )));
+        }
+        if !seen.insert(peer.node_id.as_str()) {
+            return Err(config_err(format!(
+                "witness.peers names {:?} twice",
+                peer.node_id
+            )));
+        }
+        if !peer.endpoint.starts_with("https://") {
+            return Err(config_err(format!(
+                "witness.peers endpoint {:?} of {:?} is not an https://host:port URL",
+                peer.endpoint, peer.node_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -367,6 +442,49 @@ mod tests {
             )
             .unwrap();
             NodeConfig::kek_providers(&file, &|_| None).unwrap();
+        }
+    }
+
+    #[test]
+    fn witness_peers_are_other_nodes_once_each_at_https_endpoints() {
+        let parse = |extra: &str| -> NodeConfigFile {
+            quorate_transport::config::from_toml_with_env(
+                &format!("{MINIMAL}{extra}"),
+                ENV_OVERRIDES,
+                |_: &str| None,
+            )
+            .unwrap()
+        };
+        let peer = |id: &str, endpoint: &str| {
+            format!("[[witness.peers]]\nnode_id = \"{id}\"\nendpoint = \"{endpoint}\"\n")
+        };
+        let file = parse("");
+        assert_eq!(file.witness.interval(), Duration::from_secs(5));
+        assert!(file.witness.peers.is_empty());
+        let good = format!(
+            "[witness]\ninterval_ms = 1000\n{}{}",
+            peer("node-2", "https://127.0.0.1:7102"),
+            peer("node-3", "https://127.0.0.1:7103")
+        );
+        let file = parse(&good);
+        validate_witness(&file).unwrap();
+        assert_eq!(file.witness.peers.len(), 2);
+        for (bad, says) in [
+            (peer("node-1", "https://h:1"), "itself"),
+            (
+                format!(
+                    "{}{}",
+                    peer("node-2", "https://h:1"),
+                    peer("node-2", "https://h:2")
+                ),
+                "twice",
+            ),
+            (peer("node-2", "http://h:1"), "https://"),
+            (peer("no de", "https://h:1"), "node_id"),
+            ("[witness]\ninterval_ms = 0\n".into(), "interval_ms"),
+        ] {
+            let err = validate_witness(&parse(&bad)).unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
         }
     }
 

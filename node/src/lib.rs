@@ -18,7 +18,7 @@
 //! Layers, each using only those below it: [`server`] (bind and serve) over
 //! [`service`] (one gRPC adapter per service) over the steps ([`sign`], [`escrow`],
 //! [`ceremony`]) over the node's state and key registry ([`state`], [`key`],
-//! [`identity`], [`metrics`], [`checkpoints`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
+//! [`identity`], [`metrics`], [`checkpoints`], [`witness`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
 //! [`config`] and [`error`].
 #![deny(clippy::unwrap_used)]
 
@@ -39,6 +39,7 @@ pub mod service;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod witness;
 
 pub use config::{NodeConfig, NodeConfigFile};
 pub use error::NodeError;

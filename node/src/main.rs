@@ -47,6 +47,22 @@ enum Command {
     /// Key-encryption keys of a stopped node's store.
     #[command(subcommand)]
     Kek(KekCommand),
+    /// What a stopped node holds as a witness of its peers' audit logs.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WitnessCommand {
+    /// Removes the evidence and the cosigned checkpoint held for a peer, after an
+    /// operator dealt with an inconsistency: the node then witnesses the peer's log
+    /// afresh. The evidence files under the data directory stay. The node must be
+    /// stopped.
+    Forget {
+        /// The peer's node id.
+        #[arg(long)]
+        peer: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -83,6 +99,10 @@ fn main() {
                 }
                 Some(Command::Kek(KekCommand::Rekey)) => {
                     println!("{}", quorate_node::rotation::rekey(&config)?);
+                    Ok(())
+                }
+                Some(Command::Witness(WitnessCommand::Forget { peer })) => {
+                    println!("{}", quorate_node::witness::forget_peer(&config, &peer)?);
                     Ok(())
                 }
             }

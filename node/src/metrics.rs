@@ -40,6 +40,15 @@ pub const CERTIFICATE_NOT_AFTER: &str = "quorate_node_certificate_not_after_seco
 /// Configured key-encryption key providers that could not open the store at startup.
 pub const KEK_PROVIDERS_UNAVAILABLE: &str = "quorate_node_kek_providers_unavailable";
 
+/// 1 once this node, as a witness, holds evidence that the peer's audit log is not
+/// the one it cosigned (by `peer`), else 0.
+pub const WITNESS_INCONSISTENT: &str = "quorate_node_witness_inconsistent";
+/// When this node last verified a checkpoint of the peer's audit log consistent with
+/// the one it cosigned (by `peer`), Unix seconds.
+pub const WITNESS_LAST_CHECKED: &str = "quorate_node_witness_last_checked_seconds";
+/// Witness checks of a peer's audit log, by `peer` and `outcome`.
+pub const WITNESS_CHECKS: &str = "quorate_node_witness_checks_total";
+
 /// Reports each audit log flush's duration to `registry` (called on the log's
 /// flusher thread).
 pub fn audit_flush_observer(registry: &Registry) -> FlushObserver {

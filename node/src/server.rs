@@ -91,7 +91,14 @@ impl BoundNode {
             intents,
             metrics.clone(),
         )?
-        .with_danger(file.danger);
+        .with_danger(file.danger)
+        .with_witnessed(
+            file.witness
+                .peers
+                .iter()
+                .map(|p| p.node_id.clone())
+                .collect(),
+        );
         let participant = Participant::new(ceremony);
         let listener = TcpListener::bind(file.listen)
             .await
@@ -168,6 +175,14 @@ impl BoundNode {
                 }
             })
         };
+        // Witness every configured peer's audit log.
+        let witness_tasks = crate::witness::peers::spawn(
+            self.state.clone(),
+            &self.tls,
+            &self.metrics,
+            &self.file.witness.peers,
+            self.file.witness.interval(),
+        )?;
         tracing::info!(
             node_id = %self.file.node_id,
             region = %self.file.region,
@@ -287,6 +302,9 @@ impl BoundNode {
         }
         audit_health_task.abort();
         checkpoint_task.abort();
+        for task in witness_tasks {
+            task.abort();
+        }
         tls_watch.abort();
         // Every answered share's record was flushed before the share left; this
         // syncs whatever a batch cut off by the grace recorded without answering.

@@ -30,6 +30,7 @@ use quorate_transport::intent::IntentVerifier;
 use crate::metrics::{self, NodeMetrics};
 use crate::nonces::NonceStore;
 use crate::store::{KeyRecord, KeyStore};
+use crate::witness::Witness;
 
 /// State shared by the node's handlers.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct NodeState {
     pub(crate) audit: AuditLog,
     /// Signs checkpoints of the audit log with the node's log key.
     pub(crate) checkpoints: Checkpoints,
+    /// Witnesses the peers' audit logs: the witness key and what it cosigned.
+    pub(crate) witness: Witness,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: NodeMetrics,
     /// Checks the client's signed intent of every round-2 request.
@@ -71,6 +74,12 @@ impl NodeState {
         let seed = store.audit_log_seed()?;
         let log_key = quorate_keys::checkpoint::LogSigner::from_seed(&origin, &seed)
             .map_err(|e| NodeError::Config(format!("audit log key: {e}")))?;
+        let witness = Witness::open(
+            &quorate_keys::cosignature::witness_name(&identity.trust_domain, &identity.node_id),
+            &crate::witness::witness_seed(&seed),
+            &store.db(),
+            store.dir(),
+        )?;
         drop(seed);
         let checkpoints = Checkpoints::new(origin, log_key);
         let mut keys = HashMap::new();
@@ -87,6 +96,7 @@ impl NodeState {
             nonces,
             audit,
             checkpoints,
+            witness,
             rate: RateLimiter::new(),
             metrics: NodeMetrics::new(&registry),
             intents,
@@ -105,6 +115,18 @@ impl NodeState {
     /// is its own.
     pub fn audit_log_key_attestation(&self) -> Result<pb::Signed, NodeError> {
         self.checkpoints.attestation(&self.attestor)
+    }
+
+    /// The node's statement, under its current certificate, that its witness key is
+    /// its own.
+    pub fn witness_key_attestation(&self) -> Result<pb::Signed, NodeError> {
+        self.witness.attestation(&self.attestor)
+    }
+
+    /// Names the peers this node witnesses (served by `GetWitnessed`).
+    pub fn with_witnessed(mut self, peers: Vec<String>) -> Self {
+        self.witness.set_peers(peers);
+        self
     }
 
     /// Turns on fault injection (drills only).

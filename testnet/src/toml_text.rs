@@ -35,3 +35,21 @@ pub fn node_entry(id: &str, endpoint: &str) -> String {
         toml_string(endpoint)
     )
 }
+
+/// How often the testnets' nodes check each other's audit logs (milliseconds):
+/// short, so a doctored log is reported within seconds.
+pub const WITNESS_INTERVAL_MS: u64 = 1000;
+
+/// The `[witness]` table of node `me`: every other node of `nodes` (`(id,
+/// endpoint)`) is witnessed every [`WITNESS_INTERVAL_MS`].
+pub fn witness_toml(me: &str, nodes: &[(&str, &str)]) -> String {
+    let mut text = format!("\n[witness]\ninterval_ms = {WITNESS_INTERVAL_MS}\n");
+    for (id, endpoint) in nodes.iter().filter(|(id, _)| *id != me) {
+        text.push_str(&format!(
+            "\n[[witness.peers]]\nnode_id = {}\nendpoint = {}\n",
+            toml_string(id),
+            toml_string(endpoint)
+        ));
+    }
+    text
+}

@@ -57,6 +57,7 @@ enum Rpc {
     GetCheckpoint,
     GetInclusionProof(pb::InclusionProofRequest),
     GetConsistencyProof(pb::ConsistencyProofRequest),
+    GetWitnessed,
 }
 
 impl Rpc {
@@ -78,6 +79,7 @@ impl Rpc {
             Rpc::GetCheckpoint => "Audit/GetCheckpoint",
             Rpc::GetInclusionProof(_) => "Audit/GetInclusionProof",
             Rpc::GetConsistencyProof(_) => "Audit/GetConsistencyProof",
+            Rpc::GetWitnessed => "Audit/GetWitnessed",
         }
     }
 }
@@ -219,6 +221,10 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
         Rpc::GetConsistencyProof(r) => {
             let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
             c.get_consistency_proof(*r).await.map(drop)
+        }
+        Rpc::GetWitnessed => {
+            let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
+            c.get_witnessed(pb::GetWitnessedRequest {}).await.map(drop)
         }
     }
 }
@@ -1105,6 +1111,21 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             PermissionDenied,
         ),
         row(Rpc::GetCheckpoint, "none (the latest)", Auditor, Ok),
+        // A peer witnessing this node's log: checkpoints and proofs, never records.
+        row(Rpc::GetCheckpoint, "a witnessing peer (node)", Node, Ok),
+        row(
+            Rpc::ReadAudit(pb::ReadAuditRequest { from_seq: 0 }),
+            "a witnessing peer (node) may not read records",
+            Node,
+            PermissionDenied,
+        ),
+        row(Rpc::GetWitnessed, "none", Auditor, Ok),
+        row(
+            Rpc::GetWitnessed,
+            "wrong role (node)",
+            Node,
+            PermissionDenied,
+        ),
         row(
             Rpc::GetCheckpoint,
             "wrong role (coordinator)",
@@ -1165,6 +1186,15 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Coordinator,
             PermissionDenied,
         ),
+        row(
+            Rpc::GetConsistencyProof(pb::ConsistencyProofRequest {
+                first: 1,
+                second: 1,
+            }),
+            "a witnessing peer (node)",
+            Node,
+            Ok,
+        ),
     ];
 
     let before = snapshot(&net).await;
@@ -1189,7 +1219,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
     }
     // Every RPC has rows.
     let covered: BTreeSet<&str> = rows.iter().map(|r| r.rpc.name()).collect();
-    assert_eq!(covered.len(), 16, "{covered:?}");
+    assert_eq!(covered.len(), 17, "{covered:?}");
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",

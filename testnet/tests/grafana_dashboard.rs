@@ -43,6 +43,9 @@ fn exported() -> BTreeSet<String> {
         node::AUDIT_LOG_BROKEN,
         node::CERTIFICATE_NOT_AFTER,
         node::KEK_PROVIDERS_UNAVAILABLE,
+        node::WITNESS_INCONSISTENT,
+        node::WITNESS_LAST_CHECKED,
+        node::WITNESS_CHECKS,
         quorate_transport::tls_reload::RELOADS,
         quorate_transport::tls_reload::RELOAD_FAILURES,
     ];

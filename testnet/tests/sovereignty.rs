@@ -597,6 +597,9 @@ async fn metrics_endpoints_serve_the_listed_series() {
             ("quorate_node_policy_denials_total", "counter"),
             ("quorate_node_requests_total", "counter"),
             ("quorate_node_sign_share_seconds", "histogram"),
+            ("quorate_node_witness_checks_total", "counter"),
+            ("quorate_node_witness_inconsistent", "gauge"),
+            ("quorate_node_witness_last_checked_seconds", "gauge"),
             ("quorate_tls_reload_failures_total", "counter"),
             ("quorate_tls_reloads_total", "counter"),
         ];
@@ -614,6 +617,8 @@ async fn metrics_endpoints_serve_the_listed_series() {
         "quorate_node_keys 4",
         "quorate_node_audit_records",
         "quorate_node_audit_flush_seconds_count",
+        "quorate_node_witness_inconsistent{peer=\"node-1\"} 0",
+        "quorate_node_witness_last_checked_seconds{peer=\"node-1\"}",
     ] {
         assert!(node.contains(series), "node lacks {series}:\n{node}");
     }

@@ -194,6 +194,9 @@ pub enum FindingKind {
     Deleted,
     /// The log is signed by another log key than the saved checkpoint was.
     KeyChanged,
+    /// A witness (another node) holds evidence that the log is not the one it
+    /// cosigned, or cosigned a checkpoint the log no longer extends.
+    Witnessed,
 }
 
 impl FindingKind {
@@ -205,6 +208,7 @@ impl FindingKind {
             Self::Forked => 12,
             Self::Deleted => 13,
             Self::KeyChanged => 14,
+            Self::Witnessed => 15,
         }
     }
 }

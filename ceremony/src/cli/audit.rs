@@ -1,6 +1,7 @@
 //! `quorate-ceremony audit verify`: fetch a node's audit log as an auditor, check
 //! its hash chain and its signed checkpoint, and (with `--state`) that it only
-//! grew since the last audit; given several nodes, reconcile their share records
+//! grew since the last audit, and against what witnesses cosigned of it; given
+//! several nodes, reconcile their share records
 //! ([`crate::audit::reconcile`]).
 
 use std::path::PathBuf;
@@ -35,17 +36,26 @@ pub(super) enum AuditCommand {
     /// 12 forked (a signed checkpoint that does not extend the saved one, or
     /// records that do not hash to the node's own signed checkpoint); 13 deleted
     /// (the log begins with another first record); 14 the log is signed by another
-    /// key than last time; 20 records of one signing attempt disagree across nodes
+    /// key than last time; 15 a witness (--witness) holds evidence that the log is
+    /// not the one it cosigned, or cosigned a checkpoint the log no longer extends;
+    /// 20 records of one signing attempt disagree across nodes
     /// (or a node recorded two shares of one attempt, or a share for a quorum
     /// without itself); 21 a share recorded by some signers of an attempt has no
     /// trace (share or refusal) on another, and no retry of that request completed;
-    /// 64 usage. On 10-14 the failing node's saved checkpoint is left as it was
+    /// 64 usage. On 10-15 the failing node's saved checkpoint is left as it was
     /// (nodes verified before it are saved); on 20-21 every node's log verified
     /// on its own and all are saved.
     #[command(verbatim_doc_comment)]
     Verify {
         #[command(flatten)]
         target: AuditTarget,
+        /// A node that witnesses the audited nodes' logs, as ID=https://host:port
+        /// (repeatable): its cosigned checkpoint of each audited node's log but its
+        /// own (verified under the witness key its certificate attests) must be
+        /// extended by that node's current checkpoint, and it must hold no
+        /// evidence against it.
+        #[arg(long = "witness", value_name = "ID=URL")]
+        witnesses: Vec<crate::audit::witness::WitnessEndpoint>,
         /// Also print every record (one JSON object per line).
         #[arg(long)]
         print: bool,
@@ -105,6 +115,7 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
             target,
             print,
             recent,
+            witnesses,
         } => {
             // Attempts recorded after the audit began may sit in one log read and
             // not yet in another: reconciliation judges only those well before.
@@ -117,8 +128,14 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
             let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
             let mut logs = Vec::with_capacity(nodes.len());
             for (node, endpoint) in &nodes {
+                // A node does not witness itself.
+                let others: Vec<_> = witnesses
+                    .iter()
+                    .filter(|w| w.node_id != *node)
+                    .cloned()
+                    .collect();
                 let (observed, summary) =
-                    verify_log(node, endpoint, &tls, state.as_deref(), print)?;
+                    verify_log(node, endpoint, &tls, state.as_deref(), print, &others)?;
                 println!("{summary}");
                 logs.push((node.clone(), audit::decode(&observed.records)));
             }
@@ -141,7 +158,8 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CliError> {
                 ));
             };
             let _lock = state.as_deref().map(StateLock::acquire).transpose()?;
-            let (observed, summary) = verify_log(node, endpoint, &tls, state.as_deref(), false)?;
+            let (observed, summary) =
+                verify_log(node, endpoint, &tls, state.as_deref(), false, &[])?;
             let lines = crate::audit::export::lines(node, &observed)
                 .map_err(|e| CliError::Usage(format!("{node}: {e}")))?;
             let text = lines.join("\n") + "\n";
@@ -232,6 +250,7 @@ fn verify_log(
     tls: &TlsPaths,
     state: Option<&std::path::Path>,
     print: bool,
+    witnesses: &[crate::audit::witness::WitnessEndpoint],
 ) -> Result<(history::Observed, String), CliError> {
     let node = node.to_string();
     let mut saved_state = match state {
@@ -257,6 +276,13 @@ fn verify_log(
     // What the history shows comes first: a rewritten log may also have a
     // broken chain, and "rewritten" says more than where the chain breaks.
     let verified = judge(&node, &observed, saved.as_ref())?;
+    // Then what other regions saw of it: a log cut or rewritten since a witness
+    // cosigned it fails here even on a first audit.
+    let witnessed = runtime
+        .block_on(audit::witness::check(
+            &node, endpoint, &observed, witnesses, tls,
+        ))?
+        .map_err(CliError::AuditFinding)?;
     let report = audit::check(&observed.records);
     let head = match report.head {
         Ok(head) => head,
@@ -291,11 +317,15 @@ fn verify_log(
         .trust_domain
         .clone();
     let intents = audit::check_intents(&node, &observed.records, &ca_pem, &trust_domain)?;
-    let summary = format!(
+    let mut summary = format!(
         "{node}: {} records, chain intact, head {head}; signed checkpoint of {} records \
          verified, root {}; {intents} share records' client intents verified{since}",
         report.records, verified.size, verified.root
     );
+    for line in witnessed {
+        summary.push_str("; ");
+        summary.push_str(&line);
+    }
     if let (Some(path), Some(saved_state)) = (state, saved_state.as_mut()) {
         saved_state.nodes.insert(node, verified);
         saved_state.save(path)?;

@@ -1,11 +1,14 @@
 //! The `Audit` gRPC service, for auditors: `ReadAudit` streams this node's audit
 //! log from a given record on; `GetCheckpoint` gives its latest signed checkpoint
 //! with the attestation of the log key; `GetInclusionProof` and
-//! `GetConsistencyProof` the RFC 9162 proofs over its Merkle tree.
+//! `GetConsistencyProof` the RFC 9162 proofs over its Merkle tree;
+//! `GetWitnessed` what this node, as a witness, cosigned of its peers' logs.
 //!
 //! An adapter only: the log is [`crate::audit`], the checkpoints
-//! [`crate::checkpoints`]. Invariants: only callers whose certificate says
-//! `auditor` are served; only records whose flush has completed are served, and
+//! [`crate::checkpoints`], the witness [`crate::witness`]. Invariants: only callers
+//! whose certificate says `auditor` are served, except that `GetCheckpoint` and
+//! `GetConsistencyProof` also serve role `node` (peers witnessing this log: they
+//! get checkpoints and proofs, never records); only records whose flush has completed are served, and
 //! proofs only for trees of such records; the file is read on a blocking thread,
 //! with backpressure.
 
@@ -55,7 +58,11 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         req: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::AuditCheckpoint>, Status> {
-        authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        authorize(
+            &req,
+            &self.0.identity.trust_domain,
+            &[Role::Auditor, Role::Node],
+        )?;
         let (_, note) = self.0.audit_checkpoint();
         Ok(Response::new(pb::AuditCheckpoint {
             note: note.into_bytes(),
@@ -79,10 +86,30 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         req: Request<pb::ConsistencyProofRequest>,
     ) -> Result<Response<pb::AuditProof>, Status> {
-        authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        authorize(
+            &req,
+            &self.0.identity.trust_domain,
+            &[Role::Auditor, Role::Node],
+        )?;
         let r = req.into_inner();
         let proof = self.0.audit.consistency_proof(r.first, r.second)?;
         Ok(Response::new(proof_message(proof)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_witnessed(
+        &self,
+        req: Request<pb::GetWitnessedRequest>,
+    ) -> Result<Response<pb::Witnessed>, Status> {
+        authorize(&req, &self.0.identity.trust_domain, &[Role::Auditor])?;
+        let state = self.0.clone();
+        let logs = tokio::task::spawn_blocking(move || state.witness.view())
+            .await
+            .map_err(|e| Status::internal(format!("witness view: {e}")))??;
+        Ok(Response::new(pb::Witnessed {
+            witness_key: Some(self.0.witness_key_attestation()?),
+            logs,
+        }))
     }
 }
 

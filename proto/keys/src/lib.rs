@@ -3,7 +3,8 @@
 //! its sovereignty and access [`policy`], compliance [`approval`] tokens for an
 //! out-of-policy quorum, and the [`audit`] record format with its hash chain, the
 //! [`merkle`] tree over a node's audit log (RFC 9162) and its signed
-//! [`checkpoint`]s (C2SP signed notes).
+//! [`checkpoint`]s (C2SP signed notes) with witnesses'
+//! [`cosignature`]s.
 //!
 //! The coordinator uses these to choose quorums; every node enforces them itself (the
 //! coordinator is not trusted to). Nothing here touches a share.
@@ -12,6 +13,7 @@
 pub mod approval;
 pub mod audit;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod manifest;
 pub mod merkle;
 pub mod policy;

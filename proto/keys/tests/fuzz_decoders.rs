@@ -61,6 +61,7 @@ each_target!(
     escrow_part,
     audit_record,
     audit_checkpoint,
+    audit_cosignature,
 );
 
 #[test]

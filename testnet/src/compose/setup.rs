@@ -100,6 +100,17 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
             toml_string(&kek.display().to_string()),
             tls_toml(&tls),
         );
+        // Every node witnesses every other node's audit log.
+        let others: Vec<(String, String)> = layout
+            .nodes
+            .iter()
+            .map(|n| (n.spec.id.clone(), n.endpoint()))
+            .collect();
+        let others: Vec<(&str, &str)> = others
+            .iter()
+            .map(|(id, e)| (id.as_str(), e.as_str()))
+            .collect();
+        let config = config + &crate::toml_text::witness_toml(&node.spec.id, &others);
         std::fs::write(node_dir.join("node.toml"), config)?;
     }
 

@@ -292,6 +292,19 @@ impl LocalNetwork {
             .iter()
             .map(|n| (n.spec.id.as_str(), n.endpoint.as_str()))
             .collect();
+        // Every node witnesses every other node's audit log.
+        for node in &nodes {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&node.config_path)
+                .and_then(|mut f| {
+                    f.write_all(
+                        crate::toml_text::witness_toml(&node.spec.id, &node_endpoints).as_bytes(),
+                    )
+                })
+                .with_context(|| format!("writing {}", node.config_path.display()))?;
+        }
         let mut coordinator_ports = Vec::new();
         let mut coordinator_processes = Vec::new();
         for (i, name) in coordinator_names.iter().enumerate() {

@@ -113,6 +113,13 @@ pub fn registry() -> Vec<Drill> {
             run: storage::disk_corruption,
             local_only: true,
         },
+        Drill {
+            number: 12,
+            name: "doctored-audit-log",
+            expectation: "a node's audit log cut under load (stopped, truncated, restarted): every other node, witnessing it, reports the inconsistency within seconds; the load signs on",
+            run: storage::doctored_audit_log,
+            local_only: true,
+        },
     ]
 }
 
@@ -128,6 +135,6 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), drills.len());
         let numbers: Vec<u8> = drills.iter().map(|d| d.number).collect();
-        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8, 9, 11, 10]);
+        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8, 9, 11, 10, 12]);
     }
 }

@@ -180,6 +180,85 @@ pub(super) fn disk_corruption(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Resul
     })
 }
 
+/// Drill 12: under load, a node's operator cuts the node's audit log back to what
+/// it held before the load began (stopped, the file truncated, restarted): the
+/// records of the last seconds of signing gone. Every other node witnesses its log
+/// (the testnet's witnesses check each second) and must report the inconsistency
+/// (`quorate_node_witness_inconsistent{peer}` = 1) within seconds of the node
+/// serving again, while the load signs on.
+pub(super) fn doctored_audit_log(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        // A node in most quorums, so the load writes many records to its log.
+        let victim = "node-2";
+        let log = quorate_node::audit::log_path(&ctx.local()?.node(victim)?.data_dir);
+        let kept = std::fs::read_to_string(&log)
+            .with_context(|| format!("reading {}", log.display()))?
+            .lines()
+            .count();
+        let load = ctx.load(&[], "doctored-audit-log")?;
+        // Seconds of load: the witnesses cosign checkpoints of the grown log.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let net = ctx.local()?;
+        net.stop_node(victim).await?;
+        let text = std::fs::read_to_string(&log)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let mut why = Vec::new();
+        let cut = lines.len().saturating_sub(kept);
+        if cut == 0 {
+            why.push(format!("{victim} recorded nothing under load"));
+        }
+        let mut doctored = lines[..kept.min(lines.len())].join("\n");
+        doctored.push('\n');
+        std::fs::write(&log, doctored)?;
+        net.start_node(victim).await?;
+        let restarted = std::time::Instant::now();
+        let witnesses: Vec<(String, String)> = net
+            .nodes
+            .iter()
+            .filter(|n| n.spec.id != victim)
+            .map(|n| (n.spec.id.clone(), n.metrics.clone()))
+            .collect();
+        let series = format!(
+            "{}{{peer=\"{victim}\"}}",
+            quorate_node::metrics::WITNESS_INCONSISTENT
+        );
+        let mut reported = Vec::new();
+        let mut pending = witnesses.clone();
+        while !pending.is_empty() && restarted.elapsed() < Duration::from_secs(15) {
+            let mut still = Vec::new();
+            for (id, metrics) in pending {
+                let said = quorate_transport::metrics::scrape(&metrics)
+                    .await
+                    .ok()
+                    .and_then(|text| quorate_transport::metrics::sample(&text, &series));
+                if said == Some(1.0) {
+                    reported.push(format!("{id} {} ms", restarted.elapsed().as_millis()));
+                } else {
+                    still.push((id, metrics));
+                }
+            }
+            pending = still;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (id, _) in &pending {
+            why.push(format!(
+                "{id} did not report {victim}'s cut log within 15 s of its restart"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail = format!(
+            "{victim} stopped under load, its audit log cut by {cut} records (back to the \
+             {kept} it held before the load), restarted; reported by its witnesses after \
+             it served again: {}",
+            reported.join(", ")
+        );
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
 /// Every key id of the local network.
 fn all_key_ids(net: &LocalNetwork) -> Vec<String> {
     net.spec.keys.iter().map(|k| k.key_id.clone()).collect()

@@ -376,23 +376,39 @@ fn install_key_request() -> Target {
 }
 
 fn escrow_split_request() -> Target {
-    let corpus = vec![pb::EscrowSplitRequest {
-        key_id: "demo-ed25519".into(),
-        threshold: 2,
-        custodians: (1..=3)
-            .map(|i| pb::EscrowCustodian {
-                name: format!("custodian-{i}"),
-                age_recipient: format!("age1custodian{i}"),
-            })
-            .collect(),
+    // A request names the key only (valid-00); one naming custodians is refused
+    // (start-01).
+    let corpus = vec![
+        pb::EscrowSplitRequest {
+            key_id: "demo-ed25519".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        pb::EscrowSplitRequest {
+            key_id: "demo-ed25519".into(),
+            threshold: 2,
+            custodians: (1..=3)
+                .map(|i| pb::EscrowCustodian {
+                    name: format!("custodian-{i}"),
+                    age_recipient: format!("age1custodian{i}"),
+                })
+                .collect(),
+        }
+        .encode_to_vec(),
+    ];
+    Target {
+        name: "escrow_split_request",
+        must_accept: 1,
+        corpus,
+        seeds_stay_valid: true,
+        smoke_cases: CHEAP,
+        check: Box::new(|b| {
+            pb::EscrowSplitRequest::decode(b)
+                .ok()
+                .and_then(|r| SplitRequest::try_from(r).ok())
+                .is_some()
+        }),
     }
-    .encode_to_vec()];
-    simple("escrow_split_request", corpus, CHEAP, |b| {
-        pb::EscrowSplitRequest::decode(b)
-            .ok()
-            .and_then(|r| SplitRequest::try_from(r).ok())
-            .is_some()
-    })
 }
 
 fn read_audit_request() -> Target {

@@ -1,0 +1,195 @@
+//! A key's escrow custodians ([`pb::KeyEscrow`]): who may hold parts of each node's
+//! share and how many of them rebuild it, fixed in the key's manifest.
+//!
+//! The custodians come from the ceremony that creates the key (its setup, so every
+//! node confirms them with the rest of the manifest) and a refresh keeps them. A node
+//! escrows its share to these recipients only, so whoever relays an `EscrowSplit`
+//! (the ceremony tool) cannot name recipients of its own.
+
+use quorate_wire::pb;
+
+/// An escrow custodian: a name and an age X25519 recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Custodian {
+    /// Name: 1-64 of `A-Z a-z 0-9 . _ -` (used in file names).
+    pub name: String,
+    /// age X25519 recipient, `age1…`, as the manifest holds it.
+    pub recipient: String,
+}
+
+/// A validated key escrow: `threshold` of the custodians rebuild a node's share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEscrow {
+    /// Parts needed to recover (`k`), `2..=custodians.len()`.
+    pub threshold: u16,
+    /// The custodians (`m`), one part each, in manifest order.
+    pub custodians: Vec<Custodian>,
+}
+
+impl KeyEscrow {
+    /// Checks a key escrow: 2..=[`MAX_CUSTODIANS`](quorate_wire::MAX_CUSTODIANS)
+    /// custodians with distinct valid names and age X25519 recipients, and a
+    /// threshold within `2..=m`.
+    pub fn from_pb(escrow: &pb::KeyEscrow) -> Result<Self, String> {
+        let m = escrow.custodians.len();
+        if m < 2 || m > usize::from(quorate_wire::MAX_CUSTODIANS) {
+            return Err(format!(
+                "{m} custodian(s); an escrow needs 2..={}",
+                quorate_wire::MAX_CUSTODIANS
+            ));
+        }
+        let threshold = u16::try_from(escrow.threshold)
+            .ok()
+            .filter(|k| *k >= 2 && usize::from(*k) <= m)
+            .ok_or_else(|| {
+                format!(
+                    "escrow threshold {} is not within 2..={m} (the number of custodians)",
+                    escrow.threshold
+                )
+            })?;
+        let mut custodians: Vec<Custodian> = Vec::with_capacity(m);
+        for c in &escrow.custodians {
+            quorate_wire::validate_custodian_name(&c.name)?;
+            if custodians.iter().any(|d| d.name == c.name) {
+                return Err(format!("custodian {:?} is named twice", c.name));
+            }
+            check_age_recipient(&c.age_recipient)
+                .map_err(|e| format!("custodian {:?}: {e}", c.name))?;
+            custodians.push(Custodian {
+                name: c.name.clone(),
+                recipient: c.age_recipient.clone(),
+            });
+        }
+        Ok(Self {
+            threshold,
+            custodians,
+        })
+    }
+
+    /// The protobuf form, as a manifest or a ceremony setup holds it.
+    pub fn to_pb(&self) -> pb::KeyEscrow {
+        pb::KeyEscrow {
+            threshold: u32::from(self.threshold),
+            custodians: self
+                .custodians
+                .iter()
+                .map(|c| pb::EscrowCustodian {
+                    name: c.name.clone(),
+                    age_recipient: c.recipient.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// `name:recipient` per custodian, comma-separated: how audit records and logs
+    /// name who an escrow goes to.
+    pub fn describe(&self) -> String {
+        self.custodians
+            .iter()
+            .map(|c| format!("{}:{}", c.name, c.recipient))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Checks that `recipient` is an age X25519 recipient as age writes it: lowercase
+/// Bech32 (not Bech32m) with the human-readable part `age` and a 32-byte key.
+/// Lowercase only, so one recipient has one spelling in a manifest.
+pub fn check_age_recipient(recipient: &str) -> Result<(), String> {
+    use bech32::FromBase32;
+    let not = |why: &str| format!("{recipient:?} is not an age X25519 recipient (age1…): {why}");
+    if !recipient.starts_with("age1") || recipient.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(not("it must start with \"age1\" and be lowercase"));
+    }
+    let (hrp, data, variant) = bech32::decode(recipient).map_err(|e| not(&e.to_string()))?;
+    if hrp != "age" || variant != bech32::Variant::Bech32 {
+        return Err(not("wrong Bech32 prefix or variant"));
+    }
+    let key = Vec::<u8>::from_base32(&data).map_err(|e| not(&e.to_string()))?;
+    if key.len() != 32 {
+        return Err(not("the key is not 32 bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipient() -> String {
+        age::x25519::Identity::generate().to_public().to_string()
+    }
+
+    fn escrow(names: &[&str], threshold: u32) -> pb::KeyEscrow {
+        pb::KeyEscrow {
+            threshold,
+            custodians: names
+                .iter()
+                .map(|n| pb::EscrowCustodian {
+                    name: (*n).into(),
+                    age_recipient: recipient(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn age_recipients_that_age_makes_are_accepted() {
+        for _ in 0..8 {
+            check_age_recipient(&recipient()).unwrap();
+        }
+    }
+
+    #[test]
+    fn things_that_are_not_age_recipients_are_refused() {
+        let good = recipient();
+        let mut flipped = good.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'q' { b'p' } else { b'q' };
+        for bad in [
+            String::new(),
+            "age1".into(),
+            "age1notarecipient".into(),
+            good.to_uppercase(),
+            String::from_utf8(flipped).unwrap(),
+            good.replacen("age1", "agf1", 1),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+                .into(),
+        ] {
+            assert!(check_age_recipient(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escrow_needs_two_to_max_custodians_with_distinct_names_and_a_threshold_within() {
+        let ok = KeyEscrow::from_pb(&escrow(&["bank-a", "law-firm-b", "notary-d"], 2)).unwrap();
+        assert_eq!(ok.threshold, 2);
+        assert_eq!(ok.custodians.len(), 3);
+        assert_eq!(KeyEscrow::from_pb(&ok.to_pb()).unwrap(), ok);
+        for (names, k) in [
+            (&["bank-a"][..], 2),
+            (&["bank-a", "law-firm-b"], 1),
+            (&["bank-a", "law-firm-b"], 3),
+            (&["bank-a", "bank-a"], 2),
+            (&["bank-a", "../x"], 2),
+        ] {
+            assert!(
+                KeyEscrow::from_pb(&escrow(names, k)).is_err(),
+                "{names:?} {k}"
+            );
+        }
+        let mut bad = escrow(&["bank-a", "law-firm-b"], 2);
+        bad.custodians[1].age_recipient = "age1notarecipient".into();
+        let err = KeyEscrow::from_pb(&bad).unwrap_err();
+        assert!(err.contains("law-firm-b"), "{err}");
+    }
+
+    #[test]
+    fn describe_names_every_custodian_with_its_recipient() {
+        let e = KeyEscrow::from_pb(&escrow(&["bank-a", "law-firm-b"], 2)).unwrap();
+        let d = e.describe();
+        for c in &e.custodians {
+            assert!(d.contains(&format!("{}:{}", c.name, c.recipient)), "{d}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::custodians_file::CustodiansFile;
 use crate::error::CeremonyError;
 
 /// Format tag of transcripts this build writes and reads.
@@ -90,6 +91,9 @@ pub struct Transcript {
     /// The key's policy as stored in the manifest (JSON of its fields), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<serde_json::Value>,
+    /// The key's escrow custodians and threshold as stored in the manifest, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<CustodiansFile>,
     /// DKG, refresh: every participant's signed confirmation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confirmations: Vec<TranscriptConfirmation>,
@@ -217,6 +221,7 @@ mod tests {
             setup_hash: None,
             round1_transcript_hash: None,
             policy: None,
+            escrow: None,
             confirmations: Vec::new(),
         }
     }

@@ -14,6 +14,7 @@ use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_wire::pb;
 
 use super::relay::{check_failure, rpc, single, step, step_abort, Peer, Run};
+use crate::custodians_file::CustodiansFile;
 use crate::error::CeremonyError;
 use crate::policy_file::PolicyFile;
 use crate::transcript::{
@@ -240,10 +241,15 @@ fn transcript(
             })
         })
         .collect::<Result<Vec<_>, CeremonyError>>()?;
-    let policy = pb::KeyManifest::decode(manifest.encoded.as_slice())
-        .ok()
-        .and_then(|m| m.policy)
-        .map(|p| serde_json::to_value(PolicyFile::from_pb(&p)).unwrap_or_default());
+    let stored = pb::KeyManifest::decode(manifest.encoded.as_slice()).ok();
+    let policy = stored
+        .as_ref()
+        .and_then(|m| m.policy.as_ref())
+        .map(|p| serde_json::to_value(PolicyFile::from_pb(p)).unwrap_or_default());
+    let escrow = stored
+        .as_ref()
+        .and_then(|m| m.escrow.as_ref())
+        .map(CustodiansFile::from_pb);
     let confirmations = confirmations
         .iter()
         .map(|s| TranscriptConfirmation {
@@ -273,6 +279,7 @@ fn transcript(
         setup_hash: Some(hex::encode(setup.hash)),
         round1_transcript_hash: Some(hex::encode(&first.round1_transcript_hash)),
         policy,
+        escrow,
         confirmations,
     })
 }

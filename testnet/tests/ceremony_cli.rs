@@ -98,7 +98,7 @@ async fn custodian_guide_commands_work_as_documented() {
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(
         verbs,
-        ["dkg", "transcript", "refresh", "repair"],
+        ["dkg", "transcript", "refresh", "repair", "escrow"],
         "{commands:?}"
     );
 
@@ -113,6 +113,23 @@ async fn custodian_guide_commands_work_as_documented() {
         serde_json::from_slice(&std::fs::read(dir.join("payments-eu.json")).unwrap()).unwrap();
     assert_eq!(transcript["kind"], "dkg");
     assert_eq!(transcript["policy"]["min_home_signers"], 2);
+    // The custodians file's custodians are the key's, as every node confirmed.
+    assert_eq!(
+        transcript["escrow"]["threshold"],
+        u32::from(quorate_testnet::custodians::THRESHOLD)
+    );
+    let custodians = net.net.custodians.clone();
+    for (entry, c) in transcript["escrow"]["custodians"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&custodians)
+    {
+        assert_eq!(
+            (entry["name"].as_str(), entry["recipient"].as_str()),
+            (Some(c.name.as_str()), Some(c.recipient.as_str()))
+        );
+    }
     assert_eq!(transcript["confirmations"].as_array().unwrap().len(), 5);
 
     // 2. The transcript matches the nodes.
@@ -174,6 +191,43 @@ async fn custodian_guide_commands_work_as_documented() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+
+    // 5. Escrow node-2's refreshed share to the key's custodians; bank-a decrypts
+    //    their part with the standard `age` tool and verifies it.
+    let out = ceremony(&commands[4]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let part = dir.join("escrow/payments-eu.node-2.bank-a.age");
+    let json = dir.join("bank-a-part.json");
+    let age = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&custodians[0].identity_file)
+        .arg("-o")
+        .arg(&json)
+        .arg(&part)
+        .output()
+        .expect("the age CLI runs (apt-get install age)");
+    assert!(
+        age.status.success(),
+        "age -d: {}",
+        String::from_utf8_lossy(&age.stderr)
+    );
+    let verify = ceremony(&[
+        "escrow".to_string(),
+        "verify".to_string(),
+        "--part".to_string(),
+        json.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && stdout.starts_with("OK: part 1 of 4 (custodian bank-a)"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
     );
 
     // Sign with the repaired node in the only possible quorum.

@@ -547,7 +547,10 @@ async fn escrow_to_recipients_the_caller_names_is_refused_by_every_node_and_audi
                     .iter()
                     .filter(|p| age::decrypt(&mallory, &p.age_file).is_ok())
                     .count();
-                panic!("{node} escrowed its share to the caller's recipients ({opened} parts open with the attacker's identity)");
+                panic!(
+                    "{node} answered an escrow to the caller's recipients instead of refusing it \
+                     ({opened} of its parts open with the attacker's identity)"
+                );
             }
         };
         assert_eq!(status.code(), Code::InvalidArgument, "{node}: {status}");
@@ -668,4 +671,71 @@ async fn a_key_created_without_custodians_cannot_be_escrowed() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no escrow custodians"), "{stderr}");
     assert!(!out.exists(), "nothing is written");
+}
+
+/// `import --custodians` fixes the custodians as `dkg --custodians` does: the
+/// imported key's shares are escrowed to them, and a custodians file naming
+/// something that is not an age recipient is refused before any node is contacted.
+#[tokio::test]
+async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
+    let net = start_default().await;
+    let holders = custodians(&net);
+    let work = net.dir.path().join("import");
+    std::fs::create_dir_all(&work).unwrap();
+    let ceremony = net.ceremony_file.display().to_string();
+    let custodians_file = quorate_testnet::custodians::file_path(&net.net.dir);
+    let import = |custodians: &Path, transcript: &Path| {
+        ceremony_cli(&[
+            "import",
+            "--ceremony",
+            &ceremony,
+            "--key-id",
+            "imported",
+            "--ciphersuite",
+            "ed25519",
+            "--threshold",
+            "3",
+            "--custodians",
+            &custodians.display().to_string(),
+            "--transcript",
+            &transcript.display().to_string(),
+        ])
+    };
+    let bad = work.join("bad-custodians.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&custodians_file)
+            .unwrap()
+            .replacen("age1", "age1x", 1),
+    )
+    .unwrap();
+    let (code, _, stderr) = import(&bad, &work.join("bad.json"));
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("not an age X25519 recipient"), "{stderr}");
+    assert!(!holds_key(&net, TARGET, "imported").await);
+
+    let transcript = work.join("imported.json");
+    let (code, stdout, stderr) = import(&custodians_file, &transcript);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&transcript).unwrap()).unwrap();
+    assert_eq!(recorded["escrow"]["threshold"], u32::from(K));
+    let out = work.join("out");
+    let split = escrow::split(
+        &net.ceremony().unwrap(),
+        SplitRequest {
+            key_id: "imported".into(),
+            node_id: TARGET.into(),
+            out_dir: out.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(split.files.len(), holders.len());
+    for (holder, (name, file)) in holders.iter().zip(&split.files) {
+        assert_eq!(name, &holder.name);
+        let part = EscrowPart::from_json(&custodian_decrypts(holder, file)).unwrap();
+        part.verify().unwrap();
+        assert_eq!(part.key_id, "imported");
+    }
 }

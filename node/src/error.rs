@@ -211,7 +211,6 @@ impl NodeError {
             | NodeError::NoOwnCommitment
             | NodeError::BadSigningPackage(_)
             | NodeError::BadBatchSize { .. }
-            | NodeError::CannotEncryptToCustodian { .. }
             | NodeError::CeremonyMismatch(_) => Code::InvalidArgument,
             NodeError::CommitmentNotIssued
             | NodeError::UnlawfulQuorum { .. }
@@ -231,6 +230,7 @@ impl NodeError {
             NodeError::Config(_)
             | NodeError::KekUnavailable(_)
             | NodeError::Corrupt(_)
+            | NodeError::CannotEncryptToCustodian { .. }
             | NodeError::Storage(_)
             | NodeError::Server(_)
             | NodeError::Internal(_) => Code::Internal,

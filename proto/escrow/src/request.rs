@@ -1,5 +1,17 @@
 //! The boundary conversion of an `EscrowSplit` request.
 
+/// How many of the custodians a refused request named its refusal repeats.
+const NAMED_IN_REFUSAL: usize = 8;
+
+/// A caller's string as a refusal repeats it: at most 100 characters.
+fn bounded(s: &str) -> String {
+    const MAX: usize = 100;
+    match s.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
+    }
+}
+
 /// A validated `EscrowSplit` request: the boundary conversion of
 /// [`pb::EscrowSplitRequest`](quorate_wire::pb::EscrowSplitRequest).
 ///
@@ -18,11 +30,20 @@ impl TryFrom<quorate_wire::pb::EscrowSplitRequest> for SplitRequest {
     fn try_from(req: quorate_wire::pb::EscrowSplitRequest) -> Result<Self, String> {
         quorate_wire::validate_key_id(&req.key_id)?;
         if req.threshold != 0 || !req.custodians.is_empty() {
-            let named: Vec<String> = req
+            // The message is audited: it names what was asked for, bounded, so a
+            // refused request cannot make the audit log hold a megabyte.
+            let mut named: Vec<String> = req
                 .custodians
                 .iter()
-                .map(|c| format!("{}:{}", c.name, c.age_recipient))
+                .take(NAMED_IN_REFUSAL)
+                .map(|c| format!("{}:{}", bounded(&c.name), bounded(&c.age_recipient)))
                 .collect();
+            if req.custodians.len() > NAMED_IN_REFUSAL {
+                named.push(format!(
+                    "and {} more",
+                    req.custodians.len() - NAMED_IN_REFUSAL
+                ));
+            }
             return Err(format!(
                 "the request names escrow custodians [{}] or a threshold ({}); a node escrows \
                  its share only to the custodians and threshold fixed in key {:?}'s manifest, \
@@ -33,5 +54,49 @@ impl TryFrom<quorate_wire::pb::EscrowSplitRequest> for SplitRequest {
             ));
         }
         Ok(Self { key_id: req.key_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorate_wire::pb;
+
+    #[test]
+    fn a_request_names_the_key_only() {
+        let ok = SplitRequest::try_from(pb::EscrowSplitRequest {
+            key_id: "k1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.key_id, "k1");
+        let threshold_only = pb::EscrowSplitRequest {
+            key_id: "k1".into(),
+            threshold: 2,
+            ..Default::default()
+        };
+        assert!(SplitRequest::try_from(threshold_only).is_err());
+    }
+
+    #[test]
+    fn a_refusal_names_what_was_asked_for_within_bounds() {
+        let custodians = (0..1000)
+            .map(|i| pb::EscrowCustodian {
+                name: format!("c{i}-{}", "x".repeat(5000)),
+                age_recipient: format!("age1attacker{i}"),
+            })
+            .collect();
+        let err = SplitRequest::try_from(pb::EscrowSplitRequest {
+            key_id: "k1".into(),
+            threshold: 2,
+            custodians,
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("c0-x") && err.contains("age1attacker0"),
+            "{err}"
+        );
+        assert!(err.contains("and 992 more"), "{err}");
+        assert!(err.len() < 2 * 1024, "{} bytes", err.len());
     }
 }

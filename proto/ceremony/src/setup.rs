@@ -413,6 +413,8 @@ mod tests {
 
     /// An age X25519 recipient (the one in age's README).
     const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    /// A second custodian's recipient: custodians may not share one.
+    const RECIPIENT_2: &str = "age1f60xkx9pk7ccqnk54cjjfmn427k3rhs30m7ywumvsvnsw832hpesa4qkt3";
 
     fn setup(kind: pb::CeremonyKind, escrow: Option<pb::KeyEscrow>) -> pb::CeremonySetup {
         pb::CeremonySetup {
@@ -442,11 +444,11 @@ mod tests {
     fn escrow(threshold: u32, recipient: &str) -> pb::KeyEscrow {
         pb::KeyEscrow {
             threshold,
-            custodians: ["bank-a", "notary-d"]
+            custodians: [("bank-a", recipient), ("notary-d", RECIPIENT_2)]
                 .iter()
-                .map(|n| pb::EscrowCustodian {
+                .map(|(n, r)| pb::EscrowCustodian {
                     name: (*n).into(),
-                    age_recipient: recipient.into(),
+                    age_recipient: (*r).into(),
                 })
                 .collect(),
         }

@@ -28,8 +28,10 @@ pub struct KeyEscrow {
 
 impl KeyEscrow {
     /// Checks a key escrow: 2..=[`MAX_CUSTODIANS`](quorate_wire::MAX_CUSTODIANS)
-    /// custodians with distinct valid names and age X25519 recipients, and a
-    /// threshold within `2..=m`.
+    /// custodians with distinct valid names and distinct age X25519 recipients, and
+    /// a threshold within `2..=m`. Distinct recipients are compared by their decoded
+    /// keys: two custodians sharing one key would let its holder alone count twice
+    /// towards the threshold.
     pub fn from_pb(escrow: &pb::KeyEscrow) -> Result<Self, String> {
         let m = escrow.custodians.len();
         if m < 2 || m > usize::from(quorate_wire::MAX_CUSTODIANS) {
@@ -48,13 +50,22 @@ impl KeyEscrow {
                 )
             })?;
         let mut custodians: Vec<Custodian> = Vec::with_capacity(m);
+        let mut keys: Vec<[u8; 32]> = Vec::with_capacity(m);
         for c in &escrow.custodians {
             quorate_wire::validate_custodian_name(&c.name)?;
             if custodians.iter().any(|d| d.name == c.name) {
                 return Err(format!("custodian {:?} is named twice", c.name));
             }
-            check_age_recipient(&c.age_recipient)
+            let key = decode_age_recipient(&c.age_recipient)
                 .map_err(|e| format!("custodian {:?}: {e}", c.name))?;
+            if let Some(i) = keys.iter().position(|k| *k == key) {
+                return Err(format!(
+                    "custodians {:?} and {:?} have the same recipient; each custodian needs \
+                     a key of its own, or one holder counts twice towards the threshold",
+                    custodians[i].name, c.name
+                ));
+            }
+            keys.push(key);
             custodians.push(Custodian {
                 name: c.name.clone(),
                 recipient: c.age_recipient.clone(),
@@ -96,6 +107,12 @@ impl KeyEscrow {
 /// Bech32 (not Bech32m) with the human-readable part `age` and a 32-byte key.
 /// Lowercase only, so one recipient has one spelling in a manifest.
 pub fn check_age_recipient(recipient: &str) -> Result<(), String> {
+    decode_age_recipient(recipient).map(|_| ())
+}
+
+/// The 32-byte X25519 key of an age recipient, checked as [`check_age_recipient`]
+/// describes.
+fn decode_age_recipient(recipient: &str) -> Result<[u8; 32], String> {
     use bech32::FromBase32;
     let not = |why: &str| format!("{recipient:?} is not an age X25519 recipient (age1…): {why}");
     if !recipient.starts_with("age1") || recipient.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -106,10 +123,8 @@ pub fn check_age_recipient(recipient: &str) -> Result<(), String> {
         return Err(not("wrong Bech32 prefix or variant"));
     }
     let key = Vec::<u8>::from_base32(&data).map_err(|e| not(&e.to_string()))?;
-    if key.len() != 32 {
-        return Err(not("the key is not 32 bytes"));
-    }
-    Ok(())
+    let key: [u8; 32] = key.try_into().map_err(|_| not("the key is not 32 bytes"))?;
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -182,6 +197,22 @@ mod tests {
         bad.custodians[1].age_recipient = "age1notarecipient".into();
         let err = KeyEscrow::from_pb(&bad).unwrap_err();
         assert!(err.contains("law-firm-b"), "{err}");
+    }
+
+    #[test]
+    fn two_custodians_with_one_recipient_are_refused() {
+        // [a:R, b:R, c:R2] with k=2 would let the holder of R rebuild a share alone.
+        let mut shared = escrow(&["bank-a", "law-firm-b", "notary-d"], 2);
+        shared.custodians[1].age_recipient = shared.custodians[0].age_recipient.clone();
+        let err = KeyEscrow::from_pb(&shared).unwrap_err();
+        assert!(
+            err.contains("bank-a") && err.contains("law-firm-b") && err.contains("same recipient"),
+            "{err}"
+        );
+        // Not the last pair only: the first and the third.
+        let mut shared = escrow(&["bank-a", "law-firm-b", "notary-d"], 3);
+        shared.custodians[2].age_recipient = shared.custodians[0].age_recipient.clone();
+        assert!(KeyEscrow::from_pb(&shared).is_err());
     }
 
     #[test]

@@ -440,16 +440,22 @@ mod tests {
         assert!(other.check_successor(&m0).is_err());
     }
 
+    /// Three custodians, the first with `recipient`, the others with fresh keys.
     fn escrow(threshold: u32, recipient: &str) -> pb::KeyEscrow {
+        let fresh = || age::x25519::Identity::generate().to_public().to_string();
         pb::KeyEscrow {
             threshold,
-            custodians: ["bank-a", "law-firm-b", "notary-d"]
-                .iter()
-                .map(|n| pb::EscrowCustodian {
-                    name: (*n).into(),
-                    age_recipient: recipient.into(),
-                })
-                .collect(),
+            custodians: [
+                ("bank-a", recipient.to_string()),
+                ("law-firm-b", fresh()),
+                ("notary-d", fresh()),
+            ]
+            .into_iter()
+            .map(|(n, r)| pb::EscrowCustodian {
+                name: n.into(),
+                age_recipient: r,
+            })
+            .collect(),
         }
     }
 

@@ -52,7 +52,15 @@ pub(crate) fn split(
         .ok_or_else(|| NodeError::NoEscrowCustodians(req.key_id.clone()))?;
     let mut recipients = Vec::with_capacity(escrow.custodians.len());
     for c in &escrow.custodians {
-        // The manifest checked the recipient's encoding; age parses it once more.
+        // The manifest checked the recipient when it was decoded; checked again here
+        // because age panics encrypting to a small-order key, and this must refuse
+        // instead. age parses it once more.
+        quorate_keys::custodians::check_age_recipient(&c.recipient).map_err(|e| {
+            NodeError::Corrupt(format!(
+                "key {:?}: custodian {:?} in the manifest: {e}",
+                req.key_id, c.name
+            ))
+        })?;
         let parsed = c.recipient.parse::<age::x25519::Recipient>().map_err(|e| {
             NodeError::Corrupt(format!(
                 "key {:?}: custodian {:?} in the manifest: {e}",

@@ -622,6 +622,124 @@ async fn escrow_to_recipients_the_caller_names_is_refused_by_every_node_and_audi
     assert!(detail.contains(&format!("threshold={K}")), "{detail}");
 }
 
+/// An age recipient spelling raw key bytes, as age would print them.
+fn recipient_of(key: [u8; 32]) -> String {
+    use bech32::ToBase32;
+    bech32::encode("age", key.to_base32(), bech32::Variant::Bech32).unwrap()
+}
+
+/// The ceremony certificate installs a key for a node that does not hold it, with
+/// custodians whose recipients are weak: an all-zero or other small-order X25519
+/// key (age would panic encrypting to it, every share secret being zero) or a real
+/// custodian's key with bit 255 set (x25519 ignores the bit, so it aliases that
+/// key). The node refuses the manifest; the key is not installed, and the node keeps
+/// serving.
+#[tokio::test]
+async fn a_manifest_naming_a_weak_or_non_canonical_recipient_is_refused_by_the_node() {
+    let net = start_default().await;
+    let holders = custodians(&net);
+    let mut aliased = {
+        use bech32::FromBase32;
+        let (_, data, _) = bech32::decode(&holders[0].identity.to_public().to_string()).unwrap();
+        <[u8; 32]>::try_from(Vec::<u8>::from_base32(&data).unwrap()).unwrap()
+    };
+    aliased[31] |= 0x80;
+    let mut small_order = [0u8; 32];
+    small_order.copy_from_slice(
+        &hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800").unwrap(),
+    );
+    let ops = Ciphersuite::Ed25519.ops();
+    let names: Vec<String> = net.nodes.iter().map(|n| n.spec.id.clone()).collect();
+    for (i, weak) in [[0u8; 32], small_order, aliased].into_iter().enumerate() {
+        let key_id = format!("weak-recipient-{i}");
+        let dealt = ops.split(None, &names, net.spec.threshold).unwrap();
+        let escrow = pb::KeyEscrow {
+            threshold: 2,
+            custodians: vec![
+                pb::EscrowCustodian {
+                    name: "bank-a".into(),
+                    age_recipient: recipient_of(weak),
+                },
+                pb::EscrowCustodian {
+                    name: "law-firm-b".into(),
+                    age_recipient: holders[1].identity.to_public().to_string(),
+                },
+            ],
+        };
+        let manifest = quorate_keys::manifest::NewManifest {
+            key_id: key_id.clone(),
+            ciphersuite: Ciphersuite::Ed25519,
+            threshold: net.spec.threshold,
+            public_key_package: dealt.public_key_package.clone(),
+            participants: net
+                .nodes
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.spec.id.clone(),
+                    region: n.spec.region.clone(),
+                    jurisdiction: n.spec.jurisdiction.clone(),
+                })
+                .collect(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            policy: None,
+            escrow: Some(escrow),
+        }
+        .encode();
+        let mut client = ceremony_client(&net, TARGET).await;
+        let installed = client
+            .install_key(pb::InstallKeyRequest {
+                manifest,
+                key_package: dealt
+                    .key_packages
+                    .iter()
+                    .find(|(n, _)| n == TARGET)
+                    .unwrap()
+                    .1
+                    .expose_bytes()
+                    .to_vec(),
+            })
+            .await;
+        let status = match installed {
+            Err(status) => status,
+            Ok(_) => {
+                // What the attacker gets from the installed key: a panic in the node
+                // (small order) or parts bank-a cannot open (aliased).
+                let split = client
+                    .escrow_split(pb::EscrowSplitRequest {
+                        key_id: key_id.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+                panic!(
+                    "{TARGET} installed a key escrowed to a weak recipient; its split: {:?}",
+                    split.map(|_| "parts")
+                );
+            }
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+        assert!(
+            status.message().contains("bank-a")
+                && (status.message().contains("small order")
+                    || status.message().contains("bit 255")),
+            "{}",
+            status.message()
+        );
+        assert!(!holds_key(&net, TARGET, &key_id).await);
+    }
+    // The node still serves: it escrows an existing key to its custodians.
+    let parts = ceremony_client(&net, TARGET)
+        .await
+        .escrow_split(pb::EscrowSplitRequest {
+            key_id: key_of(&net, Ciphersuite::Ed25519),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .parts;
+    assert_eq!(parts.len(), holders.len());
+}
+
 /// A key created without custodians cannot be escrowed at all: the node refuses
 /// with FAILED_PRECONDITION, and `escrow split` exits 1 saying why.
 #[tokio::test]

@@ -105,7 +105,11 @@ impl KeyEscrow {
 
 /// Checks that `recipient` is an age X25519 recipient as age writes it: lowercase
 /// Bech32 (not Bech32m) with the human-readable part `age` and a 32-byte key.
-/// Lowercase only, so one recipient has one spelling in a manifest.
+/// Lowercase only, so one recipient has one spelling in a manifest. The key must be
+/// a canonical u-coordinate (bit 255 clear, below 2^255-19: other encodings alias a
+/// real key, so two spellings would name one custodian) and not of small order
+/// (every encryption to it derives the all-zero shared secret; age refuses to
+/// encrypt, by panicking).
 pub fn check_age_recipient(recipient: &str) -> Result<(), String> {
     decode_age_recipient(recipient).map(|_| ())
 }
@@ -124,7 +128,28 @@ fn decode_age_recipient(recipient: &str) -> Result<[u8; 32], String> {
     }
     let key = Vec::<u8>::from_base32(&data).map_err(|e| not(&e.to_string()))?;
     let key: [u8; 32] = key.try_into().map_err(|_| not("the key is not 32 bytes"))?;
+    check_x25519_public_key(&key).map_err(not)?;
     Ok(key)
+}
+
+/// Refuses an X25519 public key (a little-endian u-coordinate) that is not
+/// canonical or of small order.
+fn check_x25519_public_key(key: &[u8; 32]) -> Result<(), &'static str> {
+    use curve25519_dalek::montgomery::MontgomeryPoint;
+    use curve25519_dalek::scalar::Scalar;
+    if key[31] & 0x80 != 0 {
+        return Err("bit 255 of the key is set (not a canonical X25519 key)");
+    }
+    // p = 2^255 - 19 is ed ff .. ff 7f little-endian; u in p..2^255 aliases u - p.
+    if key[31] == 0x7f && key[1..31].iter().all(|b| *b == 0xff) && key[0] >= 0xed {
+        return Err("the key is not below 2^255-19 (not a canonical X25519 key)");
+    }
+    // Multiplying by the cofactor sends exactly the points of small order (on the
+    // curve or its twist) to the identity, whose u-coordinate the ladder gives as 0.
+    if (MontgomeryPoint(*key) * Scalar::from(8u8)).to_bytes() == [0u8; 32] {
+        return Err("the key is a point of small order (every shared secret would be zero)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -153,6 +178,62 @@ mod tests {
         for _ in 0..8 {
             check_age_recipient(&recipient()).unwrap();
         }
+    }
+
+    /// An age recipient string for raw key bytes, as age would print it.
+    fn recipient_of(key: [u8; 32]) -> String {
+        use bech32::ToBase32;
+        bech32::encode("age", key.to_base32(), bech32::Variant::Bech32).unwrap()
+    }
+
+    fn u_le(decimal: &str) -> [u8; 32] {
+        // Little-endian bytes of a decimal number below 2^256.
+        let mut out = [0u8; 32];
+        for d in decimal.bytes() {
+            let mut carry = u32::from(d - b'0');
+            for b in out.iter_mut() {
+                let v = u32::from(*b) * 10 + carry;
+                *b = (v & 0xff) as u8;
+                carry = v >> 8;
+            }
+            assert_eq!(carry, 0, "{decimal} overflows");
+        }
+        out
+    }
+
+    #[test]
+    fn weak_or_non_canonical_x25519_keys_are_refused() {
+        let p = "57896044618658097711785492504343953926634992332820282019728792003956564819949";
+        let small_order = [
+            "0",
+            "1",
+            "325606250916557431795983626356110631294008115727848805560023387167927233504",
+            "39382357235489614581723060781553021112529911719440698176882885853963445705823",
+            "57896044618658097711785492504343953926634992332820282019728792003956564819948",
+        ];
+        let non_canonical = [
+            p,
+            "57896044618658097711785492504343953926634992332820282019728792003956564819950",
+            "57896044618658097711785492504343953926634992332820282019728792003956564819967",
+        ];
+        for u in small_order.iter().chain(&non_canonical) {
+            let bad = recipient_of(u_le(u));
+            let err = check_age_recipient(&bad).expect_err(u);
+            assert!(
+                err.contains("small order") || err.contains("canonical"),
+                "{u}: {err}"
+            );
+        }
+        // A real key with bit 255 set: x25519 ignores the bit, so it would alias the
+        // custodian's own key.
+        let good = age::x25519::Identity::generate().to_public().to_string();
+        let mut key = decode_age_recipient(&good).unwrap();
+        key[31] |= 0x80;
+        let err = check_age_recipient(&recipient_of(key)).unwrap_err();
+        assert!(err.contains("bit 255"), "{err}");
+        // The encoding helper itself agrees with age on a good key.
+        key[31] &= 0x7f;
+        assert_eq!(recipient_of(key), good);
     }
 
     #[test]

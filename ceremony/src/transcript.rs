@@ -11,6 +11,19 @@ use time::OffsetDateTime;
 use crate::custodians_file::CustodiansFile;
 use crate::error::CeremonyError;
 
+/// The readable forms a transcript records of a manifest's policy and escrow
+/// custodians (`policy`, `escrow`): written by the ceremonies, compared by
+/// `transcript verify`.
+pub(crate) fn readable_terms(
+    manifest: &quorate_wire::pb::KeyManifest,
+) -> (Option<serde_json::Value>, Option<CustodiansFile>) {
+    let policy = manifest.policy.as_ref().map(|p| {
+        serde_json::to_value(crate::policy_file::PolicyFile::from_pb(p)).unwrap_or_default()
+    });
+    let escrow = manifest.escrow.as_ref().map(CustodiansFile::from_pb);
+    (policy, escrow)
+}
+
 /// Format tag of transcripts this build writes and reads.
 pub const TRANSCRIPT_FORMAT: &str = "quorate-transcript/1";
 

@@ -161,6 +161,46 @@ async fn custodian_guide_commands_work_as_documented() {
         "{stdout}"
     );
 
+    // A transcript whose readable custodians or policy are not its manifest's (a
+    // DKG showing custodians honest JSON while the nodes hold others) is caught.
+    let mallory = age::x25519::Identity::generate().to_public().to_string();
+    let mut doctored = transcript.clone();
+    doctored["escrow"]["custodians"][0]["recipient"] = mallory.clone().into();
+    let mut doctored_policy = transcript.clone();
+    doctored_policy["policy"]["min_home_signers"] = 3.into();
+    for (name, doc, says) in [
+        ("doctored-escrow.json", &doctored, "escrow custodians"),
+        ("doctored-policy.json", &doctored_policy, "policy differs"),
+    ] {
+        std::fs::write(dir.join(name), serde_json::to_vec(doc).unwrap()).unwrap();
+        let mut cmd = commands[1].clone();
+        cmd[2] = dir.join(name).display().to_string();
+        let out = ceremony(&cmd);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stdout}");
+        assert!(
+            stdout.contains("MISMATCH transcript:") && stdout.contains(says),
+            "{name}: {stdout}"
+        );
+    }
+    // With a custodians file other than the manifest's (mallory in bank-a's place),
+    // the honest transcript is refused: the key's custodians are not the file's.
+    let custodians_file = quorate_testnet::custodians::file_path(&dir);
+    let expected = std::fs::read_to_string(&custodians_file)
+        .unwrap()
+        .replace(&custodians[0].recipient, &mallory);
+    std::fs::write(dir.join("other-custodians.toml"), expected).unwrap();
+    let mut cmd = commands[1].clone();
+    let at = cmd.iter().position(|a| a == "--custodians").unwrap();
+    cmd[at + 1] = dir.join("other-custodians.toml").display().to_string();
+    let out = ceremony(&cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("not the custodians file's") && stdout.contains(&mallory),
+        "{stdout}"
+    );
+
     // 3. Refresh dropping node-5; the group key stays.
     let out = ceremony(&commands[2]);
     assert!(

@@ -19,8 +19,8 @@ use crate::transcript::Transcript;
 #[derive(Debug, Subcommand)]
 pub(super) enum TranscriptCommand {
     /// Re-check a transcript against the live nodes (manifest hash, group key,
-    /// verifying shares, participants, recorded confirmations). Exits 1 on any
-    /// mismatch, listing each.
+    /// verifying shares, participants, recorded confirmations, escrow custodians and
+    /// policy as the transcript shows them). Exits 1 on any mismatch, listing each.
     Verify {
         /// The transcript (JSON).
         #[arg(value_name = "FILE")]
@@ -28,6 +28,10 @@ pub(super) enum TranscriptCommand {
         /// Ceremony file naming how to reach the nodes.
         #[arg(long, value_name = "FILE")]
         ceremony: PathBuf,
+        /// The custodians file the key's custodians expect (as for `dkg`): the
+        /// manifest's escrow custodians and threshold must be exactly these.
+        #[arg(long, value_name = "FILE")]
+        custodians: Option<PathBuf>,
     },
 }
 
@@ -166,10 +170,16 @@ pub(super) fn repair(args: RepairArgs) -> Result<(), CliError> {
 }
 
 /// Runs `transcript verify`.
-pub(super) fn transcript_verify(path: &Path, ceremony: &Path) -> Result<(), CliError> {
+pub(super) fn transcript_verify(
+    path: &Path,
+    ceremony: &Path,
+    custodians: Option<&Path>,
+) -> Result<(), CliError> {
     let file = CeremonyFile::load(ceremony)?;
     let transcript = Transcript::read(path)?;
-    let problems = runtime()?.block_on(verify_transcript(&file, &transcript))?;
+    let custodians = load_custodians(custodians)?;
+    let problems =
+        runtime()?.block_on(verify_transcript(&file, &transcript, custodians.as_ref()))?;
     if problems.is_empty() {
         println!(
             "transcript {} matches the live nodes: key {} ({}), manifest {}, {} participants",

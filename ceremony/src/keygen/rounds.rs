@@ -14,9 +14,7 @@ use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_wire::pb;
 
 use super::relay::{check_failure, rpc, single, step, step_abort, Peer, Run};
-use crate::custodians_file::CustodiansFile;
 use crate::error::CeremonyError;
-use crate::policy_file::PolicyFile;
 use crate::transcript::{
     now_rfc3339, Transcript, TranscriptConfirmation, TranscriptParticipant, TRANSCRIPT_FORMAT,
 };
@@ -241,15 +239,9 @@ fn transcript(
             })
         })
         .collect::<Result<Vec<_>, CeremonyError>>()?;
-    let stored = pb::KeyManifest::decode(manifest.encoded.as_slice()).ok();
-    let policy = stored
-        .as_ref()
-        .and_then(|m| m.policy.as_ref())
-        .map(|p| serde_json::to_value(PolicyFile::from_pb(p)).unwrap_or_default());
-    let escrow = stored
-        .as_ref()
-        .and_then(|m| m.escrow.as_ref())
-        .map(CustodiansFile::from_pb);
+    let (policy, escrow) = pb::KeyManifest::decode(manifest.encoded.as_slice())
+        .map(|m| crate::transcript::readable_terms(&m))
+        .unwrap_or_default();
     let confirmations = confirmations
         .iter()
         .map(|s| TranscriptConfirmation {

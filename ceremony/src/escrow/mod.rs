@@ -4,7 +4,8 @@
 //!   share among the `m` custodians fixed in the key's manifest, with its threshold
 //!   `k`. The node encrypts each part to its custodian's age X25519 recipient; this
 //!   process only relays ciphertexts and writes one `.age` file per custodian. It
-//!   never sees a plaintext part, and cannot choose who the parts are for.
+//!   never sees a plaintext part, and cannot redirect the parts (the custodians were
+//!   chosen when the key was created; `transcript verify --custodians` checks them).
 //! - **verify** lets one custodian check their decrypted part alone against the
 //!   Feldman commitments it carries (the first of which is the node's verifying share).
 //! - **recover** takes `k` or more parts, checks each one and that they belong to the

@@ -2,9 +2,12 @@
 //! share and how many of them rebuild it, fixed in the key's manifest.
 //!
 //! The custodians come from the ceremony that creates the key (its setup, so every
-//! node confirms them with the rest of the manifest) and a refresh keeps them. A node
-//! escrows its share to these recipients only, so whoever relays an `EscrowSplit`
-//! (the ceremony tool) cannot name recipients of its own.
+//! node holds the key to the same ones) and a refresh keeps them. A node escrows its
+//! share to these recipients only, so whoever relays an `EscrowSplit` (the ceremony
+//! tool) cannot name recipients of its own. Nodes check that the custodians are
+//! consistent and well-formed, not that they are legitimate: whoever creates a key
+//! chooses them, and its custodians check the transcript (`transcript verify
+//! --custodians`).
 
 use quorate_wire::pb;
 

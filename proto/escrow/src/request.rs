@@ -3,13 +3,23 @@
 /// How many of the custodians a refused request named its refusal repeats.
 const NAMED_IN_REFUSAL: usize = 8;
 
-/// A caller's string as a refusal repeats it: at most 100 characters.
+/// A caller's string as a refusal repeats it (and the audit log records it): at most
+/// 100 bytes of it, cut at a character boundary, without control characters or
+/// bidirectional overrides (which could fake or hide lines in a log reader).
 fn bounded(s: &str) -> String {
-    const MAX: usize = 100;
-    match s.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_string(),
+    const MAX_BYTES: usize = 100;
+    let shown = |c: &char| {
+        !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    let mut out = String::new();
+    for c in s.chars().filter(shown) {
+        if out.len() + c.len_utf8() > MAX_BYTES {
+            out.push('…');
+            break;
+        }
+        out.push(c);
     }
+    out
 }
 
 /// A validated `EscrowSplit` request: the boundary conversion of
@@ -98,5 +108,28 @@ mod tests {
         );
         assert!(err.contains("and 992 more"), "{err}");
         assert!(err.len() < 2 * 1024, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn a_refusal_is_bounded_in_bytes_and_repeats_no_control_characters() {
+        // Four-byte characters: 100 of them would be 400 bytes per string.
+        let custodians = (0..8)
+            .map(|i| pb::EscrowCustodian {
+                name: format!("c{i}\n\u{1b}[2K\r\u{202e}{}", "\u{1d54f}".repeat(5000)),
+                age_recipient: format!("age1\u{0}{}", "\u{1d54f}".repeat(5000)),
+            })
+            .collect();
+        let err = SplitRequest::try_from(pb::EscrowSplitRequest {
+            key_id: "k1".into(),
+            threshold: 2,
+            custodians,
+        })
+        .unwrap_err();
+        assert!(err.len() < 2 * 1024, "{} bytes", err.len());
+        assert!(
+            !err.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{err:?}"
+        );
+        assert!(err.contains("c0[2K"), "{err}");
     }
 }

@@ -31,10 +31,10 @@ pub struct KeyEscrow {
 
 impl KeyEscrow {
     /// Checks a key escrow: 2..=[`MAX_CUSTODIANS`](quorate_wire::MAX_CUSTODIANS)
-    /// custodians with distinct valid names and distinct age X25519 recipients, and
-    /// a threshold within `2..=m`. Distinct recipients are compared by their decoded
-    /// keys: two custodians sharing one key would let its holder alone count twice
-    /// towards the threshold.
+    /// custodians with valid names distinct even ignoring case, distinct age X25519
+    /// recipients, and a threshold within `2..=m`. Distinct recipients are compared
+    /// by their decoded keys: two custodians sharing one key would let its holder
+    /// alone count twice towards the threshold.
     pub fn from_pb(escrow: &pb::KeyEscrow) -> Result<Self, String> {
         let m = escrow.custodians.len();
         if m < 2 || m > usize::from(quorate_wire::MAX_CUSTODIANS) {
@@ -56,8 +56,21 @@ impl KeyEscrow {
         let mut keys: Vec<[u8; 32]> = Vec::with_capacity(m);
         for c in &escrow.custodians {
             quorate_wire::validate_custodian_name(&c.name)?;
-            if custodians.iter().any(|d| d.name == c.name) {
-                return Err(format!("custodian {:?} is named twice", c.name));
+            // Names differing only in case would name the same part file on a
+            // case-insensitive file system, and look alike to people.
+            if let Some(d) = custodians
+                .iter()
+                .find(|d| d.name.eq_ignore_ascii_case(&c.name))
+            {
+                return Err(if d.name == c.name {
+                    format!("custodian {:?} is named twice", c.name)
+                } else {
+                    format!(
+                        "custodians {:?} and {:?} differ only in case; names must differ \
+                         otherwise",
+                        d.name, c.name
+                    )
+                });
             }
             let key = decode_age_recipient(&c.age_recipient)
                 .map_err(|e| format!("custodian {:?}: {e}", c.name))?;
@@ -270,6 +283,8 @@ mod tests {
             (&["bank-a", "law-firm-b"], 1),
             (&["bank-a", "law-firm-b"], 3),
             (&["bank-a", "bank-a"], 2),
+            (&["bank-a", "Bank-A"], 2),
+            (&["bank-a", "notary-d", "BANK-a"], 2),
             (&["bank-a", "../x"], 2),
         ] {
             assert!(

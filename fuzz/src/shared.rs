@@ -636,6 +636,28 @@ fn key_manifest() -> Target {
         m.policy = None;
         corpus.push(m.encode_to_vec());
     }
+    // And one with escrow custodians (fixed recipients, so the seed is stable).
+    let mut m = pb::KeyManifest::decode(rounds[0].manifest.as_slice()).unwrap();
+    m.escrow = Some(pb::KeyEscrow {
+        threshold: 2,
+        custodians: [
+            (
+                "bank-a",
+                "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+            ),
+            (
+                "notary-d",
+                "age1f60xkx9pk7ccqnk54cjjfmn427k3rhs30m7ywumvsvnsw832hpesa4qkt3",
+            ),
+        ]
+        .iter()
+        .map(|(name, recipient)| pb::EscrowCustodian {
+            name: (*name).into(),
+            age_recipient: (*recipient).into(),
+        })
+        .collect(),
+    });
+    corpus.push(m.encode_to_vec());
     simple("key_manifest", corpus, CRYPTO, |b| {
         Manifest::decode(b).is_ok()
     })

@@ -629,25 +629,32 @@ fn recipient_of(key: [u8; 32]) -> String {
 /// custodians whose recipients are weak: an all-zero or other small-order X25519
 /// key (age would panic encrypting to it, every share secret being zero) or a real
 /// custodian's key with bit 255 set (x25519 ignores the bit, so it aliases that
-/// key). The node refuses the manifest; the key is not installed, and the node keeps
+/// key), or another custodian's key (one holder would count twice towards the
+/// threshold). The node refuses the manifest; the key is not installed, and the node keeps
 /// serving.
 #[tokio::test]
-async fn a_manifest_naming_a_weak_or_non_canonical_recipient_is_refused_by_the_node() {
+async fn a_manifest_naming_a_weak_aliased_or_shared_recipient_is_refused_by_the_node() {
     let net = start_default().await;
     let holders = custodians(&net);
-    let mut aliased = {
+    let key_of_holder = |h: &Holder| {
         use bech32::FromBase32;
-        let (_, data, _) = bech32::decode(&holders[0].identity.to_public().to_string()).unwrap();
+        let (_, data, _) = bech32::decode(&h.identity.to_public().to_string()).unwrap();
         <[u8; 32]>::try_from(Vec::<u8>::from_base32(&data).unwrap()).unwrap()
     };
+    let mut aliased = key_of_holder(&holders[0]);
     aliased[31] |= 0x80;
+    // law-firm-b's own key: both custodians the same holder, who alone meets k = 2.
+    let shared = key_of_holder(&holders[1]);
     let mut small_order = [0u8; 32];
     small_order.copy_from_slice(
         &hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800").unwrap(),
     );
     let ops = Ciphersuite::Ed25519.ops();
     let names: Vec<String> = net.nodes.iter().map(|n| n.spec.id.clone()).collect();
-    for (i, weak) in [[0u8; 32], small_order, aliased].into_iter().enumerate() {
+    for (i, weak) in [[0u8; 32], small_order, aliased, shared]
+        .into_iter()
+        .enumerate()
+    {
         let key_id = format!("weak-recipient-{i}");
         let dealt = ops.split(None, &names, net.spec.threshold).unwrap();
         let escrow = pb::KeyEscrow {
@@ -717,7 +724,8 @@ async fn a_manifest_naming_a_weak_or_non_canonical_recipient_is_refused_by_the_n
         assert!(
             status.message().contains("bank-a")
                 && (status.message().contains("small order")
-                    || status.message().contains("bit 255")),
+                    || status.message().contains("bit 255")
+                    || status.message().contains("same recipient")),
             "{}",
             status.message()
         );

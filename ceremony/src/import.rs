@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use quorate_frost::Ciphersuite;
-use quorate_keys::manifest::{self, Manifest, ManifestError};
+use quorate_keys::manifest::{Manifest, ManifestError, NewManifest};
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_client::CeremonyClient;
 use zeroize::Zeroizing;
 
 use crate::connect::{describe_status, precheck, RPC_TIMEOUT};
+use crate::custodians_file::CustodiansFile;
 // Re-exported so that the import ceremony's types stay reachable where they
 // always were (`quorate_ceremony::import::*`).
 pub use crate::ceremony_file::{CeremonyFile, CeremonyNode};
@@ -49,6 +50,9 @@ pub struct ImportRequest {
     pub secret: Option<Zeroizing<Vec<u8>>>,
     /// The key's policy, stored with it on every node; `None` for an unrestricted key.
     pub policy: Option<quorate_wire::pb::KeyPolicy>,
+    /// The key's escrow custodians and threshold, fixed in its manifest; `None` for a
+    /// key whose shares cannot be escrowed.
+    pub escrow: Option<quorate_wire::pb::KeyEscrow>,
 }
 
 impl fmt::Debug for ImportRequest {
@@ -59,6 +63,7 @@ impl fmt::Debug for ImportRequest {
             .field("threshold", &self.threshold)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("policy", &self.policy)
+            .field("escrow", &self.escrow)
             .finish()
     }
 }
@@ -127,6 +132,7 @@ pub async fn import_key(
         threshold,
         secret,
         policy,
+        escrow,
     } = req;
     let ops = ciphersuite.ops();
     let names: Vec<String> = file.nodes.iter().map(|node| node.id.clone()).collect();
@@ -142,15 +148,18 @@ pub async fn import_key(
             jurisdiction: node.jurisdiction.clone(),
         })
         .collect();
-    let encoded = manifest::encode(
-        &key_id,
+    let transcript_escrow = escrow.as_ref().map(CustodiansFile::from_pb);
+    let encoded = NewManifest {
+        key_id: key_id.clone(),
         ciphersuite,
         threshold,
-        dealt.public_key_package.clone(),
+        public_key_package: dealt.public_key_package.clone(),
         participants,
-        now_rfc3339()?,
+        created_at: now_rfc3339()?,
         policy,
-    );
+        escrow,
+    }
+    .encode();
     // Decoding what we built runs the same checks every node will run.
     let manifest = Manifest::decode(&encoded)?;
     tracing::info!(
@@ -257,6 +266,7 @@ pub async fn import_key(
         setup_hash: None,
         round1_transcript_hash: None,
         policy: None,
+        escrow: transcript_escrow,
         confirmations: Vec::new(),
     })
 }
@@ -289,6 +299,7 @@ mod tests {
                 threshold,
                 secret: None,
                 policy: None,
+                escrow: None,
             };
             let err = import_key(&file, req).await.unwrap_err();
             assert!(
@@ -313,6 +324,7 @@ mod tests {
             threshold: 2,
             secret: None,
             policy: None,
+            escrow: None,
         };
         let err = import_key(&file, req).await.unwrap_err();
         match &err {
@@ -388,6 +400,7 @@ mod tests {
             threshold: 2,
             secret: Some(Zeroizing::new(vec![0xAB; 32])),
             policy: None,
+            escrow: None,
         };
         let text = format!("{req:?}");
         assert!(

@@ -7,7 +7,8 @@
 //! - the shared base of every ceremony: [`error`] (why a ceremony failed, naming the
 //!   nodes), [`ceremony_file`] (who takes part and how to reach them), [`transcript`]
 //!   (the public record), [`connect`] (mTLS channels to the nodes and the pre-check),
-//!   [`policy_file`] (a key's policy as a custodian writes it);
+//!   [`policy_file`] (a key's policy as a custodian writes it), [`custodians_file`]
+//!   (a key's escrow custodians);
 //! - [`pki`]: a development PKI (one CA per trust domain, SPIFFE role certificates)
 //!   for tests, the testnet and evaluations;
 //! - [`import`]: trusted-dealer import, which splits an existing (or fresh) key into
@@ -36,6 +37,7 @@ pub mod audit;
 pub mod ceremony_file;
 pub mod cli;
 pub mod connect;
+pub mod custodians_file;
 pub mod error;
 pub mod escrow;
 pub mod import;

@@ -8,7 +8,21 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::custodians_file::CustodiansFile;
 use crate::error::CeremonyError;
+
+/// The readable forms a transcript records of a manifest's policy and escrow
+/// custodians (`policy`, `escrow`): written by the ceremonies, compared by
+/// `transcript verify`.
+pub(crate) fn readable_terms(
+    manifest: &quorate_wire::pb::KeyManifest,
+) -> (Option<serde_json::Value>, Option<CustodiansFile>) {
+    let policy = manifest.policy.as_ref().map(|p| {
+        serde_json::to_value(crate::policy_file::PolicyFile::from_pb(p)).unwrap_or_default()
+    });
+    let escrow = manifest.escrow.as_ref().map(CustodiansFile::from_pb);
+    (policy, escrow)
+}
 
 /// Format tag of transcripts this build writes and reads.
 pub const TRANSCRIPT_FORMAT: &str = "quorate-transcript/1";
@@ -90,6 +104,9 @@ pub struct Transcript {
     /// The key's policy as stored in the manifest (JSON of its fields), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<serde_json::Value>,
+    /// The key's escrow custodians and threshold as stored in the manifest, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<CustodiansFile>,
     /// DKG, refresh: every participant's signed confirmation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confirmations: Vec<TranscriptConfirmation>,
@@ -217,6 +234,7 @@ mod tests {
             setup_hash: None,
             round1_transcript_hash: None,
             policy: None,
+            escrow: None,
             confirmations: Vec::new(),
         }
     }

@@ -329,6 +329,7 @@ async fn import_installs_matching_shares_that_sign_for_every_ciphersuite() {
                 threshold: 2,
                 secret: None,
                 policy: None,
+                escrow: None,
             },
         )
         .await
@@ -382,6 +383,7 @@ async fn imported_ed25519_key_keeps_its_public_key() {
             threshold: 2,
             secret: Some(read_secret_file(&secret_file).unwrap()),
             policy: None,
+            escrow: None,
         },
     )
     .await
@@ -404,6 +406,7 @@ fn request() -> ImportRequest {
         threshold: 2,
         secret: None,
         policy: None,
+        escrow: None,
     }
 }
 

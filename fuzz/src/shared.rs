@@ -379,23 +379,39 @@ fn install_key_request() -> Target {
 }
 
 fn escrow_split_request() -> Target {
-    let corpus = vec![pb::EscrowSplitRequest {
-        key_id: "demo-ed25519".into(),
-        threshold: 2,
-        custodians: (1..=3)
-            .map(|i| pb::EscrowCustodian {
-                name: format!("custodian-{i}"),
-                age_recipient: format!("age1custodian{i}"),
-            })
-            .collect(),
+    // A request names the key only (valid-00); one naming custodians is refused
+    // (start-01).
+    let corpus = vec![
+        pb::EscrowSplitRequest {
+            key_id: "demo-ed25519".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        pb::EscrowSplitRequest {
+            key_id: "demo-ed25519".into(),
+            threshold: 2,
+            custodians: (1..=3)
+                .map(|i| pb::EscrowCustodian {
+                    name: format!("custodian-{i}"),
+                    age_recipient: format!("age1custodian{i}"),
+                })
+                .collect(),
+        }
+        .encode_to_vec(),
+    ];
+    Target {
+        name: "escrow_split_request",
+        must_accept: 1,
+        corpus,
+        seeds_stay_valid: true,
+        smoke_cases: CHEAP,
+        check: Box::new(|b| {
+            pb::EscrowSplitRequest::decode(b)
+                .ok()
+                .and_then(|r| SplitRequest::try_from(r).ok())
+                .is_some()
+        }),
     }
-    .encode_to_vec()];
-    simple("escrow_split_request", corpus, CHEAP, |b| {
-        pb::EscrowSplitRequest::decode(b)
-            .ok()
-            .and_then(|r| SplitRequest::try_from(r).ok())
-            .is_some()
-    })
 }
 
 fn read_audit_request() -> Target {
@@ -623,6 +639,28 @@ fn key_manifest() -> Target {
         m.policy = None;
         corpus.push(m.encode_to_vec());
     }
+    // And one with escrow custodians (fixed recipients, so the seed is stable).
+    let mut m = pb::KeyManifest::decode(rounds[0].manifest.as_slice()).unwrap();
+    m.escrow = Some(pb::KeyEscrow {
+        threshold: 2,
+        custodians: [
+            (
+                "bank-a",
+                "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+            ),
+            (
+                "notary-d",
+                "age1f60xkx9pk7ccqnk54cjjfmn427k3rhs30m7ywumvsvnsw832hpesa4qkt3",
+            ),
+        ]
+        .iter()
+        .map(|(name, recipient)| pb::EscrowCustodian {
+            name: (*name).into(),
+            age_recipient: (*recipient).into(),
+        })
+        .collect(),
+    });
+    corpus.push(m.encode_to_vec());
     simple("key_manifest", corpus, CRYPTO, |b| {
         Manifest::decode(b).is_ok()
     })

@@ -134,14 +134,14 @@ pub enum NodeError {
     },
 
     // Escrow.
-    /// An escrow custodian's recipient is not an age X25519 recipient.
-    #[error("custodian {custodian:?}: not an age X25519 recipient: {reason}")]
-    NotAnAgeRecipient {
-        /// The custodian.
-        custodian: String,
-        /// Why the recipient does not parse.
-        reason: String,
-    },
+    /// The key's manifest names no escrow custodians, so its shares cannot be
+    /// escrowed.
+    #[error(
+        "key {0:?} has no escrow custodians in its manifest, so its shares cannot be \
+         escrowed; custodians are fixed when a key is created (dkg or import with \
+         --custodians)"
+    )]
+    NoEscrowCustodians(String),
     /// A part could not be encrypted to its custodian.
     #[error("cannot encrypt to custodian {custodian:?}: {reason}")]
     CannotEncryptToCustodian {
@@ -211,8 +211,6 @@ impl NodeError {
             | NodeError::NoOwnCommitment
             | NodeError::BadSigningPackage(_)
             | NodeError::BadBatchSize { .. }
-            | NodeError::NotAnAgeRecipient { .. }
-            | NodeError::CannotEncryptToCustodian { .. }
             | NodeError::CeremonyMismatch(_) => Code::InvalidArgument,
             NodeError::CommitmentNotIssued
             | NodeError::UnlawfulQuorum { .. }
@@ -221,7 +219,8 @@ impl NodeError {
             | NodeError::CeremonyUnderWay { .. }
             | NodeError::TooManyCeremonies
             | NodeError::NoPendingCeremony { .. }
-            | NodeError::CeremonyOutOfStep(_) => Code::FailedPrecondition,
+            | NodeError::CeremonyOutOfStep(_)
+            | NodeError::NoEscrowCustodians(_) => Code::FailedPrecondition,
             NodeError::CeremonyRejected(_) => Code::Aborted,
             NodeError::IntentRefused(_) => Code::Unauthenticated,
             NodeError::ClientNotAllowed { .. } => Code::PermissionDenied,
@@ -231,6 +230,7 @@ impl NodeError {
             NodeError::Config(_)
             | NodeError::KekUnavailable(_)
             | NodeError::Corrupt(_)
+            | NodeError::CannotEncryptToCustodian { .. }
             | NodeError::Storage(_)
             | NodeError::Server(_)
             | NodeError::Internal(_) => Code::Internal,

@@ -1,9 +1,11 @@
 //! Escrow of this node's share: Feldman-split among custodians, each part encrypted
 //! to its custodian with age ([`quorate_escrow`] has the part format).
 //!
-//! Used by the `Ceremony` gRPC adapter (`EscrowSplit`). Invariants: the plaintext
-//! parts exist only in zeroizing buffers here and leave the node only
-//! age-encrypted, each to its own custodian; every split is in the audit log.
+//! Used by the `Ceremony` gRPC adapter (`EscrowSplit`). Invariants: the parts go
+//! only to the custodians fixed in the key's manifest, with its threshold (the
+//! caller cannot name others); the plaintext parts exist only in zeroizing buffers
+//! here and leave the node only age-encrypted, each to its own custodian; every
+//! split, and every refused attempt to name custodians, is in the audit log.
 
 use quorate_escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
 use quorate_keys::audit::AuditRecord;
@@ -13,41 +15,81 @@ use quorate_wire::pb;
 use crate::error::NodeError;
 use crate::state::NodeState;
 
-/// Splits this node's share of a key among custodians. The plaintext parts exist
-/// only in zeroizing buffers here and leave the node only age-encrypted, each to
-/// its custodian's recipient.
+/// Splits this node's share of a key among the custodians its manifest names, with
+/// the manifest's escrow threshold. The plaintext parts exist only in zeroizing
+/// buffers here and leave the node only age-encrypted, each to its custodian's
+/// recipient. The caller names the key and nothing else: a request naming
+/// custodians or a threshold is refused (and audited), as is a key whose manifest
+/// names no custodians.
 pub(crate) fn split(
     state: &NodeState,
     req: pb::EscrowSplitRequest,
     caller: &PeerIdentity,
 ) -> Result<pb::EscrowSplitResponse, NodeError> {
-    let req = SplitRequest::try_from(req).map_err(NodeError::MalformedRequest)?;
-    let mut recipients = Vec::with_capacity(req.custodians.len());
-    for (name, recipient) in &req.custodians {
-        let parsed = recipient.parse::<age::x25519::Recipient>().map_err(|e| {
-            NodeError::NotAnAgeRecipient {
-                custodian: name.clone(),
-                reason: e.to_string(),
+    let key_id = req.key_id.clone();
+    let req = match SplitRequest::try_from(req) {
+        Ok(req) => req,
+        Err(reason) => {
+            // Who tried to name the recipients is worth a record: it is what an
+            // attempt to redirect a key's escrow looks like.
+            if quorate_wire::validate_key_id(&key_id).is_ok() {
+                state.audit.append(AuditRecord {
+                    event: "escrow_split_refused".into(),
+                    key_id,
+                    caller: caller.spiffe_id(),
+                    detail: reason.clone(),
+                    ..Default::default()
+                })?;
             }
+            return Err(NodeError::MalformedRequest(reason));
+        }
+    };
+    let key = state.key(&req.key_id)?;
+    let manifest = &key.manifest;
+    let escrow = manifest
+        .escrow
+        .as_ref()
+        .ok_or_else(|| NodeError::NoEscrowCustodians(req.key_id.clone()))?;
+    let mut recipients = Vec::with_capacity(escrow.custodians.len());
+    for c in &escrow.custodians {
+        // The manifest checked the recipient when it was decoded; checked again here
+        // because age panics encrypting to a small-order key, and this must refuse
+        // instead. age parses it once more.
+        quorate_keys::custodians::check_age_recipient(&c.recipient).map_err(|e| {
+            NodeError::Corrupt(format!(
+                "key {:?}: custodian {:?} in the manifest: {e}",
+                req.key_id, c.name
+            ))
+        })?;
+        let parsed = c.recipient.parse::<age::x25519::Recipient>().map_err(|e| {
+            NodeError::Corrupt(format!(
+                "key {:?}: custodian {:?} in the manifest: {e}",
+                req.key_id, c.name
+            ))
         })?;
         recipients.push(parsed);
     }
-    let key = state.key(&req.key_id)?;
-    let manifest = &key.manifest;
-    let parts = u16::try_from(req.custodians.len())
-        .map_err(|_| NodeError::MalformedRequest("too many custodians".into()))?;
-    let split = quorate_escrow::split(manifest.ciphersuite, &key.key_package, req.threshold, parts)
-        .map_err(|e| NodeError::Corrupt(format!("key {:?}: {e}", req.key_id)))?;
+    let parts = u16::try_from(escrow.custodians.len())
+        .map_err(|_| NodeError::Corrupt(format!("key {:?}: too many custodians", req.key_id)))?;
+    let split = quorate_escrow::split(
+        manifest.ciphersuite,
+        &key.key_package,
+        escrow.threshold,
+        parts,
+    )
+    .map_err(|e| NodeError::Corrupt(format!("key {:?}: {e}", req.key_id)))?;
     let commitments: Vec<String> = split.commitments.iter().map(hex::encode).collect();
     let mut out = Vec::with_capacity(split.parts.len());
-    for (((name, _), recipient), part) in req.custodians.iter().zip(&recipients).zip(&split.parts) {
+    for ((custodian, recipient), part) in
+        escrow.custodians.iter().zip(&recipients).zip(&split.parts)
+    {
         let file = EscrowPart {
             format: ESCROW_FORMAT.to_string(),
             key_id: manifest.key_id.clone(),
             node_id: state.identity.node_id.clone(),
             ciphersuite: manifest.ciphersuite.name().to_string(),
-            custodian: name.clone(),
-            threshold: req.threshold,
+            custodian: custodian.name.clone(),
+            threshold: escrow.threshold,
             parts,
             identifier: part.identifier,
             value: hex::encode(part.value.expose_bytes()),
@@ -60,36 +102,35 @@ pub(crate) fn split(
         drop(file);
         let age_file = age::encrypt(recipient, plaintext.as_bytes()).map_err(|e| {
             NodeError::CannotEncryptToCustodian {
-                custodian: name.clone(),
+                custodian: custodian.name.clone(),
                 reason: e.to_string(),
             }
         })?;
         out.push(pb::EscrowPartCiphertext {
-            custodian: name.clone(),
+            custodian: custodian.name.clone(),
             identifier: u32::from(part.identifier),
             age_file,
         });
     }
+    // The record names each custodian with the recipient its part is encrypted to,
+    // and the manifest that fixed them, so an auditor sees where the parts went.
     state.audit.append(AuditRecord {
         event: "escrow_split".into(),
         key_id: req.key_id.clone(),
         caller: caller.spiffe_id(),
         detail: format!(
-            "threshold={} custodians={}",
-            req.threshold,
-            req.custodians
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+            "threshold={} custodians={} manifest={}",
+            escrow.threshold,
+            escrow.describe(),
+            hex::encode(manifest.hash)
         ),
         ..Default::default()
     })?;
     tracing::info!(
         key_id = %req.key_id,
-        threshold = req.threshold,
-        custodians = ?req.custodians.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        "signing share split among escrow custodians"
+        threshold = escrow.threshold,
+        custodians = %escrow.describe(),
+        "signing share split among the key's escrow custodians"
     );
     Ok(pb::EscrowSplitResponse {
         parts: out,

@@ -73,6 +73,7 @@ fn bench(c: &mut Criterion) {
                         ciphersuite: Ciphersuite::Ed25519,
                         threshold: 3,
                         policy: None,
+                        escrow: None,
                     },
                 ))
                 .unwrap()

@@ -20,7 +20,7 @@
 //! server presenting another party's certificate) for drills and tests.
 //!
 //! Layers, lowest first (a module uses only those before it): [`spec`],
-//! [`toml_text`], [`approver`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
+//! [`toml_text`], [`approver`], [`custodians`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
 //! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 
@@ -29,6 +29,7 @@ pub mod bench;
 pub mod client;
 pub mod cmd;
 pub mod compose;
+pub mod custodians;
 pub mod drill;
 pub mod network;
 pub mod probe;

@@ -112,6 +112,7 @@ impl Relay {
             created_at: "2026-01-01T00:00:00Z".into(),
             manifest_hash: Vec::new(),
             repair_target: String::new(),
+            escrow: None,
         }
     }
 

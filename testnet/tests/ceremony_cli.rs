@@ -98,7 +98,7 @@ async fn custodian_guide_commands_work_as_documented() {
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(
         verbs,
-        ["dkg", "transcript", "refresh", "repair"],
+        ["dkg", "transcript", "refresh", "repair", "escrow"],
         "{commands:?}"
     );
 
@@ -113,6 +113,23 @@ async fn custodian_guide_commands_work_as_documented() {
         serde_json::from_slice(&std::fs::read(dir.join("payments-eu.json")).unwrap()).unwrap();
     assert_eq!(transcript["kind"], "dkg");
     assert_eq!(transcript["policy"]["min_home_signers"], 2);
+    // The custodians file's custodians are the key's, as every node confirmed.
+    assert_eq!(
+        transcript["escrow"]["threshold"],
+        u32::from(quorate_testnet::custodians::THRESHOLD)
+    );
+    let custodians = net.net.custodians.clone();
+    for (entry, c) in transcript["escrow"]["custodians"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&custodians)
+    {
+        assert_eq!(
+            (entry["name"].as_str(), entry["recipient"].as_str()),
+            (Some(c.name.as_str()), Some(c.recipient.as_str()))
+        );
+    }
     assert_eq!(transcript["confirmations"].as_array().unwrap().len(), 5);
 
     // 2. The transcript matches the nodes.
@@ -141,6 +158,46 @@ async fn custodian_guide_commands_work_as_documented() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("MISMATCH") && stdout.contains("verifying share of node-3"),
+        "{stdout}"
+    );
+
+    // A transcript whose readable custodians or policy are not its manifest's (a
+    // DKG showing custodians honest JSON while the nodes hold others) is caught.
+    let mallory = age::x25519::Identity::generate().to_public().to_string();
+    let mut doctored = transcript.clone();
+    doctored["escrow"]["custodians"][0]["recipient"] = mallory.clone().into();
+    let mut doctored_policy = transcript.clone();
+    doctored_policy["policy"]["min_home_signers"] = 3.into();
+    for (name, doc, says) in [
+        ("doctored-escrow.json", &doctored, "escrow custodians"),
+        ("doctored-policy.json", &doctored_policy, "policy differs"),
+    ] {
+        std::fs::write(dir.join(name), serde_json::to_vec(doc).unwrap()).unwrap();
+        let mut cmd = commands[1].clone();
+        cmd[2] = dir.join(name).display().to_string();
+        let out = ceremony(&cmd);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stdout}");
+        assert!(
+            stdout.contains("MISMATCH transcript:") && stdout.contains(says),
+            "{name}: {stdout}"
+        );
+    }
+    // With a custodians file other than the manifest's (mallory in bank-a's place),
+    // the honest transcript is refused: the key's custodians are not the file's.
+    let custodians_file = quorate_testnet::custodians::file_path(&dir);
+    let expected = std::fs::read_to_string(&custodians_file)
+        .unwrap()
+        .replace(&custodians[0].recipient, &mallory);
+    std::fs::write(dir.join("other-custodians.toml"), expected).unwrap();
+    let mut cmd = commands[1].clone();
+    let at = cmd.iter().position(|a| a == "--custodians").unwrap();
+    cmd[at + 1] = dir.join("other-custodians.toml").display().to_string();
+    let out = ceremony(&cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("not the custodians file's") && stdout.contains(&mallory),
         "{stdout}"
     );
 
@@ -174,6 +231,43 @@ async fn custodian_guide_commands_work_as_documented() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+
+    // 5. Escrow node-2's refreshed share to the key's custodians; bank-a decrypts
+    //    their part with the standard `age` tool and verifies it.
+    let out = ceremony(&commands[4]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let part = dir.join("escrow/payments-eu.node-2.bank-a.age");
+    let json = dir.join("bank-a-part.json");
+    let age = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&custodians[0].identity_file)
+        .arg("-o")
+        .arg(&json)
+        .arg(&part)
+        .output()
+        .expect("the age CLI runs (apt-get install age)");
+    assert!(
+        age.status.success(),
+        "age -d: {}",
+        String::from_utf8_lossy(&age.stderr)
+    );
+    let verify = ceremony(&[
+        "escrow".to_string(),
+        "verify".to_string(),
+        "--part".to_string(),
+        json.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && stdout.starts_with("OK: part 1 of 4 (custodian bank-a)"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
     );
 
     // Sign with the repaired node in the only possible quorum.

@@ -1,7 +1,9 @@
-//! Custodian escrow over real node processes: a node splits its own share among
-//! custodians (age-encrypted), custodians decrypt and verify their parts alone, the
-//! node is wiped, its share is recovered from the parts into it, and it signs again
-//! in a quorum that cannot do without it. Too few or forged parts install nothing.
+//! Custodian escrow over real node processes: a node splits its own share among the
+//! custodians fixed in the key's manifest (age-encrypted), custodians decrypt and
+//! verify their parts alone, the node is wiped, its share is recovered from the
+//! parts into it, and it signs again in a quorum that cannot do without it. Too few
+//! or forged parts install nothing. Whoever holds the ceremony's certificate cannot
+//! have parts encrypted to anyone but those custodians.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 use age::secrecy::ExposeSecret;
 use common::{bin_dir, start_default, TestNetwork, DEADLINE};
 use quorate_ceremony::escrow::{
-    self, part_file_name, Custodian, EscrowError, Identities, RecoverRequest, SplitRequest,
+    self, part_file_name, EscrowError, Identities, RecoverRequest, SplitRequest,
 };
 use quorate_escrow::EscrowPart;
 use quorate_frost::Ciphersuite;
@@ -22,39 +24,44 @@ use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::Code;
 
 const TARGET: &str = "node-2";
-const CUSTODIANS: [&str; 4] = ["bank-a", "law-firm-b", "security-office", "notary-d"];
+/// The testnet's custodians, fixed in every key's manifest.
+const CUSTODIANS: [&str; 4] = quorate_testnet::custodians::NAMES;
 /// Parts needed to recover: 3 of the 4 custodians.
-const K: u16 = 3;
+const K: u16 = quorate_testnet::custodians::THRESHOLD;
 
 /// A custodian: name, age identity, and the identity file as `age-keygen` writes it.
 struct Holder {
-    name: &'static str,
+    name: String,
     identity: age::x25519::Identity,
     identity_file: PathBuf,
 }
 
-fn custodians(dir: &Path) -> Vec<Holder> {
-    CUSTODIANS
+/// The custodians the testnet registered with its keys (`DIR/custodians/`).
+fn custodians(net: &TestNetwork) -> Vec<Holder> {
+    net.custodians
         .iter()
-        .map(|name| {
-            let identity = age::x25519::Identity::generate();
-            let identity_file = dir.join(format!("{name}-key.txt"));
-            std::fs::write(
-                &identity_file,
-                format!(
-                    "# public key: {}\n{}\n",
-                    identity.to_public(),
-                    identity.to_string().expose_secret()
-                ),
-            )
-            .unwrap();
-            Holder {
-                name,
-                identity,
-                identity_file,
-            }
+        .map(|c| Holder {
+            name: c.name.clone(),
+            identity: quorate_testnet::custodians::identity(c).unwrap(),
+            identity_file: c.identity_file.clone(),
         })
         .collect()
+}
+
+/// An attacker's age identity, in a file as `age-keygen` writes it.
+fn attacker_identity(dir: &Path, name: &str) -> (age::x25519::Identity, PathBuf) {
+    let identity = age::x25519::Identity::generate();
+    let file = dir.join(format!("{name}-key.txt"));
+    std::fs::write(
+        &file,
+        format!(
+            "# public key: {}\n{}\n",
+            identity.to_public(),
+            identity.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    (identity, file)
 }
 
 fn key_of(net: &TestNetwork, suite: Ciphersuite) -> String {
@@ -129,7 +136,7 @@ async fn escrow_round_trip(suite: Ciphersuite) {
     let key_id = key_of(&net, suite);
     let work = net.dir.path().join("escrow");
     std::fs::create_dir_all(&work).unwrap();
-    let holders = custodians(&work);
+    let holders = custodians(&net);
     let file = net.ceremony().unwrap();
     let manifest_before = ceremony_client(&net, TARGET)
         .await
@@ -141,33 +148,34 @@ async fn escrow_round_trip(suite: Ciphersuite) {
         .into_inner()
         .manifest;
 
-    // 1. The node splits its share; the ceremony only writes ciphertexts.
+    // 1. The node splits its share among the manifest's custodians; the ceremony
+    //    only writes ciphertexts.
     let out = work.join("out");
     let split = escrow::split(
         &file,
         SplitRequest {
             key_id: key_id.clone(),
             node_id: TARGET.into(),
-            threshold: K,
-            custodians: holders
-                .iter()
-                .map(|h| Custodian {
-                    name: h.name.into(),
-                    recipient: h.identity.to_public().to_string(),
-                })
-                .collect(),
             out_dir: out.clone(),
         },
     )
     .await
     .unwrap();
     assert_eq!(split.files.len(), CUSTODIANS.len());
+    assert_eq!(split.threshold, K);
+    assert_eq!(
+        split.custodians,
+        holders
+            .iter()
+            .map(|h| (h.name.clone(), h.identity.to_public().to_string()))
+            .collect::<Vec<_>>()
+    );
 
     // 2. Each custodian decrypts with the age crate and verifies their part alone.
     let mut json_parts = Vec::new();
     for (i, holder) in holders.iter().enumerate() {
-        let age_file = out.join(part_file_name(&key_id, TARGET, holder.name));
-        assert_eq!(split.files[i], (holder.name.to_string(), age_file.clone()));
+        let age_file = out.join(part_file_name(&key_id, TARGET, &holder.name));
+        assert_eq!(split.files[i], (holder.name.clone(), age_file.clone()));
         let json = custodian_decrypts(holder, &age_file);
         let part = EscrowPart::from_json(&json).unwrap();
         part.verify().unwrap();
@@ -183,7 +191,7 @@ async fn escrow_round_trip(suite: Ciphersuite) {
             (
                 key_id.as_str(),
                 TARGET,
-                holder.name,
+                holder.name.as_str(),
                 suite.name(),
                 K,
                 u16::try_from(i + 1).unwrap()
@@ -200,7 +208,7 @@ async fn escrow_round_trip(suite: Ciphersuite) {
     // Another custodian's identity does not open a part.
     let wrong = Identities::load(std::slice::from_ref(&holders[1].identity_file)).unwrap();
     let err = escrow::verify_part(
-        &out.join(part_file_name(&key_id, TARGET, holders[0].name)),
+        &out.join(part_file_name(&key_id, TARGET, &holders[0].name)),
         &wrong,
     )
     .unwrap_err();
@@ -317,18 +325,10 @@ async fn escrow_split_is_refused_to_roles_other_than_ceremony() {
         .unwrap()
         .node_channel(&node.endpoint, TARGET, Duration::from_secs(2))
         .unwrap();
-    let recipient = age::x25519::Identity::generate().to_public().to_string();
     let status = CeremonyClient::new(channel)
         .escrow_split(pb::EscrowSplitRequest {
             key_id: "demo-ed25519".into(),
-            threshold: 2,
-            custodians: ["a", "b"]
-                .iter()
-                .map(|n| pb::EscrowCustodian {
-                    name: (*n).into(),
-                    age_recipient: recipient.clone(),
-                })
-                .collect(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -355,15 +355,11 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
     let key_id = "demo-taproot";
     let work = net.dir.path().join("escrow");
     std::fs::create_dir_all(&work).unwrap();
-    let holders = custodians(&work);
+    let holders = custodians(&net);
     let ceremony = net.ceremony_file.display().to_string();
     let out = work.join("out");
     let out_arg = out.display().to_string();
-    let custodian_args: Vec<String> = holders
-        .iter()
-        .map(|h| format!("{}={}", h.name, h.identity.to_public()))
-        .collect();
-    let mut args = vec![
+    let args = vec![
         "escrow",
         "split",
         "--ceremony",
@@ -372,20 +368,27 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
         key_id,
         "--node",
         TARGET,
-        "--threshold",
-        "3",
         "--out",
         &out_arg,
     ];
-    for c in &custodian_args {
-        args.extend(["--custodian", c.as_str()]);
-    }
     let (code, stdout, stderr) = ceremony_cli(&args);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let part = |h: &Holder| out.join(part_file_name(key_id, TARGET, h.name));
+    let part = |h: &Holder| out.join(part_file_name(key_id, TARGET, &h.name));
     for h in &holders {
         assert!(stdout.contains(&part(h).display().to_string()), "{stdout}");
+        // Each custodian is shown with the recipient its part is encrypted to.
+        assert!(
+            stdout.contains(&format!("{} ({})", h.name, h.identity.to_public())),
+            "{stdout}"
+        );
     }
+    // The custodians are the manifest's: a split naming others is not a command.
+    let mut naming = args.clone();
+    let attacker = age::x25519::Identity::generate().to_public().to_string();
+    let custodian_arg = format!("mallory={attacker}");
+    naming.extend(["--custodian", &custodian_arg]);
+    let (code, _, stderr) = ceremony_cli(&naming);
+    assert_eq!(code, 64, "{stderr}");
     // Splitting again into the same directory would replace files: usage error.
     let (code, _, stderr) = ceremony_cli(&args);
     assert_eq!(code, 64, "{stderr}");
@@ -483,4 +486,379 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
     assert!(stdout.contains("recovered node node-2's share"), "{stdout}");
     assert!(holds_key(&net, TARGET, key_id).await);
     sign_with_target_required(&mut net, key_id).await;
+}
+
+/// The node's audit records (JSON), read as an auditor over the `Audit` service.
+async fn audit_records(net: &TestNetwork, node_id: &str) -> Vec<serde_json::Value> {
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    let endpoint = net.node(node_id).unwrap().endpoint.clone();
+    quorate_ceremony::audit::fetch(&endpoint, node_id, &tls)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| serde_json::from_slice(&r).unwrap())
+        .collect()
+}
+
+/// The attack: holding only the ceremony's certificate, ask nodes (any `t` would
+/// do; every node is tried) to escrow their shares to two "custodians" that are both
+/// the attacker's own recipients, decrypt the parts and recombine `t` shares into
+/// the group secret. Every node
+/// refuses (the custodians are the manifest's, not the caller's) and audits the
+/// attempt with the recipients named; a split to the registered custodians still
+/// works, and none of its parts opens with the attacker's identity.
+#[tokio::test]
+async fn escrow_to_recipients_the_caller_names_is_refused_by_every_node_and_audited() {
+    let net = start_default().await;
+    let key_id = key_of(&net, Ciphersuite::Ed25519);
+    let work = net.dir.path().join("attack");
+    std::fs::create_dir_all(&work).unwrap();
+    let (mallory, _) = attacker_identity(&work, "mallory");
+    let (trudy, _) = attacker_identity(&work, "trudy");
+    let named = [("bank-a", &mallory), ("law-firm-b", &trudy)];
+    // The attacker needs `t` of them; every node is tried, so no node may answer.
+    let every_node: Vec<String> = net.nodes.iter().map(|n| n.spec.id.clone()).collect();
+    assert!(every_node.len() > usize::from(net.spec.threshold));
+    for node in &every_node {
+        let answer = ceremony_client(&net, node)
+            .await
+            .escrow_split(pb::EscrowSplitRequest {
+                key_id: key_id.clone(),
+                threshold: 2,
+                custodians: named
+                    .iter()
+                    .map(|(name, id)| pb::EscrowCustodian {
+                        name: (*name).into(),
+                        age_recipient: id.to_public().to_string(),
+                    })
+                    .collect(),
+            })
+            .await;
+        let status = match answer {
+            Err(status) => status,
+            Ok(response) => {
+                // What the attacker would have got: parts it can open.
+                let opened = response
+                    .into_inner()
+                    .parts
+                    .iter()
+                    .filter(|p| age::decrypt(&mallory, &p.age_file).is_ok())
+                    .count();
+                panic!(
+                    "{node} answered an escrow to the caller's recipients instead of refusing it \
+                     ({opened} of its parts open with the attacker's identity)"
+                );
+            }
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{node}: {status}");
+        assert!(
+            status.message().contains("manifest"),
+            "{node}: {}",
+            status.message()
+        );
+        // The attempt is on the record, naming the recipients it asked for.
+        let records = audit_records(&net, node).await;
+        let refused = records
+            .iter()
+            .find(|r| r["event"] == "escrow_split_refused" && r["key_id"] == key_id.as_str())
+            .unwrap_or_else(|| panic!("{node} did not audit the refused escrow"));
+        let detail = refused["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&mallory.to_public().to_string())
+                && detail.contains(&trudy.to_public().to_string()),
+            "{detail}"
+        );
+        assert!(
+            refused["caller"]
+                .as_str()
+                .unwrap()
+                .ends_with("/ceremony/testnet"),
+            "{refused}"
+        );
+        assert!(!records.iter().any(|r| r["event"] == "escrow_split"));
+    }
+
+    // The same certificate may still escrow, to the registered custodians only.
+    let holders = custodians(&net);
+    let response = ceremony_client(&net, TARGET)
+        .await
+        .escrow_split(pb::EscrowSplitRequest {
+            key_id: key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.parts.len(), holders.len());
+    for (part, holder) in response.parts.iter().zip(&holders) {
+        assert_eq!(part.custodian, holder.name);
+        assert!(age::decrypt(&mallory, &part.age_file).is_err());
+        assert!(age::decrypt(&trudy, &part.age_file).is_err());
+        let json =
+            String::from_utf8(age::decrypt(&holder.identity, &part.age_file).unwrap()).unwrap();
+        let parsed = EscrowPart::from_json(&json).unwrap();
+        parsed.verify().unwrap();
+        assert_eq!(
+            (parsed.threshold, parsed.custodian.as_str()),
+            (K, holder.name.as_str())
+        );
+    }
+    // Its record names each custodian with the recipient its part went to.
+    let records = audit_records(&net, TARGET).await;
+    let split = records
+        .iter()
+        .find(|r| r["event"] == "escrow_split")
+        .expect("the split is audited");
+    let detail = split["detail"].as_str().unwrap();
+    for h in &holders {
+        assert!(
+            detail.contains(&format!("{}:{}", h.name, h.identity.to_public())),
+            "{detail}"
+        );
+    }
+    assert!(detail.contains(&format!("threshold={K}")), "{detail}");
+}
+
+/// An age recipient spelling raw key bytes, as age would print them.
+fn recipient_of(key: [u8; 32]) -> String {
+    use bech32::ToBase32;
+    bech32::encode("age", key.to_base32(), bech32::Variant::Bech32).unwrap()
+}
+
+/// The ceremony certificate installs a key for a node that does not hold it, with
+/// custodians whose recipients are weak: an all-zero or other small-order X25519
+/// key (age would panic encrypting to it, every share secret being zero) or a real
+/// custodian's key with bit 255 set (x25519 ignores the bit, so it aliases that
+/// key), or another custodian's key (one holder would count twice towards the
+/// threshold). The node refuses the manifest; the key is not installed, and the node keeps
+/// serving.
+#[tokio::test]
+async fn a_manifest_naming_a_weak_aliased_or_shared_recipient_is_refused_by_the_node() {
+    let net = start_default().await;
+    let holders = custodians(&net);
+    let key_of_holder = |h: &Holder| {
+        use bech32::FromBase32;
+        let (_, data, _) = bech32::decode(&h.identity.to_public().to_string()).unwrap();
+        <[u8; 32]>::try_from(Vec::<u8>::from_base32(&data).unwrap()).unwrap()
+    };
+    let mut aliased = key_of_holder(&holders[0]);
+    aliased[31] |= 0x80;
+    // law-firm-b's own key: both custodians the same holder, who alone meets k = 2.
+    let shared = key_of_holder(&holders[1]);
+    let mut small_order = [0u8; 32];
+    small_order.copy_from_slice(
+        &hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800").unwrap(),
+    );
+    let ops = Ciphersuite::Ed25519.ops();
+    let names: Vec<String> = net.nodes.iter().map(|n| n.spec.id.clone()).collect();
+    for (i, weak) in [[0u8; 32], small_order, aliased, shared]
+        .into_iter()
+        .enumerate()
+    {
+        let key_id = format!("weak-recipient-{i}");
+        let dealt = ops.split(None, &names, net.spec.threshold).unwrap();
+        let escrow = pb::KeyEscrow {
+            threshold: 2,
+            custodians: vec![
+                pb::EscrowCustodian {
+                    name: "bank-a".into(),
+                    age_recipient: recipient_of(weak),
+                },
+                pb::EscrowCustodian {
+                    name: "law-firm-b".into(),
+                    age_recipient: holders[1].identity.to_public().to_string(),
+                },
+            ],
+        };
+        let manifest = quorate_keys::manifest::NewManifest {
+            key_id: key_id.clone(),
+            ciphersuite: Ciphersuite::Ed25519,
+            threshold: net.spec.threshold,
+            public_key_package: dealt.public_key_package.clone(),
+            participants: net
+                .nodes
+                .iter()
+                .map(|n| pb::ManifestParticipant {
+                    node_id: n.spec.id.clone(),
+                    region: n.spec.region.clone(),
+                    jurisdiction: n.spec.jurisdiction.clone(),
+                })
+                .collect(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            policy: None,
+            escrow: Some(escrow),
+        }
+        .encode();
+        let mut client = ceremony_client(&net, TARGET).await;
+        let installed = client
+            .install_key(pb::InstallKeyRequest {
+                manifest,
+                key_package: dealt
+                    .key_packages
+                    .iter()
+                    .find(|(n, _)| n == TARGET)
+                    .unwrap()
+                    .1
+                    .expose_bytes()
+                    .to_vec(),
+            })
+            .await;
+        let status = match installed {
+            Err(status) => status,
+            Ok(_) => {
+                // What the attacker gets from the installed key: a panic in the node
+                // (small order) or parts bank-a cannot open (aliased).
+                let split = client
+                    .escrow_split(pb::EscrowSplitRequest {
+                        key_id: key_id.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+                panic!(
+                    "{TARGET} installed a key escrowed to a weak recipient; its split: {:?}",
+                    split.map(|_| "parts")
+                );
+            }
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+        assert!(
+            status.message().contains("bank-a")
+                && (status.message().contains("small order")
+                    || status.message().contains("bit 255")
+                    || status.message().contains("same recipient")),
+            "{}",
+            status.message()
+        );
+        assert!(!holds_key(&net, TARGET, &key_id).await);
+    }
+    // The node still serves: it escrows an existing key to its custodians.
+    let parts = ceremony_client(&net, TARGET)
+        .await
+        .escrow_split(pb::EscrowSplitRequest {
+            key_id: key_of(&net, Ciphersuite::Ed25519),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .parts;
+    assert_eq!(parts.len(), holders.len());
+}
+
+/// A key created without custodians cannot be escrowed at all: the node refuses
+/// with FAILED_PRECONDITION, and `escrow split` exits 1 saying why.
+#[tokio::test]
+async fn a_key_created_without_custodians_cannot_be_escrowed() {
+    let net = start_default().await;
+    let key_id = "no-custodians";
+    let transcript = quorate_ceremony::keygen::run_dkg(
+        &net.ceremony().unwrap(),
+        quorate_ceremony::keygen::DkgRequest {
+            key_id: key_id.into(),
+            ciphersuite: Ciphersuite::Ed25519,
+            threshold: net.spec.threshold,
+            policy: None,
+            escrow: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(transcript.escrow.is_none());
+    let status = ceremony_client(&net, TARGET)
+        .await
+        .escrow_split(pb::EscrowSplitRequest {
+            key_id: key_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
+    assert!(
+        status.message().contains("no escrow custodians"),
+        "{}",
+        status.message()
+    );
+    let out = net.dir.path().join("no-custodians-out");
+    let (code, _, stderr) = ceremony_cli(&[
+        "escrow",
+        "split",
+        "--ceremony",
+        &net.ceremony_file.display().to_string(),
+        "--key-id",
+        key_id,
+        "--node",
+        TARGET,
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no escrow custodians"), "{stderr}");
+    assert!(!out.exists(), "nothing is written");
+}
+
+/// `import --custodians` fixes the custodians as `dkg --custodians` does: the
+/// imported key's shares are escrowed to them, and a custodians file naming
+/// something that is not an age recipient is refused before any node is contacted.
+#[tokio::test]
+async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
+    let net = start_default().await;
+    let holders = custodians(&net);
+    let work = net.dir.path().join("import");
+    std::fs::create_dir_all(&work).unwrap();
+    let ceremony = net.ceremony_file.display().to_string();
+    let custodians_file = quorate_testnet::custodians::file_path(&net.net.dir);
+    let import = |custodians: &Path, transcript: &Path| {
+        ceremony_cli(&[
+            "import",
+            "--ceremony",
+            &ceremony,
+            "--key-id",
+            "imported",
+            "--ciphersuite",
+            "ed25519",
+            "--threshold",
+            "3",
+            "--custodians",
+            &custodians.display().to_string(),
+            "--transcript",
+            &transcript.display().to_string(),
+        ])
+    };
+    let bad = work.join("bad-custodians.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&custodians_file)
+            .unwrap()
+            .replacen("age1", "age1x", 1),
+    )
+    .unwrap();
+    let (code, _, stderr) = import(&bad, &work.join("bad.json"));
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("not an age X25519 recipient"), "{stderr}");
+    assert!(!holds_key(&net, TARGET, "imported").await);
+
+    let transcript = work.join("imported.json");
+    let (code, stdout, stderr) = import(&custodians_file, &transcript);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&transcript).unwrap()).unwrap();
+    assert_eq!(recorded["escrow"]["threshold"], u32::from(K));
+    let out = work.join("out");
+    let split = escrow::split(
+        &net.ceremony().unwrap(),
+        SplitRequest {
+            key_id: "imported".into(),
+            node_id: TARGET.into(),
+            out_dir: out.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(split.files.len(), holders.len());
+    for (holder, (name, file)) in holders.iter().zip(&split.files) {
+        assert_eq!(name, &holder.name);
+        let part = EscrowPart::from_json(&custodian_decrypts(holder, file)).unwrap();
+        part.verify().unwrap();
+        assert_eq!(part.key_id, "imported");
+    }
 }

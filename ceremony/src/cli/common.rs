@@ -1,10 +1,12 @@
 //! What the ceremony commands share: the async runtime, checking a transcript path
-//! before any node is contacted, saving a transcript, and loading a policy file.
+//! before any node is contacted, saving a transcript, and loading a policy file and
+//! a custodians file.
 //! Used by the import and key ceremony commands.
 
 use std::path::Path;
 
 use super::error::CliError;
+use crate::custodians_file::CustodiansFile;
 use crate::policy_file::PolicyFile;
 use crate::transcript::Transcript;
 
@@ -37,6 +39,16 @@ pub(super) fn load_policy(
     quorate_keys::policy::Policy::from_pb(Some(&policy), threshold)
         .map_err(|e| CliError::Usage(format!("policy file {}: {e}", path.display())))?;
     Ok(Some(policy))
+}
+
+/// Reads a custodians file (TOML, or JSON if it ends in .json), checked as every
+/// node will check it, before any node is contacted.
+pub(super) fn load_custodians(
+    path: Option<&Path>,
+) -> Result<Option<quorate_wire::pb::KeyEscrow>, CliError> {
+    path.map(CustodiansFile::load)
+        .transpose()
+        .map_err(CliError::from)
 }
 
 /// Refuses a transcript path that exists or whose directory does not.

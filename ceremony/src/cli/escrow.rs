@@ -7,17 +7,20 @@ use clap::Subcommand;
 
 use super::error::CliError;
 use crate::ceremony_file::CeremonyFile;
-use crate::escrow::{self, Custodian, Identities};
+use crate::escrow::{self, Identities};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum EscrowCommand {
-    /// Have a node Feldman-split its own share of a key among custodians.
+    /// Have a node Feldman-split its own share of a key among the key's custodians.
     ///
-    /// The node splits its signing share into one part per custodian, any THRESHOLD of
-    /// which rebuild it, and encrypts each part to the custodian's age recipient; the
-    /// plaintext never leaves the node. Writes OUT/KEY.NODE.CUSTODIAN.age per
-    /// custodian (never replacing a file). A custodian decrypts theirs with the
-    /// standard `age` tool: `age -d -i key.txt FILE.age > part.json`.
+    /// The custodians (names and age recipients) and the threshold are those fixed in
+    /// the key's manifest when it was created (dkg or import with --custodians); no
+    /// one running a split can choose others. The node splits its signing share into
+    /// one part per custodian, any threshold of which rebuild it, and encrypts each
+    /// part to the custodian's age recipient; the plaintext never leaves the node.
+    /// Writes OUT/KEY.NODE.CUSTODIAN.age per custodian (never replacing a file). A
+    /// custodian decrypts theirs with the standard `age` tool:
+    /// `age -d -i key.txt FILE.age > part.json`.
     Split {
         /// Ceremony file (as for `import`); must list NODE.
         #[arg(long, value_name = "FILE")]
@@ -28,12 +31,6 @@ pub(super) enum EscrowCommand {
         /// The node whose share to escrow.
         #[arg(long, value_name = "NODE")]
         node: String,
-        /// Parts needed to recover (k), between 2 and the number of custodians.
-        #[arg(long, value_name = "K")]
-        threshold: u16,
-        /// A custodian and their age X25519 recipient (repeat, at least twice).
-        #[arg(long = "custodian", value_name = "NAME=age1...", required = true)]
-        custodians: Vec<Custodian>,
         /// Directory for the .age files (created if missing).
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
@@ -83,29 +80,28 @@ pub(super) fn run(command: EscrowCommand) -> Result<(), CliError> {
             ceremony,
             key_id,
             node,
-            threshold,
-            custodians,
             out,
         } => {
             let file = CeremonyFile::load(&ceremony)?;
             let request = escrow::SplitRequest {
                 key_id,
                 node_id: node,
-                threshold,
-                custodians,
                 out_dir: out,
             };
             let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
             let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
             let outcome = runtime.block_on(escrow::split(&file, request))?;
             println!(
-                "node {node_id} split its share of key {key_id} among {} custodians \
-                 ({threshold} needed to recover); verifying share {}:",
+                "node {node_id} split its share of key {key_id} among the {} custodians of \
+                 its manifest {} ({} needed to recover); verifying share {}:",
                 outcome.files.len(),
+                outcome.manifest_hash,
+                outcome.threshold,
                 outcome.verifying_share
             );
-            for (custodian, path) in &outcome.files {
-                println!("  {custodian}: {}", path.display());
+            for ((custodian, path), (_, recipient)) in outcome.files.iter().zip(&outcome.custodians)
+            {
+                println!("  {custodian} ({recipient}): {}", path.display());
             }
             Ok(())
         }

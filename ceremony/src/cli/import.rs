@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use quorate_frost::Ciphersuite;
 
-use super::common::{check_transcript_path, load_policy, runtime};
+use super::common::{check_transcript_path, load_custodians, load_policy, runtime};
 use super::error::CliError;
 use crate::ceremony_file::CeremonyFile;
 use crate::import::{import_key, read_secret_file, ImportRequest};
@@ -38,6 +38,14 @@ pub(super) struct ImportArgs {
     /// node. Without it the key is unrestricted. See docs/sovereignty.md.
     #[arg(long, value_name = "FILE")]
     pub(super) policy: Option<PathBuf>,
+    /// The key's escrow custodians (TOML, or JSON if the name ends in .json):
+    /// `threshold = K` and one `[[custodians]]` table (name, recipient: an age X25519
+    /// recipient, age1...) per custodian, 2 to 64 of them. Fixed in the key's
+    /// manifest and confirmed by every node: each node's share can then be escrowed
+    /// (`escrow split`) to these custodians only, and to no one else, ever. Without
+    /// it the key's shares cannot be escrowed.
+    #[arg(long, value_name = "FILE")]
+    pub(super) custodians: Option<PathBuf>,
 }
 
 /// Runs `import`.
@@ -46,6 +54,7 @@ pub(super) fn run(args: ImportArgs) -> Result<(), CliError> {
     let file = CeremonyFile::load(&args.ceremony)?;
     check_transcript_path(&args.transcript)?;
     let policy = load_policy(args.policy.as_deref(), args.threshold)?;
+    let escrow = load_custodians(args.custodians.as_deref())?;
     let secret = args
         .secret_file
         .as_deref()
@@ -57,6 +66,7 @@ pub(super) fn run(args: ImportArgs) -> Result<(), CliError> {
         threshold: args.threshold,
         secret,
         policy,
+        escrow,
     };
     let runtime = runtime()?;
     let transcript = runtime.block_on(import_key(&file, request))?;

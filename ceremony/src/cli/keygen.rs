@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use quorate_frost::Ciphersuite;
 
-use super::common::{check_transcript_path, load_policy, runtime, save_transcript};
+use super::common::{
+    check_transcript_path, load_custodians, load_policy, runtime, save_transcript,
+};
 use super::error::CliError;
 use crate::ceremony_file::CeremonyFile;
 use crate::keygen::{
@@ -17,8 +19,8 @@ use crate::transcript::Transcript;
 #[derive(Debug, Subcommand)]
 pub(super) enum TranscriptCommand {
     /// Re-check a transcript against the live nodes (manifest hash, group key,
-    /// verifying shares, participants, recorded confirmations). Exits 1 on any
-    /// mismatch, listing each.
+    /// verifying shares, participants, recorded confirmations, escrow custodians and
+    /// policy as the transcript shows them). Exits 1 on any mismatch, listing each.
     Verify {
         /// The transcript (JSON).
         #[arg(value_name = "FILE")]
@@ -26,6 +28,10 @@ pub(super) enum TranscriptCommand {
         /// Ceremony file naming how to reach the nodes.
         #[arg(long, value_name = "FILE")]
         ceremony: PathBuf,
+        /// The custodians file the key's custodians expect (as for `dkg`): the
+        /// manifest's escrow custodians and threshold must be exactly these.
+        #[arg(long, value_name = "FILE")]
+        custodians: Option<PathBuf>,
     },
 }
 
@@ -48,6 +54,14 @@ pub(super) struct DkgArgs {
     /// rate_limit_per_minute. Without it the key is unrestricted.
     #[arg(long, value_name = "FILE")]
     pub(super) policy: Option<PathBuf>,
+    /// The key's escrow custodians (TOML, or JSON if the name ends in .json):
+    /// `threshold = K` and one `[[custodians]]` table (name, recipient: an age X25519
+    /// recipient, age1...) per custodian, 2 to 64 of them. Fixed in the key's
+    /// manifest and confirmed by every node: each node's share can then be escrowed
+    /// (`escrow split`) to these custodians only, and to no one else, ever. Without
+    /// it the key's shares cannot be escrowed.
+    #[arg(long, value_name = "FILE")]
+    pub(super) custodians: Option<PathBuf>,
     /// Where to write the JSON transcript; must not exist yet.
     #[arg(long, value_name = "OUT.json")]
     pub(super) transcript: PathBuf,
@@ -87,11 +101,13 @@ pub(super) fn dkg(args: DkgArgs) -> Result<(), CliError> {
     let file = CeremonyFile::load(&args.ceremony)?;
     check_transcript_path(&args.transcript)?;
     let policy = load_policy(args.policy.as_deref(), args.threshold)?;
+    let escrow = load_custodians(args.custodians.as_deref())?;
     let request = DkgRequest {
         key_id: args.key_id,
         ciphersuite: args.ciphersuite,
         threshold: args.threshold,
         policy,
+        escrow,
     };
     let transcript = runtime()?.block_on(run_dkg(&file, request))?;
     save_transcript(&transcript, &args.transcript)?;
@@ -154,10 +170,16 @@ pub(super) fn repair(args: RepairArgs) -> Result<(), CliError> {
 }
 
 /// Runs `transcript verify`.
-pub(super) fn transcript_verify(path: &Path, ceremony: &Path) -> Result<(), CliError> {
+pub(super) fn transcript_verify(
+    path: &Path,
+    ceremony: &Path,
+    custodians: Option<&Path>,
+) -> Result<(), CliError> {
     let file = CeremonyFile::load(ceremony)?;
     let transcript = Transcript::read(path)?;
-    let problems = runtime()?.block_on(verify_transcript(&file, &transcript))?;
+    let custodians = load_custodians(custodians)?;
+    let problems =
+        runtime()?.block_on(verify_transcript(&file, &transcript, custodians.as_ref()))?;
     if problems.is_empty() {
         println!(
             "transcript {} matches the live nodes: key {} ({}), manifest {}, {} participants",

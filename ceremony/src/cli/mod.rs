@@ -105,8 +105,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dkg(args) => keygen::dkg(args),
         Command::Refresh(args) => keygen::refresh(args),
         Command::Repair(args) => keygen::repair(args),
-        Command::Transcript(TranscriptCommand::Verify { file, ceremony }) => {
-            keygen::transcript_verify(&file, &ceremony)
-        }
+        Command::Transcript(TranscriptCommand::Verify {
+            file,
+            ceremony,
+            custodians,
+        }) => keygen::transcript_verify(&file, &ceremony, custodians.as_deref()),
     }
 }

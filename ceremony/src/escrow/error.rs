@@ -17,6 +17,13 @@ pub enum EscrowError {
     /// The ceremony file or its TLS material.
     #[error(transparent)]
     Ceremony(#[from] CeremonyError),
+    /// The key's manifest names no escrow custodians, so its shares cannot be
+    /// escrowed.
+    #[error(
+        "key {0} has no escrow custodians in its manifest, so its shares cannot be escrowed \
+         (custodians are fixed when a key is created: dkg or import with --custodians)"
+    )]
+    NoCustodians(String),
     /// A file could not be read or written.
     #[error("{what} {}: {source}", path.display())]
     Io {

@@ -22,6 +22,9 @@ pub struct DkgRequest {
     pub threshold: u16,
     /// The key's policy; `None` for an unrestricted key.
     pub policy: Option<pb::KeyPolicy>,
+    /// The key's escrow custodians and threshold, fixed in its manifest; `None`
+    /// for a key whose shares cannot be escrowed.
+    pub escrow: Option<pb::KeyEscrow>,
 }
 
 /// Runs a DKG (see the module docs) and returns its transcript.
@@ -48,6 +51,7 @@ pub async fn run_dkg(file: &CeremonyFile, req: DkgRequest) -> Result<Transcript,
         created_at: now_rfc3339()?,
         manifest_hash: Vec::new(),
         repair_target: String::new(),
+        escrow: req.escrow.clone(),
     };
     let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
     run_keygen("DKG", setup, &peers, &peers, &verifier, None, started_at).await

@@ -75,6 +75,7 @@ pub async fn run_refresh(
         created_at: String::new(),
         manifest_hash: manifest.hash.to_vec(),
         repair_target: String::new(),
+        escrow: None,
     };
     let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
     let removed: Vec<Peer> = peers

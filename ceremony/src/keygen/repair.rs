@@ -101,6 +101,7 @@ pub async fn run_repair(
         created_at: String::new(),
         manifest_hash: manifest.hash.to_vec(),
         repair_target: target.id.clone(),
+        escrow: None,
     };
     let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
     let mut all = helpers.clone();

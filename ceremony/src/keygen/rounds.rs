@@ -15,7 +15,6 @@ use quorate_wire::pb;
 
 use super::relay::{check_failure, rpc, single, step, step_abort, Peer, Run};
 use crate::error::CeremonyError;
-use crate::policy_file::PolicyFile;
 use crate::transcript::{
     now_rfc3339, Transcript, TranscriptConfirmation, TranscriptParticipant, TRANSCRIPT_FORMAT,
 };
@@ -240,10 +239,9 @@ fn transcript(
             })
         })
         .collect::<Result<Vec<_>, CeremonyError>>()?;
-    let policy = pb::KeyManifest::decode(manifest.encoded.as_slice())
-        .ok()
-        .and_then(|m| m.policy)
-        .map(|p| serde_json::to_value(PolicyFile::from_pb(&p)).unwrap_or_default());
+    let (policy, escrow) = pb::KeyManifest::decode(manifest.encoded.as_slice())
+        .map(|m| crate::transcript::readable_terms(&m))
+        .unwrap_or_default();
     let confirmations = confirmations
         .iter()
         .map(|s| TranscriptConfirmation {
@@ -273,6 +271,7 @@ fn transcript(
         setup_hash: Some(hex::encode(setup.hash)),
         round1_transcript_hash: Some(hex::encode(&first.round1_transcript_hash)),
         policy,
+        escrow,
         confirmations,
     })
 }

@@ -11,16 +11,22 @@ use quorate_wire::pb::ceremony_client::CeremonyClient;
 
 use super::relay::rpc;
 use crate::ceremony_file::CeremonyFile;
+use crate::custodians_file::CustodiansFile;
 use crate::error::CeremonyError;
 use crate::transcript::Transcript;
 
 /// Re-checks a transcript against the live nodes: every participant must hold the
 /// transcript's manifest, with its group key, verifying shares and participants,
-/// and the recorded confirmations must verify under the CA. Returns every mismatch
-/// (empty: the transcript matches).
+/// and the recorded confirmations must verify under the CA. The transcript's
+/// readable escrow custodians (and policy, if it records one) must be its
+/// manifest's: a ceremony could otherwise show custodians honest JSON while the
+/// nodes hold others. With `custodians` (what the key's custodians expect, from
+/// their custodians file), the manifest's custodians and threshold must be exactly
+/// those. Returns every mismatch (empty: the transcript matches).
 pub async fn verify_transcript(
     file: &CeremonyFile,
     transcript: &Transcript,
+    custodians: Option<&pb::KeyEscrow>,
 ) -> Result<Vec<String>, CeremonyError> {
     let tls = Arc::new(file.check()?);
     let verifier = tls
@@ -40,6 +46,8 @@ pub async fn verify_transcript(
             if hex::encode(&m.public_key.public_key) != transcript.public_key {
                 problems.push("transcript: public_key differs from its manifest's".into());
             }
+            let stored = pb::KeyManifest::decode(manifest_bytes.as_slice()).unwrap_or_default();
+            problems.extend(terms_problems(transcript, &stored, custodians));
         }
     }
     for c in &transcript.confirmations {
@@ -144,4 +152,47 @@ pub async fn verify_transcript(
         }
     }
     Ok(problems)
+}
+
+/// How the transcript's readable policy and custodians, and the custodians the
+/// caller expects, differ from the manifest's.
+fn terms_problems(
+    transcript: &Transcript,
+    manifest: &pb::KeyManifest,
+    expected: Option<&pb::KeyEscrow>,
+) -> Vec<String> {
+    let describe = |e: Option<&CustodiansFile>| match e {
+        None => "none".to_string(),
+        Some(e) => format!(
+            "threshold {} of [{}]",
+            e.threshold,
+            e.custodians
+                .iter()
+                .map(|c| format!("{}:{}", c.name, c.recipient))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut problems = Vec::new();
+    let (policy, escrow) = crate::transcript::readable_terms(manifest);
+    if transcript.escrow != escrow {
+        problems.push(format!(
+            "transcript: escrow custodians {} differ from its manifest's {}",
+            describe(transcript.escrow.as_ref()),
+            describe(escrow.as_ref())
+        ));
+    }
+    if transcript.policy.is_some() && transcript.policy != policy {
+        problems.push("transcript: policy differs from its manifest's".into());
+    }
+    if let Some(expected) = expected {
+        if manifest.escrow.as_ref() != Some(expected) {
+            problems.push(format!(
+                "manifest: escrow custodians {} are not the custodians file's {}",
+                describe(escrow.as_ref()),
+                describe(Some(&CustodiansFile::from_pb(expected)))
+            ));
+        }
+    }
+    problems
 }

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 use quorate_frost::{Ciphersuite, DkgMode};
-use quorate_keys::manifest::{self, Manifest};
+use quorate_keys::custodians::KeyEscrow;
+use quorate_keys::manifest::{self, Manifest, NewManifest};
 use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_transport::identity::Location;
 use quorate_wire::pb;
@@ -141,6 +142,18 @@ impl Setup {
             }
         } else if !pb.repair_target.is_empty() {
             return Err(bad("repair_target is only for repairs".into()));
+        }
+        // The custodians are fixed when a key is created: a refresh keeps the
+        // previous manifest's, so no later ceremony can redirect the key's escrow.
+        match (&pb.escrow, kind) {
+            (Some(escrow), Kind::Dkg) => {
+                KeyEscrow::from_pb(escrow).map_err(|e| bad(format!("escrow: {e}")))?;
+            }
+            (Some(_), Kind::Refresh | Kind::Repair) => return Err(bad(
+                "escrow custodians are fixed when a key is created; a refresh or repair keeps them"
+                    .into(),
+            )),
+            (None, _) => {}
         }
         let hash = quorate_wire::sha256(&pb.encode_to_vec());
         Ok(Self {
@@ -349,7 +362,7 @@ pub fn verify_confirmations(
 }
 
 /// The manifest a ceremony produces: for a DKG, from the setup (key id, ciphersuite,
-/// threshold, participants, policy, created_at), generation 0; for a refresh, the
+/// threshold, participants, policy, created_at, escrow custodians), generation 0; for a refresh, the
 /// key's previous manifest (which fixes everything but the participants and the
 /// public key package) with the setup's participants and the next generation
 /// ([`manifest::encode_successor`]). Deterministic, so every node computes the same
@@ -362,15 +375,17 @@ pub fn build_manifest(
 ) -> Result<Manifest, CeremonyCheckError> {
     let bad = |e: manifest::ManifestError| CeremonyCheckError::Setup(e.to_string());
     let encoded = match (setup.kind, previous) {
-        (Kind::Dkg, _) => manifest::encode(
-            &setup.pb.key_id,
-            setup.ciphersuite,
-            setup.threshold,
+        (Kind::Dkg, _) => NewManifest {
+            key_id: setup.pb.key_id.clone(),
+            ciphersuite: setup.ciphersuite,
+            threshold: setup.threshold,
             public_key_package,
-            setup.pb.participants.clone(),
-            setup.pb.created_at.clone(),
-            setup.pb.policy.clone(),
-        ),
+            participants: setup.pb.participants.clone(),
+            created_at: setup.pb.created_at.clone(),
+            policy: setup.pb.policy.clone(),
+            escrow: setup.pb.escrow.clone(),
+        }
+        .encode(),
         (Kind::Refresh, Some(prev)) => {
             if prev.key_id != setup.pb.key_id
                 || prev.ciphersuite != setup.ciphersuite
@@ -390,4 +405,79 @@ pub fn build_manifest(
         }
     };
     Manifest::decode(&encoded).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An age X25519 recipient (the one in age's README).
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    /// A second custodian's recipient: custodians may not share one.
+    const RECIPIENT_2: &str = "age1f60xkx9pk7ccqnk54cjjfmn427k3rhs30m7ywumvsvnsw832hpesa4qkt3";
+
+    fn setup(kind: pb::CeremonyKind, escrow: Option<pb::KeyEscrow>) -> pb::CeremonySetup {
+        pb::CeremonySetup {
+            version: SETUP_VERSION,
+            ceremony_id: "c1".into(),
+            kind: kind as i32,
+            key_id: "k1".into(),
+            ciphersuite: pb::Ciphersuite::Ed25519 as i32,
+            threshold: 2,
+            participants: (1..=3)
+                .map(|i| pb::ManifestParticipant {
+                    node_id: format!("node-{i}"),
+                    region: "r".into(),
+                    jurisdiction: "EU".into(),
+                })
+                .collect(),
+            manifest_hash: if kind == pb::CeremonyKind::Dkg {
+                Vec::new()
+            } else {
+                vec![0; 32]
+            },
+            escrow,
+            ..Default::default()
+        }
+    }
+
+    fn escrow(threshold: u32, recipient: &str) -> pb::KeyEscrow {
+        pb::KeyEscrow {
+            threshold,
+            custodians: [("bank-a", recipient), ("notary-d", RECIPIENT_2)]
+                .iter()
+                .map(|(n, r)| pb::EscrowCustodian {
+                    name: (*n).into(),
+                    age_recipient: (*r).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_dkg_fixes_valid_custodians_and_their_setup_hash_covers_them() {
+        let without = Setup::from_pb(setup(pb::CeremonyKind::Dkg, None)).unwrap();
+        let with =
+            Setup::from_pb(setup(pb::CeremonyKind::Dkg, Some(escrow(2, RECIPIENT)))).unwrap();
+        assert_ne!(with.hash, without.hash);
+        for bad in [escrow(3, RECIPIENT), escrow(2, "age1notarecipient")] {
+            let err = Setup::from_pb(setup(pb::CeremonyKind::Dkg, Some(bad))).unwrap_err();
+            assert!(err.to_string().contains("escrow"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_refresh_or_repair_cannot_bring_custodians_of_its_own() {
+        for kind in [pb::CeremonyKind::Refresh, pb::CeremonyKind::Repair] {
+            let mut s = setup(kind, Some(escrow(2, RECIPIENT)));
+            if kind == pb::CeremonyKind::Repair {
+                s.repair_target = "node-4".into();
+            }
+            let err = Setup::from_pb(s).unwrap_err();
+            assert!(
+                err.to_string().contains("fixed when a key is created"),
+                "{err}"
+            );
+        }
+    }
 }

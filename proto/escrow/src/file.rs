@@ -10,7 +10,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use quorate_frost::{Ciphersuite, CryptoError, SecretScalar};
 
 use crate::feldman::ShamirPart;
-use crate::{ESCROW_FORMAT, MAX_CUSTODIANS, MAX_CUSTODIAN_NAME_BYTES};
+use crate::{ESCROW_FORMAT, MAX_CUSTODIANS};
 
 /// Why an escrow part file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -187,25 +187,4 @@ impl EscrowPart {
             source,
         })
     }
-}
-
-/// Checks a custodian name: 1..=64 bytes of `[A-Za-z0-9._-]`, so it is safe in file
-/// names and logs.
-pub fn validate_custodian_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_CUSTODIAN_NAME_BYTES {
-        return Err(format!(
-            "custodian name {name:?} must be 1..={MAX_CUSTODIAN_NAME_BYTES} bytes"
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        || name.starts_with('.')
-    {
-        return Err(format!(
-            "custodian name {name:?} may only hold letters, digits, '.', '_' and '-' \
-             (not leading '.')"
-        ));
-    }
-    Ok(())
 }

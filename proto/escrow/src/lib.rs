@@ -21,18 +21,16 @@
 /// Format tag of escrow part files this build writes and reads.
 pub const ESCROW_FORMAT: &str = "quorate-escrow/1";
 
-/// Most custodians one split may name.
-pub const MAX_CUSTODIANS: u16 = 64;
-
-/// Longest custodian name, in bytes.
-pub const MAX_CUSTODIAN_NAME_BYTES: usize = 64;
+/// Most custodians one split may name, and the longest custodian name: the limits
+/// of a key's escrow in its manifest.
+pub use quorate_wire::{validate_custodian_name, MAX_CUSTODIANS, MAX_CUSTODIAN_NAME_BYTES};
 
 pub mod feldman;
 pub mod file;
 pub mod request;
 
 pub use feldman::{combine, split, verify, EscrowSplit, ShamirPart};
-pub use file::{validate_custodian_name, EscrowFileError, EscrowPart};
+pub use file::{EscrowFileError, EscrowPart};
 pub use request::SplitRequest;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 use prost::Message;
 
+use crate::custodians::KeyEscrow;
 use crate::policy::Policy;
 use quorate_frost::{Ciphersuite, CryptoError, ParsedPublicKeyPackage, PublicKeyInfo};
 use quorate_wire::pb;
@@ -57,6 +58,9 @@ pub struct Manifest {
     pub policy: Policy,
     /// Which manifest of the key this is: 0 from a DKG or an import, +1 per refresh.
     pub generation: u64,
+    /// The custodians each node's share may be escrowed to, and how many rebuild it;
+    /// `None`: the key cannot be escrowed.
+    pub escrow: Option<KeyEscrow>,
     /// The manifest exactly as encoded and stored.
     pub encoded: Vec<u8>,
     /// SHA-256 of `encoded`.
@@ -138,8 +142,15 @@ impl Manifest {
         }
         let policy = Policy::from_pb(pb.policy.as_ref(), threshold)
             .map_err(|e| invalid(format!("policy: {e}")))?;
+        let escrow = pb
+            .escrow
+            .as_ref()
+            .map(KeyEscrow::from_pb)
+            .transpose()
+            .map_err(|e| invalid(format!("escrow: {e}")))?;
         Ok(Self {
             policy,
+            escrow,
             key_id: pb.key_id,
             ciphersuite,
             threshold,
@@ -202,8 +213,49 @@ impl Manifest {
     }
 }
 
-/// Encodes a new key's manifest (a DKG or an import): generation 0, which proto3
-/// does not encode, so these bytes are the same as before generations existed.
+/// What a new key's manifest (a DKG or an import) holds.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    /// Key id.
+    pub key_id: String,
+    /// Ciphersuite.
+    pub ciphersuite: Ciphersuite,
+    /// Signers needed (`t`).
+    pub threshold: u16,
+    /// The frost public key package.
+    pub public_key_package: Vec<u8>,
+    /// Share holders, in manifest order.
+    pub participants: Vec<pb::ManifestParticipant>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// The key's policy; `None` for an unrestricted key.
+    pub policy: Option<pb::KeyPolicy>,
+    /// The key's escrow custodians; `None` for a key that cannot be escrowed.
+    pub escrow: Option<pb::KeyEscrow>,
+}
+
+impl NewManifest {
+    /// Encodes the manifest: generation 0, which proto3 does not encode, so a key
+    /// without escrow has the same bytes as before generations and escrow existed.
+    pub fn encode(self) -> Vec<u8> {
+        pb::KeyManifest {
+            version: MANIFEST_VERSION,
+            key_id: self.key_id,
+            ciphersuite: quorate_wire::pb::Ciphersuite::from(self.ciphersuite) as i32,
+            threshold: u32::from(self.threshold),
+            public_key_package: self.public_key_package,
+            participants: self.participants,
+            created_at: self.created_at,
+            policy: self.policy,
+            generation: 0,
+            escrow: self.escrow,
+        }
+        .encode_to_vec()
+    }
+}
+
+/// Encodes a new key's manifest without escrow custodians ([`NewManifest`] with
+/// `escrow: None`).
 pub fn encode(
     key_id: &str,
     ciphersuite: Ciphersuite,
@@ -213,23 +265,23 @@ pub fn encode(
     created_at: String,
     policy: Option<pb::KeyPolicy>,
 ) -> Vec<u8> {
-    pb::KeyManifest {
-        version: MANIFEST_VERSION,
+    NewManifest {
         key_id: key_id.to_string(),
-        ciphersuite: quorate_wire::pb::Ciphersuite::from(ciphersuite) as i32,
-        threshold: u32::from(threshold),
+        ciphersuite,
+        threshold,
         public_key_package,
         participants,
         created_at,
         policy,
-        generation: 0,
+        escrow: None,
     }
-    .encode_to_vec()
+    .encode()
 }
 
 /// Encodes the manifest a refresh of `previous` produces: `previous` with the new
 /// public key package and participants, and the next generation. Everything else
-/// (key id, ciphersuite, threshold, creation time, policy) a refresh keeps.
+/// (key id, ciphersuite, threshold, creation time, policy, escrow custodians) a
+/// refresh keeps.
 pub fn encode_successor(
     previous: &Manifest,
     public_key_package: Vec<u8>,
@@ -386,6 +438,57 @@ mod tests {
         other.generation = 1;
         let other = Manifest::decode(&other.encode_to_vec()).unwrap();
         assert!(other.check_successor(&m0).is_err());
+    }
+
+    /// Three custodians, the first with `recipient`, the others with fresh keys.
+    fn escrow(threshold: u32, recipient: &str) -> pb::KeyEscrow {
+        let fresh = || age::x25519::Identity::generate().to_public().to_string();
+        pb::KeyEscrow {
+            threshold,
+            custodians: [
+                ("bank-a", recipient.to_string()),
+                ("law-firm-b", fresh()),
+                ("notary-d", fresh()),
+            ]
+            .into_iter()
+            .map(|(n, r)| pb::EscrowCustodian {
+                name: n.into(),
+                age_recipient: r,
+            })
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn escrow_custodians_are_part_of_the_hashed_manifest_and_a_refresh_keeps_them() {
+        let recipient = age::x25519::Identity::generate().to_public().to_string();
+        let without = Manifest::decode(&sample(2)).unwrap();
+        assert!(without.escrow.is_none());
+        let mut pb = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
+        pb.escrow = Some(escrow(2, &recipient));
+        let with = Manifest::decode(&pb.encode_to_vec()).unwrap();
+        let e = with.escrow.clone().unwrap();
+        assert_eq!((e.threshold, e.custodians.len()), (2, 3));
+        assert_eq!(e.custodians[0].recipient, recipient);
+        assert_ne!(with.hash, without.hash);
+        let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
+        let refreshed = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
+        let next = Manifest::decode(
+            &encode_successor(&with, refreshed.public_key_package, participants(&names)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(next.escrow, with.escrow);
+    }
+
+    #[test]
+    fn manifest_with_an_invalid_escrow_is_refused() {
+        let recipient = age::x25519::Identity::generate().to_public().to_string();
+        for bad in [escrow(4, &recipient), escrow(2, "age1notarecipient")] {
+            let mut pb = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
+            pb.escrow = Some(bad);
+            let err = Manifest::decode(&pb.encode_to_vec()).unwrap_err();
+            assert!(err.to_string().contains("escrow"), "{err}");
+        }
     }
 
     #[test]

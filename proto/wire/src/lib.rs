@@ -13,8 +13,8 @@ pub mod api;
 pub mod limits;
 
 pub use limits::{
-    validate_key_id, MAX_KEY_ID_BYTES, MAX_MESSAGE_BYTES, MAX_NODE_REQUEST_BYTES,
-    MAX_SIGNER_REQUEST_BYTES,
+    validate_custodian_name, validate_key_id, MAX_CUSTODIANS, MAX_CUSTODIAN_NAME_BYTES,
+    MAX_KEY_ID_BYTES, MAX_MESSAGE_BYTES, MAX_NODE_REQUEST_BYTES, MAX_SIGNER_REQUEST_BYTES,
 };
 
 use quorate_frost::{Ciphersuite, CryptoError};

@@ -53,6 +53,33 @@ pub fn validate_key_id(key_id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Most custodians a key's escrow may name.
+pub const MAX_CUSTODIANS: u16 = 64;
+
+/// Longest custodian name, in bytes.
+pub const MAX_CUSTODIAN_NAME_BYTES: usize = 64;
+
+/// Checks a custodian name: 1..=64 bytes of `[A-Za-z0-9._-]`, not starting with `.`,
+/// so it is safe in file names and logs.
+pub fn validate_custodian_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_CUSTODIAN_NAME_BYTES {
+        return Err(format!(
+            "custodian name {name:?} must be 1..={MAX_CUSTODIAN_NAME_BYTES} bytes"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "custodian name {name:?} may only hold letters, digits, '.', '_' and '-' \
+             (not leading '.')"
+        ));
+    }
+    Ok(())
+}
+
 /// Largest body of a client's signed intent, in bytes (an intent is at most 341).
 pub const MAX_INTENT_BODY_BYTES: usize = 512;
 

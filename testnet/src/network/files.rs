@@ -122,6 +122,7 @@ pub fn remove_testnet(dir: &Path) -> anyhow::Result<()> {
                 | "logs"
                 | "transcripts"
                 | "approver"
+                | "custodians"
                 | "testnet.json"
                 | "testnet.json.tmp"
                 | "client.toml"

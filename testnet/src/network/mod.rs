@@ -127,6 +127,9 @@ pub struct LocalNetwork {
     /// The secret key of the network's compliance approver (listed in every policy
     /// key's approvers).
     pub approver_key_file: PathBuf,
+    /// The network's escrow custodians, fixed in every key's manifest (their
+    /// identities are in `DIR/custodians/`).
+    pub custodians: Vec<crate::custodians::TestnetCustodian>,
     /// Further coordinators over the same nodes (stateless, so any of them can
     /// serve any request); empty unless started with [`LocalNetwork::start_with`].
     pub extra_coordinators: Vec<LocalCoordinator>,
@@ -200,6 +203,8 @@ impl LocalNetwork {
         // The compliance approver of this network's policy keys.
         let approver_key_file = crate::approver::create(&dir, 0o600)?;
         let approver_public = crate::approver::public_key(&approver_key_file)?;
+        // The escrow custodians of every key it creates.
+        let custodians = crate::custodians::create(&dir, 0o600)?;
         let coordinator_names: Vec<String> = (1..=coordinators)
             .map(|i| match i {
                 1 => "coordinator".to_string(),
@@ -377,6 +382,7 @@ impl LocalNetwork {
             coordinator_metrics: format!("{}:{}", first.host, first.metrics),
             coordinator_health: format!("{}:{}", first.host, first.health),
             approver_key_file,
+            custodians,
             extra_coordinators,
             pki_dir,
             ceremony_file,
@@ -400,6 +406,7 @@ impl LocalNetwork {
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
                     policy: key.policy.as_ref().map(|p| p.to_pb(&[approver_public])),
+                    escrow: Some(crate::custodians::escrow(&network.custodians)),
                 },
             )
             .await

@@ -653,28 +653,30 @@ async fn reconciliation_finds_a_share_record_cut_or_changed_on_one_signer() {
     let alone = audit_verify(&net, &cut, &alone_state.path().join("state.json"));
     assert!(alone.status.success(), "{}", show(&alone));
 
-    // Another signer of a later signature says, in a record rewritten with its
-    // chain, that its quorum was another (its intent does not cover the quorum).
+    // Another signer's last share record (a later signature than the one cut) says,
+    // rewritten with its chain, that another node was in its quorum (the client's
+    // intent does not cover the quorum).
     let changed = net
         .nodes
         .iter()
         .map(|n| n.spec.id.clone())
-        .find(|id| {
-            *id != cut
-                && records_of(&net, id)
-                    .iter()
-                    .any(|r| r.event == "sign_share" && !r.quorum.contains(&cut))
-        })
-        .expect("a signature without the cut node");
+        .find(|id| *id != cut && records_of(&net, id).iter().any(|r| r.event == "sign_share"))
+        .expect("another node recorded a share");
+    let everyone: Vec<String> = net.nodes.iter().map(|n| n.spec.id.clone()).collect();
     net.stop_node(&changed).await.unwrap();
     let (path, mut lines) = log_lines(&net, &changed);
     edit_and_rechain(&mut lines, |records| {
         let record = records
             .iter_mut()
-            .find(|r| r.event == "sign_share" && !r.quorum.contains(&cut))
+            .rev()
+            .find(|r| r.event == "sign_share")
             .unwrap();
-        let other = record.quorum.iter().position(|q| *q != changed).unwrap();
-        record.quorum[other] = cut.clone();
+        let member = record.quorum.iter().position(|q| *q != changed).unwrap();
+        let outsider = everyone
+            .iter()
+            .find(|n| !record.quorum.contains(n))
+            .unwrap();
+        record.quorum[member] = outsider.clone();
     });
     write_lines(&path, &lines);
     net.start_node(&changed).await.unwrap();

@@ -309,6 +309,11 @@ impl ApproverKey {
         self.0.verifying_key().to_bytes()
     }
 
+    /// Signs `message` (already domain-separated by the caller).
+    pub(crate) fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     /// Signs `approval` into an encoded token.
     pub fn sign(&self, approval: &Approval) -> Vec<u8> {
         let payload = serde_json::to_string(approval).unwrap_or_default();

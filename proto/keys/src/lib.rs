@@ -1,7 +1,7 @@
 //! The rules of a Quorate key, shared by everyone who must agree on them: the
 //! [`manifest`] (a key's public description, byte-identical on every participant),
 //! its sovereignty and access [`policy`], compliance [`approval`] tokens for an
-//! out-of-policy quorum, and the [`audit`] record format with its hash chain, the
+//! out-of-policy quorum and their [`revocation`]s, and the [`audit`] record format with its hash chain, the
 //! [`merkle`] tree over a node's audit log (RFC 9162) and its signed
 //! [`checkpoint`]s (C2SP signed notes).
 //!
@@ -15,3 +15,4 @@ pub mod checkpoint;
 pub mod manifest;
 pub mod merkle;
 pub mod policy;
+pub mod revocation;

@@ -105,6 +105,26 @@ pub enum CeremonyError {
         /// What failed, by node.
         failures: Vec<NodeFailure>,
     },
+    /// Some nodes did not store an approval token's revocation; they still honour
+    /// the token.
+    #[error(
+        "revocation of approval token {token_id} of key {key_id} reached {} of {total}          node(s) [{}]; the others still honour the token until it is delivered to them          (the command can be run again). Failed:{}",
+        revoked.len(),
+        revoked.join(", "),
+        join(failed)
+    )]
+    Revoke {
+        /// The key id.
+        key_id: String,
+        /// The token id.
+        token_id: String,
+        /// Nodes in the ceremony file.
+        total: usize,
+        /// Nodes that hold the revocation.
+        revoked: Vec<String>,
+        /// Nodes that did not store it, and why.
+        failed: Vec<NodeFailure>,
+    },
     /// The key's nodes disagree about it before a refresh or repair starts.
     #[error("key {key_id}: {message}")]
     KeyState {

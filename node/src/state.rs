@@ -4,12 +4,13 @@
 //!
 //! Used by the signing, escrow and ceremony steps and by the gRPC adapters; it uses
 //! none of them. Invariants: every key in the registry passed `activate` (a stored
-//! key that no longer does stops the node as a damaged store); a key is added,
-//! replaced or removed in memory only after the store and the audit log hold the
-//! change durably, under the registry's write lock, so that two installs of one key
-//! id cannot both succeed.
+//! key that no longer does stops the node as a damaged store, and so does a stored
+//! record older than the key's last activation in the audit log: [`activations`]);
+//! a key is added, replaced or removed in memory only after the store and the audit
+//! log hold the change durably, under the registry's write lock, so that two
+//! installs of one key id cannot both succeed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use quorate_keys::audit::AuditRecord;
@@ -19,6 +20,7 @@ use quorate_transport::ratelimit::RateLimiter;
 use quorate_transport::runtime::{Drain, DrainSwitch};
 use quorate_wire::pb;
 
+use crate::activations;
 use crate::audit::AuditLog;
 use crate::checkpoints::Checkpoints;
 use crate::config::DangerSettings;
@@ -39,6 +41,9 @@ pub struct NodeState {
     attestor: StatementSigner,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
+    /// Approval tokens an approver revoked, (key id, token id): from the store and
+    /// the audit log.
+    revoked: RwLock<HashSet<(String, String)>>,
     pub(crate) nonces: NonceStore,
     pub(crate) audit: AuditLog,
     /// Signs checkpoints of the audit log with the node's log key.
@@ -73,17 +78,54 @@ impl NodeState {
             .map_err(|e| NodeError::Config(format!("audit log key: {e}")))?;
         drop(seed);
         let checkpoints = Checkpoints::new(origin, log_key);
+        // Every stored record is checked against the last activation of its key in
+        // the audit log: a record older than that (an old copy of the store written
+        // back) stops the node like any other damaged record.
+        let from_log = activations::read(&audit)?;
+        let last = from_log.last;
         let mut keys = HashMap::new();
+        let mut to_record = Vec::new();
         for (key_id, record) in store.load_all()? {
             let key = activate(&identity, &attestor, record)
                 .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
+            let verdict = activations::check_record(
+                &key_id,
+                &key.manifest.hash,
+                key.manifest.generation,
+                last.get(&key_id),
+            )?;
+            if verdict == activations::Verdict::Record {
+                to_record.push((key_id.clone(), key.manifest.hash, key.manifest.generation));
+            }
             keys.insert(key_id, Arc::new(key));
         }
+        for (key_id, hash, generation) in to_record {
+            audit.append(AuditRecord {
+                event: "key_loaded".into(),
+                key_id: key_id.clone(),
+                caller: identity.node_id.clone(),
+                detail: activations::detail(&hash, generation),
+                ..Default::default()
+            })?;
+            tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), generation, "key's epoch recorded in the audit log");
+        }
+        // Only now, with every record checked, are records sealed before epochs
+        // were bound sealed again with theirs.
+        let upgraded = store.upgrade_records()?;
+        if upgraded > 0 {
+            tracing::info!(
+                records = upgraded,
+                "key records sealed again, bound to their epochs"
+            );
+        }
+        let mut revoked: HashSet<(String, String)> = store.revocations()?.into_iter().collect();
+        revoked.extend(from_log.revoked);
         Ok(Self {
             identity,
             attestor,
             store,
             keys: RwLock::new(keys),
+            revoked: RwLock::new(revoked),
             nonces,
             audit,
             checkpoints,
@@ -211,7 +253,7 @@ impl NodeState {
             event: event.into(),
             key_id: key_id.clone(),
             caller: caller.into(),
-            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            detail: activations::detail(&hash, key.manifest.generation),
             ..Default::default()
         })?;
         keys.insert(key_id.clone(), Arc::new(key));
@@ -255,13 +297,83 @@ impl NodeState {
             event: "key_refreshed".into(),
             key_id: key_id.clone(),
             caller: caller.into(),
-            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            detail: activations::detail(&hash, key.manifest.generation),
             ..Default::default()
         })?;
         keys.insert(key_id.clone(), Arc::new(key));
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key refreshed");
         Ok(pb::InstallKeyResponse {
             manifest_hash: hash.to_vec(),
+        })
+    }
+
+    /// Whether an approver revoked approval token `token_id` of `key_id`.
+    pub(crate) fn is_revoked(&self, key_id: &str, token_id: &str) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(key_id.to_string(), token_id.to_string()))
+    }
+
+    /// `RevokeApproval`: verifies `revocation` against the policy of the key it
+    /// names (one approver the policy lists must have signed it, strict Ed25519),
+    /// stores it durably and records it; from then on the token is refused. A
+    /// revocation that does not verify is refused (`PERMISSION_DENIED`) and
+    /// recorded: it would let whoever reaches the node deny an approved failover.
+    pub(crate) fn revoke_approval(
+        &self,
+        revocation: &[u8],
+        caller: &str,
+    ) -> Result<pb::RevokeApprovalResponse, NodeError> {
+        use quorate_keys::revocation::{self, RevocationError};
+        let key_id = revocation::read_unverified(revocation)
+            .map_err(|e| NodeError::MalformedRequest(e.to_string()))?
+            .key_id;
+        quorate_wire::validate_key_id(&key_id).map_err(NodeError::MalformedRequest)?;
+        let key = self.key(&key_id)?;
+        let verified = match revocation::verify(revocation, &key_id, &key.manifest.policy.approvers)
+        {
+            Ok(v) => v,
+            Err(e @ RevocationError::Malformed(_)) => {
+                return Err(NodeError::MalformedRequest(e.to_string()))
+            }
+            Err(e) => {
+                let refused = NodeError::RevocationRefused(e.to_string());
+                self.audit.append(AuditRecord {
+                    event: "revocation_refused".into(),
+                    key_id,
+                    caller: caller.into(),
+                    detail: refused.to_string(),
+                    ..Default::default()
+                })?;
+                return Err(refused);
+            }
+        };
+        let token_id = verified.revocation.token_id;
+        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let newly_stored = self.store.revoke_approval(&key_id, &token_id, revocation)?;
+        let entry = (key_id.clone(), token_id.clone());
+        if !newly_stored && revoked.contains(&entry) {
+            return Ok(pb::RevokeApprovalResponse {
+                newly_revoked: false,
+            });
+        }
+        self.audit.append(AuditRecord {
+            event: activations::REVOKED.into(),
+            key_id: key_id.clone(),
+            approval_token_id: token_id.clone(),
+            caller: caller.into(),
+            detail: format!(
+                "approver={} revoked_at={}",
+                hex::encode(verified.approver),
+                verified.revocation.revoked_at
+            ),
+            ..Default::default()
+        })?;
+        revoked.insert(entry);
+        tracing::info!(key_id = %key_id, approval_token = %token_id, "approval token revoked");
+        Ok(pb::RevokeApprovalResponse {
+            newly_revoked: true,
         })
     }
 

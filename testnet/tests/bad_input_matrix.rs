@@ -53,6 +53,7 @@ enum Rpc {
     InstallKey(pb::InstallKeyRequest),
     GetManifest(pb::GetManifestRequest),
     EscrowSplit(pb::EscrowSplitRequest),
+    RevokeApproval(pb::RevokeApprovalRequest),
     ReadAudit(pb::ReadAuditRequest),
     GetCheckpoint,
     GetInclusionProof(pb::InclusionProofRequest),
@@ -74,6 +75,7 @@ impl Rpc {
             Rpc::InstallKey(_) => "Ceremony/InstallKey",
             Rpc::GetManifest(_) => "Ceremony/GetManifest",
             Rpc::EscrowSplit(_) => "Ceremony/EscrowSplit",
+            Rpc::RevokeApproval(_) => "Ceremony/RevokeApproval",
             Rpc::ReadAudit(_) => "Audit/ReadAudit",
             Rpc::GetCheckpoint => "Audit/GetCheckpoint",
             Rpc::GetInclusionProof(_) => "Audit/GetInclusionProof",
@@ -197,6 +199,10 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
         Rpc::EscrowSplit(r) => {
             let mut c = CeremonyClient::new(node_channel(net, TARGET, row.caller));
             c.escrow_split(r.clone()).await.map(drop)
+        }
+        Rpc::RevokeApproval(r) => {
+            let mut c = CeremonyClient::new(node_channel(net, TARGET, row.caller));
+            c.revoke_approval(r.clone()).await.map(drop)
         }
         Rpc::ReadAudit(r) => {
             let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
@@ -412,6 +418,13 @@ fn sign_req(key_id: &str, message: Vec<u8>) -> pb::SignRequest {
 
 fn age_recipient() -> String {
     age::x25519::Identity::generate().to_public().to_string()
+}
+
+/// A revocation of a token of `key_id`, signed by a fresh key no policy lists.
+fn revocation(key_id: &str) -> pb::RevokeApprovalRequest {
+    pb::RevokeApprovalRequest {
+        revocation: quorate_keys::revocation::sign(&ApproverKey::generate(), key_id, "t-1"),
+    }
 }
 
 fn escrow_req(key_id: &str, threshold: u32, recipients: &[String]) -> pb::EscrowSplitRequest {
@@ -1046,6 +1059,38 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             PermissionDenied,
         ),
         row(
+            Rpc::RevokeApproval(pb::RevokeApprovalRequest::default()),
+            "empty request",
+            Ceremony,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::RevokeApproval(pb::RevokeApprovalRequest {
+                revocation: b"{\"format\":\"quorate-revocation/1\"}".to_vec(),
+            }),
+            "malformed revocation",
+            Ceremony,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::RevokeApproval(revocation("no-such-key")),
+            "unknown key",
+            Ceremony,
+            NotFound,
+        ),
+        row(
+            Rpc::RevokeApproval(revocation(ED)),
+            "signed by a key that is not the key's approver",
+            Ceremony,
+            PermissionDenied,
+        ),
+        row(
+            Rpc::RevokeApproval(revocation(ED)),
+            "wrong role (coordinator)",
+            Coordinator,
+            PermissionDenied,
+        ),
+        row(
             Rpc::EscrowSplit(pb::EscrowSplitRequest::default()),
             "empty request",
             Ceremony,
@@ -1189,7 +1234,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
     }
     // Every RPC has rows.
     let covered: BTreeSet<&str> = rows.iter().map(|r| r.rpc.name()).collect();
-    assert_eq!(covered.len(), 16, "{covered:?}");
+    assert_eq!(covered.len(), 17, "{covered:?}");
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",
@@ -1237,8 +1282,8 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             "{node}: audit history changed"
         );
         for r in &records[old..] {
-            assert_eq!(
-                r.event, "sign_refused",
+            assert!(
+                r.event == "sign_refused" || r.event == "revocation_refused",
                 "{node}: unexpected audit event {r:?}"
             );
         }

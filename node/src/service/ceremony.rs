@@ -1,5 +1,6 @@
 //! The `Ceremony` gRPC service, for the ceremony tool: `GetInfo`, `GetManifest`,
-//! `InstallKey`, `EscrowSplit`, and this node's side of DKG, refresh and repair.
+//! `InstallKey`, `EscrowSplit`, `RevokeApproval`, and this node's side of DKG,
+//! refresh and repair.
 //!
 //! An adapter only: it checks the caller's role and hands the request to the node's
 //! state, [`crate::escrow`] or the ceremony steps in [`crate::ceremony`]. Invariant:
@@ -162,6 +163,19 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
             req.into_inner(),
             &caller.spiffe_id(),
         )?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_approval(
+        &self,
+        req: Request<pb::RevokeApprovalRequest>,
+    ) -> Result<Response<pb::RevokeApprovalResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        let result = self
+            .state
+            .revoke_approval(&req.get_ref().revocation, &caller.spiffe_id());
+        self.state.metrics.request("RevokeApproval", &result);
+        Ok(Response::new(result?))
     }
 
     async fn repair_start(

@@ -85,22 +85,35 @@ pub(crate) fn read(log: &AuditLog) -> Result<FromLog, NodeError> {
         {
             continue;
         }
-        let record: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
-            NodeError::Corrupt(format!("audit log record {seq} does not parse: {e}"))
-        })?;
+        // A damaged line is the auditor's to find (the hash chain), not a reason
+        // to stop: see the manifest hash below.
+        let record: AuditRecord = match serde_json::from_slice(&line) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(seq, "audit log record does not parse ({e}); not counted");
+                continue;
+            }
+        };
         if record.event == REVOKED {
             out.revoked.push((record.key_id, record.approval_token_id));
         } else if record.event == RETIRED {
             last.insert(record.key_id, Last::Retired { seq });
         } else if ACTIVATIONS.contains(&record.event.as_str()) {
+            // A record that names no manifest hash (altered: every build wrote one)
+            // is not counted. Refusing to start over it would let whoever can edit
+            // the log stop the node; catching the edit is the auditor's part, by the
+            // log's hash chain and signed checkpoints.
             let Some(manifest_hash) = field(&record.detail, "manifest_sha256")
                 .and_then(|h| hex::decode(h).ok())
                 .and_then(|h| <[u8; 32]>::try_from(h).ok())
             else {
-                return Err(NodeError::Corrupt(format!(
-                    "audit log record {seq} ({} of key {:?}) names no manifest hash",
-                    record.event, record.key_id
-                )));
+                tracing::warn!(
+                    seq,
+                    event = %record.event,
+                    key_id = %record.key_id,
+                    "audit log record names no manifest hash; not counted as an activation"
+                );
+                continue;
             };
             let generation = field(&record.detail, "generation").and_then(|g| g.parse().ok());
             last.insert(

@@ -76,12 +76,19 @@ pub struct VerifiedRevocation {
 
 /// Signs a revocation of `token_id` (a token for `key_id`) now.
 pub fn sign(key: &ApproverKey, key_id: &str, token_id: &str) -> Vec<u8> {
-    let revocation = Revocation {
-        token_id: token_id.into(),
-        key_id: key_id.into(),
-        revoked_at: crate::approval::unix_now(),
-    };
-    let payload = serde_json::to_string(&revocation).unwrap_or_default();
+    sign_revocation(
+        key,
+        &Revocation {
+            token_id: token_id.into(),
+            key_id: key_id.into(),
+            revoked_at: crate::approval::unix_now(),
+        },
+    )
+}
+
+/// Signs `revocation` as it is.
+pub fn sign_revocation(key: &ApproverKey, revocation: &Revocation) -> Vec<u8> {
+    let payload = serde_json::to_string(revocation).unwrap_or_default();
     let message = [SIGNING_CONTEXT, payload.as_bytes()].concat();
     let env = Envelope {
         format: REVOCATION_FORMAT.into(),

@@ -681,7 +681,7 @@ fn approval_revocation() -> Target {
     use quorate_keys::revocation::{self, Revocation};
     let approver = approver();
     let approvers = [approver.public_key()];
-    let originals = vec![
+    let originals = [
         Revocation {
             token_id: "appr-5f0c2a9e41d7b386".into(),
             key_id: "eu-payments".into(),

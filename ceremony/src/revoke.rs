@@ -12,7 +12,7 @@ use quorate_wire::pb;
 use quorate_wire::pb::ceremony_client::CeremonyClient;
 
 use crate::ceremony_file::CeremonyFile;
-use crate::connect::{describe_status, precheck, RPC_TIMEOUT};
+use crate::connect::{check_node, describe_status, RPC_TIMEOUT};
 use crate::error::{CeremonyError, NodeFailure};
 
 /// What each node answered.
@@ -26,18 +26,24 @@ pub struct Delivered {
 }
 
 /// Sends `revocation` (as `quorate-ceremony revoke` wrote it) to every node of the
-/// ceremony file, after checking each is who the file says. Fails naming every
-/// node that did not store it; delivering again is harmless.
+/// ceremony file, each on its own: a node is sent it once it proved to be who the
+/// file says, and a node that is down or refuses does not keep the others from
+/// storing it (a token is revoked during the very outages it was made for). Fails
+/// naming every node that did not store it, after the others did; delivering again
+/// is harmless ("already revoked").
 pub async fn deliver(file: &CeremonyFile, revocation: &[u8]) -> Result<Delivered, CeremonyError> {
     let unverified = revocation::read_unverified(revocation)
         .map_err(|e| CeremonyError::Request(e.to_string()))?;
     let key_id = unverified.key_id;
     file.validate()?;
     let tls = Arc::new(file.tls.load()?);
-    let reached = precheck(file, &tls).await?;
-    let calls = reached.iter().map(|r| {
-        let mut client = CeremonyClient::new(r.channel.clone());
+    let calls = file.nodes.iter().map(|node| {
+        let tls = Arc::clone(&tls);
         async move {
+            let reached = check_node(node, tls)
+                .await
+                .map_err(|reason| format!("{}: {reason}", node.endpoint))?;
+            let mut client = CeremonyClient::new(reached.channel);
             let req = pb::RevokeApprovalRequest {
                 revocation: revocation.to_vec(),
             };

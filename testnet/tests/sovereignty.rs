@@ -1207,3 +1207,89 @@ async fn a_revoked_token_is_refused_by_every_node_and_a_forged_revocation_by_non
         .expect_err("node-3 honours a revoked token after a restart");
     assert!(err.message().contains("revoked"), "{err:?}");
 }
+
+/// A revocation delivered while one node is down: the four that answer store it
+/// and refuse the token at once, the command fails naming the stopped node (and
+/// only it), and a rerun once it is back completes, the four answering "already
+/// revoked". Tokens are made for outages, so an outage must not hold up their
+/// revocation on the nodes that are up.
+#[tokio::test]
+async fn a_revocation_reaches_the_nodes_that_are_up_and_a_rerun_the_rest() {
+    let mut net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let revocation = work.path().join("revocation.json").display().to_string();
+    let ceremony = net.ceremony_file.display().to_string();
+    let token = net.approve(EU_KEY, 600, "eu outage").unwrap();
+    let token_id = quorate_keys::approval::ApprovalToken::decode(&token)
+        .unwrap()
+        .approval
+        .token_id;
+    let approver = net.approver_key_file.display().to_string();
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "revoke",
+            "--approver-key",
+            &approver,
+            "--key-id",
+            EU_KEY,
+            "--token-id",
+            &token_id,
+            "--out",
+            &revocation,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let deliver = || {
+        run(
+            "quorate-ceremony",
+            &[
+                "deliver-revocation",
+                "--ceremony",
+                &ceremony,
+                "--revocation",
+                &revocation,
+            ],
+        )
+    };
+
+    net.kill_node("node-3").await.unwrap();
+    let out = deliver();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("reached 4 of 5 node(s) [node-1, node-2, node-4, node-5]"),
+        "{said}"
+    );
+    assert!(said.contains("\n  - node-3 ("), "{said}");
+    for up in ["node-1", "node-2", "node-4", "node-5"] {
+        assert!(!said.contains(&format!("\n  - {up} (")), "{said}");
+    }
+    let quorums: [(&str, [&str; 3]); 4] = [
+        ("node-1", ["node-1", "node-4", "node-5"]),
+        ("node-2", ["node-2", "node-4", "node-5"]),
+        ("node-4", ["node-1", "node-4", "node-5"]),
+        ("node-5", ["node-1", "node-4", "node-5"]),
+    ];
+    for (target, quorum) in &quorums {
+        let err = sign_share_on(&net, target, quorum, token.clone())
+            .await
+            .expect_err(target);
+        assert_eq!(err.code(), Code::FailedPrecondition, "{target}: {err:?}");
+        assert!(err.message().contains("revoked"), "{target}: {err:?}");
+    }
+
+    net.start_node("node-3").await.unwrap();
+    let out = deliver();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("node-3: revoked\n"), "{said}");
+    for up in ["node-1", "node-2", "node-4", "node-5"] {
+        assert!(said.contains(&format!("{up}: already revoked")), "{said}");
+    }
+    assert!(said.contains("revoked on all 5 node(s)"), "{said}");
+    let err = sign_share_on(&net, "node-3", &["node-3", "node-4", "node-5"], token)
+        .await
+        .expect_err("node-3 honours the token after the rerun");
+    assert!(err.message().contains("revoked"), "{err:?}");
+}

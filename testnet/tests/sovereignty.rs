@@ -1293,3 +1293,56 @@ async fn a_revocation_reaches_the_nodes_that_are_up_and_a_rerun_the_rest() {
         .expect_err("node-3 honours the token after the rerun");
     assert!(err.message().contains("revoked"), "{err:?}");
 }
+
+/// A token no revocation could name: `approve` refuses to make one (exit 64), and a
+/// node refuses one signed by the key's own approver (`FAILED_PRECONDITION`), so
+/// every token a node honours can be revoked.
+#[tokio::test]
+async fn a_token_whose_id_cannot_be_revoked_is_neither_made_nor_honoured() {
+    let net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let approver_file = net.approver_key_file.display().to_string();
+    for bad in ["", "has space", &"x".repeat(129)] {
+        let out = work.path().join(format!("token-{}", bad.len()));
+        let said = run(
+            "quorate-ceremony",
+            &[
+                "approve",
+                "--approver-key",
+                &approver_file,
+                "--key-id",
+                EU_KEY,
+                "--valid-for",
+                "1h",
+                "--reason",
+                "outage",
+                "--token-id",
+                bad,
+                "--out",
+                &out.display().to_string(),
+            ],
+        );
+        assert_eq!(said.status.code(), Some(64), "{bad:?}: {}", text(&said));
+        assert!(text(&said).contains("--token-id"), "{}", text(&said));
+        assert!(!out.exists(), "{bad:?}");
+    }
+    let approver =
+        ApproverKey::from_hex(&std::fs::read_to_string(&net.approver_key_file).unwrap()).unwrap();
+    for bad in ["", "has space", &"x".repeat(129)] {
+        let token = approver.sign(&Approval {
+            token_id: bad.into(),
+            key_id: EU_KEY.into(),
+            scope: SCOPE_OUT_OF_POLICY_QUORUM.into(),
+            not_before: unix_now() - 10,
+            not_after: unix_now() + 600,
+            reason: "outage".into(),
+            client: None,
+            message_sha256: None,
+        });
+        let err = sign_share_on(&net, "node-1", &["node-1", "node-4", "node-5"], token)
+            .await
+            .expect_err(bad);
+        assert_eq!(err.code(), Code::FailedPrecondition, "{bad:?}: {err:?}");
+        assert!(err.message().contains("token id"), "{bad:?}: {err:?}");
+    }
+}

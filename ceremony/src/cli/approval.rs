@@ -97,9 +97,8 @@ pub(super) struct DeliverRevocationArgs {
 /// takes it to the nodes).
 pub(super) fn revoke(args: RevokeArgs) -> Result<(), CliError> {
     quorate_wire::validate_key_id(&args.key_id).map_err(CliError::Usage)?;
-    if args.token_id.is_empty() {
-        return Err(CliError::Usage("--token-id is empty".into()));
-    }
+    approval::validate_token_id(&args.token_id)
+        .map_err(|e| CliError::Usage(format!("--token-id: {e}")))?;
     if args.out.exists() {
         return Err(CliError::Usage(format!(
             "{} already exists",
@@ -220,6 +219,10 @@ pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
             })
         })
         .transpose()?;
+    if let Some(id) = &args.token_id {
+        approval::validate_token_id(id)
+            .map_err(|e| CliError::Usage(format!("--token-id: {e}")))?;
+    }
     let now = approval::unix_now();
     let token_id = args.token_id.unwrap_or_else(|| {
         let mut id = [0u8; 8];

@@ -127,9 +127,7 @@ pub fn verify(
         .map_err(|_| malformed("signature is not 64 bytes of hex".into()))?;
     let revocation: Revocation =
         serde_json::from_str(&env.payload).map_err(|e| malformed(format!("payload: {e}")))?;
-    if revocation.token_id.is_empty() {
-        return Err(malformed("the token id is empty".into()));
-    }
+    crate::approval::validate_token_id(&revocation.token_id).map_err(malformed)?;
     if !approvers.contains(&approver) {
         return Err(RevocationError::UnknownApprover(hex::encode(approver)));
     }
@@ -195,6 +193,24 @@ mod tests {
             verify(&edited, "k", &[approver.public_key()]),
             Err(RevocationError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_revocation_names_only_a_token_id_a_token_may_have() {
+        let approver = ApproverKey::generate();
+        let long = "x".repeat(crate::approval::MAX_TOKEN_ID_LEN);
+        let bytes = sign(&approver, "k", &long);
+        assert!(verify(&bytes, "k", &[approver.public_key()]).is_ok());
+        for bad in [String::new(), format!("{long}x"), "t 1".into()] {
+            let bytes = sign(&approver, "k", &bad);
+            assert!(
+                matches!(
+                    verify(&bytes, "k", &[approver.public_key()]),
+                    Err(RevocationError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

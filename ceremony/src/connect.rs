@@ -32,7 +32,10 @@ pub(crate) async fn precheck(
     file: &CeremonyFile,
     tls: &Arc<TlsMaterial>,
 ) -> Result<Vec<Reached>, CeremonyError> {
-    let checks = file.nodes.iter().map(|node| check_node(node, Arc::clone(tls)));
+    let checks = file
+        .nodes
+        .iter()
+        .map(|node| check_node(node, Arc::clone(tls)));
     let results = join_all(checks).await;
     let mut reached = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
@@ -58,7 +61,10 @@ pub(crate) async fn precheck(
 /// Reaches one node and checks it is who the ceremony file says: the certificate of
 /// spiffe://<td>/node/<id>, the region and jurisdiction its CA attests, and what it
 /// reports. The reason it is not, as a user reads it (without the endpoint).
-pub(crate) async fn check_node(node: &CeremonyNode, tls: Arc<TlsMaterial>) -> Result<Reached, String> {
+pub(crate) async fn check_node(
+    node: &CeremonyNode,
+    tls: Arc<TlsMaterial>,
+) -> Result<Reached, String> {
     // The channel accepts only the certificate of spiffe://<td>/node/<id>
     // (a node answering at the wrong endpoint, or another party's
     // certificate, fails the handshake), and records the certificate the
@@ -72,18 +78,16 @@ pub(crate) async fn check_node(node: &CeremonyNode, tls: Arc<TlsMaterial>) -> Re
         .observed_channel(&node.endpoint, &server, CONNECT_TIMEOUT)
         .map_err(|e| e.to_string())?;
     let mut client = CeremonyClient::new(channel.clone());
-    let info =
-        match tokio::time::timeout(RPC_TIMEOUT, client.get_info(pb::GetInfoRequest {}))
-            .await
-        {
-            Err(_) => return Err(format!("GetInfo timed out after {RPC_TIMEOUT:?}")),
-            Ok(Err(status)) => return Err(describe_status(&status)),
-            Ok(Ok(response)) => response.into_inner(),
-        };
+    let info = match tokio::time::timeout(RPC_TIMEOUT, client.get_info(pb::GetInfoRequest {})).await
+    {
+        Err(_) => return Err(format!("GetInfo timed out after {RPC_TIMEOUT:?}")),
+        Ok(Err(status)) => return Err(describe_status(&status)),
+        Ok(Ok(response)) => response.into_inner(),
+    };
     // GetInfo completed a verified handshake, so the certificate is known.
-    let certificate = server_certificate.get().ok_or_else(|| {
-        "the node's certificate was not observed on its connection".to_string()
-    })?;
+    let certificate = server_certificate
+        .get()
+        .ok_or_else(|| "the node's certificate was not observed on its connection".to_string())?;
     // The node's location is what its CA attests, not what it reports: the
     // ceremony file's region and jurisdiction go into the setup and the
     // manifest only if the certificate says the same.

@@ -44,6 +44,10 @@ pub struct NodeState {
     /// Approval tokens an approver revoked, (key id, token id): from the store and
     /// the audit log.
     revoked: RwLock<HashSet<(String, String)>>,
+    /// Serializes `RevokeApproval`'s durable work (store, flush, audit record), so
+    /// that a token is recorded revoked once, without holding `revoked` (which
+    /// every signature with a token reads) across a flush and an fsync.
+    revoking: std::sync::Mutex<()>,
     pub(crate) nonces: NonceStore,
     pub(crate) audit: AuditLog,
     /// Signs checkpoints of the audit log with the node's log key.
@@ -126,6 +130,7 @@ impl NodeState {
             store,
             keys: RwLock::new(keys),
             revoked: RwLock::new(revoked),
+            revoking: std::sync::Mutex::new(()),
             nonces,
             audit,
             checkpoints,
@@ -343,17 +348,17 @@ impl NodeState {
                     event: "revocation_refused".into(),
                     key_id,
                     caller: caller.into(),
-                    detail: refused.to_string(),
+                    detail: bounded(refused.to_string(), MAX_REFUSAL_DETAIL),
                     ..Default::default()
                 })?;
                 return Err(refused);
             }
         };
         let token_id = verified.revocation.token_id;
-        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let _revoking = self.revoking.lock().unwrap_or_else(|p| p.into_inner());
         let newly_stored = self.store.revoke_approval(&key_id, &token_id, revocation)?;
         let entry = (key_id.clone(), token_id.clone());
-        if !newly_stored && revoked.contains(&entry) {
+        if !newly_stored && self.is_revoked(&key_id, &token_id) {
             return Ok(pb::RevokeApprovalResponse {
                 newly_revoked: false,
             });
@@ -370,7 +375,10 @@ impl NodeState {
             ),
             ..Default::default()
         })?;
-        revoked.insert(entry);
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(entry);
         tracing::info!(key_id = %key_id, approval_token = %token_id, "approval token revoked");
         Ok(pb::RevokeApprovalResponse {
             newly_revoked: true,
@@ -396,6 +404,23 @@ impl NodeState {
     pub(crate) fn store(&self) -> &KeyStore {
         &self.store
     }
+}
+
+/// Most bytes of a refused revocation's reason kept in its audit record: the
+/// reason quotes what the caller sent.
+const MAX_REFUSAL_DETAIL: usize = 512;
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 #[cfg(test)]
@@ -477,6 +502,15 @@ mod tests {
         pb.generation = generation;
         pb.created_at = "2026-02-02T00:00:00Z".into();
         pb.encode_to_vec()
+    }
+
+    #[test]
+    fn a_refusal_detail_is_cut_to_its_bound_on_a_character_boundary() {
+        assert_eq!(bounded("short".into(), 10), "short");
+        let long = "é".repeat(MAX_REFUSAL_DETAIL);
+        let cut = bounded(long, MAX_REFUSAL_DETAIL);
+        assert!(cut.len() <= MAX_REFUSAL_DETAIL + 3, "{}", cut.len());
+        assert!(cut.ends_with("..."));
     }
 
     #[test]

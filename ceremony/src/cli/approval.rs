@@ -220,8 +220,7 @@ pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
         })
         .transpose()?;
     if let Some(id) = &args.token_id {
-        approval::validate_token_id(id)
-            .map_err(|e| CliError::Usage(format!("--token-id: {e}")))?;
+        approval::validate_token_id(id).map_err(|e| CliError::Usage(format!("--token-id: {e}")))?;
     }
     let now = approval::unix_now();
     let token_id = args.token_id.unwrap_or_else(|| {

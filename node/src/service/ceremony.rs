@@ -170,10 +170,11 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         &self,
         req: Request<pb::RevokeApprovalRequest>,
     ) -> Result<Response<pb::RevokeApprovalResponse>, Status> {
-        let caller = self.authorize(&req)?;
-        let result = self
-            .state
-            .revoke_approval(&req.get_ref().revocation, &caller.spiffe_id());
+        let caller = self.authorize(&req)?.spiffe_id();
+        // A store flush and an audit fsync: keep them off the async workers.
+        let state = Arc::clone(&self.state);
+        let revocation = req.into_inner().revocation;
+        let result = run_blocking(move || state.revoke_approval(&revocation, &caller)).await?;
         self.state.metrics.request("RevokeApproval", &result);
         Ok(Response::new(result?))
     }

@@ -11,6 +11,10 @@
 //! key only the node holds; a log rolled back with the store contradicts a
 //! checkpoint an auditor or a peer has saved.
 //!
+//! The read checks the log's hash chain ([`FromLog::chain_break`]): a log edited in
+//! place establishes no epoch, and the node's state refuses to load keys beside it
+//! (or beside a missing or empty log) unless told to (`audit.accept_unverified_log`).
+//!
 //! Used by the node's state when it opens (read once, before any key is
 //! activated). Invariant: every activation (`key_generated`, `key_installed`,
 //! `key_repaired`, `key_refreshed`, `key_loaded`) records `manifest_sha256=<hex>` in
@@ -19,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use quorate_keys::audit::AuditRecord;
+use quorate_keys::audit::{verify_chain, AuditRecord, ChainBreak};
 
 use crate::audit::AuditLog;
 use crate::error::NodeError;
@@ -69,64 +73,98 @@ pub(crate) struct FromLog {
     /// Every approval token revoked: (key id, token id). The store keeps them too;
     /// the log's copy survives an old copy of the store written back.
     pub(crate) revoked: Vec<(String, String)>,
+    /// Records read.
+    pub(crate) records: u64,
+    /// Where the hash chain of the records read breaks: nothing read from the log
+    /// can then be trusted (a record edited in place, or one that does not parse).
+    pub(crate) chain_break: Option<ChainBreak>,
 }
 
-/// Reads the log once, parsing only the lines of key events and revocations.
+impl FromLog {
+    /// Why the log cannot establish the epoch of stored keys, if it cannot: it is
+    /// empty (missing: a new one was opened) or its hash chain breaks.
+    pub(crate) fn unverified(&self) -> Option<String> {
+        if let Some(brk) = &self.chain_break {
+            Some(format!("the node's audit log is altered ({brk})"))
+        } else if self.records == 0 {
+            Some("the node's audit log is missing or empty".into())
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads the log once, checking its hash chain as it goes
+/// ([`quorate_keys::audit::verify_chain`]); stops at a break and says where.
 pub(crate) fn read(log: &AuditLog) -> Result<FromLog, NodeError> {
     let mut out = FromLog::default();
-    let last = &mut out.last;
-    for line in log.read_from(0)? {
-        let (seq, line) = line?;
-        // Most records are signing events: skip them without parsing.
-        if !line.windows(13).any(|w| w == b"\"event\":\"key_")
-            && !line
-                .windows(26)
-                .any(|w| w == b"\"event\":\"approval_revoked\"")
-        {
-            continue;
+    let mut read_error = None;
+    let lines = log.read_from(0)?.map_while(|line| match line {
+        Ok(line) => Some(line),
+        Err(e) => {
+            read_error = Some(e);
+            None
         }
-        // A damaged line is the auditor's to find (the hash chain), not a reason
-        // to stop: see the manifest hash below.
-        let record: AuditRecord = match serde_json::from_slice(&line) {
-            Ok(record) => record,
-            Err(e) => {
-                tracing::warn!(seq, "audit log record does not parse ({e}); not counted");
-                continue;
-            }
-        };
-        if record.event == REVOKED {
-            out.revoked.push((record.key_id, record.approval_token_id));
-        } else if record.event == RETIRED {
-            last.insert(record.key_id, Last::Retired { seq });
-        } else if ACTIVATIONS.contains(&record.event.as_str()) {
-            // A record that names no manifest hash (altered: every build wrote one)
-            // is not counted. Refusing to start over it would let whoever can edit
-            // the log stop the node; catching the edit is the auditor's part, by the
-            // log's hash chain and signed checkpoints.
-            let Some(manifest_hash) = field(&record.detail, "manifest_sha256")
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            else {
-                tracing::warn!(
-                    seq,
-                    event = %record.event,
-                    key_id = %record.key_id,
-                    "audit log record names no manifest hash; not counted as an activation"
-                );
-                continue;
-            };
-            let generation = field(&record.detail, "generation").and_then(|g| g.parse().ok());
-            last.insert(
-                record.key_id,
-                Last::Active {
-                    manifest_hash,
-                    generation,
-                    seq,
-                },
-            );
+    });
+    let checked = verify_chain(lines.inspect(|(seq, line)| take(&mut out, *seq, line)));
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    match checked {
+        Ok((records, _)) => out.records = records,
+        Err(brk) => {
+            out.records = brk.seq;
+            out.chain_break = Some(brk);
         }
     }
     Ok(out)
+}
+
+/// Counts one record (not yet checked against the chain: a record after a break
+/// is read, but the break makes the whole read untrusted).
+fn take(out: &mut FromLog, seq: u64, line: &[u8]) {
+    // Most records are signing events: skip them without parsing.
+    if !line.windows(13).any(|w| w == b"\"event\":\"key_")
+        && !line
+            .windows(26)
+            .any(|w| w == b"\"event\":\"approval_revoked\"")
+    {
+        return;
+    }
+    // A line that does not parse breaks the chain, which the caller reports.
+    let Ok(record) = serde_json::from_slice::<AuditRecord>(line) else {
+        return;
+    };
+    let last = &mut out.last;
+    if record.event == REVOKED {
+        out.revoked.push((record.key_id, record.approval_token_id));
+    } else if record.event == RETIRED {
+        last.insert(record.key_id, Last::Retired { seq });
+    } else if ACTIVATIONS.contains(&record.event.as_str()) {
+        // Every build recorded the manifest hash of an activation; a record in an
+        // intact chain without one (none is known) is not counted.
+        let Some(manifest_hash) = field(&record.detail, "manifest_sha256")
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        else {
+            tracing::warn!(
+                seq,
+                event = %record.event,
+                key_id = %record.key_id,
+                "audit log record names no manifest hash; not counted as an activation"
+            );
+            return;
+        };
+        let generation = field(&record.detail, "generation").and_then(|g| g.parse().ok());
+        last.insert(
+            record.key_id,
+            Last::Active {
+                manifest_hash,
+                generation,
+                seq,
+            },
+        );
+    }
 }
 
 fn field<'a>(detail: &'a str, name: &str) -> Option<&'a str> {

@@ -23,7 +23,7 @@ use quorate_wire::pb;
 use crate::activations;
 use crate::audit::AuditLog;
 use crate::checkpoints::Checkpoints;
-use crate::config::DangerSettings;
+use crate::config::{AuditSettings, DangerSettings};
 use crate::error::NodeError;
 use crate::identity::NodeIdentity;
 use crate::key::{activate, ActiveKey};
@@ -74,6 +74,30 @@ impl NodeState {
         intents: IntentVerifier,
         registry: Arc<Registry>,
     ) -> Result<Self, NodeError> {
+        Self::open(
+            identity,
+            attestor,
+            store,
+            nonces,
+            intents,
+            registry,
+            AuditSettings::default(),
+        )
+    }
+
+    /// [`NodeState::new`] with the config's `[audit]` settings: a store holding
+    /// keys beside an audit log that cannot establish their epochs (missing, empty,
+    /// or with a broken hash chain) stops the node (exit 65) unless
+    /// `accept_unverified_log` is set, which is recorded.
+    pub fn open(
+        identity: NodeIdentity,
+        attestor: StatementSigner,
+        store: KeyStore,
+        nonces: NonceStore,
+        intents: IntentVerifier,
+        registry: Arc<Registry>,
+        settings: AuditSettings,
+    ) -> Result<Self, NodeError> {
         let on_flush = metrics::audit_flush_observer(&registry);
         let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
         let origin = quorate_keys::checkpoint::origin(&identity.trust_domain, &identity.node_id);
@@ -86,10 +110,39 @@ impl NodeState {
         // the audit log: a record older than that (an old copy of the store written
         // back) stops the node like any other damaged record.
         let from_log = activations::read(&audit)?;
-        let last = from_log.last;
+        let stored = store.load_all()?;
+        let unverified = from_log.unverified();
+        let mut last = from_log.last;
+        if let (Some(reason), false) = (unverified, stored.is_empty()) {
+            let names: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+            if !settings.accept_unverified_log {
+                return Err(NodeError::Corrupt(format!(
+                    "{reason}, so the epoch of stored key(s) {} cannot be established: the \
+                     node does not load share records it cannot check against their last \
+                     activation (an old copy of the store may have been restored). Restore \
+                     the node's audit log, or, once the store is known to be current, start \
+                     once with [audit] accept_unverified_log = true, which is recorded \
+                     (docs/security.md)",
+                    names.join(", ")
+                )));
+            }
+            // Recorded before the keys' own records, so the log says why it starts
+            // over (as its first record, when it is new).
+            audit.append(AuditRecord {
+                event: "audit_log_unverified_accepted".into(),
+                caller: identity.node_id.clone(),
+                detail: format!(
+                    "{reason}; stored keys loaded unchecked: {}",
+                    names.join(" ")
+                ),
+                ..Default::default()
+            })?;
+            tracing::warn!(%reason, "audit.accept_unverified_log: stored keys loaded without the rollback check");
+            last.clear();
+        }
         let mut keys = HashMap::new();
         let mut to_record = Vec::new();
-        for (key_id, record) in store.load_all()? {
+        for (key_id, record) in stored {
             let key = activate(&identity, &attestor, record)
                 .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
             let verdict = activations::check_record(
@@ -441,7 +494,32 @@ mod tests {
 
     /// `node-1` holding its share of the 2-of-2 key `k1` at generation 0; returns
     /// the node, its key package and the generation-0 manifest.
-    fn node_with_key(dir: &std::path::Path) -> (NodeState, SecretKeyPackage, Manifest) {
+    /// `node-1` opened on the store in `dir`.
+    fn open_state(
+        dir: &std::path::Path,
+        kek: &str,
+        settings: AuditSettings,
+    ) -> Result<NodeState, NodeError> {
+        let ca = test_ca::new_ca("test CA");
+        NodeState::open(
+            NodeIdentity {
+                node_id: "node-1".into(),
+                trust_domain: TRUST_DOMAIN.into(),
+                region: "r".into(),
+                jurisdiction: "EU".into(),
+            },
+            test_ca::signer(&ca, "node", "node-1"),
+            KeyStore::open(dir, crate::store::Kek::from_hex(kek).unwrap()).unwrap(),
+            NonceStore::new(10, Duration::from_secs(60)),
+            IntentVerifier::new(
+                StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap(),
+            ),
+            Registry::new(),
+            settings,
+        )
+    }
+
+    fn node_with_key(dir: &std::path::Path, kek: &str) -> (NodeState, SecretKeyPackage, Manifest) {
         let names = vec!["node-1".to_string(), "node-2".to_string()];
         let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
         let encoded = manifest::encode(
@@ -460,27 +538,7 @@ mod tests {
             "2026-01-01T00:00:00Z".into(),
             None,
         );
-        let ca = test_ca::new_ca("test CA");
-        let state = NodeState::new(
-            NodeIdentity {
-                node_id: "node-1".into(),
-                trust_domain: TRUST_DOMAIN.into(),
-                region: "r".into(),
-                jurisdiction: "EU".into(),
-            },
-            test_ca::signer(&ca, "node", "node-1"),
-            KeyStore::open(
-                dir,
-                crate::store::Kek::from_hex(&crate::store::Kek::generate_hex()).unwrap(),
-            )
-            .unwrap(),
-            NonceStore::new(10, Duration::from_secs(60)),
-            IntentVerifier::new(
-                StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap(),
-            ),
-            Registry::new(),
-        )
-        .unwrap();
+        let state = open_state(dir, kek, AuditSettings::default()).unwrap();
         let own = dealt.key_packages.into_iter().next().unwrap().1;
         state
             .install_record(
@@ -513,10 +571,87 @@ mod tests {
         assert!(cut.ends_with("..."));
     }
 
+    /// The lines of `node-1`'s audit log in `dir`, edited by `edit`.
+    fn edit_log(dir: &std::path::Path, edit: impl FnOnce(&mut Vec<String>)) {
+        let path = crate::audit::log_path(dir);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        edit(&mut lines);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn an_activation_edited_in_place_stops_the_node_naming_the_chain_break() {
+        let kek = crate::store::Kek::generate_hex();
+        let edits: [fn(&mut String); 3] = [
+            |l| *l = l.replace("manifest_sha256=", "manifest_sha256=00"),
+            |l| *l = l.replace("\"key_installed\"", "\"key_installer\""),
+            |l| l.truncate(l.len() / 2),
+        ];
+        for edit in edits {
+            let dir = tempfile::tempdir().unwrap();
+            let (state, _, _) = node_with_key(dir.path(), &kek);
+            // A later record, so that the edited one is not the log's tail.
+            state
+                .audit
+                .append(AuditRecord {
+                    event: "sign_share".into(),
+                    key_id: "k1".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            drop(state);
+            edit_log(dir.path(), |lines| {
+                let at = lines
+                    .iter()
+                    .position(|l| l.contains("key_installed"))
+                    .unwrap();
+                edit(&mut lines[at]);
+            });
+            let err = open_state(dir.path(), &kek, AuditSettings::default()).unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("audit chain broken at record")
+                    && msg.contains("k1")
+                    && msg.contains("accept_unverified_log"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_log_stops_a_node_with_keys_unless_accepted_which_is_recorded_first() {
+        let kek = crate::store::Kek::generate_hex();
+        let dir = tempfile::tempdir().unwrap();
+        drop(node_with_key(dir.path(), &kek));
+        std::fs::remove_file(crate::audit::log_path(dir.path())).unwrap();
+        let err = open_state(dir.path(), &kek, AuditSettings::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 65, "{err}");
+        assert!(err.to_string().contains("missing or empty"), "{err}");
+        let state = open_state(
+            dir.path(),
+            &kek,
+            AuditSettings {
+                accept_unverified_log: true,
+            },
+        )
+        .unwrap();
+        let first: AuditRecord =
+            serde_json::from_slice(&state.audit.read_from(0).unwrap().next().unwrap().unwrap().1)
+                .unwrap();
+        assert_eq!(first.event, "audit_log_unverified_accepted");
+        assert!(first.detail.contains("k1"), "{}", first.detail);
+        drop(state);
+        // The new log records the key's activation: the next start checks again.
+        open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
+    }
+
     #[test]
     fn refreshed_manifest_is_installed_only_at_exactly_the_next_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, own, m0) = node_with_key(dir.path());
+        let kek = crate::store::Kek::generate_hex();
+        let (state, own, m0) = node_with_key(dir.path(), &kek);
         for (generation, what) in [(0, "same generation"), (2, "skipped generation")] {
             let err = state
                 .replace_record(

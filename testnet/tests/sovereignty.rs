@@ -455,6 +455,18 @@ async fn a_tampered_audit_record_is_found_by_audit_verify() {
         lines[5] = serde_json::to_string(&record).unwrap();
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
+    // The node refuses to load its keys beside an altered log (exit 65) until its
+    // operator accepts that; it then serves the log for the auditor to find.
+    let refused = net
+        .start_node("node-1")
+        .await
+        .expect_err("node-1 started beside an altered audit log");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("audit chain broken at record 5") && text.contains("exit status: 65"),
+        "{text}"
+    );
+    net.accept_unverified_log("node-1").unwrap();
     net.start_node("node-1").await.unwrap();
     let broken = audit_verify(&net, "node-1");
     assert_eq!(broken.status.code(), Some(1));

@@ -105,6 +105,28 @@ pub enum CeremonyError {
         /// What failed, by node.
         failures: Vec<NodeFailure>,
     },
+    /// Some nodes did not store an approval token's revocation; they still honour
+    /// the token.
+    #[error(
+        "revocation of approval token {token_id} of key {key_id} reached {} of {total} \
+         node(s) [{}]; the others still honour the token until it is delivered to them \
+         (the command can be run again). Failed:{}",
+        revoked.len(),
+        revoked.join(", "),
+        join(failed)
+    )]
+    Revoke {
+        /// The key id.
+        key_id: String,
+        /// The token id.
+        token_id: String,
+        /// Nodes in the ceremony file.
+        total: usize,
+        /// Nodes that hold the revocation.
+        revoked: Vec<String>,
+        /// Nodes that did not store it, and why.
+        failed: Vec<NodeFailure>,
+    },
     /// The key's nodes disagree about it before a refresh or repair starts.
     #[error("key {key_id}: {message}")]
     KeyState {
@@ -195,5 +217,26 @@ mod tests {
         assert!(msg.contains("unusable on the failing nodes"), "{msg}");
         assert!(msg.contains("cannot sign"), "{msg}");
         assert!(!err.is_usage());
+    }
+
+    #[test]
+    fn revocation_error_reads_as_one_sentence() {
+        let err = CeremonyError::Revoke {
+            key_id: "k1".into(),
+            token_id: "t1".into(),
+            total: 3,
+            revoked: vec!["node-1".into(), "node-2".into()],
+            failed: vec![NodeFailure {
+                node_id: "node-3".into(),
+                reason: "Unavailable: down".into(),
+            }],
+        };
+        let msg = err.to_string();
+        assert!(!msg.contains("  node(s)") && !msg.contains("  ("), "{msg}");
+        assert!(
+            msg.contains("reached 2 of 3 node(s) [node-1, node-2]; the others"),
+            "{msg}"
+        );
+        assert!(msg.contains("\n  - node-3 (Unavailable: down)"), "{msg}");
     }
 }

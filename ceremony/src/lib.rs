@@ -18,13 +18,16 @@
 //!   ceremony process relays without being trusted; and `transcript verify`;
 //! - [`escrow`]: custodian escrow of one node's share (split on the node, verify by
 //!   one custodian, recover into a fresh node);
+//! - [`revoke`]: delivering an approver's revocation of an approval token to every
+//!   node of the key;
 //! - [`cli`]: the `quorate-ceremony` command line (clap types, one file per
 //!   command group), which the binary only parses and runs;
 //! - [`audit`]: reading a node's hash-chained audit log as an auditor and checking
 //!   it. (Approval tokens for out-of-policy quorums are made with
 //!   [`quorate_keys::approval`].)
 //!
-//! Layering: the shared base uses nothing above it; `import`, `keygen` and `escrow`
+//! Layering: the shared base uses nothing above it; `import`, `keygen`, `escrow`
+//! and `revoke`
 //! use the base and never each other; [`cli`] uses them all and nothing uses it.
 //!
 //! Invariants: nodes are reached only over mTLS with the ceremony's own certificate;
@@ -44,6 +47,7 @@ pub mod import;
 pub mod keygen;
 pub mod pki;
 pub mod policy_file;
+pub mod revoke;
 #[cfg(test)]
 mod test_support;
 pub mod transcript;

@@ -123,6 +123,13 @@ impl Ceremony for FakeNode {
         Err(Status::unimplemented("the fake node serves import only"))
     }
 
+    async fn revoke_approval(
+        &self,
+        _request: Request<pb::RevokeApprovalRequest>,
+    ) -> Result<Response<pb::RevokeApprovalResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
     async fn get_manifest(
         &self,
         _request: Request<pb::GetManifestRequest>,

@@ -46,6 +46,7 @@ pub const NAMES: &[&str] = &[
     "frost_public_key",
     "key_manifest",
     "approval_token",
+    "approval_revocation",
     "escrow_part",
     "audit_record",
     "audit_checkpoint",
@@ -73,6 +74,7 @@ pub fn target(name: &str) -> Option<Target> {
         "frost_public_key" => frost_public_key(),
         "key_manifest" => key_manifest(),
         "approval_token" => approval_token(),
+        "approval_revocation" => approval_revocation(),
         "escrow_part" => escrow_part(),
         "audit_record" => audit_record(),
         "audit_checkpoint" => audit_checkpoint(),
@@ -708,6 +710,43 @@ fn approval_token() -> Target {
         // (only JSON whitespace or hex case may differ), or it would be a forgery.
         if let Ok(approval) = &verified {
             assert!(originals.contains(approval), "forged approval {approval:?}");
+        }
+        verified.is_ok()
+    })
+}
+
+/// Revocations as nodes read them (`RevokeApproval`): a mutated revocation that
+/// still verifies must revoke exactly what was signed, or whoever can reach a node
+/// could withdraw a token no approver withdrew.
+fn approval_revocation() -> Target {
+    use quorate_keys::revocation::{self, Revocation};
+    let approver = approver();
+    let approvers = [approver.public_key()];
+    let originals = [
+        Revocation {
+            token_id: "appr-5f0c2a9e41d7b386".into(),
+            key_id: "eu-payments".into(),
+            revoked_at: APPROVAL_NOW,
+        },
+        Revocation {
+            token_id: "t".into(),
+            key_id: "k".into(),
+            revoked_at: 0,
+        },
+    ];
+    let corpus = originals
+        .iter()
+        .map(|r| revocation::sign_revocation(&approver, r))
+        .collect();
+    simple("approval_revocation", corpus, CHEAP, move |b| {
+        let verified = revocation::read_unverified(b)
+            .and_then(|r| revocation::verify(b, &r.key_id, &approvers));
+        if let Ok(v) = &verified {
+            assert!(
+                originals.contains(&v.revocation),
+                "forged revocation {:?}",
+                v.revocation
+            );
         }
         verified.is_ok()
     })

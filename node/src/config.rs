@@ -77,6 +77,9 @@ pub struct NodeConfigFile {
     /// Nonce store limits.
     #[serde(default)]
     pub nonces: NonceLimits,
+    /// What the node does when its audit log cannot vouch for its stored keys.
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// Fault injection for drills. Never set these in production.
     #[serde(default)]
     pub danger: DangerSettings,
@@ -120,6 +123,18 @@ pub struct WitnessPeer {
     pub node_id: String,
     /// `https://host:port`.
     pub endpoint: String,
+}
+
+/// The `[audit]` section.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Start although the audit log cannot establish the epoch of the stored keys
+    /// (the log is missing or empty beside a store that holds keys, or its hash
+    /// chain is broken), loading the stored records unchecked. The node records that
+    /// it did so (`audit_log_unverified_accepted`, naming why) before anything
+    /// else. For recovery from a lost or damaged log; remove it after that start.
+    pub accept_unverified_log: bool,
 }
 
 /// Faults a node can be told to inject, so drills can prove the network survives a

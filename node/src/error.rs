@@ -120,6 +120,10 @@ pub enum NodeError {
         /// Why the token is refused.
         reason: String,
     },
+    /// A revocation of an approval token that is not signed by an approver of the
+    /// key (or does not verify).
+    #[error("revocation refused: {0}")]
+    RevocationRefused(String),
     /// The client reached the key's rate limit.
     #[error("client {client_id:?} reached {limit} signatures per minute on key {key_id:?}; retry in {retry_secs} s")]
     RateLimited {
@@ -223,7 +227,9 @@ impl NodeError {
             | NodeError::NoEscrowCustodians(_) => Code::FailedPrecondition,
             NodeError::CeremonyRejected(_) => Code::Aborted,
             NodeError::IntentRefused(_) => Code::Unauthenticated,
-            NodeError::ClientNotAllowed { .. } => Code::PermissionDenied,
+            NodeError::ClientNotAllowed { .. } | NodeError::RevocationRefused(_) => {
+                Code::PermissionDenied
+            }
             NodeError::RateLimited { .. } => Code::ResourceExhausted,
             NodeError::AuditLogBroken { .. } => Code::Unavailable,
             NodeError::AuditProof(_) => Code::OutOfRange,

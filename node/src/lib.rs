@@ -18,10 +18,11 @@
 //! Layers, each using only those below it: [`server`] (bind and serve) over
 //! [`service`] (one gRPC adapter per service) over the steps ([`sign`], [`escrow`],
 //! [`ceremony`]) over the node's state and key registry ([`state`], [`key`],
-//! [`identity`], [`metrics`], [`checkpoints`], [`witness`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
+//! [`identity`], [`metrics`], [`checkpoints`], [`witness`], [`activations`]) over storage ([`store`] with [`kek`] and [`rotation`], [`audit`], [`nonces`]) and
 //! [`config`] and [`error`].
 #![deny(clippy::unwrap_used)]
 
+pub mod activations;
 pub mod audit;
 pub mod ceremony;
 pub mod checkpoints;

@@ -83,13 +83,14 @@ impl BoundNode {
         let attestor = tls
             .statement_signer()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let state = NodeState::new(
+        let state = NodeState::open(
             identity,
             attestor,
             store,
             NonceStore::new(limits.max_outstanding, limits.ttl()),
             intents,
             metrics.clone(),
+            file.audit,
         )?
         .with_danger(file.danger)
         .with_witnessed(

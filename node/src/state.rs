@@ -4,12 +4,13 @@
 //!
 //! Used by the signing, escrow and ceremony steps and by the gRPC adapters; it uses
 //! none of them. Invariants: every key in the registry passed `activate` (a stored
-//! key that no longer does stops the node as a damaged store); a key is added,
-//! replaced or removed in memory only after the store and the audit log hold the
-//! change durably, under the registry's write lock, so that two installs of one key
-//! id cannot both succeed.
+//! key that no longer does stops the node as a damaged store, and so does a stored
+//! record older than the key's last activation in the audit log: [`activations`]);
+//! a key is added, replaced or removed in memory only after the store and the audit
+//! log hold the change durably, under the registry's write lock, so that two
+//! installs of one key id cannot both succeed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use quorate_keys::audit::AuditRecord;
@@ -19,9 +20,10 @@ use quorate_transport::ratelimit::RateLimiter;
 use quorate_transport::runtime::{Drain, DrainSwitch};
 use quorate_wire::pb;
 
+use crate::activations;
 use crate::audit::AuditLog;
 use crate::checkpoints::Checkpoints;
-use crate::config::DangerSettings;
+use crate::config::{AuditSettings, DangerSettings};
 use crate::error::NodeError;
 use crate::identity::NodeIdentity;
 use crate::key::{activate, ActiveKey};
@@ -40,6 +42,13 @@ pub struct NodeState {
     attestor: StatementSigner,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
+    /// Approval tokens an approver revoked, (key id, token id): from the store and
+    /// the audit log.
+    revoked: RwLock<HashSet<(String, String)>>,
+    /// Serializes `RevokeApproval`'s durable work (store, flush, audit record), so
+    /// that a token is recorded revoked once, without holding `revoked` (which
+    /// every signature with a token reads) across a flush and an fsync.
+    revoking: std::sync::Mutex<()>,
     pub(crate) nonces: NonceStore,
     pub(crate) audit: AuditLog,
     /// Signs checkpoints of the audit log with the node's log key.
@@ -68,6 +77,30 @@ impl NodeState {
         intents: IntentVerifier,
         registry: Arc<Registry>,
     ) -> Result<Self, NodeError> {
+        Self::open(
+            identity,
+            attestor,
+            store,
+            nonces,
+            intents,
+            registry,
+            AuditSettings::default(),
+        )
+    }
+
+    /// [`NodeState::new`] with the config's `[audit]` settings: a store holding
+    /// keys beside an audit log that cannot establish their epochs (missing, empty,
+    /// or with a broken hash chain) stops the node (exit 65) unless
+    /// `accept_unverified_log` is set, which is recorded.
+    pub fn open(
+        identity: NodeIdentity,
+        attestor: StatementSigner,
+        store: KeyStore,
+        nonces: NonceStore,
+        intents: IntentVerifier,
+        registry: Arc<Registry>,
+        settings: AuditSettings,
+    ) -> Result<Self, NodeError> {
         let on_flush = metrics::audit_flush_observer(&registry);
         let audit = AuditLog::open(store.dir(), &store.db(), &identity.node_id, on_flush)?;
         let origin = quorate_keys::checkpoint::origin(&identity.trust_domain, &identity.node_id);
@@ -82,17 +115,84 @@ impl NodeState {
         )?;
         drop(seed);
         let checkpoints = Checkpoints::new(origin, log_key);
+        // Every stored record is checked against the last activation of its key in
+        // the audit log: a record older than that (an old copy of the store written
+        // back) stops the node like any other damaged record.
+        let from_log = activations::read(&audit)?;
+        let stored = store.load_all()?;
+        let unverified = from_log.unverified();
+        let mut last = from_log.last;
+        if let (Some(reason), false) = (unverified, stored.is_empty()) {
+            let names: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+            if !settings.accept_unverified_log {
+                return Err(NodeError::Corrupt(format!(
+                    "{reason}, so the epoch of stored key(s) {} cannot be established: the \
+                     node does not load share records it cannot check against their last \
+                     activation (an old copy of the store may have been restored). Restore \
+                     the node's audit log, or, once the store is known to be current, start \
+                     once with [audit] accept_unverified_log = true, which is recorded \
+                     (docs/security.md)",
+                    names.join(", ")
+                )));
+            }
+            // Recorded before the keys' own records, so the log says why it starts
+            // over (as its first record, when it is new).
+            audit.append(AuditRecord {
+                event: "audit_log_unverified_accepted".into(),
+                caller: identity.node_id.clone(),
+                detail: format!(
+                    "{reason}; stored keys loaded unchecked: {}",
+                    names.join(" ")
+                ),
+                ..Default::default()
+            })?;
+            tracing::warn!(%reason, "audit.accept_unverified_log: stored keys loaded without the rollback check");
+            last.clear();
+        }
         let mut keys = HashMap::new();
-        for (key_id, record) in store.load_all()? {
+        let mut to_record = Vec::new();
+        for (key_id, record) in stored {
             let key = activate(&identity, &attestor, record)
                 .map_err(|e| NodeError::Corrupt(format!("stored key {key_id:?}: {e}")))?;
+            let verdict = activations::check_record(
+                &key_id,
+                &key.manifest.hash,
+                key.manifest.generation,
+                last.get(&key_id),
+            )?;
+            if verdict == activations::Verdict::Record {
+                to_record.push((key_id.clone(), key.manifest.hash, key.manifest.generation));
+            }
             keys.insert(key_id, Arc::new(key));
         }
+        for (key_id, hash, generation) in to_record {
+            audit.append(AuditRecord {
+                event: "key_loaded".into(),
+                key_id: key_id.clone(),
+                caller: identity.node_id.clone(),
+                detail: activations::detail(&hash, generation),
+                ..Default::default()
+            })?;
+            tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), generation, "key's epoch recorded in the audit log");
+        }
+        // Only now, with every record checked, are records sealed before epochs
+        // were bound sealed again with theirs.
+        let upgraded = store.upgrade_records()?;
+        if upgraded > 0 {
+            tracing::info!(
+                records = upgraded,
+                "key records sealed again, bound to their epochs"
+            );
+        }
+        let mut revoked: HashSet<(String, String)> = store.revocations()?.into_iter().collect();
+        revoked.extend(from_log.revoked);
         Ok(Self {
             identity,
             attestor,
             store,
             keys: RwLock::new(keys),
+            revoked: RwLock::new(revoked),
+            revoking: std::sync::Mutex::new(()),
             nonces,
             audit,
             checkpoints,
@@ -233,7 +333,7 @@ impl NodeState {
             event: event.into(),
             key_id: key_id.clone(),
             caller: caller.into(),
-            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            detail: activations::detail(&hash, key.manifest.generation),
             ..Default::default()
         })?;
         keys.insert(key_id.clone(), Arc::new(key));
@@ -277,13 +377,86 @@ impl NodeState {
             event: "key_refreshed".into(),
             key_id: key_id.clone(),
             caller: caller.into(),
-            detail: format!("manifest_sha256={}", hex::encode(hash)),
+            detail: activations::detail(&hash, key.manifest.generation),
             ..Default::default()
         })?;
         keys.insert(key_id.clone(), Arc::new(key));
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key refreshed");
         Ok(pb::InstallKeyResponse {
             manifest_hash: hash.to_vec(),
+        })
+    }
+
+    /// Whether an approver revoked approval token `token_id` of `key_id`.
+    pub(crate) fn is_revoked(&self, key_id: &str, token_id: &str) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(key_id.to_string(), token_id.to_string()))
+    }
+
+    /// `RevokeApproval`: verifies `revocation` against the policy of the key it
+    /// names (one approver the policy lists must have signed it, strict Ed25519),
+    /// stores it durably and records it; from then on the token is refused. A
+    /// revocation that does not verify is refused (`PERMISSION_DENIED`) and
+    /// recorded: it would let whoever reaches the node deny an approved failover.
+    pub(crate) fn revoke_approval(
+        &self,
+        revocation: &[u8],
+        caller: &str,
+    ) -> Result<pb::RevokeApprovalResponse, NodeError> {
+        use quorate_keys::revocation::{self, RevocationError};
+        let key_id = revocation::read_unverified(revocation)
+            .map_err(|e| NodeError::MalformedRequest(e.to_string()))?
+            .key_id;
+        quorate_wire::validate_key_id(&key_id).map_err(NodeError::MalformedRequest)?;
+        let key = self.key(&key_id)?;
+        let verified = match revocation::verify(revocation, &key_id, &key.manifest.policy.approvers)
+        {
+            Ok(v) => v,
+            Err(e @ RevocationError::Malformed(_)) => {
+                return Err(NodeError::MalformedRequest(e.to_string()))
+            }
+            Err(e) => {
+                let refused = NodeError::RevocationRefused(e.to_string());
+                self.audit.append(AuditRecord {
+                    event: "revocation_refused".into(),
+                    key_id,
+                    caller: caller.into(),
+                    detail: bounded(refused.to_string(), MAX_REFUSAL_DETAIL),
+                    ..Default::default()
+                })?;
+                return Err(refused);
+            }
+        };
+        let token_id = verified.revocation.token_id;
+        let _revoking = self.revoking.lock().unwrap_or_else(|p| p.into_inner());
+        let newly_stored = self.store.revoke_approval(&key_id, &token_id, revocation)?;
+        let entry = (key_id.clone(), token_id.clone());
+        if !newly_stored && self.is_revoked(&key_id, &token_id) {
+            return Ok(pb::RevokeApprovalResponse {
+                newly_revoked: false,
+            });
+        }
+        self.audit.append(AuditRecord {
+            event: activations::REVOKED.into(),
+            key_id: key_id.clone(),
+            approval_token_id: token_id.clone(),
+            caller: caller.into(),
+            detail: format!(
+                "approver={} revoked_at={}",
+                hex::encode(verified.approver),
+                verified.revocation.revoked_at
+            ),
+            ..Default::default()
+        })?;
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(entry);
+        tracing::info!(key_id = %key_id, approval_token = %token_id, "approval token revoked");
+        Ok(pb::RevokeApprovalResponse {
+            newly_revoked: true,
         })
     }
 
@@ -308,6 +481,23 @@ impl NodeState {
     }
 }
 
+/// Most bytes of a refused revocation's reason kept in its audit record: the
+/// reason quotes what the caller sent.
+const MAX_REFUSAL_DETAIL: usize = 512;
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -326,7 +516,32 @@ mod tests {
 
     /// `node-1` holding its share of the 2-of-2 key `k1` at generation 0; returns
     /// the node, its key package and the generation-0 manifest.
-    fn node_with_key(dir: &std::path::Path) -> (NodeState, SecretKeyPackage, Manifest) {
+    /// `node-1` opened on the store in `dir`.
+    fn open_state(
+        dir: &std::path::Path,
+        kek: &str,
+        settings: AuditSettings,
+    ) -> Result<NodeState, NodeError> {
+        let ca = test_ca::new_ca("test CA");
+        NodeState::open(
+            NodeIdentity {
+                node_id: "node-1".into(),
+                trust_domain: TRUST_DOMAIN.into(),
+                region: "r".into(),
+                jurisdiction: "EU".into(),
+            },
+            test_ca::signer(&ca, "node", "node-1"),
+            KeyStore::open(dir, crate::store::Kek::from_hex(kek).unwrap()).unwrap(),
+            NonceStore::new(10, Duration::from_secs(60)),
+            IntentVerifier::new(
+                StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap(),
+            ),
+            Registry::new(),
+            settings,
+        )
+    }
+
+    fn node_with_key(dir: &std::path::Path, kek: &str) -> (NodeState, SecretKeyPackage, Manifest) {
         let names = vec!["node-1".to_string(), "node-2".to_string()];
         let dealt = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
         let encoded = manifest::encode(
@@ -345,27 +560,7 @@ mod tests {
             "2026-01-01T00:00:00Z".into(),
             None,
         );
-        let ca = test_ca::new_ca("test CA");
-        let state = NodeState::new(
-            NodeIdentity {
-                node_id: "node-1".into(),
-                trust_domain: TRUST_DOMAIN.into(),
-                region: "r".into(),
-                jurisdiction: "EU".into(),
-            },
-            test_ca::signer(&ca, "node", "node-1"),
-            KeyStore::open(
-                dir,
-                crate::store::Kek::from_hex(&crate::store::Kek::generate_hex()).unwrap(),
-            )
-            .unwrap(),
-            NonceStore::new(10, Duration::from_secs(60)),
-            IntentVerifier::new(
-                StatementVerifier::from_pem(ca.pem.as_bytes(), TRUST_DOMAIN).unwrap(),
-            ),
-            Registry::new(),
-        )
-        .unwrap();
+        let state = open_state(dir, kek, AuditSettings::default()).unwrap();
         let own = dealt.key_packages.into_iter().next().unwrap().1;
         state
             .install_record(
@@ -390,9 +585,95 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_detail_is_cut_to_its_bound_on_a_character_boundary() {
+        assert_eq!(bounded("short".into(), 10), "short");
+        let long = "é".repeat(MAX_REFUSAL_DETAIL);
+        let cut = bounded(long, MAX_REFUSAL_DETAIL);
+        assert!(cut.len() <= MAX_REFUSAL_DETAIL + 3, "{}", cut.len());
+        assert!(cut.ends_with("..."));
+    }
+
+    /// The lines of `node-1`'s audit log in `dir`, edited by `edit`.
+    fn edit_log(dir: &std::path::Path, edit: impl FnOnce(&mut Vec<String>)) {
+        let path = crate::audit::log_path(dir);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        edit(&mut lines);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn an_activation_edited_in_place_stops_the_node_naming_the_chain_break() {
+        let kek = crate::store::Kek::generate_hex();
+        let edits: [fn(&mut String); 3] = [
+            |l| *l = l.replace("manifest_sha256=", "manifest_sha256=00"),
+            |l| *l = l.replace("\"key_installed\"", "\"key_installer\""),
+            |l| l.truncate(l.len() / 2),
+        ];
+        for edit in edits {
+            let dir = tempfile::tempdir().unwrap();
+            let (state, _, _) = node_with_key(dir.path(), &kek);
+            // A later record, so that the edited one is not the log's tail.
+            state
+                .audit
+                .append(AuditRecord {
+                    event: "sign_share".into(),
+                    key_id: "k1".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            drop(state);
+            edit_log(dir.path(), |lines| {
+                let at = lines
+                    .iter()
+                    .position(|l| l.contains("key_installed"))
+                    .unwrap();
+                edit(&mut lines[at]);
+            });
+            let err = open_state(dir.path(), &kek, AuditSettings::default()).unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("audit chain broken at record")
+                    && msg.contains("k1")
+                    && msg.contains("accept_unverified_log"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_log_stops_a_node_with_keys_unless_accepted_which_is_recorded_first() {
+        let kek = crate::store::Kek::generate_hex();
+        let dir = tempfile::tempdir().unwrap();
+        drop(node_with_key(dir.path(), &kek));
+        std::fs::remove_file(crate::audit::log_path(dir.path())).unwrap();
+        let err = open_state(dir.path(), &kek, AuditSettings::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 65, "{err}");
+        assert!(err.to_string().contains("missing or empty"), "{err}");
+        let state = open_state(
+            dir.path(),
+            &kek,
+            AuditSettings {
+                accept_unverified_log: true,
+            },
+        )
+        .unwrap();
+        let first: AuditRecord =
+            serde_json::from_slice(&state.audit.read_from(0).unwrap().next().unwrap().unwrap().1)
+                .unwrap();
+        assert_eq!(first.event, "audit_log_unverified_accepted");
+        assert!(first.detail.contains("k1"), "{}", first.detail);
+        drop(state);
+        // The new log records the key's activation: the next start checks again.
+        open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
+    }
+
+    #[test]
     fn refreshed_manifest_is_installed_only_at_exactly_the_next_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, own, m0) = node_with_key(dir.path());
+        let kek = crate::store::Kek::generate_hex();
+        let (state, own, m0) = node_with_key(dir.path(), &kek);
         for (generation, what) in [(0, "same generation"), (2, "skipped generation")] {
             let err = state
                 .replace_record(

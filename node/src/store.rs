@@ -6,9 +6,12 @@
 //! Layout (format 2): tree `meta` holds `format`, `dek-wraps` (the DEK wrapped once
 //! per provider, by provider id; any one opens the store) and a sealed `dek-check`
 //! that tells a provider that unwraps something else apart from the right one; tree
-//! `keys` maps key id -> sealed [`KeyRecord`]. `meta/audit-log-key` holds the sealed
+//! `keys` maps key id -> sealed [`KeyRecord`], bound to its key id and to its epoch
+//! (the hash of its manifest, which the node checks against the last activation
+//! of the key in its audit log: see [`crate::state`]). `meta/audit-log-key` holds the sealed
 //! seed of the node's audit-log signing key ([`KeyStore::audit_log_seed`]), made
-//! the first time it is asked for. The envelope and records change only
+//! the first time it is asked for. Tree `revocations` holds the approval tokens
+//! approvers revoked ([`KeyStore::revoke_approval`]). The envelope and records change only
 //! together, in one sled transaction, so a crash leaves the old keys or the new
 //! ones. Every write is flushed before it is acknowledged. Format 1 (records sealed
 //! under the KEK itself, a sealed `kek-check`) is upgraded when opened.
@@ -30,8 +33,15 @@ use crate::kek::{Dek, KekProvider};
 const LOG_SEED_KEY: &str = "audit-log-key";
 const LOG_SEED_CONTEXT: &[u8] = b"audit-log-key";
 
-/// Version byte leading every sealed value.
+/// Version byte leading every sealed value but a key record of [`RECORD_SEALED_V2`].
 const SEALED_VERSION: u8 = 1;
+/// Version byte of a key record sealed under its key id and its epoch: the byte,
+/// the SHA-256 of the record's manifest (in the clear, so the epoch can be read
+/// without the DEK), then nonce and ciphertext as in [`seal`]. The associated
+/// data binds both: a record does not open under another key id, and the epoch it
+/// names is the one sealed with it ([`KeyStore::open_record`] also checks that the
+/// manifest inside hashes to it).
+const RECORD_SEALED_V2: u8 = 2;
 /// Store layout, in `meta/format`: version 2 seals records under a DEK kept
 /// wrapped in `meta/dek-wraps`.
 const STORE_FORMAT: &[u8] = b"quorate-node-store/2";
@@ -105,6 +115,12 @@ impl KeyRecord {
         out
     }
 
+    /// The record's epoch: the SHA-256 of its manifest as encoded (the manifest's
+    /// `hash`).
+    pub fn manifest_hash(&self) -> [u8; 32] {
+        quorate_wire::sha256(&self.manifest)
+    }
+
     /// Parses [`encode`](Self::encode)'s output. Only the framing is checked here;
     /// the node validates the manifest and key package when it activates the key.
     pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
@@ -132,6 +148,9 @@ pub struct KeyStore {
     db: sled::Db,
     meta: sled::Tree,
     keys: sled::Tree,
+    /// Approval tokens revoked by an approver: key id, newline, token id -> the
+    /// signed revocation as delivered.
+    revocations: sled::Tree,
     dek: Dek,
 }
 
@@ -199,6 +218,7 @@ impl KeyStore {
             .map_err(|e| storage(format!("cannot open store in {}: {e}", dir.display())))?;
         let meta = db.open_tree("meta").map_err(storage)?;
         let keys = db.open_tree("keys").map_err(storage)?;
+        let revocations = db.open_tree("revocations").map_err(storage)?;
         let mut report = KekReport::default();
         let format = meta.get("format").map_err(storage)?;
         let dek = match format.as_deref() {
@@ -236,6 +256,7 @@ impl KeyStore {
                 db,
                 meta,
                 keys,
+                revocations,
                 dek,
             },
             report,
@@ -267,7 +288,7 @@ impl KeyStore {
         let wraps = wrap_under_all(providers, &dek, "cannot wrap the new DEK")?;
         let mut records = Vec::new();
         for (key_id, record) in self.load_all()? {
-            let sealed = seal(&dek.0, &Self::record_context(&key_id), &record.encode())?;
+            let sealed = Self::seal_record_under(&dek.0, &key_id, &record)?;
             records.push((key_id, sealed));
         }
         // The log key's seed moves to the new DEK with the records: the node's log
@@ -328,8 +349,33 @@ impl KeyStore {
         Ok(Some(Zeroizing::new(seed)))
     }
 
+    /// The associated data of a record sealed with [`SEALED_VERSION`] (bound to the
+    /// key id only): records written before epochs were bound, and format-1 stores.
     fn record_context(key_id: &str) -> Vec<u8> {
         [b"key:".as_slice(), key_id.as_bytes()].concat()
+    }
+
+    /// The associated data of a [`RECORD_SEALED_V2`] record: the epoch (fixed
+    /// length, first) and the key id.
+    fn record_epoch_context(key_id: &str, manifest_hash: &[u8; 32]) -> Vec<u8> {
+        [b"key-epoch:".as_slice(), manifest_hash, key_id.as_bytes()].concat()
+    }
+
+    /// Seals `record` under `key` as a [`RECORD_SEALED_V2`] record of `key_id`.
+    fn seal_record_under(
+        key: &[u8; 32],
+        key_id: &str,
+        record: &KeyRecord,
+    ) -> Result<Vec<u8>, NodeError> {
+        let epoch = record.manifest_hash();
+        let sealed = seal(
+            key,
+            &Self::record_epoch_context(key_id, &epoch),
+            &record.encode(),
+        )?;
+        // `seal` leads with its own version byte; a record replaces it with its
+        // version and epoch.
+        Ok([[RECORD_SEALED_V2].as_slice(), &epoch, &sealed[1..]].concat())
     }
 
     /// The node's data directory, which also holds the audit log.
@@ -343,22 +389,86 @@ impl KeyStore {
         self.db.clone()
     }
 
-    /// Seals `record` as stored under `key_id`: bound to the key id, so a sealed
-    /// record moved under another id does not open.
+    /// Seals `record` as stored under `key_id`: bound to the key id and to the
+    /// record's epoch (its manifest's hash), so a sealed record moved under another
+    /// id does not open, and the epoch it names cannot be altered.
     pub fn seal_record(&self, key_id: &str, record: &KeyRecord) -> Result<Vec<u8>, NodeError> {
-        seal(&self.dek.0, &Self::record_context(key_id), &record.encode())
+        Self::seal_record_under(&self.dek.0, key_id, record)
     }
 
     /// Opens a sealed record as read from the `keys` tree. Anything that does not
-    /// authenticate under this store's KEK and `key_id`, or does not parse, is
-    /// [`NodeError::Corrupt`] naming the key.
+    /// authenticate under this store's KEK, `key_id` and the epoch it names, or does
+    /// not parse, is [`NodeError::Corrupt`] naming the key. Records sealed before
+    /// epochs were bound (bound to the key id only) still open; the node seals them
+    /// again with their epoch once it has loaded them ([`KeyStore::upgrade_records`]).
     pub fn open_record(&self, key_id: &str, sealed: &[u8]) -> Result<KeyRecord, NodeError> {
-        let plain =
-            open_sealed(&self.dek.0, &Self::record_context(key_id), sealed).map_err(|_| {
-                NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
-            })?;
+        let bad = || NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"));
+        let plain = match sealed.split_first() {
+            Some((&RECORD_SEALED_V2, rest)) if rest.len() > 32 => {
+                let (epoch, body) = rest.split_at(32);
+                let epoch: [u8; 32] = epoch.try_into().map_err(|_| bad())?;
+                let context = Self::record_epoch_context(key_id, &epoch);
+                let as_v1 = [[SEALED_VERSION].as_slice(), body].concat();
+                let plain = open_sealed(&self.dek.0, &context, &as_v1).map_err(|_| bad())?;
+                let record = KeyRecord::decode(&plain).map_err(|_| {
+                    NodeError::Corrupt(format!("key record {key_id:?} is truncated"))
+                })?;
+                if record.manifest_hash() != epoch {
+                    return Err(NodeError::Corrupt(format!(
+                        "key record {key_id:?} names another epoch than its manifest's"
+                    )));
+                }
+                return Ok(record);
+            }
+            _ => open_sealed(&self.dek.0, &Self::record_context(key_id), sealed)
+                .map_err(|_| bad())?,
+        };
         KeyRecord::decode(&plain)
             .map_err(|_| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))
+    }
+
+    /// Seals again, bound to their epochs, the records sealed before epochs were
+    /// bound (to their key id only); returns how many. The node calls this once it
+    /// has loaded and checked every record.
+    ///
+    /// No record is ever lost or changed here: each is swapped from exactly the
+    /// bytes read to a new sealing of the same plaintext (sled's compare-and-swap,
+    /// atomic per record), so a crash leaves it sealed the old way or the new way,
+    /// both of which open; one that changed meanwhile (a concurrent install) is left
+    /// as it is. Nothing is written unless an old record is found.
+    pub fn upgrade_records(&self) -> Result<usize, NodeError> {
+        let mut upgraded = 0;
+        for item in self.keys.iter() {
+            let (k, v) = item.map_err(storage)?;
+            if v.first() == Some(&RECORD_SEALED_V2) {
+                continue;
+            }
+            let key_id = String::from_utf8_lossy(&k).into_owned();
+            let record = self.open_record(&key_id, &v)?;
+            let sealed = self.seal_record(&key_id, &record)?;
+            let swapped = self
+                .keys
+                .compare_and_swap(&k, Some(&v), Some(sealed))
+                .map_err(storage)?;
+            if swapped.is_ok() {
+                upgraded += 1;
+            }
+        }
+        if upgraded > 0 {
+            self.db.flush().map_err(storage)?;
+        }
+        Ok(upgraded)
+    }
+
+    /// Seals `record` the way records were sealed before epochs were bound (to the
+    /// key id only), for the tests of their upgrade.
+    #[doc(hidden)]
+    pub fn seal_record_unbound(
+        &self,
+        key_id: &str,
+        record: &KeyRecord,
+    ) -> Result<Vec<u8>, NodeError> {
+        seal(&self.dek.0, &Self::record_context(key_id), &record.encode())
     }
 
     /// Stores a new key durably. Refuses to overwrite an existing key id.
@@ -378,12 +488,49 @@ impl KeyStore {
     /// Replaces a stored key durably (a refresh). sled's insert swaps the record
     /// atomically: a crash leaves either the old record or the new one.
     pub fn replace(&self, key_id: &str, record: &KeyRecord) -> Result<(), NodeError> {
-        let sealed = seal(&self.dek.0, &Self::record_context(key_id), &record.encode())?;
+        let sealed = self.seal_record(key_id, record)?;
         self.keys
             .insert(key_id.as_bytes(), sealed)
             .map_err(storage)?;
         self.db.flush().map_err(storage)?;
         Ok(())
+    }
+
+    /// Stores an approver's revocation of approval token `token_id` of `key_id`
+    /// durably (public: not sealed). Returns false if one was stored already.
+    pub fn revoke_approval(
+        &self,
+        key_id: &str,
+        token_id: &str,
+        revocation: &[u8],
+    ) -> Result<bool, NodeError> {
+        let swapped = self
+            .revocations
+            .compare_and_swap(
+                revocation_key(key_id, token_id),
+                None as Option<&[u8]>,
+                Some(revocation),
+            )
+            .map_err(storage)?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.db.flush().map_err(storage)?;
+        Ok(true)
+    }
+
+    /// Every stored revocation: (key id, token id).
+    pub fn revocations(&self) -> Result<Vec<(String, String)>, NodeError> {
+        let mut out = Vec::new();
+        for item in self.revocations.iter() {
+            let (k, _) = item.map_err(storage)?;
+            let text = String::from_utf8_lossy(&k);
+            let (key_id, token_id) = text.split_once('\n').ok_or_else(|| {
+                NodeError::Corrupt(format!("revocations: entry {text:?} names no token"))
+            })?;
+            out.push((key_id.to_string(), token_id.to_string()));
+        }
+        Ok(out)
     }
 
     /// Deletes a stored key durably.
@@ -405,6 +552,12 @@ impl KeyStore {
         }
         Ok(out)
     }
+}
+
+/// A revocation's key in the `revocations` tree: the key id (which holds no
+/// newline), a newline, the token id.
+fn revocation_key(key_id: &str, token_id: &str) -> Vec<u8> {
+    [key_id.as_bytes(), b"\n", token_id.as_bytes()].concat()
 }
 
 fn seal(key: &[u8; 32], context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, NodeError> {
@@ -677,7 +830,12 @@ fn upgrade_v1(
         let plain = open_sealed(kek.expose(), &context, &v).map_err(|_| {
             NodeError::Corrupt(format!("key record {key_id:?} does not authenticate"))
         })?;
-        records.push((key_id, seal(&dek.0, &context, &plain)?));
+        let record = KeyRecord::decode(&plain)
+            .map_err(|_| NodeError::Corrupt(format!("key record {key_id:?} is truncated")))?;
+        records.push((
+            key_id.clone(),
+            KeyStore::seal_record_under(&dek.0, &key_id, &record)?,
+        ));
     }
     let mut wraps = Vec::new();
     for p in providers {
@@ -995,6 +1153,39 @@ mod tests {
         drop(store);
         let reopened = reopen(dir.path(), 1).unwrap();
         assert_eq!(reopened.load_all().unwrap()[0].0, id);
+    }
+
+    #[test]
+    fn a_record_sealed_before_epochs_were_bound_opens_and_is_sealed_again_with_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        let old = store.seal_record_unbound("k1", &record()).unwrap();
+        store.keys.insert("k1", old.as_slice()).unwrap();
+        store.insert_new("k2", &record()).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 2);
+        assert_eq!(store.upgrade_records().unwrap(), 1, "k1 only");
+        let sealed = store.keys.get("k1").unwrap().unwrap();
+        assert_eq!(sealed[0], RECORD_SEALED_V2);
+        assert_eq!(&sealed[1..33], &record().manifest_hash());
+        assert_eq!(
+            store.load_all().unwrap()[0].1.key_package.expose_bytes(),
+            b"secret share bytes"
+        );
+        assert_eq!(store.upgrade_records().unwrap(), 0, "nothing left to do");
+    }
+
+    #[test]
+    fn a_record_naming_another_epoch_or_moved_to_another_key_does_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        let sealed = store.seal_record("k1", &record()).unwrap();
+        let mut other_epoch = sealed.clone();
+        other_epoch[1] ^= 1;
+        for (key_id, bytes) in [("k1", &other_epoch), ("k2", &sealed)] {
+            let err = store.open_record(key_id, bytes).unwrap_err();
+            assert!(err.to_string().contains("does not authenticate"), "{err}");
+        }
+        assert!(store.open_record("k1", &sealed).is_ok());
     }
 
     #[test]

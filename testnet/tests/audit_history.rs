@@ -166,8 +166,23 @@ async fn truncated_rewritten_and_deleted_logs_fail_the_next_audit_and_a_grown_on
         "{}",
         show(&honest)
     );
-    // And node-3 signs again in a new log: node-4 stops so it must.
+    // node-3 refuses to start on its store without the log that vouches for its
+    // keys' epochs (exit 65), until its operator accepts that, which its new log
+    // records first; then it signs again: node-4 stops so it must.
+    let refused = net
+        .start_node("node-3")
+        .await
+        .expect_err("node-3 started with keys and no audit log");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("missing or empty") && text.contains("exit status: 65"),
+        "{text}"
+    );
+    net.accept_unverified_log("node-3").unwrap();
     net.start_node("node-3").await.unwrap();
+    let (_, lines) = log_lines(&net, "node-3");
+    let first: AuditRecord = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first.event, "audit_log_unverified_accepted");
     net.stop_node("node-4").await.unwrap();
     sign(&net, "later", 2).await;
 

@@ -53,6 +53,7 @@ enum Rpc {
     InstallKey(pb::InstallKeyRequest),
     GetManifest(pb::GetManifestRequest),
     EscrowSplit(pb::EscrowSplitRequest),
+    RevokeApproval(pb::RevokeApprovalRequest),
     ReadAudit(pb::ReadAuditRequest),
     GetCheckpoint,
     GetInclusionProof(pb::InclusionProofRequest),
@@ -75,6 +76,7 @@ impl Rpc {
             Rpc::InstallKey(_) => "Ceremony/InstallKey",
             Rpc::GetManifest(_) => "Ceremony/GetManifest",
             Rpc::EscrowSplit(_) => "Ceremony/EscrowSplit",
+            Rpc::RevokeApproval(_) => "Ceremony/RevokeApproval",
             Rpc::ReadAudit(_) => "Audit/ReadAudit",
             Rpc::GetCheckpoint => "Audit/GetCheckpoint",
             Rpc::GetInclusionProof(_) => "Audit/GetInclusionProof",
@@ -199,6 +201,10 @@ async fn call(net: &LocalNetwork, row: &Row) -> Result<(), tonic::Status> {
         Rpc::EscrowSplit(r) => {
             let mut c = CeremonyClient::new(node_channel(net, TARGET, row.caller));
             c.escrow_split(r.clone()).await.map(drop)
+        }
+        Rpc::RevokeApproval(r) => {
+            let mut c = CeremonyClient::new(node_channel(net, TARGET, row.caller));
+            c.revoke_approval(r.clone()).await.map(drop)
         }
         Rpc::ReadAudit(r) => {
             let mut c = pb::audit_client::AuditClient::new(node_channel(net, TARGET, row.caller));
@@ -418,6 +424,13 @@ fn sign_req(key_id: &str, message: Vec<u8>) -> pb::SignRequest {
 
 fn age_recipient() -> String {
     age::x25519::Identity::generate().to_public().to_string()
+}
+
+/// A revocation of a token of `key_id`, signed by a fresh key no policy lists.
+fn revocation(key_id: &str) -> pb::RevokeApprovalRequest {
+    pb::RevokeApprovalRequest {
+        revocation: quorate_keys::revocation::sign(&ApproverKey::generate(), key_id, "t-1"),
+    }
 }
 
 fn escrow_req(key_id: &str, threshold: u32, recipients: &[String]) -> pb::EscrowSplitRequest {
@@ -1052,6 +1065,38 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             PermissionDenied,
         ),
         row(
+            Rpc::RevokeApproval(pb::RevokeApprovalRequest::default()),
+            "empty request",
+            Ceremony,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::RevokeApproval(pb::RevokeApprovalRequest {
+                revocation: b"{\"format\":\"quorate-revocation/1\"}".to_vec(),
+            }),
+            "malformed revocation",
+            Ceremony,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::RevokeApproval(revocation("no-such-key")),
+            "unknown key",
+            Ceremony,
+            NotFound,
+        ),
+        row(
+            Rpc::RevokeApproval(revocation(ED)),
+            "signed by a key that is not the key's approver",
+            Ceremony,
+            PermissionDenied,
+        ),
+        row(
+            Rpc::RevokeApproval(revocation(ED)),
+            "wrong role (coordinator)",
+            Coordinator,
+            PermissionDenied,
+        ),
+        row(
             Rpc::EscrowSplit(pb::EscrowSplitRequest::default()),
             "empty request",
             Ceremony,
@@ -1270,7 +1315,8 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
         );
         for r in &records[old..] {
             assert!(
-                ["sign_refused", "escrow_split_refused"].contains(&r.event.as_str()),
+                ["sign_refused", "escrow_split_refused", "revocation_refused"]
+                    .contains(&r.event.as_str()),
                 "{node}: unexpected audit event {r:?}"
             );
         }

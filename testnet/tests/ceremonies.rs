@@ -465,3 +465,69 @@ async fn repair_restores_a_wiped_node_which_then_signs_in_a_quorum() {
         assert!(signed.response.signers.contains(&"node-2".to_string()));
     }
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A node's store copied aside before a refresh and written back after it (an old
+/// backup restored): the node refuses the old epoch's share when it loads it,
+/// naming the key, the record's epoch and the one its audit log last activated;
+/// it stays down (exit 65) rather than sign with it, and the key signs through the
+/// other nodes.
+#[tokio::test]
+async fn a_share_record_of_an_earlier_epoch_written_back_is_refused_at_load() {
+    let mut net = start(NetworkSpec::generic(3, 2)).await;
+    let relay = Relay::new(&net);
+    let key_id = net.spec.keys[0].key_id.clone();
+    let before = manifest_of(&relay, 1, &key_id).await.unwrap();
+    let store = net.node("node-2").unwrap().data_dir.join("sled");
+    let backup = tempfile::tempdir().unwrap();
+    net.kill_node("node-2").await.unwrap();
+    copy_dir(&store, &backup.path().join("sled"));
+    net.start_node("node-2").await.unwrap();
+
+    let transcript = run_refresh(
+        &net.ceremony().unwrap(),
+        RefreshRequest {
+            key_id: key_id.clone(),
+            remove_node: None,
+        },
+    )
+    .await
+    .unwrap();
+    net.restart_coordinator().await.unwrap();
+
+    net.kill_node("node-2").await.unwrap();
+    std::fs::remove_dir_all(&store).unwrap();
+    copy_dir(&backup.path().join("sled"), &store);
+    let refused = net
+        .start_node("node-2")
+        .await
+        .expect_err("node-2 started with its share of the epoch before the refresh");
+    let text = format!("{refused:#}");
+    for needle in [
+        "rolled back",
+        key_id.as_str(),
+        &hex::encode(before.hash),
+        &transcript.manifest_hash,
+        "exit status: 65",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in: {text}");
+    }
+
+    let client = net.client().await.unwrap();
+    let signed = client
+        .sign_verified(&key_id, b"after a rollback was refused", DEADLINE)
+        .await
+        .unwrap();
+    assert!(!signed.response.signers.contains(&"node-2".to_string()));
+}

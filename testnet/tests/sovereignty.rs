@@ -455,6 +455,18 @@ async fn a_tampered_audit_record_is_found_by_audit_verify() {
         lines[5] = serde_json::to_string(&record).unwrap();
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
+    // The node refuses to load its keys beside an altered log (exit 65) until its
+    // operator accepts that; it then serves the log for the auditor to find.
+    let refused = net
+        .start_node("node-1")
+        .await
+        .expect_err("node-1 started beside an altered audit log");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("audit chain broken at record 5") && text.contains("exit status: 65"),
+        "{text}"
+    );
+    net.accept_unverified_log("node-1").unwrap();
     net.start_node("node-1").await.unwrap();
     let broken = audit_verify(&net, "node-1");
     assert_eq!(broken.status.code(), Some(1));
@@ -1056,4 +1068,298 @@ async fn a_client_over_its_rate_limit_is_told_to_retry_later() {
         .sign_verified("metered", b"m", DEADLINE)
         .await
         .unwrap();
+}
+
+/// Round 2 of the EU key on node `target` alone, for a quorum of `quorum` (which
+/// holds `target`), under approval `token`: the node's own answer.
+async fn sign_share_on(
+    net: &LocalNetwork,
+    target: &str,
+    quorum: &[&str],
+    token: Vec<u8>,
+) -> Result<(), tonic::Status> {
+    let ops = Ciphersuite::Ed25519.ops();
+    let mut commitments = BTreeMap::new();
+    for id in quorum {
+        let commitment = node_client(net, id, Role::Coordinator, "coordinator")
+            .commit(pb::CommitRequest {
+                key_id: EU_KEY.into(),
+                count: 1,
+            })
+            .await?
+            .into_inner()
+            .commitments
+            .remove(0);
+        commitments.insert(ops.identifier(id).unwrap(), commitment);
+    }
+    node_client(net, target, Role::Coordinator, "coordinator")
+        .sign_share(common::with_client_intent(
+            net,
+            pb::SignShareRequest {
+                key_id: EU_KEY.into(),
+                message: b"m".to_vec(),
+                commitments: quorate_wire::api::signer_commitments(&commitments),
+                request_id: "revocation-test".into(),
+                approval_token: token,
+                intent: None,
+            },
+        ))
+        .await
+        .map(|_| ())
+}
+
+/// An approver revokes a token before it expires: `quorate-ceremony revoke` and
+/// `deliver-revocation` reach every node, after which every node refuses the token
+/// and records the refusal with its id. A revocation signed by a key the policy
+/// does not list is refused by every node, and the token keeps working.
+#[tokio::test]
+async fn a_revoked_token_is_refused_by_every_node_and_a_forged_revocation_by_none_accepted() {
+    let mut net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let path = |name: &str| work.path().join(name).display().to_string();
+    let ceremony = net.ceremony_file.display().to_string();
+    let token = net.approve(EU_KEY, 600, "eu outage").unwrap();
+    let token_id = quorate_keys::approval::ApprovalToken::decode(&token)
+        .unwrap()
+        .approval
+        .token_id;
+    // One EU signer of three: each node, in such a quorum, needs the token.
+    let quorums: [(&str, [&str; 3]); 5] = [
+        ("node-1", ["node-1", "node-4", "node-5"]),
+        ("node-2", ["node-2", "node-4", "node-5"]),
+        ("node-3", ["node-3", "node-4", "node-5"]),
+        ("node-4", ["node-1", "node-4", "node-5"]),
+        ("node-5", ["node-1", "node-4", "node-5"]),
+    ];
+    let revoke = |key: &str, out: &str| {
+        run(
+            "quorate-ceremony",
+            &[
+                "revoke",
+                "--approver-key",
+                key,
+                "--key-id",
+                EU_KEY,
+                "--token-id",
+                &token_id,
+                "--out",
+                &path(out),
+            ],
+        )
+    };
+    let deliver = |file: &str| {
+        run(
+            "quorate-ceremony",
+            &[
+                "deliver-revocation",
+                "--ceremony",
+                &ceremony,
+                "--revocation",
+                &path(file),
+            ],
+        )
+    };
+
+    // Forged: signed by a key that is not an approver of the key.
+    approver_keygen(&path("outsider.hex"));
+    let out = revoke(&path("outsider.hex"), "forged.json");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = deliver("forged.json");
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("reached 0 of 5") && said.contains("PermissionDenied"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("not an approver of this key").count(),
+        5,
+        "{said}"
+    );
+    for (target, quorum) in &quorums {
+        sign_share_on(&net, target, quorum, token.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{target} refused the token: {e:?}"));
+    }
+
+    // Revoked by the key's approver: every node refuses the token from then on.
+    let approver = net.approver_key_file.display().to_string();
+    let out = revoke(&approver, "revocation.json");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = deliver("revocation.json");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("revoked on all 5 node(s)"),
+        "{}",
+        text(&out)
+    );
+    let out = deliver("revocation.json");
+    assert!(text(&out).contains("already revoked"), "{}", text(&out));
+    for (target, quorum) in &quorums {
+        let err = sign_share_on(&net, target, quorum, token.clone())
+            .await
+            .expect_err(target);
+        assert_eq!(err.code(), Code::FailedPrecondition, "{target}: {err:?}");
+        assert!(err.message().contains("revoked"), "{target}: {err:?}");
+    }
+    for (target, _) in &quorums {
+        let records = audit_records(&net, target).await;
+        let has = |event: &str| {
+            records
+                .iter()
+                .any(|r| r.event == event && r.approval_token_id == token_id)
+        };
+        assert!(has("approval_revoked"), "{target}");
+        assert!(has("sign_refused"), "{target}");
+        assert!(
+            records.iter().any(|r| r.event == "revocation_refused"),
+            "{target}"
+        );
+    }
+    // Durable: a restarted node still refuses it.
+    net.kill_node("node-3").await.unwrap();
+    net.start_node("node-3").await.unwrap();
+    let err = sign_share_on(&net, "node-3", &quorums[2].1, token.clone())
+        .await
+        .expect_err("node-3 honours a revoked token after a restart");
+    assert!(err.message().contains("revoked"), "{err:?}");
+}
+
+/// A revocation delivered while one node is down: the four that answer store it
+/// and refuse the token at once, the command fails naming the stopped node (and
+/// only it), and a rerun once it is back completes, the four answering "already
+/// revoked". Tokens are made for outages, so an outage must not hold up their
+/// revocation on the nodes that are up.
+#[tokio::test]
+async fn a_revocation_reaches_the_nodes_that_are_up_and_a_rerun_the_rest() {
+    let mut net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let revocation = work.path().join("revocation.json").display().to_string();
+    let ceremony = net.ceremony_file.display().to_string();
+    let token = net.approve(EU_KEY, 600, "eu outage").unwrap();
+    let token_id = quorate_keys::approval::ApprovalToken::decode(&token)
+        .unwrap()
+        .approval
+        .token_id;
+    let approver = net.approver_key_file.display().to_string();
+    let out = run(
+        "quorate-ceremony",
+        &[
+            "revoke",
+            "--approver-key",
+            &approver,
+            "--key-id",
+            EU_KEY,
+            "--token-id",
+            &token_id,
+            "--out",
+            &revocation,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let deliver = || {
+        run(
+            "quorate-ceremony",
+            &[
+                "deliver-revocation",
+                "--ceremony",
+                &ceremony,
+                "--revocation",
+                &revocation,
+            ],
+        )
+    };
+
+    net.kill_node("node-3").await.unwrap();
+    let out = deliver();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("reached 4 of 5 node(s) [node-1, node-2, node-4, node-5]"),
+        "{said}"
+    );
+    assert!(said.contains("\n  - node-3 ("), "{said}");
+    for up in ["node-1", "node-2", "node-4", "node-5"] {
+        assert!(!said.contains(&format!("\n  - {up} (")), "{said}");
+    }
+    let quorums: [(&str, [&str; 3]); 4] = [
+        ("node-1", ["node-1", "node-4", "node-5"]),
+        ("node-2", ["node-2", "node-4", "node-5"]),
+        ("node-4", ["node-1", "node-4", "node-5"]),
+        ("node-5", ["node-1", "node-4", "node-5"]),
+    ];
+    for (target, quorum) in &quorums {
+        let err = sign_share_on(&net, target, quorum, token.clone())
+            .await
+            .expect_err(target);
+        assert_eq!(err.code(), Code::FailedPrecondition, "{target}: {err:?}");
+        assert!(err.message().contains("revoked"), "{target}: {err:?}");
+    }
+
+    net.start_node("node-3").await.unwrap();
+    let out = deliver();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("node-3: revoked\n"), "{said}");
+    for up in ["node-1", "node-2", "node-4", "node-5"] {
+        assert!(said.contains(&format!("{up}: already revoked")), "{said}");
+    }
+    assert!(said.contains("revoked on all 5 node(s)"), "{said}");
+    let err = sign_share_on(&net, "node-3", &["node-3", "node-4", "node-5"], token)
+        .await
+        .expect_err("node-3 honours the token after the rerun");
+    assert!(err.message().contains("revoked"), "{err:?}");
+}
+
+/// A token no revocation could name: `approve` refuses to make one (exit 64), and a
+/// node refuses one signed by the key's own approver (`FAILED_PRECONDITION`), so
+/// every token a node honours can be revoked.
+#[tokio::test]
+async fn a_token_whose_id_cannot_be_revoked_is_neither_made_nor_honoured() {
+    let net = start_default().await;
+    let work = tempfile::tempdir().unwrap();
+    let approver_file = net.approver_key_file.display().to_string();
+    for bad in ["", "has space", &"x".repeat(129)] {
+        let out = work.path().join(format!("token-{}", bad.len()));
+        let said = run(
+            "quorate-ceremony",
+            &[
+                "approve",
+                "--approver-key",
+                &approver_file,
+                "--key-id",
+                EU_KEY,
+                "--valid-for",
+                "1h",
+                "--reason",
+                "outage",
+                "--token-id",
+                bad,
+                "--out",
+                &out.display().to_string(),
+            ],
+        );
+        assert_eq!(said.status.code(), Some(64), "{bad:?}: {}", text(&said));
+        assert!(text(&said).contains("--token-id"), "{}", text(&said));
+        assert!(!out.exists(), "{bad:?}");
+    }
+    let approver =
+        ApproverKey::from_hex(&std::fs::read_to_string(&net.approver_key_file).unwrap()).unwrap();
+    for bad in ["", "has space", &"x".repeat(129)] {
+        let token = approver.sign(&Approval {
+            token_id: bad.into(),
+            key_id: EU_KEY.into(),
+            scope: SCOPE_OUT_OF_POLICY_QUORUM.into(),
+            not_before: unix_now() - 10,
+            not_after: unix_now() + 600,
+            reason: "outage".into(),
+            client: None,
+            message_sha256: None,
+        });
+        let err = sign_share_on(&net, "node-1", &["node-1", "node-4", "node-5"], token)
+            .await
+            .expect_err(bad);
+        assert_eq!(err.code(), Code::FailedPrecondition, "{bad:?}: {err:?}");
+        assert!(err.message().contains("token id"), "{bad:?}: {err:?}");
+    }
 }

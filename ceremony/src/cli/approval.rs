@@ -1,5 +1,6 @@
-//! `quorate-ceremony approver keygen` and `approve`: approver keys and the approval
-//! tokens that let an out-of-policy quorum sign one key for a limited time.
+//! `quorate-ceremony approver keygen`, `approve`, `cosign`, `revoke` and
+//! `deliver-revocation`: approver keys, the approval tokens that let an
+//! out-of-policy quorum sign one key for a limited time, and their revocation.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,87 @@ pub(super) struct CosignArgs {
     /// exist yet.
     #[arg(long, value_name = "FILE")]
     pub(super) out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RevokeArgs {
+    /// The approver's secret key file (from `approver keygen`); the key's policy
+    /// must list its public key.
+    #[arg(long, value_name = "FILE")]
+    pub(super) approver_key: PathBuf,
+    /// The key the token applies to.
+    #[arg(long, value_name = "ID")]
+    pub(super) key_id: String,
+    /// The id of the token to revoke (as `approve` printed it, or
+    /// `approval_token_id` in the audit log).
+    #[arg(long, value_name = "ID")]
+    pub(super) token_id: String,
+    /// Where to write the revocation; must not exist yet.
+    #[arg(long, value_name = "FILE")]
+    pub(super) out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct DeliverRevocationArgs {
+    /// Ceremony file (TOML) listing every node of the key.
+    #[arg(long, value_name = "FILE")]
+    pub(super) ceremony: PathBuf,
+    /// The revocation (from `revoke`).
+    #[arg(long, value_name = "FILE")]
+    pub(super) revocation: PathBuf,
+}
+
+/// Runs `revoke`: signs a revocation of a token (offline; `deliver-revocation`
+/// takes it to the nodes).
+pub(super) fn revoke(args: RevokeArgs) -> Result<(), CliError> {
+    quorate_wire::validate_key_id(&args.key_id).map_err(CliError::Usage)?;
+    approval::validate_token_id(&args.token_id)
+        .map_err(|e| CliError::Usage(format!("--token-id: {e}")))?;
+    if args.out.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists",
+            args.out.display()
+        )));
+    }
+    let secret = std::fs::read_to_string(&args.approver_key).map_err(|source| CliError::Read {
+        path: args.approver_key.clone(),
+        source,
+    })?;
+    let key = ApproverKey::from_hex(&secret).map_err(CliError::Usage)?;
+    let signed = quorate_keys::revocation::sign(&key, &args.key_id, &args.token_id);
+    write_new_private(&args.out, &String::from_utf8_lossy(&signed))?;
+    println!(
+        "revocation of approval {} for key {} by approver {}: {}",
+        args.token_id,
+        args.key_id,
+        hex::encode(key.public_key()),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Runs `deliver-revocation`: every node of the ceremony file stores the
+/// revocation and refuses the token from then on.
+pub(super) fn deliver_revocation(args: DeliverRevocationArgs) -> Result<(), CliError> {
+    let revocation = std::fs::read(&args.revocation).map_err(|source| CliError::Read {
+        path: args.revocation.clone(),
+        source,
+    })?;
+    let file = crate::ceremony_file::CeremonyFile::load(&args.ceremony)?;
+    let delivered =
+        super::common::runtime()?.block_on(crate::revoke::deliver(&file, &revocation))?;
+    for (node, newly) in &delivered.nodes {
+        println!(
+            "{node}: {}",
+            if *newly { "revoked" } else { "already revoked" }
+        );
+    }
+    println!(
+        "the token is revoked on all {} node(s) of key {}",
+        delivered.nodes.len(),
+        delivered.key_id
+    );
+    Ok(())
 }
 
 /// Runs `approver keygen`.
@@ -137,6 +219,9 @@ pub(super) fn approve(args: ApproveArgs) -> Result<(), CliError> {
             })
         })
         .transpose()?;
+    if let Some(id) = &args.token_id {
+        approval::validate_token_id(id).map_err(|e| CliError::Usage(format!("--token-id: {e}")))?;
+    }
     let now = approval::unix_now();
     let token_id = args.token_id.unwrap_or_else(|| {
         let mut id = [0u8; 8];

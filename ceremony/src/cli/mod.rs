@@ -1,5 +1,5 @@
 //! The `quorate-ceremony` command line: the clap types and one file per command
-//! group ([`pki`](self) init/issue, import, approver/approve, audit, escrow, and the
+//! group ([`pki`](self) init/issue, import, approver/approve/revoke, audit, escrow, and the
 //! key ceremonies dkg/refresh/repair/transcript). The binary parses a [`Cli`],
 //! calls [`run`] and maps a [`CliError`] to its exit code; everything else is here,
 //! so tests can drive it in-process.
@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 pub use error::CliError;
 
-use approval::{ApproveArgs, ApproverCommand, CosignArgs};
+use approval::{ApproveArgs, ApproverCommand, CosignArgs, DeliverRevocationArgs, RevokeArgs};
 use audit::AuditCommand;
 use escrow::EscrowCommand;
 use import::ImportArgs;
@@ -64,6 +64,15 @@ enum Command {
     /// for a key whose policy needs several approvers (`approvals_required`). Each
     /// approver signs the same payload; pass the file on to the next one.
     Cosign(CosignArgs),
+    /// Sign a revocation of an approval token before it expires (offline, with one
+    /// approver's key: any one approver the key's policy lists may revoke). Deliver
+    /// it with `deliver-revocation`.
+    Revoke(RevokeArgs),
+    /// Deliver a revocation to every node of the key: each checks it is signed by an
+    /// approver of the key, stores it, records it in its audit log and refuses the
+    /// token from then on. Fails naming every node that did not store it; running
+    /// it again is harmless.
+    DeliverRevocation(DeliverRevocationArgs),
     /// Audit logs of nodes.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -100,6 +109,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Approver(command) => approval::approver(command),
         Command::Approve(args) => approval::approve(args),
         Command::Cosign(args) => approval::cosign(args),
+        Command::Revoke(args) => approval::revoke(args),
+        Command::DeliverRevocation(args) => approval::deliver_revocation(args),
         Command::Audit(command) => audit::run(command),
         Command::Escrow(command) => escrow::run(command),
         Command::Dkg(args) => keygen::dkg(args),

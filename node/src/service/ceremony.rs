@@ -1,5 +1,6 @@
 //! The `Ceremony` gRPC service, for the ceremony tool: `GetInfo`, `GetManifest`,
-//! `InstallKey`, `EscrowSplit`, and this node's side of DKG, refresh and repair.
+//! `InstallKey`, `EscrowSplit`, `RevokeApproval`, and this node's side of DKG,
+//! refresh and repair.
 //!
 //! An adapter only: it checks the caller's role and hands the request to the node's
 //! state, [`crate::escrow`] or the ceremony steps in [`crate::ceremony`]. Invariant:
@@ -162,6 +163,20 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
             req.into_inner(),
             &caller.spiffe_id(),
         )?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_approval(
+        &self,
+        req: Request<pb::RevokeApprovalRequest>,
+    ) -> Result<Response<pb::RevokeApprovalResponse>, Status> {
+        let caller = self.authorize(&req)?.spiffe_id();
+        // A store flush and an audit fsync: keep them off the async workers.
+        let state = Arc::clone(&self.state);
+        let revocation = req.into_inner().revocation;
+        let result = run_blocking(move || state.revoke_approval(&revocation, &caller)).await?;
+        self.state.metrics.request("RevokeApproval", &result);
+        Ok(Response::new(result?))
     }
 
     async fn repair_start(

@@ -191,6 +191,22 @@ pub(crate) fn record_share(
         let verified = approval::check(token, &req.key_id, policy, &client_id, &message_digest)
             .map(|a| a.token_id);
         match verified {
+            // A revoked token is refused like any other, and its record names it.
+            Ok(token_id) if state.is_revoked(&req.key_id, &token_id) => {
+                state.metrics.policy_denial("approval_revoked");
+                let refused = NodeError::ApprovalRefused {
+                    violation: violation.to_string(),
+                    reason: format!("approval token {token_id:?} was revoked by an approver"),
+                };
+                let record = AuditRecord {
+                    approval_token_id: token_id,
+                    ..refusal(refused.to_string())
+                };
+                return Ok(Recorded {
+                    pending: state.audit.insert(record)?,
+                    answer: Err(refused),
+                });
+            }
             Ok(token_id) => approval_token_id = token_id,
             Err(e) => {
                 return refuse(

@@ -26,6 +26,30 @@ pub const MAX_VALIDITY_SECS: u64 = 7 * 24 * 3600;
 /// Largest encoded token accepted.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 const SIGNING_CONTEXT: &[u8] = b"quorate-approval/1\n";
+/// Longest token id: one a revocation can name and an audit record carry.
+pub const MAX_TOKEN_ID_LEN: usize = 128;
+
+/// Checks a token id: 1..=[`MAX_TOKEN_ID_LEN`] characters of `[A-Za-z0-9._:-]`, so
+/// that every token can be revoked by id and its id reads plainly in audit logs.
+/// `approve` refuses another id, nodes refuse a token with one and a revocation
+/// names one.
+pub fn validate_token_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_TOKEN_ID_LEN {
+        return Err(format!(
+            "token id must be 1..={MAX_TOKEN_ID_LEN} characters, not {}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(format!(
+            "token id may hold only A-Z a-z 0-9 . _ : - (not {c:?})"
+        ));
+    }
+    Ok(())
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +177,10 @@ pub enum ApprovalError {
         /// Approvers the policy requires.
         need: usize,
     },
+    /// A token id that is empty, too long or holds other characters (it could not
+    /// be revoked).
+    #[error("approval token id is not valid: {0}")]
+    BadTokenId(String),
     /// Validity window too long or empty.
     #[error("approval token validity window must be 1..={MAX_VALIDITY_SECS} seconds")]
     BadWindow,
@@ -231,6 +259,7 @@ impl ApprovalToken {
             });
         }
         let a = &self.approval;
+        validate_token_id(&a.token_id).map_err(ApprovalError::BadTokenId)?;
         if a.key_id != key_id {
             return Err(ApprovalError::WrongKey {
                 token_key: a.key_id.clone(),
@@ -307,6 +336,11 @@ impl ApproverKey {
     /// The public key policies list.
     pub fn public_key(&self) -> [u8; 32] {
         self.0.verifying_key().to_bytes()
+    }
+
+    /// Signs `message` (already domain-separated by the caller).
+    pub(crate) fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
     }
 
     /// Signs `approval` into an encoded token.
@@ -405,6 +439,37 @@ mod tests {
         let old = r#"{"token_id":"t","key_id":"k","scope":"out-of-policy-quorum","not_before":1,"not_after":2,"reason":"r"}"#;
         let parsed: Approval = serde_json::from_str(old).unwrap();
         assert_eq!((parsed.client, parsed.message_sha256), (None, None));
+    }
+
+    #[test]
+    fn a_token_whose_id_no_revocation_could_name_is_refused() {
+        let approver = ApproverKey::generate();
+        let approvers = [approver.public_key()];
+        for bad in [
+            String::new(),
+            "x".repeat(MAX_TOKEN_ID_LEN + 1),
+            "appr 1".into(),
+            "appr/1".into(),
+            "appr-é".into(),
+        ] {
+            assert!(validate_token_id(&bad).is_err(), "{bad:?}");
+            let token = approver.sign(&Approval {
+                token_id: bad.clone(),
+                ..approval("k", 100, 200)
+            });
+            let t = ApprovalToken::decode(&token).unwrap();
+            assert!(
+                matches!(
+                    t.verify("k", &approvers, 1, 150),
+                    Err(ApprovalError::BadTokenId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        for good in ["t-1", "appr-5f0c2a9e41d7b386", "a.b_c:d-E9"] {
+            assert!(validate_token_id(good).is_ok(), "{good:?}");
+        }
+        assert!(validate_token_id(&"x".repeat(MAX_TOKEN_ID_LEN)).is_ok());
     }
 
     #[test]

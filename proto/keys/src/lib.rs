@@ -1,7 +1,8 @@
 //! The rules of a Quorate key, shared by everyone who must agree on them: the
 //! [`manifest`] (a key's public description, byte-identical on every participant),
 //! the escrow [`custodians`] fixed in it, its sovereignty and access [`policy`],
-//! compliance [`approval`] tokens for an out-of-policy quorum, and the [`audit`] record format with its hash chain, the
+//! compliance [`approval`] tokens for an out-of-policy quorum and their
+//! [`revocation`]s, and the [`audit`] record format with its hash chain, the
 //! [`merkle`] tree over a node's audit log (RFC 9162) and its signed
 //! [`checkpoint`]s (C2SP signed notes) with witnesses'
 //! [`cosignature`]s.
@@ -18,3 +19,4 @@ pub mod custodians;
 pub mod manifest;
 pub mod merkle;
 pub mod policy;
+pub mod revocation;

@@ -58,6 +58,7 @@ each_target!(
     frost_public_key,
     key_manifest,
     approval_token,
+    approval_revocation,
     escrow_part,
     audit_record,
     audit_checkpoint,

@@ -240,6 +240,14 @@ fn escrow_part_files_round_trip() {
     }
 }
 
+fn token_id(rng: &mut ChaCha8Rng) -> String {
+    const ALLOWED: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-";
+    let n = rng.gen_range(1..=quorate_keys::approval::MAX_TOKEN_ID_LEN);
+    (0..n)
+        .map(|_| char::from(ALLOWED[rng.gen_range(0..ALLOWED.len())]))
+        .collect()
+}
+
 #[test]
 fn approval_tokens_round_trip_and_verify() {
     let mut rng = seeded("approval tokens");
@@ -247,7 +255,8 @@ fn approval_tokens_round_trip_and_verify() {
     for _ in 0..cases(256) {
         let not_before = rng.gen_range(0..u64::from(u32::MAX));
         let approval = Approval {
-            token_id: text(&mut rng, 20),
+            // Token ids are 1..=128 characters of [A-Za-z0-9._:-]: any such id.
+            token_id: token_id(&mut rng),
             key_id: "key-1".into(),
             scope: SCOPE_OUT_OF_POLICY_QUORUM.into(),
             not_before,

@@ -44,6 +44,20 @@ impl LocalNetwork {
         self.wait_node_ready(i).await
     }
 
+    /// Sets `[audit] accept_unverified_log = true` in a node's config, for its next
+    /// start: it then loads its stored keys although its audit log is missing,
+    /// empty or altered (which it records), instead of refusing to start.
+    pub fn accept_unverified_log(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.node_index(id)?;
+        let path = self.nodes[i].config_path.clone();
+        let mut text = std::fs::read_to_string(&path)?;
+        if !text.contains("\n[audit]") {
+            text.push_str("\n[audit]\naccept_unverified_log = true\n");
+        }
+        std::fs::write(&path, text)?;
+        Ok(())
+    }
+
     /// Destroys a node's state, as losing its region would: kills it, deletes its
     /// store, and starts it again empty (same identity, certificate and KEK).
     pub async fn wipe_node(&mut self, id: &str) -> anyhow::Result<()> {

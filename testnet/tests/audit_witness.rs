@@ -229,6 +229,9 @@ async fn doctored_logs_are_reported_by_their_witnesses_within_seconds_and_fail_a
     write_lines(&path, &lines);
     let (path, _) = log_lines(&net, "node-3");
     std::fs::remove_file(&path).unwrap();
+    // A node whose store holds keys refuses to start without its log unless its
+    // operator says so (audit_history tests the refusal): here the operator does.
+    net.accept_unverified_log("node-3").unwrap();
     for node in ["node-1", "node-2", "node-3"] {
         assert_eq!(
             inconsistent(&net, "node-4", node).await,
@@ -261,8 +264,12 @@ async fn doctored_logs_are_reported_by_their_witnesses_within_seconds_and_fail_a
     ] {
         let log = witnessed(&net, "node-5", node).await;
         let evidence: serde_json::Value = serde_json::from_slice(&log.evidence).unwrap();
+        let reason = evidence["reason"].as_str().unwrap();
+        // node-2's rewritten record 2 is a key's activation: at its restart the
+        // node records the key as loaded without one, so its log may have grown
+        // past the cosigned size by the time a witness looks.
         assert!(
-            evidence["reason"].as_str().unwrap().contains(says),
+            reason.contains(says) || node == "node-2" && reason.contains("does not extend"),
             "{node}: {evidence}"
         );
         assert!(evidence["cosigned"]

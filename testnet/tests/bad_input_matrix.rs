@@ -1265,7 +1265,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
     }
     // Every RPC has rows.
     let covered: BTreeSet<&str> = rows.iter().map(|r| r.rpc.name()).collect();
-    assert_eq!(covered.len(), 17, "{covered:?}");
+    assert_eq!(covered.len(), 18, "{covered:?}");
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::audit_log::{log_lines, rewrite_and_rechain, sign, write_lines};
 use common::{bin_dir, start_default, DEADLINE};
-use quorate_keys::audit::{verify_chain, AuditRecord};
 use quorate_keys::checkpoint::Checkpoint;
 use quorate_keys::cosignature::WitnessVerifier;
 use quorate_node::metrics::WITNESS_INCONSISTENT;
@@ -121,57 +120,6 @@ async fn inconsistent(net: &LocalNetwork, witness: &str, node: &str) -> Option<f
         .await
         .ok()?;
     quorate_transport::metrics::sample(&text, &format!("{WITNESS_INCONSISTENT}{{peer=\"{node}\"}}"))
-}
-
-fn log_lines(net: &LocalNetwork, node_id: &str) -> (std::path::PathBuf, Vec<String>) {
-    let path = quorate_node::audit::log_path(&net.node(node_id).unwrap().data_dir);
-    let text = std::fs::read_to_string(&path).unwrap();
-    (path, text.lines().map(str::to_string).collect())
-}
-
-fn write_lines(path: &Path, lines: &[String]) {
-    std::fs::write(path, lines.join("\n") + "\n").unwrap();
-}
-
-/// Changes record `at` and seals it and every later record again, so the hash
-/// chain checks: what an operator who rewrites history would do.
-fn rewrite_and_rechain(lines: &mut [String], at: usize) {
-    let mut records: Vec<AuditRecord> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    records[at].detail = "nothing happened here".into();
-    for i in at..records.len() {
-        let prev = if i == 0 {
-            quorate_keys::audit::GENESIS_HASH.to_string()
-        } else {
-            records[i - 1].hash.clone()
-        };
-        records[i] = records[i].clone().seal(i as u64, &prev);
-    }
-    for (line, record) in lines.iter_mut().zip(&records) {
-        *line = serde_json::to_string(record).unwrap();
-    }
-    let chain = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64, l.clone().into_bytes()));
-    assert!(verify_chain(chain).is_ok(), "the rewritten chain checks");
-}
-
-async fn sign(net: &LocalNetwork, tag: &str, n: usize) {
-    let client = net.client().await.unwrap();
-    for i in 0..n {
-        client
-            .sign(
-                "demo-ed25519",
-                format!("{tag}{i}").as_bytes(),
-                None,
-                DEADLINE,
-            )
-            .await
-            .unwrap();
-    }
 }
 
 #[tokio::test]

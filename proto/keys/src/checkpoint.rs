@@ -111,16 +111,66 @@ impl Checkpoint {
 }
 
 fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    note_key_id(name, ED25519_TYPE, public)
+}
+
+/// A signed-note key id: the first 4 bytes of
+/// `SHA-256(key name || 0x0A || signature type || public key)`.
+pub(crate) fn note_key_id(name: &str, signature_type: u8, public: &[u8; 32]) -> [u8; 4] {
     let mut buf = Vec::with_capacity(name.len() + 34);
     buf.extend_from_slice(name.as_bytes());
     buf.push(b'\n');
-    buf.push(ED25519_TYPE);
+    buf.push(signature_type);
     buf.extend_from_slice(public);
     let h = quorate_wire::sha256(&buf);
     [h[0], h[1], h[2], h[3]]
 }
 
-fn valid_name(name: &str) -> bool {
+/// Parses a signed-note verifier key `<name>+<hex key id>+<base64(type || key)>`
+/// of signature type `signature_type` (described as `kind` in errors): its name,
+/// key id and Ed25519 key. A small-order key is refused: under one anyone can make
+/// a signature that verifies (and a signer could disown its own).
+pub(crate) fn parse_verifier_key(
+    vkey: &str,
+    signature_type: u8,
+    kind: &str,
+) -> Result<(String, [u8; 4], VerifyingKey), CheckpointError> {
+    let bad = |m: &str| CheckpointError::BadKey(m.to_string());
+    // The base64 key may hold '+' itself: only the first two separate.
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("expected <name>+<key id>+<key>"));
+    };
+    if !valid_name(name) {
+        return Err(bad("invalid key name"));
+    }
+    let not_kind = || {
+        bad(&format!(
+            "not {kind} (type {signature_type:#04x}, 32 bytes)"
+        ))
+    };
+    let typed = B64.decode(key).map_err(|_| bad("key is not base64"))?;
+    let Some((&found, rest)) = typed.split_first() else {
+        return Err(not_kind());
+    };
+    let Ok(public) = <[u8; 32]>::try_from(rest) else {
+        return Err(not_kind());
+    };
+    if found != signature_type {
+        return Err(not_kind());
+    }
+    let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an Ed25519 point"))?;
+    if key.is_weak() {
+        return Err(bad("a small-order Ed25519 key"));
+    }
+    let expected = note_key_id(name, signature_type, &public);
+    if hex::decode(id).ok().as_deref() != Some(&expected[..]) {
+        return Err(bad("key id does not match the key"));
+    }
+    Ok((name.to_string(), expected, key))
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .chars()
@@ -191,37 +241,8 @@ pub struct LogVerifier {
 impl LogVerifier {
     /// Parses a verifier key as [`LogSigner::verifier_key`] writes it.
     pub fn parse(vkey: &str) -> Result<Self, CheckpointError> {
-        let bad = |m: &str| CheckpointError::BadKey(m.to_string());
-        // The base64 key may hold '+' itself: only the first two separate.
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected <name>+<key id>+<key>"));
-        };
-        if !valid_name(name) {
-            return Err(bad("invalid key name"));
-        }
-        let typed = B64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let Some((&ED25519_TYPE, rest)) = typed.split_first() else {
-            return Err(bad("not an Ed25519 key (type 0x01, 32 bytes)"));
-        };
-        let Ok(public) = <[u8; 32]>::try_from(rest) else {
-            return Err(bad("not an Ed25519 key (type 0x01, 32 bytes)"));
-        };
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an Ed25519 point"))?;
-        // Under a small-order key anyone can make a signature that verifies, and
-        // the node could disown its own checkpoints.
-        if key.is_weak() {
-            return Err(bad("a small-order Ed25519 key"));
-        }
-        let expected = key_id(name, &public);
-        if hex::decode(id).ok().as_deref() != Some(&expected[..]) {
-            return Err(bad("key id does not match the key"));
-        }
-        Ok(Self {
-            name: name.to_string(),
-            id: expected,
-            key,
-        })
+        let (name, id, key) = parse_verifier_key(vkey, ED25519_TYPE, "an Ed25519 key")?;
+        Ok(Self { name, id, key })
     }
 
     /// The key's name (a log key is named by its log's origin).

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
-use crate::checkpoint::CheckpointError;
+use crate::checkpoint::{note_key_id, parse_verifier_key, valid_name, CheckpointError};
 
 /// The statement kind under which a node attests its witness verifier key.
 pub const WITNESS_KEY_STATEMENT: &str = "audit-witness-key";
@@ -39,20 +39,7 @@ pub fn witness_name(trust_domain: &str, node_id: &str) -> String {
 }
 
 fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    let mut buf = Vec::with_capacity(name.len() + 34);
-    buf.extend_from_slice(name.as_bytes());
-    buf.push(b'\n');
-    buf.push(COSIGNATURE_TYPE);
-    buf.extend_from_slice(public);
-    let h = quorate_wire::sha256(&buf);
-    [h[0], h[1], h[2], h[3]]
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    note_key_id(name, COSIGNATURE_TYPE, public)
 }
 
 /// The message a cosignature signs: the header and the checkpoint's note text.
@@ -147,35 +134,8 @@ pub struct WitnessVerifier {
 impl WitnessVerifier {
     /// Parses a verifier key as [`WitnessSigner::verifier_key`] writes it.
     pub fn parse(vkey: &str) -> Result<Self, CheckpointError> {
-        let bad = |m: &str| CheckpointError::BadKey(m.to_string());
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected <name>+<key id>+<key>"));
-        };
-        if !valid_name(name) {
-            return Err(bad("invalid key name"));
-        }
-        let typed = B64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let Some((&COSIGNATURE_TYPE, rest)) = typed.split_first() else {
-            return Err(bad("not a cosignature key (type 0x04, 32 bytes)"));
-        };
-        let Ok(public) = <[u8; 32]>::try_from(rest) else {
-            return Err(bad("not a cosignature key (type 0x04, 32 bytes)"));
-        };
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an Ed25519 point"))?;
-        // Under a small-order key anyone could make a cosignature that verifies.
-        if key.is_weak() {
-            return Err(bad("a small-order Ed25519 key"));
-        }
-        let expected = key_id(name, &public);
-        if hex::decode(id).ok().as_deref() != Some(&expected[..]) {
-            return Err(bad("key id does not match the key"));
-        }
-        Ok(Self {
-            name: name.to_string(),
-            id: expected,
-            key,
-        })
+        let (name, id, key) = parse_verifier_key(vkey, COSIGNATURE_TYPE, "a cosignature key")?;
+        Ok(Self { name, id, key })
     }
 
     /// The witness's key name.

@@ -369,7 +369,8 @@ async fn served_checkpoints_and_proofs_match_an_independent_rfc9162_and_signed_n
 
 /// `audit export`: after the same verification as `audit verify`, payload-free
 /// lines whose leaf hashes are the served records' and whose inclusion proofs are
-/// RFC 9162's PATH (computed here independently) under the signed checkpoint's root.
+/// RFC 9162's PATH (computed here independently) under the signed checkpoint's root,
+/// which is also the root another region's witness cosigned.
 #[tokio::test]
 async fn exported_lines_carry_no_payload_and_their_inclusion_proofs_match_rfc9162() {
     let mut net = start_default().await;
@@ -418,6 +419,10 @@ async fn exported_lines_carry_no_payload_and_their_inclusion_proofs_match_rfc916
     let covered = &served[..size];
     assert_eq!(checkpoint["root"], hex::encode(rfc9162::mth(covered)));
     assert_eq!(lines.len(), size + 1);
+    // The same root is what another region witnessed: node-2's cosignature of
+    // node-1's checkpoint of `size` records, checked by hand.
+    let witnessed_root = witnessed_root(&net, "node-2", "node-1", size as u64).await;
+    assert_eq!(checkpoint["root"], hex::encode(witnessed_root));
     let allowed = [
         "format",
         "kind",
@@ -524,6 +529,86 @@ async fn a_share_record_blaming_another_client_fails_the_intent_check() {
         "{}",
         show(&out)
     );
+}
+
+/// The root of `node`'s checkpoint of `size` records as `witness` cosigned it,
+/// waited for (the testnet's witnesses check every second) and read by hand from
+/// the C2SP specs with ed25519-dalek, none of the code under test but the
+/// statement check of the witness key's attestation: the witness key
+/// (`<name>+<hex key id>+<base64(0x04 || key)>`), its key id, and the cosignature
+/// line `— <name> base64(key id || u64 time || signature)` over
+/// `cosignature/v1\ntime <time>\n` and the note's text.
+async fn witnessed_root(net: &LocalNetwork, witness: &str, node: &str, size: u64) -> [u8; 32] {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    use quorate_wire::pb;
+    use sha2::Digest as _;
+
+    let tls = net.issue(Role::Auditor, "auditor").unwrap();
+    let channel = tls
+        .load()
+        .unwrap()
+        .node_channel(
+            &net.node(witness).unwrap().endpoint,
+            witness,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+    let mut audit = pb::audit_client::AuditClient::new(channel);
+    let started = std::time::Instant::now();
+    let (attestation, note) = loop {
+        let served = audit
+            .get_witnessed(pb::GetWitnessedRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let log = served.logs.iter().find(|l| l.node_id == node).unwrap();
+        let note = String::from_utf8(log.cosigned.clone()).unwrap();
+        if note.split('\n').nth(1) == Some(size.to_string().as_str()) {
+            break (served.witness_key.unwrap(), note);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{witness} did not cosign {node}'s checkpoint of {size} records: {note}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let ca = std::fs::read(&tls.ca).unwrap();
+    let trust_domain = net.spec.trust_domain.clone();
+    quorate_transport::attest::StatementVerifier::from_pem(&ca, &trust_domain)
+        .unwrap()
+        .verify(&attestation, "audit-witness-key", witness)
+        .unwrap();
+    let vkey = String::from_utf8(attestation.body).unwrap();
+    let mut parts = vkey.splitn(3, '+');
+    let (name, id_hex, key_b64) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    assert_eq!(name, format!("{trust_domain}/quorate-witness/{witness}"));
+    let typed = B64.decode(key_b64).unwrap();
+    assert_eq!(typed[0], 0x04, "a cosignature key");
+    let key_id = &sha2::Sha256::digest([name.as_bytes(), b"\n", &typed].concat())[..4];
+    assert_eq!(id_hex, hex::encode(key_id));
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&typed[1..].try_into().unwrap()).unwrap();
+    let (text, signature_lines) = note.split_once("\n\n").unwrap();
+    let text = format!("{text}\n");
+    let blob = signature_lines
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("\u{2014} {name} ")))
+        .map(|s| B64.decode(s).unwrap())
+        .expect("the witness's cosignature line");
+    assert_eq!(&blob[..4], key_id);
+    let time = u64::from_be_bytes(blob[4..12].try_into().unwrap());
+    let signature = ed25519_dalek::Signature::from_slice(&blob[12..]).unwrap();
+    let message = format!("cosignature/v1\ntime {time}\n{text}");
+    public.verify(message.as_bytes(), &signature).unwrap();
+    B64.decode(text.lines().nth(2).unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 /// `audit verify` of all five nodes at once (no state file: each log is a first

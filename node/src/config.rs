@@ -264,7 +264,7 @@ impl NodeConfig {
         Ok(keks)
     }
 
-    fn validate(file: NodeConfigFile, keks: Vec<KekProvider>) -> Result<Self, NodeError> {
+    fn validate(mut file: NodeConfigFile, keks: Vec<KekProvider>) -> Result<Self, NodeError> {
         let expected = PeerIdentity::new(&file.trust_domain, Role::Node, &file.node_id)
             .map_err(|e| config_err(format!("node_id/trust_domain: {e}")))?;
         for (name, value) in [
@@ -286,7 +286,7 @@ impl NodeConfig {
                 "nonces.max_outstanding and nonces.ttl_secs must be > 0",
             ));
         }
-        validate_witness(&file)?;
+        validate_witness(&mut file)?;
         let tls = file.tls.load().map_err(|e| config_err(e.to_string()))?;
         if tls.identity() != &expected {
             return Err(config_err(format!(
@@ -327,10 +327,12 @@ impl NodeConfig {
     }
 }
 
-/// Witnessed peers: valid node ids other than this node's, each once, at
-/// `https://` endpoints (checkpoints are fetched over mTLS pinned to the peer), and
-/// a non-zero interval.
-fn validate_witness(file: &NodeConfigFile) -> Result<(), NodeError> {
+/// Witnessed peers: valid node ids, each once, at `https://` endpoints
+/// (checkpoints are fetched over mTLS pinned to the peer), and a non-zero interval.
+/// This node itself, if listed, is dropped: every region's node can then share one
+/// list of all the nodes (as the Kubernetes base config does), each witnessing the
+/// others.
+fn validate_witness(file: &mut NodeConfigFile) -> Result<(), NodeError> {
     let witness = &file.witness;
     if witness.interval_ms == 0 {
         return Err(config_err("witness.interval_ms must be > 0"));
@@ -339,12 +341,6 @@ fn validate_witness(file: &NodeConfigFile) -> Result<(), NodeError> {
     for peer in &witness.peers {
         PeerIdentity::new(&file.trust_domain, Role::Node, &peer.node_id)
             .map_err(|e| config_err(format!("witness.peers node_id {:?}: {e}", peer.node_id)))?;
-        if peer.node_id == file.node_id {
-            return Err(config_err(format!(
-                "witness.peers names this node ({:?}) itself",
-                peer.node_id
-            )));
-        }
         if !seen.insert(peer.node_id.as_str()) {
             return Err(config_err(format!(
                 "witness.peers names {:?} twice",
@@ -358,6 +354,8 @@ fn validate_witness(file: &NodeConfigFile) -> Result<(), NodeError> {
             )));
         }
     }
+    let own = file.node_id.clone();
+    file.witness.peers.retain(|p| p.node_id != own);
     Ok(())
 }
 
@@ -461,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn witness_peers_are_other_nodes_once_each_at_https_endpoints() {
+    fn witness_peers_are_nodes_once_each_at_https_endpoints_and_this_one_is_dropped() {
         let parse = |extra: &str| -> NodeConfigFile {
             quorate_transport::config::from_toml_with_env(
                 &format!("{MINIMAL}{extra}"),
@@ -481,11 +479,20 @@ mod tests {
             peer("node-2", "https://127.0.0.1:7102"),
             peer("node-3", "https://127.0.0.1:7103")
         );
-        let file = parse(&good);
-        validate_witness(&file).unwrap();
+        let mut file = parse(&good);
+        validate_witness(&mut file).unwrap();
         assert_eq!(file.witness.peers.len(), 2);
+        // One list of every node serves every node: this one (node-1) is dropped.
+        let mut file = parse(&format!("{good}{}", peer("node-1", "https://h:1")));
+        validate_witness(&mut file).unwrap();
+        let ids: Vec<&str> = file
+            .witness
+            .peers
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect();
+        assert_eq!(ids, ["node-2", "node-3"]);
         for (bad, says) in [
-            (peer("node-1", "https://h:1"), "itself"),
             (
                 format!(
                     "{}{}",
@@ -498,7 +505,7 @@ mod tests {
             (peer("no de", "https://h:1"), "node_id"),
             ("[witness]\ninterval_ms = 0\n".into(), "interval_ms"),
         ] {
-            let err = validate_witness(&parse(&bad)).unwrap_err();
+            let err = validate_witness(&mut parse(&bad)).unwrap_err();
             assert!(err.to_string().contains(says), "{bad}: {err}");
         }
     }

@@ -1,6 +1,7 @@
 //! `quorate-ceremony`: key ceremonies and the dev PKI. Parses arguments, runs one
 //! command from the library ([`quorate_ceremony::cli`]), maps errors to exit codes
-//! (64 usage/config, 1 failure, 10-15 what `audit verify` found in a node's log).
+//! (64 usage/config, 1 failure, 10-15 what `audit verify` found in a node's log,
+//! 20-21 what reconciling several nodes' logs found).
 
 use std::process::ExitCode;
 

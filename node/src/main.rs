@@ -9,7 +9,7 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// Quorate signer node: holds this region's FROST key shares (sealed at rest under a
 /// key-encryption key) and serves signing rounds to coordinators over mTLS.
 ///
-/// Every config key can be overridden from the environment: QUORATE_NODE_ID,
+/// These config keys can be overridden from the environment: QUORATE_NODE_ID,
 /// QUORATE_TRUST_DOMAIN, QUORATE_LISTEN, QUORATE_REGION, QUORATE_JURISDICTION,
 /// QUORATE_DATA_DIR, QUORATE_KEK_FILE, QUORATE_TLS_CA, QUORATE_TLS_CERT,
 /// QUORATE_TLS_KEY, QUORATE_METRICS_LISTEN, QUORATE_HEALTH_LISTEN,
@@ -22,7 +22,9 @@ use quorate_transport::runtime::{init_tracing, shutdown_signal, LogFormat};
 /// node exits within `shutdown_grace_ms` (default 5000).
 ///
 /// Exit codes: 0 after SIGINT/SIGTERM, 64 bad configuration or no KEK provider
-/// opens the store, 65 damaged store, 1 anything else.
+/// opens the store, 65 damaged store, a share record older than its key's last
+/// activation in the audit log, or an audit log missing, empty or broken beside
+/// stored keys (see `[audit] accept_unverified_log`), 1 anything else.
 #[derive(Debug, Parser)]
 #[command(name = "quorate-node", version)]
 struct Args {

@@ -1,5 +1,6 @@
 //! The `quorate-ceremony` command line: the clap types and one file per command
-//! group ([`pki`](self) init/issue, import, approver/approve/revoke, audit, escrow, and the
+//! group ([`pki`](self) init/issue, import, approver/approve/cosign/revoke/deliver-revocation,
+//! audit, escrow, and the
 //! key ceremonies dkg/refresh/repair/transcript). The binary parses a [`Cli`],
 //! calls [`run`] and maps a [`CliError`] to its exit code; everything else is here,
 //! so tests can drive it in-process.

@@ -47,7 +47,7 @@ impl WitnessMetrics {
             ),
             last_checked: registry.gauge_vec(
                 WITNESS_LAST_CHECKED,
-                "When this node last verified a checkpoint of the peer's audit log consistent with the one it cosigned, Unix seconds.",
+                "When this node last verified a checkpoint of the peer's audit log consistent with the one it cosigned (or, before the first, began witnessing it), Unix seconds.",
                 ["peer"],
             ),
             checks: registry.counter_vec(
@@ -75,6 +75,9 @@ pub fn spawn(
     for peer in peers {
         let held = state.witness.evidence(&peer.node_id)?.is_some();
         metrics.inconsistent.set([&peer.node_id], i64::from(held));
+        // From now on, a peer never verified grows as stale as one that stopped
+        // answering (alert QuorateWitnessStale).
+        metrics.last_checked.set([&peer.node_id], now_secs());
         let channel = tls
             .node_channel(&peer.endpoint, &peer.node_id, CALL_TIMEOUT)
             .map_err(|e| NodeError::Config(format!("witness peer {}: {e}", peer.node_id)))?;

@@ -100,17 +100,8 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
             toml_string(&kek.display().to_string()),
             tls_toml(&tls),
         );
-        // Every node witnesses every other node's audit log.
-        let others: Vec<(String, String)> = layout
-            .nodes
-            .iter()
-            .map(|n| (n.spec.id.clone(), n.endpoint()))
-            .collect();
-        let others: Vec<(&str, &str)> = others
-            .iter()
-            .map(|(id, e)| (id.as_str(), e.as_str()))
-            .collect();
-        let config = config + &crate::toml_text::witness_toml(&node.spec.id, &others);
+        // No [witness]: each node sits alone on its region's segment (what the
+        // drills' partitions cut), so it cannot reach its peers.
         std::fs::write(node_dir.join("node.toml"), config)?;
     }
 

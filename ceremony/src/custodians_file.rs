@@ -43,21 +43,11 @@ impl CustodiansFile {
     /// Reads a custodians file (JSON if it ends in `.json`, TOML otherwise) and checks
     /// it as every node will: names, recipients and threshold.
     pub fn load(path: &Path) -> Result<pb::KeyEscrow, CeremonyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CeremonyError::Read {
-            what: "custodians file",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config = |message: String| CeremonyError::Config {
+        let file: Self = crate::policy_file::read_toml_or_json(path, "custodians file")?;
+        file.to_pb().map_err(|message| CeremonyError::Config {
             path: path.to_path_buf(),
             message,
-        };
-        let file: Self = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| config(e.to_string()))?
-        } else {
-            toml::from_str(&text).map_err(|e| config(e.to_string()))?
-        };
-        file.to_pb().map_err(config)
+        })
     }
 
     /// The protobuf escrow, checked as a manifest's.

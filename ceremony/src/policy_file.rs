@@ -41,24 +41,35 @@ pub struct PolicyFile {
     pub approvals_required: u32,
 }
 
+/// Reads `path` (`what`, for errors) as JSON if it ends in `.json`, TOML otherwise.
+pub(crate) fn read_toml_or_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, CeremonyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CeremonyError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        toml::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|message| CeremonyError::Config {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
 impl PolicyFile {
     /// Reads a policy file: JSON if it ends in `.json`, TOML otherwise.
     pub fn load(path: &Path) -> Result<pb::KeyPolicy, CeremonyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CeremonyError::Read {
-            what: "policy file",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config = |message: String| CeremonyError::Config {
+        let file: Self = read_toml_or_json(path, "policy file")?;
+        file.to_pb().map_err(|message| CeremonyError::Config {
             path: path.to_path_buf(),
             message,
-        };
-        let file: Self = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| config(e.to_string()))?
-        } else {
-            toml::from_str(&text).map_err(|e| config(e.to_string()))?
-        };
-        file.to_pb().map_err(config)
+        })
     }
 
     /// The protobuf policy, checking the approver keys.

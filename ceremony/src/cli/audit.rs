@@ -38,11 +38,10 @@ pub(super) enum AuditCommand {
     /// (the log begins with another first record); 14 the log is signed by another
     /// key than last time; 15 a witness (--witness) holds evidence that the log is
     /// not the one it cosigned, or cosigned a checkpoint the log no longer extends;
-    /// 20 records of one signing attempt disagree across nodes
-    /// (or a node recorded two shares of one attempt, or a share for a quorum
-    /// without itself); 21 a share recorded by some signers of an attempt has no
-    /// trace (share or refusal) on another, and no retry of that request completed;
-    /// 64 usage. On 10-15 the failing node's saved checkpoint is left as it was
+    /// 20 records of one signing attempt disagree across nodes (or a node recorded
+    /// two shares of one attempt, or a share for a quorum without itself); 21 a
+    /// share recorded by some signers of an attempt has no trace (share or
+    /// refusal) on another, and no retry of that request completed; 64 usage. On 10-15 the failing node's saved checkpoint is left as it was
     /// (nodes verified before it are saved); on 20-21 every node's log verified
     /// on its own and all are saved.
     #[command(verbatim_doc_comment)]

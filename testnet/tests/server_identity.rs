@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin_dir, start, TestNetwork, DEADLINE};
+use common::{bin_dir, TestNetwork, DEADLINE};
 use quorate_ceremony::pki;
 use quorate_frost::Ciphersuite;
 use quorate_testnet::rogue::Impostor;
@@ -27,7 +27,21 @@ const KEY: &str = "pin-ed25519";
 async fn network() -> TestNetwork {
     let mut spec = NetworkSpec::default_five_regions();
     spec.keys = vec![KeySpec::new(KEY, Ciphersuite::Ed25519)];
-    start(spec).await
+    // Without witnessing: the impostor on node-2's port must hear only the party
+    // under test (peers witnessing node-2 would dial it each second).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = quorate_testnet::network::LocalNetwork::start_opts(
+        &dir.path().join("net"),
+        &bin_dir(),
+        spec,
+        &quorate_testnet::network::StartOptions {
+            witness: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("network starts");
+    TestNetwork { net, dir }
 }
 
 fn port_of(endpoint: &str) -> u16 {

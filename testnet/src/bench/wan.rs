@@ -150,6 +150,7 @@ pub async fn run(opts: &WanBenchOptions) -> anyhow::Result<Vec<WanRunResult>> {
                 String::new(),
                 "\n[signing]\npreprocess_batch = 0\n".into(),
             ],
+            ..StartOptions::default()
         },
     )
     .await?;

@@ -110,10 +110,6 @@ impl Checkpoint {
     }
 }
 
-fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    note_key_id(name, ED25519_TYPE, public)
-}
-
 /// A signed-note key id: the first 4 bytes of
 /// `SHA-256(key name || 0x0A || signature type || public key)`.
 pub(crate) fn note_key_id(name: &str, signature_type: u8, public: &[u8; 32]) -> [u8; 4] {
@@ -177,24 +173,31 @@ pub(crate) fn valid_name(name: &str) -> bool {
             .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
-/// A log's signing key.
-pub struct LogSigner {
-    name: String,
+/// A named signed-note signing key of one signature type: a log key (type 0x01)
+/// or a witness key (0x04, [`crate::cosignature`]).
+pub(crate) struct NoteKey {
+    pub(crate) name: String,
+    signature_type: u8,
     key: SigningKey,
 }
 
-impl std::fmt::Debug for LogSigner {
+impl std::fmt::Debug for NoteKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogSigner")
+        f.debug_struct("NoteKey")
             .field("name", &self.name)
+            .field("signature_type", &self.signature_type)
             .field("key", &"<redacted>")
             .finish()
     }
 }
 
-impl LogSigner {
-    /// The key named `name` (the log's origin) from its 32-byte seed.
-    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
+impl NoteKey {
+    /// The key named `name` from its 32-byte seed.
+    pub(crate) fn from_seed(
+        name: &str,
+        signature_type: u8,
+        seed: &[u8; 32],
+    ) -> Result<Self, CheckpointError> {
         if !valid_name(name) {
             return Err(CheckpointError::BadKey(format!(
                 "key name {name:?} is empty or holds a space or '+'"
@@ -202,31 +205,59 @@ impl LogSigner {
         }
         Ok(Self {
             name: name.to_string(),
+            signature_type,
             key: SigningKey::from_bytes(seed),
         })
     }
 
-    /// The verifier key, `<name>+<hex key id>+<base64(0x01 || public key)>`.
-    pub fn verifier_key(&self) -> String {
-        let public = self.key.verifying_key().to_bytes();
-        let mut typed = vec![ED25519_TYPE];
-        typed.extend_from_slice(&public);
+    /// The key id, as its signature lines and verifier key carry it.
+    pub(crate) fn key_id(&self) -> [u8; 4] {
+        note_key_id(
+            &self.name,
+            self.signature_type,
+            &self.key.verifying_key().to_bytes(),
+        )
+    }
+
+    /// The verifier key, `<name>+<hex key id>+<base64(type || public key)>`.
+    pub(crate) fn verifier_key(&self) -> String {
+        let mut typed = vec![self.signature_type];
+        typed.extend_from_slice(&self.key.verifying_key().to_bytes());
         format!(
             "{}+{}+{}",
             self.name,
-            hex::encode(key_id(&self.name, &public)),
+            hex::encode(self.key_id()),
             B64.encode(typed)
         )
+    }
+
+    /// The Ed25519 signature of `message`.
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+/// A log's signing key.
+#[derive(Debug)]
+pub struct LogSigner(NoteKey);
+
+impl LogSigner {
+    /// The key named `name` (the log's origin) from its 32-byte seed.
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
+        NoteKey::from_seed(name, ED25519_TYPE, seed).map(Self)
+    }
+
+    /// The verifier key, `<name>+<hex key id>+<base64(0x01 || public key)>`.
+    pub fn verifier_key(&self) -> String {
+        self.0.verifier_key()
     }
 
     /// The signed note of `checkpoint`.
     pub fn sign(&self, checkpoint: &Checkpoint) -> String {
         let text = checkpoint.text();
-        let public = self.key.verifying_key().to_bytes();
-        let signature = self.key.sign(text.as_bytes()).to_bytes();
-        let mut blob = key_id(&self.name, &public).to_vec();
-        blob.extend_from_slice(&signature);
-        format!("{text}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
+        let mut blob = self.0.key_id().to_vec();
+        blob.extend_from_slice(&self.0.sign(text.as_bytes()));
+        format!("{text}\n\u{2014} {} {}\n", self.0.name, B64.encode(blob))
     }
 }
 
@@ -381,7 +412,7 @@ mod tests {
         let vkey = |typed: &[u8]| {
             let id = if typed.len() == 33 {
                 let public: [u8; 32] = typed[1..].try_into().expect("32 bytes");
-                hex::encode(key_id(name, &public))
+                hex::encode(note_key_id(name, ED25519_TYPE, &public))
             } else {
                 "00000000".into()
             };

@@ -21,9 +21,9 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 
-use crate::checkpoint::{note_key_id, parse_verifier_key, valid_name, CheckpointError};
+use crate::checkpoint::{parse_verifier_key, CheckpointError, NoteKey};
 
 /// The statement kind under which a node attests its witness verifier key.
 pub const WITNESS_KEY_STATEMENT: &str = "audit-witness-key";
@@ -36,10 +36,6 @@ const BLOB_LEN: usize = 76;
 /// The witness key name of node `node_id` in `trust_domain`.
 pub fn witness_name(trust_domain: &str, node_id: &str) -> String {
     format!("{trust_domain}/quorate-witness/{node_id}")
-}
-
-fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    note_key_id(name, COSIGNATURE_TYPE, public)
 }
 
 /// The message a cosignature signs: the header and the checkpoint's note text.
@@ -62,57 +58,28 @@ pub fn split_note(note: &str) -> Result<(&str, Vec<&str>), CheckpointError> {
 }
 
 /// A witness's cosigning key.
-pub struct WitnessSigner {
-    name: String,
-    key: SigningKey,
-}
-
-impl std::fmt::Debug for WitnessSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WitnessSigner")
-            .field("name", &self.name)
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
+#[derive(Debug)]
+pub struct WitnessSigner(NoteKey);
 
 impl WitnessSigner {
     /// The key named `name` from its 32-byte seed.
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
-        if !valid_name(name) {
-            return Err(CheckpointError::BadKey(format!(
-                "key name {name:?} is empty or holds a space or '+'"
-            )));
-        }
-        Ok(Self {
-            name: name.to_string(),
-            key: SigningKey::from_bytes(seed),
-        })
+        NoteKey::from_seed(name, COSIGNATURE_TYPE, seed).map(Self)
     }
 
     /// The verifier key, `<name>+<hex key id>+<base64(0x04 || public key)>`.
     pub fn verifier_key(&self) -> String {
-        let public = self.key.verifying_key().to_bytes();
-        let mut typed = vec![COSIGNATURE_TYPE];
-        typed.extend_from_slice(&public);
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(key_id(&self.name, &public)),
-            B64.encode(typed)
-        )
+        self.0.verifier_key()
     }
 
     /// The cosignature line (ending in a newline) over the note text `text`, made
     /// at `time` (Unix seconds).
     pub fn cosign_text(&self, text: &str, time: u64) -> String {
-        let public = self.key.verifying_key().to_bytes();
-        let signature = self.key.sign(&signed_message(time, text)).to_bytes();
         let mut blob = Vec::with_capacity(BLOB_LEN);
-        blob.extend_from_slice(&key_id(&self.name, &public));
+        blob.extend_from_slice(&self.0.key_id());
         blob.extend_from_slice(&time.to_be_bytes());
-        blob.extend_from_slice(&signature);
-        format!("\u{2014} {} {}\n", self.name, B64.encode(blob))
+        blob.extend_from_slice(&self.0.sign(&signed_message(time, text)));
+        format!("\u{2014} {} {}\n", self.0.name, B64.encode(blob))
     }
 
     /// `note` (a signed note, already verified by the caller) with this witness's
@@ -256,6 +223,7 @@ mod tests {
     /// specifies, with ed25519-dalek (deterministic signatures: a known answer).
     #[test]
     fn the_cosignature_line_follows_the_tlog_cosignature_spec() {
+        use ed25519_dalek::Signer as _;
         use sha2::Digest as _;
         let seed = [3u8; 32];
         let witness = WitnessSigner::from_seed(WITNESS, &seed).expect("valid name");
@@ -264,7 +232,7 @@ mod tests {
         let time: u64 = 1_234_567_890;
         let line = witness.cosign_text(&text, time);
 
-        let key = SigningKey::from_bytes(&seed);
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let public = key.verifying_key().to_bytes();
         let mut preimage = format!("{WITNESS}\n").into_bytes();
         preimage.push(0x04);

@@ -123,9 +123,8 @@ pub async fn fetch_observed(
 ) -> Result<Observed, AuditError> {
     let material = tls.load().map_err(|e| AuditError::Tls(e.to_string()))?;
     let trust_domain = material.identity().trust_domain.clone();
-    let ca = std::fs::read(&tls.ca)
-        .map_err(|e| AuditError::Tls(format!("cannot read {}: {e}", tls.ca.display())))?;
-    let statements = StatementVerifier::from_pem(&ca, &trust_domain)
+    let statements = material
+        .statement_verifier()
         .map_err(|e| AuditError::Tls(e.to_string()))?;
     let mut client = client(endpoint, node_id, tls)?;
     let read = |status| AuditError::Read {

@@ -14,7 +14,6 @@
 use quorate_keys::checkpoint::{Checkpoint, LogVerifier, LOG_KEY_STATEMENT};
 use quorate_keys::cosignature::{witness_name, WitnessVerifier, WITNESS_KEY_STATEMENT};
 use quorate_keys::merkle::verify_consistency;
-use quorate_transport::attest::StatementVerifier;
 use quorate_transport::tls::TlsPaths;
 use quorate_wire::pb;
 
@@ -64,9 +63,8 @@ pub async fn check(
 ) -> Result<Result<Vec<String>, Finding>, AuditError> {
     let material = tls.load().map_err(|e| AuditError::Tls(e.to_string()))?;
     let trust_domain = material.identity().trust_domain.clone();
-    let ca = std::fs::read(&tls.ca)
-        .map_err(|e| AuditError::Tls(format!("cannot read {}: {e}", tls.ca.display())))?;
-    let statements = StatementVerifier::from_pem(&ca, &trust_domain)
+    let statements = material
+        .statement_verifier()
         .map_err(|e| AuditError::Tls(e.to_string()))?;
     let log_key = LogVerifier::parse(&observed.log_key).map_err(|e| AuditError::Checkpoint {
         node: node_id.to_string(),

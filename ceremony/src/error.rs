@@ -23,6 +23,16 @@ pub enum CeremonyError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A file could not be written.
+    #[error("cannot write {what} {}: {source}", path.display())]
+    Write {
+        /// What the file is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The ceremony file does not parse or is inconsistent.
     #[error("ceremony file {}: {message}", path.display())]
     Config {

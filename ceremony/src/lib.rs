@@ -8,7 +8,8 @@
 //!   nodes), [`ceremony_file`] (who takes part and how to reach them), [`transcript`]
 //!   (the public record), [`connect`] (mTLS channels to the nodes and the pre-check),
 //!   [`policy_file`] (a key's policy as a custodian writes it), [`custodians_file`]
-//!   (a key's escrow custodians);
+//!   (a key's escrow custodians), [`plan`] (a governed operation's setup, which the
+//!   key's administrators authorize before it runs);
 //! - [`pki`]: a development PKI (one CA per trust domain, SPIFFE role certificates)
 //!   for tests, the testnet and evaluations;
 //! - [`import`]: trusted-dealer import, which splits an existing (or fresh) key into
@@ -46,6 +47,7 @@ pub mod escrow;
 pub mod import;
 pub mod keygen;
 pub mod pki;
+pub mod plan;
 pub mod policy_file;
 pub mod revoke;
 #[cfg(test)]

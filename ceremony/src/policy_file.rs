@@ -17,7 +17,12 @@ use crate::error::CeremonyError;
 /// approver_keys = ["<64 hex digits: an Ed25519 public key>"]
 /// approvals_required = 1
 /// rate_limit_per_minute = 600
+/// administrator_keys = ["<hex>", "<hex>", "<hex>"]
+/// administrators_required = 2
 /// ```
+///
+/// A new key needs `administrator_keys` (from `quorate-ceremony admin keygen`) or,
+/// explicitly, `unsafe_no_administrators = true`.
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
@@ -39,6 +44,18 @@ pub struct PolicyFile {
     /// How many of the approvers must sign one approval token (default 1).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub approvals_required: u32,
+    /// Administrator Ed25519 public keys, hex: every refresh, repair, node removal,
+    /// escrow split, policy or custodian change of the key needs their
+    /// authorizations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub administrator_keys: Vec<String>,
+    /// How many of the administrators must authorize one operation (default 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub administrators_required: u32,
+    /// The explicit choice of a key without administrators: whoever holds the
+    /// ceremony certificate may then refresh, repair and escrow it alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsafe_no_administrators: bool,
 }
 
 /// Reads `path` (`what`, for errors) as JSON if it ends in `.json`, TOML otherwise.
@@ -74,16 +91,18 @@ impl PolicyFile {
 
     /// The protobuf policy, checking the approver keys.
     pub fn to_pb(&self) -> Result<pb::KeyPolicy, String> {
-        let approver_keys = self
-            .approver_keys
-            .iter()
-            .map(|k| match hex::decode(k) {
-                Ok(bytes) if bytes.len() == 32 => Ok(bytes),
-                _ => Err(format!(
-                    "approver key {k:?} is not 64 hex digits (an Ed25519 public key)"
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = |keys: &[String], who: &str| {
+            keys.iter()
+                .map(|k| match hex::decode(k) {
+                    Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+                    _ => Err(format!(
+                        "{who} key {k:?} is not 64 hex digits (an Ed25519 public key)"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let approver_keys = keys(&self.approver_keys, "approver")?;
+        let administrator_keys = keys(&self.administrator_keys, "administrator")?;
         Ok(pb::KeyPolicy {
             allowed_clients: self.allowed_clients.clone(),
             home_jurisdictions: self.home_jurisdictions.clone(),
@@ -91,6 +110,9 @@ impl PolicyFile {
             approver_keys,
             rate_limit_per_minute: self.rate_limit_per_minute,
             approvals_required: self.approvals_required,
+            administrator_keys,
+            administrators_required: self.administrators_required,
+            unsafe_no_administrators: self.unsafe_no_administrators,
         })
     }
 
@@ -103,6 +125,9 @@ impl PolicyFile {
             approver_keys: policy.approver_keys.iter().map(hex::encode).collect(),
             rate_limit_per_minute: policy.rate_limit_per_minute,
             approvals_required: policy.approvals_required,
+            administrator_keys: policy.administrator_keys.iter().map(hex::encode).collect(),
+            administrators_required: policy.administrators_required,
+            unsafe_no_administrators: policy.unsafe_no_administrators,
         }
     }
 }

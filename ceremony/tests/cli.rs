@@ -232,6 +232,8 @@ fn import_with_missing_ceremony_file_exits_64() {
             "2",
             "--transcript",
             "t.json",
+            "--policy",
+            "policy.toml",
         ],
         dir.path(),
     );

@@ -518,8 +518,12 @@ async fn refused_install_names_installed_and_failed_nodes() {
 async fn cli_import_writes_the_transcript() {
     let net = start(vec![honest("node-1"), honest("node-2"), honest("node-3")]).await;
     let out = net.ceremony_file.with_file_name("transcript.json");
+    let policy = net.ceremony_file.with_file_name("policy.toml");
+    std::fs::write(&policy, "unsafe_no_administrators = true\n").unwrap();
     let args = vec![
         "import".into(),
+        "--policy".into(),
+        policy.display().to_string(),
         "--ceremony".into(),
         net.ceremony_file.display().to_string(),
         "--key-id".into(),

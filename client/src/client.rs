@@ -1394,8 +1394,13 @@ mod tests {
         let two = &three[..2];
         let refreshed = ops.split(None, two, 2).expect("split");
         let new = Manifest::decode(
-            &manifest::encode_successor(&old, refreshed.public_key_package, participants(two))
-                .expect("successor"),
+            &manifest::encode_successor(
+                &old,
+                refreshed.public_key_package,
+                participants(two),
+                manifest::TermChanges::default(),
+            )
+            .expect("successor"),
         )
         .expect("new manifest");
         let serve =

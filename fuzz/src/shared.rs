@@ -183,6 +183,7 @@ pub fn round(suite: Ciphersuite) -> Round {
             approver_keys: vec![approver().public_key().to_vec()],
             rate_limit_per_minute: 60,
             approvals_required: 0,
+            ..Default::default()
         }),
     );
     Round {
@@ -398,6 +399,7 @@ fn escrow_split_request() -> Target {
                     age_recipient: format!("age1custodian{i}"),
                 })
                 .collect(),
+            ..Default::default()
         }
         .encode_to_vec(),
     ];

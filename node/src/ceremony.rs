@@ -20,6 +20,7 @@
 //! `Ceremony` gRPC adapter calls the steps; nothing here calls back into it.
 
 pub mod dkg;
+pub mod governance;
 pub mod participant;
 pub mod refresh;
 pub mod repair;

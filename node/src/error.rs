@@ -142,8 +142,8 @@ pub enum NodeError {
     /// escrowed.
     #[error(
         "key {0:?} has no escrow custodians in its manifest, so its shares cannot be \
-         escrowed; custodians are fixed when a key is created (dkg or import with \
-         --custodians)"
+         escrowed; custodians come with the key (dkg or import with --custodians) or with \
+         a refresh its administrators authorize (refresh --custodians)"
     )]
     NoEscrowCustodians(String),
     /// A part could not be encrypted to its custodian.
@@ -154,6 +154,12 @@ pub enum NodeError {
         /// Why encryption failed.
         reason: String,
     },
+
+    // Governance.
+    /// A governed operation without enough valid administrators' authorizations
+    /// of exactly its setup (refused and audited).
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
 
     // Ceremonies.
     /// A ceremony whose setup or manifest does not fit this node or the key it is
@@ -227,9 +233,9 @@ impl NodeError {
             | NodeError::NoEscrowCustodians(_) => Code::FailedPrecondition,
             NodeError::CeremonyRejected(_) => Code::Aborted,
             NodeError::IntentRefused(_) => Code::Unauthenticated,
-            NodeError::ClientNotAllowed { .. } | NodeError::RevocationRefused(_) => {
-                Code::PermissionDenied
-            }
+            NodeError::ClientNotAllowed { .. }
+            | NodeError::RevocationRefused(_)
+            | NodeError::NotAuthorized(_) => Code::PermissionDenied,
             NodeError::RateLimited { .. } => Code::ResourceExhausted,
             NodeError::AuditLogBroken { .. } => Code::Unavailable,
             NodeError::AuditProof(_) => Code::OutOfRange,

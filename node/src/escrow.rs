@@ -5,15 +5,53 @@
 //! only to the custodians fixed in the key's manifest, with its threshold (the
 //! caller cannot name others); the plaintext parts exist only in zeroizing buffers
 //! here and leave the node only age-encrypted, each to its own custodian; every
-//! split, and every refused attempt to name custodians, is in the audit log.
+//! split, and every refused attempt to name custodians, is in the audit log; a key
+//! with administrators is split only with their authorizations of the split's
+//! setup.
 
 use quorate_escrow::{EscrowPart, SplitRequest, ESCROW_FORMAT};
 use quorate_keys::audit::AuditRecord;
 use quorate_transport::identity::PeerIdentity;
 use quorate_wire::pb;
 
+use quorate_ceremony_protocol::setup::{Kind, Setup};
+use quorate_keys::manifest::Manifest;
+
+use crate::ceremony::governance::{check_authorized, refuse};
 use crate::error::NodeError;
 use crate::state::NodeState;
+
+/// The setup of an escrow split, checked against the key this node holds: an
+/// escrow split of this key at its current manifest, naming this node.
+fn split_setup(
+    state: &NodeState,
+    manifest: &Manifest,
+    setup: pb::CeremonySetup,
+) -> Result<Setup, NodeError> {
+    let setup = Setup::from_pb(setup).map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
+    if setup.kind != Kind::EscrowSplit || setup.pb.key_id != manifest.key_id {
+        return Err(NodeError::MalformedRequest(format!(
+            "the setup is a {} of key {:?}, not an escrow split of key {:?}",
+            setup.kind.name(),
+            setup.pb.key_id,
+            manifest.key_id
+        )));
+    }
+    if setup.pb.manifest_hash.as_slice() != manifest.hash.as_slice() {
+        return Err(NodeError::KeyVersionMismatch(format!(
+            "the escrow split is about manifest {}, this node holds {}",
+            hex::encode(&setup.pb.manifest_hash),
+            hex::encode(manifest.hash)
+        )));
+    }
+    if !setup.involves(&state.identity.node_id) {
+        return Err(NodeError::CeremonyMismatch(format!(
+            "the escrow split does not name {}",
+            state.identity.node_id
+        )));
+    }
+    Ok(setup)
+}
 
 /// Splits this node's share of a key among the custodians its manifest names, with
 /// the manifest's escrow threshold. The plaintext parts exist only in zeroizing
@@ -26,7 +64,10 @@ pub(crate) fn split(
     req: pb::EscrowSplitRequest,
     caller: &PeerIdentity,
 ) -> Result<pb::EscrowSplitResponse, NodeError> {
+    let mut req = req;
     let key_id = req.key_id.clone();
+    let setup = req.setup.take();
+    let authorizations = std::mem::take(&mut req.authorizations);
     let req = match SplitRequest::try_from(req) {
         Ok(req) => req,
         Err(reason) => {
@@ -50,6 +91,29 @@ pub(crate) fn split(
         .escrow
         .as_ref()
         .ok_or_else(|| NodeError::NoEscrowCustodians(req.key_id.clone()))?;
+    if let Some(setup) = setup {
+        let setup = split_setup(state, manifest, setup)?;
+        check_authorized(
+            state,
+            manifest,
+            &setup,
+            &authorizations,
+            &caller.spiffe_id(),
+        )?;
+    } else if manifest.policy.is_governed() {
+        return Err(refuse(
+            state,
+            &req.key_id,
+            &caller.spiffe_id(),
+            "escrow-split without a setup",
+            format!(
+                "key {:?} has administrators: an escrow split needs its setup and their \
+                 authorizations of it (quorate-ceremony escrow split --write-plan, then \
+                 authorize)",
+                req.key_id
+            ),
+        )?);
+    }
     let mut recipients = Vec::with_capacity(escrow.custodians.len());
     for c in &escrow.custodians {
         // The manifest checked the recipient when it was decoded; checked again here

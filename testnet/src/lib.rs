@@ -20,10 +20,11 @@
 //! server presenting another party's certificate) for drills and tests.
 //!
 //! Layers, lowest first (a module uses only those before it): [`spec`],
-//! [`toml_text`], [`approver`], [`custodians`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
+//! [`toml_text`], [`administrators`], [`approver`], [`custodians`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
 //! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 
+pub mod administrators;
 pub mod approver;
 pub mod bench;
 pub mod client;

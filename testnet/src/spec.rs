@@ -56,6 +56,17 @@ impl KeySpec {
         self.policy = Some(policy);
         self
     }
+
+    /// The policy a ceremony fixes with the key: its [`PolicySpec`] with the
+    /// network's `approvers`, or none but its administrators for an unrestricted
+    /// key; either way governed by the network's `administrators`, of whom
+    /// [`crate::administrators::REQUIRED`] must authorize an operation.
+    pub fn policy_pb(&self, approvers: &[[u8; 32]], administrators: &[[u8; 32]]) -> pb::KeyPolicy {
+        match &self.policy {
+            Some(p) => p.to_pb(approvers, administrators),
+            None => PolicySpec::default().to_pb(&[], administrators),
+        }
+    }
 }
 
 /// A key policy in a network spec.
@@ -82,10 +93,11 @@ impl PolicySpec {
     }
 
     /// The policy a ceremony fixes with the key: this spec, with `approvers` (the
-    /// network's approver public keys) permitted to approve out-of-policy quorums.
-    /// Both testnets build their policies here, so a key's policy is the same on
-    /// local processes and on compose.
-    pub fn to_pb(&self, approvers: &[[u8; 32]]) -> pb::KeyPolicy {
+    /// network's approver public keys) permitted to approve out-of-policy quorums
+    /// and `administrators` governing it. Both testnets build their policies here
+    /// (through [`KeySpec::policy_pb`]), so a key's policy is the same on local
+    /// processes and on compose.
+    pub fn to_pb(&self, approvers: &[[u8; 32]], administrators: &[[u8; 32]]) -> pb::KeyPolicy {
         pb::KeyPolicy {
             allowed_clients: self.allowed_clients.clone(),
             home_jurisdictions: self.home_jurisdictions.clone(),
@@ -93,6 +105,9 @@ impl PolicySpec {
             approver_keys: approvers.iter().map(|k| k.to_vec()).collect(),
             rate_limit_per_minute: self.rate_limit_per_minute,
             approvals_required: 0,
+            administrator_keys: administrators.iter().map(|k| k.to_vec()).collect(),
+            administrators_required: crate::administrators::REQUIRED,
+            unsafe_no_administrators: false,
         }
     }
 

@@ -307,7 +307,11 @@ async fn install_matrix_key(net: &LocalNetwork) -> (BTreeMap<String, Vec<u8>>, V
             })
             .collect(),
         "2026-01-01T00:00:00Z".into(),
-        None,
+        // Installed by hand: no administrators, by explicit choice.
+        Some(pb::KeyPolicy {
+            unsafe_no_administrators: true,
+            ..Default::default()
+        }),
     );
     let mut packages = BTreeMap::new();
     for (name, kp) in &dealt.key_packages {
@@ -445,6 +449,7 @@ fn escrow_req(key_id: &str, threshold: u32, recipients: &[String]) -> pb::Escrow
                 age_recipient: r.clone(),
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{start, DEADLINE};
 use prost::Message;
 use quorate_ceremony::import::Transcript;
-use quorate_ceremony::keygen::{run_refresh, run_repair, RefreshRequest, RepairRequest};
+use quorate_ceremony::keygen::RefreshRequest;
 use quorate_ceremony::pki;
 use quorate_keys::manifest::Manifest;
 use quorate_testnet::network::LocalNetwork;
@@ -108,7 +108,10 @@ impl Relay {
             ciphersuite: pb::Ciphersuite::Ed25519 as i32,
             threshold: 2,
             participants: self.participants.clone(),
-            policy: None,
+            policy: Some(pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             created_at: "2026-01-01T00:00:00Z".into(),
             manifest_hash: Vec::new(),
             repair_target: String::new(),
@@ -121,6 +124,7 @@ impl Relay {
         for (_, c) in &self.clients {
             let req = pb::DkgRound1Request {
                 setup: Some(setup.clone()),
+                authorizations: Vec::new(),
             };
             out.push(c.clone().dkg_round1(req).await.unwrap().into_inner());
         }
@@ -200,6 +204,7 @@ async fn a_setup_placing_a_node_elsewhere_than_its_certificate_is_refused_by_its
     for i in [0, 2] {
         let req = pb::DkgRound1Request {
             setup: Some(setup.clone()),
+            authorizations: Vec::new(),
         };
         let c = relay.clients[i].1.clone().dkg_round1(req).await.unwrap();
         contributions.push(c.into_inner());
@@ -376,18 +381,16 @@ async fn manifest_of(relay: &Relay, i: usize, key_id: &str) -> Result<Manifest, 
 async fn refresh_keeps_the_group_key_replaces_every_share_and_drops_a_removed_node() {
     let mut net = start(NetworkSpec::generic(5, 3)).await;
     let relay = Relay::new(&net);
-    let file = net.ceremony().unwrap();
     for key in net.spec.keys.clone() {
         let before = manifest_of(&relay, 0, &key.key_id).await.unwrap();
-        let transcript = run_refresh(
-            &file,
-            RefreshRequest {
+        let transcript = net
+            .refresh(RefreshRequest {
                 key_id: key.key_id.clone(),
                 remove_node: Some("node-5".into()),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", key.key_id));
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", key.key_id));
         assert_eq!(transcript.kind, "refresh");
         assert_eq!(transcript.participants.len(), 4);
         for i in 0..4 {
@@ -431,7 +434,6 @@ async fn repair_restores_a_wiped_node_which_then_signs_in_a_quorum() {
     let mut net = start(NetworkSpec::generic(5, 3)).await;
     net.wipe_node("node-2").await.unwrap();
     let relay = Relay::new(&net);
-    let file = net.ceremony().unwrap();
     for key in net.spec.keys.clone() {
         assert_eq!(
             manifest_of(&relay, 1, &key.key_id)
@@ -440,15 +442,10 @@ async fn repair_restores_a_wiped_node_which_then_signs_in_a_quorum() {
                 .code(),
             Code::NotFound
         );
-        let outcome = run_repair(
-            &file,
-            RepairRequest {
-                key_id: key.key_id.clone(),
-                node: "node-2".into(),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", key.key_id));
+        let outcome = net
+            .repair(&key.key_id, "node-2")
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", key.key_id));
         assert_eq!(outcome.helpers.len(), 3);
         let repaired = manifest_of(&relay, 1, &key.key_id).await.unwrap();
         assert_eq!(hex::encode(repaired.hash), outcome.manifest_hash);
@@ -495,15 +492,13 @@ async fn a_share_record_of_an_earlier_epoch_written_back_is_refused_at_load() {
     copy_dir(&store, &backup.path().join("sled"));
     net.start_node("node-2").await.unwrap();
 
-    let transcript = run_refresh(
-        &net.ceremony().unwrap(),
-        RefreshRequest {
+    let transcript = net
+        .refresh(RefreshRequest {
             key_id: key_id.clone(),
-            remove_node: None,
-        },
-    )
-    .await
-    .unwrap();
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     net.restart_coordinator().await.unwrap();
 
     net.kill_node("node-2").await.unwrap();

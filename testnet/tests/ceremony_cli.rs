@@ -46,11 +46,6 @@ async fn custodian_guide_commands_work_as_documented() {
     spec.keys = vec![KeySpec::new("demo-taproot", Ciphersuite::Secp256k1Tr)];
     let mut net = start(spec).await;
     let dir = net.net.dir.clone();
-    std::fs::write(
-        dir.join("policy.toml"),
-        "allowed_clients = [\"spiffe://quorate.test/client/demo-client\"]\nhome_jurisdictions = [\"EU\"]\nmin_home_signers = 2\n",
-    )
-    .unwrap();
     let (pki_commands, commands): (Vec<_>, Vec<_>) = documented_commands(&dir)
         .into_iter()
         .partition(|c| c[0] == "pki");
@@ -98,9 +93,63 @@ async fn custodian_guide_commands_work_as_documented() {
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(
         verbs,
-        ["dkg", "transcript", "refresh", "repair", "escrow"],
+        [
+            "admin",
+            "admin",
+            "admin",
+            "dkg",
+            "transcript",
+            "refresh",
+            "authorize",
+            "authorize",
+            "refresh",
+            "repair",
+            "authorize",
+            "authorize",
+            "repair",
+            "escrow",
+            "authorize",
+            "authorize",
+            "escrow"
+        ],
         "{commands:?}"
     );
+
+    // 0. Three administrators; the policy file lists them, two must agree.
+    let mut administrators = Vec::new();
+    for command in &commands[..3] {
+        let out = ceremony(command);
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let public = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("administrator public key: "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        administrators.push(format!("\"{public}\""));
+    }
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!(
+            "administrator_keys = [{}]\nadministrators_required = 2\nallowed_clients = [\"spiffe://quorate.test/client/demo-client\"]\nhome_jurisdictions = [\"EU\"]\nmin_home_signers = 2\n",
+            administrators.join(", ")
+        ),
+    )
+    .unwrap();
+    let commands = &commands[3..];
+    let run = |command: &Vec<String>| {
+        let out = ceremony(command);
+        assert!(
+            out.status.success(),
+            "{command:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
 
     // 1. DKG with a policy.
     let out = ceremony(&commands[0]);
@@ -201,27 +250,45 @@ async fn custodian_guide_commands_work_as_documented() {
         "{stdout}"
     );
 
-    // 3. Refresh dropping node-5; the group key stays.
-    let out = ceremony(&commands[2]);
+    // 3. Refresh dropping node-5, planned and authorized by two administrators;
+    //    the group key stays. The plan says what it does, and one
+    //    authorization is not enough.
+    let planned = run(&commands[2]);
+    let stdout = String::from_utf8_lossy(&planned.stdout);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("operation:   refresh") && stdout.contains("node-4 (us-east/US)"),
+        "{stdout}"
     );
+    assert!(!stdout.contains("node-5 ("), "{stdout}");
+    run(&commands[3]);
+    run(&commands[4]);
+    let mut one_short = commands[5].clone();
+    let bob = one_short
+        .iter()
+        .position(|a| a.ends_with("refresh-bob.json"))
+        .unwrap();
+    one_short.drain(bob - 1..=bob);
+    let refused = ceremony(&one_short);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr
+            .contains("1 of the key's administrators authorized this refresh; its policy needs 2"),
+        "{stderr}"
+    );
+    run(&commands[5]);
     let refreshed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("payments-eu-refresh.json")).unwrap())
             .unwrap();
     assert_eq!(refreshed["public_key"], transcript["public_key"]);
     assert_eq!(refreshed["participants"].as_array().unwrap().len(), 4);
 
-    // 4. Repair a wiped node.
+    // 4. Repair a wiped node, planned and authorized.
     net.wipe_node("node-2").await.unwrap();
-    let out = ceremony(&commands[3]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for command in &commands[6..9] {
+        run(command);
+    }
+    let out = run(&commands[9]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("repaired node-2"));
     // The refresh's transcript still matches every node, node-2 included.
     let mut verify_refresh = commands[1].clone();
@@ -233,14 +300,12 @@ async fn custodian_guide_commands_work_as_documented() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    // 5. Escrow node-2's refreshed share to the key's custodians; bank-a decrypts
-    //    their part with the standard `age` tool and verifies it.
-    let out = ceremony(&commands[4]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // 5. Escrow node-2's refreshed share to the key's custodians, planned and
+    //    authorized; bank-a decrypts their part with the standard `age` tool and
+    //    verifies it.
+    for command in &commands[10..] {
+        run(command);
+    }
     let part = dir.join("escrow/payments-eu.node-2.bank-a.age");
     let json = dir.join("bank-a-part.json");
     let age = Command::new("age")

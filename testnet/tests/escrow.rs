@@ -88,6 +88,21 @@ async fn ceremony_client(
     CeremonyClient::new(channel)
 }
 
+/// An `EscrowSplit` of `TARGET`'s share of `key_id` as the ceremony tool sends
+/// it: the split's setup, authorized by two of the network's administrators.
+async fn authorized_split(net: &TestNetwork, key_id: &str) -> pb::EscrowSplitRequest {
+    let plan =
+        quorate_ceremony::escrow::plan_split(&net.ceremony().unwrap(), key_id, &[TARGET.into()])
+            .await
+            .unwrap();
+    pb::EscrowSplitRequest {
+        key_id: key_id.into(),
+        setup: Some(plan.setup().pb.clone()),
+        authorizations: net.authorize(&plan).unwrap(),
+        ..Default::default()
+    }
+}
+
 async fn holds_key(net: &TestNetwork, node_id: &str, key_id: &str) -> bool {
     match ceremony_client(net, node_id)
         .await
@@ -151,16 +166,7 @@ async fn escrow_round_trip(suite: Ciphersuite) {
     // 1. The node splits its share among the manifest's custodians; the ceremony
     //    only writes ciphertexts.
     let out = work.join("out");
-    let split = escrow::split(
-        &file,
-        SplitRequest {
-            key_id: key_id.clone(),
-            node_id: TARGET.into(),
-            out_dir: out.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    let split = net.escrow_split(&key_id, TARGET, &out).await.unwrap();
     assert_eq!(split.files.len(), CUSTODIANS.len());
     assert_eq!(split.threshold, K);
     assert_eq!(
@@ -359,7 +365,9 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
     let ceremony = net.ceremony_file.display().to_string();
     let out = work.join("out");
     let out_arg = out.display().to_string();
-    let args = vec![
+    // Planned, authorized by two of the network's administrators, then run.
+    let plan = work.join("split-plan.json").display().to_string();
+    let (code, stdout, stderr) = ceremony_cli(&[
         "escrow",
         "split",
         "--ceremony",
@@ -368,6 +376,40 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
         key_id,
         "--node",
         TARGET,
+        "--write-plan",
+        &plan,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut authorizations = Vec::new();
+    for n in 1..=2 {
+        let admin = quorate_testnet::administrators::key_path(&net.net.dir, n)
+            .display()
+            .to_string();
+        let auth = work.join(format!("split-{n}.json")).display().to_string();
+        let (code, stdout, stderr) = ceremony_cli(&[
+            "authorize",
+            "--plan",
+            &plan,
+            "--admin-key",
+            &admin,
+            "--out",
+            &auth,
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("operation:   escrow-split"), "{stdout}");
+        authorizations.push(auth);
+    }
+    let args = vec![
+        "escrow",
+        "split",
+        "--ceremony",
+        &ceremony,
+        "--plan",
+        &plan,
+        "--authorization",
+        &authorizations[0],
+        "--authorization",
+        &authorizations[1],
         "--out",
         &out_arg,
     ];
@@ -532,6 +574,7 @@ async fn escrow_to_recipients_the_caller_names_is_refused_by_every_node_and_audi
                         age_recipient: id.to_public().to_string(),
                     })
                     .collect(),
+                ..Default::default()
             })
             .await;
         let status = match answer {
@@ -582,10 +625,7 @@ async fn escrow_to_recipients_the_caller_names_is_refused_by_every_node_and_audi
     let holders = custodians(&net);
     let response = ceremony_client(&net, TARGET)
         .await
-        .escrow_split(pb::EscrowSplitRequest {
-            key_id: key_id.clone(),
-            ..Default::default()
-        })
+        .escrow_split(authorized_split(&net, &key_id).await)
         .await
         .unwrap()
         .into_inner();
@@ -685,7 +725,10 @@ async fn a_manifest_naming_a_weak_aliased_or_shared_recipient_is_refused_by_the_
                 })
                 .collect(),
             created_at: "2026-01-01T00:00:00Z".into(),
-            policy: None,
+            policy: Some(pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             escrow: Some(escrow),
         }
         .encode();
@@ -734,10 +777,7 @@ async fn a_manifest_naming_a_weak_aliased_or_shared_recipient_is_refused_by_the_
     // The node still serves: it escrows an existing key to its custodians.
     let parts = ceremony_client(&net, TARGET)
         .await
-        .escrow_split(pb::EscrowSplitRequest {
-            key_id: key_of(&net, Ciphersuite::Ed25519),
-            ..Default::default()
-        })
+        .escrow_split(authorized_split(&net, &key_of(&net, Ciphersuite::Ed25519)).await)
         .await
         .unwrap()
         .into_inner()
@@ -757,7 +797,10 @@ async fn a_key_created_without_custodians_cannot_be_escrowed() {
             key_id: key_id.into(),
             ciphersuite: Ciphersuite::Ed25519,
             threshold: net.spec.threshold,
-            policy: None,
+            policy: Some(pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             escrow: None,
         },
     )
@@ -807,6 +850,10 @@ async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
     std::fs::create_dir_all(&work).unwrap();
     let ceremony = net.ceremony_file.display().to_string();
     let custodians_file = quorate_testnet::custodians::file_path(&net.net.dir);
+    // A key without administrators, chosen explicitly: the split below needs no
+    // authorization.
+    let ungoverned = work.join("ungoverned.toml");
+    std::fs::write(&ungoverned, "unsafe_no_administrators = true\n").unwrap();
     let import = |custodians: &Path, transcript: &Path| {
         ceremony_cli(&[
             "import",
@@ -820,6 +867,8 @@ async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
             "3",
             "--custodians",
             &custodians.display().to_string(),
+            "--policy",
+            &ungoverned.display().to_string(),
             "--transcript",
             &transcript.display().to_string(),
         ])
@@ -850,6 +899,8 @@ async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
             key_id: "imported".into(),
             node_id: TARGET.into(),
             out_dir: out.clone(),
+            plan: None,
+            authorizations: Vec::new(),
         },
     )
     .await

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{start_default, DEADLINE};
-use quorate_ceremony::keygen::{run_refresh, RefreshRequest};
+use quorate_ceremony::keygen::RefreshRequest;
 use quorate_client::{ClientError, CoordinatorEntry};
 use quorate_keys::manifest::Manifest;
 use quorate_testnet::client::SignerClient;
@@ -217,14 +217,11 @@ async fn a_coordinator_replaying_the_pre_refresh_manifest_is_refused_as_a_rollba
     assert_eq!(old.generation, 0, "a DKG makes generation 0");
     assert!(old.participant("node-5").is_some());
 
-    let file = net.ceremony().unwrap();
-    run_refresh(
-        &file,
-        RefreshRequest {
-            key_id: KEY.into(),
-            remove_node: Some("node-5".into()),
-        },
-    )
+    net.refresh(RefreshRequest {
+        key_id: KEY.into(),
+        remove_node: Some("node-5".into()),
+        ..Default::default()
+    })
     .await
     .unwrap();
     net.restart_coordinator().await.unwrap();

@@ -127,6 +127,9 @@ async fn the_ceremony_refuses_a_client_or_coordinator_certificate_presented_as_n
     let impostor = impostor_for_node_2(&mut net, &impostors[0].1).await;
     let ceremony_file = net.ceremony_file.display().to_string();
     let transcript = net.net.dir.join("pin.json").display().to_string();
+    let policy = net.net.dir.join("pin-policy.toml");
+    std::fs::write(&policy, "unsafe_no_administrators = true\n").expect("policy");
+    let policy = policy.display().to_string();
     let dkg = [
         "dkg",
         "--ceremony",
@@ -137,6 +140,8 @@ async fn the_ceremony_refuses_a_client_or_coordinator_certificate_presented_as_n
         "ed25519",
         "--threshold",
         "3",
+        "--policy",
+        &policy,
         "--transcript",
         &transcript,
     ];

@@ -661,8 +661,20 @@ fn approver_keygen(out: &str) -> String {
         .unwrap()
 }
 
-/// `quorate-ceremony import` of an Ed25519 3-of-5 key `key_id` with `policy` on `net`.
+/// `quorate-ceremony import` of an Ed25519 3-of-5 key `key_id` with `policy` on `net`,
+/// governed (as every key must be, or opt out) by the network's administrators.
 fn import_key(net: &LocalNetwork, key_id: &str, policy: &str, transcript: &str) {
+    let administrators: Vec<String> = quorate_testnet::administrators::public_keys(&net.dir)
+        .unwrap()
+        .iter()
+        .map(|k| format!("\"{}\"", hex::encode(k)))
+        .collect();
+    let mut governed = std::fs::read_to_string(policy).unwrap();
+    governed.push_str(&format!(
+        "administrator_keys = [{}]\nadministrators_required = 2\n",
+        administrators.join(", ")
+    ));
+    std::fs::write(policy, governed).unwrap();
     let ceremony = net.ceremony_file.display().to_string();
     let out = run(
         "quorate-ceremony",

@@ -159,7 +159,9 @@ pub(super) fn approver(command: ApproverCommand) -> Result<(), CliError> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<u64, CliError> {
+/// Parses a validity like `30m`, `2h`, `1d`: 1 s to 7 days (the longest an
+/// approval token or an administrator's authorization may be valid).
+pub(super) fn parse_duration(text: &str) -> Result<u64, CliError> {
     let bad = || {
         CliError::Usage(format!(
             "duration {text:?}: expected a number and s, m, h or d (e.g. 2h)"
@@ -176,7 +178,7 @@ fn parse_duration(text: &str) -> Result<u64, CliError> {
     };
     if secs == 0 || secs > approval::MAX_VALIDITY_SECS {
         return Err(CliError::Usage(format!(
-            "a token may be valid for 1 s to {} days",
+            "a validity must be 1 s to {} days",
             approval::MAX_VALIDITY_SECS / 86400
         )));
     }
@@ -300,7 +302,8 @@ pub(super) fn cosign(args: CosignArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn write_new_private(path: &Path, contents: &str) -> Result<(), CliError> {
+/// Writes `contents` to a new file of mode 0600.
+pub(super) fn write_new_private(path: &Path, contents: &str) -> Result<(), CliError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -26,19 +26,18 @@ pub(super) fn save_transcript(transcript: &Transcript, path: &Path) -> Result<()
     Ok(())
 }
 
-/// Reads a policy file (TOML, or JSON if it ends in .json) and checks it against
-/// the key's threshold before any node is contacted.
+/// Reads a new key's policy file (TOML, or JSON if it ends in .json) and checks it
+/// against the key's threshold, and that it lists administrators or opts out of
+/// them, before any node is contacted.
 pub(super) fn load_policy(
-    path: Option<&Path>,
+    path: &Path,
     threshold: u16,
-) -> Result<Option<quorate_wire::pb::KeyPolicy>, CliError> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
+) -> Result<quorate_wire::pb::KeyPolicy, CliError> {
     let policy = PolicyFile::load(path)?;
     quorate_keys::policy::Policy::from_pb(Some(&policy), threshold)
+        .and_then(|p| p.check_new_key())
         .map_err(|e| CliError::Usage(format!("policy file {}: {e}", path.display())))?;
-    Ok(Some(policy))
+    Ok(policy)
 }
 
 /// Reads a custodians file (TOML, or JSON if it ends in .json), checked as every

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::error::CliError;
+use super::governance::PlanArgs;
 use crate::ceremony_file::CeremonyFile;
 use crate::escrow::{self, Identities};
 
@@ -21,19 +22,31 @@ pub(super) enum EscrowCommand {
     /// Writes OUT/KEY.NODE.CUSTODIAN.age per custodian (never replacing a file). A
     /// custodian decrypts theirs with the standard `age` tool:
     /// `age -d -i key.txt FILE.age > part.json`.
+    ///
+    /// For a key with administrators, plan first (--write-plan, naming every node
+    /// to split), have administrators authorize the plan, then run it (--plan,
+    /// --authorization); each node checks the authorizations before it splits.
     Split {
-        /// Ceremony file (as for `import`); must list NODE.
+        /// Ceremony file (as for `import`); must list every NODE.
         #[arg(long, value_name = "FILE")]
         ceremony: PathBuf,
-        /// The key whose share to escrow.
-        #[arg(long, value_name = "ID")]
-        key_id: String,
-        /// The node whose share to escrow.
-        #[arg(long, value_name = "NODE")]
-        node: String,
+        /// The key whose shares to escrow.
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "plan",
+            conflicts_with = "plan"
+        )]
+        key_id: Option<String>,
+        /// A node whose share to escrow (repeat for several; with --plan, default:
+        /// every node the plan names).
+        #[arg(long = "node", value_name = "NODE", required_unless_present = "plan")]
+        nodes: Vec<String>,
         /// Directory for the .age files (created if missing).
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Check one part alone against the Feldman commitments it carries.
     ///
@@ -79,29 +92,54 @@ pub(super) fn run(command: EscrowCommand) -> Result<(), CliError> {
         EscrowCommand::Split {
             ceremony,
             key_id,
-            node,
+            nodes,
             out,
+            plan,
         } => {
             let file = CeremonyFile::load(&ceremony)?;
-            let request = escrow::SplitRequest {
-                key_id,
-                node_id: node,
-                out_dir: out,
-            };
-            let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
             let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
-            let outcome = runtime.block_on(escrow::split(&file, request))?;
-            println!(
-                "node {node_id} split its share of key {key_id} among the {} custodians of \
-                 its manifest {} ({} needed to recover); verifying share {}:",
-                outcome.files.len(),
-                outcome.manifest_hash,
-                outcome.threshold,
-                outcome.verifying_share
-            );
-            for ((custodian, path), (_, recipient)) in outcome.files.iter().zip(&outcome.custodians)
-            {
-                println!("  {custodian} ({recipient}): {}", path.display());
+            let planned = if plan.plan.is_some() || plan.write_plan.is_some() {
+                let p = plan.plan_or(|| {
+                    let key_id = key_id.clone().unwrap_or_default();
+                    Ok(runtime.block_on(escrow::plan_split(&file, &key_id, &nodes))?)
+                })?;
+                if plan.write_if_asked(&p)? {
+                    return Ok(());
+                }
+                Some(p)
+            } else {
+                None
+            };
+            let (key_id, nodes) = match &planned {
+                Some(p) if nodes.is_empty() => {
+                    (p.setup().pb.key_id.clone(), p.setup().participant_ids())
+                }
+                Some(p) => (p.setup().pb.key_id.clone(), nodes),
+                None => (key_id.unwrap_or_default(), nodes),
+            };
+            let authorizations = plan.authorizations()?;
+            for node_id in nodes {
+                let request = escrow::SplitRequest {
+                    key_id: key_id.clone(),
+                    node_id: node_id.clone(),
+                    out_dir: out.clone(),
+                    plan: planned.clone(),
+                    authorizations: authorizations.clone(),
+                };
+                let outcome = runtime.block_on(escrow::split(&file, request))?;
+                println!(
+                    "node {node_id} split its share of key {key_id} among the {} custodians of \
+                     its manifest {} ({} needed to recover); verifying share {}:",
+                    outcome.files.len(),
+                    outcome.manifest_hash,
+                    outcome.threshold,
+                    outcome.verifying_share
+                );
+                for ((custodian, path), (_, recipient)) in
+                    outcome.files.iter().zip(&outcome.custodians)
+                {
+                    println!("  {custodian} ({recipient}): {}", path.display());
+                }
             }
             Ok(())
         }

@@ -34,10 +34,12 @@ pub(super) struct ImportArgs {
     #[arg(long, value_name = "OUT.json")]
     pub(super) transcript: PathBuf,
     /// Policy file (TOML: allowed_clients, home_jurisdictions, min_home_signers,
-    /// approver_keys, rate_limit_per_minute), fixed with the key and enforced by every
-    /// node. Without it the key is unrestricted. See docs/sovereignty.md.
+    /// approver_keys, rate_limit_per_minute, administrator_keys,
+    /// administrators_required), fixed with the key and enforced by every node. It
+    /// must list administrators or say unsafe_no_administrators = true. See
+    /// docs/sovereignty.md and docs/ceremony.md.
     #[arg(long, value_name = "FILE")]
-    pub(super) policy: Option<PathBuf>,
+    pub(super) policy: PathBuf,
     /// The key's escrow custodians (TOML, or JSON if the name ends in .json):
     /// `threshold = K` and one `[[custodians]]` table (name, recipient: an age X25519
     /// recipient, age1...) per custodian, 2 to 64 of them. Fixed in the key's
@@ -53,7 +55,7 @@ pub(super) fn run(args: ImportArgs) -> Result<(), CliError> {
     // Everything the user typed is checked before any node is contacted.
     let file = CeremonyFile::load(&args.ceremony)?;
     check_transcript_path(&args.transcript)?;
-    let policy = load_policy(args.policy.as_deref(), args.threshold)?;
+    let policy = Some(load_policy(&args.policy, args.threshold)?);
     let escrow = load_custodians(args.custodians.as_deref())?;
     let secret = args
         .secret_file

@@ -1,5 +1,6 @@
 //! `quorate-ceremony dkg`, `refresh`, `repair` and `transcript verify`: the key
-//! ceremonies between nodes from the command line.
+//! ceremonies between nodes from the command line (refresh and repair are
+//! governed: see [`super::governance`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,11 @@ use super::common::{
     check_transcript_path, load_custodians, load_policy, runtime, save_transcript,
 };
 use super::error::CliError;
+use super::governance::PlanArgs;
 use crate::ceremony_file::CeremonyFile;
 use crate::keygen::{
-    run_dkg, run_refresh, run_repair, verify_transcript, DkgRequest, RefreshRequest, RepairRequest,
+    plan_refresh, plan_repair, run_dkg, run_refresh, run_repair, verify_transcript, DkgRequest,
+    PolicyFile, RefreshRequest, RepairRequest,
 };
 use crate::transcript::Transcript;
 
@@ -51,9 +54,11 @@ pub(super) struct DkgArgs {
     pub(super) threshold: u16,
     /// The key's policy (TOML, or JSON if the name ends in .json): allowed_clients,
     /// home_jurisdictions, min_home_signers, approver_keys (hex),
-    /// rate_limit_per_minute. Without it the key is unrestricted.
+    /// rate_limit_per_minute, and administrator_keys (hex, from `admin keygen`)
+    /// with administrators_required. Every node refuses a new key whose policy
+    /// lists no administrators unless it says unsafe_no_administrators = true.
     #[arg(long, value_name = "FILE")]
-    pub(super) policy: Option<PathBuf>,
+    pub(super) policy: PathBuf,
     /// The key's escrow custodians (TOML, or JSON if the name ends in .json):
     /// `threshold = K` and one `[[custodians]]` table (name, recipient: an age X25519
     /// recipient, age1...) per custodian, 2 to 64 of them. Fixed in the key's
@@ -73,14 +78,29 @@ pub(super) struct RefreshArgs {
     #[arg(long, value_name = "FILE")]
     pub(super) ceremony: PathBuf,
     /// Key id.
-    #[arg(long, value_name = "ID")]
-    pub(super) key_id: String,
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "plan",
+        conflicts_with = "plan"
+    )]
+    pub(super) key_id: Option<String>,
     /// Drop this node from the key.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "plan")]
     pub(super) remove_node: Option<String>,
+    /// Give the key this policy (a policy file, as for `dkg`) from the refresh on.
+    #[arg(long, value_name = "FILE", conflicts_with = "plan")]
+    pub(super) policy: Option<PathBuf>,
+    /// Give the key these escrow custodians (a custodians file, as for `dkg`) from
+    /// the refresh on: parts of earlier splits stay with the earlier custodians,
+    /// and are of the earlier shares, which the refresh replaces.
+    #[arg(long, value_name = "FILE", conflicts_with = "plan")]
+    pub(super) custodians: Option<PathBuf>,
     /// Where to write the JSON transcript; must not exist yet.
-    #[arg(long, value_name = "OUT.json")]
-    pub(super) transcript: PathBuf,
+    #[arg(long, value_name = "OUT.json", required_unless_present = "write_plan")]
+    pub(super) transcript: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,18 +109,30 @@ pub(super) struct RepairArgs {
     #[arg(long, value_name = "FILE")]
     pub(super) ceremony: PathBuf,
     /// Key id.
-    #[arg(long, value_name = "ID")]
-    pub(super) key_id: String,
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "plan",
+        conflicts_with = "plan"
+    )]
+    pub(super) key_id: Option<String>,
     /// The node whose share is rebuilt.
-    #[arg(long, value_name = "ID")]
-    pub(super) node: String,
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "plan",
+        conflicts_with = "plan"
+    )]
+    pub(super) node: Option<String>,
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
 }
 
 /// Runs `dkg`.
 pub(super) fn dkg(args: DkgArgs) -> Result<(), CliError> {
     let file = CeremonyFile::load(&args.ceremony)?;
     check_transcript_path(&args.transcript)?;
-    let policy = load_policy(args.policy.as_deref(), args.threshold)?;
+    let policy = Some(load_policy(&args.policy, args.threshold)?);
     let escrow = load_custodians(args.custodians.as_deref())?;
     let request = DkgRequest {
         key_id: args.key_id,
@@ -126,13 +158,26 @@ pub(super) fn dkg(args: DkgArgs) -> Result<(), CliError> {
 /// Runs `refresh`.
 pub(super) fn refresh(args: RefreshArgs) -> Result<(), CliError> {
     let file = CeremonyFile::load(&args.ceremony)?;
-    check_transcript_path(&args.transcript)?;
-    let request = RefreshRequest {
-        key_id: args.key_id,
-        remove_node: args.remove_node,
-    };
-    let transcript = runtime()?.block_on(run_refresh(&file, request))?;
-    save_transcript(&transcript, &args.transcript)?;
+    let runtime = runtime()?;
+    let plan = args.plan.plan_or(|| {
+        let request = RefreshRequest {
+            key_id: args.key_id.clone().unwrap_or_default(),
+            remove_node: args.remove_node.clone(),
+            policy: args.policy.as_deref().map(PolicyFile::load).transpose()?,
+            escrow: load_custodians(args.custodians.as_deref())?,
+        };
+        Ok(runtime.block_on(plan_refresh(&file, request))?)
+    })?;
+    if args.plan.write_if_asked(&plan)? {
+        return Ok(());
+    }
+    let path = args
+        .transcript
+        .ok_or_else(|| CliError::Usage("--transcript is needed to run a refresh".into()))?;
+    check_transcript_path(&path)?;
+    let authorizations = args.plan.authorizations()?;
+    let transcript = runtime.block_on(run_refresh(&file, &plan, &authorizations))?;
+    save_transcript(&transcript, &path)?;
     println!(
         "refreshed key {} ({}-of-{}: {}), group public key {} unchanged",
         transcript.key_id,
@@ -146,22 +191,31 @@ pub(super) fn refresh(args: RefreshArgs) -> Result<(), CliError> {
             .join(", "),
         transcript.public_key
     );
-    println!("transcript: {}", args.transcript.display());
+    println!("transcript: {}", path.display());
     Ok(())
 }
 
 /// Runs `repair`.
 pub(super) fn repair(args: RepairArgs) -> Result<(), CliError> {
     let file = CeremonyFile::load(&args.ceremony)?;
-    let request = RepairRequest {
-        key_id: args.key_id.clone(),
-        node: args.node.clone(),
-    };
-    let outcome = runtime()?.block_on(run_repair(&file, request))?;
+    let runtime = runtime()?;
+    let plan = args.plan.plan_or(|| {
+        let request = RepairRequest {
+            key_id: args.key_id.clone().unwrap_or_default(),
+            node: args.node.clone().unwrap_or_default(),
+        };
+        Ok(runtime.block_on(plan_repair(&file, request))?)
+    })?;
+    if args.plan.write_if_asked(&plan)? {
+        return Ok(());
+    }
+    let authorizations = args.plan.authorizations()?;
+    let outcome = runtime.block_on(run_repair(&file, &plan, &authorizations))?;
+    let setup = plan.setup();
     println!(
         "repaired {}'s share of key {} with helpers {}; verifying share {} matches the manifest {}",
-        args.node,
-        args.key_id,
+        setup.pb.repair_target,
+        setup.pb.key_id,
         outcome.helpers.join(", "),
         outcome.verifying_share,
         outcome.manifest_hash

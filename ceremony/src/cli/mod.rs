@@ -1,6 +1,6 @@
 //! The `quorate-ceremony` command line: the clap types and one file per command
 //! group ([`pki`](self) init/issue, import, approver/approve/cosign/revoke/deliver-revocation,
-//! audit, escrow, and the
+//! admin/authorize, audit, escrow, and the
 //! key ceremonies dkg/refresh/repair/transcript). The binary parses a [`Cli`],
 //! calls [`run`] and maps a [`CliError`] to its exit code; everything else is here,
 //! so tests can drive it in-process.
@@ -10,6 +10,7 @@ mod audit;
 mod common;
 mod error;
 mod escrow;
+mod governance;
 mod import;
 mod keygen;
 mod pki;
@@ -21,6 +22,7 @@ pub use error::CliError;
 use approval::{ApproveArgs, ApproverCommand, CosignArgs, DeliverRevocationArgs, RevokeArgs};
 use audit::AuditCommand;
 use escrow::EscrowCommand;
+use governance::{AdminCommand, AuthorizeArgs};
 use import::ImportArgs;
 use keygen::{DkgArgs, RefreshArgs, RepairArgs, TranscriptCommand};
 use pki::PkiCommand;
@@ -74,6 +76,14 @@ enum Command {
     /// token from then on. Fails naming every node that did not store it; running
     /// it again is harmless.
     DeliverRevocation(DeliverRevocationArgs),
+    /// Administrator keys: a key's administrators (listed in its policy) authorize
+    /// every refresh, repair, node removal, escrow split, policy or custodian change.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Sign this administrator's authorization of a plan (written by a governed
+    /// command's --write-plan): offline, one file per administrator. Prints what the
+    /// plan does, read from the setup the nodes will check.
+    Authorize(AuthorizeArgs),
     /// Audit logs of nodes.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -91,11 +101,14 @@ enum Command {
     Dkg(DkgArgs),
     /// New shares for an existing key (same group public key); old shares stop
     /// working. With --remove-node, that node is dropped from the key and deletes
-    /// its share. The ceremony file must list exactly the key's current nodes.
+    /// its share; with --policy or --custodians, the key's terms change. The
+    /// ceremony file must list exactly the key's current nodes. For a key with
+    /// administrators: --write-plan, their authorizations, then --plan.
     Refresh(RefreshArgs),
     /// Rebuild a node's lost share (after its store was wiped) from t helper nodes;
     /// every message between nodes is sealed end to end. The node checks the rebuilt
-    /// share against the key's manifest before activating it.
+    /// share against the key's manifest before activating it. For a key with
+    /// administrators: --write-plan, their authorizations, then --plan.
     Repair(RepairArgs),
     /// Transcripts.
     #[command(subcommand)]
@@ -112,6 +125,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cosign(args) => approval::cosign(args),
         Command::Revoke(args) => approval::revoke(args),
         Command::DeliverRevocation(args) => approval::deliver_revocation(args),
+        Command::Admin(command) => governance::admin(command),
+        Command::Authorize(args) => governance::authorize(args),
         Command::Audit(command) => audit::run(command),
         Command::Escrow(command) => escrow::run(command),
         Command::Dkg(args) => keygen::dkg(args),

@@ -21,7 +21,8 @@ pub enum EscrowError {
     /// escrowed.
     #[error(
         "key {0} has no escrow custodians in its manifest, so its shares cannot be escrowed \
-         (custodians are fixed when a key is created: dkg or import with --custodians)"
+         (custodians come with the key, dkg or import with --custodians, or with a refresh its \
+         administrators authorize, refresh --custodians)"
     )]
     NoCustodians(String),
     /// A file could not be read or written.

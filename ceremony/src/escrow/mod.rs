@@ -31,4 +31,4 @@ mod split;
 pub use error::EscrowError;
 pub use part::{read_part, verify_part, Identities};
 pub use recover::{recover, RecoverOutcome, RecoverRequest};
-pub use split::{part_file_name, split, SplitOutcome, SplitRequest};
+pub use split::{part_file_name, plan_split, split, SplitOutcome, SplitRequest};

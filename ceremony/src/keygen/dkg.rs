@@ -5,10 +5,11 @@ use quorate_ceremony_protocol::setup::{Setup, SETUP_VERSION};
 use quorate_frost::Ciphersuite;
 use quorate_wire::pb;
 
-use super::relay::{ceremony_id, manifest_participants, reach};
+use super::relay::{manifest_participants, reach};
 use super::rounds::run_keygen;
 use crate::ceremony_file::CeremonyFile;
 use crate::error::CeremonyError;
+use crate::plan::ceremony_id;
 use crate::transcript::{now_rfc3339, Transcript};
 
 /// What a DKG creates.
@@ -54,5 +55,15 @@ pub async fn run_dkg(file: &CeremonyFile, req: DkgRequest) -> Result<Transcript,
         escrow: req.escrow.clone(),
     };
     let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
-    run_keygen("DKG", setup, &peers, &peers, &verifier, None, started_at).await
+    run_keygen(
+        "DKG",
+        setup,
+        &peers,
+        &peers,
+        &verifier,
+        None,
+        &[],
+        started_at,
+    )
+    .await
 }

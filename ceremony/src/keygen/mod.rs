@@ -32,6 +32,6 @@ mod verify;
 
 pub use crate::policy_file::PolicyFile;
 pub use dkg::{run_dkg, DkgRequest};
-pub use refresh::{run_refresh, RefreshRequest};
-pub use repair::{run_repair, RepairOutcome, RepairRequest};
+pub use refresh::{plan_refresh, run_refresh, RefreshRequest};
+pub use repair::{plan_repair, run_repair, RepairOutcome, RepairRequest};
 pub use verify::verify_transcript;

@@ -11,19 +11,11 @@ use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::StatementVerifier;
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_client::CeremonyClient;
-use rand_core::{OsRng, RngCore};
 use tonic::transport::Channel;
 
 use crate::ceremony_file::CeremonyFile;
 use crate::connect::{describe_status, precheck, Reached, RPC_TIMEOUT};
 use crate::error::{CeremonyError, NodeFailure};
-
-/// A fresh random ceremony id.
-pub(super) fn ceremony_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 12];
-    OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}-{}", hex::encode(bytes))
-}
 
 /// A node in a running ceremony.
 #[derive(Clone)]

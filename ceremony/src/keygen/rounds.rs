@@ -27,6 +27,7 @@ pub(super) async fn run_keygen(
     retire: &[Peer],
     verifier: &StatementVerifier,
     previous: Option<&Manifest>,
+    authorizations: &[Vec<u8>],
     started_at: String,
 ) -> Result<Transcript, CeremonyError> {
     let ids = setup.participant_ids();
@@ -49,6 +50,7 @@ pub(super) async fn run_keygen(
     let contributions = match step(peers, |p| {
         let request = pb::DkgRound1Request {
             setup: Some(setup.pb.clone()),
+            authorizations: authorizations.to_vec(),
         };
         async move { rpc(p.client().dkg_round1(request)).await }
     })
@@ -187,6 +189,7 @@ pub(super) async fn run_keygen(
             setup: Some(setup.pb.clone()),
             manifest: manifest.encoded.clone(),
             confirmations: confirmations.clone(),
+            authorizations: authorizations.to_vec(),
         };
         match rpc(p.client().retire_key(request)).await {
             Ok(_) => tracing::info!(node = %p.id, "refresh: removed node retired its share"),

@@ -20,6 +20,7 @@ use quorate_ceremony_protocol::setup::{
 };
 use quorate_wire::pb;
 
+use super::governance::check_authorized;
 use super::participant::{
     check_own_place, culprit_name, open_envelopes, prior_key, rejected, setup_of, Participant,
     PURPOSE_ROUND2,
@@ -34,6 +35,7 @@ pub(crate) fn round1(
     participant: &Participant,
     node: &NodeState,
     req: pb::DkgRound1Request,
+    caller: &str,
 ) -> Result<pb::Signed, NodeError> {
     let setup = setup_of(req.setup)?;
     check_own_place(&node.identity, &setup)?;
@@ -44,12 +46,14 @@ pub(crate) fn round1(
             }
         }
         Kind::Refresh => {
-            prior_key(node, &setup)?;
+            let key = prior_key(node, &setup)?;
+            check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
         }
-        Kind::Repair => {
-            return Err(NodeError::MalformedRequest(
-                "a repair starts with RepairStart".into(),
-            ))
+        Kind::Repair | Kind::EscrowSplit => {
+            return Err(NodeError::MalformedRequest(format!(
+                "a {} is not a DKG or refresh",
+                setup.kind.name()
+            )))
         }
     }
     let n = u16::try_from(setup.pb.participants.len())

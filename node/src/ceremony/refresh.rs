@@ -3,8 +3,9 @@
 //! refresh's rounds on the nodes it keeps are the DKG's, in `dkg`.)
 //!
 //! Used by the `Ceremony` gRPC adapter. Invariant: a share is deleted only when the
-//! refreshed manifest is the same key without this node and every remaining
-//! participant signed a confirmation of it.
+//! refreshed manifest is the same key without this node, every remaining
+//! participant signed a confirmation of it, and (for a key with administrators)
+//! enough of them authorized the refresh.
 
 use prost::Message;
 use quorate_ceremony_protocol::setup::{verify_confirmations, Kind};
@@ -12,6 +13,7 @@ use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::VerifiedCertificates;
 use quorate_wire::pb;
 
+use super::governance::check_authorized;
 use super::participant::{rejected, setup_of, Participant};
 use crate::error::NodeError;
 use crate::state::NodeState;
@@ -41,6 +43,9 @@ pub(crate) fn retire_key(
             "the refresh is about another version of this key".into(),
         ));
     }
+    // The administrators authorized this refresh, and with it the removal of this
+    // node: the same authorizations, checked here against this node's manifest.
+    check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
     let new =
         Manifest::decode(&req.manifest).map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
     if new.key_id != key.manifest.key_id

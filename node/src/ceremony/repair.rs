@@ -14,6 +14,7 @@ use quorate_frost::SecretBytes;
 use quorate_keys::manifest::Manifest;
 use quorate_wire::pb;
 
+use super::governance::check_authorized;
 use super::participant::{
     check_own_place, open_envelopes, prior_key, rejected, setup_of, Participant, PURPOSE_DELTA,
     PURPOSE_SIGMA,
@@ -28,6 +29,7 @@ pub(crate) fn start(
     participant: &Participant,
     node: &NodeState,
     req: pb::RepairStartRequest,
+    caller: &str,
 ) -> Result<pb::Signed, NodeError> {
     let setup = setup_of(req.setup)?;
     if setup.kind != Kind::Repair {
@@ -47,6 +49,7 @@ pub(crate) fn start(
                 setup.pb.repair_target, setup.pb.key_id
             )));
         }
+        check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
         Stage::RepairHelper {
             contributions: None,
         }
@@ -238,6 +241,9 @@ pub(crate) fn finish(
             "the manifest is not the key the repair is about".into(),
         ));
     }
+    // The target has no manifest of its own to take the administrators from: it
+    // checks them against the one whose hash the helpers signed in the setup.
+    check_authorized(node, &manifest, setup, &req.authorizations, caller)?;
     let helpers: Vec<&VerifiedContribution> = contributions.iter().collect();
     let sigmas = open_envelopes(
         &node.identity.node_id,

@@ -18,6 +18,7 @@ use prost::Message;
 use quorate_frost::{Ciphersuite, DkgMode};
 use quorate_keys::custodians::KeyEscrow;
 use quorate_keys::manifest::{self, Manifest, NewManifest};
+use quorate_keys::policy::Policy;
 use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_transport::identity::Location;
 use quorate_wire::pb;
@@ -62,14 +63,27 @@ pub enum Kind {
     Refresh,
     /// Rebuilding one node's share.
     Repair,
+    /// Splitting nodes' shares among the key's escrow custodians (no rounds
+    /// between nodes; a setup so that administrators can authorize it).
+    EscrowSplit,
 }
 
 impl Kind {
+    /// The operation's name in authorizations and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Dkg => "dkg",
+            Kind::Refresh => "refresh",
+            Kind::Repair => "repair",
+            Kind::EscrowSplit => "escrow-split",
+        }
+    }
+
     /// The DKG variant to run (repair runs none).
     pub fn dkg_mode(self) -> DkgMode {
         match self {
             Kind::Refresh => DkgMode::Refresh,
-            Kind::Dkg | Kind::Repair => DkgMode::Generate,
+            Kind::Dkg | Kind::Repair | Kind::EscrowSplit => DkgMode::Generate,
         }
     }
 }
@@ -110,6 +124,7 @@ impl Setup {
             Ok(pb::CeremonyKind::Dkg) => Kind::Dkg,
             Ok(pb::CeremonyKind::Refresh) => Kind::Refresh,
             Ok(pb::CeremonyKind::Repair) => Kind::Repair,
+            Ok(pb::CeremonyKind::EscrowSplit) => Kind::EscrowSplit,
             _ => return Err(bad(format!("unknown ceremony kind {}", pb.kind))),
         };
         let ciphersuite =
@@ -117,8 +132,17 @@ impl Setup {
         let n = pb.participants.len();
         let threshold = u16::try_from(pb.threshold)
             .ok()
-            .filter(|t| *t >= 2 && usize::from(*t) <= n && n <= usize::from(u16::MAX))
+            .filter(|t| {
+                *t >= 2
+                    && n <= usize::from(u16::MAX)
+                    && (usize::from(*t) <= n || kind == Kind::EscrowSplit)
+            })
             .ok_or_else(|| bad(format!("threshold {} is not within 2..={n}", pb.threshold)))?;
+        if kind == Kind::EscrowSplit && n == 0 {
+            return Err(bad(
+                "an escrow split names the nodes whose shares it splits".into(),
+            ));
+        }
         let mut seen = BTreeSet::new();
         for p in &pb.participants {
             quorate_transport::identity::PeerIdentity::new(
@@ -143,17 +167,32 @@ impl Setup {
         } else if !pb.repair_target.is_empty() {
             return Err(bad("repair_target is only for repairs".into()));
         }
-        // The custodians are fixed when a key is created: a refresh keeps the
-        // previous manifest's, so no later ceremony can redirect the key's escrow.
-        match (&pb.escrow, kind) {
-            (Some(escrow), Kind::Dkg) => {
-                KeyEscrow::from_pb(escrow).map_err(|e| bad(format!("escrow: {e}")))?;
+        // A key's custodians and policy are set when it is created and changed only
+        // by a refresh, which the key's administrators authorize.
+        match kind {
+            Kind::Dkg | Kind::Refresh => {
+                if let Some(escrow) = &pb.escrow {
+                    KeyEscrow::from_pb(escrow).map_err(|e| bad(format!("escrow: {e}")))?;
+                }
+                if kind == Kind::Dkg || pb.policy.is_some() {
+                    let policy = Policy::from_pb(pb.policy.as_ref(), threshold)
+                        .map_err(|e| bad(format!("policy: {e}")))?;
+                    policy
+                        .check_new_key()
+                        .map_err(|e| bad(format!("policy: {e}")))?;
+                }
             }
-            (Some(_), Kind::Refresh | Kind::Repair) => return Err(bad(
-                "escrow custodians are fixed when a key is created; a refresh or repair keeps them"
-                    .into(),
-            )),
-            (None, _) => {}
+            Kind::Repair | Kind::EscrowSplit => {
+                if pb.escrow.is_some() || pb.policy.is_some() {
+                    return Err(bad(format!(
+                        "a {} changes neither the key's policy nor its escrow custodians; a refresh does",
+                        kind.name()
+                    )));
+                }
+            }
+        }
+        if kind != Kind::Dkg && !pb.created_at.is_empty() {
+            return Err(bad("created_at is only for a DKG".into()));
         }
         let hash = quorate_wire::sha256(&pb.encode_to_vec());
         Ok(Self {
@@ -395,8 +434,16 @@ pub fn build_manifest(
                     "the refresh's key id, ciphersuite or threshold differs from the key's previous manifest".into(),
                 ));
             }
-            manifest::encode_successor(prev, public_key_package, setup.pb.participants.clone())
-                .map_err(bad)?
+            manifest::encode_successor(
+                prev,
+                public_key_package,
+                setup.pb.participants.clone(),
+                manifest::TermChanges {
+                    policy: setup.pb.policy.clone(),
+                    escrow: setup.pb.escrow.clone(),
+                },
+            )
+            .map_err(bad)?
         }
         _ => {
             return Err(CeremonyCheckError::Setup(
@@ -436,6 +483,10 @@ mod tests {
             } else {
                 vec![0; 32]
             },
+            policy: (kind == pb::CeremonyKind::Dkg).then(|| pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             escrow,
             ..Default::default()
         }
@@ -467,17 +518,37 @@ mod tests {
     }
 
     #[test]
-    fn a_refresh_or_repair_cannot_bring_custodians_of_its_own() {
-        for kind in [pb::CeremonyKind::Refresh, pb::CeremonyKind::Repair] {
+    fn only_a_refresh_changes_custodians_and_it_checks_them() {
+        let refresh = Setup::from_pb(setup(pb::CeremonyKind::Refresh, Some(escrow(2, RECIPIENT))));
+        assert!(refresh.is_ok(), "{refresh:?}");
+        let err = Setup::from_pb(setup(pb::CeremonyKind::Refresh, Some(escrow(3, RECIPIENT))))
+            .unwrap_err();
+        assert!(err.to_string().contains("escrow"), "{err}");
+        for kind in [pb::CeremonyKind::Repair, pb::CeremonyKind::EscrowSplit] {
             let mut s = setup(kind, Some(escrow(2, RECIPIENT)));
             if kind == pb::CeremonyKind::Repair {
                 s.repair_target = "node-4".into();
             }
             let err = Setup::from_pb(s).unwrap_err();
-            assert!(
-                err.to_string().contains("fixed when a key is created"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("a refresh does"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_dkg_needs_administrators_or_the_explicit_opt_out() {
+        let mut s = setup(pb::CeremonyKind::Dkg, None);
+        s.policy = None;
+        let err = Setup::from_pb(s.clone()).unwrap_err();
+        assert!(
+            err.to_string().contains("unsafe_no_administrators"),
+            "{err}"
+        );
+        s.policy = Some(pb::KeyPolicy {
+            administrator_keys: vec![quorate_keys::approval::ApproverKey::generate()
+                .public_key()
+                .to_vec()],
+            ..Default::default()
+        });
+        assert!(Setup::from_pb(s).is_ok());
     }
 }

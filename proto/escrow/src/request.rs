@@ -100,6 +100,7 @@ mod tests {
             key_id: "k1".into(),
             threshold: 2,
             custodians,
+            ..Default::default()
         })
         .unwrap_err();
         assert!(
@@ -123,6 +124,7 @@ mod tests {
             key_id: "k1".into(),
             threshold: 2,
             custodians,
+            ..Default::default()
         })
         .unwrap_err();
         assert!(err.len() < 2 * 1024, "{} bytes", err.len());

@@ -59,6 +59,11 @@ pub struct AuditRecord {
     /// serialized, so older records hash as they were written) otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub attempt: String,
+    /// The administrators (hex Ed25519 public keys) whose authorizations a node
+    /// verified before a governed operation (`operation_authorized`). Absent (and
+    /// not serialized, so older records hash as they were written) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorized_by: Vec<String>,
     /// `hash` of the previous record.
     pub prev_hash: String,
     /// SHA-256 over this record with `hash` empty (hex).

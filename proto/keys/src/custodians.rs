@@ -2,7 +2,8 @@
 //! share and how many of them rebuild it, fixed in the key's manifest.
 //!
 //! The custodians come from the ceremony that creates the key (its setup, so every
-//! node holds the key to the same ones) and a refresh keeps them. A node escrows its
+//! node holds the key to the same ones); a refresh keeps them unless its setup,
+//! which the key's administrators authorize, brings others. A node escrows its
 //! share to these recipients only, so whoever relays an `EscrowSplit` (the ceremony
 //! tool) cannot name recipients of its own. Nodes check that the custodians are
 //! consistent and well-formed, not that they are legitimate: whoever creates a key

@@ -1,7 +1,8 @@
 //! The rules of a Quorate key, shared by everyone who must agree on them: the
 //! [`manifest`] (a key's public description, byte-identical on every participant),
-//! the escrow [`custodians`] fixed in it, its sovereignty and access [`policy`],
-//! compliance [`approval`] tokens for an out-of-policy quorum and their
+//! the escrow [`custodians`] fixed in it, its sovereignty and access [`policy`]
+//! (with its administrators), the administrators' [`authorization`]s of governed
+//! operations, compliance [`approval`] tokens for an out-of-policy quorum and their
 //! [`revocation`]s, and the [`audit`] record format with its hash chain, the
 //! [`merkle`] tree over a node's audit log (RFC 9162) and its signed
 //! [`checkpoint`]s (C2SP signed notes) with witnesses'
@@ -13,6 +14,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod authorization;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod custodians;

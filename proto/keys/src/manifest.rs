@@ -286,6 +286,7 @@ pub fn encode_successor(
     previous: &Manifest,
     public_key_package: Vec<u8>,
     participants: Vec<pb::ManifestParticipant>,
+    changes: TermChanges,
 ) -> Result<Vec<u8>, ManifestError> {
     let previous_pb = pb::KeyManifest::decode(previous.encoded.as_slice())
         .map_err(|e| ManifestError::Decode(e.to_string()))?;
@@ -299,9 +300,22 @@ pub fn encode_successor(
         public_key_package,
         participants,
         generation,
+        policy: changes.policy.or(previous_pb.policy),
+        escrow: changes.escrow.or(previous_pb.escrow),
         ..previous_pb
     }
     .encode_to_vec())
+}
+
+/// What a refresh changes in a key's terms besides its shares: a new policy, new
+/// escrow custodians (each `None`: kept as they are). Governed like the refresh
+/// itself: the key's administrators authorize the setup that carries them.
+#[derive(Clone, Debug, Default)]
+pub struct TermChanges {
+    /// The successor's policy.
+    pub policy: Option<pb::KeyPolicy>,
+    /// The successor's escrow custodians and threshold.
+    pub escrow: Option<pb::KeyEscrow>,
 }
 
 #[cfg(test)]
@@ -387,6 +401,7 @@ mod tests {
                 &m0,
                 refreshed.public_key_package.clone(),
                 participants(&names),
+                TermChanges::default(),
             )
             .unwrap(),
         )
@@ -399,7 +414,13 @@ mod tests {
         assert_eq!(m1.public_key_package, refreshed.public_key_package);
         m1.check_successor(&m0).unwrap();
         let m2 = Manifest::decode(
-            &encode_successor(&m1, refreshed.public_key_package, participants(&names)).unwrap(),
+            &encode_successor(
+                &m1,
+                refreshed.public_key_package,
+                participants(&names),
+                TermChanges::default(),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(m2.generation, 2);
@@ -427,7 +448,13 @@ mod tests {
         let mut last = pb::KeyManifest::decode(sample(2).as_slice()).unwrap();
         last.generation = u64::MAX;
         let last = Manifest::decode(&last.encode_to_vec()).unwrap();
-        assert!(encode_successor(&last, last.public_key_package.clone(), Vec::new()).is_err());
+        assert!(encode_successor(
+            &last,
+            last.public_key_package.clone(),
+            Vec::new(),
+            TermChanges::default()
+        )
+        .is_err());
     }
 
     #[test]
@@ -460,7 +487,8 @@ mod tests {
     }
 
     #[test]
-    fn escrow_custodians_are_part_of_the_hashed_manifest_and_a_refresh_keeps_them() {
+    fn escrow_custodians_are_part_of_the_hashed_manifest_and_a_refresh_keeps_them_unless_it_changes_them(
+    ) {
         let recipient = age::x25519::Identity::generate().to_public().to_string();
         let without = Manifest::decode(&sample(2)).unwrap();
         assert!(without.escrow.is_none());
@@ -474,10 +502,34 @@ mod tests {
         let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
         let refreshed = Ciphersuite::Ed25519.ops().split(None, &names, 2).unwrap();
         let next = Manifest::decode(
-            &encode_successor(&with, refreshed.public_key_package, participants(&names)).unwrap(),
+            &encode_successor(
+                &with,
+                refreshed.public_key_package.clone(),
+                participants(&names),
+                TermChanges::default(),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(next.escrow, with.escrow);
+        // A refresh that brings custodians (authorized by the key's administrators)
+        // gives the successor those, and keeps the policy it does not change.
+        let other = age::x25519::Identity::generate().to_public().to_string();
+        let changed = Manifest::decode(
+            &encode_successor(
+                &next,
+                refreshed.public_key_package,
+                participants(&names),
+                TermChanges {
+                    policy: None,
+                    escrow: Some(escrow(2, &other)),
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(changed.escrow.unwrap().custodians[0].recipient, other);
+        assert_eq!(changed.policy, next.policy);
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub struct Policy {
     /// Most signatures per client per minute; 0 = unlimited (how the coordinator and
     /// the nodes count them: [`crate::ratelimit`]).
     pub rate_limit_per_minute: u32,
+    /// Ed25519 public keys of the key's administrators, whose authorizations
+    /// ([`crate::authorization`]) every governed operation needs. Empty: the key is
+    /// not governed (see [`Policy::unsafe_no_administrators`]).
+    pub administrators: Vec<[u8; 32]>,
+    /// How many distinct administrators must authorize one operation (at least 1).
+    pub administrators_required: usize,
+    /// The creator chose, explicitly, a key without administrators.
+    pub unsafe_no_administrators: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,31 +97,27 @@ impl Policy {
         if p.home_jurisdictions.iter().any(|j| j.trim().is_empty()) {
             return Err("home_jurisdictions holds an empty name".into());
         }
-        let mut approvers = Vec::with_capacity(p.approver_keys.len());
-        for k in &p.approver_keys {
-            let key: [u8; 32] = k
-                .as_slice()
-                .try_into()
-                .map_err(|_| format!("approver key is {} bytes, not 32", k.len()))?;
-            let point = ed25519_dalek::VerifyingKey::from_bytes(&key)
-                .map_err(|_| format!("approver key {} is not an Ed25519 key", hex::encode(key)))?;
-            if point.is_weak() {
-                return Err(format!(
-                    "approver key {} is a small-order Ed25519 key, under which anyone \
-                     can forge a signature",
-                    hex::encode(key)
-                ));
-            }
-            approvers.push(key);
-        }
+        let approvers = strong_ed25519_keys(&p.approver_keys, "approver")?;
         let approvals_required = usize::try_from(p.approvals_required.max(1)).unwrap_or(usize::MAX);
-        let distinct: std::collections::BTreeSet<_> = approvers.iter().collect();
-        if !approvers.is_empty() && approvals_required > distinct.len() {
-            return Err(format!(
-                "approvals_required {} exceeds the {} approver keys listed",
-                p.approvals_required,
-                distinct.len()
-            ));
+        check_quorum_size(
+            &approvers,
+            approvals_required,
+            "approvals_required",
+            "approver",
+        )?;
+        let administrators = strong_ed25519_keys(&p.administrator_keys, "administrator")?;
+        let administrators_required =
+            usize::try_from(p.administrators_required.max(1)).unwrap_or(usize::MAX);
+        check_quorum_size(
+            &administrators,
+            administrators_required,
+            "administrators_required",
+            "administrator",
+        )?;
+        if p.unsafe_no_administrators && !administrators.is_empty() {
+            return Err(
+                "unsafe_no_administrators is set but the policy lists administrators".into(),
+            );
         }
         Ok(Self {
             allowed_clients,
@@ -122,7 +126,32 @@ impl Policy {
             approvers,
             approvals_required,
             rate_limit_per_minute: p.rate_limit_per_minute,
+            administrators,
+            administrators_required,
+            unsafe_no_administrators: p.unsafe_no_administrators,
         })
+    }
+
+    /// Whether operations on the key need administrators' authorizations.
+    pub fn is_governed(&self) -> bool {
+        !self.administrators.is_empty()
+    }
+
+    /// The rule for a new key (checked by every node at a DKG and an import, and by
+    /// the ceremony tool): it lists administrators, or its creator opted out
+    /// explicitly. Keys made before administrators existed load as ungoverned.
+    pub fn check_new_key(&self) -> Result<(), String> {
+        if self.is_governed() || self.unsafe_no_administrators {
+            Ok(())
+        } else {
+            Err(
+                "a new key's policy must list administrators (administrator_keys, \
+                 administrators_required) or opt out with unsafe_no_administrators, \
+                 which lets whoever holds the ceremony certificate refresh, repair and \
+                 escrow the key alone"
+                    .into(),
+            )
+        }
     }
 
     /// Whether the client with SPIFFE id `client` may use the key.
@@ -172,6 +201,47 @@ impl Policy {
     }
 }
 
+/// Parses Ed25519 public keys of `who` (approvers, administrators), refusing any
+/// that is not 32 bytes, not a point, or of small order (under which anyone can
+/// forge a signature the lax check accepts).
+fn strong_ed25519_keys(keys: &[Vec<u8>], who: &str) -> Result<Vec<[u8; 32]>, String> {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let key: [u8; 32] = k
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{who} key is {} bytes, not 32", k.len()))?;
+        let point = ed25519_dalek::VerifyingKey::from_bytes(&key)
+            .map_err(|_| format!("{who} key {} is not an Ed25519 key", hex::encode(key)))?;
+        if point.is_weak() {
+            return Err(format!(
+                "{who} key {} is a small-order Ed25519 key, under which anyone \
+                 can forge a signature",
+                hex::encode(key)
+            ));
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
+/// Checks that `required` distinct keys can sign when any are listed.
+fn check_quorum_size(
+    keys: &[[u8; 32]],
+    required: usize,
+    field: &str,
+    who: &str,
+) -> Result<(), String> {
+    let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+    if !keys.is_empty() && required > distinct.len() {
+        return Err(format!(
+            "{field} {required} exceeds the {} {who} keys listed",
+            distinct.len()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +258,7 @@ mod tests {
             approver_keys: vec![],
             rate_limit_per_minute: 0,
             approvals_required: 1,
+            ..Default::default()
         }
     }
 
@@ -231,5 +302,53 @@ mod tests {
         let mut p = eu(1);
         p.allowed_clients = vec!["payments".into()];
         assert!(Policy::from_pb(Some(&p), 3).is_err());
+    }
+
+    #[test]
+    fn administrators_are_strong_keys_enough_for_their_quorum_and_never_opted_out_of_too() {
+        let key = |_| {
+            crate::approval::ApproverKey::generate()
+                .public_key()
+                .to_vec()
+        };
+        let mut p = eu(1);
+        p.administrator_keys = (0..3).map(key).collect();
+        p.administrators_required = 2;
+        let governed = Policy::from_pb(Some(&p), 3).unwrap();
+        assert!(governed.is_governed());
+        assert_eq!(governed.administrators_required, 2);
+        assert!(governed.check_new_key().is_ok());
+        // More than listed.
+        p.administrators_required = 4;
+        assert!(Policy::from_pb(Some(&p), 3)
+            .unwrap_err()
+            .contains("administrators_required"));
+        // A small-order administrator key.
+        let mut identity = vec![0u8; 32];
+        identity[0] = 1;
+        let mut weak = eu(1);
+        weak.administrator_keys = vec![identity];
+        let err = Policy::from_pb(Some(&weak), 3).unwrap_err();
+        assert!(
+            err.contains("administrator key") && err.contains("small-order"),
+            "{err}"
+        );
+        // Administrators and the opt-out at once.
+        let mut both = eu(1);
+        both.administrator_keys = vec![key(0)];
+        both.unsafe_no_administrators = true;
+        assert!(Policy::from_pb(Some(&both), 3).is_err());
+        // A new key needs one or the other.
+        let neither = Policy::from_pb(Some(&eu(1)), 3).unwrap();
+        assert!(!neither.is_governed());
+        assert!(neither
+            .check_new_key()
+            .unwrap_err()
+            .contains("unsafe_no_administrators"));
+        let mut opted_out = eu(1);
+        opted_out.unsafe_no_administrators = true;
+        let opted_out = Policy::from_pb(Some(&opted_out), 3).unwrap();
+        assert!(!opted_out.is_governed());
+        assert!(opted_out.check_new_key().is_ok());
     }
 }

@@ -120,6 +120,9 @@ fn manifests_round_trip() {
             approver_keys: vec![ApproverKey::generate().public_key().to_vec()],
             rate_limit_per_minute: rng.gen_range(0..1000),
             approvals_required: 0,
+            administrator_keys: vec![ApproverKey::generate().public_key().to_vec()],
+            administrators_required: 1,
+            unsafe_no_administrators: false,
         });
         let created_at = text(&mut rng, 30);
         let encoded = manifest::encode(

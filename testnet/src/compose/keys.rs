@@ -1,16 +1,16 @@
 //! `compose-keys`, run once inside the `keys` container: waits until every node
 //! serves, then creates each demo key no node holds yet with the key ceremony
-//! [`KEY_CEREMONY`] (and repairs a key some nodes lost). The ceremony is one list of
-//! arguments with placeholders, filled in per key by [`ceremony_command`], which
-//! refuses to create a policy key without its policy.
+//! [`KEY_CEREMONY`] (and repairs a key some nodes lost, authorized by the network's
+//! administrators). The ceremony is one list of arguments with placeholders, filled
+//! in per key by [`ceremony_command`], which refuses to create a key without its
+//! policy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use quorate_ceremony::import::CeremonyFile;
-use quorate_ceremony::keygen::{run_repair, RepairRequest};
 
 use super::layout::{policy_path, ComposeLayout};
 use crate::probe::{node_holds_key, wait_node_serving};
@@ -20,9 +20,9 @@ use crate::spec::KeySpec;
 /// node holds yet: distributed key generation across the five nodes, as on the
 /// local testnet (no process ever holds a whole key). Placeholders: `{ceremony}`
 /// (ceremony file), `{key_id}`, `{ciphersuite}`, `{threshold}`, `{transcript}` (a
-/// path that does not exist yet), and `{policy_args}`, an argument of its own that
-/// becomes `--policy FILE` for a key with a policy (the file `compose-setup` wrote,
-/// listing the network's approver) and disappears for an unrestricted key.
+/// path that does not exist yet), and [`POLICY`], the key's policy file (the file
+/// `compose-setup` wrote: the network's administrators, and for a key with a
+/// residency policy that policy and the network's approver).
 /// Switching the testnet to another ceremony (e.g. `import`, which takes the same
 /// arguments) is a change of this list, then
 /// `quorate-testnet compose-file > testnet/docker-compose.yml`.
@@ -39,12 +39,12 @@ pub const KEY_CEREMONY: &[&str] = &[
     "{threshold}",
     "--transcript",
     "{transcript}",
-    POLICY_ARGS,
+    "--policy",
+    POLICY,
 ];
 
-/// The placeholder argument of [`KEY_CEREMONY`] that becomes `--policy FILE` or
-/// nothing.
-pub const POLICY_ARGS: &str = "{policy_args}";
+/// The placeholder of [`KEY_CEREMONY`] that becomes the key's policy file.
+pub const POLICY: &str = "{policy}";
 
 /// How long `compose-keys` waits for every node to serve.
 const NODES_TIMEOUT: Duration = Duration::from_secs(90);
@@ -85,15 +85,9 @@ pub async fn create_keys(
         }
         if holders >= usize::from(layout.spec.threshold) {
             for node in &lacking {
-                let outcome = run_repair(
-                    &file,
-                    RepairRequest {
-                        key_id: key.key_id.clone(),
-                        node: node.clone(),
-                    },
-                )
-                .await
-                .with_context(|| format!("{}: repairing {node}'s share", key.key_id))?;
+                let outcome = crate::administrators::repair(dir, &file, &key.key_id, node)
+                    .await
+                    .with_context(|| format!("{}: repairing {node}'s share", key.key_id))?;
                 println!(
                     "{}: {node} had lost its share; repaired from {}",
                     key.key_id,
@@ -123,15 +117,13 @@ pub async fn create_keys(
             ));
             std::fs::rename(&transcript, &stale)?;
         }
-        let policy = key.policy.as_ref().map(|_| policy_path(dir, &key.key_id));
-        if let Some(path) = &policy {
-            if !path.is_file() {
-                bail!(
-                    "{}: its policy file {} is missing (compose-setup writes it)",
-                    key.key_id,
-                    path.display()
-                );
-            }
+        let policy = policy_path(dir, &key.key_id);
+        if !policy.is_file() {
+            bail!(
+                "{}: its policy file {} is missing (compose-setup writes it)",
+                key.key_id,
+                policy.display()
+            );
         }
         let args = ceremony_command(
             &ceremony[1..],
@@ -140,7 +132,7 @@ pub async fn create_keys(
                 key,
                 threshold: layout.spec.threshold,
                 transcript: &transcript,
-                policy: policy.as_deref(),
+                policy: &policy,
             },
         )?;
         println!("{}: running {program} {}", key.key_id, args.join(" "));
@@ -157,27 +149,12 @@ pub async fn create_keys(
     Ok(())
 }
 
-/// Why the key ceremony's command line could not be made for a key: each case would
-/// create the key with another policy than its spec's, so none is a warning.
+/// Why the key ceremony's command line could not be made for a key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CeremonyCommandError {
-    /// A policy key without its policy file.
-    #[error("{key_id}: the key has a policy but no policy file was given")]
-    PolicyFileMissing {
-        /// The key.
-        key_id: String,
-    },
-    /// An unrestricted key with a policy file.
-    #[error("{key_id}: the key is unrestricted, yet a policy file ({}) was given", .path.display())]
-    UnexpectedPolicyFile {
-        /// The key.
-        key_id: String,
-        /// The file given.
-        path: PathBuf,
-    },
-    /// A policy key, and a ceremony template that cannot pass its policy.
-    #[error("{key_id}: the key has a policy, but the key ceremony command has no {POLICY_ARGS} argument to pass it; it would be created unrestricted")]
+    /// A ceremony template that cannot pass the key's policy file.
+    #[error("{key_id}: the key ceremony command has no {POLICY} argument to pass the key's policy (its administrators)")]
     NoPolicyArgument {
         /// The key.
         key_id: String,
@@ -195,56 +172,35 @@ pub struct CeremonyArgs<'a> {
     pub threshold: u16,
     /// Where the transcript goes.
     pub transcript: &'a Path,
-    /// The key's policy file, for a key with a policy.
-    pub policy: Option<&'a Path>,
+    /// The key's policy file.
+    pub policy: &'a Path,
 }
 
 /// The ceremony's arguments for one key: `template` (the arguments of
-/// [`KEY_CEREMONY`], program excluded) with its placeholders filled in. A key with
-/// a policy needs [`POLICY_ARGS`] in the template: without it the key would be
-/// created unrestricted, so that is an error, not a silent downgrade.
+/// [`KEY_CEREMONY`], program excluded) with its placeholders filled in. The
+/// template must pass the key's policy ([`POLICY`]): a key is never created
+/// without its administrators.
 pub fn ceremony_command(
     template: &[String],
     args: &CeremonyArgs<'_>,
 ) -> Result<Vec<String>, CeremonyCommandError> {
     let key = args.key;
-    match (key.policy.is_some(), args.policy) {
-        (true, None) => {
-            return Err(CeremonyCommandError::PolicyFileMissing {
-                key_id: key.key_id.clone(),
-            })
-        }
-        (false, Some(path)) => {
-            return Err(CeremonyCommandError::UnexpectedPolicyFile {
-                key_id: key.key_id.clone(),
-                path: path.to_path_buf(),
-            })
-        }
-        _ => {}
-    }
-    if args.policy.is_some() && !template.iter().any(|a| a == POLICY_ARGS) {
+    if !template.iter().any(|a| a == POLICY) {
         return Err(CeremonyCommandError::NoPolicyArgument {
             key_id: key.key_id.clone(),
         });
     }
-    let mut out = Vec::with_capacity(template.len() + 1);
-    for a in template {
-        if a == POLICY_ARGS {
-            if let Some(path) = args.policy {
-                out.push("--policy".to_string());
-                out.push(path.display().to_string());
-            }
-            continue;
-        }
-        out.push(
+    Ok(template
+        .iter()
+        .map(|a| {
             a.replace("{ceremony}", &args.ceremony.display().to_string())
                 .replace("{key_id}", &key.key_id)
                 .replace("{ciphersuite}", ceremony_arg(key.ciphersuite))
                 .replace("{threshold}", &args.threshold.to_string())
-                .replace("{transcript}", &args.transcript.display().to_string()),
-        );
-    }
-    Ok(out)
+                .replace("{transcript}", &args.transcript.display().to_string())
+                .replace(POLICY, &args.policy.display().to_string())
+        })
+        .collect())
 }
 
 /// The ciphersuite as `quorate-ceremony` spells it on its command line.
@@ -263,33 +219,24 @@ mod tests {
     use crate::spec::NetworkSpec;
 
     #[test]
-    fn the_key_ceremony_passes_a_policy_file_to_policy_keys_only() -> anyhow::Result<()> {
+    fn the_key_ceremony_passes_every_key_its_policy_file() -> anyhow::Result<()> {
         let spec = NetworkSpec::default_five_regions();
         let template: Vec<String> = KEY_CEREMONY[1..].iter().map(|s| s.to_string()).collect();
-        fn args<'a>(key: &'a KeySpec, policy: Option<&'a Path>) -> CeremonyArgs<'a> {
-            CeremonyArgs {
-                ceremony: Path::new("/quorate/ceremony/ceremony.toml"),
-                key,
-                threshold: 3,
-                transcript: Path::new("/quorate/transcripts/k.json"),
-                policy,
-            }
-        }
         let eu = spec
             .keys
             .iter()
             .find(|k| k.policy.is_some())
             .context("a policy key")?;
-        let plain = spec
-            .keys
-            .iter()
-            .find(|k| k.policy.is_none())
-            .context("an unrestricted key")?;
         let policy = Path::new("/quorate/policies/eu-payments.toml");
-
-        let with = ceremony_command(&template, &args(eu, Some(policy)))?;
+        let args = CeremonyArgs {
+            ceremony: Path::new("/quorate/ceremony/ceremony.toml"),
+            key: eu,
+            threshold: 3,
+            transcript: Path::new("/quorate/transcripts/k.json"),
+            policy,
+        };
         assert_eq!(
-            with,
+            ceremony_command(&template, &args)?,
             [
                 "dkg",
                 "--ceremony",
@@ -306,18 +253,10 @@ mod tests {
                 "/quorate/policies/eu-payments.toml",
             ]
         );
-        let without = ceremony_command(&template, &args(plain, None))?;
-        assert!(!without.iter().any(|a| a == "--policy" || a == POLICY_ARGS));
-        assert_eq!(without.len(), with.len() - 2);
-
-        // A policy key is never created unrestricted by accident.
-        assert!(ceremony_command(&template, &args(eu, None)).is_err());
-        let no_placeholder: Vec<String> = template
-            .iter()
-            .filter(|a| *a != POLICY_ARGS)
-            .cloned()
-            .collect();
-        assert!(ceremony_command(&no_placeholder, &args(eu, Some(policy))).is_err());
+        // A key is never created without its administrators by accident.
+        let no_placeholder: Vec<String> =
+            template.iter().filter(|a| *a != POLICY).cloned().collect();
+        assert!(ceremony_command(&no_placeholder, &args).is_err());
         Ok(())
     }
 }

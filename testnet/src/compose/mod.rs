@@ -20,6 +20,6 @@ pub mod yaml;
 
 pub use docker::DockerError;
 pub use driver::ComposeNetwork;
-pub use keys::{create_keys, CeremonyCommandError, KEY_CEREMONY, POLICY_ARGS};
+pub use keys::{create_keys, CeremonyCommandError, KEY_CEREMONY, POLICY};
 pub use layout::{ComposeCoordinator, ComposeLayout, ComposeNode};
 pub use setup::setup;

@@ -61,7 +61,10 @@ pub fn setup(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<()> {
         println!("created the approver key {}", approver_key.display());
     }
     let approver = crate::approver::public_key(&approver_key)?;
-    write_policies(layout, dir, &approver)?;
+    // The administrators of every key, kept like the approver (and also given to
+    // the `keys` container, which repairs a key some nodes lost).
+    let administrators = crate::administrators::create_or_keep(dir, 0o644)?;
+    write_policies(layout, dir, &approver, &administrators)?;
     write_testnet_json(layout, dir)?;
     Ok(())
 }
@@ -154,15 +157,18 @@ fn write_pki_and_configs(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// `policies/KEY.toml` for every key with a policy: the spec's policy with the
-/// network's approver, as `quorate-ceremony dkg --policy` reads it.
-fn write_policies(layout: &ComposeLayout, dir: &Path, approver: &[u8; 32]) -> anyhow::Result<()> {
+/// `policies/KEY.toml` for every key: its policy ([`crate::spec::KeySpec::policy_pb`]:
+/// the network's administrators, and the spec's residency policy with the
+/// network's approver), as `quorate-ceremony dkg --policy` reads it.
+fn write_policies(
+    layout: &ComposeLayout,
+    dir: &Path,
+    approver: &[u8; 32],
+    administrators: &[[u8; 32]],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join(POLICIES_DIR))?;
     for key in &layout.spec.keys {
-        let Some(policy) = &key.policy else {
-            continue;
-        };
-        let file = PolicyFile::from_pb(&policy.to_pb(&[*approver]));
+        let file = PolicyFile::from_pb(&key.policy_pb(&[*approver], administrators));
         let path = policy_path(dir, &key.key_id);
         let tmp = path.with_extension("toml.tmp");
         std::fs::write(&tmp, toml::to_string(&file)?)?;
@@ -224,6 +230,7 @@ fn write_testnet_json(layout: &ComposeLayout, dir: &Path) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quorate_wire::pb;
 
     #[test]
     fn setup_writes_the_approver_and_the_eu_policy_and_lists_it_in_testnet_json(
@@ -243,8 +250,24 @@ mod tests {
         assert_eq!(policy.min_home_signers, 2);
         assert_eq!(policy.approver_keys, vec![approver.to_vec()]);
         assert!(policy.allowed_clients.is_empty());
-        // Unrestricted keys get no policy file.
-        assert!(!policy_path(dir.path(), "demo-ed25519").exists());
+        // Every key is governed by the network's administrators, 2 of 3; an
+        // unrestricted key's policy names them and nothing else.
+        let administrators: Vec<Vec<u8>> = crate::administrators::public_keys(dir.path())?
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        assert_eq!(administrators.len(), 3);
+        assert_eq!(policy.administrator_keys, administrators);
+        assert_eq!(policy.administrators_required, 2);
+        let plain = PolicyFile::load(&policy_path(dir.path(), "demo-ed25519"))?;
+        assert_eq!(
+            plain,
+            pb::KeyPolicy {
+                administrator_keys: administrators.clone(),
+                administrators_required: 2,
+                ..Default::default()
+            }
+        );
 
         let json = TestnetJson::read(dir.path())?;
         let policies: Vec<(String, Option<serde_json::Value>)> = json
@@ -287,10 +310,9 @@ mod tests {
         // its policy keep working.
         setup(&layout, dir.path())?;
         assert_eq!(std::fs::read_to_string(&approver_file)?, secret);
-        assert_eq!(
-            PolicyFile::load(&policy_path(dir.path(), "eu-payments"))?.approver_keys,
-            vec![approver.to_vec()]
-        );
+        let again = PolicyFile::load(&policy_path(dir.path(), "eu-payments"))?;
+        assert_eq!(again.approver_keys, vec![approver.to_vec()]);
+        assert_eq!(again.administrator_keys, administrators);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 use super::keys::KEY_CEREMONY;
 use super::layout::{ComposeLayout, COORDINATOR_PORT, IMAGE, POLICIES_DIR, STATE_DIR, STATE_MOUNT};
+use crate::administrators::ADMINISTRATORS_DIR;
 
 impl ComposeLayout {
     /// `docker-compose.yml`.
@@ -71,12 +72,16 @@ impl ComposeLayout {
                 n.service()
             ));
         }
-        // Not the approver: its secret key stays with `setup` and the host.
+        // Not the approver: its secret key stays with `setup` and the host. The
+        // administrators' keys, to authorize the repair of a key some nodes lost.
         y.push_str(&format!(
-            "    volumes: [{}, {}, {}]\n",
+            "    volumes: [{}, {}, {}, {}]\n",
             q(&format!("{state}/ceremony:{STATE_MOUNT}/ceremony:ro")),
             q(&format!(
                 "{state}/{POLICIES_DIR}:{STATE_MOUNT}/{POLICIES_DIR}:ro"
+            )),
+            q(&format!(
+                "{state}/{ADMINISTRATORS_DIR}:{STATE_MOUNT}/{ADMINISTRATORS_DIR}:ro"
             )),
             q(&format!("{state}/transcripts:{STATE_MOUNT}/transcripts"))
         ));
@@ -185,7 +190,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::compose::keys::POLICY_ARGS;
+    use crate::compose::keys::POLICY;
     use crate::spec::{NetworkSpec, PolicySpec};
 
     /// The committed compose file is the one the layout renders, so the addresses
@@ -251,7 +256,7 @@ mod tests {
             "{keys_command}"
         );
         assert!(!keys_command.contains("import"), "{keys_command}");
-        assert!(keys_command.contains(POLICY_ARGS), "{keys_command}");
+        assert!(keys_command.contains(POLICY), "{keys_command}");
     }
 
     #[test]

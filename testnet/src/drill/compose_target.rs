@@ -76,6 +76,10 @@ impl DrillTarget for ComposeTarget {
         self.network.ceremony()
     }
 
+    fn testnet_dir(&self) -> &std::path::Path {
+        &self.network.state_dir
+    }
+
     fn tls(&self, party: &Party) -> anyhow::Result<TlsPaths> {
         Ok(party_tls(
             &self.network.state_dir.join(self.party_dir(party)?),

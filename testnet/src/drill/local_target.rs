@@ -78,6 +78,10 @@ impl DrillTarget for LocalTarget {
         self.network.ceremony()
     }
 
+    fn testnet_dir(&self) -> &std::path::Path {
+        &self.network.dir
+    }
+
     fn tls(&self, party: &Party) -> anyhow::Result<TlsPaths> {
         let n = &self.network;
         Ok(match party {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use futures::future::BoxFuture;
-use quorate_ceremony::keygen::{run_repair, RepairRequest};
 use rand_core::{OsRng, RngCore};
 
 use super::ctx::DrillCtx;
@@ -40,16 +39,8 @@ pub(super) fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Resul
             }
         }
         for key_id in &keys {
-            if let Err(e) = run_repair(
-                &ceremony,
-                RepairRequest {
-                    key_id: key_id.clone(),
-                    node: victim.into(),
-                },
-            )
-            .await
-            {
-                why.push(format!("repairing {key_id}: {e}"));
+            if let Err(e) = ctx.target.repair_share(key_id, victim).await {
+                why.push(format!("repairing {key_id}: {e:#}"));
             }
         }
         // The repaired node must sign: take two other nodes away for one request
@@ -137,18 +128,9 @@ pub(super) fn disk_corruption(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Resul
             }
         }
         net.wipe_node(victim).await?;
-        let ceremony = net.ceremony()?;
         for key_id in all_key_ids(net) {
-            if let Err(e) = run_repair(
-                &ceremony,
-                RepairRequest {
-                    key_id: key_id.clone(),
-                    node: victim.into(),
-                },
-            )
-            .await
-            {
-                why.push(format!("repairing {key_id}: {e}"));
+            if let Err(e) = net.repair(&key_id, victim).await {
+                why.push(format!("repairing {key_id}: {e:#}"));
             }
         }
         net.pause_node("node-1")?;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use quorate_ceremony::import::CeremonyFile;
-use quorate_ceremony::keygen::{run_repair, RepairRequest};
 
 use anyhow::Context;
 
@@ -166,6 +165,22 @@ pub trait DrillTarget: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The testnet's directory on this host (its administrators' keys are in
+    /// `administrators/`).
+    fn testnet_dir(&self) -> &std::path::Path;
+
+    /// Repairs `node`'s share of `key_id` from t helpers, authorized by the
+    /// network's administrators.
+    fn repair_share<'a>(
+        &'a self,
+        key_id: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<quorate_ceremony::keygen::RepairOutcome>> {
+        Box::pin(async move {
+            crate::administrators::repair(self.testnet_dir(), &self.ceremony()?, key_id, node).await
+        })
+    }
+
     /// Rebuilds, by `repair` from t helpers, every share a node lacks of a key
     /// the other nodes hold (a node wiped by a drill that then failed). Returns
     /// what it repaired, `key_id@node`.
@@ -185,15 +200,9 @@ pub trait DrillTarget: Send + Sync + std::fmt::Debug {
                     continue;
                 }
                 for node in lacking {
-                    run_repair(
-                        &ceremony,
-                        RepairRequest {
-                            key_id: key_id.clone(),
-                            node: node.clone(),
-                        },
-                    )
-                    .await
-                    .with_context(|| format!("repairing {node}'s share of {key_id}"))?;
+                    self.repair_share(&key_id, &node)
+                        .await
+                        .with_context(|| format!("repairing {node}'s share of {key_id}"))?;
                     repaired.push(format!("{key_id}@{node}"));
                 }
             }

@@ -209,6 +209,8 @@ impl LocalNetwork {
         let approver_public = crate::approver::public_key(&approver_key_file)?;
         // The escrow custodians of every key it creates.
         let custodians = crate::custodians::create(&dir, 0o600)?;
+        // The administrators of every key it creates.
+        let administrators = crate::administrators::create_or_keep(&dir, 0o600)?;
         let coordinator_names: Vec<String> = (1..=coordinators)
             .map(|i| match i {
                 1 => "coordinator".to_string(),
@@ -409,7 +411,7 @@ impl LocalNetwork {
                     key_id: key.key_id.clone(),
                     ciphersuite: key.ciphersuite,
                     threshold: spec.threshold,
-                    policy: key.policy.as_ref().map(|p| p.to_pb(&[approver_public])),
+                    policy: Some(key.policy_pb(&[approver_public], &administrators)),
                     escrow: Some(crate::custodians::escrow(&network.custodians)),
                 },
             )

@@ -191,6 +191,7 @@ impl Ceremony for FakeNode {
         }
         Ok(Response::new(pb::InstallKeyResponse {
             manifest_hash: hash,
+            receipt: None,
         }))
     }
 }

@@ -340,6 +340,7 @@ impl NodeState {
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key installed");
         Ok(pb::InstallKeyResponse {
             manifest_hash: hash.to_vec(),
+            receipt: None,
         })
     }
 
@@ -384,6 +385,7 @@ impl NodeState {
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key refreshed");
         Ok(pb::InstallKeyResponse {
             manifest_hash: hash.to_vec(),
+            receipt: None,
         })
     }
 

@@ -219,6 +219,7 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
                 manifest: Vec::new(),
                 confirmations: Vec::new(),
                 authorizations,
+                receipts: Vec::new(),
             })
             .await;
         assert_refused(&format!("retire, {what}"), answer);
@@ -305,6 +306,142 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
             authorized.detail
         );
     }
+}
+
+/// A relay that collects the confirmations of a refresh removing node-5, has only
+/// some of the remaining nodes store their new shares, and asks node-5 to delete
+/// its share would leave the key short of holders: node-5 refuses until every
+/// remaining node has signed a receipt for its stored share, then retires, and
+/// the key signs.
+#[tokio::test]
+async fn a_removed_node_keeps_its_share_until_every_remaining_node_stored_its_new_one() {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = plan_refresh(
+        &ceremony,
+        RefreshRequest {
+            key_id: KEY.into(),
+            remove_node: Some("node-5".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let authorizations = net.authorize(&plan).unwrap();
+    let setup = plan.setup().pb.clone();
+    let id = plan.setup().ceremony_id().to_string();
+    let remaining = plan.setup().participant_ids();
+    let mut clients = Vec::new();
+    for node in &remaining {
+        clients.push(ceremony_client(&net, node).await);
+    }
+    let mut contributions = Vec::new();
+    for c in &mut clients {
+        let req = pb::DkgRound1Request {
+            setup: Some(setup.clone()),
+            authorizations: authorizations.clone(),
+        };
+        contributions.push(c.dkg_round1(req).await.unwrap().into_inner());
+    }
+    let mut envelopes = Vec::new();
+    for c in &mut clients {
+        let req = pb::DkgRound2Request {
+            ceremony_id: id.clone(),
+            contributions: contributions.clone(),
+        };
+        envelopes.extend(c.dkg_round2(req).await.unwrap().into_inner().envelopes);
+    }
+    let mut confirmations = Vec::new();
+    for (node, c) in remaining.iter().zip(&mut clients) {
+        let req = pb::DkgRound3Request {
+            ceremony_id: id.clone(),
+            envelopes: envelopes
+                .iter()
+                .filter(|e| &e.recipient == node)
+                .cloned()
+                .collect(),
+        };
+        confirmations.push(c.dkg_round3(req).await.unwrap().into_inner());
+    }
+    let old = ceremony_client(&net, "node-1")
+        .await
+        .get_manifest(pb::GetManifestRequest { key_id: KEY.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let old = quorate_keys::manifest::Manifest::decode(&old.manifest).unwrap();
+    let first =
+        <pb::Confirmation as prost::Message>::decode(confirmations[0].body.as_slice()).unwrap();
+    let manifest = quorate_ceremony_protocol::setup::build_manifest(
+        plan.setup(),
+        Some(&old),
+        first.public_key_package,
+    )
+    .unwrap();
+    let activate = |c: &mut CeremonyClient<tonic::transport::Channel>| {
+        let req = pb::DkgActivateRequest {
+            ceremony_id: id.clone(),
+            manifest: manifest.encoded.clone(),
+            confirmations: confirmations.clone(),
+        };
+        let mut c = c.clone();
+        async move { c.dkg_activate(req).await.unwrap().into_inner() }
+    };
+    // node-1..3 store their new shares; node-4 has not (yet).
+    let mut receipts = Vec::new();
+    for c in &mut clients[..3] {
+        let ack = activate(c).await;
+        receipts.push(ack.receipt.expect("an activation answers with a receipt"));
+    }
+    let mut node_5 = ceremony_client(&net, "node-5").await;
+    let retire = |receipts: Vec<pb::Signed>| pb::RetireKeyRequest {
+        ceremony_id: id.clone(),
+        setup: Some(setup.clone()),
+        manifest: manifest.encoded.clone(),
+        confirmations: confirmations.clone(),
+        authorizations: authorizations.clone(),
+        receipts,
+    };
+    for (what, offered) in [
+        ("no receipts", Vec::new()),
+        ("three of four", receipts.clone()),
+    ] {
+        let status = node_5.retire_key(retire(offered)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(
+            status.message().contains("no receipt"),
+            "{what}: {status:?}"
+        );
+        node_5
+            .get_manifest(pb::GetManifestRequest { key_id: KEY.into() })
+            .await
+            .unwrap_or_else(|e| panic!("{what}: node-5 deleted its share: {e}"));
+    }
+    // A receipt of another node's presented twice is still one node's.
+    let mut doubled = receipts.clone();
+    doubled.push(receipts[0].clone());
+    let status = node_5.retire_key(retire(doubled)).await.unwrap_err();
+    assert!(status.message().contains("node-4"), "{status:?}");
+
+    // node-4 stores its share too: now node-5 retires.
+    let ack = activate(&mut clients[3]).await;
+    receipts.push(ack.receipt.unwrap());
+    node_5.retire_key(retire(receipts)).await.unwrap();
+    let gone = node_5
+        .get_manifest(pb::GetManifestRequest { key_id: KEY.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    net.restart_coordinator().await.unwrap();
+    net.kill_node("node-4").await.unwrap();
+    let signed = net
+        .client()
+        .await
+        .unwrap()
+        .sign_verified(KEY, b"refreshed without node-5", common::DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(signed.response.signers.len(), 3);
 }
 
 /// A refresh authorized by two administrators gives the key new custodians: its

@@ -1,13 +1,14 @@
 //! The DKG rounds, shared by DKG and refresh: round 1 (signed contributions),
 //! round 2 (sealed packages relayed), round 3 (signed confirmations), the manifest
-//! checked against every confirmation, activation on every node, retiring a removed
-//! node's share, and the transcript that records it all.
+//! checked against every confirmation, activation on every node (each answering
+//! with its receipt), retiring a removed node's share with those receipts, and the
+//! transcript that records it all.
 
 use std::collections::BTreeMap;
 
 use prost::Message;
 use quorate_ceremony_protocol::setup::{
-    build_manifest, verify_confirmations, verify_contributions, Setup,
+    build_manifest, verify_confirmations, verify_contributions, verify_receipts, Setup,
 };
 use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
@@ -143,7 +144,8 @@ pub(super) async fn run_keygen(
         }
     }
 
-    // Activation: every node checks every confirmation itself.
+    // Activation: every node checks every confirmation itself, stores the key and
+    // answers with its receipt.
     let acks = step(peers, |p| {
         let request = pb::DkgActivateRequest {
             ceremony_id: run.ceremony_id.clone(),
@@ -160,28 +162,46 @@ pub(super) async fn run_keygen(
                     hex::encode(expected)
                 ));
             }
-            Ok(())
+            ack.receipt
+                .ok_or_else(|| "activated without a receipt (an older node?)".to_string())
         }
     })
     .await;
-    if let Err(failures) = acks {
-        // Nodes that activated keep the key; those that did not drop their state.
-        let _ = step_abort(
-            peers,
-            pb::AbortRequest {
-                ceremony_id: run.ceremony_id.clone(),
-                reason: "activation failed on another node".into(),
-            },
-        )
-        .await;
-        return Err(CeremonyError::Aborted {
-            kind,
+    let receipts = match acks {
+        Ok(receipts) => receipts,
+        Err(failures) => {
+            // Nodes that activated keep the key; those that did not drop their state.
+            let _ = step_abort(
+                peers,
+                pb::AbortRequest {
+                    ceremony_id: run.ceremony_id.clone(),
+                    reason: "activation failed on another node".into(),
+                },
+            )
+            .await;
+            return Err(CeremonyError::Aborted {
+                kind,
+                key_id: run.key_id.clone(),
+                step: "activation (nodes not listed here did activate)",
+                failures,
+            });
+        }
+    };
+    if let Err(e) = verify_receipts(
+        verifier,
+        &mut certificates,
+        &ids,
+        &setup.hash,
+        &manifest.hash,
+        &receipts,
+    ) {
+        return Err(CeremonyError::KeyState {
             key_id: run.key_id.clone(),
-            step: "activation (nodes not listed here did activate)",
-            failures,
+            message: format!(
+                "every node activated, but a receipt does not verify ({e}); no node was retired"
+            ),
         });
     }
-
     // A refresh that dropped a node: that node deletes its old share.
     for p in &retire {
         let request = pb::RetireKeyRequest {
@@ -190,6 +210,7 @@ pub(super) async fn run_keygen(
             manifest: manifest.encoded.clone(),
             confirmations: confirmations.clone(),
             authorizations: authorizations.to_vec(),
+            receipts: receipts.clone(),
         };
         match rpc(p.client().retire_key(request)).await {
             Ok(_) => tracing::info!(node = %p.id, "refresh: removed node retired its share"),

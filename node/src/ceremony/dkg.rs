@@ -297,10 +297,17 @@ pub(crate) fn activate(
         manifest,
         key_package,
     };
-    let response = match session.setup.kind {
+    let mut response = match session.setup.kind {
         Kind::Dkg => node.install_record(record, "key_generated", caller)?,
         _ => node.replace_record(record, &session.setup.pb.manifest_hash, caller)?,
     };
+    // The record is durable (install and replace flush before they return): say so.
+    let receipt = pb::Receipt {
+        setup_hash: session.setup.hash.to_vec(),
+        node_id: node.identity.node_id.clone(),
+        manifest_hash: response.manifest_hash.clone(),
+    };
+    response.receipt = Some(participant.sign_statement(setup::RECEIPT, receipt.encode_to_vec())?);
     tracing::info!(
         ceremony_id = %req.ceremony_id,
         key_id = %session.setup.pb.key_id,

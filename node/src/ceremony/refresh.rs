@@ -4,11 +4,12 @@
 //!
 //! Used by the `Ceremony` gRPC adapter. Invariant: a share is deleted only when the
 //! refreshed manifest is the same key without this node, every remaining
-//! participant signed a confirmation of it, and (for a key with administrators)
-//! enough of them authorized the refresh.
+//! participant signed a confirmation of it and a receipt for having stored its
+//! share of it, and (for a key with administrators) enough of them authorized the
+//! refresh.
 
 use prost::Message;
-use quorate_ceremony_protocol::setup::{verify_confirmations, Kind};
+use quorate_ceremony_protocol::setup::{verify_confirmations, verify_receipts, Kind};
 use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::VerifiedCertificates;
 use quorate_wire::pb;
@@ -19,7 +20,7 @@ use crate::error::NodeError;
 use crate::state::NodeState;
 
 /// `RetireKey`: a refresh removed this node; delete its share once every
-/// remaining participant has confirmed the refreshed key.
+/// remaining participant has confirmed the refreshed key and stored its share.
 pub(crate) fn retire_key(
     participant: &Participant,
     node: &NodeState,
@@ -69,14 +70,27 @@ pub(crate) fn retire_key(
         manifest_hash: new.hash.to_vec(),
         public_key_package: Vec::new(),
     };
+    let mut certificates = VerifiedCertificates::default();
     verify_confirmations(
         &participant.keys.verifier,
-        &mut VerifiedCertificates::default(),
+        &mut certificates,
         &setup.participant_ids(),
         &expected,
         &req.confirmations,
     )
     .map_err(rejected)?;
+    // Confirmations are signed before anything is stored: only receipts show that
+    // every remaining participant holds its new share, so that deleting this one
+    // leaves the refreshed key whole.
+    verify_receipts(
+        &participant.keys.verifier,
+        &mut certificates,
+        &setup.participant_ids(),
+        &setup.hash,
+        &new.hash,
+        &req.receipts,
+    )
+    .map_err(|e| NodeError::CeremonyMismatch(format!("nothing retired: {e}")))?;
     node.remove_key(&setup.pb.key_id, caller)?;
     tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %req.ceremony_id, "share retired after a refresh removed this node");
     Ok(pb::RetireKeyResponse {})

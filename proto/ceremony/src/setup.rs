@@ -29,6 +29,8 @@ pub const SETUP_VERSION: u32 = 1;
 pub const CONTRIBUTION: &str = "ceremony-contribution";
 /// Statement kind of a [`pb::Confirmation`].
 pub const CONFIRMATION: &str = "ceremony-confirmation";
+/// Statement kind of a [`pb::Receipt`].
+pub const RECEIPT: &str = "ceremony-receipt";
 
 /// Why a ceremony message was refused.
 #[derive(Debug, thiserror::Error)]
@@ -398,6 +400,45 @@ pub fn verify_confirmations(
                 .ok_or_else(|| party(id, "no confirmation from this node was delivered"))
         })
         .collect()
+}
+
+/// Checks one signed receipt per node of `expected`, each for `setup_hash` and the
+/// manifest `manifest_hash`: every one of them has stored its share of that
+/// manifest. Fails naming the first party whose receipt is missing, not signed by
+/// it, or about another ceremony or manifest.
+pub fn verify_receipts(
+    verifier: &StatementVerifier,
+    certificates: &mut VerifiedCertificates,
+    expected: &[String],
+    setup_hash: &[u8; 32],
+    manifest_hash: &[u8; 32],
+    signed: &[pb::Signed],
+) -> Result<(), CeremonyCheckError> {
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    for s in signed {
+        let r = pb::Receipt::decode(s.body.as_slice())
+            .map_err(|e| CeremonyCheckError::Setup(format!("receipt does not decode: {e}")))?;
+        if !expected.contains(&r.node_id) {
+            return Err(party(&r.node_id, "sent a receipt but is not a participant"));
+        }
+        verifier
+            .verify_cached(s, RECEIPT, &r.node_id, certificates)
+            .map_err(|e| party(&r.node_id, format!("receipt rejected: {e}")))?;
+        if r.setup_hash != setup_hash || r.manifest_hash != manifest_hash {
+            return Err(party(
+                &r.node_id,
+                "its receipt is for another ceremony or manifest",
+            ));
+        }
+        found.insert(r.node_id);
+    }
+    match expected.iter().find(|id| !found.contains(*id)) {
+        Some(id) => Err(party(
+            id,
+            "no receipt from this node: it has not shown that it stored its new share",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The manifest a ceremony produces: for a DKG, from the setup (key id, ciphersuite,

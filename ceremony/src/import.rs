@@ -48,7 +48,8 @@ pub struct ImportRequest {
     /// The signing key in the ciphersuite's FROST scalar encoding; `None` deals a
     /// fresh random key.
     pub secret: Option<Zeroizing<Vec<u8>>>,
-    /// The key's policy, stored with it on every node; `None` for an unrestricted key.
+    /// The key's policy, stored with it on every node. It must list administrators
+    /// or opt out of them (`unsafe_no_administrators`); `None` is refused.
     pub policy: Option<quorate_wire::pb::KeyPolicy>,
     /// The key's escrow custodians and threshold, fixed in its manifest; `None` for a
     /// key whose shares cannot be escrowed.
@@ -115,6 +116,10 @@ pub async fn import_key(
             req.threshold
         )));
     }
+    // A new key has administrators, or its creator opted out of them explicitly.
+    quorate_keys::policy::Policy::from_pb(req.policy.as_ref(), req.threshold)
+        .and_then(|p| p.check_new_key())
+        .map_err(|e| CeremonyError::Request(format!("policy: {e}")))?;
     let tls = Arc::new(file.check()?);
     tracing::info!(
         key_id = %req.key_id,
@@ -298,7 +303,10 @@ mod tests {
                 ciphersuite: Ciphersuite::Ed25519,
                 threshold,
                 secret: None,
-                policy: None,
+                policy: Some(quorate_wire::pb::KeyPolicy {
+                    unsafe_no_administrators: true,
+                    ..Default::default()
+                }),
                 escrow: None,
             };
             let err = import_key(&file, req).await.unwrap_err();
@@ -323,7 +331,10 @@ mod tests {
             ciphersuite: Ciphersuite::Ed25519,
             threshold: 2,
             secret: None,
-            policy: None,
+            policy: Some(quorate_wire::pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             escrow: None,
         };
         let err = import_key(&file, req).await.unwrap_err();
@@ -399,7 +410,10 @@ mod tests {
             ciphersuite: Ciphersuite::Ed25519,
             threshold: 2,
             secret: Some(Zeroizing::new(vec![0xAB; 32])),
-            policy: None,
+            policy: Some(quorate_wire::pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             escrow: None,
         };
         let text = format!("{req:?}");

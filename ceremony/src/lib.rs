@@ -8,7 +8,7 @@
 //!   nodes), [`ceremony_file`] (who takes part and how to reach them), [`transcript`]
 //!   (the public record), [`connect`] (mTLS channels to the nodes and the pre-check),
 //!   [`policy_file`] (a key's policy as a custodian writes it), [`custodians_file`]
-//!   (a key's escrow custodians), [`plan`] (a governed operation's setup, which the
+//!   (a key's escrow custodians), `files` (records written new and synced), [`plan`] (a governed operation's setup, which the
 //!   key's administrators authorize before it runs);
 //! - [`pki`]: a development PKI (one CA per trust domain, SPIFFE role certificates)
 //!   for tests, the testnet and evaluations;
@@ -44,6 +44,7 @@ pub mod connect;
 pub mod custodians_file;
 pub mod error;
 pub mod escrow;
+mod files;
 pub mod import;
 pub mod keygen;
 pub mod pki;

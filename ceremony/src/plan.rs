@@ -10,10 +10,13 @@
 //! is asked.
 //!
 //! A plan file is JSON: `{"format": "quorate-plan/1", "operation", "key_id",
-//! "ceremony_id", "setup_hash", "setup": "<hex of the CeremonySetup protobuf>"}`.
-//! What an administrator is shown comes from the setup bytes, which are what the
-//! nodes check, never from the readable fields beside them (those must match the
-//! setup, or the plan is refused).
+//! "ceremony_id", "setup_hash", "setup": "<hex of the CeremonySetup protobuf>",
+//! "manifest": "<hex of the key's current KeyManifest>"}`. What an administrator is
+//! shown comes from the setup bytes, which are what the nodes check, and from the
+//! manifest whose SHA-256 the setup names (so the nodes a refresh removes, the
+//! policy and custodians it replaces, and the custodians a split encrypts to are
+//! shown as they are), never from the readable fields beside them (those must
+//! match, or the plan is refused).
 
 use std::path::Path;
 
@@ -38,18 +41,37 @@ struct PlanFile {
     ceremony_id: String,
     setup_hash: String,
     setup: String,
+    manifest: String,
 }
 
-/// A governed operation fixed before it runs: the setup administrators authorize.
+/// A governed operation fixed before it runs: the setup administrators authorize,
+/// and the manifest of the key as the setup finds it.
 #[derive(Clone, Debug)]
 pub struct Plan {
     setup: Setup,
+    manifest: Manifest,
 }
 
 impl Plan {
-    /// The plan of `setup`.
-    pub fn new(setup: Setup) -> Self {
-        Self { setup }
+    /// The plan of `setup` on the key whose current manifest is `manifest`.
+    pub fn new(setup: Setup, manifest: Manifest) -> Result<Self, String> {
+        if manifest.hash.as_slice() != setup.pb.manifest_hash.as_slice()
+            || manifest.key_id != setup.pb.key_id
+        {
+            return Err(format!(
+                "the setup is about manifest {} of key {:?}, not manifest {} of key {:?}",
+                hex::encode(&setup.pb.manifest_hash),
+                setup.pb.key_id,
+                hex::encode(manifest.hash),
+                manifest.key_id
+            ));
+        }
+        Ok(Self { setup, manifest })
+    }
+
+    /// The key's manifest as the plan found it.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 
     /// The setup the nodes will be shown.
@@ -66,13 +88,26 @@ impl Plan {
             ceremony_id: self.setup.ceremony_id().into(),
             setup_hash: hex::encode(self.setup.hash),
             setup: hex::encode(self.setup.pb.encode_to_vec()),
+            manifest: hex::encode(&self.manifest.encoded),
         };
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 
     /// Writes the plan to a new file.
     pub fn write(&self, path: &Path) -> Result<(), CeremonyError> {
-        write_new(path, self.to_json().as_bytes(), "plan")
+        if path.exists() {
+            return Err(CeremonyError::Request(format!(
+                "plan {} already exists; choose a new file",
+                path.display()
+            )));
+        }
+        crate::files::write_new(path, self.to_json().as_bytes()).map_err(|source| {
+            CeremonyError::Write {
+                what: "plan",
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 
     /// Reads a plan file, checking that its readable fields are its setup's.
@@ -114,18 +149,39 @@ impl Plan {
                     .into(),
             ));
         }
-        Ok(Self { setup })
+        let manifest = hex::decode(&file.manifest)
+            .map_err(|_| bad("manifest is not hex".into()))
+            .and_then(|b| Manifest::decode(&b).map_err(|e| bad(format!("manifest: {e}"))))?;
+        Self::new(setup, manifest).map_err(bad)
     }
 
-    /// What the operation does, read from the setup itself: what an administrator
-    /// is asked to authorize.
+    /// What the operation does, read from the setup itself and the manifest it
+    /// names: what an administrator is asked to authorize.
     pub fn describe(&self) -> Vec<String> {
-        let s = &self.setup;
-        let nodes = |ps: &[pb::ManifestParticipant]| {
-            ps.iter()
-                .map(|p| format!("{} ({}/{})", p.node_id, p.region, p.jurisdiction))
-                .collect::<Vec<_>>()
-                .join(", ")
+        let (s, m) = (&self.setup, &self.manifest);
+        let ids = |ids: &[&str]| {
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        };
+        let setup_ids: Vec<&str> =
+            s.pb.participants
+                .iter()
+                .map(|p| p.node_id.as_str())
+                .collect();
+        let holders: Vec<&str> = m.participants.iter().map(|p| p.node_id.as_str()).collect();
+        let custodians = |e: &quorate_keys::custodians::KeyEscrow| {
+            format!(
+                "{} of [{}]",
+                e.threshold,
+                e.custodians
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.recipient))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let mut lines = vec![
             format!("operation:   {}", s.kind.name()),
@@ -133,44 +189,57 @@ impl Plan {
             format!("ceremony id: {}", s.ceremony_id()),
             format!("setup hash:  {}", hex::encode(s.hash)),
             format!(
-                "of manifest: {} (the key as it is now)",
-                hex::encode(&s.pb.manifest_hash)
+                "key now:     manifest {} generation {}, {}-of-{} held by {}",
+                hex::encode(m.hash),
+                m.generation,
+                m.threshold,
+                holders.len(),
+                ids(&holders)
             ),
         ];
         match s.kind {
             Kind::Refresh => {
-                lines.push(format!(
-                    "new shares for: {} (threshold {}; a current holder not listed is removed and deletes its share)",
-                    nodes(&s.pb.participants),
-                    s.threshold
-                ));
+                let removed: Vec<&str> = holders
+                    .iter()
+                    .copied()
+                    .filter(|h| !setup_ids.contains(h))
+                    .collect();
+                lines.push(format!("new shares for: {}", ids(&setup_ids)));
+                lines.push(format!("removes, deleting their shares: {}", ids(&removed)));
                 if let Some(p) = &s.pb.policy {
-                    lines.push(format!(
-                        "new policy:  {}",
+                    let policy = |p: &pb::KeyPolicy| {
                         serde_json::to_string(&crate::policy_file::PolicyFile::from_pb(p))
                             .unwrap_or_default()
-                    ));
+                    };
+                    let now = pb::KeyManifest::decode(m.encoded.as_slice())
+                        .ok()
+                        .and_then(|k| k.policy)
+                        .unwrap_or_default();
+                    lines.push(format!("policy now:   {}", policy(&now)));
+                    lines.push(format!("policy after: {}", policy(p)));
                 }
                 if let Some(e) = &s.pb.escrow {
                     lines.push(format!(
-                        "new escrow custodians: {} of [{}]",
-                        e.threshold,
-                        e.custodians
-                            .iter()
-                            .map(|c| format!("{} {}", c.name, c.age_recipient))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "custodians now:   {}",
+                        m.escrow.as_ref().map_or("none".into(), custodians)
                     ));
+                    let after = quorate_keys::custodians::KeyEscrow::from_pb(e)
+                        .map(|e| custodians(&e))
+                        .unwrap_or_else(|e| format!("invalid: {e}"));
+                    lines.push(format!("custodians after: {after}"));
                 }
             }
             Kind::Repair => {
                 lines.push(format!("rebuilds the share of: {}", s.pb.repair_target));
-                lines.push(format!("helpers:     {}", nodes(&s.pb.participants)));
+                lines.push(format!("helpers:     {}", ids(&setup_ids)));
             }
             Kind::EscrowSplit => {
+                lines.push(format!("splits the shares of: {}", ids(&setup_ids)));
                 lines.push(format!(
-                    "splits the shares of: {} (to the key's escrow custodians, as its manifest fixes them)",
-                    nodes(&s.pb.participants)
+                    "to custodians: {}",
+                    m.escrow
+                        .as_ref()
+                        .map_or("none (the split will be refused)".into(), custodians)
                 ));
             }
             Kind::Dkg => {}
@@ -261,60 +330,48 @@ pub fn read_authorizations(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>,
         .collect()
 }
 
-/// Writes `bytes` to `path`, which must not exist: a plan or an authorization is
-/// never replaced by another one under the same name.
-pub(crate) fn write_new(
-    path: &Path,
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<(), CeremonyError> {
-    use std::io::Write;
-    if path.exists() {
-        return Err(CeremonyError::Request(format!(
-            "{what} {} already exists; choose a new file",
-            path.display()
-        )));
-    }
-    let err = |source: std::io::Error| CeremonyError::Write {
-        what,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use quorate_ceremony_protocol::setup::SETUP_VERSION;
 
     fn plan() -> Plan {
-        Plan::new(
-            Setup::from_pb(pb::CeremonySetup {
-                version: SETUP_VERSION,
-                ceremony_id: ceremony_id("refresh"),
-                kind: pb::CeremonyKind::Refresh as i32,
-                key_id: "payments-eu".into(),
-                ciphersuite: pb::Ciphersuite::Ed25519 as i32,
-                threshold: 2,
-                participants: (1..=3)
-                    .map(|i| pb::ManifestParticipant {
-                        node_id: format!("node-{i}"),
-                        region: "r".into(),
-                        jurisdiction: "EU".into(),
-                    })
-                    .collect(),
-                manifest_hash: vec![7; 32],
-                ..Default::default()
+        let names: Vec<String> = (1..=3).map(|i| format!("node-{i}")).collect();
+        let participants: Vec<pb::ManifestParticipant> = names
+            .iter()
+            .map(|n| pb::ManifestParticipant {
+                node_id: n.clone(),
+                region: "r".into(),
+                jurisdiction: "EU".into(),
             })
-            .expect("setup"),
-        )
+            .collect();
+        let dealt = quorate_frost::Ciphersuite::Ed25519
+            .ops()
+            .split(None, &names, 2)
+            .expect("dealt");
+        let manifest = Manifest::decode(&quorate_keys::manifest::encode(
+            "payments-eu",
+            quorate_frost::Ciphersuite::Ed25519,
+            2,
+            dealt.public_key_package,
+            participants.clone(),
+            "2026-01-01T00:00:00Z".into(),
+            None,
+        ))
+        .expect("manifest");
+        let setup = Setup::from_pb(pb::CeremonySetup {
+            version: SETUP_VERSION,
+            ceremony_id: ceremony_id("refresh"),
+            kind: pb::CeremonyKind::Refresh as i32,
+            key_id: "payments-eu".into(),
+            ciphersuite: pb::Ciphersuite::Ed25519 as i32,
+            threshold: 2,
+            participants: participants[..2].to_vec(),
+            manifest_hash: manifest.hash.to_vec(),
+            ..Default::default()
+        })
+        .expect("setup");
+        Plan::new(setup, manifest).expect("plan")
     }
 
     #[test]
@@ -325,7 +382,12 @@ mod tests {
         written.write(&path).expect("written");
         let read = Plan::load(&path).expect("read");
         assert_eq!(read.setup().hash, written.setup().hash);
-        assert!(read.describe().iter().any(|l| l.contains("node-3 (r/EU)")));
+        // What it removes is read from the manifest the setup names.
+        let described = read.describe();
+        assert!(
+            described.contains(&"removes, deleting their shares: node-3".to_string()),
+            "{described:?}"
+        );
         // Never replaced.
         assert!(written.write(&path).is_err());
         // A readable field that is not the setup's: refused, whatever it says.
@@ -334,6 +396,13 @@ mod tests {
         std::fs::write(&edited, text.replace("\"payments-eu\"", "\"other-key\"")).expect("edited");
         let err = Plan::load(&edited).expect_err("an edited plan");
         assert!(err.to_string().contains("was edited"), "{err}");
+        // Another manifest than the one the setup names: refused.
+        let mut other: serde_json::Value = serde_json::from_str(&text).expect("json");
+        other["manifest"] =
+            plan().to_json().parse::<serde_json::Value>().expect("json")["manifest"].clone();
+        std::fs::write(&edited, other.to_string()).expect("edited");
+        let err = Plan::load(&edited).expect_err("another manifest");
+        assert!(err.to_string().contains("not manifest"), "{err}");
     }
 
     #[test]

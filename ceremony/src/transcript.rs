@@ -154,20 +154,12 @@ impl Transcript {
     /// Writes the transcript to `path`, which must not exist: a transcript is a
     /// record and is never silently replaced.
     pub fn write(&self, path: &Path) -> Result<(), CeremonyError> {
-        use std::io::Write;
-        let err = |e: std::io::Error| CeremonyError::Transcript {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(err)?;
         let mut json = self.to_json();
         json.push('\n');
-        file.write_all(json.as_bytes()).map_err(err)?;
-        file.sync_all().map_err(err)
+        crate::files::write_new(path, json.as_bytes()).map_err(|e| CeremonyError::Transcript {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// Reads a transcript written by [`write`](Self::write).

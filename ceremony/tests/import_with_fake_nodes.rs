@@ -336,7 +336,10 @@ async fn import_installs_matching_shares_that_sign_for_every_ciphersuite() {
                 ciphersuite: suite,
                 threshold: 2,
                 secret: None,
-                policy: None,
+                policy: Some(pb::KeyPolicy {
+                    unsafe_no_administrators: true,
+                    ..Default::default()
+                }),
                 escrow: None,
             },
         )
@@ -390,7 +393,10 @@ async fn imported_ed25519_key_keeps_its_public_key() {
             ciphersuite: Ciphersuite::Ed25519,
             threshold: 2,
             secret: Some(read_secret_file(&secret_file).unwrap()),
-            policy: None,
+            policy: Some(pb::KeyPolicy {
+                unsafe_no_administrators: true,
+                ..Default::default()
+            }),
             escrow: None,
         },
     )
@@ -413,7 +419,10 @@ fn request() -> ImportRequest {
         ciphersuite: Ciphersuite::Ed25519,
         threshold: 2,
         secret: None,
-        policy: None,
+        policy: Some(pb::KeyPolicy {
+            unsafe_no_administrators: true,
+            ..Default::default()
+        }),
         escrow: None,
     }
 }

@@ -50,6 +50,19 @@ fn split_setup(
             state.identity.node_id
         )));
     }
+    // The setup names the nodes as the key's manifest places them, so that what
+    // administrators were shown is what the nodes hold.
+    for p in &setup.pb.participants {
+        match manifest.participant(&p.node_id) {
+            Some(m) if m.region == p.region && m.jurisdiction == p.jurisdiction => {}
+            _ => {
+                return Err(NodeError::CeremonyMismatch(format!(
+                    "the escrow split names {} at {:?}/{:?}, which is not a participant of key {:?} there",
+                    p.node_id, p.region, p.jurisdiction, manifest.key_id
+                )))
+            }
+        }
+    }
     Ok(setup)
 }
 

@@ -462,9 +462,25 @@ impl NodeState {
         })
     }
 
-    /// Deletes a key durably.
-    pub(crate) fn remove_key(&self, key_id: &str, caller: &str) -> Result<(), NodeError> {
+    /// Deletes a key durably, if its manifest is still `expected_manifest_hash`
+    /// (checked under the lock: a refresh that changed the key meanwhile is not
+    /// what was authorized to be deleted).
+    pub(crate) fn remove_key(
+        &self,
+        key_id: &str,
+        expected_manifest_hash: &[u8],
+        caller: &str,
+    ) -> Result<(), NodeError> {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        match keys.get(key_id) {
+            Some(key) if key.manifest.hash.as_slice() == expected_manifest_hash => {}
+            Some(_) => {
+                return Err(NodeError::KeyVersionMismatch(format!(
+                    "key {key_id} changed on this node; nothing retired"
+                )))
+            }
+            None => return Err(NodeError::UnknownKey(key_id.into())),
+        }
         self.store.remove(key_id)?;
         self.audit.append(AuditRecord {
             event: "key_retired".into(),
@@ -483,12 +499,13 @@ impl NodeState {
     }
 }
 
-/// Most bytes of a refused revocation's reason kept in its audit record: the
-/// reason quotes what the caller sent.
-const MAX_REFUSAL_DETAIL: usize = 512;
+/// Most bytes of a refusal's reason kept in its audit record (a refused
+/// revocation, a refused governed operation): the reason quotes what the caller
+/// sent.
+pub(crate) const MAX_REFUSAL_DETAIL: usize = 512;
 
 /// `text` cut to at most `max` bytes, on a character boundary, marked when cut.
-fn bounded(mut text: String, max: usize) -> String {
+pub(crate) fn bounded(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

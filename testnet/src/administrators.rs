@@ -36,24 +36,13 @@ pub fn key_path(testnet_dir: &Path, n: usize) -> PathBuf {
 /// (keys whose policies list them would lose their administrators), and returns
 /// their public keys.
 pub fn create_or_keep(testnet_dir: &Path, mode: u32) -> anyhow::Result<Vec<[u8; 32]>> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = testnet_dir.join(ADMINISTRATORS_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for n in 1..=COUNT {
         let path = key_path(testnet_dir, n);
-        if path.exists() {
-            continue;
+        if !path.exists() {
+            crate::approver::write_new_key(&path, mode)?;
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        f.write_all(AdministratorKey::generate().to_hex().as_bytes())?;
-        // create_new applies the umask to `mode`; say exactly what was asked.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     }
     public_keys(testnet_dir)
 }

@@ -27,21 +27,28 @@ pub fn key_path(testnet_dir: &Path) -> PathBuf {
 /// none: an existing key is an error (the keys whose policies list it would lose
 /// their approver).
 pub fn create(testnet_dir: &Path, mode: u32) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = key_path(testnet_dir);
     let dir = testnet_dir.join(APPROVER_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_new_key(&path, mode)?;
+    Ok(path)
+}
+
+/// Writes a fresh Ed25519 key (an approver's or an administrator's: the same kind
+/// of key) to `path`, which must not exist, as 64 hex digits with file mode `mode`.
+pub(crate) fn write_new_key(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(ApproverKey::generate().to_hex().as_bytes())?;
     // create_new applies the umask to `mode`; say exactly what was asked.
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    Ok(path)
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(())
 }
 
 /// Reads the approver key at `path`.

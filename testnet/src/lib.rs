@@ -20,7 +20,7 @@
 //! server presenting another party's certificate) for drills and tests.
 //!
 //! Layers, lowest first (a module uses only those before it): [`spec`],
-//! [`toml_text`], [`administrators`], [`approver`], [`custodians`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
+//! [`toml_text`], [`approver`], [`administrators`], [`custodians`], [`wan`]; [`client`], [`probe`], [`rogue`]; [`network`],
 //! [`compose`]; [`bench`], [`drill`]; [`cmd`].
 #![deny(clippy::unwrap_used)]
 

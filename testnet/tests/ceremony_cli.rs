@@ -102,6 +102,7 @@ async fn custodian_guide_commands_work_as_documented() {
             "refresh",
             "authorize",
             "authorize",
+            "authorize",
             "refresh",
             "repair",
             "authorize",
@@ -253,16 +254,20 @@ async fn custodian_guide_commands_work_as_documented() {
     // 3. Refresh dropping node-5, planned and authorized by two administrators;
     //    the group key stays. The plan says what it does, and one
     //    authorization is not enough.
-    let planned = run(&commands[2]);
-    let stdout = String::from_utf8_lossy(&planned.stdout);
+    run(&commands[2]);
+    // Shown before anything is signed: what it keeps and removes.
+    let shown = run(&commands[3]);
+    let stdout = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        stdout.contains("operation:   refresh") && stdout.contains("node-4 (us-east/US)"),
+        stdout.contains("operation:   refresh")
+            && stdout.contains("new shares for: node-1, node-2, node-3, node-4")
+            && stdout.contains("removes, deleting their shares: node-5")
+            && stdout.contains("nothing signed"),
         "{stdout}"
     );
-    assert!(!stdout.contains("node-5 ("), "{stdout}");
-    run(&commands[3]);
     run(&commands[4]);
-    let mut one_short = commands[5].clone();
+    run(&commands[5]);
+    let mut one_short = commands[6].clone();
     let bob = one_short
         .iter()
         .position(|a| a.ends_with("refresh-bob.json"))
@@ -276,7 +281,7 @@ async fn custodian_guide_commands_work_as_documented() {
             .contains("1 of the key's administrators authorized this refresh; its policy needs 2"),
         "{stderr}"
     );
-    run(&commands[5]);
+    run(&commands[6]);
     let refreshed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("payments-eu-refresh.json")).unwrap())
             .unwrap();
@@ -285,10 +290,10 @@ async fn custodian_guide_commands_work_as_documented() {
 
     // 4. Repair a wiped node, planned and authorized.
     net.wipe_node("node-2").await.unwrap();
-    for command in &commands[6..9] {
+    for command in &commands[7..10] {
         run(command);
     }
-    let out = run(&commands[9]);
+    let out = run(&commands[10]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("repaired node-2"));
     // The refresh's transcript still matches every node, node-2 included.
     let mut verify_refresh = commands[1].clone();
@@ -303,7 +308,7 @@ async fn custodian_guide_commands_work_as_documented() {
     // 5. Escrow node-2's refreshed share to the key's custodians, planned and
     //    authorized; bank-a decrypts their part with the standard `age` tool and
     //    verifies it.
-    for command in &commands[10..] {
+    for command in &commands[11..] {
         run(command);
     }
     let part = dir.join("escrow/payments-eu.node-2.bank-a.age");

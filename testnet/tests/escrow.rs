@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
-use common::{bin_dir, start_default, TestNetwork, DEADLINE};
+use common::{bin_dir, ceremony_client, start_default, TestNetwork, DEADLINE};
 use quorate_ceremony::escrow::{
     self, part_file_name, EscrowError, Identities, RecoverRequest, SplitRequest,
 };
@@ -72,20 +72,6 @@ fn key_of(net: &TestNetwork, suite: Ciphersuite) -> String {
         .expect("the default network has a key per ciphersuite")
         .key_id
         .clone()
-}
-
-async fn ceremony_client(
-    net: &TestNetwork,
-    node_id: &str,
-) -> CeremonyClient<tonic::transport::Channel> {
-    let node = net.node(node_id).unwrap();
-    let channel = net
-        .tls_paths(Role::Ceremony, "testnet")
-        .load()
-        .unwrap()
-        .node_channel(&node.endpoint, node_id, Duration::from_secs(2))
-        .unwrap();
-    CeremonyClient::new(channel)
 }
 
 /// An `EscrowSplit` of `TARGET`'s share of `key_id` as the ceremony tool sends

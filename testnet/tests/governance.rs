@@ -9,34 +9,45 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::audit_log::log_lines;
-use common::{start_default, TestNetwork};
+use common::{ceremony_client, start_default, TestNetwork};
 use quorate_ceremony::escrow::plan_split;
+use quorate_ceremony::import::CeremonyFile;
 use quorate_ceremony::keygen::{plan_refresh, plan_repair, RefreshRequest, RepairRequest};
 use quorate_ceremony::plan::Plan;
 use quorate_keys::audit::AuditRecord;
 use quorate_keys::authorization::AdministratorKey;
-use quorate_transport::identity::Role;
 use quorate_wire::pb;
 use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::Code;
 
 const KEY: &str = "demo-ed25519";
 
-async fn ceremony_client(
-    net: &TestNetwork,
-    node_id: &str,
-) -> CeremonyClient<tonic::transport::Channel> {
-    let node = net.node(node_id).unwrap();
-    let channel = net
-        .tls_paths(Role::Ceremony, "testnet")
-        .load()
-        .unwrap()
-        .node_channel(&node.endpoint, node_id, Duration::from_secs(5))
-        .unwrap();
-    CeremonyClient::new(channel)
+/// A refresh of [`KEY`] planned as the ceremony tool plans it, removing `remove`.
+async fn refresh_plan(ceremony: &CeremonyFile, remove: Option<&str>) -> Plan {
+    plan_refresh(
+        ceremony,
+        RefreshRequest {
+            key_id: KEY.into(),
+            remove_node: remove.map(String::from),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A repair of `node`'s share of [`KEY`] planned as the ceremony tool plans it.
+async fn repair_plan(ceremony: &CeremonyFile, node: &str) -> Plan {
+    plan_repair(
+        ceremony,
+        RepairRequest {
+            key_id: KEY.into(),
+            node: node.into(),
+        },
+    )
+    .await
+    .unwrap()
 }
 
 fn node_ids(net: &TestNetwork) -> Vec<String> {
@@ -119,6 +130,20 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
                 .await;
             assert_refused(&format!("{node}: split, {what}"), answer);
         }
+        // A split setup naming the nodes elsewhere than the manifest does (what an
+        // administrator would be shown) is not this key's split.
+        let mut misplaced = split.setup().pb.clone();
+        misplaced.participants[0].jurisdiction = "XX".into();
+        let answer = client
+            .escrow_split(pb::EscrowSplitRequest {
+                key_id: KEY.into(),
+                setup: Some(misplaced),
+                authorizations: net.authorize(&split).unwrap(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a misplaced node");
+        assert_eq!(answer.code(), Code::InvalidArgument, "{node}: {answer:?}");
         // Each refusal is in the node's audit log, with why.
         let refused: Vec<AuditRecord> = governance_records(&net, node)
             .into_iter()
@@ -146,24 +171,8 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
     }
 
     // Refresh: no node starts the ceremony (no session: round 2 finds none).
-    let refresh = plan_refresh(
-        &ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let other_refresh = plan_refresh(
-        &ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let refresh = refresh_plan(&ceremony, None).await;
+    let other_refresh = refresh_plan(&ceremony, None).await;
     for node in &ids {
         let mut client = ceremony_client(&net, node).await;
         for (what, authorizations) in bad_authorizations(&net, &refresh, &other_refresh) {
@@ -190,26 +199,8 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
     }
 
     // Retirement: a refresh without node-5, offered to node-5 as if it had run.
-    let removal = plan_refresh(
-        &ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            remove_node: Some("node-5".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let other_removal = plan_refresh(
-        &ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            remove_node: Some("node-5".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let removal = refresh_plan(&ceremony, Some("node-5")).await;
+    let other_removal = refresh_plan(&ceremony, Some("node-5")).await;
     let mut node_5 = ceremony_client(&net, "node-5").await;
     for (what, authorizations) in bad_authorizations(&net, &removal, &other_removal) {
         let answer = node_5
@@ -226,24 +217,8 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
     }
 
     // Repair: every helper refuses to start.
-    let repair = plan_repair(
-        &ceremony,
-        RepairRequest {
-            key_id: KEY.into(),
-            node: "node-5".into(),
-        },
-    )
-    .await
-    .unwrap();
-    let other_repair = plan_repair(
-        &ceremony,
-        RepairRequest {
-            key_id: KEY.into(),
-            node: "node-5".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let repair = repair_plan(&ceremony, "node-5").await;
+    let other_repair = repair_plan(&ceremony, "node-5").await;
     for helper in repair.setup().participant_ids() {
         let mut client = ceremony_client(&net, &helper).await;
         for (what, authorizations) in bad_authorizations(&net, &repair, &other_repair) {
@@ -316,17 +291,7 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
 #[tokio::test]
 async fn a_removed_node_keeps_its_share_until_every_remaining_node_stored_its_new_one() {
     let mut net = start_default().await;
-    let ceremony = net.ceremony().unwrap();
-    let plan = plan_refresh(
-        &ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            remove_node: Some("node-5".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let plan = refresh_plan(&net.ceremony().unwrap(), Some("node-5")).await;
     let authorizations = net.authorize(&plan).unwrap();
     let setup = plan.setup().pb.clone();
     let id = plan.setup().ceremony_id().to_string();

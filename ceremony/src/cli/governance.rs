@@ -29,15 +29,16 @@ pub(super) struct AuthorizeArgs {
     #[arg(long, value_name = "FILE")]
     pub(super) plan: PathBuf,
     /// This administrator's secret key file (from `admin keygen`); the key's
-    /// policy must list its public key.
-    #[arg(long, value_name = "FILE")]
-    pub(super) admin_key: PathBuf,
+    /// policy must list its public key. Without it (and --out), the plan is only
+    /// shown.
+    #[arg(long, value_name = "FILE", requires = "out")]
+    pub(super) admin_key: Option<PathBuf>,
     /// How long the authorization is valid from now, e.g. 30m, 2h, 1d (at most 7d).
     #[arg(long, value_name = "DURATION", default_value = "1d")]
     pub(super) valid_for: String,
     /// Where to write the authorization; must not exist yet.
-    #[arg(long, value_name = "FILE")]
-    pub(super) out: PathBuf,
+    #[arg(long, value_name = "FILE", requires = "admin_key")]
+    pub(super) out: Option<PathBuf>,
 }
 
 /// How a governed command (refresh, repair, escrow split) is planned, authorized
@@ -114,27 +115,31 @@ pub(super) fn admin(command: AdminCommand) -> Result<(), CliError> {
 }
 
 /// Runs `authorize`: shows what the plan does (read from its setup, which is what
-/// the nodes check) and writes this administrator's authorization of it.
+/// the nodes check, and the manifest it names) and, given a key and a file, then
+/// writes this administrator's authorization of it.
 pub(super) fn authorize(args: AuthorizeArgs) -> Result<(), CliError> {
     let valid_for = parse_duration(&args.valid_for)?;
-    if args.out.exists() {
-        return Err(CliError::Usage(format!(
-            "{} already exists",
-            args.out.display()
-        )));
-    }
     let plan = Plan::load(&args.plan)?;
-    let key = read_admin_key(&args.admin_key)?;
-    let authorization = plan.authorize(&key, valid_for);
-    write_new_private(&args.out, &String::from_utf8_lossy(&authorization))?;
     for line in plan.describe() {
         println!("{line}");
     }
+    let (Some(admin_key), Some(out)) = (&args.admin_key, &args.out) else {
+        println!(
+            "nothing signed; to authorize exactly this, run again with --admin-key KEY --out FILE"
+        );
+        return Ok(());
+    };
+    if out.exists() {
+        return Err(CliError::Usage(format!("{} already exists", out.display())));
+    }
+    let key = read_admin_key(admin_key)?;
+    let authorization = plan.authorize(&key, valid_for);
+    write_new_private(out, &String::from_utf8_lossy(&authorization))?;
     println!(
         "authorized by administrator {} for {}: {}",
         hex::encode(key.public_key()),
         args.valid_for,
-        args.out.display()
+        out.display()
     );
     Ok(())
 }

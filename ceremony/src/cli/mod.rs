@@ -80,9 +80,11 @@ enum Command {
     /// every refresh, repair, node removal, escrow split, policy or custodian change.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Sign this administrator's authorization of a plan (written by a governed
-    /// command's --write-plan): offline, one file per administrator. Prints what the
-    /// plan does, read from the setup the nodes will check.
+    /// Show a plan (written by a governed command's --write-plan) and sign this
+    /// administrator's authorization of it: offline, one file per administrator.
+    /// What it prints is read from the setup the nodes will check and the key's
+    /// manifest it names (the nodes it keeps and removes, the policy and custodians
+    /// before and after); read it before passing --admin-key and --out.
     Authorize(AuthorizeArgs),
     /// Audit logs of nodes.
     #[command(subcommand)]

@@ -106,7 +106,7 @@ pub async fn plan_split(
         ..Default::default()
     };
     let setup = Setup::from_pb(setup).map_err(|e| EscrowError::Usage(e.to_string()))?;
-    Ok(Plan::new(setup))
+    Plan::new(setup, manifest).map_err(EscrowError::Usage)
 }
 
 /// What a split produced.
@@ -261,17 +261,9 @@ pub async fn split(file: &CeremonyFile, req: SplitRequest) -> Result<SplitOutcom
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), EscrowError> {
-    use std::io::Write;
-    let err = |source| EscrowError::Io {
+    crate::files::write_new(path, bytes).map_err(|source| EscrowError::Io {
         what: "writing part file",
         path: path.to_path_buf(),
         source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)
+    })
 }

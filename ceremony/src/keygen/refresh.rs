@@ -70,7 +70,7 @@ pub async fn plan_refresh(file: &CeremonyFile, req: RefreshRequest) -> Result<Pl
         escrow: req.escrow,
     };
     let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
-    Ok(Plan::new(setup))
+    Plan::new(setup, manifest).map_err(CeremonyError::Request)
 }
 
 /// Runs a planned refresh with the administrators' `authorizations` (none for a

@@ -86,7 +86,7 @@ pub async fn plan_repair(file: &CeremonyFile, req: RepairRequest) -> Result<Plan
         escrow: None,
     };
     let setup = Setup::from_pb(setup).map_err(|e| CeremonyError::Request(e.to_string()))?;
-    Ok(Plan::new(setup))
+    Plan::new(setup, manifest).map_err(CeremonyError::Request)
 }
 
 /// The nodes of `peers` other than `target` that offer `key_id`.

@@ -15,7 +15,7 @@ use quorate_keys::authorization::{self, Operation};
 use quorate_keys::manifest::Manifest;
 
 use crate::error::NodeError;
-use crate::state::NodeState;
+use crate::state::{bounded, NodeState, MAX_REFUSAL_DETAIL};
 
 /// Checks that `authorizations` let `setup` go ahead on `manifest`'s key, and
 /// audits the verdict (`caller` is the ceremony tool's SPIFFE id). A key without
@@ -52,11 +52,17 @@ pub(crate) fn check_authorized(
     );
     match verdict {
         Ok(admins) => {
+            // The authorizations themselves, by hash: an auditor holding the files
+            // (the operator keeps them with the transcript) can match each.
+            let hashes: Vec<String> = authorizations
+                .iter()
+                .map(|a| hex::encode(quorate_wire::sha256(a)))
+                .collect();
             node.audit.append(AuditRecord {
                 event: "operation_authorized".into(),
                 key_id: setup.pb.key_id.clone(),
                 caller: caller.to_string(),
-                detail: described,
+                detail: format!("{described} authorizations_sha256={}", hashes.join(",")),
                 authorized_by: admins.iter().map(hex::encode).collect(),
                 ..Default::default()
             })?;
@@ -82,13 +88,16 @@ pub(crate) fn refuse(
     detail: &str,
     message: String,
 ) -> Result<NodeError, NodeError> {
+    // The reason may quote what the caller sent: bounded, and logged as a quoted
+    // string, so a refusal cannot fill the log or forge lines in it.
+    let detail = bounded(detail.to_string(), MAX_REFUSAL_DETAIL);
     node.audit.append(AuditRecord {
         event: "operation_refused".into(),
         key_id: key_id.to_string(),
         caller: caller.to_string(),
-        detail: detail.to_string(),
+        detail: detail.clone(),
         ..Default::default()
     })?;
-    tracing::warn!(key_id = %key_id, detail = %detail, "governed operation refused");
+    tracing::warn!(key_id = %key_id, detail = ?detail, "governed operation refused");
     Ok(NodeError::NotAuthorized(message))
 }

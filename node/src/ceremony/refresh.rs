@@ -91,7 +91,7 @@ pub(crate) fn retire_key(
         &req.receipts,
     )
     .map_err(|e| NodeError::CeremonyMismatch(format!("nothing retired: {e}")))?;
-    node.remove_key(&setup.pb.key_id, caller)?;
+    node.remove_key(&setup.pb.key_id, &setup.pb.manifest_hash, caller)?;
     tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %req.ceremony_id, "share retired after a refresh removed this node");
     Ok(pb::RetireKeyResponse {})
 }

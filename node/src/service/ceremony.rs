@@ -79,23 +79,13 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         let caller = authorize(&req, &self.state.identity.trust_domain, &[Role::Ceremony])?;
         tracing::info!(caller = %caller, "key installation requested");
         let req = req.into_inner();
-        // A key installed here is new to this node (an import, or a share restored
-        // from escrow): its policy must list administrators or opt out of them.
-        let result = quorate_keys::manifest::Manifest::decode(&req.manifest)
-            .map_err(|e| NodeError::MalformedRequest(e.to_string()))
-            .and_then(|m| {
-                m.policy
-                    .check_new_key()
-                    .map_err(|e| NodeError::MalformedRequest(format!("key {:?}: {e}", m.key_id)))
-            })
-            .and_then(|()| {
-                let record = KeyRecord {
-                    manifest: req.manifest,
-                    key_package: SecretKeyPackage::from_bytes(req.key_package),
-                };
-                self.state
-                    .install_record(record, "key_installed", &caller.spiffe_id())
-            });
+        let record = KeyRecord {
+            manifest: req.manifest,
+            key_package: SecretKeyPackage::from_bytes(req.key_package),
+        };
+        let result = self
+            .state
+            .install_record(record, "key_installed", &caller.spiffe_id());
         self.state.metrics.request("InstallKey", &result);
         Ok(Response::new(result?))
     }

@@ -156,6 +156,9 @@ impl Setup {
             if !seen.insert(p.node_id.as_str()) {
                 return Err(bad(format!("participant {} listed twice", p.node_id)));
             }
+            // Shown to administrators and custodians: no control characters.
+            Location::new(&p.region, &p.jurisdiction)
+                .map_err(|e| bad(format!("participant {}: {e}", p.node_id)))?;
         }
         if kind != Kind::Dkg && pb.manifest_hash.len() != 32 {
             return Err(bad("manifest_hash must be a SHA-256".into()));
@@ -588,6 +591,7 @@ mod tests {
             administrator_keys: vec![quorate_keys::approval::ApproverKey::generate()
                 .public_key()
                 .to_vec()],
+            administrators_required: 1,
             ..Default::default()
         });
         assert!(Setup::from_pb(s).is_ok());

@@ -80,7 +80,7 @@ pub struct Operation<'a> {
 #[non_exhaustive]
 pub enum AuthorizationError {
     /// Not an authorization.
-    #[error("authorization is malformed: {0}")]
+    #[error("authorization is malformed: {0:?}")]
     Malformed(String),
     /// Signed by a key the policy does not list.
     #[error("authorization is signed by {0}, which is not an administrator of this key")]
@@ -89,6 +89,7 @@ pub enum AuthorizationError {
     #[error("authorization by {0} does not verify")]
     BadSignature(String),
     /// About another key, operation or setup.
+    /// (`authorized` quotes only fields `SignedAuthorization::decode` checked.)
     #[error("authorization by {administrator} is for {authorized}, not for {requested}")]
     OtherOperation {
         /// Who signed it.
@@ -168,6 +169,30 @@ impl SignedAuthorization {
             .map_err(|_| malformed("signature is not 64 bytes of hex".into()))?;
         let authorization: Authorization =
             serde_json::from_str(&env.payload).map_err(|e| malformed(format!("payload: {e}")))?;
+        // What refusals and audit records quote of it: plain characters only.
+        let a = &authorization;
+        quorate_wire::validate_key_id(&a.key_id).map_err(malformed)?;
+        quorate_wire::validate_key_id(&a.ceremony_id)
+            .map_err(|e| malformed(e.replace("key_id", "ceremony_id")))?;
+        if a.operation.is_empty()
+            || a.operation.len() > 32
+            || !a
+                .operation
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        {
+            return Err(malformed("operation is not a ceremony kind's name".into()));
+        }
+        if a.setup_hash.len() != 64
+            || !a
+                .setup_hash
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(malformed(
+                "setup_hash is not 64 lowercase hex digits".into(),
+            ));
+        }
         Ok(Self {
             payload: env.payload,
             administrator,
@@ -426,6 +451,33 @@ mod tests {
             check(too_long),
             Err(AuthorizationError::NotValidNow { .. })
         ));
+    }
+
+    #[test]
+    fn fields_a_refusal_would_quote_are_plain() {
+        let a = AdministratorKey::generate();
+        for bad in [
+            Authorization {
+                ceremony_id: "refresh-1\n2026-12-07 INFO forged".into(),
+                ..authorization()
+            },
+            Authorization {
+                setup_hash: "AB".repeat(32),
+                ..authorization()
+            },
+            Authorization {
+                operation: "refresh\u{1b}[8m".into(),
+                ..authorization()
+            },
+        ] {
+            assert!(
+                matches!(
+                    SignedAuthorization::decode(&sign(&a, &bad)),
+                    Err(AuthorizationError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -106,6 +106,14 @@ impl Policy {
             "approver",
         )?;
         let administrators = strong_ed25519_keys(&p.administrator_keys, "administrator")?;
+        // Unlike approvals_required, never defaulted: a policy listing three
+        // administrators that forgot the field must not mean one of three.
+        if !administrators.is_empty() && p.administrators_required == 0 {
+            return Err(format!(
+                "administrators_required must be set (1 to {}) when administrators are listed",
+                administrators.len()
+            ));
+        }
         let administrators_required =
             usize::try_from(p.administrators_required.max(1)).unwrap_or(usize::MAX);
         check_quorum_size(
@@ -336,8 +344,17 @@ mod tests {
         // Administrators and the opt-out at once.
         let mut both = eu(1);
         both.administrator_keys = vec![key(0)];
+        both.administrators_required = 1;
         both.unsafe_no_administrators = true;
-        assert!(Policy::from_pb(Some(&both), 3).is_err());
+        assert!(Policy::from_pb(Some(&both), 3)
+            .unwrap_err()
+            .contains("unsafe_no_administrators is set"));
+        // The number is never defaulted.
+        let mut unset = eu(1);
+        unset.administrator_keys = vec![key(0)];
+        assert!(Policy::from_pb(Some(&unset), 3)
+            .unwrap_err()
+            .contains("administrators_required must be set"));
         // A new key needs one or the other.
         let neither = Policy::from_pb(Some(&eu(1)), 3).unwrap();
         assert!(!neither.is_governed());

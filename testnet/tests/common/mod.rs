@@ -67,6 +67,22 @@ pub async fn start_default() -> TestNetwork {
 
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
+/// A `Ceremony` client of node `node_id` with the network's ceremony certificate:
+/// what the ceremony tool, or an attacker holding its certificate, talks to.
+pub async fn ceremony_client(
+    net: &LocalNetwork,
+    node_id: &str,
+) -> quorate_wire::pb::ceremony_client::CeremonyClient<tonic::transport::Channel> {
+    let node = net.node(node_id).unwrap();
+    let channel = net
+        .tls_paths(quorate_transport::identity::Role::Ceremony, "testnet")
+        .load()
+        .unwrap()
+        .node_channel(&node.endpoint, node_id, Duration::from_secs(5))
+        .unwrap();
+    quorate_wire::pb::ceremony_client::CeremonyClient::new(channel)
+}
+
 /// One `SignShares` batch on a stream of its own: the node's answer, or the status
 /// that refused the stream or ended it.
 pub async fn sign_shares_once(

@@ -81,6 +81,34 @@ impl Ceremony for FakeNode {
         Err(Status::unimplemented("the fake node serves import only"))
     }
 
+    async fn dkg_commit(
+        &self,
+        _: Request<pb::DkgCommitRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn refresh_state(
+        &self,
+        _: Request<pb::RefreshStateRequest>,
+    ) -> Result<Response<pb::RefreshStateResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn abandon_refresh(
+        &self,
+        _: Request<pb::AbandonRefreshRequest>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
+    async fn rollback_refresh(
+        &self,
+        _: Request<pb::RollbackRefreshRequest>,
+    ) -> Result<Response<pb::RollbackRefreshResponse>, Status> {
+        Err(Status::unimplemented("the fake node serves import only"))
+    }
+
     async fn abort(
         &self,
         _request: Request<pb::AbortRequest>,

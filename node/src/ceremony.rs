@@ -15,8 +15,10 @@
 //! manifest.
 //!
 //! Layout: [`sessions`] holds the secret state, [`participant`] this node's
-//! ceremony keys and the checks every step shares, and one module per ceremony holds
-//! its steps ([`dkg`], also a refresh's rounds; [`refresh`]; [`repair`]). The
+//! ceremony keys and the checks every step shares, [`governance`] the
+//! administrators' authorizations, and one module per ceremony holds its steps
+//! ([`dkg`], also a refresh's rounds up to its staged share; [`refresh`]: commit,
+//! state, abandonment, rollback, retirement; [`repair`]). The
 //! `Ceremony` gRPC adapter calls the steps; nothing here calls back into it.
 
 pub mod dkg;

@@ -34,6 +34,27 @@ use crate::nonces::NonceStore;
 use crate::store::{KeyRecord, KeyStore};
 use crate::witness::Witness;
 
+/// A refresh's new share of a key, staged.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// The refresh's setup hash.
+    pub setup_hash: [u8; 32],
+    /// The new share, checked as any key this node loads.
+    pub key: Arc<ActiveKey>,
+    record: KeyRecord,
+}
+
+/// Where this node stands in one refresh of a key.
+#[derive(Debug)]
+pub(crate) enum RefreshState {
+    /// No share of it here.
+    None,
+    /// Its new share is staged beside the current one.
+    Staged(Arc<ActiveKey>),
+    /// Its new share is current.
+    Committed(Arc<ActiveKey>),
+}
+
 /// State shared by the node's handlers.
 #[derive(Debug)]
 pub struct NodeState {
@@ -42,6 +63,10 @@ pub struct NodeState {
     attestor: StatementSigner,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
+    /// Refreshes' new shares, by key id, stored beside the current ones until every
+    /// participant has stored its own (then committed) or the refresh is rolled
+    /// back. They do not sign. Lock order: `keys`, then `staged`.
+    staged: RwLock<HashMap<String, Arc<Staged>>>,
     /// Approval tokens an approver revoked, (key id, token id): from the store and
     /// the audit log.
     revoked: RwLock<HashSet<(String, String)>>,
@@ -119,7 +144,10 @@ impl NodeState {
         // the audit log: a record older than that (an old copy of the store written
         // back) stops the node like any other damaged record.
         let from_log = activations::read(&audit)?;
-        let stored = store.load_all()?;
+        let (staged_records, stored): (Vec<_>, Vec<_>) = store
+            .load_all()?
+            .into_iter()
+            .partition(|(name, _)| crate::store::parse_staged_name(name).is_some());
         let unverified = from_log.unverified();
         let mut last = from_log.last;
         if let (Some(reason), false) = (unverified, stored.is_empty()) {
@@ -184,6 +212,25 @@ impl NodeState {
                 "key records sealed again, bound to their epochs"
             );
         }
+        // Staged shares are newer than anything activated: they are checked as this
+        // node's shares, not against the log (their activation is their commit).
+        let mut staged = HashMap::new();
+        for (name, record) in staged_records {
+            let Some((key_id, setup_hash)) = crate::store::parse_staged_name(&name) else {
+                continue;
+            };
+            let key = activate(&identity, &attestor, record.clone())
+                .map_err(|e| NodeError::Corrupt(format!("staged share {name:?}: {e}")))?;
+            tracing::info!(key_id = %key_id, setup_hash = %hex::encode(setup_hash), "a refresh's new share is staged, not yet committed");
+            staged.insert(
+                key_id.to_string(),
+                Arc::new(Staged {
+                    setup_hash,
+                    key: Arc::new(key),
+                    record,
+                }),
+            );
+        }
         let mut revoked: HashSet<(String, String)> = store.revocations()?.into_iter().collect();
         revoked.extend(from_log.revoked);
         Ok(Self {
@@ -191,6 +238,7 @@ impl NodeState {
             attestor,
             store,
             keys: RwLock::new(keys),
+            staged: RwLock::new(staged),
             revoked: RwLock::new(revoked),
             revoking: std::sync::Mutex::new(()),
             nonces,
@@ -344,25 +392,23 @@ impl NodeState {
         })
     }
 
-    /// Replaces a key (after a refresh) whose current manifest hash is
-    /// `expected_manifest_hash`, with a manifest of exactly the next generation
-    /// ([`quorate_keys::manifest::Manifest::check_successor`]): a key's generations on
-    /// a node only go up, so what it attests never rolls back. The old share is gone
-    /// from memory and disk once this returns: signing packages built for it find no
-    /// matching share.
-    pub(crate) fn replace_record(
+    /// Stages a refresh's new share of a key whose current manifest hash is
+    /// `prior_manifest_hash`, at exactly its next generation: durable beside the
+    /// current share, which keeps signing until [`NodeState::commit_refresh`].
+    pub(crate) fn stage_refresh(
         &self,
         record: KeyRecord,
-        expected_manifest_hash: &[u8],
+        setup_hash: [u8; 32],
+        prior_manifest_hash: &[u8],
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
         let key = activate(&self.identity, &self.attestor, record.clone())
             .map_err(NodeError::KeyNotForThisNode)?;
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         match keys.get(&key_id) {
-            Some(old) if old.manifest.hash.as_slice() == expected_manifest_hash => {
+            Some(old) if old.manifest.hash.as_slice() == prior_manifest_hash => {
                 key.manifest
                     .check_successor(&old.manifest)
                     .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
@@ -373,20 +419,155 @@ impl NodeState {
                 )))
             }
         }
-        self.store.replace(&key_id, &record)?;
+        let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(other) = staged.get(&key_id).filter(|s| s.setup_hash != setup_hash) {
+            return Err(NodeError::KeyVersionMismatch(format!(
+                "key {key_id} has another refresh staged (setup {}); finish or roll it back first",
+                hex::encode(other.setup_hash)
+            )));
+        }
+        self.store.stage(&key_id, &setup_hash, &record)?;
         self.audit.append(AuditRecord {
-            event: "key_refreshed".into(),
+            event: "key_refresh_staged".into(),
             key_id: key_id.clone(),
             caller: caller.into(),
-            detail: activations::detail(&hash, key.manifest.generation),
+            detail: format!(
+                "manifest={} generation={} setup={}",
+                hex::encode(hash),
+                key.manifest.generation,
+                hex::encode(setup_hash)
+            ),
             ..Default::default()
         })?;
-        keys.insert(key_id.clone(), Arc::new(key));
-        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key refreshed");
+        staged.insert(
+            key_id.clone(),
+            Arc::new(Staged {
+                setup_hash,
+                key: Arc::new(key),
+                record,
+            }),
+        );
+        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "refreshed share staged");
         Ok(pb::InstallKeyResponse {
             manifest_hash: hash.to_vec(),
             receipt: None,
         })
+    }
+
+    /// Makes the share staged by the refresh `setup_hash` (of manifest
+    /// `manifest_hash`) current and deletes the old one: the caller has checked
+    /// that every participant stored its own. Nothing to do if it is current
+    /// already.
+    pub(crate) fn commit_refresh(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+        manifest_hash: &[u8; 32],
+        caller: &str,
+    ) -> Result<(), NodeError> {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let current = keys.get(key_id).cloned();
+        if current
+            .as_ref()
+            .is_some_and(|k| &k.manifest.hash == manifest_hash)
+        {
+            return Ok(());
+        }
+        let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
+        let st = staged
+            .get(key_id)
+            .filter(|s| &s.setup_hash == setup_hash && &s.key.manifest.hash == manifest_hash)
+            .cloned()
+            .ok_or_else(|| {
+                NodeError::CeremonyMismatch(format!(
+                    "no share of this refresh of key {key_id} is staged on this node"
+                ))
+            })?;
+        let old = current.ok_or_else(|| NodeError::UnknownKey(key_id.into()))?;
+        st.key
+            .manifest
+            .check_successor(&old.manifest)
+            .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
+        self.store.commit_staged(key_id, setup_hash, &st.record)?;
+        self.audit.append(AuditRecord {
+            event: "key_refreshed".into(),
+            key_id: key_id.into(),
+            caller: caller.into(),
+            detail: activations::detail(manifest_hash, st.key.manifest.generation),
+            ..Default::default()
+        })?;
+        keys.insert(key_id.to_string(), Arc::clone(&st.key));
+        staged.remove(key_id);
+        tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(manifest_hash), "refresh committed: the new share is current, the old one deleted");
+        Ok(())
+    }
+
+    /// Drops the share the refresh `setup_hash` staged (a rolled-back refresh);
+    /// false if there was none. The current share is untouched.
+    pub(crate) fn rollback_refresh(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+        caller: &str,
+    ) -> Result<bool, NodeError> {
+        let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
+        if !staged
+            .get(key_id)
+            .is_some_and(|s| &s.setup_hash == setup_hash)
+        {
+            return Ok(false);
+        }
+        self.store.drop_staged(key_id, setup_hash)?;
+        self.audit.append(AuditRecord {
+            event: "key_refresh_rolled_back".into(),
+            key_id: key_id.into(),
+            caller: caller.into(),
+            detail: format!("setup={}", hex::encode(setup_hash)),
+            ..Default::default()
+        })?;
+        staged.remove(key_id);
+        tracing::warn!(key_id = %key_id, setup_hash = %hex::encode(setup_hash), "refresh rolled back: staged share dropped");
+        Ok(true)
+    }
+
+    /// Where this node stands in the refresh `setup_hash` of `key_id`.
+    pub(crate) fn refresh_state(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+    ) -> Result<RefreshState, NodeError> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let staged = self.staged.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(st) = staged.get(key_id).filter(|s| &s.setup_hash == setup_hash) {
+            return Ok(RefreshState::Staged(Arc::clone(&st.key)));
+        }
+        if let (Some((setup, manifest)), Some(current)) =
+            (self.store.committed_refresh(key_id)?, keys.get(key_id))
+        {
+            if &setup == setup_hash && current.manifest.hash == manifest {
+                return Ok(RefreshState::Committed(Arc::clone(current)));
+            }
+        }
+        Ok(RefreshState::None)
+    }
+
+    /// Whether a refresh of `key_id` other than `setup_hash` is staged here.
+    pub(crate) fn other_refresh_staged(&self, key_id: &str, setup_hash: &[u8; 32]) -> bool {
+        self.staged
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+            .is_some_and(|s| &s.setup_hash != setup_hash)
+    }
+
+    /// Notes durably that this node will never join the refresh `setup_hash`.
+    pub(crate) fn abandon_refresh(&self, setup_hash: &[u8; 32]) -> Result<(), NodeError> {
+        self.store.mark_abandoned(setup_hash)
+    }
+
+    /// Whether this node abandoned the refresh `setup_hash`.
+    pub(crate) fn abandoned(&self, setup_hash: &[u8; 32]) -> Result<bool, NodeError> {
+        self.store.is_abandoned(setup_hash)
     }
 
     /// Whether an approver revoked approval token `token_id` of `key_id`.
@@ -689,17 +870,21 @@ mod tests {
     }
 
     #[test]
-    fn refreshed_manifest_is_installed_only_at_exactly_the_next_generation() {
+    fn a_refreshed_share_is_staged_at_exactly_the_next_generation_and_current_only_once_committed()
+    {
         let dir = tempfile::tempdir().unwrap();
         let kek = crate::store::Kek::generate_hex();
         let (state, own, m0) = node_with_key(dir.path(), &kek);
+        let setup = [7u8; 32];
+        let record = |manifest: Vec<u8>| KeyRecord {
+            manifest,
+            key_package: own.clone(),
+        };
         for (generation, what) in [(0, "same generation"), (2, "skipped generation")] {
             let err = state
-                .replace_record(
-                    KeyRecord {
-                        manifest: at_generation(&m0, generation),
-                        key_package: own.clone(),
-                    },
+                .stage_refresh(
+                    record(at_generation(&m0, generation)),
+                    setup,
                     &m0.hash,
                     "test",
                 )
@@ -708,41 +893,63 @@ mod tests {
                 matches!(&err, NodeError::CeremonyRejected(m) if m.contains("generation")),
                 "{what}: {err}"
             );
-            assert_eq!(state.key("k1").unwrap().manifest.hash, m0.hash, "{what}");
         }
+        let staged = state
+            .stage_refresh(record(at_generation(&m0, 1)), setup, &m0.hash, "test")
+            .unwrap();
+        let m1_hash: [u8; 32] = staged.manifest_hash.as_slice().try_into().unwrap();
+        // Staged, not current: the old share still signs.
+        assert_eq!(state.key("k1").unwrap().manifest.hash, m0.hash);
+        assert!(matches!(
+            state.refresh_state("k1", &setup).unwrap(),
+            RefreshState::Staged(_)
+        ));
+        // Another refresh cannot stage over it.
+        assert!(state.other_refresh_staged("k1", &[8u8; 32]));
+        // Durable: a restarted node still holds it staged, and commits it.
+        drop(state);
+        let state = open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
+        assert_eq!(state.key("k1").unwrap().manifest.hash, m0.hash);
+        assert!(state
+            .commit_refresh("k1", &[8u8; 32], &m1_hash, "test")
+            .is_err());
         state
-            .replace_record(
-                KeyRecord {
-                    manifest: at_generation(&m0, 1),
-                    key_package: own.clone(),
-                },
-                &m0.hash,
-                "test",
-            )
+            .commit_refresh("k1", &setup, &m1_hash, "test")
+            .unwrap();
+        assert_eq!(state.key("k1").unwrap().manifest.hash, m1_hash);
+        assert!(matches!(
+            state.refresh_state("k1", &setup).unwrap(),
+            RefreshState::Committed(_)
+        ));
+        // Committing again changes nothing; the old manifest back (a rollback) and
+        // the current one (a replay) are refused.
+        state
+            .commit_refresh("k1", &setup, &m1_hash, "test")
             .unwrap();
         let m1 = state.key("k1").unwrap().manifest.clone();
-        assert_eq!(m1.generation, 1);
-        // The old manifest back (a rollback) is refused, and so is a replay of the
-        // current one.
         for (manifest, what) in [
             (m0.encoded.clone(), "rollback"),
             (m1.encoded.clone(), "replay"),
         ] {
             let err = state
-                .replace_record(
-                    KeyRecord {
-                        manifest,
-                        key_package: own.clone(),
-                    },
-                    &m1.hash,
-                    "test",
-                )
+                .stage_refresh(record(manifest), [9u8; 32], &m1.hash, "test")
                 .unwrap_err();
             assert!(
                 matches!(err, NodeError::CeremonyRejected(_)),
                 "{what}: {err}"
             );
         }
+        // A staged share rolled back is gone; the current one stays.
+        let m2 = at_generation(&m1, 2);
+        state
+            .stage_refresh(record(m2), [9u8; 32], &m1.hash, "test")
+            .unwrap();
+        assert!(state.rollback_refresh("k1", &[9u8; 32], "test").unwrap());
+        assert!(!state.rollback_refresh("k1", &[9u8; 32], "test").unwrap());
+        assert!(matches!(
+            state.refresh_state("k1", &[9u8; 32]).unwrap(),
+            RefreshState::None
+        ));
         assert_eq!(state.key("k1").unwrap().manifest.generation, 1);
     }
 }

@@ -151,7 +151,28 @@ pub struct KeyStore {
     /// Approval tokens revoked by an approver: key id, newline, token id -> the
     /// signed revocation as delivered.
     revocations: sled::Tree,
+    /// What refreshes did (public, not sealed): `committed:KEY` -> the setup hash
+    /// and manifest hash of the refresh that produced the key's current record;
+    /// `abandoned:SETUP` -> empty, for a refresh this node promised never to join.
+    refreshes: sled::Tree,
     dek: Dek,
+}
+
+/// The name under which a refresh's new share waits in the `keys` tree until every
+/// participant has stored its own ([`KeyStore::stage`]): `staged:KEY:SETUP` (a key
+/// id holds no `:`), sealed like any record under that name, so a rekey carries it.
+fn staged_name(key_id: &str, setup_hash: &[u8; 32]) -> String {
+    format!("staged:{key_id}:{}", hex::encode(setup_hash))
+}
+
+/// The key id and setup hash of a staged record's name, or `None` for a key's
+/// current record.
+pub fn parse_staged_name(name: &str) -> Option<(&str, [u8; 32])> {
+    let rest = name.strip_prefix("staged:")?;
+    let (key_id, setup) = rest.rsplit_once(':')?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(setup, &mut hash).ok()?;
+    Some((key_id, hash))
 }
 
 impl fmt::Debug for KeyStore {
@@ -219,6 +240,7 @@ impl KeyStore {
         let meta = db.open_tree("meta").map_err(storage)?;
         let keys = db.open_tree("keys").map_err(storage)?;
         let revocations = db.open_tree("revocations").map_err(storage)?;
+        let refreshes = db.open_tree("refreshes").map_err(storage)?;
         let mut report = KekReport::default();
         let format = meta.get("format").map_err(storage)?;
         let dek = match format.as_deref() {
@@ -257,6 +279,7 @@ impl KeyStore {
                 meta,
                 keys,
                 revocations,
+                refreshes,
                 dek,
             },
             report,
@@ -533,6 +556,101 @@ impl KeyStore {
         Ok(out)
     }
 
+    /// Stores a refresh's new share of `key_id` durably beside the current one
+    /// (see [`staged_name`]), until [`KeyStore::commit_staged`] or
+    /// [`KeyStore::drop_staged`].
+    pub fn stage(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+        record: &KeyRecord,
+    ) -> Result<(), NodeError> {
+        let name = staged_name(key_id, setup_hash);
+        let sealed = self.seal_record(&name, record)?;
+        self.keys.insert(name.as_bytes(), sealed).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Makes the staged `record` the key's current one, deletes the old share and
+    /// notes which refresh did it, in one transaction: a crash leaves either the
+    /// old share current with the new one staged, or the new one current.
+    pub fn commit_staged(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+        record: &KeyRecord,
+    ) -> Result<(), NodeError> {
+        use sled::transaction::{ConflictableTransactionError, Transactional};
+        let sealed = self.seal_record(key_id, record)?;
+        let staged = staged_name(key_id, setup_hash);
+        let committed = [setup_hash.as_slice(), &record.manifest_hash()].concat();
+        (&self.keys, &self.refreshes)
+            .transaction(|(tk, tr)| {
+                tk.insert(key_id.as_bytes(), sealed.as_slice())?;
+                tk.remove(staged.as_bytes())?;
+                tr.insert(
+                    format!("committed:{key_id}").as_bytes(),
+                    committed.as_slice(),
+                )?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| storage(format!("cannot commit the refreshed key: {e:?}")))?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Deletes a staged share (a refresh rolled back); false if there was none.
+    pub fn drop_staged(&self, key_id: &str, setup_hash: &[u8; 32]) -> Result<bool, NodeError> {
+        let removed = self
+            .keys
+            .remove(staged_name(key_id, setup_hash).as_bytes())
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(removed.is_some())
+    }
+
+    /// The setup hash and manifest hash of the refresh that made `key_id`'s
+    /// current record, if a refresh did.
+    pub fn committed_refresh(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<([u8; 32], [u8; 32])>, NodeError> {
+        let Some(v) = self
+            .refreshes
+            .get(format!("committed:{key_id}").as_bytes())
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let (setup, manifest) = v.split_at(v.len().min(32));
+        match (<[u8; 32]>::try_from(setup), <[u8; 32]>::try_from(manifest)) {
+            (Ok(s), Ok(m)) => Ok(Some((s, m))),
+            _ => Err(NodeError::Corrupt(format!(
+                "refreshes: the committed refresh of {key_id:?} is damaged"
+            ))),
+        }
+    }
+
+    /// Notes, durably, that this node will never join the refresh `setup_hash`.
+    pub fn mark_abandoned(&self, setup_hash: &[u8; 32]) -> Result<(), NodeError> {
+        self.refreshes
+            .insert(
+                format!("abandoned:{}", hex::encode(setup_hash)).as_bytes(),
+                &[][..],
+            )
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Whether this node abandoned the refresh `setup_hash`.
+    pub fn is_abandoned(&self, setup_hash: &[u8; 32]) -> Result<bool, NodeError> {
+        self.refreshes
+            .contains_key(format!("abandoned:{}", hex::encode(setup_hash)).as_bytes())
+            .map_err(storage)
+    }
+
     /// Deletes a stored key durably.
     pub fn remove(&self, key_id: &str) -> Result<(), NodeError> {
         self.keys.remove(key_id.as_bytes()).map_err(storage)?;
@@ -540,8 +658,10 @@ impl KeyStore {
         Ok(())
     }
 
-    /// Every stored key, decrypted. A record that does not authenticate is reported
-    /// as corruption naming the key; the store is never silently skipped over.
+    /// Every stored record, decrypted, by name: a key's current record under its key
+    /// id, a staged one under [`staged_name`] ([`parse_staged_name`] tells them
+    /// apart). A record that does not authenticate is reported as corruption naming
+    /// the key; the store is never silently skipped over.
     pub fn load_all(&self) -> Result<Vec<(String, KeyRecord)>, NodeError> {
         let mut out = Vec::new();
         for item in self.keys.iter() {

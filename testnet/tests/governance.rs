@@ -208,7 +208,6 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
                 ceremony_id: removal.setup().ceremony_id().into(),
                 setup: Some(removal.setup().pb.clone()),
                 manifest: Vec::new(),
-                confirmations: Vec::new(),
                 authorizations,
                 receipts: Vec::new(),
             })
@@ -363,7 +362,6 @@ async fn a_removed_node_keeps_its_share_until_every_remaining_node_stored_its_ne
         ceremony_id: id.clone(),
         setup: Some(setup.clone()),
         manifest: manifest.encoded.clone(),
-        confirmations: confirmations.clone(),
         authorizations: authorizations.clone(),
         receipts,
     };

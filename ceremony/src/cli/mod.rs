@@ -101,11 +101,14 @@ enum Command {
     /// manifest; any disagreement aborts the ceremony on every node and names the
     /// party. Writes a JSON transcript.
     Dkg(DkgArgs),
-    /// New shares for an existing key (same group public key); old shares stop
-    /// working. With --remove-node, that node is dropped from the key and deletes
-    /// its share; with --policy or --custodians, the key's terms change. The
-    /// ceremony file must list exactly the key's current nodes. For a key with
-    /// administrators: --write-plan, their authorizations, then --plan.
+    /// New shares for an existing key (same group public key). Each node stores
+    /// its new share beside the old one and deletes the old one only once every
+    /// node has stored its own. With --remove-node, that node is dropped from the
+    /// key and deletes its share; with --policy or --custodians, the key's terms
+    /// change. The ceremony file must list exactly the key's current nodes. For a
+    /// key with administrators: --write-plan, their authorizations, then --plan.
+    /// Interrupted, the same command (same plan) run again finishes the refresh or
+    /// rolls it back.
     Refresh(RefreshArgs),
     /// Rebuild a node's lost share (after its store was wiped) from t helper nodes;
     /// every message between nodes is sealed end to end. The node checks the rebuilt

@@ -4,12 +4,14 @@
 //! so that the key's administrators can authorize the exact setup, then run
 //! ([`run_refresh`]).
 
+use pb::refresh_state_response::State;
 use quorate_ceremony_protocol::setup::{Setup, SETUP_VERSION};
 use quorate_keys::manifest::Manifest;
 use quorate_wire::pb;
 
-use super::relay::{agreed_manifest, manifest_participants, reach, Peer};
+use super::relay::{agreed_manifest, manifest_participants, reach, rpc, step, step_abort, Peer};
 use super::rounds::run_keygen;
+use super::rounds::transcript;
 use crate::ceremony_file::CeremonyFile;
 use crate::error::CeremonyError;
 use crate::plan::{ceremony_id, Plan};
@@ -92,6 +94,40 @@ pub async fn run_refresh(
         )));
     }
     let (peers, verifier) = reach(file).await?;
+    // The plan holds the key as it was planned (its hash is the setup's).
+    check_lists_the_key_nodes(plan.manifest(), &peers)?;
+    plan.check_authorizations(plan.manifest(), authorizations)?;
+    let (remaining, removed): (Vec<Peer>, Vec<Peer>) =
+        peers.iter().cloned().partition(|p| setup.involves(&p.id));
+    // A rerun of this plan picks up where an interrupted run left the nodes.
+    let states = refresh_states(&setup, &remaining).await?;
+    let unstaged: Vec<Peer> = states
+        .iter()
+        .filter(|(_, s)| s.state() == State::None)
+        .map(|(p, _)| p.clone())
+        .collect();
+    if unstaged.len() < remaining.len() {
+        let stored: Vec<Peer> = states
+            .iter()
+            .filter(|(_, s)| s.state() == State::Staged)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if !unstaged.is_empty() {
+            // Some stored their new share, some did not: no one can have committed
+            // (that needs every receipt), so the refresh is rolled back.
+            return Err(roll_back(&setup, &unstaged, &stored, Vec::new()).await);
+        }
+        // Every node stored (or committed) its new share: finish.
+        return resume(
+            &setup,
+            &remaining,
+            &removed,
+            states,
+            authorizations,
+            started_at,
+        )
+        .await;
+    }
     let manifest = agreed_manifest(&peers, &setup.pb.key_id).await?;
     if manifest.hash.as_slice() != setup.pb.manifest_hash.as_slice() {
         return Err(CeremonyError::KeyState {
@@ -104,10 +140,16 @@ pub async fn run_refresh(
             ),
         });
     }
-    check_lists_the_key_nodes(&manifest, &peers)?;
-    plan.check_authorizations(&manifest, authorizations)?;
-    let (remaining, removed): (Vec<Peer>, Vec<Peer>) =
-        peers.iter().cloned().partition(|p| setup.involves(&p.id));
+    // Nothing stored anywhere: start afresh (a session an interrupted run left on a
+    // node is dropped first).
+    let _ = step_abort(
+        &remaining,
+        pb::AbortRequest {
+            ceremony_id: setup.ceremony_id().to_string(),
+            reason: "the refresh starts afresh".into(),
+        },
+    )
+    .await;
     run_keygen(
         "refresh",
         setup,
@@ -140,4 +182,226 @@ fn check_lists_the_key_nodes(manifest: &Manifest, peers: &[Peer]) -> Result<(), 
         )));
     }
     Ok(())
+}
+
+/// Where each of `peers` stands in the refresh `setup`.
+async fn refresh_states(
+    setup: &Setup,
+    peers: &[Peer],
+) -> Result<Vec<(Peer, pb::RefreshStateResponse)>, CeremonyError> {
+    let answers = step(peers, |p| {
+        let request = pb::RefreshStateRequest {
+            setup: Some(setup.pb.clone()),
+        };
+        async move { rpc(p.client().refresh_state(request)).await }
+    })
+    .await
+    .map_err(|failures| CeremonyError::Aborted {
+        kind: "refresh",
+        key_id: setup.pb.key_id.clone(),
+        step: "asking each node where the refresh stands (nothing was changed)",
+        failures,
+    })?;
+    Ok(peers.iter().cloned().zip(answers).collect())
+}
+
+/// Finishes a refresh every node of which has stored (or committed) its new share:
+/// commits everywhere and retires a removed node.
+async fn resume(
+    setup: &Setup,
+    remaining: &[Peer],
+    removed: &[Peer],
+    states: Vec<(Peer, pb::RefreshStateResponse)>,
+    authorizations: &[Vec<u8>],
+    started_at: String,
+) -> Result<Transcript, CeremonyError> {
+    let key_state = |message: String| CeremonyError::KeyState {
+        key_id: setup.pb.key_id.clone(),
+        message,
+    };
+    let Some((_, first)) = states.first() else {
+        return Err(key_state("the refresh keeps no node".into()));
+    };
+    if states.iter().any(|(_, s)| s.manifest != first.manifest) {
+        return Err(key_state(
+            "the nodes stored different manifests for one refresh; nothing was committed".into(),
+        ));
+    }
+    let manifest = Manifest::decode(&first.manifest)
+        .map_err(|e| key_state(format!("a node's refreshed manifest: {e}")))?;
+    let receipts: Vec<pb::Signed> = states
+        .iter()
+        .filter_map(|(_, s)| s.receipt.clone())
+        .collect();
+    tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %setup.ceremony_id(), "refresh: every node stored its new share; finishing an interrupted run");
+    commit_and_retire(
+        setup,
+        remaining,
+        removed,
+        &manifest,
+        &receipts,
+        authorizations,
+    )
+    .await?;
+    transcript(
+        "refresh",
+        setup,
+        remaining,
+        &manifest,
+        None,
+        &[],
+        started_at,
+    )
+}
+
+/// Commits a refresh on `peers` (each with every receipt), then has each of
+/// `retire` (nodes the refresh removes) delete its share.
+pub(super) async fn commit_and_retire(
+    setup: &Setup,
+    peers: &[Peer],
+    retire: &[Peer],
+    manifest: &Manifest,
+    receipts: &[pb::Signed],
+    authorizations: &[Vec<u8>],
+) -> Result<(), CeremonyError> {
+    let key_id = setup.pb.key_id.clone();
+    let committed = step(peers, |p| {
+        let request = pb::DkgCommitRequest {
+            setup: Some(setup.pb.clone()),
+            manifest: manifest.encoded.clone(),
+            receipts: receipts.to_vec(),
+        };
+        async move { rpc(p.client().dkg_commit(request)).await }
+    })
+    .await;
+    if let Err(failures) = committed {
+        let failed = failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(CeremonyError::KeyState {
+            key_id,
+            message: format!(
+                "every node stored its new share, but the commit failed on: {failed}; the \
+                 key signs with the nodes' current shares meanwhile; run the same command again \
+                 to commit the rest"
+            ),
+        });
+    }
+    for p in retire {
+        let request = pb::RetireKeyRequest {
+            ceremony_id: setup.ceremony_id().to_string(),
+            setup: Some(setup.pb.clone()),
+            manifest: manifest.encoded.clone(),
+            authorizations: authorizations.to_vec(),
+            receipts: receipts.to_vec(),
+        };
+        let answer =
+            tokio::time::timeout(crate::connect::RPC_TIMEOUT, p.client().retire_key(request))
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("RetireKey timed out")));
+        match answer {
+            Ok(_) => tracing::info!(node = %p.id, "refresh: removed node retired its share"),
+            // Retired by an earlier run of this refresh.
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => {
+                let e = crate::connect::describe_status(&status);
+                return Err(CeremonyError::KeyState {
+                    key_id,
+                    message: format!(
+                        "the refresh succeeded without {}, but {} did not delete its old share \
+                         ({e}); run the same command again, or delete the node's store",
+                        p.id, p.id
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rolls a refresh back: one of `unstaged` (nodes without a new share) abandons it,
+/// and each of `staged` drops its staged share on that abandonment. Returns the
+/// error that says what happened (the key keeps its current shares either way).
+pub(super) async fn roll_back(
+    setup: &Setup,
+    unstaged: &[Peer],
+    staged: &[Peer],
+    failures: Vec<crate::error::NodeFailure>,
+) -> CeremonyError {
+    let key_id = setup.pb.key_id.clone();
+    let why = if failures.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (it failed on: {})",
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let mut abandonment = None;
+    let mut refusals = Vec::new();
+    for p in unstaged {
+        let request = pb::AbandonRefreshRequest {
+            setup: Some(setup.pb.clone()),
+        };
+        match rpc(p.client().abandon_refresh(request)).await {
+            Ok(signed) => {
+                abandonment = Some(signed);
+                break;
+            }
+            Err(e) => refusals.push(format!("{}: {e}", p.id)),
+        }
+    }
+    let names = |ps: &[Peer]| {
+        ps.iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(abandonment) = abandonment else {
+        return CeremonyError::KeyState {
+            key_id,
+            message: format!(
+                "the refresh was interrupted{why}: [{}] stored their new share, [{}] did not \
+                 and none of them could abandon it ({}); the key signs with its current shares; \
+                 run the same command again once they answer, to roll it back",
+                names(staged),
+                names(unstaged),
+                refusals.join("; ")
+            ),
+        };
+    };
+    let dropped = step(staged, |p| {
+        let request = pb::RollbackRefreshRequest {
+            setup: Some(setup.pb.clone()),
+            abandonment: Some(abandonment.clone()),
+        };
+        async move { rpc(p.client().rollback_refresh(request)).await }
+    })
+    .await;
+    let outcome = match dropped {
+        Ok(_) => format!(
+            "rolled back: [{}] dropped the new share they had stored",
+            names(staged)
+        ),
+        Err(f) => format!(
+            "partly rolled back ({}); run the same command again to finish the rollback",
+            f.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
+    CeremonyError::KeyState {
+        key_id,
+        message: format!(
+            "the refresh could not complete{why} and was {outcome}; the key keeps its current \
+             shares; plan a new refresh"
+        ),
+    }
 }

@@ -1,8 +1,10 @@
 //! The DKG rounds, shared by DKG and refresh: round 1 (signed contributions),
 //! round 2 (sealed packages relayed), round 3 (signed confirmations), the manifest
 //! checked against every confirmation, activation on every node (each answering
-//! with its receipt), retiring a removed node's share with those receipts, and the
-//! transcript that records it all.
+//! with its receipt; a refresh's shares are staged, then committed with every
+//! receipt, or rolled back when a node could not store its own), retiring a
+//! removed node's share with those receipts, and the transcript that records it
+//! all.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::{StatementVerifier, VerifiedCertificates};
 use quorate_wire::pb;
 
+use super::refresh::{commit_and_retire, roll_back};
 use super::relay::{check_failure, rpc, single, step, step_abort, Peer, Run};
 use crate::error::CeremonyError;
 use crate::transcript::{
@@ -170,7 +173,8 @@ pub(super) async fn run_keygen(
     let receipts = match acks {
         Ok(receipts) => receipts,
         Err(failures) => {
-            // Nodes that activated keep the key; those that did not drop their state.
+            // Nodes that activated keep what they stored; those that did not drop
+            // their state (and so can never store their share of this ceremony).
             let _ = step_abort(
                 peers,
                 pb::AbortRequest {
@@ -179,6 +183,21 @@ pub(super) async fn run_keygen(
                 },
             )
             .await;
+            if previous.is_some() {
+                // A refresh: the nodes that staged their new share drop it again, on
+                // the abandonment of one that did not. The key keeps its shares.
+                let failed: Vec<Peer> = peers
+                    .iter()
+                    .filter(|p| failures.iter().any(|f| f.node_id == p.id))
+                    .cloned()
+                    .collect();
+                let staged: Vec<Peer> = peers
+                    .iter()
+                    .filter(|p| !failures.iter().any(|f| f.node_id == p.id))
+                    .cloned()
+                    .collect();
+                return Err(roll_back(&setup, &failed, &staged, failures).await);
+            }
             return Err(CeremonyError::Aborted {
                 kind,
                 key_id: run.key_id.clone(),
@@ -198,32 +217,12 @@ pub(super) async fn run_keygen(
         return Err(CeremonyError::KeyState {
             key_id: run.key_id.clone(),
             message: format!(
-                "every node activated, but a receipt does not verify ({e}); no node was retired"
+                "every node activated, but a receipt does not verify ({e}); nothing was committed or retired"
             ),
         });
     }
-    // A refresh that dropped a node: that node deletes its old share.
-    for p in &retire {
-        let request = pb::RetireKeyRequest {
-            ceremony_id: run.ceremony_id.clone(),
-            setup: Some(setup.pb.clone()),
-            manifest: manifest.encoded.clone(),
-            confirmations: confirmations.clone(),
-            authorizations: authorizations.to_vec(),
-            receipts: receipts.clone(),
-        };
-        match rpc(p.client().retire_key(request)).await {
-            Ok(_) => tracing::info!(node = %p.id, "refresh: removed node retired its share"),
-            Err(e) => {
-                return Err(CeremonyError::KeyState {
-                    key_id: run.key_id.clone(),
-                    message: format!(
-                        "the refresh succeeded without {}, but {} did not delete its old share ({e}); its share is useless without the other nodes' old shares, which are gone, but delete the node's store",
-                        p.id, p.id
-                    ),
-                })
-            }
-        }
+    if previous.is_some() {
+        commit_and_retire(&setup, peers, &retire, &manifest, &receipts, authorizations).await?;
     }
 
     transcript(
@@ -231,18 +230,21 @@ pub(super) async fn run_keygen(
         &setup,
         peers,
         &manifest,
-        &first,
+        Some(&first.round1_transcript_hash),
         &confirmations,
         started_at,
     )
 }
 
-fn transcript(
+/// The transcript of a ceremony that produced `manifest` (a resumed refresh has
+/// no round-1 transcript hash or confirmations to record: the run that made them
+/// was interrupted).
+pub(super) fn transcript(
     kind: &'static str,
     setup: &Setup,
     peers: &[Peer],
     manifest: &Manifest,
-    first: &pb::Confirmation,
+    round1_transcript_hash: Option<&[u8]>,
     confirmations: &[pb::Signed],
     started_at: String,
 ) -> Result<Transcript, CeremonyError> {
@@ -293,7 +295,7 @@ fn transcript(
         finished_at: now_rfc3339()?,
         ceremony_id: Some(setup.ceremony_id().to_string()),
         setup_hash: Some(hex::encode(setup.hash)),
-        round1_transcript_hash: Some(hex::encode(&first.round1_transcript_hash)),
+        round1_transcript_hash: round1_transcript_hash.map(hex::encode),
         policy,
         escrow,
         confirmations,

@@ -47,6 +47,18 @@ pub(crate) fn round1(
         }
         Kind::Refresh => {
             let key = prior_key(node, &setup)?;
+            if node.abandoned(&setup.hash)? {
+                return Err(NodeError::CeremonyMismatch(format!(
+                    "{} abandoned this refresh (it was rolled back); plan another",
+                    node.identity.node_id
+                )));
+            }
+            if node.other_refresh_staged(&setup.pb.key_id, &setup.hash) {
+                return Err(NodeError::KeyVersionMismatch(format!(
+                    "key {} has another refresh staged on {}; finish or roll it back first",
+                    setup.pb.key_id, node.identity.node_id
+                )));
+            }
             check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
         }
         Kind::Repair | Kind::EscrowSplit => {
@@ -297,9 +309,17 @@ pub(crate) fn activate(
         manifest,
         key_package,
     };
+    // A DKG's key is active at once; a refresh's new share is staged beside the
+    // current one, which keeps signing until every participant has stored its own
+    // (`refresh::commit`).
     let mut response = match session.setup.kind {
         Kind::Dkg => node.install_record(record, "key_generated", caller)?,
-        _ => node.replace_record(record, &session.setup.pb.manifest_hash, caller)?,
+        _ => node.stage_refresh(
+            record,
+            session.setup.hash,
+            &session.setup.pb.manifest_hash,
+            caller,
+        )?,
     };
     // The record is durable (install and replace flush before they return): say so.
     let receipt = pb::Receipt {

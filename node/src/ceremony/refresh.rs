@@ -1,23 +1,30 @@
-//! A refresh's last step on a node it removes: `retire_key` deletes this node's
-//! share once every remaining participant has confirmed the refreshed key. (The
-//! refresh's rounds on the nodes it keeps are the DKG's, in `dkg`.)
+//! What a refresh does beyond the DKG's rounds (which, up to a staged share, are
+//! in `dkg`): `commit` makes a node's staged share current once every participant
+//! has stored its own, `state` tells a rerun where this node stands, `abandon` and
+//! `rollback` undo a refresh that cannot complete, and `retire_key` deletes the
+//! share of a node the refresh removes.
 //!
-//! Used by the `Ceremony` gRPC adapter. Invariant: a share is deleted only when the
-//! refreshed manifest is the same key without this node, every remaining
-//! participant signed a confirmation of it and a receipt for having stored its
-//! share of it, and (for a key with administrators) enough of them authorized the
-//! refresh.
+//! Used by the `Ceremony` gRPC adapter. Invariants: no old share is deleted before
+//! every participant of the refreshed key has signed a receipt for its stored new
+//! share (so at every point one epoch is held whole: the old one until the first
+//! commit, the new one from then on); a staged share is dropped only on a
+//! participant's signed abandonment, which that participant makes only while it
+//! holds no share of the refresh and which stops it from ever storing one (so no
+//! node can have committed); a share is retired only when the refreshed manifest
+//! is the same key without this node, with every remaining participant's receipt,
+//! and (for a key with administrators) enough of them authorized the refresh.
 
 use prost::Message;
-use quorate_ceremony_protocol::setup::{verify_confirmations, verify_receipts, Kind};
+use quorate_ceremony_protocol::setup::{self, verify_receipts, Kind, Setup};
 use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::VerifiedCertificates;
 use quorate_wire::pb;
 
 use super::governance::check_authorized;
-use super::participant::{rejected, setup_of, Participant};
+use super::participant::{setup_of, Participant};
 use crate::error::NodeError;
 use crate::state::NodeState;
+use crate::state::RefreshState;
 
 /// `RetireKey`: a refresh removed this node; delete its share once every
 /// remaining participant has confirmed the refreshed key and stored its share.
@@ -57,34 +64,15 @@ pub(crate) fn retire_key(
             "the refreshed manifest is not this key without this node".into(),
         ));
     }
-    let first = req
-        .confirmations
-        .first()
-        .and_then(|s| pb::Confirmation::decode(s.body.as_slice()).ok())
-        .ok_or_else(|| NodeError::MalformedRequest("no confirmations".into()))?;
-    let expected = pb::Confirmation {
-        setup_hash: setup.hash.to_vec(),
-        node_id: node.identity.node_id.clone(),
-        round1_transcript_hash: first.round1_transcript_hash,
-        group_public_key: key.manifest.public_key.public_key.clone(),
-        manifest_hash: new.hash.to_vec(),
-        public_key_package: Vec::new(),
-    };
-    let mut certificates = VerifiedCertificates::default();
-    verify_confirmations(
-        &participant.keys.verifier,
-        &mut certificates,
-        &setup.participant_ids(),
-        &expected,
-        &req.confirmations,
-    )
-    .map_err(rejected)?;
-    // Confirmations are signed before anything is stored: only receipts show that
-    // every remaining participant holds its new share, so that deleting this one
-    // leaves the refreshed key whole.
+    new.check_successor(&key.manifest)
+        .map_err(|e| NodeError::CeremonyMismatch(e.to_string()))?;
+    // Only receipts (signed once a participant's new share is durable; its
+    // confirmation is signed before anything is stored) show that every remaining
+    // participant holds its new share, so that deleting this one leaves the key
+    // whole.
     verify_receipts(
         &participant.keys.verifier,
-        &mut certificates,
+        &mut VerifiedCertificates::default(),
         &setup.participant_ids(),
         &setup.hash,
         &new.hash,
@@ -94,4 +82,166 @@ pub(crate) fn retire_key(
     node.remove_key(&setup.pb.key_id, &setup.pb.manifest_hash, caller)?;
     tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %req.ceremony_id, "share retired after a refresh removed this node");
     Ok(pb::RetireKeyResponse {})
+}
+
+/// A refresh's setup, checked: kind refresh, and this node one of its participants.
+fn refresh_setup(node: &NodeState, setup: Option<pb::CeremonySetup>) -> Result<Setup, NodeError> {
+    let setup = setup_of(setup)?;
+    if setup.kind != Kind::Refresh {
+        return Err(NodeError::MalformedRequest(format!(
+            "a {} is not a refresh",
+            setup.kind.name()
+        )));
+    }
+    if !setup
+        .pb
+        .participants
+        .iter()
+        .any(|p| p.node_id == node.identity.node_id)
+    {
+        return Err(NodeError::CeremonyMismatch(format!(
+            "the refresh does not keep {}",
+            node.identity.node_id
+        )));
+    }
+    Ok(setup)
+}
+
+/// This node's receipt for holding its share of `manifest_hash` from `setup`.
+fn receipt(
+    participant: &Participant,
+    node: &NodeState,
+    setup: &Setup,
+    manifest_hash: &[u8; 32],
+) -> Result<pb::Signed, NodeError> {
+    let body = pb::Receipt {
+        setup_hash: setup.hash.to_vec(),
+        node_id: node.identity.node_id.clone(),
+        manifest_hash: manifest_hash.to_vec(),
+    };
+    participant.sign_statement(setup::RECEIPT, body.encode_to_vec())
+}
+
+/// `DkgCommit`: with a receipt from every participant, this node's staged share of
+/// the refresh becomes current and its old one is deleted.
+pub(crate) fn commit(
+    participant: &Participant,
+    node: &NodeState,
+    req: pb::DkgCommitRequest,
+    caller: &str,
+) -> Result<pb::InstallKeyResponse, NodeError> {
+    let setup = refresh_setup(node, req.setup)?;
+    let new =
+        Manifest::decode(&req.manifest).map_err(|e| NodeError::MalformedRequest(e.to_string()))?;
+    if new.key_id != setup.pb.key_id {
+        return Err(NodeError::CeremonyMismatch(
+            "the manifest is not of the refreshed key".into(),
+        ));
+    }
+    verify_receipts(
+        &participant.keys.verifier,
+        &mut VerifiedCertificates::default(),
+        &setup.participant_ids(),
+        &setup.hash,
+        &new.hash,
+        &req.receipts,
+    )
+    .map_err(|e| NodeError::CeremonyMismatch(format!("nothing committed: {e}")))?;
+    node.commit_refresh(&setup.pb.key_id, &setup.hash, &new.hash, caller)?;
+    Ok(pb::InstallKeyResponse {
+        manifest_hash: new.hash.to_vec(),
+        receipt: Some(receipt(participant, node, &setup, &new.hash)?),
+    })
+}
+
+/// `RefreshState`: where this node stands in the refresh.
+pub(crate) fn state(
+    participant: &Participant,
+    node: &NodeState,
+    req: pb::RefreshStateRequest,
+) -> Result<pb::RefreshStateResponse, NodeError> {
+    use pb::refresh_state_response::State;
+    let setup = refresh_setup(node, req.setup)?;
+    let (state, key) = match node.refresh_state(&setup.pb.key_id, &setup.hash)? {
+        RefreshState::None => (State::None, None),
+        RefreshState::Staged(key) => (State::Staged, Some(key)),
+        RefreshState::Committed(key) => (State::Committed, Some(key)),
+    };
+    let (receipt, manifest) = match key {
+        Some(key) => (
+            Some(receipt(participant, node, &setup, &key.manifest.hash)?),
+            key.manifest.encoded.clone(),
+        ),
+        None => (None, Vec::new()),
+    };
+    Ok(pb::RefreshStateResponse {
+        state: state as i32,
+        receipt,
+        manifest,
+    })
+}
+
+/// `AbandonRefresh`: this node holds no share of the refresh; it drops its session
+/// and promises, durably, never to join it.
+pub(crate) fn abandon(
+    participant: &Participant,
+    node: &NodeState,
+    req: pb::AbandonRefreshRequest,
+) -> Result<pb::Signed, NodeError> {
+    let setup = refresh_setup(node, req.setup)?;
+    if !matches!(
+        node.refresh_state(&setup.pb.key_id, &setup.hash)?,
+        RefreshState::None
+    ) {
+        return Err(NodeError::KeyVersionMismatch(format!(
+            "{} holds its share of this refresh; it can be committed, not abandoned",
+            node.identity.node_id
+        )));
+    }
+    // The promise first: once it is durable, no new session of this refresh
+    // starts here, and the one under way (if any) is dropped with its secrets.
+    node.abandon_refresh(&setup.hash)?;
+    participant.sessions.abort(setup.ceremony_id());
+    let body = pb::Abandonment {
+        setup_hash: setup.hash.to_vec(),
+        node_id: node.identity.node_id.clone(),
+    };
+    tracing::warn!(key_id = %setup.pb.key_id, ceremony_id = %setup.ceremony_id(), "refresh abandoned on this node");
+    participant.sign_statement(setup::ABANDONMENT, body.encode_to_vec())
+}
+
+/// `RollbackRefresh`: on a participant's abandonment of the refresh, drops this
+/// node's staged share of it (no node can commit it without that participant's
+/// receipt).
+pub(crate) fn rollback(
+    participant: &Participant,
+    node: &NodeState,
+    req: pb::RollbackRefreshRequest,
+    caller: &str,
+) -> Result<pb::RollbackRefreshResponse, NodeError> {
+    let setup = refresh_setup(node, req.setup)?;
+    let signed = req
+        .abandonment
+        .ok_or_else(|| NodeError::MalformedRequest("no abandonment".into()))?;
+    let body = pb::Abandonment::decode(signed.body.as_slice())
+        .map_err(|e| NodeError::MalformedRequest(format!("abandonment: {e}")))?;
+    if body.setup_hash != setup.hash || !setup.participant_ids().contains(&body.node_id) {
+        return Err(NodeError::CeremonyMismatch(
+            "the abandonment is not a participant's, of this refresh".into(),
+        ));
+    }
+    participant
+        .keys
+        .verifier
+        .verify_cached(
+            &signed,
+            setup::ABANDONMENT,
+            &body.node_id,
+            &mut VerifiedCertificates::default(),
+        )
+        .map_err(|e| {
+            NodeError::CeremonyRejected(format!("{}: abandonment rejected: {e}", body.node_id))
+        })?;
+    let dropped = node.rollback_refresh(&setup.pb.key_id, &setup.hash, caller)?;
+    Ok(pb::RollbackRefreshResponse { dropped })
 }

@@ -144,6 +144,57 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         )?))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn dkg_commit(
+        &self,
+        req: Request<pb::DkgCommitRequest>,
+    ) -> Result<Response<pb::InstallKeyResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        Ok(Response::new(refresh::commit(
+            &self.participant,
+            &self.state,
+            req.into_inner(),
+            &caller.spiffe_id(),
+        )?))
+    }
+
+    async fn refresh_state(
+        &self,
+        req: Request<pb::RefreshStateRequest>,
+    ) -> Result<Response<pb::RefreshStateResponse>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(refresh::state(
+            &self.participant,
+            &self.state,
+            req.into_inner(),
+        )?))
+    }
+
+    async fn abandon_refresh(
+        &self,
+        req: Request<pb::AbandonRefreshRequest>,
+    ) -> Result<Response<pb::Signed>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(refresh::abandon(
+            &self.participant,
+            &self.state,
+            req.into_inner(),
+        )?))
+    }
+
+    async fn rollback_refresh(
+        &self,
+        req: Request<pb::RollbackRefreshRequest>,
+    ) -> Result<Response<pb::RollbackRefreshResponse>, Status> {
+        let caller = self.authorize(&req)?;
+        Ok(Response::new(refresh::rollback(
+            &self.participant,
+            &self.state,
+            req.into_inner(),
+            &caller.spiffe_id(),
+        )?))
+    }
+
     async fn abort(
         &self,
         req: Request<pb::AbortRequest>,

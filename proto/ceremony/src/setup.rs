@@ -31,6 +31,8 @@ pub const CONTRIBUTION: &str = "ceremony-contribution";
 pub const CONFIRMATION: &str = "ceremony-confirmation";
 /// Statement kind of a [`pb::Receipt`].
 pub const RECEIPT: &str = "ceremony-receipt";
+/// Statement kind of a [`pb::Abandonment`].
+pub const ABANDONMENT: &str = "ceremony-abandonment";
 
 /// Why a ceremony message was refused.
 #[derive(Debug, thiserror::Error)]

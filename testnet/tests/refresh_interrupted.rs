@@ -1,0 +1,275 @@
+//! A refresh that removes node-5 from a 3-of-5 key, interrupted after each of its
+//! steps (the ceremony killed: here a relay of the test's own that stops), leaves
+//! a key that signs, and running the same plan again converges: it finishes what
+//! every node stored, rolls back what only some did, and starts afresh what no
+//! node stored. No old share is deleted before every remaining node has stored
+//! its new one.
+
+mod common;
+
+use common::{ceremony_client, start_default, TestNetwork, DEADLINE};
+use prost::Message;
+use quorate_ceremony::keygen::{plan_refresh, run_refresh, RefreshRequest};
+use quorate_ceremony::plan::Plan;
+use quorate_keys::manifest::Manifest;
+use quorate_wire::pb;
+use quorate_wire::pb::refresh_state_response::State;
+use tonic::Code;
+
+const KEY: &str = "demo-ed25519";
+
+/// Where the relay stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stop {
+    AfterRound1,
+    AfterRound3,
+    AfterTwoStaged,
+    AfterAllStaged,
+    AfterTwoCommitted,
+    AfterAllCommitted,
+}
+
+/// Runs the refresh of `plan` step by step until `stop`; returns the manifest it
+/// makes.
+async fn run_until(net: &TestNetwork, plan: &Plan, authorizations: &[Vec<u8>], stop: Stop) {
+    let setup = plan.setup().pb.clone();
+    let id = plan.setup().ceremony_id().to_string();
+    let remaining = plan.setup().participant_ids();
+    let mut clients = Vec::new();
+    for node in &remaining {
+        clients.push(ceremony_client(net, node).await);
+    }
+    let mut contributions = Vec::new();
+    for c in &mut clients {
+        let req = pb::DkgRound1Request {
+            setup: Some(setup.clone()),
+            authorizations: authorizations.to_vec(),
+        };
+        contributions.push(c.dkg_round1(req).await.unwrap().into_inner());
+    }
+    if stop == Stop::AfterRound1 {
+        return;
+    }
+    let mut envelopes = Vec::new();
+    for c in &mut clients {
+        let req = pb::DkgRound2Request {
+            ceremony_id: id.clone(),
+            contributions: contributions.clone(),
+        };
+        envelopes.extend(c.dkg_round2(req).await.unwrap().into_inner().envelopes);
+    }
+    let mut confirmations = Vec::new();
+    for (node, c) in remaining.iter().zip(&mut clients) {
+        let req = pb::DkgRound3Request {
+            ceremony_id: id.clone(),
+            envelopes: envelopes
+                .iter()
+                .filter(|e| &e.recipient == node)
+                .cloned()
+                .collect(),
+        };
+        confirmations.push(c.dkg_round3(req).await.unwrap().into_inner());
+    }
+    if stop == Stop::AfterRound3 {
+        return;
+    }
+    let first = pb::Confirmation::decode(confirmations[0].body.as_slice()).unwrap();
+    let manifest = quorate_ceremony_protocol::setup::build_manifest(
+        plan.setup(),
+        Some(plan.manifest()),
+        first.public_key_package,
+    )
+    .unwrap();
+    let mut receipts = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        if i == 2 && stop == Stop::AfterTwoStaged {
+            return;
+        }
+        let req = pb::DkgActivateRequest {
+            ceremony_id: id.clone(),
+            manifest: manifest.encoded.clone(),
+            confirmations: confirmations.clone(),
+        };
+        receipts.push(
+            c.dkg_activate(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .receipt
+                .unwrap(),
+        );
+    }
+    if stop == Stop::AfterAllStaged {
+        return;
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        if i == 2 && stop == Stop::AfterTwoCommitted {
+            return;
+        }
+        let req = pb::DkgCommitRequest {
+            setup: Some(setup.clone()),
+            manifest: manifest.encoded.clone(),
+            receipts: receipts.clone(),
+        };
+        c.dkg_commit(req).await.unwrap();
+    }
+}
+
+/// The manifest `node` holds now, or `None`.
+async fn held(net: &TestNetwork, node: &str) -> Option<Manifest> {
+    match ceremony_client(net, node)
+        .await
+        .get_manifest(pb::GetManifestRequest { key_id: KEY.into() })
+        .await
+    {
+        Ok(nk) => Some(Manifest::decode(&nk.into_inner().manifest).unwrap()),
+        Err(status) if status.code() == Code::NotFound => None,
+        Err(status) => panic!("{node}: {status}"),
+    }
+}
+
+async fn signs(net: &mut TestNetwork, what: &str) {
+    net.restart_coordinator().await.unwrap();
+    net.client()
+        .await
+        .unwrap()
+        .sign_verified(KEY, what.as_bytes(), DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the key does not sign: {e:#}"));
+}
+
+async fn interrupted_then_rerun(stop: Stop) {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = plan_refresh(
+        &ceremony,
+        RefreshRequest {
+            key_id: KEY.into(),
+            remove_node: Some("node-5".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let authorizations = net.authorize(&plan).unwrap();
+    let old = plan.manifest().clone();
+    run_until(&net, &plan, &authorizations, stop).await;
+
+    // Interrupted: the key signs, and node-5 still holds its share.
+    signs(&mut net, &format!("interrupted {stop:?}")).await;
+    assert!(held(&net, "node-5").await.is_some(), "{stop:?}");
+
+    // The same plan again converges.
+    let rerun = run_refresh(&ceremony, &plan, &authorizations).await;
+    let remaining = ["node-1", "node-2", "node-3", "node-4"];
+    if stop == Stop::AfterTwoStaged {
+        // Two nodes stored their new share, two did not: rolled back.
+        let err = rerun.expect_err("a refresh only half stored is rolled back");
+        assert!(err.to_string().contains("rolled back"), "{err}");
+        for node in remaining {
+            assert_eq!(held(&net, node).await.unwrap().hash, old.hash, "{node}");
+            let state = ceremony_client(&net, node)
+                .await
+                .refresh_state(pb::RefreshStateRequest {
+                    setup: Some(plan.setup().pb.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                state.state(),
+                State::None,
+                "{node} still holds a staged share"
+            );
+        }
+        assert!(held(&net, "node-5").await.is_some());
+        // The abandoned refresh does not start again; a new plan runs.
+        let again = run_refresh(&ceremony, &plan, &authorizations).await;
+        assert!(
+            again.is_err_and(|e| e.to_string().contains("abandoned")),
+            "an abandoned refresh ran again"
+        );
+        let transcript = net
+            .refresh(RefreshRequest {
+                key_id: KEY.into(),
+                remove_node: Some("node-5".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(transcript.participants.len(), 4);
+    } else {
+        rerun.unwrap_or_else(|e| panic!("{stop:?}: the rerun did not finish: {e}"));
+    }
+    // Converged: the four remaining nodes hold one refreshed manifest, node-5
+    // none, and the key signs.
+    let new = held(&net, "node-1").await.unwrap();
+    assert_eq!(new.generation, old.generation + 1, "{stop:?}");
+    assert_eq!(new.public_key.public_key, old.public_key.public_key);
+    for node in remaining {
+        assert_eq!(
+            held(&net, node).await.unwrap().hash,
+            new.hash,
+            "{stop:?}: {node}"
+        );
+    }
+    assert!(held(&net, "node-5").await.is_none(), "{stop:?}");
+    signs(&mut net, &format!("converged after {stop:?}")).await;
+}
+
+#[tokio::test]
+async fn a_refresh_interrupted_after_round_1_starts_afresh() {
+    interrupted_then_rerun(Stop::AfterRound1).await;
+}
+
+#[tokio::test]
+async fn a_refresh_interrupted_after_round_3_starts_afresh() {
+    interrupted_then_rerun(Stop::AfterRound3).await;
+}
+
+#[tokio::test]
+async fn a_refresh_stored_on_only_some_nodes_is_rolled_back() {
+    interrupted_then_rerun(Stop::AfterTwoStaged).await;
+}
+
+#[tokio::test]
+async fn a_refresh_stored_on_every_node_is_committed() {
+    interrupted_then_rerun(Stop::AfterAllStaged).await;
+}
+
+#[tokio::test]
+async fn a_refresh_committed_on_some_nodes_is_committed_on_the_rest() {
+    interrupted_then_rerun(Stop::AfterTwoCommitted).await;
+}
+
+#[tokio::test]
+async fn a_refresh_committed_everywhere_retires_the_removed_node() {
+    interrupted_then_rerun(Stop::AfterAllCommitted).await;
+}
+
+/// A node restarted while its new share is staged keeps it staged (durable), and
+/// the rerun commits it.
+#[tokio::test]
+async fn a_staged_share_survives_a_restart_and_is_committed_by_the_rerun() {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = plan_refresh(
+        &ceremony,
+        RefreshRequest {
+            key_id: KEY.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let authorizations = net.authorize(&plan).unwrap();
+    run_until(&net, &plan, &authorizations, Stop::AfterAllStaged).await;
+    net.kill_node("node-2").await.unwrap();
+    net.start_node("node-2").await.unwrap();
+    run_refresh(&ceremony, &plan, &authorizations)
+        .await
+        .unwrap();
+    let new = held(&net, "node-2").await.unwrap();
+    assert_eq!(new.generation, plan.manifest().generation + 1);
+    signs(&mut net, "after a restart while staged").await;
+}

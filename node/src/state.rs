@@ -511,9 +511,9 @@ impl NodeState {
         caller: &str,
     ) -> Result<bool, NodeError> {
         let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
-        if !staged
+        if staged
             .get(key_id)
-            .is_some_and(|s| &s.setup_hash == setup_hash)
+            .is_none_or(|s| &s.setup_hash != setup_hash)
         {
             return Ok(false);
         }
@@ -541,10 +541,12 @@ impl NodeState {
         if let Some(st) = staged.get(key_id).filter(|s| &s.setup_hash == setup_hash) {
             return Ok(RefreshState::Staged(Arc::clone(&st.key)));
         }
-        if let (Some((setup, manifest)), Some(current)) =
+        if let (Some(committed), Some(current)) =
             (self.store.committed_refresh(key_id)?, keys.get(key_id))
         {
-            if &setup == setup_hash && current.manifest.hash == manifest {
+            if &committed.setup_hash == setup_hash
+                && current.manifest.hash == committed.manifest_hash
+            {
                 return Ok(RefreshState::Committed(Arc::clone(current)));
             }
         }

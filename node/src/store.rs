@@ -165,6 +165,15 @@ fn staged_name(key_id: &str, setup_hash: &[u8; 32]) -> String {
     format!("staged:{key_id}:{}", hex::encode(setup_hash))
 }
 
+/// Which refresh made a key's current record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommittedRefresh {
+    /// The refresh's setup hash.
+    pub setup_hash: [u8; 32],
+    /// The manifest it committed.
+    pub manifest_hash: [u8; 32],
+}
+
 /// The key id and setup hash of a staged record's name, or `None` for a key's
 /// current record.
 pub fn parse_staged_name(name: &str) -> Option<(&str, [u8; 32])> {
@@ -610,12 +619,8 @@ impl KeyStore {
         Ok(removed.is_some())
     }
 
-    /// The setup hash and manifest hash of the refresh that made `key_id`'s
-    /// current record, if a refresh did.
-    pub fn committed_refresh(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<([u8; 32], [u8; 32])>, NodeError> {
+    /// The refresh that made `key_id`'s current record, if a refresh did.
+    pub fn committed_refresh(&self, key_id: &str) -> Result<Option<CommittedRefresh>, NodeError> {
         let Some(v) = self
             .refreshes
             .get(format!("committed:{key_id}").as_bytes())
@@ -625,7 +630,10 @@ impl KeyStore {
         };
         let (setup, manifest) = v.split_at(v.len().min(32));
         match (<[u8; 32]>::try_from(setup), <[u8; 32]>::try_from(manifest)) {
-            (Ok(s), Ok(m)) => Ok(Some((s, m))),
+            (Ok(setup_hash), Ok(manifest_hash)) => Ok(Some(CommittedRefresh {
+                setup_hash,
+                manifest_hash,
+            })),
             _ => Err(NodeError::Corrupt(format!(
                 "refreshes: the committed refresh of {key_id:?} is damaged"
             ))),

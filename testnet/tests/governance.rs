@@ -10,6 +10,7 @@
 mod common;
 
 use common::audit_log::log_lines;
+use common::refresh_relay::RefreshRelay;
 use common::{ceremony_client, start_default, TestNetwork};
 use quorate_ceremony::escrow::plan_split;
 use quorate_ceremony::import::CeremonyFile;
@@ -18,7 +19,6 @@ use quorate_ceremony::plan::Plan;
 use quorate_keys::audit::AuditRecord;
 use quorate_keys::authorization::AdministratorKey;
 use quorate_wire::pb;
-use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::Code;
 
 const KEY: &str = "demo-ed25519";
@@ -294,68 +294,14 @@ async fn a_removed_node_keeps_its_share_until_every_remaining_node_stored_its_ne
     let authorizations = net.authorize(&plan).unwrap();
     let setup = plan.setup().pb.clone();
     let id = plan.setup().ceremony_id().to_string();
-    let remaining = plan.setup().participant_ids();
-    let mut clients = Vec::new();
-    for node in &remaining {
-        clients.push(ceremony_client(&net, node).await);
-    }
-    let mut contributions = Vec::new();
-    for c in &mut clients {
-        let req = pb::DkgRound1Request {
-            setup: Some(setup.clone()),
-            authorizations: authorizations.clone(),
-        };
-        contributions.push(c.dkg_round1(req).await.unwrap().into_inner());
-    }
-    let mut envelopes = Vec::new();
-    for c in &mut clients {
-        let req = pb::DkgRound2Request {
-            ceremony_id: id.clone(),
-            contributions: contributions.clone(),
-        };
-        envelopes.extend(c.dkg_round2(req).await.unwrap().into_inner().envelopes);
-    }
-    let mut confirmations = Vec::new();
-    for (node, c) in remaining.iter().zip(&mut clients) {
-        let req = pb::DkgRound3Request {
-            ceremony_id: id.clone(),
-            envelopes: envelopes
-                .iter()
-                .filter(|e| &e.recipient == node)
-                .cloned()
-                .collect(),
-        };
-        confirmations.push(c.dkg_round3(req).await.unwrap().into_inner());
-    }
-    let old = ceremony_client(&net, "node-1")
-        .await
-        .get_manifest(pb::GetManifestRequest { key_id: KEY.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let old = quorate_keys::manifest::Manifest::decode(&old.manifest).unwrap();
-    let first =
-        <pb::Confirmation as prost::Message>::decode(confirmations[0].body.as_slice()).unwrap();
-    let manifest = quorate_ceremony_protocol::setup::build_manifest(
-        plan.setup(),
-        Some(&old),
-        first.public_key_package,
-    )
-    .unwrap();
-    let activate = |c: &mut CeremonyClient<tonic::transport::Channel>| {
-        let req = pb::DkgActivateRequest {
-            ceremony_id: id.clone(),
-            manifest: manifest.encoded.clone(),
-            confirmations: confirmations.clone(),
-        };
-        let mut c = c.clone();
-        async move { c.dkg_activate(req).await.unwrap().into_inner() }
-    };
+    let mut relay = RefreshRelay::new(&net, plan, authorizations.clone()).await;
+    let contributions = relay.round1().await;
+    relay.rounds_2_and_3(contributions).await;
+    let manifest = relay.manifest.clone().unwrap();
     // node-1..3 store their new shares; node-4 has not (yet).
     let mut receipts = Vec::new();
-    for c in &mut clients[..3] {
-        let ack = activate(c).await;
-        receipts.push(ack.receipt.expect("an activation answers with a receipt"));
+    for i in 0..3 {
+        receipts.push(relay.stage(i).await);
     }
     let mut node_5 = ceremony_client(&net, "node-5").await;
     let retire = |receipts: Vec<pb::Signed>| pb::RetireKeyRequest {
@@ -387,8 +333,7 @@ async fn a_removed_node_keeps_its_share_until_every_remaining_node_stored_its_ne
     assert!(status.message().contains("node-4"), "{status:?}");
 
     // node-4 stores its share too: now node-5 retires.
-    let ack = activate(&mut clients[3]).await;
-    receipts.push(ack.receipt.unwrap());
+    receipts.push(relay.stage(3).await);
     node_5.retire_key(retire(receipts)).await.unwrap();
     let gone = node_5
         .get_manifest(pb::GetManifestRequest { key_id: KEY.into() })

@@ -7,8 +7,9 @@
 
 mod common;
 
+use common::refresh_relay::RefreshRelay;
 use common::{ceremony_client, start_default, TestNetwork, DEADLINE};
-use prost::Message;
+use quorate_ceremony::import::CeremonyFile;
 use quorate_ceremony::keygen::{plan_refresh, run_refresh, RefreshRequest};
 use quorate_ceremony::plan::Plan;
 use quorate_keys::manifest::Manifest;
@@ -29,89 +30,32 @@ enum Stop {
     AfterAllCommitted,
 }
 
-/// Runs the refresh of `plan` step by step until `stop`; returns the manifest it
-/// makes.
+/// Runs the refresh of `plan` step by step until `stop`.
 async fn run_until(net: &TestNetwork, plan: &Plan, authorizations: &[Vec<u8>], stop: Stop) {
-    let setup = plan.setup().pb.clone();
-    let id = plan.setup().ceremony_id().to_string();
-    let remaining = plan.setup().participant_ids();
-    let mut clients = Vec::new();
-    for node in &remaining {
-        clients.push(ceremony_client(net, node).await);
-    }
-    let mut contributions = Vec::new();
-    for c in &mut clients {
-        let req = pb::DkgRound1Request {
-            setup: Some(setup.clone()),
-            authorizations: authorizations.to_vec(),
-        };
-        contributions.push(c.dkg_round1(req).await.unwrap().into_inner());
-    }
+    let mut relay = RefreshRelay::new(net, plan.clone(), authorizations.to_vec()).await;
+    let contributions = relay.round1().await;
     if stop == Stop::AfterRound1 {
         return;
     }
-    let mut envelopes = Vec::new();
-    for c in &mut clients {
-        let req = pb::DkgRound2Request {
-            ceremony_id: id.clone(),
-            contributions: contributions.clone(),
-        };
-        envelopes.extend(c.dkg_round2(req).await.unwrap().into_inner().envelopes);
-    }
-    let mut confirmations = Vec::new();
-    for (node, c) in remaining.iter().zip(&mut clients) {
-        let req = pb::DkgRound3Request {
-            ceremony_id: id.clone(),
-            envelopes: envelopes
-                .iter()
-                .filter(|e| &e.recipient == node)
-                .cloned()
-                .collect(),
-        };
-        confirmations.push(c.dkg_round3(req).await.unwrap().into_inner());
-    }
+    relay.rounds_2_and_3(contributions).await;
     if stop == Stop::AfterRound3 {
         return;
     }
-    let first = pb::Confirmation::decode(confirmations[0].body.as_slice()).unwrap();
-    let manifest = quorate_ceremony_protocol::setup::build_manifest(
-        plan.setup(),
-        Some(plan.manifest()),
-        first.public_key_package,
-    )
-    .unwrap();
     let mut receipts = Vec::new();
-    for (i, c) in clients.iter_mut().enumerate() {
+    for i in 0..relay.clients.len() {
         if i == 2 && stop == Stop::AfterTwoStaged {
             return;
         }
-        let req = pb::DkgActivateRequest {
-            ceremony_id: id.clone(),
-            manifest: manifest.encoded.clone(),
-            confirmations: confirmations.clone(),
-        };
-        receipts.push(
-            c.dkg_activate(req)
-                .await
-                .unwrap()
-                .into_inner()
-                .receipt
-                .unwrap(),
-        );
+        receipts.push(relay.stage(i).await);
     }
     if stop == Stop::AfterAllStaged {
         return;
     }
-    for (i, c) in clients.iter_mut().enumerate() {
+    for i in 0..relay.clients.len() {
         if i == 2 && stop == Stop::AfterTwoCommitted {
             return;
         }
-        let req = pb::DkgCommitRequest {
-            setup: Some(setup.clone()),
-            manifest: manifest.encoded.clone(),
-            receipts: receipts.clone(),
-        };
-        c.dkg_commit(req).await.unwrap();
+        relay.commit(i, &receipts).await;
     }
 }
 
@@ -138,19 +82,24 @@ async fn signs(net: &mut TestNetwork, what: &str) {
         .unwrap_or_else(|e| panic!("{what}: the key does not sign: {e:#}"));
 }
 
-async fn interrupted_then_rerun(stop: Stop) {
-    let mut net = start_default().await;
-    let ceremony = net.ceremony().unwrap();
-    let plan = plan_refresh(
-        &ceremony,
+/// A refresh of [`KEY`] planned as the ceremony tool plans it, removing `remove`.
+async fn refresh_plan(ceremony: &CeremonyFile, remove: Option<&str>) -> Plan {
+    plan_refresh(
+        ceremony,
         RefreshRequest {
             key_id: KEY.into(),
-            remove_node: Some("node-5".into()),
+            remove_node: remove.map(String::from),
             ..Default::default()
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn interrupted_then_rerun(stop: Stop) {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = refresh_plan(&ceremony, Some("node-5")).await;
     let authorizations = net.authorize(&plan).unwrap();
     let old = plan.manifest().clone();
     run_until(&net, &plan, &authorizations, stop).await;
@@ -253,15 +202,7 @@ async fn a_refresh_committed_everywhere_retires_the_removed_node() {
 async fn a_staged_share_survives_a_restart_and_is_committed_by_the_rerun() {
     let mut net = start_default().await;
     let ceremony = net.ceremony().unwrap();
-    let plan = plan_refresh(
-        &ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let plan = refresh_plan(&ceremony, None).await;
     let authorizations = net.authorize(&plan).unwrap();
     run_until(&net, &plan, &authorizations, Stop::AfterAllStaged).await;
     net.kill_node("node-2").await.unwrap();

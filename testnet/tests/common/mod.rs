@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod audit_log;
+pub mod refresh_relay;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -47,6 +47,7 @@ pub const NAMES: &[&str] = &[
     "key_manifest",
     "approval_token",
     "approval_revocation",
+    "administrator_authorization",
     "escrow_part",
     "audit_record",
     "audit_checkpoint",
@@ -75,6 +76,7 @@ pub fn target(name: &str) -> Option<Target> {
         "key_manifest" => key_manifest(),
         "approval_token" => approval_token(),
         "approval_revocation" => approval_revocation(),
+        "administrator_authorization" => administrator_authorization(),
         "escrow_part" => escrow_part(),
         "audit_record" => audit_record(),
         "audit_checkpoint" => audit_checkpoint(),
@@ -749,6 +751,42 @@ fn approval_revocation() -> Target {
                 "forged revocation {:?}",
                 v.revocation
             );
+        }
+        verified.is_ok()
+    })
+}
+
+/// Administrators' authorizations as nodes read them (every governed operation):
+/// a mutated authorization that still verifies must authorize exactly what was
+/// signed, or whoever holds the ceremony certificate could run an operation no
+/// administrator authorized.
+fn administrator_authorization() -> Target {
+    use quorate_keys::authorization::{self, Authorization, Operation};
+    let administrator = approver();
+    let administrators = [administrator.public_key()];
+    let original = Authorization {
+        key_id: "eu-payments".into(),
+        operation: "escrow-split".into(),
+        ceremony_id: "escrow-split-5f0c2a9e41d7b386".into(),
+        setup_hash: "ab".repeat(32),
+        not_before: APPROVAL_NOW - 60,
+        not_after: APPROVAL_NOW + 3600,
+    };
+    let corpus = vec![authorization::sign(&administrator, &original)];
+    let setup_hash = [0xab; 32];
+    simple("administrator_authorization", corpus, CHEAP, move |b| {
+        let operation = Operation {
+            key_id: "eu-payments",
+            operation: "escrow-split",
+            ceremony_id: "escrow-split-5f0c2a9e41d7b386",
+            setup_hash: &setup_hash,
+        };
+        let verified = authorization::SignedAuthorization::decode(b).and_then(|a| {
+            a.verify(&operation, &administrators, APPROVAL_NOW)
+                .map(|()| a.authorization)
+        });
+        if let Ok(a) = &verified {
+            assert_eq!(a, &original, "forged authorization");
         }
         verified.is_ok()
     })

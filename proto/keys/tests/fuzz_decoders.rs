@@ -59,6 +59,7 @@ each_target!(
     key_manifest,
     approval_token,
     approval_revocation,
+    administrator_authorization,
     escrow_part,
     audit_record,
     audit_checkpoint,

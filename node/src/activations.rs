@@ -3,7 +3,9 @@
 //! share record restored from a backup of the store (an earlier epoch's share, or
 //! a share this node retired) is refused when the node loads it. The same read
 //! collects the approval tokens revoked, so that an old store does not bring a
-//! revoked token back either.
+//! revoked token back either, and the refreshes this node staged a share of or
+//! abandoned, so that an old store does not make it forget a receipt it signed or a
+//! promise it made.
 //!
 //! The marker is the audit log rather than the store, so that restoring an old
 //! copy of the store does not also restore it (docs/decisions/0016-rollback-marker-in-the-audit-log.md).
@@ -61,6 +63,11 @@ pub(crate) fn detail(manifest_hash: &[u8; 32], generation: u64) -> String {
     )
 }
 
+/// The audit event of a refresh's new share staged (`setup=<hex>` in its detail).
+pub(crate) const STAGED: &str = "key_refresh_staged";
+/// The audit event of a refresh abandoned by this node (`setup=<hex>`).
+pub(crate) const ABANDONED: &str = "key_refresh_abandoned";
+
 /// The audit event of an approval token's revocation (`approval_token_id` names
 /// the token).
 pub(crate) const REVOKED: &str = "approval_revoked";
@@ -73,6 +80,12 @@ pub(crate) struct FromLog {
     /// Every approval token revoked: (key id, token id). The store keeps them too;
     /// the log's copy survives an old copy of the store written back.
     pub(crate) revoked: Vec<(String, String)>,
+    /// Refreshes this node ever staged a share of (`key_refresh_staged`), by setup
+    /// hash: it signed a receipt for each, so it must never abandon one.
+    pub(crate) staged_setups: std::collections::HashSet<[u8; 32]>,
+    /// Refreshes this node abandoned (`key_refresh_abandoned`), by setup hash: it
+    /// promised never to store a share of them.
+    pub(crate) abandoned_setups: std::collections::HashSet<[u8; 32]>,
     /// Records read.
     pub(crate) records: u64,
     /// Where the hash chain of the records read breaks: nothing read from the log
@@ -135,6 +148,19 @@ fn take(out: &mut FromLog, seq: u64, line: &[u8]) {
     let Ok(record) = serde_json::from_slice::<AuditRecord>(line) else {
         return;
     };
+    let setup = || {
+        field(&record.detail, "setup")
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+    };
+    if record.event == STAGED {
+        out.staged_setups.extend(setup());
+        return;
+    }
+    if record.event == ABANDONED {
+        out.abandoned_setups.extend(setup());
+        return;
+    }
     let last = &mut out.last;
     if record.event == REVOKED {
         out.revoked.push((record.key_id, record.approval_token_id));

@@ -99,6 +99,14 @@ pub(crate) fn split(
         }
     };
     let key = state.key(&req.key_id)?;
+    if state.refresh_staged(&req.key_id) {
+        // The share would be split just before a commit deletes it.
+        return Err(NodeError::KeyVersionMismatch(format!(
+            "a refresh of key {:?} is staged on this node; escrow its share once the refresh \
+             is committed or rolled back",
+            req.key_id
+        )));
+    }
     let manifest = &key.manifest;
     let escrow = manifest
         .escrow

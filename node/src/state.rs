@@ -44,6 +44,22 @@ pub(crate) struct Staged {
     record: KeyRecord,
 }
 
+/// What this node holds and has promised about refreshes, under one lock so that
+/// staging a share and abandoning a refresh exclude each other.
+#[derive(Debug, Default)]
+struct Staging {
+    /// New shares, by key id, stored beside the current ones until every
+    /// participant has stored its own (then committed) or the refresh is rolled
+    /// back. They do not sign.
+    by_key: HashMap<String, Arc<Staged>>,
+    /// Setups this node ever staged a share of (and so signed a receipt for):
+    /// from the store and the audit log. It never abandons them.
+    ever_staged: HashSet<[u8; 32]>,
+    /// Setups this node abandoned: from the store and the audit log. It never
+    /// stages a share of them.
+    abandoned: HashSet<[u8; 32]>,
+}
+
 /// Where this node stands in one refresh of a key.
 #[derive(Debug)]
 pub(crate) enum RefreshState {
@@ -51,8 +67,8 @@ pub(crate) enum RefreshState {
     None,
     /// Its new share is staged beside the current one.
     Staged(Arc<ActiveKey>),
-    /// Its new share is current.
-    Committed(Arc<ActiveKey>),
+    /// Its new share is current; the receipts it committed with.
+    Committed(Arc<ActiveKey>, Vec<pb::Signed>),
 }
 
 /// State shared by the node's handlers.
@@ -63,10 +79,8 @@ pub struct NodeState {
     attestor: StatementSigner,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
-    /// Refreshes' new shares, by key id, stored beside the current ones until every
-    /// participant has stored its own (then committed) or the refresh is rolled
-    /// back. They do not sign. Lock order: `keys`, then `staged`.
-    staged: RwLock<HashMap<String, Arc<Staged>>>,
+    /// Refreshes in progress on this node. Lock order: `keys`, then `staging`.
+    staging: RwLock<Staging>,
     /// Approval tokens an approver revoked, (key id, token id): from the store and
     /// the audit log.
     revoked: RwLock<HashSet<(String, String)>>,
@@ -214,15 +228,32 @@ impl NodeState {
         }
         // Staged shares are newer than anything activated: they are checked as this
         // node's shares, not against the log (their activation is their commit).
-        let mut staged = HashMap::new();
+        let mut staging = Staging {
+            ever_staged: from_log.staged_setups.clone(),
+            abandoned: from_log.abandoned_setups.clone(),
+            ..Staging::default()
+        };
         for (name, record) in staged_records {
             let Some((key_id, setup_hash)) = crate::store::parse_staged_name(&name) else {
                 continue;
             };
+            if staging.by_key.contains_key(key_id) {
+                return Err(NodeError::Corrupt(format!(
+                    "two refreshes of key {key_id:?} are staged in the store; at most one can be"
+                )));
+            }
+            if staging.abandoned.contains(&setup_hash) || store.is_abandoned(&setup_hash)? {
+                return Err(NodeError::Corrupt(format!(
+                    "a share of refresh {} of key {key_id:?} is staged, but this node abandoned \
+                     that refresh (an old copy of the store?)",
+                    hex::encode(setup_hash)
+                )));
+            }
             let key = activate(&identity, &attestor, record.clone())
                 .map_err(|e| NodeError::Corrupt(format!("staged share {name:?}: {e}")))?;
             tracing::info!(key_id = %key_id, setup_hash = %hex::encode(setup_hash), "a refresh's new share is staged, not yet committed");
-            staged.insert(
+            staging.ever_staged.insert(setup_hash);
+            staging.by_key.insert(
                 key_id.to_string(),
                 Arc::new(Staged {
                     setup_hash,
@@ -238,7 +269,7 @@ impl NodeState {
             attestor,
             store,
             keys: RwLock::new(keys),
-            staged: RwLock::new(staged),
+            staging: RwLock::new(staging),
             revoked: RwLock::new(revoked),
             revoking: std::sync::Mutex::new(()),
             nonces,
@@ -419,16 +450,31 @@ impl NodeState {
                 )))
             }
         }
-        let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(other) = staged.get(&key_id).filter(|s| s.setup_hash != setup_hash) {
+        let mut staging = self.staging.write().unwrap_or_else(|p| p.into_inner());
+        if staging.abandoned.contains(&setup_hash) {
+            return Err(NodeError::CeremonyMismatch(format!(
+                "{} abandoned this refresh of key {key_id}; it stores no share of it",
+                self.identity.node_id
+            )));
+        }
+        if let Some(held) = staging.by_key.get(&key_id) {
+            // Staging the same share again answers the same; anything else would
+            // make the receipt this node signed for the staged share a lie.
+            if held.setup_hash == setup_hash && held.key.manifest.hash == hash {
+                return Ok(pb::InstallKeyResponse {
+                    manifest_hash: hash.to_vec(),
+                    receipt: None,
+                });
+            }
             return Err(NodeError::KeyVersionMismatch(format!(
-                "key {key_id} has another refresh staged (setup {}); finish or roll it back first",
-                hex::encode(other.setup_hash)
+                "key {key_id} has a refresh staged on {} (setup {}); finish or roll it back first",
+                self.identity.node_id,
+                hex::encode(held.setup_hash)
             )));
         }
         self.store.stage(&key_id, &setup_hash, &record)?;
-        self.audit.append(AuditRecord {
-            event: "key_refresh_staged".into(),
+        let audited = self.audit.append(AuditRecord {
+            event: activations::STAGED.into(),
             key_id: key_id.clone(),
             caller: caller.into(),
             detail: format!(
@@ -438,8 +484,15 @@ impl NodeState {
                 hex::encode(setup_hash)
             ),
             ..Default::default()
-        })?;
-        staged.insert(
+        });
+        if let Err(e) = audited {
+            // Not staged unless recorded: the log is what keeps this node from
+            // abandoning a refresh it signed a receipt for.
+            self.store.drop_staged(&key_id, &setup_hash)?;
+            return Err(e);
+        }
+        staging.ever_staged.insert(setup_hash);
+        staging.by_key.insert(
             key_id.clone(),
             Arc::new(Staged {
                 setup_hash,
@@ -463,6 +516,7 @@ impl NodeState {
         key_id: &str,
         setup_hash: &[u8; 32],
         manifest_hash: &[u8; 32],
+        receipts: &[pb::Signed],
         caller: &str,
     ) -> Result<(), NodeError> {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
@@ -473,8 +527,9 @@ impl NodeState {
         {
             return Ok(());
         }
-        let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
-        let st = staged
+        let mut staging = self.staging.write().unwrap_or_else(|p| p.into_inner());
+        let st = staging
+            .by_key
             .get(key_id)
             .filter(|s| &s.setup_hash == setup_hash && &s.key.manifest.hash == manifest_hash)
             .cloned()
@@ -488,7 +543,8 @@ impl NodeState {
             .manifest
             .check_successor(&old.manifest)
             .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
-        self.store.commit_staged(key_id, setup_hash, &st.record)?;
+        self.store
+            .commit_staged(key_id, setup_hash, &st.record, receipts)?;
         self.audit.append(AuditRecord {
             event: "key_refreshed".into(),
             key_id: key_id.into(),
@@ -497,7 +553,7 @@ impl NodeState {
             ..Default::default()
         })?;
         keys.insert(key_id.to_string(), Arc::clone(&st.key));
-        staged.remove(key_id);
+        staging.by_key.remove(key_id);
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(manifest_hash), "refresh committed: the new share is current, the old one deleted");
         Ok(())
     }
@@ -510,8 +566,9 @@ impl NodeState {
         setup_hash: &[u8; 32],
         caller: &str,
     ) -> Result<bool, NodeError> {
-        let mut staged = self.staged.write().unwrap_or_else(|p| p.into_inner());
-        if staged
+        let mut staging = self.staging.write().unwrap_or_else(|p| p.into_inner());
+        if staging
+            .by_key
             .get(key_id)
             .is_none_or(|s| &s.setup_hash != setup_hash)
         {
@@ -525,7 +582,7 @@ impl NodeState {
             detail: format!("setup={}", hex::encode(setup_hash)),
             ..Default::default()
         })?;
-        staged.remove(key_id);
+        staging.by_key.remove(key_id);
         tracing::warn!(key_id = %key_id, setup_hash = %hex::encode(setup_hash), "refresh rolled back: staged share dropped");
         Ok(true)
     }
@@ -537,8 +594,12 @@ impl NodeState {
         setup_hash: &[u8; 32],
     ) -> Result<RefreshState, NodeError> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let staged = self.staged.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(st) = staged.get(key_id).filter(|s| &s.setup_hash == setup_hash) {
+        let staging = self.staging.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(st) = staging
+            .by_key
+            .get(key_id)
+            .filter(|s| &s.setup_hash == setup_hash)
+        {
             return Ok(RefreshState::Staged(Arc::clone(&st.key)));
         }
         if let (Some(committed), Some(current)) =
@@ -547,29 +608,104 @@ impl NodeState {
             if &committed.setup_hash == setup_hash
                 && current.manifest.hash == committed.manifest_hash
             {
-                return Ok(RefreshState::Committed(Arc::clone(current)));
+                return Ok(RefreshState::Committed(
+                    Arc::clone(current),
+                    committed.receipts,
+                ));
             }
         }
         Ok(RefreshState::None)
     }
 
-    /// Whether a refresh of `key_id` other than `setup_hash` is staged here.
-    pub(crate) fn other_refresh_staged(&self, key_id: &str, setup_hash: &[u8; 32]) -> bool {
-        self.staged
+    /// Why a refresh `setup_hash` of `key_id` may not start on this node, if it
+    /// may not: a share of it is staged or committed here already (resume it, do
+    /// not run it again), this node abandoned it, or another refresh is staged.
+    pub(crate) fn refresh_may_start(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+    ) -> Result<(), NodeError> {
+        if !matches!(self.refresh_state(key_id, setup_hash)?, RefreshState::None) {
+            return Err(NodeError::KeyVersionMismatch(format!(
+                "{} holds its share of this refresh of key {key_id} already; run the same \
+                 plan again to finish it, not its rounds",
+                self.identity.node_id
+            )));
+        }
+        let staging = self.staging.read().unwrap_or_else(|p| p.into_inner());
+        if staging.abandoned.contains(setup_hash) {
+            return Err(NodeError::CeremonyMismatch(format!(
+                "{} abandoned this refresh (it was rolled back); plan another",
+                self.identity.node_id
+            )));
+        }
+        if let Some(held) = staging.by_key.get(key_id) {
+            return Err(NodeError::KeyVersionMismatch(format!(
+                "key {key_id} has another refresh staged on {} (setup {}); finish or roll it back first",
+                self.identity.node_id,
+                hex::encode(held.setup_hash)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a refresh of `key_id` is staged here (escrow and repair wait for it
+    /// to be committed or rolled back: they would act on a share about to go).
+    pub(crate) fn refresh_staged(&self, key_id: &str) -> bool {
+        self.staging
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .contains_key(key_id)
+    }
+
+    /// Promises, durably (store and audit log), that this node will never store a
+    /// share of the refresh `setup_hash` of `key_id` (whose current manifest it must
+    /// be about): refused if it ever staged one (it signed a receipt) or the key
+    /// moved on. Under the staging lock, so no share of it is staged meanwhile.
+    pub(crate) fn abandon_refresh(
+        &self,
+        key_id: &str,
+        setup_hash: &[u8; 32],
+        manifest_hash: &[u8],
+        caller: &str,
+    ) -> Result<(), NodeError> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let mut staging = self.staging.write().unwrap_or_else(|p| p.into_inner());
+        let current = keys
             .get(key_id)
-            .is_some_and(|s| &s.setup_hash != setup_hash)
-    }
-
-    /// Notes durably that this node will never join the refresh `setup_hash`.
-    pub(crate) fn abandon_refresh(&self, setup_hash: &[u8; 32]) -> Result<(), NodeError> {
-        self.store.mark_abandoned(setup_hash)
-    }
-
-    /// Whether this node abandoned the refresh `setup_hash`.
-    pub(crate) fn abandoned(&self, setup_hash: &[u8; 32]) -> Result<bool, NodeError> {
-        self.store.is_abandoned(setup_hash)
+            .ok_or_else(|| NodeError::UnknownKey(key_id.into()))?;
+        if current.manifest.hash.as_slice() != manifest_hash {
+            return Err(NodeError::KeyVersionMismatch(format!(
+                "key {key_id} on {} is no longer the one this refresh is about",
+                self.identity.node_id
+            )));
+        }
+        if staging.ever_staged.contains(setup_hash)
+            || staging
+                .by_key
+                .get(key_id)
+                .is_some_and(|s| &s.setup_hash == setup_hash)
+        {
+            return Err(NodeError::KeyVersionMismatch(format!(
+                "{} stored its share of this refresh (and signed a receipt for it); it can be \
+                 committed, not abandoned",
+                self.identity.node_id
+            )));
+        }
+        if staging.abandoned.contains(setup_hash) {
+            return Ok(());
+        }
+        self.store.mark_abandoned(setup_hash)?;
+        self.audit.append(AuditRecord {
+            event: activations::ABANDONED.into(),
+            key_id: key_id.into(),
+            caller: caller.into(),
+            detail: format!("setup={}", hex::encode(setup_hash)),
+            ..Default::default()
+        })?;
+        staging.abandoned.insert(*setup_hash);
+        Ok(())
     }
 
     /// Whether an approver revoked approval token `token_id` of `key_id`.
@@ -664,6 +800,12 @@ impl NodeState {
             }
             None => return Err(NodeError::UnknownKey(key_id.into())),
         }
+        // A share of a refresh staged here goes with the key.
+        let mut staging = self.staging.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = staging.by_key.remove(key_id) {
+            self.store.drop_staged(key_id, &held.setup_hash)?;
+        }
+        drop(staging);
         self.store.remove(key_id)?;
         self.audit.append(AuditRecord {
             event: "key_retired".into(),
@@ -906,27 +1048,32 @@ mod tests {
             state.refresh_state("k1", &setup).unwrap(),
             RefreshState::Staged(_)
         ));
-        // Another refresh cannot stage over it.
-        assert!(state.other_refresh_staged("k1", &[8u8; 32]));
+        // Another refresh cannot start or stage over it, nor the same one run again.
+        assert!(state.refresh_may_start("k1", &[8u8; 32]).is_err());
+        assert!(state.refresh_may_start("k1", &setup).is_err());
+        // It signed a receipt for it: it never abandons it.
+        assert!(state
+            .abandon_refresh("k1", &setup, &m0.hash, "test")
+            .is_err());
         // Durable: a restarted node still holds it staged, and commits it.
         drop(state);
         let state = open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
         assert_eq!(state.key("k1").unwrap().manifest.hash, m0.hash);
         assert!(state
-            .commit_refresh("k1", &[8u8; 32], &m1_hash, "test")
+            .commit_refresh("k1", &[8u8; 32], &m1_hash, &[], "test")
             .is_err());
         state
-            .commit_refresh("k1", &setup, &m1_hash, "test")
+            .commit_refresh("k1", &setup, &m1_hash, &[], "test")
             .unwrap();
         assert_eq!(state.key("k1").unwrap().manifest.hash, m1_hash);
         assert!(matches!(
             state.refresh_state("k1", &setup).unwrap(),
-            RefreshState::Committed(_)
+            RefreshState::Committed(..)
         ));
         // Committing again changes nothing; the old manifest back (a rollback) and
         // the current one (a replay) are refused.
         state
-            .commit_refresh("k1", &setup, &m1_hash, "test")
+            .commit_refresh("k1", &setup, &m1_hash, &[], "test")
             .unwrap();
         let m1 = state.key("k1").unwrap().manifest.clone();
         for (manifest, what) in [

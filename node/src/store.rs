@@ -166,12 +166,14 @@ fn staged_name(key_id: &str, setup_hash: &[u8; 32]) -> String {
 }
 
 /// Which refresh made a key's current record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CommittedRefresh {
     /// The refresh's setup hash.
     pub setup_hash: [u8; 32],
     /// The manifest it committed.
     pub manifest_hash: [u8; 32],
+    /// Every participant's receipt, with which it committed.
+    pub receipts: Vec<quorate_wire::pb::Signed>,
 }
 
 /// The key id and setup hash of a staged record's name, or `None` for a key's
@@ -589,11 +591,20 @@ impl KeyStore {
         key_id: &str,
         setup_hash: &[u8; 32],
         record: &KeyRecord,
+        receipts: &[quorate_wire::pb::Signed],
     ) -> Result<(), NodeError> {
+        use prost::Message;
         use sled::transaction::{ConflictableTransactionError, Transactional};
         let sealed = self.seal_record(key_id, record)?;
         let staged = staged_name(key_id, setup_hash);
-        let committed = [setup_hash.as_slice(), &record.manifest_hash()].concat();
+        // The receipts go with the marker: a rerun can finish the refresh on the
+        // other nodes from any node that committed, whoever else is missing.
+        let receipts = quorate_wire::pb::RefreshStateResponse {
+            receipts: receipts.to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let committed = [setup_hash.as_slice(), &record.manifest_hash(), &receipts].concat();
         (&self.keys, &self.refreshes)
             .transaction(|(tk, tr)| {
                 tk.insert(key_id.as_bytes(), sealed.as_slice())?;
@@ -628,11 +639,25 @@ impl KeyStore {
         else {
             return Ok(None);
         };
-        let (setup, manifest) = v.split_at(v.len().min(32));
+        use prost::Message;
+        let damaged = || {
+            NodeError::Corrupt(format!(
+                "refreshes: the committed refresh of {key_id:?} is damaged"
+            ))
+        };
+        if v.len() < 64 {
+            return Err(damaged());
+        }
+        let (hashes, receipts) = v.split_at(64);
+        let (setup, manifest) = hashes.split_at(32);
+        let receipts = quorate_wire::pb::RefreshStateResponse::decode(receipts)
+            .map_err(|_| damaged())?
+            .receipts;
         match (<[u8; 32]>::try_from(setup), <[u8; 32]>::try_from(manifest)) {
             (Ok(setup_hash), Ok(manifest_hash)) => Ok(Some(CommittedRefresh {
                 setup_hash,
                 manifest_hash,
+                receipts,
             })),
             _ => Err(NodeError::Corrupt(format!(
                 "refreshes: the committed refresh of {key_id:?} is damaged"

@@ -214,3 +214,88 @@ async fn a_staged_share_survives_a_restart_and_is_committed_by_the_rerun() {
     assert_eq!(new.generation, plan.manifest().generation + 1);
     signs(&mut net, "after a restart while staged").await;
 }
+
+/// A refresh staged on every node cannot be run again under the same plan (which
+/// would overwrite staged shares and make their receipts lie), and no node that
+/// staged it abandons it: the only ways on are to commit it or, while some node
+/// never stored its share, to roll it back.
+#[tokio::test]
+async fn a_staged_refresh_is_neither_run_again_nor_abandoned_by_a_node_that_stored_it() {
+    let net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = refresh_plan(&ceremony, Some("node-5")).await;
+    let authorizations = net.authorize(&plan).unwrap();
+    run_until(&net, &plan, &authorizations, Stop::AfterAllStaged).await;
+    let mut node_1 = ceremony_client(&net, "node-1").await;
+    let _ = node_1
+        .abort(pb::AbortRequest {
+            ceremony_id: plan.setup().ceremony_id().into(),
+            reason: "test".into(),
+        })
+        .await;
+    let again = node_1
+        .dkg_round1(pb::DkgRound1Request {
+            setup: Some(plan.setup().pb.clone()),
+            authorizations: authorizations.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+    assert!(again.message().contains("already"), "{again:?}");
+    let abandon = node_1
+        .abandon_refresh(pb::AbandonRefreshRequest {
+            setup: Some(plan.setup().pb.clone()),
+            authorizations: authorizations.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(abandon.code(), Code::FailedPrecondition, "{abandon:?}");
+    assert!(abandon.message().contains("receipt"), "{abandon:?}");
+    // Without the administrators' authorizations no node abandons anything.
+    let plan_2 = refresh_plan(&ceremony, None).await;
+    let unauthorized = ceremony_client(&net, "node-2")
+        .await
+        .abandon_refresh(pb::AbandonRefreshRequest {
+            setup: Some(plan_2.setup().pb.clone()),
+            authorizations: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unauthorized.code(),
+        Code::PermissionDenied,
+        "{unauthorized:?}"
+    );
+    run_refresh(&ceremony, &plan, &authorizations)
+        .await
+        .unwrap();
+}
+
+/// Committed on two nodes, then one of the others loses its state (wiped): the
+/// rerun does not roll back (a commit means every receipt existed); it commits the
+/// rest with the receipts the committed nodes kept, names the wiped node, which is
+/// then repaired, and the key signs.
+#[tokio::test]
+async fn a_refresh_committed_somewhere_is_never_rolled_back() {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = refresh_plan(&ceremony, Some("node-5")).await;
+    let authorizations = net.authorize(&plan).unwrap();
+    run_until(&net, &plan, &authorizations, Stop::AfterTwoCommitted).await;
+    net.wipe_node("node-4").await.unwrap();
+    let err = run_refresh(&ceremony, &plan, &authorizations)
+        .await
+        .expect_err("node-4 holds no share of the refresh");
+    assert!(
+        err.to_string()
+            .contains("committed on [node-1, node-2, node-3]")
+            && err.to_string().contains("[node-4] hold no share"),
+        "{err}"
+    );
+    let new = held(&net, "node-1").await.unwrap();
+    assert_eq!(held(&net, "node-3").await.unwrap().hash, new.hash);
+    assert!(held(&net, "node-5").await.is_none());
+    let repaired = net.repair(KEY, "node-4").await.unwrap();
+    assert_eq!(repaired.manifest_hash, hex::encode(new.hash));
+    signs(&mut net, "committed, then node-4 repaired").await;
+}

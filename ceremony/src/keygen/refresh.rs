@@ -101,23 +101,17 @@ pub async fn run_refresh(
         peers.iter().cloned().partition(|p| setup.involves(&p.id));
     // A rerun of this plan picks up where an interrupted run left the nodes.
     let states = refresh_states(&setup, &remaining).await?;
-    let unstaged: Vec<Peer> = states
-        .iter()
-        .filter(|(_, s)| s.state() == State::None)
-        .map(|(p, _)| p.clone())
-        .collect();
-    if unstaged.len() < remaining.len() {
-        let stored: Vec<Peer> = states
+    let of = |state: State| -> Vec<Peer> {
+        states
             .iter()
-            .filter(|(_, s)| s.state() == State::Staged)
+            .filter(|(_, s)| s.state() == state)
             .map(|(p, _)| p.clone())
-            .collect();
-        if !unstaged.is_empty() {
-            // Some stored their new share, some did not: no one can have committed
-            // (that needs every receipt), so the refresh is rolled back.
-            return Err(roll_back(&setup, &unstaged, &stored, Vec::new()).await);
-        }
-        // Every node stored (or committed) its new share: finish.
+            .collect()
+    };
+    let (unstaged, staged, committed) = (of(State::None), of(State::Staged), of(State::Committed));
+    if !committed.is_empty() {
+        // A node committed: every participant had signed a receipt. Never roll
+        // back; commit the rest with the receipts that node committed with.
         return resume(
             &setup,
             &remaining,
@@ -127,6 +121,23 @@ pub async fn run_refresh(
             started_at,
         )
         .await;
+    }
+    if !staged.is_empty() {
+        if unstaged.is_empty() {
+            // Every node stored its new share: finish.
+            return resume(
+                &setup,
+                &remaining,
+                &removed,
+                states,
+                authorizations,
+                started_at,
+            )
+            .await;
+        }
+        // Some stored their new share, some did not, and no one committed: roll
+        // back (on the abandonment of one that did not).
+        return Err(roll_back(&setup, &unstaged, &staged, authorizations, Vec::new()).await);
     }
     let manifest = agreed_manifest(&peers, &setup.pb.key_id).await?;
     if manifest.hash.as_slice() != setup.pb.manifest_hash.as_slice() {
@@ -205,8 +216,10 @@ async fn refresh_states(
     Ok(peers.iter().cloned().zip(answers).collect())
 }
 
-/// Finishes a refresh every node of which has stored (or committed) its new share:
-/// commits everywhere and retires a removed node.
+/// Finishes a refresh that every node stored, or some node committed: commits on
+/// the nodes that staged their share (with the receipts a committed node holds,
+/// or every node's own) and retires a removed node. A node without a share of it
+/// (wiped since, or lying) is named, to be repaired once the others committed.
 async fn resume(
     setup: &Setup,
     remaining: &[Peer],
@@ -219,30 +232,58 @@ async fn resume(
         key_id: setup.pb.key_id.clone(),
         message,
     };
-    let Some((_, first)) = states.first() else {
-        return Err(key_state("the refresh keeps no node".into()));
+    let holding: Vec<&(Peer, pb::RefreshStateResponse)> = states
+        .iter()
+        .filter(|(_, s)| s.state() != State::None)
+        .collect();
+    let Some((_, first)) = holding.first() else {
+        return Err(key_state("no node holds a share of this refresh".into()));
     };
-    if states.iter().any(|(_, s)| s.manifest != first.manifest) {
+    if holding.iter().any(|(_, s)| s.manifest != first.manifest) {
         return Err(key_state(
             "the nodes stored different manifests for one refresh; nothing was committed".into(),
         ));
     }
     let manifest = Manifest::decode(&first.manifest)
         .map_err(|e| key_state(format!("a node's refreshed manifest: {e}")))?;
-    let receipts: Vec<pb::Signed> = states
+    // A committed node's receipts are every participant's; otherwise every node
+    // staged and each answered with its own.
+    let receipts: Vec<pb::Signed> =
+        match holding.iter().find(|(_, s)| s.state() == State::Committed) {
+            Some((_, s)) => s.receipts.clone(),
+            None => states
+                .iter()
+                .filter_map(|(_, s)| s.receipt.clone())
+                .collect(),
+        };
+    let to_commit: Vec<Peer> = holding.iter().map(|(p, _)| p.clone()).collect();
+    let missing: Vec<&str> = states
         .iter()
-        .filter_map(|(_, s)| s.receipt.clone())
+        .filter(|(_, s)| s.state() == State::None)
+        .map(|(p, _)| p.id.as_str())
         .collect();
-    tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %setup.ceremony_id(), "refresh: every node stored its new share; finishing an interrupted run");
+    tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %setup.ceremony_id(), "refresh: finishing an interrupted run");
     commit_and_retire(
         setup,
-        remaining,
+        &to_commit,
         removed,
         &manifest,
         &receipts,
         authorizations,
     )
     .await?;
+    if !missing.is_empty() {
+        return Err(key_state(format!(
+            "the refresh is committed on [{}]; [{}] hold no share of it (wiped since they \
+             stored it?): repair them (quorate-ceremony repair)",
+            to_commit
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            missing.join(", ")
+        )));
+    }
     transcript(
         "refresh",
         setup,
@@ -328,6 +369,7 @@ pub(super) async fn roll_back(
     setup: &Setup,
     unstaged: &[Peer],
     staged: &[Peer],
+    authorizations: &[Vec<u8>],
     failures: Vec<crate::error::NodeFailure>,
 ) -> CeremonyError {
     let key_id = setup.pb.key_id.clone();
@@ -348,6 +390,7 @@ pub(super) async fn roll_back(
     for p in unstaged {
         let request = pb::AbandonRefreshRequest {
             setup: Some(setup.pb.clone()),
+            authorizations: authorizations.to_vec(),
         };
         match rpc(p.client().abandon_refresh(request)).await {
             Ok(signed) => {

@@ -196,7 +196,7 @@ pub(super) async fn run_keygen(
                     .filter(|p| !failures.iter().any(|f| f.node_id == p.id))
                     .cloned()
                     .collect();
-                return Err(roll_back(&setup, &failed, &staged, failures).await);
+                return Err(roll_back(&setup, &failed, &staged, authorizations, failures).await);
             }
             return Err(CeremonyError::Aborted {
                 kind,

@@ -47,18 +47,7 @@ pub(crate) fn round1(
         }
         Kind::Refresh => {
             let key = prior_key(node, &setup)?;
-            if node.abandoned(&setup.hash)? {
-                return Err(NodeError::CeremonyMismatch(format!(
-                    "{} abandoned this refresh (it was rolled back); plan another",
-                    node.identity.node_id
-                )));
-            }
-            if node.other_refresh_staged(&setup.pb.key_id, &setup.hash) {
-                return Err(NodeError::KeyVersionMismatch(format!(
-                    "key {} has another refresh staged on {}; finish or roll it back first",
-                    setup.pb.key_id, node.identity.node_id
-                )));
-            }
+            node.refresh_may_start(&setup.pb.key_id, &setup.hash)?;
             check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
         }
         Kind::Repair | Kind::EscrowSplit => {

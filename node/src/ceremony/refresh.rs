@@ -147,7 +147,13 @@ pub(crate) fn commit(
         &req.receipts,
     )
     .map_err(|e| NodeError::CeremonyMismatch(format!("nothing committed: {e}")))?;
-    node.commit_refresh(&setup.pb.key_id, &setup.hash, &new.hash, caller)?;
+    node.commit_refresh(
+        &setup.pb.key_id,
+        &setup.hash,
+        &new.hash,
+        &req.receipts,
+        caller,
+    )?;
     Ok(pb::InstallKeyResponse {
         manifest_hash: new.hash.to_vec(),
         receipt: Some(receipt(participant, node, &setup, &new.hash)?),
@@ -162,10 +168,10 @@ pub(crate) fn state(
 ) -> Result<pb::RefreshStateResponse, NodeError> {
     use pb::refresh_state_response::State;
     let setup = refresh_setup(node, req.setup)?;
-    let (state, key) = match node.refresh_state(&setup.pb.key_id, &setup.hash)? {
-        RefreshState::None => (State::None, None),
-        RefreshState::Staged(key) => (State::Staged, Some(key)),
-        RefreshState::Committed(key) => (State::Committed, Some(key)),
+    let (state, key, receipts) = match node.refresh_state(&setup.pb.key_id, &setup.hash)? {
+        RefreshState::None => (State::None, None, Vec::new()),
+        RefreshState::Staged(key) => (State::Staged, Some(key), Vec::new()),
+        RefreshState::Committed(key, receipts) => (State::Committed, Some(key), receipts),
     };
     let (receipt, manifest) = match key {
         Some(key) => (
@@ -178,29 +184,30 @@ pub(crate) fn state(
         state: state as i32,
         receipt,
         manifest,
+        receipts,
     })
 }
 
-/// `AbandonRefresh`: this node holds no share of the refresh; it drops its session
-/// and promises, durably, never to join it.
+/// `AbandonRefresh`: this node never stored a share of the refresh; it promises,
+/// durably, never to, and drops its session.
 pub(crate) fn abandon(
     participant: &Participant,
     node: &NodeState,
     req: pb::AbandonRefreshRequest,
+    caller: &str,
 ) -> Result<pb::Signed, NodeError> {
     let setup = refresh_setup(node, req.setup)?;
-    if !matches!(
-        node.refresh_state(&setup.pb.key_id, &setup.hash)?,
-        RefreshState::None
-    ) {
-        return Err(NodeError::KeyVersionMismatch(format!(
-            "{} holds its share of this refresh; it can be committed, not abandoned",
-            node.identity.node_id
-        )));
-    }
-    // The promise first: once it is durable, no new session of this refresh
-    // starts here, and the one under way (if any) is dropped with its secrets.
-    node.abandon_refresh(&setup.hash)?;
+    let key = node.key(&setup.pb.key_id)?;
+    check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
+    // The promise first (refused if this node ever staged a share of it): once it
+    // is durable, no share of this refresh is staged here, and the session under
+    // way (if any) is dropped with its secrets.
+    node.abandon_refresh(
+        &setup.pb.key_id,
+        &setup.hash,
+        &setup.pb.manifest_hash,
+        caller,
+    )?;
     participant.sessions.abort(setup.ceremony_id());
     let body = pb::Abandonment {
         setup_hash: setup.hash.to_vec(),

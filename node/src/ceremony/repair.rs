@@ -43,6 +43,15 @@ pub(crate) fn start(
     } else {
         check_own_place(&node.identity, &setup)?;
         let key = prior_key(node, &setup)?;
+        if node.refresh_staged(&setup.pb.key_id) {
+            // A node repaired now would hold no share of the staged refresh and
+            // could abandon it after the others signed receipts: finish the
+            // refresh (or roll it back) first.
+            return Err(NodeError::KeyVersionMismatch(format!(
+                "a refresh of key {} is staged on {}; repair once it is committed or rolled back",
+                setup.pb.key_id, node.identity.node_id
+            )));
+        }
         if key.manifest.participant(&setup.pb.repair_target).is_none() {
             return Err(NodeError::CeremonyMismatch(format!(
                 "{} holds no share of key {}",

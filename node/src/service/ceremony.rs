@@ -174,11 +174,12 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         &self,
         req: Request<pb::AbandonRefreshRequest>,
     ) -> Result<Response<pb::Signed>, Status> {
-        self.authorize(&req)?;
+        let caller = self.authorize(&req)?;
         Ok(Response::new(refresh::abandon(
             &self.participant,
             &self.state,
             req.into_inner(),
+            &caller.spiffe_id(),
         )?))
     }
 

@@ -480,4 +480,45 @@ async fn a_new_key_needs_administrators_or_the_explicit_opt_out() {
     quorate_ceremony::keygen::run_refresh(&ceremony, &plan, &[])
         .await
         .unwrap();
+    // Nobody governs it, so nobody may change its custodians or policy: the
+    // ceremony certificate would otherwise escrow it to recipients of its own.
+    for (what, change) in [
+        (
+            "custodians",
+            RefreshRequest {
+                key_id: "new-key".into(),
+                escrow: Some(pb::KeyEscrow {
+                    threshold: 2,
+                    custodians: ["mallory", "trudy"]
+                        .iter()
+                        .map(|name| pb::EscrowCustodian {
+                            name: (*name).into(),
+                            age_recipient: age::x25519::Identity::generate()
+                                .to_public()
+                                .to_string(),
+                        })
+                        .collect(),
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "policy",
+            RefreshRequest {
+                key_id: "new-key".into(),
+                policy: Some(pb::KeyPolicy {
+                    administrator_keys: vec![AdministratorKey::generate().public_key().to_vec()],
+                    administrators_required: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let plan = plan_refresh(&ceremony, change).await.unwrap();
+        let err = quorate_ceremony::keygen::run_refresh(&ceremony, &plan, &[])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("never change"), "{what}: {err}");
+    }
 }

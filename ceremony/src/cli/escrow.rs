@@ -14,9 +14,10 @@ use crate::escrow::{self, Identities};
 pub(super) enum EscrowCommand {
     /// Have a node Feldman-split its own share of a key among the key's custodians.
     ///
-    /// The custodians (names and age recipients) and the threshold are those fixed in
-    /// the key's manifest when it was created (dkg or import with --custodians); no
-    /// one running a split can choose others. The node splits its signing share into
+    /// The custodians (names and age recipients) and the threshold are those in the
+    /// key's manifest (set by dkg or import with --custodians, changed only by a
+    /// refresh the key's administrators authorize); no one running a split can
+    /// choose others. The node splits its signing share into
     /// one part per custodian, any threshold of which rebuild it, and encrypts each
     /// part to the custodian's age recipient; the plaintext never leaves the node.
     /// Writes OUT/KEY.NODE.CUSTODIAN.age per custodian (never replacing a file). A

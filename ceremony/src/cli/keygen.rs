@@ -175,6 +175,17 @@ pub(super) fn refresh(args: RefreshArgs) -> Result<(), CliError> {
         .transcript
         .ok_or_else(|| CliError::Usage("--transcript is needed to run a refresh".into()))?;
     check_transcript_path(&path)?;
+    if args.plan.plan.is_none() {
+        // Planned here, in one step: keep the plan, since only this plan can finish
+        // or roll back the refresh if it is interrupted.
+        let kept = path.with_extension("plan.json");
+        plan.write(&kept)?;
+        eprintln!(
+            "plan: {} (if the refresh is interrupted, run again with --plan {})",
+            kept.display(),
+            kept.display()
+        );
+    }
     let authorizations = args.plan.authorizations()?;
     let transcript = runtime.block_on(run_refresh(&file, &plan, &authorizations))?;
     save_transcript(&transcript, &path)?;

@@ -1,11 +1,12 @@
 //! Custodian escrow of one node's signing share: `split`, `verify`, `recover`.
 //!
 //! - **split** asks a node (`Ceremony.EscrowSplit`) to Feldman-split its own signing
-//!   share among the `m` custodians fixed in the key's manifest, with its threshold
-//!   `k`. The node encrypts each part to its custodian's age X25519 recipient; this
+//!   share among the `m` custodians in the key's manifest, with its threshold `k`.
+//!   The node encrypts each part to its custodian's age X25519 recipient; this
 //!   process only relays ciphertexts and writes one `.age` file per custodian. It
 //!   never sees a plaintext part, and cannot redirect the parts (the custodians were
-//!   chosen when the key was created; `transcript verify --custodians` checks them).
+//!   chosen when the key was created, or by a refresh its administrators authorized;
+//!   `transcript verify --custodians` checks them).
 //! - **verify** lets one custodian check their decrypted part alone against the
 //!   Feldman commitments it carries (the first of which is the node's verifying share).
 //! - **recover** takes `k` or more parts, checks each one and that they belong to the

@@ -14,7 +14,12 @@
 //! package, checked against every confirmation -> `DkgActivate` (manifest and all
 //! confirmations to every node; each checks them and only then stores the key).
 //! Refresh runs the same rounds with frost's refresh variant among the remaining
-//! nodes, then `RetireKey` on a removed node.
+//! nodes, whose `DkgActivate` only stages each new share; with every node's receipt,
+//! `DkgCommit` makes them current, then `RetireKey` deletes a removed node's share.
+//! A rerun of an interrupted refresh asks each node where it stands
+//! (`RefreshState`) and finishes it, or rolls it back (`AbandonRefresh`,
+//! `RollbackRefresh`): see `refresh`. Refresh, repair and escrow split are planned
+//! first ([`crate::plan`]) so that a key's administrators can authorize them.
 //! Repair: `RepairStart` (helpers and target) -> `RepairDeltas` -> `RepairSigma` ->
 //! `RepairFinish` on the target.
 //!

@@ -257,11 +257,23 @@ async fn resume(
                 .collect(),
         };
     let to_commit: Vec<Peer> = holding.iter().map(|(p, _)| p.clone()).collect();
-    let missing: Vec<&str> = states
-        .iter()
-        .filter(|(_, s)| s.state() == State::None)
-        .map(|(p, _)| p.id.as_str())
-        .collect();
+    // A node without a share of this refresh may hold the refreshed key anyway
+    // (repaired onto it since); only the others are missing.
+    let mut missing = Vec::new();
+    for (p, s) in &states {
+        if s.state() != State::None {
+            continue;
+        }
+        let request = pb::GetManifestRequest {
+            key_id: setup.pb.key_id.clone(),
+        };
+        let holds_new = rpc(p.client().get_manifest(request))
+            .await
+            .is_ok_and(|nk| quorate_wire::sha256(&nk.manifest) == manifest.hash);
+        if !holds_new {
+            missing.push(p.id.as_str());
+        }
+    }
     tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %setup.ceremony_id(), "refresh: finishing an interrupted run");
     commit_and_retire(
         setup,

@@ -48,6 +48,18 @@ pub(crate) fn round1(
         Kind::Refresh => {
             let key = prior_key(node, &setup)?;
             node.refresh_may_start(&setup.pb.key_id, &setup.hash)?;
+            if (setup.pb.policy.is_some() || setup.pb.escrow.is_some())
+                && !key.manifest.policy.is_governed()
+            {
+                // Without administrators, a new policy or new custodians would be the
+                // ceremony certificate's alone to choose: the escrow redirection the
+                // custodians' being fixed with the key closes.
+                return Err(NodeError::CeremonyMismatch(format!(
+                    "key {} has no administrators: its policy and custodians never change \
+                     (create a governed key instead)",
+                    setup.pb.key_id
+                )));
+            }
             check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
         }
         Kind::Repair | Kind::EscrowSplit => {

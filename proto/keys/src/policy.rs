@@ -145,9 +145,9 @@ impl Policy {
         !self.administrators.is_empty()
     }
 
-    /// The rule for a new key (checked by every node at a DKG and an import, and by
-    /// the ceremony tool): it lists administrators, or its creator opted out
-    /// explicitly. Keys made before administrators existed load as ungoverned.
+    /// The rule for a new key (checked by every node at a DKG, and by the ceremony
+    /// tool at a DKG and an import): it lists administrators, or its creator opted
+    /// out explicitly. Keys made before administrators existed load as ungoverned.
     pub fn check_new_key(&self) -> Result<(), String> {
         if self.is_governed() || self.unsafe_no_administrators {
             Ok(())

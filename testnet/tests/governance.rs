@@ -10,7 +10,7 @@
 mod common;
 
 use common::audit_log::log_lines;
-use common::refresh_relay::RefreshRelay;
+use common::refresh_relay::{refresh_plan, RefreshRelay};
 use common::{ceremony_client, start_default, TestNetwork};
 use quorate_ceremony::escrow::plan_split;
 use quorate_ceremony::import::CeremonyFile;
@@ -22,20 +22,6 @@ use quorate_wire::pb;
 use tonic::Code;
 
 const KEY: &str = "demo-ed25519";
-
-/// A refresh of [`KEY`] planned as the ceremony tool plans it, removing `remove`.
-async fn refresh_plan(ceremony: &CeremonyFile, remove: Option<&str>) -> Plan {
-    plan_refresh(
-        ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            remove_node: remove.map(String::from),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// A repair of `node`'s share of [`KEY`] planned as the ceremony tool plans it.
 async fn repair_plan(ceremony: &CeremonyFile, node: &str) -> Plan {
@@ -171,8 +157,8 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
     }
 
     // Refresh: no node starts the ceremony (no session: round 2 finds none).
-    let refresh = refresh_plan(&ceremony, None).await;
-    let other_refresh = refresh_plan(&ceremony, None).await;
+    let refresh = refresh_plan(&ceremony, KEY, None).await;
+    let other_refresh = refresh_plan(&ceremony, KEY, None).await;
     for node in &ids {
         let mut client = ceremony_client(&net, node).await;
         for (what, authorizations) in bad_authorizations(&net, &refresh, &other_refresh) {
@@ -199,8 +185,8 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
     }
 
     // Retirement: a refresh without node-5, offered to node-5 as if it had run.
-    let removal = refresh_plan(&ceremony, Some("node-5")).await;
-    let other_removal = refresh_plan(&ceremony, Some("node-5")).await;
+    let removal = refresh_plan(&ceremony, KEY, Some("node-5")).await;
+    let other_removal = refresh_plan(&ceremony, KEY, Some("node-5")).await;
     let mut node_5 = ceremony_client(&net, "node-5").await;
     for (what, authorizations) in bad_authorizations(&net, &removal, &other_removal) {
         let answer = node_5
@@ -290,7 +276,7 @@ async fn every_governed_operation_needs_two_of_the_three_administrators() {
 #[tokio::test]
 async fn a_removed_node_keeps_its_share_until_every_remaining_node_stored_its_new_one() {
     let mut net = start_default().await;
-    let plan = refresh_plan(&net.ceremony().unwrap(), Some("node-5")).await;
+    let plan = refresh_plan(&net.ceremony().unwrap(), KEY, Some("node-5")).await;
     let authorizations = net.authorize(&plan).unwrap();
     let setup = plan.setup().pb.clone();
     let id = plan.setup().ceremony_id().to_string();

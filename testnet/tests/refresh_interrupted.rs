@@ -7,10 +7,9 @@
 
 mod common;
 
-use common::refresh_relay::RefreshRelay;
+use common::refresh_relay::{refresh_plan, RefreshRelay};
 use common::{ceremony_client, start_default, TestNetwork, DEADLINE};
-use quorate_ceremony::import::CeremonyFile;
-use quorate_ceremony::keygen::{plan_refresh, run_refresh, RefreshRequest};
+use quorate_ceremony::keygen::{run_refresh, RefreshRequest};
 use quorate_ceremony::plan::Plan;
 use quorate_keys::manifest::Manifest;
 use quorate_wire::pb;
@@ -82,24 +81,10 @@ async fn signs(net: &mut TestNetwork, what: &str) {
         .unwrap_or_else(|e| panic!("{what}: the key does not sign: {e:#}"));
 }
 
-/// A refresh of [`KEY`] planned as the ceremony tool plans it, removing `remove`.
-async fn refresh_plan(ceremony: &CeremonyFile, remove: Option<&str>) -> Plan {
-    plan_refresh(
-        ceremony,
-        RefreshRequest {
-            key_id: KEY.into(),
-            remove_node: remove.map(String::from),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
 async fn interrupted_then_rerun(stop: Stop) {
     let mut net = start_default().await;
     let ceremony = net.ceremony().unwrap();
-    let plan = refresh_plan(&ceremony, Some("node-5")).await;
+    let plan = refresh_plan(&ceremony, KEY, Some("node-5")).await;
     let authorizations = net.authorize(&plan).unwrap();
     let old = plan.manifest().clone();
     run_until(&net, &plan, &authorizations, stop).await;
@@ -202,7 +187,7 @@ async fn a_refresh_committed_everywhere_retires_the_removed_node() {
 async fn a_staged_share_survives_a_restart_and_is_committed_by_the_rerun() {
     let mut net = start_default().await;
     let ceremony = net.ceremony().unwrap();
-    let plan = refresh_plan(&ceremony, None).await;
+    let plan = refresh_plan(&ceremony, KEY, None).await;
     let authorizations = net.authorize(&plan).unwrap();
     run_until(&net, &plan, &authorizations, Stop::AfterAllStaged).await;
     net.kill_node("node-2").await.unwrap();
@@ -223,7 +208,7 @@ async fn a_staged_share_survives_a_restart_and_is_committed_by_the_rerun() {
 async fn a_staged_refresh_is_neither_run_again_nor_abandoned_by_a_node_that_stored_it() {
     let net = start_default().await;
     let ceremony = net.ceremony().unwrap();
-    let plan = refresh_plan(&ceremony, Some("node-5")).await;
+    let plan = refresh_plan(&ceremony, KEY, Some("node-5")).await;
     let authorizations = net.authorize(&plan).unwrap();
     run_until(&net, &plan, &authorizations, Stop::AfterAllStaged).await;
     let mut node_1 = ceremony_client(&net, "node-1").await;
@@ -252,7 +237,7 @@ async fn a_staged_refresh_is_neither_run_again_nor_abandoned_by_a_node_that_stor
     assert_eq!(abandon.code(), Code::FailedPrecondition, "{abandon:?}");
     assert!(abandon.message().contains("receipt"), "{abandon:?}");
     // Without the administrators' authorizations no node abandons anything.
-    let plan_2 = refresh_plan(&ceremony, None).await;
+    let plan_2 = refresh_plan(&ceremony, KEY, None).await;
     let unauthorized = ceremony_client(&net, "node-2")
         .await
         .abandon_refresh(pb::AbandonRefreshRequest {
@@ -279,7 +264,7 @@ async fn a_staged_refresh_is_neither_run_again_nor_abandoned_by_a_node_that_stor
 async fn a_refresh_committed_somewhere_is_never_rolled_back() {
     let mut net = start_default().await;
     let ceremony = net.ceremony().unwrap();
-    let plan = refresh_plan(&ceremony, Some("node-5")).await;
+    let plan = refresh_plan(&ceremony, KEY, Some("node-5")).await;
     let authorizations = net.authorize(&plan).unwrap();
     run_until(&net, &plan, &authorizations, Stop::AfterTwoCommitted).await;
     net.wipe_node("node-4").await.unwrap();

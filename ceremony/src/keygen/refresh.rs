@@ -109,9 +109,10 @@ pub async fn run_refresh(
             .collect()
     };
     let (unstaged, staged, committed) = (of(State::None), of(State::Staged), of(State::Committed));
-    if !committed.is_empty() {
-        // A node committed: every participant had signed a receipt. Never roll
-        // back; commit the rest with the receipts that node committed with.
+    // A node committed (every participant had signed a receipt: never roll back;
+    // commit the rest with the receipts that node committed with), or every node
+    // stored its new share: finish.
+    if !committed.is_empty() || (!staged.is_empty() && unstaged.is_empty()) {
         return resume(
             &setup,
             &remaining,
@@ -123,18 +124,6 @@ pub async fn run_refresh(
         .await;
     }
     if !staged.is_empty() {
-        if unstaged.is_empty() {
-            // Every node stored its new share: finish.
-            return resume(
-                &setup,
-                &remaining,
-                &removed,
-                states,
-                authorizations,
-                started_at,
-            )
-            .await;
-        }
         // Some stored their new share, some did not, and no one committed: roll
         // back (on the abandonment of one that did not).
         return Err(roll_back(&setup, &unstaged, &staged, authorizations, Vec::new()).await);

@@ -70,15 +70,7 @@ pub(crate) fn retire_key(
     // confirmation is signed before anything is stored) show that every remaining
     // participant holds its new share, so that deleting this one leaves the key
     // whole.
-    verify_receipts(
-        &participant.keys.verifier,
-        &mut VerifiedCertificates::default(),
-        &setup.participant_ids(),
-        &setup.hash,
-        &new.hash,
-        &req.receipts,
-    )
-    .map_err(|e| NodeError::CeremonyMismatch(format!("nothing retired: {e}")))?;
+    every_receipt(participant, &setup, &new.hash, &req.receipts, "retired")?;
     node.remove_key(&setup.pb.key_id, &setup.pb.manifest_hash, caller)?;
     tracing::info!(key_id = %setup.pb.key_id, ceremony_id = %req.ceremony_id, "share retired after a refresh removed this node");
     Ok(pb::RetireKeyResponse {})
@@ -105,6 +97,26 @@ fn refresh_setup(node: &NodeState, setup: Option<pb::CeremonySetup>) -> Result<S
         )));
     }
     Ok(setup)
+}
+
+/// Checks a receipt from every participant of `setup` for `manifest_hash`;
+/// otherwise nothing is `done`.
+fn every_receipt(
+    participant: &Participant,
+    setup: &Setup,
+    manifest_hash: &[u8; 32],
+    receipts: &[pb::Signed],
+    done: &str,
+) -> Result<(), NodeError> {
+    verify_receipts(
+        &participant.keys.verifier,
+        &mut VerifiedCertificates::default(),
+        &setup.participant_ids(),
+        &setup.hash,
+        manifest_hash,
+        receipts,
+    )
+    .map_err(|e| NodeError::CeremonyMismatch(format!("nothing {done}: {e}")))
 }
 
 /// This node's receipt for holding its share of `manifest_hash` from `setup`.
@@ -138,15 +150,7 @@ pub(crate) fn commit(
             "the manifest is not of the refreshed key".into(),
         ));
     }
-    verify_receipts(
-        &participant.keys.verifier,
-        &mut VerifiedCertificates::default(),
-        &setup.participant_ids(),
-        &setup.hash,
-        &new.hash,
-        &req.receipts,
-    )
-    .map_err(|e| NodeError::CeremonyMismatch(format!("nothing committed: {e}")))?;
+    every_receipt(participant, &setup, &new.hash, &req.receipts, "committed")?;
     node.commit_refresh(
         &setup.pb.key_id,
         &setup.hash,

@@ -3,6 +3,8 @@
 //! needs (governance, refresh_interrupted).
 
 use prost::Message;
+use quorate_ceremony::import::CeremonyFile;
+use quorate_ceremony::keygen::{plan_refresh, RefreshRequest};
 use quorate_ceremony::plan::Plan;
 use quorate_keys::manifest::Manifest;
 use quorate_testnet::network::LocalNetwork;
@@ -11,6 +13,20 @@ use quorate_wire::pb::ceremony_client::CeremonyClient;
 use tonic::transport::Channel;
 
 use super::ceremony_client;
+
+/// A refresh of `key_id` planned as the ceremony tool plans it, removing `remove`.
+pub async fn refresh_plan(ceremony: &CeremonyFile, key_id: &str, remove: Option<&str>) -> Plan {
+    plan_refresh(
+        ceremony,
+        RefreshRequest {
+            key_id: key_id.into(),
+            remove_node: remove.map(String::from),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
 
 /// The refresh of a plan, on the nodes it keeps (in setup order).
 pub struct RefreshRelay {

@@ -322,13 +322,15 @@ pub(crate) fn activate(
             caller,
         )?,
     };
-    // The record is durable (install and replace flush before they return): say so.
-    let receipt = pb::Receipt {
-        setup_hash: session.setup.hash.to_vec(),
-        node_id: node.identity.node_id.clone(),
-        manifest_hash: response.manifest_hash.clone(),
-    };
-    response.receipt = Some(participant.sign_statement(setup::RECEIPT, receipt.encode_to_vec())?);
+    // The record is durable (installing and staging flush before they return): say
+    // so.
+    let stored: [u8; 32] = response
+        .manifest_hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| NodeError::Internal("a manifest hash of another length".into()))?;
+    response.receipt =
+        Some(participant.receipt(&node.identity.node_id, &session.setup, &stored)?);
     tracing::info!(
         ceremony_id = %req.ceremony_id,
         key_id = %session.setup.pb.key_id,

@@ -68,6 +68,22 @@ impl Participant {
         pb::AbortResponse { dropped }
     }
 
+    /// This node's (`me`) receipt for holding its share of `manifest_hash` from
+    /// `setup`: made only once that share is durable.
+    pub(super) fn receipt(
+        &self,
+        me: &str,
+        setup: &Setup,
+        manifest_hash: &[u8; 32],
+    ) -> Result<pb::Signed, NodeError> {
+        let body = pb::Receipt {
+            setup_hash: setup.hash.to_vec(),
+            node_id: me.to_string(),
+            manifest_hash: manifest_hash.to_vec(),
+        };
+        self.sign_statement(setup::RECEIPT, body.encode_to_vec())
+    }
+
     pub(super) fn sign_statement(
         &self,
         kind: &str,

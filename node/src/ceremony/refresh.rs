@@ -27,7 +27,8 @@ use crate::state::NodeState;
 use crate::state::RefreshState;
 
 /// `RetireKey`: a refresh removed this node; delete its share once every
-/// remaining participant has confirmed the refreshed key and stored its share.
+/// remaining participant has signed a receipt for its stored share of the
+/// refreshed key.
 pub(crate) fn retire_key(
     participant: &Participant,
     node: &NodeState,
@@ -119,21 +120,6 @@ fn every_receipt(
     .map_err(|e| NodeError::CeremonyMismatch(format!("nothing {done}: {e}")))
 }
 
-/// This node's receipt for holding its share of `manifest_hash` from `setup`.
-fn receipt(
-    participant: &Participant,
-    node: &NodeState,
-    setup: &Setup,
-    manifest_hash: &[u8; 32],
-) -> Result<pb::Signed, NodeError> {
-    let body = pb::Receipt {
-        setup_hash: setup.hash.to_vec(),
-        node_id: node.identity.node_id.clone(),
-        manifest_hash: manifest_hash.to_vec(),
-    };
-    participant.sign_statement(setup::RECEIPT, body.encode_to_vec())
-}
-
 /// `DkgCommit`: with a receipt from every participant, this node's staged share of
 /// the refresh becomes current and its old one is deleted.
 pub(crate) fn commit(
@@ -160,7 +146,7 @@ pub(crate) fn commit(
     )?;
     Ok(pb::InstallKeyResponse {
         manifest_hash: new.hash.to_vec(),
-        receipt: Some(receipt(participant, node, &setup, &new.hash)?),
+        receipt: Some(participant.receipt(&node.identity.node_id, &setup, &new.hash)?),
     })
 }
 
@@ -179,7 +165,7 @@ pub(crate) fn state(
     };
     let (receipt, manifest) = match key {
         Some(key) => (
-            Some(receipt(participant, node, &setup, &key.manifest.hash)?),
+            Some(participant.receipt(&node.identity.node_id, &setup, &key.manifest.hash)?),
             key.manifest.encoded.clone(),
         ),
         None => (None, Vec::new()),

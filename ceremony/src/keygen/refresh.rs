@@ -78,8 +78,11 @@ pub async fn plan_refresh(file: &CeremonyFile, req: RefreshRequest) -> Result<Pl
 /// Runs a planned refresh with the administrators' `authorizations` (none for a
 /// key without administrators): new shares for the same group key among the
 /// plan's nodes, then the node the plan leaves out (if any) retires its share.
-/// Refused before any node is asked when the key changed since the plan was
-/// written or the authorizations would not satisfy its nodes.
+/// Refused before any node changes anything when the authorizations would not
+/// satisfy the nodes, or when no node holds a share of this refresh and the key
+/// changed since the plan was written. Run again after an interruption, it
+/// finishes or rolls back what the interrupted run left (see the module docs of
+/// `keygen` and docs/ceremony.md, "An interrupted refresh").
 pub async fn run_refresh(
     file: &CeremonyFile,
     plan: &Plan,

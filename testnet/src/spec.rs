@@ -20,6 +20,15 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// The node as a key's manifest (or a ceremony's setup) names it.
+    pub fn manifest_participant(&self) -> pb::ManifestParticipant {
+        pb::ManifestParticipant {
+            node_id: self.id.clone(),
+            region: self.region.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+        }
+    }
+
     /// The node's location, as its certificate attests it.
     pub fn location(
         &self,

@@ -300,11 +300,7 @@ async fn install_matrix_key(net: &LocalNetwork) -> (BTreeMap<String, Vec<u8>>, V
         dealt.public_key_package.clone(),
         net.nodes
             .iter()
-            .map(|n| pb::ManifestParticipant {
-                node_id: n.spec.id.clone(),
-                region: n.spec.region.clone(),
-                jurisdiction: n.spec.jurisdiction.clone(),
-            })
+            .map(|n| n.spec.manifest_participant())
             .collect(),
         "2026-01-01T00:00:00Z".into(),
         // Installed by hand: no administrators, by explicit choice.

@@ -87,11 +87,7 @@ impl Relay {
         let participants = net
             .nodes
             .iter()
-            .map(|n| pb::ManifestParticipant {
-                node_id: n.spec.id.clone(),
-                region: n.spec.region.clone(),
-                jurisdiction: n.spec.jurisdiction.clone(),
-            })
+            .map(|n| n.spec.manifest_participant())
             .collect();
         Self {
             clients,

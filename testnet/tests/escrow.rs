@@ -704,11 +704,7 @@ async fn a_manifest_naming_a_weak_aliased_or_shared_recipient_is_refused_by_the_
             participants: net
                 .nodes
                 .iter()
-                .map(|n| pb::ManifestParticipant {
-                    node_id: n.spec.id.clone(),
-                    region: n.spec.region.clone(),
-                    jurisdiction: n.spec.jurisdiction.clone(),
-                })
+                .map(|n| n.spec.manifest_participant())
                 .collect(),
             created_at: "2026-01-01T00:00:00Z".into(),
             policy: Some(pb::KeyPolicy {

@@ -422,11 +422,7 @@ async fn a_new_key_needs_administrators_or_the_explicit_opt_out() {
         participants: net
             .nodes
             .iter()
-            .map(|n| pb::ManifestParticipant {
-                node_id: n.spec.id.clone(),
-                region: n.spec.region.clone(),
-                jurisdiction: n.spec.jurisdiction.clone(),
-            })
+            .map(|n| n.spec.manifest_participant())
             .collect(),
         created_at: "2026-01-01T00:00:00Z".into(),
         ..Default::default()

@@ -181,9 +181,12 @@ pub async fn import_key(
         .zip(&dealt.key_packages)
         .map(|((node, reached), (name, key_package))| {
             debug_assert_eq!(&node.id, name);
+            // No setup: an import, which nodes accept only for a key created now.
             let request = pb::InstallKeyRequest {
                 manifest: manifest.encoded.clone(),
                 key_package: key_package.expose_bytes().to_vec(),
+                setup: None,
+                authorizations: Vec::new(),
             };
             let mut client = CeremonyClient::new(reached.channel.clone());
             let expected = manifest.hash;

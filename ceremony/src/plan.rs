@@ -1,6 +1,7 @@
 //! Plans of governed operations, and administrators' authorizations of them.
 //!
-//! A refresh, repair or escrow split of a key with administrators runs in three
+//! A refresh, repair, escrow split or escrow recovery of a key with administrators
+//! runs in three
 //! steps: the operator writes the operation's **plan** (its setup: ceremony id,
 //! key, current manifest hash, nodes; `--write-plan`), each administrator reads
 //! the plan and signs an **authorization** of its setup hash on their own machine
@@ -132,7 +133,7 @@ impl Plan {
         let setup = pb::CeremonySetup::decode(bytes.as_slice())
             .map_err(|e| bad(format!("setup does not decode: {e}")))?;
         let setup = Setup::from_pb(setup).map_err(|e| bad(e.to_string()))?;
-        if !matches!(setup.kind, Kind::Refresh | Kind::Repair | Kind::EscrowSplit) {
+        if setup.kind == Kind::Dkg {
             return Err(bad(format!(
                 "a {} is not a governed operation",
                 setup.kind.name()
@@ -232,6 +233,12 @@ impl Plan {
             Kind::Repair => {
                 lines.push(format!("rebuilds the share of: {}", s.pb.repair_target));
                 lines.push(format!("helpers:     {}", ids(&setup_ids)));
+            }
+            Kind::EscrowRecover => {
+                lines.push(format!(
+                    "installs on {}, from its custodians' escrow parts, its share of this manifest",
+                    s.pb.repair_target
+                ));
             }
             Kind::EscrowSplit => {
                 lines.push(format!("splits the shares of: {}", ids(&setup_ids)));

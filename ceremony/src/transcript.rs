@@ -177,7 +177,7 @@ impl Transcript {
 }
 
 /// The current time as transcripts and manifests record it (RFC 3339, UTC).
-pub(crate) fn now_rfc3339() -> Result<String, CeremonyError> {
+pub fn now_rfc3339() -> Result<String, CeremonyError> {
     let now = OffsetDateTime::now_utc();
     // Whole seconds: the timestamp goes into the manifest, where precision is noise.
     let now = now.replace_nanosecond(0).unwrap_or(now);

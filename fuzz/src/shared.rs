@@ -365,6 +365,7 @@ fn install_key_request() -> Target {
             pb::InstallKeyRequest {
                 manifest: r.manifest.clone(),
                 key_package: r.key_packages[0].clone(),
+                ..Default::default()
             }
             .encode_to_vec()
         })

@@ -30,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod escrow;
 pub mod identity;
+pub mod install;
 pub mod kek;
 pub mod key;
 pub mod metrics;

@@ -302,7 +302,8 @@ async fn install_matrix_key(net: &LocalNetwork) -> (BTreeMap<String, Vec<u8>>, V
             .iter()
             .map(|n| n.spec.manifest_participant())
             .collect(),
-        "2026-01-01T00:00:00Z".into(),
+        // Created now: nodes import only a key created within their import window.
+        quorate_ceremony::transcript::now_rfc3339().unwrap(),
         // Installed by hand: no administrators, by explicit choice.
         Some(pb::KeyPolicy {
             unsafe_no_administrators: true,
@@ -315,6 +316,7 @@ async fn install_matrix_key(net: &LocalNetwork) -> (BTreeMap<String, Vec<u8>>, V
         c.install_key(pb::InstallKeyRequest {
             manifest: manifest.clone(),
             key_package: kp.expose_bytes().to_vec(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -978,6 +980,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: vec![0xff; 64],
                 key_package: packages[TARGET].clone(),
+                ..Default::default()
             }),
             "malformed manifest",
             Ceremony,
@@ -987,6 +990,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: matrix_manifest.clone(),
                 key_package: vec![1, 2, 3],
+                ..Default::default()
             }),
             "malformed key package",
             Ceremony,
@@ -996,6 +1000,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: over_node_limit.clone(),
                 key_package: vec![],
+                ..Default::default()
             }),
             "over the transport limit",
             Ceremony,
@@ -1005,6 +1010,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: matrix_manifest.clone(),
                 key_package: secp_key_package,
+                ..Default::default()
             }),
             "secp256k1 key package for an Ed25519 key",
             Ceremony,
@@ -1014,6 +1020,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: matrix_manifest.clone(),
                 key_package: packages["node-2"].clone(),
+                ..Default::default()
             }),
             "another node's key package",
             Ceremony,
@@ -1023,6 +1030,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: matrix_manifest.clone(),
                 key_package: packages[TARGET].clone(),
+                ..Default::default()
             }),
             "replayed install",
             Ceremony,
@@ -1032,6 +1040,7 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             Rpc::InstallKey(pb::InstallKeyRequest {
                 manifest: matrix_manifest.clone(),
                 key_package: packages[TARGET].clone(),
+                ..Default::default()
             }),
             "wrong role (coordinator)",
             Coordinator,

@@ -217,6 +217,8 @@ async fn escrow_round_trip(suite: Ciphersuite) {
             key_id: key_id.clone(),
             node_id: TARGET.into(),
             parts: json_parts[..2].to_vec(),
+            plan: None,
+            authorizations: Vec::new(),
         },
     )
     .await
@@ -239,6 +241,8 @@ async fn escrow_round_trip(suite: Ciphersuite) {
             key_id: key_id.clone(),
             node_id: TARGET.into(),
             parts: forged,
+            plan: None,
+            authorizations: Vec::new(),
         },
     )
     .await
@@ -251,17 +255,12 @@ async fn escrow_round_trip(suite: Ciphersuite) {
     );
     assert!(!holds_key(&net, TARGET, &key_id).await);
 
-    // 6. Three genuine parts (not the first three) restore the node.
-    let outcome = escrow::recover(
-        &file,
-        RecoverRequest {
-            key_id: key_id.clone(),
-            node_id: TARGET.into(),
-            parts: json_parts[1..].to_vec(),
-        },
-    )
-    .await
-    .unwrap();
+    // 6. Three genuine parts (not the first three) restore the node, as the
+    //    key's administrators authorized.
+    let outcome = net
+        .escrow_recover(&key_id, TARGET, json_parts[1..].to_vec())
+        .await
+        .unwrap();
     assert_eq!(outcome.parts_used, 3);
     assert!(!outcome.manifest_from.contains(&TARGET.to_string()));
     let manifest_after = ceremony_client(&net, TARGET)
@@ -276,16 +275,10 @@ async fn escrow_round_trip(suite: Ciphersuite) {
     assert_eq!(manifest_after, manifest_before);
 
     // 7. A second recovery into a node that holds the key is refused.
-    let err = escrow::recover(
-        &file,
-        RecoverRequest {
-            key_id: key_id.clone(),
-            node_id: TARGET.into(),
-            parts: json_parts[..3].to_vec(),
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = net
+        .escrow_recover(&key_id, TARGET, json_parts[..3].to_vec())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("AlreadyExists"), "{err}");
 
     // 8. The recovered node signs in a quorum that needs it.
@@ -472,17 +465,9 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
         .iter()
         .map(|h| part(h).display().to_string())
         .collect();
-    let recover = |n: usize| {
-        let mut args = vec![
-            "escrow",
-            "recover",
-            "--ceremony",
-            &ceremony,
-            "--key-id",
-            key_id,
-            "--node",
-            TARGET,
-        ];
+    let recover = |n: usize, how: &[&str]| {
+        let mut args = vec!["escrow", "recover", "--ceremony", &ceremony];
+        args.extend(how);
         for p in &parts[..n] {
             args.extend(["--part", p.as_str()]);
         }
@@ -491,8 +476,9 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
         }
         ceremony_cli(&args)
     };
+    let unplanned = ["--key-id", key_id, "--node", TARGET];
     // Two parts of a 3-of-4 escrow: refused (exit 1), nothing installed.
-    let (code, _, stderr) = recover(2);
+    let (code, _, stderr) = recover(2, &unplanned);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("too few parts: 2 given"), "{stderr}");
     assert!(!holds_key(&net, TARGET, key_id).await);
@@ -508,8 +494,57 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
         TARGET,
     ]);
     assert_eq!(code, 64, "{stderr}");
+    // Enough parts but no authorization of the key's administrators: usage error,
+    // nothing installed.
+    let (code, _, stderr) = recover(3, &unplanned);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("has administrators"), "{stderr}");
+    assert!(!holds_key(&net, TARGET, key_id).await);
 
-    let (code, stdout, stderr) = recover(3);
+    // Planned (no parts needed yet), authorized by two administrators, then run.
+    let plan = work.join("recover-plan.json").display().to_string();
+    let (code, stdout, stderr) = ceremony_cli(&[
+        "escrow",
+        "recover",
+        "--ceremony",
+        &ceremony,
+        "--key-id",
+        key_id,
+        "--node",
+        TARGET,
+        "--write-plan",
+        &plan,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut planned = vec!["--plan".to_string(), plan.clone()];
+    for n in 1..=2 {
+        let admin = quorate_testnet::administrators::key_path(&net.net.dir, n)
+            .display()
+            .to_string();
+        let auth = work.join(format!("recover-{n}.json")).display().to_string();
+        let (code, stdout, stderr) = ceremony_cli(&[
+            "authorize",
+            "--plan",
+            &plan,
+            "--admin-key",
+            &admin,
+            "--out",
+            &auth,
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("operation:   escrow-recover"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("installs on {TARGET}")),
+            "{stdout}"
+        );
+        planned.extend(["--authorization".to_string(), auth]);
+    }
+    let planned: Vec<&str> = planned.iter().map(String::as_str).collect();
+    // One authorization of two needed: refused before any node is asked.
+    let (code, _, stderr) = recover(3, &planned[..4]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(!holds_key(&net, TARGET, key_id).await);
+    let (code, stdout, stderr) = recover(3, &planned);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("recovered node node-2's share"), "{stdout}");
     assert!(holds_key(&net, TARGET, key_id).await);
@@ -726,6 +761,7 @@ async fn a_manifest_naming_a_weak_aliased_or_shared_recipient_is_refused_by_the_
                     .1
                     .expose_bytes()
                     .to_vec(),
+                ..Default::default()
             })
             .await;
         let status = match installed {
@@ -894,4 +930,159 @@ async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
         part.verify().unwrap();
         assert_eq!(part.key_id, "imported");
     }
+}
+
+/// An escrow recovery is governed, and the node checks it itself. The attacker
+/// holds the ceremony's certificate and `k` custodians' parts (so the rebuilt
+/// share, and the manifest every node attests) and asks the wiped node to install
+/// them: passed off as an import (no setup), or as a recovery with no, one of two,
+/// one administrator's twice, forged, or another setup's authorizations. Each is
+/// refused with PERMISSION_DENIED and audited, and nothing is installed; a setup
+/// for another node is not this node's recovery. The administrators' recovery
+/// installs the share, the node records who authorized it, and the node signs.
+#[tokio::test]
+async fn an_escrow_recovery_needs_the_administrators_and_cannot_pass_as_an_import() {
+    let mut net = start_default().await;
+    let key_id = key_of(&net, Ciphersuite::Ed25519);
+    // A refreshed key (generation 1), so that it is not a key created now.
+    net.refresh(quorate_ceremony::keygen::RefreshRequest {
+        key_id: key_id.clone(),
+        remove_node: None,
+        policy: None,
+        escrow: None,
+    })
+    .await
+    .unwrap();
+    let out = net.dir.path().join("escrow");
+    net.escrow_split(&key_id, TARGET, &out).await.unwrap();
+    let holders = custodians(&net);
+    let parts: Vec<_> = holders[..usize::from(K)]
+        .iter()
+        .map(|h| {
+            let json = custodian_decrypts(h, &out.join(part_file_name(&key_id, TARGET, &h.name)));
+            EscrowPart::from_json(&json).unwrap().shamir_part().unwrap()
+        })
+        .collect();
+    let manifest = ceremony_client(&net, "node-1")
+        .await
+        .get_manifest(pb::GetManifestRequest {
+            key_id: key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .manifest;
+    let decoded = quorate_keys::manifest::Manifest::decode(&manifest).unwrap();
+    assert_eq!(decoded.generation, 1);
+    let me = decoded.participant(TARGET).unwrap();
+    let share = quorate_escrow::combine(Ciphersuite::Ed25519, &parts, &me.verifying_share).unwrap();
+    let key_package = Ciphersuite::Ed25519
+        .ops()
+        .key_package_from_signing_share(
+            &me.identifier,
+            &share,
+            &decoded.public_key_package,
+            decoded.threshold,
+        )
+        .unwrap()
+        .expose_bytes()
+        .to_vec();
+    net.wipe_node(TARGET).await.unwrap();
+
+    let ceremony = net.ceremony().unwrap();
+    let plan = escrow::plan_recover(&ceremony, &key_id, TARGET)
+        .await
+        .unwrap();
+    let other = escrow::plan_recover(&ceremony, &key_id, TARGET)
+        .await
+        .unwrap();
+    let genuine = net.authorize(&plan).unwrap();
+    let mallory = quorate_keys::authorization::AdministratorKey::generate();
+    let trudy = quorate_keys::authorization::AdministratorKey::generate();
+    let install =
+        |setup: Option<pb::CeremonySetup>, authorizations: Vec<Vec<u8>>| pb::InstallKeyRequest {
+            manifest: manifest.clone(),
+            key_package: key_package.clone(),
+            setup,
+            authorizations,
+        };
+    let setup = Some(plan.setup().pb.clone());
+    let attempts = [
+        ("passed off as an import", install(None, Vec::new())),
+        ("no authorization", install(setup.clone(), Vec::new())),
+        ("one of two", install(setup.clone(), genuine[..1].to_vec())),
+        (
+            "one administrator twice",
+            install(setup.clone(), vec![genuine[0].clone(), genuine[0].clone()]),
+        ),
+        (
+            "forged",
+            install(
+                setup.clone(),
+                vec![plan.authorize(&mallory, 600), plan.authorize(&trudy, 600)],
+            ),
+        ),
+        (
+            "another setup",
+            install(setup.clone(), net.authorize(&other).unwrap()),
+        ),
+    ];
+    let mut client = ceremony_client(&net, TARGET).await;
+    for (what, request) in &attempts {
+        let status = client.install_key(request.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{what}: {status:?}");
+        assert!(!holds_key(&net, TARGET, &key_id).await, "{what}");
+    }
+    let mut elsewhere = plan.setup().pb.clone();
+    elsewhere.repair_target = "node-3".into();
+    let status = client
+        .install_key(install(Some(elsewhere), genuine.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(!holds_key(&net, TARGET, &key_id).await);
+    let refused: Vec<_> = audit_records(&net, TARGET)
+        .await
+        .into_iter()
+        .filter(|r| r["event"] == "operation_refused" && r["key_id"] == key_id.as_str())
+        .collect();
+    assert_eq!(refused.len(), attempts.len(), "{refused:?}");
+    assert!(
+        refused[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a new key"),
+        "{:?}",
+        refused[0]
+    );
+
+    // The administrators' recovery: installed, recorded with who authorized it.
+    client
+        .install_key(install(setup.clone(), genuine.clone()))
+        .await
+        .unwrap();
+    let records = audit_records(&net, TARGET).await;
+    let authorized = records
+        .iter()
+        .find(|r| r["event"] == "operation_authorized")
+        .expect("the recovery's authorization is recorded");
+    assert!(
+        authorized["detail"].as_str().unwrap().contains(&format!(
+            "escrow-recover ceremony={}",
+            plan.setup().ceremony_id()
+        )),
+        "{authorized:?}"
+    );
+    assert_eq!(
+        authorized["authorized_by"].as_array().map(Vec::len),
+        Some(2),
+        "{authorized:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "key_recovered" && r["key_id"] == key_id.as_str()),
+        "{records:?}"
+    );
+    sign_with_target_required(&mut net, &key_id).await;
 }

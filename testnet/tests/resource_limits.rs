@@ -61,6 +61,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
         .install_key(pb::InstallKeyRequest {
             manifest: vec![0xff; quorate_wire::MAX_NODE_REQUEST_BYTES - 1024],
             key_package: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -69,6 +70,7 @@ async fn request_size_caps_refuse_only_what_is_over_them() {
         .install_key(pb::InstallKeyRequest {
             manifest: vec![0xff; quorate_wire::MAX_NODE_REQUEST_BYTES + 1],
             key_package: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -64,26 +64,48 @@ pub(super) enum EscrowCommand {
     /// Rebuild a node's share from K or more parts and install it on the node.
     ///
     /// Checks every part, fetches the key's manifest from the nodes in the ceremony
-    /// file (at least threshold of them must agree), checks the rebuilt share against
-    /// the node's verifying share in it, and installs the share on the node (which
-    /// must not hold the key, e.g. after it was wiped). Refuses, installing nothing,
-    /// when parts are too few, forged or from another split.
+    /// file (at least threshold of its participants must attest it), checks the
+    /// rebuilt share against the node's verifying share in it, and installs the
+    /// share on the node (which must not hold the key, e.g. after it was wiped).
+    /// Refuses, installing nothing, when parts are too few, forged or from another
+    /// split.
+    ///
+    /// For a key with administrators, plan first (--write-plan; no parts needed),
+    /// have administrators authorize the plan, then run it (--plan,
+    /// --authorization, the parts); the node checks the authorizations before it
+    /// installs anything.
     Recover {
         /// Ceremony file (as for `import`); must list NODE.
         #[arg(long, value_name = "FILE")]
         ceremony: PathBuf,
         /// The key to restore.
-        #[arg(long, value_name = "ID")]
-        key_id: String,
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "plan",
+            conflicts_with = "plan"
+        )]
+        key_id: Option<String>,
         /// The node to restore (same id as the node that split its share).
-        #[arg(long, value_name = "NODE")]
-        node: String,
+        #[arg(
+            long,
+            value_name = "NODE",
+            required_unless_present = "plan",
+            conflicts_with = "plan"
+        )]
+        node: Option<String>,
         /// A part: decrypted JSON or .age (repeat; at least K).
-        #[arg(long = "part", value_name = "FILE", required = true)]
+        #[arg(
+            long = "part",
+            value_name = "FILE",
+            required_unless_present = "write_plan"
+        )]
         parts: Vec<PathBuf>,
         /// age identity file for .age parts (repeatable; each part is tried with all).
         #[arg(long = "identity", value_name = "AGE_IDENTITY_FILE")]
         identities: Vec<PathBuf>,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
 }
 
@@ -167,8 +189,33 @@ pub(super) fn run(command: EscrowCommand) -> Result<(), CliError> {
             node,
             parts,
             identities,
+            plan,
         } => {
             let file = CeremonyFile::load(&ceremony)?;
+            let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
+            let planned = if plan.plan.is_some() || plan.write_plan.is_some() {
+                let p = plan.plan_or(|| {
+                    let (key_id, node) = (key_id.clone(), node.clone());
+                    Ok(runtime.block_on(escrow::plan_recover(
+                        &file,
+                        &key_id.unwrap_or_default(),
+                        &node.unwrap_or_default(),
+                    ))?)
+                })?;
+                if plan.write_if_asked(&p)? {
+                    return Ok(());
+                }
+                Some(p)
+            } else {
+                None
+            };
+            let (key_id, node_id) = match &planned {
+                Some(p) => (
+                    p.setup().pb.key_id.clone(),
+                    p.setup().pb.repair_target.clone(),
+                ),
+                None => (key_id.unwrap_or_default(), node.unwrap_or_default()),
+            };
             let identities = Identities::load(&identities)?;
             let parts = parts
                 .into_iter()
@@ -176,12 +223,12 @@ pub(super) fn run(command: EscrowCommand) -> Result<(), CliError> {
                 .collect::<Result<Vec<_>, _>>()?;
             drop(identities);
             let request = escrow::RecoverRequest {
-                key_id,
-                node_id: node,
+                key_id: key_id.clone(),
+                node_id: node_id.clone(),
                 parts,
+                plan: planned,
+                authorizations: plan.authorizations()?,
             };
-            let (key_id, node_id) = (request.key_id.clone(), request.node_id.clone());
-            let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
             let outcome = runtime.block_on(escrow::recover(&file, request))?;
             println!(
                 "recovered node {node_id}'s share of key {key_id} from {} parts and installed \

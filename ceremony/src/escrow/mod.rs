@@ -10,11 +10,12 @@
 //! - **verify** lets one custodian check their decrypted part alone against the
 //!   Feldman commitments it carries (the first of which is the node's verifying share).
 //! - **recover** takes `k` or more parts, checks each one and that they belong to the
-//!   same split, fetches the key's manifest from the live nodes (at least `t` of them
-//!   must report byte-identical manifests), checks the parts escrow the share the
-//!   manifest names for the node, rebuilds the share, accepts it only if it matches
-//!   that verifying share, and installs it on the (fresh) node via
-//!   `Ceremony.InstallKey`.
+//!   same split, fetches the key's manifest from the live nodes (at least `t` of its
+//!   participants must attest it), checks the parts escrow the share the manifest
+//!   names for the node, rebuilds the share, accepts it only if it matches that
+//!   verifying share, and installs it on the (fresh) node via `Ceremony.InstallKey`
+//!   with the recovery's setup; for a key with administrators, the plan they
+//!   authorized ([`plan_recover`]) and their authorizations, which the node checks.
 //!
 //! Secrets (decrypted parts, the rebuilt share, the key package) stay in zeroizing
 //! buffers and never appear in logs, errors or output.
@@ -31,5 +32,5 @@ mod split;
 
 pub use error::EscrowError;
 pub use part::{read_part, verify_part, Identities};
-pub use recover::{recover, RecoverOutcome, RecoverRequest};
+pub use recover::{plan_recover, recover, RecoverOutcome, RecoverRequest};
 pub use split::{part_file_name, plan_split, split, SplitOutcome, SplitRequest};

@@ -2,12 +2,15 @@
 //! live nodes and trusts it only if at least its threshold `t` of participants
 //! attest it (the coordinator's and the clients' rule, with the same function),
 //! rebuilds the share, accepts it only if it matches the node's verifying share, and
-//! installs it on the (fresh) node.
+//! installs it on the (fresh) node with the recovery's setup: for a key with
+//! administrators, the plan they authorized ([`plan_recover`]), which the node
+//! checks with their authorizations.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::future::join_all;
+use quorate_ceremony_protocol::setup::{Kind, Setup, SETUP_VERSION};
 use quorate_escrow::{EscrowFileError, EscrowPart, ShamirPart};
 use quorate_frost::Ciphersuite;
 use quorate_keys::manifest::Manifest;
@@ -20,6 +23,7 @@ use quorate_wire::pb::ceremony_client::CeremonyClient;
 use super::error::EscrowError;
 use super::node::{call, channel, node, tls};
 use crate::ceremony_file::CeremonyFile;
+use crate::plan::Plan;
 
 /// What to recover.
 #[derive(Debug)]
@@ -30,6 +34,94 @@ pub struct RecoverRequest {
     pub node_id: String,
     /// The parts, with the files they came from (for messages).
     pub parts: Vec<(PathBuf, EscrowPart)>,
+    /// For a key with administrators: the recovery's plan ([`plan_recover`]) and
+    /// the administrators' authorizations of it.
+    pub plan: Option<Plan>,
+    /// The administrators' authorizations of `plan`.
+    pub authorizations: Vec<Vec<u8>>,
+}
+
+/// Plans the escrow recovery of `node_id`'s share of `key_id` (a key with
+/// administrators needs their authorizations of it): fetches the key's manifest
+/// as `recover` does (at least its threshold of participants attest it) and fixes
+/// the setup (a fresh ceremony id, that manifest's hash, the node). The parts are
+/// not needed yet.
+pub async fn plan_recover(
+    file: &CeremonyFile,
+    key_id: &str,
+    node_id: &str,
+) -> Result<Plan, EscrowError> {
+    quorate_wire::validate_key_id(key_id).map_err(EscrowError::Usage)?;
+    node(file, node_id)?;
+    let tls = tls(file)?;
+    let (manifest, _) = agreed_manifest(file, &tls, key_id).await?;
+    let setup = recovery_setup(&manifest, node_id)?;
+    Plan::new(setup, manifest).map_err(EscrowError::Usage)
+}
+
+/// A fresh setup of the recovery of `node_id`'s share of `manifest`'s key.
+fn recovery_setup(manifest: &Manifest, node_id: &str) -> Result<Setup, EscrowError> {
+    if manifest.participant(node_id).is_none() {
+        return Err(EscrowError::Mismatch(format!(
+            "node {node_id} is not a participant of key {}",
+            manifest.key_id
+        )));
+    }
+    Setup::from_pb(pb::CeremonySetup {
+        version: SETUP_VERSION,
+        ceremony_id: crate::plan::ceremony_id("escrow-recover"),
+        kind: pb::CeremonyKind::EscrowRecover as i32,
+        key_id: manifest.key_id.clone(),
+        ciphersuite: pb::Ciphersuite::from(manifest.ciphersuite) as i32,
+        threshold: u32::from(manifest.threshold),
+        manifest_hash: manifest.hash.to_vec(),
+        repair_target: node_id.to_string(),
+        ..Default::default()
+    })
+    .map_err(|e| EscrowError::Usage(e.to_string()))
+}
+
+/// The setup to install with: the plan's, checked against the request and the
+/// manifest the nodes attest now (and its authorizations against the key's
+/// administrators, as the node will), or a fresh one for a key without
+/// administrators.
+fn checked_setup(req: &RecoverRequest, manifest: &Manifest) -> Result<Setup, EscrowError> {
+    let Some(plan) = &req.plan else {
+        if manifest.policy.is_governed() {
+            return Err(EscrowError::Usage(format!(
+                "key {} has administrators: write the recovery's plan (--write-plan), have \
+                 administrators authorize it (`quorate-ceremony authorize`), and run it with \
+                 --plan and --authorization",
+                req.key_id
+            )));
+        }
+        return recovery_setup(manifest, &req.node_id);
+    };
+    let s = plan.setup();
+    if s.kind != Kind::EscrowRecover
+        || s.pb.key_id != req.key_id
+        || s.pb.repair_target != req.node_id
+    {
+        return Err(EscrowError::Usage(format!(
+            "the plan is a {} of key {} onto {:?}, not an escrow recovery of node {}'s share of key {}",
+            s.kind.name(),
+            s.pb.key_id,
+            s.pb.repair_target,
+            req.node_id,
+            req.key_id
+        )));
+    }
+    if s.pb.manifest_hash.as_slice() != manifest.hash.as_slice() {
+        return Err(EscrowError::Manifest(format!(
+            "the nodes attest manifest {} of key {}, but the plan is for {}: the key changed \
+             since the plan was written; plan again",
+            hex::encode(manifest.hash),
+            req.key_id,
+            hex::encode(&s.pb.manifest_hash)
+        )));
+    }
+    plan.check_authorizations(manifest, &req.authorizations)?;
+    Ok(s.clone())
 }
 
 /// What a recovery did.
@@ -251,6 +343,7 @@ pub async fn recover(
     let (suite, verifying_share, parts) = check_parts(&req)?;
 
     let (manifest, manifest_from) = agreed_manifest(file, &tls, &req.key_id).await?;
+    let setup = checked_setup(&req, &manifest)?;
     if manifest.ciphersuite != suite {
         return Err(EscrowError::Mismatch(format!(
             "the parts are {suite} but key {} is {}",
@@ -321,6 +414,8 @@ pub async fn recover(
         client.install_key(pb::InstallKeyRequest {
             manifest: manifest.encoded.clone(),
             key_package: key_package.expose_bytes().to_vec(),
+            setup: Some(setup.pb),
+            authorizations: req.authorizations.clone(),
         }),
     )
     .await

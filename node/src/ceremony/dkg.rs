@@ -62,7 +62,7 @@ pub(crate) fn round1(
             }
             check_authorized(node, &key.manifest, &setup, &req.authorizations, caller)?;
         }
-        Kind::Repair | Kind::EscrowSplit => {
+        Kind::Repair | Kind::EscrowSplit | Kind::EscrowRecover => {
             return Err(NodeError::MalformedRequest(format!(
                 "a {} is not a DKG or refresh",
                 setup.kind.name()

@@ -3,13 +3,12 @@
 //! refresh and repair.
 //!
 //! An adapter only: it checks the caller's role and hands the request to the node's
-//! state, [`crate::escrow`] or the ceremony steps in [`crate::ceremony`]. Invariant:
-//! only callers whose certificate says `ceremony` are served; the caller named in
-//! the audit log is that certificate's identity.
+//! state, [`crate::install`], [`crate::escrow`] or the ceremony steps in
+//! [`crate::ceremony`]. Invariant: only callers whose certificate says `ceremony`
+//! are served; the caller named in the audit log is that certificate's identity.
 
 use std::sync::Arc;
 
-use quorate_frost::SecretKeyPackage;
 use quorate_transport::identity::{authorize, PeerIdentity, Role};
 use quorate_wire::pb;
 use tonic::{Request, Response, Status};
@@ -18,8 +17,8 @@ use super::blocking::run_blocking;
 use crate::ceremony::{dkg, refresh, repair, Participant};
 use crate::error::NodeError;
 use crate::escrow;
+use crate::install;
 use crate::state::NodeState;
-use crate::store::KeyRecord;
 
 /// The `Ceremony` service.
 #[derive(Debug, Clone)]
@@ -77,15 +76,8 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
         req: Request<pb::InstallKeyRequest>,
     ) -> Result<Response<pb::InstallKeyResponse>, Status> {
         let caller = authorize(&req, &self.state.identity.trust_domain, &[Role::Ceremony])?;
-        tracing::info!(caller = %caller, "key installation requested");
-        let req = req.into_inner();
-        let record = KeyRecord {
-            manifest: req.manifest,
-            key_package: SecretKeyPackage::from_bytes(req.key_package),
-        };
-        let result = self
-            .state
-            .install_record(record, "key_installed", &caller.spiffe_id());
+        tracing::info!(caller = %caller, recovery = req.get_ref().setup.is_some(), "key installation requested");
+        let result = install::install(&self.state, req.into_inner(), &caller);
         self.state.metrics.request("InstallKey", &result);
         Ok(Response::new(result?))
     }

@@ -70,6 +70,10 @@ pub enum Kind {
     /// Splitting nodes' shares among the key's escrow custodians (no rounds
     /// between nodes; a setup so that administrators can authorize it).
     EscrowSplit,
+    /// Installing one node's share, rebuilt from its custodians' escrow parts, on
+    /// that node (no rounds either; a setup so that administrators can authorize
+    /// it).
+    EscrowRecover,
 }
 
 impl Kind {
@@ -80,6 +84,7 @@ impl Kind {
             Kind::Refresh => "refresh",
             Kind::Repair => "repair",
             Kind::EscrowSplit => "escrow-split",
+            Kind::EscrowRecover => "escrow-recover",
         }
     }
 
@@ -87,7 +92,7 @@ impl Kind {
     pub fn dkg_mode(self) -> DkgMode {
         match self {
             Kind::Refresh => DkgMode::Refresh,
-            Kind::Dkg | Kind::Repair | Kind::EscrowSplit => DkgMode::Generate,
+            Kind::Dkg | Kind::Repair | Kind::EscrowSplit | Kind::EscrowRecover => DkgMode::Generate,
         }
     }
 }
@@ -129,22 +134,27 @@ impl Setup {
             Ok(pb::CeremonyKind::Refresh) => Kind::Refresh,
             Ok(pb::CeremonyKind::Repair) => Kind::Repair,
             Ok(pb::CeremonyKind::EscrowSplit) => Kind::EscrowSplit,
+            Ok(pb::CeremonyKind::EscrowRecover) => Kind::EscrowRecover,
             _ => return Err(bad(format!("unknown ceremony kind {}", pb.kind))),
         };
         let ciphersuite =
             quorate_wire::ciphersuite_from_pb(pb.ciphersuite).map_err(|e| bad(e.to_string()))?;
         let n = pb.participants.len();
+        // An escrow split or recovery names some or none of the key's nodes, so its
+        // threshold (the key's) is not bounded by them.
+        let escrow = matches!(kind, Kind::EscrowSplit | Kind::EscrowRecover);
         let threshold = u16::try_from(pb.threshold)
             .ok()
-            .filter(|t| {
-                *t >= 2
-                    && n <= usize::from(u16::MAX)
-                    && (usize::from(*t) <= n || kind == Kind::EscrowSplit)
-            })
+            .filter(|t| *t >= 2 && n <= usize::from(u16::MAX) && (usize::from(*t) <= n || escrow))
             .ok_or_else(|| bad(format!("threshold {} is not within 2..={n}", pb.threshold)))?;
         if kind == Kind::EscrowSplit && n == 0 {
             return Err(bad(
                 "an escrow split names the nodes whose shares it splits".into(),
+            ));
+        }
+        if kind == Kind::EscrowRecover && n != 0 {
+            return Err(bad(
+                "an escrow recovery names only its repair_target, no participants".into(),
             ));
         }
         let mut seen = BTreeSet::new();
@@ -165,14 +175,22 @@ impl Setup {
         if kind != Kind::Dkg && pb.manifest_hash.len() != 32 {
             return Err(bad("manifest_hash must be a SHA-256".into()));
         }
-        if kind == Kind::Repair {
+        if matches!(kind, Kind::Repair | Kind::EscrowRecover) {
             if pb.repair_target.is_empty() || seen.contains(pb.repair_target.as_str()) {
                 return Err(bad(
                     "repair_target must be set and must not be a helper".into()
                 ));
             }
+            quorate_transport::identity::PeerIdentity::new(
+                "check",
+                quorate_transport::identity::Role::Node,
+                &pb.repair_target,
+            )
+            .map_err(|e| bad(format!("repair_target: {e}")))?;
         } else if !pb.repair_target.is_empty() {
-            return Err(bad("repair_target is only for repairs".into()));
+            return Err(bad(
+                "repair_target is only for repairs and escrow recoveries".into(),
+            ));
         }
         // A key's custodians and policy are set when it is created and changed only
         // by a refresh, which the key's administrators authorize.
@@ -189,7 +207,7 @@ impl Setup {
                         .map_err(|e| bad(format!("policy: {e}")))?;
                 }
             }
-            Kind::Repair | Kind::EscrowSplit => {
+            Kind::Repair | Kind::EscrowSplit | Kind::EscrowRecover => {
                 if pb.escrow.is_some() || pb.policy.is_some() {
                     return Err(bad(format!(
                         "a {} changes neither the key's policy nor its escrow custodians; a refresh does",

@@ -72,6 +72,32 @@ impl LocalNetwork {
         .await?)
     }
 
+    /// Rebuilds `node`'s share of `key_id` from custodians' escrow `parts` and
+    /// installs it as an operator would (plan, the administrators'
+    /// authorizations, recovery).
+    pub async fn escrow_recover(
+        &self,
+        key_id: &str,
+        node: &str,
+        parts: Vec<(std::path::PathBuf, quorate_escrow::EscrowPart)>,
+    ) -> anyhow::Result<quorate_ceremony::escrow::RecoverOutcome> {
+        use quorate_ceremony::escrow::{plan_recover, recover, RecoverRequest};
+        let ceremony = self.ceremony()?;
+        let plan = plan_recover(&ceremony, key_id, node).await?;
+        let authorizations = self.authorize(&plan)?;
+        Ok(recover(
+            &ceremony,
+            RecoverRequest {
+                key_id: key_id.into(),
+                node_id: node.into(),
+                parts,
+                plan: Some(plan),
+                authorizations,
+            },
+        )
+        .await?)
+    }
+
     /// The ceremony's view of the network.
     pub fn ceremony(&self) -> anyhow::Result<CeremonyFile> {
         Ok(CeremonyFile::load(&self.ceremony_file)?)

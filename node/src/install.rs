@@ -10,7 +10,9 @@
 //! without a setup is an import, and only a key created now can be imported
 //! (generation 0, `created_at` within [`IMPORT_WINDOW_SECS`] of this node's clock),
 //! so an existing key's share cannot be passed off as an import to skip its
-//! administrators. Every refusal of either rule is audited.
+//! administrators; and a new key lists administrators or opts out explicitly.
+//! Every refusal of an authorization or of an "import" of an existing key is
+//! audited.
 
 use quorate_ceremony_protocol::setup::{Kind, Setup};
 use quorate_frost::SecretKeyPackage;
@@ -50,12 +52,17 @@ pub(crate) fn install(
             "key_recovered"
         }
         None => {
-            check_new_key(
+            check_created_now(
                 state,
                 &manifest,
                 &caller,
                 quorate_keys::approval::unix_now(),
             )?;
+            // A new key has administrators, or its creator opted out explicitly.
+            manifest
+                .policy
+                .check_new_key()
+                .map_err(|e| NodeError::MalformedRequest(format!("policy: {e}")))?;
             "key_installed"
         }
     };
@@ -111,13 +118,13 @@ fn recovery_setup(
 /// [`IMPORT_WINDOW_SECS`] before `now` (and at most [`IMPORT_CLOCK_SKEW_SECS`]
 /// after). Anything else is an existing key's share: refused and audited, since
 /// that is what skipping an escrow recovery's authorization looks like.
-fn check_new_key(
+fn check_created_now(
     state: &NodeState,
     manifest: &Manifest,
     caller: &str,
     now: u64,
 ) -> Result<(), NodeError> {
-    if is_new_key(manifest, now) {
+    if created_now(manifest, now) {
         return Ok(());
     }
     Err(refuse(
@@ -140,8 +147,8 @@ fn check_new_key(
     )?)
 }
 
-/// Whether `manifest` is of a key created now (see [`check_new_key`]).
-fn is_new_key(manifest: &Manifest, now: u64) -> bool {
+/// Whether `manifest` is of a key created now (see [`check_created_now`]).
+fn created_now(manifest: &Manifest, now: u64) -> bool {
     let created = OffsetDateTime::parse(&manifest.created_at, &Rfc3339)
         .ok()
         .and_then(|t| u64::try_from(t.unix_timestamp()).ok());
@@ -191,19 +198,19 @@ mod tests {
     }
 
     #[test]
-    fn only_a_generation_0_key_created_within_the_window_is_new() {
+    fn only_a_generation_0_key_created_within_the_window_is_created_now() {
         // 2026-01-01T00:00:00Z
         let created = 1_767_225_600;
         let m = manifest("2026-01-01T00:00:00Z", 0);
-        assert!(is_new_key(&m, created));
-        assert!(is_new_key(&m, created + IMPORT_WINDOW_SECS));
-        assert!(!is_new_key(&m, created + IMPORT_WINDOW_SECS + 1));
+        assert!(created_now(&m, created));
+        assert!(created_now(&m, created + IMPORT_WINDOW_SECS));
+        assert!(!created_now(&m, created + IMPORT_WINDOW_SECS + 1));
         // The ceremony host's clock a little ahead of this node's, not more.
-        assert!(is_new_key(&m, created - IMPORT_CLOCK_SKEW_SECS));
-        assert!(!is_new_key(&m, created - IMPORT_CLOCK_SKEW_SECS - 1));
+        assert!(created_now(&m, created - IMPORT_CLOCK_SKEW_SECS));
+        assert!(!created_now(&m, created - IMPORT_CLOCK_SKEW_SECS - 1));
         // A refreshed key is never new, however recent its creation time.
-        assert!(!is_new_key(&manifest("2026-01-01T00:00:00Z", 1), created));
+        assert!(!created_now(&manifest("2026-01-01T00:00:00Z", 1), created));
         // A creation time that does not parse is not now.
-        assert!(!is_new_key(&manifest("yesterday", 0), created));
+        assert!(!created_now(&manifest("yesterday", 0), created));
     }
 }

@@ -111,6 +111,10 @@ async fn custodian_guide_commands_work_as_documented() {
             "escrow",
             "authorize",
             "authorize",
+            "escrow",
+            "escrow",
+            "authorize",
+            "authorize",
             "escrow"
         ],
         "{commands:?}"
@@ -308,7 +312,7 @@ async fn custodian_guide_commands_work_as_documented() {
     // 5. Escrow node-2's refreshed share to the key's custodians, planned and
     //    authorized; bank-a decrypts their part with the standard `age` tool and
     //    verifies it.
-    for command in &commands[11..] {
+    for command in &commands[11..15] {
         run(command);
     }
     let part = dir.join("escrow/payments-eu.node-2.bank-a.age");
@@ -340,7 +344,20 @@ async fn custodian_guide_commands_work_as_documented() {
         String::from_utf8_lossy(&verify.stderr)
     );
 
-    // Sign with the repaired node in the only possible quorum.
+    // 6. node-2's region is lost again: its share is recovered from three
+    //    custodians' parts, planned and authorized.
+    net.wipe_node("node-2").await.unwrap();
+    for command in &commands[15..18] {
+        run(command);
+    }
+    let out = run(&commands[18]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recovered node node-2's share"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Sign with the repaired and recovered node in the only possible quorum.
     net.restart_coordinator().await.unwrap();
     net.kill_node("node-3").await.unwrap();
     let client = net.client().await.unwrap();

@@ -3,7 +3,8 @@
 //! verify their parts alone, the node is wiped, its share is recovered from the
 //! parts into it, and it signs again in a quorum that cannot do without it. Too few
 //! or forged parts install nothing. Whoever holds the ceremony's certificate cannot
-//! have parts encrypted to anyone but those custodians.
+//! have parts encrypted to anyone but those custodians, nor put a share back on a
+//! node without the key's administrators.
 
 mod common;
 

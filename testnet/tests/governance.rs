@@ -440,6 +440,37 @@ async fn a_new_key_needs_administrators_or_the_explicit_opt_out() {
         status.message().contains("unsafe_no_administrators"),
         "{status:?}"
     );
+    // Nor does a node install such a key's share as an import.
+    let dealt = quorate_frost::Ciphersuite::Ed25519
+        .ops()
+        .split(None, &node_ids(&net), 3)
+        .unwrap();
+    let manifest = quorate_keys::manifest::encode(
+        "new-key",
+        quorate_frost::Ciphersuite::Ed25519,
+        3,
+        dealt.public_key_package.clone(),
+        net.nodes
+            .iter()
+            .map(|n| n.spec.manifest_participant())
+            .collect(),
+        quorate_ceremony::transcript::now_rfc3339().unwrap(),
+        None,
+    );
+    let status = ceremony_client(&net, "node-1")
+        .await
+        .install_key(pb::InstallKeyRequest {
+            manifest,
+            key_package: dealt.key_packages[0].1.expose_bytes().to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("unsafe_no_administrators"),
+        "{status:?}"
+    );
     // With the opt-out, the key is made, and its refresh needs no authorization.
     quorate_ceremony::keygen::run_dkg(
         &ceremony,

@@ -1,6 +1,7 @@
 //! `quorate-ceremony admin keygen` and `authorize`, and the plan options every
 //! governed command shares (`--write-plan`, `--plan`, `--authorization`): how a
-//! key's administrators consent to one exact refresh, repair or escrow split.
+//! key's administrators consent to one exact refresh, repair, escrow split or
+//! escrow recovery.
 
 use std::path::{Path, PathBuf};
 
@@ -41,9 +42,9 @@ pub(super) struct AuthorizeArgs {
     pub(super) out: Option<PathBuf>,
 }
 
-/// How a governed command (refresh, repair, escrow split) is planned, authorized
-/// and run: a key with administrators needs `--write-plan`, their authorizations,
-/// then `--plan` with them; a key without runs in one step.
+/// How a governed command (refresh, repair, escrow split, escrow recovery) is
+/// planned, authorized and run: a key with administrators needs `--write-plan`,
+/// their authorizations, then `--plan` with them; a key without runs in one step.
 #[derive(Debug, clap::Args)]
 pub(super) struct PlanArgs {
     /// Only plan: write the operation's plan (its exact setup) to FILE and stop.

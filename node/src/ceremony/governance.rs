@@ -1,13 +1,14 @@
 //! The administrator quorum: a governed operation on a key (refresh, retirement of
-//! a removed node's share, repair, escrow split) goes ahead on this node only with
-//! authorizations of exactly its setup by as many of the key's administrators as
-//! its policy needs ([`quorate_keys::authorization`]).
+//! a removed node's share, repair, escrow split, escrow recovery) goes ahead on
+//! this node only with authorizations of exactly its setup by as many of the key's
+//! administrators as its policy needs ([`quorate_keys::authorization`]).
 //!
-//! Used by the refresh, retirement, repair and escrow steps, before they touch a
-//! share or start a session. Invariants: the administrators and their number come
-//! from the manifest this node holds (or, for a repair's target, the manifest whose
-//! hash the setup names), never from the request; every verdict is audited, the
-//! refusal with its reason and the authorization with who gave it.
+//! Used by the refresh, retirement, repair, escrow and install steps, before they
+//! touch a share or start a session. Invariants: the administrators and their
+//! number come from the manifest this node holds (or, for a repair's target or an
+//! escrow recovery, which hold none, the manifest whose hash the setup names),
+//! never from anything else in the request; every verdict is audited, the refusal
+//! with its reason and the authorization with who gave it.
 
 use quorate_ceremony_protocol::setup::Setup;
 use quorate_keys::audit::AuditRecord;

@@ -18,10 +18,12 @@
 //! (or beside a missing or empty log) unless told to (`audit.accept_unverified_log`).
 //!
 //! Used by the node's state when it opens (read once, before any key is
-//! activated). Invariant: every activation (`key_generated`, `key_installed`,
-//! `key_repaired`, `key_refreshed`, `key_loaded`) records `manifest_sha256=<hex>` in
-//! its detail, and since this check exists also ` generation=<n>`; `key_retired`
-//! ends the key's share on this node.
+//! activated), and by every install of a key the node does not hold
+//! ([`check_install`]), so that an install cannot bring back what the log says is
+//! retired or older either. Invariant: every activation (`key_generated`,
+//! `key_installed`, `key_recovered`, `key_repaired`, `key_refreshed`, `key_loaded`)
+//! records `manifest_sha256=<hex>` in its detail, and since this check exists also
+//! ` generation=<n>`; `key_retired` ends the key's share on this node.
 
 use std::collections::HashMap;
 
@@ -31,9 +33,10 @@ use crate::audit::AuditLog;
 use crate::error::NodeError;
 
 /// Audit events that activate a manifest of a key on this node.
-const ACTIVATIONS: [&str; 5] = [
+const ACTIVATIONS: [&str; 6] = [
     "key_generated",
     "key_installed",
+    "key_recovered",
     "key_repaired",
     "key_refreshed",
     "key_loaded",
@@ -221,7 +224,7 @@ pub(crate) fn check_record(
     generation: u64,
     last: Option<&Last>,
 ) -> Result<Verdict, NodeError> {
-    let stale = |expected: String| {
+    compare(hash, generation, last).map_err(|expected| {
         NodeError::Corrupt(format!(
             "stored key {key_id:?} is rolled back: its record is of epoch {} (generation \
              {generation}), but {expected}; an old copy of the store was restored. The node \
@@ -230,7 +233,34 @@ pub(crate) fn check_record(
              (docs/security.md)",
             hex::encode(hash)
         ))
-    };
+    })
+}
+
+/// Checks an install (import, recovery, repair, DKG) of `key_id` at manifest
+/// `hash`, `generation` on a node that does not hold the key, by the rule of
+/// [`check_record`]: the log must not say the key was retired here or activated at
+/// another epoch of the same or a later generation. (Installed anyway, the record
+/// would stop the node at its next start.)
+pub(crate) fn check_install(
+    key_id: &str,
+    hash: &[u8; 32],
+    generation: u64,
+    last: Option<&Last>,
+) -> Result<(), NodeError> {
+    compare(hash, generation, last)
+        .map(drop)
+        .map_err(|expected| {
+            NodeError::KeyVersionMismatch(format!(
+            "key {key_id:?} at epoch {} (generation {generation}) is not installed: {expected}; \
+             a node takes back no share its log retired or superseded",
+            hex::encode(hash)
+        ))
+        })
+}
+
+/// Compares an epoch of a key with the log's last activation or retirement of it;
+/// on refusal, says what the log records.
+fn compare(hash: &[u8; 32], generation: u64, last: Option<&Last>) -> Result<Verdict, String> {
     match last {
         None => Ok(Verdict::Record),
         Some(Last::Active {
@@ -246,16 +276,16 @@ pub(crate) fn check_record(
                 let generation = last_generation
                     .map(|g| format!("generation {g}"))
                     .unwrap_or_else(|| "generation not recorded".into());
-                Err(stale(format!(
+                Err(format!(
                     "the audit log's last activation of the key (record {seq}) is epoch {} \
                      ({generation})",
                     hex::encode(manifest_hash)
-                )))
+                ))
             }
         }
-        Some(Last::Retired { seq }) => Err(stale(format!(
+        Some(Last::Retired { seq }) => Err(format!(
             "the audit log records this node's share of the key retired (record {seq})"
-        ))),
+        )),
     }
 }
 

@@ -79,6 +79,10 @@ pub struct NodeState {
     attestor: StatementSigner,
     store: KeyStore,
     keys: RwLock<HashMap<String, Arc<ActiveKey>>>,
+    /// Each key's last activation or retirement on this node, as its audit log
+    /// records it: what an install of a key the node does not hold is checked
+    /// against ([`activations::check_install`]). Kept under `keys`' write lock.
+    epochs: std::sync::Mutex<HashMap<String, activations::Last>>,
     /// Refreshes in progress on this node. Lock order: `keys`, then `staging`.
     staging: RwLock<Staging>,
     /// Approval tokens an approver revoked, (key id, token id): from the store and
@@ -208,13 +212,21 @@ impl NodeState {
             keys.insert(key_id, Arc::new(key));
         }
         for (key_id, hash, generation) in to_record {
-            audit.append(AuditRecord {
+            let recorded = audit.append(AuditRecord {
                 event: "key_loaded".into(),
                 key_id: key_id.clone(),
                 caller: identity.node_id.clone(),
                 detail: activations::detail(&hash, generation),
                 ..Default::default()
             })?;
+            last.insert(
+                key_id.clone(),
+                activations::Last::Active {
+                    manifest_hash: hash,
+                    generation: Some(generation),
+                    seq: recorded.seq,
+                },
+            );
             tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), generation, "key's epoch recorded in the audit log");
         }
         // Only now, with every record checked, are records sealed before epochs
@@ -269,6 +281,7 @@ impl NodeState {
             attestor,
             store,
             keys: RwLock::new(keys),
+            epochs: std::sync::Mutex::new(last),
             staging: RwLock::new(staging),
             revoked: RwLock::new(revoked),
             revoking: std::sync::Mutex::new(()),
@@ -407,14 +420,25 @@ impl NodeState {
         if keys.contains_key(&key_id) {
             return Err(NodeError::KeyExists(key_id));
         }
+        let generation = key.manifest.generation;
+        let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        activations::check_install(&key_id, &hash, generation, epochs.get(&key_id))?;
         self.store.insert_new(&key_id, &record)?;
-        self.audit.append(AuditRecord {
+        let recorded = self.audit.append(AuditRecord {
             event: event.into(),
             key_id: key_id.clone(),
             caller: caller.into(),
-            detail: activations::detail(&hash, key.manifest.generation),
+            detail: activations::detail(&hash, generation),
             ..Default::default()
         })?;
+        epochs.insert(
+            key_id.clone(),
+            activations::Last::Active {
+                manifest_hash: hash,
+                generation: Some(generation),
+                seq: recorded.seq,
+            },
+        );
         keys.insert(key_id.clone(), Arc::new(key));
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(hash), "key installed");
         Ok(pb::InstallKeyResponse {
@@ -545,13 +569,24 @@ impl NodeState {
             .map_err(|e| NodeError::CeremonyRejected(e.to_string()))?;
         self.store
             .commit_staged(key_id, setup_hash, &st.record, receipts)?;
-        self.audit.append(AuditRecord {
+        let recorded = self.audit.append(AuditRecord {
             event: "key_refreshed".into(),
             key_id: key_id.into(),
             caller: caller.into(),
             detail: activations::detail(manifest_hash, st.key.manifest.generation),
             ..Default::default()
         })?;
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                key_id.to_string(),
+                activations::Last::Active {
+                    manifest_hash: *manifest_hash,
+                    generation: Some(st.key.manifest.generation),
+                    seq: recorded.seq,
+                },
+            );
         keys.insert(key_id.to_string(), Arc::clone(&st.key));
         staging.by_key.remove(key_id);
         tracing::info!(key_id = %key_id, manifest_sha256 = %hex::encode(manifest_hash), "refresh committed: the new share is current, the old one deleted");
@@ -807,12 +842,19 @@ impl NodeState {
         }
         drop(staging);
         self.store.remove(key_id)?;
-        self.audit.append(AuditRecord {
+        let recorded = self.audit.append(AuditRecord {
             event: "key_retired".into(),
             key_id: key_id.into(),
             caller: caller.into(),
             ..Default::default()
         })?;
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                key_id.into(),
+                activations::Last::Retired { seq: recorded.seq },
+            );
         keys.remove(key_id);
         Ok(())
     }
@@ -926,6 +968,57 @@ mod tests {
         pb.generation = generation;
         pb.created_at = "2026-02-02T00:00:00Z".into();
         pb.encode_to_vec()
+    }
+
+    #[test]
+    fn no_install_takes_back_a_share_this_node_retired_and_a_recovery_is_an_activation() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = crate::store::Kek::generate_hex();
+        let (state, own, m0) = node_with_key(dir.path(), &kek);
+        let record = || KeyRecord {
+            manifest: m0.encoded.clone(),
+            key_package: own.clone(),
+        };
+        state.remove_key("k1", &m0.hash, "test").unwrap();
+        // Installed again, the record would stop the node at its next start.
+        for _ in 0..2 {
+            let err = state
+                .install_record(record(), "key_installed", "test")
+                .unwrap_err();
+            assert!(matches!(err, NodeError::KeyVersionMismatch(_)), "{err}");
+            assert!(err.to_string().contains("retired"), "{err}");
+        }
+        // The same after a restart, from the log.
+        drop(state);
+        let state = open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
+        let err = state
+            .install_record(record(), "key_recovered", "test")
+            .unwrap_err();
+        assert!(matches!(err, NodeError::KeyVersionMismatch(_)), "{err}");
+
+        // A recovered share's epoch is recorded like any other activation.
+        let dir = tempfile::tempdir().unwrap();
+        let state = open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
+        let m1 = at_generation(&m0, 1);
+        state
+            .install_record(
+                KeyRecord {
+                    manifest: m1.clone(),
+                    key_package: own.clone(),
+                },
+                "key_recovered",
+                "test",
+            )
+            .unwrap();
+        let from_log = activations::read(&state.audit).unwrap();
+        assert_eq!(
+            from_log.last.get("k1"),
+            Some(&activations::Last::Active {
+                manifest_hash: quorate_wire::sha256(&m1),
+                generation: Some(1),
+                seq: 0,
+            })
+        );
     }
 
     #[test]

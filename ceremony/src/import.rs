@@ -187,6 +187,7 @@ pub async fn import_key(
                 key_package: key_package.expose_bytes().to_vec(),
                 setup: None,
                 authorizations: Vec::new(),
+                attestations: Vec::new(),
             };
             let mut client = CeremonyClient::new(reached.channel.clone());
             let expected = manifest.hash;

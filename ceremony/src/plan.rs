@@ -133,7 +133,10 @@ impl Plan {
         let setup = pb::CeremonySetup::decode(bytes.as_slice())
             .map_err(|e| bad(format!("setup does not decode: {e}")))?;
         let setup = Setup::from_pb(setup).map_err(|e| bad(e.to_string()))?;
-        if setup.kind == Kind::Dkg {
+        if !matches!(
+            setup.kind,
+            Kind::Refresh | Kind::Repair | Kind::EscrowSplit | Kind::EscrowRecover
+        ) {
             return Err(bad(format!(
                 "a {} is not a governed operation",
                 setup.kind.name()
@@ -184,6 +187,15 @@ impl Plan {
                     .join(", ")
             )
         };
+        let policy = |p: &pb::KeyPolicy| {
+            serde_json::to_string(&crate::policy_file::PolicyFile::from_pb(p)).unwrap_or_default()
+        };
+        let now_policy = || {
+            pb::KeyManifest::decode(m.encoded.as_slice())
+                .ok()
+                .and_then(|k| k.policy)
+                .unwrap_or_default()
+        };
         let mut lines = vec![
             format!("operation:   {}", s.kind.name()),
             format!("key:         {}", s.pb.key_id),
@@ -208,15 +220,7 @@ impl Plan {
                 lines.push(format!("new shares for: {}", ids(&setup_ids)));
                 lines.push(format!("removes, deleting their shares: {}", ids(&removed)));
                 if let Some(p) = &s.pb.policy {
-                    let policy = |p: &pb::KeyPolicy| {
-                        serde_json::to_string(&crate::policy_file::PolicyFile::from_pb(p))
-                            .unwrap_or_default()
-                    };
-                    let now = pb::KeyManifest::decode(m.encoded.as_slice())
-                        .ok()
-                        .and_then(|k| k.policy)
-                        .unwrap_or_default();
-                    lines.push(format!("policy now:   {}", policy(&now)));
+                    lines.push(format!("policy now:   {}", policy(&now_policy())));
                     lines.push(format!("policy after: {}", policy(p)));
                 }
                 if let Some(e) = &s.pb.escrow {
@@ -235,9 +239,16 @@ impl Plan {
                 lines.push(format!("helpers:     {}", ids(&setup_ids)));
             }
             Kind::EscrowRecover => {
+                // The manifest installed is the plan's, as the key's nodes attested
+                // it when the plan was written; the node installs no other.
                 lines.push(format!(
                     "installs on {}, from its custodians' escrow parts, its share of this manifest",
                     s.pb.repair_target
+                ));
+                lines.push(format!("with its policy: {}", policy(&now_policy())));
+                lines.push(format!(
+                    "and custodians:  {}",
+                    m.escrow.as_ref().map_or("none".into(), custodians)
                 ));
             }
             Kind::EscrowSplit => {

@@ -5,8 +5,11 @@
 //!
 //! Used by the `Ceremony` gRPC adapter. Invariants: a recovery carries its setup
 //! (kind `escrow-recover`, this node as its target, the SHA-256 of exactly the
-//! manifest installed) and, for a key with administrators, enough of their
-//! authorizations of it, checked against the policy of that manifest; a request
+//! manifest installed), key attestations of that manifest by at least its
+//! threshold of participants (so it is the manifest the key's nodes hold, not one
+//! the caller made with administrators of its own or none), and, for a key with
+//! administrators, enough of their authorizations of the setup, checked against
+//! the policy of that manifest; a request
 //! without a setup is an import, and only a key created now can be imported
 //! (generation 0, `created_at` within [`IMPORT_WINDOW_SECS`] of this node's clock),
 //! so an existing key's share cannot be passed off as an import to skip its
@@ -17,7 +20,9 @@
 use quorate_ceremony_protocol::setup::{Kind, Setup};
 use quorate_frost::SecretKeyPackage;
 use quorate_keys::manifest::Manifest;
+use quorate_transport::attest::{ChainCache, StatementVerifier};
 use quorate_transport::identity::PeerIdentity;
+use quorate_transport::key_attestation::{self, AttestedManifest};
 use quorate_wire::pb;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -36,9 +41,10 @@ pub const IMPORT_WINDOW_SECS: u64 = 600;
 pub const IMPORT_CLOCK_SKEW_SECS: u64 = 300;
 
 /// Installs the share in `req` (see the module docs); `caller` is the ceremony
-/// tool's identity.
+/// tool's identity, `verifier` checks statements against the trust domain's CA.
 pub(crate) fn install(
     state: &NodeState,
+    verifier: &StatementVerifier,
     req: pb::InstallKeyRequest,
     caller: &PeerIdentity,
 ) -> Result<pb::InstallKeyResponse, NodeError> {
@@ -48,6 +54,7 @@ pub(crate) fn install(
     let event = match req.setup {
         Some(setup) => {
             let setup = recovery_setup(state, &manifest, setup)?;
+            check_attested(state, verifier, &manifest, &req.attestations, &caller)?;
             check_authorized(state, &manifest, &setup, &req.authorizations, &caller)?;
             "key_recovered"
         }
@@ -112,6 +119,65 @@ fn recovery_setup(
         )));
     }
     Ok(setup)
+}
+
+/// A recovered manifest must be the one the key's nodes hold: key attestations of
+/// it by at least its threshold of distinct participants (the coordinator's and
+/// the clients' rule). A manifest only the caller vouches for, say the key's own
+/// re-encoded without its administrators, is refused and audited.
+fn check_attested(
+    state: &NodeState,
+    verifier: &StatementVerifier,
+    manifest: &Manifest,
+    attestations: &[pb::Signed],
+    caller: &str,
+) -> Result<(), NodeError> {
+    if attestations.len() > manifest.participants.len() {
+        return Err(NodeError::MalformedRequest(format!(
+            "{} key attestations for a manifest of {} participants",
+            attestations.len(),
+            manifest.participants.len()
+        )));
+    }
+    let participants: Vec<&str> = manifest
+        .participants
+        .iter()
+        .map(|p| p.node_id.as_str())
+        .collect();
+    let attesters = key_attestation::attesting_participants(
+        verifier,
+        &ChainCache::default(),
+        AttestedManifest {
+            key_id: &manifest.key_id,
+            manifest_hash: &manifest.hash,
+            participants: &participants,
+        },
+        attestations,
+    );
+    if attesters.reach(manifest.threshold) {
+        return Ok(());
+    }
+    let attested: Vec<&str> = attesters.nodes.iter().map(String::as_str).collect();
+    Err(refuse(
+        state,
+        &manifest.key_id,
+        caller,
+        &format!(
+            "escrow-recover of manifest {} attested by [{}], {} needed",
+            hex::encode(manifest.hash),
+            attested.join(" "),
+            manifest.threshold
+        ),
+        format!(
+            "escrow recovery of key {:?}: manifest {} is attested by {} of its participants \
+             ({}), {} needed; a recovery installs the manifest the key's nodes hold",
+            manifest.key_id,
+            hex::encode(manifest.hash),
+            attested.len(),
+            attested.join(", "),
+            manifest.threshold
+        ),
+    )?)
 }
 
 /// An import installs a key created now: generation 0, `created_at` within

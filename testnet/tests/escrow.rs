@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use common::{bin_dir, ceremony_client, start_default, TestNetwork, DEADLINE};
+use prost::Message;
 use quorate_ceremony::escrow::{
     self, part_file_name, EscrowError, Identities, RecoverRequest, SplitRequest,
 };
@@ -535,7 +536,8 @@ async fn escrow_cli_split_verify_recover_with_exit_codes() {
         assert_eq!(code, 0, "{stdout}{stderr}");
         assert!(stdout.contains("operation:   escrow-recover"), "{stdout}");
         assert!(
-            stdout.contains(&format!("installs on {TARGET}")),
+            stdout.contains(&format!("installs on {TARGET}"))
+                && stdout.contains("with its policy: {"),
             "{stdout}"
         );
         planned.extend(["--authorization".to_string(), auth]);
@@ -935,12 +937,14 @@ async fn an_imported_key_is_escrowed_to_the_custodians_its_import_named() {
 
 /// An escrow recovery is governed, and the node checks it itself. The attacker
 /// holds the ceremony's certificate and `k` custodians' parts (so the rebuilt
-/// share, and the manifest every node attests) and asks the wiped node to install
-/// them: passed off as an import (no setup), or as a recovery with no, one of two,
-/// one administrator's twice, forged, or another setup's authorizations. Each is
-/// refused with PERMISSION_DENIED and audited, and nothing is installed; a setup
-/// for another node is not this node's recovery. The administrators' recovery
-/// installs the share, the node records who authorized it, and the node signs.
+/// share, the manifest every node attests and their attestations of it) and asks
+/// the wiped node to install them: passed off as an import (no setup), or as a
+/// recovery with no, one of two, one administrator's twice, forged, or another
+/// setup's authorizations, without the attestations, or of the manifest made again
+/// without administrators. Each is refused with PERMISSION_DENIED and audited, and
+/// nothing is installed; a setup for another node is not this node's recovery.
+/// The administrators' recovery installs the share, the node records who
+/// authorized it, and the node signs.
 #[tokio::test]
 async fn an_escrow_recovery_needs_the_administrators_and_cannot_pass_as_an_import() {
     let mut net = start_default().await;
@@ -1000,14 +1004,39 @@ async fn an_escrow_recovery_needs_the_administrators_and_cannot_pass_as_an_impor
     let genuine = net.authorize(&plan).unwrap();
     let mallory = quorate_keys::authorization::AdministratorKey::generate();
     let trudy = quorate_keys::authorization::AdministratorKey::generate();
+    // The other nodes' key attestations of the manifest, as GetManifest gives them
+    // to anyone holding the ceremony certificate.
+    let mut attestations = Vec::new();
+    for node in ["node-1", "node-3", "node-4", "node-5"] {
+        let held = ceremony_client(&net, node)
+            .await
+            .get_manifest(pb::GetManifestRequest {
+                key_id: key_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        attestations.push(held.attestation.unwrap());
+    }
     let install =
         |setup: Option<pb::CeremonySetup>, authorizations: Vec<Vec<u8>>| pb::InstallKeyRequest {
             manifest: manifest.clone(),
             key_package: key_package.clone(),
             setup,
             authorizations,
+            attestations: attestations.clone(),
         };
     let setup = Some(plan.setup().pb.clone());
+    // The key's manifest made again without its administrators (everything else,
+    // the share's verifying share included, as it was), with a setup of its own.
+    let mut ungoverned = pb::KeyManifest::decode(manifest.as_slice()).unwrap();
+    ungoverned.policy = Some(pb::KeyPolicy {
+        unsafe_no_administrators: true,
+        ..Default::default()
+    });
+    let ungoverned = ungoverned.encode_to_vec();
+    let mut ungoverned_setup = plan.setup().pb.clone();
+    ungoverned_setup.manifest_hash = quorate_wire::sha256(&ungoverned).to_vec();
     let attempts = [
         ("passed off as an import", install(None, Vec::new())),
         ("no authorization", install(setup.clone(), Vec::new())),
@@ -1026,6 +1055,20 @@ async fn an_escrow_recovery_needs_the_administrators_and_cannot_pass_as_an_impor
         (
             "another setup",
             install(setup.clone(), net.authorize(&other).unwrap()),
+        ),
+        (
+            "the manifest without attestations",
+            pb::InstallKeyRequest {
+                attestations: Vec::new(),
+                ..install(setup.clone(), genuine.clone())
+            },
+        ),
+        (
+            "the manifest re-made without administrators",
+            pb::InstallKeyRequest {
+                manifest: ungoverned,
+                ..install(Some(ungoverned_setup), Vec::new())
+            },
         ),
     ];
     let mut client = ceremony_client(&net, TARGET).await;

@@ -54,7 +54,7 @@ pub async fn plan_recover(
     quorate_wire::validate_key_id(key_id).map_err(EscrowError::Usage)?;
     node(file, node_id)?;
     let tls = tls(file)?;
-    let (manifest, _) = agreed_manifest(file, &tls, key_id).await?;
+    let manifest = agreed_manifest(file, &tls, key_id).await?.manifest;
     let setup = recovery_setup(&manifest, node_id)?;
     Plan::new(setup, manifest).map_err(EscrowError::Usage)
 }
@@ -133,6 +133,16 @@ pub struct RecoverOutcome {
     pub parts_used: usize,
     /// Participants whose key attestations of the manifest verified.
     pub manifest_from: Vec<String>,
+}
+
+/// A manifest at least its threshold of participants attest.
+#[derive(Debug)]
+struct Attested {
+    manifest: Manifest,
+    /// The participants whose attestations verified.
+    attested_by: Vec<String>,
+    /// The attestations reported for it (the node recovered checks them too).
+    attestations: Vec<pb::Signed>,
 }
 
 /// Checks that the parts form one usable set for `key_id`/`node_id`; returns the
@@ -222,7 +232,7 @@ async fn agreed_manifest(
     file: &CeremonyFile,
     tls: &TlsMaterial,
     key_id: &str,
-) -> Result<(Manifest, Vec<String>), EscrowError> {
+) -> Result<Attested, EscrowError> {
     let verifier = tls
         .statement_verifier()
         .map_err(|e| EscrowError::Manifest(format!("cannot check key attestations: {e}")))?;
@@ -252,12 +262,12 @@ async fn agreed_manifest(
 /// newest generation (an old manifest from before a refresh may still be attested
 /// by nodes that have not retired it, but the parts recover the current share),
 /// then the one most participants attest. Returns it with the attesting
-/// participants.
+/// participants and the attestations reported for it.
 fn attested_manifest(
     verifier: &StatementVerifier,
     key_id: &str,
     answers: Vec<(String, Result<pb::NodeKey, String>)>,
-) -> Result<(Manifest, Vec<String>), EscrowError> {
+) -> Result<Attested, EscrowError> {
     let mut groups: BTreeMap<[u8; 32], (Manifest, Vec<pb::Signed>)> = BTreeMap::new();
     let mut failures = Vec::new();
     for (node_id, result) in answers {
@@ -279,7 +289,7 @@ fn attested_manifest(
         }
     }
     let chains = ChainCache::default();
-    let mut best: Option<(Manifest, Vec<String>)> = None;
+    let mut best: Option<Attested> = None;
     for (manifest, statements) in groups.into_values() {
         let participants: Vec<&str> = manifest
             .participants
@@ -313,11 +323,14 @@ fn attested_manifest(
             continue;
         }
         let nodes: Vec<String> = attesters.nodes.into_iter().collect();
-        if best
-            .as_ref()
-            .is_none_or(|(b, by)| (manifest.generation, nodes.len()) > (b.generation, by.len()))
-        {
-            best = Some((manifest, nodes));
+        if best.as_ref().is_none_or(|b| {
+            (manifest.generation, nodes.len()) > (b.manifest.generation, b.attested_by.len())
+        }) {
+            best = Some(Attested {
+                manifest,
+                attested_by: nodes,
+                attestations: statements,
+            });
         }
     }
     best.ok_or_else(|| {
@@ -342,7 +355,11 @@ pub async fn recover(
     let tls = tls(file)?;
     let (suite, verifying_share, parts) = check_parts(&req)?;
 
-    let (manifest, manifest_from) = agreed_manifest(file, &tls, &req.key_id).await?;
+    let Attested {
+        manifest,
+        attested_by: manifest_from,
+        attestations,
+    } = agreed_manifest(file, &tls, &req.key_id).await?;
     let setup = checked_setup(&req, &manifest)?;
     if manifest.ciphersuite != suite {
         return Err(EscrowError::Mismatch(format!(
@@ -416,6 +433,7 @@ pub async fn recover(
             key_package: key_package.expose_bytes().to_vec(),
             setup: Some(setup.pb),
             authorizations: req.authorizations.clone(),
+            attestations,
         }),
     )
     .await
@@ -531,9 +549,14 @@ mod tests {
             answer(&ca, "node-2", &m, None),
             answer(&ca, "node-3", &m, Some("node-3")),
         ];
-        let (trusted, from) = attested_manifest(&verifier(&ca), "k", attested).unwrap();
-        assert_eq!(trusted.hash, m.hash);
-        assert_eq!(from, vec!["node-1".to_string(), "node-3".to_string()]);
+        let trusted = attested_manifest(&verifier(&ca), "k", attested).unwrap();
+        assert_eq!(trusted.manifest.hash, m.hash);
+        assert_eq!(
+            trusted.attested_by,
+            vec!["node-1".to_string(), "node-3".to_string()]
+        );
+        // The statements go to the node recovered, which checks them itself.
+        assert_eq!(trusted.attestations.len(), 2);
     }
 
     #[test]
@@ -551,9 +574,12 @@ mod tests {
                 .iter()
                 .map(|n| answer(&ca, n, &new, Some(n))),
         );
-        let (trusted, from) = attested_manifest(&verifier(&ca), "k", answers).unwrap();
-        assert_eq!(trusted.generation, 1);
-        assert_eq!(trusted.hash, new.hash);
-        assert_eq!(from, vec!["node-2".to_string(), "node-3".to_string()]);
+        let trusted = attested_manifest(&verifier(&ca), "k", answers).unwrap();
+        assert_eq!(trusted.manifest.generation, 1);
+        assert_eq!(trusted.manifest.hash, new.hash);
+        assert_eq!(
+            trusted.attested_by,
+            vec!["node-2".to_string(), "node-3".to_string()]
+        );
     }
 }

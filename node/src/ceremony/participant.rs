@@ -56,6 +56,11 @@ impl Participant {
         }
     }
 
+    /// Checks other nodes' statements (chained to the trust domain's CA).
+    pub(crate) fn verifier(&self) -> &StatementVerifier {
+        &self.keys.verifier
+    }
+
     /// Pending ceremonies on this node.
     pub fn pending_ceremonies(&self) -> usize {
         self.sessions.len()

@@ -77,7 +77,12 @@ impl pb::ceremony_server::Ceremony for CeremonyService {
     ) -> Result<Response<pb::InstallKeyResponse>, Status> {
         let caller = authorize(&req, &self.state.identity.trust_domain, &[Role::Ceremony])?;
         tracing::info!(caller = %caller, recovery = req.get_ref().setup.is_some(), "key installation requested");
-        let result = install::install(&self.state, req.into_inner(), &caller);
+        let result = install::install(
+            &self.state,
+            self.participant.verifier(),
+            req.into_inner(),
+            &caller,
+        );
         self.state.metrics.request("InstallKey", &result);
         Ok(Response::new(result?))
     }

@@ -175,7 +175,7 @@ impl Plan {
                 .iter()
                 .map(|p| p.node_id.as_str())
                 .collect();
-        let holders: Vec<&str> = m.participants.iter().map(|p| p.node_id.as_str()).collect();
+        let holders = m.participant_ids();
         let custodians = |e: &quorate_keys::custodians::KeyEscrow| {
             format!(
                 "{} of [{}]",

@@ -51,11 +51,7 @@ pub fn check_attested(
                 .into(),
         );
     }
-    let participants: Vec<&str> = manifest
-        .participants
-        .iter()
-        .map(|p| p.node_id.as_str())
-        .collect();
+    let participants = manifest.participant_ids();
     let attesters = key_attestation::attesting_participants(
         verifier,
         &ChainCache::default(),

@@ -35,14 +35,9 @@ impl KnownKey {
     /// coordinator may ask (not [`KnownKey::never_asked`]) and that `pool` currently
     /// counts as available. Fewer than the threshold, and the key cannot sign.
     pub fn reachable_holders(&self, pool: &NodePool) -> usize {
-        reachable_holders(
-            self.manifest
-                .participants
-                .iter()
-                .map(|p| p.node_id.as_str()),
-            &self.never_asked,
-            |id| pool.get(id).is_some_and(|node| node.is_available()),
-        )
+        reachable_holders(self.manifest.participant_ids(), &self.never_asked, |id| {
+            pool.get(id).is_some_and(|node| node.is_available())
+        })
     }
 }
 

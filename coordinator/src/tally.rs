@@ -177,11 +177,7 @@ impl Tally {
             return Err("the node is not a participant of it".into());
         }
         let signed = attestation.ok_or("no attestation (a node older than this coordinator?)")?;
-        let participants: Vec<&str> = manifest
-            .participants
-            .iter()
-            .map(|p| p.node_id.as_str())
-            .collect();
+        let participants = manifest.participant_ids();
         let attester = key_attestation::verify(
             &self.verifier,
             &self.certificates,

@@ -51,10 +51,17 @@ pub(crate) fn install(
     let caller = caller.spiffe_id();
     let manifest =
         Manifest::decode(&req.manifest).map_err(|e| NodeError::KeyNotForThisNode(e.to_string()))?;
+    let record = KeyRecord {
+        manifest: req.manifest,
+        key_package: SecretKeyPackage::from_bytes(req.key_package),
+    };
     let event = match req.setup {
         Some(setup) => {
             let setup = recovery_setup(state, &manifest, setup)?;
             check_attested(state, verifier, &manifest, &req.attestations, &caller)?;
+            // Before the authorization is recorded: nothing it authorizes fails
+            // after it, short of the store itself.
+            state.check_installable(&record)?;
             check_authorized(state, &manifest, &setup, &req.authorizations, &caller)?;
             "key_recovered"
         }
@@ -72,10 +79,6 @@ pub(crate) fn install(
                 .map_err(|e| NodeError::MalformedRequest(format!("policy: {e}")))?;
             "key_installed"
         }
-    };
-    let record = KeyRecord {
-        manifest: req.manifest,
-        key_package: SecretKeyPackage::from_bytes(req.key_package),
     };
     state.install_record(record, event, &caller)
 }
@@ -139,11 +142,7 @@ fn check_attested(
             manifest.participants.len()
         )));
     }
-    let participants: Vec<&str> = manifest
-        .participants
-        .iter()
-        .map(|p| p.node_id.as_str())
-        .collect();
+    let participants = manifest.participant_ids();
     let attesters = key_attestation::attesting_participants(
         verifier,
         &ChainCache::default(),

@@ -168,6 +168,11 @@ impl NodeState {
             .partition(|(name, _)| crate::store::parse_staged_name(name).is_some());
         let unverified = from_log.unverified();
         let mut last = from_log.last;
+        if unverified.is_some() {
+            // What an untrusted log says establishes nothing: not the epochs of
+            // stored keys (checked below), nor what later installs are held to.
+            last.clear();
+        }
         if let (Some(reason), false) = (unverified, stored.is_empty()) {
             let names: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
             if !settings.accept_unverified_log {
@@ -193,7 +198,6 @@ impl NodeState {
                 ..Default::default()
             })?;
             tracing::warn!(%reason, "audit.accept_unverified_log: stored keys loaded without the rollback check");
-            last.clear();
         }
         let mut keys = HashMap::new();
         let mut to_record = Vec::new();
@@ -445,6 +449,45 @@ impl NodeState {
             manifest_hash: hash.to_vec(),
             receipt: None,
         })
+    }
+
+    /// Checks, before a DKG, that this node's audit log records nothing of
+    /// `key_id`: a new key's manifest would be refused at activation
+    /// ([`activations::check_install`]) under an id this node retired or holds an
+    /// epoch of.
+    pub(crate) fn check_key_id_unused(&self, key_id: &str) -> Result<(), NodeError> {
+        let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        let (what, seq) = match epochs.get(key_id) {
+            None => return Ok(()),
+            Some(activations::Last::Active { seq, .. }) => ("an activation of that key", seq),
+            Some(activations::Last::Retired { seq }) => ("that key's share retired", seq),
+        };
+        Err(NodeError::KeyVersionMismatch(format!(
+            "key id {key_id:?} is taken on {}: its audit log records {what} (record {seq}); a \
+             new key needs a new id",
+            self.identity.node_id
+        )))
+    }
+
+    /// Checks that `record` could be installed now ([`NodeState::install_record`]
+    /// checks it again, under its lock): a share of its manifest for this node, of
+    /// a key it does not hold, at an epoch its audit log does not refuse. For a
+    /// governed install, so that an authorization is not recorded for what cannot
+    /// be installed anyway.
+    pub(crate) fn check_installable(&self, record: &KeyRecord) -> Result<(), NodeError> {
+        let key = activate(&self.identity, &self.attestor, record.clone())
+            .map_err(NodeError::KeyNotForThisNode)?;
+        let manifest = &key.manifest;
+        if self.key(&manifest.key_id).is_ok() {
+            return Err(NodeError::KeyExists(manifest.key_id.clone()));
+        }
+        let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        activations::check_install(
+            &manifest.key_id,
+            &manifest.hash,
+            manifest.generation,
+            epochs.get(&manifest.key_id),
+        )
     }
 
     /// Stages a refresh's new share of a key whose current manifest hash is
@@ -971,7 +1014,7 @@ mod tests {
     }
 
     #[test]
-    fn no_install_takes_back_a_share_this_node_retired_and_a_recovery_is_an_activation() {
+    fn no_install_or_dkg_takes_back_a_key_this_node_retired_and_a_recovery_is_an_activation() {
         let dir = tempfile::tempdir().unwrap();
         let kek = crate::store::Kek::generate_hex();
         let (state, own, m0) = node_with_key(dir.path(), &kek);
@@ -980,6 +1023,10 @@ mod tests {
             key_package: own.clone(),
         };
         state.remove_key("k1", &m0.hash, "test").unwrap();
+        // A DKG of a new key under that id is refused before its first round.
+        let err = state.check_key_id_unused("k1").unwrap_err();
+        assert!(err.to_string().contains("retired"), "{err}");
+        state.check_key_id_unused("k2").unwrap();
         // Installed again, the record would stop the node at its next start.
         for _ in 0..2 {
             let err = state

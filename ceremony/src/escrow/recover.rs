@@ -291,11 +291,7 @@ fn attested_manifest(
     let chains = ChainCache::default();
     let mut best: Option<Attested> = None;
     for (manifest, statements) in groups.into_values() {
-        let participants: Vec<&str> = manifest
-            .participants
-            .iter()
-            .map(|p| p.node_id.as_str())
-            .collect();
+        let participants = manifest.participant_ids();
         let attesters = key_attestation::attesting_participants(
             verifier,
             &chains,

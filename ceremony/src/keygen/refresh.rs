@@ -169,11 +169,7 @@ pub async fn run_refresh(
 /// The ceremony file must list exactly the key's current nodes: those a refresh
 /// keeps and the one it may remove.
 fn check_lists_the_key_nodes(manifest: &Manifest, peers: &[Peer]) -> Result<(), CeremonyError> {
-    let mut names: Vec<&str> = manifest
-        .participants
-        .iter()
-        .map(|p| p.node_id.as_str())
-        .collect();
+    let mut names = manifest.participant_ids();
     let mut listed: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
     names.sort_unstable();
     listed.sort_unstable();

@@ -44,6 +44,8 @@ pub(crate) fn round1(
             if node.key(&setup.pb.key_id).is_ok() {
                 return Err(NodeError::KeyExists(setup.pb.key_id.clone()));
             }
+            // Refused now rather than at activation, after every round.
+            node.check_key_id_unused(&setup.pb.key_id)?;
         }
         Kind::Refresh => {
             let key = prior_key(node, &setup)?;

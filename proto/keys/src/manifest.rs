@@ -192,6 +192,14 @@ impl Manifest {
         self.participants.iter().find(|p| p.node_id == node_id)
     }
 
+    /// The participants' node ids, in manifest order.
+    pub fn participant_ids(&self) -> Vec<&str> {
+        self.participants
+            .iter()
+            .map(|p| p.node_id.as_str())
+            .collect()
+    }
+
     /// Whether `self` may replace `previous` as the key's manifest after a refresh:
     /// the same key, and exactly the next generation. A node installs a refreshed
     /// manifest only if this holds, so a key's generations on a node only go up, one

@@ -6,16 +6,16 @@
 //! Used by the `Ceremony` gRPC adapter. Invariants: a recovery carries its setup
 //! (kind `escrow-recover`, this node as its target, the SHA-256 of exactly the
 //! manifest installed), key attestations of that manifest by at least its
-//! threshold of participants (so it is the manifest the key's nodes hold, not one
-//! the caller made with administrators of its own or none), and, for a key with
-//! administrators, enough of their authorizations of the setup, checked against
-//! the policy of that manifest; a request
-//! without a setup is an import, and only a key created now can be imported
-//! (generation 0, `created_at` within [`IMPORT_WINDOW_SECS`] of this node's clock),
-//! so an existing key's share cannot be passed off as an import to skip its
-//! administrators; and a new key lists administrators or opts out explicitly.
-//! Every refusal of an authorization or of an "import" of an existing key is
-//! audited.
+//! threshold of participants (so it is a manifest the key's nodes hold or held,
+//! not one the caller made with administrators of its own or none), and, for a
+//! key with administrators, enough of their authorizations of the setup, checked
+//! against the policy of that manifest. A request without a setup is an import,
+//! and only a key created now can be imported (generation 0, `created_at` within
+//! [`IMPORT_WINDOW_SECS`] of this node's clock), so a key's manifest cannot be
+//! passed off as an import to skip its administrators; a new key lists
+//! administrators or opts out explicitly. Missing attestations or authorizations,
+//! and an "import" of a key not created now, are refused and audited; every
+//! install is held to the node's audit log ([`crate::activations::check_install`]).
 
 use quorate_ceremony_protocol::setup::{Kind, Setup};
 use quorate_frost::SecretKeyPackage;

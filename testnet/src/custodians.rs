@@ -107,6 +107,27 @@ pub fn identity(custodian: &TestnetCustodian) -> anyhow::Result<age::x25519::Ide
         .map_err(|e| anyhow!("{}: {e}", custodian.identity_file.display()))
 }
 
+/// What `custodian` does with their `.age` part of an escrow split: decrypts it
+/// with their identity and checks it alone against its Feldman commitments.
+pub fn open_part(
+    custodian: &TestnetCustodian,
+    age_file: &Path,
+) -> anyhow::Result<quorate_escrow::EscrowPart> {
+    let ciphertext =
+        std::fs::read(age_file).with_context(|| format!("reading {}", age_file.display()))?;
+    let plaintext = zeroize::Zeroizing::new(
+        age::decrypt(&identity(custodian)?, &ciphertext)
+            .map_err(|e| anyhow!("{}: {e}", age_file.display()))?,
+    );
+    let json = std::str::from_utf8(&plaintext)
+        .map_err(|_| anyhow!("{}: the part is not UTF-8", age_file.display()))?;
+    let part = quorate_escrow::EscrowPart::from_json(json)
+        .map_err(|e| anyhow!("{}: {e}", age_file.display()))?;
+    part.verify()
+        .map_err(|e| anyhow!("{}: {e}", age_file.display()))?;
+    Ok(part)
+}
+
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

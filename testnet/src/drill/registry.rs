@@ -120,6 +120,13 @@ pub fn registry() -> Vec<Drill> {
             run: storage::doctored_audit_log,
             local_only: true,
         },
+        Drill {
+            number: 13,
+            name: "escrow-rebuild",
+            expectation: "a node's region destroyed: its shares escrowed to the keys' custodians, recovered from three custodians' parts onto the empty node with two administrators' authorization; it then signs; load unaffected",
+            run: storage::escrow_rebuild,
+            local_only: true,
+        },
     ]
 }
 
@@ -135,6 +142,6 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), drills.len());
         let numbers: Vec<u8> = drills.iter().map(|d| d.number).collect();
-        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8, 9, 11, 10, 12]);
+        assert_eq!(numbers, vec![1, 2, 3, 4, 6, 5, 7, 8, 9, 11, 10, 12, 13]);
     }
 }

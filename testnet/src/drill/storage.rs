@@ -1,7 +1,9 @@
 //! Drills on what nodes keep: a node's state wiped and rebuilt by repair (both
-//! networks), a store damaged on disk, and nodes SIGKILLed mid-signing, after which
-//! no nonce was spent twice, no share was lost and every audit chain is intact
-//! (local processes only: they edit a store and issue an auditor certificate).
+//! networks), a store damaged on disk, nodes SIGKILLed mid-signing, after which
+//! no nonce was spent twice, no share was lost and every audit chain is intact,
+//! and a node rebuilt from its custodians' escrow (local processes only: they edit
+//! a store, issue an auditor certificate, or open parts with the custodians'
+//! identities).
 
 use std::time::Duration;
 
@@ -92,6 +94,110 @@ pub(super) fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Resul
         // Requests sent while node-4 and node-5 were frozen may time out on them
         // before the coordinator skips them; only invalid signatures fail the drill
         // besides the repair itself.
+        Ok(verdict(stats, why, detail, &samples))
+    })
+}
+
+/// Drill 13: a region is destroyed and rebuilt from escrow, as the custodian guide
+/// says (docs/ceremony.md): node-2 splits its share of every key among the key's
+/// custodians (planned, authorized by two administrators), node-2 is wiped, three
+/// custodians open their parts, and each share is recovered onto the empty node
+/// (planned and authorized again, the node checking the attestations and the
+/// authorizations); node-2 then signs every key in a quorum that needs it.
+pub(super) fn escrow_rebuild(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
+    Box::pin(async move {
+        let load = ctx.load(&[], "escrow-rebuild")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let victim = "node-2";
+        let keys = ctx.target.key_ids();
+        let net = ctx.local()?;
+        let escrow_dir = net.dir.join("drill-escrow");
+        if escrow_dir.exists() {
+            std::fs::remove_dir_all(&escrow_dir)
+                .with_context(|| format!("removing {}", escrow_dir.display()))?;
+        }
+        let mut why = Vec::new();
+        let mut parts_of = Vec::new();
+        for key_id in &keys {
+            let opened = async {
+                let split = net.escrow_split(key_id, victim, &escrow_dir).await?;
+                let k = usize::from(split.threshold);
+                split
+                    .files
+                    .iter()
+                    .take(k)
+                    .map(|(name, file)| {
+                        let custodian = net
+                            .custodians
+                            .iter()
+                            .find(|c| &c.name == name)
+                            .ok_or_else(|| anyhow!("no testnet custodian {name}"))?;
+                        Ok((file.clone(), crate::custodians::open_part(custodian, file)?))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
+            match opened.await {
+                Ok(parts) => parts_of.push((key_id.clone(), parts)),
+                Err(e) => why.push(format!("escrowing {key_id}: {e:#}")),
+            }
+        }
+        net.wipe_node(victim).await?;
+        let mut recovered = 0;
+        for (key_id, parts) in parts_of {
+            match net.escrow_recover(&key_id, victim, parts).await {
+                Ok(_) => recovered += 1,
+                Err(e) => why.push(format!("recovering {key_id}: {e:#}")),
+            }
+        }
+        std::fs::remove_dir_all(&escrow_dir).ok();
+        // The rebuilt node must sign: take two other nodes away for one request
+        // per key.
+        let frozen = ["node-4", "node-5"];
+        for id in frozen {
+            ctx.target.pause_node(id).await?;
+        }
+        let client = ctx.target.client(0)?;
+        for key in ctx.keys.clone() {
+            let message = format!("after {victim} was rebuilt from escrow");
+            match client
+                .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(r) if r.signers.iter().any(|s| s == victim) => {
+                    if let Err(e) = crate::verify::verify(
+                        key.ciphersuite,
+                        &key.public_key,
+                        message.as_bytes(),
+                        &r.signature,
+                    ) {
+                        why.push(format!(
+                            "{}: invalid signature after the rebuild: {e}",
+                            key.key_id
+                        ));
+                    }
+                }
+                Ok(r) => why.push(format!(
+                    "{}: {victim} did not sign ({:?})",
+                    key.key_id, r.signers
+                )),
+                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
+            }
+        }
+        for id in frozen {
+            ctx.target.resume_node(id).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = load.stop().await;
+        let stats = Stats::of(&samples);
+        why.extend(baseline_failures(&stats, 10));
+        let detail = format!(
+            "{victim} escrowed to the keys' custodians, wiped, and its shares of {recovered} of {} \
+             keys recovered from {} custodians' parts each (two administrators authorizing \
+             every split and recovery); it then signed each with {} frozen",
+            keys.len(),
+            crate::custodians::THRESHOLD,
+            frozen.join(" and ")
+        );
         Ok(verdict(stats, why, detail, &samples))
     })
 }

@@ -17,6 +17,48 @@ use super::verdict::{baseline_failures, verdict, Stats, Verdict};
 use crate::network::LocalNetwork;
 use crate::probe::node_holds_key;
 
+/// Signs `message` once with every load key while the `frozen` nodes are paused,
+/// so that `victim` is in every quorum; says what went wrong (a refusal, `victim`
+/// not among the signers, a signature that does not verify).
+async fn signs_every_key_with(
+    ctx: &mut DrillCtx,
+    victim: &str,
+    frozen: [&str; 2],
+    message: &str,
+) -> anyhow::Result<Vec<String>> {
+    for id in frozen {
+        ctx.target.pause_node(id).await?;
+    }
+    let client = ctx.target.client(0)?;
+    let mut why = Vec::new();
+    for key in &ctx.keys {
+        match client
+            .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(r) if r.signers.iter().any(|s| s == victim) => {
+                if let Err(e) = crate::verify::verify(
+                    key.ciphersuite,
+                    &key.public_key,
+                    message.as_bytes(),
+                    &r.signature,
+                ) {
+                    why.push(format!("{}: invalid signature {message}: {e}", key.key_id));
+                }
+            }
+            Ok(r) => why.push(format!(
+                "{}: {victim} did not sign ({:?})",
+                key.key_id, r.signers
+            )),
+            Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
+        }
+    }
+    for id in frozen {
+        ctx.target.resume_node(id).await?;
+    }
+    Ok(why)
+}
+
 /// Drill 7: a node loses its state (its region is rebuilt empty). The ceremony
 /// repairs its share of every key from t helper nodes; the node then signs.
 pub(super) fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result<Verdict>> {
@@ -45,42 +87,10 @@ pub(super) fn wipe_and_repair(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Resul
                 why.push(format!("repairing {key_id}: {e:#}"));
             }
         }
-        // The repaired node must sign: take two other nodes away for one request
-        // per key.
+        // The repaired node must sign.
         let frozen = ["node-4", "node-5"];
-        for id in frozen {
-            ctx.target.pause_node(id).await?;
-        }
-        let client = ctx.target.client(0)?;
-        for key in ctx.keys.clone() {
-            let message = format!("after repair of {victim}");
-            match client
-                .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
-                .await
-            {
-                Ok(r) if r.signers.iter().any(|s| s == victim) => {
-                    if let Err(e) = crate::verify::verify(
-                        key.ciphersuite,
-                        &key.public_key,
-                        message.as_bytes(),
-                        &r.signature,
-                    ) {
-                        why.push(format!(
-                            "{}: invalid signature after repair: {e}",
-                            key.key_id
-                        ));
-                    }
-                }
-                Ok(r) => why.push(format!(
-                    "{}: {victim} did not sign ({:?})",
-                    key.key_id, r.signers
-                )),
-                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
-            }
-        }
-        for id in frozen {
-            ctx.target.resume_node(id).await?;
-        }
+        let message = format!("after repair of {victim}");
+        why.extend(signs_every_key_with(ctx, victim, frozen, &message).await?);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let samples = load.stop().await;
         let stats = Stats::of(&samples);
@@ -150,42 +160,10 @@ pub(super) fn escrow_rebuild(ctx: &mut DrillCtx) -> BoxFuture<'_, anyhow::Result
             }
         }
         std::fs::remove_dir_all(&escrow_dir).ok();
-        // The rebuilt node must sign: take two other nodes away for one request
-        // per key.
+        // The rebuilt node must sign.
         let frozen = ["node-4", "node-5"];
-        for id in frozen {
-            ctx.target.pause_node(id).await?;
-        }
-        let client = ctx.target.client(0)?;
-        for key in ctx.keys.clone() {
-            let message = format!("after {victim} was rebuilt from escrow");
-            match client
-                .sign(&key.key_id, message.as_bytes(), None, REQUEST_TIMEOUT)
-                .await
-            {
-                Ok(r) if r.signers.iter().any(|s| s == victim) => {
-                    if let Err(e) = crate::verify::verify(
-                        key.ciphersuite,
-                        &key.public_key,
-                        message.as_bytes(),
-                        &r.signature,
-                    ) {
-                        why.push(format!(
-                            "{}: invalid signature after the rebuild: {e}",
-                            key.key_id
-                        ));
-                    }
-                }
-                Ok(r) => why.push(format!(
-                    "{}: {victim} did not sign ({:?})",
-                    key.key_id, r.signers
-                )),
-                Err(s) => why.push(format!("{}: {s:?}", key.key_id)),
-            }
-        }
-        for id in frozen {
-            ctx.target.resume_node(id).await?;
-        }
+        let message = format!("after {victim} was rebuilt from escrow");
+        why.extend(signs_every_key_with(ctx, victim, frozen, &message).await?);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let samples = load.stop().await;
         let stats = Stats::of(&samples);

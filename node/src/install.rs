@@ -55,15 +55,15 @@ pub(crate) fn install(
         manifest: req.manifest,
         key_package: SecretKeyPackage::from_bytes(req.key_package),
     };
-    let event = match req.setup {
+    match req.setup {
         Some(setup) => {
             let setup = recovery_setup(state, &manifest, setup)?;
             check_attested(state, verifier, &manifest, &req.attestations, &caller)?;
             // Before the authorization is recorded: nothing it authorizes fails
             // after it, short of the store itself.
-            state.check_installable(&record)?;
+            let key = state.check_installable(&record)?;
             check_authorized(state, &manifest, &setup, &req.authorizations, &caller)?;
-            "key_recovered"
+            state.install_activated(key, record, "key_recovered", &caller)
         }
         None => {
             check_created_now(
@@ -77,10 +77,9 @@ pub(crate) fn install(
                 .policy
                 .check_new_key()
                 .map_err(|e| NodeError::MalformedRequest(format!("policy: {e}")))?;
-            "key_installed"
+            state.install_record(record, "key_installed", &caller)
         }
-    };
-    state.install_record(record, event, &caller)
+    }
 }
 
 /// The setup of an escrow recovery, checked against the request: a recovery of

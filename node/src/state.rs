@@ -414,19 +414,53 @@ impl NodeState {
         event: &str,
         caller: &str,
     ) -> Result<pb::InstallKeyResponse, NodeError> {
-        let key = activate(&self.identity, &self.attestor, record.clone())
-            .map_err(NodeError::KeyNotForThisNode)?;
+        let key = self.activated(&record)?;
+        self.install_activated(key, record, event, caller)
+    }
+
+    /// `record` as a key of this node: its manifest decoded and checked, its share
+    /// this node's share of it, attested.
+    fn activated(&self, record: &KeyRecord) -> Result<ActiveKey, NodeError> {
+        activate(&self.identity, &self.attestor, record.clone())
+            .map_err(NodeError::KeyNotForThisNode)
+    }
+
+    /// Whether `manifest` may be installed beside `keys` given this node's install
+    /// history `epochs`: a key it does not hold, at an epoch its audit log does not
+    /// refuse ([`activations::check_install`]).
+    fn admissible(
+        keys: &HashMap<String, Arc<ActiveKey>>,
+        epochs: &HashMap<String, activations::Last>,
+        manifest: &quorate_keys::manifest::Manifest,
+    ) -> Result<(), NodeError> {
+        if keys.contains_key(&manifest.key_id) {
+            return Err(NodeError::KeyExists(manifest.key_id.clone()));
+        }
+        activations::check_install(
+            &manifest.key_id,
+            &manifest.hash,
+            manifest.generation,
+            epochs.get(&manifest.key_id),
+        )
+    }
+
+    /// Durably stores `key` (activated from `record`, [`NodeState::check_installable`]),
+    /// checking again under the lock that it may be installed.
+    pub(crate) fn install_activated(
+        &self,
+        key: ActiveKey,
+        record: KeyRecord,
+        event: &str,
+        caller: &str,
+    ) -> Result<pb::InstallKeyResponse, NodeError> {
         let key_id = key.manifest.key_id.clone();
         let hash = key.manifest.hash;
+        let generation = key.manifest.generation;
         // Hold the write lock across the durable insert so two installs of one key id
         // cannot both succeed.
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        if keys.contains_key(&key_id) {
-            return Err(NodeError::KeyExists(key_id));
-        }
-        let generation = key.manifest.generation;
         let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
-        activations::check_install(&key_id, &hash, generation, epochs.get(&key_id))?;
+        Self::admissible(&keys, &epochs, &key.manifest)?;
         self.store.insert_new(&key_id, &record)?;
         let recorded = self.audit.append(AuditRecord {
             event: event.into(),
@@ -469,25 +503,19 @@ impl NodeState {
         )))
     }
 
-    /// Checks that `record` could be installed now ([`NodeState::install_record`]
-    /// checks it again, under its lock): a share of its manifest for this node, of
-    /// a key it does not hold, at an epoch its audit log does not refuse. For a
-    /// governed install, so that an authorization is not recorded for what cannot
-    /// be installed anyway.
-    pub(crate) fn check_installable(&self, record: &KeyRecord) -> Result<(), NodeError> {
-        let key = activate(&self.identity, &self.attestor, record.clone())
-            .map_err(NodeError::KeyNotForThisNode)?;
-        let manifest = &key.manifest;
-        if self.key(&manifest.key_id).is_ok() {
-            return Err(NodeError::KeyExists(manifest.key_id.clone()));
-        }
-        let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
-        activations::check_install(
-            &manifest.key_id,
-            &manifest.hash,
-            manifest.generation,
-            epochs.get(&manifest.key_id),
-        )
+    /// Checks that `record` could be installed now, before a governed install
+    /// records its authorization (so that none is recorded for what cannot be
+    /// installed anyway): a share of its manifest for this node, of a key it does
+    /// not hold, at an epoch its audit log does not refuse. Returns the key to
+    /// install ([`NodeState::install_activated`] checks again under its lock).
+    pub(crate) fn check_installable(&self, record: &KeyRecord) -> Result<ActiveKey, NodeError> {
+        let key = self.activated(record)?;
+        Self::admissible(
+            &self.read_keys(),
+            &self.epochs.lock().unwrap_or_else(|p| p.into_inner()),
+            &key.manifest,
+        )?;
+        Ok(key)
     }
 
     /// Stages a refresh's new share of a key whose current manifest hash is

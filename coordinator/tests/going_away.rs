@@ -42,7 +42,7 @@ impl Node for ListingNode {
         _: Request<pb::ListNodeKeysRequest>,
     ) -> Result<Response<pb::ListNodeKeysResponse>, Status> {
         self.listings.fetch_add(1, Ordering::SeqCst);
-        Ok(Response::new(pb::ListNodeKeysResponse { keys: Vec::new() }))
+        Ok(Response::new(pb::ListNodeKeysResponse::default()))
     }
 
     async fn commit(

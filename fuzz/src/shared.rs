@@ -331,6 +331,8 @@ fn sign_share_request() -> Target {
                 request_id: "req".into(),
                 approval_token: token.clone(),
                 intent: Some(sample_intent()),
+                // The shape of a manifest's SHA-256.
+                manifest_hash: vec![7; 32],
             }
             .encode_to_vec()
         })

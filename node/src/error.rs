@@ -53,6 +53,15 @@ pub enum NodeError {
     /// No such key on this node.
     #[error("unknown key {0:?}")]
     UnknownKey(String),
+    /// The key is here, but no share of it under the manifest asked for: neither
+    /// the current one nor one a refresh staged.
+    #[error("this node holds no share of key {key_id:?} under manifest {manifest_sha256} (neither current nor staged by a refresh)")]
+    ManifestNotHeld {
+        /// The key.
+        key_id: String,
+        /// The manifest asked for, hex SHA-256.
+        manifest_sha256: String,
+    },
     /// A key with this id is already installed.
     #[error("key {0:?} is already installed on this node")]
     KeyExists(String),
@@ -212,7 +221,7 @@ impl NodeError {
     /// The gRPC status code this error maps to.
     pub fn code(&self) -> Code {
         match self {
-            NodeError::UnknownKey(_) => Code::NotFound,
+            NodeError::UnknownKey(_) | NodeError::ManifestNotHeld { .. } => Code::NotFound,
             NodeError::KeyExists(_) => Code::AlreadyExists,
             NodeError::MalformedRequest(_)
             | NodeError::KeyNotForThisNode(_)

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use quorate_keys::audit::AuditRecord;
 use quorate_transport::attest::StatementSigner;
+use quorate_transport::key_attestation;
 use quorate_transport::metrics::Registry;
 use quorate_transport::ratelimit::RateLimiter;
 use quorate_transport::runtime::{Drain, DrainSwitch};
@@ -50,7 +51,9 @@ pub(crate) struct Staged {
 struct Staging {
     /// New shares, by key id, stored beside the current ones until every
     /// participant has stored its own (then committed) or the refresh is rolled
-    /// back. They do not sign.
+    /// back. They sign when a request names their manifest
+    /// ([`NodeState::signing_key`]), so both epochs of a refresh stay usable while
+    /// its nodes commit one by one.
     by_key: HashMap<String, Arc<Staged>>,
     /// Setups this node ever staged a share of (and so signed a receipt for):
     /// from the store and the audit log. It never abandons them.
@@ -404,6 +407,66 @@ impl NodeState {
     /// Every key held, as `ListNodeKeys` lists them.
     pub(crate) fn node_keys(&self) -> Vec<pb::NodeKey> {
         self.read_keys().values().map(|k| k.node_key()).collect()
+    }
+
+    /// Every share a refresh staged here, as `ListNodeKeys` lists them: each with
+    /// this node's statement of kind "staged-key-attestation", signed now (shares
+    /// are staged only while a refresh runs), which coordinators count to sign
+    /// with it and clients never accept as the key's.
+    pub(crate) fn staged_node_keys(&self) -> Vec<pb::NodeKey> {
+        let staging = self.staging.read().unwrap_or_else(|p| p.into_inner());
+        staging
+            .by_key
+            .values()
+            .filter_map(|st| {
+                let m = &st.key.manifest;
+                match key_attestation::sign_staged(
+                    &self.attestor,
+                    &self.identity.node_id,
+                    &m.key_id,
+                    &m.hash,
+                ) {
+                    Ok(attestation) => Some(pb::NodeKey {
+                        manifest: m.encoded.clone(),
+                        attestation: Some(attestation),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(key_id = %m.key_id, "cannot attest the staged share; not listed: {e}");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The share of `key_id` to sign with under the manifest hashing to
+    /// `manifest_hash`: the current one, or one a refresh staged here (both epochs
+    /// of a refresh sign until every node has committed). `None`: the current one.
+    pub(crate) fn signing_key(
+        &self,
+        key_id: &str,
+        manifest_hash: Option<&[u8; 32]>,
+    ) -> Result<Arc<ActiveKey>, NodeError> {
+        let current = self.key(key_id);
+        let Some(hash) = manifest_hash else {
+            return current;
+        };
+        if current.as_ref().is_ok_and(|k| &k.manifest.hash == hash) {
+            return current;
+        }
+        let staging = self.staging.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(st) = staging
+            .by_key
+            .get(key_id)
+            .filter(|st| &st.key.manifest.hash == hash)
+        {
+            return Ok(Arc::clone(&st.key));
+        }
+        current?;
+        Err(NodeError::ManifestNotHeld {
+            key_id: key_id.to_string(),
+            manifest_sha256: hex::encode(hash),
+        })
     }
 
     /// Validates and durably stores a new key; `event` names the ceremony step in
@@ -1179,6 +1242,62 @@ mod tests {
         drop(state);
         // The new log records the key's activation: the next start checks again.
         open_state(dir.path(), &kek, AuditSettings::default()).unwrap();
+    }
+
+    #[test]
+    fn both_epochs_of_a_staged_refresh_sign_by_manifest_and_the_staged_one_is_listed_apart() {
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        let kek = crate::store::Kek::generate_hex();
+        let (state, own, m0) = node_with_key(dir.path(), &kek);
+        let staged = state
+            .stage_refresh(
+                KeyRecord {
+                    manifest: at_generation(&m0, 1),
+                    key_package: own,
+                },
+                [7u8; 32],
+                &m0.hash,
+                "test",
+            )
+            .unwrap();
+        let m1: [u8; 32] = staged.manifest_hash.as_slice().try_into().unwrap();
+        let signs_with =
+            |hash: Option<&[u8; 32]>| state.signing_key("k1", hash).map(|k| k.manifest.hash);
+        assert_eq!(signs_with(None).unwrap(), m0.hash);
+        assert_eq!(signs_with(Some(&m0.hash)).unwrap(), m0.hash);
+        assert_eq!(signs_with(Some(&m1)).unwrap(), m1);
+        assert!(matches!(
+            signs_with(Some(&[9; 32])),
+            Err(NodeError::ManifestNotHeld { .. })
+        ));
+        assert!(matches!(
+            state.signing_key("k2", Some(&m1)),
+            Err(NodeError::UnknownKey(_))
+        ));
+        // Listed: the current share as the key's, the staged one apart.
+        let listed = |keys: Vec<pb::NodeKey>| -> Vec<Vec<u8>> {
+            keys.iter()
+                .map(|k| {
+                    let body = &k.attestation.as_ref().unwrap().body;
+                    pb::KeyAttestation::decode(body.as_slice())
+                        .unwrap()
+                        .manifest_hash
+                })
+                .collect()
+        };
+        assert_eq!(listed(state.node_keys()), [m0.hash.to_vec()]);
+        assert_eq!(listed(state.staged_node_keys()), [m1.to_vec()]);
+        // Committed: the old share is gone, and signs no more.
+        state
+            .commit_refresh("k1", &[7u8; 32], &m1, &[], "test")
+            .unwrap();
+        assert_eq!(signs_with(Some(&m1)).unwrap(), m1);
+        assert!(matches!(
+            signs_with(Some(&m0.hash)),
+            Err(NodeError::ManifestNotHeld { .. })
+        ));
+        assert!(state.staged_node_keys().is_empty());
     }
 
     #[test]

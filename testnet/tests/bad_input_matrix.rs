@@ -398,6 +398,7 @@ fn share_req(key_id: &str, round2: &Round2) -> pb::SignShareRequest {
         request_id: "matrix".into(),
         approval_token: Vec::new(),
         intent: intent(key_id, &round2.message, "matrix", &[]),
+        manifest_hash: Vec::new(),
     }
 }
 
@@ -821,6 +822,24 @@ async fn every_rpc_answers_bad_input_with_its_contracted_code_and_no_state_chang
             "oversized intent",
             Coordinator,
             InvalidArgument,
+        ),
+        row(
+            Rpc::SignShare(pb::SignShareRequest {
+                manifest_hash: vec![7; 31],
+                ..share_req(ED, &ed_package)
+            }),
+            "manifest hash not 32 bytes",
+            Coordinator,
+            InvalidArgument,
+        ),
+        row(
+            Rpc::SignShare(pb::SignShareRequest {
+                manifest_hash: vec![7; 32],
+                ..share_req(ED, &ed_package)
+            }),
+            "a manifest of the key the node holds no share of",
+            Coordinator,
+            NotFound,
         ),
         row(
             Rpc::SignShare(share_req(ED, &empty_quorum)),

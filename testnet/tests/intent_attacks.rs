@@ -94,6 +94,7 @@ fn share_request(
         request_id: REQUEST_ID.into(),
         approval_token: Vec::new(),
         intent,
+        manifest_hash: Vec::new(),
     }
 }
 

@@ -264,6 +264,7 @@ async fn a_node_refuses_an_unlawful_quorum_even_from_the_coordinator_directly() 
                         request_id: "direct".into(),
                         approval_token: token,
                         intent: None,
+                        manifest_hash: Vec::new(),
                     },
                 ))
                 .await
@@ -401,6 +402,7 @@ async fn clients_not_allowed_for_a_key_are_refused_by_coordinator_and_nodes() {
                 request_id: String::new(),
                 approval_token: Vec::new(),
                 intent: None,
+                manifest_hash: Vec::new(),
             },
         ))
         .await
@@ -1114,6 +1116,7 @@ async fn sign_share_on(
                 request_id: "revocation-test".into(),
                 approval_token: token,
                 intent: None,
+                manifest_hash: Vec::new(),
             },
         ))
         .await

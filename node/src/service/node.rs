@@ -53,8 +53,10 @@ impl pb::node_server::Node for NodeService {
         req: Request<pb::ListNodeKeysRequest>,
     ) -> Result<Response<pb::ListNodeKeysResponse>, Status> {
         self.authorize(&req)?;
-        let keys = self.0.node_keys();
-        Ok(Response::new(pb::ListNodeKeysResponse { keys }))
+        Ok(Response::new(pb::ListNodeKeysResponse {
+            keys: self.0.node_keys(),
+            staged: self.0.staged_node_keys(),
+        }))
     }
 
     // Signing-path spans are at debug level (see the coordinator's `sign`): the

@@ -70,7 +70,9 @@ pub(crate) fn record_share(
     caller: &PeerIdentity,
 ) -> Result<Recorded<ShareToSign>, NodeError> {
     let req = api::SignShareRequest::try_from(req).map_err(NodeError::MalformedRequest)?;
-    let key = state.key(&req.key_id)?;
+    // The epoch the coordinator chose the quorum in: the current share, or a
+    // refresh's staged one. Each signs under its own manifest's policy.
+    let key = state.signing_key(&req.key_id, req.manifest_hash.as_ref())?;
     let manifest = &key.manifest;
     let ops = manifest.ciphersuite.ops();
     if req.commitments.len() < usize::from(manifest.threshold) {
@@ -279,9 +281,12 @@ pub(crate) fn record_share(
         attempt,
         approval_token_id,
         caller: caller.spiffe_id(),
-        // Which nonce was spent: an auditor (and the crash drill) can check that
-        // no commitment was ever used twice.
-        detail: spent_commitment,
+        // Which nonce was spent (an auditor, and the crash drill, can check that
+        // no commitment was ever used twice) and with which manifest's share.
+        detail: format!(
+            "{spent_commitment}; manifest_sha256={}",
+            hex::encode(manifest.hash)
+        ),
         ..Default::default()
     })?;
     Ok(Recorded {

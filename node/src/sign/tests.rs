@@ -102,6 +102,7 @@ fn sign_request(state: &NodeState, own: Vec<u8>, other: &ParsedKeyPackage) -> pb
         request_id: String::new(),
         approval_token: None,
         intent: None,
+        manifest_hash: Some(key.manifest.hash),
     }
     .to_pb();
     with_intent(request)

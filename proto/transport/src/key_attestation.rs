@@ -12,6 +12,12 @@
 //! itself, is one participant, and a node cannot vouch for a manifest it is not
 //! a participant of, nor for another node.
 //!
+//! A share staged by a refresh, not yet committed, is attested with another kind
+//! ([`STAGED_KEY_ATTESTATION`], [`sign_staged`], [`Holding::Staged`]): coordinators
+//! count it to sign with that share, but it is never a "key-attestation", so no
+//! client can be shown a staged manifest as the key's, and a refresh rolled back
+//! leaves no client pinned to a generation that never took effect.
+//!
 //! The rule built on it: a manifest is trusted only when at least its threshold
 //! of participants attest it. A manifest's threshold is at least 2
 //! (`quorate_keys::manifest`), so no single node certificate can make any
@@ -25,8 +31,31 @@ use crate::attest::{AttestError, ChainCache, StatementSigner, StatementVerifier}
 use crate::identity::Role;
 use quorate_wire::pb;
 
-/// Statement kind of a [`pb::KeyAttestation`].
+/// Statement kind of a [`pb::KeyAttestation`] of a share the node holds as the
+/// key's current one.
 pub const KEY_ATTESTATION: &str = "key-attestation";
+
+/// Statement kind of a [`pb::KeyAttestation`] of a share a refresh staged on the
+/// node and it has not committed yet.
+pub const STAGED_KEY_ATTESTATION: &str = "staged-key-attestation";
+
+/// How the attesting node holds the share: which statement kind says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Holding {
+    /// As the key's current share ([`KEY_ATTESTATION`]).
+    Current,
+    /// Staged by a refresh, not yet committed ([`STAGED_KEY_ATTESTATION`]).
+    Staged,
+}
+
+impl Holding {
+    fn kind(self) -> &'static str {
+        match self {
+            Holding::Current => KEY_ATTESTATION,
+            Holding::Staged => STAGED_KEY_ATTESTATION,
+        }
+    }
+}
 
 /// Why a key attestation does not count for a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +104,34 @@ pub fn sign(
     key_id: &str,
     manifest_hash: &[u8],
 ) -> Result<pb::Signed, AttestError> {
+    sign_as(Holding::Current, signer, node_id, key_id, manifest_hash)
+}
+
+/// Signs `node_id`'s statement that a refresh staged its share of the manifest
+/// hashing to `manifest_hash` on it ([`STAGED_KEY_ATTESTATION`]).
+pub fn sign_staged(
+    signer: &StatementSigner,
+    node_id: &str,
+    key_id: &str,
+    manifest_hash: &[u8],
+) -> Result<pb::Signed, AttestError> {
+    sign_as(Holding::Staged, signer, node_id, key_id, manifest_hash)
+}
+
+fn sign_as(
+    holding: Holding,
+    signer: &StatementSigner,
+    node_id: &str,
+    key_id: &str,
+    manifest_hash: &[u8],
+) -> Result<pb::Signed, AttestError> {
     let body = pb::KeyAttestation {
         node_id: node_id.to_string(),
         key_id: key_id.to_string(),
         manifest_hash: manifest_hash.to_vec(),
     }
     .encode_to_vec();
-    signer.sign(KEY_ATTESTATION, body)
+    signer.sign(holding.kind(), body)
 }
 
 /// The manifest an attestation must be about: what a verifier needs of it.
@@ -95,9 +145,21 @@ pub struct AttestedManifest<'a> {
     pub participants: &'a [&'a str],
 }
 
-/// Checks one statement against `manifest` and returns the participant it
-/// attests for (the node named in it, which the certificate proves signed it).
+/// Checks one statement (of a current share) against `manifest` and returns the
+/// participant it attests for (the node named in it, which the certificate proves
+/// signed it).
 pub fn verify(
+    verifier: &StatementVerifier,
+    chains: &ChainCache,
+    manifest: AttestedManifest<'_>,
+    signed: &pb::Signed,
+) -> Result<String, KeyAttestationError> {
+    verify_holding(Holding::Current, verifier, chains, manifest, signed)
+}
+
+/// [`verify`] for a statement of the kind `holding` names.
+pub fn verify_holding(
+    holding: Holding,
     verifier: &StatementVerifier,
     chains: &ChainCache,
     manifest: AttestedManifest<'_>,
@@ -122,7 +184,7 @@ pub fn verify(
     let signer = verifier
         .identify(
             signed,
-            KEY_ATTESTATION,
+            holding.kind(),
             Role::Node,
             chains,
             rustls::pki_types::UnixTime::now(),
@@ -314,6 +376,33 @@ mod tests {
             ),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn a_staged_statement_is_no_key_attestation_and_the_other_way_round() {
+        let ca = new_ca("CA");
+        let verifier = StatementVerifier::from_pem(ca.pem.as_bytes(), DOMAIN).unwrap();
+        let chains = ChainCache::default();
+        let node1 = signer(&ca, "node-1");
+        let staged = sign_staged(&node1, "node-1", "k1", &HASH).unwrap();
+        let current = sign(&node1, "node-1", "k1", &HASH).unwrap();
+        assert_eq!(
+            verify_holding(Holding::Staged, &verifier, &chains, manifest(), &staged).unwrap(),
+            "node-1"
+        );
+        assert_eq!(
+            verify(&verifier, &chains, manifest(), &current).unwrap(),
+            "node-1"
+        );
+        for (holding, signed) in [(Holding::Current, &staged), (Holding::Staged, &current)] {
+            assert!(
+                matches!(
+                    verify_holding(holding, &verifier, &chains, manifest(), signed),
+                    Err(KeyAttestationError::Signature { .. })
+                ),
+                "{holding:?}"
+            );
+        }
     }
 
     #[test]

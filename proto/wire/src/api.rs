@@ -133,6 +133,8 @@ pub struct SignShareRequest {
     pub intent: Option<pb::Signed>,
     /// Approval token for an out-of-policy quorum, if given.
     pub approval_token: Option<Vec<u8>>,
+    /// SHA-256 of the manifest whose share signs; `None`: the key's current one.
+    pub manifest_hash: Option<[u8; 32]>,
 }
 
 impl SignShareRequest {
@@ -145,6 +147,7 @@ impl SignShareRequest {
             request_id: self.request_id.clone(),
             intent: self.intent.clone(),
             approval_token: self.approval_token.clone().unwrap_or_default(),
+            manifest_hash: self.manifest_hash.map(Vec::from).unwrap_or_default(),
         }
     }
 }
@@ -188,6 +191,17 @@ impl TryFrom<pb::SignShareRequest> for SignShareRequest {
                 "request_id is longer than {MAX_REQUEST_ID_BYTES} bytes"
             ));
         }
+        let manifest_hash = match req.manifest_hash.len() {
+            0 => None,
+            _ => Some(
+                <[u8; 32]>::try_from(req.manifest_hash.as_slice()).map_err(|_| {
+                    format!(
+                        "manifest_hash must be empty or a SHA-256 (32 bytes), not {} bytes",
+                        req.manifest_hash.len()
+                    )
+                })?,
+            ),
+        };
         Ok(Self {
             key_id: req.key_id,
             message: req.message,
@@ -195,6 +209,7 @@ impl TryFrom<pb::SignShareRequest> for SignShareRequest {
             request_id: req.request_id,
             intent: checked_intent(req.intent)?,
             approval_token: (!req.approval_token.is_empty()).then_some(req.approval_token),
+            manifest_hash,
         })
     }
 }

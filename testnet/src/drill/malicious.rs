@@ -193,6 +193,7 @@ async fn coordinator_attacks(ctx: &mut DrillCtx, attacks: &mut Attacks) -> anyho
             request_id: request_id.into(),
             approval_token: Vec::new(),
             intent,
+            manifest_hash: Vec::new(),
         }
     };
     let pay_10 = intent(b"pay 10", KEY)?;

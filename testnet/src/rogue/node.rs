@@ -49,6 +49,7 @@ impl Node for ForgingNode {
         (self.on_answer)(self.keys.len());
         Ok(Response::new(pb::ListNodeKeysResponse {
             keys: self.keys.clone(),
+            staged: Vec::new(),
         }))
     }
 

@@ -1,6 +1,6 @@
 //! Key discovery: the coordinator learns keys from the nodes and trusts a manifest
 //! only when at least `threshold` distinct participants attest it (the rule is in
-//! [`crate::tally`]).
+//! [`crate::tally`]), and, while a refresh runs, which of its two epochs can sign.
 //!
 //! The directory is a cache, not state: any coordinator rebuilds it from the nodes.
 
@@ -15,7 +15,7 @@ use quorate_wire::pb;
 
 use crate::error::CoordError;
 use crate::nodes::NodePool;
-use crate::tally::{self, Decision, Tally, Version};
+use crate::tally::{self, Decision, Epoch, Tally, Version};
 
 /// A key the nodes agree on.
 #[derive(Debug)]
@@ -28,17 +28,69 @@ pub struct KnownKey {
     /// Participants never asked to sign it: those that reported a different
     /// manifest for this key id, and those the coordinator has no endpoint for.
     pub never_asked: HashSet<String>,
+    /// A refresh's other epoch that can sign too (a version one generation from
+    /// the served one, of the same group key, held committed or staged by at
+    /// least its threshold of participants): empty unless a refresh is under way.
+    pub other_epochs: Vec<SigningEpoch>,
+}
+
+/// A manifest of a key that requests may sign in, and whom not to ask.
+#[derive(Debug)]
+pub struct SigningEpoch {
+    /// The epoch's manifest: its participants, identifiers, verifying shares
+    /// and policy.
+    pub manifest: Manifest,
+    /// Participants that reported the key but hold no share of this manifest,
+    /// and those the coordinator has no endpoint for.
+    pub never_asked: HashSet<String>,
 }
 
 impl KnownKey {
-    /// How many of the key's participants requests would ask now: those the
-    /// coordinator may ask (not [`KnownKey::never_asked`]) and that `pool` currently
-    /// counts as available. Fewer than the threshold, and the key cannot sign.
-    pub fn reachable_holders(&self, pool: &NodePool) -> usize {
-        reachable_holders(self.manifest.participant_ids(), &self.never_asked, |id| {
-            pool.get(id).is_some_and(|node| node.is_available())
-        })
+    /// The epochs a request may sign in, in the order to try them: most
+    /// reachable holders first, then the newer generation. One epoch is the served
+    /// manifest; while a refresh runs, the other may be the generation before or
+    /// after it.
+    pub fn signing_epochs(&self, pool: &NodePool) -> Vec<(&Manifest, &HashSet<String>)> {
+        let mut epochs: Vec<(&Manifest, &HashSet<String>, usize)> =
+            std::iter::once((&self.manifest, &self.never_asked))
+                .chain(
+                    self.other_epochs
+                        .iter()
+                        .map(|e| (&e.manifest, &e.never_asked)),
+                )
+                .map(|(m, never_asked)| (m, never_asked, reachable_in(m, never_asked, pool)))
+                .collect();
+        epochs.sort_by_key(|(m, _, reachable)| {
+            (
+                std::cmp::Reverse(*reachable),
+                std::cmp::Reverse(m.generation),
+            )
+        });
+        epochs.into_iter().map(|(m, n, _)| (m, n)).collect()
     }
+
+    /// How many holders requests would ask now in the key's best epoch: those the
+    /// coordinator may ask (not never asked) and that `pool` currently counts as
+    /// available. Fewer than the threshold, and the key cannot sign.
+    pub fn reachable_holders(&self, pool: &NodePool) -> usize {
+        std::iter::once((&self.manifest, &self.never_asked))
+            .chain(
+                self.other_epochs
+                    .iter()
+                    .map(|e| (&e.manifest, &e.never_asked)),
+            )
+            .map(|(m, never_asked)| reachable_in(m, never_asked, pool))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// The participants of `manifest` not in `never_asked` that `pool` counts as
+/// available.
+fn reachable_in(manifest: &Manifest, never_asked: &HashSet<String>, pool: &NodePool) -> usize {
+    reachable_holders(manifest.participant_ids(), never_asked, |id| {
+        pool.get(id).is_some_and(|node| node.is_available())
+    })
 }
 
 /// The participants of `participants` that are not in `never_asked` and are
@@ -201,7 +253,7 @@ impl KeyDirectory {
             match result {
                 Ok(Ok(resp)) => {
                     node.record_answered();
-                    Some((node.id.clone(), resp.into_inner().keys))
+                    Some((node.id.clone(), resp.into_inner()))
                 }
                 Ok(Err(status)) => {
                     tracing::warn!(node = %node.id, code = ?status.code(), "listing keys failed: {}", status.message());
@@ -226,7 +278,7 @@ impl KeyDirectory {
         let previous = self.read().keys.clone();
         for (key_id, key_reports) in reports {
             let before = previous.get(&key_id);
-            let (version, disagreeing) = match tally::decide(
+            let (version, disagreeing, epochs) = match tally::decide(
                 &key_id,
                 key_reports,
                 before.map(|k| &k.manifest),
@@ -235,11 +287,12 @@ impl KeyDirectory {
                     version,
                     disagreeing,
                     passed_over,
+                    epochs,
                 } => {
                     for reason in passed_over {
                         tracing::warn!(key_id = %key_id, "not serving this version of the key: {reason}");
                     }
-                    (version, disagreeing)
+                    (version, disagreeing, epochs)
                 }
                 Decision::Untrusted(reason) => {
                     tracing::warn!(key_id = %key_id, "not serving a new version of this key: {reason}");
@@ -256,21 +309,54 @@ impl KeyDirectory {
             let Version {
                 manifest,
                 attestation,
+                ..
             } = *version;
             // The pool is fixed for the coordinator's life, so which participants
             // it cannot reach is known here, once, not on every `Sign`.
-            let without_endpoint = manifest
-                .participants
-                .iter()
-                .filter(|p| self.pool.get(&p.node_id).is_none())
-                .map(|p| p.node_id.clone());
-            let never_asked = disagreeing.into_iter().chain(without_endpoint).collect();
+            let never_asked = |manifest: &Manifest, disagreeing: HashSet<String>| {
+                let without_endpoint = manifest
+                    .participants
+                    .iter()
+                    .filter(|p| self.pool.get(&p.node_id).is_none())
+                    .map(|p| p.node_id.clone());
+                disagreeing.into_iter().chain(without_endpoint).collect()
+            };
+            let other_epochs: Vec<SigningEpoch> = epochs
+                .into_iter()
+                .map(
+                    |Epoch {
+                         manifest,
+                         holders,
+                         disagreeing,
+                     }| {
+                        let known_before = before.is_some_and(|k| {
+                            k.other_epochs
+                                .iter()
+                                .any(|e| e.manifest.hash == manifest.hash)
+                        });
+                        if !known_before {
+                            tracing::info!(
+                            key_id = %key_id,
+                            manifest_sha256 = %hex::encode(&manifest.hash[..8]),
+                            generation = manifest.generation,
+                            holders = ?holders,
+                            "a refresh is under way: this epoch of the key can sign too"
+                            );
+                        }
+                        SigningEpoch {
+                            never_asked: never_asked(&manifest, disagreeing),
+                            manifest,
+                        }
+                    },
+                )
+                .collect();
             keys.insert(
                 key_id,
                 Arc::new(KnownKey {
+                    never_asked: never_asked(&manifest, disagreeing),
                     manifest,
                     attestation: attestation.into_values().collect(),
-                    never_asked,
+                    other_epochs,
                 }),
             );
         }

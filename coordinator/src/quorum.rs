@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorate_frost::{CryptoError, ParsedCommitments};
+use quorate_keys::manifest::Manifest;
 use quorate_transport::metrics::{Counter, CounterVec, Registry};
 use quorate_wire::pb;
 
@@ -199,7 +200,11 @@ impl QuorumEngine {
         self.metrics.policy_denials.inc([reason]);
     }
 
-    /// Signs `message` with `key` before `deadline`.
+    /// Signs `message` with `key` before `deadline`, within one of its epochs at a
+    /// time (`KnownKey::signing_epochs`): first the one with the most reachable
+    /// holders, then, while a refresh runs and that one found no quorum, the
+    /// other. So a node listing a share it does not hold costs a retry, not the
+    /// signature.
     pub async fn sign(
         &self,
         key: &KnownKey,
@@ -207,12 +212,49 @@ impl QuorumEngine {
         ctx: &SignContext,
         deadline: Instant,
     ) -> Result<Signed, CoordError> {
-        let manifest = &key.manifest;
+        let epochs = key.signing_epochs(&self.pool);
+        let last = epochs.len().saturating_sub(1);
+        let mut first_no_quorum = None;
+        for (i, (manifest, never_asked)) in epochs.into_iter().enumerate() {
+            match self
+                .sign_in_epoch(manifest, never_asked, message, ctx, deadline)
+                .await
+            {
+                Err(e @ CoordError::NoQuorum { .. }) => {
+                    if i == last || Instant::now() >= deadline {
+                        return Err(first_no_quorum.unwrap_or(e));
+                    }
+                    tracing::info!(
+                        key_id = %manifest.key_id,
+                        generation = manifest.generation,
+                        "no quorum in this epoch of the key; trying the refresh's other epoch: {e}"
+                    );
+                    first_no_quorum.get_or_insert(e);
+                }
+                other => return other,
+            }
+        }
+        Err(CoordError::Internal(format!(
+            "key {:?} has no epoch to sign in",
+            key.manifest.key_id
+        )))
+    }
+
+    /// Signs `message` with the shares of `manifest` (one epoch of a key), never
+    /// asking the nodes in `never_asked`.
+    async fn sign_in_epoch(
+        &self,
+        manifest: &Manifest,
+        never_asked: &HashSet<String>,
+        message: &[u8],
+        ctx: &SignContext,
+        deadline: Instant,
+    ) -> Result<Signed, CoordError> {
         let t = usize::from(manifest.threshold);
         let ops = manifest.ciphersuite.ops();
-        // Nodes out of this request: never asked to sign the key (a different
+        // Nodes out of this request: never asked to sign in this epoch (another
         // manifest, no endpoint), failed a round, or named as culprits.
-        let mut out: HashSet<String> = key.never_asked.clone();
+        let mut out: HashSet<String> = never_asked.clone();
         let mut attempt = 0u32;
         let mut rate_refusals = RateRefusals::default();
         let over_rate = |out: &HashSet<String>, rate_refusals: &RateRefusals, detail: &str| {
@@ -407,6 +449,8 @@ impl QuorumEngine {
                 request_id: ctx.request_id.clone(),
                 intent: ctx.intent.clone(),
                 approval_token,
+                // The epoch: every signer signs with its share of this manifest.
+                manifest_hash: manifest.hash.to_vec(),
             };
             let shares = futures::future::join_all(quorum.iter().map(|(node, identifier)| {
                 let until = deadline.min(Instant::now() + self.node_timeout(node));

@@ -16,13 +16,23 @@
 //! below the one served before serves nothing new: the directory keeps what it had
 //! rather than roll back.
 //!
+//! A refresh moves a key to a new manifest one node at a time, and both of its
+//! epochs stay usable until every node has committed: a node lists the share a
+//! refresh staged on it with a statement of another kind
+//! (`key_attestation::Holding::Staged`). Staged statements never make a version
+//! served (clients are shown only committed ones), but they count, with committed
+//! ones, toward the *holders* of a signing epoch: besides the served version, a
+//! version one generation before or after it, of the same group key, that at least
+//! its threshold of distinct participants hold ([`Epoch`]). The quorum engine signs
+//! within one epoch at a time.
+//!
 //! Used by [`crate::keys`]; uses nothing of the coordinator.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use quorate_keys::manifest::Manifest;
 use quorate_transport::attest::{ChainCache, StatementVerifier};
-use quorate_transport::key_attestation::{self, AttestedManifest};
+use quorate_transport::key_attestation::{self, AttestedManifest, Holding};
 use quorate_wire::pb;
 
 /// One version of a key, with who attests it.
@@ -31,6 +41,31 @@ pub(crate) struct Version {
     pub manifest: Manifest,
     /// Verified attestation statements, one per attesting participant.
     pub attestation: BTreeMap<String, pb::Signed>,
+    /// Participants whose statement that a refresh staged their share of it
+    /// verified.
+    pub staged: BTreeSet<String>,
+}
+
+impl Version {
+    /// Who holds a share of it, committed or staged.
+    pub fn holders(&self) -> BTreeSet<String> {
+        self.attestation
+            .keys()
+            .cloned()
+            .chain(self.staged.iter().cloned())
+            .collect()
+    }
+}
+
+/// A version of a key other than the served one that can sign: a refresh's
+/// other epoch.
+#[derive(Debug)]
+pub(crate) struct Epoch {
+    pub manifest: Manifest,
+    /// Its participants that hold their share of it, committed or staged.
+    pub holders: BTreeSet<String>,
+    /// Nodes that reported the key id but hold no share of this version.
+    pub disagreeing: HashSet<String>,
 }
 
 /// What the reports say about one key id.
@@ -45,12 +80,14 @@ pub(crate) struct KeyReports {
 /// The outcome for one key id.
 #[derive(Debug)]
 pub(crate) enum Decision {
-    /// Serve this version; `disagreeing` reported the key id but do not attest it;
-    /// `passed_over` says, for the log, why each other version is not served.
+    /// Serve this version; `disagreeing` reported the key id but hold no share of
+    /// it; `passed_over` says, for the log, why each other version is not served;
+    /// `epochs` are the other versions that can sign ([`Epoch`]).
     Trust {
         version: Box<Version>,
         disagreeing: HashSet<String>,
         passed_over: Vec<String>,
+        epochs: Vec<Epoch>,
     },
     /// Serve no new version; the reason, for the log.
     Untrusted(String),
@@ -77,31 +114,36 @@ impl Tally {
     /// reports; every report that does not count is logged with its node and why.
     pub fn count(
         &mut self,
-        answers: Vec<(String, Vec<pb::NodeKey>)>,
+        answers: Vec<(String, pb::ListNodeKeysResponse)>,
     ) -> BTreeMap<String, KeyReports> {
         let mut reports: BTreeMap<String, KeyReports> = BTreeMap::new();
         // Decoding checks every point of the public key package: each distinct
         // manifest is decoded once, however many times it is listed.
         let mut decoded: HashMap<[u8; 32], Option<Manifest>> = HashMap::new();
-        // Reports already judged in this round: (node, manifest hash, signature),
-        // so a repeated entry costs neither a decode nor a verification, nor a log
-        // line.
-        let mut seen: HashSet<(String, [u8; 32], Vec<u8>)> = HashSet::new();
-        // (node, manifest hash) whose attestation verified: more of the same add
-        // nothing.
-        let mut counted: HashSet<(String, [u8; 32])> = HashSet::new();
-        // Manifest hashes each node attested, per key id.
-        let mut attested: HashMap<(String, String), BTreeSet<[u8; 32]>> = HashMap::new();
-        for (node_id, keys) in answers {
-            for key in keys {
+        // Reports already judged in this round: (node, manifest hash, holding,
+        // signature), so a repeated entry costs neither a decode nor a
+        // verification, nor a log line.
+        let mut seen: HashSet<(String, [u8; 32], Holding, Vec<u8>)> = HashSet::new();
+        // (node, manifest hash, holding) whose attestation verified: more of the
+        // same add nothing.
+        let mut counted: HashSet<(String, [u8; 32], Holding)> = HashSet::new();
+        // Manifest hashes each node attested, per key id and holding.
+        let mut attested: HashMap<(String, String, Holding), BTreeSet<[u8; 32]>> = HashMap::new();
+        for (node_id, answer) in answers {
+            let listed = answer
+                .keys
+                .into_iter()
+                .map(|k| (Holding::Current, k))
+                .chain(answer.staged.into_iter().map(|k| (Holding::Staged, k)));
+            for (holding, key) in listed {
                 let hash = quorate_wire::sha256(&key.manifest);
                 let signature = key
                     .attestation
                     .as_ref()
                     .map(|a| a.signature.clone())
                     .unwrap_or_default();
-                if counted.contains(&(node_id.clone(), hash))
-                    || !seen.insert((node_id.clone(), hash, signature))
+                if counted.contains(&(node_id.clone(), hash, holding))
+                    || !seen.insert((node_id.clone(), hash, holding, signature))
                 {
                     continue;
                 }
@@ -119,46 +161,63 @@ impl Tally {
                     .or_default()
                     .reporters
                     .insert(node_id.clone());
-                if let Err(reason) = self.check(&node_id, manifest, key.attestation.as_ref()) {
+                if let Err(reason) =
+                    self.check(&node_id, manifest, key.attestation.as_ref(), holding)
+                {
                     tracing::warn!(
                         node = %node_id,
                         key_id = %key_id,
                         manifest_sha256 = %hex::encode(hash),
+                        ?holding,
                         "node's report of this manifest does not count: {reason}"
                     );
                     continue;
                 }
-                counted.insert((node_id.clone(), hash));
+                counted.insert((node_id.clone(), hash, holding));
                 attested
-                    .entry((key_id.clone(), node_id.clone()))
+                    .entry((key_id.clone(), node_id.clone(), holding))
                     .or_default()
                     .insert(hash);
                 let Some(signed) = key.attestation else {
                     continue;
                 };
-                let entry = reports.entry(key_id).or_default();
-                entry
+                let version = reports
+                    .entry(key_id)
+                    .or_default()
                     .versions
                     .entry(hash)
                     .or_insert_with(|| Version {
                         manifest: manifest.clone(),
                         attestation: BTreeMap::new(),
-                    })
-                    .attestation
-                    .insert(node_id.clone(), signed);
+                        staged: BTreeSet::new(),
+                    });
+                match holding {
+                    Holding::Current => {
+                        version.attestation.insert(node_id.clone(), signed);
+                    }
+                    Holding::Staged => {
+                        version.staged.insert(node_id.clone());
+                    }
+                }
             }
         }
-        for ((key_id, node_id), hashes) in attested {
+        // A node holds one current share of a key and at most one staged beside
+        // it: claiming more is equivocation.
+        for ((key_id, node_id, holding), hashes) in attested {
             if hashes.len() > 1 {
                 tracing::warn!(
                     node = %node_id,
                     key_id = %key_id,
                     versions = hashes.len(),
+                    ?holding,
                     "node attests several manifests of one key; counted for none"
                 );
                 if let Some(r) = reports.get_mut(&key_id) {
                     for v in r.versions.values_mut() {
-                        v.attestation.remove(&node_id);
+                        match holding {
+                            Holding::Current => v.attestation.remove(&node_id).is_some(),
+                            Holding::Staged => v.staged.remove(&node_id),
+                        };
                     }
                 }
             }
@@ -172,13 +231,15 @@ impl Tally {
         node_id: &str,
         manifest: &Manifest,
         attestation: Option<&pb::Signed>,
+        holding: Holding,
     ) -> Result<(), String> {
         if manifest.participant(node_id).is_none() {
             return Err("the node is not a participant of it".into());
         }
         let signed = attestation.ok_or("no attestation (a node older than this coordinator?)")?;
         let participants = manifest.participant_ids();
-        let attester = key_attestation::verify(
+        let attester = key_attestation::verify_holding(
+            holding,
             &self.verifier,
             &self.certificates,
             AttestedManifest {
@@ -215,8 +276,13 @@ pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<&Manife
             v.manifest.threshold
         )
     };
-    let (mut trusted, short): (Vec<Version>, Vec<Version>) = versions
+    // Staged statements never make a version served: the candidates are the
+    // versions some participant holds as its current share.
+    let (versions, staged_only): (Vec<Version>, Vec<Version>) = versions
         .into_values()
+        .partition(|v| !v.attestation.is_empty());
+    let (mut trusted, short): (Vec<Version>, Vec<Version>) = versions
+        .into_iter()
         .partition(|v| v.attestation.len() >= usize::from(v.manifest.threshold).max(2));
     let mut passed_over: Vec<String> = short
         .iter()
@@ -276,15 +342,60 @@ pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<&Manife
         top.iter()
             .map(|v| format!("{}: ties with the version trusted before", describe(v))),
     );
+    let holders = version.holders();
     let disagreeing = reporters
-        .into_iter()
-        .filter(|n| !version.attestation.contains_key(n))
+        .iter()
+        .filter(|n| !holders.contains(*n))
+        .cloned()
         .collect();
+    let epochs = other_epochs(
+        &version.manifest,
+        &reporters,
+        short
+            .into_iter()
+            .chain(older)
+            .chain(fewer)
+            .chain(top)
+            .chain(staged_only),
+    );
     Decision::Trust {
         version: Box::new(version),
         disagreeing,
         passed_over,
+        epochs,
     }
+}
+
+/// The versions besides `served` that can sign: a refresh's other epoch, one
+/// generation before or after it, of the same group key (so its signatures verify
+/// under the key clients were given), held by at least its threshold of distinct
+/// participants (never fewer than two: one node certificate makes no epoch).
+fn other_epochs(
+    served: &Manifest,
+    reporters: &BTreeSet<String>,
+    others: impl Iterator<Item = Version>,
+) -> Vec<Epoch> {
+    others
+        .filter(|v| {
+            let m = &v.manifest;
+            m.generation.abs_diff(served.generation) == 1
+                && m.ciphersuite == served.ciphersuite
+                && m.public_key.verifying_key == served.public_key.verifying_key
+        })
+        .map(|v| {
+            let holders = v.holders();
+            Epoch {
+                disagreeing: reporters
+                    .iter()
+                    .filter(|n| !holders.contains(*n))
+                    .cloned()
+                    .collect(),
+                holders,
+                manifest: v.manifest,
+            }
+        })
+        .filter(|e| e.holders.len() >= usize::from(e.manifest.threshold).max(2))
+        .collect()
 }
 
 #[cfg(test)]
@@ -298,6 +409,36 @@ mod tests {
     use super::*;
 
     const DOMAIN: &str = "quorate.test";
+
+    /// Counts nodes' answers that list only current shares.
+    trait CountKeys {
+        fn count_keys(
+            &mut self,
+            answers: Vec<(String, Vec<pb::NodeKey>)>,
+        ) -> BTreeMap<String, KeyReports>;
+    }
+
+    impl CountKeys for Tally {
+        fn count_keys(
+            &mut self,
+            answers: Vec<(String, Vec<pb::NodeKey>)>,
+        ) -> BTreeMap<String, KeyReports> {
+            self.count(
+                answers
+                    .into_iter()
+                    .map(|(node, keys)| {
+                        (
+                            node,
+                            pb::ListNodeKeysResponse {
+                                keys,
+                                staged: Vec::new(),
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        }
+    }
 
     struct Pki(test_ca::Ca);
 
@@ -383,12 +524,13 @@ mod tests {
             "node-1".into(),
             (0..50).map(|_| report(&node1, "node-1", &forged)).collect(),
         ));
-        let mut reports = pki.tally().count(answers);
+        let mut reports = pki.tally().count_keys(answers);
         let key = reports.remove("k1").unwrap();
         let Decision::Trust {
             version,
             disagreeing,
             passed_over,
+            ..
         } = decide("k1", key, None)
         else {
             panic!("the genuine manifest is not trusted")
@@ -407,7 +549,7 @@ mod tests {
         let pki = Pki::new();
         let forged = manifest(&["node-1", "node-2"], 2);
         let node1 = pki.node("node-1");
-        let mut reports = pki.tally().count(vec![(
+        let mut reports = pki.tally().count_keys(vec![(
             "node-1".into(),
             (0..10).map(|_| report(&node1, "node-1", &forged)).collect(),
         )]);
@@ -421,7 +563,7 @@ mod tests {
         let forged = manifest(&["node-1", "node-2", "node-3"], 2);
         let node1 = pki.node("node-1");
         let node9 = pki.node("node-9");
-        let mut reports = pki.tally().count(vec![
+        let mut reports = pki.tally().count_keys(vec![
             (
                 "node-1".into(),
                 vec![
@@ -454,7 +596,7 @@ mod tests {
                 vec![report(&rogue.node("node-2"), "node-2", &forged)],
             ),
         ];
-        let mut reports = pki.tally().count(answers);
+        let mut reports = pki.tally().count_keys(answers);
         let decision = decide("k1", reports.remove("k1").unwrap(), None);
         assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
     }
@@ -470,7 +612,7 @@ mod tests {
             "node-1".into(),
             vec![report(&node1, "node-1", &a), report(&node1, "node-1", &b)],
         ));
-        let mut reports = pki.tally().count(answers);
+        let mut reports = pki.tally().count_keys(answers);
         let decision = decide("k1", reports.remove("k1").unwrap(), None);
         assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
     }
@@ -482,9 +624,172 @@ mod tests {
         let new = manifest(FIVE, 3);
         let mut answers = honest_answers(&pki, &new, &FIVE[..3]);
         answers.extend(honest_answers(&pki, &old, &FIVE[3..]));
-        let mut reports = pki.tally().count(answers);
+        let mut reports = pki.tally().count_keys(answers);
         let decision = decide("k1", reports.remove("k1").unwrap(), Some(&old));
         assert_eq!(trusted_hash(decision), new.hash);
+    }
+
+    /// `node`'s answer: `current` as its current share, `staged` as staged by a
+    /// refresh, each attested with the statement kind that says so.
+    fn holding(
+        pki: &Pki,
+        node: &str,
+        current: Option<&Manifest>,
+        staged: &[&Manifest],
+    ) -> (String, pb::ListNodeKeysResponse) {
+        let signer = pki.node(node);
+        (
+            node.to_string(),
+            pb::ListNodeKeysResponse {
+                keys: current
+                    .map(|m| report(&signer, node, m))
+                    .into_iter()
+                    .collect(),
+                staged: staged
+                    .iter()
+                    .map(|m| pb::NodeKey {
+                        manifest: m.encoded.clone(),
+                        attestation: Some(
+                            key_attestation::sign_staged(&signer, node, &m.key_id, &m.hash)
+                                .unwrap(),
+                        ),
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    fn trusted(decision: Decision) -> (Box<Version>, HashSet<String>, Vec<Epoch>) {
+        match decision {
+            Decision::Trust {
+                version,
+                disagreeing,
+                epochs,
+                ..
+            } => (version, disagreeing, epochs),
+            Decision::Untrusted(reason) => panic!("not trusted: {reason}"),
+        }
+    }
+
+    #[test]
+    fn while_a_refresh_commits_both_epochs_sign_and_clients_are_served_the_committed_one() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let new = at_generation(&old, 1);
+        // Staged everywhere, committed on node-1 and node-2 (which dropped the old
+        // share).
+        let mut answers: Vec<_> = FIVE[..2]
+            .iter()
+            .map(|n| holding(&pki, n, Some(&new), &[]))
+            .collect();
+        answers.extend(
+            FIVE[2..]
+                .iter()
+                .map(|n| holding(&pki, n, Some(&old), &[&new])),
+        );
+        let mut reports = pki.tally().count(answers);
+        let (version, disagreeing, epochs) =
+            trusted(decide("k1", reports.remove("k1").unwrap(), Some(&old)));
+        // Served: the manifest three nodes hold as current, with only their
+        // (committed) statements.
+        assert_eq!(version.manifest.hash, old.hash);
+        assert_eq!(version.attestation.len(), 3);
+        assert_eq!(
+            disagreeing,
+            HashSet::from(["node-1".into(), "node-2".into()])
+        );
+        // The refresh's epoch signs too, with every node: two committed, three
+        // staged.
+        assert_eq!(epochs.len(), 1);
+        assert_eq!(epochs[0].manifest.hash, new.hash);
+        assert_eq!(epochs[0].holders.len(), 5);
+        assert!(epochs[0].disagreeing.is_empty());
+    }
+
+    #[test]
+    fn staged_statements_alone_serve_nothing_and_kinds_do_not_mix() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let new = at_generation(&old, 1);
+        // Every node staged the new manifest, none holds any current share.
+        let answers = FIVE
+            .iter()
+            .map(|n| holding(&pki, n, None, &[&new]))
+            .collect();
+        let mut reports = pki.tally().count(answers);
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+        // A staged statement listed as a current share, or a current one listed as
+        // staged, counts for nothing.
+        let answers = FIVE
+            .iter()
+            .map(|n| {
+                let (node, staged) = holding(&pki, n, None, &[&new]);
+                let (_, current) = holding(&pki, n, Some(&new), &[]);
+                (
+                    node,
+                    pb::ListNodeKeysResponse {
+                        keys: staged.staged,
+                        staged: current.keys,
+                    },
+                )
+            })
+            .collect();
+        let mut reports = pki.tally().count(answers);
+        let decision = decide("k1", reports.remove("k1").unwrap(), None);
+        assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
+    }
+
+    #[test]
+    fn an_epoch_needs_its_threshold_of_holders_the_same_group_key_and_the_next_generation() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let epochs_with = |staged: &Manifest, stagers: &[&str]| {
+            let answers = FIVE
+                .iter()
+                .map(|n| {
+                    let staged: &[&Manifest] = if stagers.contains(n) { &[staged] } else { &[] };
+                    holding(&pki, n, Some(&old), staged)
+                })
+                .collect();
+            let mut reports = pki.tally().count(answers);
+            let (version, _, epochs) =
+                trusted(decide("k1", reports.remove("k1").unwrap(), Some(&old)));
+            assert_eq!(version.manifest.hash, old.hash);
+            epochs
+        };
+        let next = at_generation(&old, 1);
+        assert_eq!(epochs_with(&next, &FIVE[..3]).len(), 1);
+        // Two holders of a 3-of-5 manifest: no epoch.
+        assert!(epochs_with(&next, &FIVE[..2]).is_empty());
+        // Another group key, however many hold it: its signatures would not verify
+        // under the key clients were given.
+        assert!(epochs_with(&at_generation(&manifest(FIVE, 3), 1), FIVE).is_empty());
+        // Two generations on: no refresh makes that.
+        assert!(epochs_with(&at_generation(&old, 2), FIVE).is_empty());
+    }
+
+    #[test]
+    fn a_node_staging_two_versions_holds_neither_staged_but_keeps_its_current_share() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let a = at_generation(&old, 1);
+        let b = {
+            use prost::Message;
+            let mut pb = pb::KeyManifest::decode(a.encoded.as_slice()).unwrap();
+            pb.created_at = "2026-01-02T00:00:00Z".into();
+            Manifest::decode(&pb.encode_to_vec()).unwrap()
+        };
+        let mut answers: Vec<_> = FIVE[..2]
+            .iter()
+            .map(|n| holding(&pki, n, Some(&old), &[&a]))
+            .collect();
+        answers.push(holding(&pki, "node-3", Some(&old), &[&a, &b]));
+        answers.extend(FIVE[3..].iter().map(|n| holding(&pki, n, Some(&old), &[])));
+        let mut reports = pki.tally().count(answers);
+        let (version, _, epochs) = trusted(decide("k1", reports.remove("k1").unwrap(), None));
+        assert_eq!(version.attestation.len(), 5);
+        assert!(epochs.is_empty(), "{epochs:?}");
     }
 
     const SEVEN: &[&str] = &[
@@ -499,7 +804,7 @@ mod tests {
         // Three have installed the refresh; four still attest the old manifest.
         let mut answers = honest_answers(&pki, &new, &SEVEN[..3]);
         answers.extend(honest_answers(&pki, &old, &SEVEN[3..]));
-        let mut reports = pki.tally().count(answers);
+        let mut reports = pki.tally().count_keys(answers);
         let Decision::Trust {
             version,
             passed_over,
@@ -520,7 +825,7 @@ mod tests {
         let pki = Pki::new();
         let old = manifest(FIVE, 3);
         let new = at_generation(&manifest(FIVE, 3), 1);
-        let mut reports = pki.tally().count(honest_answers(&pki, &old, FIVE));
+        let mut reports = pki.tally().count_keys(honest_answers(&pki, &old, FIVE));
         let decision = decide("k1", reports.remove("k1").unwrap(), Some(&new));
         match decision {
             Decision::Untrusted(reason) => assert!(reason.contains("rolling back"), "{reason}"),
@@ -539,12 +844,12 @@ mod tests {
             answers
         };
         let mut tally = pki.tally();
-        let mut reports = tally.count(answers());
+        let mut reports = tally.count_keys(answers());
         assert_eq!(
             trusted_hash(decide("k1", reports.remove("k1").unwrap(), Some(&b))),
             b.hash
         );
-        let mut reports = tally.count(answers());
+        let mut reports = tally.count_keys(answers());
         let decision = decide("k1", reports.remove("k1").unwrap(), None);
         assert!(matches!(decision, Decision::Untrusted(_)), "{decision:?}");
     }

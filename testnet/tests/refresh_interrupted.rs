@@ -3,14 +3,16 @@
 //! a key that signs, and running the same plan again converges: it finishes what
 //! every node stored, rolls back what only some did, and starts afresh what no
 //! node stored. No old share is deleted before every remaining node has stored
-//! its new one.
+//! its new one, and until every node has committed both epochs sign.
 
 mod common;
 
+use common::audit_log::log_lines;
 use common::refresh_relay::{refresh_plan, RefreshRelay};
 use common::{ceremony_client, start_default, TestNetwork, DEADLINE};
 use quorate_ceremony::keygen::{run_refresh, RefreshRequest};
 use quorate_ceremony::plan::Plan;
+use quorate_keys::audit::AuditRecord;
 use quorate_keys::manifest::Manifest;
 use quorate_wire::pb;
 use quorate_wire::pb::refresh_state_response::State;
@@ -24,6 +26,7 @@ enum Stop {
     AfterRound1,
     AfterRound3,
     AfterTwoStaged,
+    AfterThreeStaged,
     AfterAllStaged,
     AfterTwoCommitted,
     AfterAllCommitted,
@@ -42,7 +45,7 @@ async fn run_until(net: &TestNetwork, plan: &Plan, authorizations: &[Vec<u8>], s
     }
     let mut receipts = Vec::new();
     for i in 0..relay.clients.len() {
-        if i == 2 && stop == Stop::AfterTwoStaged {
+        if (i == 2 && stop == Stop::AfterTwoStaged) || (i == 3 && stop == Stop::AfterThreeStaged) {
             return;
         }
         receipts.push(relay.stage(i).await);
@@ -287,4 +290,139 @@ async fn a_refresh_committed_somewhere_is_never_rolled_back() {
         .await
         .unwrap();
     signs(&mut net, "committed, then node-4 repaired").await;
+}
+
+/// The manifest hashes (hex) node `node`'s `sign_share` records name, oldest first.
+fn signed_with(net: &TestNetwork, node: &str) -> Vec<String> {
+    let (_, lines) = log_lines(net, node);
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+        .filter(|r| r.event == "sign_share")
+        .map(|r| {
+            r.detail
+                .split("manifest_sha256=")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{node}: a share record names no manifest: {r:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Both epochs of a refresh sign until every node has committed: staged on all
+/// five nodes and committed on node-1 and node-2 (which deleted their old
+/// shares), with node-4 and node-5 down, the old epoch has one reachable holder
+/// (node-3) and the new one three (node-1 and node-2 committed, node-3 staged):
+/// the key signs, node-3 with its staged share. The rerun then commits the rest.
+#[tokio::test]
+async fn while_a_refresh_commits_a_staged_share_signs_in_the_new_epoch() {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = refresh_plan(&ceremony, KEY, None).await;
+    let authorizations = net.authorize(&plan).unwrap();
+    let old = plan.manifest().clone();
+    run_until(&net, &plan, &authorizations, Stop::AfterTwoCommitted).await;
+    let new = held(&net, "node-1").await.unwrap();
+    assert_eq!(new.generation, old.generation + 1);
+    assert_eq!(held(&net, "node-3").await.unwrap().hash, old.hash);
+
+    net.restart_coordinator().await.unwrap();
+    net.pause_node("node-4").unwrap();
+    net.pause_node("node-5").unwrap();
+    let signed = net
+        .client()
+        .await
+        .unwrap()
+        .sign_verified(KEY, b"both epochs sign", DEADLINE)
+        .await;
+    net.resume_node("node-4").unwrap();
+    net.resume_node("node-5").unwrap();
+    let signed = signed.unwrap_or_else(|e| panic!("the key does not sign mid-commit: {e:#}"));
+    assert_eq!(signed.public_key, old.public_key.public_key);
+    let mut signers = signed.response.signers.clone();
+    signers.sort();
+    assert_eq!(signers, ["node-1", "node-2", "node-3"]);
+    // node-3's share came from its staged share, and its record says so.
+    assert_eq!(
+        signed_with(&net, "node-3").last(),
+        Some(&hex::encode(new.hash)),
+        "node-3 did not sign with the refresh's staged share"
+    );
+
+    run_refresh(&ceremony, &plan, &authorizations)
+        .await
+        .unwrap();
+    for node in ["node-3", "node-4", "node-5"] {
+        assert_eq!(held(&net, node).await.unwrap().hash, new.hash, "{node}");
+    }
+    signs(&mut net, "after the rerun committed the rest").await;
+}
+
+/// A node listed as holding a staged share it no longer holds (here node-3, whose
+/// staged share is rolled back after the coordinator read the nodes' lists, as a
+/// node that lies about it would look) costs the request a retry in the other
+/// epoch, not the signature: the new epoch (three staged holders, as many
+/// reachable as the old one, and newer) is tried first, node-3 answers that it
+/// holds no share of it, and the old epoch signs.
+#[tokio::test]
+async fn a_node_without_the_staged_share_it_listed_costs_a_retry_not_the_signature() {
+    let mut net = start_default().await;
+    let ceremony = net.ceremony().unwrap();
+    let plan = refresh_plan(&ceremony, KEY, None).await;
+    let authorizations = net.authorize(&plan).unwrap();
+    let old = plan.manifest().clone();
+    let mut relay = RefreshRelay::new(&net, plan.clone(), authorizations.clone()).await;
+    let contributions = relay.round1().await;
+    relay.rounds_2_and_3(contributions).await;
+    for i in 0..3 {
+        relay.stage(i).await;
+    }
+    let new = relay.manifest.clone().unwrap();
+
+    // node-4 never stored its share: it abandons the refresh (node-3 rolls its
+    // staged share back on that, below). node-4 and node-5 then go down.
+    let abandonment = ceremony_client(&net, "node-4")
+        .await
+        .abandon_refresh(pb::AbandonRefreshRequest {
+            setup: Some(plan.setup().pb.clone()),
+            authorizations: authorizations.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    net.stop_node("node-4").await.unwrap();
+    net.stop_node("node-5").await.unwrap();
+    // The coordinator reads the nodes' lists: both epochs have three reachable
+    // holders (node-1 to node-3), and the newer goes first.
+    net.restart_coordinator().await.unwrap();
+    let client = net.client().await.unwrap();
+    client.public_key(KEY).await.unwrap();
+    let rolled_back = ceremony_client(&net, "node-3")
+        .await
+        .rollback_refresh(pb::RollbackRefreshRequest {
+            setup: Some(plan.setup().pb.clone()),
+            abandonment: Some(abandonment),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rolled_back.dropped);
+
+    let signed = client
+        .sign_verified(KEY, b"one epoch fails, the other signs", DEADLINE)
+        .await;
+    let signed = signed.unwrap_or_else(|e| panic!("the key does not sign: {e:#}"));
+    assert_eq!(signed.public_key, old.public_key.public_key);
+    // The new epoch was tried (node-1 spent a nonce on it), then the old one
+    // signed.
+    let node_1 = signed_with(&net, "node-1");
+    assert!(
+        node_1.contains(&hex::encode(new.hash)),
+        "the new epoch was never tried: {node_1:?}"
+    );
+    assert_eq!(node_1.last(), Some(&hex::encode(old.hash)));
+    assert_eq!(
+        signed_with(&net, "node-3").last(),
+        Some(&hex::encode(old.hash))
+    );
 }

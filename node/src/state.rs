@@ -52,7 +52,7 @@ struct Staging {
     /// New shares, by key id, stored beside the current ones until every
     /// participant has stored its own (then committed) or the refresh is rolled
     /// back. They sign when a request names their manifest
-    /// ([`NodeState::signing_key`]), so both epochs of a refresh stay usable while
+    /// ([`NodeState::signing_shares`]), so both epochs of a refresh stay usable while
     /// its nodes commit one by one.
     by_key: HashMap<String, Arc<Staged>>,
     /// Setups this node ever staged a share of (and so signed a receipt for):
@@ -61,6 +61,28 @@ struct Staging {
     /// Setups this node abandoned: from the store and the audit log. It never
     /// stages a share of them.
     abandoned: HashSet<[u8; 32]>,
+}
+
+/// The share a signing request uses and, while a refresh is staged, the other
+/// share of the key held beside it ([`NodeState::signing_shares`]).
+#[derive(Debug)]
+pub(crate) struct SigningShares {
+    /// The share that signs: of the manifest the request names.
+    pub share: Arc<ActiveKey>,
+    /// The key's other share on this node (the current one beside a staged one,
+    /// or the other way round), if a refresh is staged.
+    pub beside: Option<Arc<ActiveKey>>,
+}
+
+impl SigningShares {
+    /// The policies a request must satisfy: while a node holds two shares of a key
+    /// it signs with either only what both manifests allow, so a refresh's new
+    /// terms restrict as soon as its share is staged and loosen only once it is
+    /// committed, and a refresh rolled back never loosened anything.
+    pub fn policies(&self) -> impl Iterator<Item = &quorate_keys::policy::Policy> {
+        std::iter::once(&self.share.manifest.policy)
+            .chain(self.beside.iter().map(|k| &k.manifest.policy))
+    }
 }
 
 /// Where this node stands in one refresh of a key.
@@ -439,34 +461,45 @@ impl NodeState {
             .collect()
     }
 
-    /// The share of `key_id` to sign with under the manifest hashing to
-    /// `manifest_hash`: the current one, or one a refresh staged here (both epochs
-    /// of a refresh sign until every node has committed). `None`: the current one.
-    pub(crate) fn signing_key(
+    /// The shares of `key_id` a request under the manifest hashing to
+    /// `manifest_hash` works with: the one to sign with (the current share, or one a
+    /// refresh staged here: both epochs of a refresh sign until every node has
+    /// committed; `None` asks for the current one), and the other share held
+    /// beside it, if a refresh is staged, whose policy binds the request too
+    /// ([`SigningShares::policies`]). Read under the keys' lock and then the
+    /// staging lock, the order a commit takes them in, so a commit is seen whole.
+    pub(crate) fn signing_shares(
         &self,
         key_id: &str,
         manifest_hash: Option<&[u8; 32]>,
-    ) -> Result<Arc<ActiveKey>, NodeError> {
-        let current = self.key(key_id);
-        let Some(hash) = manifest_hash else {
-            return current;
-        };
-        if current.as_ref().is_ok_and(|k| &k.manifest.hash == hash) {
-            return current;
-        }
-        let staging = self.staging.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(st) = staging
-            .by_key
+    ) -> Result<SigningShares, NodeError> {
+        let keys = self.read_keys();
+        let current = keys
             .get(key_id)
-            .filter(|st| &st.key.manifest.hash == hash)
-        {
-            return Ok(Arc::clone(&st.key));
+            .cloned()
+            .ok_or_else(|| NodeError::UnknownKey(key_id.to_string()))?;
+        let staging = self.staging.read().unwrap_or_else(|p| p.into_inner());
+        let staged = staging.by_key.get(key_id).map(|st| Arc::clone(&st.key));
+        drop(staging);
+        drop(keys);
+        match (manifest_hash, staged) {
+            (None, staged) => Ok(SigningShares {
+                share: current,
+                beside: staged,
+            }),
+            (Some(hash), staged) if &current.manifest.hash == hash => Ok(SigningShares {
+                share: current,
+                beside: staged,
+            }),
+            (Some(hash), Some(staged)) if &staged.manifest.hash == hash => Ok(SigningShares {
+                share: staged,
+                beside: Some(current),
+            }),
+            (Some(hash), _) => Err(NodeError::ManifestNotHeld {
+                key_id: key_id.to_string(),
+                manifest_sha256: hex::encode(hash),
+            }),
         }
-        current?;
-        Err(NodeError::ManifestNotHeld {
-            key_id: key_id.to_string(),
-            manifest_sha256: hex::encode(hash),
-        })
     }
 
     /// Validates and durably stores a new key; `event` names the ceremony step in
@@ -900,9 +933,14 @@ impl NodeState {
             .map_err(|e| NodeError::MalformedRequest(e.to_string()))?
             .key_id;
         quorate_wire::validate_key_id(&key_id).map_err(NodeError::MalformedRequest)?;
-        let key = self.key(&key_id)?;
-        let verified = match revocation::verify(revocation, &key_id, &key.manifest.policy.approvers)
-        {
+        // While a refresh is staged, an approver of either manifest may revoke: a
+        // token of an approver the refresh adds is accepted by the staged share.
+        let held = self.signing_shares(&key_id, None)?;
+        let approvers: Vec<[u8; 32]> = held
+            .policies()
+            .flat_map(|p| p.approvers.iter().copied())
+            .collect();
+        let verified = match revocation::verify(revocation, &key_id, &approvers) {
             Ok(v) => v,
             Err(e @ RevocationError::Malformed(_)) => {
                 return Err(NodeError::MalformedRequest(e.to_string()))
@@ -1262,8 +1300,11 @@ mod tests {
             )
             .unwrap();
         let m1: [u8; 32] = staged.manifest_hash.as_slice().try_into().unwrap();
-        let signs_with =
-            |hash: Option<&[u8; 32]>| state.signing_key("k1", hash).map(|k| k.manifest.hash);
+        let signs_with = |hash: Option<&[u8; 32]>| {
+            state
+                .signing_shares("k1", hash)
+                .map(|s| s.share.manifest.hash)
+        };
         assert_eq!(signs_with(None).unwrap(), m0.hash);
         assert_eq!(signs_with(Some(&m0.hash)).unwrap(), m0.hash);
         assert_eq!(signs_with(Some(&m1)).unwrap(), m1);
@@ -1272,9 +1313,14 @@ mod tests {
             Err(NodeError::ManifestNotHeld { .. })
         ));
         assert!(matches!(
-            state.signing_key("k2", Some(&m1)),
+            state.signing_shares("k2", Some(&m1)),
             Err(NodeError::UnknownKey(_))
         ));
+        // Each share is held beside the other: both policies bind a request.
+        for hash in [&m0.hash, &m1] {
+            let shares = state.signing_shares("k1", Some(hash)).unwrap();
+            assert_eq!(shares.policies().count(), 2);
+        }
         // Listed: the current share as the key's, the staged one apart.
         let listed = |keys: Vec<pb::NodeKey>| -> Vec<Vec<u8>> {
             keys.iter()
@@ -1298,6 +1344,10 @@ mod tests {
             Err(NodeError::ManifestNotHeld { .. })
         ));
         assert!(state.staged_node_keys().is_empty());
+        assert_eq!(
+            state.signing_shares("k1", None).unwrap().policies().count(),
+            1
+        );
     }
 
     #[test]

@@ -176,7 +176,7 @@ async fn a_node_answers_each_request_of_a_share_call_on_its_own() {
     let spent: Vec<String> = quorate_ceremony::audit::decode(&raw)
         .into_iter()
         .filter(|r| r.event == "sign_share" && r.request_id == "share-call")
-        .map(|r| r.detail)
+        .map(|r| r.spent_commitment().unwrap().to_string())
         .collect();
     let own = ops.identifier("node-1").unwrap();
     let expected: Vec<String> = packages

@@ -60,6 +60,108 @@ impl std::fmt::Debug for ShareToSign {
     }
 }
 
+/// What every record of a round-2 request names, and the client's intent checked:
+/// the client is whoever signed the intent, never what the coordinator says.
+struct RequestContext {
+    message_digest: [u8; 32],
+    message_sha256: String,
+    attempt: String,
+    verified:
+        Result<quorate_transport::intent::VerifiedIntent, quorate_transport::intent::IntentError>,
+    client_id: String,
+    intent_hex: String,
+}
+
+impl RequestContext {
+    fn of(state: &NodeState, req: &api::SignShareRequest) -> Self {
+        let message_digest = quorate_wire::sha256(&req.message);
+        let attempt = hex::encode(quorate_keys::audit::signing_attempt_id(
+            &req.key_id,
+            &message_digest,
+            req.commitments
+                .iter()
+                .map(|(id, c)| (id.as_slice(), c.as_slice())),
+        ));
+        let encoded_intent = req
+            .intent
+            .as_ref()
+            .map(prost::Message::encode_to_vec)
+            .unwrap_or_default();
+        // A request without the client's own valid intent for exactly this key,
+        // message, request id and token is refused, and recorded, before any nonce
+        // is touched.
+        let verified = state.intents.verify(
+            req.intent.as_ref(),
+            &IntentRequest {
+                key_id: &req.key_id,
+                message: &req.message,
+                request_id: &req.request_id,
+                approval_token: req.approval_token.as_deref(),
+            },
+        );
+        let client_id = match &verified {
+            Ok(v) => v.client.spiffe_id(),
+            Err(_) => String::new(),
+        };
+        // A record holds a verified intent whole, so an auditor can check it; of an
+        // intent that did not verify, only its SHA-256: whoever sent it must not be
+        // able to fill the node's disk with it.
+        let intent_hex = match (&verified, encoded_intent.is_empty()) {
+            (_, true) => String::new(),
+            (Ok(_), false) => hex_of_intent(&encoded_intent),
+            (Err(_), false) => format!(
+                "sha256:{}",
+                hex::encode(quorate_wire::sha256(&encoded_intent))
+            ),
+        };
+        Self {
+            message_sha256: hex::encode(message_digest),
+            message_digest,
+            attempt,
+            verified,
+            client_id,
+            intent_hex,
+        }
+    }
+}
+
+/// A request for a share of a manifest this node does not hold (the coordinator's
+/// directory is behind a refresh, or a node listed a share it lacks): refused
+/// (`NOT_FOUND`) and recorded as `sign_refused`, so that an auditor reconciling
+/// the attempt finds why no share came from this node.
+fn refuse_unheld(
+    state: &NodeState,
+    req: &api::SignShareRequest,
+    caller: &PeerIdentity,
+    unheld: NodeError,
+) -> Result<Recorded<ShareToSign>, NodeError> {
+    let context = RequestContext::of(state, req);
+    // The signers as the node's current manifest names them.
+    let current = state.key(&req.key_id)?;
+    let quorum = req
+        .commitments
+        .keys()
+        .filter_map(|id| current.manifest.participant_by_identifier(id))
+        .map(|p| p.node_id.clone())
+        .collect();
+    Ok(Recorded {
+        pending: state.audit.insert(AuditRecord {
+            event: "sign_refused".into(),
+            key_id: req.key_id.clone(),
+            client_id: context.client_id,
+            intent: context.intent_hex,
+            request_id: req.request_id.clone(),
+            message_sha256: context.message_sha256,
+            quorum,
+            attempt: context.attempt,
+            caller: caller.spiffe_id(),
+            detail: unheld.to_string(),
+            ..Default::default()
+        })?,
+        answer: Err(unheld),
+    })
+}
+
 /// Round 2 up to the audit record: every check, the nonce taken and its record
 /// inserted (the record's flush starts now); the share is left to compute
 /// ([`compute_share`]). The caller sends the answer only once the record
@@ -71,8 +173,15 @@ pub(crate) fn record_share(
 ) -> Result<Recorded<ShareToSign>, NodeError> {
     let req = api::SignShareRequest::try_from(req).map_err(NodeError::MalformedRequest)?;
     // The epoch the coordinator chose the quorum in: the current share, or a
-    // refresh's staged one. Each signs under its own manifest's policy.
-    let key = state.signing_key(&req.key_id, req.manifest_hash.as_ref())?;
+    // refresh's staged one; while both are held, both policies bind the request.
+    let shares = match state.signing_shares(&req.key_id, req.manifest_hash.as_ref()) {
+        Ok(shares) => shares,
+        Err(unheld @ NodeError::ManifestNotHeld { .. }) => {
+            return refuse_unheld(state, &req, caller, unheld)
+        }
+        Err(e) => return Err(e),
+    };
+    let key = Arc::clone(&shares.share);
     let manifest = &key.manifest;
     let ops = manifest.ciphersuite.ops();
     if req.commitments.len() < usize::from(manifest.threshold) {
@@ -100,48 +209,14 @@ pub(crate) fn record_share(
     let received = ops
         .receive_signing_package(&req.message, &req.commitments, &key.identifier)
         .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
-    let message_digest = quorate_wire::sha256(&req.message);
-    let message_sha256 = hex::encode(message_digest);
-    let attempt = hex::encode(quorate_keys::audit::signing_attempt_id(
-        &req.key_id,
-        &message_digest,
-        req.commitments
-            .iter()
-            .map(|(id, c)| (id.as_slice(), c.as_slice())),
-    ));
-    let encoded_intent = req
-        .intent
-        .as_ref()
-        .map(prost::Message::encode_to_vec)
-        .unwrap_or_default();
-    // The client is whoever signed the intent, never what the coordinator says:
-    // a request without the client's own valid intent for exactly this key,
-    // message, request id and token is refused, and recorded, before any nonce is
-    // touched.
-    let verified = state.intents.verify(
-        req.intent.as_ref(),
-        &IntentRequest {
-            key_id: &req.key_id,
-            message: &req.message,
-            request_id: &req.request_id,
-            approval_token: req.approval_token.as_deref(),
-        },
-    );
-    let client_id = match &verified {
-        Ok(v) => v.client.spiffe_id(),
-        Err(_) => String::new(),
-    };
-    // A record holds a verified intent whole, so an auditor can check it; of an
-    // intent that did not verify, only its SHA-256: whoever sent it must not be able
-    // to fill the node's disk with it.
-    let intent_hex = match (&verified, encoded_intent.is_empty()) {
-        (_, true) => String::new(),
-        (Ok(_), false) => hex_of_intent(&encoded_intent),
-        (Err(_), false) => format!(
-            "sha256:{}",
-            hex::encode(quorate_wire::sha256(&encoded_intent))
-        ),
-    };
+    let RequestContext {
+        message_digest,
+        message_sha256,
+        attempt,
+        verified,
+        client_id,
+        intent_hex,
+    } = RequestContext::of(state, &req);
     let refusal = |event_detail: String| AuditRecord {
         event: "sign_refused".into(),
         key_id: req.key_id.clone(),
@@ -169,9 +244,12 @@ pub(crate) fn record_share(
     }
 
     // The node enforces the key's policy itself: the coordinator is not trusted
-    // to have chosen a lawful quorum or an allowed client.
-    let policy = &manifest.policy;
-    if !policy.allows_client(&client_id) {
+    // to have chosen a lawful quorum or an allowed client. While a refresh is
+    // staged, the request must satisfy both manifests' policies.
+    if !shares
+        .policies()
+        .all(|policy| policy.allows_client(&client_id))
+    {
         return refuse(
             "client_not_allowed",
             NodeError::ClientNotAllowed {
@@ -181,7 +259,10 @@ pub(crate) fn record_share(
         );
     }
     let mut approval_token_id = String::new();
-    if let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) {
+    for policy in shares.policies() {
+        let Err(violation) = policy.check_quorum(jurisdictions.iter().copied()) else {
+            continue;
+        };
         let Some(token) = &req.approval_token else {
             return refuse(
                 "unlawful_quorum",
@@ -242,16 +323,22 @@ pub(crate) fn record_share(
     // spent its nonce unused (the coordinator never sends a commitment twice,
     // so nothing is lost); its record names the commitment, so that an auditor
     // can account for every one this node issued.
-    if let Err(retry) = state.rate.check_message(
-        &req.key_id,
-        &client_id,
-        policy.rate_limit_per_minute,
-        message_digest,
-    ) {
+    // The tighter of the policies' limits (0 is none).
+    let rate_limit = shares
+        .policies()
+        .map(|p| p.rate_limit_per_minute)
+        .filter(|&limit| limit > 0)
+        .min()
+        .unwrap_or(0);
+    if let Err(retry) =
+        state
+            .rate
+            .check_message(&req.key_id, &client_id, rate_limit, message_digest)
+    {
         state.metrics.policy_denial("rate_limited");
         let refused = NodeError::RateLimited {
             client_id: client_id.clone(),
-            limit: policy.rate_limit_per_minute,
+            limit: rate_limit,
             key_id: req.key_id.clone(),
             retry_secs: retry.as_secs().max(1),
         };

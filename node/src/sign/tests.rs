@@ -255,3 +255,54 @@ fn only_requests_that_can_be_signed_count_against_a_clients_rate() {
         record.detail
     );
 }
+
+/// While a refresh is staged, a request must satisfy both manifests' policies,
+/// whichever share signs: a refresh's new terms restrict as soon as its share is
+/// staged, and loosen only once it is committed. Here the key allows only another
+/// client and the refresh would allow every client: refused with either share
+/// until the commit.
+#[test]
+fn while_a_refresh_is_staged_a_request_must_satisfy_both_manifests_policies() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let only_another_client = pb::KeyPolicy {
+        allowed_clients: vec![format!("spiffe://{TRUST_DOMAIN}/client/another")],
+        ..Default::default()
+    };
+    let (state, other) = node_with_key(dir.path(), Some(only_another_client));
+    let caller = PeerIdentity::new(TRUST_DOMAIN, Role::Coordinator, "coordinator-1").unwrap();
+    let current = state.key("k1").unwrap();
+    let mut refreshed = pb::KeyManifest::decode(current.manifest.encoded.as_slice()).unwrap();
+    refreshed.generation = 1;
+    refreshed.policy = Some(pb::KeyPolicy::default());
+    let setup = [7u8; 32];
+    let staged = state
+        .stage_refresh(
+            KeyRecord {
+                manifest: refreshed.encode_to_vec(),
+                key_package: current.key_package.clone(),
+            },
+            setup,
+            &current.manifest.hash,
+            "test",
+        )
+        .unwrap();
+    let staged_hash: [u8; 32] = staged.manifest_hash.as_slice().try_into().unwrap();
+    let mut commitments = commitments(&state, 3);
+    let mut request_under = |hash: [u8; 32]| {
+        let mut request = sign_request(&state, commitments.remove(0), &other);
+        request.manifest_hash = hash.to_vec();
+        record_share(&state, request, &caller).unwrap().answer
+    };
+    for (hash, share) in [(current.manifest.hash, "current"), (staged_hash, "staged")] {
+        let err = request_under(hash).unwrap_err();
+        assert!(
+            matches!(err, crate::error::NodeError::ClientNotAllowed { .. }),
+            "{share}: {err}"
+        );
+    }
+    state
+        .commit_refresh("k1", &setup, &staged_hash, &[], "test")
+        .unwrap();
+    assert!(request_under(staged_hash).is_ok());
+}

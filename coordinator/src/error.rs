@@ -63,6 +63,11 @@ pub enum CoordError {
     /// No signature was made within the request's deadline.
     #[error("{0}")]
     DeadlineReached(String),
+    /// Nodes the quorum needed hold no share of the manifest the coordinator's
+    /// directory knows for the key: a refresh committed (or was rolled back) since
+    /// it last read the nodes. The service reads them again and retries once.
+    #[error("{0}")]
+    KeyMovedOn(String),
     /// A request id reused for another message.
     #[error("request_id {0:?} was already used with a different message")]
     RequestIdReused(String),
@@ -96,7 +101,8 @@ impl CoordError {
             CoordError::RateLimited(_) | CoordError::TooManyInFlight(_) => Code::ResourceExhausted,
             CoordError::NoQuorum { .. }
             | CoordError::NodesUnreachable(_)
-            | CoordError::DeadlineReached(_) => Code::Unavailable,
+            | CoordError::DeadlineReached(_)
+            | CoordError::KeyMovedOn(_) => Code::Unavailable,
             CoordError::RequestIdReused(_) => Code::AlreadyExists,
             CoordError::Config(_) | CoordError::Server(_) | CoordError::Internal(_) => {
                 Code::Internal

@@ -4,6 +4,7 @@
 //!
 //! The directory is a cache, not state: any coordinator rebuilds it from the nodes.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -51,38 +52,39 @@ impl KnownKey {
     /// manifest; while a refresh runs, the other may be the generation before or
     /// after it.
     pub fn signing_epochs(&self, pool: &NodePool) -> Vec<(&Manifest, &HashSet<String>)> {
-        let mut epochs: Vec<(&Manifest, &HashSet<String>, usize)> =
-            std::iter::once((&self.manifest, &self.never_asked))
-                .chain(
-                    self.other_epochs
-                        .iter()
-                        .map(|e| (&e.manifest, &e.never_asked)),
-                )
-                .map(|(m, never_asked)| (m, never_asked, reachable_in(m, never_asked, pool)))
-                .collect();
-        epochs.sort_by_key(|(m, _, reachable)| {
-            (
-                std::cmp::Reverse(*reachable),
-                std::cmp::Reverse(m.generation),
-            )
-        });
+        let mut epochs: Vec<(&Manifest, &HashSet<String>, usize)> = self
+            .epochs()
+            .map(|(m, never_asked)| (m, never_asked, reachable_in(m, never_asked, pool)))
+            .collect();
+        epochs.sort_by_key(|&(m, _, reachable)| signing_order(reachable, m.generation));
         epochs.into_iter().map(|(m, n, _)| (m, n)).collect()
+    }
+
+    /// Every epoch of the key, the served one first, with whom not to ask in it.
+    fn epochs(&self) -> impl Iterator<Item = (&Manifest, &HashSet<String>)> {
+        std::iter::once((&self.manifest, &self.never_asked)).chain(
+            self.other_epochs
+                .iter()
+                .map(|e| (&e.manifest, &e.never_asked)),
+        )
     }
 
     /// How many holders requests would ask now in the key's best epoch: those the
     /// coordinator may ask (not never asked) and that `pool` currently counts as
     /// available. Fewer than the threshold, and the key cannot sign.
     pub fn reachable_holders(&self, pool: &NodePool) -> usize {
-        std::iter::once((&self.manifest, &self.never_asked))
-            .chain(
-                self.other_epochs
-                    .iter()
-                    .map(|e| (&e.manifest, &e.never_asked)),
-            )
+        self.epochs()
             .map(|(m, never_asked)| reachable_in(m, never_asked, pool))
             .max()
             .unwrap_or_default()
     }
+}
+
+/// Where an epoch goes in the order requests try them: most reachable holders
+/// first, then the newer generation, so that while a refresh is staged everywhere
+/// its new shares sign (and show they can) before the old ones are deleted.
+fn signing_order(reachable: usize, generation: u64) -> (Reverse<usize>, Reverse<u64>) {
+    (Reverse(reachable), Reverse(generation))
 }
 
 /// The participants of `manifest` not in `never_asked` that `pool` counts as
@@ -188,6 +190,19 @@ impl KeyDirectory {
             )));
         }
         Err(CoordError::UnknownKey(key_id.to_string()))
+    }
+
+    /// The key `key_id` as the nodes hold it now, for a request that found them
+    /// moved on from the cached manifest ([`CoordError::KeyMovedOn`]): the nodes
+    /// are read again unless a read began at or after `since` (concurrent requests
+    /// share one).
+    pub async fn reread(&self, key_id: &str, since: Instant) -> Result<Arc<KnownKey>, CoordError> {
+        self.refresh_unless_since(since).await;
+        self.read()
+            .keys
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| CoordError::UnknownKey(key_id.to_string()))
     }
 
     /// Every agreed key, refreshing if stale.
@@ -377,6 +392,17 @@ impl KeyDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_epoch_with_the_most_reachable_holders_signs_first_and_the_newer_on_a_tie() {
+        // (reachable holders, generation)
+        let mut epochs = vec![(3, 0), (5, 1), (4, 2)];
+        epochs.sort_by_key(|&(reachable, generation)| signing_order(reachable, generation));
+        assert_eq!(epochs, [(5, 1), (4, 2), (3, 0)]);
+        let mut tie = vec![(5, 3), (5, 4)];
+        tie.sort_by_key(|&(reachable, generation)| signing_order(reachable, generation));
+        assert_eq!(tie, [(5, 4), (5, 3)]);
+    }
 
     #[test]
     fn reachable_holders_leave_out_unavailable_and_never_asked_participants() {

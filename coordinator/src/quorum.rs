@@ -202,9 +202,11 @@ impl QuorumEngine {
 
     /// Signs `message` with `key` before `deadline`, within one of its epochs at a
     /// time (`KnownKey::signing_epochs`): first the one with the most reachable
-    /// holders, then, while a refresh runs and that one found no quorum, the
-    /// other. So a node listing a share it does not hold costs a retry, not the
-    /// signature.
+    /// holders, then, while a refresh runs and that one found no (lawful) quorum,
+    /// the other. So a node listing a share it does not hold costs a retry, not the
+    /// signature. If no epoch finds a quorum and nodes answered that they hold no
+    /// share of an epoch's manifest, [`CoordError::KeyMovedOn`]: the directory is
+    /// behind the nodes.
     pub async fn sign(
         &self,
         key: &KnownKey,
@@ -215,14 +217,23 @@ impl QuorumEngine {
         let epochs = key.signing_epochs(&self.pool);
         let last = epochs.len().saturating_sub(1);
         let mut first_no_quorum = None;
+        let mut moved_on = false;
         for (i, (manifest, never_asked)) in epochs.into_iter().enumerate() {
             match self
-                .sign_in_epoch(manifest, never_asked, message, ctx, deadline)
+                .sign_in_epoch(manifest, never_asked, message, ctx, deadline, &mut moved_on)
                 .await
             {
-                Err(e @ CoordError::NoQuorum { .. }) => {
+                // The other epoch may have other holders, and its own policy.
+                Err(e @ (CoordError::NoQuorum { .. } | CoordError::NoLawfulQuorum(_))) => {
                     if i == last || Instant::now() >= deadline {
-                        return Err(first_no_quorum.unwrap_or(e));
+                        let e = first_no_quorum.unwrap_or(e);
+                        return Err(if moved_on {
+                            CoordError::KeyMovedOn(format!(
+                                "{e}; nodes hold no share of the manifest this coordinator knows for the key"
+                            ))
+                        } else {
+                            e
+                        });
                     }
                     tracing::info!(
                         key_id = %manifest.key_id,
@@ -241,7 +252,8 @@ impl QuorumEngine {
     }
 
     /// Signs `message` with the shares of `manifest` (one epoch of a key), never
-    /// asking the nodes in `never_asked`.
+    /// asking the nodes in `never_asked`; sets `moved_on` if a node answers that it
+    /// holds no share of `manifest`.
     async fn sign_in_epoch(
         &self,
         manifest: &Manifest,
@@ -249,6 +261,7 @@ impl QuorumEngine {
         message: &[u8],
         ctx: &SignContext,
         deadline: Instant,
+        moved_on: &mut bool,
     ) -> Result<Signed, CoordError> {
         let t = usize::from(manifest.threshold);
         let ops = manifest.ciphersuite.ops();
@@ -487,6 +500,20 @@ impl QuorumEngine {
                             node.id,
                             s.message()
                         ));
+                    }
+                    Err(e)
+                        if e.status()
+                            .is_some_and(|s| s.code() == tonic::Code::NotFound) =>
+                    {
+                        // The node holds no share of this epoch's manifest: the key
+                        // moved on since the directory read the nodes (a refresh
+                        // committed or was rolled back), or the node lost it. Not
+                        // a fault of its health, and its other pooled commitments
+                        // are good.
+                        round2_failed = true;
+                        *moved_on = true;
+                        tracing::info!(node = %node.id, key_id = %manifest.key_id, generation = manifest.generation, attempt, "round 2: the node holds no share of this manifest: {e}");
+                        out.insert(node.id.clone());
                     }
                     Err(e) => {
                         round2_failed = true;

@@ -136,6 +136,7 @@ impl SignerService {
         caller: &PeerIdentity,
         deadline: Instant,
     ) -> Result<Signed, CoordError> {
+        let asked = Instant::now();
         let key = self.keys.get(&req.key_id).await?;
         let policy = &key.manifest.policy;
         let client_id = caller.spiffe_id();
@@ -176,7 +177,18 @@ impl SignerService {
             intent: req.intent.clone(),
             approval_token,
         };
-        self.engine.sign(&key, &req.message, &ctx, deadline).await
+        match self.engine.sign(&key, &req.message, &ctx, deadline).await {
+            Err(CoordError::KeyMovedOn(why)) => {
+                // A refresh committed since the directory last read the nodes:
+                // read them again and sign once more with what they hold now (the
+                // nodes check the client and the policy of that manifest
+                // themselves).
+                tracing::info!(key_id = %req.key_id, "the nodes moved on from the cached manifest; reading them again: {why}");
+                let key = self.keys.reread(&req.key_id, asked).await?;
+                self.engine.sign(&key, &req.message, &ctx, deadline).await
+            }
+            result => result,
+        }
     }
 
     async fn handle_sign(

@@ -222,6 +222,34 @@ impl Tally {
                 }
             }
         }
+        // A refresh stages exactly the next generation of the manifest a node
+        // holds: a staged statement counts only beside that node's own current
+        // one, one generation before (so no node adds itself to an older epoch).
+        for reports in reports.values_mut() {
+            let current: HashMap<String, u64> = reports
+                .versions
+                .values()
+                .flat_map(|v| {
+                    v.attestation
+                        .keys()
+                        .map(|node| (node.clone(), v.manifest.generation))
+                })
+                .collect();
+            for v in reports.versions.values_mut() {
+                v.staged.retain(|node| {
+                    let next = current.get(node).map(|g| g.saturating_add(1));
+                    if next != Some(v.manifest.generation) {
+                        tracing::warn!(
+                            node = %node,
+                            key_id = %v.manifest.key_id,
+                            generation = v.manifest.generation,
+                            "node lists a staged share that is not the next generation of its current one; not counted"
+                        );
+                    }
+                    next == Some(v.manifest.generation)
+                });
+            }
+        }
         reports
     }
 
@@ -704,6 +732,28 @@ mod tests {
         assert_eq!(epochs[0].manifest.hash, new.hash);
         assert_eq!(epochs[0].holders.len(), 5);
         assert!(epochs[0].disagreeing.is_empty());
+    }
+
+    #[test]
+    fn a_node_cannot_stage_itself_into_an_older_epoch() {
+        let pki = Pki::new();
+        let old = manifest(FIVE, 3);
+        let new = at_generation(&old, 1);
+        // Three committed the refresh; node-4 and node-5 hold the old share (and
+        // the new one staged). node-1 also claims the old manifest as staged.
+        let mut answers = vec![holding(&pki, "node-1", Some(&new), &[&old])];
+        answers.extend(FIVE[1..3].iter().map(|n| holding(&pki, n, Some(&new), &[])));
+        answers.extend(
+            FIVE[3..]
+                .iter()
+                .map(|n| holding(&pki, n, Some(&old), &[&new])),
+        );
+        let mut reports = pki.tally().count(answers);
+        let (version, _, epochs) = trusted(decide("k1", reports.remove("k1").unwrap(), Some(&old)));
+        assert_eq!(version.manifest.hash, new.hash);
+        assert_eq!(version.holders().len(), 5);
+        // Two holders of the old epoch, not three.
+        assert!(epochs.is_empty(), "{epochs:?}");
     }
 
     #[test]

@@ -327,12 +327,14 @@ async fn while_a_refresh_commits_a_staged_share_signs_in_the_new_epoch() {
     assert_eq!(held(&net, "node-3").await.unwrap().hash, old.hash);
 
     net.restart_coordinator().await.unwrap();
+    let client = net.client().await.unwrap();
+    // Clients are shown the generation three nodes hold as current, not the one
+    // every node holds committed or staged.
+    let served = client.public_key(KEY).await.unwrap();
+    assert_eq!(Manifest::decode(&served.manifest).unwrap().hash, old.hash);
     net.pause_node("node-4").unwrap();
     net.pause_node("node-5").unwrap();
-    let signed = net
-        .client()
-        .await
-        .unwrap()
+    let signed = client
         .sign_verified(KEY, b"both epochs sign", DEADLINE)
         .await;
     net.resume_node("node-4").unwrap();
@@ -425,4 +427,35 @@ async fn a_node_without_the_staged_share_it_listed_costs_a_retry_not_the_signatu
         signed_with(&net, "node-3").last(),
         Some(&hex::encode(old.hash))
     );
+}
+
+/// A coordinator that last read the nodes before a refresh (its directory still
+/// fresh, so it does not read them again by itself) signs right after the refresh
+/// committed everywhere: the nodes answer that they hold no share of the old
+/// manifest, and the coordinator reads them again and signs with the new one.
+#[tokio::test]
+async fn a_coordinator_that_read_the_nodes_before_a_refresh_signs_right_after_it() {
+    let net = start_default().await;
+    let client = net.client().await.unwrap();
+    let before = client.public_key(KEY).await.unwrap();
+    net.refresh(RefreshRequest {
+        key_id: KEY.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let new = held(&net, "node-1").await.unwrap();
+    assert_eq!(new.generation, 1);
+    let signed = client
+        .sign_verified(KEY, b"after the refresh", DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("the key does not sign after its refresh: {e:#}"));
+    assert_eq!(signed.public_key, before.public_key);
+    for node in &signed.response.signers {
+        assert_eq!(
+            signed_with(&net, node).last(),
+            Some(&hex::encode(new.hash)),
+            "{node}"
+        );
+    }
 }

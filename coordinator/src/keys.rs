@@ -69,6 +69,13 @@ impl KnownKey {
         )
     }
 
+    /// The policies of every epoch the coordinator knows for the key: the served
+    /// manifest's and, while a refresh runs, the other epoch's. A node holding
+    /// both shares enforces both, so the coordinator's own early checks do too.
+    pub fn policies(&self) -> impl Iterator<Item = &quorate_keys::policy::Policy> {
+        self.epochs().map(|(m, _)| &m.policy)
+    }
+
     /// How many holders requests would ask now in the key's best epoch: those the
     /// coordinator may ask (not never asked) and that `pool` currently counts as
     /// available. Fewer than the threshold, and the key cannot sign.

@@ -69,6 +69,7 @@ pub fn is_refusal(status: &tonic::Status) -> bool {
                 | Code::OutOfRange
                 | Code::ResourceExhausted
                 | Code::Unauthenticated
+                | Code::PermissionDenied
         )
 }
 

@@ -204,8 +204,9 @@ impl QuorumEngine {
     /// time (`KnownKey::signing_epochs`): first the one with the most reachable
     /// holders, then, while a refresh runs and that one found no (lawful) quorum,
     /// the other. So a node listing a share it does not hold costs a retry, not the
-    /// signature. If no epoch finds a quorum and nodes answered that they hold no
-    /// share of an epoch's manifest, [`CoordError::KeyMovedOn`]: the directory is
+    /// signature. If no epoch finds a quorum and at least two nodes answered that
+    /// they hold no share of an epoch's manifest, [`CoordError::KeyMovedOn`]: the
+    /// directory is
     /// behind the nodes.
     pub async fn sign(
         &self,
@@ -217,7 +218,8 @@ impl QuorumEngine {
         let epochs = key.signing_epochs(&self.pool);
         let last = epochs.len().saturating_sub(1);
         let mut first_no_quorum = None;
-        let mut moved_on = false;
+        // Nodes that answered they hold no share of an epoch's manifest.
+        let mut moved_on: HashSet<String> = HashSet::new();
         for (i, (manifest, never_asked)) in epochs.into_iter().enumerate() {
             match self
                 .sign_in_epoch(manifest, never_asked, message, ctx, deadline, &mut moved_on)
@@ -227,7 +229,9 @@ impl QuorumEngine {
                 Err(e @ (CoordError::NoQuorum { .. } | CoordError::NoLawfulQuorum(_))) => {
                     if i == last || Instant::now() >= deadline {
                         let e = first_no_quorum.unwrap_or(e);
-                        return Err(if moved_on {
+                        // Two nodes at least: one node certificate cannot make the
+                        // coordinator read every node again.
+                        return Err(if moved_on.len() >= 2 {
                             CoordError::KeyMovedOn(format!(
                                 "{e}; nodes hold no share of the manifest this coordinator knows for the key"
                             ))
@@ -252,8 +256,8 @@ impl QuorumEngine {
     }
 
     /// Signs `message` with the shares of `manifest` (one epoch of a key), never
-    /// asking the nodes in `never_asked`; sets `moved_on` if a node answers that it
-    /// holds no share of `manifest`.
+    /// asking the nodes in `never_asked`; adds to `moved_on` the nodes that answer
+    /// that they hold no share of `manifest`.
     async fn sign_in_epoch(
         &self,
         manifest: &Manifest,
@@ -261,7 +265,7 @@ impl QuorumEngine {
         message: &[u8],
         ctx: &SignContext,
         deadline: Instant,
-        moved_on: &mut bool,
+        moved_on: &mut HashSet<String>,
     ) -> Result<Signed, CoordError> {
         let t = usize::from(manifest.threshold);
         let ops = manifest.ciphersuite.ops();
@@ -511,7 +515,7 @@ impl QuorumEngine {
                         // a fault of its health, and its other pooled commitments
                         // are good.
                         round2_failed = true;
-                        *moved_on = true;
+                        moved_on.insert(node.id.clone());
                         tracing::info!(node = %node.id, key_id = %manifest.key_id, generation = manifest.generation, attempt, "round 2: the node holds no share of this manifest: {e}");
                         out.insert(node.id.clone());
                     }

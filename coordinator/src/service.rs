@@ -140,21 +140,27 @@ impl SignerService {
         let key = self.keys.get(&req.key_id).await?;
         let policy = &key.manifest.policy;
         let client_id = caller.spiffe_id();
-        if !policy.allows_client(&client_id) {
+        // While a refresh runs, the nodes holding both shares enforce both
+        // epochs' policies: so does this early check (a client refused here is not
+        // sent to nodes that would refuse it).
+        if !key.policies().all(|p| p.allows_client(&client_id)) {
             self.engine.count_denial("client_not_allowed");
             return Err(CoordError::NotAllowed(format!(
                 "client {client_id} may not use key {:?}",
                 req.key_id
             )));
         }
-        if let Err(retry) = self
-            .rate
-            .check(&req.key_id, &client_id, policy.rate_limit_per_minute)
-        {
+        // The tighter of the epochs' limits (0 is none).
+        let rate_limit = key
+            .policies()
+            .map(|p| p.rate_limit_per_minute)
+            .filter(|&limit| limit > 0)
+            .min()
+            .unwrap_or(0);
+        if let Err(retry) = self.rate.check(&req.key_id, &client_id, rate_limit) {
             self.engine.count_denial("rate_limited");
             return Err(CoordError::RateLimited(format!(
-                "client {client_id} reached {} signatures per minute on key {:?}; retry in {} s",
-                policy.rate_limit_per_minute,
+                "client {client_id} reached {rate_limit} signatures per minute on key {:?}; retry in {} s",
                 req.key_id,
                 retry.as_secs().max(1)
             )));

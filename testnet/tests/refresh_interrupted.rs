@@ -427,6 +427,15 @@ async fn a_node_without_the_staged_share_it_listed_costs_a_retry_not_the_signatu
         signed_with(&net, "node-3").last(),
         Some(&hex::encode(old.hash))
     );
+    // node-3 recorded why it gave no share in the new epoch.
+    let (_, lines) = log_lines(&net, "node-3");
+    assert!(
+        lines
+            .iter()
+            .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+            .any(|r| r.event == "sign_refused" && r.detail.contains("holds no share")),
+        "node-3 did not record its refusal"
+    );
 }
 
 /// A coordinator that last read the nodes before a refresh (its directory still

@@ -150,13 +150,7 @@ impl SignerService {
                 req.key_id
             )));
         }
-        // The tighter of the epochs' limits (0 is none).
-        let rate_limit = key
-            .policies()
-            .map(|p| p.rate_limit_per_minute)
-            .filter(|&limit| limit > 0)
-            .min()
-            .unwrap_or(0);
+        let rate_limit = quorate_keys::policy::tightest_rate_limit(key.policies());
         if let Err(retry) = self.rate.check(&req.key_id, &client_id, rate_limit) {
             self.engine.count_denial("rate_limited");
             return Err(CoordError::RateLimited(format!(

@@ -323,13 +323,7 @@ pub(crate) fn record_share(
     // spent its nonce unused (the coordinator never sends a commitment twice,
     // so nothing is lost); its record names the commitment, so that an auditor
     // can account for every one this node issued.
-    // The tighter of the policies' limits (0 is none).
-    let rate_limit = shares
-        .policies()
-        .map(|p| p.rate_limit_per_minute)
-        .filter(|&limit| limit > 0)
-        .min()
-        .unwrap_or(0);
+    let rate_limit = quorate_keys::policy::tightest_rate_limit(shares.policies());
     if let Err(retry) =
         state
             .rate

@@ -60,6 +60,17 @@ impl fmt::Display for QuorumViolation {
     }
 }
 
+/// The tightest rate limit of `policies` (per client per minute; 0: none), for a
+/// request several policies bind at once (both epochs of a staged refresh).
+pub fn tightest_rate_limit<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> u32 {
+    policies
+        .into_iter()
+        .map(|p| p.rate_limit_per_minute)
+        .filter(|&limit| limit > 0)
+        .min()
+        .unwrap_or(0)
+}
+
 impl Policy {
     /// Parses and validates a protobuf policy; `None` is the unrestricted policy.
     /// `threshold` is the key's `t`, which bounds `min_home_signers`.
@@ -268,6 +279,17 @@ mod tests {
             approvals_required: 1,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_tightest_rate_limit_ignores_unlimited_policies() {
+        let limit = |rate_limit_per_minute| Policy {
+            rate_limit_per_minute,
+            ..Policy::default()
+        };
+        assert_eq!(tightest_rate_limit(&[limit(0), limit(60), limit(10)]), 10);
+        assert_eq!(tightest_rate_limit(&[limit(0), limit(0)]), 0);
+        assert_eq!(tightest_rate_limit(&[limit(5)]), 5);
     }
 
     #[test]

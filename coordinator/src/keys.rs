@@ -358,11 +358,11 @@ impl KeyDirectory {
                         });
                         if !known_before {
                             tracing::info!(
-                            key_id = %key_id,
-                            manifest_sha256 = %hex::encode(&manifest.hash[..8]),
-                            generation = manifest.generation,
-                            holders = ?holders,
-                            "a refresh is under way: this epoch of the key can sign too"
+                                key_id = %key_id,
+                                manifest_sha256 = %hex::encode(&manifest.hash[..8]),
+                                generation = manifest.generation,
+                                holders = ?holders,
+                                "a refresh is under way: this epoch of the key can sign too"
                             );
                         }
                         SigningEpoch {

@@ -206,8 +206,7 @@ impl QuorumEngine {
     /// the other. So a node listing a share it does not hold costs a retry, not the
     /// signature. If no epoch finds a quorum and at least two nodes answered that
     /// they hold no share of an epoch's manifest, [`CoordError::KeyMovedOn`]: the
-    /// directory is
-    /// behind the nodes.
+    /// directory is behind the nodes.
     pub async fn sign(
         &self,
         key: &KnownKey,

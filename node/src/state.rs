@@ -933,8 +933,9 @@ impl NodeState {
             .map_err(|e| NodeError::MalformedRequest(e.to_string()))?
             .key_id;
         quorate_wire::validate_key_id(&key_id).map_err(NodeError::MalformedRequest)?;
-        // While a refresh is staged, an approver of either manifest may revoke: a
-        // token of an approver the refresh adds is accepted by the staged share.
+        // While a refresh is staged, an approver of either manifest may revoke:
+        // either one's signatures count toward tokens here until the refresh is
+        // committed or rolled back.
         let held = self.signing_shares(&key_id, None)?;
         let approvers: Vec<[u8; 32]> = held
             .policies()

@@ -239,6 +239,7 @@ impl KeyStore {
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+        discard_partial_snapshots(&dir.join("sled"));
         // Every write is flushed explicitly before it is acknowledged, so sled's
         // background flusher is not needed; without it, dropping the store releases
         // the directory lock at once.
@@ -1009,9 +1010,51 @@ fn upgrade_v1(
     Ok(dek)
 }
 
+/// Deletes the snapshot files sled left half-written in `sled_dir` by a process
+/// killed while writing one. sled 0.34 writes a snapshot as `snap.<lsn>.generating`
+/// and renames it when complete, but does not skip such files when it opens: the
+/// newest name wins, a partial file reads as no snapshot, and recovering the log
+/// from its start can then fail ("Read corrupted data", spacejam/sled#1527),
+/// leaving the node unable to open its store. A `.generating` file is never a
+/// complete snapshot, so deleting it loses nothing, but only while no process
+/// holds the store's lock (sled's, on `db`): a running store may be writing one.
+/// Best effort: whatever stands in the way is left to sled's open to report.
+fn discard_partial_snapshots(sled_dir: &Path) {
+    let Ok(lock) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(sled_dir.join("db"))
+    else {
+        return;
+    };
+    if lock.try_lock().is_err() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(sled_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(
+                    file = %entry.path().display(),
+                    "deleted a half-written store snapshot (a process was killed while writing it)"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %entry.path().display(),
+                    "cannot delete a half-written store snapshot: {e}"
+                ),
+            }
+        }
+    }
+}
+
 /// Opens one tree (`keys`, `meta`) of a stopped node's store directly, for offline
 /// inspection and for drills that damage a store on purpose.
 pub fn open_offline_tree(data_dir: &Path, tree: &str) -> Result<sled::Tree, NodeError> {
+    discard_partial_snapshots(&data_dir.join("sled"));
     let db = sled::Config::new()
         .path(data_dir.join("sled"))
         .flush_every_ms(None)
@@ -1074,6 +1117,46 @@ mod tests {
                 entry.display()
             );
         }
+    }
+
+    /// What a process killed while sled wrote a snapshot leaves (the first half
+    /// of a snapshot as `snap.<lsn>.generating`, named past every complete one)
+    /// made the next open fail with "Read corrupted data"; it is deleted at the
+    /// next open, which finds every record, and left alone while another process
+    /// holds the store (it may be writing one).
+    #[test]
+    fn a_snapshot_half_written_by_a_killed_process_is_discarded_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..2 {
+            let store = reopen(dir.path(), 1).unwrap();
+            for i in 0..3 {
+                store
+                    .insert_new(&format!("k{round}-{i}"), &record())
+                    .unwrap();
+            }
+        }
+        let sled_dir = dir.path().join("sled");
+        let newest = std::fs::read_dir(&sled_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("snap.")
+            })
+            .max()
+            .expect("sled wrote a snapshot");
+        let snapshot = std::fs::read(newest).unwrap();
+        let partial = sled_dir.join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&partial, &snapshot[..snapshot.len() / 2]).unwrap();
+        let store = reopen(dir.path(), 1).unwrap();
+        assert!(!partial.exists(), "the partial snapshot is still there");
+        assert_eq!(store.load_all().unwrap().len(), 6);
+        // While the store is open, a file of that name is left alone.
+        std::fs::write(&partial, &snapshot[..snapshot.len() / 2]).unwrap();
+        discard_partial_snapshots(&sled_dir);
+        assert!(partial.exists(), "deleted under a running store");
     }
 
     fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -60,20 +60,23 @@ impl std::fmt::Debug for ShareToSign {
     }
 }
 
-/// What every record of a round-2 request names, and the client's intent checked:
-/// the client is whoever signed the intent, never what the coordinator says.
+/// The client's intent of a round-2 request, as the node checked it.
+type CheckedIntent =
+    Result<quorate_transport::intent::VerifiedIntent, quorate_transport::intent::IntentError>;
+
+/// What every record of a round-2 request names: the client is whoever signed the
+/// intent, never what the coordinator says.
 struct RequestContext {
     message_digest: [u8; 32],
     message_sha256: String,
     attempt: String,
-    verified:
-        Result<quorate_transport::intent::VerifiedIntent, quorate_transport::intent::IntentError>,
     client_id: String,
     intent_hex: String,
 }
 
 impl RequestContext {
-    fn of(state: &NodeState, req: &api::SignShareRequest) -> Self {
+    /// The request's context and its intent, checked.
+    fn of(state: &NodeState, req: &api::SignShareRequest) -> (Self, CheckedIntent) {
         let message_digest = quorate_wire::sha256(&req.message);
         let attempt = hex::encode(quorate_keys::audit::signing_attempt_id(
             &req.key_id,
@@ -114,13 +117,37 @@ impl RequestContext {
                 hex::encode(quorate_wire::sha256(&encoded_intent))
             ),
         };
-        Self {
+        let context = Self {
             message_sha256: hex::encode(message_digest),
             message_digest,
             attempt,
-            verified,
             client_id,
             intent_hex,
+        };
+        (context, verified)
+    }
+
+    /// The `sign_refused` record of this request, naming the signers `quorum` and
+    /// why (`detail`).
+    fn refusal(
+        &self,
+        req: &api::SignShareRequest,
+        quorum: Vec<String>,
+        caller: &PeerIdentity,
+        detail: String,
+    ) -> AuditRecord {
+        AuditRecord {
+            event: "sign_refused".into(),
+            key_id: req.key_id.clone(),
+            client_id: self.client_id.clone(),
+            intent: self.intent_hex.clone(),
+            request_id: req.request_id.clone(),
+            message_sha256: self.message_sha256.clone(),
+            quorum,
+            attempt: self.attempt.clone(),
+            caller: caller.spiffe_id(),
+            detail,
+            ..Default::default()
         }
     }
 }
@@ -135,7 +162,7 @@ fn refuse_unheld(
     caller: &PeerIdentity,
     unheld: NodeError,
 ) -> Result<Recorded<ShareToSign>, NodeError> {
-    let context = RequestContext::of(state, req);
+    let (context, _) = RequestContext::of(state, req);
     // The signers as the node's current manifest names them.
     let current = state.key(&req.key_id)?;
     let quorum = req
@@ -145,19 +172,9 @@ fn refuse_unheld(
         .map(|p| p.node_id.clone())
         .collect();
     Ok(Recorded {
-        pending: state.audit.insert(AuditRecord {
-            event: "sign_refused".into(),
-            key_id: req.key_id.clone(),
-            client_id: context.client_id,
-            intent: context.intent_hex,
-            request_id: req.request_id.clone(),
-            message_sha256: context.message_sha256,
-            quorum,
-            attempt: context.attempt,
-            caller: caller.spiffe_id(),
-            detail: unheld.to_string(),
-            ..Default::default()
-        })?,
+        pending: state
+            .audit
+            .insert(context.refusal(req, quorum, caller, unheld.to_string()))?,
         answer: Err(unheld),
     })
 }
@@ -209,27 +226,10 @@ pub(crate) fn record_share(
     let received = ops
         .receive_signing_package(&req.message, &req.commitments, &key.identifier)
         .map_err(|e| NodeError::BadSigningPackage(e.to_string()))?;
-    let RequestContext {
-        message_digest,
-        message_sha256,
-        attempt,
-        verified,
-        client_id,
-        intent_hex,
-    } = RequestContext::of(state, &req);
-    let refusal = |event_detail: String| AuditRecord {
-        event: "sign_refused".into(),
-        key_id: req.key_id.clone(),
-        client_id: client_id.clone(),
-        intent: intent_hex.clone(),
-        request_id: req.request_id.clone(),
-        message_sha256: message_sha256.clone(),
-        quorum: signers.clone(),
-        attempt: attempt.clone(),
-        caller: caller.spiffe_id(),
-        detail: event_detail,
-        ..Default::default()
-    };
+    let (context, verified) = RequestContext::of(state, &req);
+    let client_id = &context.client_id;
+    let message_digest = context.message_digest;
+    let refusal = |detail: String| context.refusal(&req, signers.clone(), caller, detail);
     // A refusal before the nonce is recorded, counted by its reason, and answered.
     let refuse = |reason: &str, refused: NodeError| -> Result<Recorded<ShareToSign>, NodeError> {
         state.metrics.policy_denial(reason);
@@ -248,7 +248,7 @@ pub(crate) fn record_share(
     // staged, the request must satisfy both manifests' policies.
     if !shares
         .policies()
-        .all(|policy| policy.allows_client(&client_id))
+        .all(|policy| policy.allows_client(client_id))
     {
         return refuse(
             "client_not_allowed",
@@ -271,7 +271,7 @@ pub(crate) fn record_share(
                 },
             );
         };
-        let verified = approval::check(token, &req.key_id, policy, &client_id, &message_digest)
+        let verified = approval::check(token, &req.key_id, policy, client_id, &message_digest)
             .map(|a| a.token_id);
         match verified {
             // A revoked token is refused like any other, and its record names it.
@@ -324,10 +324,9 @@ pub(crate) fn record_share(
     // so nothing is lost); its record names the commitment, so that an auditor
     // can account for every one this node issued.
     let rate_limit = quorate_keys::policy::tightest_rate_limit(shares.policies());
-    if let Err(retry) =
-        state
-            .rate
-            .check_message(&req.key_id, &client_id, rate_limit, message_digest)
+    if let Err(retry) = state
+        .rate
+        .check_message(&req.key_id, client_id, rate_limit, message_digest)
     {
         state.metrics.policy_denial("rate_limited");
         let refused = NodeError::RateLimited {
@@ -351,6 +350,13 @@ pub(crate) fn record_share(
     // The record of the spent nonce goes in before the share is computed, so
     // its flush runs meanwhile. It takes the request's fields (the intent alone is
     // kilobytes): nothing after it needs them.
+    let RequestContext {
+        client_id,
+        intent_hex,
+        message_sha256,
+        attempt,
+        ..
+    } = context;
     let pending = state.audit.insert(AuditRecord {
         event: "sign_share".into(),
         key_id: req.key_id,

@@ -52,6 +52,10 @@ impl KnownKey {
     /// manifest; while a refresh runs, the other may be the generation before or
     /// after it.
     pub fn signing_epochs(&self, pool: &NodePool) -> Vec<(&Manifest, &HashSet<String>)> {
+        // Every request asks: without a refresh under way there is nothing to order.
+        if self.other_epochs.is_empty() {
+            return vec![(&self.manifest, &self.never_asked)];
+        }
         let mut epochs: Vec<(&Manifest, &HashSet<String>, usize)> = self
             .epochs()
             .map(|(m, never_asked)| (m, never_asked, reachable_in(m, never_asked, pool)))

@@ -55,6 +55,11 @@ impl Version {
             .chain(self.staged.iter().cloned())
             .collect()
     }
+
+    /// The `reporters` of a key id that are not among a version's `holders`.
+    fn disagreeing(reporters: &BTreeSet<String>, holders: &BTreeSet<String>) -> HashSet<String> {
+        reporters.difference(holders).cloned().collect()
+    }
 }
 
 /// A version of a key other than the served one that can sign: a refresh's
@@ -370,12 +375,7 @@ pub(crate) fn decide(key_id: &str, reports: KeyReports, previous: Option<&Manife
         top.iter()
             .map(|v| format!("{}: ties with the version trusted before", describe(v))),
     );
-    let holders = version.holders();
-    let disagreeing = reporters
-        .iter()
-        .filter(|n| !holders.contains(*n))
-        .cloned()
-        .collect();
+    let disagreeing = Version::disagreeing(&reporters, &version.holders());
     let epochs = other_epochs(
         &version.manifest,
         &reporters,
@@ -413,11 +413,7 @@ fn other_epochs(
         .map(|v| {
             let holders = v.holders();
             Epoch {
-                disagreeing: reporters
-                    .iter()
-                    .filter(|n| !holders.contains(*n))
-                    .cloned()
-                    .collect(),
+                disagreeing: Version::disagreeing(reporters, &holders),
                 holders,
                 manifest: v.manifest,
             }

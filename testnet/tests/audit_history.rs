@@ -10,7 +10,9 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::audit_log::{edit_and_rechain, log_lines, rewrite_and_rechain, sign, write_lines};
+use common::audit_log::{
+    edit_and_rechain, log_lines, records_of, rewrite_and_rechain, sign, write_lines,
+};
 use common::{bin_dir, start_default};
 use quorate_keys::audit::AuditRecord;
 use quorate_testnet::network::LocalNetwork;
@@ -623,15 +625,6 @@ fn audit_verify_all(net: &LocalNetwork) -> Output {
             .arg(&node.endpoint);
     }
     command.output().unwrap()
-}
-
-/// A node's records, parsed.
-fn records_of(net: &LocalNetwork, node_id: &str) -> Vec<AuditRecord> {
-    let (_, lines) = log_lines(net, node_id);
-    lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Reconciling the nodes' logs: every signature's shares are recorded once on each

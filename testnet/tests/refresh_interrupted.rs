@@ -7,12 +7,11 @@
 
 mod common;
 
-use common::audit_log::log_lines;
+use common::audit_log::records_of;
 use common::refresh_relay::{refresh_plan, RefreshRelay};
 use common::{ceremony_client, start_default, TestNetwork, DEADLINE};
 use quorate_ceremony::keygen::{run_refresh, RefreshRequest};
 use quorate_ceremony::plan::Plan;
-use quorate_keys::audit::AuditRecord;
 use quorate_keys::manifest::Manifest;
 use quorate_wire::pb;
 use quorate_wire::pb::refresh_state_response::State;
@@ -294,10 +293,8 @@ async fn a_refresh_committed_somewhere_is_never_rolled_back() {
 
 /// The manifest hashes (hex) node `node`'s `sign_share` records name, oldest first.
 fn signed_with(net: &TestNetwork, node: &str) -> Vec<String> {
-    let (_, lines) = log_lines(net, node);
-    lines
-        .iter()
-        .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+    records_of(net, node)
+        .into_iter()
         .filter(|r| r.event == "sign_share")
         .map(|r| {
             r.detail
@@ -428,11 +425,9 @@ async fn a_node_without_the_staged_share_it_listed_costs_a_retry_not_the_signatu
         Some(&hex::encode(old.hash))
     );
     // node-3 recorded why it gave no share in the new epoch.
-    let (_, lines) = log_lines(&net, "node-3");
     assert!(
-        lines
+        records_of(&net, "node-3")
             .iter()
-            .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
             .any(|r| r.event == "sign_refused" && r.detail.contains("holds no share")),
         "node-3 did not record its refusal"
     );

@@ -16,6 +16,15 @@ pub fn log_lines(net: &LocalNetwork, node_id: &str) -> (PathBuf, Vec<String>) {
     (path, text.lines().map(str::to_string).collect())
 }
 
+/// Node `node_id`'s audit records, parsed.
+pub fn records_of(net: &LocalNetwork, node_id: &str) -> Vec<AuditRecord> {
+    let (_, lines) = log_lines(net, node_id);
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Writes `lines` as the log at `path`.
 pub fn write_lines(path: &Path, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();

@@ -599,6 +599,21 @@ mod tests {
         assert_eq!(window.least_us(idle), Some(90_000));
     }
 
+    /// A node refusing a client its key's policy does not allow (as every node
+    /// holding a staged refresh that drops the client does) answers for that
+    /// request only: however often one client is refused, the node stays available
+    /// to every other client.
+    #[tokio::test]
+    async fn a_node_refusing_a_client_by_policy_stays_available() {
+        let node = node();
+        for _ in 0..=FAILURES_BEFORE_SKIP {
+            node.record_status(&tonic::Status::permission_denied(
+                "client spiffe://quorate.test/client/payments may not use key demo",
+            ));
+        }
+        assert!(node.is_available());
+    }
+
     #[tokio::test]
     async fn a_quarantined_culprit_ranks_after_nodes_that_are_merely_failing() {
         let (culprit, failing) = (node(), node());

@@ -7,6 +7,7 @@
 
 use k256::elliptic_curve::group::GroupEncoding;
 use k256::elliptic_curve::hash2curve::{ExpandMsgXmd, GroupDigest};
+use k256::elliptic_curve::ops::LinearCombination;
 use k256::elliptic_curve::sec1::FromEncodedPoint;
 use k256::elliptic_curve::PrimeField;
 use quorate_frost::Ciphersuite;
@@ -81,7 +82,10 @@ fn verify_frost_secp256k1(
         &[b"FROST-secp256k1-SHA256-v1chal"],
     )
     .map_err(|e| e.to_string())?;
-    if k256::ProjectivePoint::GENERATOR * z == r + pk * c {
+    // `z*G - c*PK == R` as one interleaved double multiplication, as k256's own
+    // BIP340 check computes it: a third cheaper than two separate ones, on every
+    // signature a client receives.
+    if k256::ProjectivePoint::lincomb(&k256::ProjectivePoint::GENERATOR, &z, &pk, &-c) == r {
         Ok(())
     } else {
         Err("signature does not verify".into())

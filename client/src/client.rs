@@ -88,7 +88,9 @@ pub struct Signature {
     /// The signature, in the ciphersuite's public API encoding.
     #[serde(with = "hex_bytes")]
     pub signature: Vec<u8>,
-    /// Node ids whose shares make it up.
+    /// Node ids whose shares make it up, as the coordinator reports them: an
+    /// aggregate signature does not show who signed, so this is the coordinator's
+    /// word; the signers' audit logs are the record.
     pub signers: Vec<String>,
     /// The public key it verified under.
     #[serde(with = "hex_bytes")]
@@ -524,7 +526,9 @@ impl Client {
         })
     }
 
-    /// Every key the coordinators know.
+    /// Every key the coordinators know, as a coordinator reports it: nothing here
+    /// is attested. [`Client::public_key`] checks a key's attestation before it is
+    /// used.
     pub async fn list_keys(&self) -> Result<Vec<KeySummary>, ClientError> {
         let (response, endpoint) = self
             .failover(self.deadline, |c, timeout| async move {

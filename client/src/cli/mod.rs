@@ -95,7 +95,9 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Show a key: its id, ciphersuite, threshold, participants and public key (hex).
     PublicKey(public_key::PublicKeyArgs),
-    /// List the keys the network serves.
+    /// List the keys the network serves, as the coordinator reports them (not
+    /// attested: `public-key` checks a key's attestation, and `sign` and `verify`
+    /// use only attested keys).
     Keys(keys::KeysArgs),
     /// Check a signature (hex) on a message under a key's public key: exit 0 if it
     /// is valid, 1 if it is not.

@@ -47,7 +47,11 @@ pub async fn run(global: &GlobalArgs, args: SignArgs) -> Result<(), CliError> {
         println!("key_id:      {}", signed.key_id);
         println!("ciphersuite: {}", signed.ciphersuite.name());
         println!("signature:   {}", hex::encode(&signed.signature));
-        println!("signers:     {}", signed.signers.join(", "));
+        // The coordinator's word: an aggregate signature does not show who signed.
+        println!(
+            "signers:     {} (as the coordinator reports them)",
+            signed.signers.join(", ")
+        );
         println!("public_key:  {}", hex::encode(&signed.public_key));
         println!("request_id:  {}", signed.request_id);
         println!("verified:    yes");

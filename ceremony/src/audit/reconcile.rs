@@ -157,6 +157,19 @@ pub fn reconcile(
             if record.event != "sign_share" {
                 continue;
             }
+            // Every key needs at least 2 signers, and a node signs only for a quorum
+            // of at least its key's threshold of distinct participants. A share
+            // "for a quorum" of itself alone would complete its request here on one
+            // node's word, excusing as failed the attempt whose record that node
+            // cut: proof of its misbehaviour instead.
+            let distinct: BTreeSet<&str> = record.quorum.iter().map(String::as_str).collect();
+            if distinct.len() < 2 || distinct.len() != record.quorum.len() {
+                return Err(disagree(format!(
+                    "{node}: share record {} is for attempt {attempt} with quorum {:?}, \
+                     not at least 2 distinct signers: no node signs for such a quorum",
+                    record.seq, record.quorum
+                )));
+            }
             // The client comes from the intent each signer verified; refusals may
             // lack it (an intent one node's clock found expired), shares may not.
             match share_client {
@@ -374,6 +387,25 @@ mod tests {
         let finding = reconcile(&logs(records, ALL), NOW).unwrap_err();
         assert_eq!(finding.kind, ReconcileKind::Disagreement);
         assert!(finding.message.contains("does not include n3"), "{finding}");
+    }
+
+    #[test]
+    fn a_share_for_a_quorum_of_its_node_alone_is_a_disagreement_not_a_completed_request() {
+        // n2 made its share in a1 with n1 and n3 (a signature was made), cut that
+        // record and wrote instead a share of the same request "for a quorum" of
+        // itself alone, which would otherwise complete the request and excuse a1 as
+        // a failed attempt.
+        let all = &["n1", "n2", "n3"];
+        for quorum in [&["n2"][..], &["n2", "n2"][..]] {
+            let records = vec![
+                share("n1", "a1", all, "r1"),
+                share("n3", "a1", all, "r1"),
+                share("n2", "a2", quorum, "r1"),
+            ];
+            let finding = reconcile(&logs(records, ALL), NOW).unwrap_err();
+            assert_eq!(finding.kind, ReconcileKind::Disagreement, "{finding}");
+            assert!(finding.message.starts_with("n2: share record"), "{finding}");
+        }
     }
 
     #[test]

@@ -314,6 +314,73 @@ async fn a_log_cut_while_its_witness_was_down_fails_audit_verify_with_that_witne
     assert!(stderr.contains("node-1: witness node-5"), "{}", show(&out));
 }
 
+/// A witness's evidence counts only through checkpoints the node signed that its
+/// log does not extend. A node whose operator plants evidence against an honest
+/// peer (two genuine checkpoints of the peer, the larger passed off as cosigned
+/// before the smaller: "the log lost records") cannot make `audit verify
+/// --witness` report the peer (exit 15): the audit fails naming the witness.
+#[tokio::test]
+async fn evidence_planted_by_a_witness_against_an_honest_node_is_refused_naming_the_witness() {
+    let mut net = start_default().await;
+    sign(&net, "before", 3).await;
+    wait_cosigned(&net, "node-1", &["node-2"]).await;
+    let older = String::from_utf8(witnessed(&net, "node-2", "node-1").await.cosigned).unwrap();
+    sign(&net, "after", 3).await;
+    let newer = audit_client(&net, "node-1")
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    let newer = String::from_utf8(newer).unwrap();
+    assert_ne!(older, newer);
+
+    net.stop_node("node-2").await.unwrap();
+    let planted = quorate_node::witness::Evidence {
+        format: quorate_node::witness::EVIDENCE_FORMAT.into(),
+        node_id: "node-1".into(),
+        found_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        reason: "its checkpoint is smaller than the checkpoint cosigned before: the log \
+                 lost records"
+            .into(),
+        cosigned: newer,
+        cosigned_log_key: String::new(),
+        served: older,
+        served_log_key: String::new(),
+        proof: None,
+        proof_refused: None,
+    };
+    {
+        let data_dir = &net.node("node-2").unwrap().data_dir;
+        let tree = quorate_node::audit::open_offline_tree(data_dir, "witness").unwrap();
+        tree.insert(b"evidence/node-1", serde_json::to_vec(&planted).unwrap())
+            .unwrap();
+        tree.flush().unwrap();
+    }
+    net.start_node("node-2").await.unwrap();
+    assert!(!witnessed(&net, "node-2", "node-1")
+        .await
+        .evidence
+        .is_empty());
+
+    let out = audit_verify(&net, "node-1", &["node-2"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_ne!(out.status.code(), Some(15), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("witness node-2 of node-1: it holds evidence against node-1")
+            && stderr.contains("does not verify"),
+        "{}",
+        show(&out)
+    );
+    // Through an honest witness node-1's log verifies as before.
+    let out = audit_verify(&net, "node-1", &["node-3"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
 /// Nodes SIGKILLed at random moments under signing load and restarted are no
 /// inconsistency: their durable logs only grow, and a call cut by the kill (a
 /// transport error between a checkpoint and its consistency proof) is retried,

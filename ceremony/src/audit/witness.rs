@@ -6,10 +6,12 @@
 //! signature under the node's attested log key, and requires the node's current
 //! checkpoint to extend the witnessed one (the node's RFC 9162 consistency proof).
 //!
-//! A witness holding evidence against the node, or a witnessed checkpoint the
-//! node's log does not extend, is a [`Finding`] of kind
-//! [`FindingKind::Witnessed`]; a witness that cannot be read or whose answer does
-//! not verify is an [`AuditError`] (the audit could not be completed).
+//! A witnessed checkpoint the node's log does not extend is a [`Finding`] of kind
+//! [`FindingKind::Witnessed`], and so is a witness's evidence against the node,
+//! but only through a checkpoint in it that the node signed and its log does not
+//! extend: a witness's word alone is no proof. A witness that cannot be read, whose
+//! answer does not verify, or whose evidence proves nothing is an [`AuditError`]
+//! (the audit could not be completed) naming the witness.
 
 use quorate_keys::checkpoint::{Checkpoint, LogVerifier, LOG_KEY_STATEMENT};
 use quorate_keys::cosignature::{witness_name, WitnessVerifier, WITNESS_KEY_STATEMENT};
@@ -113,16 +115,48 @@ pub async fn check(
             .into_iter()
             .find(|l| l.node_id == node_id)
             .ok_or_else(|| bad("it does not witness this node".into()))?;
+        // A witness's evidence is its word, and one node's word must not make
+        // another look doctored: it is a finding only through what it holds that
+        // the node signed, a checkpoint under the node's log key that the node's
+        // log does not extend. Evidence that proves nothing of the kind (another
+        // log key's checkpoint is judged below, from the witness's cosigned state
+        // and its attestation) is the witness's fault, not the node's.
+        let mut unproven = None;
         if !log.evidence.is_empty() {
             let evidence: serde_json::Value = serde_json::from_slice(&log.evidence)
                 .map_err(|e| bad(format!("its evidence is not JSON: {e}")))?;
-            return Ok(Err(finding(format!(
-                "witness {witness} holds evidence that its audit log is not the one it \
-                 cosigned: {}",
-                evidence["reason"].as_str().unwrap_or("(no reason given)")
-            ))));
+            let reason = evidence["reason"]
+                .as_str()
+                .unwrap_or("(no reason given)")
+                .to_string();
+            for held in ["cosigned", "served"] {
+                let Some(checkpoint) = evidence[held]
+                    .as_str()
+                    .and_then(|note| log_key.verify(note).ok())
+                else {
+                    continue;
+                };
+                let current =
+                    current_for(&mut node, node_id, &log_key, observed, &checkpoint).await?;
+                if let Some(message) = extends(&mut node, node_id, &current, &checkpoint).await? {
+                    return Ok(Err(finding(format!(
+                        "witness {witness} holds evidence that its audit log is not the one it \
+                         cosigned: {reason}; it holds the node's signed checkpoint of {} \
+                         records, and {message}",
+                        checkpoint.size
+                    ))));
+                }
+            }
+            unproven = Some(bad(format!(
+                "it holds evidence against {node_id} ({reason}) that does not verify: no \
+                 checkpoint in it signed by {node_id}'s log key is left unextended by \
+                 {node_id}'s log"
+            )));
         }
         if log.cosigned.is_empty() {
+            if let Some(unproven) = unproven {
+                return Err(unproven);
+            }
             lines.push(format!(
                 "witness {witness}: has not cosigned a checkpoint of {node_id} yet"
             ));
@@ -158,12 +192,7 @@ pub async fn check(
                 ))));
             }
         };
-        // The node may have grown since its checkpoint was read: judge against its
-        // latest one then.
-        let mut current = observed.checkpoint.clone();
-        if witnessed.size > current.size {
-            current = latest(&mut node, node_id, &log_key).await?;
-        }
+        let current = current_for(&mut node, node_id, &log_key, observed, &witnessed).await?;
         if let Some(message) = extends(&mut node, node_id, &current, &witnessed).await? {
             return Ok(Err(finding(format!(
                 "witness {witness} cosigned its checkpoint of {} records at {time} (Unix \
@@ -171,12 +200,31 @@ pub async fn check(
                 witnessed.size
             ))));
         }
+        if let Some(unproven) = unproven {
+            return Err(unproven);
+        }
         lines.push(format!(
             "witness {witness}: cosigned checkpoint of {} records extended",
             witnessed.size
         ));
     }
     Ok(Ok(lines))
+}
+
+/// The node's checkpoint to judge `witnessed` against: the one read with its log,
+/// or, if `witnessed` is larger (the node grew since it was read), its latest.
+async fn current_for(
+    node: &mut pb::audit_client::AuditClient<tonic::transport::Channel>,
+    node_id: &str,
+    log_key: &LogVerifier,
+    observed: &Observed,
+    witnessed: &Checkpoint,
+) -> Result<Checkpoint, AuditError> {
+    if witnessed.size > observed.checkpoint.size {
+        latest(node, node_id, log_key).await
+    } else {
+        Ok(observed.checkpoint.clone())
+    }
 }
 
 async fn latest(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::error::CryptoError;
 use crate::secret::SecretKeyPackage;
-use frost_core::keys::{KeyPackage, PublicKeyPackage};
+use frost_core::keys::{KeyPackage, PublicKeyPackage, VerifyingShare};
 
 use crate::generic::{frost_err, wrong_suite, Frost, PublicEncoding};
 
@@ -115,6 +115,16 @@ impl<C: PublicEncoding> KeyPackages for Frost<C> {
         key_package: &SecretKeyPackage,
     ) -> Result<ParsedKeyPackage, CryptoError> {
         let kp = Self::key_package(key_package)?;
+        // frost decodes the verifying share as written, without deriving it from
+        // the signing share: a package whose share does not match what it declares
+        // would pass every check against a manifest and then make only invalid
+        // signature shares. One scalar multiplication, once per decoding.
+        if VerifyingShare::<C>::from(*kp.signing_share()) != *kp.verifying_share() {
+            return Err(CryptoError::Malformed(
+                "key package: its signing share is not the one its verifying share commits to"
+                    .into(),
+            ));
+        }
         let info = KeyPackageInfo {
             identifier: kp.identifier().serialize(),
             verifying_share: kp.verifying_share().serialize().map_err(frost_err)?,

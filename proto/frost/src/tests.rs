@@ -312,6 +312,33 @@ fn tampered_round1_package_names_its_sender() {
 }
 
 #[test]
+fn a_key_package_whose_signing_share_does_not_match_its_verifying_share_is_refused() {
+    type E = frost_ed25519::Ed25519Sha512;
+    let dealt = Ciphersuite::Ed25519
+        .ops()
+        .split(None, &names(3), 2)
+        .unwrap();
+    let decode = |i: usize| {
+        frost_core::keys::KeyPackage::<E>::deserialize(dealt.key_packages[i].1.expose_bytes())
+            .unwrap()
+    };
+    let (first, second) = (decode(0), decode(1));
+    // node-1's package, all its public parts as dealt, with node-2's signing share.
+    let swapped = frost_core::keys::KeyPackage::<E>::new(
+        *first.identifier(),
+        *second.signing_share(),
+        *first.verifying_share(),
+        *first.verifying_key(),
+        *first.min_signers(),
+    );
+    let swapped = SecretKeyPackage::from_bytes(swapped.serialize().unwrap());
+    let ops = Ciphersuite::Ed25519.ops();
+    let err = ops.parse_key_package(&swapped).unwrap_err();
+    assert!(err.to_string().contains("signing share"), "{err}");
+    ops.parse_key_package(&dealt.key_packages[0].1).unwrap();
+}
+
+#[test]
 fn secret_types_redact_debug() {
     let dealt = Ciphersuite::Ed25519
         .ops()

@@ -1,5 +1,8 @@
-//! Per-client rate limiting: at most `limit` signatures per key and client in any
-//! one-minute window (fixed windows).
+//! Per-client rate limiting: at most `limit` signatures per key and client in each
+//! fixed one-minute window, which starts at the client's first request after the
+//! last one ended. Fixed windows let up to twice `limit` through within one
+//! sliding minute (the end of one window and the start of the next); each
+//! coordinator and each node keeps its own windows.
 //!
 //! The coordinator counts requests ([`RateLimiter::check`]): each `Sign` costs
 //! capacity, whatever it asks for. A node counts messages

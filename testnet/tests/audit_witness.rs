@@ -83,14 +83,19 @@ fn cosigned_size(log: &pb::WitnessedLog) -> Option<u64> {
     Checkpoint::parse_text(&text).ok().map(|c| c.size)
 }
 
-async fn checkpoint_size(net: &LocalNetwork, node: &str) -> u64 {
+/// `node`'s current signed checkpoint (its note), as it serves it.
+async fn checkpoint_note(net: &LocalNetwork, node: &str) -> String {
     let note = audit_client(net, node)
         .get_checkpoint(pb::GetCheckpointRequest {})
         .await
         .unwrap()
         .into_inner()
         .note;
-    let note = String::from_utf8(note).unwrap();
+    String::from_utf8(note).unwrap()
+}
+
+async fn checkpoint_size(net: &LocalNetwork, node: &str) -> u64 {
+    let note = checkpoint_note(net, node).await;
     Checkpoint::parse_text(&(note.split_once("\n\n").unwrap().0.to_string() + "\n"))
         .unwrap()
         .size
@@ -326,13 +331,7 @@ async fn evidence_planted_by_a_witness_against_an_honest_node_is_refused_naming_
     wait_cosigned(&net, "node-1", &["node-2"]).await;
     let older = String::from_utf8(witnessed(&net, "node-2", "node-1").await.cosigned).unwrap();
     sign(&net, "after", 3).await;
-    let newer = audit_client(&net, "node-1")
-        .get_checkpoint(pb::GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    let newer = String::from_utf8(newer).unwrap();
+    let newer = checkpoint_note(&net, "node-1").await;
     assert_ne!(older, newer);
 
     net.stop_node("node-2").await.unwrap();
